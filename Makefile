@@ -1,0 +1,39 @@
+# One command per task, the same for developers and CI. Each creates .venv when it is missing.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN = $(VENV)/bin
+CONFIG ?= $(if $(wildcard feedbot.yaml),feedbot.yaml,)
+
+.PHONY: install run test check format bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+## run: feedbot on embedded defaults (SQLite, embedded trace store, console output without Slack)
+run: install
+	$(BIN)/feedbot serve $(if $(CONFIG),--config $(CONFIG),)
+
+## test: the whole suite (starts nothing itself; PostgreSQL must answer on 127.0.0.1:5432)
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## check: formatting, lint and types
+check: install
+	$(BIN)/ruff format --check feedbot tests benchmarks
+	$(BIN)/ruff check feedbot tests benchmarks
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format feedbot tests benchmarks
+	$(BIN)/ruff check --fix feedbot tests benchmarks
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

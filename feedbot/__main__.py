@@ -1,0 +1,7 @@
+"""``python -m feedbot`` runs the command line."""
+
+from __future__ import annotations
+
+from feedbot.cli import main
+
+raise SystemExit(main())

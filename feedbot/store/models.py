@@ -1,0 +1,201 @@
+"""The durable state of feedbot: releases, their changes, checks, deliveries and digests.
+
+The database is the source of truth for everything that must survive a crash: a check is
+``pending`` until a replica claims it with a lease, a message is an outbox row before it is sent.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every database (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Release(Base):
+    """One deploy of one service version to one environment."""
+
+    __tablename__ = "releases"
+    __table_args__ = (UniqueConstraint("service", "version", "environment", "commit"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service: Mapped[str] = mapped_column(String(200), index=True)
+    version: Mapped[str] = mapped_column(String(200))
+    environment: Mapped[str] = mapped_column(String(100))
+    commit: Mapped[str] = mapped_column(String(64), default="")
+    previous_commit: Mapped[str | None] = mapped_column(String(64))
+    repository: Mapped[str | None] = mapped_column(String(300))
+    title: Mapped[str | None] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(Text)
+    author_email: Mapped[str | None] = mapped_column(String(320))
+    author_name: Mapped[str | None] = mapped_column(String(200))
+    author_github: Mapped[str | None] = mapped_column(String(100))
+    author_gitlab: Mapped[str | None] = mapped_column(String(100))
+    author_slack: Mapped[str | None] = mapped_column(String(100))
+    features: Mapped[list[Any]] = mapped_column(default=list)
+    source: Mapped[str] = mapped_column(String(30))
+    deployed_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    #: ``active`` while checks run, ``done`` when they ended, ``superseded`` by a newer deploy.
+    state: Mapped[str] = mapped_column(String(20), default="active")
+    previous_release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))
+    superseded_by_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))
+    is_rollback: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Resolved recipient: a Slack user id, a channel, or None until resolved.
+    owner: Mapped[str | None] = mapped_column(String(200))
+    owner_reason: Mapped[str | None] = mapped_column(String(100))
+
+    changes: Mapped[list[Change]] = relationship(
+        back_populates="release", cascade="all, delete-orphan", order_by="Change.id"
+    )
+    checks: Mapped[list[Check]] = relationship(
+        back_populates="release", cascade="all, delete-orphan", order_by="Check.due_at"
+    )
+
+
+class Change(Base):
+    """Code a release changed."""
+
+    __tablename__ = "changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), index=True)
+    file: Mapped[str | None] = mapped_column(Text)
+    functions: Mapped[list[Any]] = mapped_column(default=list)
+    lines: Mapped[list[Any]] = mapped_column(default=list)
+
+    release: Mapped[Release] = relationship(back_populates="changes")
+
+
+class WebhookDelivery(Base):
+    """A source's own delivery id, kept so a redelivered webhook is the same release."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("source", "delivery_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(30))
+    delivery_id: Mapped[str] = mapped_column(String(200))
+    release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"))
+    received_at: Mapped[datetime]
+
+
+class Check(Base):
+    """One look at a release's traces at ``deployed_at + offset``.
+
+    States: ``pending`` → ``running`` (claimed, with a lease) → ``done`` | ``failed`` |
+    ``superseded``. A ``running`` check whose lease ran out is claimable again.
+    """
+
+    __tablename__ = "checks"
+    __table_args__ = (UniqueConstraint("release_id", "offset_seconds"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), index=True)
+    offset_seconds: Mapped[int] = mapped_column(BigInteger)
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    state: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    release: Mapped[Release] = relationship(back_populates="checks")
+
+
+class Delivery(Base):
+    """An outbox row: one message to send, then where it landed.
+
+    States: ``pending`` → ``sent`` | ``failed``. ``attempts`` counts tries that may have reached
+    the notifier; when it is above zero the sender first asks the notifier whether the message
+    already arrived, so a crash between sending and recording never sends twice.
+    """
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    release_id: Mapped[int | None] = mapped_column(
+        ForeignKey("releases.id", ondelete="CASCADE"), index=True
+    )
+    check_id: Mapped[int | None] = mapped_column(ForeignKey("checks.id", ondelete="SET NULL"))
+    #: ``parent`` (the release's thread head), ``reply``, ``status`` (update of the parent),
+    #: ``digest``.
+    kind: Mapped[str] = mapped_column(String(20))
+    notifier: Mapped[str | None] = mapped_column(String(30))
+    recipient: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    blocks: Mapped[list[Any]] = mapped_column(default=list)
+    broadcast: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime]
+    channel: Mapped[str | None] = mapped_column(String(100))
+    ts: Mapped[str | None] = mapped_column(String(40))
+    thread_ts: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+
+class Digest(Base):
+    """A weekly digest for one channel and period; the unique row is the cross-replica lock."""
+
+    __tablename__ = "digests"
+    __table_args__ = (UniqueConstraint("channel", "period"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(200))
+    period: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime]
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id"))

@@ -1,0 +1,114 @@
+"""Shared fixtures: a clean environment, clocks, and real databases (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from feedbot.clock import FixedClock
+from feedbot.store.db import make_engine, migrate
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+FIXTURES = Path(os.environ.get("FEEDBOT_FIXTURES", SHARED / "fixtures"))
+PG_ADMIN_URL = os.environ.get(
+    "FEEDBOT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by the folder it lives in (unit, functional, contract)."""
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        for kind in ("unit", "functional", "contract"):
+            if kind in parts:
+                item.add_marker(getattr(pytest.mark, "functional" if kind == "contract" else kind))
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No FEEDBOT_* or SLACK_* variable from the developer's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith(("FEEDBOT_", "SLACK_")) and name not in (
+            "FEEDBOT_TEST_POSTGRES",
+            "FEEDBOT_FIXTURES",
+        ):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(datetime(2026, 11, 24, 10, 0, tzinfo=UTC))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, migrated, dropped at the end.
+
+    Each run gets its own database so parallel runs on one server never see each other's rows.
+    """
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"feedbot_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    migrate(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'feedbot.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Both databases feedbot supports, migrated; each test cleans up through ``db_session``."""
+    if request.param == "postgresql":
+        request.applymarker(pytest.mark.postgres)
+        return str(request.getfixturevalue("postgres_url"))
+    return str(request.getfixturevalue("sqlite_url"))
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db_session(engine: Engine) -> Iterator[Session]:
+    """A session inside an outer transaction that is rolled back after the test.
+
+    Code under test may commit: its commits release SAVEPOINTs, never the outer transaction.
+    """
+    connection = engine.connect()
+    outer = connection.begin()
+    session = Session(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    try:
+        yield session
+    finally:
+        session.close()
+        outer.rollback()
+        connection.close()
