@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from feedbot.clock import FixedClock
 from feedbot.store.db import make_engine, migrate
@@ -112,3 +112,45 @@ def db_session(engine: Engine) -> Iterator[Session]:
         session.close()
         outer.rollback()
         connection.close()
+
+
+@pytest.fixture
+def db_sessions(db_session: Session) -> sessionmaker[Session]:
+    """A session factory on the test's connection: everything it commits is rolled back later."""
+    return sessionmaker(
+        bind=db_session.connection(),
+        join_transaction_mode="create_savepoint",
+        expire_on_commit=False,
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_database_url(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[str]:
+    """A migrated, empty database that code under test commits to for real.
+
+    SQLite gets a new file; PostgreSQL the run's database, emptied again after the test.
+    """
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'feedbot.db'}"
+        engine = make_engine(url)
+        migrate(engine)
+        engine.dispose()
+        yield url
+        return
+    request.applymarker(pytest.mark.postgres)
+    url = str(request.getfixturevalue("postgres_url"))
+    yield url
+    truncate_all(url)
+
+
+def truncate_all(url: str) -> None:
+    """Empty every feedbot table (PostgreSQL), keeping the schema."""
+    from feedbot.store.models import Base
+
+    engine = make_engine(url)
+    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()

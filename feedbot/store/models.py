@@ -107,7 +107,9 @@ class Change(Base):
     __tablename__ = "changes"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), index=True)
+    release_id: Mapped[int] = mapped_column(
+        ForeignKey("releases.id", ondelete="CASCADE"), index=True
+    )
     file: Mapped[str | None] = mapped_column(Text)
     functions: Mapped[list[Any]] = mapped_column(default=list)
     lines: Mapped[list[Any]] = mapped_column(default=list)
@@ -139,7 +141,9 @@ class Check(Base):
     __table_args__ = (UniqueConstraint("release_id", "offset_seconds"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), index=True)
+    release_id: Mapped[int] = mapped_column(
+        ForeignKey("releases.id", ondelete="CASCADE"), index=True
+    )
     offset_seconds: Mapped[int] = mapped_column(BigInteger)
     due_at: Mapped[datetime] = mapped_column(index=True)
     state: Mapped[str] = mapped_column(String(20), default="pending", index=True)
@@ -181,6 +185,8 @@ class Delivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime]
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None]
     channel: Mapped[str | None] = mapped_column(String(100))
     ts: Mapped[str | None] = mapped_column(String(40))
     thread_ts: Mapped[str | None] = mapped_column(String(40))

@@ -112,6 +112,8 @@ def upgrade() -> None:
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('claimed_by', sa.String(length=200), nullable=True),
+    sa.Column('lease_until', sa.DateTime(timezone=True), nullable=True),
     sa.Column('channel', sa.String(length=100), nullable=True),
     sa.Column('ts', sa.String(length=40), nullable=True),
     sa.Column('thread_ts', sa.String(length=40), nullable=True),

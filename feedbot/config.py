@@ -1,0 +1,561 @@
+"""Configuration: ``feedbot.yaml`` plus the environment, validated once into frozen dataclasses.
+
+Every problem is collected, not just the first, and reported as a ``path.to.key: problem`` line
+(:class:`feedbot.errors.ConfigError`; the CLI exits with status 2). ``${VAR}`` and
+``${VAR:-default}`` in string values are replaced from the environment, so secrets stay out of
+the file; a few well-known variables (``SLACK_BOT_TOKEN``, ``FEEDBOT_WEBHOOK_SECRET``, …, see
+:data:`ENV_OVERRIDES`) override the file outright.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from feedbot.errors import ConfigError
+
+BACKENDS = ("embedded", "otlp-file", "tempo", "jaeger", "zipkin", "clickhouse")
+SLACK_API_URL = "https://slack.com/api/"
+
+#: Environment variables that override a key of the file (secrets and deployment specifics).
+ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "FEEDBOT_DATABASE_URL": ("database_url",),
+    "FEEDBOT_PUBLIC_URL": ("public_url",),
+    "SLACK_BOT_TOKEN": ("slack", "bot_token"),
+    "SLACK_SIGNING_SECRET": ("slack", "signing_secret"),
+    "FEEDBOT_WEBHOOK_SECRET": ("webhooks", "secret"),
+    "FEEDBOT_GITHUB_SECRET": ("webhooks", "github_secret"),
+    "FEEDBOT_GITLAB_TOKEN": ("webhooks", "gitlab_token"),
+    "FEEDBOT_ARGOCD_TOKEN": ("webhooks", "argocd_token"),
+}
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True)
+class DigestConfig:
+    channel: str | None = None
+    cron: str = "0 9 * * mon"
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class SlackConfig:
+    bot_token: str | None = None
+    signing_secret: str | None = None
+    api_url: str = SLACK_API_URL
+    weekly_digest: DigestConfig = field(default_factory=DigestConfig)
+
+
+@dataclass(frozen=True)
+class WebhooksConfig:
+    secret: str | None = None
+    github_secret: str | None = None
+    gitlab_token: str | None = None
+    argocd_token: str | None = None
+    max_body_bytes: int = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TracesConfig:
+    backend: str = "embedded"
+    url: str | None = None
+    ui_url: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    path: str | None = None
+    retention: timedelta = timedelta(days=7)
+    timeout: timedelta = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class ChecksConfig:
+    after: tuple[timedelta, ...] = (
+        timedelta(minutes=15),
+        timedelta(hours=1),
+        timedelta(hours=4),
+        timedelta(hours=24),
+    )
+    baseline_window: timedelta = timedelta(hours=24)
+    max_attempts: int = 5
+    retry_backoff: timedelta = timedelta(seconds=30)
+    tick: timedelta = timedelta(seconds=5)
+    lease: timedelta = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    channel: str | None = None
+    owners: tuple[str, ...] = ()
+    environment: str | None = None
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    service: str
+    spans: tuple[str, ...] = ()
+    code: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Person:
+    email: str | None = None
+    slack: str | None = None
+    github: str | None = None
+    gitlab: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole validated configuration."""
+
+    database_url: str = "sqlite:///feedbot.db"
+    server: ServerConfig = field(default_factory=ServerConfig)
+    public_url: str | None = None
+    slack: SlackConfig = field(default_factory=SlackConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    traces: TracesConfig = field(default_factory=TracesConfig)
+    checks: ChecksConfig = field(default_factory=ChecksConfig)
+    services: Mapping[str, ServiceConfig] = field(default_factory=dict)
+    features: Mapping[str, FeatureConfig] = field(default_factory=dict)
+    people: tuple[Person, ...] = ()
+
+
+# --- durations -------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"(\d+)\s*(ms|s|m|h|d|w)")
+_UNITS = {
+    "ms": timedelta(milliseconds=1),
+    "s": timedelta(seconds=1),
+    "m": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+    "w": timedelta(weeks=1),
+}
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse ``20s``, ``15m``, ``1h``, ``1d``, ``2w`` or a sum such as ``1h30m``.
+
+    Raises:
+        ValueError: with a message saying what a duration looks like.
+    """
+    cleaned = text.strip().lower()
+    parts = _DURATION.findall(cleaned)
+    if not cleaned or _DURATION.sub("", cleaned).strip():
+        raise ValueError(f"{text!r} is not a duration like 20s, 15m, 1h or 1d")
+    total = sum((int(n) * _UNITS[unit] for n, unit in parts), timedelta())
+    if total <= timedelta(0):
+        raise ValueError(f"{text!r} must be longer than zero")
+    return total
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest ``1d``/``4h``/``15m``/``20s`` spelling of ``value``."""
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0 and seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+# --- environment interpolation ---------------------------------------------------------------
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+def _interpolate(value: Any, env: Mapping[str, str], path: str, problems: list[str]) -> Any:
+    if isinstance(value, str):
+
+        def repl(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(f"{path}: environment variable {name} is not set")
+            return ""
+
+        return _VAR.sub(repl, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, env, _join(path, str(k)), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, env, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+    return value
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+# --- the reader ------------------------------------------------------------------------------
+
+
+class _Reader:
+    """Walks the raw mapping, converting values and collecting every problem."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def problem(self, path: str, text: str) -> None:
+        self.problems.append(f"{path}: {text}")
+
+    def section(self, raw: Any, path: str, known: tuple[str, ...]) -> dict[str, Any]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.problem(path or "(top level)", f"expected a mapping, got {_kind(raw)}")
+            return {}
+        for key in raw:
+            if key not in known:
+                hint = difflib.get_close_matches(str(key), known, n=1)
+                extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+                self.problem(_join(path, str(key)), f"unknown key{extra}")
+        return {k: v for k, v in raw.items() if k in known and v is not None}
+
+    def string(self, raw: dict[str, Any], key: str, path: str, default: Any = None) -> Any:
+        if key not in raw:
+            return default
+        value = raw[key]
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            self.problem(_join(path, key), f"expected a string, got {_kind(value)}")
+            return default
+        text = str(value).strip()
+        return text if text else default
+
+    def integer(self, raw: dict[str, Any], key: str, path: str, default: int, low: int) -> int:
+        value = raw.get(key, default)
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.problem(_join(path, key), f"expected an integer, got {_kind(value)}")
+            return default
+        if value < low:
+            self.problem(_join(path, key), f"must be at least {low}, got {value}")
+            return default
+        return value
+
+    def duration(self, raw: dict[str, Any], key: str, path: str, default: timedelta) -> timedelta:
+        if key not in raw:
+            return default
+        return self.duration_value(raw[key], _join(path, key), default)
+
+    def duration_value(self, value: Any, path: str, default: timedelta) -> timedelta:
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            self.problem(path, f"expected a duration like 15m, got {_kind(value)}")
+            return default
+        try:
+            return parse_duration(f"{value}s" if isinstance(value, int) else value)
+        except ValueError as exc:
+            self.problem(path, str(exc))
+            return default
+
+    def strings(self, raw: dict[str, Any], key: str, path: str) -> tuple[str, ...]:
+        value = raw.get(key, [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            self.problem(_join(path, key), f"expected a list of strings, got {_kind(value)}")
+            return ()
+        out = []
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not item.strip():
+                self.problem(f"{_join(path, key)}[{i}]", "expected a non-empty string")
+            else:
+                out.append(item.strip())
+        return tuple(out)
+
+    def mapping_of(self, raw: Any, path: str, build: Callable[[Any, str], Any]) -> dict[str, Any]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.problem(path, f"expected a mapping of names, got {_kind(raw)}")
+            return {}
+        return {str(name): build(value, _join(path, str(name))) for name, value in raw.items()}
+
+
+def _kind(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+    if value is None:
+        return "nothing"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return names.get(type(value), type(value).__name__)
+
+
+TOP_KEYS = (
+    "database_url",
+    "server",
+    "public_url",
+    "slack",
+    "webhooks",
+    "traces",
+    "checks",
+    "services",
+    "features",
+    "people",
+)
+
+
+def settings_from_mapping(raw: Any, env: Mapping[str, str] | None = None) -> Settings:
+    """Validate a raw mapping (as loaded from YAML) into :class:`Settings`.
+
+    Raises:
+        ConfigError: listing every problem found.
+    """
+    env = dict(os.environ if env is None else env)
+    reader = _Reader()
+    raw = _interpolate(raw if raw is not None else {}, env, "", reader.problems)
+    top = reader.section(raw, "", TOP_KEYS)
+    _apply_env_overrides(top, env)
+    settings = Settings(
+        database_url=reader.string(top, "database_url", "", Settings.database_url),
+        server=_server(reader, top.get("server")),
+        public_url=_url(reader, top, "public_url", ""),
+        slack=_slack(reader, top.get("slack")),
+        webhooks=_webhooks(reader, top.get("webhooks")),
+        traces=_traces(reader, top.get("traces")),
+        checks=_checks(reader, top.get("checks")),
+        services=reader.mapping_of(top.get("services"), "services", _service_builder(reader)),
+        features=reader.mapping_of(top.get("features"), "features", _feature_builder(reader)),
+        people=_people(reader, top.get("people")),
+    )
+    _cross_checks(reader, settings)
+    if reader.problems:
+        raise ConfigError(reader.problems)
+    return settings
+
+
+def load_settings(path: str | Path | None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate a config file; ``None`` means embedded defaults plus the environment.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or invalid.
+    """
+    if path is None:
+        return settings_from_mapping({}, env)
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{file}: cannot read the file ({exc.strerror})"]) from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"{file}: not valid YAML{where}"]) from exc
+    return settings_from_mapping(raw, env)
+
+
+def _apply_env_overrides(top: dict[str, Any], env: Mapping[str, str]) -> None:
+    for name, path in ENV_OVERRIDES.items():
+        value = env.get(name, "").strip()
+        if not value:
+            continue
+        if len(path) == 1:
+            top[path[0]] = value
+            continue
+        section = top.get(path[0])
+        if not isinstance(section, dict):
+            section = {} if section is None else section
+        if isinstance(section, dict):
+            top[path[0]] = {**section, path[1]: value}
+
+
+def _url(reader: _Reader, raw: dict[str, Any], key: str, path: str) -> str | None:
+    value = reader.string(raw, key, path)
+    if value is not None and not re.match(r"^https?://[^\s/]+", value):
+        reader.problem(_join(path, key), f"{value!r} is not an http(s) URL")
+        return None
+    return value  # type: ignore[no-any-return]
+
+
+def _server(reader: _Reader, raw: Any) -> ServerConfig:
+    section = reader.section(raw, "server", ("host", "port"))
+    port = reader.integer(section, "port", "server", ServerConfig.port, 1)
+    if port > 65535:
+        reader.problem("server.port", f"must be at most 65535, got {port}")
+    return ServerConfig(host=reader.string(section, "host", "server", ServerConfig.host), port=port)
+
+
+def _slack(reader: _Reader, raw: Any) -> SlackConfig:
+    keys = ("bot_token", "signing_secret", "api_url", "weekly_digest")
+    section = reader.section(raw, "slack", keys)
+    digest_raw = reader.section(
+        section.get("weekly_digest"), "slack.weekly_digest", ("channel", "cron", "timezone")
+    )
+    path = "slack.weekly_digest"
+    digest = DigestConfig(
+        channel=reader.string(digest_raw, "channel", path),
+        cron=reader.string(digest_raw, "cron", path, DigestConfig.cron),
+        timezone=reader.string(digest_raw, "timezone", path, DigestConfig.timezone),
+    )
+    _check_cron(reader, digest)
+    api_url = _url(reader, section, "api_url", "slack") or SLACK_API_URL
+    return SlackConfig(
+        bot_token=reader.string(section, "bot_token", "slack"),
+        signing_secret=reader.string(section, "signing_secret", "slack"),
+        api_url=api_url if api_url.endswith("/") else api_url + "/",
+        weekly_digest=digest,
+    )
+
+
+def _check_cron(reader: _Reader, digest: DigestConfig) -> None:
+    try:
+        ZoneInfo(digest.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        reader.problem("slack.weekly_digest.timezone", f"unknown time zone {digest.timezone!r}")
+        return
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(digest.cron, timezone=digest.timezone)
+    except ValueError as exc:
+        reader.problem("slack.weekly_digest.cron", f"not a 5-field crontab expression ({exc})")
+
+
+def _webhooks(reader: _Reader, raw: Any) -> WebhooksConfig:
+    keys = ("secret", "github_secret", "gitlab_token", "argocd_token", "max_body_bytes")
+    section = reader.section(raw, "webhooks", keys)
+    return WebhooksConfig(
+        secret=reader.string(section, "secret", "webhooks"),
+        github_secret=reader.string(section, "github_secret", "webhooks"),
+        gitlab_token=reader.string(section, "gitlab_token", "webhooks"),
+        argocd_token=reader.string(section, "argocd_token", "webhooks"),
+        max_body_bytes=reader.integer(
+            section, "max_body_bytes", "webhooks", WebhooksConfig.max_body_bytes, 1024
+        ),
+    )
+
+
+def _traces(reader: _Reader, raw: Any) -> TracesConfig:
+    keys = ("backend", "url", "ui_url", "headers", "path", "retention", "timeout")
+    section = reader.section(raw, "traces", keys)
+    backend = reader.string(section, "backend", "traces", "embedded")
+    if backend not in BACKENDS:
+        hint = difflib.get_close_matches(str(backend), BACKENDS, n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        reader.problem("traces.backend", f"{backend!r} is not one of {', '.join(BACKENDS)}{extra}")
+        backend = "embedded"
+    headers = section.get("headers", {})
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        reader.problem("traces.headers", "expected a mapping of header names to strings")
+        headers = {}
+    return TracesConfig(
+        backend=backend,
+        url=_url(reader, section, "url", "traces"),
+        ui_url=_url(reader, section, "ui_url", "traces"),
+        headers={str(k): v for k, v in headers.items()},
+        path=reader.string(section, "path", "traces"),
+        retention=reader.duration(section, "retention", "traces", TracesConfig.retention),
+        timeout=reader.duration(section, "timeout", "traces", TracesConfig.timeout),
+    )
+
+
+def _checks(reader: _Reader, raw: Any) -> ChecksConfig:
+    keys = ("after", "baseline_window", "max_attempts", "retry_backoff", "tick", "lease")
+    section = reader.section(raw, "checks", keys)
+    defaults = ChecksConfig()
+    after = defaults.after
+    if "after" in section:
+        values = section["after"]
+        if not isinstance(values, list) or not values:
+            reader.problem("checks.after", "expected a non-empty list of durations like 15m")
+        else:
+            parsed = [
+                reader.duration_value(v, f"checks.after[{i}]", timedelta(0))
+                for i, v in enumerate(values)
+            ]
+            if len(set(parsed)) != len(parsed):
+                reader.problem("checks.after", "the same offset is listed twice")
+            after = tuple(sorted(parsed))
+    return ChecksConfig(
+        after=after,
+        baseline_window=reader.duration(
+            section, "baseline_window", "checks", defaults.baseline_window
+        ),
+        max_attempts=reader.integer(section, "max_attempts", "checks", defaults.max_attempts, 1),
+        retry_backoff=reader.duration(section, "retry_backoff", "checks", defaults.retry_backoff),
+        tick=reader.duration(section, "tick", "checks", defaults.tick),
+        lease=reader.duration(section, "lease", "checks", defaults.lease),
+    )
+
+
+def _service_builder(reader: _Reader) -> Callable[[Any, str], ServiceConfig]:
+    def build(raw: Any, path: str) -> ServiceConfig:
+        section = reader.section(raw, path, ("channel", "owners", "environment"))
+        return ServiceConfig(
+            channel=reader.string(section, "channel", path),
+            owners=reader.strings(section, "owners", path),
+            environment=reader.string(section, "environment", path),
+        )
+
+    return build
+
+
+def _feature_builder(reader: _Reader) -> Callable[[Any, str], FeatureConfig]:
+    def build(raw: Any, path: str) -> FeatureConfig:
+        section = reader.section(raw, path, ("service", "spans", "code"))
+        service = reader.string(section, "service", path)
+        if service is None:
+            reader.problem(_join(path, "service"), "is required")
+        spans, code = reader.strings(section, "spans", path), reader.strings(section, "code", path)
+        if not spans and not code:
+            reader.problem(path, "needs spans or code to know what the feature is")
+        return FeatureConfig(service=service or "", spans=spans, code=code)
+
+    return build
+
+
+def _people(reader: _Reader, raw: Any) -> tuple[Person, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        reader.problem("people", f"expected a list, got {_kind(raw)}")
+        return ()
+    people = []
+    for i, item in enumerate(raw):
+        path = f"people[{i}]"
+        section = reader.section(item, path, ("email", "slack", "github", "gitlab"))
+        person = Person(**{k: reader.string(section, k, path) for k in section})
+        if not person.slack:
+            reader.problem(_join(path, "slack"), "is required (the Slack user id, like U0123ABC)")
+        people.append(person)
+    return tuple(people)
+
+
+def _cross_checks(reader: _Reader, s: Settings) -> None:
+    """Problems that need two keys: secrets a configured part needs, names that must exist."""
+    if s.slack.bot_token and not s.slack.signing_secret:
+        reader.problem(
+            "slack.signing_secret",
+            "is required when slack.bot_token is set (set SLACK_SIGNING_SECRET)",
+        )
+    if s.traces.backend in ("tempo", "jaeger", "zipkin", "clickhouse") and not s.traces.url:
+        reader.problem("traces.url", f"is required for traces.backend {s.traces.backend!r}")
+    if s.traces.backend == "otlp-file" and not s.traces.path:
+        reader.problem("traces.path", "is required for traces.backend 'otlp-file' (a glob)")
+    for name, feature in s.features.items():
+        if s.services and feature.service and feature.service not in s.services:
+            hint = difflib.get_close_matches(feature.service, list(s.services), n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            reader.problem(
+                f"features.{name}.service", f"{feature.service!r} is not under services{extra}"
+            )
+    if not s.database_url.startswith(("sqlite", "postgresql")):
+        reader.problem("database_url", "only sqlite:/// and postgresql+psycopg:// are supported")

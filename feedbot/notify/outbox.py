@@ -1,0 +1,217 @@
+"""Exactly-once delivery through an outbox table.
+
+A message becomes a :class:`~feedbot.store.models.Delivery` row in the same transaction as the
+work that produced it (a registered release, a finished check). :class:`OutboxSender` then:
+
+1. claims the row with a lease and counts the attempt (committed *before* sending);
+2. when an earlier attempt may have reached the notifier, asks it whether the message is already
+   there (:meth:`Notifier.find`, by the message key);
+3. sends, and records where it landed.
+
+A crash before step 3's record leaves ``attempts > 0``, so the next sender finds the message
+instead of sending it twice. Slack 429/5xx and outages leave the row pending with a backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from feedbot import failpoints
+from feedbot.clock import Clock
+from feedbot.errors import DeliveryError
+from feedbot.notify.base import Message, Notifier, Receipt
+from feedbot.releases.owners import split_lazy
+from feedbot.store import queries
+from feedbot.store.models import Delivery, Release
+
+log = logging.getLogger(__name__)
+
+
+def enqueue(
+    session: Session,
+    *,
+    key: str,
+    kind: str,
+    recipient: str,
+    text: str,
+    now: datetime,
+    release: Release | None = None,
+    check_id: int | None = None,
+    blocks: Sequence[Mapping[str, Any]] = (),
+    broadcast: bool = False,
+) -> Delivery:
+    """Add a message to the outbox (the caller commits); an existing key is returned as is."""
+    existing = queries.delivery_by_key(session, key)
+    if existing is not None:
+        return existing
+    delivery = Delivery(
+        key=key,
+        kind=kind,
+        recipient=recipient,
+        text=text,
+        blocks=[dict(b) for b in blocks],
+        broadcast=broadcast,
+        release_id=release.id if release is not None else None,
+        check_id=check_id,
+        state="pending",
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    session.add(delivery)
+    session.flush()
+    return delivery
+
+
+@dataclass(frozen=True)
+class SendReport:
+    """What one pass of the sender did."""
+
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    waiting: int = 0
+
+
+class OutboxSender:
+    """Sends due outbox rows through a notifier.
+
+    Args:
+        sessions: session factory of the store.
+        notifier: where messages go.
+        clock: time source.
+        worker: this replica's name (recorded on claimed rows).
+        max_attempts: tries before a delivery is given up as ``failed``.
+        backoff: first retry delay; doubles with each attempt (capped at one hour).
+    """
+
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        notifier: Notifier,
+        clock: Clock,
+        worker: str,
+        max_attempts: int = 8,
+        backoff: timedelta = timedelta(seconds=5),
+        lease: timedelta = timedelta(minutes=2),
+    ) -> None:
+        self._sessions = sessions
+        self._notifier = notifier
+        self._clock = clock
+        self._worker = worker
+        self._max_attempts = max_attempts
+        self._backoff = backoff
+        self._lease = lease
+
+    def send_due(self, limit: int = 50) -> SendReport:
+        """Send every due delivery (up to ``limit``), oldest first."""
+        counts = {"sent": 0, "retried": 0, "failed": 0, "waiting": 0}
+        with self._sessions() as session:
+            ids = queries.due_delivery_ids(session, now=self._clock.now(), limit=limit)
+        for delivery_id in ids:
+            outcome = self._send_one(delivery_id)
+            if outcome:
+                counts[outcome] += 1
+        return SendReport(**counts)
+
+    def _send_one(self, delivery_id: int) -> str | None:
+        with self._sessions() as session:
+            now = self._clock.now()
+            if not self._ready(session, delivery_id):
+                return "waiting"
+            delivery = queries.claim_delivery(
+                session, delivery_id, now=now, worker=self._worker, lease=self._lease
+            )
+            if delivery is None:
+                return None
+            failpoints.hit("delivery-claimed")
+            try:
+                receipt, thread = self._deliver(session, delivery)
+            except DeliveryError as exc:
+                return self._record_failure(session, delivery, exc)
+            failpoints.hit("delivery-sent")
+            delivery.state, delivery.sent_at = "sent", self._clock.now()
+            delivery.channel, delivery.ts = receipt.channel, receipt.ts
+            delivery.thread_ts = thread.ts if thread else None
+            delivery.lease_until = None
+            session.commit()
+            return "sent"
+
+    def _ready(self, session: Session, delivery_id: int) -> bool:
+        """Replies and status updates wait until their thread head has been sent (or failed)."""
+        delivery = session.get(Delivery, delivery_id)
+        if delivery is None or delivery.kind == "parent" or delivery.release_id is None:
+            return delivery is not None
+        parent = queries.parent_delivery(session, delivery.release_id)
+        return parent is None or parent.state != "pending"
+
+    def _deliver(self, session: Session, delivery: Delivery) -> tuple[Receipt, Receipt | None]:
+        thread = self._thread_of(session, delivery)
+        if delivery.kind == "status":
+            if thread is None:
+                raise DeliveryError("no parent message to update", retryable=False)
+            message = self._message(delivery, recipient=thread.channel, thread=None)
+            self._notifier.update(thread, message)
+            return thread, None
+        message = self._message(delivery, recipient=self._recipient(delivery), thread=thread)
+        receipt = self._notifier.find(message) if delivery.attempts > 1 else None
+        if receipt is None:
+            receipt = self._notifier.post(message)
+        else:
+            log.info("delivery %s was already sent; recorded, not resent", delivery.key)
+        return receipt, thread
+
+    def _thread_of(self, session: Session, delivery: Delivery) -> Receipt | None:
+        if delivery.kind == "parent" or delivery.release_id is None:
+            return None
+        parent = queries.parent_delivery(session, delivery.release_id)
+        if parent is None or parent.state != "sent" or not parent.channel or not parent.ts:
+            return None
+        return Receipt(channel=parent.channel, ts=parent.ts)
+
+    def _recipient(self, delivery: Delivery) -> str:
+        lazy = split_lazy(delivery.recipient)
+        if lazy is None:
+            return delivery.recipient
+        address, fallback = lazy
+        user = self._notifier.lookup_user(address)
+        delivery.recipient = user or fallback or "console"
+        return delivery.recipient
+
+    @staticmethod
+    def _message(delivery: Delivery, *, recipient: str, thread: Receipt | None) -> Message:
+        return Message(
+            key=delivery.key,
+            recipient=recipient,
+            text=delivery.text,
+            blocks=tuple(delivery.blocks or ()),
+            thread=thread,
+            broadcast=delivery.broadcast and thread is not None,
+        )
+
+    def _record_failure(self, session: Session, delivery: Delivery, exc: DeliveryError) -> str:
+        delivery.last_error = str(exc)[:2000]
+        delivery.lease_until = None
+        if not exc.retryable or delivery.attempts >= self._max_attempts:
+            delivery.state = "failed"
+            log.error("delivery %s failed for good: %s", delivery.key, exc)
+            session.commit()
+            return "failed"
+        delay = min(self._backoff * 2 ** (delivery.attempts - 1), timedelta(hours=1))
+        delivery.next_attempt_at = self._clock.now() + delay
+        log.warning(
+            "delivery %s failed (attempt %d), retry in %s: %s",
+            delivery.key,
+            delivery.attempts,
+            delay,
+            exc,
+        )
+        session.commit()
+        return "retried"

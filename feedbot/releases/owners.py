@@ -1,0 +1,65 @@
+"""Who gets the feedback on a release.
+
+Order: the author's Slack id from the deploy, then ``people[]`` matched by e-mail, GitHub or GitLab
+login, then Slack's ``users.lookupByEmail`` (done lazily when the message is sent, so a Slack
+outage never blocks a webhook), then the service's ``owners``/``channel``, then the weekly-digest
+channel. The plan is stored as a recipient spec: a plain id or channel, or
+``email:ADDRESS|FALLBACK`` for the lazy lookup.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from feedbot.config import Settings
+from feedbot.releases.event import Author
+
+EMAIL_PREFIX = "email:"
+
+
+@dataclass(frozen=True)
+class OwnerPlan:
+    """Where messages about a release go, and why."""
+
+    recipient: str
+    reason: str
+
+
+def plan_owner(author: Author, service: str, settings: Settings) -> OwnerPlan:
+    """Decide the recipient of a release's messages from the deploy and the config."""
+    if author.slack:
+        return OwnerPlan(author.slack, "author.slack")
+    for person in settings.people:
+        if person.slack and _same_person(author, person.email, person.github, person.gitlab):
+            return OwnerPlan(person.slack, "people[]")
+    fallback, reason = _fallback(service, settings)
+    if author.email:
+        return OwnerPlan(f"{EMAIL_PREFIX}{author.email}|{fallback}", "users.lookupByEmail")
+    return OwnerPlan(fallback, reason)
+
+
+def split_lazy(recipient: str) -> tuple[str, str] | None:
+    """``email:ADDRESS|FALLBACK`` → (address, fallback); None for a plain recipient."""
+    if not recipient.startswith(EMAIL_PREFIX):
+        return None
+    address, _, fallback = recipient[len(EMAIL_PREFIX) :].partition("|")
+    return address, fallback
+
+
+def _same_person(author: Author, email: str | None, github: str | None, gitlab: str | None) -> bool:
+    return bool(
+        (author.email and email and author.email.lower() == email.lower())
+        or (author.github and github and author.github.lower() == github.lower())
+        or (author.gitlab and gitlab and author.gitlab.lower() == gitlab.lower())
+    )
+
+
+def _fallback(service: str, settings: Settings) -> tuple[str, str]:
+    conf = settings.services.get(service)
+    if conf and conf.owners:
+        return conf.owners[0], f"services.{service}.owners"
+    if conf and conf.channel:
+        return conf.channel, f"services.{service}.channel"
+    if settings.slack.weekly_digest.channel:
+        return settings.slack.weekly_digest.channel, "slack.weekly_digest.channel"
+    return "console", "no owner configured"

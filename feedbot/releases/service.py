@@ -1,0 +1,181 @@
+"""Registering a release: idempotent, all-or-nothing, with its checks and first message planned.
+
+One transaction stores the release, its changes, its checks, the source's delivery id, the
+supersession of older releases and the outbox rows of the messages this causes. Either all of it
+is there afterwards or none of it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from feedbot import failpoints
+from feedbot.config import Settings
+from feedbot.digest import text
+from feedbot.notify.outbox import enqueue
+from feedbot.releases.event import ReleaseEvent
+from feedbot.releases.owners import plan_owner
+from feedbot.scheduler import plan_checks
+from feedbot.store import queries
+from feedbot.store.models import Change, Check, Release, WebhookDelivery
+
+
+@dataclass(frozen=True)
+class Registration:
+    """The outcome of :func:`register_release`."""
+
+    release_id: int
+    created: bool
+    checks: int
+
+
+def register_release(
+    session: Session, event: ReleaseEvent, *, settings: Settings, now: datetime
+) -> Registration:
+    """Store a release event, or return the release it repeats (committed).
+
+    The same delivery id from a source, or the same service + version + environment + commit,
+    is the same release: nothing new is planned or sent.
+    """
+    existing = _existing(session, event)
+    if existing is not None:
+        _remember_delivery(session, event, existing, now)
+        session.commit()
+        return Registration(existing.id, False, len(existing.checks))
+    release = _new_release(session, event, settings, now)
+    failpoints.hit("register-before-commit")
+    try:
+        session.commit()
+    except IntegrityError:
+        # Another request registered the same release a moment earlier: it is that release.
+        session.rollback()
+        again = _existing(session, event)
+        if again is None:
+            raise
+        return Registration(again.id, False, len(again.checks))
+    return Registration(release.id, True, len(release.checks))
+
+
+def _existing(session: Session, event: ReleaseEvent) -> Release | None:
+    if event.delivery_id:
+        found = queries.release_for_delivery(session, event.source, event.delivery_id)
+        if found is not None:
+            return found
+    return queries.find_release(
+        session,
+        service=event.service,
+        version=event.version,
+        environment=event.environment,
+        commit=event.commit,
+    )
+
+
+def _remember_delivery(
+    session: Session, event: ReleaseEvent, release: Release, now: datetime
+) -> None:
+    if not event.delivery_id:
+        return
+    if queries.release_for_delivery(session, event.source, event.delivery_id) is None:
+        session.add(
+            WebhookDelivery(
+                source=event.source,
+                delivery_id=event.delivery_id,
+                release_id=release.id,
+                received_at=now,
+            )
+        )
+
+
+def _new_release(
+    session: Session, event: ReleaseEvent, settings: Settings, now: datetime
+) -> Release:
+    owner = plan_owner(event.author, event.service, settings)
+    release = Release(
+        service=event.service,
+        version=event.version,
+        environment=event.environment,
+        commit=event.commit,
+        previous_commit=event.previous_commit,
+        repository=event.repository,
+        title=event.title,
+        url=event.url,
+        author_email=event.author.email,
+        author_name=event.author.name,
+        author_github=event.author.github,
+        author_gitlab=event.author.gitlab,
+        author_slack=event.author.slack,
+        features=list(event.features),
+        source=event.source,
+        deployed_at=event.deployed_at or now,
+        received_at=now,
+        state="active",
+        owner=owner.recipient,
+        owner_reason=owner.reason,
+    )
+    release.changes = [
+        Change(file=c.file, functions=list(c.functions), lines=[list(r) for r in c.lines])
+        for c in event.changes
+    ]
+    session.add(release)
+    session.flush()
+    _link_previous(session, release)
+    release.checks = [
+        Check(offset_seconds=int(p.offset.total_seconds()), due_at=p.due_at, state="pending")
+        for p in plan_checks(release.deployed_at, settings.checks.after)
+    ]
+    _remember_delivery(session, event, release, now)
+    _supersede_older(session, release, now)
+    enqueue(
+        session,
+        key=f"release:{release.id}:parent",
+        kind="parent",
+        recipient=release.owner or "console",
+        text=text.release_parent(release, settings.checks.after),
+        now=now,
+        release=release,
+    )
+    return release
+
+
+def _link_previous(session: Session, release: Release) -> None:
+    previous = queries.previous_release(session, release)
+    if previous is None:
+        return
+    release.previous_release_id = previous.id
+    release.is_rollback = queries.version_seen_before(session, release) or _older_version(
+        release.version, previous.version
+    )
+
+
+def _older_version(new: str, old: str) -> bool:
+    """True when both look like dotted numbers (``v1.4.2``) and ``new`` sorts before ``old``."""
+    pattern = re.compile(r"^v?(\d+(?:\.\d+)*)$")
+    a, b = pattern.match(new), pattern.match(old)
+    if not a or not b:
+        return False
+    return tuple(map(int, a.group(1).split("."))) < tuple(map(int, b.group(1).split(".")))
+
+
+def _supersede_older(session: Session, release: Release, now: datetime) -> None:
+    for old in queries.active_releases_before(session, release):
+        ended = 0
+        for check in queries.open_checks(session, old.id):
+            if check.state == "pending":
+                check.state, check.finished_at = "superseded", now
+                check.last_error = f"superseded by {release.version}"
+                ended += 1
+        old.state, old.superseded_by_id = "superseded", release.id
+        enqueue(
+            session,
+            key=f"release:{old.id}:superseded",
+            kind="reply",
+            recipient=old.owner or "console",
+            text=text.superseded(old, release, ended),
+            now=now,
+            release=old,
+        )

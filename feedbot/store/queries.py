@@ -1,0 +1,181 @@
+"""Every statement feedbot runs against its store. Functions take a Session; callers commit.
+
+Claiming is a compare-and-swap (``UPDATE … WHERE state = … AND lease expired``) that works on
+every database; on PostgreSQL the candidates are also picked with ``FOR UPDATE SKIP LOCKED`` so
+replicas do not queue behind each other's rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from feedbot.store.models import Check, Delivery, Release, WebhookDelivery
+
+
+def _skip_locked(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def release_for_delivery(session: Session, source: str, delivery_id: str) -> Release | None:
+    """The release a source's delivery id registered before, if any."""
+    row = session.scalars(
+        select(WebhookDelivery).where(
+            WebhookDelivery.source == source, WebhookDelivery.delivery_id == delivery_id
+        )
+    ).first()
+    if row is None or row.release_id is None:
+        return None
+    return session.get(Release, row.release_id)
+
+
+def find_release(
+    session: Session, *, service: str, version: str, environment: str, commit: str
+) -> Release | None:
+    """The release with exactly this identity."""
+    return session.scalars(
+        select(Release).where(
+            Release.service == service,
+            Release.version == version,
+            Release.environment == environment,
+            Release.commit == commit,
+        )
+    ).first()
+
+
+def previous_release(session: Session, release: Release) -> Release | None:
+    """The newest other release of the same service and environment deployed before ``release``."""
+    return session.scalars(
+        select(Release)
+        .where(
+            Release.service == release.service,
+            Release.environment == release.environment,
+            Release.id != release.id,
+            Release.deployed_at <= release.deployed_at,
+        )
+        .order_by(Release.deployed_at.desc(), Release.id.desc())
+        .limit(1)
+    ).first()
+
+
+def version_seen_before(session: Session, release: Release) -> bool:
+    """True when an earlier release of the service and environment had the same version."""
+    found = session.scalars(
+        select(Release.id).where(
+            Release.service == release.service,
+            Release.environment == release.environment,
+            Release.version == release.version,
+            Release.id != release.id,
+            Release.deployed_at < release.deployed_at,
+        )
+    ).first()
+    return found is not None
+
+
+def active_releases_before(session: Session, release: Release) -> Sequence[Release]:
+    """Older releases of the same service and environment whose checks are still running."""
+    return session.scalars(
+        select(Release).where(
+            Release.service == release.service,
+            Release.environment == release.environment,
+            Release.id != release.id,
+            Release.state == "active",
+            Release.deployed_at <= release.deployed_at,
+        )
+    ).all()
+
+
+def open_checks(session: Session, release_id: int) -> Sequence[Check]:
+    """Checks of a release that have not ended (pending, or running under a lease)."""
+    return session.scalars(
+        select(Check).where(Check.release_id == release_id, Check.state.in_(("pending", "running")))
+    ).all()
+
+
+def claim_due_checks(
+    session: Session, *, now: datetime, worker: str, lease: timedelta, limit: int = 10
+) -> list[int]:
+    """Claim up to ``limit`` due checks for ``worker``; returns their ids (already committed).
+
+    A check is due when it is pending and its time has come, or when it is running under a
+    lease that ran out (its replica died).
+    """
+    due = or_(
+        and_(Check.state == "pending", Check.due_at <= now),
+        and_(Check.state == "running", Check.lease_until < now),
+    )
+    stmt = select(Check.id).where(due).order_by(Check.due_at, Check.id).limit(limit)
+    if _skip_locked(session):
+        stmt = stmt.with_for_update(skip_locked=True)
+    claimed = []
+    for check_id in session.scalars(stmt).all():
+        result = session.execute(
+            update(Check)
+            .where(Check.id == check_id, due)
+            .values(state="running", claimed_by=worker, lease_until=now + lease)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            claimed.append(check_id)
+    session.commit()
+    return claimed
+
+
+def due_delivery_ids(session: Session, *, now: datetime, limit: int = 50) -> list[int]:
+    """Pending deliveries whose time has come and that no live sender holds, oldest first."""
+    stmt = (
+        select(Delivery.id)
+        .where(
+            Delivery.state == "pending",
+            Delivery.next_attempt_at <= now,
+            or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
+        )
+        .order_by(Delivery.id)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt).all())
+
+
+def claim_delivery(
+    session: Session, delivery_id: int, *, now: datetime, worker: str, lease: timedelta
+) -> Delivery | None:
+    """Take one delivery and count the attempt before anything is sent (committed).
+
+    Returns:
+        The delivery with ``attempts`` already incremented, or None when another sender won.
+    """
+    result = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id == delivery_id,
+            Delivery.state == "pending",
+            or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
+        )
+        .values(attempts=Delivery.attempts + 1, claimed_by=worker, lease_until=now + lease)
+    )
+    session.commit()
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    delivery = session.get(Delivery, delivery_id, populate_existing=True)
+    return delivery
+
+
+def parent_delivery(session: Session, release_id: int) -> Delivery | None:
+    """The thread head of a release (its first, ``parent`` message)."""
+    return session.scalars(
+        select(Delivery).where(Delivery.release_id == release_id, Delivery.kind == "parent")
+    ).first()
+
+
+def delivery_by_key(session: Session, key: str) -> Delivery | None:
+    """The outbox row with this idempotency key."""
+    return session.scalars(select(Delivery).where(Delivery.key == key)).first()
+
+
+def release_checks(session: Session, release_id: int) -> Sequence[Check]:
+    """All checks of a release, in due order."""
+    return session.scalars(
+        select(Check).where(Check.release_id == release_id).order_by(Check.due_at)
+    ).all()

@@ -1,0 +1,213 @@
+"""The HTTP composition root: builds the engine, backend, notifier and workers, and the routes.
+
+Routes: ``POST /webhooks/<source>`` (deploys in), ``POST /v1/traces`` (embedded backend),
+``POST /slack/events`` (slash commands and interactions), ``/healthz``, ``/readyz``, ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from feedbot.backends import build_backend
+from feedbot.backends.base import TraceBackend
+from feedbot.checks import CheckRunner
+from feedbot.clock import Clock, SystemClock
+from feedbot.config import Settings
+from feedbot.errors import WebhookRejected
+from feedbot.notify.base import Notifier
+from feedbot.notify.outbox import OutboxSender
+from feedbot.releases.service import register_release
+from feedbot.releases.sources import build_sources
+from feedbot.releases.sources.base import DeploySource
+from feedbot.store import db
+from feedbot.store.models import Check, Delivery, Release
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything a running feedbot holds, built once from the settings."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    backend: TraceBackend
+    notifier: Notifier
+    clock: Clock
+    runner: CheckRunner
+    sender: OutboxSender
+    worker: str
+
+    def tick(self) -> None:
+        """One pass of the background work: run due checks, then send due messages."""
+        self.runner.run_due()
+        self.sender.send_due()
+
+
+def build_notifier(settings: Settings) -> Notifier:
+    """Slack when a bot token is configured, else the console."""
+    if settings.slack.bot_token:
+        from feedbot.notify.slack import SlackNotifier, build_web_client
+
+        client = build_web_client(token=settings.slack.bot_token, base_url=settings.slack.api_url)
+        return SlackNotifier(client)
+    from feedbot.notify.console import ConsoleNotifier
+
+    return ConsoleNotifier(sys.stdout)
+
+
+def build_runtime(
+    settings: Settings, *, clock: Clock | None = None, notifier: Notifier | None = None
+) -> Runtime:
+    """Wire the store, backend, notifier and workers for ``settings``."""
+    clock = clock or SystemClock()
+    engine = db.make_engine(settings.database_url)
+    sessions = db.make_sessions(engine)
+    backend = build_backend(settings, sessions)
+    notifier = notifier or build_notifier(settings)
+    worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    runner = CheckRunner(
+        sessions=sessions, backend=backend, settings=settings, clock=clock, worker=worker
+    )
+    sender = OutboxSender(sessions=sessions, notifier=notifier, clock=clock, worker=worker)
+    return Runtime(settings, engine, sessions, backend, notifier, clock, runner, sender, worker)
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    """The ASGI application for ``runtime``."""
+    app = FastAPI(title="feedbot", docs_url=None, redoc_url=None)
+    app.state.runtime = runtime
+    sources = build_sources(
+        secret=runtime.settings.webhooks.secret,
+        github_secret=runtime.settings.webhooks.github_secret,
+        gitlab_token=runtime.settings.webhooks.gitlab_token,
+        argocd_token=runtime.settings.webhooks.argocd_token,
+    )
+    _add_webhooks(app, runtime, sources)
+    _add_health(app, runtime)
+    if runtime.settings.traces.backend == "embedded":
+        from feedbot.web_otlp import otlp_router
+
+        app.include_router(otlp_router(runtime.backend))  # type: ignore[arg-type]
+    if runtime.settings.slack.signing_secret:
+        from feedbot.slack.app import mount_slack
+
+        mount_slack(app, runtime)
+    return app
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 once it passes ``limit`` bytes (declared or actual)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise WebhookRejected(413, f"body: {declared} bytes is over the limit of {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise WebhookRejected(413, f"body: over the limit of {limit} bytes")
+    return bytes(body)
+
+
+def _rejected(exc: WebhookRejected) -> JSONResponse:
+    return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+
+def _add_webhooks(app: FastAPI, runtime: Runtime, sources: dict[str, DeploySource]) -> None:
+    limit = runtime.settings.webhooks.max_body_bytes
+    known = ("generic", "github", "gitlab", "argocd")
+
+    @app.post("/webhooks/{name}", status_code=202)
+    async def webhook(name: str, request: Request) -> Response:
+        source_name = "generic" if name == "deploy" else name
+        if source_name not in known:
+            return JSONResponse({"error": f"no deploy source {name!r}"}, status_code=404)
+        source = sources.get(source_name)
+        if source is None:
+            key = "secret" if source_name == "generic" else f"{source_name}_secret"
+            msg = f"webhooks.{key} is not configured on this feedbot: every request is refused"
+            return JSONResponse({"error": msg}, status_code=401)
+        try:
+            body = await read_body(request, limit)
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            source.verify(headers, body)
+            event = source.parse(headers, body)
+        except WebhookRejected as exc:
+            log.info("webhook %s rejected: %s", name, exc)
+            return _rejected(exc)
+        if event is None:
+            return JSONResponse({"ignored": "not a finished deploy"}, status_code=202)
+        with runtime.sessions() as session:
+            reg = register_release(
+                session, event, settings=runtime.settings, now=runtime.clock.now()
+            )
+        return JSONResponse(
+            {"release_id": reg.release_id, "created": reg.created, "checks": reg.checks},
+            status_code=202,
+        )
+
+
+def _add_health(app: FastAPI, runtime: Runtime) -> None:
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        try:
+            db.ping(runtime.engine)
+        except Exception as exc:
+            log.warning("not ready: database does not answer: %s", exc)
+            return JSONResponse({"status": "database unavailable"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return PlainTextResponse(render_metrics(runtime), media_type="text/plain; version=0.0.4")
+
+
+def render_metrics(runtime: Runtime) -> str:
+    """Prometheus text format: checks and deliveries by state, releases, lagging checks."""
+    now = runtime.clock.now()
+    with runtime.sessions() as session:
+        checks = _count_by(session, Check.state)
+        deliveries = _count_by(session, Delivery.state)
+        releases = session.scalar(select(func.count(Release.id))) or 0
+        lagging = (
+            session.scalar(
+                select(func.count(Check.id)).where(Check.state == "pending", Check.due_at < now)
+            )
+            or 0
+        )
+    lines = [
+        "# HELP feedbot_checks Checks by state.",
+        "# TYPE feedbot_checks gauge",
+        *(f'feedbot_checks{{state="{k}"}} {v}' for k, v in sorted(checks.items())),
+        "# HELP feedbot_checks_lagging Pending checks whose due time has passed.",
+        "# TYPE feedbot_checks_lagging gauge",
+        f"feedbot_checks_lagging {lagging}",
+        "# HELP feedbot_deliveries Outbox messages by state.",
+        "# TYPE feedbot_deliveries gauge",
+        *(f'feedbot_deliveries{{state="{k}"}} {v}' for k, v in sorted(deliveries.items())),
+        "# HELP feedbot_releases Releases registered.",
+        "# TYPE feedbot_releases gauge",
+        f"feedbot_releases {releases}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _count_by(session: Session, column: Any) -> dict[str, int]:
+    rows = session.execute(select(column, func.count()).group_by(column)).all()
+    return {str(state): int(n) for state, n in rows}

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from feedbot.releases.event import Author
+from feedbot.releases.service import register_release
+from feedbot.store.models import Check, Delivery, Release
+from tests.factories import DEPLOYED, event, settings
+
+NOW = DEPLOYED + timedelta(seconds=5)
+
+
+def count(session: Session, model: type) -> int:
+    return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def test_registration_stores_release_changes_checks_and_the_parent_message(
+    db_session: Session,
+) -> None:
+    reg = register_release(db_session, event(), settings=settings(), now=NOW)
+    assert reg.created and reg.checks == 4
+    release = db_session.get(Release, reg.release_id)
+    assert release is not None
+    assert release.owner == "U123" and release.owner_reason == "author.slack"
+    assert release.changes[0].functions == ["vault.appraisal.appraise"]
+    assert release.changes[0].lines == [[10, 42]]
+    assert [c.due_at - DEPLOYED for c in release.checks] == [
+        timedelta(minutes=15),
+        timedelta(hours=1),
+        timedelta(hours=4),
+        timedelta(hours=24),
+    ]
+    parent = db_session.scalars(select(Delivery)).one()
+    assert parent.kind == "parent" and parent.recipient == "U123"
+    assert "vault-service 1.4.2 → production" in parent.text
+    assert "+15m, +1h, +4h, +1d" in parent.text
+
+
+def test_same_release_twice_is_one_release(db_session: Session) -> None:
+    first = register_release(db_session, event(), settings=settings(), now=NOW)
+    again = register_release(db_session, event(title="other"), settings=settings(), now=NOW)
+    assert again.release_id == first.release_id and not again.created
+    assert count(db_session, Release) == 1
+    assert count(db_session, Check) == 4
+    assert count(db_session, Delivery) == 1
+
+
+def test_same_delivery_id_is_the_same_release(db_session: Session) -> None:
+    first = register_release(
+        db_session, event(source="github", delivery_id="d-1"), settings=settings(), now=NOW
+    )
+    again = register_release(
+        db_session,
+        event(source="github", delivery_id="d-1", commit="x"),
+        settings=settings(),
+        now=NOW,
+    )
+    assert again.release_id == first.release_id and not again.created
+    assert count(db_session, Release) == 1
+
+
+def test_newer_deploy_supersedes_pending_checks_and_says_so(db_session: Session) -> None:
+    old = register_release(
+        db_session, event(version="1.4.1", commit="a"), settings=settings(), now=NOW
+    )
+    new = register_release(
+        db_session,
+        event(version="1.4.2", commit="b", deployed_at=DEPLOYED + timedelta(hours=2)),
+        settings=settings(),
+        now=NOW + timedelta(hours=2),
+    )
+    old_release = db_session.get(Release, old.release_id)
+    new_release = db_session.get(Release, new.release_id)
+    assert old_release is not None and new_release is not None
+    assert old_release.state == "superseded" and old_release.superseded_by_id == new.release_id
+    assert {c.state for c in old_release.checks} == {"superseded"}
+    assert new_release.previous_release_id == old.release_id
+    assert not new_release.is_rollback
+    note = db_session.scalars(select(Delivery).where(Delivery.key.like("%superseded"))).one()
+    assert note.release_id == old.release_id and "Superseded by 1.4.2" in note.text
+
+
+def test_deploying_an_older_version_is_a_rollback(db_session: Session) -> None:
+    register_release(db_session, event(version="1.4.2", commit="b"), settings=settings(), now=NOW)
+    back = register_release(
+        db_session,
+        event(version="1.4.1", commit="a", deployed_at=DEPLOYED + timedelta(hours=1)),
+        settings=settings(),
+        now=NOW,
+    )
+    release = db_session.get(Release, back.release_id)
+    assert release is not None and release.is_rollback
+    parent = db_session.scalars(
+        select(Delivery).where(Delivery.release_id == back.release_id, Delivery.kind == "parent")
+    ).one()
+    assert "(rollback)" in parent.text
+
+
+def test_owner_from_people_then_lazy_email_lookup_then_service_owners(
+    db_session: Session,
+) -> None:
+    conf = settings(
+        people=[{"github": "bill", "slack": "UBILL"}],
+        services={"vault-service": {"owners": ["UOWNER"]}},
+    )
+    by_people = register_release(
+        db_session, event(author=Author(github="Bill"), commit="1"), settings=conf, now=NOW
+    )
+    by_email = register_release(
+        db_session, event(author=Author(email="x@acme.example"), commit="2"), settings=conf, now=NOW
+    )
+    nobody = register_release(
+        db_session, event(author=Author(), commit="3"), settings=conf, now=NOW
+    )
+    owners = {r.id: (r.owner, r.owner_reason) for r in db_session.scalars(select(Release))}
+    assert owners[by_people.release_id] == ("UBILL", "people[]")
+    assert owners[by_email.release_id] == ("email:x@acme.example|UOWNER", "users.lookupByEmail")
+    assert owners[nobody.release_id] == ("UOWNER", "services.vault-service.owners")

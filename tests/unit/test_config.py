@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from feedbot.config import (
+    format_duration,
+    load_settings,
+    parse_duration,
+    settings_from_mapping,
+)
+from feedbot.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def problems(raw: object, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        settings_from_mapping(raw, env or {})
+    return info.value.problems
+
+
+def test_defaults_are_the_embedded_setup() -> None:
+    s = settings_from_mapping({}, {})
+    assert s.database_url == "sqlite:///feedbot.db"
+    assert s.server.port == 8080
+    assert s.traces.backend == "embedded"
+    assert s.checks.after == (
+        timedelta(minutes=15),
+        timedelta(hours=1),
+        timedelta(hours=4),
+        timedelta(days=1),
+    )
+    assert s.checks.baseline_window == timedelta(hours=24)
+    assert s.slack.api_url == "https://slack.com/api/"
+
+
+def test_example_config_passes() -> None:
+    s = load_settings(ROOT / "config.example.yaml", {})
+    assert "vault-service" in s.services
+    assert s.features["appraisal"].service == "vault-service"
+    assert s.people[0].slack == "U0123ABC"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("20s", timedelta(seconds=20)),
+        ("15m", timedelta(minutes=15)),
+        ("1h", timedelta(hours=1)),
+        ("1d", timedelta(days=1)),
+        ("1h30m", timedelta(minutes=90)),
+        ("2w", timedelta(weeks=2)),
+    ],
+)
+def test_durations(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "15", "15x", "m", "1h and", "0s", "-5m"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_format_duration() -> None:
+    assert [format_duration(parse_duration(t)) for t in ("15m", "1h", "4h", "24h", "90s")] == [
+        "15m",
+        "1h",
+        "4h",
+        "1d",
+        "90s",
+    ]
+
+
+def test_unknown_keys_suggest_the_right_one() -> None:
+    found = problems({"traces": {"backnd": "tempo"}, "chekcs": {}})
+    assert "traces.backnd: unknown key (did you mean 'backend'?)" in found
+    assert "chekcs: unknown key (did you mean 'checks'?)" in found
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    found = problems(
+        {
+            "server": {"port": "eighty"},
+            "checks": {"after": ["15m", "soon"], "baseline_window": 3.5},
+            "traces": {"backend": "tempoo"},
+            "slack": {"weekly_digest": {"cron": "every monday", "timezone": "Mars/Olympus"}},
+        }
+    )
+    joined = "\n".join(found)
+    assert "server.port: expected an integer, got a string" in joined
+    assert "checks.after[1]: 'soon' is not a duration" in joined
+    assert "checks.baseline_window: expected a duration like 15m, got a number" in joined
+    assert "traces.backend: 'tempoo' is not one of" in joined and "did you mean 'tempo'" in joined
+    assert "slack.weekly_digest.timezone: unknown time zone 'Mars/Olympus'" in joined
+    assert len(found) == 5
+
+
+def test_bad_cron_is_reported() -> None:
+    found = problems({"slack": {"weekly_digest": {"cron": "61 9 * * mon"}}})
+    assert found[0].startswith("slack.weekly_digest.cron: not a 5-field crontab")
+
+
+def test_wrong_types() -> None:
+    found = problems({"services": {"vault": {"owners": "U1", "channel": ["#a"]}}, "people": {}})
+    assert "services.vault.channel: expected a string, got a list" in found
+    assert "people: expected a list, got a mapping" in found
+
+
+def test_secrets_a_configured_part_needs() -> None:
+    found = problems({"slack": {"bot_token": "xoxb-1"}, "traces": {"backend": "tempo"}})
+    assert any(
+        p.startswith("slack.signing_secret: is required when slack.bot_token") for p in found
+    )
+    assert "traces.url: is required for traces.backend 'tempo'" in found
+    assert "traces.path: is required for traces.backend 'otlp-file' (a glob)" in problems(
+        {"traces": {"backend": "otlp-file"}}
+    )
+
+
+def test_environment_interpolation_and_overrides() -> None:
+    raw = {
+        "database_url": "${DB:-sqlite:///x.db}",
+        "public_url": "https://${HOST}",
+        "slack": {"bot_token": "${TOKEN}", "signing_secret": "file-secret"},
+    }
+    env = {"HOST": "feedbot.acme.example", "TOKEN": "xoxb-env", "SLACK_SIGNING_SECRET": "env"}
+    s = settings_from_mapping(raw, env)
+    assert s.database_url == "sqlite:///x.db"
+    assert s.public_url == "https://feedbot.acme.example"
+    assert s.slack.bot_token == "xoxb-env"
+    assert s.slack.signing_secret == "env"  # the environment overrides the file
+
+
+def test_missing_environment_variable_is_named() -> None:
+    assert problems({"webhooks": {"secret": "${NOPE}"}}) == [
+        "webhooks.secret: environment variable NOPE is not set"
+    ]
+
+
+def test_features_must_name_a_known_service() -> None:
+    found = problems(
+        {
+            "services": {"vault-service": {}},
+            "features": {"appraisal": {"service": "vault-servce", "spans": ["appraise"]}},
+        }
+    )
+    assert found == [
+        "features.appraisal.service: 'vault-servce' is not under services "
+        "(did you mean 'vault-service'?)"
+    ]
+
+
+def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(tmp_path / "missing.yaml", {})
+    assert "cannot read the file" in info.value.problems[0]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("server:\n  port: [1,\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(bad, {})
+    assert "not valid YAML at line" in info.value.problems[0]
