@@ -1,0 +1,157 @@
+"""GitHub ``deployment_status`` webhooks, signed with ``X-Hub-Signature-256``.
+
+Only a status of ``success`` is a release; every other state, ``ping`` and every other event is
+answered "ignored". ``deployment.payload`` is free JSON set by whoever created the deployment
+(GitHub delivers it as an object or as a JSON-encoded string); feedbot reads the generic
+document's keys from it (``service``, ``version``, ``title``, ``url``, ``previous_commit``,
+``author``, ``features``, ``changes``), so a workflow can say exactly what it shipped::
+
+    gh api repos/acme/vault/deployments -f ref=main -f environment=production \\
+      -f 'payload={"service": "vault-service", "version": "1.4.2"}'
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import replace
+
+from feedbot.releases.event import Author, ReleaseEvent
+from feedbot.releases.sources._common import (
+    FEATURES_MAX,
+    TITLE_MAX,
+    Fields,
+    Problems,
+    load_json,
+    read_author,
+    read_changes,
+    require_secret,
+    required_header,
+    verify_hmac_sha256,
+)
+
+
+class GitHubDeploySource:
+    """GitHub's ``deployment_status`` event.
+
+    Args:
+        secret: the webhook's secret, as set in the repository's or organisation's settings.
+    """
+
+    name = "github"
+
+    def __init__(self, secret: str) -> None:
+        self._secret = require_secret("GitHubDeploySource", secret)
+
+    def verify(self, headers: Mapping[str, str], body: bytes) -> None:
+        verify_hmac_sha256(
+            headers,
+            body,
+            secret=self._secret,
+            name="x-hub-signature-256",
+            display="X-Hub-Signature-256",
+        )
+
+    def parse(self, headers: Mapping[str, str], body: bytes) -> ReleaseEvent | None:
+        """Returns None for ``ping``, other events, and states other than ``success``."""
+        delivery_id = required_header(headers, "x-github-delivery", "X-GitHub-Delivery")
+        if required_header(headers, "x-github-event", "X-GitHub-Event") != "deployment_status":
+            return None
+        fields = Fields.of(load_json(body))
+        state = _required_child(fields, "deployment_status").text("state", required=True)
+        fields.problems.raise_if_any()
+        if state != "success":
+            return None
+        return parse_deployment_status(fields, delivery_id=delivery_id, source=self.name)
+
+
+def parse_deployment_status(fields: Fields, *, delivery_id: str, source: str) -> ReleaseEvent:
+    """Map a successful ``deployment_status`` body onto a release event.
+
+    Args:
+        fields: the decoded body.
+        delivery_id: the ``X-GitHub-Delivery`` GUID.
+        source: the source name recorded on the event.
+
+    Raises:
+        WebhookRejected: 422 listing every wrong field.
+    """
+    status = _required_child(fields, "deployment_status")
+    deployment = _required_child(fields, "deployment")
+    repository = _required_child(fields, "repository")
+    payload = _payload(deployment)
+    full_name = repository.text("full_name", required=True) or ""
+    sha = deployment.text("sha", required=True) or ""
+    event = ReleaseEvent(
+        service=payload.text("service") or full_name.rpartition("/")[2],
+        version=payload.text("version") or sha[:12],
+        environment=deployment.text("environment") or "production",
+        commit=sha,
+        previous_commit=payload.text("previous_commit"),
+        repository=full_name or None,
+        author=_author(fields, deployment, payload),
+        title=payload.text("title", max_length=TITLE_MAX)
+        or deployment.text("description", max_length=TITLE_MAX),
+        url=payload.url("url") or status.url("target_url") or status.url("log_url"),
+        features=payload.texts("features", max_items=FEATURES_MAX),
+        changes=read_changes(payload),
+        deployed_at=status.time("updated_at") or status.time("created_at"),
+        source=source,
+        delivery_id=delivery_id,
+    )
+    fields.problems.raise_if_any()
+    return event
+
+
+def _required_child(fields: Fields, key: str) -> Fields:
+    """A nested object that must be there; when it is not, an empty stand-in.
+
+    The stand-in records into a throwaway collector, so a missing parent is reported once
+    rather than once for each field read from it.
+    """
+    child = fields.child(key)
+    if child is None:
+        if not fields.has(key):
+            fields.problems.add(fields.path(key), "is required")
+        return Fields({}, Problems(), fields.path(key))
+    return child
+
+
+def _payload(deployment: Fields) -> Fields:
+    """``deployment.payload``, decoded when GitHub sent it as a JSON-encoded string."""
+    path = deployment.path("payload")
+    raw = deployment.data.get("payload")
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw.strip() else None
+        except ValueError:
+            deployment.problems.add(path, "a string that is not valid JSON")
+            raw = None
+    if raw is None:
+        return Fields({}, deployment.problems, path)
+    if not isinstance(raw, dict):
+        deployment.problems.add(path, "expected an object or a JSON-encoded object")
+        return Fields({}, deployment.problems, path)
+    return Fields(raw, deployment.problems, path)
+
+
+def _author(fields: Fields, deployment: Fields, payload: Fields) -> Author:
+    """The payload's ``author``, with the GitHub login of whoever deployed filled in.
+
+    Deployments made by GitHub Actions are created by ``github-actions[bot]``; a bot is nobody
+    to send feedback to, so bot logins are skipped in favour of the next candidate.
+    """
+    author = read_author(payload.child("author"))
+    if author.github is None:
+        login = _human_login(deployment.child("creator")) or _human_login(fields.child("sender"))
+        author = replace(author, github=login)
+    return author
+
+
+def _human_login(user: Fields | None) -> str | None:
+    if user is None:
+        return None
+    login = user.text("login")
+    if login is None or login.endswith("[bot]") or user.data.get("type") == "Bot":
+        return None
+    return login
