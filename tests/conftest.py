@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from feedbot.clock import FixedClock
 from feedbot.store.db import make_engine, migrate
+from tests.fakes.slack_api import slack_api  # noqa: F401  (a fixture)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURES = Path(os.environ.get("FEEDBOT_FIXTURES", SHARED / "fixtures"))

@@ -56,7 +56,7 @@ class Notifier(Protocol):
         ...
 
     def find(self, message: Message) -> Receipt | None:
-        """Return the receipt of ``message`` if it was already sent (matched by ``key``), else None."""
+        """The receipt of ``message`` if it was already sent (matched by ``key``), else None."""
         ...
 
     def lookup_user(self, email: str) -> str | None:

@@ -1,0 +1,491 @@
+"""A tiny in-memory Slack Web API served over real HTTP on 127.0.0.1, for tests.
+
+Point ``WebClient(base_url=fake.base_url)`` (or bolt's ``App(client=...)``) at it. It keeps
+channels, DMs, threads, metadata and users in memory, records every request, and can be told to
+fail::
+
+    fake.fail_next("chat.postMessage", status=429, retry_after=0)   # rate limited, not stored
+    fake.fail_next("chat.postMessage", status=500, times=2)         # server error, not stored
+    fake.fail_next("chat.postMessage", error="channel_not_found")   # HTTP 200, ok: false
+    fake.fail_next("chat.postMessage", drop=True)                   # connection closed, no answer
+    fake.lose_answer_next("chat.postMessage")                       # stored, then connection closed
+    fake.lose_answer_next("chat.postMessage", drop=False)           # stored, then HTTP 500
+
+Implemented methods: ``auth.test``, ``conversations.open``, ``conversations.history``,
+``conversations.replies``, ``chat.postMessage``, ``chat.update``, ``chat.postEphemeral``,
+``users.lookupByEmail``; anything else answers ``unknown_method``. POSTs to ``/response/<any>``
+(a slash command's ``response_url``, see :meth:`FakeSlackAPI.response_url`) are recorded as
+method ``"response_url"``. Like Slack, a post to a user id ``U…`` lands in that user's ``D…``
+channel and a post to ``#name`` in a ``C…`` channel; the answer names the real id.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl
+
+import pytest
+
+JSONDict = dict[str, Any]
+_FIRST_TS = 1_700_000_000_000_100  # microseconds: "1700000000.000100"
+_JSON_FIELDS = ("blocks", "metadata", "attachments")
+
+
+class Call(NamedTuple):
+    """One recorded request: the Web API method (or ``"response_url"``) and its parameters."""
+
+    method: str
+    params: JSONDict
+
+
+@dataclass
+class Failure:
+    """How the next matching request(s) fail; see :meth:`FakeSlackAPI.fail_next`."""
+
+    status: int = 500
+    error: str | None = None
+    retry_after: int | None = None
+    drop: bool = False
+    applied: bool = False
+    times: int = 1
+
+
+class SlackError(Exception):
+    """Raised inside the fake to answer ``{"ok": false, "error": ...}``."""
+
+
+class FakeSlackAPI:
+    """A Slack workspace in memory behind a loopback ``ThreadingHTTPServer``.
+
+    Args:
+        users: known users, e-mail → user id, for ``users.lookupByEmail``.
+        bot_user_id: the bot's own user id (``auth.test``, authors of posted messages).
+        token: when set, the only token accepted; otherwise any ``xox…`` token is.
+    """
+
+    def __init__(
+        self,
+        *,
+        users: Mapping[str, str] | None = None,
+        bot_user_id: str = "UFEEDBOT",
+        token: str | None = None,
+    ) -> None:
+        self.bot_user_id = bot_user_id
+        self._token = token
+        self._users = dict(users or {})
+        self._lock = threading.Lock()
+        self._calls: list[Call] = []
+        self._failures: dict[str, list[Failure]] = {}
+        self._channels: dict[str, list[JSONDict]] = {}
+        self._named: dict[str, str] = {}
+        self._ts = 0
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> FakeSlackAPI:
+        """Start serving on a free port in a daemon thread."""
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        server.daemon_threads = True
+        server.fake = self  # type: ignore[attr-defined]
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def __enter__(self) -> FakeSlackAPI:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def root_url(self) -> str:
+        """``http://127.0.0.1:<port>``, without a trailing slash."""
+        if self._server is None:
+            raise RuntimeError("FakeSlackAPI is not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def base_url(self) -> str:
+        """What ``WebClient(base_url=...)`` wants: ends with ``/api/``."""
+        return f"{self.root_url}/api/"
+
+    def response_url(self, name: str = "1") -> str:
+        """A ``response_url`` for a fake slash command; POSTs to it are recorded."""
+        return f"{self.root_url}/response/{name}"
+
+    # -- configuration -----------------------------------------------------------------------
+
+    def add_user(self, email: str, user_id: str) -> None:
+        """Make ``users.lookupByEmail`` know ``email``."""
+        with self._lock:
+            self._users[email] = user_id
+
+    def fail_next(
+        self,
+        method: str,
+        *,
+        status: int | None = None,
+        error: str | None = None,
+        retry_after: int | None = None,
+        drop: bool = False,
+        times: int = 1,
+        applied: bool = False,
+    ) -> None:
+        """Make the next ``times`` requests to ``method`` fail.
+
+        Args:
+            method: a Web API method name, or ``"response_url"``.
+            status: HTTP status (default 500; 429 when ``retry_after`` is given). A 429 carries
+                ``Retry-After: retry_after`` (1 when not given).
+            error: answer HTTP 200 with ``{"ok": false, "error": error}`` instead.
+            retry_after: seconds for the ``Retry-After`` header.
+            drop: close the connection without any answer.
+            times: how many consecutive requests fail.
+            applied: carry the request out (store the message) before failing: the answer is lost.
+        """
+        if status is None:
+            status = 200 if error else 429 if retry_after is not None else 500
+        failure = Failure(status, error, retry_after, drop, applied, times)
+        with self._lock:
+            self._failures.setdefault(method, []).append(failure)
+
+    def lose_answer_next(self, method: str, *, drop: bool = True, times: int = 1) -> None:
+        """Carry out the next request, then drop the connection (or answer 500 if not ``drop``)."""
+        self.fail_next(method, status=500, drop=drop, times=times, applied=True)
+
+    # -- inspection --------------------------------------------------------------------------
+
+    @property
+    def calls(self) -> list[Call]:
+        """Every request received, in order, including failed ones."""
+        with self._lock:
+            return list(self._calls)
+
+    def calls_to(self, method: str) -> list[JSONDict]:
+        """The parameters of every request to ``method``, in order."""
+        return [call.params for call in self.calls if call.method == method]
+
+    def dm_channel(self, user_id: str) -> str:
+        """The ``D…`` id of the bot's DM with ``user_id`` (stable for a user)."""
+        return "D" + user_id[1:]
+
+    def channel_id(self, name: str) -> str:
+        """The ``C…`` id the fake gives ``#name`` (stable for a name)."""
+        return f"C{zlib.crc32(name.lstrip('#').encode()):08X}"
+
+    def messages_in(self, channel: str) -> list[JSONDict]:
+        """Every message (top-level and replies) in a channel, oldest first, as copies.
+
+        ``channel`` may be a ``D…``/``C…`` id, a user id (their DM) or ``#name``.
+        """
+        with self._lock:
+            return copy.deepcopy(self._channels.get(self._canonical(channel), []))
+
+    def thread(self, channel: str, ts: str) -> list[JSONDict]:
+        """The parent ``ts`` and its replies, oldest first."""
+        return [m for m in self.messages_in(channel) if ts in (m["ts"], m.get("thread_ts"))]
+
+    @property
+    def responses(self) -> list[JSONDict]:
+        """Bodies POSTed to response URLs, each with its ``_path``."""
+        return self.calls_to("response_url")
+
+    # -- request handling (called from server threads) ---------------------------------------
+
+    def handle(self, path: str, params: JSONDict, authorization: str | None) -> _Answer | None:
+        """Answer one request; None means: close the connection without answering."""
+        method = _method_of(path)
+        if method == "response_url":
+            params = {**params, "_path": path}
+        with self._lock:
+            self._calls.append(Call(method, copy.deepcopy(params)))
+            failure = self._take_failure(method)
+            if failure is not None and not failure.applied:
+                return _failure_answer(failure)
+            result = self._answer(method, params, authorization)
+        if failure is not None:
+            return _failure_answer(failure)
+        return _json_answer(200, result)
+
+    def _take_failure(self, method: str) -> Failure | None:
+        queue = self._failures.get(method)
+        if not queue:
+            return None
+        failure = queue[0]
+        failure.times -= 1
+        if failure.times <= 0:
+            queue.pop(0)
+        return failure
+
+    def _answer(self, method: str, params: JSONDict, authorization: str | None) -> JSONDict:
+        if method == "response_url":
+            return {"ok": True}
+        handler = self._methods().get(method)
+        try:
+            if handler is None:
+                raise SlackError("unknown_method")
+            self._check_auth(authorization, params)
+            return {"ok": True, **handler(params)}
+        except SlackError as err:
+            return {"ok": False, "error": str(err)}
+
+    def _methods(self) -> dict[str, Callable[[JSONDict], JSONDict]]:
+        return {
+            "auth.test": self._auth_test,
+            "conversations.open": self._conversations_open,
+            "conversations.history": self._conversations_history,
+            "conversations.replies": self._conversations_replies,
+            "chat.postMessage": self._chat_post_message,
+            "chat.update": self._chat_update,
+            "chat.postEphemeral": self._chat_post_ephemeral,
+            "users.lookupByEmail": self._users_lookup_by_email,
+        }
+
+    def _check_auth(self, authorization: str | None, params: JSONDict) -> None:
+        token = (authorization or "").removeprefix("Bearer ").strip() or params.get("token")
+        if not token:
+            raise SlackError("not_authed")
+        if not str(token).startswith("xox") or self._token not in (None, token):
+            raise SlackError("invalid_auth")
+
+    # -- Web API methods (called with the lock held) -----------------------------------------
+
+    def _auth_test(self, params: JSONDict) -> JSONDict:
+        return {"url": "https://fake.slack.com/", "team": "Fake", "team_id": "T0FAKE",
+                "user": "feedbot", "user_id": self.bot_user_id, "bot_id": "B0FEEDBOT"}  # fmt: skip
+
+    def _conversations_open(self, params: JSONDict) -> JSONDict:
+        users = str(params.get("users", ""))
+        if not users.startswith(("U", "W")) or "," in users:
+            raise SlackError("user_not_found")
+        return {"channel": {"id": self._open_dm(users)}}
+
+    def _conversations_history(self, params: JSONDict) -> JSONDict:
+        messages = [m for m in self._existing(params) if _is_top_level(m)]
+        return _page(list(reversed(messages)), params)
+
+    def _conversations_replies(self, params: JSONDict) -> JSONDict:
+        ts = str(params.get("ts", ""))
+        thread = [m for m in self._existing(params) if ts in (m["ts"], m.get("thread_ts"))]
+        if not thread or thread[0]["ts"] != ts:
+            raise SlackError("thread_not_found")
+        return _page(thread, params)
+
+    def _chat_post_message(self, params: JSONDict) -> JSONDict:
+        channel = self._writable(str(params.get("channel", "")))
+        if not params.get("text") and not params.get("blocks"):
+            raise SlackError("no_text")
+        message = {"type": "message", "user": self.bot_user_id, "bot_id": "B0FEEDBOT",
+                   "text": str(params.get("text", "")), "ts": self._next_ts()}  # fmt: skip
+        for field in ("blocks", "metadata"):
+            if params.get(field):
+                message[field] = params[field]
+        if params.get("thread_ts"):
+            self._attach_reply(channel, message, params)
+        self._channels[channel].append(message)
+        return {"channel": channel, "ts": message["ts"], "message": _visible(message)}
+
+    def _chat_update(self, params: JSONDict) -> JSONDict:
+        channel = self._canonical(str(params.get("channel", "")))
+        message = self._find(channel, str(params.get("ts", "")))
+        message["text"] = str(params.get("text", message["text"]))
+        for field in ("blocks", "metadata"):
+            if field in params:
+                message[field] = params[field]
+        message["edited"] = {"user": self.bot_user_id, "ts": self._next_ts()}
+        return {"channel": channel, "ts": message["ts"], "text": message["text"],
+                "message": _visible(message)}  # fmt: skip
+
+    def _chat_post_ephemeral(self, params: JSONDict) -> JSONDict:
+        self._writable(str(params.get("channel", "")))
+        if not params.get("user"):
+            raise SlackError("user_not_in_channel")
+        return {"message_ts": self._next_ts()}
+
+    def _users_lookup_by_email(self, params: JSONDict) -> JSONDict:
+        email = str(params.get("email", ""))
+        if email not in self._users:
+            raise SlackError("users_not_found")
+        user_id = self._users[email]
+        return {"user": {"id": user_id, "name": email.split("@")[0], "profile": {"email": email}}}
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _next_ts(self) -> str:
+        micros = _FIRST_TS + self._ts * 100
+        self._ts += 1
+        return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+    def _open_dm(self, user_id: str) -> str:
+        channel = self.dm_channel(user_id)
+        self._channels.setdefault(channel, [])
+        return channel
+
+    def _canonical(self, channel: str) -> str:
+        if channel.startswith(("U", "W")):
+            return self.dm_channel(channel)
+        if channel.startswith("#"):
+            return self.channel_id(channel)
+        return channel
+
+    def _writable(self, channel: str) -> str:
+        """Resolve a postMessage target like Slack: user → DM, ``#name`` → ``C…``."""
+        if channel.startswith(("U", "W")):
+            return self._open_dm(channel)
+        if channel.startswith(("#", "C", "G")):
+            # Any public channel exists; the fake creates it on the first post.
+            channel = self._canonical(channel)
+            self._channels.setdefault(channel, [])
+            return channel
+        if channel not in self._channels:
+            raise SlackError("channel_not_found")
+        return channel
+
+    def _existing(self, params: JSONDict) -> list[JSONDict]:
+        """The messages of an existing channel id (names and user ids are not accepted)."""
+        channel = str(params.get("channel", ""))
+        if channel not in self._channels:
+            raise SlackError("channel_not_found")
+        keep_metadata = _truthy(params.get("include_all_metadata"))
+        return [_visible(m, metadata=keep_metadata) for m in self._channels[channel]]
+
+    def _find(self, channel: str, ts: str) -> JSONDict:
+        for message in self._channels.get(channel, []):
+            if message["ts"] == ts:
+                return message
+        raise SlackError("message_not_found")
+
+    def _attach_reply(self, channel: str, reply: JSONDict, params: JSONDict) -> None:
+        parent = self._find(channel, str(params["thread_ts"]))
+        if parent.get("thread_ts", parent["ts"]) != parent["ts"]:
+            raise SlackError("cannot_reply_to_message")
+        parent["thread_ts"] = parent["ts"]
+        parent["reply_count"] = parent.get("reply_count", 0) + 1
+        reply["thread_ts"] = parent["ts"]
+        if _truthy(params.get("reply_broadcast")):
+            reply["subtype"] = "thread_broadcast"
+
+
+_Answer = tuple[int, dict[str, str], bytes]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Turns an HTTP request (JSON, form or query string) into :meth:`FakeSlackAPI.handle`."""
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep test output quiet."""
+
+    def _serve(self) -> None:
+        path, _, query = self.path.partition("?")
+        params: JSONDict = dict(parse_qsl(query))
+        params.update(self._body())
+        for field in _JSON_FIELDS:
+            if isinstance(params.get(field), str) and params[field][:1] in ("{", "["):
+                params[field] = json.loads(params[field])
+        fake: FakeSlackAPI = self.server.fake  # type: ignore[attr-defined]
+        answer = fake.handle(path, params, self.headers.get("Authorization"))
+        if answer is None:
+            self.close_connection = True
+            return
+        status, headers, body = answer
+        self.send_response(status)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _body(self) -> JSONDict:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        content_type = self.headers.get_content_type()
+        if content_type == "application/json":
+            loaded = json.loads(raw or b"{}")
+            return loaded if isinstance(loaded, dict) else {"_body": loaded}
+        if content_type == "application/x-www-form-urlencoded":
+            return dict(parse_qsl(raw.decode("utf-8")))
+        return {"_raw": raw.decode("utf-8", "replace")} if raw else {}
+
+
+def _method_of(path: str) -> str:
+    if path.startswith("/response/"):
+        return "response_url"
+    return path.removeprefix("/api/").strip("/")
+
+
+def _json_answer(status: int, body: JSONDict, headers: Mapping[str, str] | None = None) -> _Answer:
+    content_type = {"Content-Type": "application/json; charset=utf-8"}
+    return status, {**content_type, **(headers or {})}, json.dumps(body).encode()
+
+
+def _failure_answer(failure: Failure) -> _Answer | None:
+    if failure.drop:
+        return None
+    if failure.error is not None:
+        return _json_answer(failure.status, {"ok": False, "error": failure.error})
+    if failure.status == 429:
+        retry_after = str(1 if failure.retry_after is None else failure.retry_after)
+        return _json_answer(
+            429, {"ok": False, "error": "ratelimited"}, {"Retry-After": retry_after}
+        )
+    # Slack's load balancers answer 5xx with HTML, not JSON; clients must cope with that.
+    return failure.status, {"Content-Type": "text/html"}, b"<html>Internal Server Error</html>"
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).lower() in ("1", "true")
+
+
+def _is_top_level(message: JSONDict) -> bool:
+    return message.get("thread_ts") in (None, message["ts"]) or bool(
+        message.get("subtype") == "thread_broadcast"
+    )
+
+
+def _visible(message: JSONDict, *, metadata: bool = True) -> JSONDict:
+    shown = copy.deepcopy(message)
+    if not metadata:
+        shown.pop("metadata", None)
+    return shown
+
+
+def _page(messages: list[JSONDict], params: JSONDict) -> JSONDict:
+    start = int(params.get("cursor") or 0)
+    limit = int(params.get("limit") or 100)
+    end = start + limit
+    more = end < len(messages)
+    return {"messages": messages[start:end], "has_more": more,
+            "response_metadata": {"next_cursor": str(end) if more else ""}}  # fmt: skip
+
+
+@pytest.fixture
+def slack_api() -> Iterator[FakeSlackAPI]:
+    """A started :class:`FakeSlackAPI`, stopped after the test."""
+    with FakeSlackAPI() as api:
+        yield api
