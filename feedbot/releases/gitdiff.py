@@ -1,0 +1,403 @@
+"""What a git range changed: files, line ranges, and the Python functions they fall in.
+
+``feedbot notify-deploy`` runs inside the CI checkout and describes ``since..until`` with
+:func:`changes_between` and :func:`commit_info`. The pure half (:func:`parse_diff`,
+:func:`function_spans`, :func:`functions_for_lines`, :func:`deleted_functions`,
+:func:`module_name`, :func:`repository_from_url`) does no I/O; the rest runs ``git`` with an
+argument list, never a shell. Revisions are resolved to full SHAs before anything else sees them,
+so a value such as ``--output=x`` can never reach git as an option.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
+
+from feedbot.errors import FeedbotError
+from feedbot.releases.event import Change
+
+LineRange = tuple[int, int]
+
+_HUNK = re.compile(rb"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
+_SCP_URL = re.compile(r"^(?:[^@/]+@)?[^:/]+:(?P<path>[^/].*)$")
+_ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
+_GIT_TIMEOUT = 120.0
+
+
+class GitError(FeedbotError):
+    """git failed or is missing; the message names the command and the revision."""
+
+
+@dataclass(frozen=True)
+class FileDiff:
+    """One file of a diff: ``old_path`` is None when added, ``new_path`` None when deleted."""
+
+    old_path: str | None
+    new_path: str | None
+    lines: tuple[LineRange, ...] = ()
+    binary: bool = False
+
+
+@dataclass(frozen=True)
+class FunctionSpan:
+    """A function or method: its qualified name inside the module and its lines (decorators in)."""
+
+    name: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """The facts a deploy document takes from one commit."""
+
+    sha: str
+    author_email: str | None
+    author_name: str | None
+    subject: str | None
+
+
+# --- pure: diff text ------------------------------------------------------------------------
+
+
+@dataclass
+class _Entry:
+    old: str | None = None
+    new: str | None = None
+    lines: list[LineRange] = field(default_factory=list)
+    binary: bool = False
+    in_hunks: bool = False
+
+    def freeze(self) -> FileDiff:
+        lines = () if self.new is None else merge_ranges(self.lines)
+        return FileDiff(self.old, self.new, lines, self.binary)
+
+
+def parse_diff(text: bytes) -> list[FileDiff]:
+    """Parse ``git diff -U0`` output into files and new-side line ranges.
+
+    Args:
+        text: the raw output of ``git diff -U0 --src-prefix=a/ --dst-prefix=b/``.
+
+    Returns:
+        One entry per file. A hunk that only deletes (``+c,0``) counts as line ``c``, the line
+        the deletion follows (1 at the top of the file); deleted files have no lines.
+    """
+    entries: list[_Entry] = []
+    for line in text.splitlines():
+        if line.startswith(b"diff --git "):
+            old, new = _paths_from_diff_line(line[len(b"diff --git ") :])
+            entries.append(_Entry(old, new))
+        elif entries and entries[-1].in_hunks:
+            _read_hunk_header(entries[-1], line)
+        elif entries:
+            _read_header(entries[-1], line)
+    return [entry.freeze() for entry in entries]
+
+
+def _read_hunk_header(entry: _Entry, line: bytes) -> None:
+    # Inside hunks every content line starts with "+", "-", " " or "\", so only "@@" matters:
+    # a removed line reading "-- x" shows as "--- x" and must not be taken for a header.
+    match = _HUNK.match(line)
+    if match is None:
+        return
+    entry.in_hunks = True
+    start, count = int(match[1]), 1 if match[2] is None else int(match[2])
+    if count == 0:
+        entry.lines.append((max(start, 1), max(start, 1)))
+    else:
+        entry.lines.append((start, start + count - 1))
+
+
+def _read_header(entry: _Entry, line: bytes) -> None:
+    if line.startswith(b"@@"):
+        _read_hunk_header(entry, line)
+    elif line.startswith((b"new file mode", b"--- /dev/null")):
+        entry.old = None
+    elif line.startswith((b"deleted file mode", b"+++ /dev/null")):
+        entry.new = None
+    elif line.startswith(b"rename from "):
+        entry.old = unquote_path(line[len(b"rename from ") :])
+    elif line.startswith(b"rename to "):
+        entry.new = unquote_path(line[len(b"rename to ") :])
+    elif line.startswith(b"--- "):
+        entry.old = _strip_prefix(unquote_path(line[4:]))
+    elif line.startswith(b"+++ "):
+        entry.new = _strip_prefix(unquote_path(line[4:]))
+    elif line.startswith(b"Binary files "):
+        entry.binary = True
+
+
+def _paths_from_diff_line(rest: bytes) -> tuple[str, str]:
+    # Only binary and mode-only changes lack the "---"/"+++" or "rename" lines that name the
+    # paths exactly; then both sides are the same path, so "a/P b/P" splits in the middle, as
+    # git itself does.
+    split = _closing_quote(rest) + 1 if rest.startswith(b'"') else (len(rest) - 1) // 2
+    old, new = unquote_path(rest[:split]), unquote_path(rest[split + 1 :])
+    return _strip_prefix(old), _strip_prefix(new)
+
+
+def _closing_quote(raw: bytes) -> int:
+    i = 1
+    while i < len(raw) and raw[i : i + 1] != b'"':
+        i += 2 if raw[i : i + 1] == b"\\" else 1
+    return i
+
+
+def _strip_prefix(path: str) -> str:
+    return path[2:] if path.startswith(("a/", "b/")) else path
+
+
+def unquote_path(raw: bytes) -> str:
+    """Undo git's C-style quoting of a path (``"caf\\303\\251.py"`` → ``café.py``).
+
+    Args:
+        raw: the path as git printed it, quoted or not.
+
+    Returns:
+        The path; bytes that are not UTF-8 survive as surrogate escapes.
+    """
+    raw = raw.rstrip(b"\t")
+    if not (raw.startswith(b'"') and raw.endswith(b'"') and len(raw) >= 2):
+        return raw.decode("utf-8", "surrogateescape")
+    out, body, i = bytearray(), raw[1:-1], 0
+    while i < len(body):
+        if body[i : i + 1] == b"\\" and i + 1 < len(body):
+            nxt = chr(body[i + 1])
+            if nxt.isdigit():
+                out.append(int(body[i + 1 : i + 4], 8))
+                i += 4
+                continue
+            out.append(_ESCAPES.get(nxt, ord(nxt)))
+            i += 2
+            continue
+        out.append(body[i])
+        i += 1
+    return bytes(out).decode("utf-8", "surrogateescape")
+
+
+def merge_ranges(ranges: Iterable[LineRange]) -> tuple[LineRange, ...]:
+    """Sort line ranges and join the ones that overlap or touch."""
+    merged: list[LineRange] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return tuple(merged)
+
+
+# --- pure: Python source --------------------------------------------------------------------
+
+
+def module_name(path: str) -> str:
+    """The dotted module of a ``.py`` path: ``src/vault/__init__.py`` → ``vault``."""
+    parts = list(PurePosixPath(path).with_suffix("").parts)
+    if parts[:1] == ["src"]:
+        parts = parts[1:]
+    if parts[-1:] == ["__init__"]:
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def function_spans(source: str | bytes) -> list[FunctionSpan] | None:
+    """Every function and method of a module, outer before inner, in source order.
+
+    Args:
+        source: the module's text; bytes honour a ``# -*- coding`` line.
+
+    Returns:
+        Spans named by their path inside the module (``Appraiser.appraise``,
+        ``outer.inner``), or None when the source does not parse.
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+    spans: list[FunctionSpan] = []
+    _collect(tree, (), spans)
+    return spans
+
+
+def _collect(node: ast.AST, prefix: tuple[str, ...], spans: list[FunctionSpan]) -> None:
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+            start = min([child.lineno, *(d.lineno for d in child.decorator_list)])
+            name = (*prefix, child.name)
+            spans.append(FunctionSpan(".".join(name), start, child.end_lineno or child.lineno))
+            _collect(child, name, spans)
+        elif isinstance(child, ast.ClassDef):
+            _collect(child, (*prefix, child.name), spans)
+        else:
+            _collect(child, prefix, spans)
+
+
+def functions_for_lines(
+    spans: Sequence[FunctionSpan], lines: Iterable[LineRange], module: str
+) -> tuple[str, ...]:
+    """The innermost functions that hold any of ``lines``, qualified with ``module``.
+
+    Args:
+        spans: the module's functions, outer before inner (as :func:`function_spans` gives).
+        lines: changed line ranges on the same version of the source.
+        module: the dotted module name; empty for a top-level ``__init__.py``.
+
+    Returns:
+        Qualified names in order of their first changed line; module-level lines add none.
+    """
+    last = max((span.end for span in spans), default=0)
+    owner: list[str | None] = [None] * (last + 1)
+    for span in spans:  # Inner spans come later and overwrite their parent's lines.
+        owner[span.start : span.end + 1] = [span.name] * (span.end - span.start + 1)
+    found: dict[str, None] = {}
+    for start, end in sorted(lines):
+        for line in range(max(start, 0), min(end, last) + 1):
+            name = owner[line]
+            if name is not None:
+                found.setdefault(_qualify(module, name))
+    return tuple(found)
+
+
+def deleted_functions(
+    old: Sequence[FunctionSpan], new: Sequence[FunctionSpan], module: str
+) -> tuple[str, ...]:
+    """Functions of the old source that the new one no longer has, qualified with ``module``."""
+    remaining = {span.name for span in new}
+    gone = dict.fromkeys(span.name for span in old if span.name not in remaining)
+    return tuple(_qualify(module, name) for name in gone)
+
+
+def _qualify(module: str, name: str) -> str:
+    return f"{module}.{name}" if module else name
+
+
+def repository_from_url(url: str) -> str | None:
+    """``owner/name`` from a remote URL (https, ssh or scp-like); None for local paths.
+
+    Credentials in the URL are dropped. GitLab subgroups keep every part (``group/sub/name``).
+    """
+    url = url.strip()
+    if "://" in url:
+        parts = urlsplit(url)
+        path = parts.path if parts.scheme != "file" and parts.hostname else ""
+    else:
+        match = _SCP_URL.match(url)
+        path = match["path"] if match and not url.startswith((".", "/")) else ""
+    path = path.strip("/").removesuffix(".git").strip("/")
+    return path if "/" in path else None
+
+
+# --- git ------------------------------------------------------------------------------------
+
+
+def git(repo: Path, *args: str) -> bytes:
+    """Run ``git -C repo args…`` and return its standard output.
+
+    Raises:
+        GitError: git is missing, timed out, or failed; the message carries git's own.
+    """
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    command = ["git", "-C", str(repo), *args]
+    try:
+        done = subprocess.run(
+            command, capture_output=True, check=False, env=env, timeout=_GIT_TIMEOUT
+        )
+    except FileNotFoundError:
+        raise GitError("git: not found on PATH") from None
+    except subprocess.TimeoutExpired:
+        raise GitError(f"git {args[0]}: no answer after {_GIT_TIMEOUT:.0f}s") from None
+    if done.returncode != 0:
+        message = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise GitError(f"git {args[0]} in {repo}: {message[-1] if message else 'failed'}")
+    return done.stdout
+
+
+def resolve_commit(repo: Path, rev: str) -> str:
+    """The full SHA of commit ``rev``.
+
+    Raises:
+        GitError: ``repo`` is no git checkout, or ``rev`` names no commit in it (with a hint
+            when the checkout is a shallow clone, the usual reason in CI).
+    """
+    try:
+        out = git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
+    except GitError as exc:
+        if "not a git repository" in str(exc):
+            raise
+        raise GitError(
+            f"{rev!r}: not a commit in the git checkout at {repo}{_shallow(repo)}"
+        ) from None
+    return out.decode().strip()
+
+
+def _shallow(repo: Path) -> str:
+    if git(repo, "rev-parse", "--is-shallow-repository").strip() != b"true":
+        return ""
+    return " (it is a shallow clone: fetch more history, e.g. actions/checkout fetch-depth: 0)"
+
+
+def commit_info(repo: Path, rev: str = "HEAD") -> CommitInfo:
+    """The SHA, author and subject of one commit."""
+    sha = resolve_commit(repo, rev)
+    out = git(repo, "log", "-1", "--no-show-signature", "--format=%ae%x00%an%x00%s", sha)
+    email, name, subject = (out.decode("utf-8", "replace").strip("\n").split("\0") + ["", ""])[:3]
+    return CommitInfo(sha, email or None, name or None, subject or None)
+
+
+def remote_repository(repo: Path, remote: str = "origin") -> str | None:
+    """``owner/name`` of the ``origin`` remote, or None when there is none."""
+    try:
+        url = git(repo, "remote", "get-url", remote).decode("utf-8", "replace")
+    except GitError:
+        return None
+    return repository_from_url(url)
+
+
+def changes_between(repo: Path, since: str, until: str = "HEAD") -> list[Change]:
+    """What ``since..until`` changed, file by file.
+
+    Args:
+        repo: a directory inside the git checkout.
+        since: the previous deploy's revision.
+        until: the revision being deployed.
+
+    Returns:
+        One change per file. Python files name the innermost functions their changed lines
+        fall in plus the functions they deleted; other, binary or unparseable files carry lines
+        only; deleted files carry no lines.
+
+    Raises:
+        GitError: a revision is unknown or git failed.
+    """
+    old_sha, new_sha = resolve_commit(repo, since), resolve_commit(repo, until)
+    diff = git(
+        repo, "diff", "-U0", "--no-color", "--no-ext-diff", "--no-textconv", "--no-relative",
+        "-M", "--src-prefix=a/", "--dst-prefix=b/", f"{old_sha}..{new_sha}", "--",
+    )  # fmt: skip
+    return [_change(repo, entry, old_sha, new_sha) for entry in parse_diff(diff)]
+
+
+def _change(repo: Path, entry: FileDiff, old_sha: str, new_sha: str) -> Change:
+    path = entry.new_path or entry.old_path
+    if entry.binary or not (path or "").endswith(".py"):
+        return Change(file=path, lines=entry.lines)
+    new = _spans_at(repo, new_sha, entry.new_path)
+    old = _spans_at(repo, old_sha, entry.old_path)
+    functions: tuple[str, ...] = ()
+    if new is not None and entry.new_path is not None:
+        functions = functions_for_lines(new, entry.lines, module_name(entry.new_path))
+    if old is not None and entry.old_path is not None and (new is not None or not entry.new_path):
+        functions += deleted_functions(old, new or [], module_name(entry.old_path))
+    return Change(file=path, functions=functions, lines=entry.lines)
+
+
+def _spans_at(repo: Path, sha: str, path: str | None) -> list[FunctionSpan] | None:
+    if path is None or not path.endswith(".py"):
+        return None
+    return function_spans(git(repo, "cat-file", "blob", f"{sha}:{path}"))
