@@ -154,7 +154,9 @@ class CheckRunner:
             check_id=check.id,
         )
         self._queue_status(session, release, check, now)
+        failpoints.hit("check-before-commit")
         session.commit()
+        failpoints.hit("check-committed")
 
     def _failed(self, session: Session, check: Check, error: str) -> None:
         session.rollback()

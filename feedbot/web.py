@@ -81,7 +81,13 @@ def build_runtime(
     runner = CheckRunner(
         sessions=sessions, backend=backend, settings=settings, clock=clock, worker=worker
     )
-    sender = OutboxSender(sessions=sessions, notifier=notifier, clock=clock, worker=worker)
+    sender = OutboxSender(
+        sessions=sessions,
+        notifier=notifier,
+        clock=clock,
+        worker=worker,
+        lease=settings.checks.lease,
+    )
     return Runtime(settings, engine, sessions, backend, notifier, clock, runner, sender, worker)
 
 

@@ -126,9 +126,7 @@ def db_sessions(db_session: Session) -> sessionmaker[Session]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def fresh_database_url(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[str]:
+def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated, empty database that code under test commits to for real.
 
     SQLite gets a new file; PostgreSQL the run's database, emptied again after the test.
@@ -148,6 +146,7 @@ def fresh_database_url(
 
 def truncate_all(url: str) -> None:
     """Empty every feedbot table (PostgreSQL), keeping the schema."""
+    from feedbot.store import spans  # noqa: F401  (registers the spans table)
     from feedbot.store.models import Base
 
     engine = make_engine(url)

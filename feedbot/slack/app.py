@@ -59,4 +59,4 @@ def mount_slack(app: FastAPI, runtime: Runtime) -> None:
         body = await request.body()
         # The sync App must not hold the event loop: dispatch in the thread pool.
         answer = await run_in_threadpool(bolt.dispatch, to_bolt_request(request, body))
-        return to_starlette_response(answer)  # type: ignore[no-any-return]
+        return to_starlette_response(answer)

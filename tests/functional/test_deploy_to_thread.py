@@ -6,14 +6,15 @@ import json
 from collections.abc import Iterator
 from datetime import timedelta
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from feedbot.clock import FixedClock
 from feedbot.config import settings_from_mapping
 from feedbot.web import Runtime, build_runtime, create_app
 from tests.factories import DEPLOYED, otlp_spans, sign
 from tests.fakes.slack_api import FakeSlackAPI
+from tests.servers import AppServer
 
 SECRET = "webhook-secret"
 
@@ -39,12 +40,12 @@ def runtime(fresh_database_url: str, slack_api: FakeSlackAPI) -> Iterator[Runtim
 
 
 @pytest.fixture
-def client(runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(runtime)) as c:
+def client(runtime: Runtime) -> Iterator[httpx.Client]:
+    with AppServer(create_app(runtime)) as server, httpx.Client(base_url=server.url) as c:
         yield c
 
 
-def post_deploy(client: TestClient, doc: dict[str, object], secret: str = SECRET) -> object:
+def post_deploy(client: httpx.Client, doc: dict[str, object], secret: str = SECRET) -> object:
     body = json.dumps(doc).encode()
     return client.post(
         "/webhooks/deploy",
@@ -65,7 +66,7 @@ def deploy(version: str, at_offset: timedelta = timedelta(0)) -> dict[str, objec
 
 
 def test_deploy_is_announced_checked_and_threaded(
-    runtime: Runtime, client: TestClient, slack_api: FakeSlackAPI
+    runtime: Runtime, client: httpx.Client, slack_api: FakeSlackAPI
 ) -> None:
     clock = runtime.clock
     assert isinstance(clock, FixedClock)
@@ -78,12 +79,16 @@ def test_deploy_is_announced_checked_and_threaded(
     # Traffic of both versions, through the real OTLP endpoint.
     for version, start, spans in (
         ("1.4.1", DEPLOYED - timedelta(hours=2), [("/vaults", 20, False)] * 6),
-        ("1.4.2", DEPLOYED + timedelta(minutes=1), [("/vaults", 25, False)] * 4
-         + [("/vaults/{id}", 40, True)]),
+        (
+            "1.4.2",
+            DEPLOYED + timedelta(minutes=1),
+            [("/vaults", 25, False)] * 4 + [("/vaults/{id}", 40, True)],
+        ),
     ):
         body = otlp_spans(service="vault-service", version=version, start=start, spans=spans)
-        got = client.post("/v1/traces", content=body,
-                          headers={"Content-Type": "application/x-protobuf"})
+        got = client.post(
+            "/v1/traces", content=body, headers={"Content-Type": "application/x-protobuf"}
+        )
         assert got.status_code == 200, got.text
 
     runtime.tick()  # the announcements go out; no check is due yet
@@ -107,8 +112,7 @@ def test_deploy_is_announced_checked_and_threaded(
     runtime.tick()
     assert "all 2 checks ran" in slack_api.calls_to("chat.update")[-1]["text"]
     runtime.tick()  # nothing is sent twice
-    keys = [m["metadata"]["event_payload"]["key"]
-            for m in slack_api.calls_to("chat.postMessage")]
+    keys = [m["metadata"]["event_payload"]["key"] for m in slack_api.calls_to("chat.postMessage")]
     assert len(keys) == len(set(keys))
 
 
@@ -119,14 +123,20 @@ def test_deploy_is_announced_checked_and_threaded(
         ({"X-Feedbot-Signature": "sha256=00"}, b'{"service": "a", "version": "1"}', 401, ""),
         (None, b"{not json", 400, "JSON"),
         (None, b'{"service": "a"}', 422, "version"),
-        (None, b'{"service": "a", "version": "1", "changes": [{"lines": [[5, 2]]}]}', 422,
-         "changes[0].lines[0]"),
-        (None, b'{"service": "a", "version": "1", "title": "' + b"x" * 5000 + b'"}', 413,
-         "limit"),
+        (
+            None,
+            b'{"service": "a", "version": "1", "changes": [{"lines": [[5, 2]]}]}',
+            422,
+            "changes[0].lines[0]",
+        ),
+        (None, b'{"service": "a", "version": "1", "title": "' + b"x" * 5000 + b'"}', 413, "limit"),
     ],
 )
 def test_rejections_name_the_problem_and_register_nothing(
-    client: TestClient, headers: dict[str, str] | None, body: bytes, status: int,
+    client: httpx.Client,
+    headers: dict[str, str] | None,
+    body: bytes,
+    status: int,
     fragment: str,
 ) -> None:
     sent = headers if headers is not None else {"X-Feedbot-Signature": sign(body, SECRET)}
@@ -136,13 +146,13 @@ def test_rejections_name_the_problem_and_register_nothing(
     assert client.get("/metrics").text.count("feedbot_releases 0") == 1
 
 
-def test_unconfigured_and_unknown_sources(client: TestClient) -> None:
+def test_unconfigured_and_unknown_sources(client: httpx.Client) -> None:
     assert client.post("/webhooks/github", content=b"{}").status_code == 401
     assert "github_secret" in client.post("/webhooks/github", content=b"{}").json()["error"]
     assert client.post("/webhooks/bitbucket", content=b"{}").status_code == 404
 
 
-def test_health_readiness_and_metrics(client: TestClient) -> None:
+def test_health_readiness_and_metrics(client: httpx.Client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").status_code == 200
     metrics = client.get("/metrics").text

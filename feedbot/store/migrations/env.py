@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from feedbot.store import models
+from feedbot.store import models, spans  # noqa: F401  (spans registers its table)
 
 target_metadata = models.Base.metadata
 config = context.config

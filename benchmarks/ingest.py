@@ -1,0 +1,120 @@
+"""Embedded-backend ingest into SQLite: spans per second, protobuf vs OTLP/JSON.
+
+Batches of 512 spans (the SDK's default export batch) made by the real OpenTelemetry SDK, each
+span with HTTP, DB and code attributes. Figures are medians of several runs; "decode" is the
+pure decoding step alone, "ingest" is decode plus the bulk insert in one transaction.
+
+    python -m benchmarks.ingest [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gzip
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from feedbot.backends.embedded import EmbeddedBackend
+from feedbot.backends.otlp import decode_request
+from feedbot.store.db import make_engine, make_sessions, migrate
+
+BATCH = 512
+RUNS = 5
+
+
+def _payloads() -> dict[str, tuple[bytes, str, str | None]]:
+    """One batch as protobuf, OTLP/JSON, and gzip-compressed protobuf."""
+    from google.protobuf import json_format
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "bench", "service.version": "1.0.0"})
+    )
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("bench")
+    for i in range(BATCH):
+        attributes = {
+            "http.route": "/orders/{id}",
+            "http.request.method": "GET",
+            "db.statement": f"SELECT * FROM orders WHERE id = {i}",
+            "code.function.name": "shop.orders.load",
+            "code.line.number": 42,
+        }
+        tracer.start_span("GET /orders/{id}", kind=SpanKind.SERVER, attributes=attributes).end()
+    provider.shutdown()
+    message = encode_spans(memory.get_finished_spans())
+    document: dict[str, Any] = json_format.MessageToDict(message, use_integers_for_enums=True)
+    for resource_spans in document["resourceSpans"]:
+        for scope_spans in resource_spans["scopeSpans"]:
+            for span in scope_spans["spans"]:
+                for key in ("traceId", "spanId", "parentSpanId"):
+                    if key in span:
+                        span[key] = base64.b64decode(span[key]).hex()
+    proto = message.SerializeToString()
+    return {
+        "protobuf": (proto, "application/x-protobuf", None),
+        "protobuf+gzip": (gzip.compress(proto), "application/x-protobuf", "gzip"),
+        "json": (json.dumps(document).encode(), "application/json", None),
+    }
+
+
+def _rate(action: Callable[[], object], batches: int) -> float:
+    """Median spans per second of ``batches`` calls of ``action``, over ``RUNS`` runs."""
+    rates = []
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        for _ in range(batches):
+            action()
+        rates.append(batches * BATCH / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def run(*, quick: bool = False) -> list[tuple[str, float, str]]:
+    """Rows of (benchmark, spans per second, unit) for each format, decode and ingest."""
+    batches = 2 if quick else 10
+    rows: list[tuple[str, float, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = make_engine(f"sqlite:///{Path(tmp) / 'ingest.db'}")
+        migrate(engine)
+        backend = EmbeddedBackend(make_sessions(engine))
+        for name, (body, media, encoding) in _payloads().items():
+            size = f"{len(body) // 1024} KiB/batch"
+            decode = _rate(
+                lambda b=body, m=media, e=encoding: decode_request(
+                    b, content_type=m, content_encoding=e, max_bytes=1 << 30
+                ),
+                batches,
+            )
+            ingest = _rate(lambda b=body, m=media, e=encoding: backend.ingest(b, m, e), batches)
+            rows += [
+                (f"decode {name} ({size})", decode, "spans/s"),
+                (f"ingest {name} into SQLite ({size})", ingest, "spans/s"),
+            ]
+        engine.dispose()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer batches, for a smoke run")
+    rows = run(quick=parser.parse_args().quick)
+    width = max(len(row[0]) for row in rows)
+    print(f"{'benchmark':<{width}}  {'median':>10}  unit  ({RUNS} runs of {BATCH}-span batches)")
+    for name, value, unit in rows:
+        print(f"{name:<{width}}  {value:>10,.0f}  {unit}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Spans received by the embedded trace backend (``POST /v1/traces``).
+
+One row per span, written in bulk by :class:`feedbot.backends.embedded.EmbeddedBackend` and
+queried by service, version and start time. Rows are pruned after ``traces.retention``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypedDict
+
+from sqlalchemy import BigInteger, Boolean, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from feedbot.store.models import Base
+
+#: Widths of the string columns; the OTLP decoder cuts values to fit.
+LIMITS = {
+    "service": 200,
+    "version": 200,
+    "environment": 100,
+    "instance": 200,
+    "name": 500,
+    "route": 500,
+    "method": 16,
+}
+
+
+class SpanRow(TypedDict):
+    """One span as a dict of column values, ready for a bulk ``insert(Span)``."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    service: str
+    version: str | None
+    environment: str | None
+    instance: str | None
+    name: str
+    kind: str
+    route: str | None
+    method: str | None
+    start_ns: int
+    duration_ns: int
+    is_error: bool
+    attributes: dict[str, Any]
+    events: list[dict[str, Any]]
+
+
+class Span(Base):
+    """One received span.
+
+    ``kind`` is ``SERVER``, ``CLIENT``, ``INTERNAL``, ``PRODUCER`` or ``CONSUMER``. ``route`` and
+    ``method`` come from ``http.route`` and ``http.request.method`` (or ``http.method``) so
+    server spans can be grouped in SQL. ``attributes`` holds the span's own attributes, bounded;
+    ``events`` only its exception events (``exception`` or ``*.exception``).
+    """
+
+    __tablename__ = "spans"
+    __table_args__ = (
+        Index("ix_spans_service_version_start_ns", "service", "version", "start_ns"),
+        Index("ix_spans_trace_id", "trace_id"),
+        Index("ix_spans_received_at", "received_at"),
+    )
+
+    # Integer on SQLite so the key is the rowid alias and autoincrements.
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    trace_id: Mapped[str] = mapped_column(String(32))
+    span_id: Mapped[str] = mapped_column(String(16))
+    parent_span_id: Mapped[str | None] = mapped_column(String(16))
+    service: Mapped[str] = mapped_column(String(LIMITS["service"]))
+    version: Mapped[str | None] = mapped_column(String(LIMITS["version"]))
+    environment: Mapped[str | None] = mapped_column(String(LIMITS["environment"]))
+    instance: Mapped[str | None] = mapped_column(String(LIMITS["instance"]))
+    name: Mapped[str] = mapped_column(String(LIMITS["name"]))
+    kind: Mapped[str] = mapped_column(String(16))
+    route: Mapped[str | None] = mapped_column(String(LIMITS["route"]))
+    method: Mapped[str | None] = mapped_column(String(LIMITS["method"]))
+    start_ns: Mapped[int] = mapped_column(BigInteger)
+    duration_ns: Mapped[int] = mapped_column(BigInteger)
+    is_error: Mapped[bool] = mapped_column(Boolean)
+    attributes: Mapped[dict[str, Any]]
+    events: Mapped[list[Any]]
+    received_at: Mapped[datetime]
