@@ -1,0 +1,177 @@
+"""The default detection policy: every threshold the analysis uses, with where it comes from.
+
+Section numbers (§) refer to shared/reference/detection-methods.md; the N+1 thresholds come from
+shared/reference/anchors.md (Sentry's N+1 DB detector). ``DetectionPolicy()`` is the proposed
+default of §9; config.py may build another one. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from feedbot.analysis.stats_multi import bonferroni
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyPolicy:
+    """Latency shift: one-sided Mann-Whitney plus the Hodges-Lehmann ratio (§9 table, §7.1-7.2).
+
+    Attributes:
+        min_samples: Spans per version below which there is no verdict (30).
+        ratio_floor: HL ratio r̂ a regression must reach (1.10), before the host guard raises it.
+        min_delta_median_ms: Absolute median increase a regression must also reach (1 ms).
+        exact_max_samples: Smaller-sample size up to which the exact permutation test runs (10).
+        ci_level: Two-sided level of the reported r̂ CI (95%).
+    """
+
+    min_samples: int = 30
+    ratio_floor: float = 1.10
+    min_delta_median_ms: float = 1.0
+    exact_max_samples: int = 10
+    ci_level: float = 0.95
+
+
+@dataclass(frozen=True, slots=True)
+class TailPolicy:
+    """Tail latency: the exceedance test on the pooled p95/p99 (§9 table, §7.3).
+
+    Attributes:
+        p95_min_samples: Spans per version before p95 gets a verdict (200).
+        p99_min_samples: Spans per version before p99 gets a verdict (1,000).
+        ratio_floor: p95 or p99 ratio a tail regression must reach (1.20).
+        ci_level: Level of the displayed quantile CIs (95%; p99 needs 368 spans for one).
+    """
+
+    p95_min_samples: int = 200
+    p99_min_samples: int = 1_000
+    ratio_floor: float = 1.20
+    ci_level: float = 0.95
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorPolicy:
+    """Error rate: exact one-sided conditional binomial / Fisher, not mid-p (§9 table, §7.4).
+
+    Attributes:
+        min_errors_new: Errors in the new version before any finding (3, §8).
+        rate_ratio_floor: Error-rate ratio a regression must reach (1.5).
+        min_rate_increase: Absolute rate increase it must also reach (0.001 = 0.1 pp).
+    """
+
+    min_errors_new: int = 3
+    rate_ratio_floor: float = 1.5
+    min_rate_increase: float = 0.001
+
+
+@dataclass(frozen=True, slots=True)
+class NewTypePolicy:
+    """New exception types: p = s^k in their own BH family (§9 table, §7.5).
+
+    Attributes:
+        min_baseline_exposure: Baseline exposure as a multiple of the new version's (1×).
+        history_versions: Previous versions whose types count as "seen" (3).
+        history_days: Days of exception history that count as "seen" (7).
+    """
+
+    min_baseline_exposure: float = 1.0
+    history_versions: int = 3
+    history_days: int = 7
+
+
+@dataclass(frozen=True, slots=True)
+class ReachPolicy:
+    """Changed code reached: rule of three and the stopped-being-reached test (§9 table, §7.5).
+
+    Attributes:
+        min_requests: Requests to the owning service before "not reached" is said (300).
+        bound_level: Level of the upper bound on the reach rate (95%, so ≈ 3/N).
+        stopped_alpha: p below which the code "stopped being reached" (0.01).
+    """
+
+    min_requests: int = 300
+    bound_level: float = 0.95
+    stopped_alpha: float = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class LookPolicy:
+    """Multiplicity and confirmation over the scheduled looks (§9 "Multiplicity and looks").
+
+    Attributes:
+        fdr_q: FDR level over all looks of a release (0.05).
+        looks: Scheduled looks, +15 min, +1 h, +4 h, +24 h (4); Bonferroni splits fdr_q.
+        confirm_looks: Consecutive looks a finding must hold to make the verdict (2).
+        overwhelming_factor: A suspected finding makes the verdict at once when p is this many
+            times below its BH threshold and its effect CI clears the floor (100).
+    """
+
+    fdr_q: float = 0.05
+    looks: int = 4
+    confirm_looks: int = 2
+    overwhelming_factor: float = 100.0
+
+    @property
+    def q_per_look(self) -> float:
+        """BH level at each look: fdr_q / looks (0.0125)."""
+        return bonferroni(self.fdr_q, self.looks)
+
+    def lone_test_level(self, tests: int) -> float:
+        """Per-test level a single finding must reach among ``tests`` (q/m, ≈2·10⁻⁴ at 60)."""
+        return self.q_per_look / max(1, tests)
+
+
+@dataclass(frozen=True, slots=True)
+class HostGuardPolicy:
+    """Noise-floor guard from the between-instance spread τ̂ (§9 "Noise-floor guard", §7.7).
+
+    Attributes:
+        enabled: Apply the raised floor and the cluster-aware latency p.
+        z: Host-noise sds the shift must clear: floor = max(1.10, exp(z·τ̂·√(1/k_n+1/k_b))) (3).
+        min_instances: Instances needed in a version to estimate τ̂ (2).
+    """
+
+    enabled: bool = True
+    z: float = 3.0
+    min_instances: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class NPlusOnePolicy:
+    """N+1 detection: repeated same-shape child spans (anchors.md, Sentry's N+1 DB detector).
+
+    Attributes:
+        min_repeats: Repeated sibling spans with one query shape (5).
+        min_total_ms: Their total duration (50 ms).
+    """
+
+    min_repeats: int = 5
+    min_total_ms: float = 50.0
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionPolicy:
+    """Every threshold of feedbot's analysis; the defaults are the brief's proposal (§9).
+
+    Attributes:
+        latency: Latency-shift check.
+        tail: p95/p99 check.
+        errors: Error-rate check.
+        new_types: New-exception-type check.
+        reach: Changed-code-reached check.
+        looks: Multiplicity and confirmation.
+        host_guard: Host-spread guard.
+        n_plus_one: N+1 detection.
+        power: Power at which "inconclusive" answers state the MDE (80%, §7.7).
+        warmup_minutes: Spans dropped from each new instance's first minutes (5, §8).
+    """
+
+    latency: LatencyPolicy = field(default_factory=LatencyPolicy)
+    tail: TailPolicy = field(default_factory=TailPolicy)
+    errors: ErrorPolicy = field(default_factory=ErrorPolicy)
+    new_types: NewTypePolicy = field(default_factory=NewTypePolicy)
+    reach: ReachPolicy = field(default_factory=ReachPolicy)
+    looks: LookPolicy = field(default_factory=LookPolicy)
+    host_guard: HostGuardPolicy = field(default_factory=HostGuardPolicy)
+    n_plus_one: NPlusOnePolicy = field(default_factory=NPlusOnePolicy)
+    power: float = 0.80
+    warmup_minutes: float = 5.0

@@ -1,0 +1,123 @@
+"""The noise-floor guard: host-to-host spread sizes the latency floor and p-value (§7.7, §9).
+
+For host effects the unit of replication is the instance. With k_n and k_b instances and a
+between-instance sd τ of log-latency, the version difference carries host noise of sd
+τ·√(1/k_n + 1/k_b) however many spans are collected. τ̂ is a method-of-moments (DerSimonian-Laird
+style) random-effects estimate: the variance of per-instance log-medians minus their sampling
+variance (π/2)·σ̂²/n_i, pooled over span groups and both versions, floored at 0. The raw spread of
+instance medians is biased upward by sampling noise and costs power for nothing (§9).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from feedbot.analysis.stats_dist import normal_sf
+from feedbot.analysis.stats_power import MAD_TO_SD
+from feedbot.analysis.stats_rank import FloatArray, as_sample
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceCell:
+    """Per-instance summaries of one span group in one version.
+
+    Attributes:
+        log_medians: Median log-duration of each instance.
+        counts: Spans per instance.
+        sigma: Robust log-sd of the cell's durations (1.4826 · MAD of the logs).
+    """
+
+    log_medians: FloatArray
+    counts: FloatArray
+    sigma: float
+
+
+def instance_cell(durations: npt.ArrayLike, instance_ids: npt.ArrayLike) -> InstanceCell:
+    """Summarise one (span group, version) cell by instance.
+
+    Args:
+        durations: Positive span durations.
+        instance_ids: The ``service.instance.id`` of each span, same length.
+    """
+    logs = np.log(as_sample(durations, "durations", positive=True))
+    ids = np.asarray(instance_ids)
+    if ids.shape != logs.shape:
+        raise ValueError(f"instance_ids: expected shape {logs.shape}, got {ids.shape}")
+    _, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
+    medians = np.array([np.median(logs[inverse == i]) for i in range(counts.size)])
+    # Deviations from each instance's own median shrink when an instance has few spans, which
+    # would understate the sampling variance; the cell-wide MAD avoids that and includes τ² in
+    # σ̂², which is negligible against σ² (0.25 + 0.0025 at σ = 0.5, τ = 0.05).
+    sigma = MAD_TO_SD * float(np.median(np.abs(logs - np.median(logs))))
+    return InstanceCell(medians, counts.astype(np.float64), sigma)
+
+
+def pooled_tau(cells: Sequence[InstanceCell]) -> float | None:
+    """Between-instance sd τ̂ of log-latency, pooled over cells (groups × versions).
+
+    Each cell with k ≥ 2 instances contributes (k − 1)·(s² − mean v_i), where s² is the variance
+    of its instance log-medians and v_i = (π/2)·σ̂²/n_i the sampling variance of a median under a
+    normal model; the pooled estimate is floored at 0. v_i is asymptotic: with fewer than about
+    30 spans per instance it is off by tens of percent and τ̂ becomes unreliable.
+
+    Returns:
+        τ̂, or None when no cell has two instances (host and version cannot be separated).
+    """
+    weighted, dof = 0.0, 0
+    for cell in cells:
+        k = cell.log_medians.size
+        if k < 2:
+            continue
+        sampling = float(np.mean(math.pi / 2.0 * cell.sigma**2 / cell.counts))
+        weighted += (k - 1) * (float(np.var(cell.log_medians, ddof=1)) - sampling)
+        dof += k - 1
+    if dof == 0:
+        return None
+    return math.sqrt(max(0.0, weighted / dof))
+
+
+def host_noise_floor(
+    tau: float | None, k_new: int, k_base: int, *, floor: float = 1.10, z: float = 3.0
+) -> float:
+    """Latency effect floor raised by the host spread: max(floor, exp(z·τ̂·√(1/k_n + 1/k_b))).
+
+    Args:
+        tau: ``pooled_tau`` (None leaves the floor as it is).
+        k_new: Instances serving the new version.
+        k_base: Instances serving the baseline.
+        floor: The policy's base floor on the HL ratio (1.10).
+        z: How many host-noise sds the shift must clear (3 in §9).
+    """
+    if tau is None or k_new < 1 or k_base < 1:
+        return floor
+    return max(floor, math.exp(z * tau * math.sqrt(1.0 / k_new + 1.0 / k_base)))
+
+
+def cluster_aware_p(
+    *,
+    p_mwu: float,
+    ratio: float,
+    sigma: float,
+    n_new: int,
+    n_base: int,
+    tau: float | None,
+    k_new: int,
+    k_base: int,
+) -> float:
+    """Latency p-value that also allows for host noise (§9).
+
+    p = max(p_MWU, 1 − Φ(ln r̂ / √(SE²_HL + τ̂²·(1/k_n + 1/k_b)))), SE²_HL = (π/3)·σ̂²·(1/n_b +
+    1/n_n). Without τ̂ (or with one instance per version) p_MWU is returned unchanged.
+    """
+    if tau is None or k_new < 1 or k_base < 1:
+        return p_mwu
+    variance = math.pi / 3.0 * sigma**2 * (1.0 / n_new + 1.0 / n_base)
+    variance += tau**2 * (1.0 / k_new + 1.0 / k_base)
+    if variance <= 0.0:
+        return p_mwu
+    return max(p_mwu, normal_sf(math.log(ratio) / math.sqrt(variance)))

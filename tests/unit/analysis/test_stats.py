@@ -1,0 +1,377 @@
+"""feedbot.analysis.stats against scipy (where scipy has the same test) and by its properties."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sp
+
+from feedbot.analysis import stats, stats_dist, stats_shift
+from feedbot.analysis.policy import DetectionPolicy
+
+
+def _rng(seed: int = 0) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+# --- distributions -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("p", [1e-12, 1e-6, 2e-4, 0.01, 0.02425, 0.3, 0.5, 0.8, 0.975, 1 - 1e-9])
+def test_normal_ppf_matches_scipy(p):
+    assert stats.normal_ppf(p) == pytest.approx(sp.norm.ppf(p), rel=1e-12, abs=1e-12)
+
+
+def test_binomial_and_hypergeometric_tails_match_scipy():
+    rng = _rng(1)
+    for _ in range(50):
+        n = int(rng.integers(1, 3000))
+        p = float(rng.uniform(0.001, 0.999))
+        x = int(rng.integers(0, n + 1))
+        assert stats_dist.binomial_sf(x, n, p) == pytest.approx(sp.binom.sf(x - 1, n, p), rel=1e-9)
+        assert stats_dist.binomial_cdf(x, n, p) == pytest.approx(sp.binom.cdf(x, n, p), rel=1e-9)
+        total, good = n + 50, int(rng.integers(0, n + 50))
+        ref = sp.hypergeom.sf(x - 1, total, good, n)
+        assert stats_dist.hypergeom_sf(x, total, good, n) == pytest.approx(
+            ref, rel=1e-9, abs=1e-300
+        )
+
+
+# --- Mann-Whitney ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sizes", [(5, 7), (30, 40), (300, 200), (2000, 50)])
+@pytest.mark.parametrize("alternative", ["greater", "less"])
+@pytest.mark.parametrize("rounding", [None, 1])
+def test_mann_whitney_asymptotic_matches_scipy(sizes, alternative, rounding):
+    rng = _rng(sum(sizes))
+    new, base = rng.lognormal(0.1, 0.5, sizes[0]), rng.lognormal(0.0, 0.5, sizes[1])
+    if rounding is not None:  # many ties
+        new, base = np.round(new, rounding), np.round(base, rounding)
+    ours = stats.mann_whitney(new, base, alternative=alternative, method="asymptotic")
+    ref = sp.mannwhitneyu(new, base, alternative=alternative, method="asymptotic")
+    assert ours.u == ref.statistic
+    assert ours.p == pytest.approx(ref.pvalue, rel=1e-10)
+    assert (ours.n_new, ours.n_base, ours.method) == (sizes[0], sizes[1], "asymptotic")
+
+
+@pytest.mark.parametrize("sizes", [(5, 7), (8, 3), (10, 12), (4, 40)])
+@pytest.mark.parametrize("alternative", ["greater", "less"])
+def test_mann_whitney_exact_matches_scipy_without_ties(sizes, alternative):
+    rng = _rng(sizes[0] * 100 + sizes[1])
+    new, base = rng.normal(0.5, 1, sizes[0]), rng.normal(0, 1, sizes[1])
+    ours = stats.mann_whitney(new, base, alternative=alternative, method="exact")
+    ref = sp.mannwhitneyu(new, base, alternative=alternative, method="exact")
+    assert ours.method == "exact"
+    assert ours.p == pytest.approx(ref.pvalue, rel=1e-10)
+
+
+def test_mann_whitney_exact_with_ties_matches_full_enumeration():
+    new, base = np.array([3.0, 3.0, 5.0, 7.0, 7.0]), np.array([1.0, 3.0, 3.0, 5.0, 2.0, 7.0])
+    pooled, n1 = np.concatenate([new, base]), new.size
+    ranks = sp.rankdata(pooled)
+    observed = ranks[:n1].sum()
+    sums = [ranks[list(c)].sum() for c in itertools.combinations(range(pooled.size), n1)]
+    expected = np.mean(np.array(sums) >= observed - 1e-9)
+    result = stats.mann_whitney(new, base)  # auto: small samples go exact
+    assert result.method == "exact"
+    assert result.p == pytest.approx(expected, rel=1e-12)
+
+
+def test_mann_whitney_auto_switches_to_normal_for_large_samples():
+    rng = _rng(2)
+    assert stats.mann_whitney(rng.normal(size=11), rng.normal(size=500)).method == "asymptotic"
+
+
+def test_mann_whitney_all_tied_is_not_a_test():
+    result = stats.mann_whitney([2.0] * 40, [2.0] * 50)
+    assert (result.p, result.method, result.cles) == (1.0, "all_tied", 0.5)
+
+
+def test_mann_whitney_symmetry_and_range():
+    rng = _rng(3)
+    for _ in range(20):
+        a, b = rng.lognormal(0, 0.5, 60), rng.lognormal(0.05, 0.5, 80)
+        ab, ba = stats.mann_whitney(a, b), stats.mann_whitney(b, a, alternative="less")
+        assert ab.p == pytest.approx(ba.p, rel=1e-12)
+        assert ab.u + ba.u == a.size * b.size
+        assert 0.0 <= ab.p <= 1.0 and 0.0 <= ab.cles <= 1.0
+
+
+def test_mann_whitney_p_falls_as_the_shift_grows():
+    rng = _rng(4)
+    base, noise = rng.lognormal(0, 0.5, 500), rng.lognormal(0, 0.5, 500)
+    ps = [stats.mann_whitney(noise * r, base).p for r in (0.9, 1.0, 1.05, 1.1, 1.2, 1.5)]
+    assert ps == sorted(ps, reverse=True)
+
+
+def test_mann_whitney_rejects_bad_samples():
+    with pytest.raises(ValueError, match="new"):
+        stats.mann_whitney([], [1.0])
+    with pytest.raises(ValueError, match="NaN"):
+        stats.mann_whitney([1.0, math.nan], [1.0])
+
+
+def test_null_p_values_are_uniform_over_seeds():
+    rng = _rng(5)
+    ps = np.array(
+        [
+            stats.mann_whitney(rng.lognormal(0, 0.5, 200), rng.lognormal(0, 0.5, 200)).p
+            for _ in range(400)
+        ]
+    )
+    assert sp.kstest(ps, "uniform").pvalue > 0.01
+    assert 0.02 <= np.mean(ps < 0.05) <= 0.09
+
+
+# --- Hodges-Lehmann -------------------------------------------------------------------------
+
+
+def test_hodges_lehmann_matches_brute_force_pairs():
+    rng = _rng(6)
+    new, base = rng.normal(0.3, 1, 40), rng.normal(0, 1, 50)
+    diffs = np.sort((new[:, None] - base[None, :]).ravel())
+    estimate, low, high = stats.hodges_lehmann_shift(new, base)
+    k = math.floor(diffs.size / 2 - 1.959963984540054 * math.sqrt(40 * 50 * 91 / 12))
+    assert estimate == pytest.approx(np.median(diffs))
+    assert (low, high) == (diffs[k], diffs[diffs.size - 1 - k])
+
+
+@pytest.mark.parametrize("rounding", [None, 2])
+def test_hodges_lehmann_selection_equals_materialised_pairs(monkeypatch, rounding):
+    rng = _rng(7)
+    new, base = rng.lognormal(0.1, 0.5, 900), rng.lognormal(0, 0.5, 700)
+    if rounding is not None:
+        new, base = np.round(new, rounding) + 0.01, np.round(base, rounding) + 0.01
+    full = stats.hodges_lehmann_ratio(new, base)
+    monkeypatch.setattr(stats_shift, "PAIR_LIMIT", 1000)
+    assert stats.hodges_lehmann_ratio(new, base) == full
+
+
+def test_hodges_lehmann_detects_twenty_percent_on_lognormal():
+    rng = _rng(8)
+    new, base = rng.lognormal(0, 0.5, 2000) * 1.2, rng.lognormal(0, 0.5, 2000)
+    shift = stats.hodges_lehmann_ratio(new, base)
+    assert shift.low is not None and shift.high is not None
+    assert shift.low <= 1.2 <= shift.high
+    assert stats.mann_whitney(new, base).p < 1e-10
+
+
+def test_hodges_lehmann_ci_covers_the_true_ratio():
+    rng = _rng(9)
+    hits = 0
+    for _ in range(200):
+        est = stats.hodges_lehmann_ratio(rng.lognormal(0, 0.5, 80) * 1.1, rng.lognormal(0, 0.5, 80))
+        hits += est.low <= 1.1 <= est.high  # type: ignore[operator]
+    assert 0.91 <= hits / 200 <= 0.99
+
+
+def test_hodges_lehmann_too_small_for_a_ci_and_bad_input():
+    shift = stats.hodges_lehmann_ratio([1.0, 2.0], [1.5, 2.5])
+    assert (shift.low, shift.high) == (None, None)
+    with pytest.raises(ValueError, match="positive"):
+        stats.hodges_lehmann_ratio([0.0, 1.0], [1.0])
+
+
+# --- quantiles and tails ----------------------------------------------------------------------
+
+
+def test_quantile_ci_minimum_sizes_from_the_brief():
+    assert [stats.min_samples_for_quantile_ci(q) for q in (0.95, 0.99, 0.999)] == [72, 368, 3688]
+    x = _rng(10).lognormal(0, 0.5, 368)
+    assert stats.quantile_ci(x[:367], 0.99).low is None
+    est = stats.quantile_ci(x, 0.99)
+    assert est.low is not None and est.high is not None
+    assert est.low <= est.value <= est.high
+
+
+def test_quantile_ci_covers_the_true_quantile():
+    rng = _rng(11)
+    truth = math.exp(0.5 * sp.norm.ppf(0.95))
+    covered = [
+        est.low <= truth <= est.high  # type: ignore[operator]
+        for est in (stats.quantile_ci(rng.lognormal(0, 0.5, 400), 0.95) for _ in range(300))
+    ]
+    assert np.mean(covered) >= 0.93
+
+
+def test_quantiles_defaults_and_ratio():
+    x = _rng(12).lognormal(0, 0.5, 2000)
+    assert [e.q for e in stats.quantiles(x)] == [0.5, 0.95, 0.99]
+    ratio, low, high = stats.quantile_ratio(x * 1.3, x, 0.95)
+    assert ratio == pytest.approx(1.3) and low is not None and high is not None
+    assert low < 1.3 < high
+
+
+def test_tail_exceedance_test_is_fisher_on_the_pooled_quantile():
+    rng = _rng(13)
+    new, base = rng.lognormal(0, 0.5, 1000), rng.lognormal(0, 0.5, 1200)
+    new[new > np.quantile(new, 0.95)] *= 1.5
+    result = stats.tail_exceedance_test(new, base, 0.95)
+    table = [
+        [result.exceed_new, 1000 - result.exceed_new],
+        [result.exceed_base, 1200 - result.exceed_base],
+    ]
+    assert result.p == pytest.approx(sp.fisher_exact(table, alternative="greater").pvalue)
+
+
+def test_tail_exceedance_detects_t50_at_3000():
+    rng = _rng(14)
+    new, base = rng.lognormal(0, 0.5, 3000), rng.lognormal(0, 0.5, 3000)
+    new[new > np.quantile(new, 0.95)] *= 1.5
+    assert stats.tail_exceedance_test(new, base, 0.99).p < 1e-4
+    assert stats.tail_exceedance_test(base, rng.lognormal(0, 0.5, 3000), 0.99).p > 1e-3
+
+
+# --- counts --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "table", [(7, 1000, 1, 1200), (0, 500, 3, 500), (3, 3, 0, 10), (40, 8000, 8, 8000)]
+)
+def test_fisher_matches_scipy(table):
+    en, nn, eb, nb = table
+    ref = sp.fisher_exact([[en, nn - en], [eb, nb - eb]], alternative="greater").pvalue
+    assert stats.fisher_greater(en, nn, eb, nb).p == pytest.approx(ref, rel=1e-9)
+
+
+@pytest.mark.parametrize("counts", [(12, 5000, 3, 6000), (0, 10, 5, 10), (9, 1.0, 1, 4.0)])
+def test_conditional_binomial_matches_binomtest(counts):
+    en, xn, eb, xb = counts
+    ref = sp.binomtest(en, en + eb, xn / (xn + xb), alternative="greater").pvalue
+    result = stats.conditional_binomial_greater(en, xn, eb, xb)
+    assert result.p == pytest.approx(ref, rel=1e-9)
+    assert result.rate_ratio == pytest.approx((en / xn) / (eb / xb))
+
+
+def test_new_type_p_and_minimum_counts_from_the_brief():
+    assert stats.new_type_test(7, 100, 100).p == pytest.approx(0.5**7)
+    assert stats.new_type_test(3, 100, 400).p == pytest.approx(0.2**3)
+    q = DetectionPolicy().looks.q_per_look
+    table = {(0.5, 1): 7, (0.5, 10): 10, (0.5, 30): 12, (0.2, 1): 3, (0.2, 30): 5, (1 / 11, 30): 4}
+    for (share, m), k in table.items():
+        assert stats.min_count_for_new_type(share, q=q, candidates=m) == k
+
+
+def test_rate_ratio_ci_is_clopper_pearson_transformed():
+    ci = sp.binomtest(12, 15, 5000 / 11000).proportion_ci(0.95, method="exact")
+    low, high = stats.rate_ratio_ci(12, 5000, 3, 6000)
+    assert low == pytest.approx(ci.low / (1 - ci.low) * 6000 / 5000, rel=1e-6)
+    assert high == pytest.approx(ci.high / (1 - ci.high) * 6000 / 5000, rel=1e-6)
+    assert stats.rate_ratio_ci(4, 100, 0, 100)[1] is None
+
+
+def test_reach_bounds_and_stopped_being_reached():
+    assert stats.reach_upper_bound(100) == pytest.approx(1 - 0.05 ** (1 / 100))
+    assert stats.reach_upper_bound(1000) == pytest.approx(3 / 1000, rel=0.01)
+    ref = sp.binomtest(2, 100).proportion_ci(0.90, method="exact").high
+    assert stats.reach_upper_bound(100, hits=2) == pytest.approx(ref, rel=1e-6)
+    result = stats.reach_test(0, 1000, 10, 1000)
+    assert result.expected_hits == 10.0
+    assert result.p_stopped == pytest.approx(0.5**10)
+    assert result.p_stopped >= math.exp(-result.expected_hits)
+    assert stats.reach_test(0, 300, 0, 300).p_stopped is None
+
+
+# --- multiplicity --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["bh", "by"])
+def test_bh_matches_scipy(method):
+    p = _rng(15).uniform(size=60) ** 3
+    ours = stats.bh_qvalues(p, method=method)
+    np.testing.assert_allclose(ours, sp.false_discovery_control(p, method=method), rtol=1e-12)
+
+
+def test_bh_reject_is_the_step_up_rule():
+    rng = _rng(16)
+    for _ in range(50):
+        p, q = rng.uniform(size=30) ** 4, 0.0125
+        order = np.sort(p)
+        passing = np.nonzero(order <= np.arange(1, 31) * q / 30)[0]
+        cutoff = order[passing[-1]] if passing.size else -1.0
+        np.testing.assert_array_equal(stats.bh_reject(p, q), p <= cutoff)
+    assert stats.bh_qvalues([]).size == 0
+
+
+def test_bonferroni_over_looks():
+    assert stats.bonferroni(0.05, 4) == 0.0125
+    assert DetectionPolicy().looks.q_per_look == 0.0125
+
+
+# --- power -----------------------------------------------------------------------------------
+
+
+def test_latency_mde_matches_the_brief():
+    # §7.7: +20% at 300 spans and +4.6% at 5k (σ = 0.5, α = 2·10⁻⁴ one-sided).
+    assert stats.mwu_min_detectable_ratio(300, 300, sigma=0.5, alpha=2e-4) == pytest.approx(
+        1.20, abs=0.005
+    )
+    assert stats.mwu_min_detectable_ratio(5000, 5000, sigma=0.5, alpha=2e-4) == pytest.approx(
+        1.046, abs=0.002
+    )
+    assert stats.mwu_min_detectable_ratio(5000, 5000, sigma=0.5, alpha=2e-4, floor=1.1) == 1.1
+    assert stats.mwu_min_detectable_ratio(2, 2, sigma=0.5, alpha=2e-4) == math.inf
+    assert stats.mwu_sample_size(1.10, sigma=0.5, alpha=0.025) in (455, 456)
+
+
+def test_error_rate_mde_matches_the_brief():
+    for base, n, ratio in [(0.001, 1000, 12.7), (0.001, 10_000, 3.0), (0.01, 100_000, 1.15)]:
+        got = stats.error_rate_min_detectable_ratio(base, n, n, alpha=0.01)
+        assert got == pytest.approx(ratio, rel=0.02)
+
+
+def test_robust_log_sigma():
+    assert stats.robust_log_sigma(_rng(17).lognormal(0, 0.5, 20_000)) == pytest.approx(
+        0.5, rel=0.03
+    )
+
+
+# --- host spread ----------------------------------------------------------------------------
+
+
+def _cells(rng, tau, groups=10, instances=6, spans=300):
+    cells = []
+    offsets = rng.normal(0, tau, instances)
+    for _ in range(groups):
+        ids = rng.integers(0, instances, spans)
+        durations = rng.lognormal(0, 0.5, spans) * np.exp(offsets[ids])
+        cells.append(stats.instance_cell(durations, ids))
+    return cells
+
+
+def test_pooled_tau_recovers_the_host_spread():
+    rng = _rng(18)
+    assert stats.pooled_tau(_cells(rng, 0.05, instances=20, spans=2000)) == pytest.approx(
+        0.05, abs=0.015
+    )
+    assert stats.pooled_tau(_cells(rng, 0.0)) < 0.03
+    assert stats.pooled_tau(_cells(rng, 0.05, instances=1)) is None
+
+
+def test_host_floor_and_cluster_aware_p():
+    assert stats.host_noise_floor(None, 3, 3) == 1.10
+    assert stats.host_noise_floor(0.05, 3, 3) == pytest.approx(
+        math.exp(3 * 0.05 * math.sqrt(2 / 3))
+    )
+    p = stats.cluster_aware_p(
+        p_mwu=1e-9, ratio=1.1, sigma=0.5, n_new=3000, n_base=3000, tau=0.05, k_new=3, k_base=3
+    )
+    assert 1e-9 < p < 0.05
+    unchanged = stats.cluster_aware_p(
+        p_mwu=0.2, ratio=1.1, sigma=0.5, n_new=3000, n_base=3000, tau=None, k_new=3, k_base=3
+    )
+    assert unchanged == 0.2
+
+
+def test_policy_defaults_come_from_the_brief():
+    policy = DetectionPolicy()
+    assert (policy.latency.min_samples, policy.latency.ratio_floor) == (30, 1.10)
+    assert (policy.tail.p95_min_samples, policy.tail.p99_min_samples) == (200, 1000)
+    assert (policy.errors.min_errors_new, policy.errors.rate_ratio_floor) == (3, 1.5)
+    assert (policy.n_plus_one.min_repeats, policy.n_plus_one.min_total_ms) == (5, 50.0)
+    assert policy.looks.confirm_looks == 2
+    assert policy.looks.lone_test_level(60) == pytest.approx(0.0125 / 60)
