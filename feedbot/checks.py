@@ -118,7 +118,7 @@ class CheckRunner:
         self, service: str, version: str, env: str, start: datetime, end: datetime
     ) -> dict[str, Any]:
         query = SpanQuery(service=service, version=version, start=start, end=end, environment=env)
-        groups = self._backend.group_stats(query)
+        groups = self._backend.collect(query).groups
         return {
             "version": version,
             "window": f"{start:%Y-%m-%d %H:%M} – {end:%H:%M} UTC",

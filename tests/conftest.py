@@ -17,8 +17,19 @@ from feedbot.clock import FixedClock
 from feedbot.store.db import make_engine, migrate
 from tests.fakes.slack_api import slack_api  # noqa: F401  (a fixture)
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-FIXTURES = Path(os.environ.get("FEEDBOT_FIXTURES", SHARED / "fixtures"))
+
+def _find_fixtures() -> Path:
+    """``shared/fixtures`` beside the checkout (or above it), else the workplace's copy."""
+    if os.environ.get("FEEDBOT_FIXTURES"):
+        return Path(os.environ["FEEDBOT_FIXTURES"])
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / "shared" / "fixtures"
+        if candidate.is_dir():
+            return candidate
+    return Path("/work/shared/fixtures")
+
+
+FIXTURES = _find_fixtures()
 PG_ADMIN_URL = os.environ.get(
     "FEEDBOT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

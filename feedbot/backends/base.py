@@ -1,8 +1,11 @@
 """The trace backend contract: what the analysis asks of a team's trace store.
 
-A backend that can aggregate does it on its side; one that cannot streams spans and aggregates
-them here. This first cut carries per-group counts, errors and durations; the trace-backend issue
-widens it (exception types, code attributes, per-trace DB statement repetition).
+:meth:`TraceBackend.collect` returns, for one service version in one window, everything the
+analysis needs: per span group the counts, errors, durations (with the instance each came from,
+since the instance is the unit of replication for host-to-host spread), exception types with an
+example trace, code locations seen, and calling groups; plus, per trace, DB statements repeated
+under one parent (N+1 candidates). A backend that can aggregate does it on its side; one that
+cannot streams spans through :mod:`feedbot.backends.aggregate`.
 """
 
 from __future__ import annotations
@@ -15,9 +18,17 @@ import numpy as np
 import numpy.typing as npt
 
 
+def _floats() -> npt.NDArray[np.float64]:
+    return np.empty(0, dtype=np.float64)
+
+
+def _ints() -> npt.NDArray[np.int32]:
+    return np.empty(0, dtype=np.int32)
+
+
 @dataclass(frozen=True)
 class SpanQuery:
-    """Spans of one service version in one environment within ``[start, end)``."""
+    """Spans of one service version in one environment that start within ``[start, end)``."""
 
     service: str
     version: str
@@ -28,16 +39,82 @@ class SpanQuery:
 
 
 @dataclass(frozen=True)
+class ExceptionSeen:
+    """One exception type recorded on a group's spans (``exception`` events)."""
+
+    type: str
+    count: int
+    message: str = ""
+    example_trace_id: str = ""
+
+
+@dataclass(frozen=True)
+class CodeSeen:
+    """A code location that spans of a group ran in, from the ``code.*`` attributes.
+
+    ``function`` is qualified (``vault.appraisal.Appraiser.appraise``): the new convention's
+    ``code.function.name``, or the old ``code.namespace`` + ``.`` + ``code.function``.
+    """
+
+    function: str | None
+    filepath: str | None
+    lineno: int | None
+    count: int
+
+
+@dataclass(frozen=True)
 class SpanGroupStats:
-    """One span group: same span name and kind (server spans grouped by ``http.route``)."""
+    """One span group: spans of the same name and kind.
+
+    SERVER spans with an ``http.route`` are grouped as ``"METHOD route"`` (or the route alone).
+    ``instances`` holds, for each duration, an index into ``instance_names``
+    (``service.instance.id``, else ``host.name``); both are empty when no span said.
+    ``callers`` counts the groups of parent spans (``"(root)"`` for root spans, ``"(remote)"``
+    for parents in another service).
+    """
 
     name: str
     kind: str
     count: int
     errors: int
     durations_ms: npt.NDArray[np.float64] = field(
-        default_factory=lambda: np.empty(0, dtype=np.float64), compare=False, repr=False
+        default_factory=_floats, compare=False, repr=False
     )
+    instances: npt.NDArray[np.int32] = field(default_factory=_ints, compare=False, repr=False)
+    instance_names: tuple[str, ...] = ()
+    exceptions: tuple[ExceptionSeen, ...] = ()
+    code: tuple[CodeSeen, ...] = ()
+    callers: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class RepeatedStatement:
+    """A normalised DB statement run more than once under one parent span in one trace.
+
+    One object per (parent group, statement); the arrays hold one entry per trace where it
+    repeated: how many times, and the summed duration of those spans.
+    """
+
+    parent: str
+    statement: str
+    repeats: npt.NDArray[np.int32] = field(default_factory=_ints, compare=False, repr=False)
+    total_ms: npt.NDArray[np.float64] = field(default_factory=_floats, compare=False, repr=False)
+    example_trace_id: str = ""
+
+
+@dataclass(frozen=True)
+class ReleaseData:
+    """What a backend found for one :class:`SpanQuery`.
+
+    ``traces`` is the number of distinct traces seen; ``sampled_traces`` is set when the backend
+    looked at a sample of traces rather than all of them (and the report says so).
+    """
+
+    groups: list[SpanGroupStats]
+    repeats: list[RepeatedStatement] = field(default_factory=list)
+    traces: int = 0
+    sampled_traces: int | None = None
+    notes: tuple[str, ...] = ()
 
 
 @runtime_checkable
@@ -46,6 +123,9 @@ class TraceBackend(Protocol):
 
     name: str
 
-    def group_stats(self, query: SpanQuery) -> list[SpanGroupStats]:
-        """Return per-group statistics of the spans matching ``query``, largest groups first."""
+    def collect(self, query: SpanQuery) -> ReleaseData:
+        """Return everything the analysis needs about the spans matching ``query``.
+
+        Groups are ordered largest first. Durations are in milliseconds.
+        """
         ...

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Engine, case, delete, func, insert, or_, s
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from feedbot.backends.base import SpanGroupStats, SpanQuery
+from feedbot.backends.base import ReleaseData, SpanGroupStats, SpanQuery
 from feedbot.backends.otlp import decode_request
 from feedbot.clock import Clock, SystemClock
 from feedbot.errors import BackendUnavailable
@@ -82,6 +82,10 @@ class EmbeddedBackend:
         except SQLAlchemyError as exc:
             raise BackendUnavailable(f"embedded: could not store {len(rows)} spans: {exc}") from exc
         return len(rows)
+
+    def collect(self, query: SpanQuery) -> ReleaseData:
+        """Per-group counts, errors and durations (exceptions, code and N+1 data: not yet)."""
+        return ReleaseData(groups=self.group_stats(query))
 
     def group_stats(self, query: SpanQuery) -> list[SpanGroupStats]:
         """Groups are span name and kind; SERVER spans with ``http.route`` are "METHOD route"."""

@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from feedbot.backends.base import SpanGroupStats, SpanQuery
+from feedbot.backends.base import ReleaseData, SpanQuery
 from feedbot.backends.embedded import EmbeddedBackend
 from feedbot.checks import CheckRunner
 from feedbot.clock import FixedClock
@@ -26,7 +26,7 @@ class DownBackend:
     def __init__(self) -> None:
         self.queries: list[SpanQuery] = []
 
-    def group_stats(self, query: SpanQuery) -> list[SpanGroupStats]:
+    def collect(self, query: SpanQuery) -> ReleaseData:
         self.queries.append(query)
         raise BackendUnavailable("tempo at http://tempo:3200: connection refused")
 
