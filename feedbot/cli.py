@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=os.environ.get("FEEDBOT_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # APScheduler logs every tick at INFO; feedbot logs what the ticks do.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
         return int(args.func(args))
     except ConfigError as exc:
@@ -137,10 +140,20 @@ def _serve(args: argparse.Namespace) -> int:
         settings.traces.backend,
         output,
     )
+    if not settings.webhooks.secret:
+        logging.getLogger("feedbot").warning(
+            "webhooks.secret is not set: POST /webhooks/deploy refuses every request "
+            "(set FEEDBOT_WEBHOOK_SECRET)"
+        )
     scheduler = start_ticker(runtime.tick, settings.checks.tick)
+    # uvicorn re-raises the signal that stopped it once it has shut down. With SIGTERM's
+    # default disposition that kills the process before the scheduler and engine are closed
+    # (exit -15); a handler of our own makes SIGTERM a clean shutdown with status 0.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
         scheduler.shutdown(wait=True)
         runtime.engine.dispose()
+        signal.signal(signal.SIGTERM, previous)
     return 0
