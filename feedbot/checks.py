@@ -156,6 +156,7 @@ class CheckRunner:
         self._queue_status(session, release, check, now)
         failpoints.hit("check-before-commit")
         session.commit()
+        log.info("check %d of release %d done by %s", check.id, release.id, self._worker)
         failpoints.hit("check-committed")
 
     def _failed(self, session: Session, check: Check, error: str) -> None:
