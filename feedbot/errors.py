@@ -8,7 +8,8 @@
     ├── BackendError           a trace backend could not answer
     │   ├── BackendUnavailable     connection refused, timeout, 5xx after retries
     │   └── BackendResponseError   it answered, but not in the documented shape
-    └── DeliveryError          a notifier could not deliver a message
+    ├── DeliveryError          a notifier could not deliver a message
+    └── GitError               git failed or is missing (``feedbot notify-deploy``)
 
 Foreign exceptions (httpx, slack_sdk, SQLAlchemy) are translated at the seam that calls them, so
 callers only ever catch these. Every message names the object and the field it is about.
@@ -72,3 +73,7 @@ class DeliveryError(FeedbotError):
     def __init__(self, message: str, *, retryable: bool = True) -> None:
         self.retryable = retryable
         super().__init__(message)
+
+
+class GitError(FeedbotError):
+    """git failed or is missing; the message names the command and the revision."""

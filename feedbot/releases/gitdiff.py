@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
-from feedbot.errors import FeedbotError
+from feedbot.errors import GitError
 from feedbot.releases.event import Change
 
 LineRange = tuple[int, int]
@@ -28,10 +28,6 @@ _HUNK = re.compile(rb"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
 _SCP_URL = re.compile(r"^(?:[^@/]+@)?[^:/]+:(?P<path>[^/].*)$")
 _ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
 _GIT_TIMEOUT = 120.0
-
-
-class GitError(FeedbotError):
-    """git failed or is missing; the message names the command and the revision."""
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ import httpx
 
 from feedbot import __version__
 from feedbot.clock import Clock, SystemClock
+from feedbot.errors import GitError
 from feedbot.releases import gitdiff
 from feedbot.releases.event import Change
 from feedbot.releases.sources._common import CHANGES_MAX, LIST_MAX, TITLE_MAX
@@ -107,7 +108,7 @@ def run(
         return 2
     try:
         facts = gather(args.repo, args.since, stderr=stderr)
-    except gitdiff.GitError as exc:
+    except GitError as exc:
         stderr.write(f"feedbot notify-deploy: --since/--repo: {exc}\n")
         return 2
     doc = build_document(args, facts, now=(clock or SystemClock()).now(), stderr=stderr)
@@ -154,7 +155,7 @@ def gather(repo: Path, since: str | None, *, stderr: TextIO) -> GitFacts:
 def _parent(repo: Path, stderr: TextIO) -> str | None:
     try:
         parent = gitdiff.resolve_commit(repo, "HEAD~1")
-    except gitdiff.GitError:
+    except GitError:
         stderr.write("note: no --since and HEAD has no parent here; sending no changes\n")
         return None
     stderr.write(f"note: no --since given; describing HEAD~1..HEAD ({parent[:12]}..HEAD)\n")
