@@ -1,0 +1,291 @@
+"""The ``feedbot`` command as a user runs it: real ``python -m feedbot`` processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+
+from feedbot.config import settings_from_mapping
+from feedbot.releases.event import Author
+from feedbot.releases.service import register_release
+from feedbot.store.db import make_engine, make_sessions, migrate
+from tests.factories import event
+
+REPO = Path(__file__).resolve().parents[2]
+TABLES = {"releases", "changes", "checks", "deliveries", "spans", "alembic_version"}
+
+
+def feedbot(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m feedbot ARGS`` to completion, capturing its output as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "feedbot", *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def write_config(path: Path, raw: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def alembic_head() -> str:
+    config = Config()
+    config.set_main_option("script_location", "feedbot.store:migrations")
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+@pytest.fixture
+def sqlite_file(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'feedbot.db'}"
+
+
+# --- check-config ----------------------------------------------------------------------------
+
+
+def test_check_config_accepts_the_example_config() -> None:
+    done = feedbot("check-config", str(REPO / "config.example.yaml"))
+    assert done.returncode == 0, done.stderr
+    assert "config.example.yaml: ok" in done.stdout
+    assert "1 services, 1 features" in done.stdout
+
+
+def test_check_config_lists_every_problem_once_and_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(
+        "\n".join(
+            [
+                "slak:",
+                "  channel: '#x'",
+                "slack:",
+                "  bot_token: xoxb-1",
+                "traces:",
+                "  backend: tempo",
+                "checks:",
+                "  after: [15m, soon]",
+                "  max_attempts: lots",
+            ]
+        ),
+        encoding="utf-8",
+    )
+    done = feedbot("check-config", str(path))
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert sorted(done.stderr.splitlines()) == sorted(
+        [
+            "slak: unknown key (did you mean 'slack'?)",
+            "checks.after[1]: 'soon' is not a duration like 20s, 15m, 1h or 1d",
+            "checks.max_attempts: expected an integer, got a string",
+            "slack.signing_secret: is required when slack.bot_token is set "
+            "(set SLACK_SIGNING_SECRET)",
+            "traces.url: is required for traces.backend 'tempo'",
+        ]
+    )
+
+
+def test_check_config_on_a_missing_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    done = feedbot("check-config", str(missing))
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"{missing}: cannot read the file (No such file or directory)"
+    ]
+
+
+def test_check_config_on_invalid_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("checks:\n  after: [15m\nslack: {}\n", encoding="utf-8")
+    done = feedbot("check-config", str(path))
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"{path}: not valid YAML at line ")
+
+
+# --- migrate ---------------------------------------------------------------------------------
+
+
+def test_migrate_creates_the_schema_and_is_idempotent(tmp_path: Path, sqlite_file: str) -> None:
+    config = write_config(tmp_path / "feedbot.yaml", {"database_url": sqlite_file})
+    first = feedbot("migrate", "--config", str(config))
+    assert first.returncode == 0, first.stderr
+    assert "is up to date" in first.stdout
+
+    engine = make_engine(sqlite_file)
+    try:
+        assert TABLES <= set(inspect(engine).get_table_names())
+        with engine.connect() as connection:
+            versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+        assert [v for (v,) in versions] == [alembic_head()]
+    finally:
+        engine.dispose()
+
+    second = feedbot("migrate", "--config", str(config))
+    assert second.returncode == 0, second.stderr
+    assert "Running upgrade" not in second.stderr
+
+
+# --- serve -----------------------------------------------------------------------------------
+
+
+class Serve:
+    """A ``feedbot serve`` process; output goes to files so a chatty log never blocks it."""
+
+    def __init__(self, tmp_path: Path, args: list[str], env: dict[str, str]) -> None:
+        self.stdout_path, self.stderr_path = tmp_path / "serve.out", tmp_path / "serve.err"
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "feedbot", "serve", *args],
+                env={**os.environ, **env},
+                stdout=out,
+                stderr=err,
+            )
+
+    def wait_ready(self, url: str) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"serve exited early: {self.stderr()}"
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"serve did not answer /healthz: {self.stderr()}")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def serve_processes() -> Iterator[list[Serve]]:
+    started: list[Serve] = []
+    yield started
+    for process in started:
+        process.kill()
+
+
+def test_serve_answers_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, sqlite_file: str, serve_processes: list[Serve]
+) -> None:
+    port = free_port()
+    raw = {"database_url": sqlite_file, "server": {"port": port}, "checks": {"after": ["1h"]}}
+    config = write_config(tmp_path / "feedbot.yaml", raw)
+    engine = make_engine(sqlite_file)
+    try:
+        migrate(engine)
+        now = datetime.now(UTC)
+        with make_sessions(engine)() as session:
+            deploy = event(deployed_at=now)
+            register_release(session, deploy, settings=settings_from_mapping(raw, {}), now=now)
+    finally:
+        engine.dispose()
+
+    # The config comes from FEEDBOT_CONFIG, not --config.
+    serve = Serve(tmp_path, [], {"FEEDBOT_CONFIG": str(config)})
+    serve_processes.append(serve)
+    url = f"http://127.0.0.1:{port}"
+    serve.wait_ready(url)
+
+    assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{url}/readyz")
+    assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+    metrics = httpx.get(f"{url}/metrics")
+    assert metrics.status_code == 200
+    assert 'feedbot_checks{state="pending"} 1' in metrics.text
+    assert "feedbot_releases 1" in metrics.text
+
+    serve.proc.send_signal(signal.SIGTERM)
+    assert serve.proc.wait(timeout=15) == 0, serve.stderr()
+    assert "Traceback" not in serve.stderr()
+    assert not listening(port)
+
+
+def test_serve_refuses_a_config_with_problems(tmp_path: Path, sqlite_file: str) -> None:
+    port = free_port()
+    config = write_config(
+        tmp_path / "feedbot.yaml",
+        {"database_url": sqlite_file, "server": {"port": port}, "traces": {"backend": "tempo"}},
+    )
+    done = feedbot("serve", "--config", str(config), timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == ["traces.url: is required for traces.backend 'tempo'"]
+    assert not listening(port)
+    assert not (tmp_path / "feedbot.db").exists()
+
+
+# --- tick ------------------------------------------------------------------------------------
+
+
+def test_tick_runs_due_checks_and_prints_to_the_console(tmp_path: Path, sqlite_file: str) -> None:
+    raw = {"database_url": sqlite_file, "checks": {"after": ["15m"]}}
+    config = write_config(tmp_path / "feedbot.yaml", raw)
+    engine = make_engine(sqlite_file)
+    now = datetime.now(UTC)
+    try:
+        migrate(engine)
+        with make_sessions(engine)() as session:
+            deploy = event(author=Author(name="Bill"), deployed_at=now - timedelta(hours=2))
+            register_release(session, deploy, settings=settings_from_mapping(raw, {}), now=now)
+    finally:
+        engine.dispose()
+
+    done = feedbot("tick", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    parent = out.index("🚀 vault-service 1.4.2 → production, shipped by Bill")
+    reply = out.index("🔎 +15m check of vault-service 1.4.2 → production")
+    assert parent < reply
+    assert out.count("=== feedbot -> console ===") == 2
+    assert "(reply in thread console/console-1)" in out
+
+    engine = make_engine(sqlite_file)
+    try:
+        with engine.connect() as connection:
+            checks = connection.execute(text("SELECT state FROM checks")).scalars().all()
+            deliveries = connection.execute(text("SELECT state FROM deliveries")).scalars().all()
+    finally:
+        engine.dispose()
+    assert checks == ["done"]
+    assert deliveries and set(deliveries) == {"sent"}
+
+    again = feedbot("tick", "--config", str(config))
+    assert again.returncode == 0, again.stderr
+    assert "===" not in again.stdout
