@@ -142,7 +142,7 @@ def test_sdk_export_groups_counts_errors_and_durations(
     export(server.url, sdk_spans(service, "1.0.0", environment="staging"), compression)
 
     for version in ("1.0.0", "1.1.0"):
-        stats = backend.group_stats(query(service, version))
+        stats = backend.collect(query(service, version)).groups
         assert [(s.name, s.kind, s.count, s.errors) for s in stats] == [
             ("GET /orders/{id}", "SERVER", 3, 1),
             ("SELECT orders", "CLIENT", 3, 0),
@@ -153,9 +153,9 @@ def test_sdk_export_groups_counts_errors_and_durations(
         np.testing.assert_allclose(stats[2].durations_ms, [5.0])
         assert stats[0].durations_ms.dtype == np.float64
 
-    all_environments = backend.group_stats(query(service, "1.0.0", environment=None))
+    all_environments = backend.collect(query(service, "1.0.0", environment=None)).groups
     assert [s.count for s in all_environments] == [6, 6, 2]
-    assert backend.group_stats(query(service, "9.9.9")) == []
+    assert backend.collect(query(service, "9.9.9")).groups == []
 
 
 def test_attributes_and_exception_events_are_stored(
@@ -217,7 +217,7 @@ def test_otlp_json_over_http(
 
     assert (response.status_code, response.json()) == (200, {})
     assert response.headers["content-type"] == "application/json"
-    (group,) = backend.group_stats(query(service, "2.0.0"))
+    (group,) = backend.collect(query(service, "2.0.0")).groups
     assert (group.name, group.kind, group.count, group.errors) == ("/cart", "SERVER", 4, 1)
     np.testing.assert_allclose(group.durations_ms, [4.0] * 4)
 
@@ -310,5 +310,5 @@ def test_prune_deletes_spans_received_before_the_cutoff(engine: Engine, service:
     assert new.ingest(body, "application/json", "identity") == 4
 
     assert old.prune(datetime(2001, 1, 2, tzinfo=UTC)) == 4
-    (group,) = old.group_stats(query(service, "2.0.0"))
+    (group,) = old.collect(query(service, "2.0.0")).groups
     assert group.count == 4

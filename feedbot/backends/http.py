@@ -1,0 +1,343 @@
+"""HTTP plumbing shared by the HTTP trace backends (Jaeger, Zipkin, Tempo, ClickHouse).
+
+A backend receives an ``httpx.Client`` built by the caller (``base_url`` from ``traces.url``,
+headers from ``traces.headers``, timeout from ``traces.timeout``; see :func:`make_client`) and
+wraps it in a :class:`JsonApi`, which adds what every backend needs:
+
+* retries with exponential backoff and jitter on connection errors, timeouts, 429 (honouring
+  ``Retry-After`` up to a cap) and 5xx, with an injectable ``sleep`` so tests never wait;
+* translation of every failure into :class:`~feedbot.errors.BackendUnavailable` (no answer)
+  or :class:`~feedbot.errors.BackendResponseError` (an answer feedbot cannot use), each message
+  naming the backend, the method, the path and the status. Messages never carry the query
+  string, the base URL or header values: those may hold credentials.
+
+Every request is assumed to be a read, safe to repeat.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from feedbot import __version__
+from feedbot.backends.aggregate import Aggregator, matcher
+from feedbot.backends.base import ReleaseData, SpanQuery
+from feedbot.errors import BackendResponseError, BackendUnavailable
+from feedbot.store.spans import SpanRow
+
+Primitive = str | int | float | bool | None
+#: Query parameters: a mapping, or pairs when a name repeats.
+Params = Mapping[str, Primitive] | list[tuple[str, Primitive]]
+#: How much of an error body is quoted in a message.
+MAX_DETAIL_CHARS = 300
+#: 501 and 505 will not get better by asking again.
+_FINAL_5XX = frozenset({501, 505})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When and how long :class:`JsonApi` waits before asking again.
+
+    Args:
+        attempts: requests made at most for one call, the first included.
+        backoff: seconds before the first retry; doubled for each further one.
+        max_backoff: the longest pause between two attempts.
+        max_retry_after: the longest ``Retry-After`` honoured; a server asking for more is
+            reported as unavailable at once rather than waited for.
+        sleep: pauses the calling thread (``time.sleep``; tests pass a recorder).
+        jitter: returns a float in [0, 1); each pause is scaled into [50 %, 100 %] of its length
+            so that callers failing together do not retry together.
+    """
+
+    attempts: int = 4
+    backoff: float = 0.5
+    max_backoff: float = 8.0
+    max_retry_after: float = 30.0
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+    jitter: Callable[[], float] = field(default=random.random, compare=False)
+
+    def pause(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
+        length = min(self.max_backoff, self.backoff * float(2 ** (retry - 1)))
+        return length * (0.5 + self.jitter() / 2)
+
+
+def make_client(base_url: str, *, headers: Mapping[str, str], timeout: float) -> httpx.Client:
+    """An ``httpx.Client`` as the HTTP backends expect it.
+
+    Args:
+        base_url: ``traces.url``; a path prefix (``https://host/jaeger``) is kept.
+        headers: ``traces.headers`` (tokens, ``X-Scope-OrgID``), sent with every request.
+        timeout: ``traces.timeout`` in seconds, for connecting and for each read.
+
+    Returns:
+        A client the caller owns and closes.
+    """
+    return httpx.Client(
+        base_url=base_url,
+        headers={"User-Agent": f"feedbot/{__version__}", **headers},
+        timeout=timeout,
+        follow_redirects=False,
+    )
+
+
+class JsonApi:
+    """A JSON-over-HTTP API of one backend, with retries and translated errors.
+
+    Args:
+        client: the caller's client, with ``base_url``, headers and timeout set.
+        backend: the backend's name, first word of every error message (``"jaeger"``).
+        retry: the retry policy.
+    """
+
+    def __init__(
+        self, client: httpx.Client, *, backend: str, retry: RetryPolicy | None = None
+    ) -> None:
+        self.client = client
+        self.backend = backend
+        self.retry = retry or RetryPolicy()
+        #: Requests sent so far, retries included (the benchmarks report it).
+        self.requests = 0
+
+    def get_json(self, path: str, params: Params | None = None, *, missing_ok: bool = False) -> Any:
+        """``GET path`` and decode the JSON answer.
+
+        Args:
+            path: relative to the client's ``base_url``, e.g. ``/api/v3/traces``.
+            params: query parameters.
+            missing_ok: answer None on 404 instead of raising (APIs that say "nothing found"
+                with a 404, such as Jaeger's ``/api/v3/traces``).
+
+        Returns:
+            The decoded JSON document, or None for a 404 when ``missing_ok``.
+
+        Raises:
+            BackendUnavailable: no answer after the retries, or still 429/5xx.
+            BackendResponseError: a 4xx answer, or a body that is not JSON.
+        """
+        response = self.send("GET", path, params=params, missing_ok=missing_ok)
+        return None if response is None else self.decode(response, "GET", path)
+
+    def post_json(
+        self,
+        path: str,
+        *,
+        params: Params | None = None,
+        content: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """``POST path`` with ``content`` as the body and decode the JSON answer.
+
+        Raises:
+            BackendUnavailable: as :meth:`get_json`.
+            BackendResponseError: as :meth:`get_json`.
+        """
+        response = self.send("POST", path, params=params, content=content, headers=headers)
+        assert response is not None  # missing_ok is False
+        return self.decode(response, "POST", path)
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Params | None = None,
+        content: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        missing_ok: bool = False,
+    ) -> httpx.Response | None:
+        """Send a request, retrying as the policy says; the successful (2xx) response.
+
+        Returns:
+            The response, or None for a 404 when ``missing_ok``.
+
+        Raises:
+            BackendUnavailable: as :meth:`get_json`.
+            BackendResponseError: a 4xx (other than 429) or 501/505 answer.
+        """
+        where = f"{method} {path}"
+        for attempt in range(1, self.retry.attempts + 1):
+            last = attempt == self.retry.attempts
+            try:
+                self.requests += 1
+                response = self.client.request(
+                    method, path, params=params, content=content, headers=headers
+                )
+            except httpx.TransportError as exc:
+                problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                if last:
+                    raise self.unavailable(where, problem, attempt) from None
+                self.retry.sleep(self.retry.pause(attempt))
+                continue
+            if response.is_success or (missing_ok and response.status_code == 404):
+                return None if response.status_code == 404 else response
+            self._refuse_or_wait(response, where, attempt, last)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _refuse_or_wait(
+        self, response: httpx.Response, where: str, attempt: int, last: bool
+    ) -> None:
+        """Raise for a final answer; otherwise sleep before the next attempt."""
+        status = response.status_code
+        retryable = status == 429 or (status >= 500 and status not in _FINAL_5XX)
+        if not retryable:
+            raise BackendResponseError(
+                f"{self.backend}: {where} answered {status}: {error_detail(response)}"
+            )
+        wait = self.retry.pause(attempt)
+        asked = retry_after(response)
+        if asked is not None and asked > self.retry.max_retry_after:
+            problem = f"{status}, asked to retry after {asked:.0f} s"
+            raise self.unavailable(where, problem, attempt)
+        if last:
+            raise self.unavailable(where, f"{status}: {error_detail(response)}", attempt)
+        self.retry.sleep(max(wait, asked or 0.0))
+
+    def unavailable(self, where: str, problem: str, attempts: int) -> BackendUnavailable:
+        """The error for a backend that gave no usable answer in ``attempts`` requests."""
+        tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+        return BackendUnavailable(f"{self.backend}: {where} failed after {tries}: {problem}")
+
+    def decode(self, response: httpx.Response, method: str, path: str) -> Any:
+        """The JSON document in ``response``.
+
+        Raises:
+            BackendResponseError: the body is not JSON (naming the status and content type).
+        """
+        try:
+            return json.loads(response.content)
+        except (ValueError, RecursionError) as exc:
+            kind = response.headers.get("content-type", "no content type")
+            raise BackendResponseError(
+                f"{self.backend}: {method} {path} answered {response.status_code} ({kind}) "
+                f"with a body that is not JSON: {exc}"
+            ) from None
+
+    def malformed(self, request: str, where: str, problem: str) -> BackendResponseError:
+        """The error for a JSON answer of the wrong shape.
+
+        Args:
+            request: method and path, ``"GET /api/v2/traces"``.
+            where: the field's path in the answer, ``"[0][3].timestamp"``.
+            problem: what is wrong with it.
+        """
+        return BackendResponseError(f"{self.backend}: {request}: {where}: {problem}")
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Seconds the server asks to wait (``Retry-After`` as seconds or an HTTP date), or None."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+
+
+def error_detail(response: httpx.Response) -> str:
+    """A short, single-line account of an error answer: the server's message, else its body.
+
+    Understands ``{"error": {"message": …}}`` (Jaeger api_v3, Google RPC status),
+    ``{"message": …}`` (Zipkin, Tempo) and ``{"errors": [{"msg": …}]}`` (Jaeger v1).
+    """
+    text = response.text
+    try:
+        document = json.loads(text)
+    except ValueError:
+        document = None
+    message = _message_of(document)
+    detail = " ".join((message if message is not None else text).split())
+    if len(detail) > MAX_DETAIL_CHARS:
+        detail = detail[: MAX_DETAIL_CHARS - 1] + "…"
+    return detail or response.reason_phrase or "(empty body)"
+
+
+def _message_of(document: Any) -> str | None:
+    if not isinstance(document, dict):
+        return None
+    error = document.get("error")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    for key in ("message", "error"):
+        if isinstance(document.get(key), str):
+            return str(document[key])
+    errors = document.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        return str(errors[0].get("msg", errors[0]))
+    return None
+
+
+def sample_window(
+    search: Callable[[datetime, datetime, int], list[SpanRow]],
+    query: SpanQuery,
+    *,
+    backend: str,
+    max_traces: int,
+    slices: int,
+) -> ReleaseData:
+    """Aggregate a search API's answers over ``query``'s window, cut into ``slices``.
+
+    Args:
+        search: asks the backend for at most ``limit`` traces in ``[start, end)`` and returns
+            every span of them (other services' too); called once per slice.
+        query: what to keep; spans are filtered with :func:`~feedbot.backends.aggregate.matcher`.
+        backend: the backend's name, for the note.
+        max_traces: traces asked for in all, divided evenly over the slices.
+        slices: how many sub-windows to ask about.
+
+    Returns:
+        The aggregate of the matching spans, each counted once even when its trace came back in
+        two slices. When a slice came back full (the answer is a sample), ``sampled_traces``
+        is the number of traces fetched and a note says so.
+    """
+    slices = max(1, slices)
+    per_slice = max(1, max_traces // slices)
+    aggregator, wanted = Aggregator(), matcher(query)
+    seen: set[tuple[str, str, str, str]] = set()
+    traces: set[str] = set()
+    full = 0
+    for start, end in split_window(query.start, query.end, slices):
+        # In start order, so the example traces are the earliest, whatever order the API uses.
+        rows = sorted(search(start, end, per_slice), key=lambda row: row["start_ns"])
+        found = {row["trace_id"] for row in rows}
+        full += len(found) >= per_slice
+        traces |= found
+        for row in rows:
+            key = (row["trace_id"], row["span_id"], row["service"], row["kind"])
+            if key not in seen and wanted(row):
+                seen.add(key)
+                aggregator.add(row)
+    if not full:
+        return aggregator.result()
+    note = (
+        f"{backend}: sampled {len(traces)} traces of the window "
+        f"(at most {per_slice} from each of {slices} slices)"
+    )
+    return aggregator.result(sampled_traces=len(traces), notes=(note,))
+
+
+def split_window(start: datetime, end: datetime, slices: int) -> list[tuple[datetime, datetime]]:
+    """``[start, end)`` cut into ``slices`` consecutive windows of equal length.
+
+    Search APIs answer with at most N traces per request (Jaeger, Zipkin, Tempo search);
+    asking per slice spreads the sample over the whole window instead of its newest end.
+    """
+    slices = max(1, slices)
+    step = (end - start) / slices
+    bounds = [start + step * i for i in range(slices)] + [end]
+    return [(bounds[i], bounds[i + 1]) for i in range(slices) if bounds[i] < bounds[i + 1]]

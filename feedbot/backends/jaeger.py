@@ -1,0 +1,172 @@
+"""Jaeger, through the api_v3 HTTP gateway: ``GET /api/v3/traces`` answering OTLP/JSON.
+
+Differs from the contract in that Jaeger can only search: each request returns at most
+``query.num_traces`` whole traces (every span, other services' too), merged into one
+``result.resourceSpans`` list, or 404 when nothing matched. So the window is cut into ``slices``
+sub-windows, each asked for ``max_traces / slices`` traces, so that the sample covers the whole
+window rather than its newest minutes; spans are filtered by service, version, environment and
+window on this side (:func:`feedbot.backends.aggregate.matcher`) and aggregated here. When a
+slice came back full the answer is a sample, and :class:`ReleaseData` says how many traces it
+holds.
+
+Parameters use the snake_case spelling (``query.service_name``, ``query.num_traces``), the one
+every api_v3 version understands. ``query.attributes`` (the version, as a resource attribute)
+narrows the search on Jaeger 2.19 and later and is ignored by older servers, which the
+filtering on this side makes harmless.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from feedbot.backends.aggregate import EPOCH, to_ns
+from feedbot.backends.base import ReleaseData, SpanQuery
+from feedbot.backends.http import JsonApi, Primitive, RetryPolicy, sample_window
+from feedbot.backends.otlp import JSON, decode_request
+from feedbot.errors import WebhookRejected
+from feedbot.store.spans import SpanRow
+
+SEARCH = "/api/v3/traces"
+
+
+def rfc3339(ns: int) -> str:
+    """Nanoseconds since the epoch as RFC 3339 in UTC with nine fractional digits."""
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    moment = EPOCH + timedelta(seconds=seconds)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{fraction:09d}Z"
+
+
+class JaegerBackend:
+    """Jaeger's query service (port 16686), api_v3.
+
+    Args:
+        http: a client whose ``base_url`` is the query service, base path included.
+        ui_url: the Jaeger UI, for links to example traces.
+        max_traces: traces asked for per :meth:`collect`, spread over the slices.
+        slices: sub-windows the query window is cut into.
+        filter_version: send ``query.attributes`` with ``service.version``.
+        retry: retry policy for the HTTP requests.
+    """
+
+    name = "jaeger"
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        *,
+        ui_url: str | None = None,
+        max_traces: int = 1000,
+        slices: int = 4,
+        filter_version: bool = True,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.api = JsonApi(http, backend=self.name, retry=retry)
+        self.ui_url = ui_url.rstrip("/") if ui_url else None
+        self.max_traces = max_traces
+        self.slices = max(1, slices)
+        self.filter_version = filter_version
+
+    def collect(self, query: SpanQuery) -> ReleaseData:
+        """Search each slice of the window, keep the spans of ``query``, aggregate them."""
+
+        def search(start: datetime, end: datetime, limit: int) -> list[SpanRow]:
+            return self.find_traces(query, start, end, limit=limit)
+
+        return sample_window(
+            search, query, backend=self.name, max_traces=self.max_traces, slices=self.slices
+        )
+
+    def find_traces(
+        self, query: SpanQuery, start: datetime, end: datetime, *, limit: int
+    ) -> list[SpanRow]:
+        """Every span of the traces Jaeger finds for ``query``'s service in ``[start, end)``.
+
+        Returns:
+            Span rows of whole traces, other services and other versions included; empty when
+            Jaeger answers 404 (no traces).
+
+        Raises:
+            BackendUnavailable: Jaeger did not answer.
+            BackendResponseError: it answered with an error or in a shape not understood.
+        """
+        params: dict[str, Primitive] = {
+            "query.service_name": query.service,
+            "query.start_time_min": rfc3339(to_ns(start)),
+            "query.start_time_max": rfc3339(to_ns(end)),
+            "query.num_traces": limit,
+        }
+        if query.span_name is not None:
+            params["query.operation_name"] = query.span_name
+        if self.filter_version:
+            params["query.attributes"] = json.dumps({"service.version": query.version})
+        response = self.api.send("GET", SEARCH, params=params, missing_ok=True)
+        if response is None:
+            return []
+        rows: list[SpanRow] = []
+        for where, result in self._results(response):
+            rows += self.decode_result(result, where)
+        return rows
+
+    def _results(self, response: httpx.Response) -> list[tuple[str, Any]]:
+        """The ``result`` objects of an answer, with their paths for error messages.
+
+        Jaeger 2 answers one JSON object; Jaeger 1's grpc-gateway streams one object per line.
+        """
+        chunks = self._chunks(response)
+        results: list[tuple[str, Any]] = []
+        for i, chunk in enumerate(chunks):
+            prefix = f"[{i}]" if len(chunks) > 1 else ""
+            if not isinstance(chunk, dict) or not ("result" in chunk or "error" in chunk):
+                raise self.api.malformed(f"GET {SEARCH}", prefix or "body", "expected {'result'}")
+            if "error" in chunk:
+                if _is_not_found(chunk["error"]):
+                    continue
+                raise self.api.malformed(f"GET {SEARCH}", f"{prefix}error", str(chunk["error"]))
+            results.append((f"{prefix}result", chunk["result"]))
+        return results
+
+    def _chunks(self, response: httpx.Response) -> list[Any]:
+        try:
+            return [json.loads(response.content)]
+        except (ValueError, RecursionError):
+            pass
+        try:
+            lines = response.content.splitlines()
+            chunks = [json.loads(line) for line in lines if line.strip()]
+        except (ValueError, RecursionError):
+            chunks = []
+        # Not JSON, nor JSON lines: let the API raise its "not JSON" error.
+        return chunks or [self.api.decode(response, "GET", SEARCH)]
+
+    def decode_result(self, result: Any, where: str = "result") -> list[SpanRow]:
+        """Span rows of one OTLP/JSON ``TracesData`` object (``{"resourceSpans": [...]}``).
+
+        Raises:
+            BackendResponseError: naming the field that is not OTLP/JSON.
+        """
+        if result is None:
+            return []
+        if not isinstance(result, dict):
+            raise self.api.malformed(f"GET {SEARCH}", where, "expected an OTLP/JSON object")
+        data = json.dumps(result).encode()
+        try:
+            return decode_request(
+                data, content_type=JSON, content_encoding=None, max_bytes=len(data)
+            )
+        except WebhookRejected as exc:
+            raise self.api.malformed(f"GET {SEARCH}", where, exc.message) from None
+
+    def trace_url(self, trace_id: str) -> str | None:
+        """The Jaeger UI page of a trace, or None without ``ui_url``."""
+        return f"{self.ui_url}/trace/{trace_id}" if self.ui_url else None
+
+
+def _is_not_found(error: Any) -> bool:
+    """grpc-gateway streams report "no traces" as an error chunk with code 404 (or NOT_FOUND)."""
+    return isinstance(error, dict) and (
+        error.get("httpCode") == 404 or error.get("code") == 5 or error.get("grpcCode") == 5
+    )

@@ -1,0 +1,280 @@
+"""Tempo backend against a loopback Tempo serving SDK spans in Tempo's own JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from google.protobuf import json_format
+
+from feedbot.backends.aggregate import aggregate
+from feedbot.backends.base import ReleaseData, SpanQuery, TraceBackend
+from feedbot.backends.http import RetryPolicy
+from feedbot.backends.otlp import decode_request
+from feedbot.backends.tempo import (
+    TempoBackend,
+    escape_traceql,
+    search_ids,
+    selector,
+    trace_rows,
+    unix_seconds,
+)
+from feedbot.errors import BackendResponseError, BackendUnavailable
+from tests.conftest import FIXTURES
+from tests.fakes.clickhouse_shim import sdk_release
+from tests.fakes.tempo_server import TempoServer, parse_selector
+
+START_NS = 1_764_000_000_000_000_000
+START = datetime.fromtimestamp(START_NS // 10**9, UTC)
+NO_WAIT = RetryPolicy(sleep=lambda _: None)
+HOSTILE = ['x" || true || "', 'a\\" }', "back\\slash\\", 'new\nline"', "x' OR 1=1 --", "\x00\x7f"]
+
+
+def query(**over: Any) -> SpanQuery:
+    fields: dict[str, Any] = {
+        "service": "checkout",
+        "version": "1.4.2",
+        "start": START,
+        "end": START + timedelta(hours=1),
+        "environment": "production",
+    }
+    return SpanQuery(**{**fields, **over})
+
+
+@pytest.fixture
+def release() -> Any:
+    return sdk_release(start_ns=START_NS)
+
+
+@pytest.fixture
+def tempo(release: Any) -> Iterator[TempoServer]:
+    with TempoServer([release]) as server:
+        yield server
+
+
+def backend(server: TempoServer, **kwargs: Any) -> TempoBackend:
+    return TempoBackend(httpx.Client(base_url=server.url, timeout=2), retry=NO_WAIT, **kwargs)
+
+
+def reference(request: Any, q: SpanQuery) -> ReleaseData:
+    rows = decode_request(
+        request.SerializeToString(),
+        content_type="application/x-protobuf",
+        content_encoding=None,
+        max_bytes=1 << 26,
+    )
+    return aggregate(rows, q)
+
+
+def plain(data: ReleaseData) -> list[Any]:
+    return [
+        replace(g, exceptions=tuple(replace(e, example_trace_id="") for e in g.exceptions))
+        for g in data.groups
+    ]
+
+
+# TraceQL escaping -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_escaped_literal_parses_back_to_the_value(value: str) -> None:
+    q = query(service=value, version=value, span_name=value)
+    assert parse_selector(selector(q)) == [
+        ("resource.service.name", value),
+        ("resource.service.version", value),
+        ("name", value),
+    ]
+
+
+def test_escape_examples() -> None:
+    assert escape_traceql('a"b') == '"a\\"b"'
+    assert escape_traceql("a\\b") == '"a\\\\b"'
+    assert escape_traceql("l1\nl2\t") == '"l1\\nl2\\t"'
+    assert escape_traceql("\x01") == '"\\x01"'
+    assert escape_traceql("ünïcode") == '"ünïcode"'
+
+
+@pytest.mark.parametrize("value", HOSTILE[:2])
+def test_hostile_service_finds_nothing_and_breaks_nothing(tempo: TempoServer, value: str) -> None:
+    data = backend(tempo).collect(query(service=value))
+    assert data.groups == [] and data.sampled_traces == 0
+
+
+# Units and Tempo's JSON -------------------------------------------------------------------------
+
+
+def test_unix_seconds_floor_and_ceil() -> None:
+    moment = datetime(2025, 1, 1, 0, 0, 0, 500_000, tzinfo=UTC)
+    assert unix_seconds(moment) == 1_735_689_600
+    assert unix_seconds(moment, ceil=True) == 1_735_689_601
+    assert unix_seconds(moment.replace(microsecond=0), ceil=True) == 1_735_689_600
+
+
+def test_request_units(tempo: TempoServer) -> None:
+    backend(tempo, slices=1).collect(query())
+    search = next(p for path, p in tempo.log if path == "/api/search")
+    assert (search["start"], search["end"]) == (
+        str(START_NS // 10**9),
+        str(START_NS // 10**9 + 3600),
+    )
+    assert search["limit"] == "100" and search["spss"] == "3"
+    metrics = next(p for path, p in tempo.log if path == "/api/metrics/query_range")
+    assert (metrics["start"], metrics["end"]) == (str(START_NS), str(START_NS + 3600 * 10**9))
+    assert metrics["step"] == "3600s"
+
+
+def test_fixture_trace_in_batches_shape() -> None:
+    document = json.loads((FIXTURES / "tempo" / "tempopb" / "trace.json").read_text())
+    (row,) = trace_rows(document)
+    assert row["trace_id"] == "5b8efff798038103d269b633813fc60c"  # upper-case hex lowered
+    assert row["parent_span_id"] == "eee19b7ec3c1b173"
+    assert (row["service"], row["name"], row["kind"]) == (
+        "my.service",
+        "I'm a server span",
+        "SERVER",
+    )
+    assert row["duration_ns"] == 1_000_000_000 and row["start_ns"] == 1_544_712_660 * 10**9
+
+
+def test_tempo_json_quirks(release: Any) -> None:
+    batch = json_format.MessageToDict(release.resource_spans[0])
+    spans = batch["scopeSpans"][0]["spans"]
+    server = next(s for s in spans if s["kind"] == "SPAN_KIND_SERVER" and "status" in s)
+    assert len(server["traceId"]) == 24  # base64, as Tempo sends it
+    assert server["status"]["code"] == "STATUS_CODE_ERROR"
+    assert "parentSpanId" not in server  # zero value omitted
+    rows = trace_rows({"trace": {"resourceSpans": [batch]}})
+    row = next(
+        r
+        for r in rows
+        if r["span_id"]
+        == bytes.fromhex(release.resource_spans[0].scope_spans[0].spans[-1].span_id.hex()).hex()
+    )
+    assert len(row["trace_id"]) == 32 and int(row["trace_id"], 16) >= 0
+    error = next(r for r in rows if r["kind"] == "SERVER" and r["is_error"])
+    assert error["parent_span_id"] is None and error["events"][0]["name"] == "exception"
+    load = next(r for r in rows if r["name"] == "load")
+    assert load["attributes"]["code.line.number"] == 42  # intValue "42" → int
+
+
+def test_search_ids_are_left_padded() -> None:
+    from feedbot.backends.http import JsonApi
+
+    api = JsonApi(httpx.Client(), backend="tempo")
+    document = {"traces": [{"traceID": "2f3e0cee77ae5dc9c17ade3689eb2e5"}, {"traceID": "AB"}]}
+    assert search_ids(document, api) == ["02f3e0cee77ae5dc9c17ade3689eb2e5", "0" * 30 + "ab"]
+    with pytest.raises(BackendResponseError, match=r"traces\[0\].traceID"):
+        search_ids({"traces": [{"traceID": "zz"}]}, api)
+
+
+def test_malformed_trace_names_the_field() -> None:
+    with pytest.raises(BackendResponseError, match="traceId"):
+        trace_rows({"batches": [{"scopeSpans": [{"spans": [{"traceId": "nope"}]}]}]})
+
+
+# Collect ----------------------------------------------------------------------------------------
+
+
+def test_conforms_to_the_protocol(tempo: TempoServer) -> None:
+    assert isinstance(backend(tempo), TraceBackend)
+
+
+def test_same_answer_as_the_streaming_aggregator(tempo: TempoServer, release: Any) -> None:
+    data = backend(tempo).collect(query())
+    want = reference(release, query())
+    assert plain(data) == plain(want)
+    for mine, theirs in zip(data.groups, want.groups, strict=True):
+        np.testing.assert_allclose(np.sort(mine.durations_ms), np.sort(theirs.durations_ms))
+    assert [(r.parent, r.statement) for r in data.repeats] == [
+        ("load", "SELECT * FROM items WHERE id = ?")
+    ]
+    assert data.sampled_traces == 6 and data.traces == 6
+    assert any("TraceQL metrics" in note for note in data.notes)
+
+
+def test_metric_counts_are_exact_when_the_sample_is_small(tempo: TempoServer) -> None:
+    data = backend(tempo, max_traces=2, slices=1).collect(query())
+    assert data.sampled_traces == 2
+    counts = {(g.name, g.count, g.errors) for g in data.groups}
+    assert counts == {
+        ("SELECT shop.items", 18, 0),
+        ("GET /orders/{id}", 6, 2),
+        ("load", 6, 0),
+        ("render", 6, 0),
+    }
+    assert len(data.groups[0].durations_ms) == 6  # durations stay those of the sample
+
+
+def test_without_metrics_counts_come_from_the_sample(release: Any) -> None:
+    with TempoServer([release], metrics=False) as server:
+        data = backend(server, max_traces=2, slices=1).collect(query())
+    assert sum(g.count for g in data.groups if g.kind == "SERVER") == 2
+    assert any("TraceQL metrics unavailable" in note for note in data.notes)
+
+
+def test_old_tempo_without_v2_trace_endpoint(release: Any) -> None:
+    with TempoServer([release], v2=False) as server:
+        data = backend(server).collect(query())
+        v2_calls = [p for p, _ in server.log if p.startswith("/api/v2/traces/")]
+    assert data.groups[0].count == 18
+    assert len(v2_calls) == 1  # learnt after the first 404
+
+
+def test_environment_filters_the_sample_and_the_metrics(release: Any) -> None:
+    other = sdk_release(start_ns=START_NS, resource={"deployment.environment.name": "staging"})
+    with TempoServer([release, other]) as server:
+        data = backend(server).collect(query())
+    assert {g.count for g in data.groups if g.kind == "SERVER"} == {6}
+
+
+def test_trace_gone_since_search_is_skipped(tempo: TempoServer) -> None:
+    tempo.fail("/api/v2/traces/", 404, times=1)
+    tempo.fail("/api/traces/", 404, times=1)
+    data = backend(tempo, metrics=False).collect(query())
+    assert data.sampled_traces == 6 and data.traces == 5
+
+
+# Failure answers --------------------------------------------------------------------------------
+
+
+def test_429_then_success_is_retried(tempo: TempoServer) -> None:
+    tempo.fail("/api/search", 429, times=2)
+    assert backend(tempo).collect(query()).groups
+
+
+def test_500_after_retries_is_unavailable(tempo: TempoServer) -> None:
+    tempo.fail("/api/search", 500, times=10)
+    with pytest.raises(BackendUnavailable, match="tempo: GET /api/search failed after 4 attempts"):
+        backend(tempo).collect(query())
+
+
+def test_400_is_a_response_error(tempo: TempoServer) -> None:
+    tempo.fail("/api/search", 400, body=b"invalid TraceQL query: parse error")
+    with pytest.raises(BackendResponseError, match="answered 400: invalid TraceQL"):
+        backend(tempo).collect(query())
+
+
+def test_garbage_is_a_response_error(tempo: TempoServer) -> None:
+    tempo.fail("/api/search", 200, body=b"<html>proxy error</html>")
+    with pytest.raises(BackendResponseError, match="not JSON"):
+        backend(tempo).collect(query())
+
+
+def test_wrong_shape_is_a_response_error(tempo: TempoServer) -> None:
+    tempo.fail("/api/v2/traces/", 200, body=b'{"trace": []}')
+    with pytest.raises(BackendResponseError, match="expected a trace object"):
+        backend(tempo).collect(query())
+
+
+def test_slow_answers_time_out_as_unavailable(tempo: TempoServer) -> None:
+    tempo.fail("/api/search", 200, times=2, delay=0.3)
+    client = httpx.Client(base_url=tempo.url, timeout=0.05)
+    slow = TempoBackend(client, retry=RetryPolicy(attempts=2, sleep=lambda _: None))
+    with pytest.raises(BackendUnavailable, match="ReadTimeout"):
+        slow.collect(query())
