@@ -8,6 +8,7 @@ point neither loses a check nor sends anything twice.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,12 +16,16 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from feedbot import failpoints
-from feedbot.backends.base import SpanGroupStats, SpanQuery, TraceBackend
+from feedbot.analysis.compare import Analysis, analyse
+from feedbot.analysis.policy import DetectionPolicy
+from feedbot.analysis.report import ReportContext, to_json, to_text
+from feedbot.backends.base import SpanQuery, TraceBackend
 from feedbot.clock import Clock
 from feedbot.config import Settings, format_duration
 from feedbot.digest import text
 from feedbot.errors import BackendError
 from feedbot.notify.outbox import enqueue
+from feedbot.releases.event import Change as ChangeEvent
 from feedbot.store import queries
 from feedbot.store.models import Check, Release
 
@@ -46,10 +51,12 @@ class CheckRunner:
         settings: Settings,
         clock: Clock,
         worker: str,
+        policy: DetectionPolicy | None = None,
     ) -> None:
         self._sessions = sessions
         self._backend = backend
         self._settings = settings
+        self._policy = policy or DetectionPolicy()
         self._clock = clock
         self._worker = worker
 
@@ -89,42 +96,53 @@ class CheckRunner:
                 return
             self._finish(session, check, result)
 
-    def _fetch(self, session: Session, release: Release, now: datetime) -> dict[str, Any]:
-        window = self._settings.checks.baseline_window
-        cand = self._side(
-            release.service,
-            release.version,
-            release.environment,
-            release.deployed_at,
-            max(now, release.deployed_at),
-        )
+    def _fetch(self, session: Session, release: Release, now: datetime) -> Finished:
+        """Query both versions, analyse, and render; nothing is written here."""
         previous = (
             session.get(Release, release.previous_release_id)
             if release.previous_release_id
             else None
         )
-        base = None
+        end = max(now, release.deployed_at)
+        candidate_window = (release.deployed_at, end)
+        cand = self._backend.collect(self._query(release, release.version, candidate_window))
+        base, baseline_window = None, None
         if previous is not None:
-            base = self._side(
-                previous.service,
-                previous.version,
-                previous.environment,
-                release.deployed_at - window,
-                release.deployed_at,
-            )
-        return {"backend": self._backend.name, "candidate": cand, "baseline": base}
+            # Versions are told apart by service.version, never by a time cut, so the baseline
+            # window runs up to now: during a rolling deploy both versions serve at once.
+            baseline_window = (release.deployed_at - self._settings.checks.baseline_window, end)
+            base = self._backend.collect(self._query(release, previous.version, baseline_window))
+        look, looks, held = _look_of(session, release, now)
+        analysis = analyse(
+            cand,
+            base,
+            changes=_changes(release),
+            policy=self._policy,
+            look=look,
+            looks=looks,
+            held=held,
+        )
+        context = ReportContext(
+            service=release.service,
+            version=release.version,
+            baseline_version=previous.version if previous else None,
+            environment=release.environment,
+            candidate_window=candidate_window,
+            baseline_window=baseline_window,
+            notes=(f"traces from the {self._backend.name} backend", *cand.notes),
+        )
+        return Finished(analysis, to_json(analysis, context), to_text(analysis, context))
 
-    def _side(
-        self, service: str, version: str, env: str, start: datetime, end: datetime
-    ) -> dict[str, Any]:
-        query = SpanQuery(service=service, version=version, start=start, end=end, environment=env)
-        groups = self._backend.collect(query).groups
-        return {
-            "version": version,
-            "window": f"{start:%Y-%m-%d %H:%M} – {end:%H:%M} UTC",
-            "spans": sum(g.count for g in groups),
-            "groups": [_group_summary(g) for g in groups],
-        }
+    def _query(
+        self, release: Release, version: str, window: tuple[datetime, datetime]
+    ) -> SpanQuery:
+        return SpanQuery(
+            service=release.service,
+            version=version,
+            start=window[0],
+            end=window[1],
+            environment=release.environment,
+        )
 
     def _owns(self, session: Session, check: Check) -> bool:
         """Re-assert the lease atomically; False when another replica took the check over."""
@@ -135,20 +153,22 @@ class CheckRunner:
         )
         return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
-    def _finish(self, session: Session, check: Check, result: dict[str, Any]) -> None:
+    def _finish(self, session: Session, check: Check, done: Finished) -> None:
         if not self._owns(session, check):
             session.rollback()
             return
         now = self._clock.now()
         release = check.release
-        check.state, check.finished_at, check.result = "done", now, result
+        held = [f.key for f in done.analysis.findings if f.tested]
+        check.state, check.finished_at = "done", now
+        check.result = {"report": done.report, "held": held}
         check.lease_until = None
         enqueue(
             session,
             key=f"release:{release.id}:check:{check.id}",
             kind="reply",
             recipient=release.owner or "console",
-            text=text.check_reply(release, timedelta(seconds=check.offset_seconds), result),
+            text=text.check_reply(release, timedelta(seconds=check.offset_seconds), done.text),
             now=now,
             release=release,
             check_id=check.id,
@@ -205,7 +225,9 @@ class CheckRunner:
         failed = sum(c.state == "failed" for c in checks)
         if done + failed == len(checks) and release.state == "active":
             release.state = "done"
-        status = text.status_line(done, len(checks), failed)
+        finished = [c for c in checks if c.state == "done" and c.result]
+        verdict = finished[-1].result["report"].get("verdict") if finished else None  # type: ignore[index]
+        status = text.status_line(verdict, done, len(checks), failed)
         parent = text.release_parent(release, [timedelta(seconds=c.offset_seconds) for c in checks])
         enqueue(
             session,
@@ -219,5 +241,29 @@ class CheckRunner:
         )
 
 
-def _group_summary(group: SpanGroupStats) -> dict[str, Any]:
-    return {"name": group.name, "kind": group.kind, "count": group.count, "errors": group.errors}
+@dataclass(frozen=True)
+class Finished:
+    """A check's outcome before it is recorded: the analysis, its JSON report, its text."""
+
+    analysis: Analysis
+    report: dict[str, Any]
+    text: str
+
+
+def _changes(release: Release) -> list[ChangeEvent]:
+    return [
+        ChangeEvent(
+            file=c.file,
+            functions=tuple(c.functions or ()),
+            lines=tuple((int(a), int(b)) for a, b in (c.lines or ())),
+        )
+        for c in release.changes
+    ]
+
+
+def _look_of(session: Session, release: Release, now: datetime) -> tuple[int, int, list[str]]:
+    """Which look this is, how many are scheduled, and what the previous look found."""
+    checks = list(queries.release_checks(session, release.id))
+    done = [c for c in checks if c.state == "done" and c.result]
+    held = list(done[-1].result.get("held", [])) if done and done[-1].result else []
+    return len(done) + 1, max(len(checks), len(done) + 1), held

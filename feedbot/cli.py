@@ -65,7 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     _config_arg(tick)
     tick.set_defaults(func=_tick)
 
+    from feedbot import report_cli
     from feedbot.releases import notify_deploy
+
+    report = sub.add_parser("report", help="analyse one release from traces and print the report")
+    report_cli.add_arguments(report)
+    report.set_defaults(func=report_cli.run)
 
     notify = sub.add_parser("notify-deploy", help="register a deploy from CI (signed webhook)")
     notify_deploy.add_arguments(notify)

@@ -24,6 +24,8 @@ class LatencyPolicy:
         ci_level: Two-sided level of the reported r̂ CI (95%).
     """
 
+    enabled: bool = True
+
     min_samples: int = 30
     ratio_floor: float = 1.10
     min_delta_median_ms: float = 1.0
@@ -42,6 +44,8 @@ class TailPolicy:
         ci_level: Level of the displayed quantile CIs (95%; p99 needs 368 spans for one).
     """
 
+    enabled: bool = True
+
     p95_min_samples: int = 200
     p99_min_samples: int = 1_000
     ratio_floor: float = 1.20
@@ -58,6 +62,8 @@ class ErrorPolicy:
         min_rate_increase: Absolute rate increase it must also reach (0.001 = 0.1 pp).
     """
 
+    enabled: bool = True
+
     min_errors_new: int = 3
     rate_ratio_floor: float = 1.5
     min_rate_increase: float = 0.001
@@ -73,6 +79,8 @@ class NewTypePolicy:
         history_days: Days of exception history that count as "seen" (7).
     """
 
+    enabled: bool = True
+
     min_baseline_exposure: float = 1.0
     history_versions: int = 3
     history_days: int = 7
@@ -87,6 +95,8 @@ class ReachPolicy:
         bound_level: Level of the upper bound on the reach rate (95%, so ≈ 3/N).
         stopped_alpha: p below which the code "stopped being reached" (0.01).
     """
+
+    enabled: bool = True
 
     min_requests: int = 300
     bound_level: float = 0.95
@@ -143,6 +153,8 @@ class NPlusOnePolicy:
         min_repeats: Repeated sibling spans with one query shape (5).
         min_total_ms: Their total duration (50 ms).
     """
+
+    enabled: bool = True
 
     min_repeats: int = 5
     min_total_ms: float = 50.0

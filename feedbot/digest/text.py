@@ -1,19 +1,16 @@
 """Plain-text renderings of feedback: the console output and Slack's ``text`` fallback.
 
-Until the analysis lands, a check shows the raw per-group counts it fetched and says plainly that
-no verdict was computed.
+A check's reply is the analysis report (:func:`feedbot.analysis.report.to_text`) under a line
+saying which look it is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
 
 from feedbot.config import format_duration
 from feedbot.store.models import Release
-
-MAX_GROUPS = 15
 
 
 def release_title(release: Release) -> str:
@@ -41,14 +38,22 @@ def release_parent(release: Release, offsets: Sequence[timedelta]) -> str:
     return "\n".join(lines)
 
 
-def status_line(done: int, total: int, failed: int = 0, superseded: bool = False) -> str:
+VERDICT_WORDS = {
+    "regressed": "🔴 regressed",
+    "improved": "🟢 improved",
+    "neutral": "✅ looks fine",
+    "insufficient_data": "⏳ not enough traffic yet",
+    "not_running": "💤 not running yet",
+}
+
+
+def status_line(verdict: str | None, done: int, total: int, failed: int = 0) -> str:
     """The one-line status kept current on the parent message."""
-    if superseded:
-        return "Status: superseded by a newer deploy"
+    word = VERDICT_WORDS.get(verdict or "", "👀 watching")
+    tail = f", {failed} failed" if failed else ""
     if done + failed >= total:
-        tail = f", {failed} failed" if failed else ""
-        return f"Status: all {total} checks ran{tail} (no verdict: analysis not installed yet)"
-    return f"Status: watching ({done} of {total} checks done)"
+        return f"Status: {word} (all {total} checks ran{tail})"
+    return f"Status: {word} (watching: {done} of {total} checks done{tail})"
 
 
 def superseded(old: Release, new: Release, ended: int) -> str:
@@ -64,44 +69,6 @@ def check_failed(release: Release, offset: timedelta, attempts: int, error: str)
     )
 
 
-def check_reply(release: Release, offset: timedelta, result: Mapping[str, Any]) -> str:
-    """Raw counts per span group, candidate against baseline; no verdict."""
-    cand = result["candidate"]
-    lines = [
-        f"🔎 +{format_duration(offset)} check of {release_title(release)}",
-        f"{release.version}: {cand['spans']} spans in {len(cand['groups'])} groups "
-        f"({cand['window']})",
-    ]
-    base = result.get("baseline")
-    if base is None:
-        lines.append("No previous version of this service to compare with.")
-    else:
-        lines.append(
-            f"{base['version']}: {base['spans']} spans in {len(base['groups'])} groups "
-            f"({base['window']})"
-        )
-    lines.extend(_group_table(cand["groups"], base["groups"] if base else []))
-    lines.append("No verdict: the analysis is not installed yet, these are raw counts.")
-    return "\n".join(lines)
-
-
-def _group_table(cand: list[dict[str, Any]], base: list[dict[str, Any]]) -> list[str]:
-    if not cand and not base:
-        return ["No spans for either version in these windows."]
-    by_key = {(g["name"], g["kind"]): g for g in base}
-    rows = ["group | spans new / before | errors new / before"]
-    seen = set()
-    for g in cand[:MAX_GROUPS]:
-        key = (g["name"], g["kind"])
-        seen.add(key)
-        b = by_key.get(key)
-        before = f"{b['count']}" if b else "—"
-        errors = f"{g['errors']} / {b['errors'] if b else '—'}"
-        rows.append(f"{g['name']} ({g['kind'].lower()}) | {g['count']} / {before} | {errors}")
-    missing = [g for k, g in by_key.items() if k not in seen]
-    for g in missing[:MAX_GROUPS]:
-        rows.append(f"{g['name']} ({g['kind'].lower()}) | 0 / {g['count']} | — / {g['errors']}")
-    hidden = max(0, len(cand) - MAX_GROUPS) + max(0, len(missing) - MAX_GROUPS)
-    if hidden:
-        rows.append(f"… and {hidden} more groups")
-    return rows
+def check_reply(release: Release, offset: timedelta, report_text: str) -> str:
+    """A check's thread reply: which look, then the analysis report."""
+    return f"🔎 +{format_duration(offset)} check of {release_title(release)}\n{report_text}"

@@ -102,11 +102,12 @@ def test_deploy_is_announced_checked_and_threaded(
     check_reply = [m for m in replies if "+15m check" in m["text"]]
     assert len(check_reply) == 1
     text = check_reply[0]["text"]
-    assert "1.4.2: 5 spans in 2 groups" in text
-    assert "1.4.1: 6 spans in 1 groups" in text
-    assert "No verdict" in text
+    assert "vault-service 1.4.2 vs 1.4.1" in text
+    assert "New version: 5 spans in 2 groups; baseline: 6 spans in 1 groups." in text
+    assert "verdict: insufficient_data" in text  # 5 spans prove nothing either way
+    assert "new_operation: GET /vaults/{id}" in text
     updates = slack_api.calls_to("chat.update")
-    assert updates and "watching (1 of 2 checks done)" in updates[-1]["text"]
+    assert updates and "watching: 1 of 2 checks done" in updates[-1]["text"]
 
     clock.advance(timedelta(hours=1))
     runtime.tick()

@@ -69,7 +69,7 @@ def test_nothing_runs_before_it_is_due(
     assert states(db_session) == ["done", "pending"]
     reply = db_session.scalars(select(Delivery).where(Delivery.kind == "reply")).one()
     assert "+15m check of vault-service 1.4.2" in reply.text
-    assert "No previous version" in reply.text and "No verdict" in reply.text
+    assert "vs no baseline" in reply.text and "verdict: not_running" in reply.text
 
 
 def test_checks_missed_while_down_all_run(
@@ -84,6 +84,7 @@ def test_checks_missed_while_down_all_run(
         select(Delivery).where(Delivery.kind == "status").order_by(Delivery.id.desc())
     ).first()
     assert status is not None and "all 2 checks ran" in status.text
+    assert "not running yet" in status.text  # no spans were ever sent
 
 
 def test_outage_retries_with_backoff_then_tells_the_owner(

@@ -1,0 +1,322 @@
+"""The release analysis: a new version's spans against the previous version's, per span group.
+
+:func:`analyse` answers, for one look at a release: did it run (candidate spans, operations
+that are new or gone, groups with too little traffic), how fast (one-sided Mann-Whitney both ways
+with the Hodges-Lehmann ratio, exceedance tests on p95/p99, an effect floor raised by the
+between-instance spread), with what errors (Fisher exact on the error proportion; exception types
+never seen in the baseline, tested in their own family), and the insights of ``insights`` (did
+the changed code run, N+1, bottlenecks). Section numbers (§) refer to
+shared/reference/detection-methods.md.
+
+Quiet by design: latency, tail and error-rate tests form one Benjamini-Hochberg family at
+q = fdr_q/looks; a finding must pass BH *and* its effect floor; it is "suspected" (watching) when
+first seen and "confirmed" when it holds at the next look, or at once when its q is 100× below
+the level and its effect CI clears the floor. Only confirmed findings make the verdict. Pure: no
+I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from feedbot.analysis import insights, stats
+from feedbot.analysis.detectors import Pair
+from feedbot.analysis.findings import (
+    Finding,
+    GroupComparison,
+    Measure,
+)
+from feedbot.analysis.insights import CodeReach
+from feedbot.analysis.look import LookTests, group_summary, host_spread
+from feedbot.analysis.policy import DetectionPolicy
+from feedbot.backends.base import ReleaseData
+from feedbot.releases.event import Change
+
+__all__ = ["Analysis", "CodeReach", "Finding", "Verdict", "analyse"]
+
+Verdict = Literal["regressed", "improved", "neutral", "insufficient_data", "not_running"]
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """Everything one look at a release concluded.
+
+    Attributes:
+        verdict: regressed | improved | neutral | insufficient_data | not_running.
+        groups: Every span group seen in either version.
+        findings: What to say, regressions first.
+        summary: How the verdict was reached, one sentence each (tests, levels, τ̂, floors).
+        reach: Whether each changed function or file ran.
+        look: Which scheduled look this is (1-based).
+        looks: Scheduled looks in all (q is split over them).
+        q_level: The BH level used at this look.
+    """
+
+    verdict: Verdict
+    groups: tuple[GroupComparison, ...]
+    findings: tuple[Finding, ...]
+    summary: tuple[str, ...]
+    reach: tuple[CodeReach, ...] = ()
+    look: int = 1
+    looks: int = 4
+    q_level: float = 0.0125
+
+    @property
+    def watching(self) -> tuple[Finding, ...]:
+        """Suspected findings: shown as "watching", not an alarm."""
+        return tuple(f for f in self.findings if f.state == "suspected")
+
+
+def analyse(
+    candidate: ReleaseData,
+    baseline: ReleaseData | None,
+    *,
+    changes: Sequence[Change],
+    policy: DetectionPolicy,
+    look: int = 1,
+    looks: int = 4,
+    previous: Analysis | None = None,
+    held: Collection[str] = (),
+) -> Analysis:
+    """Compare a release's spans with its baseline's at one look.
+
+    Args:
+        candidate: Spans of the new version.
+        baseline: Spans of the previous version (None when there is none).
+        changes: What the release changed, for "did the changed code run".
+        policy: Every threshold and switch.
+        look: Which scheduled look this is (1-based).
+        looks: Scheduled looks; the FDR level is split evenly over them (Bonferroni).
+        previous: The analysis at the previous look, for confirmation.
+        held: Keys of the tested findings at the previous look (what ``previous`` would give),
+            for callers that stored the keys rather than the whole analysis.
+
+    Returns:
+        The verdict, per-group numbers, findings and how they were reached.
+    """
+    q_level = stats.bonferroni(policy.looks.fdr_q, looks)
+    pairs = _pairs(candidate, baseline)
+    reach, reach_findings = insights.code_reach(changes, candidate, baseline, policy)
+    if _total(candidate) == 0:
+        return _not_running(pairs, reach, reach_findings, look, looks, q_level)
+    if baseline is None or _total(baseline) == 0:
+        return _no_baseline(candidate, pairs, reach, reach_findings, policy, look, looks, q_level)
+    run = LookTests(policy, q_level, host_spread(pairs, policy))
+    run.test(pairs)
+    findings = [*run.findings, *_operations(pairs, candidate, baseline, policy), *reach_findings]
+    findings += insights.n_plus_one(candidate, baseline, policy)
+    findings += insights.bottlenecks(candidate, baseline, run.regressed_spans)
+    held_keys = set(held)
+    if previous is not None:
+        held_keys |= {f.key for f in previous.findings if f.tested}
+    settled = _dedupe(
+        [_settle(f, run.strong.get(id(f), False), held_keys, q_level, policy) for f in findings]
+    )
+    verdict = _verdict(settled, tested=bool(run.tested))
+    code = insights.reach_sentence(reach)
+    summary = (
+        *_counts(candidate, baseline),
+        *run.summary,
+        *((code,) if code else ()),
+        *_verdict_reason(verdict, settled),
+    )
+    groups = tuple(run.comparison(p) for p in pairs)
+    return Analysis(verdict, groups, _ordered(settled), summary, reach, look, looks, q_level)
+
+
+def _total(data: ReleaseData) -> int:
+    return sum(g.count for g in data.groups)
+
+
+def _pairs(candidate: ReleaseData, baseline: ReleaseData | None) -> list[Pair]:
+    """Groups matched by (name, kind), candidate order first, then groups only in the baseline."""
+    base = {(g.name, g.kind): g for g in baseline.groups} if baseline is not None else {}
+    pairs = [
+        Pair(g.name, g.kind, g, base.pop((g.name, g.kind), None))
+        for g in candidate.groups
+        if g.count > 0
+    ]
+    pairs += [Pair(g.name, g.kind, None, g) for g in base.values() if g.count > 0]
+    return pairs
+
+
+def _exposure(data: ReleaseData) -> int:
+    return data.traces if data.traces > 0 else _total(data)
+
+
+def _operations(
+    pairs: list[Pair], candidate: ReleaseData, baseline: ReleaseData, policy: DetectionPolicy
+) -> list[Finding]:
+    """New operations, and baseline operations the new version stopped serving.
+
+    "Gone" is said only when the baseline's rate makes zero new spans unlikely: given m
+    baseline spans, P(all m land in the baseline) = (1 − s)^m with s the new version's share of
+    the exposure (traces, else spans); below ``reach.stopped_alpha`` it is claimed.
+    """
+    exp_new, exp_base = _exposure(candidate), _exposure(baseline)
+    share = exp_new / (exp_new + exp_base)
+    out = []
+    for pair in pairs:
+        if pair.base is None and pair.new is not None:
+            out.append(
+                Finding(
+                    kind="new_operation",
+                    severity="info",
+                    span=pair.span,
+                    message=f"{pair.span} ({pair.kind}) is new: {pair.new.count} spans",
+                    candidate=Measure(pair.new.count, float(pair.new.count), "count"),
+                    method="fact",
+                )
+            )
+        elif pair.new is None and pair.base is not None:
+            p = math.exp(pair.base.count * math.log1p(-share)) if share < 1 else 0.0
+            if p < policy.reach.stopped_alpha:
+                out.append(_gone(pair, exp_new, p, share))
+    return out
+
+
+def _gone(pair: Pair, exposure_new: int, p: float, share: float) -> Finding:
+    assert pair.base is not None
+    expected = pair.base.count * share / (1.0 - share) if share < 1 else math.inf
+    return Finding(
+        kind="operation_gone",
+        severity="medium",
+        span=pair.span,
+        message=(
+            f"{pair.span} ({pair.kind}) no longer runs: {pair.base.count} baseline spans, "
+            f"0 new where about {expected:.0f} were expected at the baseline's rate; p={p:.2g}"
+        ),
+        baseline=Measure(pair.base.count, float(pair.base.count), "count"),
+        candidate=Measure(exposure_new, 0.0, "count"),
+        p_value=p,
+        method="exact conditional test on counts, P(0 new | total) = (1 − s)^m",
+    )
+
+
+def _settle(
+    finding: Finding, strong: bool, held: set[str], q_level: float, policy: DetectionPolicy
+) -> Finding:
+    """Suspected when first seen; confirmed when it held at the previous look or is overwhelming."""
+    if not finding.tested:
+        return replace(finding, state="confirmed")
+    overwhelming = (
+        strong
+        and finding.q_value is not None
+        and finding.q_value <= q_level / policy.looks.overwhelming_factor
+    )
+    confirmed = finding.key in held or overwhelming
+    return replace(finding, state="confirmed" if confirmed else "suspected")
+
+
+def _dedupe(findings: list[Finding]) -> list[Finding]:
+    """One tested finding per claim (kind and group): the smallest p, confirmed if any is.
+
+    A group's Mann-Whitney, p95 and p99 tests are three ways of seeing one regression.
+    """
+    best: dict[str, Finding] = {}
+    for f in findings:
+        if not f.tested or f.p_value is None:
+            continue
+        seen = best.get(f.key)
+        if seen is None or f.p_value < (seen.p_value or 1.0):
+            confirmed = f.state == "confirmed" or (seen is not None and seen.state == "confirmed")
+            best[f.key] = replace(f, state="confirmed" if confirmed else f.state)
+        elif f.state == "confirmed":
+            best[f.key] = replace(seen, state="confirmed")
+    kept = [f for f in findings if not f.tested or f.p_value is None]
+    return [*best.values(), *kept]
+
+
+def _verdict(findings: list[Finding], *, tested: bool) -> Verdict:
+    directions = {f.counts_toward for f in findings if f.state == "confirmed" and f.counts_toward}
+    if "regressed" in directions:
+        return "regressed"
+    if "improved" in directions:
+        return "improved"
+    return "neutral" if tested else "insufficient_data"
+
+
+def _counts(candidate: ReleaseData, baseline: ReleaseData) -> tuple[str, ...]:
+    lines = [
+        f"New version: {_total(candidate)} spans in {len(candidate.groups)} groups; baseline: "
+        f"{_total(baseline)} spans in {len(baseline.groups)} groups.",
+    ]
+    for data, which in ((candidate, "new version"), (baseline, "baseline")):
+        if data.sampled_traces is not None:
+            lines.append(f"The {which} was read from a sample of {data.sampled_traces} traces.")
+        lines += [f"{which.capitalize()}: {note}" for note in data.notes]
+    return tuple(lines)
+
+
+def _verdict_reason(verdict: Verdict, findings: list[Finding]) -> tuple[str, ...]:
+    watching = sum(f.state == "suspected" for f in findings)
+    reasons = {
+        "regressed": "a confirmed regression (held at two looks, or overwhelming)",
+        "improved": "a confirmed improvement and no confirmed regression",
+        "neutral": "no confirmed change beyond the effect floors in the groups with enough traffic",
+        "insufficient_data": "no span group had enough spans in both versions for a latency test",
+        "not_running": "no span of the new version was found",
+    }
+    line = f"Verdict {verdict}: {reasons[verdict]}."
+    if watching:
+        line += f" Watching {watching} suspected finding(s) until the next look."
+    return (line,)
+
+
+_ORDER = {"high": 0, "medium": 1, "low": 2, "info": 3}
+
+
+def _ordered(findings: list[Finding]) -> tuple[Finding, ...]:
+    return tuple(
+        sorted(findings, key=lambda f: (f.state != "confirmed" and f.tested, _ORDER[f.severity]))
+    )
+
+
+def _not_running(
+    pairs: list[Pair],
+    reach: tuple[CodeReach, ...],
+    reach_findings: list[Finding],
+    look: int,
+    looks: int,
+    q_level: float,
+) -> Analysis:
+    groups = tuple(
+        GroupComparison(p.span, p.kind, group_summary(p.base), None, "gone")
+        for p in pairs
+        if p.base is not None
+    )
+    summary = (
+        "No span of the new version was found in the window: it has not served traffic yet.",
+    )
+    return Analysis(
+        "not_running", groups, tuple(reach_findings), summary, reach, look, looks, q_level
+    )
+
+
+def _no_baseline(
+    candidate: ReleaseData,
+    pairs: list[Pair],
+    reach: tuple[CodeReach, ...],
+    reach_findings: list[Finding],
+    policy: DetectionPolicy,
+    look: int,
+    looks: int,
+    q_level: float,
+) -> Analysis:
+    groups = tuple(
+        GroupComparison(p.span, p.kind, None, group_summary(p.new), "no_baseline")
+        for p in pairs
+        if p.new is not None
+    )
+    findings = [*reach_findings, *insights.n_plus_one(candidate, None, policy)]
+    findings = [replace(f, state="suspected") if f.tested else f for f in findings]
+    summary = (
+        f"New version: {_total(candidate)} spans in {len(candidate.groups)} groups; no baseline "
+        "spans, so nothing could be compared.",
+    )
+    return Analysis(
+        "insufficient_data", groups, tuple(findings), summary, reach, look, looks, q_level
+    )

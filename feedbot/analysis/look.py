@@ -1,0 +1,242 @@
+"""The tests of one look at a release: every per-group test, Benjamini-Hochberg per family.
+
+Latency, tail and error-rate tests of all groups form one family; new exception types form their
+own (§9 of shared/reference/detection-methods.md). A candidate is kept when its q-value is within
+the look's level *and* its effect clears the floor. Also here: the host-spread guard's τ̂, the
+minimum detectable effects, and the per-group rows of the report. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from feedbot.analysis import detectors, stats
+from feedbot.analysis.detectors import Candidate, HostSpread, Pair
+from feedbot.analysis.findings import (
+    Effect,
+    Finding,
+    GroupComparison,
+    GroupSummary,
+    Measure,
+    percent,
+)
+from feedbot.analysis.policy import DetectionPolicy
+from feedbot.backends.base import SpanGroupStats
+
+#: Log-sd assumed for the MDE when a group has too few spans to estimate its own (§7.7).
+DEFAULT_SIGMA = 0.5
+
+
+class LookTests:
+    """The tests of one look: candidates, BH per family, and what was said about it."""
+
+    def __init__(self, policy: DetectionPolicy, q_level: float, hosts: HostSpread) -> None:
+        self.policy, self.q_level, self.hosts = policy, q_level, hosts
+        self.findings: list[Finding] = []
+        self.strong: dict[int, bool] = {}
+        self.summary: list[str] = [host_sentence(hosts, policy)]
+        self.tested: set[str] = set()
+        self.regressed_spans: set[str] = set()
+        self.sigmas: dict[str, float] = {}
+        self.floors: dict[str, float] = {}
+        self.lone_level = q_level
+
+    def test(self, pairs: list[Pair]) -> None:
+        """Run every enabled per-group test and keep what passes BH and its floor."""
+        family: list[Candidate] = []
+        types: list[Candidate] = []
+        seen_base = {e.type for p in pairs if p.base is not None for e in p.base.exceptions}
+        for pair in pairs:
+            if pair.new is None or pair.base is None:
+                continue
+            family += self._group_candidates(pair)
+            if enabled(self.policy, "new_types"):
+                types += detectors.new_type_candidates(pair, self.policy, seen_base)
+        for pair in pairs:
+            if pair.new is not None and pair.base is None and enabled(self.policy, "new_types"):
+                types += detectors.new_type_candidates(pair, self.policy, seen_base)
+        self.lone_level = self.q_level / max(1, len(family))
+        self._keep(family)
+        self._keep_types(types)
+        self.summary.append(
+            self._levels_sentence(len(family), sum(c.finding.tested for c in types))
+        )
+        self.findings += self._low_traffic(pairs)
+
+    def _group_candidates(self, pair: Pair) -> list[Candidate]:
+        assert pair.new is not None and pair.base is not None
+        out: list[Candidate] = []
+        if enabled(self.policy, "errors"):
+            out += detectors.error_candidates(pair, self.policy)
+        n = min(pair.new.durations_ms.size, pair.base.durations_ms.size)
+        if n < self.policy.latency.min_samples:
+            return out
+        self.tested.add(pair.span)
+        both = np.concatenate([detectors.durations(pair.new), detectors.durations(pair.base)])
+        self.sigmas[pair.span] = stats.robust_log_sigma(both)
+        floor = detectors.latency_floor(pair, self.policy, self.hosts)
+        self.floors[pair.span] = floor
+        if enabled(self.policy, "latency"):
+            out += detectors.latency_candidates(pair, self.policy, self.hosts, floor)
+        if enabled(self.policy, "tail"):
+            out += detectors.tail_candidates(pair, self.policy)
+        return out
+
+    def _keep(self, family: list[Candidate]) -> None:
+        qs = stats.bh_qvalues([c.p for c in family]) if family else np.empty(0)
+        for cand, q in zip(family, qs.tolist(), strict=True):
+            if q <= self.q_level and cand.passes:
+                self._add(cand, float(q))
+                if cand.finding.kind == "latency_regression" and cand.finding.span:
+                    self.regressed_spans.add(cand.finding.span)
+
+    def _keep_types(self, types: list[Candidate]) -> None:
+        tested = [c for c in types if c.finding.tested]
+        qs = dict(
+            zip(
+                (id(c) for c in tested),
+                stats.bh_qvalues([c.p for c in tested]).tolist(),
+                strict=True,
+            )
+        )
+        for cand in types:
+            q = qs.get(id(cand))
+            if q is not None and q <= self.q_level:
+                self._add(replace(cand, finding=replace(cand.finding, severity="high")), q)
+                continue
+            fact = replace(
+                cand.finding,
+                counts_toward=None,
+                tested=False,
+                p_value=cand.p if q is not None else None,
+                q_value=q,
+            )
+            self.findings.append(fact)
+
+    def _add(self, cand: Candidate, q: float) -> None:
+        finding = replace(
+            cand.finding,
+            p_value=cand.p,
+            q_value=q,
+            message=detectors.describe_test(cand.finding, cand.p, q),
+        )
+        self.findings.append(finding)
+        self.strong[id(finding)] = cand.strong
+
+    def _low_traffic(self, pairs: list[Pair]) -> list[Finding]:
+        out = []
+        for pair in pairs:
+            if pair.new is None or pair.base is None or pair.span in self.tested:
+                continue
+            out.append(self._low_traffic_finding(pair))
+        return out
+
+    def _low_traffic_finding(self, pair: Pair) -> Finding:
+        assert pair.new is not None and pair.base is not None
+        n_new, n_base = pair.new.durations_ms.size, pair.base.durations_ms.size
+        floor = detectors.latency_floor(pair, self.policy, self.hosts)
+        mde = self.mde(pair.span, n_new, n_base, floor)
+        sigma = self.sigmas.get(pair.span, DEFAULT_SIGMA)
+        needed = stats.mwu_sample_size(
+            floor, sigma=sigma, alpha=self.lone_level, power=self.policy.power
+        )
+        mde_text = "no shift" if math.isinf(mde) else f"only a shift of {percent(mde)} or more"
+        return Finding(
+            kind="low_traffic",
+            severity="info",
+            message=(
+                f"{pair.span}: {n_new} new vs {n_base} baseline spans, below the "
+                f"{self.policy.latency.min_samples} a latency verdict needs; at this traffic "
+                f"{mde_text} could be shown (level {self.lone_level:.1g}, power "
+                f"{self.policy.power:.0%}); {percent(floor)} needs about {needed} spans per version"
+            ),
+            span=pair.span,
+            baseline=Measure(n_base, median_ms(pair.base), "p50_ms"),
+            candidate=Measure(n_new, median_ms(pair.new), "p50_ms"),
+            change=Effect(None, floor=floor, mde=None if math.isinf(mde) else mde),
+            method="minimum detectable effect, Noether's formula for Mann-Whitney",
+        )
+
+    def mde(self, span: str, n_new: int, n_base: int, floor: float) -> float:
+        """Smallest latency ratio detectable at the lone-test level, never below the floor."""
+        sigma = self.sigmas.get(span, DEFAULT_SIGMA)
+        return stats.mwu_min_detectable_ratio(
+            n_new, n_base, sigma=sigma, alpha=self.lone_level, power=self.policy.power, floor=floor
+        )
+
+    def comparison(self, pair: Pair) -> GroupComparison:
+        """The group's row in the report."""
+        new = group_summary(pair.new) if pair.new is not None else None
+        base = group_summary(pair.base) if pair.base is not None else None
+        if base is None or new is None:
+            return GroupComparison(
+                pair.span, pair.kind, base, new, "new" if base is None else "gone"
+            )
+        if pair.span not in self.tested:
+            return GroupComparison(pair.span, pair.kind, base, new, "low_traffic")
+        mde = self.mde(pair.span, new.count, base.count, self.floors[pair.span])
+        return GroupComparison(
+            pair.span, pair.kind, base, new, "tested", None if math.isinf(mde) else mde
+        )
+
+    def _levels_sentence(self, family: int, types: int) -> str:
+        return (
+            f"{family} latency, tail and error-rate tests in one Benjamini-Hochberg family at "
+            f"q={self.q_level:g} (FDR {self.policy.looks.fdr_q:g} split over the looks); "
+            f"{types} new exception types tested in their own family at the same q; a lone "
+            f"finding needed p ≤ {self.lone_level:.2g}"
+        )
+
+
+def enabled(policy: DetectionPolicy, detector: str) -> bool:
+    """Whether a detector is switched on: its policy section's ``enabled`` (default on)."""
+    return bool(getattr(policy, detector).enabled)
+
+
+def median_ms(group: SpanGroupStats) -> float | None:
+    return float(np.median(group.durations_ms)) if group.durations_ms.size else None
+
+
+def group_summary(group: SpanGroupStats) -> GroupSummary:
+    if group.durations_ms.size == 0:
+        return GroupSummary(
+            group.count, group.errors, None, None, None, detectors.instance_count(group)
+        )
+    p50, p95, p99 = (float(v) for v in np.quantile(group.durations_ms, (0.5, 0.95, 0.99)))
+    return GroupSummary(group.count, group.errors, p50, p95, p99, detectors.instance_count(group))
+
+
+def host_spread(pairs: list[Pair], policy: DetectionPolicy) -> HostSpread:
+    """τ̂ pooled over every (group, version) cell with enough spans and ≥ 2 instances (§9)."""
+    if not policy.host_guard.enabled:
+        return HostSpread(None, False)
+    cells = []
+    for pair in pairs:
+        for group in (pair.new, pair.base):
+            if group is None or group.durations_ms.size < policy.latency.min_samples:
+                continue
+            if group.instances.size != group.durations_ms.size:
+                continue
+            if detectors.instance_count(group) >= policy.host_guard.min_instances:
+                cells.append(stats.instance_cell(detectors.durations(group), group.instances))
+    return HostSpread(stats.pooled_tau(cells), True)
+
+
+def host_sentence(hosts: HostSpread, policy: DetectionPolicy) -> str:
+    if not hosts.enabled:
+        return "Host-spread guard off: latency p-values treat spans as independent."
+    if hosts.tau is None:
+        return (
+            "Host spread unknown (fewer than 2 instances per version, or spans without "
+            "service.instance.id/host.name): host and version effects cannot be separated, so "
+            f"the latency floor stays at {percent(policy.latency.ratio_floor)}."
+        )
+    return (
+        f"Between-instance spread τ̂ = {hosts.tau:.3f} on log-latency (random effects, pooled "
+        f"over groups and versions); the latency floor is "
+        f"max({percent(policy.latency.ratio_floor)}, "
+        f"exp({policy.host_guard.z:g}·τ̂·√(1/k_new + 1/k_base))) and p is made cluster-aware."
+    )

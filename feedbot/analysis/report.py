@@ -1,0 +1,207 @@
+"""The release report: an :class:`~feedbot.analysis.compare.Analysis` as the JSON contract or text.
+
+The JSON shape is the contract of ``feedbot report --format json`` (issue 3); tools outside this
+repository parse it, so keys only ever get added. Every number comes from the analysis object;
+nothing is recomputed here. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from feedbot.analysis.compare import Analysis
+from feedbot.analysis.findings import Effect, Finding, GroupSummary, Measure
+
+#: The per-group numbers of the contract, in order.
+GROUP_FIELDS = ("count", "errors", "p50_ms", "p95_ms", "p99_ms")
+#: Finding fields of the contract that appear only when they apply.
+OPTIONAL_FINDING_FIELDS = (
+    "span",
+    "function",
+    "file",
+    "exception_type",
+    "statement",
+    "baseline",
+    "candidate",
+    "change",
+    "p_value",
+    "q_value",
+    "method",
+    "example_trace_ids",
+)
+_MARK = {"confirmed": "●", "suspected": "◌"}
+
+
+@dataclass(frozen=True, slots=True)
+class ReportContext:
+    """What the report says around the analysis: which release, which windows.
+
+    Attributes:
+        service: The service.
+        version: The new version.
+        baseline_version: The version compared against (None when there was none).
+        environment: The deployment environment.
+        candidate_window: Start and end of the new version's spans.
+        baseline_window: Start and end of the baseline's spans, None without a baseline.
+        notes: How inputs were chosen (e.g. the baseline version), one sentence each.
+    """
+
+    service: str
+    version: str
+    baseline_version: str | None
+    environment: str | None
+    candidate_window: tuple[datetime, datetime]
+    baseline_window: tuple[datetime, datetime] | None = None
+    notes: tuple[str, ...] = ()
+
+
+def to_json(analysis: Analysis, context: ReportContext) -> dict[str, Any]:
+    """The contract's JSON object.
+
+    Args:
+        analysis: The analysis to report.
+        context: Service, versions and windows.
+
+    Returns:
+        service, version, baseline_version, environment, window {candidate, baseline}, verdict,
+        groups, findings, and notes (how the inputs and the verdict were reached).
+    """
+    return {
+        "service": context.service,
+        "version": context.version,
+        "baseline_version": context.baseline_version,
+        "environment": context.environment,
+        "window": {
+            "candidate": _window(context.candidate_window),
+            "baseline": _window(context.baseline_window),
+        },
+        "verdict": analysis.verdict,
+        "groups": [
+            {
+                "span": g.span,
+                "kind": g.kind,
+                "baseline": _group(g.baseline),
+                "candidate": _group(g.candidate),
+            }
+            for g in analysis.groups
+        ],
+        "findings": [finding_json(f) for f in analysis.findings],
+        "notes": [*context.notes, *analysis.summary],
+    }
+
+
+def _window(window: tuple[datetime, datetime] | None) -> dict[str, str] | None:
+    if window is None:
+        return None
+    return {"start": window[0].isoformat(), "end": window[1].isoformat()}
+
+
+def _group(summary: GroupSummary | None) -> dict[str, Any] | None:
+    if summary is None:
+        return None
+    return {key: _number(getattr(summary, key)) for key in GROUP_FIELDS}
+
+
+def _number(value: float | int | None) -> float | int | None:
+    """JSON has no NaN or infinity: those become null; floats keep 6 significant digits."""
+    if value is None or isinstance(value, int):
+        return value
+    if not math.isfinite(value):
+        return None
+    return float(f"{value:.6g}")
+
+
+def finding_json(finding: Finding) -> dict[str, Any]:
+    """One finding: kind, severity, message, state, then only the fields that apply."""
+    out: dict[str, Any] = {
+        "kind": finding.kind,
+        "severity": finding.severity,
+        "message": finding.message,
+        "state": finding.state,
+    }
+    for key in OPTIONAL_FINDING_FIELDS:
+        value = getattr(finding, key)
+        if value is None or value == ():
+            continue
+        if isinstance(value, Measure):
+            out[key] = {"n": value.n, "value": _number(value.value), "unit": value.unit}
+        elif isinstance(value, Effect):
+            out[key] = _effect(value)
+        elif isinstance(value, tuple):
+            out[key] = list(value)
+        elif isinstance(value, float):
+            out[key] = _number(value)
+        else:
+            out[key] = value
+    return out
+
+
+def _effect(effect: Effect) -> dict[str, Any]:
+    out = {
+        "ratio": _number(effect.ratio),
+        "ci_low": _number(effect.low),
+        "ci_high": _number(effect.high),
+        "ci_level": effect.level if effect.low is not None or effect.high is not None else None,
+        "floor": _number(effect.floor),
+        "mde": _number(effect.mde),
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def to_text(analysis: Analysis, context: ReportContext) -> str:
+    """The same report for a terminal: verdict, findings (● confirmed, ◌ watching), groups."""
+    against = context.baseline_version or "no baseline"
+    lines = [
+        f"{context.service} {context.version} vs {against} ({context.environment or 'any env'})",
+        f"verdict: {analysis.verdict}  (look {analysis.look} of {analysis.looks})",
+        "",
+    ]
+    if analysis.findings:
+        lines.append("findings:")
+        lines += [_finding_line(f) for f in analysis.findings]
+        lines.append("")
+    lines += _group_table(analysis)
+    lines += [
+        "",
+        "how this was reached:",
+        *(f"  - {s}" for s in (*context.notes, *analysis.summary)),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _finding_line(finding: Finding) -> str:
+    mark = _MARK[finding.state] if finding.tested else "·"
+    watching = " (watching)" if finding.state == "suspected" else ""
+    trace = f" [trace {finding.example_trace_ids[0]}]" if finding.example_trace_ids else ""
+    return f"  {mark} {finding.severity:<6} {finding.kind}{watching}: {finding.message}{trace}"
+
+
+def _group_table(analysis: Analysis) -> list[str]:
+    if not analysis.groups:
+        return ["no span groups"]
+    width = min(48, max(len(g.span) for g in analysis.groups))
+    head = (
+        f"  {'span':<{width}}  {'kind':<8} {'count':>15} {'errors':>11} "
+        f"{'p50 ms':>17} {'p95 ms':>17}"
+    )
+    rows = [head]
+    for g in analysis.groups:
+        b, c = g.baseline, g.candidate
+        rows.append(
+            f"  {g.span[:width]:<{width}}  {g.kind[:8]:<8} {_pair(b, c, 'count'):>15} "
+            f"{_pair(b, c, 'errors'):>11} {_pair(b, c, 'p50_ms'):>17} {_pair(b, c, 'p95_ms'):>17}"
+        )
+    return ["groups (baseline → new):", *rows]
+
+
+def _pair(base: GroupSummary | None, new: GroupSummary | None, key: str) -> str:
+    def one(summary: GroupSummary | None) -> str:
+        value = getattr(summary, key) if summary is not None else None
+        if value is None:
+            return "-"
+        return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+    return f"{one(base)} → {one(new)}"

@@ -1,0 +1,294 @@
+"""``feedbot report``: analyse one release from trace files or the configured backend, once.
+
+::
+
+    feedbot report --deploy DEPLOY.json (--traces FILE [--traces FILE …] | --config CFG)
+                   [--baseline-version V] [--since ISO] [--until ISO]
+                   [--format json|text] [--fail-on regressed]
+
+Exit status: 0 whatever the verdict, unless ``--fail-on regressed`` and the verdict is
+``regressed`` (1, a CI quality gate); 2 for bad input, with a message naming it; 3 when the
+trace backend cannot be reached. The report is the same :class:`~feedbot.analysis.compare.Analysis`
+the Slack digest renders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from feedbot.analysis.compare import Analysis, analyse
+from feedbot.analysis.policy import DetectionPolicy
+from feedbot.analysis.report import ReportContext, to_json, to_text
+from feedbot.backends.base import ReleaseData, SpanQuery, TraceBackend
+from feedbot.errors import BackendError, BackendUnavailable, ConfigError, WebhookRejected
+from feedbot.releases.event import ReleaseEvent
+
+EXIT_OK, EXIT_REGRESSED, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
+#: Baseline window when no config says otherwise (``checks.baseline_window``'s default).
+DEFAULT_BASELINE_WINDOW = timedelta(hours=24)
+#: With trace files and no ``deployed_at`` or ``--since``, every span counts.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class BadInput(Exception):
+    """A command-line input is wrong; the message names it."""
+
+
+@runtime_checkable
+class VersionLister(Protocol):
+    """A backend that can say which versions of a service it holds spans of."""
+
+    def versions(
+        self, service: str, start: datetime, end: datetime, environment: str | None = None
+    ) -> dict[str, int]:
+        """Spans per ``service.version`` in the window."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Plan:
+    event: ReleaseEvent
+    candidate: SpanQuery
+    baseline_window: tuple[datetime, datetime]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register ``feedbot report``'s options on ``parser``."""
+    parser.add_argument(
+        "--deploy",
+        required=True,
+        type=Path,
+        metavar="DEPLOY.json",
+        help="the generic deploy document (service, version, changes, deployed_at)",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--traces",
+        action="append",
+        type=Path,
+        metavar="FILE",
+        help="OTLP/JSON file (one export per line, or one document; .gz too)",
+    )
+    source.add_argument("--config", type=Path, metavar="CFG", help="query the configured backend")
+    parser.add_argument(
+        "--baseline-version",
+        metavar="V",
+        help="compare against V (default: the most common other version before deployed_at)",
+    )
+    parser.add_argument(
+        "--since", metavar="ISO", help="candidate window start (default deployed_at)"
+    )
+    parser.add_argument("--until", metavar="ISO", help="candidate window end (default now)")
+    parser.add_argument("--format", choices=("json", "text"), default="text")
+    parser.add_argument(
+        "--fail-on",
+        choices=("regressed",),
+        default=None,
+        help="exit 1 when the verdict is regressed (a CI quality gate)",
+    )
+
+
+def run(args: argparse.Namespace, *, now: Callable[[], datetime] | None = None) -> int:
+    """Run ``feedbot report``; returns the exit status (see the module docstring)."""
+    try:
+        analysis, context = _report(args, (now or (lambda: datetime.now(UTC)))())
+    except BadInput as exc:
+        _err(f"feedbot report: {exc}")
+        return EXIT_BAD_INPUT
+    except ConfigError as exc:
+        for problem in exc.problems:
+            _err(f"feedbot report: {problem}")
+        return EXIT_BAD_INPUT
+    except BackendUnavailable as exc:
+        _err(f"feedbot report: trace backend unreachable: {exc}")
+        return EXIT_UNAVAILABLE
+    except BackendError as exc:
+        _err(f"feedbot report: trace backend answered badly: {exc}")
+        return EXIT_BAD_INPUT if args.traces else EXIT_UNAVAILABLE
+    if args.format == "json":
+        sys.stdout.write(
+            json.dumps(to_json(analysis, context), indent=2, ensure_ascii=False) + "\n"
+        )
+    else:
+        sys.stdout.write(to_text(analysis, context))
+    if args.fail_on == "regressed" and analysis.verdict == "regressed":
+        return EXIT_REGRESSED
+    return EXIT_OK
+
+
+def _err(message: str) -> None:
+    sys.stderr.write(message + "\n")
+
+
+def _report(args: argparse.Namespace, now: datetime) -> tuple[Analysis, ReportContext]:
+    event = read_deploy(args.deploy)
+    backend, window = _backend(args)
+    plan = _plan(event, args, now, window)
+    candidate = backend.collect(plan.candidate)
+    baseline_version, note = _baseline_version(args, backend, plan)
+    baseline = None
+    if baseline_version is not None:
+        start, end = plan.baseline_window
+        baseline = backend.collect(_query(plan, baseline_version, start, end))
+    analysis = analyse(candidate, baseline, changes=event.changes, policy=DetectionPolicy())
+    context = ReportContext(
+        service=event.service,
+        version=event.version,
+        baseline_version=baseline_version,
+        environment=event.environment,
+        candidate_window=(plan.candidate.start, plan.candidate.end),
+        baseline_window=plan.baseline_window if baseline_version is not None else None,
+        notes=(note, _window_note(plan)),
+    )
+    return analysis, context
+
+
+def read_deploy(path: Path) -> ReleaseEvent:
+    """Read and validate the deploy document, naming the file and field on failure."""
+    from feedbot.releases.sources.generic import parse_document
+
+    try:
+        doc = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise BadInput(f"--deploy {path}: cannot read: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise BadInput(f"--deploy {path}: not JSON: {exc}") from exc
+    try:
+        return parse_document(doc, source="report")
+    except WebhookRejected as exc:
+        raise BadInput(f"--deploy {path}: {exc.message}") from exc
+
+
+def parse_time(text: str | None, option: str) -> datetime | None:
+    """An ISO 8601 time; naive times are UTC. Raises BadInput naming the option."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError as exc:
+        raise BadInput(f"{option} {text!r}: not an ISO 8601 time") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _backend(args: argparse.Namespace) -> tuple[TraceBackend, timedelta]:
+    if args.traces:
+        missing = [str(p) for p in args.traces if not p.is_file()]
+        if missing:
+            raise BadInput(f"--traces {missing[0]}: no such file")
+        return _FileBackend([str(p) for p in args.traces]), DEFAULT_BASELINE_WINDOW
+    from feedbot.backends import build_backend
+    from feedbot.config import load_settings
+    from feedbot.store.db import make_engine, make_sessions
+
+    if not args.config.is_file():
+        raise BadInput(f"--config {args.config}: no such file")
+    settings = load_settings(args.config)
+    sessions = make_sessions(make_engine(settings.database_url))
+    return build_backend(settings, sessions), settings.checks.baseline_window
+
+
+class _FileBackend:
+    """OTLP files, plus the version listing the report needs to pick a baseline.
+
+    ``OtlpFileBackend`` has no ``versions()`` yet; until it does, this scans the files with its
+    line reader (one decoded line at a time, so memory stays flat).
+    """
+
+    def __init__(self, paths: list[str]) -> None:
+        from feedbot.backends.otlp_file import OtlpFileBackend
+
+        self._files = OtlpFileBackend(paths)
+        self.name = self._files.name
+
+    def collect(self, query: SpanQuery) -> ReleaseData:
+        return self._files.collect(query)
+
+    def versions(
+        self, service: str, start: datetime, end: datetime, environment: str | None = None
+    ) -> dict[str, int]:
+        from feedbot.backends import otlp_file
+        from feedbot.backends.aggregate import to_ns
+        from feedbot.backends.otlp_json import decode_document
+
+        low, high, seen = to_ns(start), to_ns(end), Counter[str]()
+        for path in self._files.files():
+            for number, document in otlp_file._documents(path, ()):
+                try:
+                    rows = decode_document(document)
+                except WebhookRejected as exc:
+                    raise otlp_file._malformed(path, number, exc.message) from None
+                for row in rows:
+                    if row["service"] != service or not row["version"]:
+                        continue
+                    if environment and row["environment"] not in (None, environment):
+                        continue
+                    if low <= row["start_ns"] < high:
+                        seen[row["version"]] += 1
+        return dict(seen)
+
+
+def _plan(event: ReleaseEvent, args: argparse.Namespace, now: datetime, window: timedelta) -> _Plan:
+    since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
+    start = since or event.deployed_at or (EARLIEST if args.traces else now - window)
+    end = until or now
+    if end <= start:
+        raise BadInput(f"--until {end.isoformat()}: not after the window start {start.isoformat()}")
+    deployed = event.deployed_at or start
+    # The baseline reaches up to the candidate's end: versions are told apart by
+    # service.version, so baseline spans served alongside the new version during a rolling
+    # deploy are the best comparison (the concurrent window, §8 of detection-methods.md).
+    base_start = deployed - window if event.deployed_at or not args.traces else EARLIEST
+    candidate = SpanQuery(event.service, event.version, start, end, environment=event.environment)
+    return _Plan(event, candidate, (base_start, end))
+
+
+def _query(plan: _Plan, version: str, start: datetime, end: datetime) -> SpanQuery:
+    return SpanQuery(plan.event.service, version, start, end, environment=plan.event.environment)
+
+
+def _baseline_version(
+    args: argparse.Namespace, backend: TraceBackend, plan: _Plan
+) -> tuple[str | None, str]:
+    if args.baseline_version:
+        return (
+            args.baseline_version,
+            f"Baseline version {args.baseline_version}: given by --baseline-version.",
+        )
+    if not isinstance(backend, VersionLister):
+        raise BadInput(
+            f"--baseline-version: required with the {backend.name} backend, "
+            "which cannot list versions"
+        )
+    start = plan.baseline_window[0]
+    before = plan.event.deployed_at or plan.candidate.start
+    seen = Counter(backend.versions(plan.event.service, start, before, plan.event.environment))
+    seen.pop(plan.event.version, None)
+    if not seen:
+        return None, (
+            f"Baseline version: none; no other version of {plan.event.service} had spans between "
+            f"{start.isoformat()} and {before.isoformat()}."
+        )
+    version, spans = seen.most_common(1)[0]
+    others = ", ".join(f"{v} ({n})" for v, n in seen.most_common()[1:4])
+    return version, (
+        f"Baseline version {version}: the most common other version before "
+        f"{before.isoformat()} ({spans} spans)" + (f"; also seen: {others}." if others else ".")
+    )
+
+
+def _window_note(plan: _Plan) -> str:
+    start, end = plan.baseline_window
+    return (
+        f"Windows: new version {plan.candidate.start.isoformat()} to "
+        f"{plan.candidate.end.isoformat()}; "
+        f"baseline {start.isoformat()} to {end.isoformat()} (versions told apart by "
+        "service.version, so a rolling deploy's overlap is included)."
+    )

@@ -1,0 +1,187 @@
+"""The release analysis on synthetic releases: lognormal latency, 4 instances per version."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from feedbot.analysis.compare import analyse
+from feedbot.analysis.policy import DetectionPolicy, LatencyPolicy
+from feedbot.backends.base import ExceptionSeen, ReleaseData
+from tests.unit.analysis.synth import Group, release, routes
+
+POLICY = DetectionPolicy()
+
+
+def run(cand: ReleaseData, base: ReleaseData | None, **kw: object):  # type: ignore[no-untyped-def]
+    return analyse(cand, base, changes=(), policy=POLICY, **kw)  # type: ignore[arg-type]
+
+
+def shifted(n: int, group: int, **change: object) -> list[Group]:
+    specs = routes(10, n)
+    specs[group] = replace(specs[group], **change)  # type: ignore[arg-type]
+    return specs
+
+
+@pytest.mark.parametrize("spread", [0.02, 0.05])
+def test_no_change_stays_neutral_at_realistic_host_spread(spread: float) -> None:
+    verdicts = []
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        base = release(rng, routes(10, 1000), spread=spread)
+        cand = release(rng, routes(10, 1000), spread=spread)
+        first = run(cand, base)
+        verdicts.append(run(cand, base, look=2, previous=first).verdict)
+    assert verdicts.count("regressed") == 0
+    assert set(verdicts) <= {"neutral", "improved"}
+
+
+def test_thirty_percent_slower_group_is_a_confirmed_regression_with_its_numbers() -> None:
+    rng = np.random.default_rng(7)
+    base = release(rng, routes(10, 2000))
+    cand = release(rng, shifted(2000, 3, ratio=1.3))
+    result = run(cand, base)
+    assert result.verdict == "regressed"
+    (finding,) = [f for f in result.findings if f.kind == "latency_regression"]
+    assert finding.span == "GET /r3" and finding.state == "confirmed"
+    assert finding.change is not None and finding.change.low is not None
+    assert finding.change.low < 1.3 < (finding.change.high or 0)
+    assert 1.22 < (finding.change.ratio or 0) < 1.38
+    assert finding.q_value is not None and finding.p_value is not None
+    assert finding.p_value <= finding.q_value <= result.q_level
+    assert finding.baseline is not None and finding.candidate is not None
+    assert finding.baseline.n == 2000 and finding.candidate.n == 2000
+    assert "Mann-Whitney" in (finding.method or "")
+    assert "p=" in finding.message and "q=" in finding.message
+    (row,) = [g for g in result.groups if g.span == "GET /r3"]
+    assert row.candidate is not None and row.baseline is not None
+    assert row.candidate.p50_ms == pytest.approx(1.3 * (row.baseline.p50_ms or 0), rel=0.08)
+
+
+def test_faster_group_is_an_improvement() -> None:
+    rng = np.random.default_rng(8)
+    base = release(rng, routes(10, 2000))
+    result = run(release(rng, shifted(2000, 5, ratio=0.7)), base)
+    assert result.verdict == "improved"
+    assert [f.kind for f in result.findings if f.counts_toward] == ["latency_improvement"]
+
+
+def test_error_rate_rise_is_found_by_the_exact_test() -> None:
+    rng = np.random.default_rng(9)
+    base = release(rng, routes(5, 5000))
+    result = run(release(rng, shifted(5000, 1, error_rate=0.02)), base)
+    (finding,) = [f for f in result.findings if f.kind == "error_rate_increase"]
+    assert finding.span == "GET /r1" and "Fisher" in (finding.method or "")
+    assert finding.candidate is not None and finding.candidate.value == pytest.approx(
+        0.02, rel=0.25
+    )
+    assert result.verdict == "regressed"
+
+
+def _with_exception(data: ReleaseData, name: str, seen: ExceptionSeen) -> ReleaseData:
+    groups = [replace(g, exceptions=(seen,)) if g.name == name else g for g in data.groups]
+    return replace(data, groups=groups)
+
+
+def test_new_exception_type_at_one_percent_counts_toward_regressed() -> None:
+    rng = np.random.default_rng(10)
+    base = release(rng, routes(5, 4000), spread=0.0)
+    cand = release(rng, routes(5, 2000), spread=0.0)
+    cand = _with_exception(cand, "GET /r2", ExceptionSeen("KeyError", 20, "'vault'", "ab" * 16))
+    result = run(cand, base)
+    (finding,) = [f for f in result.findings if f.kind == "new_error_type"]
+    assert finding.exception_type == "KeyError" and finding.severity == "high"
+    assert finding.example_trace_ids == ("ab" * 16,)
+    assert "1.00%" in finding.message and finding.p_value == pytest.approx((1 / 3) ** 20)
+    assert finding.counts_toward == "regressed" and result.verdict == "regressed"
+
+
+def test_rare_new_exception_type_is_reported_as_a_fact_only() -> None:
+    rng = np.random.default_rng(11)
+    base = release(rng, routes(5, 2000), spread=0.0)
+    cand = _with_exception(
+        release(rng, routes(5, 2000), spread=0.0), "GET /r2", ExceptionSeen("OSError", 2)
+    )
+    result = run(cand, base)
+    (fact,) = [f for f in result.findings if f.kind == "new_error_type"]
+    assert fact.counts_toward is None and fact.p_value == pytest.approx(0.25)
+    assert result.verdict == "neutral"
+
+
+def test_no_candidate_spans_is_not_running() -> None:
+    rng = np.random.default_rng(12)
+    result = run(ReleaseData(groups=[]), release(rng, routes(3, 500)))
+    assert result.verdict == "not_running"
+    assert {g.status for g in result.groups} == {"gone"}
+
+
+def test_too_little_traffic_is_insufficient_data_with_an_mde_never_below_the_floor() -> None:
+    rng = np.random.default_rng(13)
+    result = run(release(rng, routes(4, 25)), release(rng, routes(4, 25)))
+    assert result.verdict == "insufficient_data"
+    low = [f for f in result.findings if f.kind == "low_traffic"]
+    assert len(low) == 4
+    for finding in low:
+        assert finding.change is not None and finding.change.floor is not None
+        assert finding.change.mde is None or finding.change.mde >= finding.change.floor
+        assert "spans per version" in finding.message
+
+
+def test_mde_of_a_busy_group_is_clipped_at_the_floor() -> None:
+    rng = np.random.default_rng(14)
+    result = run(release(rng, routes(2, 20000)), release(rng, routes(2, 20000)))
+    assert result.verdict == "neutral"
+    for row in result.groups:
+        assert row.mde is not None and row.mde >= POLICY.latency.ratio_floor
+
+
+def test_a_finding_is_suspected_first_and_confirmed_at_the_next_look() -> None:
+    rng = np.random.default_rng(0)
+    base = release(rng, routes(10, 300))
+    cand = release(rng, shifted(300, 4, ratio=1.25))
+    first = run(cand, base)
+    watching = [f for f in first.watching if f.kind == "latency_regression"]
+    assert [f.span for f in watching] == ["GET /r4"]
+    assert first.verdict == "neutral"
+    second = run(cand, base, look=2, previous=first)
+    assert second.verdict == "regressed"
+    assert [f.state for f in second.findings if f.kind == "latency_regression"] == ["confirmed"]
+
+
+def test_new_and_gone_operations() -> None:
+    rng = np.random.default_rng(15)
+    base = release(rng, [*routes(2, 500), Group("GET /old", 300)])
+    cand = release(rng, [*routes(2, 500), Group("GET /new", 40)])
+    kinds = {f.kind: f for f in run(cand, base).findings}
+    assert kinds["new_operation"].span == "GET /new"
+    assert kinds["operation_gone"].span == "GET /old"
+
+
+def test_rarely_used_operation_is_not_called_gone() -> None:
+    rng = np.random.default_rng(16)
+    base = release(rng, [*routes(2, 500), Group("GET /rare", 2)])
+    cand = release(rng, routes(2, 500))
+    assert "operation_gone" not in {f.kind for f in run(cand, base).findings}
+
+
+def test_a_detector_can_be_switched_off() -> None:
+    rng = np.random.default_rng(7)
+    base = release(rng, routes(10, 2000))
+    cand = release(rng, shifted(2000, 3, ratio=1.3))
+    policy = replace(POLICY, latency=LatencyPolicy(enabled=False))
+    result = analyse(cand, base, changes=(), policy=policy)
+    assert "Mann-Whitney" not in " ".join(f.method or "" for f in result.findings)
+
+
+def test_every_tested_finding_names_method_samples_effect_p_and_q() -> None:
+    rng = np.random.default_rng(7)
+    base = release(rng, routes(10, 2000))
+    result = run(release(rng, shifted(2000, 3, ratio=1.3, error_rate=0.03)), base)
+    tested = [f for f in result.findings if f.counts_toward]
+    assert len(tested) >= 2
+    for f in tested:
+        assert f.method and f.baseline and f.candidate and f.change
+        assert f.p_value is not None and f.q_value is not None and math.isfinite(f.p_value)

@@ -1,0 +1,117 @@
+"""The report: the JSON contract of ``feedbot report`` and the terminal text."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import numpy as np
+
+from feedbot.analysis.compare import analyse
+from feedbot.analysis.policy import DetectionPolicy
+from feedbot.analysis.report import ReportContext, to_json, to_text
+from feedbot.backends.base import ExceptionSeen
+from tests.unit.analysis.synth import release, routes
+
+TOP = {
+    "service",
+    "version",
+    "baseline_version",
+    "environment",
+    "window",
+    "verdict",
+    "groups",
+    "findings",
+}
+FINDING_FIELDS = {
+    "span",
+    "function",
+    "file",
+    "exception_type",
+    "statement",
+    "baseline",
+    "candidate",
+    "change",
+    "p_value",
+    "q_value",
+    "method",
+    "example_trace_ids",
+}
+T0, T1, T2 = (datetime(2026, 11, 24, h, tzinfo=UTC) for h in (8, 10, 12))
+CONTEXT = ReportContext(
+    service="vault-service",
+    version="1.4.2",
+    baseline_version="1.4.1",
+    environment="production",
+    candidate_window=(T1, T2),
+    baseline_window=(T0, T2),
+    notes=("Baseline version 1.4.1: given by --baseline-version.",),
+)
+
+
+def _analysis():  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(7)
+    base = release(rng, routes(4, 2000))
+    specs = routes(4, 2000)
+    specs[1] = replace(specs[1], ratio=1.3)
+    cand = release(rng, specs)
+    groups = [
+        replace(g, exceptions=(ExceptionSeen("KeyError", 3, "x", "ef" * 16),))
+        if g.name == "GET /r2"
+        else g
+        for g in cand.groups
+    ]
+    return analyse(replace(cand, groups=groups), base, changes=(), policy=DetectionPolicy())
+
+
+def test_json_has_exactly_the_contract_keys() -> None:
+    doc = to_json(_analysis(), CONTEXT)
+    assert set(doc) == TOP | {"notes"}
+    assert doc["verdict"] == "regressed"
+    assert doc["window"] == {
+        "candidate": {"start": T1.isoformat(), "end": T2.isoformat()},
+        "baseline": {"start": T0.isoformat(), "end": T2.isoformat()},
+    }
+    for group in doc["groups"]:
+        assert set(group) == {"span", "kind", "baseline", "candidate"}
+        for side in ("baseline", "candidate"):
+            assert set(group[side]) == {"count", "errors", "p50_ms", "p95_ms", "p99_ms"}
+    kinds = set()
+    for finding in doc["findings"]:
+        assert {"kind", "severity", "message", "state"} <= set(finding)
+        assert set(finding) - {"kind", "severity", "message", "state"} <= FINDING_FIELDS
+        kinds.add(finding["kind"])
+    assert {"latency_regression", "new_error_type"} <= kinds
+    json.dumps(doc, allow_nan=False)
+
+
+def test_json_latency_finding_carries_samples_effect_p_and_q() -> None:
+    doc = to_json(_analysis(), CONTEXT)
+    (latency,) = [f for f in doc["findings"] if f["kind"] == "latency_regression"]
+    assert latency["span"] == "GET /r1" and latency["state"] == "confirmed"
+    assert latency["baseline"]["n"] == 2000 and latency["baseline"]["unit"] == "p50_ms"
+    assert set(latency["change"]) >= {"ratio", "ci_low", "ci_high", "ci_level", "floor"}
+    assert 0 < latency["p_value"] <= latency["q_value"] <= 0.0125
+    (new_type,) = [f for f in doc["findings"] if f["kind"] == "new_error_type"]
+    assert new_type["example_trace_ids"] == ["ef" * 16]
+    assert "p_value" in new_type  # its own (failed) test is shown with the fact
+
+
+def test_json_of_a_release_that_never_ran() -> None:
+    rng = np.random.default_rng(1)
+    from feedbot.backends.base import ReleaseData
+
+    result = analyse(
+        ReleaseData(groups=[]), release(rng, routes(2, 100)), changes=(), policy=DetectionPolicy()
+    )
+    doc = to_json(result, replace(CONTEXT, baseline_window=None))
+    assert doc["verdict"] == "not_running" and doc["window"]["baseline"] is None
+    assert all(g["candidate"] is None for g in doc["groups"])
+
+
+def test_text_report_shows_verdict_findings_groups_and_how() -> None:
+    text = to_text(_analysis(), CONTEXT)
+    assert text.startswith("vault-service 1.4.2 vs 1.4.1 (production)\nverdict: regressed")
+    assert "latency_regression" in text and "GET /r1" in text
+    assert "how this was reached:" in text and "Benjamini-Hochberg" in text
