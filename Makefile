@@ -24,13 +24,13 @@ test: install
 
 ## check: formatting, lint and types
 check: install
-	$(BIN)/ruff format --check feedbot tests benchmarks
-	$(BIN)/ruff check feedbot tests benchmarks
+	$(BIN)/ruff format --check feedbot tests benchmarks examples
+	$(BIN)/ruff check feedbot tests benchmarks examples
 	$(BIN)/mypy
 
 format: install
-	$(BIN)/ruff format feedbot tests benchmarks
-	$(BIN)/ruff check --fix feedbot tests benchmarks
+	$(BIN)/ruff format feedbot tests benchmarks examples
+	$(BIN)/ruff check --fix feedbot tests benchmarks examples
 
 bench: install
 	$(BIN)/python -m benchmarks
