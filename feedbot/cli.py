@@ -75,6 +75,13 @@ def _parser() -> argparse.ArgumentParser:
     notify = sub.add_parser("notify-deploy", help="register a deploy from CI (signed webhook)")
     notify_deploy.add_arguments(notify)
     notify.set_defaults(func=notify_deploy.run)
+
+    from feedbot.digest import command as digest_command
+
+    digest = sub.add_parser("digest", help="queue and send the weekly channel digests")
+    _config_arg(digest)
+    digest_command.add_arguments(digest)
+    digest.set_defaults(func=digest_command.run)
     return parser
 
 
@@ -88,7 +95,11 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(args.config)
+    from feedbot import logs
+
+    settings = load_settings(args.config)
+    logs.install(settings)  # from the first line on, secrets are masked in every record
+    return settings
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -43,6 +43,19 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
+    #: A request's body must arrive within this time, else 408 (slow clients hold no worker).
+    request_timeout: timedelta = timedelta(seconds=30)
+    #: The largest body of any request (413 above it); endpoints may have smaller limits.
+    max_body_bytes: int = 16 * 1024 * 1024
+
+
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    #: ``text`` for people, ``json`` (one object per line) for log collectors.
+    format: str = "text"
 
 
 @dataclass(frozen=True)
@@ -100,6 +113,8 @@ class ServiceConfig:
     channel: str | None = None
     owners: tuple[str, ...] = ()
     environment: str | None = None
+    #: Post confirmed regressions and new error types to ``channel`` too.
+    broadcast: bool = True
 
 
 @dataclass(frozen=True)
@@ -131,6 +146,7 @@ class Settings:
     services: Mapping[str, ServiceConfig] = field(default_factory=dict)
     features: Mapping[str, FeatureConfig] = field(default_factory=dict)
     people: tuple[Person, ...] = ()
+    log: LogConfig = field(default_factory=LogConfig)
 
 
 # --- durations -------------------------------------------------------------------------------
@@ -308,6 +324,7 @@ TOP_KEYS = (
     "services",
     "features",
     "people",
+    "log",
 )
 
 
@@ -333,6 +350,7 @@ def settings_from_mapping(raw: Any, env: Mapping[str, str] | None = None) -> Set
         services=reader.mapping_of(top.get("services"), "services", _service_builder(reader)),
         features=reader.mapping_of(top.get("features"), "features", _feature_builder(reader)),
         people=_people(reader, top.get("people")),
+        log=_log(reader, top.get("log")),
     )
     _cross_checks(reader, settings)
     if reader.problems:
@@ -386,11 +404,31 @@ def _url(reader: _Reader, raw: dict[str, Any], key: str, path: str) -> str | Non
 
 
 def _server(reader: _Reader, raw: Any) -> ServerConfig:
-    section = reader.section(raw, "server", ("host", "port"))
+    keys = ("host", "port", "request_timeout", "max_body_bytes")
+    section = reader.section(raw, "server", keys)
     port = reader.integer(section, "port", "server", ServerConfig.port, 1)
     if port > 65535:
         reader.problem("server.port", f"must be at most 65535, got {port}")
-    return ServerConfig(host=reader.string(section, "host", "server", ServerConfig.host), port=port)
+    defaults = ServerConfig()
+    return ServerConfig(
+        host=reader.string(section, "host", "server", defaults.host),
+        port=port,
+        request_timeout=reader.duration(
+            section, "request_timeout", "server", defaults.request_timeout
+        ),
+        max_body_bytes=reader.integer(
+            section, "max_body_bytes", "server", defaults.max_body_bytes, 1024
+        ),
+    )
+
+
+def _log(reader: _Reader, raw: Any) -> LogConfig:
+    section = reader.section(raw, "log", ("format",))
+    fmt = reader.string(section, "format", "log", LogConfig.format)
+    if fmt not in LOG_FORMATS:
+        reader.problem("log.format", f"{fmt!r} is not one of {', '.join(LOG_FORMATS)}")
+        fmt = LogConfig.format
+    return LogConfig(format=fmt)
 
 
 def _slack(reader: _Reader, raw: Any) -> SlackConfig:
@@ -498,11 +536,18 @@ def _checks(reader: _Reader, raw: Any) -> ChecksConfig:
 
 def _service_builder(reader: _Reader) -> Callable[[Any, str], ServiceConfig]:
     def build(raw: Any, path: str) -> ServiceConfig:
-        section = reader.section(raw, path, ("channel", "owners", "environment"))
+        section = reader.section(raw, path, ("channel", "owners", "environment", "broadcast"))
+        broadcast = section.get("broadcast", True)
+        if not isinstance(broadcast, bool):
+            reader.problem(
+                _join(path, "broadcast"), f"expected true or false, got {_kind(broadcast)}"
+            )
+            broadcast = True
         return ServiceConfig(
             channel=reader.string(section, "channel", path),
             owners=reader.strings(section, "owners", path),
             environment=reader.string(section, "environment", path),
+            broadcast=broadcast,
         )
 
     return build

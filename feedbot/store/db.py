@@ -43,6 +43,10 @@ def migrate(engine: Engine) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", "feedbot.store:migrations")
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Replicas starting together on a fresh database would race on the upgrade; the
+            # transaction-scoped advisory lock makes the others wait, then find nothing to do.
+            connection.execute(text("SELECT pg_advisory_xact_lock(7318004)"))
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
 

@@ -502,3 +502,35 @@ def test_channel_not_found_fails_one_delivery_and_blocks_no_other(
 
     runtime.tick()  # a failed delivery is not retried
     assert len(slack_api.calls_to("chat.postMessage")) == 2
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ({"service": "vault", "version": "1", "title": "a\u0000b"}, "title"),
+        ({"service": "vault", "version": "1", "author": {"name": "\ud800"}}, "author.name"),
+        (
+            {"service": "vault", "version": "1", "changes": [{"functions": ["f\u0000"]}]},
+            "changes[0].functions[0]",
+        ),
+    ],
+)
+def test_signed_text_no_database_can_store_is_a_422_not_a_500(
+    fresh_database_url: str, document: dict[str, object], field: str
+) -> None:
+    settings = settings_from_mapping(
+        {"database_url": fresh_database_url, "webhooks": {"secret": "s"}}, {}
+    )
+    runtime = build_runtime(settings)
+    try:
+        body = json.dumps(document).encode()  # ensure_ascii keeps the lone surrogate as \ud800
+        with AppServer(create_app(runtime)) as server:
+            answer = httpx.post(
+                f"{server.url}/webhooks/deploy",
+                content=body,
+                headers={"X-Feedbot-Signature": sign(body, "s")},
+            )
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["error"].startswith(f"{field}: expected text without NUL")
+    finally:
+        runtime.engine.dispose()

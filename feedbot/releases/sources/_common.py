@@ -302,7 +302,20 @@ def check_text(
     if len(value) > max_length:
         problems.add(path, f"expected at most {max_length} characters")
         return None
+    if "\x00" in value or not _encodable(value):
+        # PostgreSQL refuses NUL in text and no database stores a lone surrogate: say so here
+        # rather than fail the insert with a 500.
+        problems.add(path, "expected text without NUL characters or unpaired surrogates")
+        return None
     return value
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _kind(value: object) -> str:

@@ -1,0 +1,162 @@
+"""The Helm chart without a Helm binary: values against the schema, references, and guards.
+
+Helm validates the merged values against values.schema.json; here the same happens with
+jsonschema for values.yaml and every ``ci/*-values.yaml`` merged over it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "feedbot"
+TEMPLATES = CHART / "templates"
+SCHEMA = json.loads((CHART / "values.schema.json").read_text())
+VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
+EXAMPLES = sorted((CHART / "ci").glob("*-values.yaml"))
+# Keys under these hold the user's own names (services, features, people), not feedbot's keys.
+USER_MAPS = ("services", "features", "people")
+
+
+def merged(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Helm's coalescing: mappings merge key by key, anything else is replaced."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = merged(out[key], value)
+            else:
+                out[key] = copy.deepcopy(value)
+    return out
+
+
+def errors(values: dict[str, Any]) -> list[str]:
+    validator = jsonschema.Draft7Validator(SCHEMA)
+    return [f"{'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(values)]
+
+
+def key_paths(node: Any, prefix: str = "") -> set[str]:
+    if not isinstance(node, dict):
+        return set()
+    paths = set()
+    for key, value in node.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        paths.add(path)
+        if key not in USER_MAPS or prefix:
+            paths |= key_paths(value, path)
+    return paths
+
+
+def template_text() -> str:
+    return "\n".join(p.read_text() for p in sorted(TEMPLATES.iterdir()))
+
+
+def test_the_schema_is_valid_json_schema() -> None:
+    jsonschema.Draft7Validator.check_schema(SCHEMA)
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_values_and_examples_match_the_schema(example: Path) -> None:
+    assert errors(VALUES) == []
+    assert errors(merged(VALUES, yaml.safe_load(example.read_text()))) == []
+
+
+def test_the_schema_refuses_sqlite_with_several_replicas() -> None:
+    for url in ("sqlite:////var/lib/feedbot/feedbot.db", "${FEEDBOT_DATABASE_URL:-sqlite:///x.db}"):
+        bad = merged(VALUES, {"replicaCount": 3, "config": {"database_url": url}})
+        assert any("database_url" in e for e in errors(bad)), url
+        assert errors(merged(bad, {"replicaCount": 1})) == []
+
+
+def test_the_schema_refuses_a_weakened_security_context() -> None:
+    assert errors(merged(VALUES, {"securityContext": {"readOnlyRootFilesystem": False}}))
+    assert errors(merged(VALUES, {"securityContext": {"allowPrivilegeEscalation": True}}))
+    assert errors(merged(VALUES, {"podSecurityContext": {"runAsNonRoot": False}}))
+    assert errors(merged(VALUES, {"config": {"server": {"prot": 8080}}}))
+
+
+def test_the_config_values_mirror_config_example_key_for_key() -> None:
+    example = yaml.safe_load((ROOT / "config.example.yaml").read_text())
+    assert key_paths(VALUES["config"]) == key_paths(example)
+
+
+def test_the_default_config_is_valid_for_feedbot() -> None:
+    from feedbot.config import settings_from_mapping
+
+    env = {"FEEDBOT_DATABASE_URL": "postgresql+psycopg://feedbot@db/feedbot"}
+    settings = settings_from_mapping(VALUES["config"], env)
+    assert settings.server.host == "0.0.0.0"
+    assert settings.log.format == "json"
+
+
+def test_every_value_a_template_references_exists() -> None:
+    referenced = set(re.findall(r"\.Values\.([A-Za-z0-9_.]+)", template_text()))
+    assert referenced
+    for path in sorted(referenced):
+        node: Any = VALUES
+        for part in path.split("."):
+            assert isinstance(node, dict) and part in node, f".Values.{path} is not in values.yaml"
+            node = node[part]
+
+
+def test_every_block_in_every_template_is_closed() -> None:
+    opener = re.compile(r"\{\{-?\s*(if|range|with|define)\b")
+    closer = re.compile(r"\{\{-?\s*end\s*-?\}\}")
+    for template in TEMPLATES.iterdir():
+        text = template.read_text()
+        assert len(opener.findall(text)) == len(closer.findall(text)), template.name
+
+
+def test_the_deployment_probes_and_locks_down_the_container() -> None:
+    deployment = (TEMPLATES / "deployment.yaml").read_text()
+    assert re.search(r"livenessProbe:\s+httpGet:\s+path: /healthz", deployment)
+    assert re.search(r"readinessProbe:\s+httpGet:\s+path: /readyz", deployment)
+    assert "toYaml .Values.securityContext" in deployment
+    assert "toYaml .Values.podSecurityContext" in deployment
+    assert re.search(r"- name: tmp\s+mountPath: /tmp", deployment)
+    assert re.search(r"- name: tmp\s+emptyDir: \{\}", deployment)
+    assert "secretRef" in deployment and "feedbot.secretName" in deployment
+    context = VALUES["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["runAsNonRoot"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"]["drop"] == ["ALL"]
+    assert VALUES["podSecurityContext"]["runAsUser"] == 10001  # the Dockerfile's uid
+
+
+def test_the_templates_fail_on_sqlite_with_several_replicas() -> None:
+    helpers = (TEMPLATES / "_helpers.tpl").read_text()
+    guard = helpers.split('define "feedbot.checkDatabase"')[1].split("{{- end -}}\n{{- end -}}")[0]
+    assert "gt (int .Values.replicaCount) 1" in guard
+    assert 'hasPrefix "sqlite"' in guard and "fail " in guard
+    for name in ("deployment.yaml", "configmap.yaml"):
+        assert (TEMPLATES / name).read_text().startswith('{{- include "feedbot.checkDatabase" . }}')
+
+
+def test_the_secret_names_match_the_variables_feedbot_reads() -> None:
+    from feedbot.config import ENV_OVERRIDES
+
+    assert set(VALUES["secrets"]["values"]) <= set(ENV_OVERRIDES)
+    assert {"SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "FEEDBOT_WEBHOOK_SECRET"} <= set(
+        VALUES["secrets"]["values"]
+    )
+    assert not [v for v in VALUES["secrets"]["values"].values() if v]
+
+
+def test_optional_objects_are_optional() -> None:
+    for name, switch in (
+        ("ingress.yaml", "ingress"),
+        ("servicemonitor.yaml", "serviceMonitor"),
+        ("pdb.yaml", "podDisruptionBudget"),
+    ):
+        text = (TEMPLATES / name).read_text()
+        assert text.startswith(f"{{{{- if .Values.{switch}.enabled }}}}"), name
+    assert "/metrics" in (TEMPLATES / "servicemonitor.yaml").read_text()
