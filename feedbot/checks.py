@@ -8,7 +8,8 @@ point neither loses a check nor sends anything twice.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,14 +23,17 @@ from feedbot.analysis.report import ReportContext, to_json, to_text
 from feedbot.backends.base import SpanQuery, TraceBackend
 from feedbot.clock import Clock
 from feedbot.config import Settings, format_duration
-from feedbot.digest import text
+from feedbot.digest import blocks, text
 from feedbot.errors import BackendError
 from feedbot.notify.outbox import enqueue
 from feedbot.releases.event import Change as ChangeEvent
+from feedbot.slack import state
 from feedbot.store import queries
 from feedbot.store.models import Check, Release
 
 log = logging.getLogger(__name__)
+#: The plain-text fallback is the notification text; Slack takes up to 40,000 characters.
+MAX_TEXT = 39_000
 
 
 class CheckRunner:
@@ -79,25 +83,36 @@ class CheckRunner:
                 return ran
 
     def run_one(self, check_id: int) -> None:
-        """Run one claimed check to its end: done, retried later, or failed with a note."""
+        """Run one claimed check to its end: done, retried later, or failed with a note.
+
+        The store is read in one short transaction and written in another; no transaction is
+        open while the trace backend is queried, so a slow backend never holds database locks
+        (on SQLite, the single writer lock).
+        """
         with self._sessions() as session:
             check = session.get(Check, check_id)
             if check is None or check.state != "running" or check.claimed_by != self._worker:
                 return
-            failpoints.hit("check-claimed")
-            try:
-                result = self._fetch(session, check.release, self._clock.now())
-            except BackendError as exc:
-                self._failed(session, check, str(exc))
+            plan = self._plan(session, check.release, self._clock.now())
+        failpoints.hit("check-claimed")
+        try:
+            done: Finished | str = self._run(plan)
+        except BackendError as exc:
+            done = str(exc)
+        except Exception as exc:  # a bug must not stop the other checks
+            log.exception("check %s crashed", check_id)
+            done = f"internal error: {type(exc).__name__}: {exc}"
+        with self._sessions() as session:
+            check = session.get(Check, check_id)
+            if check is None:
                 return
-            except Exception as exc:  # a bug must not stop the other checks
-                log.exception("check %s crashed", check_id)
-                self._failed(session, check, f"internal error: {type(exc).__name__}: {exc}")
-                return
-            self._finish(session, check, result)
+            if isinstance(done, str):
+                self._failed(session, check, done)
+            else:
+                self._finish(session, check, done)
 
-    def _fetch(self, session: Session, release: Release, now: datetime) -> Finished:
-        """Query both versions, analyse, and render; nothing is written here."""
+    def _plan(self, session: Session, release: Release, now: datetime) -> Plan:
+        """Everything the check needs from the store, read before any backend call."""
         previous = (
             session.get(Release, release.previous_release_id)
             if release.previous_release_id
@@ -105,43 +120,58 @@ class CheckRunner:
         )
         end = max(now, release.deployed_at)
         candidate_window = (release.deployed_at, end)
-        cand = self._backend.collect(self._query(release, release.version, candidate_window))
-        base, baseline_window = None, None
+        baseline_window = None
         if previous is not None:
             # Versions are told apart by service.version, never by a time cut, so the baseline
             # window runs up to now: during a rolling deploy both versions serve at once.
             baseline_window = (release.deployed_at - self._settings.checks.baseline_window, end)
-            base = self._backend.collect(self._query(release, previous.version, baseline_window))
         look, looks, held = _look_of(session, release, now)
+        return Plan(
+            context=ReportContext(
+                service=release.service,
+                version=release.version,
+                baseline_version=previous.version if previous else None,
+                environment=release.environment,
+                candidate_window=candidate_window,
+                baseline_window=baseline_window,
+            ),
+            changes=_changes(release),
+            look=look,
+            looks=looks,
+            held=tuple(held),
+        )
+
+    def _run(self, plan: Plan) -> Finished:
+        """Query both versions, analyse, and render; no database access here."""
+        ctx = plan.context
+        cand = self._backend.collect(self._query(ctx, ctx.version, ctx.candidate_window))
+        base = None
+        if ctx.baseline_version is not None and ctx.baseline_window is not None:
+            base = self._backend.collect(
+                self._query(ctx, ctx.baseline_version, ctx.baseline_window)
+            )
         analysis = analyse(
             cand,
             base,
-            changes=_changes(release),
+            changes=plan.changes,
             policy=self._policy,
-            look=look,
-            looks=looks,
-            held=held,
+            look=plan.look,
+            looks=plan.looks,
+            held=plan.held,
         )
-        context = ReportContext(
-            service=release.service,
-            version=release.version,
-            baseline_version=previous.version if previous else None,
-            environment=release.environment,
-            candidate_window=candidate_window,
-            baseline_window=baseline_window,
-            notes=(f"traces from the {self._backend.name} backend", *cand.notes),
-        )
+        context = replace(ctx, notes=(f"traces from the {self._backend.name} backend", *cand.notes))
         return Finished(analysis, to_json(analysis, context), to_text(analysis, context))
 
+    @staticmethod
     def _query(
-        self, release: Release, version: str, window: tuple[datetime, datetime]
+        context: ReportContext, version: str, window: tuple[datetime, datetime]
     ) -> SpanQuery:
         return SpanQuery(
-            service=release.service,
+            service=context.service,
             version=version,
             start=window[0],
             end=window[1],
-            environment=release.environment,
+            environment=context.environment,
         )
 
     def _owns(self, session: Session, check: Check) -> bool:
@@ -163,21 +193,62 @@ class CheckRunner:
         check.state, check.finished_at = "done", now
         check.result = {"report": done.report, "held": held}
         check.lease_until = None
-        enqueue(
-            session,
-            key=f"release:{release.id}:check:{check.id}",
-            kind="reply",
-            recipient=release.owner or "console",
-            text=text.check_reply(release, timedelta(seconds=check.offset_seconds), done.text),
-            now=now,
-            release=release,
-            check_id=check.id,
-        )
+        self._queue_reply(session, release, check, done, now)
         self._queue_status(session, release, check, now)
         failpoints.hit("check-before-commit")
         session.commit()
         log.info("check %d of release %d done by %s", check.id, release.id, self._worker)
         failpoints.hit("check-committed")
+
+    def _queue_reply(
+        self, session: Session, release: Release, check: Check, done: Finished, now: datetime
+    ) -> None:
+        """The thread reply, and a broadcast of alarms not broadcast before for this release."""
+        offset = timedelta(seconds=check.offset_seconds)
+        options = blocks.ReplyOptions(
+            heading=f"+{format_duration(offset)} check of {text.release_title(release)}",
+            ui_url=self._settings.traces.ui_url,
+            release_id=release.id,
+            acknowledged=state.acknowledged(session, release.id),
+        )
+        fresh = _fresh_alarms(session, release, done.report, options.acknowledged)
+        check.result = {**(check.result or {}), "broadcast": sorted(fresh)}
+        if self._muted(session, release, check, now):
+            return
+        channel = self._broadcast_channel(release) if fresh else None
+        reply = blocks.check_reply(done.report, options)
+        enqueue(
+            session,
+            key=f"release:{release.id}:check:{check.id}",
+            kind="reply",
+            recipient=release.owner or "console",
+            text=text.check_reply(release, offset, done.text)[:MAX_TEXT],
+            blocks=reply.blocks,
+            broadcast=channel is not None and channel == release.owner,
+            now=now,
+            release=release,
+            check_id=check.id,
+        )
+        if channel is not None and channel != release.owner:
+            post = blocks.broadcast(done.report, options, owner=release.owner)
+            # Not tied to the release: a release's messages all go to the owner's thread.
+            key = f"release:{release.id}:check:{check.id}:broadcast"
+            enqueue(session, key=key, kind="broadcast", recipient=channel, text=post.text,
+                    blocks=post.blocks, now=now)  # fmt: skip
+
+    @staticmethod
+    def _muted(session: Session, release: Release, check: Check, now: datetime) -> bool:
+        until = state.muted_until(session, release.service, now)
+        if until is not None:
+            log.info("%s is muted until %s: check %d not posted", release.service, until, check.id)
+        return until is not None
+
+    def _broadcast_channel(self, release: Release) -> str | None:
+        """The service's channel when broadcasting is on for it, else None."""
+        service = self._settings.services.get(release.service)
+        if service is None or not service.broadcast or not service.channel:
+            return None
+        return service.channel
 
     def _failed(self, session: Session, check: Check, error: str) -> None:
         session.rollback()
@@ -235,10 +306,22 @@ class CheckRunner:
             kind="status",
             recipient=release.owner or "console",
             text=f"{parent}\n{status}",
+            blocks=blocks.release_parent(parent, status).blocks,
             now=now,
             release=release,
             check_id=check.id,
         )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a check read from the store before querying the backend."""
+
+    context: ReportContext
+    changes: list[ChangeEvent]
+    look: int
+    looks: int
+    held: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -259,6 +342,18 @@ def _changes(release: Release) -> list[ChangeEvent]:
         )
         for c in release.changes
     ]
+
+
+def _fresh_alarms(
+    session: Session, release: Release, report: dict[str, Any], acknowledged: Collection[str]
+) -> set[str]:
+    """Keys of this report's alarms that no earlier check of the release broadcast."""
+    seen: set[str] = set(acknowledged)
+    for earlier in queries.release_checks(session, release.id):
+        if earlier.state == "done" and earlier.result:
+            seen.update(earlier.result.get("broadcast", []))
+    alarms = {blocks.finding_key(f) for f in report.get("findings", []) if blocks.is_alarm(f)}
+    return alarms - seen
 
 
 def _look_of(session: Session, release: Release, now: datetime) -> tuple[int, int, list[str]]:

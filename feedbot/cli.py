@@ -76,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     notify_deploy.add_arguments(notify)
     notify.set_defaults(func=notify_deploy.run)
 
+    from feedbot.demo import command as demo_command
+
+    demo = sub.add_parser("demo", help="watch feedbot on the instrumented vault app, end to end")
+    demo_command.add_arguments(demo)
+    demo.set_defaults(func=demo_command.run)
+
     from feedbot.digest import command as digest_command
 
     digest = sub.add_parser("digest", help="queue and send the weekly channel digests")
@@ -162,6 +168,9 @@ def _serve(args: argparse.Namespace) -> int:
             "(set FEEDBOT_WEBHOOK_SECRET)"
         )
     scheduler = start_ticker(runtime.tick, settings.checks.tick)
+    from feedbot.digest.command import start as start_digests
+
+    start_digests(scheduler, runtime)
     # uvicorn re-raises the signal that stopped it once it has shut down. With SIGTERM's
     # default disposition that kills the process before the scheduler and engine are closed
     # (exit -15); a handler of our own makes SIGTERM a clean shutdown with status 0.

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from feedbot import logs
+from feedbot.analysis.policy import DetectionPolicy
 from feedbot.backends import build_backend
 from feedbot.backends.base import TraceBackend
 from feedbot.checks import CheckRunner
@@ -77,17 +78,33 @@ def build_notifier(settings: Settings) -> Notifier:
 
 
 def build_runtime(
-    settings: Settings, *, clock: Clock | None = None, notifier: Notifier | None = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    notifier: Notifier | None = None,
+    policy: DetectionPolicy | None = None,
 ) -> Runtime:
     """Wire the store, backend, notifier and workers for ``settings``."""
     clock = clock or SystemClock()
     engine = db.make_engine(settings.database_url)
     sessions = db.make_sessions(engine)
-    backend = build_backend(settings, sessions)
+    # The trace store reads in long streaming transactions and only inserts otherwise: on SQLite
+    # it must not take the writer lock up front the way the release store's transactions do.
+    traces = (
+        db.make_sessions(db.make_engine(settings.database_url, immediate=False))
+        if engine.dialect.name == "sqlite"
+        else sessions
+    )
+    backend = build_backend(settings, traces)
     notifier = notifier or build_notifier(settings)
     worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     runner = CheckRunner(
-        sessions=sessions, backend=backend, settings=settings, clock=clock, worker=worker
+        sessions=sessions,
+        backend=backend,
+        settings=settings,
+        clock=clock,
+        worker=worker,
+        policy=policy,
     )
     sender = OutboxSender(
         sessions=sessions,

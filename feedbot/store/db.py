@@ -6,9 +6,19 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 
-def make_engine(url: str) -> Engine:
-    """Create an engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
+def make_engine(url: str, *, immediate: bool = True) -> Engine:
+    """Create an engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout.
+
+    Args:
+        url: the database URL.
+        immediate: on SQLite, start every transaction with ``BEGIN IMMEDIATE``. A deferred
+            transaction that reads and then writes cannot wait for the lock (SQLite answers
+            "database is locked" at once when another connection wrote meanwhile); an
+            immediate one waits up to the busy timeout. Use False for engines that only read
+            in long transactions or only insert (the embedded trace store).
+    """
     if url.startswith("sqlite"):
+        begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
@@ -24,7 +34,7 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(connection):  # type: ignore[no-untyped-def]
-            connection.exec_driver_sql("BEGIN")
+            connection.exec_driver_sql(begin)
 
         return engine
     return create_engine(url, pool_pre_ping=True)

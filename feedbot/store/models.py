@@ -205,3 +205,31 @@ class Digest(Base):
     period: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime]
     delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id"))
+
+
+class Acknowledgement(Base):
+    """A finding someone marked "expected": it is not raised again for that release."""
+
+    __tablename__ = "acknowledgements"
+    __table_args__ = (UniqueConstraint("release_id", "finding_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    release_id: Mapped[int] = mapped_column(
+        ForeignKey("releases.id", ondelete="CASCADE"), index=True
+    )
+    #: :attr:`feedbot.analysis.findings.Finding.key` of the finding.
+    finding_key: Mapped[str] = mapped_column(String(1000))
+    user_id: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+
+
+class Mute(Base):
+    """A service whose check replies and broadcasts are held back until ``until``."""
+
+    __tablename__ = "mutes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service: Mapped[str] = mapped_column(String(200), index=True)
+    until: Mapped[datetime]
+    user_id: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]

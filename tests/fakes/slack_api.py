@@ -11,6 +11,10 @@ fail::
     fake.lose_answer_next("chat.postMessage")                       # stored, then connection closed
     fake.lose_answer_next("chat.postMessage", drop=False)           # stored, then HTTP 500
 
+Messages (``chat.postMessage``, ``chat.update``, response URLs) are checked like Slack checks them:
+``msg_too_long`` past 40,000 characters of text, ``invalid_blocks`` past 50 blocks or when
+slack_sdk's block models reject a block.
+
 Implemented methods: ``auth.test``, ``conversations.open``, ``conversations.history``,
 ``conversations.replies``, ``chat.postMessage``, ``chat.update``, ``chat.postEphemeral``,
 ``users.lookupByEmail``; anything else answers ``unknown_method``. POSTs to ``/response/<any>``
@@ -241,6 +245,10 @@ class FakeSlackAPI:
 
     def _answer(self, method: str, params: JSONDict, authorization: str | None) -> JSONDict:
         if method == "response_url":
+            try:
+                _check_message(params)
+            except SlackError as err:
+                return {"ok": False, "error": str(err)}
             return {"ok": True}
         handler = self._methods().get(method)
         try:
@@ -297,6 +305,7 @@ class FakeSlackAPI:
         channel = self._writable(str(params.get("channel", "")))
         if not params.get("text") and not params.get("blocks"):
             raise SlackError("no_text")
+        _check_message(params)
         message = {"type": "message", "user": self.bot_user_id, "bot_id": "B0FEEDBOT",
                    "text": str(params.get("text", "")), "ts": self._next_ts()}  # fmt: skip
         for field in ("blocks", "metadata"):
@@ -310,6 +319,7 @@ class FakeSlackAPI:
     def _chat_update(self, params: JSONDict) -> JSONDict:
         channel = self._canonical(str(params.get("channel", "")))
         message = self._find(channel, str(params.get("ts", "")))
+        _check_message(params)
         message["text"] = str(params.get("text", message["text"]))
         for field in ("blocks", "metadata"):
             if field in params:
@@ -456,6 +466,29 @@ def _failure_answer(failure: Failure) -> _Answer | None:
         )
     # Slack's load balancers answer 5xx with HTML, not JSON; clients must cope with that.
     return failure.status, {"Content-Type": "text/html"}, b"<html>Internal Server Error</html>"
+
+
+def _check_message(params: JSONDict) -> None:
+    """Refuse what Slack refuses: over-long text, and blocks slack_sdk's models reject.
+
+    Every test that sends through the fake therefore checks every Block Kit payload.
+    """
+    from slack_sdk.errors import SlackObjectFormationError
+    from slack_sdk.models.blocks import Block
+
+    if len(str(params.get("text") or "")) > 40_000:
+        raise SlackError("msg_too_long")
+    blocks = params.get("blocks") or []
+    if not isinstance(blocks, list) or len(blocks) > 50:
+        raise SlackError("invalid_blocks")
+    for raw in blocks:
+        try:
+            model = Block.parse(raw)
+            if model is None:
+                raise SlackError("invalid_blocks")
+            model.validate_json()
+        except (SlackObjectFormationError, KeyError, TypeError) as err:
+            raise SlackError("invalid_blocks") from err
 
 
 def _truthy(value: Any) -> bool:

@@ -1,0 +1,177 @@
+"""The ``/feedback`` answer in Block Kit, from a stored report (pure: no I/O).
+
+What a developer wants before touching the code: how much traffic it gets, its p50/p95/p99 and
+error rate (baseline → now), the findings still open on it, and what the last releases did.
+A feature narrows the report to its span groups (``features.<name>.spans``, globs allowed) and
+to findings about its code (``features.<name>.code``: module or path prefixes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from fnmatch import fnmatchcase
+from typing import Any
+
+from feedbot.config import FeatureConfig
+from feedbot.digest.blocks import (
+    Rendered,
+    context,
+    escape,
+    finding_key,
+    finding_line,
+    fit,
+    samples_line,
+    section,
+)
+from feedbot.digest.text import VERDICT_WORDS
+
+TOP_GROUPS = 8
+
+
+@dataclass(frozen=True)
+class Past:
+    """One earlier release of the service: version, when, the verdict of its last check."""
+
+    version: str
+    deployed_at: datetime
+    verdict: str | None
+    rollback: bool = False
+
+
+@dataclass(frozen=True)
+class View:
+    """What ``/feedback`` answers from: the newest checked release and the service's history."""
+
+    release_id: int
+    environment: str
+    deployed_at: datetime
+    report: Mapping[str, Any]
+    acknowledged: Collection[str] = frozenset()
+    history: Sequence[Past] = field(default_factory=tuple)
+
+
+def feedback(
+    view: View,
+    *,
+    feature_name: str | None,
+    feature: FeatureConfig | None,
+    ui_url: str | None = None,
+) -> Rendered:
+    """The answer for a service, or for one feature of it.
+
+    Args:
+        view: The stored report and history.
+        feature_name: The feature asked about, when a feature was named.
+        feature: Its config (spans and code), to narrow the report.
+        ui_url: The trace UI, for links to example traces.
+
+    Returns:
+        Text and blocks within Slack's limits.
+    """
+    report = narrow(view.report, feature) if feature else dict(view.report)
+    findings = [f for f in report["findings"] if finding_key(f) not in view.acknowledged]
+    head, verdict, title = _head(view, report, feature_name)
+    blocks = [section(head), context(samples_line(report))]
+    blocks.append(section("*Traffic and latency* (baseline → now)\n" + groups_text(report)))
+    if findings:
+        lines = [finding_line(f, report, ui_url) for f in findings]
+        blocks.append(section("*Open findings*\n" + "\n".join(lines)))
+    else:
+        blocks.append(section("*Open findings*\nNone: nothing new to watch here."))
+    if view.history:
+        blocks.append(section("*Last releases*\n" + "\n".join(_past(p) for p in view.history)))
+    return Rendered(text=f"{title}: {verdict}", blocks=fit(blocks, "`feedbot report`"))
+
+
+def _head(view: View, report: Mapping[str, Any], feature_name: str | None) -> tuple[str, str, str]:
+    """The first line: what is answered, which release, against what, and the verdict."""
+    about = f"{escape(feature_name)} ({escape(str(report['service']))})" if feature_name else ""
+    title = about or escape(str(report["service"]))
+    verdict = VERDICT_WORDS.get(str(report.get("verdict")), str(report.get("verdict")))
+    head = (
+        f"*{title}* — newest checked release {escape(str(report['version']))} "
+        f"({escape(view.environment)}, deployed {view.deployed_at:%b %d %H:%M} UTC) "
+        f"against {escape(str(report.get('baseline_version') or 'no baseline'))}: {verdict}"
+    )
+    return head, verdict, title
+
+
+def narrow(report: Mapping[str, Any], feature: FeatureConfig) -> dict[str, Any]:
+    """The report with only the feature's groups and the findings about them or its code."""
+    groups = [g for g in report.get("groups", []) if _span_in(str(g["span"]), feature.spans)]
+    spans = {g["span"] for g in groups}
+    findings = [
+        f for f in report.get("findings", []) if f.get("span") in spans or _code_in(f, feature.code)
+    ]
+    return {**report, "groups": groups, "findings": findings}
+
+
+def _span_in(span: str, patterns: Sequence[str]) -> bool:
+    return any(span == p or fnmatchcase(span, p) for p in patterns)
+
+
+def _code_in(finding: Mapping[str, Any], prefixes: Sequence[str]) -> bool:
+    where = [str(finding.get("function") or ""), str(finding.get("file") or "")]
+    as_paths = [p.replace(".", "/") for p in prefixes]
+    return any(w and w.startswith(p) for w in where for p in (*prefixes, *as_paths))
+
+
+def groups_text(report: Mapping[str, Any]) -> str:
+    """The busiest groups: spans, p50/p95/p99 and error rate, baseline → now, with n."""
+    groups = sorted(
+        report.get("groups", []),
+        key=lambda g: -int((g.get("candidate") or g.get("baseline") or {}).get("count") or 0),
+    )
+    if not groups:
+        return "No spans of these groups in the checked windows."
+    lines = [_group_line(g) for g in groups[:TOP_GROUPS]]
+    if len(groups) > TOP_GROUPS:
+        lines.append(f"… and {len(groups) - TOP_GROUPS} quieter groups")
+    return "\n".join(lines)
+
+
+def _group_line(group: Mapping[str, Any]) -> str:
+    base, new = group.get("baseline") or {}, group.get("candidate") or {}
+    return (
+        f"• `{escape(str(group['span']))}`: {_n(base)} → {_n(new)} spans · "
+        f"p50/p95/p99 {_pcts(base)} → {_pcts(new)} ms · errors {_rate(base)} → {_rate(new)}"
+    )
+
+
+def _n(side: Mapping[str, Any]) -> str:
+    return str(side.get("count", "–"))
+
+
+def _pcts(side: Mapping[str, Any]) -> str:
+    values = [side.get(k) for k in ("p50_ms", "p95_ms", "p99_ms")]
+    return "/".join("–" if v is None else f"{v:.1f}" for v in values) if side else "–"
+
+
+def _rate(side: Mapping[str, Any]) -> str:
+    count = int(side.get("count") or 0)
+    if not count:
+        return "–"
+    return f"{100 * int(side.get('errors') or 0) / count:.2f}%"
+
+
+def _past(past: Past) -> str:
+    verdict = VERDICT_WORDS.get(past.verdict or "", "not checked yet")
+    rollback = " (rollback)" if past.rollback else ""
+    return f"• {escape(past.version)}{rollback} · {past.deployed_at:%b %d} · {verdict}"
+
+
+def unknown(name: str, known: Sequence[str], close: Sequence[str]) -> Rendered:
+    """The answer for a name feedbot does not know: a guess, and every name it knows."""
+    guess = f" Did you mean {' or '.join(f'`{escape(c)}`' for c in close)}?" if close else ""
+    names = ", ".join(f"`{escape(k)}`" for k in known) or "none yet (no release registered)"
+    text = f"I don't know `{escape(name)}`.{guess}\nServices and features I know: {names}"
+    return Rendered(text=text, blocks=(section(text),))
+
+
+def no_checks(service: str, version: str | None) -> Rendered:
+    """The answer before any check of the service (or version) has finished."""
+    which = f"{service}@{version}" if version else service
+    text = f"No finished check of `{escape(which)}` yet: I answer once its first check has run."
+    return Rendered(text=text, blocks=(section(text),))

@@ -1,0 +1,298 @@
+"""Block Kit renderings of feedback, from the stored report JSON (pure: no I/O).
+
+A check's reply is rendered from ``check.result["report"]`` (the :func:`feedbot.analysis.report.
+to_json` contract), so a reply can be rebuilt from the store at any time. The verdict comes
+first; then changed code, latency, errors, N+1 and bottlenecks; groups without a change collapse
+into one line. Every number carries its samples and window. Everything returned is within Slack's
+limits (:func:`fit`) and every piece of user or trace text is mrkdwn-escaped (:func:`escape`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from feedbot.digest.text import VERDICT_WORDS
+
+Block = dict[str, Any]
+MAX_BLOCKS = 50
+MAX_SECTION = 3000
+MAX_BUTTON_VALUE = 2000
+#: Finding kinds that may be acknowledged ("expected") and, once confirmed, broadcast.
+ALARMS = frozenset({"latency_regression", "error_rate_increase", "new_error_type"})
+_SECTIONS = (
+    ("Changed code", ("code_reached", "code_not_reached")),
+    ("Latency", ("latency_regression", "latency_improvement")),
+    ("Errors", ("error_rate_increase", "error_rate_decrease", "new_error_type")),
+    ("N+1 queries", ("n_plus_one",)),
+    ("Bottlenecks", ("bottleneck",)),
+    ("Operations", ("new_operation", "operation_gone", "low_traffic")),
+)
+PERCENTILES = ("p50", "p95", "p99")
+ACTION_EXPECTED = "feedbot_expected"
+ACTION_MUTE = "feedbot_mute"
+ACTION_TRACES = "feedbot_traces"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A message: the plain ``text`` fallback and its blocks."""
+
+    text: str
+    blocks: tuple[Block, ...]
+
+
+def escape(text: str) -> str:
+    """Escape ``&``, ``<`` and ``>`` so user text cannot form links, mentions or markup."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def trace_url(ui_url: str | None, trace_id: str) -> str | None:
+    """The link to one trace: ``{trace_id}`` in ``ui_url`` is replaced, else ``/trace/<id>``."""
+    if not ui_url:
+        return None
+    if "{trace_id}" in ui_url:
+        return ui_url.replace("{trace_id}", trace_id)
+    return f"{ui_url.rstrip('/')}/trace/{trace_id}"
+
+
+def finding_key(finding: Mapping[str, Any]) -> str:
+    """:attr:`feedbot.analysis.findings.Finding.key` of a finding in report JSON."""
+    parts = ("span", "function", "file", "exception_type", "statement")
+    return "|".join([str(finding["kind"]), *(str(finding.get(p) or "") for p in parts)])
+
+
+def is_alarm(finding: Mapping[str, Any]) -> bool:
+    """A confirmed regression or a new error type: what is broadcast to the service's channel."""
+    if finding.get("kind") == "new_error_type":
+        return True
+    return finding.get("kind") in ALARMS and finding.get("state") == "confirmed"
+
+
+def section(text: str) -> Block:
+    """A mrkdwn section, cut to Slack's 3,000 characters with a pointer when longer."""
+    if len(text) > MAX_SECTION:
+        tail = "\n… (cut to fit Slack; `feedbot report` prints all of it)"
+        text = text[: MAX_SECTION - len(tail)].rsplit("\n", 1)[0] + tail
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def context(text: str) -> Block:
+    """A small grey line (one mrkdwn element)."""
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:MAX_SECTION]}]}
+
+
+def fit(blocks: Sequence[Block], pointer: str = "`feedbot report`") -> tuple[Block, ...]:
+    """At most 50 blocks: the rest is replaced by one line saying what was left out."""
+    if len(blocks) <= MAX_BLOCKS:
+        return tuple(blocks)
+    kept = list(blocks[: MAX_BLOCKS - 1])
+    left = len(blocks) - len(kept)
+    return (*kept, context(f"… {left} more parts did not fit in one message: see {pointer}"))
+
+
+@dataclass(frozen=True)
+class ReplyOptions:
+    """How to render a check reply.
+
+    Attributes:
+        heading: What this reply is ("+15m check of vault-service 1.4.2 → production").
+        ui_url: The trace UI, for links to example traces.
+        release_id: Enables the "expected" and mute buttons for this release.
+        acknowledged: Finding keys marked expected for this release: listed in one line only.
+    """
+
+    heading: str
+    ui_url: str | None = None
+    release_id: int | None = None
+    acknowledged: Collection[str] = ()
+
+
+def check_reply(report: Mapping[str, Any], options: ReplyOptions) -> Rendered:
+    """A check's thread reply from its report JSON.
+
+    Args:
+        report: ``to_json`` output.
+        options: heading, trace UI and buttons.
+
+    Returns:
+        The fallback text and at most 50 blocks.
+    """
+    findings = [f for f in report.get("findings", []) if finding_key(f) not in options.acknowledged]
+    blocks: list[Block] = [
+        section(f"*{_verdict(report)}* · {escape(options.heading)}"),
+        context(samples_line(report)),
+    ]
+    blocks += _alarm_blocks(report, findings, options)
+    for title, kinds in _SECTIONS:
+        lines = [finding_line(f, report, options.ui_url) for f in findings if _quiet(f, kinds)]
+        if lines:
+            blocks.append(section(f"*{title}*\n" + "\n".join(lines)))
+    blocks += _tail_blocks(report, findings, options)
+    text = f"{_verdict(report)} · {options.heading}: " + _summary(findings)
+    return Rendered(text=text, blocks=fit(blocks))
+
+
+def _verdict(report: Mapping[str, Any]) -> str:
+    verdict = str(report.get("verdict") or "")
+    return VERDICT_WORDS.get(verdict, verdict or "no verdict")
+
+
+def _quiet(finding: Mapping[str, Any], kinds: Collection[str]) -> bool:
+    return finding.get("kind") in kinds and not is_alarm(finding)
+
+
+def _summary(findings: Sequence[Mapping[str, Any]]) -> str:
+    alarms = [f for f in findings if is_alarm(f)]
+    if alarms:
+        return "; ".join(str(f["message"]) for f in alarms[:3])[:1000]
+    return f"{len(findings)} finding(s), none alarming"
+
+
+def samples_line(report: Mapping[str, Any]) -> str:
+    """What the numbers come from: spans and groups per version, and each window."""
+    groups = report.get("groups", [])
+    window = report.get("window") or {}
+    sides = []
+    for side, version in (
+        ("candidate", report.get("version")),
+        ("baseline", report.get("baseline_version")),
+    ):
+        present = [g[side] for g in groups if g.get(side)]
+        if version is None:
+            sides.append("no baseline version")
+            continue
+        spans = sum(int(g.get("count") or 0) for g in present)
+        span_window = _window(window.get(side))
+        sides.append(
+            f"{escape(str(version))}: {spans} spans in {len(present)} groups, {span_window}"
+        )
+    return " · ".join(sides)
+
+
+def _window(window: Mapping[str, str] | None) -> str:
+    if not window:
+        return "no window"
+    start, end = (datetime.fromisoformat(window[k]) for k in ("start", "end"))
+    hours = (end - start).total_seconds() / 3600
+    length = f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
+    return f"{start:%b %d %H:%M}–{end:%H:%M} UTC ({length})"
+
+
+def _alarm_blocks(
+    report: Mapping[str, Any], findings: Sequence[Mapping[str, Any]], options: ReplyOptions
+) -> list[Block]:
+    """Each alarm gets its own section, with an "Expected" button when the release is known."""
+    blocks: list[Block] = []
+    for finding in [f for f in findings if is_alarm(f)]:
+        block = section(finding_line(finding, report, options.ui_url, bold=True))
+        value = f"{options.release_id}|{finding_key(finding)}"
+        if options.release_id is not None and len(value) <= MAX_BUTTON_VALUE:
+            block["accessory"] = _button("Expected", f"{ACTION_EXPECTED}:{len(blocks)}", value)
+        blocks.append(block)
+    return blocks
+
+
+def _tail_blocks(
+    report: Mapping[str, Any], findings: Sequence[Mapping[str, Any]], options: ReplyOptions
+) -> list[Block]:
+    blocks = []
+    unchanged = unchanged_line(report, findings)
+    if unchanged:
+        blocks.append(context(unchanged))
+    if options.acknowledged:
+        blocks.append(context(f"{len(options.acknowledged)} finding(s) marked expected: not shown"))
+    if options.release_id is not None:
+        blocks.append(actions(report, findings, options))
+    return blocks
+
+
+def unchanged_line(report: Mapping[str, Any], findings: Sequence[Mapping[str, Any]]) -> str:
+    """One line for every group that no finding is about."""
+    named = {f.get("span") for f in findings}
+    quiet = [g for g in report.get("groups", []) if g["span"] not in named]
+    if not quiet:
+        return ""
+    spans = sum(int((g.get("candidate") or {}).get("count") or 0) for g in quiet)
+    names = ", ".join(escape(str(g["span"])) for g in quiet[:5])
+    more = f" and {len(quiet) - 5} more" if len(quiet) > 5 else ""
+    return f"No change in {len(quiet)} other group(s) ({names}{more}; {spans} new spans)"
+
+
+def actions(
+    report: Mapping[str, Any], findings: Sequence[Mapping[str, Any]], options: ReplyOptions
+) -> Block:
+    """Buttons: open an example trace (when there is one) and mute the service for a day."""
+    service = str(report.get("service") or "")
+    elements = []
+    traces = [t for f in findings for t in f.get("example_trace_ids", [])]
+    url = trace_url(options.ui_url, traces[0]) if traces else None
+    if url:
+        elements.append({**_button("Open traces", ACTION_TRACES, traces[0]), "url": url[:3000]})
+    elements.append(_button(f"Mute {service} for 24h"[:75], ACTION_MUTE, f"{service}|24h"))
+    return {"type": "actions", "elements": elements}
+
+
+def _button(label: str, action_id: str, value: str) -> Block:
+    return {
+        "type": "button",
+        "text": {"type": "plain_text", "text": label[:75]},
+        "action_id": action_id,
+        "value": value[:MAX_BUTTON_VALUE],
+    }
+
+
+def finding_line(
+    finding: Mapping[str, Any], report: Mapping[str, Any], ui_url: str | None, bold: bool = False
+) -> str:
+    """One finding: state mark, its sentence (with n and test), and example trace links."""
+    mark = "◌ watching: " if finding.get("state") == "suspected" else ""
+    message = escape(str(finding.get("message") or finding.get("kind")))
+    if bold:
+        message = f"*{escape(str(finding['kind']).replace('_', ' '))}* — {message}"
+    links = [
+        f"<{url}|trace {trace_id[:8]}>"
+        for trace_id in list(finding.get("example_trace_ids", []))[:3]
+        if (url := trace_url(ui_url, str(trace_id)))
+    ]
+    tail = f" ({', '.join(links)})" if links else ""
+    detail = percentiles(report, str(finding.get("span"))) if "latency" in finding["kind"] else ""
+    return f"• {mark}{message}{tail}" + (f"\n    {detail}" if detail else "")
+
+
+def percentiles(report: Mapping[str, Any], span: str) -> str:
+    """``p50 17.2 → 21.3 ms · p95 … · p99 … (n = 2000 → 2000 spans)`` for one group."""
+    group = next((g for g in report.get("groups", []) if g.get("span") == span), None)
+    if group is None or not group.get("baseline") or not group.get("candidate"):
+        return ""
+    base, new = group["baseline"], group["candidate"]
+    parts = [f"{q} {_ms(base.get(f'{q}_ms'))} → {_ms(new.get(f'{q}_ms'))}" for q in PERCENTILES]
+    return " · ".join(parts) + f" ms (n = {base.get('count')} → {new.get('count')} spans)"
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
+def release_parent(parent_text: str, status: str) -> Rendered:
+    """The thread head kept current: what shipped (escaped), then the one-line status."""
+    lines = parent_text.split("\n")
+    head, rest = escape(lines[0]), [escape(line) for line in lines[1:]]
+    blocks = [section(f"*{head}*" + ("\n" + "\n".join(rest) if rest else "")), context(status)]
+    return Rendered(text=f"{parent_text}\n{status}", blocks=tuple(blocks))
+
+
+def broadcast(report: Mapping[str, Any], options: ReplyOptions, *, owner: str | None) -> Rendered:
+    """The service channel's post: the verdict and the alarms only; the rest stays in the DM."""
+    findings = [f for f in report.get("findings", []) if finding_key(f) not in options.acknowledged]
+    who = f" (thread with <@{owner}>)" if owner and owner.startswith(("U", "W")) else ""
+    head = f"*{_verdict(report)}* · {escape(options.heading)}{who}"
+    alarms = _alarm_blocks(report, findings, options)
+    blocks = [section(head), context(samples_line(report)), *alarms]
+    if options.release_id is not None:
+        blocks.append(actions(report, findings, options))
+    return Rendered(
+        text=f"{_verdict(report)} · {options.heading}: {_summary(findings)}", blocks=fit(blocks)
+    )

@@ -1,0 +1,142 @@
+"""``/feedback``: parse the command, resolve the name, and gather the stored checks to answer from.
+
+No trace backend is queried: the answer comes from the checks feedbot already ran and stored
+(``check.result["report"]``), so it is quick, and it is the same evidence the DM thread showed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from feedbot.config import FeatureConfig, Settings
+from feedbot.digest import answers
+from feedbot.digest.blocks import Rendered
+from feedbot.slack import state
+from feedbot.store.models import Check, Release
+
+HISTORY = 5
+
+
+@dataclass(frozen=True)
+class Command:
+    """A parsed ``/feedback`` command.
+
+    Attributes:
+        name: The service or feature asked about; None for help.
+        version: The version after ``@``, if any.
+        share: ``--share``: answer in the channel instead of only to the asker.
+    """
+
+    name: str | None
+    version: str | None = None
+    share: bool = False
+
+
+def parse(text: str) -> Command:
+    """Parse ``<feature|service|service@version|help> [--share]``."""
+    words = text.split()
+    share = "--share" in words
+    names = [w for w in words if w != "--share"]
+    if not names or names[0].lower() in ("help", "-h", "--help"):
+        return Command(name=None, share=share)
+    name, _, version = names[0].partition("@")
+    return Command(name=name, version=version or None, share=share)
+
+
+class FeedbackService:
+    """Answers ``/feedback`` from the store.
+
+    Args:
+        sessions: session factory of the store.
+        settings: for the features and services known from config.
+    """
+
+    def __init__(self, *, sessions: sessionmaker[Session], settings: Settings) -> None:
+        self._sessions = sessions
+        self._settings = settings
+
+    def answer(self, command: Command) -> Rendered:
+        """The answer to a parsed command (not help): a report, or the names it knows."""
+        with self._sessions() as session:
+            known = self._known(session)
+            if command.name not in known:
+                return answers.unknown(command.name or "", known, _close(command.name, known))
+            feature = self._settings.features.get(command.name)
+            service = feature.service if feature else command.name
+            view = _view(session, service, command.version)
+            if view is None:
+                return answers.no_checks(service, command.version)
+            return answers.feedback(
+                view,
+                feature_name=_name(command, feature),
+                feature=feature,
+                ui_url=self._settings.traces.ui_url,
+            )
+
+    def _known(self, session: Session) -> list[str]:
+        stored = session.scalars(select(Release.service).distinct()).all()
+        return sorted({*self._settings.services, *stored, *self._settings.features})
+
+
+def _name(command: Command, feature: FeatureConfig | None) -> str | None:
+    return command.name if feature is not None else None
+
+
+def _close(name: str | None, known: Sequence[str]) -> list[str]:
+    return difflib.get_close_matches(name or "", known, n=3, cutoff=0.5)
+
+
+def _view(session: Session, service: str, version: str | None) -> answers.View | None:
+    """The newest release of ``service`` (of ``version``) with a finished check, and history."""
+    stmt = select(Release).where(Release.service == service)
+    if version is not None:
+        stmt = stmt.where(Release.version == version)
+    candidates = session.scalars(stmt.order_by(Release.deployed_at.desc(), Release.id.desc()))
+    for release in candidates:
+        report = _latest_report(release)
+        if report is not None:
+            return answers.View(
+                release_id=release.id,
+                environment=release.environment,
+                deployed_at=release.deployed_at,
+                report=report,
+                acknowledged=frozenset(state.acknowledged(session, release.id)),
+                history=tuple(_history(session, service)),
+            )
+    return None
+
+
+def _latest_report(release: Release) -> dict[str, Any] | None:
+    done = [c for c in release.checks if c.state == "done" and c.result]
+    if not done:
+        return None
+    latest = max(done, key=lambda c: c.offset_seconds)
+    report = (latest.result or {}).get("report")
+    return report if isinstance(report, dict) else None
+
+
+def _history(session: Session, service: str) -> list[answers.Past]:
+    """What the last releases of ``service`` did: version, when, the last verdict."""
+    releases = session.scalars(
+        select(Release)
+        .where(Release.service == service)
+        .order_by(Release.deployed_at.desc(), Release.id.desc())
+        .limit(HISTORY)
+    )
+    return [
+        answers.Past(r.version, r.deployed_at, _verdict(r.checks), r.is_rollback) for r in releases
+    ]
+
+
+def _verdict(checks: Sequence[Check]) -> str | None:
+    reports = [(c.offset_seconds, c.result) for c in checks if c.state == "done" and c.result]
+    if not reports:
+        return None
+    verdict = max(reports, key=lambda pair: pair[0])[1].get("report", {}).get("verdict")
+    return str(verdict) if verdict else None

@@ -1,0 +1,165 @@
+"""Block Kit renderings: verdict first, every number with its samples, within Slack's limits."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from slack_sdk.models.blocks import Block
+
+from feedbot.analysis.report import to_json
+from feedbot.digest import blocks
+from feedbot.digest.blocks import ReplyOptions, check_reply, escape, finding_key, fit, trace_url
+from tests.unit.analysis.test_report import CONTEXT, _analysis
+
+UI = "https://jaeger.acme.example"
+
+
+def validate(rendered: tuple[dict[str, Any], ...]) -> None:
+    """Every block parses and validates with slack_sdk's models, and the message fits."""
+    assert 0 < len(rendered) <= 50
+    for raw in rendered:
+        model = Block.parse(raw)
+        assert model is not None, raw
+        model.validate_json()
+        assert model.to_dict() == raw  # nothing the models do not know about
+    json.dumps(rendered)
+
+
+@pytest.fixture(scope="module")
+def report() -> dict[str, Any]:
+    return to_json(_analysis(), CONTEXT)  # a confirmed regression and a new KeyError
+
+
+def test_a_regression_reply_leads_with_the_verdict_and_says_where_numbers_come_from(
+    report: dict[str, Any],
+) -> None:
+    out = check_reply(report, ReplyOptions(heading="+15m check", ui_url=UI, release_id=7))
+    validate(out.blocks)
+    first = out.blocks[0]["text"]["text"]
+    assert first.startswith("*🔴 regressed*") and "+15m check" in first
+    samples = out.blocks[1]["elements"][0]["text"]
+    assert "1.4.2: 8000 spans in 4 groups, Nov 24 10:00–12:00 UTC (2.0 h)" in samples
+    assert "1.4.1: 8000 spans in 4 groups, Nov 24 08:00–12:00 UTC (4.0 h)" in samples
+    body = "\n".join(json.dumps(b, ensure_ascii=False) for b in out.blocks)
+    assert "p50 17.2 → 21.3 · p95 39.0 → 47.7 · p99 52.9 → 64.1 ms (n = 2000 → 2000" in body
+    assert "95% CI +23% to +31%" in body  # how sure
+    assert f"<{UI}/trace/{'ef' * 16}|trace efefefef>" in body  # example trace of the KeyError
+    assert "No change in 2 other group(s) (GET /r0, GET /r3; 4000 new spans)" in body
+    assert out.text.startswith("🔴 regressed · +15m check: GET /r1 got slower")
+
+
+def test_alarms_get_an_expected_button_and_the_message_open_and_mute_buttons(
+    report: dict[str, Any],
+) -> None:
+    out = check_reply(report, ReplyOptions(heading="h", ui_url=UI, release_id=7))
+    accessories = [b["accessory"] for b in out.blocks if "accessory" in b]
+    assert [a["value"] for a in accessories] == [
+        "7|latency_regression|GET /r1||||",
+        "7|new_error_type|GET /r2|||KeyError|",
+    ]
+    assert len({a["action_id"] for a in accessories}) == 2  # unique within the message
+    [buttons] = [b for b in out.blocks if b["type"] == "actions"]
+    assert [e["action_id"] for e in buttons["elements"]] == ["feedbot_traces", "feedbot_mute"]
+    assert buttons["elements"][0]["url"] == f"{UI}/trace/{'ef' * 16}"
+    assert buttons["elements"][1]["value"] == "vault-service|24h"
+
+
+def test_acknowledged_findings_are_not_raised_again(report: dict[str, Any]) -> None:
+    keys = {finding_key(f) for f in report["findings"] if f["kind"] == "new_error_type"}
+    out = check_reply(report, ReplyOptions(heading="h", release_id=7, acknowledged=keys))
+    body = json.dumps(out.blocks, ensure_ascii=False)
+    assert "KeyError" not in body and "1 finding(s) marked expected" in body
+    validate(out.blocks)
+
+
+def test_user_text_is_escaped_and_cannot_mention_or_link() -> None:
+    doc = {
+        "service": "svc<@U1>",
+        "version": "1&2",
+        "baseline_version": None,
+        "verdict": "insufficient_data",
+        "window": {"candidate": None, "baseline": None},
+        "groups": [
+            {
+                "span": "GET /<script>",
+                "kind": "SERVER",
+                "baseline": None,
+                "candidate": {"count": 3, "errors": 0},
+            }
+        ],
+        "findings": [
+            {
+                "kind": "new_operation",
+                "severity": "info",
+                "state": "confirmed",
+                "message": "GET /<!channel> is new",
+                "span": "x",
+            }
+        ],
+    }
+    out = check_reply(doc, ReplyOptions(heading="<!here> & co"))
+    body = json.dumps(out.blocks, ensure_ascii=False)
+    assert "<!" not in body and "<@" not in body and "<script" not in body
+    assert "&lt;!here&gt; &amp; co" in body and "1&amp;2: 3 spans in 1 groups, no window" in body
+    assert "no baseline version" in body
+    validate(out.blocks)
+
+
+def test_many_findings_stay_within_50_blocks_and_3000_characters() -> None:
+    findings = [
+        {
+            "kind": "new_error_type",
+            "severity": "medium",
+            "state": "confirmed",
+            "span": f"GET /r{i}",
+            "exception_type": f"E{i}",
+            "message": "x" * 2500,
+            "example_trace_ids": ["ab" * 16],
+        }
+        for i in range(80)
+    ] + [
+        {
+            "kind": "n_plus_one",
+            "severity": "medium",
+            "state": "confirmed",
+            "span": f"n{i}",
+            "message": "y" * 400,
+        }
+        for i in range(40)
+    ]
+    doc = {
+        "service": "s",
+        "version": "2",
+        "baseline_version": "1",
+        "verdict": "regressed",
+        "window": {},
+        "groups": [],
+        "findings": findings,
+    }
+    out = check_reply(doc, ReplyOptions(heading="h", ui_url=UI, release_id=1))
+    validate(out.blocks)
+    assert len(out.blocks) == 50
+    assert "more parts did not fit" in out.blocks[-1]["elements"][0]["text"]
+    assert all(len(b.get("text", {}).get("text", "")) <= 3000 for b in out.blocks)
+    assert len(out.text) < 1100
+
+
+def test_fit_keeps_short_messages_and_trace_urls_take_a_template() -> None:
+    assert fit([blocks.context("a")]) == (blocks.context("a"),)
+    assert trace_url("https://g.example/explore?t={trace_id}", "abc") == (
+        "https://g.example/explore?t=abc"
+    )
+    assert trace_url(None, "abc") is None
+    assert escape("a<b>&c") == "a&lt;b&gt;&amp;c"
+
+
+def test_parent_blocks_carry_the_status_line() -> None:
+    out = blocks.release_parent(
+        "🚀 svc 1.2 → prod, shipped by <Bill>\n“Fix”", "Status: 👀 watching"
+    )
+    validate(out.blocks)
+    assert out.blocks[0]["text"]["text"].startswith("*🚀 svc 1.2 → prod, shipped by &lt;Bill&gt;*")
+    assert out.blocks[1]["elements"][0]["text"] == "Status: 👀 watching"
+    assert out.text.endswith("Status: 👀 watching")
