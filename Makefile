@@ -4,18 +4,22 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 CONFIG ?= $(if $(wildcard feedbot.yaml),feedbot.yaml,)
 
-.PHONY: install run test check format bench clean
+.PHONY: install run serve test check format bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,demo]'
 	touch $@
 
 install: $(BIN)/.installed
 
-## run: feedbot on embedded defaults (SQLite, embedded trace store, console output without Slack)
+## run: the demo: feedbot watches the instrumented vault app's deploy and shows the DM it sends
 run: install
+	$(BIN)/feedbot demo $(DEMO_ARGS)
+
+## serve: feedbot on embedded defaults (SQLite, embedded trace store, console output without Slack)
+serve: install
 	$(BIN)/feedbot serve $(if $(CONFIG),--config $(CONFIG),)
 
 ## test: the whole suite (starts nothing itself; PostgreSQL must answer on 127.0.0.1:5432)
