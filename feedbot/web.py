@@ -14,6 +14,7 @@ import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -29,7 +30,7 @@ from feedbot.backends.base import TraceBackend
 from feedbot.checks import CheckRunner
 from feedbot.clock import Clock, SystemClock
 from feedbot.config import Settings
-from feedbot.errors import WebhookRejected
+from feedbot.errors import BackendError, WebhookRejected
 from feedbot.notify.base import Notifier
 from feedbot.notify.outbox import OutboxSender
 from feedbot.releases.event import ReleaseEvent
@@ -40,6 +41,7 @@ from feedbot.store import db
 from feedbot.store.models import Check, Delivery, Release
 
 log = logging.getLogger(__name__)
+PRUNE_EVERY = timedelta(minutes=10)
 
 #: Slack's slash commands and interactions are small form posts; a view submission is the largest.
 SLACK_MAX_BODY_BYTES = 1024 * 1024
@@ -58,11 +60,29 @@ class Runtime:
     runner: CheckRunner
     sender: OutboxSender
     worker: str
+    last_prune: datetime | None = None
 
     def tick(self) -> None:
-        """One pass of the background work: run due checks, then send due messages."""
+        """One pass of the background work: run due checks, send due messages, prune spans."""
         self.runner.run_due()
         self.sender.send_due()
+        self.prune_spans()
+
+    def prune_spans(self) -> int:
+        """Drop embedded spans older than ``traces.retention``, at most every 10 minutes."""
+        prune = getattr(self.backend, "prune", None)
+        now = self.clock.now()
+        if prune is None or (self.last_prune and now - self.last_prune < PRUNE_EVERY):
+            return 0
+        self.last_prune = now
+        try:
+            deleted = int(prune(now - self.settings.traces.retention))
+        except BackendError as exc:
+            log.warning("could not prune old spans: %s", exc)
+            return 0
+        if deleted:
+            log.info("pruned %d spans older than %s", deleted, self.settings.traces.retention)
+        return deleted
 
 
 def build_notifier(settings: Settings) -> Notifier:

@@ -534,3 +534,34 @@ def test_signed_text_no_database_can_store_is_a_422_not_a_500(
         assert answer.json()["error"].startswith(f"{field}: expected text without NUL")
     finally:
         runtime.engine.dispose()
+
+
+def test_spans_older_than_the_retention_are_pruned_by_the_ticker(fresh_database_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from feedbot.backends.base import SpanQuery
+    from tests.factories import otlp_spans
+
+    settings = settings_from_mapping(
+        {"database_url": fresh_database_url, "traces": {"retention": "7d"}}, {}
+    )
+    now = datetime.now(UTC)
+    clock = FixedClock(now)
+    runtime = build_runtime(settings, clock=clock)
+    try:
+        body = otlp_spans(service="vault", version="1", start=now, spans=[("/v", 5.0, False)] * 3)
+        with AppServer(create_app(runtime)) as server:
+            answer = httpx.post(
+                f"{server.url}/v1/traces",
+                content=body,
+                headers={"Content-Type": "application/x-protobuf"},
+            )
+        assert answer.status_code == 200
+        query = SpanQuery(service="vault", version="1", start=now, end=now + timedelta(hours=1))
+        assert runtime.prune_spans() == 0  # received just now: kept
+        clock.advance(timedelta(days=7, minutes=11))
+        runtime.tick()
+        assert runtime.backend.collect(query).groups == []
+        assert runtime.prune_spans() == 0  # pruned at most every 10 minutes
+    finally:
+        runtime.engine.dispose()
