@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks import checks, false_alarms, ingest, webhooks
+from benchmarks import backends, checks, false_alarms, ingest, webhooks
 
 
 def main() -> None:
@@ -18,7 +18,8 @@ def main() -> None:
     args = parser.parse_args()
     rows = webhooks.run(args.postgres, quick=args.quick)
     rows += checks.run(args.postgres, quick=args.quick)
-    rows += ingest.run(quick=args.quick)
+    rows += ingest.run(args.postgres, quick=args.quick)
+    rows += backends.run(args.postgres, quick=args.quick)
     rows += false_alarms.run(args.postgres, quick=args.quick)
     width = max(len(r[0]) for r in rows)
     print(f"{'benchmark':<{width}}  {'figure':>12}  unit")

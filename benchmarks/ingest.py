@@ -1,4 +1,4 @@
-"""Embedded-backend ingest into SQLite: spans per second, protobuf vs OTLP/JSON.
+"""Embedded-backend ingest into SQLite and PostgreSQL: spans per second, protobuf vs OTLP/JSON.
 
 Batches of 512 spans (the SDK's default export batch) made by the real OpenTelemetry SDK, each
 span with HTTP, DB and code attributes. Figures are medians of several runs; "decode" is the
@@ -14,15 +14,14 @@ import base64
 import gzip
 import json
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+from benchmarks._db import scratch_databases
 from feedbot.backends.embedded import EmbeddedBackend
 from feedbot.backends.otlp import decode_request
-from feedbot.store.db import make_engine, make_sessions, migrate
+from feedbot.store.db import make_engine, make_sessions
 
 BATCH = 512
 RUNS = 5
@@ -81,35 +80,42 @@ def _rate(action: Callable[[], object], batches: int) -> float:
     return statistics.median(rates)
 
 
-def run(*, quick: bool = False) -> list[tuple[str, float, str]]:
-    """Rows of (benchmark, spans per second, unit) for each format, decode and ingest."""
+def run(postgres_admin: str, *, quick: bool = False) -> list[tuple[str, float, str]]:
+    """Rows of (benchmark, spans per second, unit): decode per format, ingest per database.
+
+    Args:
+        postgres_admin: admin URL of a PostgreSQL server (a scratch database is made).
+        quick: fewer batches per run.
+    """
     batches = 2 if quick else 10
+    payloads = _payloads()
     rows: list[tuple[str, float, str]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        engine = make_engine(f"sqlite:///{Path(tmp) / 'ingest.db'}")
-        migrate(engine)
-        backend = EmbeddedBackend(make_sessions(engine))
-        for name, (body, media, encoding) in _payloads().items():
-            size = f"{len(body) // 1024} KiB/batch"
-            decode = _rate(
-                lambda b=body, m=media, e=encoding: decode_request(
-                    b, content_type=m, content_encoding=e, max_bytes=1 << 30
-                ),
-                batches,
-            )
-            ingest = _rate(lambda b=body, m=media, e=encoding: backend.ingest(b, m, e), batches)
-            rows += [
-                (f"decode {name} ({size})", decode, "spans/s"),
-                (f"ingest {name} into SQLite ({size})", ingest, "spans/s"),
-            ]
-        engine.dispose()
+    for name, (body, media, encoding) in payloads.items():
+        decode = _rate(
+            lambda b=body, m=media, e=encoding: decode_request(
+                b, content_type=m, content_encoding=e, max_bytes=1 << 30
+            ),
+            batches,
+        )
+        rows.append((f"decode {name} ({len(body) // 1024} KiB/batch)", decode, "spans/s"))
+    with scratch_databases(postgres_admin) as urls:
+        for database, url in (("SQLite", urls["sqlite"]), ("PostgreSQL", urls["postgresql"])):
+            engine = make_engine(url)
+            backend = EmbeddedBackend(make_sessions(engine))
+            for name, (body, media, encoding) in payloads.items():
+                store = backend.ingest
+                ingest = _rate(lambda b=body, m=media, e=encoding, f=store: f(b, m, e), batches)
+                rows.append((f"ingest {name} into {database}", ingest, "spans/s"))
+            engine.dispose()
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer batches, for a smoke run")
-    rows = run(quick=parser.parse_args().quick)
+    parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args()
+    rows = run(args.postgres, quick=args.quick)
     width = max(len(row[0]) for row in rows)
     print(f"{'benchmark':<{width}}  {'median':>10}  unit  ({RUNS} runs of {BATCH}-span batches)")
     for name, value, unit in rows:

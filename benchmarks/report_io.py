@@ -1,10 +1,11 @@
-"""Reading an OTLP/JSON lines file: the otlp-file backend against a bare JSON parsing loop.
+"""Reading an OTLP/JSON lines file: ``feedbot report --traces`` against a bare JSON parse loop.
 
 The file is what the Collector's file exporter writes: one ``ExportTraceServiceRequest`` per
 line, here 100 spans a line in traces of five spans (a routed SERVER span, three repeated DB
 statements under it, one INTERNAL span with code attributes). It is made by templating JSON text,
 not by the SDK, so a million spans take seconds. Each figure runs in a fresh subprocess so that
-its peak RSS (``ru_maxrss``) is its own.
+its peak RSS (``ru_maxrss``) is its own; wall and CPU time are both kept (CPU time is steadier
+on a shared machine). Modes: see :data:`MODES`.
 
     python -m benchmarks.report_io [--quick]
 """
@@ -18,8 +19,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+Row = tuple[str, float, str]
 SPANS_PER_LINE = 100
 SPANS_PER_TRACE = 5
 START_NS = 1_764_000_000_000_000_000
@@ -111,42 +115,133 @@ def write_lines(path: Path, spans: int) -> int:
     return lines
 
 
-def _worker(mode: str, path: str) -> None:
-    """Run one measurement in this (fresh) process and print seconds and peak RSS as JSON."""
-    from datetime import UTC, datetime
+QUERY_WINDOW = ("2025-01-01T00:00:00+00:00", "2027-01-01T00:00:00+00:00")
+#: Worker modes, measured side by side: the bare parse loop; the backend through the full
+#: validating decoder (how it read files before the fast reader); the backend as it reads now;
+#: the whole ``feedbot report --traces`` command (version listing, collect, analysis, JSON).
+MODES = {
+    "loads": "bare orjson.loads loop",
+    "validating": "otlp-file via validating decoder",
+    "collect": "otlp-file collect",
+    "report": "feedbot report --traces",
+}
 
-    from feedbot.backends.base import SpanQuery
-    from feedbot.backends.otlp_file import OtlpFileBackend
 
-    started = time.perf_counter()
-    if mode == "loads":
-        import orjson
+def _loads(path: str) -> Callable[[], None]:
+    import orjson
 
+    def read() -> None:
         with open(path, "rb") as lines:
             for line in lines:
                 orjson.loads(line)
-    else:
-        window = (datetime(2025, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))
-        query = SpanQuery("bench", "1.0.0", *window, environment="production")
-        OtlpFileBackend([path]).collect(query)
-    seconds = time.perf_counter() - started
+
+    return read
+
+
+def _validating(path: str) -> Callable[[], None]:
+    from feedbot.backends.aggregate import Aggregator, matcher
+    from feedbot.backends.otlp_file import read_rows
+
+    def read() -> None:
+        aggregator = Aggregator()
+        rows = read_rows(path, (b'"bench"', b'"1.0.0"'))
+        aggregator.add_many(filter(matcher(_query()), rows))
+        aggregator.result()
+
+    return read
+
+
+def _collect(path: str) -> Callable[[], None]:
+    from feedbot.backends.otlp_file import OtlpFileBackend
+
+    def read() -> None:
+        OtlpFileBackend([path]).collect(_query())
+
+    return read
+
+
+def _query() -> Any:
+    from datetime import datetime
+
+    from feedbot.backends.base import SpanQuery
+
+    start, end = (datetime.fromisoformat(t) for t in QUERY_WINDOW)
+    return SpanQuery("bench", "1.0.0", start, end, environment="production")
+
+
+def _report(path: str) -> Callable[[], None]:
+    import contextlib
+    import io
+
+    from feedbot import report_cli
+
+    deploy = Path(path).with_suffix(".deploy.json")
+    deployed_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(START_NS // 10**9))
+    doc = {"service": "bench", "version": "1.0.0", "deployed_at": deployed_at}
+    deploy.write_text(json.dumps({**doc, "environment": "production"}))
+    parser = argparse.ArgumentParser()
+    report_cli.add_arguments(parser)
+    argv = ["--deploy", str(deploy), "--traces", path, "--format", "json"]
+    args = parser.parse_args([*argv, "--until", QUERY_WINDOW[1]])
+    report_cli.read_deploy(deploy)  # imports what reading the deploy document needs
+
+    def report() -> None:
+        with contextlib.redirect_stdout(io.StringIO()):
+            if report_cli.run(args) != 0:
+                raise SystemExit("feedbot report failed")
+
+    return report
+
+
+def _worker(mode: str, path: str) -> None:
+    """Run one measurement in this (fresh) process; print wall and CPU seconds, peak RSS.
+
+    Imports happen before the clock starts: they are the same for every mode.
+    """
+    action = {"loads": _loads, "validating": _validating, "collect": _collect, "report": _report}[
+        mode
+    ](path)
+    started, cpu = time.perf_counter(), time.process_time()
+    action()
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": seconds, "peak_mib": peak_kib / 1024}))
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_mib": peak_kib / 1024}))
 
 
-def _measure(mode: str, path: Path, runs: int) -> tuple[float, float]:
-    """(best seconds, peak MiB of that run) over ``runs`` fresh subprocesses."""
+def _measure(mode: str, path: Path, runs: int) -> dict[str, float]:
+    """Best wall and CPU seconds, and the largest peak MiB, over ``runs`` fresh subprocesses."""
     results = []
     for _ in range(runs):
         command = [sys.executable, "-m", "benchmarks.report_io", "--worker", mode, str(path)]
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         results.append(json.loads(output))
-    best = min(results, key=lambda r: r["seconds"])
-    return best["seconds"], max(r["peak_mib"] for r in results)
+    return {
+        "seconds": min(r["seconds"] for r in results),
+        "cpu": min(r["cpu"] for r in results),
+        "peak_mib": max(r["peak_mib"] for r in results),
+    }
+
+
+def _rows(label: str, spans: int, figures: dict[str, dict[str, float]]) -> list[Row]:
+    bare = figures["loads"]
+    rows: list[Row] = []
+    for mode, name in MODES.items():
+        rows.append(
+            (f"report_io {name}, {label} spans", spans / figures[mode]["seconds"], "spans/s")
+        )
+    for mode in ("validating", "collect", "report"):
+        for clock, unit in (("seconds", "x wall"), ("cpu", "x CPU")):
+            ratio = figures[mode][clock] / bare[clock]
+            rows.append((f"report_io {MODES[mode]} / bare loop, {label}", ratio, unit))
+    for mode in ("loads", "collect", "report"):
+        rows.append(
+            (f"report_io peak RSS {MODES[mode]}, {label}", figures[mode]["peak_mib"], "MiB")
+        )
+    return rows
 
 
 def run(postgres_admin: str, *, quick: bool = False) -> list[tuple[str, float, str]]:
-    """Time the bare parse loop and ``OtlpFileBackend.collect`` side by side, per file size.
+    """Time the bare parse loop and the ways of reading the file side by side, per file size.
 
     Args:
         postgres_admin: unused (the files need no database); kept for the runner's signature.
@@ -157,26 +252,19 @@ def run(postgres_admin: str, *, quick: bool = False) -> list[tuple[str, float, s
     """
     del postgres_admin
     sizes = (100_000,) if quick else (100_000, 1_000_000)
-    rows: list[tuple[str, float, str]] = []
+    rows: list[Row] = []
     peaks: dict[int, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for spans in sizes:
             path = Path(tmp) / f"spans-{spans}.jsonl"
             write_lines(path, spans)
             label = f"{spans // 1000}k" if spans < 1_000_000 else f"{spans // 1_000_000}M"
-            bare, bare_peak = _measure("loads", path, 1 if quick else 3)
-            full, peaks[spans] = _measure("collect", path, 1 if quick else 3)
-            rows += [
-                (f"report_io bare orjson.loads loop, {label} spans", spans / bare, "spans/s"),
-                (f"report_io otlp-file collect, {label} spans", spans / full, "spans/s"),
-                (f"report_io collect time / bare loop time, {label}", full / bare, "x"),
-                (f"report_io peak RSS bare loop, {label}", bare_peak, "MiB"),
-                (f"report_io peak RSS collect, {label}", peaks[spans], "MiB"),
-            ]
+            figures = {mode: _measure(mode, path, 1 if quick else 3) for mode in MODES}
+            peaks[spans] = figures["report"]["peak_mib"]
+            rows += _rows(label, spans, figures)
     if len(peaks) == 2:
-        rows.append(
-            ("report_io peak RSS collect 1M / 100k", peaks[sizes[1]] / peaks[sizes[0]], "x")
-        )
+        ratio = peaks[sizes[1]] / peaks[sizes[0]]
+        rows.append(("report_io peak RSS feedbot report 1M / 100k", ratio, "x"))
     return rows
 
 
@@ -190,7 +278,7 @@ def main() -> None:
         _worker(*args.worker)
         return
     for name, value, unit in run("", quick=args.quick):
-        print(f"{name:<52} {value:>12.2f}  {unit}")
+        print(f"{name:<64} {value:>12.2f}  {unit}")
 
 
 if __name__ == "__main__":

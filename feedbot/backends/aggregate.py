@@ -1,7 +1,10 @@
 """Streaming spans into :class:`~feedbot.backends.base.ReleaseData`; pure, no I/O.
 
 Backends that cannot aggregate on their side (the embedded store, OTLP files, trace-by-id APIs)
-feed span rows to an :class:`Aggregator` one at a time. Memory is what the answer needs (a
+feed span rows to an :class:`Aggregator` one at a time (:meth:`Aggregator.add`), or, where
+building a row per span would cost more than the counting, the few fields the answer needs
+(:meth:`Aggregator.add_span`, used by :mod:`feedbot.backends.otlp_scan`). What a span's
+attributes mean is read by :mod:`feedbot.backends.semconv`. Memory is what the answer needs (a
 duration and an instance index per span, bounded exception and code tables per group) plus the
 spans of traces still open: a trace's caller links and N+1 counters are resolved when it closes,
 which is at :meth:`Aggregator.result`, or earlier when more than ``max_open_spans`` spans are held
@@ -10,13 +13,11 @@ which is at :meth:`Aggregator.result`, or earlier when more than ``max_open_span
 
 from __future__ import annotations
 
-import re
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from feedbot.backends.base import (
     SpanGroupStats,
     SpanQuery,
 )
+from feedbot.backends.semconv import CodeLocation, Extras, extras_of, label, statement_of
 from feedbot.store.spans import SpanRow
 
 ROOT = "(root)"
@@ -39,10 +41,8 @@ MAX_EXCEPTION_TYPES = 20
 MAX_CODE_LOCATIONS = 50
 MAX_OPEN_SPANS = 100_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_CODE_KEYS = frozenset(
-    ("code.function.name", "code.function", "code.file.path", "code.filepath")
-    + ("code.line.number", "code.lineno")
-)
+#: (span name, kind, method, route): what a span is grouped by before labelling.
+GroupKey = tuple[str, str, str | None, str | None]
 
 
 def to_ns(moment: datetime) -> int:
@@ -83,116 +83,44 @@ def matches(row: SpanRow, query: SpanQuery) -> bool:
     return matcher(query)(row)
 
 
-def label(name: str, kind: str, method: str | None, route: str | None) -> str:
-    """The name a group is reported under: "METHOD route" for routed SERVER spans, else name."""
-    if kind == "SERVER" and route:
-        return f"{method} {route}" if method else route
-    return name
-
-
 def group_label(row: SpanRow) -> str:
-    """The group label of a span row (see :func:`label`)."""
+    """The group label of a span row (see :func:`~feedbot.backends.semconv.label`)."""
     return label(row["name"], row["kind"], row["method"], row["route"])
-
-
-_LITERAL = re.compile(
-    r"""(?P<str>'(?:[^']|'')*')"""
-    r"""|(?P<ident>"(?:[^"]|"")*")"""
-    r"""|(?P<num>(?<![\w.$])(?:0[xX][0-9a-fA-F]+|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+)(?!\w))"""
-    r"""|(?P<param>\$\d+)"""
-)
-_IN_LIST = re.compile(r"\b(IN) ?\( ?\?(?: ?, ?\?)* ?\)", re.IGNORECASE)
-
-
-def _literal(match: re.Match[str]) -> str:
-    return match.group() if match.lastgroup == "ident" else "?"
-
-
-@lru_cache(maxsize=4096)
-def normalize_statement(sql: str) -> str:
-    """A statement with its literals replaced, so repeats with different values compare equal.
-
-    String and numeric literals and ``$n`` parameters become ``?``, ``IN (?, ?, ?)`` becomes
-    ``IN (?)``, runs of whitespace become one space. Quoted identifiers and the case of keywords
-    are kept.
-    """
-    out = " ".join(_LITERAL.sub(_literal, sql).split())
-    if "?," in out or "? ," in out or "( ?" in out or "? )" in out:
-        out = _IN_LIST.sub(lambda m: f"{m.group(1)} (?)", out)
-    return out
-
-
-def code_location(attributes: dict[str, Any]) -> tuple[str | None, str | None, int | None]:
-    """(qualified function, file path, line) from either generation of ``code.*`` attributes."""
-    function, namespace = attributes.get("code.function.name"), attributes.get("code.namespace")
-    if function is None:
-        function = attributes.get("code.function")
-    if function is not None and namespace and "." not in str(function):
-        # Old SDKs: bare function plus namespace; 1.30-era: bare code.function.name likewise.
-        function = f"{namespace}.{function}"
-    path = attributes.get("code.file.path", attributes.get("code.filepath"))
-    line = attributes.get("code.line.number", attributes.get("code.lineno"))
-    return (
-        None if function is None else str(function),
-        None if path is None else str(path),
-        line if isinstance(line, int) and not isinstance(line, bool) else None,
-    )
 
 
 @dataclass(eq=False)
 class _Group:
     name: str
     kind: str
+    index: int
     count: int = 0
     errors: int = 0
     durations: array[float] = field(default_factory=lambda: array("d"))
     instances: array[int] = field(default_factory=lambda: array("i"))
     instance_ids: dict[str | None, int] = field(default_factory=dict)
     exceptions: dict[str, list[Any]] = field(default_factory=dict)
-    code: dict[tuple[str | None, str | None, int | None], int] = field(default_factory=dict)
+    code: dict[CodeLocation, int] = field(default_factory=dict)
     callers: dict[str, int] = field(default_factory=dict)
 
-    def add(self, row: SpanRow) -> None:
+    def add(self, duration_ms: float, instance: str | None, is_error: bool) -> None:
         self.count += 1
-        self.durations.append(row["duration_ns"] / 1e6)
-        instance = row["instance"]
+        self.durations.append(duration_ms)
         index = self.instance_ids.get(instance)
         if index is None:
             index = self.instance_ids[instance] = len(self.instance_ids)
         self.instances.append(index)
-        if row["is_error"]:
+        if is_error:
             self.errors += 1
-        if row["events"] or row["is_error"]:
-            self._exceptions(row)
-        if not _CODE_KEYS.isdisjoint(row["attributes"]):
-            self._code(row["attributes"])
 
-    def _exceptions(self, row: SpanRow) -> None:
-        seen = False
-        for event in row["events"]:
-            name = event.get("name", "")
-            if name == "exception" or name.endswith(".exception"):
-                attributes = event.get("attributes") or {}
-                kind = attributes.get("exception.type") or attributes.get("error.type")
-                self._exception(str(kind or "(unknown)"), attributes, row["trace_id"])
-                seen = True
-        error_type = row["attributes"].get("error.type")
-        if not seen and row["is_error"] and error_type:
-            # No exception event (semconv 1.40+ moves them to logs): the span's error.type.
-            self._exception(str(error_type), {}, row["trace_id"])
-
-    def _exception(self, kind: str, attributes: dict[str, Any], trace_id: str) -> None:
-        entry = self.exceptions.get(kind)
-        if entry is not None:
-            entry[0] += 1
-        elif len(self.exceptions) < MAX_EXCEPTION_TYPES:
-            message = str(attributes.get("exception.message") or "")
-            self.exceptions[kind] = [1, message, trace_id]
-
-    def _code(self, attributes: dict[str, Any]) -> None:
-        location = code_location(attributes)
-        known = location in self.code or len(self.code) < MAX_CODE_LOCATIONS
-        if known and location != (None, None, None):
+    def add_extras(self, extras: Extras, trace_id: str) -> None:
+        exceptions, location = extras
+        for kind, message in exceptions:
+            entry = self.exceptions.get(kind)
+            if entry is not None:
+                entry[0] += 1
+            elif len(self.exceptions) < MAX_EXCEPTION_TYPES:
+                self.exceptions[kind] = [1, message, trace_id]
+        if location is not None and (location in self.code or len(self.code) < MAX_CODE_LOCATIONS):
             self.code[location] = self.code.get(location, 0) + 1
 
     def stats(self) -> SpanGroupStats:
@@ -219,21 +147,30 @@ class _Group:
         )
 
 
-def _code_order(item: tuple[tuple[str | None, str | None, int | None], int]) -> tuple[Any, ...]:
+def _code_order(item: tuple[CodeLocation, int]) -> tuple[Any, ...]:
     (function, path, line), count = item
     return (-count, function or "", path or "", line or 0)
 
 
 class _Trace:
-    """The open part of one trace: span groups by id, caller links and DB statement counts."""
+    """The open part of one trace: group index per span id, caller links, DB statement counts.
 
-    __slots__ = ("db", "links", "size", "spans")
+    Group indexes rather than groups, ints and floats rather than lists, so that the tables
+    hold no objects the cyclic garbage collector has to visit: with a hundred thousand open
+    spans those visits cost more than the counting.
+    """
+
+    __slots__ = ("children", "db", "db_ms", "parents", "size", "spans")
 
     def __init__(self) -> None:
         self.size = 0
-        self.spans: dict[str, _Group] = {}
-        self.links: list[tuple[str, _Group]] = []
-        self.db: dict[tuple[str, str], list[float]] = {}
+        self.spans: dict[str, int] = {}
+        self.parents: list[str] = []  # a linked span's parent id ...
+        self.children: array[int] = array("i")  # ... and the linked span's group index
+        # Per (parent span id, statement): spans and their summed milliseconds. Two flat
+        # dicts, which the collector stops tracking once their tuple keys are untracked.
+        self.db: dict[tuple[str, str], int] = {}
+        self.db_ms: dict[tuple[str, str], float] = {}
 
 
 @dataclass(eq=False)
@@ -253,8 +190,9 @@ class Aggregator:
 
     def __init__(self, *, max_open_spans: int = MAX_OPEN_SPANS) -> None:
         self._max_open = max_open_spans
-        self._groups: dict[tuple[str, str, str | None, str | None], _Group] = {}
+        self._groups: dict[GroupKey, _Group] = {}
         self._by_label: dict[tuple[str, str], _Group] = {}
+        self._indexed: list[_Group] = []
         self._open: dict[str, _Trace] = {}
         self._opened: deque[str] = deque()
         self._open_spans = 0
@@ -263,21 +201,55 @@ class Aggregator:
 
     def add(self, row: SpanRow) -> None:
         """Count one span row."""
-        key = (row["name"], row["kind"], row["method"], row["route"])
-        group = self._groups.get(key)
-        if group is None:
-            group = self._groups[key] = self._group(key)
-        group.add(row)
-        self._link(row, group)
-        self._open_spans += 1
-        if self._open_spans > self._max_open:
-            self._close_oldest()
+        attributes = row["attributes"]
+        self.add_span(
+            (row["trace_id"], row["span_id"], row["parent_span_id"]),
+            (row["name"], row["kind"], row["method"], row["route"]),
+            row["duration_ns"],
+            row["instance"],
+            row["is_error"],
+            statement_of(attributes),
+            extras_of(row["events"], attributes, row["is_error"]),
+        )
 
     def add_many(self, rows: Iterable[SpanRow]) -> None:
         """Count every row of ``rows``."""
         add = self.add
         for row in rows:
             add(row)
+
+    def add_span(
+        self,
+        ids: tuple[str, str, str | None],
+        key: GroupKey,
+        duration_ns: int,
+        instance: str | None,
+        is_error: bool,
+        statement: str | None,
+        extras: Extras | None,
+    ) -> None:
+        """Count one span given as the fields the answer needs (what :meth:`add` reads).
+
+        Args:
+            ids: (trace id, span id, parent span id or None).
+            key: (name, kind, method, route), as in a span row.
+            duration_ns: the span's duration.
+            instance: ``service.instance.id`` (else ``host.name``) or None.
+            is_error: whether the span's status is ERROR.
+            statement: the normalised DB statement (:func:`~feedbot.backends.semconv.statement_of`).
+            extras: exceptions and code location (:func:`~feedbot.backends.semconv.extras_of`).
+        """
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = self._group(key)
+        duration_ms = duration_ns / 1e6
+        group.add(duration_ms, instance, is_error)
+        if extras is not None:
+            group.add_extras(extras, ids[0])
+        self._link(ids, group, statement, duration_ms)
+        self._open_spans += 1
+        if self._open_spans > self._max_open:
+            self._close_oldest()
 
     def result(
         self, *, sampled_traces: int | None = None, notes: tuple[str, ...] = ()
@@ -313,35 +285,40 @@ class Aggregator:
             notes=notes,
         )
 
-    def _group(self, key: tuple[str, str, str | None, str | None]) -> _Group:
+    def _group(self, key: GroupKey) -> _Group:
         name, kind, method, route = key
         reported = (label(name, kind, method, route), kind)
         group = self._by_label.get(reported)
         if group is None:
-            group = self._by_label[reported] = _Group(name=reported[0], kind=kind)
+            group = _Group(name=reported[0], kind=kind, index=len(self._indexed))
+            self._by_label[reported] = group
+            self._indexed.append(group)
         return group
 
-    def _link(self, row: SpanRow, group: _Group) -> None:
+    def _link(
+        self,
+        ids: tuple[str, str, str | None],
+        group: _Group,
+        statement: str | None,
+        duration_ms: float,
+    ) -> None:
         """Remember the span in its open trace: its group, its parent, its DB statement."""
-        trace = self._open.get(row["trace_id"])
+        trace_id, span_id, parent = ids
+        trace = self._open.get(trace_id)
         if trace is None:
-            trace = self._open[row["trace_id"]] = _Trace()
-            self._opened.append(row["trace_id"])
-        trace.spans[row["span_id"]] = group
+            trace = self._open[trace_id] = _Trace()
+            self._opened.append(trace_id)
+        trace.spans[span_id] = group.index
         trace.size += 1
-        parent = row["parent_span_id"]
         if parent is None:
             group.callers[ROOT] = group.callers.get(ROOT, 0) + 1
         else:
-            trace.links.append((parent, group))
-        attributes = row["attributes"]
-        statement = attributes.get("db.query.text") or attributes.get("db.statement")
+            trace.parents.append(parent)
+            trace.children.append(group.index)
         if statement:
-            counter = trace.db.setdefault(
-                (parent or "", normalize_statement(str(statement))), [0, 0.0]
-            )
-            counter[0] += 1
-            counter[1] += row["duration_ns"] / 1e6
+            db_key = (parent or "", statement)
+            trace.db[db_key] = trace.db.get(db_key, 0) + 1
+            trace.db_ms[db_key] = trace.db_ms.get(db_key, 0.0) + duration_ms
 
     def _close_oldest(self) -> None:
         trace_id = self._opened.popleft()
@@ -350,9 +327,11 @@ class Aggregator:
         # Python's string hash is 64 bits and stable within a process: enough to count
         # distinct traces (a trace closed early and seen again is still counted once).
         self._closed.append(hash(trace_id))
-        for parent, group in trace.links:
-            caller = trace.spans.get(parent)
-            name = REMOTE if caller is None else caller.name
+        groups, spans = self._indexed, trace.spans
+        for parent, child in zip(trace.parents, trace.children, strict=True):
+            caller = spans.get(parent)
+            group = groups[child]
+            name = REMOTE if caller is None else groups[caller].name
             group.callers[name] = group.callers.get(name, 0) + 1
         if trace.db:
             self._fold_repeats(trace_id, trace)
@@ -360,14 +339,18 @@ class Aggregator:
     def _fold_repeats(self, trace_id: str, trace: _Trace) -> None:
         """Per (parent group, statement): the worst parent span of this trace."""
         worst: dict[tuple[str, str], tuple[int, float]] = {}
-        for (parent, statement), (count, total) in trace.db.items():
+        for (parent, statement), count in trace.db.items():
+            total = trace.db_ms[(parent, statement)]
             if count < 2:
                 continue
             caller = trace.spans.get(parent) if parent else None
-            name = caller.name if caller is not None else (REMOTE if parent else ROOT)
+            if caller is not None:
+                name = self._indexed[caller].name
+            else:
+                name = REMOTE if parent else ROOT
             seen = worst.get((name, statement))
             if seen is None or count > seen[0]:
-                worst[(name, statement)] = (int(count), total)
+                worst[(name, statement)] = (count, total)
         for key, (count, total) in worst.items():
             entry = self._repeats.setdefault(key, _Repeats())
             entry.repeats.append(count)

@@ -27,7 +27,6 @@ from feedbot.backends.aggregate import (
     REMOTE,
     ROOT,
     UNKNOWN_INSTANCE,
-    normalize_statement,
     to_ns,
 )
 from feedbot.backends.base import (
@@ -39,6 +38,7 @@ from feedbot.backends.base import (
     SpanQuery,
 )
 from feedbot.backends.http import JsonApi, RetryPolicy
+from feedbot.backends.semconv import normalize_statement
 from feedbot.errors import BackendResponseError, ConfigError
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from feedbot.backends.semconv import is_exception_event
 from feedbot.errors import WebhookRejected
 from feedbot.store.spans import LIMITS, SpanRow
 
@@ -145,11 +146,6 @@ def leaf(value: Any) -> Any:
     if isinstance(value, bytes):
         return base64.b64encode(value[:MAX_VALUE_CHARS]).decode("ascii")
     return value
-
-
-def is_exception_event(name: str) -> bool:
-    """``exception``, or a domain event such as ``db.client.operation.exception``."""
-    return name == "exception" or name.endswith(".exception")
 
 
 def span_row(

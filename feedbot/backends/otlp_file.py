@@ -14,12 +14,17 @@ import gzip
 import os
 import re
 import zlib
+from collections import Counter
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import IO, cast
 
-from feedbot.backends.aggregate import Aggregator, matcher
+import orjson
+
+from feedbot.backends.aggregate import Aggregator, matcher, to_ns
 from feedbot.backends.base import ReleaseData, SpanQuery
 from feedbot.backends.otlp_json import decode_document, loads
+from feedbot.backends.otlp_scan import Scanner, Unusual, count_versions
 from feedbot.errors import BackendResponseError, BackendUnavailable, WebhookRejected
 from feedbot.store.spans import SpanRow
 
@@ -43,16 +48,50 @@ class OtlpFileBackend:
     def collect(self, query: SpanQuery) -> ReleaseData:
         """Read every file the patterns match, in name order.
 
+        Documents in the Collector's usual shape go through the fast reader
+        (:mod:`feedbot.backends.otlp_scan`); any other through the validating decoder.
+
         Raises:
             BackendUnavailable: a pattern matches no file, or a file cannot be read.
             BackendResponseError: a line is not an OTLP/JSON export (naming file and line).
         """
         aggregator = Aggregator()
-        keep = matcher(query)
-        needles = _needles(query)
+        scanner, keep = Scanner(aggregator, query), matcher(query)
+        needles = _needles(query.service, query.version)
         for path in self.files():
-            aggregator.add_many(filter(keep, read_rows(path, needles)))
+            for number, document, strict in _documents(path, needles):
+                try:
+                    if not strict:
+                        raise Unusual
+                    scanner.scan(document)
+                except Unusual:
+                    aggregator.add_many(filter(keep, _decode(path, number, document)))
         return aggregator.result()
+
+    def versions(
+        self, service: str, start: datetime, end: datetime, environment: str | None = None
+    ) -> dict[str, int]:
+        """Spans per ``service.version`` of ``service`` that start within ``[start, end)``.
+
+        Spans without a version are not counted; with ``environment``, spans of other
+        environments are not either (spans that name none are).
+
+        Raises:
+            BackendUnavailable: a pattern matches no file, or a file cannot be read.
+            BackendResponseError: a line is not an OTLP/JSON export (naming file and line).
+        """
+        window, counts = (to_ns(start), to_ns(end)), Counter[str]()
+        for path in self.files():
+            for number, document, strict in _documents(path, _needles(service)):
+                try:
+                    if not strict:
+                        raise Unusual
+                    count_versions(document, service, window, environment, counts)
+                except Unusual:
+                    for row in _decode(path, number, document):
+                        if _counts_toward(row, service, window, environment):
+                            counts[cast(str, row["version"])] += 1
+        return dict(counts)
 
     def files(self) -> list[str]:
         """The files the patterns match now, each once, in pattern then name order.
@@ -71,7 +110,7 @@ class OtlpFileBackend:
 
 
 def read_rows(path: str, needles: tuple[bytes, ...] = ()) -> Iterator[SpanRow]:
-    """Every span row of one OTLP/JSON file, streamed line by line.
+    """Every span row of one OTLP/JSON file, streamed line by line, fully validated.
 
     Args:
         path: a file of OTLP/JSON lines or one OTLP/JSON document, gzip-compressed or not.
@@ -81,12 +120,26 @@ def read_rows(path: str, needles: tuple[bytes, ...] = ()) -> Iterator[SpanRow]:
         BackendUnavailable: the file cannot be opened.
         BackendResponseError: a line is not an OTLP/JSON export (naming file and line).
     """
-    for number, document in _documents(path, needles):
-        try:
-            rows = decode_document(document)
-        except WebhookRejected as exc:
-            raise _malformed(path, number, exc.message) from None
-        yield from rows
+    for number, document, _ in _documents(path, needles):
+        yield from _decode(path, number, document)
+
+
+def _decode(path: str, number: int, document: object) -> list[SpanRow]:
+    try:
+        return decode_document(document)
+    except WebhookRejected as exc:
+        raise _malformed(path, number, exc.message) from None
+
+
+def _counts_toward(
+    row: SpanRow, service: str, window: tuple[int, int], environment: str | None
+) -> bool:
+    return (
+        row["service"] == service
+        and bool(row["version"])
+        and (not environment or row["environment"] in (None, environment))
+        and window[0] <= row["start_ns"] < window[1]
+    )
 
 
 def paths_from_setting(value: str) -> list[str]:
@@ -94,19 +147,20 @@ def paths_from_setting(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def _needles(query: SpanQuery) -> tuple[bytes, ...]:
+def _needles(*names: str) -> tuple[bytes, ...]:
     """Byte strings every line with a matching span contains (empty when unsure)."""
-    names = (query.service, query.version)
     if all(_VERBATIM.fullmatch(name) for name in names):
         return tuple(f'"{name}"'.encode() for name in names)
     return ()
 
 
-def _documents(path: str, needles: tuple[bytes, ...]) -> Iterator[tuple[int, object]]:
-    """(line number, parsed JSON) per non-blank line; (1, document) for a whole-document file.
+def _documents(path: str, needles: tuple[bytes, ...]) -> Iterator[tuple[int, object, bool]]:
+    """(line number, parsed JSON, parsed by orjson) per non-blank line, or one whole document.
 
     Lines after the first that lack one of ``needles`` are skipped without being parsed, and so
-    is an unparsable last line without a newline (the exporter is still writing it).
+    is an unparsable last line without a newline (the exporter is still writing it). The flag is
+    False when only the standard library could parse the text (lone surrogates, huge integers):
+    such a document is left to the validating decoder.
     """
     with _open(path) as handle:
         first = True
@@ -114,16 +168,23 @@ def _documents(path: str, needles: tuple[bytes, ...]) -> Iterator[tuple[int, obj
             if not first and needles and not all(needle in line for needle in needles):
                 continue
             try:
+                yield number, orjson.loads(line), True
+            except orjson.JSONDecodeError:
+                pass
+            else:
+                first = False
+                continue
+            try:
                 document = loads(line)
             except WebhookRejected as exc:
                 if first and not line.rstrip().endswith(b"}"):
-                    yield 1, _whole(path)
+                    yield 1, _whole(path), False
                     return
                 if not line.endswith(b"\n"):
                     return  # The last line, still being written by the exporter.
                 raise _malformed(path, number, exc.message) from None
             first = False
-            yield number, document
+            yield number, document, False
 
 
 def _lines(path: str, handle: IO[bytes]) -> Iterator[tuple[int, bytes]]:

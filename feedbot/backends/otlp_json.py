@@ -28,12 +28,12 @@ from feedbot.backends.otlp import (
     MAX_KEY_CHARS,
     STATUS_ERROR,
     Resource,
-    is_exception_event,
     leaf,
     reject,
     span_row,
     text,
 )
+from feedbot.backends.semconv import is_exception_event
 from feedbot.errors import WebhookRejected
 from feedbot.store.spans import SpanRow
 
@@ -79,13 +79,39 @@ def decode_document(document: Any) -> list[SpanRow]:
         raise reject("body", "expected a JSON object")
     rows: list[SpanRow] = []
     for r_path, resource_spans in _items(document, "resourceSpans", ""):
-        resource_obj = _object(_field(resource_spans, "resource"), f"{r_path}.resource")
-        attributes = _json_attributes(resource_obj, f"{r_path}.resource")
-        resource = Resource.from_attributes(attributes)
+        resource = decode_resource(resource_spans, r_path)
         for s_path, scope_spans in _items(resource_spans, "scopeSpans", r_path):
             for path, span in _items(scope_spans, "spans", s_path):
                 rows.append(_json_span(span, resource, path))
     return rows
+
+
+def decode_resource(resource_spans: dict[str, Any], path: str) -> Resource:
+    """The :class:`Resource` of one ``resourceSpans`` object found at ``path``.
+
+    Raises:
+        WebhookRejected: 400 naming the field that is malformed.
+    """
+    resource = _object(_field(resource_spans, "resource"), f"{path}.resource")
+    return Resource.from_attributes(_json_attributes(resource, f"{path}.resource"))
+
+
+def exception_events(span: dict[str, Any], path: str) -> list[dict[str, Any]]:
+    """The exception events of the span at ``path`` (at most ``MAX_EVENTS``), as rows hold them.
+
+    Raises:
+        WebhookRejected: 400 naming the field that is malformed.
+    """
+    events = [
+        {
+            "name": text(event["name"], MAX_KEY_CHARS),
+            "time_ns": _json_time(event, "timeUnixNano", e_path),
+            "attributes": _json_attributes(event, e_path),
+        }
+        for e_path, event in _items(span, "events", path)
+        if isinstance(event.get("name"), str) and is_exception_event(event["name"])
+    ]
+    return events[:MAX_EVENTS]
 
 
 def _json_span(span: dict[str, Any], resource: Resource, path: str) -> SpanRow:
@@ -96,15 +122,6 @@ def _json_span(span: dict[str, Any], resource: Resource, path: str) -> SpanRow:
     )
     times = (_json_time(span, "startTimeUnixNano", path), _json_time(span, "endTimeUnixNano", path))
     status = _object(_field(span, "status"), f"{path}.status")
-    events = [
-        {
-            "name": text(event["name"], MAX_KEY_CHARS),
-            "time_ns": _json_time(event, "timeUnixNano", e_path),
-            "attributes": _json_attributes(event, e_path),
-        }
-        for e_path, event in _items(span, "events", path)
-        if isinstance(event.get("name"), str) and is_exception_event(event["name"])
-    ]
     name = _field(span, "name")
     if not isinstance(name, str | None):
         raise reject(f"{path}.name", "expected a string")
@@ -117,7 +134,7 @@ def _json_span(span: dict[str, Any], resource: Resource, path: str) -> SpanRow:
         error=_json_enum(_field(status, "code"), STATUS_NAMES, f"{path}.status.code")
         == STATUS_ERROR,
         attributes=_json_attributes(span, path),
-        events=events[:MAX_EVENTS],
+        events=exception_events(span, path),
     )
 
 

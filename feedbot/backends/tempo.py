@@ -24,10 +24,11 @@ from typing import Any
 
 import httpx
 
-from feedbot.backends.aggregate import aggregate, label, to_ns
+from feedbot.backends.aggregate import aggregate, to_ns
 from feedbot.backends.base import ReleaseData, SpanGroupStats, SpanQuery
 from feedbot.backends.http import JsonApi, RetryPolicy, split_window
 from feedbot.backends.otlp_json import decode_json
+from feedbot.backends.semconv import label
 from feedbot.errors import BackendResponseError, WebhookRejected
 from feedbot.store.spans import SpanRow
 

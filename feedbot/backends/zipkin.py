@@ -34,11 +34,11 @@ from feedbot.backends.otlp import (
     MAX_EVENTS,
     MAX_KEY_CHARS,
     Resource,
-    is_exception_event,
     leaf,
     span_row,
     text,
 )
+from feedbot.backends.semconv import is_exception_event
 from feedbot.store.spans import SpanRow
 
 SEARCH = "/api/v2/traces"

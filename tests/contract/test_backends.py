@@ -1,176 +1,69 @@
 """One contract for every trace backend: the same SDK spans give the same ReleaseData.
 
-Each backend registers a factory in ``FACTORIES``: it receives the spans made by the real
-OpenTelemetry SDK (:func:`release_spans`) and the test's ``request`` (for fixtures such as
-``tmp_path`` or a loopback server), puts the spans where the backend will find them, and returns
-the backend. Every test below then runs against every factory.
+Each backend registers a factory in ``FACTORIES``: it receives spans made by the real
+OpenTelemetry SDK (:mod:`tests.fakes.sdk_spans`) and the test's ``request`` (for fixtures such
+as ``tmp_path``), puts the spans where the backend will find them, the way that store keeps
+them (OTLP over HTTP into the embedded store, OTLP/JSON lines on disk, OTLP/JSON behind a
+loopback Jaeger api_v3, Zipkin v2 JSON behind a loopback Zipkin, Tempo's own JSON behind a
+loopback Tempo, the Collector exporter's ``otel_traces`` rows in a real ClickHouse engine), and
+returns the backend. Every test below runs against every factory.
+
+The one principled difference: Zipkin lower-cases span names on ingest, so for Zipkin the
+comparison lower-cases group names (in groups, callers, the parents of repeated statements and
+finding messages) on both sides, and nothing else. Routed SERVER groups are named from
+``http.route`` and the method, which Zipkin keeps as tags, so their names come through as sent.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
-from google.protobuf import json_format
-from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.common._internal.trace_encoder import encode_spans
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import ReadableSpan
 from sqlalchemy import delete
 
+from feedbot.analysis.compare import Analysis, analyse
+from feedbot.analysis.policy import DetectionPolicy
 from feedbot.backends.aggregate import aggregate
-from feedbot.backends.base import ReleaseData, SpanQuery, TraceBackend
+from feedbot.backends.base import ReleaseData, TraceBackend
+from feedbot.backends.clickhouse import ClickHouseBackend
 from feedbot.backends.embedded import EmbeddedBackend
+from feedbot.backends.http import RetryPolicy
+from feedbot.backends.jaeger import JaegerBackend
 from feedbot.backends.otlp import PROTOBUF, decode_request
 from feedbot.backends.otlp_file import OtlpFileBackend
+from feedbot.backends.tempo import TempoBackend
+from feedbot.backends.zipkin import ZipkinBackend
+from feedbot.releases.event import Change
 from feedbot.store.db import make_engine, make_sessions
 from feedbot.store.spans import Span
+from tests.fakes.clickhouse_shim import exporter_rows, shared_shim
+from tests.fakes.sdk_spans import T0 as SDK_T0
+from tests.fakes.sdk_spans import (
+    Variant,
+    json_line,
+    otlp_document,
+    protobuf,
+    query,
+    release_spans,
+    shop_spans,
+    zipkin_spans,
+)
+from tests.fakes.sdk_spans import ns as sdk_ns
+from tests.fakes.tempo_server import TempoServer
+from tests.fakes.trace_servers import FakeJaeger, FakeZipkin
 
-T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def ns(moment: datetime, ms: float = 0) -> int:
-    return (moment - EPOCH) // timedelta(microseconds=1) * 1000 + int(ms * 1_000_000)
-
-
-# SDK spans ---------------------------------------------------------------------------------------
-
-
-def _tracer(service: str, version: str, instance: str, old: bool) -> tuple[Any, Any, Any]:
-    memory = InMemorySpanExporter()
-    environment = "deployment.environment" if old else "deployment.environment.name"
-    resource = Resource.create(
-        {
-            "service.name": service,
-            "service.version": version,
-            environment: "production",
-            "service.instance.id": instance,
-        }
-    )
-    provider = TracerProvider(resource=resource)
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    return provider, memory, provider.get_tracer("tests.contract")
-
-
-def _code(old: bool, line: int) -> dict[str, Any]:
-    if old:
-        return {
-            "code.namespace": "vault.appraisal.Appraiser",
-            "code.function": "appraise",
-            "code.filepath": "vault/appraisal.py",
-            "code.lineno": line,
-        }
-    return {
-        "code.function.name": "vault.appraisal.Appraiser.appraise",
-        "code.file.path": "vault/appraisal.py",
-        "code.line.number": line,
-    }
-
-
-def _request_trace(tracer: Any, start: int, i: int, old: bool) -> None:
-    """GET /orders/{id} → 3 × SELECT (an N+1), 1 appraise (raises in every third trace)."""
-    server = tracer.start_span(
-        f"GET /orders/{i}",
-        kind=SpanKind.SERVER,
-        start_time=start,
-        attributes={"http.route": "/orders/{id}", "http.request.method": "GET"},
-    )
-    inside = trace.set_span_in_context(server)
-    statement = "db.statement" if old else "db.query.text"
-    for n in range(3):
-        db = tracer.start_span(
-            "SELECT items",
-            context=inside,
-            kind=SpanKind.CLIENT,
-            start_time=start + (n + 1) * 1_000_000,
-            attributes={statement: f"SELECT * FROM items WHERE id = {i * 10 + n}"},
-        )
-        db.end(end_time=start + (n + 1) * 1_000_000 + 500_000 * (n + 1))
-    appraise = tracer.start_span(
-        "appraise", context=inside, start_time=start + 5_000_000, attributes=_code(old, 40 + i % 2)
-    )
-    if i % 3 == 2:
-        appraise.record_exception(ValueError("no price"), timestamp=start + 6_000_000)
-        appraise.set_status(Status(StatusCode.ERROR, "no price"))
-        server.set_status(Status(StatusCode.ERROR))
-    appraise.end(end_time=start + 7_000_000 + i * 100_000)
-    server.end(end_time=start + 10_000_000 + i * 1_000_000)
-
-
-def _remote_child(tracer: Any, start: int, trace_id: int) -> None:
-    """A consumer span whose parent lives in another service."""
-    parent = SpanContext(
-        trace_id=trace_id,
-        span_id=0xEEE19B7EC3C1B173,
-        is_remote=True,
-        trace_flags=trace.TraceFlags(1),
-    )
-    context = trace.set_span_in_context(NonRecordingSpan(parent))
-    tracer.start_span(
-        "process order", context=context, kind=SpanKind.CONSUMER, start_time=start
-    ).end(end_time=start + 3_000_000)
-
-
-def release_spans(service: str, version: str, *, old: bool = False) -> list[ReadableSpan]:
-    """Spans of one version from two instances, with explicit timestamps.
-
-    Per instance: 3 request traces (see :func:`_request_trace`), 1 consumer span with a remote
-    parent, and 2 spans outside the window ``[T0, T0 + 10 min)``. ``old`` uses the deprecated
-    attribute names (``db.statement``, ``code.namespace``, ``deployment.environment``, …).
-    """
-    spans: list[ReadableSpan] = []
-    for pod, offset in (("pod-a", 0), ("pod-b", 30)):
-        provider, memory, tracer = _tracer(service, version, pod, old)
-        for i in range(3):
-            _request_trace(tracer, ns(T0 + timedelta(seconds=offset + i)), i + offset // 10, old)
-        _remote_child(tracer, ns(T0 + timedelta(seconds=offset + 5)), 0x5B8E + offset)
-        for outside in (T0 - timedelta(seconds=1), T0 + timedelta(minutes=10)):
-            tracer.start_span("outside", start_time=ns(outside)).end(end_time=ns(outside, 1))
-        provider.shutdown()
-        spans += memory.get_finished_spans()
-    return spans
-
-
-def protobuf(spans: list[ReadableSpan]) -> bytes:
-    return bytes(encode_spans(spans).SerializeToString())
-
-
-def json_line(spans: list[ReadableSpan]) -> str:
-    """One OTLP/JSON line, as the Collector's file exporter writes it (hex ids, integer enums)."""
-    document = json_format.MessageToDict(encode_spans(spans), use_integers_for_enums=True)
-    for resource_spans in document["resourceSpans"]:
-        for scope_spans in resource_spans["scopeSpans"]:
-            for span in scope_spans["spans"]:
-                for key in ("traceId", "spanId", "parentSpanId"):
-                    if key in span:
-                        span[key] = base64.b64decode(span[key]).hex()
-    return json.dumps(document, separators=(",", ":"))
-
-
-def query(service: str, version: str, environment: str | None = "production") -> SpanQuery:
-    return SpanQuery(
-        service=service,
-        version=version,
-        start=T0,
-        end=T0 + timedelta(minutes=10),
-        environment=environment,
-    )
+NO_WAIT = RetryPolicy(sleep=lambda _: None)
+BackendFactory = Callable[[list[ReadableSpan], pytest.FixtureRequest], TraceBackend]
 
 
 # Backend factories ------------------------------------------------------------------------------
-
-BackendFactory = Callable[[list[ReadableSpan], pytest.FixtureRequest], TraceBackend]
 
 
 def _embedded(url_fixture: str) -> BackendFactory:
@@ -199,19 +92,77 @@ def _otlp_file(spans: list[ReadableSpan], request: pytest.FixtureRequest) -> Tra
     return OtlpFileBackend([str(folder / "*.jsonl")])
 
 
+def _served(server: Any, request: pytest.FixtureRequest) -> Any:
+    """Start a loopback fake for this test only."""
+    started = server.__enter__()
+    request.addfinalizer(lambda: server.__exit__(None, None, None))
+    return started
+
+
+def _client(client: httpx.Client, request: pytest.FixtureRequest) -> httpx.Client:
+    """``client``, closed when the test ends."""
+    request.addfinalizer(client.close)
+    return client
+
+
+def _jaeger(spans: list[ReadableSpan], request: pytest.FixtureRequest) -> TraceBackend:
+    fake = _served(FakeJaeger(), request)
+    fake.add_otlp(otlp_document(spans))
+    return JaegerBackend(_client(fake.client(), request), retry=NO_WAIT)
+
+
+def _zipkin(spans: list[ReadableSpan], request: pytest.FixtureRequest) -> TraceBackend:
+    fake = _served(FakeZipkin(), request)
+    fake.add_spans(zipkin_spans(spans))
+    return ZipkinBackend(_client(fake.client(), request), retry=NO_WAIT)
+
+
+def _tempo(spans: list[ReadableSpan], request: pytest.FixtureRequest) -> TraceBackend:
+    server = _served(TempoServer([encode_spans(spans)]), request)
+    http = _client(httpx.Client(base_url=server.url, timeout=5), request)
+    # Tempo's spans come from a sample of whole traces (max_traces over 4 slices of the
+    # window); the releases here fit in one slice, so the sample is made to hold all of them.
+    return TempoBackend(http, retry=NO_WAIT, max_traces=1000)
+
+
+def _clickhouse(spans: list[ReadableSpan], request: pytest.FixtureRequest) -> TraceBackend:
+    shim = shared_shim()  # chDB allows one session per process: shared, emptied per test.
+    shim.reset()
+    shim.insert(exporter_rows(encode_spans(spans)))
+    http = _client(httpx.Client(base_url=shim.url, timeout=10), request)
+    return ClickHouseBackend(http, retry=NO_WAIT)
+
+
 #: Name → factory. Add a backend here and every contract test runs against it.
 FACTORIES: dict[str, BackendFactory] = {
     "embedded-sqlite": _embedded("sqlite_url"),
     "embedded-postgresql": _embedded("postgres_url"),
     "otlp-file": _otlp_file,
+    "jaeger": _jaeger,
+    "zipkin": _zipkin,
+    "tempo": _tempo,
+    "clickhouse": _clickhouse,
 }
+#: Backends that lower-case span names on ingest (Zipkin does, for every span and service).
+LOWER_CASED_NAMES = frozenset({"zipkin"})
+
+
+class Maker:
+    """Builds the parametrized backend over given spans; knows how it spells span names."""
+
+    def __init__(self, name: str, request: pytest.FixtureRequest) -> None:
+        self.name, self._request = name, request
+        self.fold: Callable[[str], str] = str.lower if name in LOWER_CASED_NAMES else str
+
+    def __call__(self, spans: list[ReadableSpan]) -> TraceBackend:
+        return FACTORIES[self.name](spans, self._request)
 
 
 @pytest.fixture(params=sorted(FACTORIES))
-def make_backend(request: pytest.FixtureRequest) -> Callable[[list[ReadableSpan]], TraceBackend]:
+def make_backend(request: pytest.FixtureRequest) -> Maker:
     if "postgresql" in request.param:
         request.applymarker(pytest.mark.postgres)
-    return lambda spans: FACTORIES[request.param](spans, request)
+    return Maker(request.param, request)
 
 
 @pytest.fixture
@@ -222,11 +173,14 @@ def service() -> str:
 # What is compared ------------------------------------------------------------------------------
 
 
-def summary(data: ReleaseData) -> dict[str, Any]:
-    """Everything backends must agree on; durations to the microsecond (Zipkin's unit)."""
+def summary(data: ReleaseData, fold: Callable[[str], str] = str) -> dict[str, Any]:
+    """Everything backends must agree on; durations to the microsecond (Zipkin's unit).
+
+    ``fold`` is applied to span names only (see the module docstring).
+    """
     groups = [
         {
-            "group": (g.name, g.kind, g.count, g.errors),
+            "group": (fold(g.name), g.kind, g.count, g.errors),
             "durations": np.round(np.sort(g.durations_ms), 3).tolist(),
             "per_instance": sorted(
                 (g.instance_names[i], round(float(d), 3))
@@ -234,52 +188,76 @@ def summary(data: ReleaseData) -> dict[str, Any]:
             ),
             "exceptions": [(e.type, e.count, e.message) for e in g.exceptions],
             "code": list(g.code),
-            "callers": list(g.callers),
+            "callers": [(fold(name), n) for name, n in g.callers],
         }
         for g in data.groups
     ]
     repeats = [
         (
-            r.parent,
+            fold(r.parent),
             r.statement,
             sorted(r.repeats.tolist()),
             np.round(np.sort(r.total_ms), 3).tolist(),
         )
         for r in data.repeats
     ]
-    return {"groups": groups, "repeats": repeats, "traces": data.traces}
+    order = sorted(range(len(groups)), key=lambda i: (-groups[i]["group"][2], groups[i]["group"]))
+    return {"groups": [groups[i] for i in order], "repeats": repeats, "traces": data.traces}
+
+
+def reference(spans: list[ReadableSpan], service: str, version: str) -> ReleaseData:
+    """What the streaming aggregator makes of the spans decoded from OTLP protobuf."""
+    rows = decode_request(
+        protobuf(spans), content_type=PROTOBUF, content_encoding=None, max_bytes=2**26
+    )
+    return aggregate(rows, query(service, version))
+
+
+def _shop(service: str) -> list[ReadableSpan]:
+    """Traces that also pass through another service (``payments``), both versions."""
+    start = sdk_ns(SDK_T0)
+    return [
+        *shop_spans(service=service, version="1.0.0", start_ns=start, count=5, errors=[1, 4]),
+        *shop_spans(service=service, version="1.1.0", start_ns=start, count=3, step_ns=10**9),
+    ]
+
+
+DATASETS: dict[str, Callable[[str], list[ReadableSpan]]] = {
+    "semconv-new": lambda s: release_spans(s, "1.0.0") + release_spans(s, "1.1.0"),
+    "semconv-old": lambda s: release_spans(s, "1.0.0", old=True) + release_spans(s, "1.1.0"),
+    "two-services": _shop,
+}
 
 
 # The contract ----------------------------------------------------------------------------------
 
 
-def test_backend_conforms_to_the_protocol(make_backend: Any, service: str) -> None:
+def test_backend_conforms_to_the_protocol(make_backend: Maker, service: str) -> None:
     backend = make_backend(release_spans(service, "1.0.0"))
     assert isinstance(backend, TraceBackend)
     assert isinstance(backend.name, str)
 
 
-@pytest.mark.parametrize("old", [False, True], ids=["semconv-new", "semconv-old"])
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
 def test_same_release_data_as_the_spans_themselves(
-    make_backend: Any, service: str, old: bool
+    make_backend: Maker, service: str, dataset: str
 ) -> None:
-    spans = release_spans(service, "1.0.0", old=old) + release_spans(service, "1.1.0")
+    spans = DATASETS[dataset](service)
     backend = make_backend(spans)
-    rows = decode_request(
-        protobuf(spans), content_type=PROTOBUF, content_encoding=None, max_bytes=2**26
-    )
 
     for version in ("1.0.0", "1.1.0"):
-        expected = aggregate(rows, query(service, version))
-        assert summary(backend.collect(query(service, version))) == summary(expected)
+        expected = reference(spans, service, version)
+        got = backend.collect(query(service, version))
+        assert summary(got, make_backend.fold) == summary(expected, make_backend.fold)
 
 
-def test_groups_exceptions_code_callers_and_repeats(make_backend: Any, service: str) -> None:
+def test_groups_exceptions_code_callers_and_repeats(make_backend: Maker, service: str) -> None:
     data = make_backend(release_spans(service, "1.0.0", old=True)).collect(query(service, "1.0.0"))
+    fold = make_backend.fold
 
     assert [(g.name, g.kind, g.count, g.errors) for g in data.groups] == [
-        ("SELECT items", "CLIENT", 18, 0),
-        ("GET /orders/{id}", "SERVER", 6, 2),
+        (fold("SELECT items"), "CLIENT", 18, 0),
+        ("GET /orders/{id}", "SERVER", 6, 2),  # from http.route and method: not folded
         ("appraise", "INTERNAL", 6, 2),
         ("process order", "CONSUMER", 2, 0),
     ]
@@ -305,7 +283,7 @@ def test_groups_exceptions_code_callers_and_repeats(make_backend: Any, service: 
     np.testing.assert_allclose(repeat.total_ms, [3.0] * 6)
 
 
-def test_versions_and_windows_are_kept_apart(make_backend: Any, service: str) -> None:
+def test_versions_and_windows_are_kept_apart(make_backend: Maker, service: str) -> None:
     backend = make_backend(release_spans(service, "1.0.0") + release_spans(service, "1.1.0"))
 
     assert backend.collect(query(service, "2.0.0")).groups == []
@@ -313,3 +291,63 @@ def test_versions_and_windows_are_kept_apart(make_backend: Any, service: str) ->
     names = {g.name for g in backend.collect(query(service, "1.1.0", environment=None)).groups}
     assert "outside" not in names
     assert sum(g.count for g in backend.collect(query(service, "1.1.0")).groups) == 32
+
+
+# The same release, analysed ---------------------------------------------------------------------
+
+#: The new version: appraise 20 ms slower, raising KeyError instead of ValueError, twice the
+#: SELECTs per request; 25 request traces per instance and version.
+BEFORE, AFTER = Variant(traces=25), Variant(traces=25, slow_ms=20, error=KeyError, repeats=6)
+CHANGES = (
+    Change(file="vault/appraisal.py", functions=("vault.appraisal.Appraiser.appraise",)),
+    Change(file="vault/pricing.py", functions=("vault.pricing.quote",)),
+)
+
+
+def verdict(analysis: Analysis, fold: Callable[[str], str], names: set[str]) -> dict[str, Any]:
+    """The verdict and the findings, without example trace ids (which trace is the example
+    is each store's choice); span names inside messages folded like the names themselves."""
+
+    def text(message: str) -> str:
+        for name in sorted(names, key=len, reverse=True):
+            message = message.replace(name, fold(name))
+        return message
+
+    findings = [
+        (
+            f.kind,
+            f.severity,
+            text(f.message),
+            fold(f.span) if f.span else None,
+            (f.function, f.file, f.exception_type, f.statement, f.method, f.state),
+            None if f.p_value is None else round(f.p_value, 9),
+            None if f.q_value is None else round(f.q_value, 9),
+        )
+        for f in analysis.findings
+    ]
+    return {"verdict": analysis.verdict, "findings": findings}
+
+
+def test_same_verdict_and_findings_through_every_backend(make_backend: Maker, service: str) -> None:
+    spans = release_spans(service, "1.0.0", variant=BEFORE)
+    spans += release_spans(service, "1.1.0", variant=AFTER)
+    backend = make_backend(spans)
+    policy = DetectionPolicy()
+
+    got = analyse(
+        backend.collect(query(service, "1.1.0")),
+        backend.collect(query(service, "1.0.0")),
+        changes=CHANGES,
+        policy=policy,
+    )
+    want = analyse(
+        reference(spans, service, "1.1.0"),
+        reference(spans, service, "1.0.0"),
+        changes=CHANGES,
+        policy=policy,
+    )
+
+    names = {g.name for g in reference(spans, service, "1.1.0").groups}
+    assert verdict(got, make_backend.fold, names) == verdict(want, make_backend.fold, names)
+    kinds = {f.kind for f in want.findings}
+    assert {"latency_regression", "new_error_type", "code_reached"} <= kinds, kinds

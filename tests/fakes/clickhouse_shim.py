@@ -16,6 +16,7 @@ current (``Server``, ``Error``, ``ScopeName`` column) or legacy (``SPAN_KIND_SER
 
 from __future__ import annotations
 
+import atexit
 import base64
 import json
 import re
@@ -289,98 +290,17 @@ def _handler(shim: ClickHouseShim) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-# Spans from the real OpenTelemetry SDK ------------------------------------------------------------
+_SHARED: list[ClickHouseShim] = []
 
 
-def sdk_release(
-    *,
-    service: str = "checkout",
-    version: str = "1.4.2",
-    start_ns: int = 1_764_000_000_000_000_000,
-    traces: int = 6,
-    resource: dict[str, Any] | None = None,
-) -> ExportTraceServiceRequest:
-    """A release's traces made by the OpenTelemetry SDK with explicit timestamps.
+def shared_shim() -> ClickHouseShim:
+    """The process's one shim, started on first use and stopped at exit; callers reset it.
 
-    Each trace: a SERVER ``GET /orders/{id}`` span (every third one an error with an exception
-    event), an INTERNAL ``load`` span with new-generation ``code.*`` attributes, three CLIENT
-    ``SELECT`` spans under it with one statement and different literals (an N+1), and an INTERNAL
-    ``render`` span with old-generation ``code.*`` attributes. Traces
-    alternate between two instances and are a second apart.
+    chDB allows one session per process, so every test module that needs ClickHouse (the unit
+    tests, the contract suite) shares this one rather than starting its own.
     """
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    finished = []
-    for instance in ("pod-a", "pod-b"):
-        exporter = InMemorySpanExporter()
-        attributes = {
-            "service.name": service,
-            "service.version": version,
-            "deployment.environment.name": "production",
-            "service.instance.id": instance,
-            **(resource or {}),
-        }
-        provider = TracerProvider(resource=Resource.create(attributes))
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-        tracer = provider.get_tracer("tests.sdk", "1.0")
-        for i in range(traces):
-            if i % 2 == (instance == "pod-b"):
-                _sdk_trace(tracer, start_ns + i * 1_000_000_000, i)
-        provider.shutdown()
-        finished.extend(exporter.get_finished_spans())
-    return encode_spans(finished)
-
-
-def _sdk_trace(tracer: Any, begin: int, i: int) -> None:
-    from opentelemetry import trace
-    from opentelemetry.trace import SpanKind, Status, StatusCode
-
-    ms = 1_000_000
-    server = tracer.start_span(
-        "GET /orders/{id}",
-        kind=SpanKind.SERVER,
-        start_time=begin,
-        attributes={"http.route": "/orders/{id}", "http.request.method": "GET"},
-    )
-    context = trace.set_span_in_context(server)
-    load = tracer.start_span(
-        "load",
-        context=context,
-        start_time=begin + ms,
-        attributes={
-            "code.function.name": "shop.orders.Repository.load",
-            "code.file.path": "shop/orders.py",
-            "code.line.number": 42,
-        },
-    )
-    inner = trace.set_span_in_context(load)
-    for n in range(3):
-        db = tracer.start_span(
-            "SELECT shop.items",
-            kind=SpanKind.CLIENT,
-            context=inner,
-            start_time=begin + (2 + n) * ms,
-            attributes={"db.query.text": f"SELECT * FROM items WHERE id = {i * 10 + n}"},
-        )
-        db.end(end_time=begin + (3 + n) * ms + i * 100_000)
-    load.end(end_time=begin + 6 * ms)
-    render = tracer.start_span(
-        "render",
-        context=context,
-        start_time=begin + 6 * ms,
-        attributes={
-            "code.function": "render",
-            "code.namespace": "shop.views",
-            "code.filepath": "shop/views.py",
-            "code.lineno": 7,
-        },
-    )
-    render.end(end_time=begin + (7 + i) * ms)
-    if i % 3 == 0:
-        server.record_exception(KeyError("order"), timestamp=begin + 7 * ms)
-        server.set_status(Status(StatusCode.ERROR, "order missing"))
-    server.end(end_time=begin + (10 + 3 * i) * ms)
+    if not _SHARED:
+        shim = ClickHouseShim().__enter__()
+        atexit.register(shim.__exit__, None, None, None)
+        _SHARED.append(shim)
+    return _SHARED[0]

@@ -18,8 +18,8 @@ from feedbot.backends.base import TraceBackend
 from feedbot.backends.otlp_file import OtlpFileBackend, read_rows
 from feedbot.errors import BackendResponseError, BackendUnavailable, ConfigError
 from tests.conftest import FIXTURES
-from tests.contract.test_backends import T0, json_line, query, release_spans
 from tests.factories import settings
+from tests.fakes.sdk_spans import T0, json_line, ns, query, release_spans
 
 FIXTURE = FIXTURES / "otlp" / "trace.json"
 
@@ -94,9 +94,17 @@ def test_a_pretty_printed_gzip_document(tmp_path: Path) -> None:
 
 def test_a_malformed_line_names_the_file_and_line(exports: Path) -> None:
     target = exports / "traces-1.jsonl"
+    resource = {
+        "attributes": [
+            {"key": "service.name", "value": {"stringValue": "vault"}},
+            {"key": "service.version", "value": {"stringValue": "1.0.0"}},
+        ]
+    }
+    start = str(ns(T0))
     with target.open("a") as out:
-        bad = [{"traceId": "xyz", "name": "vault", "attributes": [{"key": "1.0.0"}]}]
-        out.write(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": bad}]}]}) + "\n")
+        bad = [{"traceId": "xyz", "name": "work", "startTimeUnixNano": start}]
+        block = {"resource": resource, "scopeSpans": [{"spans": bad}]}
+        out.write(json.dumps({"resourceSpans": [block]}) + "\n")
     with pytest.raises(BackendResponseError) as caught:
         OtlpFileBackend([str(target)]).collect(query("vault", "1.0.0"))
     assert str(caught.value) == (

@@ -16,10 +16,10 @@ from feedbot.backends.aggregate import (
     aggregate,
     group_label,
     matches,
-    normalize_statement,
     to_ns,
 )
 from feedbot.backends.base import CodeSeen, ExceptionSeen, SpanQuery
+from feedbot.backends.semconv import normalize_statement
 from feedbot.store.spans import SpanRow
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)

@@ -23,8 +23,9 @@ from tests.fakes.clickhouse_shim import (
     ClickHouseShim,
     exporter_rows,
     request_from_otlp_json,
-    sdk_release,
+    shared_shim,
 )
+from tests.fakes.sdk_spans import sdk_release
 
 START_NS = 1_764_000_000_000_000_000
 START = datetime.fromtimestamp(START_NS // 10**9, UTC)
@@ -32,9 +33,8 @@ NO_WAIT = RetryPolicy(sleep=lambda _: None)
 
 
 @pytest.fixture(scope="module")
-def shim() -> Iterator[ClickHouseShim]:
-    with ClickHouseShim() as server:
-        yield server
+def shim() -> ClickHouseShim:
+    return shared_shim()
 
 
 @pytest.fixture

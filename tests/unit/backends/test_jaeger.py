@@ -15,7 +15,8 @@ from feedbot.backends.http import RetryPolicy
 from feedbot.backends.jaeger import SEARCH, JaegerBackend, rfc3339
 from feedbot.errors import BackendResponseError, BackendUnavailable
 from tests.conftest import FIXTURES
-from tests.fakes.trace_servers import FakeJaeger, otlp_document, parse_rfc3339, shop_spans
+from tests.fakes.sdk_spans import otlp_document, shop_spans
+from tests.fakes.trace_servers import FakeJaeger, parse_rfc3339
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 QUERY = SpanQuery(

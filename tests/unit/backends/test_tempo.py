@@ -27,7 +27,7 @@ from feedbot.backends.tempo import (
 )
 from feedbot.errors import BackendResponseError, BackendUnavailable
 from tests.conftest import FIXTURES
-from tests.fakes.clickhouse_shim import sdk_release
+from tests.fakes.sdk_spans import sdk_release
 from tests.fakes.tempo_server import TempoServer, parse_selector
 
 START_NS = 1_764_000_000_000_000_000

@@ -16,7 +16,8 @@ from feedbot.backends.http import RetryPolicy
 from feedbot.backends.zipkin import SEARCH, ZipkinBackend, parse_annotation, zipkin_row
 from feedbot.errors import BackendResponseError, BackendUnavailable
 from tests.conftest import FIXTURES
-from tests.fakes.trace_servers import FakeZipkin, shop_spans, zipkin_spans
+from tests.fakes.sdk_spans import shop_spans, zipkin_spans
+from tests.fakes.trace_servers import FakeZipkin
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 QUERY = SpanQuery(
