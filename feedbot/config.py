@@ -90,6 +90,7 @@ class TracesConfig:
     headers: Mapping[str, str] = field(default_factory=dict)
     path: str | None = None
     retention: timedelta = timedelta(days=7)
+    max_spans: int = 10_000_000
     timeout: timedelta = timedelta(seconds=30)
 
 
@@ -482,7 +483,7 @@ def _webhooks(reader: _Reader, raw: Any) -> WebhooksConfig:
 
 
 def _traces(reader: _Reader, raw: Any) -> TracesConfig:
-    keys = ("backend", "url", "ui_url", "headers", "path", "retention", "timeout")
+    keys = ("backend", "url", "ui_url", "headers", "path", "retention", "max_spans", "timeout")
     section = reader.section(raw, "traces", keys)
     backend = reader.string(section, "backend", "traces", "embedded")
     if backend not in BACKENDS:
@@ -501,6 +502,7 @@ def _traces(reader: _Reader, raw: Any) -> TracesConfig:
         headers={str(k): v for k, v in headers.items()},
         path=reader.string(section, "path", "traces"),
         retention=reader.duration(section, "retention", "traces", TracesConfig.retention),
+        max_spans=reader.integer(section, "max_spans", "traces", TracesConfig.max_spans, 1000),
         timeout=reader.duration(section, "timeout", "traces", TracesConfig.timeout),
     )
 

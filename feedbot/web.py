@@ -69,14 +69,18 @@ class Runtime:
         self.prune_spans()
 
     def prune_spans(self) -> int:
-        """Drop embedded spans older than ``traces.retention``, at most every 10 minutes."""
+        """Drop embedded spans past ``traces.retention`` or ``traces.max_spans``, every 10 min."""
         prune = getattr(self.backend, "prune", None)
         now = self.clock.now()
         if prune is None or (self.last_prune and now - self.last_prune < PRUNE_EVERY):
             return 0
         self.last_prune = now
         try:
-            deleted = int(prune(now - self.settings.traces.retention))
+            deleted = int(
+                prune(
+                    now - self.settings.traces.retention, max_spans=self.settings.traces.max_spans
+                )
+            )
         except BackendError as exc:
             log.warning("could not prune old spans: %s", exc)
             return 0

@@ -95,18 +95,35 @@ class EmbeddedBackend:
             raise BackendUnavailable(f"embedded: could not read spans of {query}: {exc}") from exc
         return aggregator.result()
 
-    def prune(self, older_than: datetime) -> int:
-        """Delete spans received before ``older_than``; returns how many were deleted.
+    def prune(self, older_than: datetime, *, max_spans: int | None = None) -> int:
+        """Delete spans received before ``older_than``, then the oldest beyond ``max_spans``.
+
+        Returns:
+            How many spans were deleted.
 
         Raises:
             BackendUnavailable: the database refused the delete.
         """
         try:
             with self._sessions.begin() as session:
-                result = session.execute(delete(Span).where(Span.received_at < older_than))
+                deleted = _rowcount(
+                    session.execute(delete(Span).where(Span.received_at < older_than))
+                )
+                if max_spans is not None:
+                    # Ids grow with arrival: the row max_spans places below the newest is the
+                    # newest one to drop.
+                    cut = session.scalar(
+                        select(Span.id).order_by(Span.id.desc()).offset(max_spans).limit(1)
+                    )
+                    if cut is not None:
+                        deleted += _rowcount(session.execute(delete(Span).where(Span.id <= cut)))
         except SQLAlchemyError as exc:
             raise BackendUnavailable(f"embedded: could not prune spans: {exc}") from exc
-        return int(getattr(result, "rowcount", 0))
+        return deleted
+
+
+def _rowcount(result: object) -> int:
+    return int(getattr(result, "rowcount", 0))
 
 
 def _filters(query: SpanQuery) -> list[ColumnElement[bool]]:

@@ -565,3 +565,41 @@ def test_spans_older_than_the_retention_are_pruned_by_the_ticker(fresh_database_
         assert runtime.prune_spans() == 0  # pruned at most every 10 minutes
     finally:
         runtime.engine.dispose()
+
+
+def test_the_embedded_store_keeps_at_most_max_spans_dropping_the_oldest(
+    fresh_database_url: str,
+) -> None:
+    from datetime import UTC, datetime
+
+    from feedbot.backends.base import SpanQuery
+    from tests.factories import otlp_spans
+
+    settings = settings_from_mapping(
+        {"database_url": fresh_database_url, "traces": {"max_spans": 1000}}, {}
+    )
+    now = datetime.now(UTC)
+    runtime = build_runtime(settings, clock=FixedClock(now))
+    try:
+        with AppServer(create_app(runtime)) as server:
+            for version, count in (("old", 600), ("new", 700)):
+                body = otlp_spans(
+                    service="vault", version=version, start=now, spans=[("/v", 5.0, False)] * count
+                )
+                answer = httpx.post(
+                    f"{server.url}/v1/traces",
+                    content=body,
+                    headers={"Content-Type": "application/x-protobuf"},
+                )
+                assert answer.status_code == 200
+        assert runtime.prune_spans() == 300  # 1,300 stored, 1,000 kept
+
+        def stored(version: str) -> int:
+            query = SpanQuery(
+                service="vault", version=version, start=now, end=now + timedelta(hours=2)
+            )
+            return sum(g.count for g in runtime.backend.collect(query).groups)
+
+        assert (stored("old"), stored("new")) == (300, 700)  # the oldest went first
+    finally:
+        runtime.engine.dispose()
