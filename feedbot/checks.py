@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from feedbot import failpoints
 from feedbot.analysis.compare import Analysis, analyse
-from feedbot.analysis.policy import DetectionPolicy
+from feedbot.analysis.policy import DetectionPolicy, with_overrides
 from feedbot.analysis.report import ReportContext, to_json, to_text
 from feedbot.backends.base import SpanQuery, TraceBackend
 from feedbot.clock import Clock
@@ -154,13 +154,18 @@ class CheckRunner:
             cand,
             base,
             changes=plan.changes,
-            policy=self._policy,
+            policy=self._policy_for(plan.context.service),
             look=plan.look,
             looks=plan.looks,
             held=plan.held,
         )
         context = replace(ctx, notes=(f"traces from the {self._backend.name} backend", *cand.notes))
         return Finished(analysis, to_json(analysis, context), to_text(analysis, context))
+
+    def _policy_for(self, service: str) -> DetectionPolicy:
+        """The detection policy, with ``services.<service>.detectors`` applied."""
+        conf = self._settings.services.get(service)
+        return with_overrides(self._policy, conf.detectors) if conf else self._policy
 
     @staticmethod
     def _query(

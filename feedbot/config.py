@@ -116,6 +116,8 @@ class ServiceConfig:
     environment: str | None = None
     #: Post confirmed regressions and new error types to ``channel`` too.
     broadcast: bool = True
+    #: Per-detector thresholds and off switches: ``{detector: {setting: value}}``.
+    detectors: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -538,7 +540,9 @@ def _checks(reader: _Reader, raw: Any) -> ChecksConfig:
 
 def _service_builder(reader: _Reader) -> Callable[[Any, str], ServiceConfig]:
     def build(raw: Any, path: str) -> ServiceConfig:
-        section = reader.section(raw, path, ("channel", "owners", "environment", "broadcast"))
+        section = reader.section(
+            raw, path, ("channel", "owners", "environment", "broadcast", "detectors")
+        )
         broadcast = section.get("broadcast", True)
         if not isinstance(broadcast, bool):
             reader.problem(
@@ -550,9 +554,27 @@ def _service_builder(reader: _Reader) -> Callable[[Any, str], ServiceConfig]:
             owners=reader.strings(section, "owners", path),
             environment=reader.string(section, "environment", path),
             broadcast=broadcast,
+            detectors=_detectors(reader, section.get("detectors"), _join(path, "detectors")),
         )
 
     return build
+
+
+def _detectors(reader: _Reader, raw: Any, path: str) -> dict[str, dict[str, Any]]:
+    """Validate per-detector overrides against the analysis policy's own fields."""
+    # The policy is pure data (no I/O); it is the one place that knows each detector's
+    # settings, so the config asks it rather than keeping a second list.
+    from feedbot.analysis.policy import override_problems
+
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        reader.problem(path, f"expected a mapping of detectors, got {_kind(raw)}")
+        return {}
+    problems = override_problems(raw)
+    for problem in problems:
+        reader.problem(f"{path}.{problem.split(': ', 1)[0]}", problem.split(": ", 1)[1])
+    return {} if problems else {str(k): dict(v) for k, v in raw.items()}
 
 
 def _feature_builder(reader: _Reader) -> Callable[[Any, str], FeatureConfig]:

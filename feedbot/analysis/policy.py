@@ -2,12 +2,16 @@
 
 Section numbers (§) refer to shared/reference/detection-methods.md; the N+1 thresholds come from
 shared/reference/anchors.md (Sentry's N+1 DB detector). ``DetectionPolicy()`` is the proposed
-default of §9; config.py may build another one. Nothing here does I/O.
+default of §9; ``services.<name>.detectors`` in the config overrides it per service
+(:func:`with_overrides`). Nothing here does I/O.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 from feedbot.analysis.stats_multi import bonferroni
 
@@ -187,3 +191,65 @@ class DetectionPolicy:
     n_plus_one: NPlusOnePolicy = field(default_factory=NPlusOnePolicy)
     power: float = 0.80
     warmup_minutes: float = 5.0
+
+
+#: Config names of the detectors (``services.<name>.detectors.<detector>``) → policy fields.
+DETECTORS = {
+    "latency": "latency",
+    "tail": "tail",
+    "errors": "errors",
+    "new_error_types": "new_types",
+    "code_reach": "reach",
+    "n_plus_one": "n_plus_one",
+    "host_guard": "host_guard",
+}
+
+
+def override_problems(overrides: Mapping[str, Any]) -> list[str]:
+    """What is wrong with per-detector overrides, as ``detector.field: problem`` lines.
+
+    Args:
+        overrides: ``{detector: {field: value}}`` as written in the config.
+    """
+    problems = []
+    for detector, values in overrides.items():
+        if detector not in DETECTORS:
+            hint = difflib.get_close_matches(str(detector), list(DETECTORS), n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            problems.append(f"{detector}: unknown detector{extra}")
+            continue
+        if not isinstance(values, Mapping):
+            problems.append(f"{detector}: expected a mapping of settings")
+            continue
+        section = getattr(DetectionPolicy(), DETECTORS[detector])
+        problems += [f"{detector}.{p}" for p in _field_problems(section, values)]
+    return problems
+
+
+def with_overrides(base: DetectionPolicy, overrides: Mapping[str, Any]) -> DetectionPolicy:
+    """``base`` with the per-detector values of ``overrides`` (validated by the config)."""
+    changed = {
+        DETECTORS[name]: replace(getattr(base, DETECTORS[name]), **dict(values))
+        for name, values in overrides.items()
+    }
+    return replace(base, **changed)
+
+
+def _field_problems(section: object, values: Mapping[str, Any]) -> list[str]:
+    kinds = {f.name: type(getattr(section, f.name)) for f in fields(section)}  # type: ignore[arg-type]
+    problems = []
+    for key, value in values.items():
+        kind = kinds.get(key)
+        if kind is None:
+            hint = difflib.get_close_matches(str(key), list(kinds), n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            problems.append(f"{key}: unknown setting{extra}")
+        elif kind is bool and not isinstance(value, bool):
+            problems.append(f"{key}: expected true or false")
+        elif kind is not bool and (isinstance(value, bool) or not isinstance(value, int | float)):
+            problems.append(f"{key}: expected a number")
+        elif kind is int and not isinstance(value, int):
+            problems.append(f"{key}: expected a whole number")
+        elif kind is not bool and value < 0:
+            problems.append(f"{key}: must not be negative")
+    return problems

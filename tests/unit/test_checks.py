@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import numpy as np
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -15,7 +17,7 @@ from feedbot.errors import BackendUnavailable
 from feedbot.releases.service import register_release
 from feedbot.store import queries
 from feedbot.store.models import Check, Delivery
-from tests.factories import DEPLOYED, event, settings
+from tests.factories import DEPLOYED, event, otlp_spans, settings
 
 
 class DownBackend:
@@ -146,3 +148,34 @@ def test_a_replica_that_lost_its_lease_does_not_record(
     db_session.expire_all()
     assert db_session.get(Check, check_id).state == "running"  # type: ignore[union-attr]
     assert db_session.scalars(select(Delivery).where(Delivery.kind == "reply")).first() is None
+
+
+@pytest.mark.parametrize("latency_on", [True, False])
+def test_a_detector_switched_off_for_the_service_reports_nothing(
+    db_sessions: sessionmaker[Session], db_session: Session, latency_on: bool
+) -> None:
+    rng = np.random.default_rng(3)
+    backend = EmbeddedBackend(db_sessions)
+    register(db_sessions, version="1.4.1", commit="a", deployed_at=DEPLOYED - timedelta(days=1))
+    register(db_sessions, version="1.4.2", commit="b")
+    for version, start, median in (
+        ("1.4.1", DEPLOYED - timedelta(hours=2), 20.0),
+        ("1.4.2", DEPLOYED + timedelta(minutes=1), 30.0),  # +50%
+    ):
+        spans = [("/vaults", float(median * rng.lognormal(0, 0.2)), False) for _ in range(300)]
+        body = otlp_spans(service="vault-service", version=version, start=start, spans=spans)
+        backend.ingest(body, "application/x-protobuf", None)
+    switch = {"enabled": latency_on}
+    conf = settings(
+        checks={"after": ["15m", "1h"]},
+        services={"vault-service": {"detectors": {"latency": switch, "tail": switch}}},
+    )
+    clock = FixedClock(DEPLOYED + timedelta(minutes=15))
+    run = CheckRunner(
+        sessions=db_sessions, backend=backend, settings=conf, clock=clock, worker="w1"
+    )
+    assert run.run_due() == 1
+    db_session.expire_all()
+    check = db_session.scalars(select(Check).where(Check.state == "done")).one()
+    kinds = {f["kind"] for f in check.result["report"]["findings"]}  # type: ignore[index]
+    assert ("latency_regression" in kinds) is latency_on

@@ -163,3 +163,36 @@ def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(bad, {})
     assert "not valid YAML at line" in info.value.problems[0]
+
+
+def test_detectors_can_be_tuned_and_switched_off_per_service() -> None:
+    s = settings_from_mapping(
+        {"services": {"vault": {"detectors": {"latency": {"enabled": False, "ratio_floor": 1.3}}}}},
+        {},
+    )
+    assert s.services["vault"].detectors == {"latency": {"enabled": False, "ratio_floor": 1.3}}
+
+
+def test_bad_detector_settings_name_the_key() -> None:
+    found = problems(
+        {
+            "services": {
+                "vault": {
+                    "detectors": {
+                        "latncy": {},
+                        "n_plus_one": {"min_repeat": 3, "min_total_ms": "fast"},
+                        "errors": {"enabled": "no"},
+                        "code_reach": {"min_requests": 2.5},
+                    }
+                }
+            }
+        }
+    )
+    assert sorted(found) == [
+        "services.vault.detectors.code_reach.min_requests: expected a whole number",
+        "services.vault.detectors.errors.enabled: expected true or false",
+        "services.vault.detectors.latncy: unknown detector (did you mean 'latency'?)",
+        "services.vault.detectors.n_plus_one.min_repeat: unknown setting "
+        "(did you mean 'min_repeats'?)",
+        "services.vault.detectors.n_plus_one.min_total_ms: expected a number",
+    ]
