@@ -304,14 +304,16 @@ class CheckRunner:
         finished = [c for c in checks if c.state == "done" and c.result]
         verdict = finished[-1].result["report"].get("verdict") if finished else None  # type: ignore[index]
         status = text.status_line(verdict, done, len(checks), failed)
-        parent = text.release_parent(release, [timedelta(seconds=c.offset_seconds) for c in checks])
+        offsets = [timedelta(seconds=c.offset_seconds) for c in checks]
+        parent = text.release_parent(release, offsets)
         enqueue(
             session,
             key=f"release:{release.id}:status:{check.id}",
             kind="status",
             recipient=release.owner or "console",
             text=f"{parent}\n{status}",
-            blocks=blocks.release_parent(parent, status).blocks,
+            # The same blocks as the first DM, links included, with the new status line.
+            blocks=blocks.release_announcement(release, offsets, status=status).blocks,
             now=now,
             release=release,
             check_id=check.id,

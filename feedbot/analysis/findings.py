@@ -29,6 +29,8 @@ Severity = Literal["high", "medium", "low", "info"]
 #: suspected findings are shown as "watching"; only confirmed ones make the verdict.
 State = Literal["suspected", "confirmed"]
 Direction = Literal["regressed", "improved"]
+#: Callers kept per group summary (the busiest ones).
+TOP_CALLERS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +135,9 @@ class GroupSummary:
         p95_ms: 95th percentile.
         p99_ms: 99th percentile.
         instances: Distinct instances that served it (0 when spans did not say).
+        callers: Its busiest callers, from parent spans: (caller group, spans), most first, at
+            most :data:`TOP_CALLERS`; ``"(root)"`` for root spans, ``"(remote)"`` for parents
+            in another service.
     """
 
     count: int
@@ -141,6 +146,7 @@ class GroupSummary:
     p95_ms: float | None
     p99_ms: float | None
     instances: int = 0
+    callers: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ import numpy as np
 from feedbot.analysis import detectors, stats
 from feedbot.analysis.detectors import Candidate, HostSpread, Pair
 from feedbot.analysis.findings import (
+    TOP_CALLERS,
     Effect,
     Finding,
     GroupComparison,
@@ -201,12 +202,19 @@ def median_ms(group: SpanGroupStats) -> float | None:
 
 
 def group_summary(group: SpanGroupStats) -> GroupSummary:
+    """One version's numbers of a group: spans, errors, p50/p95/p99, instances, top callers."""
+    callers = top_callers(group.callers)
+    instances = detectors.instance_count(group)
     if group.durations_ms.size == 0:
-        return GroupSummary(
-            group.count, group.errors, None, None, None, detectors.instance_count(group)
-        )
+        return GroupSummary(group.count, group.errors, None, None, None, instances, callers)
     p50, p95, p99 = (float(v) for v in np.quantile(group.durations_ms, (0.5, 0.95, 0.99)))
-    return GroupSummary(group.count, group.errors, p50, p95, p99, detectors.instance_count(group))
+    return GroupSummary(group.count, group.errors, p50, p95, p99, instances, callers)
+
+
+def top_callers(callers: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int], ...]:
+    """The :data:`~feedbot.analysis.findings.TOP_CALLERS` busiest callers, most spans first."""
+    ranked = sorted((c for c in callers if c[1] > 0), key=lambda c: (-c[1], c[0]))
+    return tuple(ranked[:TOP_CALLERS])
 
 
 def host_spread(pairs: list[Pair], policy: DetectionPolicy) -> HostSpread:

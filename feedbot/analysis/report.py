@@ -67,7 +67,9 @@ def to_json(analysis: Analysis, context: ReportContext) -> dict[str, Any]:
 
     Returns:
         service, version, baseline_version, environment, window {candidate, baseline}, verdict,
-        groups, findings, and notes (how the inputs and the verdict were reached).
+        groups, findings, and notes (how the inputs and the verdict were reached). Each
+        group's ``baseline``/``candidate`` also carries ``callers`` (an addition to the
+        contract): ``[{"span": caller group, "count": spans}, ...]``, busiest first, at most 5.
     """
     return {
         "service": context.service,
@@ -100,9 +102,12 @@ def _window(window: tuple[datetime, datetime] | None) -> dict[str, str] | None:
 
 
 def _group(summary: GroupSummary | None) -> dict[str, Any] | None:
+    """A version's group numbers (the contract's), plus ``callers``: its busiest parent groups."""
     if summary is None:
         return None
-    return {key: _number(getattr(summary, key)) for key in GROUP_FIELDS}
+    out: dict[str, Any] = {key: _number(getattr(summary, key)) for key in GROUP_FIELDS}
+    out["callers"] = [{"span": span, "count": count} for span, count in summary.callers]
+    return out
 
 
 def _number(value: float | int | None) -> float | int | None:

@@ -1,7 +1,8 @@
 """The ``/feedback`` answer in Block Kit, from a stored report (pure: no I/O).
 
-What a developer wants before touching the code: how much traffic it gets, its p50/p95/p99 and
-error rate (baseline → now), the findings still open on it, and what the last releases did.
+What a developer wants before touching the code: how much traffic it gets and from whom (the
+calling operations, from parent spans), its p50/p95/p99 and error rate (baseline → now), the
+findings still open on it, and what the last releases did.
 A feature narrows the report to its span groups (``features.<name>.spans``, globs allowed) and
 to findings about its code (``features.<name>.code``: module or path prefixes).
 """
@@ -28,6 +29,8 @@ from feedbot.digest.blocks import (
 from feedbot.digest.text import VERDICT_WORDS
 
 TOP_GROUPS = 8
+#: Characters of a caller's name shown in the answer.
+MAX_CALLER = 80
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,9 @@ def feedback(
     findings = [f for f in report["findings"] if finding_key(f) not in view.acknowledged]
     head, verdict, title = _head(view, report, feature_name)
     blocks = [section(head), context(samples_line(report))]
-    blocks.append(section("*Traffic and latency* (baseline → now)\n" + groups_text(report)))
+    blocks.append(
+        section("*Traffic, callers and latency* (baseline → now)\n" + groups_text(report))
+    )
     if findings:
         lines = [finding_line(f, report, ui_url) for f in findings]
         blocks.append(section("*Open findings*\n" + "\n".join(lines)))
@@ -134,10 +139,28 @@ def groups_text(report: Mapping[str, Any]) -> str:
 
 def _group_line(group: Mapping[str, Any]) -> str:
     base, new = group.get("baseline") or {}, group.get("candidate") or {}
-    return (
+    line = (
         f"• `{escape(str(group['span']))}`: {_n(base)} → {_n(new)} spans · "
         f"p50/p95/p99 {_pcts(base)} → {_pcts(new)} ms · errors {_rate(base)} → {_rate(new)}"
     )
+    callers = callers_text(group)
+    return f"{line}\n    {callers}" if callers else line
+
+
+def callers_text(group: Mapping[str, Any]) -> str:
+    """Who calls a group, from parent spans: ``called by GET /vaults/{id} (812), (remote) (40)``.
+
+    The new version's callers, else the baseline's (a group that is gone); empty when the report
+    has none (reports stored before callers were recorded).
+    """
+    for side, when in (("candidate", ""), ("baseline", " (baseline)")):
+        callers = (group.get(side) or {}).get("callers") or []
+        if callers:
+            named = ", ".join(
+                f"{escape(str(c['span'])[:MAX_CALLER])} ({int(c['count'])})" for c in callers
+            )
+            return f"called by {named}{when}"
+    return ""
 
 
 def _n(side: Mapping[str, Any]) -> str:

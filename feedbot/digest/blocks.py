@@ -9,17 +9,26 @@ limits (:func:`fit`) and every piece of user or trace text is mrkdwn-escaped (:f
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from feedbot.digest.text import VERDICT_WORDS
+from feedbot.config import format_duration
+from feedbot.digest.text import VERDICT_WORDS, release_title, status_line
+from feedbot.digest.text import release_parent as parent_text
+from feedbot.store.models import Release
 
 Block = dict[str, Any]
 MAX_BLOCKS = 50
 MAX_SECTION = 3000
 MAX_BUTTON_VALUE = 2000
+MAX_URL = 2000
+MAX_LABEL = 80
+_GITHUB_REPO = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*)/[A-Za-z0-9._-]+$")
+_SHA = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_SAFE_URL = re.compile(r"^https?://[^\s<>|]+$")
 #: Finding kinds that may be acknowledged ("expected") and, once confirmed, broadcast.
 ALARMS = frozenset({"latency_regression", "error_rate_increase", "new_error_type"})
 _SECTIONS = (
@@ -276,12 +285,68 @@ def _ms(value: float | None) -> str:
     return "–" if value is None else f"{value:.1f}"
 
 
-def release_parent(parent_text: str, status: str) -> Rendered:
-    """The thread head kept current: what shipped (escaped), then the one-line status."""
-    lines = parent_text.split("\n")
-    head, rest = escape(lines[0]), [escape(line) for line in lines[1:]]
-    blocks = [section(f"*{head}*" + ("\n" + "\n".join(rest) if rest else "")), context(status)]
-    return Rendered(text=f"{parent_text}\n{status}", blocks=tuple(blocks))
+def release_announcement(
+    release: Release, offsets: Sequence[timedelta], status: str | None = None
+) -> Rendered:
+    """The thread head with links: what shipped, when feedbot checks in, and the status line.
+
+    A section, then the status in a context line: status updates keep the section and change
+    only the context line (through ``chat.update``). The text fallback is
+    :func:`feedbot.digest.text.release_parent`.
+
+    Args:
+        release: The release.
+        offsets: When its checks run, after the deploy.
+        status: The status line; by default the first one (watching, no check done yet).
+
+    Returns:
+        The plain text and the Block Kit blocks.
+    """
+    status = status or status_line(None, 0, len(offsets))
+    lines = [f"*{escape(_shipped(release))}*"]
+    if release.title:
+        lines.append(f"“{escape(release.title)}”")
+    refs = [ref for ref in (_commit_ref(release), _url_ref(release.url)) if ref]
+    if refs:
+        lines.append(" · ".join(refs))
+    checks = ", ".join(f"+{format_duration(o)}" for o in sorted(offsets))
+    lines.append(f"I'll look at its traces at {checks} and reply in this thread.")
+    blocks = (section("\n".join(lines)), context(status))
+    return Rendered(text=parent_text(release, offsets), blocks=blocks)
+
+
+def _shipped(release: Release) -> str:
+    """``🚀 vault-service 1.4.2 → production, shipped by Bill`` (and ``(rollback)``)."""
+    who = release.author_name or release.author_github or release.author_email or "someone"
+    rollback = " (rollback)" if release.is_rollback else ""
+    return f"🚀 {release_title(release)}, shipped by {who}{rollback}"
+
+
+def commit_url(release: Release) -> str | None:
+    """``https://github.com/{owner/name}/commit/{sha}`` when the repository looks like GitHub's."""
+    if not release.commit or not release.repository or release.source == "gitlab":
+        return None
+    if not _GITHUB_REPO.match(release.repository) or not _SHA.match(release.commit):
+        return None
+    return f"https://github.com/{release.repository}/commit/{release.commit}"
+
+
+def _commit_ref(release: Release) -> str:
+    if not release.commit:
+        return ""
+    short = escape(release.commit[:12])
+    url = commit_url(release)
+    return f"commit <{url}|{short}>" if url else f"commit `{short}`"
+
+
+def _url_ref(url: str | None) -> str:
+    """A link to the release's URL; plain (escaped) text when it is not a safe http(s) URL."""
+    if not url:
+        return ""
+    if not _SAFE_URL.match(url) or len(url) > MAX_URL:
+        return escape(url[:MAX_URL])
+    label = escape(url if len(url) <= MAX_LABEL else url[: MAX_LABEL - 1] + "…")
+    return f"<{escape(url)}|{label}>"
 
 
 def broadcast(report: Mapping[str, Any], options: ReplyOptions, *, owner: str | None) -> Rendered:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from feedbot import failpoints
 from feedbot.config import Settings
-from feedbot.digest import text
+from feedbot.digest import blocks, text
 from feedbot.notify.outbox import enqueue
 from feedbot.releases.event import ReleaseEvent
 from feedbot.releases.owners import plan_owner
@@ -130,12 +130,14 @@ def _new_release(
     ]
     _remember_delivery(session, event, release, now)
     _supersede_older(session, release, now)
+    parent = blocks.release_announcement(release, settings.checks.after)
     enqueue(
         session,
         key=f"release:{release.id}:parent",
         kind="parent",
         recipient=release.owner or "console",
-        text=text.release_parent(release, settings.checks.after),
+        text=parent.text,
+        blocks=parent.blocks,
         now=now,
         release=release,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,13 +15,17 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import select
 
+from feedbot.analysis.compare import analyse
+from feedbot.analysis.policy import DetectionPolicy
 from feedbot.analysis.report import to_json
+from feedbot.backends.otlp_file import OtlpFileBackend
 from feedbot.clock import FixedClock
 from feedbot.config import settings_from_mapping
 from feedbot.releases.service import register_release
 from feedbot.store.models import Acknowledgement, Check, Mute
 from feedbot.web import Runtime, build_runtime, create_app
 from tests.factories import DEPLOYED, event
+from tests.fakes.sdk_spans import json_line, query, release_spans
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.servers import AppServer
 from tests.unit.analysis.test_report import CONTEXT, _analysis
@@ -128,6 +133,26 @@ def test_feedback_feature_narrows_to_its_spans_and_share_posts_in_channel(
     body = valid(answer["blocks"])
     assert "*appraisal (vault-service)*" in body and "GET /r1" in body
     assert "GET /r0" not in body and "KeyError" not in body  # other groups and findings
+
+
+def test_feedback_says_who_calls_each_group_from_the_parents_of_sdk_spans(
+    client: httpx.Client, slack_api: FakeSlackAPI, runtime: Runtime, tmp_path: Path
+) -> None:
+    """Spans from the OpenTelemetry SDK → a backend → the analysis → the stored report → Slack."""
+    export = tmp_path / "traces.jsonl"
+    lines = (json_line(release_spans("vault-service", v)) for v in ("1.4.1", "1.4.2"))
+    export.write_text("\n".join(lines) + "\n")
+    backend = OtlpFileBackend([str(export)])
+    new, old = (backend.collect(query("vault-service", v)) for v in ("1.4.2", "1.4.1"))
+    report = to_json(analyse(new, old, changes=(), policy=DetectionPolicy()), CONTEXT)
+    with runtime.sessions() as session:
+        session.scalars(select(Check)).one().result = {"report": report}
+        session.commit()
+    body = valid(command(client, slack_api, "vault-service")["blocks"])
+    assert "`SELECT items`: 18 → 18 spans" in body
+    assert "called by GET /orders/{id} (18)" in body  # a parent in the same trace and service
+    assert "called by (remote) (2)" in body  # the consumer span's parent is in another service
+    assert "called by (root) (6)" in body  # the requests themselves have no parent
 
 
 @pytest.mark.parametrize(

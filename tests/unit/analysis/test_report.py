@@ -12,7 +12,7 @@ from feedbot.analysis.compare import analyse
 from feedbot.analysis.policy import DetectionPolicy
 from feedbot.analysis.report import ReportContext, to_json, to_text
 from feedbot.backends.base import ExceptionSeen
-from tests.unit.analysis.synth import release, routes
+from tests.unit.analysis.synth import Group, release, routes
 
 TOP = {
     "service",
@@ -76,7 +76,8 @@ def test_json_has_exactly_the_contract_keys() -> None:
     for group in doc["groups"]:
         assert set(group) == {"span", "kind", "baseline", "candidate"}
         for side in ("baseline", "candidate"):
-            assert set(group[side]) == {"count", "errors", "p50_ms", "p95_ms", "p99_ms"}
+            # The contract's numbers, plus callers (an addition: keys only ever get added).
+            assert set(group[side]) == {"count", "errors", "p50_ms", "p95_ms", "p99_ms", "callers"}
     kinds = set()
     for finding in doc["findings"]:
         assert {"kind", "severity", "message", "state"} <= set(finding)
@@ -96,6 +97,25 @@ def test_json_latency_finding_carries_samples_effect_p_and_q() -> None:
     (new_type,) = [f for f in doc["findings"] if f["kind"] == "new_error_type"]
     assert new_type["example_trace_ids"] == ["ef" * 16]
     assert "p_value" in new_type  # its own (failed) test is shown with the fact
+
+
+def test_json_groups_carry_their_busiest_callers_from_parent_spans() -> None:
+    rng = np.random.default_rng(3)
+    seen = tuple((f"GET /c{i}", 10 * i) for i in range(7)) + (("(remote)", 40), ("(root)", 0))
+    base = release(rng, [Group("SELECT vaults", 200, callers=(("GET /vaults/{id}", 150),))])
+    cand = release(rng, [Group("SELECT vaults", 200, callers=seen)])
+    doc = to_json(analyse(cand, base, changes=(), policy=DetectionPolicy()), CONTEXT)
+    (group,) = doc["groups"]
+    assert group["candidate"]["callers"] == [
+        {"span": "GET /c6", "count": 60},
+        {"span": "GET /c5", "count": 50},
+        {"span": "(remote)", "count": 40},
+        {"span": "GET /c4", "count": 40},
+        {"span": "GET /c3", "count": 30},
+    ]  # the five busiest, most spans first; callers that never called are left out
+    assert group["baseline"]["callers"] == [{"span": "GET /vaults/{id}", "count": 150}]
+    assert group["baseline"]["count"] == 200  # the contract's numbers are unchanged
+    json.dumps(doc, allow_nan=False)
 
 
 def test_json_of_a_release_that_never_ran() -> None:

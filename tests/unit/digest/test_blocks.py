@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from slack_sdk.models.blocks import Block
 
 from feedbot.analysis.report import to_json
-from feedbot.digest import blocks
+from feedbot.digest import blocks, text
 from feedbot.digest.blocks import ReplyOptions, check_reply, escape, finding_key, fit, trace_url
+from feedbot.store.models import Release
 from tests.unit.analysis.test_report import CONTEXT, _analysis
 
 UI = "https://jaeger.acme.example"
@@ -155,11 +157,67 @@ def test_fit_keeps_short_messages_and_trace_urls_take_a_template() -> None:
     assert escape("a<b>&c") == "a&lt;b&gt;&amp;c"
 
 
-def test_parent_blocks_carry_the_status_line() -> None:
-    out = blocks.release_parent(
-        "🚀 svc 1.2 → prod, shipped by <Bill>\n“Fix”", "Status: 👀 watching"
-    )
+OFFSETS = [timedelta(minutes=15), timedelta(hours=1)]
+
+
+def shipped(**over: Any) -> Release:
+    values: dict[str, Any] = {
+        "service": "vault-service",
+        "version": "1.4.2",
+        "environment": "production",
+        "commit": "c0ffee1234567890",
+        "repository": "acme/vault",
+        "title": "Cache <vault> appraisals",
+        "url": "https://ci.acme.example/runs/7?x=1&y=2",
+        "author_name": "Bill",
+        "source": "generic",
+        "is_rollback": False,
+    }
+    return Release(**{**values, **over})
+
+
+def test_first_parent_says_what_shipped_with_links_and_when_feedbot_checks_in() -> None:
+    release = shipped()
+    out = blocks.release_announcement(release, OFFSETS)
     validate(out.blocks)
-    assert out.blocks[0]["text"]["text"].startswith("*🚀 svc 1.2 → prod, shipped by &lt;Bill&gt;*")
-    assert out.blocks[1]["elements"][0]["text"] == "Status: 👀 watching"
-    assert out.text.endswith("Status: 👀 watching")
+    head = out.blocks[0]["text"]["text"]
+    assert head.startswith("*🚀 vault-service 1.4.2 → production, shipped by Bill*\n")
+    assert "“Cache &lt;vault&gt; appraisals”" in head
+    assert "commit <https://github.com/acme/vault/commit/c0ffee1234567890|c0ffee123456>" in head
+    assert "<https://ci.acme.example/runs/7?x=1&amp;y=2|https://ci.acme.example/runs/7" in head
+    assert head.endswith("I'll look at its traces at +15m, +1h and reply in this thread.")
+    # The status updates that replace it keep the head and change the last block only.
+    assert out.blocks[1] == blocks.context("Status: 👀 watching (watching: 0 of 2 checks done)")
+    assert out.text == text.release_parent(release, OFFSETS)  # the plain fallback
+    later = blocks.release_announcement(release, OFFSETS, status="Status: ✅ looks fine")
+    assert later.blocks[0] == out.blocks[0] and later.blocks[1] == blocks.context(
+        "Status: ✅ looks fine"
+    )
+
+
+@pytest.mark.parametrize(
+    ("over", "commit", "absent"),
+    [
+        ({"source": "gitlab", "repository": "group/vault"}, "commit `c0ffee123456`", "github"),
+        ({"repository": "group/sub/vault"}, "commit `c0ffee123456`", "github"),
+        ({"repository": None}, "commit `c0ffee123456`", "github"),
+        ({"commit": "", "url": None}, "", "commit"),
+        ({"url": "javascript:alert(1)|x>"}, "javascript:alert(1)|x&gt;", "<javascript"),
+    ],
+)
+def test_commit_links_only_to_github_repositories_and_urls_only_when_safe(
+    over: dict[str, Any], commit: str, absent: str
+) -> None:
+    out = blocks.release_announcement(shipped(**over), OFFSETS)
+    validate(out.blocks)
+    head = out.blocks[0]["text"]["text"]
+    assert commit in head and absent not in head
+
+
+def test_a_rollback_by_an_unnamed_author_says_so() -> None:
+    release = shipped(is_rollback=True, author_name=None, author_github="bill-gh", title=None)
+    out = blocks.release_announcement(release, OFFSETS[:1])
+    validate(out.blocks)
+    head = out.blocks[0]["text"]["text"]
+    assert head.startswith("*🚀 vault-service 1.4.2 → production, shipped by bill-gh (rollback)*")
+    assert "“" not in head and "at +15m and reply" in head

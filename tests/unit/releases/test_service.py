@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
+from slack_sdk.models.blocks import Block
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -37,6 +39,23 @@ def test_registration_stores_release_changes_checks_and_the_parent_message(
     assert parent.kind == "parent" and parent.recipient == "U123"
     assert "vault-service 1.4.2 → production" in parent.text
     assert "+15m, +1h, +4h, +1d" in parent.text
+    # Block Kit too, with the plain text as the fallback.
+    for raw in parent.blocks:
+        Block.parse(raw).validate_json()  # type: ignore[union-attr]
+    head = parent.blocks[0]["text"]["text"]
+    assert head.startswith("*🚀 vault-service 1.4.2 → production, shipped by Bill*")
+    assert "commit `c0ffee1`" in head and "“Cache vault appraisals”" in head
+    assert "Status: 👀 watching (watching: 0 of 4 checks done)" in json.dumps(
+        parent.blocks, ensure_ascii=False
+    )
+
+
+def test_the_parent_links_the_commit_on_github(db_session: Session) -> None:
+    repo = event(repository="acme/vault", url="https://github.com/acme/vault/pull/9")
+    register_release(db_session, repo, settings=settings(), now=NOW)
+    head = db_session.scalars(select(Delivery)).one().blocks[0]["text"]["text"]
+    assert "commit <https://github.com/acme/vault/commit/c0ffee1|c0ffee1>" in head
+    assert "<https://github.com/acme/vault/pull/9|https://github.com/acme/vault/pull/9>" in head
 
 
 def test_same_release_twice_is_one_release(db_session: Session) -> None:

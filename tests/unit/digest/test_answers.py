@@ -1,0 +1,71 @@
+"""The ``/feedback`` answer from a stored report: traffic, callers, latency, findings, history."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from feedbot.digest import answers
+from feedbot.digest.answers import View, callers_text
+from tests.unit.digest.test_blocks import validate
+
+DEPLOYED = datetime(2026, 11, 24, 10, tzinfo=UTC)
+
+
+def side(count: int, callers: list[tuple[str, int]] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"count": count, "errors": 0, "p50_ms": 5.0, "p95_ms": 9.0}
+    out["p99_ms"] = 12.0
+    if callers is not None:
+        out["callers"] = [{"span": span, "count": n} for span, n in callers]
+    return out
+
+
+def report(groups: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "service": "vault-service",
+        "version": "1.4.2",
+        "baseline_version": "1.4.1",
+        "environment": "production",
+        "window": {"candidate": None, "baseline": None},
+        "verdict": "neutral",
+        "groups": groups,
+        "findings": [],
+    }
+
+
+def test_the_answer_says_who_calls_each_group() -> None:
+    doc = report(
+        [
+            {
+                "span": "SELECT vaults",
+                "kind": "CLIENT",
+                "baseline": side(700, [("GET /vaults/{id}", 700)]),
+                "candidate": side(852, [("GET /vaults/{id}", 812), ("(remote)", 40)]),
+            },
+            {
+                "span": "GET /<vaults>",
+                "kind": "SERVER",
+                "baseline": side(30, [("(root)", 30), ("<!here>", 1)]),
+                "candidate": None,
+            },
+        ]
+    )
+    out = answers.feedback(View(1, "production", DEPLOYED, doc), feature_name=None, feature=None)
+    validate(out.blocks)
+    body = json.dumps(out.blocks, ensure_ascii=False)
+    assert "*Traffic, callers and latency*" in body
+    assert "`SELECT vaults`: 700 → 852 spans" in body
+    assert "called by GET /vaults/{id} (812), (remote) (40)" in body  # the new version's
+    assert "called by (root) (30), &lt;!here&gt; (1) (baseline)" in body  # gone: the baseline's
+    assert "<!here>" not in body
+
+
+def test_reports_stored_before_callers_were_recorded_answer_without_them() -> None:
+    old = {"span": "GET /a", "kind": "SERVER", "baseline": side(3, None), "candidate": side(4, [])}
+    assert callers_text(old) == ""
+    out = answers.feedback(
+        View(1, "production", DEPLOYED, report([old])), feature_name=None, feature=None
+    )
+    validate(out.blocks)
+    assert "called by" not in json.dumps(out.blocks)
