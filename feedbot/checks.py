@@ -256,7 +256,6 @@ class CheckRunner:
         return service.channel
 
     def _failed(self, session: Session, check: Check, error: str) -> None:
-        session.rollback()
         if not self._owns(session, check):
             session.rollback()
             return
