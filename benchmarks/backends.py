@@ -102,6 +102,21 @@ def _tempo(stack: ExitStack, spans: list[Any], urls: dict[str, str]) -> TraceBac
     return TempoBackend(http, retry=NO_WAIT, max_traces=1000)
 
 
+def _remote_tempo(concurrency: int) -> Setup:
+    """Tempo 20 ms away, reading sampled traces ``concurrency`` at a time."""
+
+    def setup(stack: ExitStack, spans: list[Any], urls: dict[str, str]) -> TraceBackend:
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+        from tests.fakes.tempo_server import TempoServer
+
+        server = stack.enter_context(TempoServer([encode_spans(spans)], latency=0.02))
+        http = stack.enter_context(httpx.Client(base_url=server.url, timeout=10))
+        return TempoBackend(http, retry=NO_WAIT, max_traces=1000, concurrency=concurrency)
+
+    return setup
+
+
 def _clickhouse(stack: ExitStack, spans: list[Any], urls: dict[str, str]) -> TraceBackend:
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
@@ -121,6 +136,8 @@ SETUPS: dict[str, Setup] = {
     "jaeger": _jaeger,
     "zipkin": _zipkin,
     "tempo": _tempo,
+    "tempo, 20 ms away, 1 trace read at a time": _remote_tempo(1),
+    "tempo, 20 ms away, 8 trace reads at a time": _remote_tempo(8),
     "clickhouse": _clickhouse,
 }
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -106,6 +107,7 @@ class JsonApi:
         self.retry = retry or RetryPolicy()
         #: Requests sent so far, retries included (the benchmarks report it).
         self.requests = 0
+        self._counting = threading.Lock()
 
     def get_json(self, path: str, params: Params | None = None, *, missing_ok: bool = False) -> Any:
         """``GET path`` and decode the JSON answer.
@@ -167,7 +169,8 @@ class JsonApi:
         for attempt in range(1, self.retry.attempts + 1):
             last = attempt == self.retry.attempts
             try:
-                self.requests += 1
+                with self._counting:  # backends may send from several threads
+                    self.requests += 1
                 response = self.client.request(
                     method, path, params=params, content=content, headers=headers
                 )

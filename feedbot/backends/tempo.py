@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -96,6 +97,7 @@ class TempoBackend:
         spss: spans per spanset asked of search (only trace ids are used).
         metrics: ask TraceQL metrics for exact counts (needs ``local-blocks`` on Tempo 2.x).
         retry: the retry policy (tests pass one that does not sleep).
+        concurrency: trace reads in flight at once (8; 1 reads them one by one).
     """
 
     name = "tempo"
@@ -110,11 +112,13 @@ class TempoBackend:
         spss: int = 3,
         metrics: bool = True,
         retry: RetryPolicy | None = None,
+        concurrency: int = 8,
     ) -> None:
         self.api = JsonApi(http, backend=self.name, retry=retry)
         self.ui_url = ui_url
         self.max_traces, self.slices, self.spss = max(1, max_traces), max(1, slices), spss
         self.metrics = metrics
+        self.concurrency = concurrency
         self._v1_traces = False
 
     def collect(self, query: SpanQuery) -> ReleaseData:
@@ -122,8 +126,7 @@ class TempoBackend:
         ids = self.search(query)
         rows: list[SpanRow] = []
         partial = 0
-        for trace_id in ids:
-            spans, complete = self.trace(trace_id, query)
+        for spans, complete in self.traces(ids, query):
             rows.extend(spans)
             partial += not complete
         notes = [f"tempo: spans from a sample of {len(ids)} traces (at most {self.max_traces})"]
@@ -152,6 +155,24 @@ class TempoBackend:
             for trace_id in search_ids(document, self.api):
                 ids.setdefault(trace_id, None)
         return list(ids)[: self.max_traces]
+
+    def traces(self, ids: list[str], query: SpanQuery) -> Iterator[tuple[list[SpanRow], bool]]:
+        """:meth:`trace` of each id, in order, with up to ``concurrency`` requests in flight.
+
+        The first trace is read alone: it tells whether this Tempo has the v2 endpoint, so the
+        others don't each ask twice. The rest overlap their round trips; httpx's client is
+        thread-safe, and the spans are aggregated afterwards in ``ids`` order, so the answer is
+        the same as reading them one by one.
+        """
+        if not ids:
+            return
+        yield self.trace(ids[0], query)
+        rest = ids[1:]
+        if self.concurrency <= 1 or len(rest) <= 1:
+            yield from (self.trace(trace_id, query) for trace_id in rest)
+            return
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(rest))) as pool:
+            yield from pool.map(lambda trace_id: self.trace(trace_id, query), rest)
 
     def trace(self, trace_id: str, query: SpanQuery) -> tuple[list[SpanRow], bool]:
         """The span rows of one trace and whether Tempo returned it complete (not PARTIAL).

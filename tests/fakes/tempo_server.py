@@ -105,6 +105,7 @@ class TempoServer:
         requests: the traces to serve.
         v2: serve ``/api/v2/traces`` (Tempo ≥ 2.6); False answers it 404 like older versions.
         metrics: serve TraceQL metrics; False answers 400 as Tempo 2.x without local-blocks.
+        latency: seconds every answer waits, as a remote Tempo's round trip (benchmarks).
     """
 
     def __init__(
@@ -113,7 +114,9 @@ class TempoServer:
         *,
         v2: bool = True,
         metrics: bool = True,
+        latency: float = 0.0,
     ) -> None:
+        self.latency = latency
         self.spans: list[tuple[ResourceSpans, Any]] = []
         for request in requests:
             for resource_spans in request.resource_spans:
@@ -143,6 +146,8 @@ class TempoServer:
 
     def answer(self, path: str, params: dict[str, str]) -> tuple[int, bytes]:
         self.log.append((path, params))
+        if self.latency:
+            time.sleep(self.latency)
         for failure in self.failures:
             if path.startswith(failure.prefix) and failure.times > 0:
                 failure.times -= 1

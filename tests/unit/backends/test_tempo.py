@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -278,3 +279,41 @@ def test_slow_answers_time_out_as_unavailable(tempo: TempoServer) -> None:
     slow = TempoBackend(client, retry=RetryPolicy(attempts=2, sleep=lambda _: None))
     with pytest.raises(BackendUnavailable, match="ReadTimeout"):
         slow.collect(query())
+
+
+def test_concurrent_trace_reads_give_the_sequential_answer(release: Any) -> None:
+    with TempoServer([release], latency=0.02) as server:
+        one = backend(server, concurrency=1).collect(query())
+        reads_one = sum(p.startswith("/api/v2/traces/") for p, _ in server.log)
+        server.log.clear()
+        many = backend(server, concurrency=8).collect(query())
+        reads_many = sum(p.startswith("/api/v2/traces/") for p, _ in server.log)
+    assert plain(one) == plain(many)
+    for a, b in zip(one.groups, many.groups, strict=True):
+        np.testing.assert_array_equal(a.durations_ms, b.durations_ms)  # same order too
+    assert [r.example_trace_id for r in one.repeats] == [r.example_trace_id for r in many.repeats]
+    assert reads_one == reads_many == 6
+
+
+def test_trace_reads_overlap(release: Any) -> None:
+    in_flight, peak = 0, 0
+    lock = threading.Lock()
+
+    def track(request: httpx.Request) -> None:
+        nonlocal in_flight, peak
+        if "/traces/" in request.url.path:
+            with lock:
+                in_flight += 1
+                peak = max(peak, in_flight)
+
+    def untrack(response: httpx.Response) -> None:
+        nonlocal in_flight
+        if "/traces/" in response.request.url.path:
+            with lock:
+                in_flight -= 1
+
+    with TempoServer([release], latency=0.05) as server:
+        hooks = {"request": [track], "response": [untrack]}
+        client = httpx.Client(base_url=server.url, timeout=2, event_hooks=hooks)
+        TempoBackend(client, retry=NO_WAIT, concurrency=4).collect(query())
+    assert peak > 1
