@@ -285,6 +285,69 @@ def _message_of(document: Any) -> str | None:
     return None
 
 
+class SearchBackend:
+    """A backend whose API finds whole traces by service and time (Jaeger, Zipkin).
+
+    :meth:`collect` cuts the window into ``slices``, asks :meth:`find_traces` for at most
+    ``max_traces`` traces spread over them, and aggregates the matching spans
+    (:func:`sample_window`). Subclasses set ``name`` and ``trace_page`` and implement
+    :meth:`find_traces`; :meth:`searched` may rewrite the query first (Zipkin lowercases names).
+
+    Args:
+        http: a client whose ``base_url`` is the API, base path included.
+        ui_url: the backend's UI, for links to example traces.
+        max_traces: traces asked for per :meth:`collect`, spread over the slices.
+        slices: sub-windows the query window is cut into.
+        filter_version: ask the API for ``service.version`` = the query's version only.
+        retry: retry policy for the HTTP requests.
+    """
+
+    name = "search"
+    #: The UI's path of one trace, ``{id}`` replaced by its id.
+    trace_page = "/trace/{id}"
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        *,
+        ui_url: str | None = None,
+        max_traces: int = 1000,
+        slices: int = 4,
+        filter_version: bool = True,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.api = JsonApi(http, backend=self.name, retry=retry)
+        self.ui_url = ui_url.rstrip("/") if ui_url else None
+        self.max_traces = max_traces
+        self.slices = max(1, slices)
+        self.filter_version = filter_version
+
+    def collect(self, query: SpanQuery) -> ReleaseData:
+        """Search each slice of the window, keep the spans of ``query``, aggregate them."""
+        searched = self.searched(query)
+
+        def search(start: datetime, end: datetime, limit: int) -> list[SpanRow]:
+            return self.find_traces(searched, start, end, limit=limit)
+
+        return sample_window(
+            search, searched, backend=self.name, max_traces=self.max_traces, slices=self.slices
+        )
+
+    def searched(self, query: SpanQuery) -> SpanQuery:
+        """The query as the API matches it (unchanged here)."""
+        return query
+
+    def find_traces(
+        self, query: SpanQuery, start: datetime, end: datetime, *, limit: int
+    ) -> list[SpanRow]:
+        """Every span of at most ``limit`` traces with ``query``'s service in ``[start, end)``."""
+        raise NotImplementedError
+
+    def trace_url(self, trace_id: str) -> str | None:
+        """The UI page of a trace, or None without ``ui_url``."""
+        return self.ui_url + self.trace_page.format(id=trace_id) if self.ui_url else None
+
+
 def sample_window(
     search: Callable[[datetime, datetime, int], list[SpanRow]],
     query: SpanQuery,

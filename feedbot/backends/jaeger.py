@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 
 from feedbot.backends.aggregate import EPOCH, to_ns
-from feedbot.backends.base import ReleaseData, SpanQuery
-from feedbot.backends.http import JsonApi, Primitive, RetryPolicy, sample_window
+from feedbot.backends.base import SpanQuery
+from feedbot.backends.http import Primitive, SearchBackend
 from feedbot.backends.otlp import JSON, decode_request
 from feedbot.errors import WebhookRejected
 from feedbot.store.spans import SpanRow
@@ -40,45 +40,13 @@ def rfc3339(ns: int) -> str:
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{fraction:09d}Z"
 
 
-class JaegerBackend:
-    """Jaeger's query service (port 16686), api_v3.
-
-    Args:
-        http: a client whose ``base_url`` is the query service, base path included.
-        ui_url: the Jaeger UI, for links to example traces.
-        max_traces: traces asked for per :meth:`collect`, spread over the slices.
-        slices: sub-windows the query window is cut into.
-        filter_version: send ``query.attributes`` with ``service.version``.
-        retry: retry policy for the HTTP requests.
+class JaegerBackend(SearchBackend):
+    """Jaeger's query service (port 16686), api_v3; ``filter_version`` sends
+    ``query.attributes`` with ``service.version`` (see :class:`SearchBackend` for the rest).
     """
 
     name = "jaeger"
-
-    def __init__(
-        self,
-        http: httpx.Client,
-        *,
-        ui_url: str | None = None,
-        max_traces: int = 1000,
-        slices: int = 4,
-        filter_version: bool = True,
-        retry: RetryPolicy | None = None,
-    ) -> None:
-        self.api = JsonApi(http, backend=self.name, retry=retry)
-        self.ui_url = ui_url.rstrip("/") if ui_url else None
-        self.max_traces = max_traces
-        self.slices = max(1, slices)
-        self.filter_version = filter_version
-
-    def collect(self, query: SpanQuery) -> ReleaseData:
-        """Search each slice of the window, keep the spans of ``query``, aggregate them."""
-
-        def search(start: datetime, end: datetime, limit: int) -> list[SpanRow]:
-            return self.find_traces(query, start, end, limit=limit)
-
-        return sample_window(
-            search, query, backend=self.name, max_traces=self.max_traces, slices=self.slices
-        )
+    trace_page = "/trace/{id}"
 
     def find_traces(
         self, query: SpanQuery, start: datetime, end: datetime, *, limit: int
@@ -159,10 +127,6 @@ class JaegerBackend:
             )
         except WebhookRejected as exc:
             raise self.api.malformed(f"GET {SEARCH}", where, exc.message) from None
-
-    def trace_url(self, trace_id: str) -> str | None:
-        """The Jaeger UI page of a trace, or None without ``ui_url``."""
-        return f"{self.ui_url}/trace/{trace_id}" if self.ui_url else None
 
 
 def _is_not_found(error: Any) -> bool:

@@ -24,11 +24,9 @@ import re
 from datetime import datetime
 from typing import Any
 
-import httpx
-
 from feedbot.backends.aggregate import to_ns
-from feedbot.backends.base import ReleaseData, SpanQuery
-from feedbot.backends.http import JsonApi, Primitive, RetryPolicy, sample_window
+from feedbot.backends.base import SpanQuery
+from feedbot.backends.http import Primitive, SearchBackend
 from feedbot.backends.otlp import (
     MAX_ATTRIBUTES,
     MAX_EVENTS,
@@ -70,49 +68,22 @@ ERROR_STATUSES = frozenset({"ERROR", "STATUS_CODE_ERROR"})
 _HEX = re.compile(r"[0-9a-f]{1,32}")
 
 
-class ZipkinBackend:
-    """Zipkin's query API (port 9411).
+class ZipkinBackend(SearchBackend):
+    """Zipkin's query API (port 9411); ``filter_version`` sends
+    ``annotationQuery=service.version=<version>`` (see :class:`SearchBackend` for the rest).
 
-    Args:
-        http: a client whose ``base_url`` is the Zipkin server.
-        ui_url: the Zipkin UI (``https://zipkin.example/zipkin``), for links to example traces.
-        limit: traces asked for per :meth:`collect`, spread over the slices.
-        slices: sub-windows the query window is cut into.
-        filter_version: send ``annotationQuery=service.version=<version>``.
-        retry: retry policy for the HTTP requests.
+    Zipkin lowercases service and span names, so the query is matched lowercased.
     """
 
     name = "zipkin"
+    trace_page = "/traces/{id}"
 
-    def __init__(
-        self,
-        http: httpx.Client,
-        *,
-        ui_url: str | None = None,
-        limit: int = 1000,
-        slices: int = 4,
-        filter_version: bool = True,
-        retry: RetryPolicy | None = None,
-    ) -> None:
-        self.api = JsonApi(http, backend=self.name, retry=retry)
-        self.ui_url = ui_url.rstrip("/") if ui_url else None
-        self.limit = limit
-        self.slices = max(1, slices)
-        self.filter_version = filter_version
-
-    def collect(self, query: SpanQuery) -> ReleaseData:
-        """Search each slice of the window, keep the spans of ``query``, aggregate them."""
-        lowered = dataclasses.replace(
+    def searched(self, query: SpanQuery) -> SpanQuery:
+        """``query`` with its service and span name lowercased, as Zipkin stores them."""
+        return dataclasses.replace(
             query,
             service=query.service.lower(),
             span_name=query.span_name.lower() if query.span_name is not None else None,
-        )
-
-        def search(start: datetime, end: datetime, limit: int) -> list[SpanRow]:
-            return self.find_traces(lowered, start, end, limit=limit)
-
-        return sample_window(
-            search, lowered, backend=self.name, max_traces=self.limit, slices=self.slices
         )
 
     def find_traces(
@@ -156,10 +127,6 @@ class ZipkinBackend:
                 except ValueError as exc:
                     raise self.api.malformed(f"GET {SEARCH}", *exc.args) from None
         return rows
-
-    def trace_url(self, trace_id: str) -> str | None:
-        """The Zipkin UI page of a trace, or None without ``ui_url``."""
-        return f"{self.ui_url}/traces/{trace_id}" if self.ui_url else None
 
 
 def zipkin_row(span: Any, where: str = "span") -> SpanRow:

@@ -260,7 +260,7 @@ def test_sampling_note(fake: FakeZipkin) -> None:
     fake.add_spans(
         zipkin_spans(shop_spans(version="1.4.2", start_ns=to_ns(T0), count=12, step_ns=300 * 10**9))
     )
-    zipkin = backend(fake, limit=6, slices=2)
+    zipkin = backend(fake, max_traces=6, slices=2)
     with zipkin.api.client:
         data = zipkin.collect(QUERY)
     assert {c.param("limit") for c in fake.requests(SEARCH)} == {"3"}
