@@ -64,6 +64,8 @@ def otlp_spans(
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.trace import SpanKind, Status, StatusCode
 
+    from feedbot.backends.aggregate import to_ns
+
     exporter = InMemorySpanExporter()
     provider = TracerProvider(
         resource=Resource.create(
@@ -76,7 +78,7 @@ def otlp_spans(
     )
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("tests")
-    base_ns = int(start.timestamp() * 1e9)
+    base_ns = to_ns(start)  # exact: timestamp() * 1e9 can round below the microsecond
     for i, (route, ms, error) in enumerate(spans):
         begin = base_ns + i * 1_000_000_000
         span = tracer.start_span(

@@ -11,9 +11,11 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from datetime import timedelta
 from typing import Any
 
 from feedbot.analysis.stats_multi import bonferroni
+from feedbot.config import parse_duration
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +28,8 @@ class LatencyPolicy:
         min_delta_median_ms: Absolute median increase a regression must also reach (1 ms).
         exact_max_samples: Smaller-sample size up to which the exact permutation test runs (10).
         ci_level: Two-sided level of the reported r̂ CI (95%).
+        warmup: Each new instance's first spans left out of the new version's durations (5 min,
+            §9 "Exclude the first 5 min of each instance"); they still count as spans and errors.
     """
 
     enabled: bool = True
@@ -35,6 +39,7 @@ class LatencyPolicy:
     min_delta_median_ms: float = 1.0
     exact_max_samples: int = 10
     ci_level: float = 0.95
+    warmup: timedelta = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +183,6 @@ class DetectionPolicy:
         host_guard: Host-spread guard.
         n_plus_one: N+1 detection.
         power: Power at which "inconclusive" answers state the MDE (80%, §7.7).
-        warmup_minutes: Spans dropped from each new instance's first minutes (5, §8).
     """
 
     latency: LatencyPolicy = field(default_factory=LatencyPolicy)
@@ -190,7 +194,6 @@ class DetectionPolicy:
     host_guard: HostGuardPolicy = field(default_factory=HostGuardPolicy)
     n_plus_one: NPlusOnePolicy = field(default_factory=NPlusOnePolicy)
     power: float = 0.80
-    warmup_minutes: float = 5.0
 
 
 #: Config names of the detectors (``services.<name>.detectors.<detector>``) → policy fields.
@@ -228,15 +231,41 @@ def override_problems(overrides: Mapping[str, Any]) -> list[str]:
 
 def with_overrides(base: DetectionPolicy, overrides: Mapping[str, Any]) -> DetectionPolicy:
     """``base`` with the per-detector values of ``overrides`` (validated by the config)."""
-    changed = {
-        DETECTORS[name]: replace(getattr(base, DETECTORS[name]), **dict(values))
-        for name, values in overrides.items()
-    }
+    changed = {}
+    for name, values in overrides.items():
+        section = getattr(base, DETECTORS[name])
+        kinds = _kinds(section)
+        typed = {
+            key: duration(value) if kinds.get(key) is timedelta else value
+            for key, value in values.items()
+        }
+        changed[DETECTORS[name]] = replace(section, **typed)
     return replace(base, **changed)
 
 
+def duration(value: Any) -> timedelta:
+    """A duration setting as written in the config: ``5m``, ``300s``, 300 (seconds) or 0.
+
+    Raises:
+        ValueError: with a message saying what a duration looks like.
+    """
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError("expected a duration like 5m, 300s or 0")
+    if isinstance(value, int) or value.strip() == "0":
+        seconds = int(value)
+        if seconds < 0:
+            raise ValueError("must not be negative")
+        return timedelta(seconds=seconds)
+    # The config's own parser, so a detector's durations read like every other duration.
+    return parse_duration(value)
+
+
+def _kinds(section: object) -> dict[str, type]:
+    return {f.name: type(getattr(section, f.name)) for f in fields(section)}  # type: ignore[arg-type]
+
+
 def _field_problems(section: object, values: Mapping[str, Any]) -> list[str]:
-    kinds = {f.name: type(getattr(section, f.name)) for f in fields(section)}  # type: ignore[arg-type]
+    kinds = _kinds(section)
     problems = []
     for key, value in values.items():
         kind = kinds.get(key)
@@ -244,6 +273,8 @@ def _field_problems(section: object, values: Mapping[str, Any]) -> list[str]:
             hint = difflib.get_close_matches(str(key), list(kinds), n=1)
             extra = f" (did you mean {hint[0]!r}?)" if hint else ""
             problems.append(f"{key}: unknown setting{extra}")
+        elif kind is timedelta:
+            problems += _duration_problem(key, value)
         elif kind is bool and not isinstance(value, bool):
             problems.append(f"{key}: expected true or false")
         elif kind is not bool and (isinstance(value, bool) or not isinstance(value, int | float)):
@@ -253,3 +284,11 @@ def _field_problems(section: object, values: Mapping[str, Any]) -> list[str]:
         elif kind is not bool and value < 0:
             problems.append(f"{key}: must not be negative")
     return problems
+
+
+def _duration_problem(key: str, value: Any) -> list[str]:
+    try:
+        duration(value)
+    except ValueError as exc:
+        return [f"{key}: {exc}"]
+    return []

@@ -18,27 +18,23 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import numpy as np
 
 from feedbot.backends.base import (
-    CodeSeen,
-    ExceptionSeen,
     ReleaseData,
     RepeatedStatement,
-    SpanGroupStats,
     SpanQuery,
 )
-from feedbot.backends.semconv import CodeLocation, Extras, extras_of, label, statement_of
+from feedbot.backends.semconv import Extras, extras_of, label, statement_of
+from feedbot.backends.span_group import MAX_CODE_LOCATIONS as MAX_CODE_LOCATIONS
+from feedbot.backends.span_group import MAX_EXCEPTION_TYPES as MAX_EXCEPTION_TYPES
+from feedbot.backends.span_group import UNKNOWN_INSTANCE as UNKNOWN_INSTANCE
+from feedbot.backends.span_group import GroupTally
 from feedbot.store.spans import SpanRow
 
 ROOT = "(root)"
 REMOTE = "(remote)"
-UNKNOWN_INSTANCE = "(unknown)"
-#: Distinct exception types and code locations kept per group; the rest are not itemised.
-MAX_EXCEPTION_TYPES = 20
-MAX_CODE_LOCATIONS = 50
 MAX_OPEN_SPANS = 100_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: (span name, kind, method, route): what a span is grouped by before labelling.
@@ -88,70 +84,6 @@ def group_label(row: SpanRow) -> str:
     return label(row["name"], row["kind"], row["method"], row["route"])
 
 
-@dataclass(eq=False)
-class _Group:
-    name: str
-    kind: str
-    index: int
-    count: int = 0
-    errors: int = 0
-    durations: array[float] = field(default_factory=lambda: array("d"))
-    instances: array[int] = field(default_factory=lambda: array("i"))
-    instance_ids: dict[str | None, int] = field(default_factory=dict)
-    exceptions: dict[str, list[Any]] = field(default_factory=dict)
-    code: dict[CodeLocation, int] = field(default_factory=dict)
-    callers: dict[str, int] = field(default_factory=dict)
-
-    def add(self, duration_ms: float, instance: str | None, is_error: bool) -> None:
-        self.count += 1
-        self.durations.append(duration_ms)
-        index = self.instance_ids.get(instance)
-        if index is None:
-            index = self.instance_ids[instance] = len(self.instance_ids)
-        self.instances.append(index)
-        if is_error:
-            self.errors += 1
-
-    def add_extras(self, extras: Extras, trace_id: str) -> None:
-        exceptions, location = extras
-        for kind, message in exceptions:
-            entry = self.exceptions.get(kind)
-            if entry is not None:
-                entry[0] += 1
-            elif len(self.exceptions) < MAX_EXCEPTION_TYPES:
-                self.exceptions[kind] = [1, message, trace_id]
-        if location is not None and (location in self.code or len(self.code) < MAX_CODE_LOCATIONS):
-            self.code[location] = self.code.get(location, 0) + 1
-
-    def stats(self) -> SpanGroupStats:
-        named = list(self.instance_ids) != [None]  # No span said: both stay empty.
-        names = tuple(UNKNOWN_INSTANCE if k is None else k for k in self.instance_ids)
-        instances = np.frombuffer(self.instances, dtype=np.int32)[: None if named else 0]
-        return SpanGroupStats(
-            name=self.name,
-            kind=self.kind,
-            count=self.count,
-            errors=self.errors,
-            durations_ms=np.frombuffer(self.durations, dtype=np.float64).copy(),
-            instances=instances.copy(),
-            instance_names=names if named else (),
-            exceptions=tuple(
-                ExceptionSeen(type=k, count=n, message=m, example_trace_id=t)
-                for k, (n, m, t) in sorted(self.exceptions.items(), key=lambda i: (-i[1][0], i[0]))
-            ),
-            code=tuple(
-                CodeSeen(function=f, filepath=p, lineno=n, count=c)
-                for (f, p, n), c in sorted(self.code.items(), key=_code_order)
-            ),
-            callers=tuple(sorted(self.callers.items(), key=lambda i: (-i[1], i[0]))),
-        )
-
-
-def _code_order(item: tuple[CodeLocation, int]) -> tuple[Any, ...]:
-    (function, path, line), count = item
-    return (-count, function or "", path or "", line or 0)
-
-
 class _Trace:
     """The open part of one trace: group index per span id, caller links, DB statement counts.
 
@@ -160,9 +92,10 @@ class _Trace:
     spans those visits cost more than the counting.
     """
 
-    __slots__ = ("children", "db", "db_ms", "parents", "size", "spans")
+    __slots__ = ("children", "db", "db_ms", "held", "parents", "size", "spans")
 
-    def __init__(self) -> None:
+    def __init__(self, held: bool = False) -> None:
+        self.held = held  # Not closed early, nor counted towards max_open_spans.
         self.size = 0
         self.spans: dict[str, int] = {}
         self.parents: list[str] = []  # a linked span's parent id ...
@@ -186,13 +119,29 @@ class Aggregator:
     Args:
         max_open_spans: how many spans of unfinished traces to hold before the oldest trace is
             closed (its unresolved parents then count as remote).
+        warmup: leave out the durations of spans starting within this long of their
+            instance's first span (:attr:`~feedbot.backends.base.SpanQuery.warmup`).
+        hold_first: the traces of the first ``hold_first`` spans are never closed early: a
+            reader of one part of a file keeps them open for :meth:`absorb` to join with the
+            part before (see :mod:`feedbot.backends.otlp_parallel`).
     """
 
-    def __init__(self, *, max_open_spans: int = MAX_OPEN_SPANS) -> None:
+    def __init__(
+        self,
+        *,
+        max_open_spans: int = MAX_OPEN_SPANS,
+        warmup: timedelta = timedelta(0),
+        hold_first: int = 0,
+    ) -> None:
         self._max_open = max_open_spans
-        self._groups: dict[GroupKey, _Group] = {}
-        self._by_label: dict[tuple[str, str], _Group] = {}
-        self._indexed: list[_Group] = []
+        self._warmup_ns = warmup // timedelta(microseconds=1) * 1000
+        # Per instance, the start of its first span: the warm-up is measured from it.
+        self._first: dict[str | None, int] = {}
+        self._hold = hold_first
+        self._held: list[str] = []  # The held traces, in the order they were first seen.
+        self._groups: dict[GroupKey, GroupTally] = {}
+        self._by_label: dict[tuple[str, str], GroupTally] = {}
+        self._indexed: list[GroupTally] = []
         self._open: dict[str, _Trace] = {}
         self._opened: deque[str] = deque()
         self._open_spans = 0
@@ -203,8 +152,11 @@ class Aggregator:
         """Count one span row."""
         attributes = row["attributes"]
         self.add_span(
-            (row["trace_id"], row["span_id"], row["parent_span_id"]),
+            row["trace_id"],
+            row["span_id"],
+            row["parent_span_id"],
             (row["name"], row["kind"], row["method"], row["route"]),
+            row["start_ns"],
             row["duration_ns"],
             row["instance"],
             row["is_error"],
@@ -220,8 +172,11 @@ class Aggregator:
 
     def add_span(
         self,
-        ids: tuple[str, str, str | None],
+        trace_id: str,
+        span_id: str,
+        parent: str | None,
         key: GroupKey,
+        start_ns: int,
         duration_ns: int,
         instance: str | None,
         is_error: bool,
@@ -231,25 +186,57 @@ class Aggregator:
         """Count one span given as the fields the answer needs (what :meth:`add` reads).
 
         Args:
-            ids: (trace id, span id, parent span id or None).
+            trace_id: the span's trace.
+            span_id: the span's id.
+            parent: its parent span's id, or None for a root span.
             key: (name, kind, method, route), as in a span row.
+            start_ns: the span's start.
             duration_ns: the span's duration.
             instance: ``service.instance.id`` (else ``host.name``) or None.
             is_error: whether the span's status is ERROR.
             statement: the normalised DB statement (:func:`~feedbot.backends.semconv.statement_of`).
             extras: exceptions and code location (:func:`~feedbot.backends.semconv.extras_of`).
         """
+        # The hot path of `feedbot report --traces`: inlined, one dict look-up per table.
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = self._group(key)
+        group.count += 1
         duration_ms = duration_ns / 1e6
-        group.add(duration_ms, instance, is_error)
+        group.durations.append(duration_ms)
+        index = group.instance_ids.get(instance)
+        if index is None:
+            index = group.instance_ids[instance] = len(group.instance_ids)
+        group.instances.append(index)
+        if self._warmup_ns:
+            group.starts.append(start_ns)
+            first = self._first.get(instance)
+            if first is None or start_ns < first:
+                self._first[instance] = start_ns
+        if is_error:
+            group.errors += 1
         if extras is not None:
-            group.add_extras(extras, ids[0])
-        self._link(ids, group, statement, duration_ms)
-        self._open_spans += 1
-        if self._open_spans > self._max_open:
-            self._close_oldest()
+            group.add_extras(extras, trace_id)
+        trace = self._open.get(trace_id)
+        if trace is None:
+            trace = self._open[trace_id] = _Trace(self._hold > 0)
+            (self._held if trace.held else self._opened).append(trace_id)
+        trace.spans[span_id] = group.index
+        trace.size += 1
+        if parent is None:
+            group.callers[ROOT] = group.callers.get(ROOT, 0) + 1
+        else:
+            trace.parents.append(parent)
+            trace.children.append(group.index)
+        if statement:
+            db_key = (parent or "", statement)
+            trace.db[db_key] = trace.db.get(db_key, 0) + 1
+            trace.db_ms[db_key] = trace.db_ms.get(db_key, 0.0) + duration_ms
+        self._hold -= 1
+        if not trace.held:
+            self._open_spans += 1
+            if self._open_spans > self._max_open:
+                self._close_oldest()
 
     def result(
         self, *, sampled_traces: int | None = None, notes: tuple[str, ...] = ()
@@ -260,10 +247,14 @@ class Aggregator:
             sampled_traces: set when the rows came from a sample of traces.
             notes: remarks for the report (passed through).
         """
-        while self._open:
+        # Held traces were seen first, so closing them first keeps first-seen order.
+        self._opened.extendleft(reversed(self._held))
+        self._held.clear()
+        while self._opened:
             self._close_oldest()
+        warmup = (self._warmup_ns, self._first) if self._warmup_ns else None
         groups = sorted(
-            (group.stats() for group in self._by_label.values()),
+            (group.stats(warmup) for group in self._by_label.values()),
             key=lambda s: (-s.count, s.name, s.kind),
         )
         repeats = [
@@ -285,45 +276,68 @@ class Aggregator:
             notes=notes,
         )
 
-    def _group(self, key: GroupKey) -> _Group:
+    def absorb(self, later: Aggregator) -> None:
+        """Add in what ``later`` counted, as if its spans had come after this one's.
+
+        Their open (and held) traces join this one's open traces of the same id, so a trace
+        cut in two by a split of the input is linked as a whole at :meth:`result`. ``later``
+        is not usable afterwards.
+        """
+        indexes = [self._merge_group(group) for group in later._indexed]
+        for key, group in later._groups.items():
+            self._groups.setdefault(key, self._indexed[indexes[group.index]])
+        for instance, first in later._first.items():
+            if first < self._first.get(instance, first + 1):
+                self._first[instance] = first
+        self._closed.extend(later._closed)
+        for statement_key, theirs in later._repeats.items():
+            mine = self._repeats.setdefault(statement_key, _Repeats())
+            mine.repeats.extend(theirs.repeats)
+            mine.total_ms.extend(theirs.total_ms)
+            if theirs.example[0] > mine.example[0]:
+                mine.example = theirs.example
+        for trace_id in (*later._held, *later._opened):
+            self._join(trace_id, later._open[trace_id], indexes)
+
+    def _merge_group(self, theirs: GroupTally) -> int:
+        """Fold another aggregator's group into this one's of the same label; its index."""
+        mine = self._by_label.get((theirs.name, theirs.kind))
+        if mine is None:
+            mine = GroupTally(name=theirs.name, kind=theirs.kind, index=len(self._indexed))
+            self._by_label[(theirs.name, theirs.kind)] = mine
+            self._indexed.append(mine)
+        mine.merge(theirs)
+        return mine.index
+
+    def _join(self, trace_id: str, theirs: _Trace, indexes: list[int]) -> None:
+        mine = self._open.get(trace_id)
+        if mine is None:
+            mine = self._open[trace_id] = _Trace()
+            self._opened.append(trace_id)
+        self._open_spans += theirs.size
+        mine.size += theirs.size
+        mine.spans.update((span, indexes[group]) for span, group in theirs.spans.items())
+        mine.parents += theirs.parents
+        mine.children.extend(indexes[group] for group in theirs.children)
+        for key, count in theirs.db.items():
+            mine.db[key] = mine.db.get(key, 0) + count
+            mine.db_ms[key] = mine.db_ms.get(key, 0.0) + theirs.db_ms[key]
+
+    def _group(self, key: GroupKey) -> GroupTally:
         name, kind, method, route = key
         reported = (label(name, kind, method, route), kind)
         group = self._by_label.get(reported)
         if group is None:
-            group = _Group(name=reported[0], kind=kind, index=len(self._indexed))
+            group = GroupTally(name=reported[0], kind=kind, index=len(self._indexed))
             self._by_label[reported] = group
             self._indexed.append(group)
         return group
 
-    def _link(
-        self,
-        ids: tuple[str, str, str | None],
-        group: _Group,
-        statement: str | None,
-        duration_ms: float,
-    ) -> None:
-        """Remember the span in its open trace: its group, its parent, its DB statement."""
-        trace_id, span_id, parent = ids
-        trace = self._open.get(trace_id)
-        if trace is None:
-            trace = self._open[trace_id] = _Trace()
-            self._opened.append(trace_id)
-        trace.spans[span_id] = group.index
-        trace.size += 1
-        if parent is None:
-            group.callers[ROOT] = group.callers.get(ROOT, 0) + 1
-        else:
-            trace.parents.append(parent)
-            trace.children.append(group.index)
-        if statement:
-            db_key = (parent or "", statement)
-            trace.db[db_key] = trace.db.get(db_key, 0) + 1
-            trace.db_ms[db_key] = trace.db_ms.get(db_key, 0.0) + duration_ms
-
     def _close_oldest(self) -> None:
         trace_id = self._opened.popleft()
         trace = self._open.pop(trace_id)
-        self._open_spans -= trace.size
+        if not trace.held:
+            self._open_spans -= trace.size
         # Python's string hash is 64 bits and stable within a process: enough to count
         # distinct traces (a trace closed early and seen again is still counted once).
         self._closed.append(hash(trace_id))
@@ -370,11 +384,11 @@ def aggregate(
 
     Args:
         rows: span rows in any order.
-        query: the filter (:func:`matches`); None keeps every row.
+        query: the filter (:func:`matches`) and warm-up; None keeps every row.
         sampled_traces: passed to :meth:`Aggregator.result`, as is ``notes``.
         notes: remarks for the report.
     """
-    aggregator = Aggregator()
+    aggregator = Aggregator(warmup=query.warmup if query is not None else timedelta(0))
     if query is not None:
         rows = filter(matcher(query), rows)
     aggregator.add_many(rows)

@@ -11,7 +11,7 @@ cannot streams spans through :mod:`feedbot.backends.aggregate`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -28,7 +28,13 @@ def _ints() -> npt.NDArray[np.int32]:
 
 @dataclass(frozen=True)
 class SpanQuery:
-    """Spans of one service version in one environment that start within ``[start, end)``."""
+    """Spans of one service version in one environment that start within ``[start, end)``.
+
+    ``warmup``: the durations of spans that start within ``warmup`` of their instance's first
+    span in the window are left out of ``durations_ms`` and ``instances`` (they still count
+    everywhere else); spans without an instance are never left out. Ask for it on a new
+    version's query, whose instances are new; a baseline's instances are warm already.
+    """
 
     service: str
     version: str
@@ -36,6 +42,7 @@ class SpanQuery:
     end: datetime
     environment: str | None = None
     span_name: str | None = None
+    warmup: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True)
@@ -70,7 +77,8 @@ class SpanGroupStats:
     ``instances`` holds, for each duration, an index into ``instance_names``
     (``service.instance.id``, else ``host.name``); both are empty when no span said.
     ``callers`` counts the groups of parent spans (``"(root)"`` for root spans, ``"(remote)"``
-    for parents in another service).
+    for parents in another service). ``warmup_excluded`` is how many durations were left out
+    because their span started in its instance's warm-up (:attr:`SpanQuery.warmup`).
     """
 
     name: str
@@ -85,6 +93,7 @@ class SpanGroupStats:
     exceptions: tuple[ExceptionSeen, ...] = ()
     code: tuple[CodeSeen, ...] = ()
     callers: tuple[tuple[str, int], ...] = ()
+    warmup_excluded: int = 0
 
 
 @dataclass(frozen=True)

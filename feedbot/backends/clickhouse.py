@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -217,6 +218,8 @@ class ClickHouseBackend:
             for row in self.select(query, sql):
                 add(parts.setdefault((row["grp"], row["kind"]), {}), row)
         repeats, more = self._repeats(query)
+        if query.warmup > timedelta(0):
+            more += ("warm-up exclusion not applied by the clickhouse backend",)
         stats = [replace(group, **_finish(parts.get(key, {}))) for key, group in groups.items()]
         stats.sort(key=lambda s: (-s.count, s.name, s.kind))
         return ReleaseData(

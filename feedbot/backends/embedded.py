@@ -84,7 +84,7 @@ class EmbeddedBackend:
 
     def collect(self, query: SpanQuery) -> ReleaseData:
         """Stream the matching rows through the aggregator in batches of ``STREAM_BATCH``."""
-        aggregator = Aggregator()
+        aggregator = Aggregator(warmup=query.warmup)
         statement = select(*_ROW_COLUMNS).where(*_filters(query))
         try:
             with self._sessions.begin() as session:

@@ -373,7 +373,7 @@ def sample_window(
     """
     slices = max(1, slices)
     per_slice = max(1, max_traces // slices)
-    aggregator, wanted = Aggregator(), matcher(query)
+    aggregator, wanted = Aggregator(warmup=query.warmup), matcher(query)
     seen: set[tuple[str, str, str, str]] = set()
     traces: set[str] = set()
     full = 0

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
 
 from feedbot.backends.aggregate import Aggregator, GroupKey, to_ns
 from feedbot.backends.base import SpanQuery
@@ -53,12 +55,12 @@ _SPAN_KEYS = frozenset(
     + ("events", "droppedEventsCount", "links", "droppedLinksCount")
 )
 _NOT_ERROR = frozenset((None, 0, 1, "STATUS_CODE_UNSET", "STATUS_CODE_OK"))
-_TRACE_ID = re.compile(r"[0-9a-f]{32}")
-_SPAN_ID = re.compile(r"[0-9a-f]{16}")
+_trace_id = re.compile(r"[0-9a-f]{32}").fullmatch
+_span_id = re.compile(r"[0-9a-f]{16}").fullmatch
 _MAX_INT64_TEXT = str(MAX_INT64)
 #: What :meth:`Aggregator.add_span` takes, gathered per document before any of it is counted.
 Fields = tuple[
-    tuple[str, str, str | None], GroupKey, int, str | None, bool, str | None, Extras | None
+    str, str, str | None, GroupKey, int, int, str | None, bool, str | None, Extras | None
 ]
 _RawKey = tuple[Any, Any, Any, Any]
 
@@ -67,19 +69,56 @@ class Unusual(Exception):
     """A document outside the common shape: decode it with the validating decoder instead."""
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where a resource block's spans go: those starting in ``[low, high)``, to ``aggregator``."""
+
+    low: int
+    high: int
+    aggregator: Aggregator
+    span_name: str | None = None
+
+    @classmethod
+    def of(cls, query: SpanQuery, aggregator: Aggregator) -> Target:
+        """The target of ``query``'s window and span name."""
+        return cls(to_ns(query.start), to_ns(query.end), aggregator, query.span_name)
+
+
+#: Per ``service.version``, the targets of a block of that version (None: spans without one).
+Router = Callable[[str | None], Sequence[Target]]
+
+
 class Scanner:
-    """Feeds the spans of one query, found in parsed OTLP/JSON documents, to an aggregator.
+    """Feeds the spans of one service, found in parsed OTLP/JSON documents, to aggregators.
 
     Args:
-        aggregator: where the matching spans are counted.
-        query: which spans match (as :func:`feedbot.backends.aggregate.matcher` says).
+        service: whose spans are read; blocks of other services are skipped unread.
+        environment: as :attr:`SpanQuery.environment` (blocks naming none match too).
+        route: the targets for each version; a block whose version has none is skipped
+            (unless its spans are counted).
+        count_window: when given, spans per version starting in this window of nanoseconds
+            are counted in :attr:`counts` (spans without a version are not).
     """
 
-    def __init__(self, aggregator: Aggregator, query: SpanQuery) -> None:
-        self._aggregator = aggregator
-        self._query = query
-        self._window = (to_ns(query.start), to_ns(query.end))
+    def __init__(
+        self,
+        service: str,
+        environment: str | None,
+        route: Router,
+        count_window: tuple[int, int] | None = None,
+    ) -> None:
+        self._service, self._environment, self._route = service, environment, route
+        self._count_window = count_window
+        self.counts: Counter[str] = Counter()
         self._keys: dict[_RawKey, GroupKey] = {}
+
+    @classmethod
+    def of(cls, aggregator: Aggregator, query: SpanQuery) -> Scanner:
+        """A scanner feeding the spans of one query to ``aggregator``."""
+        targets = (Target.of(query, aggregator),)
+        return cls(
+            query.service, query.environment, lambda v: targets if v == query.version else ()
+        )
 
     def scan(self, document: Any) -> None:
         """Count the matching spans of one parsed ``ExportTraceServiceRequest``.
@@ -87,50 +126,81 @@ class Scanner:
         Raises:
             Unusual: the document is not in the common shape; nothing of it was counted.
         """
-        found: list[Fields] = []
+        found: list[tuple[Aggregator, Fields]] = []
+        counts: Counter[str] = Counter()
         try:
             for r, resource_spans in enumerate(_members(document, _DOCUMENT_KEYS)):
                 resource = _resource(resource_spans, r)
-                if self._wanted(resource):
-                    for scope_spans in _members(resource_spans, _RESOURCE_SPANS_KEYS):
-                        self._spans(_members(scope_spans, _SCOPE_SPANS_KEYS), resource, found)
+                if resource.service != self._service or (
+                    self._environment is not None
+                    and resource.environment not in (None, self._environment)
+                ):
+                    continue
+                version = resource.version
+                targets = self._route(version)
+                counted = self._count_window if version else None
+                if not targets and counted is None:
+                    continue
+                for scope_spans in _members(resource_spans, _RESOURCE_SPANS_KEYS):
+                    spans = _members(scope_spans, _SCOPE_SPANS_KEYS)
+                    seen = self._spans(spans, resource.instance, targets, counted, found)
+                    if seen:
+                        counts[cast(str, version)] += seen
         except (KeyError, TypeError, ValueError, AttributeError, WebhookRejected):
             raise Unusual from None
-        add = self._aggregator.add_span
-        for fields in found:
-            add(*fields)
+        for aggregator, fields in found:
+            aggregator.add_span(*fields)
+        self.counts.update(counts)
 
-    def _wanted(self, resource: Resource) -> bool:
-        query = self._query
-        return (
-            resource.service == query.service
-            and resource.version == query.version
-            and (query.environment is None or resource.environment in (None, query.environment))
-        )
+    def _spans(
+        self,
+        spans: list[Any],
+        instance: str | None,
+        targets: Sequence[Target],
+        counted: tuple[int, int] | None,
+        found: list[tuple[Aggregator, Fields]],
+    ) -> int:
+        """The hot loop of ``feedbot report --traces``: one pass per span, no avoidable call.
 
-    def _spans(self, spans: list[Any], resource: Resource, found: list[Fields]) -> None:
-        # The hot loop of `feedbot report --traces`: one pass per span, no call it can avoid.
-        low, high = self._window
-        keys, name_wanted = self._keys, self._query.span_name
+        Returns how many spans started in ``counted``.
+        """
+        keys, span_keys, seen = self._keys, _SPAN_KEYS, 0
+        count_low, count_high = counted or (0, -1)
         for span in spans:
-            if not span.keys() <= _SPAN_KEYS:
+            if not span.keys() <= span_keys:
                 raise Unusual
-            start = nanos(span.get("startTimeUnixNano"))
-            if not low <= start < high:
-                continue
-            attributes = read_attributes(span.get("attributes"))
-            kind = span.get("kind")
-            if type(kind) is not int and kind is not None:
-                raise Unusual
-            method = attributes.get("http.request.method")
-            if method is None:
-                method = attributes.get("http.method")
-            raw = (span.get("name"), kind, method, attributes.get("http.route"))
-            key = keys.get(raw)
-            if key is None:
-                key = keys[raw] = group_key(*raw)
-            if name_wanted is None or key[0] == name_wanted:
-                found.append(_fields(span, key, start, attributes, resource.instance))
+            start = span.get("startTimeUnixNano")
+            if (
+                type(start) is str
+                and start.isdigit()
+                and start.isascii()
+                and (len(start) < 19 or (len(start) == 19 and start <= _MAX_INT64_TEXT))
+            ):
+                start = int(start)
+            else:
+                start = nanos(start)
+            if count_low <= start < count_high:
+                seen += 1
+            key: GroupKey | None = None
+            for target in targets:
+                if not target.low <= start < target.high:
+                    continue
+                if key is None:
+                    attributes = read_attributes(span.get("attributes"))
+                    method = attributes.get("http.request.method")
+                    if method is None:
+                        method = attributes.get("http.method")
+                    kind = span.get("kind")
+                    if type(kind) is not int and kind is not None:
+                        raise Unusual  # True == 1: the cached keys must not accept it
+                    raw = (span.get("name"), kind, method, attributes.get("http.route"))
+                    key = keys.get(raw)
+                    if key is None:
+                        key = keys[raw] = group_key(*raw)
+                    fields = _fields(span, key, start, attributes, instance)
+                if target.span_name is None or key[0] == target.span_name:
+                    found.append((target.aggregator, fields))
+        return seen
 
 
 def _fields(
@@ -147,10 +217,34 @@ def _fields(
         events = exception_events(span, "span") if events else ()
         extras = extras_of(events, attributes, is_error)
     statement = attributes.get("db.query.text") or attributes.get("db.statement")
+    trace_id, span_id, parent = span.get("traceId"), span.get("spanId"), span.get("parentSpanId")
+    if type(trace_id) is not str or not _trace_id(trace_id):
+        raise Unusual
+    if type(span_id) is not str or not _span_id(span_id):
+        raise Unusual
+    if not parent:
+        if parent is not None and parent != "":
+            raise Unusual
+        parent = None
+    elif type(parent) is not str or not _span_id(parent):
+        raise Unusual
+    end = span.get("endTimeUnixNano")
+    if (
+        type(end) is str
+        and end.isdigit()
+        and end.isascii()
+        and (len(end) < 19 or (len(end) == 19 and end <= _MAX_INT64_TEXT))
+    ):
+        end = int(end)
+    else:
+        end = nanos(end)
     return (
-        _ids(span),
+        trace_id,
+        span_id,
+        parent,
         key,
-        max(0, nanos(span.get("endTimeUnixNano")) - start),
+        start,
+        end - start if end > start else 0,
         instance,
         is_error,
         normalize_statement(str(statement)) if statement else None,
@@ -170,23 +264,9 @@ def count_versions(
     Raises:
         Unusual: the document is not in the common shape; ``counts`` is unchanged.
     """
-    seen: Counter[str] = Counter()
-    low, high = window
-    try:
-        for r, resource_spans in enumerate(_members(document, _DOCUMENT_KEYS)):
-            resource = _resource(resource_spans, r)
-            if resource.service != service or not resource.version:
-                continue
-            if environment and resource.environment not in (None, environment):
-                continue
-            for scope_spans in _members(resource_spans, _RESOURCE_SPANS_KEYS):
-                for span in _members(scope_spans, _SCOPE_SPANS_KEYS):
-                    if not span.keys() <= _SPAN_KEYS:
-                        raise Unusual
-                    seen[resource.version] += low <= nanos(span.get("startTimeUnixNano")) < high
-    except (KeyError, TypeError, ValueError, AttributeError, WebhookRejected):
-        raise Unusual from None
-    counts.update({version: n for version, n in seen.items() if n})
+    scanner = Scanner(service, environment or None, lambda version: (), window)
+    scanner.scan(document)
+    counts.update(scanner.counts)
 
 
 def nanos(value: Any) -> int:
@@ -240,19 +320,6 @@ def _value(value: Any) -> Any:
     if type(found) is int or (type(found) is str and found.isascii() and found.isdigit()):
         return int(found)
     raise Unusual
-
-
-def _ids(span: dict[str, Any]) -> tuple[str, str, str | None]:
-    trace_id, span_id, parent = span.get("traceId"), span.get("spanId"), span.get("parentSpanId")
-    if type(trace_id) is not str or not _TRACE_ID.fullmatch(trace_id):
-        raise Unusual
-    if type(span_id) is not str or not _SPAN_ID.fullmatch(span_id):
-        raise Unusual
-    if parent is None or parent == "":
-        return trace_id, span_id, None
-    if type(parent) is not str or not _SPAN_ID.fullmatch(parent):
-        raise Unusual
-    return trace_id, span_id, parent
 
 
 def _is_error(status: Any) -> bool:

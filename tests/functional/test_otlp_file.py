@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +15,10 @@ from google.protobuf import json_format
 from opentelemetry.exporter.otlp.proto.common._internal.trace_encoder import encode_spans
 from sqlalchemy.orm import Session, sessionmaker
 
-from feedbot.backends import build_backend
-from feedbot.backends.base import TraceBackend
+from feedbot.backends import build_backend, otlp_parallel
+from feedbot.backends.base import ReleaseData, TraceBackend
 from feedbot.backends.otlp_file import OtlpFileBackend, read_rows
+from feedbot.backends.otlp_lines import Part, _documents, _line_base
 from feedbot.errors import BackendResponseError, BackendUnavailable, ConfigError
 from tests.conftest import FIXTURES
 from tests.factories import settings
@@ -160,3 +163,72 @@ def test_files_are_expanded_at_each_collect(exports: Path, tmp_path: Path) -> No
     shutil.copy(exports / "traces-1.jsonl", later / "rotated.jsonl")
     assert backend.collect(query("vault", "1.0.0")).groups
     assert T0.tzinfo is not None
+
+
+@pytest.fixture
+def many_lines(tmp_path: Path) -> Path:
+    """Two versions, a few spans a line (traces cut across lines), blank lines, other services."""
+    old, new = release_spans("vault", "1.0.0"), release_spans("vault", "1.1.0", old=True)
+    other = release_spans("ledger", "1.0.0")
+    lines = []
+    for i in range(0, max(len(old), len(new)), 3):
+        lines += [json_line(old[i : i + 3]), json_line(new[i : i + 3]), "", json_line(other[:2])]
+    path = tmp_path / "traces.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _same(got: ReleaseData, want: ReleaseData) -> None:
+    assert got.groups == want.groups and got.repeats == want.repeats
+    assert got.traces == want.traces and want.traces > 0
+    for mine, theirs in zip(got.groups, want.groups, strict=True):
+        assert mine.durations_ms.tolist() == theirs.durations_ms.tolist()
+        assert mine.instances.tolist() == theirs.instances.tolist()
+    for mine_r, theirs_r in zip(got.repeats, want.repeats, strict=True):
+        assert sorted(mine_r.repeats.tolist()) == sorted(theirs_r.repeats.tolist())
+
+
+@pytest.mark.parametrize("workers", [2, 3, 7])
+def test_reading_in_parts_on_several_processes_gives_the_same_answer(
+    many_lines: Path, workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(otlp_parallel, "MIN_BYTES", 0)  # the file is small; split it anyway
+    assert len(otlp_parallel.plan_parts([str(many_lines)], workers)) == workers
+    one, parts = (
+        OtlpFileBackend([str(many_lines)]),
+        OtlpFileBackend([str(many_lines)], workers=workers),
+    )
+    for version in ("1.0.0", "1.1.0"):
+        _same(parts.collect(query("vault", version)), one.collect(query("vault", version)))
+    window = (T0 - timedelta(hours=1), T0 + timedelta(hours=1))
+    assert parts.versions("vault", *window) == one.versions("vault", *window)
+    survey = parts.survey(query("vault", "1.1.0"), baseline=window, counted=window)
+    assert dict(survey.counts) == one.versions("vault", *window, "production")
+    _same(survey.result(), one.collect(query("vault", "1.1.0")))
+    _same(
+        survey.baseline("1.0.0"),
+        one.collect(replace(query("vault", "1.0.0"), start=window[0], end=window[1])),
+    )
+
+
+def test_the_byte_ranges_start_and_end_on_line_boundaries(many_lines: Path) -> None:
+    size = many_lines.stat().st_size
+    parts = [Part(str(many_lines), 0, size // 3), Part(str(many_lines), size // 3, None)]
+    numbers = [n for part in parts for n, _, _ in _documents(part, ())]
+    lines = [n for n, line in enumerate(many_lines.read_bytes().splitlines(), 1) if line.strip()]
+    first = sum(1 for _ in _documents(parts[0], ()))
+    assert len(numbers) == len(lines)  # each line once, none cut
+    assert _line_base(parts[1]) + numbers[first] == lines[first]
+
+
+def test_a_malformed_line_in_a_later_part_names_the_files_line(
+    many_lines: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(otlp_parallel, "MIN_BYTES", 0)
+    text = many_lines.read_text().splitlines()
+    bad = len(text) - 3  # a line of 1.0.0's spans, in the second half
+    assert '"1.0.0"' in text[bad - 1]
+    text[bad - 1] = text[bad - 1].replace('"traceId":"', '"traceId":"xyz', 1)
+    many_lines.write_text("\n".join(text) + "\n")
+    with pytest.raises(BackendResponseError, match=rf"traces.jsonl, line {bad}: .*traceId"):
+        OtlpFileBackend([str(many_lines)], workers=2).collect(query("vault", "1.0.0"))

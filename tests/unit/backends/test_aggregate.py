@@ -307,3 +307,107 @@ def test_aggregate_filters_with_the_query() -> None:
 def test_naive_window_is_refused() -> None:
     with pytest.raises(ValueError, match="naive datetime"):
         matches(row(), window_query(start=datetime(2026, 11, 24)))
+
+
+def _warmup_rows() -> list[SpanRow]:
+    """pod-a from T0 (slow for 5 min), pod-b from T0 + 10 min (slow for 5 min), no-instance."""
+    rows = []
+    for pod, first in (("pod-a", 0), ("pod-b", 10)):
+        for minute in range(first, 30):
+            slow = minute < first + 5
+            rows.append(
+                row(
+                    "handler",
+                    trace_id=f"{pod}-{minute}",
+                    instance=pod,
+                    start_ns=T0_NS + minute * 60 * 10**9,
+                    duration_ns=(200 if slow else 100) * 10**6,
+                    is_error=minute % 7 == 0,
+                )
+            )
+    rows.append(row("handler", trace_id="bare", start_ns=T0_NS, duration_ns=300 * 10**6))
+    return rows
+
+
+def test_the_warmup_of_each_instance_is_left_out_of_durations_only() -> None:
+    plain = aggregate(_warmup_rows())
+    aggregator = Aggregator(warmup=timedelta(minutes=5))
+    aggregator.add_many(reversed(_warmup_rows()))  # first-seen is by start, not arrival
+    warm = aggregator.result()
+
+    (before,), (after,) = plain.groups, warm.groups
+    assert after.warmup_excluded == 10 and before.warmup_excluded == 0
+    assert (after.count, after.errors) == (before.count, before.errors)
+    assert after.callers == before.callers
+    assert len(after.durations_ms) == len(before.durations_ms) - 10
+    # Every slow span of either pod is gone; the span without an instance stays.
+    assert sorted(set(after.durations_ms.tolist())) == [100.0, 300.0]
+    names = after.instance_names
+    kept = [names[i] for i in after.instances.tolist()]
+    assert kept.count("pod-a") == 25 and kept.count("pod-b") == 15
+    assert kept.count("(unknown)") == 1
+
+
+def test_the_warmup_is_counted_from_the_instances_first_span_in_any_group() -> None:
+    rows = [
+        row("first", trace_id="a", instance="pod-a", start_ns=T0_NS),
+        row("later", trace_id="b", instance="pod-a", start_ns=T0_NS + 4 * 60 * 10**9),
+        row("later", trace_id="c", instance="pod-a", start_ns=T0_NS + 5 * 60 * 10**9),
+    ]
+    aggregator = Aggregator(warmup=timedelta(minutes=5))
+    aggregator.add_many(rows)
+    groups = {g.name: g for g in aggregator.result().groups}
+    assert groups["later"].warmup_excluded == 1 and groups["later"].count == 2
+    assert groups["later"].durations_ms.tolist() == [1.0]  # the span at exactly 5 min stays
+    assert groups["first"].warmup_excluded == 1 and len(groups["first"].durations_ms) == 0
+
+
+def test_a_zero_warmup_changes_nothing() -> None:
+    plain = aggregate(_warmup_rows())
+    query = SpanQuery("vault", "1.0.0", T0, T0 + timedelta(hours=1), warmup=timedelta(0))
+    zero = aggregate(_warmup_rows(), query)
+    for mine, theirs in zip(zero.groups, plain.groups, strict=True):
+        assert mine == theirs and mine.warmup_excluded == 0
+        assert mine.durations_ms.tolist() == theirs.durations_ms.tolist()
+        assert mine.instances.tolist() == theirs.instances.tolist()
+
+
+def test_aggregate_takes_the_warmup_from_the_query() -> None:
+    query = SpanQuery("vault", "1.0.0", T0, T0 + timedelta(hours=1), warmup=timedelta(minutes=5))
+    assert aggregate(_warmup_rows(), query).groups[0].warmup_excluded == 10
+
+
+@pytest.mark.parametrize("cut", [1, 17, 30, 45])
+def test_two_aggregators_absorbed_give_the_single_answer(cut: int) -> None:
+    rows = [
+        row(
+            "child" if n % 3 else "parent",
+            trace_id=f"t{n // 6}",
+            span_id=f"s{n}",
+            parent_span_id=None if n % 3 == 0 else f"s{n - n % 3}",
+            instance=f"pod-{n % 4}",
+            start_ns=T0_NS + n * 10**9,
+            duration_ns=(n + 1) * 10**6,
+            attributes={"db.query.text": f"SELECT {n}"} if n % 3 else {},
+            events=[exception(f"E{n % 5}")] if n % 4 == 0 else [],
+            is_error=n % 4 == 0,
+        )
+        for n in range(60)
+    ]
+    whole = Aggregator(warmup=timedelta(seconds=20))
+    whole.add_many(rows)
+    first, later = (
+        Aggregator(warmup=timedelta(seconds=20)),
+        Aggregator(warmup=timedelta(seconds=20), hold_first=10),
+    )
+    first.add_many(rows[:cut])
+    later.add_many(rows[cut:])
+    first.absorb(later)
+    want, got = whole.result(), first.result()
+    assert got.groups == want.groups and got.repeats == want.repeats
+    assert got.traces == want.traces
+    for mine, theirs in zip(got.groups, want.groups, strict=True):
+        assert mine.durations_ms.tolist() == theirs.durations_ms.tolist()
+        assert [mine.instance_names[i] for i in mine.instances] == [
+            theirs.instance_names[i] for i in theirs.instances
+        ]

@@ -293,3 +293,14 @@ def test_quoted_64_bit_integers_are_read() -> None:
 
 def test_parse_rows_skips_blank_lines() -> None:
     assert list(parse_rows('{"a": 1}\n\n{"a": 2}\n')) == [{"a": 1}, {"a": 2}]
+
+
+def test_a_warmup_is_not_applied_and_the_notes_say_so(ch: ClickHouseShim) -> None:
+    ch.insert(exporter_rows(sdk_release(start_ns=START_NS)))
+    plain = backend(ch).collect(query())
+    warm = backend(ch).collect(replace(query(), warmup=timedelta(minutes=5)))
+    assert "warm-up exclusion not applied by the clickhouse backend" in warm.notes
+    assert not any("warm-up" in note for note in plain.notes)
+    assert [g.durations_ms.tolist() for g in warm.groups] == [
+        g.durations_ms.tolist() for g in plain.groups
+    ]

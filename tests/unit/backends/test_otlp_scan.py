@@ -35,7 +35,7 @@ def spans_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 def scanned(doc: Any, version: str = "1.0.0") -> ReleaseData:
     aggregator = Aggregator()
-    Scanner(aggregator, query(SERVICE, version)).scan(doc)
+    Scanner.of(aggregator, query(SERVICE, version)).scan(doc)
     return aggregator.result()
 
 

@@ -1,0 +1,190 @@
+"""Reading the documents of an OTLP/JSON file, or of a byte range of one, into a survey.
+
+A file holds one ``ExportTraceServiceRequest`` per line (the Collector's file exporter), or one
+whole document (pretty-printed, like the OTLP repository's example); either may be
+gzip-compressed. Lines are read one at a time, so memory does not grow with the file; a
+whole-document file is the exception and is read at once. A :class:`Part` names a byte range
+of a plain lines file, so that several processes can read one file
+(:mod:`feedbot.backends.otlp_parallel`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, cast
+
+import orjson
+
+from feedbot.backends.otlp_json import decode_document, loads
+from feedbot.backends.otlp_scan import Unusual
+from feedbot.backends.otlp_survey import Survey
+from feedbot.errors import BackendResponseError, BackendUnavailable, WebhookRejected
+from feedbot.store.spans import SpanRow
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass(frozen=True)
+class Part:
+    """The lines of ``path`` that start in ``[start, end)`` (None: to the end of the file).
+
+    A part that does not start at 0 begins at the first line starting at or after ``start``;
+    such parts are only made of plain (not compressed) files of lines.
+    """
+
+    path: str
+    start: int = 0
+    end: int | None = None
+
+
+def read_part(part: Part, survey: Survey, needles: tuple[bytes, ...]) -> None:
+    """Read the documents of ``part`` into ``survey``.
+
+    Documents in the Collector's usual shape go through the fast reader
+    (:mod:`feedbot.backends.otlp_scan`); any other through the validating decoder.
+
+    Raises:
+        BackendUnavailable: the file cannot be opened.
+        BackendResponseError: a line is not an OTLP/JSON export (naming file and line).
+    """
+    scan = survey.scanner.scan
+    for number, document, strict in _documents(part, needles):
+        try:
+            if not strict:
+                raise Unusual
+            scan(document)
+        except Unusual:
+            survey.add_rows(_decode(part, number, document))
+
+
+def read_rows(path: str, needles: tuple[bytes, ...] = ()) -> Iterator[SpanRow]:
+    """Every span row of one OTLP/JSON file, streamed line by line, fully validated.
+
+    Args:
+        path: a file of OTLP/JSON lines or one OTLP/JSON document, gzip-compressed or not.
+        needles: byte strings a line must contain to be decoded (a fast pre-filter).
+
+    Raises:
+        BackendUnavailable: the file cannot be opened.
+        BackendResponseError: a line is not an OTLP/JSON export (naming file and line).
+    """
+    for number, document, _ in _documents(Part(path), needles):
+        yield from _decode(Part(path), number, document)
+
+
+def is_gzip(path: str) -> bool:
+    """Whether ``path`` starts like a gzip file.
+
+    Raises:
+        BackendUnavailable: the file cannot be opened.
+    """
+    try:
+        with open(path, "rb") as probe:
+            return probe.read(2) == GZIP_MAGIC
+    except OSError as exc:
+        raise BackendUnavailable(f"otlp-file: cannot open {path}: {exc.strerror}") from None
+
+
+def _decode(part: Part, number: int, document: object) -> list[SpanRow]:
+    try:
+        return decode_document(document)
+    except WebhookRejected as exc:
+        raise _malformed(part.path, _line_base(part) + number, exc.message) from None
+
+
+def _documents(part: Part, needles: tuple[bytes, ...]) -> Iterator[tuple[int, object, bool]]:
+    """(line number, parsed JSON, parsed by orjson) per non-blank line, or one whole document.
+
+    Lines after the file's first that lack one of ``needles`` are skipped without being
+    parsed, and so is an unparsable last line without a newline (the exporter is still writing
+    it). The flag is False when only the standard library could parse the text (lone
+    surrogates, huge integers): such a document is left to the validating decoder. Line
+    numbers count from the part's first line (:func:`_line_base` makes them the file's).
+    """
+    path = part.path
+    with _open(part) as handle:
+        first = part.start == 0
+        for number, line in _lines(part, handle):
+            if not first and needles and not all(needle in line for needle in needles):
+                continue
+            try:
+                yield number, orjson.loads(line), True
+            except orjson.JSONDecodeError:
+                pass
+            else:
+                first = False
+                continue
+            try:
+                document = loads(line)
+            except WebhookRejected as exc:
+                if first and not line.rstrip().endswith(b"}"):
+                    yield 1, _whole(path), False
+                    return
+                if not line.endswith(b"\n"):
+                    return  # The last line, still being written by the exporter.
+                raise _malformed(path, _line_base(part) + number, exc.message) from None
+            first = False
+            yield number, document, False
+
+
+def _line_base(part: Part) -> int:
+    """How many lines come before the part's first line (counted only when needed)."""
+    if part.start == 0:
+        return 0
+    with open(part.path, "rb") as handle:
+        before = handle.read(part.start - 1)
+    return before.count(b"\n") + 1
+
+
+def _lines(part: Part, handle: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    left = None if part.end is None else part.end - part.start
+    try:
+        if part.start > 0:
+            # Begin at the first line starting at or after `start`: the byte before it ends
+            # the line that the part before reads.
+            handle.seek(part.start - 1)
+            skipped = len(handle.readline())
+            left = None if left is None else left + 1 - skipped
+        for number, line in enumerate(handle, 1):
+            if left is not None:
+                if left <= 0:
+                    return
+                left -= len(line)
+            if line.strip():
+                yield number, line
+    except (OSError, EOFError, zlib.error) as exc:
+        # gzip.BadGzipFile is an OSError; a truncated member raises EOFError.
+        raise BackendResponseError(f"otlp-file: {part.path}: cannot be read: {exc}") from None
+
+
+def _open(part: Part) -> IO[bytes]:
+    try:
+        if part.start == 0 and is_gzip(part.path):
+            return cast("IO[bytes]", gzip.open(part.path, "rb"))
+        return open(part.path, "rb")
+    except OSError as exc:
+        raise BackendUnavailable(f"otlp-file: cannot open {part.path}: {exc.strerror}") from None
+
+
+def _whole(path: str) -> object:
+    """A file holding one pretty-printed document, parsed at once."""
+    with _open(Part(path)) as handle:
+        try:
+            data = handle.read()
+        except (OSError, EOFError, zlib.error) as exc:
+            raise BackendResponseError(f"otlp-file: {path}: cannot be read: {exc}") from None
+    try:
+        return loads(data)
+    except WebhookRejected as exc:
+        raise BackendResponseError(
+            f"otlp-file: {path}: neither OTLP/JSON lines nor one JSON document: "
+            + exc.message.removeprefix("body: ")
+        ) from None
+
+
+def _malformed(path: str, number: int, problem: str) -> BackendResponseError:
+    problem = problem.removeprefix("body: ")
+    return BackendResponseError(f"otlp-file: {path}, line {number}: {problem}")
