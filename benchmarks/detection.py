@@ -8,6 +8,14 @@ the previous one's analysis for confirmation. For speed the ReleaseData is drawn
 directly rather than through the OpenTelemetry SDK and the file backend (the CLI's functional
 tests cover that path); the numbers the analysis sees are the same.
 
+C3 (new instances 2× slower for their first 5 min, no code change) is the exception: its
+exclusion is done by the trace backend, so its spans take the real path. They are written as
+OTLP/JSON with span start times and ``service.instance.id`` (the four new instances start at the
+deploy), posted to the embedded backend (SQLite), and read back per look with the
+:class:`~feedbot.backends.base.SpanQuery` the check runner sends: the new version with the
+policy's warm-up, the baseline without. The same spans are also read with no warm-up, for
+contrast.
+
 Printed per scenario: recall at the first look (a finding of the right kind on the right group,
 watching or confirmed), recall by the end of the schedule (confirmed, so it made the verdict),
 and the naive rule's recall ("p95 up > 10% or error rate up ≥ 50%" at any look). For no-change
@@ -17,10 +25,14 @@ and the naive rule's false-alarm rate.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
+import orjson
 
 from feedbot.analysis.compare import Analysis, analyse
 from feedbot.analysis.policy import DetectionPolicy
@@ -30,8 +42,11 @@ from feedbot.backends.base import (
     ReleaseData,
     RepeatedStatement,
     SpanGroupStats,
+    SpanQuery,
 )
+from feedbot.backends.embedded import EmbeddedBackend
 from feedbot.releases.event import Change
+from feedbot.store.db import make_engine, make_sessions, migrate
 
 POLICY = DetectionPolicy()
 GROUPS = 10
@@ -39,7 +54,13 @@ INSTANCES = 4
 SIGMA = 0.5
 LOOKS = (300, 1200, 2400, 4800)
 TARGET = 0  # the group a scenario changes
-CHANGE = Change(file="vault/appraisal.py", functions=("vault.appraisal.appraise",))
+#: ``traced``: the function opens its own span, as ``feedbot notify-deploy`` reads from the AST;
+#: without it a function no baseline span named is "unknown", never "not reached" (issue #6).
+CHANGE = Change(
+    file="vault/appraisal.py",
+    functions=("vault.appraisal.appraise",),
+    traced=("vault.appraisal.appraise",),
+)
 
 
 @dataclass(frozen=True)
@@ -225,7 +246,130 @@ def run(postgres_admin: str, *, quick: bool = False) -> list[tuple[str, float, s
         rows.append(
             (f"seconds per deploy (4 looks), {s.name}", (time.perf_counter() - t0) / deploys, "s")
         )
+        if s is SCENARIOS[1]:
+            rows += _warmup_rows(deploys=5 if quick else 40)
     return rows
+
+
+# --- C3: new instances slower while they warm up, through the embedded backend ----------------
+
+DEPLOY = datetime(2026, 11, 24, 10, tzinfo=UTC)
+#: Spans per minute per group and version; the looks at +15 min / +30 min / +1 h / +2 h then hold
+#: 150 / 300 / 600 / 1,200 spans per group and version. Fewer groups than the other scenarios:
+#: every span goes through OTLP/JSON decoding, SQLite and the aggregator.
+RATE, C3_GROUPS = 10, 5
+C3_LOOKS = (timedelta(minutes=15), timedelta(minutes=30), timedelta(hours=1), timedelta(hours=2))
+SLOWDOWN, WARMUP = 2.0, timedelta(minutes=5)
+
+
+def _otlp_json(service: str, version: str, starts_s: np.ndarray, ms: np.ndarray,
+               groups: np.ndarray, ids: np.ndarray) -> bytes:  # fmt: skip
+    """One OTLP/JSON export: a SERVER span per entry, one resource per instance."""
+    base_ns = int(DEPLOY.timestamp()) * 1_000_000_000
+    begin = base_ns + (starts_s * 1e9).astype(np.int64)
+    end = begin + (ms * 1e6).astype(np.int64)
+    resources = []
+    for instance in range(INSTANCES):
+        attributes = {"service.name": service, "service.version": version,
+                      "service.instance.id": f"{version}-{instance}"}  # fmt: skip
+        spans = [
+            {
+                "traceId": f"{i + 1:032x}",
+                "spanId": f"{i + 1:016x}",
+                "name": f"GET /r{g}",
+                "kind": 2,
+                "startTimeUnixNano": str(b),
+                "endTimeUnixNano": str(e),
+                "attributes": [{"key": "http.route", "value": {"stringValue": f"/r{g}"}}],
+            }
+            for i, g, b, e in zip(
+                *(np.flatnonzero(ids == instance), groups[ids == instance]),
+                begin[ids == instance],
+                end[ids == instance],
+                strict=True,
+            )  # fmt: skip
+        ]
+        resource = {"attributes": [{"key": k, "value": {"stringValue": v}}
+                                   for k, v in attributes.items()]}  # fmt: skip
+        resources.append({"resource": resource, "scopeSpans": [{"spans": spans}]})
+    return orjson.dumps({"resourceSpans": resources})
+
+
+def _c3_version(
+    rng: np.random.Generator, medians: np.ndarray, start_s: float, warming: bool
+) -> tuple[np.ndarray, ...]:
+    """Start times (s from the deploy), durations, groups and instances of one version."""
+    n = RATE * int(C3_LOOKS[-1].total_seconds() // 60) - int(start_s // 60) * RATE
+    starts = np.concatenate(
+        [np.sort(rng.uniform(start_s, C3_LOOKS[-1].total_seconds(), n)) for _ in medians]
+    )
+    groups = np.repeat(np.arange(medians.size), n)
+    ids = rng.integers(0, INSTANCES, starts.size)
+    offsets = rng.normal(0.0, 0.02, INSTANCES)
+    ms = medians[groups] * rng.lognormal(0.0, SIGMA, starts.size) * np.exp(offsets[ids])
+    if warming:
+        first = {i: starts[ids == i].min() for i in range(INSTANCES)}
+        warm = starts < np.array([first[i] for i in ids]) + WARMUP.total_seconds()
+        ms = np.where(warm, ms * SLOWDOWN, ms)
+    return starts, ms, groups, ids
+
+
+def _c3_deploy(backend: EmbeddedBackend, service: str, rng: np.random.Generator) -> list[int]:
+    """One C3 deploy over the looks: [regressed with warm-up, watching, regressed without, spans
+    left out]."""
+    medians = np.exp(rng.uniform(np.log(5.0), np.log(200.0), C3_GROUPS))
+    # The baseline's instances were serving long before the deploy: no warm-up in its spans.
+    for version, start, warming in (("1.0", -900.0, False), ("1.1", 0.0, True)):
+        body = _otlp_json(service, version, *_c3_version(rng, medians, start, warming))
+        backend.ingest(body, "application/json", None)
+    out = [0, 0, 0, 0]
+    previous: dict[bool, Analysis | None] = {True: None, False: None}
+    for look, after in enumerate(C3_LOOKS, start=1):
+        end = DEPLOY + after
+        base = backend.collect(SpanQuery(service, "1.0", DEPLOY - timedelta(hours=24), end))
+        for warm in (True, False):
+            query = SpanQuery(service, "1.1", DEPLOY, end, warmup=WARMUP if warm else timedelta(0))
+            cand = backend.collect(query)
+            a = analyse(cand, base, changes=(), policy=POLICY, look=look,
+                        looks=len(C3_LOOKS), previous=previous[warm])  # fmt: skip
+            previous[warm] = a
+            if warm:
+                out[0] |= a.verdict == "regressed"
+                out[1] |= bool(a.watching)
+                out[3] = a.warmup_excluded
+            else:
+                out[2] |= a.verdict == "regressed"
+    return out
+
+
+def _warmup_rows(deploys: int) -> list[tuple[str, float, str]]:
+    """C3's rows: false alarms with and without the warm-up exclusion, and spans left out."""
+    rng = np.random.default_rng(303)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = make_engine(f"sqlite:///{Path(tmp) / 'c3.db'}")
+        migrate(engine)
+        backend = EmbeddedBackend(make_sessions(engine))
+        results = [_c3_deploy(backend, f"c3-{i}", rng) for i in range(deploys)]
+        engine.dispose()
+    share = [100.0 * sum(r[i] for r in results) / deploys for i in range(3)]
+    sizes = "/".join(str(RATE * int(t.total_seconds() // 60)) for t in C3_LOOKS)
+    label = f"C3 new instances 2x slower for 5 min, n={sizes}"
+    return [
+        (f"false alarms (regressed verdict), {label}", share[0], "%"),
+        (f"deploys with a watching finding, {label}", share[1], "%"),
+        (f"false alarms without warm-up exclusion, {label}", share[2], "%"),
+        (
+            f"spans left out as warm-up per deploy (last look), {label}",
+            float(np.mean([r[3] for r in results])),
+            "spans",
+        ),
+        (
+            "seconds per deploy (4 looks, embedded backend), C3",
+            (time.perf_counter() - t0) / deploys,
+            "s",
+        ),
+    ]
 
 
 if __name__ == "__main__":

@@ -16,20 +16,23 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from feedbot import failpoints
+from feedbot import failpoints, logs
 from feedbot.analysis.compare import Analysis, analyse
+from feedbot.analysis.findings import KnownException
 from feedbot.analysis.policy import DetectionPolicy, with_overrides
 from feedbot.analysis.report import ReportContext, to_json, to_text
-from feedbot.backends.base import SpanQuery, TraceBackend
+from feedbot.backends.base import ReleaseData, SpanQuery, TraceBackend
 from feedbot.clock import Clock
 from feedbot.config import Settings, format_duration
 from feedbot.digest import blocks, text
 from feedbot.errors import BackendError
+from feedbot.metrics import Metrics
 from feedbot.notify.outbox import enqueue
 from feedbot.releases.event import Change as ChangeEvent
 from feedbot.slack import state
 from feedbot.store import queries
 from feedbot.store.models import Check, Release
+from feedbot.telemetry import NullTracer, Tracer
 
 log = logging.getLogger(__name__)
 #: The plain-text fallback is the notification text; Slack takes up to 40,000 characters.
@@ -45,6 +48,9 @@ class CheckRunner:
         settings: validated configuration (check offsets, windows, retries).
         clock: time source.
         worker: this replica's name, recorded on claimed checks.
+        policy: the detection policy; the defaults when None.
+        metrics: where each run's outcome is counted; a private one when None.
+        tracer: where each run becomes a span; none when None.
     """
 
     def __init__(
@@ -56,6 +62,8 @@ class CheckRunner:
         clock: Clock,
         worker: str,
         policy: DetectionPolicy | None = None,
+        metrics: Metrics | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._sessions = sessions
         self._backend = backend
@@ -63,6 +71,8 @@ class CheckRunner:
         self._policy = policy or DetectionPolicy()
         self._clock = clock
         self._worker = worker
+        self._metrics = metrics or Metrics()
+        self._tracer = tracer or NullTracer()
 
     def run_due(self, limit: int = 10) -> int:
         """Claim and run every due check, ``limit`` at a time; returns how many ran."""
@@ -93,7 +103,24 @@ class CheckRunner:
             check = session.get(Check, check_id)
             if check is None or check.state != "running" or check.claimed_by != self._worker:
                 return
+            release_id = check.release_id
             plan = self._plan(session, check.release, self._clock.now())
+        attributes: dict[str, str | int] = {
+            "feedbot.check_id": check_id,
+            "feedbot.release_id": release_id,
+            "feedbot.service": plan.context.service,
+        }
+        with (
+            logs.bind(release_id=release_id, check_id=check_id),
+            self._tracer.span("feedbot.check", attributes) as span,
+        ):
+            outcome = self._run_claimed(check_id, plan)
+            if outcome is not None:
+                span.set_attribute("feedbot.check.outcome", outcome)
+                self._metrics.check_finished(outcome)
+
+    def _run_claimed(self, check_id: int, plan: Plan) -> str | None:
+        """Query, analyse and record; the outcome, or None when the check row is gone."""
         failpoints.hit("check-claimed")
         try:
             done: Finished | str = self._run(plan)
@@ -105,11 +132,10 @@ class CheckRunner:
         with self._sessions() as session:
             check = session.get(Check, check_id)
             if check is None:
-                return
+                return None
             if isinstance(done, str):
-                self._failed(session, check, done)
-            else:
-                self._finish(session, check, done)
+                return self._failed(session, check, done)
+            return self._finish(session, check, done)
 
     def _plan(self, session: Session, release: Release, now: datetime) -> Plan:
         """Everything the check needs from the store, read before any backend call."""
@@ -126,6 +152,15 @@ class CheckRunner:
             # window runs up to now: during a rolling deploy both versions serve at once.
             baseline_window = (release.deployed_at - self._settings.checks.baseline_window, end)
         look, looks, held = _look_of(session, release, now)
+        history = self._policy_for(release.service).new_types
+        known = queries.exception_history(
+            session,
+            service=release.service,
+            environment=release.environment,
+            versions=history.history_versions,
+            since=now - timedelta(days=history.history_days),
+            exclude=(release.version, release.deployed_at),
+        )
         return Plan(
             context=ReportContext(
                 service=release.service,
@@ -139,12 +174,19 @@ class CheckRunner:
             look=look,
             looks=looks,
             held=tuple(held),
+            known_exceptions=tuple(
+                KnownException(k.span, k.type, k.version, k.last_seen) for k in known
+            ),
         )
 
     def _run(self, plan: Plan) -> Finished:
         """Query both versions, analyse, and render; no database access here."""
         ctx = plan.context
-        cand = self._backend.collect(self._query(ctx, ctx.version, ctx.candidate_window))
+        policy = self._policy_for(plan.context.service)
+        # Only the new version's instances are starting up; the baseline's were already running.
+        cand = self._backend.collect(
+            self._query(ctx, ctx.version, ctx.candidate_window, warmup=policy.latency.warmup)
+        )
         base = None
         if ctx.baseline_version is not None and ctx.baseline_window is not None:
             base = self._backend.collect(
@@ -154,13 +196,15 @@ class CheckRunner:
             cand,
             base,
             changes=plan.changes,
-            policy=self._policy_for(plan.context.service),
+            policy=policy,
             look=plan.look,
             looks=plan.looks,
             held=plan.held,
+            known_exceptions=plan.known_exceptions,
         )
         context = replace(ctx, notes=(f"traces from the {self._backend.name} backend", *cand.notes))
-        return Finished(analysis, to_json(analysis, context), to_text(analysis, context))
+        seen = _exceptions_seen(ctx, cand, base)
+        return Finished(analysis, to_json(analysis, context), to_text(analysis, context), seen)
 
     def _policy_for(self, service: str) -> DetectionPolicy:
         """The detection policy, with ``services.<service>.detectors`` applied."""
@@ -169,7 +213,11 @@ class CheckRunner:
 
     @staticmethod
     def _query(
-        context: ReportContext, version: str, window: tuple[datetime, datetime]
+        context: ReportContext,
+        version: str,
+        window: tuple[datetime, datetime],
+        *,
+        warmup: timedelta = timedelta(0),
     ) -> SpanQuery:
         return SpanQuery(
             service=context.service,
@@ -177,6 +225,7 @@ class CheckRunner:
             start=window[0],
             end=window[1],
             environment=context.environment,
+            warmup=warmup,
         )
 
     def _owns(self, session: Session, check: Check) -> bool:
@@ -188,22 +237,30 @@ class CheckRunner:
         )
         return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
-    def _finish(self, session: Session, check: Check, done: Finished) -> None:
+    def _finish(self, session: Session, check: Check, done: Finished) -> str:
         if not self._owns(session, check):
             session.rollback()
-            return
+            return "superseded"
         now = self._clock.now()
         release = check.release
         held = [f.key for f in done.analysis.findings if f.tested]
         check.state, check.finished_at = "done", now
         check.result = {"report": done.report, "held": held}
         check.lease_until = None
+        queries.record_exception_types(
+            session,
+            service=release.service,
+            environment=release.environment,
+            seen=done.exceptions,
+            now=now,
+        )
         self._queue_reply(session, release, check, done, now)
         self._queue_status(session, release, check, now)
         failpoints.hit("check-before-commit")
         session.commit()
         log.info("check %d of release %d done by %s", check.id, release.id, self._worker)
         failpoints.hit("check-committed")
+        return "done"
 
     def _queue_reply(
         self, session: Session, release: Release, check: Check, done: Finished, now: datetime
@@ -255,10 +312,10 @@ class CheckRunner:
             return None
         return service.channel
 
-    def _failed(self, session: Session, check: Check, error: str) -> None:
+    def _failed(self, session: Session, check: Check, error: str) -> str:
         if not self._owns(session, check):
             session.rollback()
-            return
+            return "superseded"
         now = self._clock.now()
         check.attempts += 1
         check.last_error = error[:2000]
@@ -274,7 +331,7 @@ class CheckRunner:
                 error,
             )
             session.commit()
-            return
+            return "retried"
         check.state, check.finished_at = "failed", now
         release = check.release
         offset = timedelta(seconds=check.offset_seconds)
@@ -291,6 +348,7 @@ class CheckRunner:
         self._queue_status(session, release, check, now)
         log.error("check %s (+%s) failed for good: %s", check.id, format_duration(offset), error)
         session.commit()
+        return "failed"
 
     def _queue_status(
         self, session: Session, release: Release, check: Check, now: datetime
@@ -328,15 +386,21 @@ class Plan:
     look: int
     looks: int
     held: tuple[str, ...]
+    known_exceptions: tuple[KnownException, ...] = ()
 
 
 @dataclass(frozen=True)
 class Finished:
-    """A check's outcome before it is recorded: the analysis, its JSON report, its text."""
+    """A check's outcome before it is recorded: the analysis, its report, and what it saw.
+
+    ``exceptions`` lists (version, span group, type, spans) for both versions, for the
+    service's exception history.
+    """
 
     analysis: Analysis
     report: dict[str, Any]
     text: str
+    exceptions: tuple[queries.Observed, ...] = ()
 
 
 def _changes(release: Release) -> list[ChangeEvent]:
@@ -345,9 +409,26 @@ def _changes(release: Release) -> list[ChangeEvent]:
             file=c.file,
             functions=tuple(c.functions or ()),
             lines=tuple((int(a), int(b)) for a, b in (c.lines or ())),
+            traced=tuple(c.traced or ()),
         )
         for c in release.changes
     ]
+
+
+def _exceptions_seen(
+    context: ReportContext, candidate: ReleaseData, baseline: ReleaseData | None
+) -> tuple[queries.Observed, ...]:
+    """Every (version, span group, type, spans) the check saw, for the exception history."""
+    versions = [(context.version, candidate)]
+    if baseline is not None and context.baseline_version is not None:
+        versions.append((context.baseline_version, baseline))
+    return tuple(
+        (version, group.name, seen.type, seen.count)
+        for version, data in versions
+        for group in data.groups
+        for seen in group.exceptions
+        if seen.count > 0
+    )
 
 
 def _fresh_alarms(

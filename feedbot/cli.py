@@ -1,4 +1,4 @@
-"""The ``feedbot`` command: serve, migrate, check-config, tick, notify-deploy.
+"""The ``feedbot`` command: serve, migrate, check-config, tick, notify-deploy, feedback, demo.
 
 Exit status 2 means the configuration is wrong; each problem is printed as a
 ``path.to.key: problem`` line on stderr.
@@ -81,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="watch feedbot on the instrumented vault app, end to end")
     demo_command.add_arguments(demo)
     demo.set_defaults(func=demo_command.run)
+
+    from feedbot import feedback_cli
+
+    feedback = sub.add_parser("feedback", help="print the /feedback answer from the database")
+    feedback_cli.add_arguments(feedback)
+    feedback.set_defaults(func=feedback_cli.run)
 
     from feedbot.digest import command as digest_command
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -56,6 +57,14 @@ LOG_FORMATS = ("text", "json")
 class LogConfig:
     #: ``text`` for people, ``json`` (one object per line) for log collectors.
     format: str = "text"
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    #: OTLP/HTTP traces URL (``http://collector:4318/v1/traces``); tracing is off when None.
+    traces_endpoint: str | None = None
+    #: ``service.name`` of feedbot's own spans.
+    service_name: str = "feedbot"
 
 
 @dataclass(frozen=True)
@@ -150,6 +159,7 @@ class Settings:
     features: Mapping[str, FeatureConfig] = field(default_factory=dict)
     people: tuple[Person, ...] = ()
     log: LogConfig = field(default_factory=LogConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
 
 
 # --- durations -------------------------------------------------------------------------------
@@ -175,7 +185,10 @@ def parse_duration(text: str) -> timedelta:
     parts = _DURATION.findall(cleaned)
     if not cleaned or _DURATION.sub("", cleaned).strip():
         raise ValueError(f"{text!r} is not a duration like 20s, 15m, 1h or 1d")
-    total = sum((int(n) * _UNITS[unit] for n, unit in parts), timedelta())
+    try:
+        total = sum((int(n) * _UNITS[unit] for n, unit in parts), timedelta())
+    except (OverflowError, ValueError):
+        raise ValueError(f"{text!r} is too long a duration") from None
     if total <= timedelta(0):
         raise ValueError(f"{text!r} must be longer than zero")
     return total
@@ -251,13 +264,20 @@ class _Reader:
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             self.problem(_join(path, key), f"expected a string, got {_kind(value)}")
             return default
-        text = str(value).strip()
+        try:
+            text = str(value).strip()
+        except ValueError:  # an integer too long to print (Python refuses over 4,300 digits)
+            self.problem(_join(path, key), "expected a string, got an enormous number")
+            return default
         return text if text else default
 
     def integer(self, raw: dict[str, Any], key: str, path: str, default: int, low: int) -> int:
         value = raw.get(key, default)
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value)
+        if isinstance(value, str):
+            digits = value.strip()
+            # isdigit() also accepts "²" and other digits int() refuses; 18 digits fit int64.
+            if digits.isascii() and digits.isdigit() and len(digits) <= 18:
+                value = int(digits)
         if isinstance(value, bool) or not isinstance(value, int):
             self.problem(_join(path, key), f"expected an integer, got {_kind(value)}")
             return default
@@ -328,6 +348,7 @@ TOP_KEYS = (
     "features",
     "people",
     "log",
+    "telemetry",
 )
 
 
@@ -354,6 +375,7 @@ def settings_from_mapping(raw: Any, env: Mapping[str, str] | None = None) -> Set
         features=reader.mapping_of(top.get("features"), "features", _feature_builder(reader)),
         people=_people(reader, top.get("people")),
         log=_log(reader, top.get("log")),
+        telemetry=_telemetry(reader, top.get("telemetry")),
     )
     _cross_checks(reader, settings)
     if reader.problems:
@@ -434,6 +456,21 @@ def _log(reader: _Reader, raw: Any) -> LogConfig:
     return LogConfig(format=fmt)
 
 
+def _telemetry(reader: _Reader, raw: Any) -> TelemetryConfig:
+    section = reader.section(raw, "telemetry", ("traces_endpoint", "service_name"))
+    endpoint = _url(reader, section, "traces_endpoint", "telemetry")
+    if endpoint is not None and not urlsplit(endpoint).path.strip("/"):
+        reader.problem(
+            "telemetry.traces_endpoint",
+            f"{endpoint!r} has no path: OTLP/HTTP traces go to …/v1/traces",
+        )
+        endpoint = None
+    return TelemetryConfig(
+        traces_endpoint=endpoint,
+        service_name=reader.string(section, "service_name", "telemetry", "feedbot"),
+    )
+
+
 def _slack(reader: _Reader, raw: Any) -> SlackConfig:
     keys = ("bot_token", "signing_secret", "api_url", "weekly_digest")
     section = reader.section(raw, "slack", keys)
@@ -459,7 +496,7 @@ def _slack(reader: _Reader, raw: Any) -> SlackConfig:
 def _check_cron(reader: _Reader, digest: DigestConfig) -> None:
     try:
         ZoneInfo(digest.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file
         reader.problem("slack.weekly_digest.timezone", f"unknown time zone {digest.timezone!r}")
         return
     from apscheduler.triggers.cron import CronTrigger

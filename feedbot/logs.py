@@ -3,7 +3,12 @@
 :class:`RedactingFilter` masks the configured secrets and anything shaped like a Slack token in
 the message, the formatted traceback and string ``extra`` fields before a handler writes them.
 :class:`JsonFormatter` writes one JSON object per record; ``extra={"release_id": ...,
-"check_id": ...}`` passed to a logging call become fields of that object.
+"check_id": ...}`` passed to a logging call become fields of that object, and so do the fields
+:func:`bind` holds for the code running inside it (a check's release and check ids, a
+delivery's id), which :class:`RedactingFilter` copies onto every record before masking it::
+
+    with logs.bind(release_id=check.release_id, check_id=check.id):
+        ...  # every record logged here, in any module, carries both ids
 """
 
 from __future__ import annotations
@@ -11,8 +16,11 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +36,39 @@ OWN_HANDLER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 # Attributes every LogRecord has; anything else on a record came from ``extra``.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_BOUND: ContextVar[Mapping[str, Any]] = ContextVar(
+    "feedbot_log_fields", default=MappingProxyType({})
+)
+
+
+@contextmanager
+def bind(**fields: Any) -> Iterator[None]:
+    """Add ``fields`` to every record logged inside the block (in this thread or task).
+
+    Blocks nest: an inner block adds to the outer one's fields and may override them. Fields
+    that are None are left out. A field passed with ``extra=`` to one logging call wins over a
+    bound one of the same name.
+
+    Args:
+        fields: names and values, such as ``release_id=7, check_id=21``.
+    """
+    token = _BOUND.set({**_BOUND.get(), **{k: v for k, v in fields.items() if v is not None}})
+    try:
+        yield
+    finally:
+        _BOUND.reset(token)
+
+
+def bound() -> Mapping[str, Any]:
+    """The fields :func:`bind` holds here."""
+    return _BOUND.get()
+
+
+def add_bound(record: logging.LogRecord) -> None:
+    """Copy the fields of :func:`bind` the record does not already have onto it."""
+    for key, value in _BOUND.get().items():
+        if key not in _STANDARD and not hasattr(record, key):
+            setattr(record, key, value)
 
 
 def secrets_of(settings: Settings) -> list[str]:
@@ -63,6 +104,9 @@ class Redactor:
 class RedactingFilter(logging.Filter):
     """A handler filter that masks secrets in the message, traceback and ``extra`` strings.
 
+    It first adds the fields of :func:`bind` to the record, so they are masked too and every
+    handler feedbot installed on sees them, with one filter per handler.
+
     The record is rewritten in place (message rendered, arguments dropped, traceback formatted
     once), so every handler and formatter after it sees only the masked text.
     """
@@ -72,7 +116,8 @@ class RedactingFilter(logging.Filter):
         self.redact = Redactor(secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Mask ``record``; never drops it."""
+        """Add the fields of :func:`bind`, then mask ``record``; never drops it."""
+        add_bound(record)
         record.msg = self.redact(record.getMessage())
         record.args = None
         if record.exc_info and not record.exc_text:

@@ -3,9 +3,10 @@
 :func:`analyse` answers, for one look at a release: did it run (candidate spans, operations
 that are new or gone, groups with too little traffic), how fast (one-sided Mann-Whitney both ways
 with the Hodges-Lehmann ratio, exceedance tests on p95/p99, an effect floor raised by the
-between-instance spread), with what errors (Fisher exact on the error proportion; exception types
-never seen in the baseline, tested in their own family), and the insights of ``insights`` (did
-the changed code run, N+1, bottlenecks). Section numbers (§) refer to
+between-instance spread, without each new instance's warm-up), with what errors (Fisher exact
+on the error proportion; exception types seen neither in the baseline nor in the service's
+history, tested in their own family), whether the changed code ran (``reach``), and the insights
+of ``insights`` (N+1, bottlenecks). Section numbers (§) refer to
 shared/reference/detection-methods.md.
 
 Quiet by design: latency, tail and error-rate tests form one Benjamini-Hochberg family at
@@ -22,17 +23,19 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from feedbot.analysis import insights, stats
+from feedbot.analysis import insights, reach, stats
 from feedbot.analysis.detectors import Pair
 from feedbot.analysis.findings import (
     Finding,
     GroupComparison,
+    KnownException,
     Measure,
 )
-from feedbot.analysis.insights import CodeReach
 from feedbot.analysis.look import LookTests, group_summary, host_spread
 from feedbot.analysis.policy import DetectionPolicy
+from feedbot.analysis.reach import CodeReach
 from feedbot.backends.base import ReleaseData
+from feedbot.config import format_duration
 from feedbot.releases.event import Change
 
 __all__ = ["Analysis", "CodeReach", "Finding", "Verdict", "analyse"]
@@ -53,6 +56,7 @@ class Analysis:
         look: Which scheduled look this is (1-based).
         looks: Scheduled looks in all (q is split over them).
         q_level: The BH level used at this look.
+        warmup_excluded: New-version spans left out of latency as instance warm-up.
     """
 
     verdict: Verdict
@@ -63,6 +67,7 @@ class Analysis:
     look: int = 1
     looks: int = 4
     q_level: float = 0.0125
+    warmup_excluded: int = 0
 
     @property
     def watching(self) -> tuple[Finding, ...]:
@@ -80,6 +85,7 @@ def analyse(
     looks: int = 4,
     previous: Analysis | None = None,
     held: Collection[str] = (),
+    known_exceptions: Collection[KnownException] = (),
 ) -> Analysis:
     """Compare a release's spans with its baseline's at one look.
 
@@ -93,18 +99,21 @@ def analyse(
         previous: The analysis at the previous look, for confirmation.
         held: Keys of the tested findings at the previous look (what ``previous`` would give),
             for callers that stored the keys rather than the whole analysis.
+        known_exceptions: Exception types the service raised before (the last versions and
+            days, §9); a type absent from the baseline but known here is not new. Without a
+            store only the baseline counts.
 
     Returns:
         The verdict, per-group numbers, findings and how they were reached.
     """
     q_level = stats.bonferroni(policy.looks.fdr_q, looks)
     pairs = _pairs(candidate, baseline)
-    reach, reach_findings = insights.code_reach(changes, candidate, baseline, policy)
+    reached, reach_findings = reach.code_reach(changes, candidate, baseline, policy)
     if _total(candidate) == 0:
-        return _not_running(pairs, reach, reach_findings, look, looks, q_level)
+        return _not_running(pairs, reached, reach_findings, look, looks, q_level)
     if baseline is None or _total(baseline) == 0:
-        return _no_baseline(candidate, pairs, reach, reach_findings, policy, look, looks, q_level)
-    run = LookTests(policy, q_level, host_spread(pairs, policy))
+        return _no_baseline(candidate, pairs, reached, reach_findings, policy, look, looks, q_level)
+    run = LookTests(policy, q_level, host_spread(pairs, policy), known_exceptions)
     run.test(pairs)
     findings = [*run.findings, *_operations(pairs, candidate, baseline, policy), *reach_findings]
     findings += insights.n_plus_one(candidate, baseline, policy)
@@ -116,15 +125,42 @@ def analyse(
         [_settle(f, run.strong.get(id(f), False), held_keys, q_level, policy) for f in findings]
     )
     verdict = _verdict(settled, tested=bool(run.tested))
-    code = insights.reach_sentence(reach)
+    code = reach.reach_sentence(reached, any_code=reach.has_code(candidate, baseline))
     summary = (
         *_counts(candidate, baseline),
+        *_warmup(candidate, policy),
         *run.summary,
         *((code,) if code else ()),
         *_verdict_reason(verdict, settled),
     )
     groups = tuple(run.comparison(p) for p in pairs)
-    return Analysis(verdict, groups, _ordered(settled), summary, reach, look, looks, q_level)
+    return Analysis(
+        verdict,
+        groups,
+        _ordered(settled),
+        summary,
+        reached,
+        look,
+        looks,
+        q_level,
+        warmed_up(candidate),
+    )
+
+
+def warmed_up(data: ReleaseData) -> int:
+    """Spans the backend left out of the durations as instance warm-up."""
+    return sum(g.warmup_excluded for g in data.groups)
+
+
+def _warmup(candidate: ReleaseData, policy: DetectionPolicy) -> tuple[str, ...]:
+    excluded = warmed_up(candidate)
+    if not excluded:
+        return ()
+    first = format_duration(policy.latency.warmup)
+    return (
+        f"Warm-up: {excluded} spans from the first {first} of new instances left out of "
+        "latency (still counted in spans and errors).",
+    )
 
 
 def _total(data: ReleaseData) -> int:

@@ -8,6 +8,7 @@ every output, so no output re-derives a number.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 Kind = Literal[
@@ -147,6 +148,23 @@ class GroupSummary:
     p99_ms: float | None
     instances: int = 0
     callers: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class KnownException:
+    """An exception type the service raised on a span group before this release (its history).
+
+    Attributes:
+        span: The span group.
+        type: The exception type.
+        version: The version that raised it.
+        last_seen: When feedbot last saw it (None when unknown).
+    """
+
+    span: str
+    type: str
+    version: str
+    last_seen: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ minimum detectable effects, and the per-group rows of the report. Pure: no I/O.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import replace
 
 import numpy as np
@@ -21,6 +22,7 @@ from feedbot.analysis.findings import (
     Finding,
     GroupComparison,
     GroupSummary,
+    KnownException,
     Measure,
     percent,
 )
@@ -32,10 +34,25 @@ DEFAULT_SIGMA = 0.5
 
 
 class LookTests:
-    """The tests of one look: candidates, BH per family, and what was said about it."""
+    """The tests of one look: candidates, BH per family, and what was said about it.
 
-    def __init__(self, policy: DetectionPolicy, q_level: float, hosts: HostSpread) -> None:
+    Args:
+        policy: Every threshold and switch.
+        q_level: The BH level of this look.
+        hosts: The between-instance spread.
+        history: Exception types the service raised before, per span group: a type absent from
+            the baseline but in the history is not new.
+    """
+
+    def __init__(
+        self,
+        policy: DetectionPolicy,
+        q_level: float,
+        hosts: HostSpread,
+        history: Collection[KnownException] = (),
+    ) -> None:
         self.policy, self.q_level, self.hosts = policy, q_level, hosts
+        self.history = {(h.span, h.type): h for h in history}
         self.findings: list[Finding] = []
         self.strong: dict[int, bool] = {}
         self.summary: list[str] = [host_sentence(hosts, policy)]
@@ -59,6 +76,7 @@ class LookTests:
         for pair in pairs:
             if pair.new is not None and pair.base is None and enabled(self.policy, "new_types"):
                 types += detectors.new_type_candidates(pair, self.policy, seen_base)
+        types = self._not_in_history(types)
         self.lone_level = self.q_level / max(1, len(family))
         self._keep(family)
         self._keep_types(types)
@@ -66,6 +84,26 @@ class LookTests:
             self._levels_sentence(len(family), sum(c.finding.tested for c in types))
         )
         self.findings += self._low_traffic(pairs)
+
+    def _not_in_history(self, types: list[Candidate]) -> list[Candidate]:
+        """Drop types the group raised in earlier versions, and say which were dropped."""
+        known = [
+            hit
+            for c in types
+            if (hit := self.history.get((c.finding.span or "", c.finding.exception_type or "")))
+        ]
+        if known:
+            shown = "; ".join(f"{k.type} on {k.span} in {k.version}{_ago(k)}" for k in known[:3])
+            more = f" and {len(known) - 3} more" if len(known) > 3 else ""
+            self.summary.append(
+                f"{len(known)} exception type(s) absent from the baseline's spans were raised by "
+                f"earlier versions (history of {self.policy.new_types.history_versions} versions "
+                f"/ {self.policy.new_types.history_days} days), so not new: {shown}{more}."
+            )
+        seen = {(k.span, k.type) for k in known}
+        return [
+            c for c in types if (c.finding.span or "", c.finding.exception_type or "") not in seen
+        ]
 
     def _group_candidates(self, pair: Pair) -> list[Candidate]:
         assert pair.new is not None and pair.base is not None
@@ -190,6 +228,10 @@ class LookTests:
             f"{types} new exception types tested in their own family at the same q; a lone "
             f"finding needed p ≤ {self.lone_level:.2g}"
         )
+
+
+def _ago(known: KnownException) -> str:
+    return f" (last seen {known.last_seen:%Y-%m-%d %H:%M} UTC)" if known.last_seen else ""
 
 
 def enabled(policy: DetectionPolicy, detector: str) -> bool:

@@ -67,7 +67,8 @@ def to_json(analysis: Analysis, context: ReportContext) -> dict[str, Any]:
 
     Returns:
         service, version, baseline_version, environment, window {candidate, baseline}, verdict,
-        groups, findings, and notes (how the inputs and the verdict were reached). Each
+        groups, findings, notes (how the inputs and the verdict were reached), and
+        ``warmup_excluded`` (new-version spans left out of latency as instance warm-up). Each
         group's ``baseline``/``candidate`` also carries ``callers`` (an addition to the
         contract): ``[{"span": caller group, "count": spans}, ...]``, busiest first, at most 5.
     """
@@ -92,6 +93,7 @@ def to_json(analysis: Analysis, context: ReportContext) -> dict[str, Any]:
         ],
         "findings": [finding_json(f) for f in analysis.findings],
         "notes": [*context.notes, *analysis.summary],
+        "warmup_excluded": analysis.warmup_excluded,
     }
 
 

@@ -1,10 +1,11 @@
 """What the vault's 2.0.0 release changed, derived from the code rather than written down.
 
 The two releases live side by side (``examples/vault/v1`` and ``v2``), so the release is the
-difference between the two directories. Each file pair is compared line by line, as
-``git diff -U0`` would, and :mod:`feedbot.releases.gitdiff`'s pure functions name the functions
-the changed lines fall in (and the ones 2.0.0 deleted), exactly as ``feedbot notify-deploy``
-does in CI. Only :func:`release_changes` reads files.
+difference between the two directories. Each file pair is compared line by line into the hunks
+``git diff -U0`` would print, and :mod:`feedbot.releases.pysource` says what they mean (the
+functions touched, the ones 2.0.0 deleted, which of them open a span; hunks of docstrings and
+comments alone count for nothing), exactly as ``feedbot notify-deploy`` does in CI. Only
+:func:`release_changes` reads files.
 """
 
 from __future__ import annotations
@@ -14,35 +15,35 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from feedbot.releases import gitdiff
+from feedbot.releases import pysource
 from feedbot.releases.event import Change
+from feedbot.releases.notify_deploy import change_json
+from feedbot.releases.pysource import Hunk
 
 
-def changed_lines(old: str, new: str) -> tuple[gitdiff.LineRange, ...]:
-    """New-side line ranges that differ, in ``git diff -U0``'s terms.
+def hunks(old: str, new: str) -> list[Hunk]:
+    """The hunks ``git diff -U0`` would print for ``old`` → ``new``, with git's numbers.
 
     Args:
         old: the old source.
         new: the new source.
 
     Returns:
-        1-based inclusive ranges of the new source; a pure deletion counts as the line it
-        follows (1 at the top), as in :func:`feedbot.releases.gitdiff.parse_diff`.
+        One hunk per differing block; a side without lines starts at the line the other
+        side's lines follow, as in git's ``@@ -a,0 +c,d @@``.
     """
     matcher = difflib.SequenceMatcher(None, old.splitlines(), new.splitlines(), autojunk=False)
-    ranges: list[gitdiff.LineRange] = []
-    for tag, _i1, _i2, j1, j2 in matcher.get_opcodes():
-        if tag == "equal":
-            continue
-        if j2 > j1:
-            ranges.append((j1 + 1, j2))
-        else:
-            ranges.append((max(j1, 1), max(j1, 1)))
-    return gitdiff.merge_ranges(ranges)
+    found = []
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag != "equal":
+            found.append(
+                Hunk(i1 + 1 if i2 > i1 else i1, i2 - i1, j1 + 1 if j2 > j1 else j1, j2 - j1)
+            )
+    return found
 
 
 def describe(path: str, old: str | None, new: str) -> Change | None:
-    """The change to one Python file, None when it did not change.
+    """The change to one Python file, None when it did not change the code.
 
     Args:
         path: the new file's path from the repository root (``examples/vault/v2/x.py``).
@@ -50,19 +51,20 @@ def describe(path: str, old: str | None, new: str) -> Change | None:
         new: the new source.
 
     Returns:
-        The file, the innermost functions its changed lines fall in plus the functions it
-        deleted (qualified as in the spans' ``code.function.name``), and the line ranges.
+        What :func:`feedbot.releases.pysource.describe` makes of the file's hunks: the
+        functions they touched (qualified as in the spans' ``code.function.name``) and which of
+        them open a span; None when the sources are equal or differ only in docstrings,
+        comments and blank lines.
     """
     if old == new:
         return None
-    lines = changed_lines(old or "", new)
-    module = gitdiff.module_name(path)
-    new_spans = gitdiff.function_spans(new) or []
-    functions = gitdiff.functions_for_lines(new_spans, lines, module)
-    if old is not None:
-        old_spans = gitdiff.function_spans(old) or []
-        functions += gitdiff.deleted_functions(old_spans, new_spans, module)
-    return Change(file=path, functions=functions, lines=lines)
+    return pysource.describe(
+        old_path=None if old is None else path,
+        new_path=path,
+        old=old,
+        new=new,
+        hunks=hunks(old or "", new),
+    )
 
 
 def release_changes(root: Path, old_dir: str, new_dir: str) -> list[Change]:
@@ -88,13 +90,5 @@ def release_changes(root: Path, old_dir: str, new_dir: str) -> list[Change]:
 
 
 def changes_json(changes: Sequence[Change]) -> list[dict[str, Any]]:
-    """The ``changes`` list of the generic deploy document."""
-    out: list[dict[str, Any]] = []
-    for change in changes:
-        item: dict[str, Any] = {"file": change.file}
-        if change.functions:
-            item["functions"] = list(change.functions)
-        if change.lines:
-            item["lines"] = [list(pair) for pair in change.lines]
-        out.append(item)
-    return out
+    """The ``changes`` list of the generic deploy document, as ``notify-deploy`` writes it."""
+    return [change_json(change) for change in changes]

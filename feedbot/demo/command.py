@@ -4,6 +4,11 @@
 
     feedbot demo [--quick] [--out DIR] [--no-color] [--slack --slack-to U0123ABCD]
 
+With ``--slack`` the messages go to the workspace of ``$SLACK_BOT_TOKEN`` (the Web API at
+``--slack-api-url``, Slack's own by default) instead of the console notifier; the terminal shows
+the same thread either way. The demo receives nothing from Slack, so ``$SLACK_SIGNING_SECRET``
+is optional here.
+
 Exit status: 0 when the demo ran to its end, 1 when it could not (the message says why),
 130 when interrupted (Ctrl-C or SIGTERM); every process it started is stopped in each case.
 """
@@ -14,6 +19,8 @@ import argparse
 import json
 import logging
 import os
+import secrets
+import shlex
 import signal
 import sys
 import tempfile
@@ -26,6 +33,7 @@ from feedbot.demo.scenario import FULL, NEW, QUICK, SERVICE, Demo, DemoError, Op
 from feedbot.demo.thread import release_thread
 
 SLACK_VARS = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
+SLACK_API_URL = "https://slack.com/api/"
 EXIT_INTERRUPTED = 130
 
 
@@ -37,6 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--no-color", action="store_true", help="no colours even on a terminal")
     add("--slack", action="store_true", help="send the messages to Slack ($SLACK_BOT_TOKEN, …)")
     add("--slack-to", metavar="ID", help="with --slack: the user (U…) or channel (C…) to DM")
+    add(
+        "--slack-api-url",
+        metavar="URL",
+        default=SLACK_API_URL,
+        help=f"with --slack: the Web API root (default: {SLACK_API_URL})",
+    )
 
 
 def run(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
@@ -52,8 +66,9 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
     options = Options(
         scale=QUICK if args.quick else FULL,
         workdir=workdir,
-        slack_env={k: os.environ[k] for k in SLACK_VARS if args.slack and k in os.environ},
+        slack_env=_slack_env(args),
         slack_to=args.slack_to if args.slack else None,
+        slack_api_url=args.slack_api_url if args.slack else None,
     )
     previous = signal.signal(signal.SIGTERM, _interrupt)
     _quiet_logs()
@@ -91,8 +106,8 @@ def show(outcome: Outcome, workdir: Path, progress: Progress) -> None:
 
 def next_steps(html_path: Path, report_path: Path, outcome: Outcome, paint: Palette) -> str:
     """What the demo left behind and the commands to go on from here."""
-    db_url = outcome.database_url
-    slash = "command=/feedback&text=vault-service&user_id=U0DEMO&response_url=http://127.0.0.1:9/"
+    feedbot = program()
+    database = shlex.quote(outcome.database_url)
     lines = [
         "",
         paint("What the developer got", "bold"),
@@ -100,32 +115,43 @@ def next_steps(html_path: Path, report_path: Path, outcome: Outcome, paint: Pale
         f"  the last check's report (feedbot report's JSON): {report_path}",
         "",
         paint("/feedback locally, against the demo's data", "bold"),
-        f"  FEEDBOT_DATABASE_URL={db_url} \\",
-        "  SLACK_SIGNING_SECRET=local SLACK_BOT_TOKEN=xoxb-local \\",
-        "    .venv/bin/feedbot serve --port 8080",
-        "  # then, in another terminal, a signed slash command:",
-        f"  body='{slash}'; ts=$(date +%s)",
-        '  sig=v0=$(printf \'v0:%s:%s\' "$ts" "$body" | openssl dgst -sha256 -hmac local'
-        " | sed 's/^.* //')",
-        '  curl -s -H "X-Slack-Request-Timestamp: $ts" -H "X-Slack-Signature: $sig" \\',
-        '    --data "$body" http://127.0.0.1:8080/slack/events',
+        "  the answer Slack's /feedback gives, from the same code, printed here:",
+        f"  {feedbot} feedback {SERVICE} --database-url {database}",
+        f"  {feedbot} feedback {SERVICE}@{NEW} --database-url {database}",
         "",
         paint("A real Slack", "bold"),
         "  create an app from slack/manifest.yaml, install it, then:",
-        "  SLACK_BOT_TOKEN=xoxb-… SLACK_SIGNING_SECRET=… \\",
-        "    .venv/bin/feedbot demo --slack --slack-to <your Slack member id, U…>",
-        "  (and for production: feedbot serve with those two variables; see README.md)",
+        "  SLACK_BOT_TOKEN=xoxb-… \\",
+        f"    {feedbot} demo --slack --slack-to <your Slack member id, U…>",
+        "  (in production: feedbot serve, with SLACK_SIGNING_SECRET too; see README.md)",
         "",
     ]
     return "\n".join(lines)
 
 
+def program() -> str:
+    """How to run feedbot again from this shell: the script the demo was started with, if any."""
+    if os.path.basename(sys.argv[0]) == "feedbot":
+        return shlex.quote(sys.argv[0])
+    return f"{shlex.quote(sys.executable)} -m feedbot"
+
+
+def _slack_env(args: argparse.Namespace) -> dict[str, str]:
+    """The ``SLACK_*`` variables feedbot gets; a throwaway signing secret when none is set."""
+    if not args.slack:
+        return {}
+    env = {k: os.environ[k] for k in SLACK_VARS if os.environ.get(k)}
+    env.setdefault("SLACK_SIGNING_SECRET", secrets.token_hex(16))
+    return env
+
+
 def _slack_problem(args: argparse.Namespace) -> str | None:
     if not args.slack:
-        return "--slack-to needs --slack" if args.slack_to else None
-    missing = [name for name in SLACK_VARS if not os.environ.get(name)]
-    if missing:
-        return f"--slack needs {' and '.join(missing)} in the environment"
+        if args.slack_to or args.slack_api_url != SLACK_API_URL:
+            return "--slack-to and --slack-api-url need --slack"
+        return None
+    if not os.environ.get("SLACK_BOT_TOKEN"):
+        return "--slack needs SLACK_BOT_TOKEN in the environment (the bot's xoxb-… token)"
     if not args.slack_to:
         return "--slack needs --slack-to: the Slack member id (U…) or channel id to DM"
     return None

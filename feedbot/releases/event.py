@@ -19,11 +19,17 @@ class Author:
 
 @dataclass(frozen=True)
 class Change:
-    """Code a release changed: a file, the qualified functions touched, and line ranges."""
+    """Code a release changed: a file, the qualified functions touched, and line ranges.
+
+    ``traced`` names the functions among ``functions`` whose own code opens a span (a
+    ``start_as_current_span`` or ``start_span`` call in their body or decorators): only those
+    can be told apart as "not reached" when no baseline span names them.
+    """
 
     file: str | None = None
     functions: tuple[str, ...] = ()
     lines: tuple[tuple[int, int], ...] = ()
+    traced: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

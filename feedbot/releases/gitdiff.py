@@ -2,29 +2,57 @@
 
 ``feedbot notify-deploy`` runs inside the CI checkout and describes ``since..until`` with
 :func:`changes_between` and :func:`commit_info`. The pure half (:func:`parse_diff`,
-:func:`function_spans`, :func:`functions_for_lines`, :func:`deleted_functions`,
-:func:`module_name`, :func:`repository_from_url`) does no I/O; the rest runs ``git`` with an
-argument list, never a shell. Revisions are resolved to full SHAs before anything else sees them,
-so a value such as ``--output=x`` can never reach git as an option.
+:func:`repository_from_url`, and :mod:`feedbot.releases.pysource` for what a Python file's hunks
+mean, re-exported here) does no I/O; the rest runs ``git`` with an argument list, never a shell.
+Revisions are resolved to full SHAs before anything else sees them, so a value such as
+``--output=x`` can never reach git as an option.
 """
 
 from __future__ import annotations
 
-import ast
 import os
 import re
 import subprocess
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from feedbot.errors import GitError
 from feedbot.releases.event import Change
+from feedbot.releases.pysource import (
+    FunctionSpan,
+    Hunk,
+    LineRange,
+    deleted_functions,
+    describe,
+    function_spans,
+    functions_for_lines,
+    merge_ranges,
+    module_name,
+)
 
-LineRange = tuple[int, int]
+__all__ = [
+    "CommitInfo",
+    "FileDiff",
+    "FunctionSpan",
+    "GitError",
+    "Hunk",
+    "LineRange",
+    "changes_between",
+    "commit_info",
+    "deleted_functions",
+    "function_spans",
+    "functions_for_lines",
+    "merge_ranges",
+    "module_name",
+    "parse_diff",
+    "remote_repository",
+    "repository_from_url",
+    "resolve_commit",
+    "unquote_path",
+]
 
-_HUNK = re.compile(rb"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
+_HUNK = re.compile(rb"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _SCP_URL = re.compile(r"^(?:[^@/]+@)?[^:/]+:(?P<path>[^/].*)$")
 _ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
 _GIT_TIMEOUT = 120.0
@@ -38,15 +66,7 @@ class FileDiff:
     new_path: str | None
     lines: tuple[LineRange, ...] = ()
     binary: bool = False
-
-
-@dataclass(frozen=True)
-class FunctionSpan:
-    """A function or method: its qualified name inside the module and its lines (decorators in)."""
-
-    name: str
-    start: int
-    end: int
+    hunks: tuple[Hunk, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -66,13 +86,13 @@ class CommitInfo:
 class _Entry:
     old: str | None = None
     new: str | None = None
-    lines: list[LineRange] = field(default_factory=list)
+    hunks: list[Hunk] = field(default_factory=list)
     binary: bool = False
     in_hunks: bool = False
 
     def freeze(self) -> FileDiff:
-        lines = () if self.new is None else merge_ranges(self.lines)
-        return FileDiff(self.old, self.new, lines, self.binary)
+        lines = () if self.new is None else merge_ranges(h.new_range for h in self.hunks)
+        return FileDiff(self.old, self.new, lines, self.binary, tuple(self.hunks))
 
 
 def parse_diff(text: bytes) -> list[FileDiff]:
@@ -104,11 +124,9 @@ def _read_hunk_header(entry: _Entry, line: bytes) -> None:
     if match is None:
         return
     entry.in_hunks = True
-    start, count = int(match[1]), 1 if match[2] is None else int(match[2])
-    if count == 0:
-        entry.lines.append((max(start, 1), max(start, 1)))
-    else:
-        entry.lines.append((start, start + count - 1))
+    old_count = 1 if match[2] is None else int(match[2])
+    new_count = 1 if match[4] is None else int(match[4])
+    entry.hunks.append(Hunk(int(match[1]), old_count, int(match[3]), new_count))
 
 
 def _read_header(entry: _Entry, line: bytes) -> None:
@@ -178,99 +196,7 @@ def unquote_path(raw: bytes) -> str:
     return bytes(out).decode("utf-8", "surrogateescape")
 
 
-def merge_ranges(ranges: Iterable[LineRange]) -> tuple[LineRange, ...]:
-    """Sort line ranges and join the ones that overlap or touch."""
-    merged: list[LineRange] = []
-    for start, end in sorted(ranges):
-        if merged and start <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
-            merged.append((start, end))
-    return tuple(merged)
-
-
-# --- pure: Python source --------------------------------------------------------------------
-
-
-def module_name(path: str) -> str:
-    """The dotted module of a ``.py`` path: ``src/vault/__init__.py`` → ``vault``."""
-    parts = list(PurePosixPath(path).with_suffix("").parts)
-    if parts[:1] == ["src"]:
-        parts = parts[1:]
-    if parts[-1:] == ["__init__"]:
-        parts = parts[:-1]
-    return ".".join(parts)
-
-
-def function_spans(source: str | bytes) -> list[FunctionSpan] | None:
-    """Every function and method of a module, outer before inner, in source order.
-
-    Args:
-        source: the module's text; bytes honour a ``# -*- coding`` line.
-
-    Returns:
-        Spans named by their path inside the module (``Appraiser.appraise``,
-        ``outer.inner``), or None when the source does not parse.
-    """
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError, RecursionError):
-        return None
-    spans: list[FunctionSpan] = []
-    _collect(tree, (), spans)
-    return spans
-
-
-def _collect(node: ast.AST, prefix: tuple[str, ...], spans: list[FunctionSpan]) -> None:
-    for child in ast.iter_child_nodes(node):
-        if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
-            start = min([child.lineno, *(d.lineno for d in child.decorator_list)])
-            name = (*prefix, child.name)
-            spans.append(FunctionSpan(".".join(name), start, child.end_lineno or child.lineno))
-            _collect(child, name, spans)
-        elif isinstance(child, ast.ClassDef):
-            _collect(child, (*prefix, child.name), spans)
-        else:
-            _collect(child, prefix, spans)
-
-
-def functions_for_lines(
-    spans: Sequence[FunctionSpan], lines: Iterable[LineRange], module: str
-) -> tuple[str, ...]:
-    """The innermost functions that hold any of ``lines``, qualified with ``module``.
-
-    Args:
-        spans: the module's functions, outer before inner (as :func:`function_spans` gives).
-        lines: changed line ranges on the same version of the source.
-        module: the dotted module name; empty for a top-level ``__init__.py``.
-
-    Returns:
-        Qualified names in order of their first changed line; module-level lines add none.
-    """
-    last = max((span.end for span in spans), default=0)
-    owner: list[str | None] = [None] * (last + 1)
-    for span in spans:  # Inner spans come later and overwrite their parent's lines.
-        owner[span.start : span.end + 1] = [span.name] * (span.end - span.start + 1)
-    found: dict[str, None] = {}
-    for start, end in sorted(lines):
-        for line in range(max(start, 0), min(end, last) + 1):
-            name = owner[line]
-            if name is not None:
-                found.setdefault(_qualify(module, name))
-    return tuple(found)
-
-
-def deleted_functions(
-    old: Sequence[FunctionSpan], new: Sequence[FunctionSpan], module: str
-) -> tuple[str, ...]:
-    """Functions of the old source that the new one no longer has, qualified with ``module``."""
-    remaining = {span.name for span in new}
-    gone = dict.fromkeys(span.name for span in old if span.name not in remaining)
-    return tuple(_qualify(module, name) for name in gone)
-
-
-def _qualify(module: str, name: str) -> str:
-    return f"{module}.{name}" if module else name
+# --- pure: remotes ----------------------------------------------------------------------------
 
 
 def repository_from_url(url: str) -> str | None:
@@ -365,8 +291,9 @@ def changes_between(repo: Path, since: str, until: str = "HEAD") -> list[Change]
 
     Returns:
         One change per file. Python files name the innermost functions their changed lines
-        fall in plus the functions they deleted; other, binary or unparseable files carry lines
-        only; deleted files carry no lines.
+        fall in plus the functions they deleted, and which of those open a span; a Python file
+        whose hunks only touch docstrings, comments or blank lines is left out. Other, binary
+        or unparseable files carry lines only; deleted files carry no lines.
 
     Raises:
         GitError: a revision is unknown or git failed.
@@ -376,24 +303,24 @@ def changes_between(repo: Path, since: str, until: str = "HEAD") -> list[Change]
         repo, "diff", "-U0", "--no-color", "--no-ext-diff", "--no-textconv", "--no-relative",
         "-M", "--src-prefix=a/", "--dst-prefix=b/", f"{old_sha}..{new_sha}", "--",
     )  # fmt: skip
-    return [_change(repo, entry, old_sha, new_sha) for entry in parse_diff(diff)]
+    found = (_change(repo, entry, old_sha, new_sha) for entry in parse_diff(diff))
+    return [change for change in found if change is not None]
 
 
-def _change(repo: Path, entry: FileDiff, old_sha: str, new_sha: str) -> Change:
+def _change(repo: Path, entry: FileDiff, old_sha: str, new_sha: str) -> Change | None:
     path = entry.new_path or entry.old_path
     if entry.binary or not (path or "").endswith(".py"):
         return Change(file=path, lines=entry.lines)
-    new = _spans_at(repo, new_sha, entry.new_path)
-    old = _spans_at(repo, old_sha, entry.old_path)
-    functions: tuple[str, ...] = ()
-    if new is not None and entry.new_path is not None:
-        functions = functions_for_lines(new, entry.lines, module_name(entry.new_path))
-    if old is not None and entry.old_path is not None and (new is not None or not entry.new_path):
-        functions += deleted_functions(old, new or [], module_name(entry.old_path))
-    return Change(file=path, functions=functions, lines=entry.lines)
+    return describe(
+        old_path=entry.old_path,
+        new_path=entry.new_path,
+        old=_blob(repo, old_sha, entry.old_path),
+        new=_blob(repo, new_sha, entry.new_path),
+        hunks=entry.hunks,
+    )
 
 
-def _spans_at(repo: Path, sha: str, path: str | None) -> list[FunctionSpan] | None:
+def _blob(repo: Path, sha: str, path: str | None) -> bytes | None:
     if path is None or not path.endswith(".py"):
         return None
-    return function_spans(git(repo, "cat-file", "blob", f"{sha}:{path}"))
+    return git(repo, "cat-file", "blob", f"{sha}:{path}")

@@ -210,15 +210,28 @@ def _changes_json(changes: tuple[Change, ...], stderr: TextIO) -> list[dict[str,
     found: list[dict[str, Any]] = []
     for change in changes[:CHANGES_MAX]:
         cut = cut or len(change.functions) > LIST_MAX or len(change.lines) > LIST_MAX
-        item: dict[str, Any] = {"file": change.file}
-        if change.functions:
-            item["functions"] = list(change.functions[:LIST_MAX])
-        if change.lines:
-            item["lines"] = [list(pair) for pair in change.lines[:LIST_MAX]]
-        found.append(item)
+        found.append(change_json(change))
     if cut:
         stderr.write(f"note: changes cut to {CHANGES_MAX} files and {LIST_MAX} items each\n")
     return found
+
+
+def change_json(change: Change) -> dict[str, Any]:
+    """One change as the generic document writes it, each list cut to the server's limit.
+
+    ``traced`` keeps only the functions that survived the cut: the server refuses a traced
+    name that is not among the change's functions.
+    """
+    item: dict[str, Any] = {"file": change.file}
+    functions = list(change.functions[:LIST_MAX])
+    if functions:
+        item["functions"] = functions
+    if change.lines:
+        item["lines"] = [list(pair) for pair in change.lines[:LIST_MAX]]
+    traced = [name for name in change.traced if name in functions]
+    if traced:
+        item["traced"] = traced
+    return item
 
 
 def sign(body: bytes, secret: str) -> str:

@@ -118,7 +118,12 @@ def _new_release(
         owner_reason=owner.reason,
     )
     release.changes = [
-        Change(file=c.file, functions=list(c.functions), lines=[list(r) for r in c.lines])
+        Change(
+            file=c.file,
+            functions=list(c.functions),
+            lines=[list(r) for r in c.lines],
+            traced=list(c.traced),
+        )
         for c in event.changes
     ]
     session.add(release)

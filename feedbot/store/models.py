@@ -113,6 +113,8 @@ class Change(Base):
     file: Mapped[str | None] = mapped_column(Text)
     functions: Mapped[list[Any]] = mapped_column(default=list)
     lines: Mapped[list[Any]] = mapped_column(default=list)
+    #: Changed functions that open a span of their own, so spans would name them when they run.
+    traced: Mapped[list[Any]] = mapped_column(default=list)
 
     release: Mapped[Release] = relationship(back_populates="changes")
 
@@ -233,3 +235,26 @@ class Mute(Base):
     until: Mapped[datetime]
     user_id: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime]
+
+
+class ExceptionType(Base):
+    """An exception type that one version of a service raised on one span group.
+
+    Written by every check for both versions it looked at, so "never seen before" can mean the
+    last few versions and days (§9 of detection-methods.md) rather than only the baseline's
+    window. ``count`` is the most spans one check saw raise it; ``first_seen`` and ``last_seen``
+    are the times of the checks that saw it first and last.
+    """
+
+    __tablename__ = "exception_types"
+    __table_args__ = (UniqueConstraint("service", "environment", "version", "span", "type"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service: Mapped[str] = mapped_column(String(200))
+    environment: Mapped[str] = mapped_column(String(100))
+    version: Mapped[str] = mapped_column(String(200))
+    span: Mapped[str] = mapped_column(String(500))
+    type: Mapped[str] = mapped_column(String(300))
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    count: Mapped[int] = mapped_column(BigInteger, default=0)

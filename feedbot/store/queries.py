@@ -2,18 +2,21 @@
 
 Claiming is a compare-and-swap (``UPDATE … WHERE state = … AND lease expired``) that works on
 every database; on PostgreSQL the candidates are also picked with ``FOR UPDATE SKIP LOCKED`` so
-replicas do not queue behind each other's rows.
+replicas do not queue behind each other's rows. The exception history is written with each
+dialect's ``INSERT … ON CONFLICT DO UPDATE`` (both spell it alike), so concurrent checks of one
+service never collide on its unique key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from feedbot.store.models import Check, Delivery, Release, WebhookDelivery
+from feedbot.store.models import Check, Delivery, ExceptionType, Release, WebhookDelivery
 
 
 def _skip_locked(session: Session) -> bool:
@@ -179,3 +182,87 @@ def release_checks(session: Session, release_id: int) -> Sequence[Check]:
     return session.scalars(
         select(Check).where(Check.release_id == release_id).order_by(Check.due_at)
     ).all()
+
+
+#: One observed exception type: (version, span group, type, spans that raised it).
+Observed = tuple[str, str, str, int]
+
+
+def record_exception_types(
+    session: Session, *, service: str, environment: str, seen: Iterable[Observed], now: datetime
+) -> None:
+    """Add or refresh the exception history of a service: one row per (version, span, type).
+
+    A row already there keeps its ``first_seen``, gets ``last_seen = now`` and the larger count.
+    """
+    limits = {c.name: getattr(c.type, "length", None) for c in ExceptionType.__table__.columns}
+    rows = [
+        {
+            "service": service[: limits["service"]],
+            "environment": environment[: limits["environment"]],
+            "version": version[: limits["version"]],
+            "span": span[: limits["span"]],
+            "type": kind[: limits["type"]],
+            "first_seen": now,
+            "last_seen": now,
+            "count": count,
+        }
+        for version, span, kind, count in seen
+    ]
+    if not rows:
+        return
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(ExceptionType)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["service", "environment", "version", "span", "type"],
+        set_={
+            "last_seen": stmt.excluded.last_seen,
+            "count": func.max(ExceptionType.count, stmt.excluded.count)
+            if dialect is sqlite
+            else func.greatest(ExceptionType.count, stmt.excluded.count),
+        },
+    )
+    # One statement per row: a batch that names one key twice fails on PostgreSQL.
+    for row in {(r["version"], r["span"], r["type"]): r for r in rows}.values():
+        session.execute(stmt, row)
+
+
+def exception_history(
+    session: Session,
+    *,
+    service: str,
+    environment: str,
+    versions: int,
+    since: datetime,
+    exclude: tuple[str, datetime] | None = None,
+) -> Sequence[ExceptionType]:
+    """Exception types of the service's last ``versions`` versions, or seen since ``since``.
+
+    Args:
+        session: the store.
+        service: the service.
+        environment: its environment.
+        versions: how many of the most recently seen versions count.
+        since: rows seen at or after this time count whatever their version.
+        exclude: (version, time): leave out that version's rows first seen at or after the time,
+            which are the release's own findings from its earlier looks.
+
+    Returns:
+        The rows, most recently seen first.
+    """
+    mine = and_(ExceptionType.service == service, ExceptionType.environment == environment)
+    if exclude is not None:
+        version, after = exclude
+        mine = and_(mine, or_(ExceptionType.version != version, ExceptionType.first_seen < after))
+    recent = (
+        select(ExceptionType.version)
+        .where(mine)
+        .group_by(ExceptionType.version)
+        .order_by(func.max(ExceptionType.last_seen).desc())
+        .limit(versions)
+    )
+    rows = select(ExceptionType).where(
+        mine,
+        or_(ExceptionType.version.in_(recent.scalar_subquery()), ExceptionType.last_seen >= since),
+    )
+    return session.scalars(rows.order_by(ExceptionType.last_seen.desc())).all()

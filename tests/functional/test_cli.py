@@ -289,3 +289,71 @@ def test_tick_runs_due_checks_and_prints_to_the_console(tmp_path: Path, sqlite_f
     again = feedbot("tick", "--config", str(config))
     assert again.returncode == 0, again.stderr
     assert "===" not in again.stdout
+
+
+# --- feedback ------------------------------------------------------------------------------
+
+
+def checked_release(database_url: str, raw: dict[str, Any]) -> None:
+    """A registered release whose first check finished with the analysis tests' report."""
+    from sqlalchemy import select
+
+    from feedbot.analysis.report import to_json
+    from feedbot.store.models import Check
+    from tests.unit.analysis.test_report import CONTEXT, _analysis
+
+    engine = make_engine(database_url)
+    try:
+        migrate(engine)
+        with make_sessions(engine)() as session:
+            settings = settings_from_mapping({**raw, "database_url": database_url}, {})
+            now = datetime.now(UTC)
+            release = register_release(session, event(), settings=settings, now=now).release_id
+            check = session.scalars(select(Check).where(Check.release_id == release)).first()
+            assert check is not None
+            check.state, check.result = "done", {"report": to_json(_analysis(), CONTEXT)}
+            session.commit()
+    finally:
+        engine.dispose()
+
+
+def test_feedback_prints_the_slash_commands_answer_from_the_database(
+    tmp_path: Path, sqlite_file: str
+) -> None:
+    checked_release(sqlite_file, {})
+    done = feedbot("feedback", "vault-service", "--database-url", sqlite_file)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.startswith("vault-service — newest checked release 1.4.2 (production")
+    assert "against 1.4.1" in out
+    assert "Traffic, callers and latency (baseline → now)" in out  # bold markers are gone
+    assert "`GET /r1`: 2000 → 2000 spans · p50/p95/p99 17.2/39.0/52.9 → 21.3/47.7/64.1 ms" in out
+    assert "GET /r1 got slower" in out and "KeyError" in out
+    assert "1.4.2 · " in out and "🔴 regressed" in out
+    assert "*" not in out.replace("* ", "") and "&lt;" not in out
+
+    missing = feedbot("feedback", "vault-servce", "--database-url", sqlite_file)
+    assert missing.returncode == 0
+    assert "I don't know `vault-servce`. Did you mean `vault-service`?" in missing.stdout
+
+
+def test_feedback_narrows_to_a_feature_from_the_config(tmp_path: Path, sqlite_file: str) -> None:
+    raw = {
+        "database_url": sqlite_file,
+        "features": {"appraisal": {"service": "vault-service", "spans": ["GET /r1"]}},
+    }
+    checked_release(sqlite_file, raw)
+    config = write_config(tmp_path / "feedbot.yaml", raw)
+    done = feedbot("feedback", "appraisal", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("appraisal (vault-service) — newest checked release 1.4.2")
+    assert "GET /r1" in done.stdout
+    assert "GET /r0" not in done.stdout and "KeyError" not in done.stdout
+
+
+def test_feedback_without_a_database_says_where_it_looked(tmp_path: Path) -> None:
+    nowhere = tmp_path / "nowhere.db"
+    done = feedbot("feedback", "vault-service", "--database-url", f"sqlite:///{nowhere}")
+    assert done.returncode == 2
+    assert f"no feedbot database at {nowhere}" in done.stderr
+    assert not nowhere.exists()  # looking did not create one

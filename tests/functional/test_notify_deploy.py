@@ -211,6 +211,48 @@ def test_url_from_the_environment_and_since_defaults_to_the_parent(
     assert json.loads(server.requests[0].body)["previous_commit"] == checkout.first
 
 
+def test_docstring_only_changes_are_left_out_and_span_openers_sent_as_traced(
+    server: DeployServer, checkout: Checkout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FEEDBOT_WEBHOOK_SECRET", SECRET)
+    rates = """\
+        def rate(kind):
+            \"\"\"The rate of one kind.\"\"\"
+            return 2
+        """
+    since = commit(checkout.path, {"vault/rates.py": rates}, "Rates")
+    traced = """\
+        from opentelemetry import trace
+
+        tracer = trace.get_tracer(__name__)
+
+
+        def appraise(item):
+            with tracer.start_as_current_span("vault.appraise"):
+                return _weigh(item)
+
+
+        def _weigh(item):
+            # The goblin scales.
+            return item * 3
+        """
+    docs = rates.replace("The rate of one kind.", "The rate of one kind, in galleons.")
+    commit(checkout.path, {"vault/rates.py": docs, "vault/appraisal.py": traced}, "Trace it")
+    args = parse("--since", since, "--url", server.url, "--repo", str(checkout.path))
+    assert notify(args).status == 0
+    document = json.loads(server.requests[0].body)
+    assert document["changes"] == [
+        {
+            "file": "vault/appraisal.py",
+            "functions": ["vault.appraisal.appraise", "vault.appraisal._weigh"],
+            "lines": [[1, 5], [7, 13]],
+            "traced": ["vault.appraisal.appraise"],
+        }
+    ]
+    (change,) = parse_document(document).changes  # the server accepts it as sent
+    assert change.traced == ("vault.appraisal.appraise",)
+
+
 def test_dry_run_prints_the_document_and_sends_nothing(
     server: DeployServer, checkout: Checkout
 ) -> None:

@@ -196,3 +196,30 @@ def test_bad_detector_settings_name_the_key() -> None:
         "(did you mean 'min_repeats'?)",
         "services.vault.detectors.n_plus_one.min_total_ms: expected a number",
     ]
+
+
+def test_telemetry_is_off_by_default_and_takes_an_otlp_http_traces_url() -> None:
+    assert settings_from_mapping({}, {}).telemetry.traces_endpoint is None
+    on = settings_from_mapping(
+        {"telemetry": {"traces_endpoint": "http://collector:4318/v1/traces"}}, {}
+    )
+    assert on.telemetry.traces_endpoint == "http://collector:4318/v1/traces"
+    assert on.telemetry.service_name == "feedbot"
+    named = settings_from_mapping(
+        {"telemetry": {"traces_endpoint": "${OTLP:-}", "service_name": "feedbot-eu"}}, {}
+    )
+    assert (named.telemetry.traces_endpoint, named.telemetry.service_name) == (None, "feedbot-eu")
+
+
+def test_bad_telemetry_settings_name_the_key() -> None:
+    assert problems({"telemetry": {"traces_endpoint": "collector:4318"}}) == [
+        "telemetry.traces_endpoint: 'collector:4318' is not an http(s) URL"
+    ]
+    assert problems({"telemetry": {"traces_endpoint": "http://collector:4318"}}) == [
+        "telemetry.traces_endpoint: 'http://collector:4318' has no path: "
+        "OTLP/HTTP traces go to …/v1/traces"
+    ]
+    assert problems({"telemetry": {"endpoint": "http://c/v1/traces", "service_name": []}}) == [
+        "telemetry.endpoint: unknown key (did you mean 'traces_endpoint'?)",
+        "telemetry.service_name: expected a string, got a list",
+    ]

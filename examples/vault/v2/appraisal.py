@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import math
 
+from opentelemetry import trace
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from examples.vault.clients import RatesClient
 from examples.vault.db import Item
 from examples.vault.domain import Valuation, find_vault
-from examples.vault.telemetry import traced
+from examples.vault.telemetry import code_attributes, traced
+
+tracer = trace.get_tracer("examples.vault")
 
 
 @traced
@@ -31,12 +34,17 @@ def _weigh(session: Session, item_id: int, per_unit: dict[str, float]) -> float:
     return per_unit[kind] * weight
 
 
-@traced
 def recount_galleons(session: Session, vault_id: int) -> float:
-    """The galleons recorded at deposit time, for the auditors: whole galleons of gold only."""
-    total = session.scalar(
-        select(func.coalesce(func.sum(Item.value_galleons), 0.0)).where(
-            Item.vault_id == vault_id, Item.kind == "gold"
+    """The galleons recorded at deposit time, for the auditors: whole galleons of gold only.
+
+    Since 2.0.0 it opens its own span, so a reader of the code alone (``feedbot notify-deploy``)
+    knows that every call leaves one: its absence from the traces means no request reached it.
+    """
+    attributes = code_attributes(recount_galleons)
+    with tracer.start_as_current_span("vault.appraisal.recount_galleons", attributes=attributes):
+        total = session.scalar(
+            select(func.coalesce(func.sum(Item.value_galleons), 0.0)).where(
+                Item.vault_id == vault_id, Item.kind == "gold"
+            )
         )
-    )
-    return float(math.floor(total or 0.0))
+        return float(math.floor(total or 0.0))

@@ -337,19 +337,34 @@ def read_author(fields: Fields | None) -> Author:
 
 
 def read_changes(fields: Fields) -> tuple[Change, ...]:
-    """The generic document's ``changes`` list: files, qualified functions and line ranges."""
+    """The generic document's ``changes`` list: files, functions (traced ones too), lines."""
     changes: list[Change] = []
     for item in fields.objects("changes", max_items=CHANGES_MAX):
         if not any(item.has(key) for key in ("file", "functions", "lines")):
             item.problems.add(item.prefix, "expected at least one of file, functions, lines")
+        functions = item.texts("functions", max_length=PATH_MAX)
         changes.append(
             Change(
                 file=item.text("file", max_length=PATH_MAX),
-                functions=item.texts("functions", max_length=PATH_MAX),
+                functions=functions,
                 lines=_read_lines(item),
+                traced=_read_traced(item, functions),
             )
         )
     return tuple(changes)
+
+
+def _read_traced(item: Fields, functions: tuple[str, ...]) -> tuple[str, ...]:
+    """``traced``: a subset of the change's ``functions`` (their own code opens a span)."""
+    traced: dict[str, None] = {}
+    for index, raw in enumerate(item.items("traced")):
+        path = f"{item.path('traced')}[{index}]"
+        name = check_text(raw, path, item.problems, True, PATH_MAX)
+        if name is not None and name not in functions:
+            item.problems.add(path, f"{name!r} is not one of this change's functions")
+        elif name is not None:
+            traced[name] = None
+    return tuple(traced)
 
 
 def _read_lines(item: Fields) -> tuple[tuple[int, int], ...]:

@@ -10,11 +10,12 @@ Any CI system that can run ``curl`` (or ``feedbot notify-deploy``) can send it::
      "commit": "<sha>", "previous_commit": "<sha>", "repository": "acme/vault",
      "author": {"email": "…", "name": "…", "github": "…", "slack": "U123", "gitlab": "…"},
      "title": "…", "url": "https://…", "features": ["appraisal"],
-     "changes": [{"file": "…", "functions": ["…"], "lines": [[10, 42]]}],
+     "changes": [{"file": "…", "functions": ["…"], "lines": [[10, 42]], "traced": ["…"]}],
      "deployed_at": "2026-11-24T10:00:00Z"}
 
-Only ``service`` and ``version`` are required. Unknown keys are ignored, so newer senders keep
-working with older feedbots.
+Only ``service`` and ``version`` are required. A change's ``traced`` lists the functions among its
+``functions`` whose own code opens a span, so that feedbot may say one was "not reached". Unknown
+keys are ignored, so newer senders keep working with older feedbots.
 """
 
 from __future__ import annotations

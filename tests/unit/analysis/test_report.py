@@ -67,8 +67,9 @@ def _analysis():  # type: ignore[no-untyped-def]
 
 def test_json_has_exactly_the_contract_keys() -> None:
     doc = to_json(_analysis(), CONTEXT)
-    assert set(doc) == TOP | {"notes"}
-    assert doc["verdict"] == "regressed"
+    # Additions to the contract (keys only ever get added): notes, warmup_excluded.
+    assert set(doc) == TOP | {"notes", "warmup_excluded"}
+    assert doc["verdict"] == "regressed" and doc["warmup_excluded"] == 0
     assert doc["window"] == {
         "candidate": {"start": T1.isoformat(), "end": T2.isoformat()},
         "baseline": {"start": T0.isoformat(), "end": T2.isoformat()},

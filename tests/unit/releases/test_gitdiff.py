@@ -14,6 +14,7 @@ from feedbot.releases.gitdiff import (
     FileDiff,
     FunctionSpan,
     GitError,
+    Hunk,
     changes_between,
     deleted_functions,
     function_spans,
@@ -49,8 +50,11 @@ index 1111111..2222222 100644
 
 
 def test_parse_diff_reads_new_side_ranges_and_ignores_header_lookalikes_in_hunks() -> None:
+    hunks = (Hunk(10, 2, 10, 3), Hunk(30, 1, 31, 1), Hunk(40, 3, 40, 0))
     assert parse_diff(MODIFIED) == [
-        FileDiff("vault/appraisal.py", "vault/appraisal.py", ((10, 12), (31, 31), (40, 40)))
+        FileDiff(
+            "vault/appraisal.py", "vault/appraisal.py", ((10, 12), (31, 31), (40, 40)), False, hunks
+        )
     ]
 
 
@@ -101,9 +105,9 @@ old mode 100644
 new mode 100755
 """
     assert parse_diff(text) == [
-        FileDiff(None, "new.py", ((1, 4),)),
-        FileDiff("old.txt", None, ()),
-        FileDiff("pkg/a b.py", "pkg/c d.py", ((3, 3),)),
+        FileDiff(None, "new.py", ((1, 4),), hunks=(Hunk(0, 0, 1, 4),)),
+        FileDiff("old.txt", None, (), hunks=(Hunk(1, 2, 0, 0),)),
+        FileDiff("pkg/a b.py", "pkg/c d.py", ((3, 3),), hunks=(Hunk(3, 1, 3, 1),)),
         FileDiff("moved.py", "to/moved.py", ()),
         FileDiff("logo.png", "logo.png", (), binary=True),
         FileDiff("run me.sh", "run me.sh", ()),
@@ -118,7 +122,7 @@ def test_parse_diff_unquotes_paths_git_had_to_quote() -> None:
         b"Binary files differ\n"
     )
     assert parse_diff(text) == [
-        FileDiff("café.py", "café.py", ((1, 1),)),
+        FileDiff("café.py", "café.py", ((1, 1),), hunks=(Hunk(1, 1, 1, 1),)),
         FileDiff("tab\there.bin", "tab\there.bin", (), binary=True),
     ]
 
@@ -369,6 +373,41 @@ def test_non_python_renamed_deleted_binary_and_unparseable_files(repo: Repo) -> 
         "logo.png": Change("logo.png", (), ()),
         "vault/broken.py": Change("vault/broken.py", (), ((1, 1),)),
     }
+
+
+TRACED_V1 = """\
+    \"\"\"Vault appraisal.\"\"\"
+    from opentelemetry import trace
+
+    tracer = trace.get_tracer(__name__)
+
+
+    def appraise(items):
+        with tracer.start_as_current_span("appraise"):
+            return sum(_weigh(i) for i in items)
+
+
+    def _weigh(item):
+        return item * 2
+    """
+
+
+def test_docstring_only_files_are_left_out_and_span_openers_are_traced(repo: Repo) -> None:
+    repo.write("vault/__init__.py", '"""Vault 1."""\n')
+    repo.write("vault/appraisal.py", TRACED_V1)
+    since = repo.commit("one")
+    repo.write("vault/__init__.py", '"""Vault 2, now with goblins."""\n')
+    v2 = TRACED_V1.replace("sum(", "max(").replace("* 2", "* 3").replace("Vault app", "The app")
+    repo.write("vault/appraisal.py", v2)
+    repo.commit("two")
+    assert changes_between(repo.path, since) == [
+        Change(
+            "vault/appraisal.py",
+            ("vault.appraisal.appraise", "vault.appraisal._weigh"),
+            ((9, 9), (13, 13)),
+            traced=("vault.appraisal.appraise",),
+        )
+    ]
 
 
 def test_a_file_deleted_outright_and_a_pure_rename(repo: Repo) -> None:

@@ -7,7 +7,7 @@ from slack_sdk.models.blocks import Block
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from feedbot.releases.event import Author
+from feedbot.releases.event import Author, Change
 from feedbot.releases.service import register_release
 from feedbot.store.models import Check, Delivery, Release
 from tests.factories import DEPLOYED, event, settings
@@ -48,6 +48,16 @@ def test_registration_stores_release_changes_checks_and_the_parent_message(
     assert "Status: 👀 watching (watching: 0 of 4 checks done)" in json.dumps(
         parent.blocks, ensure_ascii=False
     )
+
+
+def test_the_traced_functions_of_a_change_are_stored(db_session: Session) -> None:
+    change = Change("v/a.py", ("v.a.appraise", "v.a._weigh"), ((3, 9),), traced=("v.a.appraise",))
+    reg = register_release(db_session, event(changes=(change,)), settings=settings(), now=NOW)
+    db_session.expire_all()
+    release = db_session.get(Release, reg.release_id)
+    assert release is not None
+    assert release.changes[0].traced == ["v.a.appraise"]
+    assert release.changes[0].functions == ["v.a.appraise", "v.a._weigh"]
 
 
 def test_the_parent_links_the_commit_on_github(db_session: Session) -> None:

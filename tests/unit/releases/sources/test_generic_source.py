@@ -213,6 +213,15 @@ def test_oversized_delivery_header_is_400() -> None:
         ({"changes": [{"functions": "f"}]}, "changes[0].functions: expected a list"),
         ({"changes": [{"functions": [None]}]}, "changes[0].functions[0]: is required"),
         ({"changes": [{"lines": "1-2"}]}, "changes[0].lines: expected a list"),
+        ({"changes": [{"functions": ["f"], "traced": "f"}]}, "changes[0].traced: expected a list"),
+        (
+            {"changes": [{"functions": ["f"], "traced": [1]}]},
+            "changes[0].traced[0]: expected a string",
+        ),
+        (
+            {"changes": [{"file": "a.py", "traced": ["f"]}]},
+            "changes[0].traced[0]: 'f' is not one of this change's functions",
+        ),
         ({"deployed_at": "yesterday"}, "deployed_at: not an RFC 3339 time with a zone"),
         ({"deployed_at": "2026-11-24T10:00:00"}, "deployed_at: not an RFC 3339 time with a zone"),
         ({"deployed_at": "2026-11-24"}, "deployed_at: not an RFC 3339 time with a zone"),
@@ -226,6 +235,18 @@ def test_each_bad_field_is_422_naming_it(patch: dict[str, Any], expected: str | 
         parse_document(doc)
         return
     assert rejected(doc).message == expected
+
+
+def test_traced_functions_are_read_and_must_be_among_the_changes_functions() -> None:
+    change = {"file": "v.py", "functions": ["v.a", "v.b"], "traced": ["v.b", "v.b"]}
+    event = parse_document({**FULL, "changes": [change]})
+    assert event.changes[0].traced == ("v.b",)
+    assert parse_document({**FULL}).changes[0].traced == ()
+    bad = {**change, "traced": ["v.a", "v.c", "v.b", "v.d"]}
+    assert rejected({**FULL, "changes": [{"file": "x.py"}, bad]}).message == (
+        "changes[1].traced[1]: 'v.c' is not one of this change's functions; "
+        "changes[1].traced[3]: 'v.d' is not one of this change's functions"
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,94 @@
+"""Exception history (types of the last versions count as seen) and the warm-up note."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from feedbot.analysis.compare import Analysis, analyse
+from feedbot.analysis.findings import KnownException
+from feedbot.analysis.policy import DetectionPolicy, with_overrides
+from feedbot.analysis.report import ReportContext, to_json, to_text
+from feedbot.backends.base import ExceptionSeen, ReleaseData
+from tests.unit.analysis.synth import release, routes
+
+POLICY = DetectionPolicy()
+SEEN = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
+CONTEXT = ReportContext(
+    service="vault-service",
+    version="1.4.2",
+    baseline_version="1.4.1",
+    environment="production",
+    candidate_window=(SEEN, SEEN + timedelta(hours=1)),
+)
+
+
+def _pair(seed: int = 3) -> tuple[ReleaseData, ReleaseData]:
+    """A baseline without exceptions, and a candidate whose GET /r1 raises KeyError 40 times."""
+    rng = np.random.default_rng(seed)
+    base = release(rng, routes(3, 2000))
+    cand = release(rng, routes(3, 2000))
+    groups = [
+        replace(g, exceptions=(ExceptionSeen("KeyError", 40, "x", "ab" * 16),))
+        if g.name == "GET /r1"
+        else g
+        for g in cand.groups
+    ]
+    return replace(cand, groups=groups), base
+
+
+def _new_types(result: Analysis) -> list[str]:
+    return [f.exception_type or "" for f in result.findings if f.kind == "new_error_type"]
+
+
+def test_a_type_absent_from_the_baseline_is_new_without_history() -> None:
+    cand, base = _pair()
+    assert _new_types(analyse(cand, base, changes=(), policy=POLICY)) == ["KeyError"]
+
+
+def test_a_type_an_earlier_version_raised_on_the_group_is_not_new() -> None:
+    cand, base = _pair()
+    known = [KnownException("GET /r1", "KeyError", "1.3.0", SEEN)]
+    result = analyse(cand, base, changes=(), policy=POLICY, known_exceptions=known)
+    assert _new_types(result) == []
+    (line,) = [s for s in result.summary if "raised by earlier versions" in s]
+    assert "KeyError on GET /r1 in 1.3.0 (last seen 2026-11-22 09:30 UTC)" in line
+    assert "3 versions / 7 days" in line
+
+
+def test_history_of_another_group_or_type_does_not_hide_a_new_one() -> None:
+    cand, base = _pair()
+    known = [
+        KnownException("GET /r0", "KeyError", "1.3.0"),
+        KnownException("GET /r1", "ValueError", "1.3.0"),
+    ]
+    result = analyse(cand, base, changes=(), policy=POLICY, known_exceptions=known)
+    assert _new_types(result) == ["KeyError"]
+    assert not [s for s in result.summary if "raised by earlier versions" in s]
+
+
+def _warmed(cand: ReleaseData, excluded: int) -> ReleaseData:
+    return replace(cand, groups=[replace(g, warmup_excluded=excluded) for g in cand.groups])
+
+
+def test_spans_left_out_as_warm_up_are_stated_in_json_and_text() -> None:
+    rng = np.random.default_rng(5)
+    base, cand = release(rng, routes(3, 2000)), release(rng, routes(3, 2000))
+    policy = with_overrides(POLICY, {"latency": {"warmup": "3m"}})
+    result = analyse(_warmed(cand, 25), base, changes=(), policy=policy)
+    assert result.warmup_excluded == 75
+    note = "Warm-up: 75 spans from the first 3m of new instances left out of latency"
+    assert any(s.startswith(note) for s in result.summary)
+    doc = to_json(result, CONTEXT)
+    assert doc["warmup_excluded"] == 75 and any(n.startswith(note) for n in doc["notes"])
+    assert note in to_text(result, CONTEXT)
+    assert result.verdict == "neutral" and not result.findings  # a note, no alarm
+
+
+def test_no_warm_up_note_when_nothing_was_left_out() -> None:
+    cand, base = _pair()
+    result = analyse(cand, base, changes=(), policy=POLICY)
+    assert result.warmup_excluded == 0
+    assert not [s for s in result.summary if s.startswith("Warm-up")]
