@@ -10,6 +10,7 @@ import logging
 import re
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,10 +32,20 @@ HELP = (
     "• `/feedback help` — this text"
 )
 EXPECTED_PATTERN = re.compile(rf"^{ACTION_EXPECTED}(:\d+)?$")
+#: Column sizes of what a button press stores (feedbot.store.models), and the longest mute.
+KEY_MAX, SERVICE_MAX, USER_MAX = 1000, 200, 100
+MUTE_MAX = timedelta(days=90)
+#: Where Slack's ``response_url`` points (commercial and GovSlack); see :func:`answerable`.
+RESPONSE_HOSTS = frozenset({"hooks.slack.com", "hooks.slack-gov.com"})
 
 
 def register(
-    app: Any, *, feedback: FeedbackService, sessions: sessionmaker[Session], clock: Clock
+    app: Any,
+    *,
+    feedback: FeedbackService,
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    api_url: str,
 ) -> None:
     """Add feedbot's listeners to a bolt ``App``.
 
@@ -43,9 +54,10 @@ def register(
         feedback: answers ``/feedback``.
         sessions: the store, where button presses are recorded.
         clock: time source for the records.
+        api_url: the Slack Web API base URL; a ``response_url`` on its origin is answered too.
     """
-    app.command("/feedback")(ack=_ack_command, lazy=[_answerer(feedback)])
-    buttons = _Buttons(sessions, clock)
+    app.command("/feedback")(ack=_ack_command, lazy=[_answerer(feedback, api_url)])
+    buttons = _Buttons(sessions, clock, api_url)
     app.action(EXPECTED_PATTERN)(ack=_ack, lazy=[buttons.expected])
     app.action(ACTION_MUTE)(ack=_ack, lazy=[buttons.mute])
     app.action(ACTION_TRACES)(ack=_ack, lazy=[buttons.traces])
@@ -63,11 +75,39 @@ def _ack_command(ack: Any, command: dict[str, Any]) -> None:
         ack()
 
 
-def _answerer(feedback: FeedbackService) -> Any:
+def answerable(response_url: object, api_url: str) -> bool:
+    """Whether feedbot may POST its answer to a request's ``response_url``.
+
+    The URL arrives in the request body. Signed or not, feedbot only ever sends to Slack's own
+    hooks host (https) or to the configured API's origin (a Slack-compatible fake in tests), so a
+    request can never make feedbot call an address of its choosing.
+
+    Args:
+        response_url: the ``response_url`` of the command or interaction, as received.
+        api_url: the configured Slack Web API base URL.
+    """
+    if not isinstance(response_url, str):
+        return False
+    try:
+        url, api = urlsplit(response_url), urlsplit(api_url)
+        if url.username is not None or url.password is not None:
+            return False
+        if url.scheme == "https" and url.hostname in RESPONSE_HOSTS and url.port in (None, 443):
+            return True
+        origin = (url.scheme, url.hostname, url.port)
+        return bool(url.hostname) and origin == (api.scheme, api.hostname, api.port)
+    except ValueError:  # a port that is not a number, a malformed IPv6 host
+        return False
+
+
+def _answerer(feedback: FeedbackService, api_url: str) -> Any:
     def answer(command: dict[str, Any], respond: Any) -> None:
         parsed = parse(str(command.get("text", "")))
         if parsed.name is None:
             return  # help was the acknowledgement itself
+        if not answerable(command.get("response_url"), api_url):
+            log.warning("/feedback: not answering to response_url %r", command.get("response_url"))
+            return
         try:
             rendered = feedback.answer(parsed)
         except Exception:
@@ -82,15 +122,21 @@ def _answerer(feedback: FeedbackService) -> Any:
 class _Buttons:
     """Button presses, recorded in the store and confirmed to the presser alone."""
 
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock, api_url: str) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._api_url = api_url
 
     def expected(self, body: dict[str, Any], action: dict[str, Any], respond: Any) -> None:
         """ "Expected": the finding is not raised again for this release."""
         release_id, _, key = str(action.get("value", "")).partition("|")
-        if not release_id.isdigit() or not key:
+        # str.isdigit() is also true of "²" and of numbers no database column holds.
+        number = release_id.isascii() and release_id.isdigit() and len(release_id) <= 18
+        if not number or not _storable(key, KEY_MAX) or not _storable(_user(body), USER_MAX):
             log.warning("ignored an 'expected' button with value %r", action.get("value"))
+            return
+        if not answerable(body.get("response_url"), self._api_url):
+            log.warning("ignored a button press with response_url %r", body.get("response_url"))
             return
         with self._sessions() as session:
             release = session.get(Release, int(release_id))
@@ -116,9 +162,15 @@ class _Buttons:
     def mute(self, body: dict[str, Any], action: dict[str, Any], respond: Any) -> None:
         """Mute the service's check replies and broadcasts for a while."""
         service, _, span_text = str(action.get("value", "")).partition("|")
+        if not _storable(service, SERVICE_MAX) or not _storable(_user(body), USER_MAX):
+            log.warning("ignored a 'mute' button with value %r", action.get("value"))
+            return
+        if not answerable(body.get("response_url"), self._api_url):
+            log.warning("ignored a button press with response_url %r", body.get("response_url"))
+            return
         try:
-            span = parse_duration(span_text or "24h")
-        except ValueError:
+            span = min(parse_duration(span_text or "24h"), MUTE_MAX)
+        except (ValueError, OverflowError):  # "99999999999w" overflows timedelta
             span = timedelta(hours=24)
         with self._sessions() as session:
             row = state.mute(
@@ -138,4 +190,16 @@ class _Buttons:
 
 
 def _user(body: dict[str, Any]) -> str:
-    return str((body.get("user") or {}).get("id") or "unknown")
+    user = body.get("user")
+    return str((user if isinstance(user, dict) else {}).get("id") or "unknown")
+
+
+def _storable(value: str, max_length: int) -> bool:
+    """Non-empty, fits its column, and no NUL or lone surrogate (which no database stores)."""
+    if not value or len(value) > max_length or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -82,8 +82,11 @@ def parse_deployment_status(fields: Fields, *, delivery_id: str, source: str) ->
     payload = _payload(deployment)
     full_name = repository.text("full_name", required=True) or ""
     sha = deployment.text("sha", required=True) or ""
+    service = payload.text("service") or full_name.rpartition("/")[2]
+    if full_name and not service:
+        repository.problems.add(repository.path("full_name"), "expected owner/name")
     event = ReleaseEvent(
-        service=payload.text("service") or full_name.rpartition("/")[2],
+        service=service,
         version=payload.text("version") or sha[:12],
         environment=deployment.text("environment") or "production",
         commit=sha,
@@ -124,7 +127,7 @@ def _payload(deployment: Fields) -> Fields:
     if isinstance(raw, str):
         try:
             raw = json.loads(raw) if raw.strip() else None
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested past the limit
             deployment.problems.add(path, "a string that is not valid JSON")
             raw = None
     if raw is None:

@@ -103,10 +103,10 @@ def _service(project: Fields) -> str:
     if path:
         return path
     full = project.text("path_with_namespace")
-    if full is None:
+    name = (full or "").rpartition("/")[2]
+    if not name:
         project.problems.add(project.path("path_with_namespace"), "is required")
-        return ""
-    return full.rpartition("/")[2]
+    return name
 
 
 def _author(user: Fields | None) -> Author:

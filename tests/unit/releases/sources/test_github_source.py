@@ -292,3 +292,14 @@ def test_unreadable_state_is_422(changes: dict[str, Any], expected: str) -> None
 )
 def test_bad_field_is_422_naming_its_path(changes: dict[str, Any], expected: str) -> None:
     assert rejected(status_with(**changes)) == expected
+
+
+def test_a_repository_without_a_name_is_refused() -> None:
+    assert "repository.full_name: expected owner/name" in rejected(
+        status_with(repository__full_name="acme/")
+    )
+
+
+def test_a_payload_nested_past_the_recursion_limit_is_a_422() -> None:
+    message = rejected(status_with(deployment__payload="[" * 100_000))
+    assert "deployment.payload: a string that is not valid JSON" in message

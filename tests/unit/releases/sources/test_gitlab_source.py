@@ -230,3 +230,8 @@ def test_bad_field_is_422_naming_it(changes: dict[str, Any], expected: str) -> N
 )
 def test_gitlab_times(text: str, expected: datetime | None) -> None:
     assert parse_gitlab_time(text) == expected
+
+
+def test_a_namespace_without_a_name_is_refused() -> None:
+    message = rejected(hook_with(project__path_with_namespace="acme/"))
+    assert "project.path_with_namespace: is required" in message
