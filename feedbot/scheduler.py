@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from feedbot.store import db
+
 log = logging.getLogger(__name__)
 
 
@@ -55,6 +57,10 @@ def _guarded(tick: Callable[[], Any]) -> Callable[[], None]:
     def run() -> None:
         try:
             tick()
+        except db.UNAVAILABLE as exc:
+            # Expected while the database restarts: work claimed but not recorded is taken up
+            # again once its lease runs out, so one line per tick says enough.
+            log.warning("tick skipped: database unavailable: %s", str(exc).partition("\n")[0])
         except Exception:  # the ticker must survive anything a tick raises
             log.exception("tick failed")
 

@@ -13,24 +13,25 @@ import socket
 import sys
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from sqlalchemy import Engine, func, select
+from fastapi import FastAPI, Path, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from feedbot import logs
 from feedbot.analysis.policy import DetectionPolicy
-from feedbot.backends import build_backend
+from feedbot.backends import build_backend, unwrapped
 from feedbot.backends.base import TraceBackend
 from feedbot.checks import CheckRunner
 from feedbot.clock import Clock, SystemClock
 from feedbot.config import Settings
 from feedbot.errors import BackendError, WebhookRejected
+from feedbot.metrics import CONTENT_TYPE, Metrics
 from feedbot.notify.base import Notifier
 from feedbot.notify.outbox import OutboxSender
 from feedbot.releases.event import ReleaseEvent
@@ -38,7 +39,15 @@ from feedbot.releases.service import Registration, register_release
 from feedbot.releases.sources import build_sources
 from feedbot.releases.sources.base import DeploySource
 from feedbot.store import db
-from feedbot.store.models import Check, Delivery, Release
+from feedbot.telemetry import NullTracer, Tracer, build_tracer
+from feedbot.web_observe import RequestObserver
+from feedbot.web_schema import (
+    METRICS_RESPONSES,
+    READYZ_RESPONSES,
+    SOURCE_NAMES,
+    WEBHOOK_OPENAPI,
+    WEBHOOK_RESPONSES,
+)
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY = timedelta(minutes=10)
@@ -60,6 +69,8 @@ class Runtime:
     runner: CheckRunner
     sender: OutboxSender
     worker: str
+    metrics: Metrics = field(default_factory=Metrics)
+    tracer: Tracer = field(default_factory=NullTracer)
     last_prune: datetime | None = None
 
     def tick(self) -> None:
@@ -89,12 +100,16 @@ class Runtime:
         return deleted
 
 
-def build_notifier(settings: Settings) -> Notifier:
-    """Slack when a bot token is configured, else the console."""
+def build_notifier(settings: Settings, metrics: Metrics | None = None) -> Notifier:
+    """Slack when a bot token is configured, else the console; Slack retries count into metrics."""
     if settings.slack.bot_token:
         from feedbot.notify.slack import SlackNotifier, build_web_client
 
-        client = build_web_client(token=settings.slack.bot_token, base_url=settings.slack.api_url)
+        client = build_web_client(
+            token=settings.slack.bot_token,
+            base_url=settings.slack.api_url,
+            on_retry=metrics.slack_retried if metrics is not None else None,
+        )
         return SlackNotifier(client)
     from feedbot.notify.console import ConsoleNotifier
 
@@ -108,10 +123,13 @@ def build_runtime(
     notifier: Notifier | None = None,
     policy: DetectionPolicy | None = None,
 ) -> Runtime:
-    """Wire the store, backend, notifier and workers for ``settings``."""
+    """Wire the store, backend, notifier, workers, metrics and tracing for ``settings``."""
     clock = clock or SystemClock()
+    tracer = build_tracer(settings.telemetry)
+    metrics = Metrics()
     engine = db.make_engine(settings.database_url)
     sessions = db.make_sessions(engine)
+    metrics.watch_store(sessions, clock)
     # The trace store reads in long streaming transactions and only inserts otherwise: on SQLite
     # it must not take the writer lock up front the way the release store's transactions do.
     traces = (
@@ -119,8 +137,8 @@ def build_runtime(
         if engine.dialect.name == "sqlite"
         else sessions
     )
-    backend = build_backend(settings, traces)
-    notifier = notifier or build_notifier(settings)
+    backend = build_backend(settings, traces, metrics=metrics, tracer=tracer)
+    notifier = notifier or build_notifier(settings, metrics)
     worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     runner = CheckRunner(
         sessions=sessions,
@@ -129,6 +147,8 @@ def build_runtime(
         clock=clock,
         worker=worker,
         policy=policy,
+        metrics=metrics,
+        tracer=tracer,
     )
     sender = OutboxSender(
         sessions=sessions,
@@ -136,8 +156,22 @@ def build_runtime(
         clock=clock,
         worker=worker,
         lease=settings.checks.lease,
+        metrics=metrics,
+        tracer=tracer,
     )
-    return Runtime(settings, engine, sessions, backend, notifier, clock, runner, sender, worker)
+    return Runtime(
+        settings,
+        engine,
+        sessions,
+        backend,
+        notifier,
+        clock,
+        runner,
+        sender,
+        worker,
+        metrics,
+        tracer,
+    )
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -152,6 +186,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         default_limit=settings.server.max_body_bytes,
         timeout=settings.server.request_timeout.total_seconds(),
     )
+    # Added last, so outermost: it sees the answers BodyGuard gives before any handler runs.
+    app.add_middleware(RequestObserver, metrics=runtime.metrics, tracer=runtime.tracer)
     sources = build_sources(
         secret=runtime.settings.webhooks.secret,
         github_secret=runtime.settings.webhooks.github_secret,
@@ -160,12 +196,15 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     _add_webhooks(app, runtime, sources)
     _add_health(app, runtime)
+    for error in db.UNAVAILABLE:  # the database went away: retryable, not a server bug
+        app.add_exception_handler(error, _database_unavailable)
     if runtime.settings.traces.backend == "embedded":
         from feedbot.web_otlp import otlp_router
 
         router = otlp_router(
-            runtime.backend,  # type: ignore[arg-type]
+            unwrapped(runtime.backend),  # type: ignore[arg-type]
             max_body_bytes=settings.server.max_body_bytes,
+            metrics=runtime.metrics,
         )
         app.include_router(router)
     if runtime.settings.slack.signing_secret:
@@ -173,6 +212,21 @@ def create_app(runtime: Runtime) -> FastAPI:
 
         mount_slack(app, runtime)
     return app
+
+
+async def _database_unavailable(request: Request, error: Exception) -> Response:
+    """503 with ``Retry-After`` when the store does not answer; one log line, no SQL text."""
+    log.warning(
+        "database unavailable during %s %s: %s",
+        request.method,
+        request.url.path,
+        type(error).__name__,
+    )
+    return JSONResponse(
+        {"error": "the database is unavailable; retry later"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -295,8 +349,15 @@ def _add_webhooks(app: FastAPI, runtime: Runtime, sources: dict[str, DeploySourc
     limit = runtime.settings.webhooks.max_body_bytes
     known = ("generic", "github", "gitlab", "argocd")
 
-    @app.post("/webhooks/{name}", status_code=202)
-    async def webhook(name: str, request: Request) -> Response:
+    @app.post(
+        "/webhooks/{name}",
+        status_code=202,
+        responses=WEBHOOK_RESPONSES,
+        openapi_extra=WEBHOOK_OPENAPI,
+    )
+    async def webhook(
+        name: Annotated[str, Path(json_schema_extra={"enum": SOURCE_NAMES})], request: Request
+    ) -> Response:
         source_name = "generic" if name == "deploy" else name
         if source_name not in known:
             return JSONResponse({"error": f"no deploy source {name!r}"}, status_code=404)
@@ -344,7 +405,7 @@ def _add_health(app: FastAPI, runtime: Runtime) -> None:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", responses=READYZ_RESPONSES)
     def readyz() -> Response:
         try:
             db.ping(runtime.engine)
@@ -353,41 +414,6 @@ def _add_health(app: FastAPI, runtime: Runtime) -> None:
             return JSONResponse({"status": "database unavailable"}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response, responses=METRICS_RESPONSES)
     def metrics() -> Response:
-        return PlainTextResponse(render_metrics(runtime), media_type="text/plain; version=0.0.4")
-
-
-def render_metrics(runtime: Runtime) -> str:
-    """Prometheus text format: checks and deliveries by state, releases, lagging checks."""
-    now = runtime.clock.now()
-    with runtime.sessions() as session:
-        checks = _count_by(session, Check.state)
-        deliveries = _count_by(session, Delivery.state)
-        releases = session.scalar(select(func.count(Release.id))) or 0
-        lagging = (
-            session.scalar(
-                select(func.count(Check.id)).where(Check.state == "pending", Check.due_at < now)
-            )
-            or 0
-        )
-    lines = [
-        "# HELP feedbot_checks Checks by state.",
-        "# TYPE feedbot_checks gauge",
-        *(f'feedbot_checks{{state="{k}"}} {v}' for k, v in sorted(checks.items())),
-        "# HELP feedbot_checks_lagging Pending checks whose due time has passed.",
-        "# TYPE feedbot_checks_lagging gauge",
-        f"feedbot_checks_lagging {lagging}",
-        "# HELP feedbot_deliveries Outbox messages by state.",
-        "# TYPE feedbot_deliveries gauge",
-        *(f'feedbot_deliveries{{state="{k}"}} {v}' for k, v in sorted(deliveries.items())),
-        "# HELP feedbot_releases Releases registered.",
-        "# TYPE feedbot_releases gauge",
-        f"feedbot_releases {releases}",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _count_by(session: Session, column: Any) -> dict[str, int]:
-    rows = session.execute(select(column, func.count()).group_by(column)).all()
-    return {str(state): int(n) for state, n in rows}
+        return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)

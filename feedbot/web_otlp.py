@@ -3,6 +3,10 @@
 Answers like an OTLP/HTTP server: 200 with an empty ``ExportTraceServiceResponse`` in the
 request's format, 400/413/415 as ``{"error": "..."}`` (permanent for exporters), 503 with
 ``Retry-After`` when the store cannot take the spans (exporters retry).
+
+Stored spans are counted here; requests and refusals by reason are counted by the request
+middleware (:mod:`feedbot.web_observe`), which also sees the refusals made before this handler
+runs. Requests to this route are never traced: feedbot may be exporting its own spans to it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from starlette.concurrency import run_in_threadpool
 from feedbot.backends.embedded import EmbeddedBackend
 from feedbot.backends.otlp import JSON, PROTOBUF, media_type
 from feedbot.errors import BackendUnavailable, WebhookRejected
+from feedbot.metrics import Metrics
+from feedbot.web_schema import OTLP_OPENAPI, OTLP_RESPONSES
 
 log = logging.getLogger(__name__)
 
@@ -23,27 +29,40 @@ log = logging.getLogger(__name__)
 EXPANSION = 4
 
 
-def otlp_router(backend: EmbeddedBackend, *, max_body_bytes: int = 16 * 1024 * 1024) -> APIRouter:
+def otlp_router(
+    backend: EmbeddedBackend,
+    *,
+    max_body_bytes: int = 16 * 1024 * 1024,
+    metrics: Metrics | None = None,
+) -> APIRouter:
     """The OTLP/HTTP trace receiver.
 
     Args:
         backend: where received spans are stored.
         max_body_bytes: the largest request body accepted as sent; after gzip decompression
             ``EXPANSION`` times as much.
+        metrics: where stored spans are counted; a private, unscraped one when None.
 
     Returns:
         A router with ``POST /v1/traces``, for ``app.include_router``.
     """
     router = APIRouter()
+    counts = metrics or Metrics()
 
-    @router.post("/v1/traces", include_in_schema=False)
+    @router.post("/v1/traces", responses=OTLP_RESPONSES, openapi_extra=OTLP_OPENAPI)
     async def traces(request: Request) -> Response:
-        return await receive(request, backend, max_body_bytes)
+        return await receive(request, backend, max_body_bytes, metrics=counts)
 
     return router
 
 
-async def receive(request: Request, backend: EmbeddedBackend, max_body_bytes: int) -> Response:
+async def receive(
+    request: Request,
+    backend: EmbeddedBackend,
+    max_body_bytes: int,
+    *,
+    metrics: Metrics | None = None,
+) -> Response:
     """Store the spans of one export request and answer as an OTLP/HTTP server does."""
     try:
         body = await read_capped(request, max_body_bytes)
@@ -66,6 +85,8 @@ async def receive(request: Request, backend: EmbeddedBackend, max_body_bytes: in
             headers={"Retry-After": "5"},
         )
     log.debug("otlp: stored %d spans", count)
+    if metrics is not None:
+        metrics.spans_accepted(count)
     return success(request.headers.get("content-type"))
 
 

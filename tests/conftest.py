@@ -66,7 +66,7 @@ def postgres_url() -> Iterator[str]:
 
     Each run gets its own database so parallel runs on one server never see each other's rows.
     """
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     name = f"feedbot_test_{uuid.uuid4().hex[:10]}"
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))

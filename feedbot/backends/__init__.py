@@ -2,19 +2,24 @@
 
 The registry maps each configuration name to a factory taking the settings and the store's
 session factory. Modules are imported only when their backend is chosen, so a deployment pays
-only for the backend it uses.
+only for the backend it uses. A running feedbot gets its backend wrapped in an
+:class:`InstrumentedBackend`, which times each query for ``/metrics`` and traces it.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
-from feedbot.backends.base import TraceBackend
+from feedbot.backends.base import ReleaseData, SpanQuery, TraceBackend
 from feedbot.config import Settings
 from feedbot.errors import ConfigError
+from feedbot.metrics import Metrics
+from feedbot.telemetry import NullTracer, Tracer
 
 Factory = Callable[[Settings, sessionmaker[Session]], TraceBackend]
 
@@ -83,12 +88,21 @@ BACKENDS: dict[str, Factory] = {
 }
 
 
-def build_backend(settings: Settings, sessions: sessionmaker[Session]) -> TraceBackend:
+def build_backend(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    *,
+    metrics: Metrics | None = None,
+    tracer: Tracer | None = None,
+) -> TraceBackend:
     """The backend ``traces.backend`` names, built from the settings.
 
     Args:
         settings: the validated configuration.
         sessions: the store's session factory (used by the embedded backend).
+        metrics: when given, the backend comes wrapped in an :class:`InstrumentedBackend`
+            counting into it (and tracing into ``tracer``).
+        tracer: where query spans go; none when None.
 
     Returns:
         The backend, ready to :meth:`~feedbot.backends.base.TraceBackend.collect`.
@@ -100,4 +114,62 @@ def build_backend(settings: Settings, sessions: sessionmaker[Session]) -> TraceB
     factory = BACKENDS.get(name)
     if factory is None:
         raise ConfigError([f"traces.backend: {name!r} is not available in this version yet"])
-    return factory(settings, sessions)
+    backend = factory(settings, sessions)
+    if metrics is None:
+        return backend
+    return InstrumentedBackend(backend, metrics=metrics, tracer=tracer or NullTracer())
+
+
+class InstrumentedBackend:
+    """A backend that times each :meth:`collect` into metrics and a span; otherwise the inner one.
+
+    Every other attribute (``ingest``, ``prune``, ``versions`` …) is the inner backend's, so
+    code that asks for an optional capability with ``getattr`` finds it. :meth:`unwrap` returns
+    the inner backend for code that needs its concrete type.
+
+    Args:
+        inner: the backend to wrap.
+        metrics: where query times and errors are counted, labelled with ``inner.name``.
+        tracer: where each query becomes a ``client`` span.
+    """
+
+    def __init__(self, inner: TraceBackend, *, metrics: Metrics, tracer: Tracer) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self._metrics = metrics
+        self._tracer = tracer
+
+    def collect(self, query: SpanQuery) -> ReleaseData:
+        """The inner backend's answer, timed; a failure is counted by its exception class."""
+        attributes = {
+            "feedbot.backend": self.name,
+            "feedbot.query.service": query.service,
+            "feedbot.query.version": query.version,
+        }
+        started = time.perf_counter()
+        error: str | None = None
+        with self._tracer.span("feedbot.backend.collect", attributes, kind="client") as span:
+            try:
+                data = self.inner.collect(query)
+            except Exception as exc:
+                error = type(exc).__name__
+                raise
+            finally:
+                self._metrics.backend_queried(self.name, time.perf_counter() - started, error)
+            span.set_attribute("feedbot.span_groups", len(data.groups))
+            span.set_attribute("feedbot.traces", data.traces)
+        return data
+
+    def unwrap(self) -> TraceBackend:
+        """The wrapped backend."""
+        return self.inner
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":  # not set yet (a copy in the making): no endless recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+def unwrapped(backend: TraceBackend) -> TraceBackend:
+    """``backend`` without its :class:`InstrumentedBackend`, if it has one."""
+    return backend.unwrap() if isinstance(backend, InstrumentedBackend) else backend

@@ -22,13 +22,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from feedbot import failpoints
+from feedbot import failpoints, logs
 from feedbot.clock import Clock
 from feedbot.errors import DeliveryError
+from feedbot.metrics import Metrics
 from feedbot.notify.base import Message, Notifier, Receipt
 from feedbot.releases.owners import split_lazy
 from feedbot.store import queries
 from feedbot.store.models import Delivery, Release
+from feedbot.telemetry import NullTracer, Tracer
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,9 @@ class OutboxSender:
         worker: this replica's name (recorded on claimed rows).
         max_attempts: tries before a delivery is given up as ``failed``.
         backoff: first retry delay; doubles with each attempt (capped at one hour).
+        lease: how long a claimed row is this sender's before another may take it over.
+        metrics: where each attempt's outcome is counted; a private one when None.
+        tracer: where each attempt becomes a span; none when None.
     """
 
     def __init__(
@@ -101,6 +106,8 @@ class OutboxSender:
         max_attempts: int = 8,
         backoff: timedelta = timedelta(seconds=5),
         lease: timedelta = timedelta(minutes=2),
+        metrics: Metrics | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._sessions = sessions
         self._notifier = notifier
@@ -109,6 +116,8 @@ class OutboxSender:
         self._max_attempts = max_attempts
         self._backoff = backoff
         self._lease = lease
+        self._metrics = metrics or Metrics()
+        self._tracer = tracer or NullTracer()
 
     def send_due(self, limit: int = 50) -> SendReport:
         """Send every due delivery (up to ``limit``), oldest first."""
@@ -116,9 +125,12 @@ class OutboxSender:
         with self._sessions() as session:
             ids = queries.due_delivery_ids(session, now=self._clock.now(), limit=limit)
         for delivery_id in ids:
-            outcome = self._send_one(delivery_id)
+            with logs.bind(delivery_id=delivery_id):
+                outcome = self._send_one(delivery_id)
             if outcome:
                 counts[outcome] += 1
+            if outcome in ("sent", "retried", "failed"):
+                self._metrics.delivery_attempted(outcome)
         return SendReport(**counts)
 
     def _send_one(self, delivery_id: int) -> str | None:
@@ -131,18 +143,28 @@ class OutboxSender:
             )
             if delivery is None:
                 return None
-            failpoints.hit("delivery-claimed")
-            try:
-                receipt, thread = self._deliver(session, delivery)
-            except DeliveryError as exc:
-                return self._record_failure(session, delivery, exc)
-            failpoints.hit("delivery-sent")
-            delivery.state, delivery.sent_at = "sent", self._clock.now()
-            delivery.channel, delivery.ts = receipt.channel, receipt.ts
-            delivery.thread_ts = thread.ts if thread else None
-            delivery.lease_until = None
-            session.commit()
-            return "sent"
+            with (
+                logs.bind(release_id=delivery.release_id, check_id=delivery.check_id),
+                self._tracer.span("feedbot.delivery.send", _attributes(delivery)) as span,
+            ):
+                outcome = self._attempt(session, delivery)
+                span.set_attribute("feedbot.delivery.outcome", outcome)
+                return outcome
+
+    def _attempt(self, session: Session, delivery: Delivery) -> str:
+        """Send a claimed delivery and record the outcome: ``sent``, ``retried`` or ``failed``."""
+        failpoints.hit("delivery-claimed")
+        try:
+            receipt, thread = self._deliver(session, delivery)
+        except DeliveryError as exc:
+            return self._record_failure(session, delivery, exc)
+        failpoints.hit("delivery-sent")
+        delivery.state, delivery.sent_at = "sent", self._clock.now()
+        delivery.channel, delivery.ts = receipt.channel, receipt.ts
+        delivery.thread_ts = thread.ts if thread else None
+        delivery.lease_until = None
+        session.commit()
+        return "sent"
 
     def _ready(self, session: Session, delivery_id: int) -> bool:
         """Replies and status updates wait until their thread head has been sent (or failed)."""
@@ -215,3 +237,17 @@ class OutboxSender:
         )
         session.commit()
         return "retried"
+
+
+def _attributes(delivery: Delivery) -> dict[str, str | int]:
+    """Span attributes of a claimed delivery: its ids, kind and attempt."""
+    attributes: dict[str, str | int] = {
+        "feedbot.delivery_id": delivery.id,
+        "feedbot.delivery.kind": delivery.kind,
+        "feedbot.delivery.attempt": delivery.attempts,
+    }
+    if delivery.release_id is not None:
+        attributes["feedbot.release_id"] = delivery.release_id
+    if delivery.check_id is not None:
+        attributes["feedbot.check_id"] = delivery.check_id
+    return attributes

@@ -9,6 +9,10 @@ Two things here go beyond calling the Web API:
 * Slack allows about one message per second per channel, so posts go through a
   :class:`ChannelPacer`.
 
+Every retry the handlers make is reported to an ``on_retry(method, reason)`` callback (for
+``feedbot_slack_retries_total``), with reason ``rate_limited``, ``server_error`` or
+``connection_error``.
+
 Required bot scopes: ``chat:write``, ``im:write``, ``users:read.email`` and, for :meth:`find`,
 ``im:history`` (plus ``channels:history`` when posting to channels).
 """
@@ -69,6 +73,7 @@ def build_web_client(
     timeout: int = 10,
     max_retries: int = 3,
     retry_interval: RetryIntervalCalculator | None = None,
+    on_retry: RetryCallback | None = None,
 ) -> WebClient:
     """Build the ``WebClient`` feedbot uses, with retries for 429, 5xx and connection errors.
 
@@ -82,16 +87,19 @@ def build_web_client(
         max_retries: retries per handler (rate limit, server error, connection error).
         retry_interval: wait between 5xx/connection retries; exponential backoff with jitter
             (0.5 s, 1 s, 2 s … plus up to 1 s) when None. Tests pass a zero fixed interval.
+        on_retry: called as ``on_retry(method, reason)`` before each retry, for metrics.
 
     Returns:
         A configured client; it opens no connection until first used.
     """
     interval = retry_interval or BackoffRetryIntervalCalculator(backoff_factor=0.5)
-    handlers = [
-        RateLimitErrorRetryHandler(max_retry_count=max_retries),
+    handlers: list[_Reporting] = [
+        _RateLimitRetryHandler(max_retry_count=max_retries),
         _ServerErrorRetryHandler(max_retry_count=max_retries, interval_calculator=interval),
         _ConnectionErrorRetryHandler(max_retry_count=max_retries, interval_calculator=interval),
     ]
+    for handler in handlers:
+        handler.on_retry = on_retry
     kwargs: dict[str, Any] = {"token": token, "timeout": timeout, "retry_handlers": handlers}
     if base_url is not None:
         kwargs["base_url"] = base_url
@@ -102,8 +110,41 @@ def _api_method(request: HttpRequest) -> str:
     return urlsplit(request.url).path.rsplit("/", 1)[-1]
 
 
-class _ServerErrorRetryHandler(ServerErrorRetryHandler):
+RetryCallback = Callable[[str, str], None]
+
+
+class _Reporting:
+    """Mixin for slack_sdk retry handlers: reports each retry before it is made."""
+
+    reason: str = ""
+    on_retry: RetryCallback | None = None
+
+    def prepare_for_next_attempt(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        # slack_sdk calls this only once a handler decided to retry, right before it sleeps.
+        if self.on_retry is not None:
+            self.on_retry(_api_method(request), self.reason)
+        super().prepare_for_next_attempt(  # type: ignore[misc]
+            state=state, request=request, response=response, error=error
+        )
+
+
+class _RateLimitRetryHandler(_Reporting, RateLimitErrorRetryHandler):
+    """Retries 429 answers after their ``Retry-After``."""
+
+    reason = "rate_limited"
+
+
+class _ServerErrorRetryHandler(_Reporting, ServerErrorRetryHandler):
     """Retries 500/503, except for methods whose request may already have taken effect."""
+
+    reason = "server_error"
 
     def _can_retry(
         self,
@@ -120,8 +161,10 @@ class _ServerErrorRetryHandler(ServerErrorRetryHandler):
         )
 
 
-class _ConnectionErrorRetryHandler(ConnectionErrorRetryHandler):
+class _ConnectionErrorRetryHandler(_Reporting, ConnectionErrorRetryHandler):
     """Retries dropped connections; a refused one never reached Slack, so it is always safe."""
+
+    reason = "connection_error"
 
     def _can_retry(
         self,

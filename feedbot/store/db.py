@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.orm import Session, sessionmaker
+
+#: What the database raises while it cannot serve: down, restarting, a connection lost (its
+#: server ended it, "terminating connection due to administrator command"), a lock wait given
+#: up, or no pooled connection free in time. All are worth trying again a little later, so the
+#: web layer answers them with a retryable 503 and the ticker just waits for its next run.
+UNAVAILABLE: tuple[type[Exception], ...] = (exc.OperationalError, exc.TimeoutError)
+
+#: Seconds to wait for a PostgreSQL server to accept a connection. Without a limit a server that
+#: is unreachable (not refusing: gone) holds every request, and /readyz, for minutes.
+CONNECT_TIMEOUT = 5
 
 
 def make_engine(url: str, *, immediate: bool = True) -> Engine:
@@ -37,7 +47,10 @@ def make_engine(url: str, *, immediate: bool = True) -> Engine:
             connection.exec_driver_sql(begin)
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # pool_pre_ping: after the server restarts, every pooled connection is dead; each is tested
+    # on checkout and replaced, so the first transactions after an outage do not fail.
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT} if url.startswith("postgresql") else {}
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
 def make_sessions(engine: Engine) -> sessionmaker[Session]:

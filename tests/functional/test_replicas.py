@@ -1,8 +1,14 @@
 """Three ``feedbot serve`` replicas on one PostgreSQL database share the work exactly once.
 
-Releases are registered through all three; one replica is killed with SIGKILL while checks are
-running. Every check must end ``done``, be recorded by exactly one replica, and every message
-must reach Slack exactly once.
+Two hundred releases with four checks each are registered through all three replicas. While
+checks run, one replica is frozen at a moment it holds claimed checks, killed with SIGKILL, and
+replaced by a new process (a pod restarting). Every check must end ``done``, be recorded by
+exactly one replica (the orphaned ones by another replica once their lease ran out), and every
+message must reach Slack exactly once.
+
+The schedule is compressed (checks 1-7 s after the deploy, a 200 ms tick, a 3 s lease); the
+wall time is bound by CPU (about 25 ms per check and 10 ms per message on one core), not by the
+schedule.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import re
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,6 +26,7 @@ import httpx
 import pytest
 import yaml
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from feedbot.store.db import make_engine, make_sessions
 from feedbot.store.models import Check, Delivery
@@ -29,7 +37,12 @@ from tests.processes import Feedbot
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 SECRET = "replica-secret"
-RELEASES = 30
+RELEASES = 200
+AFTER = ["1s", "3s", "5s", "7s"]
+CHECKS = RELEASES * len(AFTER)
+#: A parent message, then a reply and a status update per check.
+MESSAGES = RELEASES * (1 + 2 * len(AFTER))
+DONE_BY = re.compile(r"check (\d+) of release \d+ done by (\S+)")
 
 
 def register(url: str, i: int) -> int:
@@ -44,70 +57,109 @@ def register(url: str, i: int) -> int:
     answer = httpx.post(
         f"{url}/webhooks/deploy",
         content=body,
-        timeout=30,
+        timeout=60,
         headers={"X-Feedbot-Signature": sign(body, SECRET)},
     )
     assert answer.status_code == 202, answer.text
     return int(answer.json()["release_id"])
 
 
-def finished(sessions: object) -> tuple[int, int, int]:
-    with sessions() as s:  # type: ignore[operator]
+Sessions = Callable[[], Session]
+
+
+def finished(sessions: Sessions) -> tuple[int, int, int]:
+    with sessions() as s:
         done = s.scalar(select(func.count()).where(Check.state == "done"))
         sent = s.scalar(select(func.count()).where(Delivery.state == "sent"))
         total = s.scalar(select(func.count()).select_from(Delivery))
-    return int(done), int(sent), int(total)
+    return int(done or 0), int(sent or 0), int(total or 0)
 
 
-def test_three_replicas_one_killed_every_check_once_every_message_once(
+def running_of(sessions: Sessions, pid: int) -> set[int]:
+    """Checks claimed by the replica with process id ``pid`` and still running."""
+    with sessions() as s:
+        rows = s.scalars(
+            select(Check.id).where(Check.state == "running", Check.claimed_by.like(f"%:{pid}:%"))
+        )
+        return set(rows)
+
+
+def kill_while_holding_checks(replica: Feedbot, sessions: Sessions) -> set[int]:
+    """SIGKILL ``replica`` at a moment it holds running checks; returns those checks.
+
+    The process is frozen (SIGSTOP) before the store is read, so what it holds cannot change
+    between the look and the kill.
+    """
+    pid = replica.proc.pid
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        replica.proc.send_signal(signal.SIGSTOP)
+        held = running_of(sessions, pid)
+        if held:
+            replica.proc.send_signal(signal.SIGKILL)
+            replica.wait_killed()
+            return held
+        replica.proc.send_signal(signal.SIGCONT)
+        time.sleep(0.05)
+    raise AssertionError("the replica never held a running check")
+
+
+def wait_finished(sessions: Sessions, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while finished(sessions) != (CHECKS, MESSAGES, MESSAGES):
+        assert time.monotonic() < deadline, f"not finished: {finished(sessions)}"
+        time.sleep(0.5)
+
+
+def write_config(path: Path, postgres_url: str, slack_api: FakeSlackAPI) -> None:
+    slack = {"bot_token": "xoxb-r", "signing_secret": "s", "api_url": slack_api.base_url}
+    checks = {"after": AFTER, "tick": "200ms", "lease": "3s"}
+    conf = {
+        "database_url": postgres_url,
+        "webhooks": {"secret": SECRET},
+        "slack": slack,
+        "checks": checks,
+    }
+    path.write_text(yaml.safe_dump(conf))
+
+
+def test_three_replicas_one_killed_and_replaced_every_check_once_every_message_once(
     tmp_path: Path, postgres_url: str, slack_api: FakeSlackAPI
 ) -> None:
     config = tmp_path / "feedbot.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "database_url": postgres_url,
-                "webhooks": {"secret": SECRET},
-                "slack": {
-                    "bot_token": "xoxb-r",
-                    "signing_secret": "s",
-                    "api_url": slack_api.base_url,
-                },
-                "checks": {"after": ["2s", "4s"], "tick": "200ms", "lease": "3s"},
-            }
-        )
-    )
-    logs = [tmp_path / f"replica-{n}.log" for n in range(3)]
-    replicas = [Feedbot(config, log) for log in logs]
+    write_config(config, postgres_url, slack_api)
+    logs = [tmp_path / f"replica-{n}.log" for n in range(4)]
+    replicas = [Feedbot(config, log) for log in logs[:3]]
     engine = make_engine(postgres_url)
     sessions = make_sessions(engine)
     try:
-        with ThreadPoolExecutor(6) as pool:
+        with ThreadPoolExecutor(12) as pool:
             ids = list(pool.map(lambda i: register(replicas[i % 3].url, i), range(RELEASES)))
         assert len(set(ids)) == RELEASES
-        time.sleep(2.5)  # the first checks are running now
-        replicas[1].proc.send_signal(signal.SIGKILL)
-        assert replicas[1].proc.wait(10) == -signal.SIGKILL
-        deadline = time.monotonic() + 90
-        while finished(sessions) != (2 * RELEASES, 5 * RELEASES, 5 * RELEASES):
-            assert time.monotonic() < deadline, f"not finished: {finished(sessions)}"
-            time.sleep(0.3)
+        while finished(sessions)[0] < CHECKS // 4:
+            time.sleep(0.1)
+        orphans = kill_while_holding_checks(replicas[1], sessions)
+        replicas.append(Feedbot(config, logs[3]))  # the replacement pod
+        wait_finished(sessions, timeout=180)
     finally:
         for replica in replicas:
             replica.stop()
         engine.dispose()
         truncate_all(postgres_url)
 
-    ran = Counter(
-        int(m.group(1))
-        for log in logs
-        for m in re.finditer(r"check (\d+) of release \d+ done by", log.read_text())
-    )
-    assert len(ran) == 2 * RELEASES and set(ran.values()) == {1}
-    assert sum(1 for log in logs[::2] if "done by" in log.read_text()) == 2  # both survivors ran
+    runs = [(int(m[1]), m[2]) for log in logs for m in DONE_BY.finditer(log.read_text())]
+    ran = Counter(check for check, _ in runs)
+    assert len(ran) == CHECKS and set(ran.values()) == {1}
+    workers = dict(runs)
+    killed = f":{replicas[1].proc.pid}:"
+    assert all(killed not in workers[check] for check in orphans)  # taken over by others
+    for log in (logs[0], logs[2], logs[3]):  # the survivors and the replacement all worked
+        assert DONE_BY.search(log.read_text()), log.name
 
     keys = [p["metadata"]["event_payload"]["key"] for p in slack_api.calls_to("chat.postMessage")]
-    assert len(keys) == 3 * RELEASES and len(set(keys)) == len(keys)
+    assert len(keys) == RELEASES * (1 + len(AFTER)) and len(set(keys)) == len(keys)
     for i in range(RELEASES):
         stored = slack_api.messages_in(slack_api.dm_channel(f"U{i:03d}"))
-        assert len(stored) == 3
+        assert len(stored) == 1 + len(AFTER)
+        parent = next(m for m in stored if "thread_ts" not in m or m["thread_ts"] == m["ts"])
+        assert f"all {len(AFTER)} checks ran" in parent["text"], parent["text"]
