@@ -7,6 +7,7 @@ point neither loses a check nor sends anything twice.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass, replace
@@ -74,10 +75,15 @@ class CheckRunner:
         self._metrics = metrics or Metrics()
         self._tracer = tracer or NullTracer()
 
-    def run_due(self, limit: int = 10) -> int:
-        """Claim and run every due check, ``limit`` at a time; returns how many ran."""
+    def run_due(self, limit: int = 10, *, batches: int | None = None) -> int:
+        """Claim and run due checks, ``limit`` at a time; returns how many ran.
+
+        Args:
+            limit: checks claimed at once.
+            batches: stop after this many claims (None: until no check is due).
+        """
         ran = 0
-        while True:
+        for _ in itertools.count() if batches is None else range(batches):
             with self._sessions() as session:
                 ids = queries.claim_due_checks(
                     session,
@@ -90,7 +96,8 @@ class CheckRunner:
                 self.run_one(check_id)
             ran += len(ids)
             if len(ids) < limit:
-                return ran
+                break
+        return ran
 
     def run_one(self, check_id: int) -> None:
         """Run one claimed check to its end: done, retried later, or failed with a note.

@@ -50,6 +50,8 @@ from feedbot.web_schema import (
 )
 
 log = logging.getLogger(__name__)
+#: Checks claimed at once by a tick, between two rounds of sending.
+CHECK_BATCH = 10
 PRUNE_EVERY = timedelta(minutes=10)
 
 #: Slack's slash commands and interactions are small form posts; a view submission is the largest.
@@ -74,9 +76,16 @@ class Runtime:
     last_prune: datetime | None = None
 
     def tick(self) -> None:
-        """One pass of the background work: run due checks, send due messages, prune spans."""
-        self.runner.run_due()
-        self.sender.send_due()
+        """One pass of the background work: run due checks, send due messages, prune spans.
+
+        Checks and sends alternate a batch at a time, so a backlog of due checks does not hold
+        back the messages of the checks already done.
+        """
+        while True:
+            ran = self.runner.run_due(CHECK_BATCH, batches=1)
+            self.sender.send_due()
+            if ran < CHECK_BATCH:
+                break
         self.prune_spans()
 
     def prune_spans(self) -> int:

@@ -74,6 +74,20 @@ def test_nothing_runs_before_it_is_due(
     assert "vs no baseline" in reply.text and "verdict: not_running" in reply.text
 
 
+def test_batches_bound_the_checks_one_call_claims(
+    db_sessions: sessionmaker[Session], db_session: Session
+) -> None:
+    for n in range(3):
+        register(db_sessions, version=f"1.4.{n}", commit=f"sha{n}", service=f"svc-{n}")
+    clock = FixedClock(DEPLOYED + timedelta(days=2))
+    run = runner(db_sessions, clock, EmbeddedBackend(db_sessions))
+    assert run.run_due(2, batches=1) == 2  # six are due; one claim of two
+    assert run.run_due(2, batches=2) == 4
+    assert run.run_due(2) == 0
+    db_session.expire_all()
+    assert states(db_session) == ["done"] * 6
+
+
 def test_checks_missed_while_down_all_run(
     db_sessions: sessionmaker[Session], db_session: Session
 ) -> None:
