@@ -145,7 +145,7 @@ def _loads(path: str) -> Callable[[], None]:
 
 def _validating(path: str) -> Callable[[], None]:
     from feedbot.backends.aggregate import Aggregator, matcher
-    from feedbot.backends.otlp_file import read_rows
+    from feedbot.backends.otlp_lines import read_rows
 
     def read() -> None:
         aggregator = Aggregator()

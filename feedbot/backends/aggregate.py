@@ -27,9 +27,6 @@ from feedbot.backends.base import (
     SpanQuery,
 )
 from feedbot.backends.semconv import Extras, extras_of, label, statement_of
-from feedbot.backends.span_group import MAX_CODE_LOCATIONS as MAX_CODE_LOCATIONS
-from feedbot.backends.span_group import MAX_EXCEPTION_TYPES as MAX_EXCEPTION_TYPES
-from feedbot.backends.span_group import UNKNOWN_INSTANCE as UNKNOWN_INSTANCE
 from feedbot.backends.span_group import GroupTally
 from feedbot.store.spans import SpanRow
 

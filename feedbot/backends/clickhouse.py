@@ -22,14 +22,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from feedbot.backends.aggregate import (
-    MAX_CODE_LOCATIONS,
-    MAX_EXCEPTION_TYPES,
-    REMOTE,
-    ROOT,
-    UNKNOWN_INSTANCE,
-    to_ns,
-)
+from feedbot.backends.aggregate import REMOTE, ROOT, to_ns
 from feedbot.backends.base import (
     CodeSeen,
     ExceptionSeen,
@@ -40,6 +33,7 @@ from feedbot.backends.base import (
 )
 from feedbot.backends.http import JsonApi, RetryPolicy
 from feedbot.backends.semconv import normalize_statement
+from feedbot.backends.span_group import MAX_CODE_LOCATIONS, MAX_EXCEPTION_TYPES, UNKNOWN_INSTANCE
 from feedbot.errors import BackendResponseError, ConfigError
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")

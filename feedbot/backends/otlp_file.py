@@ -17,12 +17,12 @@ from datetime import datetime
 
 from feedbot.backends.aggregate import to_ns
 from feedbot.backends.base import ReleaseData, SpanQuery
-from feedbot.backends.otlp_lines import Part, read_part, read_rows
+from feedbot.backends.otlp_lines import Part, read_part
 from feedbot.backends.otlp_parallel import read_in_parts
 from feedbot.backends.otlp_survey import Survey
 from feedbot.errors import BackendUnavailable
 
-__all__ = ["OtlpFileBackend", "paths_from_setting", "read_rows"]
+__all__ = ["OtlpFileBackend", "paths_from_setting"]
 
 #: Names that every JSON encoder writes verbatim, so a line without them has no matching span.
 _VERBATIM = re.compile(r"[A-Za-z0-9._:@+-]+")

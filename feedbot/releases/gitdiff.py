@@ -19,32 +19,13 @@ from urllib.parse import urlsplit
 
 from feedbot.errors import GitError
 from feedbot.releases.event import Change
-from feedbot.releases.pysource import (
-    FunctionSpan,
-    Hunk,
-    LineRange,
-    deleted_functions,
-    describe,
-    function_spans,
-    functions_for_lines,
-    merge_ranges,
-    module_name,
-)
+from feedbot.releases.pysource import Hunk, LineRange, describe, merge_ranges
 
 __all__ = [
     "CommitInfo",
     "FileDiff",
-    "FunctionSpan",
-    "GitError",
-    "Hunk",
-    "LineRange",
     "changes_between",
     "commit_info",
-    "deleted_functions",
-    "function_spans",
-    "functions_for_lines",
-    "merge_ranges",
-    "module_name",
     "parse_diff",
     "remote_repository",
     "repository_from_url",

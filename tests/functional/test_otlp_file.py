@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from feedbot.backends import build_backend, otlp_parallel
 from feedbot.backends.base import ReleaseData, TraceBackend
-from feedbot.backends.otlp_file import OtlpFileBackend, read_rows
-from feedbot.backends.otlp_lines import Part, _documents, _line_base
+from feedbot.backends.otlp_file import OtlpFileBackend
+from feedbot.backends.otlp_lines import Part, _documents, _line_base, read_rows
 from feedbot.errors import BackendResponseError, BackendUnavailable, ConfigError
 from tests.conftest import FIXTURES
 from tests.factories import settings

@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 
 from feedbot.backends.aggregate import (
-    MAX_CODE_LOCATIONS,
-    MAX_EXCEPTION_TYPES,
     Aggregator,
     aggregate,
     group_label,
@@ -20,6 +18,7 @@ from feedbot.backends.aggregate import (
 )
 from feedbot.backends.base import CodeSeen, ExceptionSeen, SpanQuery
 from feedbot.backends.semconv import normalize_statement
+from feedbot.backends.span_group import MAX_CODE_LOCATIONS, MAX_EXCEPTION_TYPES
 from feedbot.store.spans import SpanRow
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)

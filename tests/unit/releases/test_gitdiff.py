@@ -8,22 +8,24 @@ from pathlib import Path
 
 import pytest
 
+from feedbot.errors import GitError
 from feedbot.releases import gitdiff
 from feedbot.releases.event import Change
 from feedbot.releases.gitdiff import (
     FileDiff,
-    FunctionSpan,
-    GitError,
-    Hunk,
     changes_between,
+    parse_diff,
+    repository_from_url,
+    unquote_path,
+)
+from feedbot.releases.pysource import (
+    FunctionSpan,
+    Hunk,
     deleted_functions,
     function_spans,
     functions_for_lines,
     merge_ranges,
     module_name,
-    parse_diff,
-    repository_from_url,
-    unquote_path,
 )
 
 # --- pure: diff text ------------------------------------------------------------------------
