@@ -1,7 +1,7 @@
 """ASGI middleware that measures and traces every HTTP request feedbot answers.
 
 It sits outside every other middleware, so it sees the final status of each request, including
-the 408 and 413 answers :class:`feedbot.web.BodyGuard` gives before a handler runs. For each
+the 408 and 413 answers :class:`feedbot.web_body.BodyGuard` gives before a handler runs. For each
 request it records the time taken by route (a template such as ``/webhooks/{source}``, never
 the raw path, so scanners cannot add series), deploy webhooks by source and status, OTLP
 export requests and their refusals by reason, and, when tracing is on, a ``server`` span.

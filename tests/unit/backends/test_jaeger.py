@@ -6,17 +6,18 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from feedbot.backends.aggregate import to_ns
 from feedbot.backends.base import SpanQuery, TraceBackend
-from feedbot.backends.http import RetryPolicy
 from feedbot.backends.jaeger import SEARCH, JaegerBackend, rfc3339
 from feedbot.errors import BackendResponseError, BackendUnavailable
 from tests.conftest import FIXTURES
 from tests.fakes.sdk_spans import otlp_document, shop_spans
 from tests.fakes.trace_servers import FakeJaeger, parse_rfc3339
+from tests.search_backends import search_backend, trace_links, wrong_shape_error
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 QUERY = SpanQuery(
@@ -36,12 +37,8 @@ def fake() -> Iterator[FakeJaeger]:
         yield server
 
 
-def backend(
-    fake: FakeJaeger, sleeps: list[float] | None = None, **options: object
-) -> JaegerBackend:
-    retry = RetryPolicy(sleep=(sleeps if sleeps is not None else []).append, jitter=lambda: 0.0)
-    http = fake.client(timeout=float(options.pop("timeout", 2.0)))  # type: ignore[arg-type]
-    return JaegerBackend(http, retry=retry, **options)  # type: ignore[arg-type]
+def backend(fake: FakeJaeger, sleeps: list[float] | None = None, **options: Any) -> JaegerBackend:
+    return search_backend(JaegerBackend, fake, sleeps, **options)
 
 
 @pytest.fixture
@@ -271,18 +268,14 @@ def test_slow_answers_time_out(fake: FakeJaeger) -> None:
 def test_answers_in_the_wrong_shape(
     jaeger: JaegerBackend, fake: FakeJaeger, body: bytes, problem: str
 ) -> None:
-    fake.fail_next(SEARCH, status=200, body=body)
-    with pytest.raises(BackendResponseError) as raised:
-        jaeger.collect(QUERY)
-    assert str(raised.value).startswith("jaeger: GET /api/v3/traces")
-    assert problem in str(raised.value)
+    message = wrong_shape_error(jaeger, fake, SEARCH, body, QUERY)
+    assert message.startswith("jaeger: GET /api/v3/traces")
+    assert problem in message
 
 
 def test_trace_links(fake: FakeJaeger) -> None:
-    with fake.client() as http:
-        assert JaegerBackend(http).trace_url("abc") is None
-        linked = JaegerBackend(http, ui_url="https://jaeger.example/ui/")
-        assert (
-            linked.trace_url("4bf92f3577b34da6")
-            == "https://jaeger.example/ui/trace/4bf92f3577b34da6"
-        )
+    unlinked, linked = trace_links(
+        JaegerBackend, fake, ui_url="https://jaeger.example/ui/", trace_id="4bf92f3577b34da6"
+    )
+    assert unlinked is None
+    assert linked == "https://jaeger.example/ui/trace/4bf92f3577b34da6"

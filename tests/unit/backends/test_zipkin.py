@@ -12,12 +12,12 @@ import pytest
 
 from feedbot.backends.aggregate import to_ns
 from feedbot.backends.base import SpanQuery, TraceBackend
-from feedbot.backends.http import RetryPolicy
 from feedbot.backends.zipkin import SEARCH, ZipkinBackend, parse_annotation, zipkin_row
 from feedbot.errors import BackendResponseError, BackendUnavailable
 from tests.conftest import FIXTURES
 from tests.fakes.sdk_spans import shop_spans, zipkin_spans
 from tests.fakes.trace_servers import FakeZipkin
+from tests.search_backends import search_backend, trace_links, wrong_shape_error
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 QUERY = SpanQuery(
@@ -42,9 +42,7 @@ def fake() -> Iterator[FakeZipkin]:
 
 
 def backend(fake: FakeZipkin, sleeps: list[float] | None = None, **options: Any) -> ZipkinBackend:
-    retry = RetryPolicy(sleep=(sleeps if sleeps is not None else []).append, jitter=lambda: 0.0)
-    http = fake.client(timeout=options.pop("timeout", 2.0))
-    return ZipkinBackend(http, retry=retry, **options)
+    return search_backend(ZipkinBackend, fake, sleeps, **options)
 
 
 @pytest.fixture
@@ -320,18 +318,14 @@ def test_slow_answers_time_out(fake: FakeZipkin) -> None:
 def test_answers_in_the_wrong_shape(
     zipkin: ZipkinBackend, fake: FakeZipkin, body: bytes, problem: str
 ) -> None:
-    fake.fail_next(SEARCH, status=200, body=body)
-    with pytest.raises(BackendResponseError) as raised:
-        zipkin.collect(QUERY)
-    assert str(raised.value).startswith("zipkin: GET /api/v2/traces")
-    assert problem in str(raised.value)
+    message = wrong_shape_error(zipkin, fake, SEARCH, body, QUERY)
+    assert message.startswith("zipkin: GET /api/v2/traces")
+    assert problem in message
 
 
 def test_trace_links(fake: FakeZipkin) -> None:
-    with fake.client() as http:
-        assert ZipkinBackend(http).trace_url("abc") is None
-        linked = ZipkinBackend(http, ui_url="https://zipkin.example/zipkin/")
-        assert (
-            linked.trace_url("4bf92f3577b34da6")
-            == "https://zipkin.example/zipkin/traces/4bf92f3577b34da6"
-        )
+    unlinked, linked = trace_links(
+        ZipkinBackend, fake, ui_url="https://zipkin.example/zipkin/", trace_id="4bf92f3577b34da6"
+    )
+    assert unlinked is None
+    assert linked == "https://zipkin.example/zipkin/traces/4bf92f3577b34da6"

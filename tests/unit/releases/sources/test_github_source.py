@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import copy
 import hashlib
 import hmac
 import json
@@ -9,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from feedbot.errors import WebhookRejected
 from feedbot.releases.event import Author, Change
 from feedbot.releases.sources.base import DeploySource
 from feedbot.releases.sources.github import GitHubDeploySource
+from tests.deploy_sources import changed, deliver, refusal
 
 SECRET = "gh-webhook-secret"
 DELIVERY = "72d3162e-cc78-11e3-81ab-4c9367dc0958"
@@ -107,31 +106,17 @@ def request(
 
 
 def status_with(**changes: Any) -> dict[str, Any]:
-    doc = copy.deepcopy(DEPLOYMENT_STATUS)
-    for dotted, value in changes.items():
-        *parents, last = dotted.split("__")
-        target = doc
-        for key in parents:
-            target = target[key]
-        if value is ...:
-            del target[last]
-        else:
-            target[last] = value
-    return doc
+    return changed(DEPLOYMENT_STATUS, **changes)
 
 
 def parse(doc: dict[str, Any] | bytes, **kwargs: Any) -> Any:
-    source = GitHubDeploySource(SECRET)
-    headers, body = request(doc, **kwargs)
-    source.verify(headers, body)
-    return source.parse(headers, body)
+    return deliver(GitHubDeploySource(SECRET), *request(doc, **kwargs))
 
 
 def rejected(doc: dict[str, Any] | bytes, status: int = 422) -> str:
-    with pytest.raises(WebhookRejected) as info:
-        parse(doc)
-    assert info.value.status == status
-    return info.value.message
+    got, message = refusal(parse, doc)
+    assert got == status
+    return message
 
 
 def test_is_a_deploy_source() -> None:
@@ -214,17 +199,17 @@ def test_other_events_are_ignored(event: str) -> None:
 def test_missing_signature_is_401() -> None:
     headers, body = request(DEPLOYMENT_STATUS)
     del headers["x-hub-signature-256"]
-    with pytest.raises(WebhookRejected) as info:
-        GitHubDeploySource(SECRET).verify(headers, body)
-    assert (info.value.status, info.value.message) == (401, "X-Hub-Signature-256: missing")
+    assert refusal(GitHubDeploySource(SECRET).verify, headers, body) == (
+        401,
+        "X-Hub-Signature-256: missing",
+    )
 
 
 def test_wrong_signature_is_401() -> None:
     headers, body = request(DEPLOYMENT_STATUS)
-    with pytest.raises(WebhookRejected) as info:
-        GitHubDeploySource("another-secret").verify(headers, body)
-    assert info.value.status == 401
-    assert info.value.message.startswith("X-Hub-Signature-256:")
+    status, message = refusal(GitHubDeploySource("another-secret").verify, headers, body)
+    assert status == 401
+    assert message.startswith("X-Hub-Signature-256:")
 
 
 @pytest.mark.parametrize(
@@ -234,9 +219,7 @@ def test_wrong_signature_is_401() -> None:
 def test_missing_github_header_is_400(header: str, display: str) -> None:
     headers, body = request(DEPLOYMENT_STATUS)
     del headers[header]
-    with pytest.raises(WebhookRejected) as info:
-        GitHubDeploySource(SECRET).parse(headers, body)
-    assert (info.value.status, info.value.message) == (400, f"{display}: missing")
+    assert refusal(GitHubDeploySource(SECRET).parse, headers, body) == (400, f"{display}: missing")
 
 
 def test_body_that_is_not_json_is_400() -> None:

@@ -1,16 +1,15 @@
 from __future__ import annotations
 
-import copy
 import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from feedbot.errors import WebhookRejected
 from feedbot.releases.event import Author
 from feedbot.releases.sources.base import DeploySource
 from feedbot.releases.sources.gitlab import GitLabDeploySource, parse_gitlab_time
+from tests.deploy_sources import changed, deliver, refusal
 
 TOKEN = "gl-webhook-token"
 SHA = "279484c09fbe69ededfced8c1bb6e6d24616b468"
@@ -78,31 +77,17 @@ def request(
 
 
 def hook_with(**changes: Any) -> dict[str, Any]:
-    doc = copy.deepcopy(DEPLOYMENT_HOOK)
-    for dotted, value in changes.items():
-        *parents, last = dotted.split("__")
-        target = doc
-        for key in parents:
-            target = target[key]
-        if value is ...:
-            del target[last]
-        else:
-            target[last] = value
-    return doc
+    return changed(DEPLOYMENT_HOOK, **changes)
 
 
 def parse(doc: dict[str, Any] | bytes, **kwargs: Any) -> Any:
-    source = GitLabDeploySource(TOKEN)
-    headers, body = request(doc, **kwargs)
-    source.verify(headers, body)
-    return source.parse(headers, body)
+    return deliver(GitLabDeploySource(TOKEN), *request(doc, **kwargs))
 
 
 def rejected(doc: dict[str, Any] | bytes, status: int = 422, **kwargs: Any) -> str:
-    with pytest.raises(WebhookRejected) as info:
-        parse(doc, **kwargs)
-    assert info.value.status == status
-    return info.value.message
+    got, message = refusal(parse, doc, **kwargs)
+    assert got == status
+    return message
 
 
 def test_is_a_deploy_source() -> None:
@@ -162,26 +147,29 @@ def test_other_hooks_are_ignored(event: str) -> None:
 def test_missing_token_is_401() -> None:
     headers, body = request(DEPLOYMENT_HOOK)
     del headers["x-gitlab-token"]
-    with pytest.raises(WebhookRejected) as info:
-        GitLabDeploySource(TOKEN).verify(headers, body)
-    assert (info.value.status, info.value.message) == (401, "X-Gitlab-Token: missing")
+    assert refusal(GitLabDeploySource(TOKEN).verify, headers, body) == (
+        401,
+        "X-Gitlab-Token: missing",
+    )
 
 
 @pytest.mark.parametrize("token", ["wrong", TOKEN + "x", "tökén"])
 def test_wrong_token_is_401(token: str) -> None:
     headers, body = request(DEPLOYMENT_HOOK)
     headers["x-gitlab-token"] = token
-    with pytest.raises(WebhookRejected) as info:
-        GitLabDeploySource(TOKEN).verify(headers, body)
-    assert (info.value.status, info.value.message) == (401, "X-Gitlab-Token: wrong token")
+    assert refusal(GitLabDeploySource(TOKEN).verify, headers, body) == (
+        401,
+        "X-Gitlab-Token: wrong token",
+    )
 
 
 def test_missing_event_header_is_400() -> None:
     headers, body = request(DEPLOYMENT_HOOK)
     del headers["x-gitlab-event"]
-    with pytest.raises(WebhookRejected) as info:
-        GitLabDeploySource(TOKEN).parse(headers, body)
-    assert (info.value.status, info.value.message) == (400, "X-Gitlab-Event: missing")
+    assert refusal(GitLabDeploySource(TOKEN).parse, headers, body) == (
+        400,
+        "X-Gitlab-Event: missing",
+    )
 
 
 def test_body_that_is_not_json_is_400() -> None:
