@@ -16,8 +16,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, cast
 
-import orjson
-
 from feedbot.backends.otlp_json import decode_document, loads
 from feedbot.backends.otlp_scan import Unusual
 from feedbot.backends.otlp_survey import Survey
@@ -51,13 +49,13 @@ def read_part(part: Part, survey: Survey, needles: tuple[bytes, ...]) -> None:
         BackendResponseError: a line is not an OTLP/JSON export (naming file and line).
     """
     scan = survey.scanner.scan
-    for number, document, strict in _documents(part, needles):
+    for number, text in _texts(part, needles):
         try:
-            if not strict:
-                raise Unusual
-            scan(document)
+            scan(text)
         except Unusual:
-            survey.add_rows(_decode(part, number, document))
+            document = _parse(part, number, text)
+            if document is not _PARTIAL:
+                survey.add_rows(_decode(part, number, document))
 
 
 def read_rows(path: str, needles: tuple[bytes, ...] = ()) -> Iterator[SpanRow]:
@@ -71,8 +69,11 @@ def read_rows(path: str, needles: tuple[bytes, ...] = ()) -> Iterator[SpanRow]:
         BackendUnavailable: the file cannot be opened.
         BackendResponseError: a line is not an OTLP/JSON export (naming file and line).
     """
-    for number, document, _ in _documents(Part(path), needles):
-        yield from _decode(Part(path), number, document)
+    part = Part(path)
+    for number, text in _texts(part, needles):
+        document = _parse(part, number, text)
+        if document is not _PARTIAL:
+            yield from _decode(part, number, document)
 
 
 def is_gzip(path: str) -> bool:
@@ -95,39 +96,52 @@ def _decode(part: Part, number: int, document: object) -> list[SpanRow]:
         raise _malformed(part.path, _line_base(part) + number, exc.message) from None
 
 
-def _documents(part: Part, needles: tuple[bytes, ...]) -> Iterator[tuple[int, object, bool]]:
-    """(line number, parsed JSON, parsed by orjson) per non-blank line, or one whole document.
+def _texts(part: Part, needles: tuple[bytes, ...]) -> Iterator[tuple[int, bytes]]:
+    """(line number, text) per non-blank line, or (1, the whole file) for one document.
 
-    Lines after the file's first that lack one of ``needles`` are skipped without being
-    parsed, and so is an unparsable last line without a newline (the exporter is still writing
-    it). The flag is False when only the standard library could parse the text (lone
-    surrogates, huge integers): such a document is left to the validating decoder. Line
-    numbers count from the part's first line (:func:`_line_base` makes them the file's).
+    Lines after the file's first that lack one of ``needles`` are skipped unread. A first line
+    that is not JSON and does not end an object starts a pretty-printed document: the whole
+    file is then one text. Line numbers count from the part's first line (:func:`_line_base`
+    makes them the file's).
     """
-    path = part.path
     with _open(part) as handle:
         first = part.start == 0
         for number, line in _lines(part, handle):
+            if first and not line.rstrip().endswith(b"}") and _unparsable(line):
+                yield 1, _whole(part.path)
+                return
             if not first and needles and not all(needle in line for needle in needles):
                 continue
-            try:
-                yield number, orjson.loads(line), True
-            except orjson.JSONDecodeError:
-                pass
-            else:
-                first = False
-                continue
-            try:
-                document = loads(line)
-            except WebhookRejected as exc:
-                if first and not line.rstrip().endswith(b"}"):
-                    yield 1, _whole(path), False
-                    return
-                if not line.endswith(b"\n"):
-                    return  # The last line, still being written by the exporter.
-                raise _malformed(path, _line_base(part) + number, exc.message) from None
             first = False
-            yield number, document, False
+            yield number, line
+
+
+def _unparsable(line: bytes) -> bool:
+    try:
+        loads(line)
+    except WebhookRejected:
+        return True
+    return False
+
+
+#: What :func:`_parse` answers for the unfinished last line of a file still being written.
+_PARTIAL = object()
+
+
+def _parse(part: Part, number: int, text: bytes) -> object:
+    """The JSON of one line (or whole document), for the validating decoder.
+
+    An unparsable last line without a newline is the exporter still writing it: ``_PARTIAL``.
+
+    Raises:
+        BackendResponseError: the text is not JSON (naming file and line).
+    """
+    try:
+        return loads(text)
+    except WebhookRejected as exc:
+        if not text.endswith(b"\n"):
+            return _PARTIAL
+        raise _malformed(part.path, _line_base(part) + number, exc.message) from None
 
 
 def _line_base(part: Part) -> int:
@@ -169,20 +183,25 @@ def _open(part: Part) -> IO[bytes]:
         raise BackendUnavailable(f"otlp-file: cannot open {part.path}: {exc.strerror}") from None
 
 
-def _whole(path: str) -> object:
-    """A file holding one pretty-printed document, parsed at once."""
+def _whole(path: str) -> bytes:
+    """The text of a file holding one pretty-printed document.
+
+    Raises:
+        BackendResponseError: it cannot be read, or is not JSON.
+    """
     with _open(Part(path)) as handle:
         try:
             data = handle.read()
         except (OSError, EOFError, zlib.error) as exc:
             raise BackendResponseError(f"otlp-file: {path}: cannot be read: {exc}") from None
     try:
-        return loads(data)
+        loads(data)
     except WebhookRejected as exc:
         raise BackendResponseError(
             f"otlp-file: {path}: neither OTLP/JSON lines nor one JSON document: "
             + exc.message.removeprefix("body: ")
         ) from None
+    return data
 
 
 def _malformed(path: str, number: int, problem: str) -> BackendResponseError:

@@ -1,4 +1,4 @@
-"""Reading OTLP/JSON documents straight into an :class:`Aggregator`, fast; pure, no I/O.
+"""Reading OTLP/JSON lines straight into an :class:`Aggregator`, fast; pure, no I/O.
 
 ``feedbot report --traces`` reads files of a million spans and more. The validating decoder
 (:func:`feedbot.backends.otlp_json.decode_document`) builds a complete span row per span, every
@@ -6,28 +6,34 @@ attribute decoded and bounded, because ``POST /v1/traces`` must survive hostile 
 embedded store keeps what it decodes. Reading a file for one release needs far less, so
 :class:`Scanner`:
 
-- decodes each ``resourceSpans``' resource once and skips the whole block, without looking at
-  its spans, when its service, version or environment is not the query's;
+- decodes each line with msgspec into typed structs of only the fields OTLP/JSON defines, in
+  C: no dict per object, and the fields the analysis does not read (links, scopes, dropped
+  counts, other attributes' nested values) are kept as raw bytes, never parsed into objects;
+- decodes each ``resourceSpans``' resource once per distinct text, and skips the whole block
+  when its service, version or environment is not the query's;
 - reads only the span fields and the attributes the analysis uses
-  (:data:`~feedbot.backends.semconv.READ_KEYS`), builds no row dict, and hands the aggregator
-  plain values (:meth:`Aggregator.add_span`); each distinct group key is labelled once.
+  (:data:`~feedbot.backends.semconv.READ_KEYS`), checks the ids and times of a block at once,
+  builds no row dict, and hands the aggregator plain values (:meth:`Aggregator.add_span`);
+  each distinct group key is labelled once.
 
 It accepts the shape the Collector's file exporter writes: lowerCamelCase keys, lower-case hex
 ids, integer enums, 64-bit integers as decimal strings, string or integer values for the
 attributes it reads. Anything else in a document (proto field names, base64 or upper-case ids,
-enum names, other value types, more than ``MAX_ATTRIBUTES`` attributes) raises :class:`Unusual`
-before anything of that document is counted; the caller then decodes it with the validating
-decoder, so the answer is the same either way. What it skips (blocks and spans outside the
-query, attributes it does not read) it does not validate.
+enum names, other value types, more than ``MAX_ATTRIBUTES`` attributes, JSON msgspec cannot
+read) raises :class:`Unusual` before anything of that document is counted; the caller then
+decodes it with the validating decoder, so the answer is the same either way. What it skips
+(blocks and spans outside the query, attributes it does not read) it checks only for shape.
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+
+import msgspec
+import orjson
+from msgspec import Raw, Struct
 
 from feedbot.backends.aggregate import Aggregator, GroupKey, to_ns
 from feedbot.backends.base import SpanQuery
@@ -45,24 +51,73 @@ from feedbot.backends.semconv import CODE_KEYS, READ_KEYS, Extras, extras_of, no
 from feedbot.errors import WebhookRejected
 from feedbot.store.spans import LIMITS
 
-#: Keys the OTLP/JSON mapping gives each object; any other key (a proto field name) is unusual.
-_DOCUMENT_KEYS = ("resourceSpans", frozenset(("resourceSpans",)))
-_RESOURCE_SPANS_KEYS = ("scopeSpans", frozenset(("scopeSpans", "resource", "schemaUrl")))
-_SCOPE_SPANS_KEYS = ("spans", frozenset(("spans", "scope", "schemaUrl")))
-_SPAN_KEYS = frozenset(
-    ("traceId", "spanId", "parentSpanId", "traceState", "flags", "name", "kind", "status")
-    + ("startTimeUnixNano", "endTimeUnixNano", "attributes", "droppedAttributesCount")
-    + ("events", "droppedEventsCount", "links", "droppedLinksCount")
-)
-_NOT_ERROR = frozenset((None, 0, 1, "STATUS_CODE_UNSET", "STATUS_CODE_OK"))
-_trace_id = re.compile(r"[0-9a-f]{32}").fullmatch
-_span_id = re.compile(r"[0-9a-f]{16}").fullmatch
-_MAX_INT64_TEXT = str(MAX_INT64)
 #: What :meth:`Aggregator.add_span` takes, gathered per document before any of it is counted.
 Fields = tuple[
     str, str, str | None, GroupKey, int, int, str | None, bool, str | None, Extras | None
 ]
-_RawKey = tuple[Any, Any, Any, Any]
+_NOT_ERROR = frozenset((None, 0, 1, "STATUS_CODE_UNSET", "STATUS_CODE_OK"))
+_HEX = b"0123456789abcdef"
+#: Distinct resource texts decoded per scanner before the cache starts over.
+_MAX_RESOURCES = 4096
+
+
+class _Value(Struct, forbid_unknown_fields=True, gc=False):
+    """An ``AnyValue``: the two kinds the analysis reads, the others kept as raw JSON."""
+
+    stringValue: str | None = None
+    intValue: int | str | None = None
+    boolValue: Raw = Raw()
+    doubleValue: Raw = Raw()
+    bytesValue: Raw = Raw()
+    arrayValue: Raw = Raw()
+    kvlistValue: Raw = Raw()
+
+
+class _KeyValue(Struct, forbid_unknown_fields=True, gc=False):
+    key: str
+    value: _Value | None = None
+
+
+class _Status(Struct, gc=False):
+    code: int | str | None = None
+
+
+class _Span(Struct, forbid_unknown_fields=True, gc=False):
+    traceId: str | None = None
+    spanId: str | None = None
+    parentSpanId: str | None = None
+    traceState: Raw = Raw()
+    flags: Raw = Raw()
+    name: str | None = None
+    kind: int | None = None
+    startTimeUnixNano: str | int | None = None
+    endTimeUnixNano: str | int | None = None
+    attributes: list[_KeyValue] | None = None
+    droppedAttributesCount: Raw = Raw()
+    events: Raw = Raw()
+    droppedEventsCount: Raw = Raw()
+    links: Raw = Raw()
+    droppedLinksCount: Raw = Raw()
+    status: _Status | None = None
+
+
+class _ScopeSpans(Struct, forbid_unknown_fields=True, gc=False):
+    spans: list[_Span] | None = None
+    scope: Raw = Raw()
+    schemaUrl: Raw = Raw()
+
+
+class _ResourceSpans(Struct, forbid_unknown_fields=True, gc=False):
+    scopeSpans: list[_ScopeSpans] | None = None
+    resource: Raw = Raw()
+    schemaUrl: Raw = Raw()
+
+
+class _Document(Struct, forbid_unknown_fields=True, gc=False):
+    resourceSpans: list[_ResourceSpans] | None = None
+
+
+_decode = msgspec.json.Decoder(_Document).decode
 
 
 class Unusual(Exception):
@@ -89,10 +144,10 @@ Router = Callable[[str | None], Sequence[Target]]
 
 
 class Scanner:
-    """Feeds the spans of one service, found in parsed OTLP/JSON documents, to aggregators.
+    """Feeds the spans of one service, found in OTLP/JSON documents, to aggregators.
 
     Args:
-        service: whose spans are read; blocks of other services are skipped unread.
+        service: whose spans are read; blocks of other services are skipped.
         environment: as :attr:`SpanQuery.environment` (blocks naming none match too).
         route: the targets for each version; a block whose version has none is skipped
             (unless its spans are counted).
@@ -110,7 +165,8 @@ class Scanner:
         self._service, self._environment, self._route = service, environment, route
         self._count_window = count_window
         self.counts: Counter[str] = Counter()
-        self._keys: dict[_RawKey, GroupKey] = {}
+        self._keys: dict[tuple[object, ...], GroupKey] = {}
+        self._resources: dict[bytes, Resource] = {}
 
     @classmethod
     def of(cls, aggregator: Aggregator, query: SpanQuery) -> Scanner:
@@ -120,17 +176,21 @@ class Scanner:
             query.service, query.environment, lambda v: targets if v == query.version else ()
         )
 
-    def scan(self, document: Any) -> None:
-        """Count the matching spans of one parsed ``ExportTraceServiceRequest``.
+    def scan(self, data: bytes) -> None:
+        """Count the matching spans of one ``ExportTraceServiceRequest`` in OTLP/JSON text.
 
         Raises:
             Unusual: the document is not in the common shape; nothing of it was counted.
         """
+        try:
+            document = _decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            raise Unusual from None
         found: list[tuple[Aggregator, Fields]] = []
         counts: Counter[str] = Counter()
         try:
-            for r, resource_spans in enumerate(_members(document, _DOCUMENT_KEYS)):
-                resource = _resource(resource_spans, r)
+            for r, resource_spans in enumerate(document.resourceSpans or ()):
+                resource = self._resource(resource_spans.resource, r)
                 if resource.service != self._service or (
                     self._environment is not None
                     and resource.environment not in (None, self._environment)
@@ -141,20 +201,31 @@ class Scanner:
                 counted = self._count_window if version else None
                 if not targets and counted is None:
                     continue
-                for scope_spans in _members(resource_spans, _RESOURCE_SPANS_KEYS):
-                    spans = _members(scope_spans, _SCOPE_SPANS_KEYS)
-                    seen = self._spans(spans, resource.instance, targets, counted, found)
-                    if seen:
-                        counts[cast(str, version)] += seen
-        except (KeyError, TypeError, ValueError, AttributeError, WebhookRejected):
+                for scope_spans in resource_spans.scopeSpans or ():
+                    spans = scope_spans.spans
+                    if spans:
+                        seen = self._spans(spans, resource.instance, targets, counted, found)
+                        if seen:
+                            counts[version or ""] += seen
+        except (TypeError, ValueError, WebhookRejected):
             raise Unusual from None
         for aggregator, fields in found:
             aggregator.add_span(*fields)
         self.counts.update(counts)
 
+    def _resource(self, raw: Raw, r: int) -> Resource:
+        key = bytes(raw)
+        resource = self._resources.get(key)
+        if resource is None:
+            if len(self._resources) >= _MAX_RESOURCES:
+                self._resources.clear()
+            block = {"resource": orjson.loads(key)} if key else {}
+            resource = self._resources[key] = decode_resource(block, f"resourceSpans[{r}]")
+        return resource
+
     def _spans(
         self,
-        spans: list[Any],
+        spans: list[_Span],
         instance: str | None,
         targets: Sequence[Target],
         counted: tuple[int, int] | None,
@@ -164,83 +235,90 @@ class Scanner:
 
         Returns how many spans started in ``counted``.
         """
-        keys, span_keys, seen = self._keys, _SPAN_KEYS, 0
-        count_low, count_high = counted or (0, -1)
-        for span in spans:
-            if not span.keys() <= span_keys:
-                raise Unusual
-            start = span.get("startTimeUnixNano")
-            if (
-                type(start) is str
-                and start.isdigit()
-                and start.isascii()
-                and (len(start) < 19 or (len(start) == 19 and start <= _MAX_INT64_TEXT))
-            ):
-                start = int(start)
-            else:
-                start = nanos(start)
-            if count_low <= start < count_high:
-                seen += 1
+        starts = _times([span.startTimeUnixNano for span in spans])
+        seen = 0
+        if counted is not None:
+            low, high = counted
+            seen = sum(1 for start in starts if low <= start < high)
+        if not targets:
+            return seen
+        keys, mine = self._keys, []
+        for span, start in zip(spans, starts, strict=True):
             key: GroupKey | None = None
             for target in targets:
                 if not target.low <= start < target.high:
                     continue
                 if key is None:
-                    attributes = read_attributes(span.get("attributes"))
+                    attributes = read_attributes(span.attributes)
                     method = attributes.get("http.request.method")
                     if method is None:
                         method = attributes.get("http.method")
-                    kind = span.get("kind")
-                    if type(kind) is not int and kind is not None:
-                        raise Unusual  # True == 1: the cached keys must not accept it
-                    raw = (span.get("name"), kind, method, attributes.get("http.route"))
+                    raw = (span.name, span.kind, method, attributes.get("http.route"))
                     key = keys.get(raw)
                     if key is None:
                         key = keys[raw] = group_key(*raw)
                     fields = _fields(span, key, start, attributes, instance)
+                    mine.append(fields)
                 if target.span_name is None or key[0] == target.span_name:
                     found.append((target.aggregator, fields))
+        if mine:
+            _check_ids(mine)
         return seen
 
 
+def _times(values: list[str | int | None]) -> list[int]:
+    """``*UnixNano`` fields: decimal strings (or integers) in ``[0, 2**63)``, checked at once."""
+    try:
+        digits = "".join(values)  # type: ignore[arg-type]  # TypeError: not all strings
+    except TypeError:
+        return [nanos(value) for value in values]
+    if not (digits.isdigit() and digits.isascii() and all(values)):
+        raise Unusual
+    found = list(map(int, values))  # type: ignore[arg-type]
+    if max(found) > MAX_INT64:
+        raise Unusual
+    return found
+
+
+def _check_ids(fields: list[Fields]) -> None:
+    """Every trace id 32 and span id 16 lower-case hex digits, parents too (or none)."""
+    trace_ids = [f[0] for f in fields]
+    span_ids = [f[1] for f in fields]
+    parents = [f[2] for f in fields if f[2] is not None]
+    try:
+        ids = "".join(trace_ids + span_ids + parents).encode("ascii")
+    except (TypeError, UnicodeEncodeError):
+        raise Unusual from None
+    if ids.translate(None, _HEX):
+        raise Unusual
+    if set(map(len, trace_ids)) != {32} or not set(map(len, span_ids + parents)) <= {16}:
+        raise Unusual
+
+
 def _fields(
-    span: dict[str, Any],
+    span: _Span,
     key: GroupKey,
     start: int,
-    attributes: dict[str, Any],
+    attributes: dict[str, str | int],
     instance: str | None,
 ) -> Fields:
-    status, events = span.get("status"), span.get("events")
-    is_error = status is not None and _is_error(status)
+    status, raw_events = span.status, span.events
+    is_error = status is not None and _is_error(status.code)
     extras = None
-    if events or is_error or not CODE_KEYS.isdisjoint(attributes):
-        events = exception_events(span, "span") if events else ()
+    if raw_events or is_error or not CODE_KEYS.isdisjoint(attributes):
+        events = (
+            exception_events({"events": orjson.loads(bytes(raw_events))}, "span") if raw_events else ()
+        )
         extras = extras_of(events, attributes, is_error)
     statement = attributes.get("db.query.text") or attributes.get("db.statement")
-    trace_id, span_id, parent = span.get("traceId"), span.get("spanId"), span.get("parentSpanId")
-    if type(trace_id) is not str or not _trace_id(trace_id):
+    parent = span.parentSpanId or None
+    end = span.endTimeUnixNano
+    end = int(end) if type(end) is str and end.isdigit() and end.isascii() else nanos(end)
+    if end > MAX_INT64:
         raise Unusual
-    if type(span_id) is not str or not _span_id(span_id):
-        raise Unusual
-    if not parent:
-        if parent is not None and parent != "":
-            raise Unusual
-        parent = None
-    elif type(parent) is not str or not _span_id(parent):
-        raise Unusual
-    end = span.get("endTimeUnixNano")
-    if (
-        type(end) is str
-        and end.isdigit()
-        and end.isascii()
-        and (len(end) < 19 or (len(end) == 19 and end <= _MAX_INT64_TEXT))
-    ):
-        end = int(end)
-    else:
-        end = nanos(end)
     return (
-        trace_id,
-        span_id,
+        span.traceId,  # type: ignore[return-value]  # checked by _check_ids
+        span.spanId,
         parent,
         key,
         start,
@@ -253,7 +331,7 @@ def _fields(
 
 
 def count_versions(
-    document: Any,
+    data: bytes,
     service: str,
     window: tuple[int, int],
     environment: str | None,
@@ -265,91 +343,64 @@ def count_versions(
         Unusual: the document is not in the common shape; ``counts`` is unchanged.
     """
     scanner = Scanner(service, environment or None, lambda version: (), window)
-    scanner.scan(document)
+    scanner.scan(data)
     counts.update(scanner.counts)
 
 
-def nanos(value: Any) -> int:
+def nanos(value: object) -> int:
     """A ``*UnixNano`` field: a decimal string (or an integer) in ``[0, 2**63)``."""
-    if (
-        type(value) is str
-        and value.isascii()
-        and value.isdigit()
-        and (len(value) < 19 or (len(value) == 19 and value <= _MAX_INT64_TEXT))
-    ):
+    if type(value) is str and value.isascii() and value.isdigit() and int(value) <= MAX_INT64:
         return int(value)
     if type(value) is int and 0 <= value <= MAX_INT64:
         return value
     raise Unusual
 
 
-def read_attributes(attributes: Any) -> dict[str, Any]:
+def read_attributes(attributes: list[_KeyValue] | None) -> dict[str, str | int]:
     """The attributes the analysis reads, decoded as the validating decoder would."""
-    found: dict[str, Any] = {}
+    found: dict[str, str | int] = {}
     if not attributes:
         return found
-    if type(attributes) is not list or len(attributes) > MAX_ATTRIBUTES:
+    if len(attributes) > MAX_ATTRIBUTES:
         raise Unusual
     for attribute in attributes:
-        key = attribute["key"]
+        key = attribute.key
         if key in READ_KEYS:
-            found[key] = _value(attribute.get("value"))
+            found[key] = _value(attribute.value)
     return found
 
 
-def group_key(name: Any, kind: Any, method: Any, route: Any) -> GroupKey:
+def group_key(name: str | None, kind: int | None, method: object, route: object) -> GroupKey:
     """The aggregator's (name, kind, method, route) of raw span fields, bounded like a row's."""
-    if not (name is None or type(name) is str) or not (kind is None or type(kind) is int):
-        raise Unusual
     kind = kind or 0
+    if not 0 <= kind < len(KINDS):
+        raise Unusual
     return (
         text(name or "", LIMITS["name"]),
-        KINDS[kind] if 0 <= kind < len(KINDS) else "INTERNAL",
+        KINDS[kind],
         text(str(method), LIMITS["method"]).upper() if method else None,
         text(str(route), LIMITS["route"]) if route else None,
     )
 
 
-def _value(value: Any) -> Any:
-    if type(value) is not dict or len(value) != 1:
+def _value(value: _Value | None) -> str | int:
+    """A read attribute's value: its string, else its integer (the validating decoder's order)."""
+    if value is None:
         raise Unusual
-    found = value.get("stringValue")
-    if type(found) is str:
+    found = value.stringValue
+    if found is not None:
         return found if len(found) <= MAX_VALUE_CHARS and "\x00" not in found else text(found)
-    found = value.get("intValue")
-    if type(found) is int or (type(found) is str and found.isascii() and found.isdigit()):
-        return int(found)
+    if value.boolValue or value.bytesValue:
+        raise Unusual
+    number = value.intValue
+    if type(number) is int or (type(number) is str and number.isascii() and number.isdigit()):
+        return int(number)
     raise Unusual
 
 
-def _is_error(status: Any) -> bool:
-    if status is None:
-        return False
-    code = status.get("code")  # AttributeError (caught by the caller) when not an object
+def _is_error(code: int | str | None) -> bool:
     if code == STATUS_ERROR or code == "STATUS_CODE_ERROR":
         return True
-    if code in _NOT_ERROR and type(code) is not bool:
+    if code in _NOT_ERROR:
         return False
     raise Unusual
-
-
-def _members(container: Any, shape: tuple[str, frozenset[str]]) -> list[Any]:
-    """The list under an OTLP/JSON container's list-valued key, the container's keys checked.
-
-    ``shape`` is (the list's key, every key the container may have).
-    """
-    member, keys = shape
-    if type(container) is not dict or not container.keys() <= keys:
-        raise Unusual
-    items = container.get(member)
-    if items is None:
-        return []
-    if type(items) is not list:
-        raise Unusual
-    return items
-
-
-def _resource(resource_spans: Any, r: int) -> Resource:
-    if type(resource_spans) is not dict:
-        raise Unusual
-    return decode_resource(resource_spans, f"resourceSpans[{r}]")

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from feedbot.backends import build_backend, otlp_parallel
 from feedbot.backends.base import ReleaseData, TraceBackend
 from feedbot.backends.otlp_file import OtlpFileBackend
-from feedbot.backends.otlp_lines import Part, _documents, _line_base, read_rows
+from feedbot.backends.otlp_lines import Part, _line_base, _texts, read_rows
 from feedbot.errors import BackendResponseError, BackendUnavailable, ConfigError
 from tests.conftest import FIXTURES
 from tests.factories import settings
@@ -214,9 +214,9 @@ def test_reading_in_parts_on_several_processes_gives_the_same_answer(
 def test_the_byte_ranges_start_and_end_on_line_boundaries(many_lines: Path) -> None:
     size = many_lines.stat().st_size
     parts = [Part(str(many_lines), 0, size // 3), Part(str(many_lines), size // 3, None)]
-    numbers = [n for part in parts for n, _, _ in _documents(part, ())]
+    numbers = [n for part in parts for n, _ in _texts(part, ())]
     lines = [n for n, line in enumerate(many_lines.read_bytes().splitlines(), 1) if line.strip()]
-    first = sum(1 for _ in _documents(parts[0], ()))
+    first = sum(1 for _ in _texts(parts[0], ()))
     assert len(numbers) == len(lines)  # each line once, none cut
     assert _line_base(parts[1]) + numbers[first] == lines[first]
 

@@ -35,7 +35,7 @@ def spans_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 def scanned(doc: Any, version: str = "1.0.0") -> ReleaseData:
     aggregator = Aggregator()
-    Scanner.of(aggregator, query(SERVICE, version)).scan(doc)
+    Scanner.of(aggregator, query(SERVICE, version)).scan(json.dumps(doc).encode())
     return aggregator.result()
 
 
@@ -137,7 +137,13 @@ def test_versions_through_the_validating_decoder_agree(tmp_path: Path) -> None:
     _proto_names(doc)
     counts: Counter[str] = Counter()
     with pytest.raises(Unusual):
-        count_versions(doc, SERVICE, (to_ns(T0), to_ns(T0 + timedelta(minutes=10))), None, counts)
+        count_versions(
+            json.dumps(doc).encode(),
+            SERVICE,
+            (to_ns(T0), to_ns(T0 + timedelta(minutes=10))),
+            None,
+            counts,
+        )
     assert counts == Counter()
     (tmp_path / "a.jsonl").write_text(json.dumps(doc) + "\n")
     backend = OtlpFileBackend([str(tmp_path / "a.jsonl")])
