@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks import backends, checks, false_alarms, ingest, webhooks
+from benchmarks import backends, checks, false_alarms, ingest, sending, webhooks
 
 
 def main() -> None:
@@ -18,6 +18,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = webhooks.run(args.postgres, quick=args.quick)
     rows += checks.run(args.postgres, quick=args.quick)
+    rows += sending.run(args.postgres, quick=args.quick)
     rows += ingest.run(args.postgres, quick=args.quick)
     rows += backends.run(args.postgres, quick=args.quick)
     rows += false_alarms.run(args.postgres, quick=args.quick)

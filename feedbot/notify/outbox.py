@@ -3,7 +3,9 @@
 A message becomes a :class:`~feedbot.store.models.Delivery` row in the same transaction as the
 work that produced it (a registered release, a finished check). :class:`OutboxSender` then:
 
-1. claims the row with a lease and counts the attempt (committed *before* sending);
+1. claims a batch of due rows with a lease, in one statement, so concurrent senders get disjoint
+   batches; then, for each row whose thread head is out, counts the attempt (committed *before*
+   sending); rows it did not attempt are released at the end of the round;
 2. when an earlier attempt may have reached the notifier, asks it whether the message is already
    there (:meth:`Notifier.find`, by the message key);
 3. sends, and records where it landed.
@@ -16,10 +18,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from feedbot import failpoints, logs
@@ -71,6 +74,14 @@ def enqueue(
     return delivery
 
 
+@dataclass
+class _Batch:
+    """The deliveries one round claimed: held until ``until`` and not attempted yet."""
+
+    until: datetime
+    held: set[int] = field(default_factory=set)
+
+
 @dataclass(frozen=True)
 class SendReport:
     """What one pass of the sender did."""
@@ -120,27 +131,48 @@ class OutboxSender:
         self._tracer = tracer or NullTracer()
 
     def send_due(self, limit: int = 50) -> SendReport:
-        """Send every due delivery (up to ``limit``), oldest first."""
+        """Claim up to ``limit`` due deliveries that no other sender holds and send them.
+
+        The batch is claimed in one statement, so concurrent senders (replicas) get disjoint
+        batches instead of racing for the same rows. Deliveries go out oldest first, so a
+        thread head goes before its replies. The ones this round does not attempt (waiting for
+        their thread head, or left when an exception stops the round) are released at its end;
+        if even that fails, their lease runs out.
+        """
         counts = {"sent": 0, "retried": 0, "failed": 0, "waiting": 0}
+        now = self._clock.now()
         with self._sessions() as session:
-            ids = queries.due_delivery_ids(session, now=self._clock.now(), limit=limit)
-        for delivery_id in ids:
-            with logs.bind(delivery_id=delivery_id):
-                outcome = self._send_one(delivery_id)
-            if outcome:
-                counts[outcome] += 1
-            if outcome in ("sent", "retried", "failed"):
-                self._metrics.delivery_attempted(outcome)
+            ids = queries.claim_deliveries(
+                session, now=now, worker=self._worker, lease=self._lease, limit=limit
+            )
+        batch = _Batch(until=now + self._lease, held=set(ids))
+        try:
+            for delivery_id in ids:
+                with logs.bind(delivery_id=delivery_id):
+                    outcome = self._send_one(delivery_id, batch)
+                if outcome:
+                    counts[outcome] += 1
+                if outcome in ("sent", "retried", "failed"):
+                    self._metrics.delivery_attempted(outcome)
+        finally:
+            self._release(batch)
         return SendReport(**counts)
 
-    def _send_one(self, delivery_id: int) -> str | None:
+    def _send_one(self, delivery_id: int, batch: _Batch) -> str | None:
         with self._sessions() as session:
-            now = self._clock.now()
             if not self._ready(session, delivery_id):
                 return "waiting"
-            delivery = queries.claim_delivery(
-                session, delivery_id, now=now, worker=self._worker, lease=self._lease
+            delivery = queries.start_delivery(
+                session,
+                delivery_id,
+                worker=self._worker,
+                held_until=batch.until,
+                now=self._clock.now(),
+                lease=self._lease,
             )
+            # Attempted (its lease now guards the send) or lost to another sender: either way
+            # this round no longer holds it.
+            batch.held.discard(delivery_id)
             if delivery is None:
                 return None
             with (
@@ -150,6 +182,24 @@ class OutboxSender:
                 outcome = self._attempt(session, delivery)
                 span.set_attribute("feedbot.delivery.outcome", outcome)
                 return outcome
+
+    def _release(self, batch: _Batch) -> None:
+        """Give back the claimed deliveries this round did not attempt."""
+        if not batch.held:
+            return
+        try:
+            with self._sessions() as session:
+                queries.release_deliveries(
+                    session, sorted(batch.held), worker=self._worker, held_until=batch.until
+                )
+        except SQLAlchemyError as exc:
+            # Not raised: it would hide why the round stopped, and the lease runs out anyway.
+            log.warning(
+                "could not release %d claimed deliveries; their lease runs out at %s: %s",
+                len(batch.held),
+                batch.until,
+                exc,
+            )
 
     def _attempt(self, session: Session, delivery: Delivery) -> str:
         """Send a claimed delivery and record the outcome: ``sent``, ``retried`` or ``failed``."""
