@@ -307,7 +307,9 @@ def _fields(
     extras = None
     if raw_events or is_error or not CODE_KEYS.isdisjoint(attributes):
         events = (
-            exception_events({"events": orjson.loads(bytes(raw_events))}, "span") if raw_events else ()
+            exception_events({"events": orjson.loads(bytes(raw_events))}, "span")
+            if raw_events
+            else ()
         )
         extras = extras_of(events, attributes, is_error)
     statement = attributes.get("db.query.text") or attributes.get("db.statement")
