@@ -5,10 +5,12 @@ line, here 100 spans a line in traces of five spans (a routed SERVER span, three
 statements under it, one INTERNAL span with code attributes). It is made by templating JSON text,
 not by the SDK, so a million spans take seconds. Each figure runs in a fresh subprocess so that
 its peak RSS (``ru_maxrss``) is its own; wall and CPU time are both kept (CPU time is steadier
-on a shared machine). ``feedbot report`` reads large files on every core (forked workers), so
-CPU time and peak RSS count the worker processes too: CPU is the sum, peak RSS the parent's plus
-the largest worker's (an upper bound of what was resident at once). Figures are medians over
-the runs. Modes: see :data:`MODES`; the validating decoder only with ``--validating`` (slow).
+on a shared machine). ``feedbot report`` reads in ``report_cli.REPORT_WORKERS`` processes (one:
+forked workers were faster in wall time but not in CPU, and held several times the memory);
+when there are workers, CPU time and peak RSS count them too: CPU is the sum, peak RSS the
+parent's plus the largest worker's (an upper bound of what was resident at once). Figures are
+medians over the runs. Modes: see :data:`MODES`; the validating decoder only with
+``--validating`` (slow).
 
     python -m benchmarks.report_io [--quick] [--validating]
 """

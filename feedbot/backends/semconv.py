@@ -61,7 +61,10 @@ def _literal(match: re.Match[str]) -> str:
     return match.group() if match.lastgroup == "ident" else "?"
 
 
-@lru_cache(maxsize=4096)
+#: Every ASCII digit as "1": statements that differ only in numbers share one shape.
+_ONES = str.maketrans("0123456789", "1" * 10)
+
+
 def normalize_statement(sql: str) -> str:
     """A statement with its literals replaced, so repeats with different values compare equal.
 
@@ -69,6 +72,17 @@ def normalize_statement(sql: str) -> str:
     ``IN (?)``, runs of whitespace become one space. Quoted identifiers and the case of keywords
     are kept.
     """
+    # The repeats of an N+1 differ in their numbers, so the cache below would miss on each.
+    # Normalise the statement's shape instead (its digits all "1"): the pattern treats every
+    # digit alike but for the "0" of "0x", which "1" never matches, so when no digit survives
+    # in the shape's answer every digit was inside a literal, and the statement's answer is
+    # the same. Otherwise (digits in names, hex literals) normalise the statement itself.
+    shape = _normalize(sql.translate(_ONES))
+    return shape if "1" not in shape else _normalize(sql)
+
+
+@lru_cache(maxsize=4096)
+def _normalize(sql: str) -> str:
     out = " ".join(_LITERAL.sub(_literal, sql).split())
     if "?," in out or "? ," in out or "( ?" in out or "? )" in out:
         out = _IN_LIST.sub(lambda m: f"{m.group(1)} (?)", out)

@@ -8,7 +8,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from feedbot.backends import semconv
 from feedbot.backends.aggregate import (
     Aggregator,
     aggregate,
@@ -262,6 +265,20 @@ def test_result_passes_sampling_and_notes_through() -> None:
 )  # fmt: skip
 def test_normalize_statement(sql: str, normal: str) -> None:
     assert normalize_statement(sql) == normal
+
+
+_SQL_PIECES = st.sampled_from(
+    ["0", "1", "7", "09", "0x", "0X", "x", "e", "E", "+", "-", ".", "'", "''", '"', "$", " ",
+     "\n", ",", "(", ")", "IN", "in", "?", "t", "_", "SELECT ", " = ", "\u0661"]
+)  # fmt: skip
+
+
+@given(st.lists(_SQL_PIECES, max_size=24).map("".join))
+@settings(max_examples=3000, deadline=None)
+def test_normalising_by_shape_answers_as_the_statement_itself(sql: str) -> None:
+    # The fast path normalises the statement with its digits all "1"; it must never differ
+    # from normalising the statement as it is.
+    assert normalize_statement(sql) == semconv._normalize.__wrapped__(sql)
 
 
 def window_query(**over: Any) -> SpanQuery:
