@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -79,6 +80,10 @@ def matches(row: SpanRow, query: SpanQuery) -> bool:
 def group_label(row: SpanRow) -> str:
     """The group label of a span row (see :func:`~feedbot.backends.semconv.label`)."""
     return label(row["name"], row["kind"], row["method"], row["route"])
+
+
+class _Closable(Protocol):
+    def close_all(self) -> None: ...
 
 
 class _Trace:
@@ -144,6 +149,58 @@ class Aggregator:
         self._open_spans = 0
         self._closed: array[int] = array("q")
         self._repeats: dict[tuple[str, str], _Repeats] = {}
+        # Traces fed as columns (feedbot.backends.aggregate_columns), held apart until closed.
+        self.open_columns: _Closable | None = None
+
+    @property
+    def tallies(self) -> list[GroupTally]:
+        """The groups so far, by index."""
+        return self._indexed
+
+    @property
+    def warmup_ns(self) -> int:
+        """The warm-up left out, in nanoseconds (0: none)."""
+        return self._warmup_ns
+
+    @property
+    def max_open_spans(self) -> int:
+        """How many spans of open traces are held before the oldest trace closes."""
+        return self._max_open
+
+    def tally(self, key: GroupKey) -> GroupTally:
+        """The group of spans of ``key``, made when first asked for."""
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = self._group(key)
+        return group
+
+    def first_start(self, instance: str | None, start_ns: int) -> None:
+        """Note a span of ``instance`` starting at ``start_ns`` (warm-up counts from the first)."""
+        first = self._first.get(instance)
+        if first is None or start_ns < first:
+            self._first[instance] = start_ns
+
+    def add_closed(self, trace_hashes: Iterable[int]) -> None:
+        """Count closed traces by the ``hash`` of their ids."""
+        self._closed.extend(trace_hashes)
+
+    def fold_statements(
+        self,
+        statements: list[str],
+        repeats: Iterable[tuple[str, int, Any, Any, str]],
+    ) -> None:
+        """Add closed traces' worst repeats: (caller, statement code, counts, totals, example)."""
+        for name, code, counts, totals, example in repeats:
+            entry = self._repeats.setdefault((name, statements[code]), _Repeats())
+            entry.repeats.frombytes(counts.tobytes())
+            entry.total_ms.frombytes(totals.tobytes())
+            best = int(counts.max())
+            if best > entry.example[0]:
+                entry.example = (best, example)
+
+    def _close_columns(self) -> None:
+        if self.open_columns is not None:
+            self.open_columns.close_all()
 
     def add(self, row: SpanRow) -> None:
         """Count one span row."""
@@ -244,6 +301,7 @@ class Aggregator:
             sampled_traces: set when the rows came from a sample of traces.
             notes: remarks for the report (passed through).
         """
+        self._close_columns()
         # Held traces were seen first, so closing them first keeps first-seen order.
         self._opened.extendleft(reversed(self._held))
         self._held.clear()
@@ -280,6 +338,8 @@ class Aggregator:
         cut in two by a split of the input is linked as a whole at :meth:`result`. ``later``
         is not usable afterwards.
         """
+        self._close_columns()
+        later._close_columns()
         indexes = [self._merge_group(group) for group in later._indexed]
         for key, group in later._groups.items():
             self._groups.setdefault(key, self._indexed[indexes[group.index]])

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, cast
 
+from feedbot.backends.otlp_arrow import BlockReader
 from feedbot.backends.otlp_json import decode_document, loads
 from feedbot.backends.otlp_scan import Unusual
 from feedbot.backends.otlp_survey import Survey
@@ -23,6 +24,8 @@ from feedbot.errors import BackendResponseError, BackendUnavailable, WebhookReje
 from feedbot.store.spans import SpanRow
 
 GZIP_MAGIC = b"\x1f\x8b"
+#: Bytes of whole lines parsed at once by the columnar reader.
+BLOCK_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -48,14 +51,107 @@ def read_part(part: Part, survey: Survey, needles: tuple[bytes, ...]) -> None:
         BackendUnavailable: the file cannot be opened.
         BackendResponseError: a line is not an OTLP/JSON export (naming file and line).
     """
-    scan = survey.scanner.scan
+    if part.start == 0 and part.end is None and survey.columnar:
+        if _read_blocks(part, survey, needles):
+            return
     for number, text in _texts(part, needles):
-        try:
-            scan(text)
-        except Unusual:
-            document = _parse(part, number, text)
-            if document is not _PARTIAL:
-                survey.add_rows(_decode(part, number, document))
+        _read_line(part, survey, number, text)
+
+
+def _read_line(part: Part, survey: Survey, number: int, text: bytes) -> None:
+    try:
+        survey.scanner.scan(text)
+    except Unusual:
+        document = _parse(part, number, text)
+        if document is not _PARTIAL:
+            survey.add_rows(_decode(part, number, document))
+
+
+def _read_blocks(part: Part, survey: Survey, needles: tuple[bytes, ...]) -> bool:
+    """Read a whole file of lines a block at a time (:mod:`feedbot.backends.otlp_arrow`).
+
+    A block Arrow cannot take, and an unfinished last line, are read a line at a time, as
+    :func:`read_part` reads any other file. Returns False, having counted nothing, when the
+    file is one pretty-printed document.
+    """
+    reader = BlockReader(survey.scanner)
+    offset = 0  # bytes before the block
+    with _open(part) as handle:
+        for block in _blocks(part, handle):
+            if offset == 0 and _one_document(bytes(block[:65536])):
+                return False
+            try:
+                if block[-1] != ord("\n"):
+                    raise Unusual
+                found, counts = reader.decode_block(block)
+            except Unusual:
+                before = _newlines(part, offset) if offset else 0
+                _read_lines(part, survey, needles, before, bytes(block))
+            else:
+                survey.add_columns(found, counts)
+            offset += len(block)
+    return True
+
+
+def _newlines(part: Part, offset: int) -> int:
+    """How many lines end in the first ``offset`` bytes of the (decompressed) file."""
+    count = 0
+    with _open(part) as handle:
+        while offset > 0:
+            data = handle.read(min(offset, BLOCK_BYTES))
+            count += data.count(b"\n")
+            offset -= len(data)
+    return count
+
+
+def _one_document(block: bytes) -> bool:
+    """Whether a file starting with ``block`` is one pretty-printed document (as _texts)."""
+    for line in block.split(b"\n", 64)[:64]:
+        if line.strip():
+            return not line.rstrip().endswith(b"}") and _unparsable(line)
+    return False
+
+
+def _read_lines(
+    part: Part, survey: Survey, needles: tuple[bytes, ...], before: int, block: bytes
+) -> None:
+    """Read a block's lines one at a time, as :func:`_texts` gives them; ``before`` precede it."""
+    first = before == 0
+    for number, line in enumerate(block.splitlines(keepends=True), before + 1):
+        if not line.strip():
+            continue
+        if not first and needles and not all(needle in line for needle in needles):
+            continue
+        first = False
+        _read_line(part, survey, number, line)
+
+
+def _blocks(part: Part, handle: IO[bytes]) -> Iterator[memoryview]:
+    """The file in blocks of about ``BLOCK_BYTES`` of whole lines (the last may be unfinished).
+
+    Each block is a view of one buffer, valid until the next is asked for.
+    """
+    buffer = bytearray(BLOCK_BYTES)
+    filled = 0
+    try:
+        while True:
+            with memoryview(buffer) as view:
+                read = handle.readinto(view[filled:])  # type: ignore[attr-defined]
+            if not read:
+                break
+            filled += read
+            end = buffer.rfind(b"\n", 0, filled) + 1
+            if end:
+                with memoryview(buffer) as view, view[:end] as block:
+                    yield block
+                buffer[: filled - end] = buffer[end:filled]
+                filled -= end
+            elif filled == len(buffer):
+                buffer.extend(bytes(len(buffer)))  # a line longer than the buffer
+    except (OSError, EOFError, zlib.error) as exc:
+        raise BackendResponseError(f"otlp-file: {part.path}: cannot be read: {exc}") from None
+    if filled:
+        yield memoryview(buffer)[:filled]
 
 
 def read_rows(path: str, needles: tuple[bytes, ...] = ()) -> Iterator[SpanRow]:

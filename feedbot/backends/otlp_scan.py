@@ -162,8 +162,8 @@ class Scanner:
         route: Router,
         count_window: tuple[int, int] | None = None,
     ) -> None:
-        self._service, self._environment, self._route = service, environment, route
-        self._count_window = count_window
+        self.service, self.environment, self.route = service, environment, route
+        self.count_window = count_window
         self.counts: Counter[str] = Counter()
         self._keys: dict[tuple[object, ...], GroupKey] = {}
         self._resources: dict[bytes, Resource] = {}
@@ -191,14 +191,14 @@ class Scanner:
         try:
             for r, resource_spans in enumerate(document.resourceSpans or ()):
                 resource = self._resource(resource_spans.resource, r)
-                if resource.service != self._service or (
-                    self._environment is not None
-                    and resource.environment not in (None, self._environment)
+                if resource.service != self.service or (
+                    self.environment is not None
+                    and resource.environment not in (None, self.environment)
                 ):
                     continue
                 version = resource.version
-                targets = self._route(version)
-                counted = self._count_window if version else None
+                targets = self.route(version)
+                counted = self.count_window if version else None
                 if not targets and counted is None:
                     continue
                 for scope_spans in resource_spans.scopeSpans or ():

@@ -15,8 +15,10 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from feedbot.backends.aggregate import MAX_OPEN_SPANS, Aggregator
+from feedbot.backends.aggregate_columns import fold
 from feedbot.backends.base import ReleaseData, SpanQuery
 from feedbot.backends.otlp_scan import Scanner, Target
+from feedbot.backends.span_columns import SpanColumns
 from feedbot.store.spans import SpanRow
 
 Window = tuple[int, int]
@@ -85,6 +87,19 @@ class Survey:
         if routes is None:
             routes = self._routes[version] = self._targets(version)
         return routes
+
+    @property
+    def columnar(self) -> bool:
+        """Whether blocks of columns may be added (not to a survey of a later part)."""
+        return self._hold == 0
+
+    def add_columns(
+        self, found: Iterable[tuple[Aggregator, SpanColumns]], counts: Counter[str]
+    ) -> None:
+        """Count what :class:`~feedbot.backends.otlp_arrow.BlockReader` read of a block."""
+        for aggregator, columns in found:
+            fold(aggregator, columns)
+        self.counts.update(counts)
 
     def add_rows(self, rows: Iterable[SpanRow]) -> None:
         """Count decoded span rows (of a document the scanner handed over) like the scanner."""
