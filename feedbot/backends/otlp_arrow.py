@@ -101,10 +101,12 @@ class BlockReader:
         Raises:
             Unusual: read this block's lines with the scanner instead; nothing was counted.
         """
+        return self.decode(parse_block(data))
+
+    def decode(self, documents: pa.Array) -> tuple[list[Found], Counter[str]]:
+        """As :meth:`decode_block`, of the documents :func:`parse_block` read."""
         try:
-            table = pj.read_json(pa.BufferReader(data), read_options=_READ, parse_options=_PARSE)
-            _check_fields(table.schema.field("resourceSpans").type, "resourceSpans")
-            return self._decode(table.column(0).combine_chunks())
+            return self._decode(documents)
         except (pa.ArrowInvalid, WebhookRejected):
             raise Unusual from None
 
@@ -209,6 +211,20 @@ class BlockReader:
             version = None if route is None else route[0].version
             if seen and version and route is not None and route[2] is not None:
                 counts[version] += seen
+
+
+def parse_block(data: bytes | memoryview) -> pa.Array:
+    """The documents of a block of whole lines, one per line (safe to call on any thread).
+
+    Raises:
+        Unusual: Arrow cannot read the block, or found a field OTLP/JSON does not have there.
+    """
+    try:
+        table = pj.read_json(pa.BufferReader(data), read_options=_READ, parse_options=_PARSE)
+    except pa.ArrowInvalid:
+        raise Unusual from None
+    _check_fields(table.schema.field("resourceSpans").type, "resourceSpans")
+    return table.column(0).combine_chunks()
 
 
 def _check_fields(kind: pa.DataType, name: str) -> None:

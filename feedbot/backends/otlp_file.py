@@ -3,8 +3,9 @@
 Differs from the other backends in that there is no server: ``traces.path`` names files (globs,
 expanded at each :meth:`OtlpFileBackend.collect`), each holding one ``ExportTraceServiceRequest``
 per line, or one whole document (pretty-printed, like the OTLP repository's example). Files may
-be gzip-compressed. Lines are read one at a time, decoded, filtered and aggregated, so memory does
-not grow with the file; a whole-document file is the exception and is read at once.
+be gzip-compressed. Lines are read a block at a time, decoded, filtered and aggregated
+(:mod:`feedbot.backends.otlp_lines`), so memory does not grow with the file; a whole-document
+file is the exception and is read at once.
 """
 
 from __future__ import annotations

@@ -2,10 +2,12 @@
 
 A file holds one ``ExportTraceServiceRequest`` per line (the Collector's file exporter), or one
 whole document (pretty-printed, like the OTLP repository's example); either may be
-gzip-compressed. Lines are read one at a time, so memory does not grow with the file; a
-whole-document file is the exception and is read at once. A :class:`Part` names a byte range
-of a plain lines file, so that several processes can read one file
-(:mod:`feedbot.backends.otlp_parallel`).
+gzip-compressed. A whole file of lines is read in blocks of ``BLOCK_BYTES``, each parsed into
+columns by :mod:`feedbot.backends.otlp_arrow` while the block before is counted; a block it
+cannot take is read a line at a time (:mod:`feedbot.backends.otlp_scan`, else the validating
+decoder). Memory does not grow with the file; a whole-document file is the exception and is
+read at once. A :class:`Part` names a byte range of a plain lines file, so that several
+processes can read one file (:mod:`feedbot.backends.otlp_parallel`), a line at a time.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ from __future__ import annotations
 import gzip
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, cast
 
-from feedbot.backends.otlp_arrow import BlockReader
+import pyarrow as pa
+
+from feedbot.backends.otlp_arrow import BlockReader, parse_block
 from feedbot.backends.otlp_json import decode_document, loads
 from feedbot.backends.otlp_scan import Unusual
 from feedbot.backends.otlp_survey import Survey
@@ -70,27 +75,45 @@ def _read_line(part: Part, survey: Survey, number: int, text: bytes) -> None:
 def _read_blocks(part: Part, survey: Survey, needles: tuple[bytes, ...]) -> bool:
     """Read a whole file of lines a block at a time (:mod:`feedbot.backends.otlp_arrow`).
 
-    A block Arrow cannot take, and an unfinished last line, are read a line at a time, as
-    :func:`read_part` reads any other file. Returns False, having counted nothing, when the
-    file is one pretty-printed document.
+    A thread reads and parses the next block while this one is counted. A block Arrow cannot
+    take, and an unfinished last line, are read a line at a time, as :func:`read_part` reads
+    any other file. Returns False, having counted nothing, when the file is one pretty-printed
+    document.
     """
     reader = BlockReader(survey.scanner)
     offset = 0  # bytes before the block
-    with _open(part) as handle:
-        for block in _blocks(part, handle):
-            if offset == 0 and _one_document(bytes(block[:65536])):
+    with _open(part) as handle, ThreadPoolExecutor(1, "otlp-block") as pool:
+        blocks = _blocks(part, handle)
+        ahead = pool.submit(_parsed, blocks)
+        while (item := ahead.result()) is not None:
+            block, documents = item
+            if offset == 0 and _one_document(block[:65536]):
                 return False
+            ahead = pool.submit(_parsed, blocks)
             try:
-                if block[-1] != ord("\n"):
+                if documents is None:
                     raise Unusual
-                found, counts = reader.decode_block(block)
+                found, counts = reader.decode(documents)
             except Unusual:
                 before = _newlines(part, offset) if offset else 0
-                _read_lines(part, survey, needles, before, bytes(block))
+                _read_lines(part, survey, needles, before, block)
             else:
                 survey.add_columns(found, counts)
             offset += len(block)
     return True
+
+
+def _parsed(blocks: Iterator[bytes]) -> tuple[bytes, pa.Array | None] | None:
+    """The next block and its documents (None: Arrow cannot read it), or None at the end."""
+    block = next(blocks, None)
+    if block is None:
+        return None
+    if not block.endswith(b"\n"):
+        return block, None  # an unfinished last line
+    try:
+        return block, parse_block(block)
+    except Unusual:
+        return block, None
 
 
 def _newlines(part: Part, offset: int) -> int:
@@ -126,32 +149,21 @@ def _read_lines(
         _read_line(part, survey, number, line)
 
 
-def _blocks(part: Part, handle: IO[bytes]) -> Iterator[memoryview]:
-    """The file in blocks of about ``BLOCK_BYTES`` of whole lines (the last may be unfinished).
-
-    Each block is a view of one buffer, valid until the next is asked for.
-    """
-    buffer = bytearray(BLOCK_BYTES)
-    filled = 0
+def _blocks(part: Part, handle: IO[bytes]) -> Iterator[bytes]:
+    """The file in blocks of about ``BLOCK_BYTES`` of whole lines (the last may be unfinished)."""
+    rest = b""
     try:
-        while True:
-            with memoryview(buffer) as view:
-                read = handle.readinto(view[filled:])  # type: ignore[attr-defined]
-            if not read:
-                break
-            filled += read
-            end = buffer.rfind(b"\n", 0, filled) + 1
-            if end:
-                with memoryview(buffer) as view, view[:end] as block:
-                    yield block
-                buffer[: filled - end] = buffer[end:filled]
-                filled -= end
-            elif filled == len(buffer):
-                buffer.extend(bytes(len(buffer)))  # a line longer than the buffer
+        while data := handle.read(BLOCK_BYTES):
+            end = data.rfind(b"\n") + 1
+            if not end:
+                rest += data
+                continue
+            yield rest + data[:end] if rest else data[:end]
+            rest = data[end:]
     except (OSError, EOFError, zlib.error) as exc:
         raise BackendResponseError(f"otlp-file: {part.path}: cannot be read: {exc}") from None
-    if filled:
-        yield memoryview(buffer)[:filled]
+    if rest:
+        yield rest
 
 
 def read_rows(path: str, needles: tuple[bytes, ...] = ()) -> Iterator[SpanRow]:

@@ -1,6 +1,9 @@
 """Reading OTLP/JSON lines straight into an :class:`Aggregator`, fast; pure, no I/O.
 
-``feedbot report --traces`` reads files of a million spans and more. The validating decoder
+``feedbot report --traces`` reads files of a million spans and more, a block of lines at a time
+(:mod:`feedbot.backends.otlp_arrow`); this module reads a line at a time: the lines of a block
+Arrow cannot take, a byte range of a file (:mod:`feedbot.backends.otlp_parallel`), one
+document. Its answer is the one both other readers are held to. The validating decoder
 (:func:`feedbot.backends.otlp_json.decode_document`) builds a complete span row per span, every
 attribute decoded and bounded, because ``POST /v1/traces`` must survive hostile bodies and the
 embedded store keeps what it decodes. Reading a file for one release needs far less, so

@@ -224,23 +224,32 @@ def _attributes(lists: pa.Array, spans: int) -> dict[str, pa.Array]:
             or not pc.all(pc.invert(pc.match_substring(text, "\x00"))).as_py()
         ):
             raise Unusual
+    if len(numbers) - numbers.null_count:
+        # A string is read first (and is no line number): an integer counts only alone.
+        numbers = pc.if_else(pc.is_valid(strings), pa.scalar(None, pa.string()), numbers)
     found: dict[str, pa.Array] = {}
+    absent = {
+        pa.string(): pa.nulls(spans, pa.string()),
+        pa.int64(): pa.nulls(spans, pa.int64()),
+    }
+    present = np.bincount(which, minlength=len(_READ))
+    no_string = pc.is_null(strings).to_numpy(zero_copy_only=False)
     for k, key in enumerate(STRING_KEYS + LINE_KEYS):
+        line = key in LINE_KEYS
+        if not present[k]:
+            found[key] = absent[pa.string()]
+            if line:
+                found[key + "#int"] = absent[pa.int64()]
+            continue
         mine = np.flatnonzero(which == k)
         place = np.full(spans, -1, np.int64)
-        place[span_of[mine]] = np.arange(len(mine))
+        place[span_of[mine]] = mine
         index = pa.array(place, mask=place < 0)
-        if key in LINE_KEYS:
-            mine_strings = strings.take(pa.array(mine))
-            integers = _integers(numbers.take(pa.array(mine)))
-            # A string is read first (and is no line number): the integer counts only alone.
-            integers = pc.if_else(pc.is_valid(mine_strings), pa.scalar(None, pa.int64()), integers)
-            found[key] = mine_strings.take(index)
-            found[key + "#int"] = integers.take(index)
-        else:
-            if pc.any(pc.is_null(strings.take(pa.array(mine)))).as_py():
-                raise Unusual  # an integer where a string is read: the scanner's call
-            found[key] = strings.take(pa.array(mine)).take(index)
+        found[key] = strings.take(index)
+        if line:
+            found[key + "#int"] = _integers(numbers.take(index))
+        elif no_string[mine].any():
+            raise Unusual  # an integer where a string is read: the scanner's call
     return found
 
 

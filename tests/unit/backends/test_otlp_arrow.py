@@ -8,12 +8,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from feedbot.backends import otlp_lines
 from feedbot.backends.aggregate import Aggregator
-from feedbot.backends.aggregate_columns import fold
+from feedbot.backends.aggregate_columns import _unique_rows, fold
 from feedbot.backends.base import ReleaseData
 from feedbot.backends.otlp_arrow import BlockReader
 from feedbot.backends.otlp_file import OtlpFileBackend
@@ -162,3 +164,25 @@ def test_a_malformed_line_in_a_later_block_names_the_files_line(many_blocks: Pat
     many_blocks.write_text("\n".join(text))
     with pytest.raises(BackendResponseError, match=rf"traces.jsonl, line {bad}: .*traceId"):
         OtlpFileBackend([str(many_blocks)]).collect(query(SERVICE, "1.0.0"))
+
+
+@given(
+    rows=st.lists(st.tuples(st.integers(0, 40), st.integers(0, 3), st.integers(0, 5)), min_size=1),
+    wide=st.booleans(),
+)
+def test_unique_rows_packed_or_sorted_agree_with_numpy(
+    rows: list[tuple[int, int, int]], wide: bool
+) -> None:
+    columns = [np.array(c, np.intp) for c in zip(*rows, strict=True)]
+    if wide:  # ranges whose product overflows a packed integer: rows are sorted instead
+        columns[0] = columns[0] * 2**40
+    got = _unique_rows(*columns)
+    want = np.unique(
+        np.stack(columns, axis=1),
+        axis=0,
+        return_index=True,
+        return_inverse=True,
+        return_counts=True,
+    )
+    for mine, theirs in zip(got, want, strict=True):
+        assert mine.tolist() == theirs.reshape(mine.shape).tolist()
