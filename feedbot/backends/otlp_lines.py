@@ -30,7 +30,7 @@ from feedbot.store.spans import SpanRow
 
 GZIP_MAGIC = b"\x1f\x8b"
 #: Bytes of whole lines parsed at once by the columnar reader.
-BLOCK_BYTES = 16 << 20
+BLOCK_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
