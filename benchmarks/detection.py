@@ -145,10 +145,17 @@ def _n_plus_one(n: int) -> RepeatedStatement:
     )
 
 
-def _naive(cand: ReleaseData, base: ReleaseData) -> set[str]:
-    """The static rule: p95 up more than 10%, or the error rate up 50% or more."""
+def naive_alarms(cand: ReleaseData, base: ReleaseData) -> set[str]:
+    """The static rule: p95 up more than 10%, or the error rate up 50% or more (per group seen
+    in both versions, matched by name and kind)."""
     hits = set()
-    for new, old in zip(cand.groups, base.groups, strict=True):
+    old_groups = {(g.name, g.kind): g for g in base.groups}
+    for new in cand.groups:
+        old = old_groups.get((new.name, new.kind))
+        if old is None or not new.count or not old.count or not len(old.durations_ms):
+            continue
+        if not len(new.durations_ms):
+            continue
         if np.quantile(new.durations_ms, 0.95) > 1.10 * np.quantile(old.durations_ms, 0.95):
             hits.add(f"latency {new.name}")
         if new.errors / new.count >= 1.5 * max(old.errors / old.count, 1e-12) and new.errors:
@@ -191,11 +198,11 @@ def _deploy(rng: np.random.Generator, s: Scenario) -> tuple[bool, bool, bool, bo
         if s.expect is None:
             confirmed |= a.verdict == "regressed"
             watching |= bool(a.watching)
-            naive |= bool(_naive(cand, base))
+            naive |= bool(naive_alarms(cand, base))
             continue
         first |= look == 1 and _found(a, s, confirmed=False)
         confirmed |= _found(a, s, confirmed=True)
-        naive |= any(h.endswith(f"/r{TARGET}") for h in _naive(cand, base))
+        naive |= any(h.endswith(f"/r{TARGET}") for h in naive_alarms(cand, base))
     return first, confirmed, watching, naive
 
 

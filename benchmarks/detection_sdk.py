@@ -12,8 +12,11 @@ versions serve at once, test that too.
 
 It adds what the numpy grid cannot draw: no-change deploys with bimodal and heavy-tailed latency
 and with a rolling overlap, too little traffic, and a new version that never serves; and it
-repeats +20% latency, a new exception type, an N+1 and changed code not reached on the real
-path, as a cross-check of the grid. GROUPS routes (``GET /r0`` … ), 4 instances per version,
+repeats the grid's changes on the real path: latency +5/10/15/20/50% (and +20% while rolling),
+the slowest 5% 1.5 times slower, error rates 0.1% -> 0.5% and -> 2%, a new exception type, an
+N+1 and changed code not reached. Beside each, the naive static rule of the grid (p95 up 10% or
+errors up 50% at any look): its false alarms on no-change deploys, its recall on the changed
+route for latency and errors. GROUPS routes (``GET /r0`` … ), 4 instances per version,
 log-normal latency (σ = 0.5) unless said, 0.1% errors. The looks are at +30 min, +1 h, +2 h and
 +4 h at RATE requests per minute per route, so 300 / 600 / 1,200 / 2,400 spans per group (the
 schedule's +15 min … +24 h, compressed so that a deploy takes seconds, not minutes).
@@ -40,7 +43,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 
-from benchmarks.detection import CHANGE, INSTANCES, POLICY, SIGMA, TARGET
+from benchmarks.detection import CHANGE, INSTANCES, POLICY, SIGMA, TARGET, naive_alarms
 from feedbot.analysis.compare import Analysis, analyse
 from feedbot.backends.base import SpanQuery
 from feedbot.backends.embedded import EmbeddedBackend
@@ -81,6 +84,8 @@ class Scenario:
     reached: bool = True
     serving: bool = True
     children: bool = True  # the changed route's ``appraise`` and SELECT spans
+    tail: float = 1.0  # the changed route's slowest 5% of new requests this many times slower
+    error_rate: float = ERROR_RATE  # the changed route's error rate in the new version
 
 
 SCENARIOS = (
@@ -89,7 +94,14 @@ SCENARIOS = (
     Scenario("no change, heavy-tailed latency (log-t, 3 df)", shape="heavy"),
     Scenario("no change, 5% host spread", spread=0.05),
     Scenario("no change, rolling overlap for 30 min", rolling=True),
+    Scenario("latency +5%", "latency_regression", ratio=1.05),
+    Scenario("latency +10%", "latency_regression", ratio=1.1),
+    Scenario("latency +15%", "latency_regression", ratio=1.15),
     Scenario("latency +20%", "latency_regression", ratio=1.2),
+    Scenario("latency +50%", "latency_regression", ratio=1.5),
+    Scenario("tail only: slowest 5% x1.5", "latency_regression", tail=1.5),
+    Scenario("error rate 0.1% -> 0.5%", "error_rate_increase", error_rate=0.005),
+    Scenario("error rate 0.1% -> 2%", "error_rate_increase", error_rate=0.02),
     Scenario(
         "latency +20%, rolling overlap for 30 min", "latency_regression", ratio=1.2, rolling=True
     ),
@@ -157,15 +169,20 @@ def _requests(rng: np.random.Generator, s: Scenario, medians: np.ndarray, new: b
     logs = np.log(medians[route]) + noise + offsets[instance]
     if s.shape == "bimodal":
         logs += np.where(rng.random(start.size) < 0.2, np.log(4.0), 0.0)
-    if new:
-        logs += np.where(route == TARGET, np.log(s.ratio), 0.0)
     target = route == TARGET
+    rates = np.full(start.size, ERROR_RATE)
+    if new:
+        logs += np.where(target, np.log(s.ratio), 0.0)
+        if s.tail != 1.0 and target.any():
+            cut = np.quantile(logs[target], 0.95)
+            logs += np.where(target & (logs > cut), np.log(s.tail), 0.0)
+        rates[target] = s.error_rate
     return Requests(
         start,
         route,
         instance,
         np.exp(logs),
-        rng.random(start.size) < ERROR_RATE,
+        rng.random(start.size) < rates,
         target & new & (rng.random(start.size) < s.new_type_rate),
     )
 
@@ -250,6 +267,7 @@ class Outcome:
     confirmed: bool = False  # ... confirmed by the last look
     regressed: bool = False  # verdict regressed at any look
     watching: bool = False  # any watching finding at any look
+    naive: bool = False  # the static rule alarmed (on the changed route, for a change) at a look
     verdicts: tuple[str, ...] = ()
     spans: int = 0
 
@@ -284,8 +302,9 @@ def _deploy(
             environment="production",
             warmup=POLICY.latency.warmup,
         )
+        candidate = backend.collect(query)
         a = analyse(
-            backend.collect(query),
+            candidate,
             base,
             changes=[CHANGE],
             policy=POLICY,
@@ -298,6 +317,8 @@ def _deploy(
         out.confirmed |= _found(a, s.expect, confirmed=True)
         out.regressed |= a.verdict == "regressed"
         out.watching |= bool(a.watching)
+        hits = naive_alarms(candidate, base)
+        out.naive |= bool(hits) if s.expect is None else any(f"GET /r{TARGET}" in h for h in hits)
         out.verdicts += (a.verdict,)
     return out
 
@@ -308,7 +329,8 @@ def _rows(s: Scenario, results: list[Outcome], seconds: float) -> list[Row]:
     def share(flags: list[bool]) -> float:
         return 100.0 * sum(flags) / n
 
-    label = f"{s.name} (SDK, {n} deploys)"
+    sizes = "/".join(str(int(RATE * look.total_seconds() / 60)) for look in LOOKS)
+    label = f"{s.name} (SDK, {n} deploys, n={sizes})"
     rows: list[Row] = []
     if s.verdict is not None:
         rows.append(
@@ -341,11 +363,20 @@ def _rows(s: Scenario, results: list[Outcome], seconds: float) -> list[Row]:
                     "%",
                 )
             )
+            rows.append(
+                (
+                    f"naive p95>10%/errors+50% false alarms, {label}",
+                    share([r.naive for r in results]),
+                    "%",
+                )
+            )
     else:
         rows.append((f"recall at look 1, {label}", share([r.first for r in results]), "%"))
         rows.append(
             (f"recall confirmed by the end, {label}", share([r.confirmed for r in results]), "%")
         )
+        if s.expect in ("latency_regression", "error_rate_increase"):
+            rows.append((f"naive rule recall, {label}", share([r.naive for r in results]), "%"))
     spans = float(np.mean([r.spans for r in results]))
     rows.append((f"spans per deploy, {s.name}", spans, "spans"))
     rows.append((f"seconds per deploy (SDK, store, 4 looks), {s.name}", seconds / n, "s"))

@@ -45,3 +45,25 @@ def test_rolling_deploys_split_the_rollout_between_versions() -> None:
     assert np.count_nonzero((old.starts >= 0) & (old.starts < rollout)) > 0.4 * after
     plain = detection_sdk._requests(rng, Scenario("x"), medians, False)
     assert np.all(plain.starts < 0)
+
+
+def test_a_tail_regression_slows_only_the_changed_routes_slowest_twentieth() -> None:
+    medians = np.full(detection_sdk.GROUPS, 20.0)
+    tail = next(s for s in SCENARIOS if s.tail != 1.0)
+    plain = detection_sdk._requests(np.random.default_rng(3), Scenario("x"), medians, True)
+    slow = detection_sdk._requests(np.random.default_rng(3), tail, medians, True)
+    changed = ~np.isclose(slow.ms, plain.ms)
+    target = plain.routes == detection_sdk.TARGET
+    assert not changed[~target].any()
+    assert 0.04 < np.count_nonzero(changed) / np.count_nonzero(target) < 0.06
+    assert np.allclose(slow.ms[changed], plain.ms[changed] * tail.tail)
+    assert plain.ms[changed].min() >= np.quantile(plain.ms[target], 0.94)
+
+
+def test_an_error_rise_fails_the_changed_routes_requests_more_often() -> None:
+    rise = next(s for s in SCENARIOS if s.error_rate >= 0.02)
+    rng = np.random.default_rng(5)
+    r = detection_sdk._requests(rng, rise, np.full(detection_sdk.GROUPS, 20.0), True)
+    target = r.routes == detection_sdk.TARGET
+    assert 0.015 < r.errors[target].mean() < 0.025
+    assert r.errors[~target].mean() < 0.003
