@@ -329,7 +329,7 @@ def _rows(s: Scenario, results: list[Outcome], seconds: float) -> list[Row]:
     def share(flags: list[bool]) -> float:
         return 100.0 * sum(flags) / n
 
-    sizes = "/".join(str(int(RATE * look.total_seconds() / 60)) for look in LOOKS)
+    sizes = "/".join(str(round(s.rate * look.total_seconds() / 60)) for look in LOOKS)
     label = f"{s.name} (SDK, {n} deploys, n={sizes})"
     rows: list[Row] = []
     if s.verdict is not None:
