@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from feedbot.backends.aggregate import Aggregator
+from feedbot.backends.base import ReleaseData
 from feedbot.backends.otlp_scan import Scanner, Unusual
 from feedbot.errors import WebhookRejected
 from tests.fakes.sdk_spans import query
@@ -145,16 +147,26 @@ EDGES += [{"boolValue": True}, {"stringValue": "a", "intValue": "1"}, {"doubleVa
     + ["traceId", "name", "attr:http.route", "attr:code.line.number", "attr:db.query.text"],
 )
 def test_edge_values_of_every_read_field_answer_alike(field: str) -> None:
+    edge_values_answer_alike(field, _scanned)
+
+
+def _scanned(doc: dict[str, Any]) -> ReleaseData:
+    aggregator = Aggregator()
+    Scanner.of(aggregator, query(SERVICE, "1.0.0")).scan(json.dumps(doc).encode())
+    return aggregator.result()
+
+
+def edge_values_answer_alike(field: str, read: Callable[[dict[str, Any]], ReleaseData]) -> None:
+    """Each edge value set on every span: ``read`` hands over or answers as the decoder."""
     for value in EDGES:
         doc = copy.deepcopy(BASE)
         _set_everywhere(doc, field, value)
-        aggregator = Aggregator()
         try:
-            Scanner.of(aggregator, query(SERVICE, "1.0.0")).scan(json.dumps(doc).encode())
+            got = read(doc)
         except Unusual:
             continue
         try:
             want = validated(doc)
         except WebhookRejected:
             continue
-        same(aggregator.result(), want)
+        same(got, want)
