@@ -83,8 +83,8 @@ _FIELDS = {
 }
 _PARSE = pj.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="infer")
 _READ = pj.ReadOptions(block_size=1 << 20, use_threads=True)
-#: A block's route per resourceSpans: (resource, targets, counting window) or None: skipped.
-Route = tuple[Resource, Sequence[Target], tuple[int, int] | None] | None
+#: A block's route per resourceSpans: (resource, targets) or None: skipped.
+Route = tuple[Resource, Sequence[Target]] | None
 Found = tuple[Aggregator, SpanColumns]
 
 
@@ -192,8 +192,8 @@ class BlockReader:
         ):
             return None
         targets = scanner.route(resource.version)
-        counted = scanner.count_window if resource.version else None
-        return None if not targets and counted is None else (resource, targets, counted)
+        counted = scanner.count_window is not None and resource.version
+        return (resource, targets) if targets or counted else None
 
     def _count(
         self,
@@ -209,7 +209,7 @@ class BlockReader:
         per_block = np.bincount(block_of[inside], minlength=len(routes))
         for route, seen in zip(routes, per_block.tolist(), strict=True):
             version = None if route is None else route[0].version
-            if seen and version and route is not None and route[2] is not None:
+            if seen and version:  # spans without a version are not counted
                 counts[version] += seen
 
 

@@ -131,8 +131,18 @@ def _one_document(block: bytes) -> bool:
     """Whether a file starting with ``block`` is one pretty-printed document (as _texts)."""
     for line in block.split(b"\n", 64)[:64]:
         if line.strip():
-            return not line.rstrip().endswith(b"}") and _unparsable(line)
+            return _starts_document(line)
     return False
+
+
+def _starts_document(first_line: bytes) -> bool:
+    """A first line that is not JSON and does not end an object starts a pretty-printed one."""
+    return not first_line.rstrip().endswith(b"}") and _unparsable(first_line)
+
+
+def _wanted(line: bytes, needles: tuple[bytes, ...]) -> bool:
+    """Whether ``line`` holds every needle (a line without one has no wanted span)."""
+    return all(needle in line for needle in needles)
 
 
 def _read_lines(
@@ -141,12 +151,9 @@ def _read_lines(
     """Read a block's lines one at a time, as :func:`_texts` gives them; ``before`` precede it."""
     first = before == 0
     for number, line in enumerate(block.splitlines(keepends=True), before + 1):
-        if not line.strip():
-            continue
-        if not first and needles and not all(needle in line for needle in needles):
-            continue
-        first = False
-        _read_line(part, survey, number, line)
+        if line.strip() and (first or _wanted(line, needles)):
+            first = False
+            _read_line(part, survey, number, line)
 
 
 def _blocks(part: Part, handle: IO[bytes]) -> Iterator[bytes]:
@@ -215,13 +222,12 @@ def _texts(part: Part, needles: tuple[bytes, ...]) -> Iterator[tuple[int, bytes]
     with _open(part) as handle:
         first = part.start == 0
         for number, line in _lines(part, handle):
-            if first and not line.rstrip().endswith(b"}") and _unparsable(line):
+            if first and _starts_document(line):
                 yield 1, _whole(part.path)
                 return
-            if not first and needles and not all(needle in line for needle in needles):
-                continue
-            first = False
-            yield number, line
+            if first or _wanted(line, needles):
+                first = False
+                yield number, line
 
 
 def _unparsable(line: bytes) -> bool:

@@ -4,6 +4,7 @@ hand-over to the scanner, on the exporter's shape, mutated documents and files o
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -137,10 +138,17 @@ def test_a_block_arrow_cannot_read_is_read_line_by_line(
 ) -> None:
     text = many_blocks.read_text().split("\n")
     text[-3] = json.dumps(otlp_document(release_spans(SERVICE, "1.0.0")[:1]), indent=None)
-    text[-3] = text[-3].replace('"kind": 2', '"kind": "SPAN_KIND_SERVER"')  # enum names
+    text[-3] = re.sub(r'"kind": \d', '"kind": "SPAN_KIND_SERVER"', text[-3])  # enum names
+    assert "SPAN_KIND_SERVER" in text[-3]
     text.append('{"resourceSpans": [')  # the exporter still writing the last line
     many_blocks.write_text("\n".join(text))
+    read_lines = otlp_lines._read_lines
+    line_by_line: list[int] = []
+    monkeypatch.setattr(
+        otlp_lines, "_read_lines", lambda *args: line_by_line.append(1) or read_lines(*args)
+    )
     got = OtlpFileBackend([str(many_blocks)]).collect(query(SERVICE, "1.0.0"))
+    assert len(line_by_line) == 2  # the enum names' block and the unfinished line
     _line_by_line(monkeypatch)
     same(got, OtlpFileBackend([str(many_blocks)]).collect(query(SERVICE, "1.0.0")))
 
