@@ -28,16 +28,16 @@ import httpx
 
 from benchmarks._db import scratch_databases
 from feedbot.analysis.compare import analyse
-from feedbot.analysis.policy import DetectionPolicy
 from feedbot.backends.base import TraceBackend
 from feedbot.backends.clickhouse import ClickHouseBackend
 from feedbot.backends.embedded import EmbeddedBackend
 from feedbot.backends.http import RetryPolicy
 from feedbot.backends.jaeger import JaegerBackend
-from feedbot.backends.otlp import PROTOBUF
 from feedbot.backends.otlp_file import OtlpFileBackend
 from feedbot.backends.tempo import TempoBackend
 from feedbot.backends.zipkin import ZipkinBackend
+from feedbot.policy import DetectionPolicy
+from feedbot.spans.otlp import PROTOBUF
 from feedbot.store.db import make_engine, make_sessions
 
 Setup = Callable[[ExitStack, list[Any], dict[str, str]], TraceBackend]

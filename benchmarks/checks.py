@@ -4,9 +4,10 @@ The store is seeded with 2,500 releases of four checks each, all due. Then, on S
 PostgreSQL:
 
 - *claim*: one claim of 10 due checks (``queries.claim_due_checks``), median over 50 claims;
-- *run*: checks claimed and run to ``done`` by a :class:`~feedbot.checks.CheckRunner` whose trace
-  backend answers at once with no spans, so the figure is feedbot's own cost per check (read the
-  release, analyse, render, queue the reply and status, record), median and p99 per check, and
+- *run*: checks claimed and run to ``done`` by a :class:`~feedbot.checks.runner.CheckRunner`
+  whose trace backend answers at once with no spans, so the figure is feedbot's own cost per check
+  (read the release, analyse, render, queue the reply and status, record), median and p99 per
+  check, and
   the throughput of one replica's ticker draining the backlog;
 - *database load*: SQL statements sent per claim of 10 and per check run to its end, counted
   with SQLAlchemy's ``before_cursor_execute`` event (pg_stat_statements needs a server restart
@@ -33,7 +34,7 @@ from sqlalchemy import Engine, event, insert
 
 from benchmarks._db import scratch_databases
 from feedbot.backends.base import ReleaseData, SpanQuery
-from feedbot.checks import CheckRunner
+from feedbot.checks.runner import CheckRunner
 from feedbot.clock import FixedClock
 from feedbot.config import settings_from_mapping
 from feedbot.store import queries

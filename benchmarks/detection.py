@@ -35,7 +35,6 @@ import numpy as np
 import orjson
 
 from feedbot.analysis.compare import Analysis, analyse
-from feedbot.analysis.policy import DetectionPolicy
 from feedbot.backends.base import (
     CodeSeen,
     ExceptionSeen,
@@ -45,6 +44,7 @@ from feedbot.backends.base import (
     SpanQuery,
 )
 from feedbot.backends.embedded import EmbeddedBackend
+from feedbot.policy import DetectionPolicy
 from feedbot.releases.event import Change
 from feedbot.store.db import make_engine, make_sessions, migrate
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from feedbot.analysis import stats
-from feedbot.analysis.policy import DetectionPolicy
+from feedbot.policy import DetectionPolicy
 
 POLICY = DetectionPolicy()
 SIGMA = 0.5

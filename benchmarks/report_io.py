@@ -146,8 +146,8 @@ def _loads(path: str) -> Callable[[], None]:
 
 
 def _validating(path: str) -> Callable[[], None]:
-    from feedbot.backends.aggregate import Aggregator, matcher
-    from feedbot.backends.otlp_lines import read_rows
+    from feedbot.spans.aggregate import Aggregator, matcher
+    from feedbot.spans.otlp_lines import read_rows
 
     def read() -> None:
         aggregator = Aggregator()
@@ -180,7 +180,7 @@ def _report(path: str) -> Callable[[], None]:
     import contextlib
     import io
 
-    from feedbot import report_cli
+    from feedbot.commands import report as report_cli
 
     deploy = Path(path).with_suffix(".deploy.json")
     deployed_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(START_NS // 10**9))

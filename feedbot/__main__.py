@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from feedbot.cli import main
+from feedbot.commands import main
 
 raise SystemExit(main())

@@ -601,7 +601,7 @@ def _detectors(reader: _Reader, raw: Any, path: str) -> dict[str, dict[str, Any]
     """Validate per-detector overrides against the analysis policy's own fields."""
     # The policy is pure data (no I/O); it is the one place that knows each detector's
     # settings, so the config asks it rather than keeping a second list.
-    from feedbot.analysis.policy import override_problems
+    from feedbot.policy import override_problems
 
     if raw is None:
         return {}

@@ -64,7 +64,7 @@ def otlp_spans(
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.trace import SpanKind, Status, StatusCode
 
-    from feedbot.backends.aggregate import to_ns
+    from feedbot.spans.aggregate import to_ns
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider(

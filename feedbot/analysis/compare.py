@@ -32,10 +32,10 @@ from feedbot.analysis.findings import (
     Measure,
 )
 from feedbot.analysis.look import LookTests, group_summary, host_spread
-from feedbot.analysis.policy import DetectionPolicy
 from feedbot.analysis.reach import CodeReach
 from feedbot.backends.base import ReleaseData
 from feedbot.config import format_duration
+from feedbot.policy import DetectionPolicy
 from feedbot.releases.event import Change
 
 __all__ = ["Analysis", "CodeReach", "Finding", "Verdict", "analyse"]

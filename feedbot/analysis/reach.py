@@ -22,8 +22,8 @@ from typing import Literal
 
 from feedbot.analysis import stats
 from feedbot.analysis.findings import Effect, Finding, Measure
-from feedbot.analysis.policy import DetectionPolicy
 from feedbot.backends.base import CodeSeen, ReleaseData
+from feedbot.policy import DetectionPolicy
 from feedbot.releases.event import Change
 
 ReachStatus = Literal["reached", "not_reached", "stopped", "not_yet", "unknown"]

@@ -5,7 +5,7 @@ analysis needs: per span group the counts, errors, durations (with the instance 
 since the instance is the unit of replication for host-to-host spread), exception types with an
 example trace, code locations seen, and calling groups; plus, per trace, DB statements repeated
 under one parent (N+1 candidates). A backend that can aggregate does it on its side; one that
-cannot streams spans through :mod:`feedbot.backends.aggregate`.
+cannot streams spans through :mod:`feedbot.spans.aggregate`.
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ from typing import Any
 import httpx
 import numpy as np
 
-from feedbot.backends.aggregate import REMOTE, ROOT, to_ns
 from feedbot.backends.base import (
     CodeSeen,
     ExceptionSeen,
@@ -32,9 +31,10 @@ from feedbot.backends.base import (
     SpanQuery,
 )
 from feedbot.backends.http import JsonApi, RetryPolicy
-from feedbot.backends.semconv import normalize_statement
-from feedbot.backends.span_group import MAX_CODE_LOCATIONS, MAX_EXCEPTION_TYPES, UNKNOWN_INSTANCE
 from feedbot.errors import BackendResponseError, ConfigError
+from feedbot.spans.aggregate import REMOTE, ROOT, to_ns
+from feedbot.spans.group import MAX_CODE_LOCATIONS, MAX_EXCEPTION_TYPES, UNKNOWN_INSTANCE
+from feedbot.spans.semconv import normalize_statement
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 #: Durations returned per group; larger groups are sampled (``groupArraySample``, fixed seed).

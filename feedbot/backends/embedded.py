@@ -3,7 +3,7 @@
 Differs from the other backends in that feedbot is the store: :meth:`EmbeddedBackend.ingest`
 writes what ``POST /v1/traces`` receives, :meth:`EmbeddedBackend.prune` enforces
 ``traces.retention``. :meth:`EmbeddedBackend.collect` filters in SQL (on the service, version
-and start index) and streams the matching rows through :mod:`feedbot.backends.aggregate`.
+and start index) and streams the matching rows through :mod:`feedbot.spans.aggregate`.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from sqlalchemy import ColumnElement, Row, delete, insert, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from feedbot.backends.aggregate import Aggregator, to_ns
 from feedbot.backends.base import ReleaseData, SpanQuery
-from feedbot.backends.otlp import decode_request
 from feedbot.clock import Clock, SystemClock
 from feedbot.errors import BackendUnavailable
+from feedbot.spans.aggregate import Aggregator, to_ns
+from feedbot.spans.otlp import decode_request
 from feedbot.store.spans import Span, SpanRow
 
 #: The largest request accepted after decompression (the OTLP spec's recommended limit).

@@ -29,9 +29,9 @@ from typing import Any
 import httpx
 
 from feedbot import __version__
-from feedbot.backends.aggregate import Aggregator, matcher
 from feedbot.backends.base import ReleaseData, SpanQuery
 from feedbot.errors import BackendResponseError, BackendUnavailable
+from feedbot.spans.aggregate import Aggregator, matcher
 from feedbot.store.spans import SpanRow
 
 Primitive = str | int | float | bool | None
@@ -361,7 +361,7 @@ def sample_window(
     Args:
         search: asks the backend for at most ``limit`` traces in ``[start, end)`` and returns
             every span of them (other services' too); called once per slice.
-        query: what to keep; spans are filtered with :func:`~feedbot.backends.aggregate.matcher`.
+        query: what to keep; spans are filtered with :func:`~feedbot.spans.aggregate.matcher`.
         backend: the backend's name, for the note.
         max_traces: traces asked for in all, divided evenly over the slices.
         slices: how many sub-windows to ask about.

@@ -5,7 +5,7 @@ Differs from the contract in that Jaeger can only search: each request returns a
 ``result.resourceSpans`` list, or 404 when nothing matched. So the window is cut into ``slices``
 sub-windows, each asked for ``max_traces / slices`` traces, so that the sample covers the whole
 window rather than its newest minutes; spans are filtered by service, version, environment and
-window on this side (:func:`feedbot.backends.aggregate.matcher`) and aggregated here. When a
+window on this side (:func:`feedbot.spans.aggregate.matcher`) and aggregated here. When a
 slice came back full the answer is a sample, and :class:`ReleaseData` says how many traces it
 holds.
 
@@ -23,11 +23,11 @@ from typing import Any
 
 import httpx
 
-from feedbot.backends.aggregate import EPOCH, to_ns
 from feedbot.backends.base import SpanQuery
 from feedbot.backends.http import Primitive, SearchBackend
-from feedbot.backends.otlp import JSON, decode_request
 from feedbot.errors import WebhookRejected
+from feedbot.spans.aggregate import EPOCH, to_ns
+from feedbot.spans.otlp import JSON, decode_request
 from feedbot.store.spans import SpanRow
 
 SEARCH = "/api/v3/traces"

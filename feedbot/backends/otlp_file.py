@@ -4,7 +4,7 @@ Differs from the other backends in that there is no server: ``traces.path`` name
 expanded at each :meth:`OtlpFileBackend.collect`), each holding one ``ExportTraceServiceRequest``
 per line, or one whole document (pretty-printed, like the OTLP repository's example). Files may
 be gzip-compressed. Lines are read a block at a time, decoded, filtered and aggregated
-(:mod:`feedbot.backends.otlp_lines`), so memory does not grow with the file; a whole-document
+(:mod:`feedbot.spans.otlp_lines`), so memory does not grow with the file; a whole-document
 file is the exception and is read at once.
 """
 
@@ -16,12 +16,12 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 
-from feedbot.backends.aggregate import to_ns
 from feedbot.backends.base import ReleaseData, SpanQuery
-from feedbot.backends.otlp_lines import Part, read_part
-from feedbot.backends.otlp_parallel import read_in_parts
-from feedbot.backends.otlp_survey import Survey
 from feedbot.errors import BackendUnavailable
+from feedbot.spans.aggregate import to_ns
+from feedbot.spans.otlp_lines import Part, read_part
+from feedbot.spans.otlp_parallel import read_in_parts
+from feedbot.spans.otlp_survey import Survey
 
 __all__ = ["OtlpFileBackend", "paths_from_setting"]
 
@@ -35,7 +35,7 @@ class OtlpFileBackend:
     Args:
         paths: file names or glob patterns (``**`` recurses, ``~`` is expanded).
         workers: processes to read large plain files with, in parts
-            (:mod:`feedbot.backends.otlp_parallel`); 1 reads in this process. More than one
+            (:mod:`feedbot.spans.otlp_parallel`); 1 reads in this process. More than one
             forks, so only a single-threaded program (``feedbot report``) should ask for it.
     """
 
@@ -49,7 +49,7 @@ class OtlpFileBackend:
         """Read every file the patterns match, in name order.
 
         Documents in the Collector's usual shape go through the fast reader
-        (:mod:`feedbot.backends.otlp_scan`); any other through the validating decoder.
+        (:mod:`feedbot.spans.otlp_scan`); any other through the validating decoder.
 
         Raises:
             BackendUnavailable: a pattern matches no file, or a file cannot be read.
@@ -109,7 +109,7 @@ class OtlpFileBackend:
         """Read every file into ``survey``, in parts on several processes when worth it.
 
         Args:
-            survey: what to gather (see :mod:`feedbot.backends.otlp_survey`).
+            survey: what to gather (see :mod:`feedbot.spans.otlp_survey`).
             names: the service (and version) names every line with a wanted span contains
                 (lines without them are skipped unparsed).
 

@@ -6,10 +6,10 @@ window, and approximate quantiles (power-of-two buckets) for the notes. The anal
 per-span durations, exceptions, code locations, callers and N+1 repeats, which metrics cannot
 give, so a sample of traces is found with TraceQL search (``/api/search``, spread over the window
 in slices) and read whole by id (``/api/v2/traces/<id>``, falling back to ``/api/traces/<id>``
-on Tempo < 2.6); their spans go through :mod:`feedbot.backends.aggregate`. Tempo's JSON quirks
+on Tempo < 2.6); their spans go through :mod:`feedbot.spans.aggregate`. Tempo's JSON quirks
 (base64 ids, ``SPAN_KIND_*``/``STATUS_CODE_*`` enum names, 64-bit numbers as strings, omitted
 zero values, the ``batches`` key, hex search ids without leading zeros) are handled here and in
-:mod:`feedbot.backends.otlp_json`. Every value put into TraceQL goes through
+:mod:`feedbot.spans.otlp_json`. Every value put into TraceQL goes through
 :func:`escape_traceql`.
 """
 
@@ -25,12 +25,12 @@ from typing import Any
 
 import httpx
 
-from feedbot.backends.aggregate import aggregate, to_ns
 from feedbot.backends.base import ReleaseData, SpanGroupStats, SpanQuery
 from feedbot.backends.http import JsonApi, RetryPolicy, split_window
-from feedbot.backends.otlp_json import decode_json
-from feedbot.backends.semconv import label
 from feedbot.errors import BackendResponseError, WebhookRejected
+from feedbot.spans.aggregate import aggregate, to_ns
+from feedbot.spans.otlp_json import decode_json
+from feedbot.spans.semconv import label
 from feedbot.store.spans import SpanRow
 
 #: Labels the metrics queries group by: the span group's parts and both environment names.

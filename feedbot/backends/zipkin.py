@@ -24,10 +24,10 @@ import re
 from datetime import datetime
 from typing import Any
 
-from feedbot.backends.aggregate import to_ns
 from feedbot.backends.base import SpanQuery
 from feedbot.backends.http import Primitive, SearchBackend
-from feedbot.backends.otlp import (
+from feedbot.spans.aggregate import to_ns
+from feedbot.spans.otlp import (
     MAX_ATTRIBUTES,
     MAX_EVENTS,
     MAX_KEY_CHARS,
@@ -36,11 +36,11 @@ from feedbot.backends.otlp import (
     span_row,
     text,
 )
-from feedbot.backends.semconv import is_exception_event
+from feedbot.spans.semconv import is_exception_event
 from feedbot.store.spans import SpanRow
 
 SEARCH = "/api/v2/traces"
-#: OTLP kind numbers (as :func:`feedbot.backends.otlp.span_row` takes them); absent = INTERNAL.
+#: OTLP kind numbers (as :func:`feedbot.spans.otlp.span_row` takes them); absent = INTERNAL.
 KINDS = {"SERVER": 2, "CLIENT": 3, "PRODUCER": 4, "CONSUMER": 5}
 #: Tags that are resource attributes feedbot keeps in columns, not in ``attributes``.
 RESOURCE_TAGS = frozenset(

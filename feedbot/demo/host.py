@@ -1,9 +1,9 @@
 """feedbot itself, inside the demo's process: the real app under uvicorn plus the real ticker.
 
-Everything is what ``feedbot serve`` builds (:func:`feedbot.web.build_runtime`,
-:func:`feedbot.web.create_app`, :func:`feedbot.scheduler.start_ticker`) on embedded defaults:
-SQLite in the demo's directory, the embedded trace store, a generated webhook secret and a free
-loopback port. Only the check offsets and the tick are shortened.
+Everything is what ``feedbot serve`` builds (:func:`feedbot.web.app.build_runtime`,
+:func:`feedbot.web.app.create_app`, :func:`feedbot.checks.ticker.start_ticker`) on embedded
+defaults: SQLite in the demo's directory, the embedded trace store, a generated webhook secret and
+a free loopback port. Only the check offsets and the tick are shortened.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from typing import Any, TextIO
 
 import uvicorn
 
-from feedbot.analysis.policy import DetectionPolicy, NPlusOnePolicy
 from feedbot.config import Settings, format_duration, settings_from_mapping
 from feedbot.demo.recorder import RecordingNotifier
 from feedbot.notify.base import Notifier
+from feedbot.policy import DetectionPolicy, NPlusOnePolicy
 from feedbot.store import db
-from feedbot.web import Runtime, build_notifier, build_runtime, create_app
+from feedbot.web.app import Runtime, build_notifier, build_runtime, create_app
 
 #: The vault app queries SQLite in-process, where one query takes ~0.1 ms instead of the ~1 ms
 #: of a database across a network, so Sentry's 50 ms total for an N+1 is out of its reach. The
@@ -121,7 +121,7 @@ class LocalFeedbot:
 
     def start(self) -> LocalFeedbot:
         """Serve and start ticking; returns once uvicorn listens."""
-        from feedbot.scheduler import start_ticker
+        from feedbot.checks.ticker import start_ticker
 
         self._thread.start()
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -15,12 +15,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from feedbot import failpoints
+from feedbot.checks.ticker import plan_checks
 from feedbot.config import Settings
 from feedbot.digest import blocks, text
 from feedbot.notify.outbox import enqueue
 from feedbot.releases.event import ReleaseEvent
 from feedbot.releases.owners import plan_owner
-from feedbot.scheduler import plan_checks
 from feedbot.store import queries
 from feedbot.store.models import Change, Check, Release, WebhookDelivery
 

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 
 from feedbot.slack.feedback import FeedbackService
 from feedbot.slack.listeners import HELP
-from feedbot.web_schema import SLACK_OPENAPI, SLACK_RESPONSES
+from feedbot.web.schema import SLACK_OPENAPI, SLACK_RESPONSES
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from feedbot.clock import Clock
     from feedbot.config import Settings
-    from feedbot.web import Runtime
+    from feedbot.web.app import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from feedbot.config import FeatureConfig, Settings
 from feedbot.digest import answers
 from feedbot.digest.blocks import Rendered
-from feedbot.slack import state
+from feedbot.store import acknowledgements as state
 from feedbot.store.models import Check, Release
 
 HISTORY = 5

@@ -31,18 +31,18 @@ from opentelemetry.sdk.trace import ReadableSpan
 from sqlalchemy import delete
 
 from feedbot.analysis.compare import Analysis, analyse
-from feedbot.analysis.policy import DetectionPolicy
-from feedbot.backends.aggregate import aggregate
 from feedbot.backends.base import ReleaseData, TraceBackend
 from feedbot.backends.clickhouse import ClickHouseBackend
 from feedbot.backends.embedded import EmbeddedBackend
 from feedbot.backends.http import RetryPolicy
 from feedbot.backends.jaeger import JaegerBackend
-from feedbot.backends.otlp import PROTOBUF, decode_request
 from feedbot.backends.otlp_file import OtlpFileBackend
 from feedbot.backends.tempo import TempoBackend
 from feedbot.backends.zipkin import ZipkinBackend
+from feedbot.policy import DetectionPolicy
 from feedbot.releases.event import Change
+from feedbot.spans.aggregate import aggregate
+from feedbot.spans.otlp import PROTOBUF, decode_request
 from feedbot.store.db import make_engine, make_sessions
 from feedbot.store.spans import Span
 from tests.fakes.clickhouse_shim import exporter_rows, shared_shim

@@ -33,7 +33,7 @@ from schemathesis.specs.openapi.checks import (
 
 from feedbot.config import settings_from_mapping
 from feedbot.store.db import migrate
-from feedbot.web import build_runtime, create_app
+from feedbot.web.app import build_runtime, create_app
 from tests.factories import sign
 from tests.fakes.slack_api import FakeSlackAPI
 

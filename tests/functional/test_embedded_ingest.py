@@ -26,7 +26,7 @@ from feedbot.backends.embedded import EmbeddedBackend
 from feedbot.clock import FixedClock
 from feedbot.store.db import make_sessions
 from feedbot.store.spans import Span
-from feedbot.web_otlp import otlp_router
+from feedbot.web.otlp import otlp_router
 from tests.servers import AppServer
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)

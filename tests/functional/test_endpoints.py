@@ -23,7 +23,7 @@ from feedbot.clock import FixedClock
 from feedbot.config import settings_from_mapping
 from feedbot.slack.app import HELP
 from feedbot.store.models import Delivery, Release
-from feedbot.web import Runtime, build_runtime, create_app
+from feedbot.web.app import Runtime, build_runtime, create_app
 from tests.factories import DEPLOYED, sign
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.servers import AppServer

@@ -24,11 +24,11 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from feedbot import logs
-from feedbot.backends.otlp import decode_request
 from feedbot.config import settings_from_mapping
 from feedbot.errors import WebhookRejected
 from feedbot.releases.sources import build_sources
-from feedbot.web import SLACK_MAX_BODY_BYTES, Runtime, build_runtime, create_app
+from feedbot.spans.otlp import decode_request
+from feedbot.web.app import SLACK_MAX_BODY_BYTES, Runtime, build_runtime, create_app
 from tests.factories import sign
 from tests.servers import AppServer
 

@@ -27,7 +27,7 @@ from feedbot.store import db
 from feedbot.store.models import Delivery
 from feedbot.store.spans import Span
 from feedbot.telemetry import OtelTracer
-from feedbot.web import Runtime, build_runtime, create_app
+from feedbot.web.app import Runtime, build_runtime, create_app
 from tests.factories import DEPLOYED, otlp_spans, sign
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.servers import AppServer

@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from feedbot.backends import build_backend, otlp_parallel
 from feedbot.backends.base import ReleaseData, TraceBackend
 from feedbot.backends.otlp_file import OtlpFileBackend
-from feedbot.backends.otlp_lines import Part, _line_base, _texts, read_rows
 from feedbot.errors import BackendResponseError, BackendUnavailable, ConfigError
+from feedbot.spans.otlp_lines import Part, _line_base, _texts, read_rows
 from tests.conftest import FIXTURES
 from tests.factories import settings
 from tests.fakes.sdk_spans import T0, json_line, ns, query, release_spans

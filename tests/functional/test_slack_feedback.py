@@ -16,14 +16,14 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import select
 
 from feedbot.analysis.compare import analyse
-from feedbot.analysis.policy import DetectionPolicy
 from feedbot.analysis.report import to_json
 from feedbot.backends.otlp_file import OtlpFileBackend
 from feedbot.clock import FixedClock
 from feedbot.config import settings_from_mapping
+from feedbot.policy import DetectionPolicy
 from feedbot.releases.service import register_release
 from feedbot.store.models import Acknowledgement, Check, Mute
-from feedbot.web import Runtime, build_runtime, create_app
+from feedbot.web.app import Runtime, build_runtime, create_app
 from tests.factories import DEPLOYED, event
 from tests.fakes.sdk_spans import json_line, query, release_spans
 from tests.fakes.slack_api import FakeSlackAPI

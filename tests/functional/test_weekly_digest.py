@@ -13,13 +13,13 @@ import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 
-from feedbot.cli import main
+from feedbot.checks.digests import WeeklyDigests, last_fire, schedule, start
 from feedbot.clock import FixedClock
+from feedbot.commands import main
 from feedbot.config import Settings, settings_from_mapping
-from feedbot.digest.command import WeeklyDigests, last_fire, schedule, start
 from feedbot.releases.service import register_release
 from feedbot.store.models import Check, Delivery, Digest
-from feedbot.web import Runtime, build_runtime
+from feedbot.web.app import Runtime, build_runtime
 from tests.factories import event
 from tests.fakes.slack_api import FakeSlackAPI
 

@@ -21,7 +21,7 @@ from feedbot.errors import BackendResponseError, ConfigError
 from feedbot.metrics import Metrics
 from feedbot.notify.slack import build_web_client
 from feedbot.telemetry import NullTracer, build_tracer
-from feedbot.web_observe import route_of
+from feedbot.web.observe import route_of
 from tests.factories import settings
 from tests.fakes.slack_api import FakeSlackAPI
 

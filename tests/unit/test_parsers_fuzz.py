@@ -15,11 +15,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from feedbot.backends.otlp import decode_request
 from feedbot.config import Settings, settings_from_mapping
 from feedbot.errors import ConfigError, WebhookRejected
 from feedbot.releases.event import ReleaseEvent
 from feedbot.releases.sources import build_sources
+from feedbot.spans.otlp import decode_request
 
 FUZZ = settings(
     max_examples=150,

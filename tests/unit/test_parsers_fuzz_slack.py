@@ -28,7 +28,7 @@ from feedbot.slack.feedback import parse
 from feedbot.slack.listeners import _Buttons, answerable
 from feedbot.store.db import migrate
 from feedbot.store.models import Acknowledgement, Mute
-from feedbot.web import Runtime, build_runtime, create_app
+from feedbot.web.app import Runtime, build_runtime, create_app
 
 FUZZ = settings(
     max_examples=200,

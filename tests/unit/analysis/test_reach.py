@@ -9,8 +9,8 @@ import pytest
 
 from feedbot.analysis import reach
 from feedbot.analysis.compare import analyse
-from feedbot.analysis.policy import DetectionPolicy
 from feedbot.backends.base import CodeSeen, ReleaseData
+from feedbot.policy import DetectionPolicy
 from feedbot.releases.event import Change
 from tests.unit.analysis.synth import Group, release, routes
 

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import numpy as np
 
 from feedbot.analysis.compare import analyse
-from feedbot.analysis.policy import DetectionPolicy
 from feedbot.analysis.report import ReportContext, to_json, to_text
 from feedbot.backends.base import ExceptionSeen
+from feedbot.policy import DetectionPolicy
 from tests.unit.analysis.synth import Group, release, routes
 
 TOP = {

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats as sp
 
 from feedbot.analysis import stats, stats_dist, stats_shift
-from feedbot.analysis.policy import DetectionPolicy
+from feedbot.policy import DetectionPolicy
 
 
 def _rng(seed: int = 0) -> np.random.Generator:

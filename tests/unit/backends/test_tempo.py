@@ -14,10 +14,8 @@ import numpy as np
 import pytest
 from google.protobuf import json_format
 
-from feedbot.backends.aggregate import aggregate
 from feedbot.backends.base import ReleaseData, SpanQuery, TraceBackend
 from feedbot.backends.http import RetryPolicy
-from feedbot.backends.otlp import decode_request
 from feedbot.backends.tempo import (
     TempoBackend,
     escape_traceql,
@@ -27,6 +25,8 @@ from feedbot.backends.tempo import (
     unix_seconds,
 )
 from feedbot.errors import BackendResponseError, BackendUnavailable
+from feedbot.spans.aggregate import aggregate
+from feedbot.spans.otlp import decode_request
 from tests.conftest import FIXTURES
 from tests.fakes.sdk_spans import sdk_release
 from tests.fakes.tempo_server import TempoServer, parse_selector

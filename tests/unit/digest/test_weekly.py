@@ -9,8 +9,8 @@ from typing import Any
 from slack_sdk.models.blocks import Block
 
 from feedbot.analysis.report import to_json
+from feedbot.checks.digests import plain
 from feedbot.digest.blocks import Rendered
-from feedbot.digest.command import plain
 from feedbot.digest.weekly import WeekRelease, render
 from tests.factories import DEPLOYED
 from tests.unit.analysis.test_report import CONTEXT, _analysis

@@ -1,0 +1,247 @@
+"""Sending the weekly digest: ``feedbot digest --weekly [--dry-run]`` and the cron job.
+
+This is the I/O side of :mod:`feedbot.digest.weekly` (which stays pure). Exactly once across
+replicas and restarts: for each channel and period a :class:`~feedbot.store.models.Digest` row is
+inserted under its unique (channel, period) constraint in the same transaction as the outbox rows
+of the messages; the replica whose insert wins sends it, through the outbox like every message.
+The cron trigger (``slack.weekly_digest.cron`` in its ``timezone``) only ticks; a replica that was
+down at the fire time catches up within :data:`CATCH_UP` when it starts (:meth:`run_due`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TextIO
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from feedbot.clock import Clock
+from feedbot.config import Settings
+from feedbot.digest.blocks import Rendered
+from feedbot.digest.weekly import WeekRelease, render
+from feedbot.notify.outbox import enqueue
+from feedbot.store.models import Digest, Release
+
+if TYPE_CHECKING:
+    from feedbot.web.app import Runtime
+
+log = logging.getLogger(__name__)
+
+#: How late a missed fire time is still sent (a replica restarting after the cron time).
+CATCH_UP = timedelta(hours=12)
+WEEK = timedelta(days=7)
+
+
+class WeeklyDigests:
+    """Builds and queues one weekly digest per team channel.
+
+    Args:
+        sessions: session factory of the store.
+        settings: services (their channels and environments) and ``slack.weekly_digest``.
+        clock: time source.
+    """
+
+    def __init__(
+        self, *, sessions: sessionmaker[Session], settings: Settings, clock: Clock
+    ) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._clock = clock
+
+    def run_due(self) -> int:
+        """Queue the digest of the latest fire time if it was missed; returns digests queued."""
+        now = self._clock.now()
+        fire = last_fire(self._settings, now)
+        if fire is None or now - fire > CATCH_UP:
+            return 0
+        return self.queue(fire)
+
+    def queue(self, fire: datetime) -> int:
+        """Queue the digests of the week ending at ``fire`` that no replica queued before."""
+        queued = 0
+        for channel, messages in self.build(fire).items():
+            queued += self._claim_and_queue(channel, fire.date().isoformat(), messages)
+        return queued
+
+    def build(self, end: datetime) -> dict[str, list[Rendered]]:
+        """Every channel's digest for the week before ``end``, rendered but not sent."""
+        by_channel: dict[str, list[WeekRelease]] = {}
+        with self._sessions() as session:
+            for release in _week_releases(session, end - WEEK, end):
+                channel = self._channel(release)
+                if channel is not None and self._watched(release):
+                    by_channel.setdefault(channel, []).append(_week_release(release))
+        default = self._settings.slack.weekly_digest.channel
+        if default and default not in by_channel:
+            by_channel[default] = []
+        period = f"week to {end:%a %b %d}"
+        return {channel: render(channel, period, rows) for channel, rows in by_channel.items()}
+
+    def _channel(self, release: Release) -> str | None:
+        service = self._settings.services.get(release.service)
+        return (service.channel if service else None) or self._settings.slack.weekly_digest.channel
+
+    def _watched(self, release: Release) -> bool:
+        service = self._settings.services.get(release.service)
+        return release.environment == ((service.environment if service else None) or "production")
+
+    def _claim_and_queue(self, channel: str, period: str, messages: Sequence[Rendered]) -> int:
+        now = self._clock.now()
+        with self._sessions() as session:
+            try:
+                row = Digest(channel=channel, period=period, created_at=now)
+                session.add(row)
+                session.flush()
+                for i, message in enumerate(messages):
+                    delivery = enqueue(
+                        session,
+                        key=f"digest:{channel}:{period}:{i}",
+                        kind="digest",
+                        recipient=channel,
+                        text=message.text,
+                        blocks=message.blocks,
+                        now=now,
+                    )
+                    row.delivery_id = row.delivery_id or delivery.id
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                log.info("digest for %s, %s was already queued by a replica", channel, period)
+                return 0
+        log.info("digest for %s, %s queued (%d messages)", channel, period, len(messages))
+        return 1
+
+
+def last_fire(settings: Settings, now: datetime) -> datetime | None:
+    """The latest fire time of ``slack.weekly_digest.cron`` at or before ``now``, within a week."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    conf = settings.slack.weekly_digest
+    trigger = CronTrigger.from_crontab(conf.cron, timezone=conf.timezone)
+    fire: datetime | None = trigger.get_next_fire_time(None, now - WEEK)
+    last = None
+    while fire is not None and fire <= now:
+        last = fire
+        fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+    return last
+
+
+def schedule(scheduler: Any, digests: WeeklyDigests, settings: Settings) -> Any:
+    """Add the weekly digest to an APScheduler 3 scheduler, on the configured cron and zone.
+
+    Args:
+        scheduler: a ``BackgroundScheduler`` (the one that ticks the checks).
+        digests: what the job runs.
+        settings: ``slack.weekly_digest.cron`` and ``timezone``.
+
+    Returns:
+        The APScheduler job.
+    """
+    from apscheduler.triggers.cron import CronTrigger
+
+    conf = settings.slack.weekly_digest
+    trigger = CronTrigger.from_crontab(conf.cron, timezone=conf.timezone)
+    return scheduler.add_job(
+        digests.run_due,
+        trigger,
+        id="weekly-digest",
+        replace_existing=True,
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=3600,
+    )
+
+
+def start(scheduler: Any, runtime: Runtime) -> WeeklyDigests:
+    """Schedule the weekly digest on ``scheduler`` and catch up a missed one; for ``serve``.
+
+    Args:
+        scheduler: the running ``BackgroundScheduler`` of the replica.
+        runtime: the replica's store, settings and clock.
+
+    Returns:
+        The digests object the job runs.
+    """
+    digests = WeeklyDigests(
+        sessions=runtime.sessions, settings=runtime.settings, clock=runtime.clock
+    )
+    schedule(scheduler, digests, runtime.settings)
+    scheduler.add_job(digests.run_due, id="weekly-digest-catch-up", replace_existing=True)
+    return digests
+
+
+def _week_releases(session: Session, start: datetime, end: datetime) -> Sequence[Release]:
+    stmt = (
+        select(Release)
+        .where(Release.deployed_at >= start, Release.deployed_at < end)
+        .order_by(Release.deployed_at)
+    )
+    return session.scalars(stmt).all()
+
+
+def _week_release(release: Release) -> WeekRelease:
+    done = [c for c in release.checks if c.state == "done" and c.result]
+    report = max(done, key=lambda c: c.offset_seconds).result if done else None
+    return WeekRelease(
+        service=release.service,
+        version=release.version,
+        deployed_at=release.deployed_at,
+        report=(report or {}).get("report"),
+        rollback=release.is_rollback,
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``feedbot digest``."""
+    parser.add_argument("--weekly", action="store_true", required=True, help="the weekly digest")
+    parser.add_argument("--dry-run", action="store_true", help="print it; send and record nothing")
+
+
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """``feedbot digest --weekly``: queue and send this week's digests (or print them)."""
+    from feedbot.config import load_settings
+    from feedbot.web.app import build_runtime
+
+    runtime = build_runtime(load_settings(args.config))
+    try:
+        return _run(runtime, dry_run=args.dry_run, out=out or sys.stdout)
+    finally:
+        runtime.engine.dispose()
+
+
+def _run(runtime: Runtime, *, dry_run: bool, out: TextIO) -> int:
+    from feedbot.store import db
+
+    db.migrate(runtime.engine)
+    digests = WeeklyDigests(
+        sessions=runtime.sessions, settings=runtime.settings, clock=runtime.clock
+    )
+    now = runtime.clock.now()
+    if dry_run:
+        for channel, messages in digests.build(now).items():
+            text = "\n\n".join(plain(m) for m in messages)
+            out.write(f"=== {channel} ===\n{text}\n\n")
+        return 0
+    # The week of the latest cron fire time: a manual run and the cron job share one period,
+    # so whichever comes first sends it and the other finds it already queued.
+    queued = digests.queue(last_fire(runtime.settings, now) or now)
+    runtime.sender.send_due()
+    out.write(f"{queued} digest(s) queued and sent\n")
+    return 0
+
+
+def plain(message: Rendered) -> str:
+    """A rendered message as terminal text: its sections and context lines."""
+    parts = []
+    for block in message.blocks:
+        if block["type"] == "section":
+            parts.append(block["text"]["text"])
+        elif block["type"] == "context":
+            parts.extend(e["text"] for e in block["elements"])
+    return "\n".join(parts)

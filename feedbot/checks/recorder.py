@@ -1,0 +1,232 @@
+"""Recording a check's outcome: the check row, the exception history and the messages it causes.
+
+All of it is written in the caller's transaction, and only while this replica still holds the
+check's lease, which is re-asserted atomically first; a replica that lost the check writes
+nothing. Messages are queued in the outbox, never sent from here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from feedbot import failpoints
+from feedbot.analysis.compare import Analysis
+from feedbot.clock import Clock
+from feedbot.config import Settings, format_duration
+from feedbot.digest import blocks, text
+from feedbot.notify.outbox import enqueue
+from feedbot.store import acknowledgements as state
+from feedbot.store import queries
+from feedbot.store.models import Check, Release
+
+log = logging.getLogger(__name__)
+#: The plain-text fallback is the notification text; Slack takes up to 40,000 characters.
+MAX_TEXT = 39_000
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A check's outcome before it is recorded: the analysis, its report, and what it saw.
+
+    ``exceptions`` lists (version, span group, type, spans) for both versions, for the
+    service's exception history.
+    """
+
+    analysis: Analysis
+    report: dict[str, Any]
+    text: str
+    exceptions: tuple[queries.Observed, ...] = ()
+
+
+class CheckRecorder:
+    """Commits the outcome of the checks one replica runs.
+
+    Args:
+        settings: validated configuration (lease, retries, services, trace UI link).
+        clock: time source.
+        worker: this replica's name, the one its claimed checks carry.
+    """
+
+    def __init__(self, *, settings: Settings, clock: Clock, worker: str) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._worker = worker
+
+    def finish(self, session: Session, check: Check, done: Finished) -> str:
+        """Mark ``check`` done, note the exception types it saw, and queue its messages.
+
+        Returns:
+            ``"done"``, or ``"superseded"`` (nothing written) when another replica took the
+            check over.
+        """
+        if not self._owns(session, check):
+            session.rollback()
+            return "superseded"
+        now = self._clock.now()
+        release = check.release
+        held = [f.key for f in done.analysis.findings if f.tested]
+        check.state, check.finished_at = "done", now
+        check.result = {"report": done.report, "held": held}
+        check.lease_until = None
+        queries.record_exception_types(
+            session,
+            service=release.service,
+            environment=release.environment,
+            seen=done.exceptions,
+            now=now,
+        )
+        self._queue_reply(session, release, check, done, now)
+        self._queue_status(session, release, check, now)
+        failpoints.hit("check-before-commit")
+        session.commit()
+        log.info("check %d of release %d done by %s", check.id, release.id, self._worker)
+        failpoints.hit("check-committed")
+        return "done"
+
+    def fail(self, session: Session, check: Check, error: str) -> str:
+        """Retry ``check`` later with backoff, or fail it for good and say so in its thread.
+
+        Returns:
+            ``"retried"``, ``"failed"``, or ``"superseded"`` (nothing written) when another
+            replica took the check over.
+        """
+        if not self._owns(session, check):
+            session.rollback()
+            return "superseded"
+        now = self._clock.now()
+        check.attempts += 1
+        check.last_error = error[:2000]
+        check.lease_until = None
+        if check.attempts < self._settings.checks.max_attempts:
+            backoff = self._settings.checks.retry_backoff * 2 ** (check.attempts - 1)
+            check.state, check.due_at = "pending", now + min(backoff, timedelta(hours=1))
+            log.warning(
+                "check %s failed (try %d), again at %s: %s",
+                check.id,
+                check.attempts,
+                check.due_at,
+                error,
+            )
+            session.commit()
+            return "retried"
+        check.state, check.finished_at = "failed", now
+        release = check.release
+        offset = timedelta(seconds=check.offset_seconds)
+        enqueue(
+            session,
+            key=f"release:{release.id}:check:{check.id}:failed",
+            kind="reply",
+            recipient=release.owner or "console",
+            text=text.check_failed(release, offset, check.attempts, error),
+            now=now,
+            release=release,
+            check_id=check.id,
+        )
+        self._queue_status(session, release, check, now)
+        log.error("check %s (+%s) failed for good: %s", check.id, format_duration(offset), error)
+        session.commit()
+        return "failed"
+
+    def _owns(self, session: Session, check: Check) -> bool:
+        """Re-assert the lease atomically; False when another replica took the check over."""
+        result = session.execute(
+            update(Check)
+            .where(Check.id == check.id, Check.state == "running", Check.claimed_by == self._worker)
+            .values(lease_until=self._clock.now() + self._settings.checks.lease)
+        )
+        return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+    def _queue_reply(
+        self, session: Session, release: Release, check: Check, done: Finished, now: datetime
+    ) -> None:
+        """The thread reply, and a broadcast of alarms not broadcast before for this release."""
+        offset = timedelta(seconds=check.offset_seconds)
+        options = blocks.ReplyOptions(
+            heading=f"+{format_duration(offset)} check of {text.release_title(release)}",
+            ui_url=self._settings.traces.ui_url,
+            release_id=release.id,
+            acknowledged=state.acknowledged(session, release.id),
+        )
+        fresh = _fresh_alarms(session, release, done.report, options.acknowledged)
+        check.result = {**(check.result or {}), "broadcast": sorted(fresh)}
+        if self._muted(session, release, check, now):
+            return
+        channel = self._broadcast_channel(release) if fresh else None
+        reply = blocks.check_reply(done.report, options)
+        enqueue(
+            session,
+            key=f"release:{release.id}:check:{check.id}",
+            kind="reply",
+            recipient=release.owner or "console",
+            text=text.check_reply(release, offset, done.text)[:MAX_TEXT],
+            blocks=reply.blocks,
+            broadcast=channel is not None and channel == release.owner,
+            now=now,
+            release=release,
+            check_id=check.id,
+        )
+        if channel is not None and channel != release.owner:
+            post = blocks.broadcast(done.report, options, owner=release.owner)
+            # Not tied to the release: a release's messages all go to the owner's thread.
+            key = f"release:{release.id}:check:{check.id}:broadcast"
+            enqueue(session, key=key, kind="broadcast", recipient=channel, text=post.text,
+                    blocks=post.blocks, now=now)  # fmt: skip
+
+    @staticmethod
+    def _muted(session: Session, release: Release, check: Check, now: datetime) -> bool:
+        until = state.muted_until(session, release.service, now)
+        if until is not None:
+            log.info("%s is muted until %s: check %d not posted", release.service, until, check.id)
+        return until is not None
+
+    def _broadcast_channel(self, release: Release) -> str | None:
+        """The service's channel when broadcasting is on for it, else None."""
+        service = self._settings.services.get(release.service)
+        if service is None or not service.broadcast or not service.channel:
+            return None
+        return service.channel
+
+    def _queue_status(
+        self, session: Session, release: Release, check: Check, now: datetime
+    ) -> None:
+        checks = queries.release_checks(session, release.id)
+        done = sum(c.state == "done" for c in checks)
+        failed = sum(c.state == "failed" for c in checks)
+        if done + failed == len(checks) and release.state == "active":
+            release.state = "done"
+        finished = [c for c in checks if c.state == "done" and c.result]
+        verdict = finished[-1].result["report"].get("verdict") if finished else None  # type: ignore[index]
+        status = text.status_line(verdict, done, len(checks), failed)
+        offsets = [timedelta(seconds=c.offset_seconds) for c in checks]
+        parent = text.release_parent(release, offsets)
+        enqueue(
+            session,
+            key=f"release:{release.id}:status:{check.id}",
+            kind="status",
+            recipient=release.owner or "console",
+            text=f"{parent}\n{status}",
+            # The same blocks as the first DM, links included, with the new status line.
+            blocks=blocks.release_announcement(release, offsets, status=status).blocks,
+            now=now,
+            release=release,
+            check_id=check.id,
+        )
+
+
+def _fresh_alarms(
+    session: Session, release: Release, report: dict[str, Any], acknowledged: Collection[str]
+) -> set[str]:
+    """Keys of this report's alarms that no earlier check of the release broadcast."""
+    seen: set[str] = set(acknowledged)
+    for earlier in queries.release_checks(session, release.id):
+        if earlier.state == "done" and earlier.result:
+            seen.update(earlier.result.get("broadcast", []))
+    alarms = {blocks.finding_key(f) for f in report.get("findings", []) if blocks.is_alarm(f)}
+    return alarms - seen

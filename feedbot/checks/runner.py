@@ -1,0 +1,278 @@
+"""Running due checks: claim → query the trace backend → render → queue the messages.
+
+A check's result and the messages it causes are committed in one transaction, and only by the
+replica that still holds the check's lease (:mod:`feedbot.checks.recorder`); messages leave through
+the outbox, so a crash at any point neither loses a check nor sends anything twice.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from feedbot import failpoints, logs
+from feedbot.analysis.compare import analyse
+from feedbot.analysis.findings import KnownException
+from feedbot.analysis.report import ReportContext, to_json, to_text
+from feedbot.backends.base import ReleaseData, SpanQuery, TraceBackend
+from feedbot.checks.recorder import CheckRecorder, Finished
+from feedbot.clock import Clock
+from feedbot.config import Settings
+from feedbot.errors import BackendError
+from feedbot.metrics import Metrics
+from feedbot.policy import DetectionPolicy, with_overrides
+from feedbot.releases.event import Change as ChangeEvent
+from feedbot.store import queries
+from feedbot.store.models import Check, Release
+from feedbot.telemetry import NullTracer, Tracer
+
+log = logging.getLogger(__name__)
+
+
+class CheckRunner:
+    """Claims and runs due checks for one replica.
+
+    Args:
+        sessions: session factory of the store.
+        backend: the trace backend to query.
+        settings: validated configuration (check offsets, windows, retries).
+        clock: time source.
+        worker: this replica's name, recorded on claimed checks.
+        policy: the detection policy; the defaults when None.
+        metrics: where each run's outcome is counted; a private one when None.
+        tracer: where each run becomes a span; none when None.
+    """
+
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        backend: TraceBackend,
+        settings: Settings,
+        clock: Clock,
+        worker: str,
+        policy: DetectionPolicy | None = None,
+        metrics: Metrics | None = None,
+        tracer: Tracer | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._backend = backend
+        self._settings = settings
+        self._policy = policy or DetectionPolicy()
+        self._clock = clock
+        self._worker = worker
+        self._metrics = metrics or Metrics()
+        self._tracer = tracer or NullTracer()
+        self._recorder = CheckRecorder(settings=settings, clock=clock, worker=worker)
+
+    def run_due(self, limit: int = 10, *, batches: int | None = None) -> int:
+        """Claim and run due checks, ``limit`` at a time; returns how many ran.
+
+        Args:
+            limit: checks claimed at once.
+            batches: stop after this many claims (None: until no check is due).
+        """
+        ran = 0
+        for _ in itertools.count() if batches is None else range(batches):
+            with self._sessions() as session:
+                ids = queries.claim_due_checks(
+                    session,
+                    now=self._clock.now(),
+                    worker=self._worker,
+                    lease=self._settings.checks.lease,
+                    limit=limit,
+                )
+            for check_id in ids:
+                self.run_one(check_id)
+            ran += len(ids)
+            if len(ids) < limit:
+                break
+        return ran
+
+    def run_one(self, check_id: int) -> None:
+        """Run one claimed check to its end: done, retried later, or failed with a note.
+
+        The store is read in one short transaction and written in another; no transaction is
+        open while the trace backend is queried, so a slow backend never holds database locks
+        (on SQLite, the single writer lock).
+        """
+        with self._sessions() as session:
+            check = session.get(Check, check_id)
+            if check is None or check.state != "running" or check.claimed_by != self._worker:
+                return
+            release_id = check.release_id
+            plan = self._plan(session, check.release, self._clock.now())
+        attributes: dict[str, str | int] = {
+            "feedbot.check_id": check_id,
+            "feedbot.release_id": release_id,
+            "feedbot.service": plan.context.service,
+        }
+        with (
+            logs.bind(release_id=release_id, check_id=check_id),
+            self._tracer.span("feedbot.check", attributes) as span,
+        ):
+            outcome = self._run_claimed(check_id, plan)
+            if outcome is not None:
+                span.set_attribute("feedbot.check.outcome", outcome)
+                self._metrics.check_finished(outcome)
+
+    def _run_claimed(self, check_id: int, plan: Plan) -> str | None:
+        """Query, analyse and record; the outcome, or None when the check row is gone."""
+        failpoints.hit("check-claimed")
+        try:
+            done: Finished | str = self._run(plan)
+        except BackendError as exc:
+            done = str(exc)
+        except Exception as exc:  # a bug must not stop the other checks
+            log.exception("check %s crashed", check_id)
+            done = f"internal error: {type(exc).__name__}: {exc}"
+        with self._sessions() as session:
+            check = session.get(Check, check_id)
+            if check is None:
+                return None
+            if isinstance(done, str):
+                return self._recorder.fail(session, check, done)
+            return self._recorder.finish(session, check, done)
+
+    def _plan(self, session: Session, release: Release, now: datetime) -> Plan:
+        """Everything the check needs from the store, read before any backend call."""
+        previous = (
+            session.get(Release, release.previous_release_id)
+            if release.previous_release_id
+            else None
+        )
+        end = max(now, release.deployed_at)
+        candidate_window = (release.deployed_at, end)
+        baseline_window = None
+        if previous is not None:
+            # Versions are told apart by service.version, never by a time cut, so the baseline
+            # window runs up to now: during a rolling deploy both versions serve at once.
+            baseline_window = (release.deployed_at - self._settings.checks.baseline_window, end)
+        look, looks, held = _look_of(session, release, now)
+        history = self._policy_for(release.service).new_types
+        known = queries.exception_history(
+            session,
+            service=release.service,
+            environment=release.environment,
+            versions=history.history_versions,
+            since=now - timedelta(days=history.history_days),
+            exclude=(release.version, release.deployed_at),
+        )
+        return Plan(
+            context=ReportContext(
+                service=release.service,
+                version=release.version,
+                baseline_version=previous.version if previous else None,
+                environment=release.environment,
+                candidate_window=candidate_window,
+                baseline_window=baseline_window,
+            ),
+            changes=_changes(release),
+            look=look,
+            looks=looks,
+            held=tuple(held),
+            known_exceptions=tuple(
+                KnownException(k.span, k.type, k.version, k.last_seen) for k in known
+            ),
+        )
+
+    def _run(self, plan: Plan) -> Finished:
+        """Query both versions, analyse, and render; no database access here."""
+        ctx = plan.context
+        policy = self._policy_for(plan.context.service)
+        # Only the new version's instances are starting up; the baseline's were already running.
+        cand = self._backend.collect(
+            self._query(ctx, ctx.version, ctx.candidate_window, warmup=policy.latency.warmup)
+        )
+        base = None
+        if ctx.baseline_version is not None and ctx.baseline_window is not None:
+            base = self._backend.collect(
+                self._query(ctx, ctx.baseline_version, ctx.baseline_window)
+            )
+        analysis = analyse(
+            cand,
+            base,
+            changes=plan.changes,
+            policy=policy,
+            look=plan.look,
+            looks=plan.looks,
+            held=plan.held,
+            known_exceptions=plan.known_exceptions,
+        )
+        context = replace(ctx, notes=(f"traces from the {self._backend.name} backend", *cand.notes))
+        seen = _exceptions_seen(ctx, cand, base)
+        return Finished(analysis, to_json(analysis, context), to_text(analysis, context), seen)
+
+    def _policy_for(self, service: str) -> DetectionPolicy:
+        """The detection policy, with ``services.<service>.detectors`` applied."""
+        conf = self._settings.services.get(service)
+        return with_overrides(self._policy, conf.detectors) if conf else self._policy
+
+    @staticmethod
+    def _query(
+        context: ReportContext,
+        version: str,
+        window: tuple[datetime, datetime],
+        *,
+        warmup: timedelta = timedelta(0),
+    ) -> SpanQuery:
+        return SpanQuery(
+            service=context.service,
+            version=version,
+            start=window[0],
+            end=window[1],
+            environment=context.environment,
+            warmup=warmup,
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a check read from the store before querying the backend."""
+
+    context: ReportContext
+    changes: list[ChangeEvent]
+    look: int
+    looks: int
+    held: tuple[str, ...]
+    known_exceptions: tuple[KnownException, ...] = ()
+
+
+def _changes(release: Release) -> list[ChangeEvent]:
+    return [
+        ChangeEvent(
+            file=c.file,
+            functions=tuple(c.functions or ()),
+            lines=tuple((int(a), int(b)) for a, b in (c.lines or ())),
+            traced=tuple(c.traced or ()),
+        )
+        for c in release.changes
+    ]
+
+
+def _exceptions_seen(
+    context: ReportContext, candidate: ReleaseData, baseline: ReleaseData | None
+) -> tuple[queries.Observed, ...]:
+    """Every (version, span group, type, spans) the check saw, for the exception history."""
+    versions = [(context.version, candidate)]
+    if baseline is not None and context.baseline_version is not None:
+        versions.append((context.baseline_version, baseline))
+    return tuple(
+        (version, group.name, seen.type, seen.count)
+        for version, data in versions
+        for group in data.groups
+        for seen in group.exceptions
+        if seen.count > 0
+    )
+
+
+def _look_of(session: Session, release: Release, now: datetime) -> tuple[int, int, list[str]]:
+    """Which look this is, how many are scheduled, and what the previous look found."""
+    checks = list(queries.release_checks(session, release.id))
+    done = [c for c in checks if c.state == "done" and c.result]
+    held = list(done[-1].result.get("held", [])) if done and done[-1].result else []
+    return len(done) + 1, max(len(checks), len(done) + 1), held

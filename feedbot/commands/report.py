@@ -1,0 +1,360 @@
+"""``feedbot report``: analyse one release from trace files or the configured backend, once.
+
+::
+
+    feedbot report --deploy DEPLOY.json (--traces FILE [--traces FILE …] | --config CFG)
+                   [--baseline-version V] [--since ISO] [--until ISO]
+                   [--format json|text] [--fail-on regressed]
+
+Exit status: 0 whatever the verdict, unless ``--fail-on regressed`` and the verdict is
+``regressed`` (1, a CI quality gate); 2 for bad input, with a message naming it; 3 when the
+trace backend cannot be reached. The report is the same :class:`~feedbot.analysis.compare.Analysis`
+the Slack digest renders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from feedbot.analysis.compare import Analysis, analyse
+from feedbot.analysis.report import ReportContext, to_json, to_text
+from feedbot.backends.base import ReleaseData, SpanQuery, TraceBackend
+from feedbot.errors import BackendError, BackendUnavailable, ConfigError, WebhookRejected
+from feedbot.policy import DetectionPolicy
+from feedbot.releases.event import ReleaseEvent
+
+EXIT_OK, EXIT_REGRESSED, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
+#: Baseline window when no config says otherwise (``checks.baseline_window``'s default).
+DEFAULT_BASELINE_WINDOW = timedelta(hours=24)
+#: Processes reading --traces files. Two forked workers (feedbot.spans.otlp_parallel) read
+#: 1M spans in 7.9 s instead of 12.4 s on an idle 2-core machine, but took 13.9 CPU s instead
+#: of 12.4 and peaked at 510 MiB instead of 146 (parent plus worker); on a busy machine they
+#: were slower. One, so that a CI job's report stays small and does not take every core.
+REPORT_WORKERS = 1
+#: With trace files and no ``deployed_at`` or ``--since``, every span counts.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class BadInput(Exception):
+    """A command-line input is wrong; the message names it."""
+
+
+@runtime_checkable
+class VersionLister(Protocol):
+    """A backend that can say which versions of a service it holds spans of."""
+
+    def versions(
+        self, service: str, start: datetime, end: datetime, environment: str | None = None
+    ) -> dict[str, int]:
+        """Spans per ``service.version`` in the window."""
+        ...
+
+
+@runtime_checkable
+class OnePassReader(Protocol):
+    """A backend that reads its input once for the release, the baseline and version counts."""
+
+    def survey(
+        self,
+        candidate: SpanQuery,
+        *,
+        baseline: tuple[datetime, datetime],
+        counted: tuple[datetime, datetime],
+        baseline_version: str | None = None,
+    ) -> SurveyResult:
+        """Gather in one read what ``feedbot report`` asks (see :meth:`OtlpFileBackend.survey`)."""
+        ...
+
+
+class SurveyResult(Protocol):
+    """What :meth:`OnePassReader.survey` returns."""
+
+    @property
+    def counts(self) -> Mapping[str, int]:
+        """Spans per version in the ``counted`` window."""
+        ...
+
+    def result(self) -> ReleaseData:
+        """The candidate's answer."""
+        ...
+
+    def baseline(self, version: str) -> ReleaseData:
+        """Another version's answer in the baseline window."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Plan:
+    event: ReleaseEvent
+    candidate: SpanQuery
+    baseline_window: tuple[datetime, datetime]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register ``feedbot report``'s options on ``parser``."""
+    parser.add_argument(
+        "--deploy",
+        required=True,
+        type=Path,
+        metavar="DEPLOY.json",
+        help="the generic deploy document (service, version, changes, deployed_at)",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--traces",
+        action="append",
+        type=Path,
+        metavar="FILE",
+        help="OTLP/JSON file (one export per line, or one document; .gz too)",
+    )
+    source.add_argument("--config", type=Path, metavar="CFG", help="query the configured backend")
+    parser.add_argument(
+        "--baseline-version",
+        metavar="V",
+        help="compare against V (default: the most common other version before deployed_at)",
+    )
+    parser.add_argument(
+        "--since", metavar="ISO", help="candidate window start (default deployed_at)"
+    )
+    parser.add_argument("--until", metavar="ISO", help="candidate window end (default now)")
+    parser.add_argument("--format", choices=("json", "text"), default="text")
+    parser.add_argument(
+        "--fail-on",
+        choices=("regressed",),
+        default=None,
+        help="exit 1 when the verdict is regressed (a CI quality gate)",
+    )
+
+
+def run(args: argparse.Namespace, *, now: Callable[[], datetime] | None = None) -> int:
+    """Run ``feedbot report``; returns the exit status (see the module docstring)."""
+    try:
+        with cycle_collector_paused():
+            analysis, context = _report(args, (now or (lambda: datetime.now(UTC)))())
+    except BadInput as exc:
+        _err(f"feedbot report: {exc}")
+        return EXIT_BAD_INPUT
+    except ConfigError as exc:
+        for problem in exc.problems:
+            _err(f"feedbot report: {problem}")
+        return EXIT_BAD_INPUT
+    except BackendUnavailable as exc:
+        _err(f"feedbot report: trace backend unreachable: {exc}")
+        return EXIT_UNAVAILABLE
+    except BackendError as exc:
+        _err(f"feedbot report: trace backend answered badly: {exc}")
+        return EXIT_BAD_INPUT if args.traces else EXIT_UNAVAILABLE
+    if args.format == "json":
+        sys.stdout.write(
+            json.dumps(to_json(analysis, context), indent=2, ensure_ascii=False) + "\n"
+        )
+    else:
+        sys.stdout.write(to_text(analysis, context))
+    if args.fail_on == "regressed" and analysis.verdict == "regressed":
+        return EXIT_REGRESSED
+    return EXIT_OK
+
+
+@contextmanager
+def cycle_collector_paused() -> Iterator[None]:
+    """Run the body with Python's cyclic garbage collector off, then restore it.
+
+    Reading a million spans allocates tens of millions of short-lived, acyclic objects (the
+    parsed JSON), and the collector's passes they trigger walk the aggregator's open traces
+    and every imported module again and again: measured, a third of ``--traces``' time, for
+    nothing to collect (reference counting frees the documents). A one-shot command can skip
+    them; a long-running server must not, so this is here and not in the backend.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _err(message: str) -> None:
+    sys.stderr.write(message + "\n")
+
+
+def _report(args: argparse.Namespace, now: datetime) -> tuple[Analysis, ReportContext]:
+    event = read_deploy(args.deploy)
+    backend, window = _backend(args)
+    policy = DetectionPolicy()
+    # Only the new version's instances are new: its query alone leaves their warm-up out.
+    plan = _plan(event, args, now, window, policy.latency.warmup)
+    if isinstance(backend, OnePassReader):
+        candidate, baseline_version, note, baseline = _read_once(args, backend, plan)
+    else:
+        candidate = backend.collect(plan.candidate)
+        baseline_version, note = _baseline_version(args, backend, plan)
+        baseline = None
+        if baseline_version is not None:
+            start, end = plan.baseline_window
+            baseline = backend.collect(_query(plan, baseline_version, start, end))
+    analysis = analyse(candidate, baseline, changes=event.changes, policy=policy)
+    context = ReportContext(
+        service=event.service,
+        version=event.version,
+        baseline_version=baseline_version,
+        environment=event.environment,
+        candidate_window=(plan.candidate.start, plan.candidate.end),
+        baseline_window=plan.baseline_window if baseline_version is not None else None,
+        notes=(note, _window_note(plan)),
+    )
+    return analysis, context
+
+
+def read_deploy(path: Path) -> ReleaseEvent:
+    """Read and validate the deploy document, naming the file and field on failure."""
+    from feedbot.releases.sources.generic import parse_document
+
+    try:
+        doc = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise BadInput(f"--deploy {path}: cannot read: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise BadInput(f"--deploy {path}: not JSON: {exc}") from exc
+    try:
+        return parse_document(doc, source="report")
+    except WebhookRejected as exc:
+        raise BadInput(f"--deploy {path}: {exc.message}") from exc
+
+
+def parse_time(text: str | None, option: str) -> datetime | None:
+    """An ISO 8601 time; naive times are UTC. Raises BadInput naming the option."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError as exc:
+        raise BadInput(f"{option} {text!r}: not an ISO 8601 time") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _backend(args: argparse.Namespace) -> tuple[TraceBackend, timedelta]:
+    if args.traces:
+        missing = [str(p) for p in args.traces if not p.is_file()]
+        if missing:
+            raise BadInput(f"--traces {missing[0]}: no such file")
+        from feedbot.backends.otlp_file import OtlpFileBackend
+
+        backend = OtlpFileBackend([str(p) for p in args.traces], workers=REPORT_WORKERS)
+        return backend, DEFAULT_BASELINE_WINDOW
+    from feedbot.backends import build_backend
+    from feedbot.config import load_settings
+    from feedbot.store.db import make_engine, make_sessions
+
+    if not args.config.is_file():
+        raise BadInput(f"--config {args.config}: no such file")
+    settings = load_settings(args.config)
+    sessions = make_sessions(make_engine(settings.database_url))
+    return build_backend(settings, sessions), settings.checks.baseline_window
+
+
+def _read_once(
+    args: argparse.Namespace, backend: OnePassReader, plan: _Plan
+) -> tuple[ReleaseData, str | None, str, ReleaseData | None]:
+    """Candidate, baseline version and its note, baseline: all from one read of the files."""
+    survey = backend.survey(
+        plan.candidate,
+        baseline=plan.baseline_window,
+        counted=(plan.baseline_window[0], plan.event.deployed_at or plan.candidate.start),
+        baseline_version=args.baseline_version,
+    )
+    version: str | None
+    if args.baseline_version:
+        version, note = _given_baseline(args.baseline_version)
+    else:
+        version, note = _most_common(plan, survey.counts)
+    baseline = survey.baseline(version) if version is not None else None
+    return survey.result(), version, note, baseline
+
+
+def _plan(
+    event: ReleaseEvent,
+    args: argparse.Namespace,
+    now: datetime,
+    window: timedelta,
+    warmup: timedelta,
+) -> _Plan:
+    since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
+    start = since or event.deployed_at or (EARLIEST if args.traces else now - window)
+    end = until or now
+    if end <= start:
+        raise BadInput(f"--until {end.isoformat()}: not after the window start {start.isoformat()}")
+    deployed = event.deployed_at or start
+    # The baseline reaches up to the candidate's end: versions are told apart by
+    # service.version, so baseline spans served alongside the new version during a rolling
+    # deploy are the best comparison (the concurrent window, §8 of detection-methods.md).
+    base_start = deployed - window if event.deployed_at or not args.traces else EARLIEST
+    candidate = SpanQuery(
+        event.service, event.version, start, end, environment=event.environment, warmup=warmup
+    )
+    return _Plan(event, candidate, (base_start, end))
+
+
+def _query(plan: _Plan, version: str, start: datetime, end: datetime) -> SpanQuery:
+    """A baseline query: its instances are not new, so no warm-up is left out."""
+    return SpanQuery(plan.event.service, version, start, end, environment=plan.event.environment)
+
+
+def _baseline_version(
+    args: argparse.Namespace, backend: TraceBackend, plan: _Plan
+) -> tuple[str | None, str]:
+    if args.baseline_version:
+        return _given_baseline(args.baseline_version)
+    if not isinstance(backend, VersionLister):
+        raise BadInput(
+            f"--baseline-version: required with the {backend.name} backend, "
+            "which cannot list versions"
+        )
+    start = plan.baseline_window[0]
+    before = plan.event.deployed_at or plan.candidate.start
+    return _most_common(
+        plan, backend.versions(plan.event.service, start, before, plan.event.environment)
+    )
+
+
+def _given_baseline(version: str) -> tuple[str, str]:
+    return version, f"Baseline version {version}: given by --baseline-version."
+
+
+def _most_common(plan: _Plan, versions: Mapping[str, int]) -> tuple[str | None, str]:
+    """The other version with the most spans before the deploy, and the note saying so."""
+    start = plan.baseline_window[0]
+    before = plan.event.deployed_at or plan.candidate.start
+    seen = Counter(versions)
+    seen.pop(plan.event.version, None)
+    if not seen:
+        return None, (
+            f"Baseline version: none; no other version of {plan.event.service} had spans between "
+            f"{start.isoformat()} and {before.isoformat()}."
+        )
+    version, spans = seen.most_common(1)[0]
+    others = ", ".join(f"{v} ({n})" for v, n in seen.most_common()[1:4])
+    return version, (
+        f"Baseline version {version}: the most common other version before "
+        f"{before.isoformat()} ({spans} spans)" + (f"; also seen: {others}." if others else ".")
+    )
+
+
+def _window_note(plan: _Plan) -> str:
+    start, end = plan.baseline_window
+    return (
+        f"Windows: new version {plan.candidate.start.isoformat()} to "
+        f"{plan.candidate.end.isoformat()}; "
+        f"baseline {start.isoformat()} to {end.isoformat()} (versions told apart by "
+        "service.version, so a rolling deploy's overlap is included)."
+    )

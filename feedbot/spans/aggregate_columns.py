@@ -1,0 +1,279 @@
+"""Folding :class:`~feedbot.spans.columns.SpanColumns` into an aggregator; pure.
+
+What :meth:`Aggregator.add_span` does one span at a time, done a block at a time with numpy:
+group counts, durations, instances, errors, exceptions and code locations at once; callers and
+N+1 counters when traces close. Open traces are held as columns (:class:`OpenTraces`): after
+each block, the traces not seen among the last ``max_open_spans`` spans close, oldest first, and
+:meth:`Aggregator.result` closes the rest. Traces whose spans lie closer together than that
+(every file the Collector writes) are linked exactly as :meth:`Aggregator.add_span` links them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from feedbot.spans.aggregate import REMOTE, ROOT, Aggregator
+from feedbot.spans.columns import SpanColumns
+from feedbot.spans.group import MAX_CODE_LOCATIONS, GroupTally
+
+_ROOT, _REMOTE = -1, -2
+#: Open spans as columns: trace id, span id, parent id, group, statement code, milliseconds.
+_Part = tuple[
+    pa.Array,
+    pa.Array,
+    pa.Array,
+    npt.NDArray[np.intp],
+    npt.NDArray[np.intp],
+    npt.NDArray[np.float64],
+]
+
+
+def fold(aggregator: Aggregator, columns: SpanColumns) -> None:
+    """Count ``columns`` into ``aggregator``, as :meth:`Aggregator.add_span` of each span would."""
+    tallies = [aggregator.tally(key) for key in columns.keys]
+    group = np.array([t.index for t in tallies], np.intp)[columns.key_codes]
+    indexed = aggregator.tallies
+    _count(indexed, group, columns, aggregator.warmup_ns > 0)
+    if aggregator.warmup_ns:
+        _first_starts(aggregator, columns)
+    trace_ids = columns.trace_ids
+    for row, exceptions in columns.exceptions:
+        indexed[group[row]].add_extras((exceptions, None), trace_ids[row].as_py())
+    _code(indexed, group, columns)
+    traces = aggregator.open_columns
+    if not isinstance(traces, OpenTraces):
+        traces = OpenTraces(aggregator)
+        aggregator.open_columns = traces
+    traces.add(columns, group)
+
+
+def _segments(group: npt.NDArray[np.intp]) -> list[tuple[int, npt.NDArray[np.intp]]]:
+    """(group index, its rows in order) per group present."""
+    order = np.argsort(group, kind="stable")
+    ordered = group[order]
+    cuts = np.flatnonzero(np.diff(ordered)) + 1
+    return [(int(ordered[rows[0]]), order[rows]) for rows in np.split(np.arange(len(order)), cuts)]
+
+
+def _count(
+    indexed: list[GroupTally], group: npt.NDArray[np.intp], columns: SpanColumns, starts: bool
+) -> None:
+    for index, rows in _segments(group):
+        tally = indexed[index]
+        tally.count += len(rows)
+        tally.errors += int(np.count_nonzero(columns.errors[rows]))
+        tally.durations.frombytes(columns.durations_ms[rows].tobytes())
+        codes = columns.instance_codes[rows]
+        unique, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+        ids = tally.instance_ids
+        local = np.zeros(len(unique), np.int32)
+        for u in np.argsort(first, kind="stable").tolist():
+            local[u] = ids.setdefault(columns.instances[unique[u]], len(ids))
+        tally.instances.frombytes(local[inverse].tobytes())
+        if starts:
+            tally.starts.frombytes(columns.starts[rows].tobytes())
+
+
+def _first_starts(aggregator: Aggregator, columns: SpanColumns) -> None:
+    codes = columns.instance_codes
+    for code in np.unique(codes).tolist():
+        start = int(columns.starts[codes == code].min())
+        aggregator.first_start(columns.instances[code], start)
+
+
+def _code(indexed: list[GroupTally], group: npt.NDArray[np.intp], columns: SpanColumns) -> None:
+    """Code locations per group, counted per distinct location in first-seen order."""
+    rows = np.flatnonzero(columns.location_codes >= 0)
+    if not len(rows):
+        return
+    pairs = group[rows] * len(columns.locations) + columns.location_codes[rows]
+    unique, first, counts = np.unique(pairs, return_index=True, return_counts=True)
+    for u in np.argsort(first, kind="stable").tolist():
+        tally, location = divmod(int(unique[u]), len(columns.locations))
+        table = indexed[tally].code
+        where = columns.locations[location]
+        if where in table or len(table) < MAX_CODE_LOCATIONS:
+            table[where] = table.get(where, 0) + int(counts[u])
+
+
+class OpenTraces:
+    """The spans of one aggregator's open traces, as columns, in arrival order."""
+
+    def __init__(self, aggregator: Aggregator) -> None:
+        self._aggregator = aggregator
+        self._statements: dict[str, int] = {}
+        self._parts: list[_Part] = []
+        self._size = 0
+
+    def add(self, columns: SpanColumns, group: npt.NDArray[np.intp]) -> None:
+        """Hold a block's spans; close the traces not seen in the last ``max_open_spans``."""
+        known = self._statements
+        codes = [known.setdefault(s, len(known)) for s in columns.statements]
+        statement = np.array([*codes, -1], np.intp)[columns.statement_codes]  # -1 stays -1
+        part = (columns.trace_ids, columns.span_ids, columns.parents, group, statement)
+        self._parts.append((*part, columns.durations_ms))
+        self._size += len(columns)
+        if self._size > self._aggregator.max_open_spans:
+            self._close(self._aggregator.max_open_spans)
+
+    def close_all(self) -> None:
+        """Close every trace held."""
+        if self._size:
+            self._close(0)
+
+    def _close(self, keep: int) -> None:
+        trace, span, parent = (pa.concat_arrays([p[i] for p in self._parts]) for i in range(3))
+        group, statement, duration = (
+            np.concatenate([p[i] for p in self._parts]) for i in (3, 4, 5)
+        )
+        encoded = pc.dictionary_encode(trace)
+        codes = encoded.indices.to_numpy()
+        closing = np.ones(len(codes), np.bool_)
+        if keep:
+            last = np.zeros(len(encoded.dictionary), np.intp)
+            last[codes] = np.arange(len(codes))
+            closing = last[codes] < len(codes) - keep
+        self._parts, self._size = [], 0
+        # Spans of a trace arrive together, so the closing ones are usually a prefix: slice.
+        cut = int(np.argmin(closing)) if not closing.all() else len(closing)
+        prefix = not closing[cut:].any()
+        if cut < len(closing):
+            rest = slice(cut, None) if prefix else np.flatnonzero(~closing)
+            kept = (_take(trace, rest), _take(span, rest), _take(parent, rest))
+            self._parts.append((*kept, group[rest], statement[rest], duration[rest]))
+            self._size = len(group[rest])
+        rows = slice(0, cut) if prefix else np.flatnonzero(closing)
+        if len(group[rows]):
+            closed = Closed(_take(trace, rows), _take(span, rows), _take(parent, rows))
+            closed.fold(self._aggregator, group[rows], statement[rows], duration[rows])
+            self._aggregator.fold_statements(list(self._statements), closed.repeats)
+
+
+def _take(values: pa.Array, rows: slice | npt.NDArray[np.intp]) -> pa.Array:
+    if isinstance(rows, slice):
+        return values[rows]
+    return values.take(pa.array(rows))
+
+
+class Closed:
+    """The spans of traces that closed: their callers and repeated statements."""
+
+    def __init__(self, trace: pa.Array, span: pa.Array, parent: pa.Array) -> None:
+        encoded = pc.dictionary_encode(trace)
+        self.trace_ids: list[str] = encoded.dictionary.to_pylist()
+        self.traces = encoded.indices.to_numpy().astype(np.intp)
+        self.parent = parent
+        # The parent's row in the same trace (the last span of that id), else -1.
+        own = pc.binary_join_element_wise(trace, span, "")[::-1]
+        found = pc.index_in(pc.binary_join_element_wise(trace, parent, ""), value_set=own)
+        back = found.fill_null(-1).to_numpy()
+        self.parent_row = np.where(back >= 0, len(back) - 1 - back, -1)
+        self.repeats: list[
+            tuple[str, int, npt.NDArray[np.int32], npt.NDArray[np.float64], str]
+        ] = []
+
+    def fold(
+        self,
+        aggregator: Aggregator,
+        group: npt.NDArray[np.intp],
+        statement: npt.NDArray[np.intp],
+        duration: npt.NDArray[np.float64],
+    ) -> None:
+        """Count the traces, each span's caller, and each trace's worst repeated statements."""
+        aggregator.add_closed(map(hash, self.trace_ids))
+        rooted = pc.is_valid(self.parent).to_numpy(zero_copy_only=False)
+        caller = np.where(self.parent_row >= 0, group[self.parent_row], _REMOTE)
+        caller = np.where(rooted, caller, _ROOT)
+        indexed = aggregator.tallies
+        names = {_ROOT: ROOT, _REMOTE: REMOTE}
+        pairs = group * (len(indexed) + 2) + (caller + 2)
+        unique, counts = np.unique(pairs, return_counts=True)
+        for pair, count in zip(unique.tolist(), counts.tolist(), strict=True):
+            child, code = divmod(pair, len(indexed) + 2)
+            name = names.get(code - 2) or indexed[code - 2].name
+            callers = indexed[child].callers
+            callers[name] = callers.get(name, 0) + count
+        self._repeated(indexed, caller, statement, duration)
+
+    def _repeated(
+        self,
+        indexed: list[GroupTally],
+        caller: npt.NDArray[np.intp],
+        statement: npt.NDArray[np.intp],
+        duration: npt.NDArray[np.float64],
+    ) -> None:
+        """Per trace and (caller name, statement), the parent span repeating it most."""
+        rows = np.flatnonzero(statement >= 0)
+        if not len(rows):
+            return
+        parents = pc.dictionary_encode(self.parent.take(pa.array(rows)))
+        parent = parents.indices.fill_null(-1).to_numpy() + 1
+        unique, first, inverse, counts = _unique_rows(self.traces[rows], parent, statement[rows])
+        totals = np.bincount(inverse, weights=duration[rows])
+        repeated = np.flatnonzero(counts >= 2)
+        if not len(repeated):
+            return
+        name_of = {_ROOT: ROOT, _REMOTE: REMOTE}
+        by_name: dict[str, int] = {}
+        callers = caller[rows[first[repeated]]]
+        name = np.array(
+            [
+                by_name.setdefault(name_of.get(c) or indexed[c].name, len(by_name))
+                for c in callers.tolist()
+            ],
+            np.intp,
+        )
+        trace, stmt = unique[repeated, 0], unique[repeated, 2]
+        count, total, seen = counts[repeated], totals[repeated], first[repeated]
+        # Worst per (trace, name, statement): most repeats, the first seen on a tie.
+        order = np.lexsort((seen, -count, stmt, name, trace))
+        head = np.ones(len(order), np.bool_)
+        group_key = np.stack([trace[order], name[order], stmt[order]], axis=1)
+        head[1:] = (group_key[1:] != group_key[:-1]).any(axis=1)
+        worst = order[head]
+        # Per (name, statement), in trace order.
+        worst = worst[np.lexsort((trace[worst], stmt[worst], name[worst]))]
+        labels = list(by_name)
+        cuts = np.flatnonzero(np.diff(name[worst]) | np.diff(stmt[worst])) + 1
+        for part in np.split(worst, cuts):
+            best = int(part[np.argmax(count[part])])
+            self.repeats.append(
+                (
+                    labels[int(name[part[0]])],
+                    int(stmt[part[0]]),
+                    count[part].astype(np.int32),
+                    total[part].astype(np.float64),
+                    self.trace_ids[int(trace[best])],
+                )
+            )
+
+
+def _unique_rows(
+    *columns: npt.NDArray[np.intp],
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """``np.unique(rows, axis=0)`` of non-negative columns: rows, first index, inverse, counts.
+
+    Packed into one integer per row when the product of the columns' ranges allows (ten
+    times faster than sorting rows).
+    """
+    sizes = [int(c.max()) + 1 for c in columns]
+    if float(np.prod(np.array(sizes, np.float64))) >= 2**62:
+        rows = np.stack(columns, axis=1)
+        unique, first, inverse, counts = np.unique(
+            rows, axis=0, return_index=True, return_inverse=True, return_counts=True
+        )
+        return unique, first, inverse.reshape(-1), counts
+    packed = np.zeros(len(columns[0]), np.int64)
+    for column, size in zip(columns, sizes, strict=True):
+        packed = packed * size + column
+    keys, first, inverse, counts = np.unique(
+        packed, return_index=True, return_inverse=True, return_counts=True
+    )
+    unpacked = []
+    for size in reversed(sizes):
+        keys, part = np.divmod(keys, size)
+        unpacked.append(part)
+    return np.stack(unpacked[::-1], axis=1), first, inverse, counts

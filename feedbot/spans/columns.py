@@ -1,0 +1,390 @@
+"""The spans of an Arrow block as the columns the aggregator folds; pure, no I/O.
+
+Checks what :mod:`feedbot.spans.otlp_scan` checks of a span it counts (ids, times, kind,
+status, the attributes it reads), vectorised, and reads what it reads: the group key, the
+duration, the error flag, the normalised DB statement, the code location and the exceptions.
+Anything the scanner would call unusual, or this module does not handle, raises
+:class:`~feedbot.spans.otlp_scan.Unusual`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from feedbot.spans.aggregate import GroupKey
+from feedbot.spans.otlp import KINDS, MAX_ATTRIBUTES, MAX_VALUE_CHARS, STATUS_ERROR
+from feedbot.spans.otlp_json import exception_events
+from feedbot.spans.otlp_scan import Unusual, group_key
+from feedbot.spans.semconv import (
+    CodeLocation,
+    Exceptions,
+    exceptions_of,
+    normalize_shape,
+    normalize_statement,
+)
+
+#: The attributes read per span: strings, but for the two line numbers (integers).
+STRING_KEYS: tuple[str, ...] = ("http.route", "http.request.method", "http.method", "db.query.text")
+STRING_KEYS += ("db.statement", "code.function.name", "code.function", "code.namespace")
+STRING_KEYS += ("code.file.path", "code.filepath", "error.type")
+LINE_KEYS: tuple[str, ...] = ("code.line.number", "code.lineno")
+_READ = pa.array(STRING_KEYS + LINE_KEYS)
+_CODE = ("code.function.name", "code.function", "code.file.path", "code.filepath") + LINE_KEYS
+SEP, NULL = "\x1f", "\x1e"
+_DIGITS = np.zeros(256, np.bool_)
+_DIGITS[48:58] = True
+_HEX = _DIGITS.copy()
+_HEX[97:103] = True
+_ONES = np.arange(256, dtype=np.uint8)
+_ONES[48:58] = 49
+_NO_CODE: CodeLocation = (None, None, None)
+
+
+@dataclass(eq=False)
+class SpanColumns:
+    """Spans for one aggregator, in file order; codes index the lists beside them (-1: none)."""
+
+    trace_ids: pa.Array
+    span_ids: pa.Array
+    parents: pa.Array  # null for a root span
+    keys: list[GroupKey]
+    key_codes: npt.NDArray[np.intp]
+    starts: npt.NDArray[np.int64]
+    durations_ms: npt.NDArray[np.float64]
+    instances: list[str | None]
+    instance_codes: npt.NDArray[np.intp]
+    errors: npt.NDArray[np.bool_]
+    statements: list[str]
+    statement_codes: npt.NDArray[np.intp]
+    locations: list[CodeLocation]
+    location_codes: npt.NDArray[np.intp]
+    #: (row, exceptions) of the spans that recorded some, in order.
+    exceptions: list[tuple[int, Exceptions]]
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def select(self, rows: npt.NDArray[np.intp]) -> SpanColumns:
+        """The spans at ``rows`` (ascending)."""
+        if len(rows) == len(self):
+            return self
+        index = pa.array(rows)
+        at = {int(r): i for i, r in enumerate(rows)} if self.exceptions else {}
+        return SpanColumns(
+            self.trace_ids.take(index),
+            self.span_ids.take(index),
+            self.parents.take(index),
+            self.keys,
+            self.key_codes[rows],
+            self.starts[rows],
+            self.durations_ms[rows],
+            self.instances,
+            self.instance_codes[rows],
+            self.errors[rows],
+            self.statements,
+            self.statement_codes[rows],
+            self.locations,
+            self.location_codes[rows],
+            [(at[row], found) for row, found in self.exceptions if row in at],
+        )
+
+
+def span_columns(
+    spans: pa.StructArray,
+    starts: npt.NDArray[np.int64],
+    instances: list[str | None],
+    instance_codes: npt.NDArray[np.intp],
+) -> SpanColumns:
+    """Check and read ``spans`` (their starts already read), of the given instances.
+
+    Raises:
+        Unusual: a span the scanner would call unusual, or one this module does not handle.
+    """
+    if spans.null_count:
+        raise Unusual
+    field = {name: pc.struct_field(spans, name) for name in ("traceId", "spanId", "name")}
+    parents = pc.struct_field(spans, "parentSpanId")
+    parents = pc.if_else(pc.equal(parents, ""), pa.scalar(None, pa.string()), parents)
+    _check_hex(field["traceId"], 32, nulls=False)
+    _check_hex(field["spanId"], 16, nulls=False)
+    _check_hex(parents, 16, nulls=True)
+    ends = nanos(pc.struct_field(spans, "endTimeUnixNano"))
+    durations = np.where(ends > starts, ends - starts, 0) / 1e6
+    errors = _errors(pc.struct_field(spans, "status"))
+    attributes = _attributes(pc.struct_field(spans, "attributes"), len(spans))
+    keys, key_codes = _group_keys(field["name"], pc.struct_field(spans, "kind"), attributes)
+    statements, statement_codes = _statements(attributes)
+    locations, location_codes = _locations(attributes)
+    return SpanColumns(
+        field["traceId"],
+        field["spanId"],
+        parents,
+        keys,
+        key_codes,
+        starts,
+        durations,
+        instances,
+        instance_codes,
+        errors,
+        statements,
+        statement_codes,
+        locations,
+        location_codes,
+        _exceptions(pc.struct_field(spans, "events"), errors, attributes["error.type"]),
+    )
+
+
+def nanos(values: pa.Array) -> npt.NDArray[np.int64]:
+    """``*UnixNano`` strings: decimal digits only, in ``[0, 2**63)``."""
+    if values.null_count:
+        raise Unusual
+    lengths = pc.binary_length(values)
+    if len(values) and (pc.min(lengths).as_py() < 1 or pc.max(lengths).as_py() > 19):
+        raise Unusual
+    if not _DIGITS[_data(values)].all():
+        raise Unusual
+    return np.asarray(pc.cast(values, pa.int64()).to_numpy(), dtype=np.int64)
+
+
+def flatten(lists: pa.Array) -> pa.Array:
+    """The items of every list, in order (null lists hold none)."""
+    return pc.list_flatten(lists)
+
+
+def owners(lists: pa.Array) -> npt.NDArray[np.intp]:
+    """For each item of :func:`flatten`, the index of its list."""
+    lengths = pc.list_value_length(lists).fill_null(0).to_numpy()
+    return np.repeat(np.arange(len(lists)), lengths)
+
+
+def plain(value: Any) -> Any:
+    """A value read back from Arrow without the nulls of fields a JSON object did not have."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def _data(values: pa.Array) -> npt.NDArray[np.uint8]:
+    """The UTF-8 bytes of a string array's values, end to end."""
+    _, offsets, data = values.buffers()
+    bounds = np.frombuffer(offsets, np.int32)[values.offset : values.offset + len(values) + 1]
+    if data is None or not len(bounds):
+        return np.zeros(0, np.uint8)
+    return np.frombuffer(data, np.uint8)[bounds[0] : bounds[-1]]
+
+
+def _check_hex(ids: pa.Array, length: int, *, nulls: bool) -> None:
+    if ids.null_count and not nulls:
+        raise Unusual
+    lengths = pc.binary_length(ids).drop_null()
+    if len(lengths) and (pc.min(lengths).as_py() != length or pc.max(lengths).as_py() != length):
+        raise Unusual
+    if not _HEX[_data(ids)].all():
+        raise Unusual
+
+
+def _errors(status: pa.Array) -> npt.NDArray[np.bool_]:
+    codes = pc.struct_field(status, "code").fill_null(0).to_numpy()
+    if not np.isin(codes, (0, 1, STATUS_ERROR)).all():
+        raise Unusual
+    return np.asarray(codes == STATUS_ERROR)
+
+
+def _attributes(lists: pa.Array, spans: int) -> dict[str, pa.Array]:
+    """Per read key, its value per span (null where absent); the last of a repeated key wins."""
+    lengths = pc.list_value_length(lists).fill_null(0)
+    if len(lengths) and pc.max(lengths).as_py() > MAX_ATTRIBUTES:
+        raise Unusual
+    items = flatten(lists)
+    if items.null_count:
+        raise Unusual
+    keys = pc.struct_field(items, "key")
+    if keys.null_count:
+        raise Unusual
+    which = pc.index_in(keys, value_set=_READ).fill_null(-1).to_numpy()
+    read = np.flatnonzero(which >= 0)
+    span_of, which = owners(lists)[read], which[read]
+    values = pc.struct_field(items, "value").take(pa.array(read))
+    strings = pc.struct_field(values, "stringValue")
+    numbers = pc.struct_field(values, "intValue")
+    if pc.any(pc.and_(pc.is_null(strings), pc.is_null(numbers))).as_py():
+        raise Unusual  # another value type, or none: the scanner's call
+    if len(strings) - strings.null_count:
+        text = strings.drop_null()
+        if (
+            pc.max(pc.utf8_length(text)).as_py() > MAX_VALUE_CHARS
+            or not pc.all(pc.invert(pc.match_substring(text, "\x00"))).as_py()
+        ):
+            raise Unusual
+    if len(numbers) - numbers.null_count:
+        # A string is read first (and is no line number): an integer counts only alone.
+        numbers = pc.if_else(pc.is_valid(strings), pa.scalar(None, pa.string()), numbers)
+    found: dict[str, pa.Array] = {}
+    absent = {
+        pa.string(): pa.nulls(spans, pa.string()),
+        pa.int64(): pa.nulls(spans, pa.int64()),
+    }
+    present = np.bincount(which, minlength=len(_READ))
+    no_string = pc.is_null(strings).to_numpy(zero_copy_only=False)
+    for k, key in enumerate(STRING_KEYS + LINE_KEYS):
+        line = key in LINE_KEYS
+        if not present[k]:
+            found[key] = absent[pa.string()]
+            if line:
+                found[key + "#int"] = absent[pa.int64()]
+            continue
+        mine = np.flatnonzero(which == k)
+        place = np.full(spans, -1, np.int64)
+        place[span_of[mine]] = mine
+        index = pa.array(place, mask=place < 0)
+        found[key] = strings.take(index)
+        if line:
+            found[key + "#int"] = _integers(numbers.take(index))
+        elif no_string[mine].any():
+            raise Unusual  # an integer where a string is read: the scanner's call
+    return found
+
+
+def _integers(values: pa.Array) -> pa.Array:
+    """``intValue`` decimal strings (non-negative, as the scanner takes them) as int64."""
+    present = values.drop_null()
+    if len(present) and not _DIGITS[_data(present)].all():
+        raise Unusual
+    return pc.cast(values, pa.int64())
+
+
+def _group_keys(
+    names: pa.Array, kinds: pa.Array, attributes: dict[str, pa.Array]
+) -> tuple[list[GroupKey], npt.NDArray[np.intp]]:
+    kind = kinds.fill_null(0)
+    if len(kind) and (pc.min(kind).as_py() < 0 or pc.max(kind).as_py() >= len(KINDS)):
+        raise Unusual
+    method = pc.coalesce(attributes["http.request.method"], attributes["http.method"])
+    joined = pc.binary_join_element_wise(
+        names,
+        pc.cast(kind, pa.string()),
+        method,
+        attributes["http.route"],
+        SEP,
+        null_handling="replace",
+        null_replacement=NULL,
+    )
+    encoded = pc.dictionary_encode(joined)
+    keys = []
+    for text in encoded.dictionary.to_pylist():
+        parts = [None if part == NULL else part for part in text.split(SEP)]
+        if len(parts) != 4:
+            raise Unusual
+        name, kind_text, method_text, route = parts
+        keys.append(group_key(name, int(kind_text or 0), method_text, route))
+    return keys, encoded.indices.to_numpy().astype(np.intp)
+
+
+def _statements(attributes: dict[str, pa.Array]) -> tuple[list[str], npt.NDArray[np.intp]]:
+    """The normalised statement per span, as codes into a list (-1: none).
+
+    As :func:`~feedbot.spans.semconv.normalize_statement`: once per shape (digits all "1"),
+    and per statement only where a digit survives in the shape's answer.
+    """
+    query, legacy = attributes["db.query.text"], attributes["db.statement"]
+    statement = pc.if_else(pc.not_equal(query, "").fill_null(False), query, legacy)
+    statement = pc.if_else(pc.equal(statement, ""), pa.scalar(None, pa.string()), statement)
+    codes = np.full(len(statement), -1, np.intp)
+    present = np.flatnonzero(pc.is_valid(statement).to_numpy(zero_copy_only=False))
+    if not len(present):
+        return [], codes
+    texts = statement.take(pa.array(present))
+    encoded = pc.dictionary_encode(_shapes(texts))
+    answers = [normalize_shape(shape) for shape in encoded.dictionary.to_pylist()]
+    found: dict[str, int] = {}
+    per_shape = np.array([found.setdefault(a, len(found)) for a in answers], np.intp)
+    shape_codes = encoded.indices.to_numpy()
+    codes[present] = per_shape[shape_codes]
+    exact = np.array(["1" in answer for answer in answers], np.bool_)
+    for row in np.flatnonzero(exact[shape_codes]).tolist():
+        answer = normalize_statement(texts[row].as_py())
+        codes[present[row]] = found.setdefault(answer, len(found))
+    return list(found), codes
+
+
+def _shapes(texts: pa.Array) -> pa.Array:
+    """Each string with its ASCII digits all "1" (UTF-8 puts no ASCII byte inside a character)."""
+    validity, offsets, data = texts.buffers()
+    ones = _ONES[np.frombuffer(data, np.uint8)] if data is not None else np.zeros(0, np.uint8)
+    return pa.StringArray.from_buffers(
+        len(texts), offsets, pa.py_buffer(ones), validity, texts.null_count, texts.offset
+    )
+
+
+def _locations(
+    attributes: dict[str, pa.Array],
+) -> tuple[list[CodeLocation], npt.NDArray[np.intp]]:
+    """As :func:`~feedbot.spans.semconv.code_location`, per span with a ``code.*`` key."""
+    present = np.zeros(len(attributes["http.route"]), np.bool_)
+    for key in _CODE + tuple(key + "#int" for key in LINE_KEYS):
+        present |= pc.is_valid(attributes[key]).to_numpy(zero_copy_only=False)
+    codes = np.full(len(present), -1, np.intp)
+    rows = np.flatnonzero(present)
+    if not len(rows):
+        return [], codes
+    index = pa.array(rows)
+    column = {key: value.take(index) for key, value in attributes.items()}
+    function = pc.coalesce(column["code.function.name"], column["code.function"])
+    namespace = column["code.namespace"]
+    qualify = pc.and_(
+        pc.and_(pc.is_valid(function), pc.not_equal(namespace.fill_null(""), "")),
+        pc.invert(pc.match_substring(function, ".")),
+    )
+    function = pc.if_else(
+        qualify.fill_null(False),
+        pc.binary_join_element_wise(namespace, function, "."),
+        function,
+    )
+    path = pc.coalesce(column["code.file.path"], column["code.filepath"])
+    new_line = pc.or_(
+        pc.is_valid(column["code.line.number"]), pc.is_valid(column["code.line.number#int"])
+    )
+    line = pc.if_else(new_line, column["code.line.number#int"], column["code.lineno#int"])
+    joined = pc.binary_join_element_wise(
+        function,
+        path,
+        pc.cast(line, pa.string()),
+        SEP,
+        null_handling="replace",
+        null_replacement=NULL,
+    )
+    encoded = pc.dictionary_encode(joined)
+    locations: list[CodeLocation] = []
+    for text in encoded.dictionary.to_pylist():
+        parts = [None if part == NULL else part for part in text.split(SEP)]
+        if len(parts) != 3:
+            raise Unusual
+        locations.append((parts[0], parts[1], None if parts[2] is None else int(parts[2])))
+    per_text = np.array([-1 if loc == _NO_CODE else i for i, loc in enumerate(locations)])
+    codes[rows] = per_text[encoded.indices.to_numpy()]
+    return locations, codes
+
+
+def _exceptions(
+    events: pa.Array, errors: npt.NDArray[np.bool_], error_types: pa.Array
+) -> list[tuple[int, Exceptions]]:
+    """(row, exceptions) of the spans with events or an error status (few, so one at a time)."""
+    counts = pc.list_value_length(events).fill_null(0).to_numpy()
+    found = []
+    for row in np.flatnonzero((counts > 0) | errors).tolist():
+        listed = plain(events[row].as_py()) or []
+        decoded = exception_events({"events": listed}, "span") if listed else []
+        error_type = error_types[row].as_py()
+        attributes = {} if error_type is None else {"error.type": error_type}
+        exceptions = exceptions_of(decoded, attributes, bool(errors[row]))
+        if exceptions:
+            found.append((row, exceptions))
+    return found

@@ -1,0 +1,275 @@
+"""Decoding OTLP/HTTP trace exports into span rows; pure, no I/O.
+
+Accepts an ``ExportTraceServiceRequest`` as protobuf (``application/x-protobuf``) or OTLP/JSON
+(``application/json``: hex ids, 64-bit integers as strings or numbers, enums as integers or
+names, lowerCamelCase keys, proto field names tolerated), optionally gzip-compressed. Everything
+a sender controls is bounded (attribute count, key and value length, nesting, events) so a
+hostile payload cannot grow the store beyond a predictable size per span.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from feedbot.errors import WebhookRejected
+from feedbot.spans.semconv import is_exception_event
+from feedbot.store.spans import LIMITS, SpanRow
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+MAX_ATTRIBUTES = 128
+MAX_KEY_CHARS = 256
+MAX_VALUE_CHARS = 4096
+MAX_ITEMS = 64
+MAX_DEPTH = 4
+MAX_EVENTS = 8
+MAX_INT64 = 2**63 - 1
+KINDS = ("INTERNAL", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
+STATUS_ERROR = 2
+
+
+@dataclass(frozen=True)
+class Resource:
+    """The resource attributes feedbot keeps on every span row."""
+
+    service: str
+    version: str | None
+    environment: str | None
+    instance: str | None
+
+    @classmethod
+    def from_attributes(cls, attributes: dict[str, Any]) -> Resource:
+        """Read both semantic-convention generations (``deployment.environment[.name]``)."""
+
+        def pick(field: str, *keys: str) -> str | None:
+            for key in keys:
+                if attributes.get(key) not in (None, ""):
+                    return text(str(attributes[key]), LIMITS[field])
+            return None
+
+        return cls(
+            service=pick("service", "service.name") or "unknown_service",
+            version=pick("version", "service.version"),
+            environment=pick(
+                "environment", "deployment.environment.name", "deployment.environment"
+            ),
+            instance=pick("instance", "service.instance.id", "host.name"),
+        )
+
+
+def decode_request(
+    body: bytes, *, content_type: str, content_encoding: str | None, max_bytes: int
+) -> list[SpanRow]:
+    """Decode an OTLP/HTTP trace export into span rows.
+
+    Args:
+        body: the request body as received.
+        content_type: the ``Content-Type`` header; parameters such as ``charset`` are ignored.
+        content_encoding: the ``Content-Encoding`` header: ``gzip``, ``identity`` or absent.
+        max_bytes: the largest body accepted after decompression.
+
+    Returns:
+        One row per span, in payload order.
+
+    Raises:
+        WebhookRejected: 415 for an unsupported type or encoding, 413 when the decompressed body
+            is too large, 400 when the body cannot be decoded, naming the field.
+    """
+    media = media_type(content_type)
+    if media not in (PROTOBUF, JSON):
+        raise WebhookRejected(
+            415, f"Content-Type: {media or '(none)'} is not supported; send {PROTOBUF} or {JSON}"
+        )
+    data = decompress(body, content_encoding, max_bytes)
+    if media == PROTOBUF:
+        return _from_protobuf(data)
+    # Imported here: otlp_json builds on the helpers below.
+    from feedbot.spans.otlp_json import decode_json
+
+    return decode_json(data)
+
+
+def media_type(content_type: str | None) -> str:
+    """The bare media type of a ``Content-Type`` header, lower-cased."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def decompress(body: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
+    """Undo ``Content-Encoding``, refusing output over ``max_bytes`` (gzip bombs).
+
+    Raises:
+        WebhookRejected: 415 for an unknown encoding, 413 over the limit, 400 for corrupt gzip.
+    """
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding == "identity":
+        return body
+    if encoding != "gzip":
+        raise WebhookRejected(
+            415, f"Content-Encoding: {encoding} is not supported; send gzip or identity"
+        )
+    out = bytearray()
+    rest = body
+    while rest:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out += inflater.decompress(rest, max_bytes + 1 - len(out))
+        except zlib.error as exc:
+            raise WebhookRejected(400, f"body: not valid gzip ({exc})") from None
+        if len(out) > max_bytes:
+            raise WebhookRejected(413, f"body: over the limit of {max_bytes} bytes decompressed")
+        if not inflater.eof:
+            raise WebhookRejected(400, "body: gzip stream is truncated")
+        rest = inflater.unused_data
+    return bytes(out)
+
+
+def text(value: str, limit: int = MAX_VALUE_CHARS) -> str:
+    """``value`` cut to ``limit`` characters, storable everywhere (no NUL, no lone surrogates)."""
+    value = value[:limit]
+    if not value.isascii():
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value.replace("\x00", "\ufffd")
+
+
+def leaf(value: Any) -> Any:
+    """A scalar attribute value made safe for a JSON column: bounded text, finite numbers."""
+    if isinstance(value, str):
+        return text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        # JSON has no NaN or infinities (PostgreSQL refuses them); keep OTLP/JSON's spelling.
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, bytes):
+        return base64.b64encode(value[:MAX_VALUE_CHARS]).decode("ascii")
+    return value
+
+
+def span_row(
+    resource: Resource,
+    *,
+    ids: tuple[str, str, str | None],
+    name: str,
+    kind: int,
+    times: tuple[int, int],
+    error: bool,
+    attributes: dict[str, Any],
+    events: list[dict[str, Any]],
+) -> SpanRow:
+    """Assemble a row; ``ids`` is (trace, span, parent), ``times`` is (start, end) in ns."""
+    route, method = attributes.get("http.route"), attributes.get("http.request.method")
+    method = method if method is not None else attributes.get("http.method")
+    return SpanRow(
+        trace_id=ids[0],
+        span_id=ids[1],
+        parent_span_id=ids[2],
+        service=resource.service,
+        version=resource.version,
+        environment=resource.environment,
+        instance=resource.instance,
+        name=text(name, LIMITS["name"]),
+        kind=KINDS[kind] if 0 <= kind < len(KINDS) else "INTERNAL",
+        route=text(str(route), LIMITS["route"]) if route else None,
+        method=text(str(method), LIMITS["method"]).upper() if method else None,
+        start_ns=times[0],
+        duration_ns=max(0, times[1] - times[0]),
+        is_error=error,
+        attributes=attributes,
+        events=events,
+    )
+
+
+def reject(path: str, problem: str) -> WebhookRejected:
+    """A 400 naming the field: ``resourceSpans[0].scopeSpans[1].spans[3].traceId: …``."""
+    return WebhookRejected(400, f"{path}: {problem}")
+
+
+# Protobuf ---------------------------------------------------------------------------------------
+
+
+def _from_protobuf(data: bytes) -> list[SpanRow]:
+    from google.protobuf.message import DecodeError
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    request = ExportTraceServiceRequest()
+    try:
+        request.ParseFromString(data)
+    except DecodeError as exc:
+        raise WebhookRejected(400, f"body: not an ExportTraceServiceRequest ({exc})") from None
+    rows: list[SpanRow] = []
+    for r, resource_spans in enumerate(request.resource_spans):
+        resource = Resource.from_attributes(_proto_attributes(resource_spans.resource.attributes))
+        for s, scope_spans in enumerate(resource_spans.scope_spans):
+            for i, span in enumerate(scope_spans.spans):
+                path = f"resourceSpans[{r}].scopeSpans[{s}].spans[{i}]"
+                rows.append(_proto_span(span, resource, path))
+    return rows
+
+
+def _proto_span(span: Any, resource: Resource, path: str) -> SpanRow:
+    ids = (
+        _proto_id(span.trace_id, 16, f"{path}.traceId"),
+        _proto_id(span.span_id, 8, f"{path}.spanId"),
+        _proto_id(span.parent_span_id, 8, f"{path}.parentSpanId", required=False) or None,
+    )
+    for field, value in (
+        ("startTimeUnixNano", span.start_time_unix_nano),
+        ("endTimeUnixNano", span.end_time_unix_nano),
+    ):
+        if value > MAX_INT64:
+            raise reject(f"{path}.{field}", f"{value} is out of range")
+    events = [
+        {
+            "name": text(event.name, MAX_KEY_CHARS),
+            "time_ns": event.time_unix_nano,
+            "attributes": _proto_attributes(event.attributes),
+        }
+        for event in span.events
+        if is_exception_event(event.name)
+    ]
+    return span_row(
+        resource,
+        ids=ids,
+        name=span.name,
+        kind=span.kind,
+        times=(span.start_time_unix_nano, span.end_time_unix_nano),
+        error=span.status.code == STATUS_ERROR,
+        attributes=_proto_attributes(span.attributes),
+        events=events[:MAX_EVENTS],
+    )
+
+
+def _proto_id(raw: bytes, size: int, path: str, *, required: bool = True) -> str:
+    if not raw and not required:
+        return ""
+    if len(raw) != size:
+        raise reject(path, f"expected {size} bytes, got {len(raw)}")
+    return raw.hex()
+
+
+def _proto_attributes(attributes: Iterable[Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for attribute in attributes:
+        if len(out) >= MAX_ATTRIBUTES:
+            break
+        out[text(attribute.key, MAX_KEY_CHARS)] = _proto_value(attribute.value)
+    return out
+
+
+def _proto_value(value: Any, depth: int = 0) -> Any:
+    which = value.WhichOneof("value")
+    if which is None:
+        return None
+    if which not in ("array_value", "kvlist_value"):
+        return leaf(getattr(value, which))
+    if depth >= MAX_DEPTH:
+        return "…"
+    if which == "array_value":
+        return [_proto_value(item, depth + 1) for item in value.array_value.values[:MAX_ITEMS]]
+    pairs = value.kvlist_value.values[:MAX_ITEMS]
+    return {text(kv.key, MAX_KEY_CHARS): _proto_value(kv.value, depth + 1) for kv in pairs}

@@ -1,0 +1,323 @@
+"""Reading the documents of an OTLP/JSON file, or of a byte range of one, into a survey.
+
+A file holds one ``ExportTraceServiceRequest`` per line (the Collector's file exporter), or one
+whole document (pretty-printed, like the OTLP repository's example); either may be
+gzip-compressed. A whole file of lines is read in blocks of ``BLOCK_BYTES``, each parsed into
+columns by :mod:`feedbot.spans.otlp_arrow` while the block before is counted; a block it
+cannot take is read a line at a time (:mod:`feedbot.spans.otlp_scan`, else the validating
+decoder). Memory does not grow with the file; a whole-document file is the exception and is
+read at once. A :class:`Part` names a byte range of a plain lines file, so that several
+processes can read one file (:mod:`feedbot.spans.otlp_parallel`), a line at a time.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import IO, cast
+
+import pyarrow as pa
+
+from feedbot.errors import BackendResponseError, BackendUnavailable, WebhookRejected
+from feedbot.spans.otlp_arrow import BlockReader, parse_block
+from feedbot.spans.otlp_json import decode_document, loads
+from feedbot.spans.otlp_scan import Unusual
+from feedbot.spans.otlp_survey import Survey
+from feedbot.store.spans import SpanRow
+
+GZIP_MAGIC = b"\x1f\x8b"
+#: Bytes of whole lines parsed at once by the columnar reader.
+BLOCK_BYTES = 8 << 20
+
+
+@dataclass(frozen=True)
+class Part:
+    """The lines of ``path`` that start in ``[start, end)`` (None: to the end of the file).
+
+    A part that does not start at 0 begins at the first line starting at or after ``start``;
+    such parts are only made of plain (not compressed) files of lines.
+    """
+
+    path: str
+    start: int = 0
+    end: int | None = None
+
+
+def read_part(part: Part, survey: Survey, needles: tuple[bytes, ...]) -> None:
+    """Read the documents of ``part`` into ``survey``.
+
+    Documents in the Collector's usual shape go through the fast reader
+    (:mod:`feedbot.spans.otlp_scan`); any other through the validating decoder.
+
+    Raises:
+        BackendUnavailable: the file cannot be opened.
+        BackendResponseError: a line is not an OTLP/JSON export (naming file and line).
+    """
+    if part.start == 0 and part.end is None and survey.columnar:
+        if _read_blocks(part, survey, needles):
+            return
+    for number, text in _texts(part, needles):
+        _read_line(part, survey, number, text)
+
+
+def _read_line(part: Part, survey: Survey, number: int, text: bytes) -> None:
+    try:
+        survey.scanner.scan(text)
+    except Unusual:
+        document = _parse(part, number, text)
+        if document is not _PARTIAL:
+            survey.add_rows(_decode(part, number, document))
+
+
+def _read_blocks(part: Part, survey: Survey, needles: tuple[bytes, ...]) -> bool:
+    """Read a whole file of lines a block at a time (:mod:`feedbot.spans.otlp_arrow`).
+
+    A thread reads and parses the next block while this one is counted. A block Arrow cannot
+    take, and an unfinished last line, are read a line at a time, as :func:`read_part` reads
+    any other file. Returns False, having counted nothing, when the file is one pretty-printed
+    document.
+    """
+    reader = BlockReader(survey.scanner)
+    offset = 0  # bytes before the block
+    with _open(part) as handle, ThreadPoolExecutor(1, "otlp-block") as pool:
+        blocks = _blocks(part, handle)
+        ahead = pool.submit(_parsed, blocks)
+        while (item := ahead.result()) is not None:
+            block, documents = item
+            if offset == 0 and _one_document(block[:65536]):
+                return False
+            ahead = pool.submit(_parsed, blocks)
+            try:
+                if documents is None:
+                    raise Unusual
+                found, counts = reader.decode(documents)
+            except Unusual:
+                before = _newlines(part, offset) if offset else 0
+                _read_lines(part, survey, needles, before, block)
+            else:
+                survey.add_columns(found, counts)
+            offset += len(block)
+    return True
+
+
+def _parsed(blocks: Iterator[bytes]) -> tuple[bytes, pa.Array | None] | None:
+    """The next block and its documents (None: Arrow cannot read it), or None at the end."""
+    block = next(blocks, None)
+    if block is None:
+        return None
+    if not block.endswith(b"\n"):
+        return block, None  # an unfinished last line
+    try:
+        return block, parse_block(block)
+    except Unusual:
+        return block, None
+
+
+def _newlines(part: Part, offset: int) -> int:
+    """How many lines end in the first ``offset`` bytes of the (decompressed) file."""
+    count = 0
+    with _open(part) as handle:
+        while offset > 0:
+            data = handle.read(min(offset, BLOCK_BYTES))
+            count += data.count(b"\n")
+            offset -= len(data)
+    return count
+
+
+def _one_document(block: bytes) -> bool:
+    """Whether a file starting with ``block`` is one pretty-printed document (as _texts)."""
+    for line in block.split(b"\n", 64)[:64]:
+        if line.strip():
+            return _starts_document(line)
+    return False
+
+
+def _starts_document(first_line: bytes) -> bool:
+    """A first line that is not JSON and does not end an object starts a pretty-printed one."""
+    return not first_line.rstrip().endswith(b"}") and _unparsable(first_line)
+
+
+def _wanted(line: bytes, needles: tuple[bytes, ...]) -> bool:
+    """Whether ``line`` holds every needle (a line without one has no wanted span)."""
+    return all(needle in line for needle in needles)
+
+
+def _read_lines(
+    part: Part, survey: Survey, needles: tuple[bytes, ...], before: int, block: bytes
+) -> None:
+    """Read a block's lines one at a time, as :func:`_texts` gives them; ``before`` precede it."""
+    first = before == 0
+    for number, line in enumerate(block.splitlines(keepends=True), before + 1):
+        if line.strip() and (first or _wanted(line, needles)):
+            first = False
+            _read_line(part, survey, number, line)
+
+
+def _blocks(part: Part, handle: IO[bytes]) -> Iterator[bytes]:
+    """The file in blocks of about ``BLOCK_BYTES`` of whole lines (the last may be unfinished)."""
+    rest = b""
+    try:
+        while data := handle.read(BLOCK_BYTES):
+            end = data.rfind(b"\n") + 1
+            if not end:
+                rest += data
+                continue
+            yield rest + data[:end] if rest else data[:end]
+            rest = data[end:]
+    except (OSError, EOFError, zlib.error) as exc:
+        raise BackendResponseError(f"otlp-file: {part.path}: cannot be read: {exc}") from None
+    if rest:
+        yield rest
+
+
+def read_rows(path: str, needles: tuple[bytes, ...] = ()) -> Iterator[SpanRow]:
+    """Every span row of one OTLP/JSON file, streamed line by line, fully validated.
+
+    Args:
+        path: a file of OTLP/JSON lines or one OTLP/JSON document, gzip-compressed or not.
+        needles: byte strings a line must contain to be decoded (a fast pre-filter).
+
+    Raises:
+        BackendUnavailable: the file cannot be opened.
+        BackendResponseError: a line is not an OTLP/JSON export (naming file and line).
+    """
+    part = Part(path)
+    for number, text in _texts(part, needles):
+        document = _parse(part, number, text)
+        if document is not _PARTIAL:
+            yield from _decode(part, number, document)
+
+
+def is_gzip(path: str) -> bool:
+    """Whether ``path`` starts like a gzip file.
+
+    Raises:
+        BackendUnavailable: the file cannot be opened.
+    """
+    try:
+        with open(path, "rb") as probe:
+            return probe.read(2) == GZIP_MAGIC
+    except OSError as exc:
+        raise BackendUnavailable(f"otlp-file: cannot open {path}: {exc.strerror}") from None
+
+
+def _decode(part: Part, number: int, document: object) -> list[SpanRow]:
+    try:
+        return decode_document(document)
+    except WebhookRejected as exc:
+        raise _malformed(part.path, _line_base(part) + number, exc.message) from None
+
+
+def _texts(part: Part, needles: tuple[bytes, ...]) -> Iterator[tuple[int, bytes]]:
+    """(line number, text) per non-blank line, or (1, the whole file) for one document.
+
+    Lines after the file's first that lack one of ``needles`` are skipped unread. A first line
+    that is not JSON and does not end an object starts a pretty-printed document: the whole
+    file is then one text. Line numbers count from the part's first line (:func:`_line_base`
+    makes them the file's).
+    """
+    with _open(part) as handle:
+        first = part.start == 0
+        for number, line in _lines(part, handle):
+            if first and _starts_document(line):
+                yield 1, _whole(part.path)
+                return
+            if first or _wanted(line, needles):
+                first = False
+                yield number, line
+
+
+def _unparsable(line: bytes) -> bool:
+    try:
+        loads(line)
+    except WebhookRejected:
+        return True
+    return False
+
+
+#: What :func:`_parse` answers for the unfinished last line of a file still being written.
+_PARTIAL = object()
+
+
+def _parse(part: Part, number: int, text: bytes) -> object:
+    """The JSON of one line (or whole document), for the validating decoder.
+
+    An unparsable last line without a newline is the exporter still writing it: ``_PARTIAL``.
+
+    Raises:
+        BackendResponseError: the text is not JSON (naming file and line).
+    """
+    try:
+        return loads(text)
+    except WebhookRejected as exc:
+        if not text.endswith(b"\n"):
+            return _PARTIAL
+        raise _malformed(part.path, _line_base(part) + number, exc.message) from None
+
+
+def _line_base(part: Part) -> int:
+    """How many lines come before the part's first line (counted only when needed)."""
+    if part.start == 0:
+        return 0
+    with open(part.path, "rb") as handle:
+        before = handle.read(part.start - 1)
+    return before.count(b"\n") + 1
+
+
+def _lines(part: Part, handle: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    left = None if part.end is None else part.end - part.start
+    try:
+        if part.start > 0:
+            # Begin at the first line starting at or after `start`: the byte before it ends
+            # the line that the part before reads.
+            handle.seek(part.start - 1)
+            skipped = len(handle.readline())
+            left = None if left is None else left + 1 - skipped
+        for number, line in enumerate(handle, 1):
+            if left is not None:
+                if left <= 0:
+                    return
+                left -= len(line)
+            if line.strip():
+                yield number, line
+    except (OSError, EOFError, zlib.error) as exc:
+        # gzip.BadGzipFile is an OSError; a truncated member raises EOFError.
+        raise BackendResponseError(f"otlp-file: {part.path}: cannot be read: {exc}") from None
+
+
+def _open(part: Part) -> IO[bytes]:
+    try:
+        if part.start == 0 and is_gzip(part.path):
+            return cast("IO[bytes]", gzip.open(part.path, "rb"))
+        return open(part.path, "rb")
+    except OSError as exc:
+        raise BackendUnavailable(f"otlp-file: cannot open {part.path}: {exc.strerror}") from None
+
+
+def _whole(path: str) -> bytes:
+    """The text of a file holding one pretty-printed document.
+
+    Raises:
+        BackendResponseError: it cannot be read, or is not JSON.
+    """
+    with _open(Part(path)) as handle:
+        try:
+            data = handle.read()
+        except (OSError, EOFError, zlib.error) as exc:
+            raise BackendResponseError(f"otlp-file: {path}: cannot be read: {exc}") from None
+    try:
+        loads(data)
+    except WebhookRejected as exc:
+        raise BackendResponseError(
+            f"otlp-file: {path}: neither OTLP/JSON lines nor one JSON document: "
+            + exc.message.removeprefix("body: ")
+        ) from None
+    return data
+
+
+def _malformed(path: str, number: int, problem: str) -> BackendResponseError:
+    problem = problem.removeprefix("body: ")
+    return BackendResponseError(f"otlp-file: {path}, line {number}: {problem}")

@@ -1,0 +1,118 @@
+"""``POST /v1/traces``: the OTLP/HTTP receiver in front of the embedded backend.
+
+Answers like an OTLP/HTTP server: 200 with an empty ``ExportTraceServiceResponse`` in the
+request's format, 400/413/415 as ``{"error": "..."}`` (permanent for exporters), 503 with
+``Retry-After`` when the store cannot take the spans (exporters retry).
+
+Stored spans are counted here; requests and refusals by reason are counted by the request
+middleware (:mod:`feedbot.web.observe`), which also sees the refusals made before this handler
+runs. Requests to this route are never traced: feedbot may be exporting its own spans to it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from feedbot.backends.embedded import EmbeddedBackend
+from feedbot.errors import BackendUnavailable, WebhookRejected
+from feedbot.metrics import Metrics
+from feedbot.spans.otlp import JSON, PROTOBUF, media_type
+from feedbot.web.schema import OTLP_OPENAPI, OTLP_RESPONSES
+
+log = logging.getLogger(__name__)
+
+#: Decompressed bodies may be this many times larger than the compressed cap.
+EXPANSION = 4
+
+
+def otlp_router(
+    backend: EmbeddedBackend,
+    *,
+    max_body_bytes: int = 16 * 1024 * 1024,
+    metrics: Metrics | None = None,
+) -> APIRouter:
+    """The OTLP/HTTP trace receiver.
+
+    Args:
+        backend: where received spans are stored.
+        max_body_bytes: the largest request body accepted as sent; after gzip decompression
+            ``EXPANSION`` times as much.
+        metrics: where stored spans are counted; a private, unscraped one when None.
+
+    Returns:
+        A router with ``POST /v1/traces``, for ``app.include_router``.
+    """
+    router = APIRouter()
+    counts = metrics or Metrics()
+
+    @router.post("/v1/traces", responses=OTLP_RESPONSES, openapi_extra=OTLP_OPENAPI)
+    async def traces(request: Request) -> Response:
+        return await receive(request, backend, max_body_bytes, metrics=counts)
+
+    return router
+
+
+async def receive(
+    request: Request,
+    backend: EmbeddedBackend,
+    max_body_bytes: int,
+    *,
+    metrics: Metrics | None = None,
+) -> Response:
+    """Store the spans of one export request and answer as an OTLP/HTTP server does."""
+    try:
+        body = await read_capped(request, max_body_bytes)
+        # Decoding and the insert are blocking work: keep them off the event loop.
+        count = await run_in_threadpool(
+            backend.ingest,
+            body,
+            request.headers.get("content-type", ""),
+            request.headers.get("content-encoding"),
+            max_bytes=max_body_bytes * EXPANSION,
+        )
+    except WebhookRejected as exc:
+        log.info("otlp: rejected %s: %s", exc.status, exc.message)
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+    except BackendUnavailable as exc:
+        log.warning("otlp: %s", exc)
+        return JSONResponse(
+            {"error": "the span store is unavailable; retry later"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+    log.debug("otlp: stored %d spans", count)
+    if metrics is not None:
+        metrics.spans_accepted(count)
+    return success(request.headers.get("content-type"))
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 once it passes ``limit`` bytes (declared or actual).
+
+    Raises:
+        WebhookRejected: 413 over the limit, before anything is decoded.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise WebhookRejected(413, f"body: {declared} bytes is over the limit of {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise WebhookRejected(413, f"body: over the limit of {limit} bytes")
+    return bytes(body)
+
+
+def success(content_type: str | None) -> Response:
+    """An empty ``ExportTraceServiceResponse``: protobuf bytes, or ``{}`` for a JSON request."""
+    if media_type(content_type) == JSON:
+        return Response(b"{}", media_type=JSON)
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceResponse,
+    )
+
+    return Response(bytes(ExportTraceServiceResponse().SerializeToString()), media_type=PROTOBUF)

@@ -1,0 +1,50 @@
+"""One tick of the background work: checks and sends alternate, so messages don't wait."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from feedbot.clock import FixedClock
+from feedbot.releases.service import register_release
+from feedbot.store import db
+from feedbot.web.app import CHECK_BATCH, build_runtime
+from tests.factories import DEPLOYED, event, settings
+
+
+def test_a_backlog_of_checks_does_not_hold_back_the_messages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf = settings(database_url=f"sqlite:///{tmp_path / 'f.db'}", checks={"after": ["15m"]})
+    runtime = build_runtime(conf, clock=FixedClock(DEPLOYED + timedelta(days=1)))
+    db.migrate(runtime.engine)
+    releases = 2 * CHECK_BATCH + 5
+    with runtime.sessions() as session:
+        for n in range(releases):
+            register_release(session, event(service=f"svc-{n}"), settings=conf, now=DEPLOYED)
+    events: list[str] = []
+    run_one, send_due = runtime.runner.run_one, runtime.sender.send_due
+
+    def checked(check_id: int) -> None:
+        events.append("check")
+        run_one(check_id)
+
+    def sent(*args: object, **kwargs: object) -> object:
+        report = send_due(*args, **kwargs)  # type: ignore[arg-type]
+        events.append(f"send {report.sent}")
+        return report
+
+    monkeypatch.setattr(runtime.runner, "run_one", checked)
+    monkeypatch.setattr(runtime.sender, "send_due", sent)
+    try:
+        runtime.tick()
+    finally:
+        runtime.engine.dispose()
+
+    assert events.count("check") == releases
+    last_check = len(events) - 1 - events[::-1].index("check")
+    sent_before = [e for e in events[:last_check] if e.startswith("send ") and e != "send 0"]
+    assert sent_before, events  # messages went out while checks were still due
+    assert events[-1].startswith("send")  # and the last batch's were sent in the same tick
