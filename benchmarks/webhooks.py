@@ -11,7 +11,8 @@ import httpx
 
 from benchmarks._db import scratch_databases
 from feedbot.config import settings_from_mapping
-from feedbot.web.app import build_runtime, create_app
+from feedbot.runtime import build_runtime
+from feedbot.web.app import create_app
 from tests.factories import sign
 from tests.servers import AppServer
 

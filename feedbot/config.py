@@ -22,7 +22,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from feedbot.durations import parse_duration
 from feedbot.errors import ConfigError
+from feedbot.policy import override_problems
 
 BACKENDS = ("embedded", "otlp-file", "tempo", "jaeger", "zipkin", "clickhouse")
 SLACK_API_URL = "https://slack.com/api/"
@@ -163,45 +165,6 @@ class Settings:
 
 
 # --- durations -------------------------------------------------------------------------------
-
-_DURATION = re.compile(r"(\d+)\s*(ms|s|m|h|d|w)")
-_UNITS = {
-    "ms": timedelta(milliseconds=1),
-    "s": timedelta(seconds=1),
-    "m": timedelta(minutes=1),
-    "h": timedelta(hours=1),
-    "d": timedelta(days=1),
-    "w": timedelta(weeks=1),
-}
-
-
-def parse_duration(text: str) -> timedelta:
-    """Parse ``20s``, ``15m``, ``1h``, ``1d``, ``2w`` or a sum such as ``1h30m``.
-
-    Raises:
-        ValueError: with a message saying what a duration looks like.
-    """
-    cleaned = text.strip().lower()
-    parts = _DURATION.findall(cleaned)
-    if not cleaned or _DURATION.sub("", cleaned).strip():
-        raise ValueError(f"{text!r} is not a duration like 20s, 15m, 1h or 1d")
-    try:
-        total = sum((int(n) * _UNITS[unit] for n, unit in parts), timedelta())
-    except (OverflowError, ValueError):
-        raise ValueError(f"{text!r} is too long a duration") from None
-    if total <= timedelta(0):
-        raise ValueError(f"{text!r} must be longer than zero")
-    return total
-
-
-def format_duration(value: timedelta) -> str:
-    """The shortest ``1d``/``4h``/``15m``/``20s`` spelling of ``value``."""
-    seconds = int(value.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0 and seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
 
 # --- environment interpolation ---------------------------------------------------------------
 
@@ -601,8 +564,6 @@ def _detectors(reader: _Reader, raw: Any, path: str) -> dict[str, dict[str, Any]
     """Validate per-detector overrides against the analysis policy's own fields."""
     # The policy is pure data (no I/O); it is the one place that knows each detector's
     # settings, so the config asks it rather than keeping a second list.
-    from feedbot.policy import override_problems
-
     if raw is None:
         return {}
     if not isinstance(raw, dict):

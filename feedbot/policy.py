@@ -14,8 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from typing import Any
 
-from feedbot.analysis.stats_multi import bonferroni
-from feedbot.config import parse_duration
+from feedbot.durations import parse_duration
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +131,7 @@ class LookPolicy:
     @property
     def q_per_look(self) -> float:
         """BH level at each look: fdr_q / looks (0.0125)."""
-        return bonferroni(self.fdr_q, self.looks)
+        return self.fdr_q / self.looks
 
     def lone_test_level(self, tests: int) -> float:
         """Per-test level a single finding must reach among ``tests`` (q/m, ≈2·10⁻⁴ at 60)."""

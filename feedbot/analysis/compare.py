@@ -34,7 +34,7 @@ from feedbot.analysis.findings import (
 from feedbot.analysis.look import LookTests, group_summary, host_spread
 from feedbot.analysis.reach import CodeReach
 from feedbot.backends.base import ReleaseData
-from feedbot.config import format_duration
+from feedbot.durations import format_duration
 from feedbot.policy import DetectionPolicy
 from feedbot.releases.event import Change
 

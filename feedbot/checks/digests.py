@@ -29,7 +29,7 @@ from feedbot.notify.outbox import enqueue
 from feedbot.store.models import Digest, Release
 
 if TYPE_CHECKING:
-    from feedbot.web.app import Runtime
+    from feedbot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """``feedbot digest --weekly``: queue and send this week's digests (or print them)."""
     from feedbot.config import load_settings
-    from feedbot.web.app import build_runtime
+    from feedbot.runtime import build_runtime
 
     runtime = build_runtime(load_settings(args.config))
     try:

@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 from feedbot import failpoints
 from feedbot.analysis.compare import Analysis
 from feedbot.clock import Clock
-from feedbot.config import Settings, format_duration
+from feedbot.config import Settings
 from feedbot.digest import blocks, text
+from feedbot.durations import format_duration
 from feedbot.notify.outbox import enqueue
 from feedbot.store import acknowledgements as state
 from feedbot.store import queries

@@ -1,34 +1,88 @@
-"""When checks are due, and the ticker that runs them.
+"""The ticker: one pass of a replica's background work, and the scheduler that repeats it.
 
-Planning is pure (:func:`plan_checks`). APScheduler 3 only ticks: every replica runs one interval
-job that claims due checks and sends due messages from the database, which is the source of truth
-(APScheduler 3 does not support several schedulers sharing one job store).
+APScheduler 3 only ticks: every replica runs one interval job that claims due checks and sends
+due messages from the database, which is the source of truth (APScheduler 3 does not support
+several schedulers sharing one job store). A pass alternates a batch of checks with a round of
+sending, then prunes the embedded trace store.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from feedbot.backends.base import TraceBackend
+from feedbot.checks.runner import CheckRunner
+from feedbot.clock import Clock
+from feedbot.config import TracesConfig
+from feedbot.errors import BackendError
+from feedbot.notify.outbox import OutboxSender
 from feedbot.store import db
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class PlannedCheck:
-    """One check to create: how long after the deploy, and when that is."""
-
-    offset: timedelta
-    due_at: datetime
+#: Checks claimed at once by a tick, between two rounds of sending.
+CHECK_BATCH = 10
+PRUNE_EVERY = timedelta(minutes=10)
 
 
-def plan_checks(deployed_at: datetime, offsets: Sequence[timedelta]) -> list[PlannedCheck]:
-    """One check per offset after ``deployed_at``, earliest first, duplicates dropped."""
-    return [PlannedCheck(offset, deployed_at + offset) for offset in sorted(set(offsets))]
+class Ticker:
+    """One replica's background work: run due checks, send due messages, prune old spans.
+
+    Args:
+        runner: claims and runs due checks.
+        sender: sends due messages from the outbox.
+        backend: the trace backend; pruned when it has a ``prune`` method (the embedded store).
+        traces: ``traces.retention`` and ``traces.max_spans``.
+        clock: time source.
+    """
+
+    def __init__(
+        self,
+        *,
+        runner: CheckRunner,
+        sender: OutboxSender,
+        backend: TraceBackend,
+        traces: TracesConfig,
+        clock: Clock,
+    ) -> None:
+        self._runner = runner
+        self._sender = sender
+        self._backend = backend
+        self._traces = traces
+        self._clock = clock
+        self._last_prune: datetime | None = None
+
+    def tick(self) -> None:
+        """One pass: run due checks, send due messages, prune spans.
+
+        Checks and sends alternate a batch at a time, so a backlog of due checks does not hold
+        back the messages of the checks already done.
+        """
+        while True:
+            ran = self._runner.run_due(CHECK_BATCH, batches=1)
+            self._sender.send_due()
+            if ran < CHECK_BATCH:
+                break
+        self.prune_spans()
+
+    def prune_spans(self) -> int:
+        """Drop embedded spans past ``traces.retention`` or ``traces.max_spans``, every 10 min."""
+        prune = getattr(self._backend, "prune", None)
+        now = self._clock.now()
+        if prune is None or (self._last_prune and now - self._last_prune < PRUNE_EVERY):
+            return 0
+        self._last_prune = now
+        try:
+            deleted = int(prune(now - self._traces.retention, max_spans=self._traces.max_spans))
+        except BackendError as exc:
+            log.warning("could not prune old spans: %s", exc)
+            return 0
+        if deleted:
+            log.info("pruned %d spans older than %s", deleted, self._traces.retention)
+        return deleted
 
 
 def start_ticker(tick: Callable[[], Any], every: timedelta) -> Any:

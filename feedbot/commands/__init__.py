@@ -136,8 +136,8 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _tick(args: argparse.Namespace) -> int:
+    from feedbot.runtime import build_runtime
     from feedbot.store import db
-    from feedbot.web.app import build_runtime
 
     runtime = build_runtime(_settings(args))
     db.migrate(runtime.engine)
@@ -149,8 +149,9 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from feedbot.checks.ticker import start_ticker
+    from feedbot.runtime import build_runtime
     from feedbot.store import db
-    from feedbot.web.app import build_runtime, create_app
+    from feedbot.web.app import create_app
 
     settings = _settings(args)
     runtime = build_runtime(settings)

@@ -21,12 +21,14 @@ from typing import Any, TextIO
 
 import uvicorn
 
-from feedbot.config import Settings, format_duration, settings_from_mapping
+from feedbot.config import Settings, settings_from_mapping
 from feedbot.demo.recorder import RecordingNotifier
+from feedbot.durations import format_duration
 from feedbot.notify.base import Notifier
 from feedbot.policy import DetectionPolicy, NPlusOnePolicy
+from feedbot.runtime import Runtime, build_notifier, build_runtime
 from feedbot.store import db
-from feedbot.web.app import Runtime, build_notifier, build_runtime, create_app
+from feedbot.web.app import create_app
 
 #: The vault app queries SQLite in-process, where one query takes ~0.1 ms instead of the ~1 ms
 #: of a database across a network, so Sentry's 50 ms total for an N+1 is out of its reach. The

@@ -22,12 +22,12 @@ from typing import Any
 
 import httpx
 
-from feedbot.config import format_duration
 from feedbot.demo import changes as release_diff
 from feedbot.demo.host import HostPlan, LocalFeedbot
 from feedbot.demo.load import Pace, Sent, send
 from feedbot.demo.progress import Progress
 from feedbot.demo.recorder import Delivered, RecordingNotifier
+from feedbot.durations import format_duration
 from feedbot.releases.notify_deploy import PATH as WEBHOOK_PATH
 from feedbot.releases.notify_deploy import post_with_retries
 from feedbot.store import queries

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from feedbot.config import format_duration
 from feedbot.digest.text import VERDICT_WORDS, release_title, status_line
 from feedbot.digest.text import release_parent as parent_text
+from feedbot.durations import format_duration
 from feedbot.store.models import Release
 
 Block = dict[str, Any]

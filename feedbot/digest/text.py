@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 
-from feedbot.config import format_duration
+from feedbot.durations import format_duration
 from feedbot.store.models import Release
 
 

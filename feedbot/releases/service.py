@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from feedbot import failpoints
-from feedbot.checks.ticker import plan_checks
+from feedbot.checks.plan import plan_checks
 from feedbot.config import Settings
 from feedbot.digest import blocks, text
 from feedbot.notify.outbox import enqueue

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 from sqlalchemy.orm import Session, sessionmaker
 
 from feedbot.clock import Clock
-from feedbot.config import parse_duration
 from feedbot.digest.blocks import ACTION_EXPECTED, ACTION_MUTE, ACTION_TRACES, Rendered
+from feedbot.durations import parse_duration
 from feedbot.slack.feedback import FeedbackService, parse
 from feedbot.store import acknowledgements as state
 from feedbot.store.models import Release

@@ -1,4 +1,4 @@
-"""The HTTP composition root: builds the engine, backend, notifier and workers, and the routes.
+"""The FastAPI application: a thin adapter from HTTP to the runtime's services.
 
 Routes: ``POST /webhooks/<source>`` (deploys in), ``POST /v1/traces`` (embedded backend),
 ``POST /slack/events`` (slash commands and interactions), ``/healthz``, ``/readyz``, ``/metrics``.
@@ -7,36 +7,21 @@ Routes: ``POST /webhooks/<source>`` (deploys in), ``POST /v1/traces`` (embedded 
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import sys
-import uuid
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import FastAPI, Path, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
 from feedbot import logs
-from feedbot.backends import build_backend, unwrapped
-from feedbot.backends.base import TraceBackend
-from feedbot.checks.runner import CheckRunner
-from feedbot.clock import Clock, SystemClock
-from feedbot.config import Settings
-from feedbot.errors import BackendError, WebhookRejected
-from feedbot.metrics import CONTENT_TYPE, Metrics
-from feedbot.notify.base import Notifier
-from feedbot.notify.outbox import OutboxSender
-from feedbot.policy import DetectionPolicy
+from feedbot.backends import unwrapped
+from feedbot.errors import WebhookRejected
+from feedbot.metrics import CONTENT_TYPE
 from feedbot.releases.event import ReleaseEvent
 from feedbot.releases.service import Registration, register_release
 from feedbot.releases.sources import build_sources
 from feedbot.releases.sources.base import DeploySource
+from feedbot.runtime import Runtime
 from feedbot.store import db
-from feedbot.telemetry import NullTracer, Tracer, build_tracer
 from feedbot.web.body import BodyGuard, read_body
 from feedbot.web.observe import RequestObserver
 from feedbot.web.schema import (
@@ -48,137 +33,9 @@ from feedbot.web.schema import (
 )
 
 log = logging.getLogger(__name__)
-#: Checks claimed at once by a tick, between two rounds of sending.
-CHECK_BATCH = 10
-PRUNE_EVERY = timedelta(minutes=10)
 
 #: Slack's slash commands and interactions are small form posts; a view submission is the largest.
 SLACK_MAX_BODY_BYTES = 1024 * 1024
-
-
-@dataclass
-class Runtime:
-    """Everything a running feedbot holds, built once from the settings."""
-
-    settings: Settings
-    engine: Engine
-    sessions: sessionmaker[Session]
-    backend: TraceBackend
-    notifier: Notifier
-    clock: Clock
-    runner: CheckRunner
-    sender: OutboxSender
-    worker: str
-    metrics: Metrics = field(default_factory=Metrics)
-    tracer: Tracer = field(default_factory=NullTracer)
-    last_prune: datetime | None = None
-
-    def tick(self) -> None:
-        """One pass of the background work: run due checks, send due messages, prune spans.
-
-        Checks and sends alternate a batch at a time, so a backlog of due checks does not hold
-        back the messages of the checks already done.
-        """
-        while True:
-            ran = self.runner.run_due(CHECK_BATCH, batches=1)
-            self.sender.send_due()
-            if ran < CHECK_BATCH:
-                break
-        self.prune_spans()
-
-    def prune_spans(self) -> int:
-        """Drop embedded spans past ``traces.retention`` or ``traces.max_spans``, every 10 min."""
-        prune = getattr(self.backend, "prune", None)
-        now = self.clock.now()
-        if prune is None or (self.last_prune and now - self.last_prune < PRUNE_EVERY):
-            return 0
-        self.last_prune = now
-        try:
-            deleted = int(
-                prune(
-                    now - self.settings.traces.retention, max_spans=self.settings.traces.max_spans
-                )
-            )
-        except BackendError as exc:
-            log.warning("could not prune old spans: %s", exc)
-            return 0
-        if deleted:
-            log.info("pruned %d spans older than %s", deleted, self.settings.traces.retention)
-        return deleted
-
-
-def build_notifier(settings: Settings, metrics: Metrics | None = None) -> Notifier:
-    """Slack when a bot token is configured, else the console; Slack retries count into metrics."""
-    if settings.slack.bot_token:
-        from feedbot.notify.slack import SlackNotifier, build_web_client
-
-        client = build_web_client(
-            token=settings.slack.bot_token,
-            base_url=settings.slack.api_url,
-            on_retry=metrics.slack_retried if metrics is not None else None,
-        )
-        return SlackNotifier(client)
-    from feedbot.notify.console import ConsoleNotifier
-
-    return ConsoleNotifier(sys.stdout)
-
-
-def build_runtime(
-    settings: Settings,
-    *,
-    clock: Clock | None = None,
-    notifier: Notifier | None = None,
-    policy: DetectionPolicy | None = None,
-) -> Runtime:
-    """Wire the store, backend, notifier, workers, metrics and tracing for ``settings``."""
-    clock = clock or SystemClock()
-    tracer = build_tracer(settings.telemetry)
-    metrics = Metrics()
-    engine = db.make_engine(settings.database_url)
-    sessions = db.make_sessions(engine)
-    metrics.watch_store(sessions, clock)
-    # The trace store reads in long streaming transactions and only inserts otherwise: on SQLite
-    # it must not take the writer lock up front the way the release store's transactions do.
-    traces = (
-        db.make_sessions(db.make_engine(settings.database_url, immediate=False))
-        if engine.dialect.name == "sqlite"
-        else sessions
-    )
-    backend = build_backend(settings, traces, metrics=metrics, tracer=tracer)
-    notifier = notifier or build_notifier(settings, metrics)
-    worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-    runner = CheckRunner(
-        sessions=sessions,
-        backend=backend,
-        settings=settings,
-        clock=clock,
-        worker=worker,
-        policy=policy,
-        metrics=metrics,
-        tracer=tracer,
-    )
-    sender = OutboxSender(
-        sessions=sessions,
-        notifier=notifier,
-        clock=clock,
-        worker=worker,
-        lease=settings.checks.lease,
-        metrics=metrics,
-        tracer=tracer,
-    )
-    return Runtime(
-        settings,
-        engine,
-        sessions,
-        backend,
-        notifier,
-        clock,
-        runner,
-        sender,
-        worker,
-        metrics,
-        tracer,
-    )
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -215,7 +72,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         )
         app.include_router(router)
     if runtime.settings.slack.signing_secret:
-        from feedbot.slack.app import mount_slack
+        from feedbot.web.slack import mount_slack
 
         mount_slack(app, runtime)
     return app

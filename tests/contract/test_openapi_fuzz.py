@@ -32,8 +32,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from feedbot.config import settings_from_mapping
+from feedbot.runtime import build_runtime
 from feedbot.store.db import migrate
-from feedbot.web.app import build_runtime, create_app
+from feedbot.web.app import create_app
 from tests.factories import sign
 from tests.fakes.slack_api import FakeSlackAPI
 

@@ -27,7 +27,8 @@ from slack_sdk.signature import SignatureVerifier
 
 from feedbot.clock import FixedClock
 from feedbot.config import settings_from_mapping
-from feedbot.web.app import Runtime, build_runtime, create_app
+from feedbot.runtime import Runtime, build_runtime
+from feedbot.web.app import create_app
 from tests.factories import DEPLOYED, otlp_spans, sign
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.servers import AppServer

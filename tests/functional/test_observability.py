@@ -23,11 +23,12 @@ from sqlalchemy import select
 from feedbot import __version__, logs
 from feedbot.clock import FixedClock
 from feedbot.config import settings_from_mapping
+from feedbot.runtime import Runtime, build_runtime
 from feedbot.store import db
 from feedbot.store.models import Delivery
 from feedbot.store.spans import Span
 from feedbot.telemetry import OtelTracer
-from feedbot.web.app import Runtime, build_runtime, create_app
+from feedbot.web.app import create_app
 from tests.factories import DEPLOYED, otlp_spans, sign
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.servers import AppServer

@@ -22,8 +22,9 @@ from feedbot.clock import FixedClock
 from feedbot.config import settings_from_mapping
 from feedbot.policy import DetectionPolicy
 from feedbot.releases.service import register_release
+from feedbot.runtime import Runtime, build_runtime
 from feedbot.store.models import Acknowledgement, Check, Mute
-from feedbot.web.app import Runtime, build_runtime, create_app
+from feedbot.web.app import create_app
 from tests.factories import DEPLOYED, event
 from tests.fakes.sdk_spans import json_line, query, release_spans
 from tests.fakes.slack_api import FakeSlackAPI

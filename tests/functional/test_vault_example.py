@@ -24,9 +24,10 @@ from examples.vault import traffic
 from examples.vault.run import StackError, start_stack
 from feedbot.backends.base import ReleaseData, SpanGroupStats, SpanQuery
 from feedbot.config import settings_from_mapping
+from feedbot.runtime import Runtime, build_runtime
 from feedbot.store.db import make_engine, migrate
 from feedbot.store.spans import Span
-from feedbot.web.app import Runtime, build_runtime, create_app
+from feedbot.web.app import create_app
 from tests.servers import AppServer
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"

@@ -18,8 +18,8 @@ from feedbot.clock import FixedClock
 from feedbot.commands import main
 from feedbot.config import Settings, settings_from_mapping
 from feedbot.releases.service import register_release
+from feedbot.runtime import Runtime, build_runtime
 from feedbot.store.models import Check, Delivery, Digest
-from feedbot.web.app import Runtime, build_runtime
 from tests.factories import event
 from tests.fakes.slack_api import FakeSlackAPI
 

@@ -5,12 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from feedbot.config import (
-    format_duration,
-    load_settings,
-    parse_duration,
-    settings_from_mapping,
-)
+from feedbot.config import load_settings, settings_from_mapping
+from feedbot.durations import format_duration, parse_duration
 from feedbot.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -23,12 +23,13 @@ from slack_sdk.signature import SignatureVerifier
 
 from feedbot.clock import FixedClock
 from feedbot.config import settings_from_mapping
-from feedbot.slack.app import refusal
+from feedbot.runtime import Runtime, build_runtime
 from feedbot.slack.feedback import parse
 from feedbot.slack.listeners import _Buttons, answerable
 from feedbot.store.db import migrate
 from feedbot.store.models import Acknowledgement, Mute
-from feedbot.web.app import Runtime, build_runtime, create_app
+from feedbot.web.app import create_app
+from feedbot.web.slack import refusal
 
 FUZZ = settings(
     max_examples=200,

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from feedbot.checks.ticker import CHECK_BATCH
 from feedbot.clock import FixedClock
 from feedbot.releases.service import register_release
+from feedbot.runtime import build_runtime
 from feedbot.store import db
-from feedbot.web.app import CHECK_BATCH, build_runtime
 from tests.factories import DEPLOYED, event, settings
 
 
