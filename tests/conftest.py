@@ -17,31 +17,67 @@ from feedbot.clock import FixedClock
 from feedbot.store.db import make_engine, migrate
 from tests.fakes.slack_api import slack_api  # noqa: F401  (a fixture)
 
-
-def _find_fixtures() -> Path:
-    """``shared/fixtures`` beside the checkout (or above it), else the workplace's copy."""
-    if os.environ.get("FEEDBOT_FIXTURES"):
-        return Path(os.environ["FEEDBOT_FIXTURES"])
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "shared" / "fixtures"
-        if candidate.is_dir():
-            return candidate
-    return Path("/work/shared/fixtures")
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-FIXTURES = _find_fixtures()
+def fixtures_path() -> Path:
+    """Where the upstream recorded data is: ``FEEDBOT_FIXTURES``, else ``../shared/fixtures``.
+
+    Both are taken from the repository root (the directory holding ``pyproject.toml``): the
+    default is the ``shared/fixtures`` directory beside the checkout.
+    """
+    return (REPO_ROOT / (os.environ.get("FEEDBOT_FIXTURES") or "../shared/fixtures")).resolve()
+
+
+FIXTURES = fixtures_path()
+_UPSTREAM_DESELECTED = pytest.StashKey[int]()
 PG_ADMIN_URL = os.environ.get(
     "FEEDBOT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test by the folder it lives in (unit, functional, contract)."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test by the folder it lives in (unit, functional, contract), and each test on
+    upstream recorded data (it uses ``fixtures_dir``) ``upstream_data``; without that data,
+    deselect the latter, and ``pytest_terminal_summary`` says so."""
     for item in items:
         parts = Path(str(item.fspath)).parts
         for kind in ("unit", "functional", "contract"):
             if kind in parts:
                 item.add_marker(getattr(pytest.mark, "functional" if kind == "contract" else kind))
+        if "fixtures_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.upstream_data)
+    if FIXTURES.is_dir():
+        return
+    absent = [item for item in items if item.get_closest_marker("upstream_data")]
+    if absent:
+        config.hook.pytest_deselected(items=absent)
+        items[:] = [item for item in items if not item.get_closest_marker("upstream_data")]
+        config.stash[_UPSTREAM_DESELECTED] = len(absent)
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    if count := config.stash.get(_UPSTREAM_DESELECTED, 0):
+        terminalreporter.write_line(
+            f"upstream recorded data not found at {FIXTURES} (set FEEDBOT_FIXTURES): "
+            f"{count} tests deselected"
+        )
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    """The upstream recorded data (trace-backend answers and documents): a test that reads it
+    takes this fixture, which marks it ``upstream_data`` (see ``pytest_collection_modifyitems``).
+    """
+    return FIXTURES
+
+
+def upstream_files(folder: str, pattern: str) -> list[str]:
+    """The names of the recorded files in ``folder`` matching ``pattern``, for parametrizing a
+    test that takes ``fixtures_dir``; none where the data is absent (the test is deselected)."""
+    return sorted(str(p.relative_to(FIXTURES / folder)) for p in (FIXTURES / folder).glob(pattern))
 
 
 @pytest.fixture(autouse=True)

@@ -1,15 +1,15 @@
 """Jaeger (api_v3) and Zipkin (v2) query APIs served over real HTTP on 127.0.0.1, for tests.
 
 Each fake is a context manager around a ``ThreadingHTTPServer`` on a free loopback port. It
-records every request, answers the documented shapes from spans it holds (the recorded
-fixtures in ``shared/fixtures``, or spans made by the OpenTelemetry SDK and converted the way
+records every request, answers the documented shapes from spans it holds (the upstream
+recorded data, ``fixtures_dir``, or spans made by the OpenTelemetry SDK and converted the way
 the real backend would store them by :mod:`tests.fakes.sdk_spans`), and can be told to fail::
 
     fake.fail_next("/api/v3/traces", status=429, retry_after="1")   # rate limited
     fake.fail_next("/api/v3/traces", status=500, times=2)           # server error
     fake.fail_next("/api/v3/traces", delay=1.0)                     # slow: past the timeout
     fake.fail_next("/api/v3/traces", body=b"<html>", status=200)    # garbage
-    fake.replay("/api/v3/traces", FIXTURES / "jaeger/api-v3-snapshots/FindTraces.json")
+    fake.replay("/api/v3/traces", fixtures_dir / "jaeger/api-v3-snapshots/FindTraces.json")
 
 A failure replaces the answer for the next ``times`` requests to that path; a replay replaces
 it for good.

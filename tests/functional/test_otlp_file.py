@@ -21,11 +21,8 @@ from feedbot.backends.otlp_file import OtlpFileBackend
 from feedbot.errors import BackendResponseError, BackendUnavailable, ConfigError
 from feedbot.spans import otlp_parallel
 from feedbot.spans.otlp_lines import Part, _line_base, _texts, read_rows
-from tests.conftest import FIXTURES
 from tests.factories import settings
 from tests.fakes.sdk_spans import T0, json_line, ns, query, release_spans
-
-FIXTURE = FIXTURES / "otlp" / "trace.json"
 
 
 @pytest.fixture
@@ -74,8 +71,9 @@ def test_registry_builds_every_backend_and_needs_a_path_for_files() -> None:
         assert isinstance(backend, TraceBackend) and backend.name == name
 
 
-def test_the_otlp_example_document_is_read_by_path() -> None:
-    (row,) = read_rows(str(FIXTURE))
+def test_the_otlp_example_document_is_read_by_path(fixtures_dir: Path) -> None:
+    example = fixtures_dir / "otlp" / "trace.json"
+    (row,) = read_rows(str(example))
     assert (row["service"], row["name"], row["kind"]) == (
         "my.service",
         "I'm a server span",
@@ -83,7 +81,7 @@ def test_the_otlp_example_document_is_read_by_path() -> None:
     )
     assert row["duration_ns"] == 1_000_000_000
     # The example has no service.version, so it belongs to no release.
-    assert OtlpFileBackend([str(FIXTURE)]).collect(query("my.service", "1.0.0")).groups == []
+    assert OtlpFileBackend([str(example)]).collect(query("my.service", "1.0.0")).groups == []
 
 
 def test_a_pretty_printed_gzip_document(tmp_path: Path) -> None:

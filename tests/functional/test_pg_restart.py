@@ -1,22 +1,27 @@
-"""The PostgreSQL server restarted under a running ``feedbot serve``.
+"""A PostgreSQL server restarted under a running ``feedbot serve``.
 
-The real server on this machine is stopped for a few seconds while checks are due and webhooks
-keep arriving, then started again. feedbot must stay up, say so on ``/readyz`` (503, then 200
-again), answer webhooks during the outage with a retryable 503 (never a 500), and afterwards
-lose nothing: every release registered, every check run once, every message sent once.
+The test runs a throwaway PostgreSQL cluster of its own (``initdb`` in a temporary directory,
+trust auth, 127.0.0.1 on a free port, its unix socket in that directory), stops it for a few
+seconds while checks are due and webhooks keep arriving, then starts it again. feedbot must stay
+up, say so on ``/readyz`` (503, then 200 again), answer webhooks during the outage with a
+retryable 503 (never a 500), and afterwards lose nothing: every release registered, every check
+run once, every message sent once. The machine's own PostgreSQL server is never touched.
 
-This test stops a server that every other PostgreSQL test shares: it must never run in parallel
-with them (the suite runs serially; nothing here uses pytest-xdist).
+It needs the server binaries (``/usr/lib/postgresql/<version>/bin``). As root it runs them as the
+``postgres`` user, since ``initdb`` refuses to run as root.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import re
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,15 +30,13 @@ import httpx
 import pytest
 import yaml
 from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from feedbot.store.db import make_sessions, migrate
 from feedbot.store.models import Check, Delivery, Release
-from tests.conftest import PG_ADMIN_URL
 from tests.factories import sign
 from tests.fakes.slack_api import FakeSlackAPI
-from tests.processes import Feedbot
+from tests.processes import Feedbot, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.serial]
 SECRET = "restart-secret"
@@ -43,49 +46,94 @@ RELEASES = len(BEFORE) + len(DURING) + len(AFTERWARDS)
 OUTAGE_SECONDS = 4.0
 
 
-def cluster(action: str) -> None:
-    """``pg_ctlcluster`` on the one cluster of this machine (``/etc/postgresql/<version>``)."""
-    version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[0]
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
-        check=True,
-        timeout=60,
-        capture_output=True,
+def server_binaries() -> Path:
+    """The ``bin`` directory of the newest PostgreSQL server installed (Debian's layout)."""
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parents[1].name) if p.parents[1].name.isdigit() else 0,
     )
+    if not found:
+        pytest.fail("no PostgreSQL server binaries under /usr/lib/postgresql/*/bin/")
+    return found[-1].parent
 
 
-def accepting() -> bool:
-    probe = ["pg_isready", "-h", "127.0.0.1", "-p", "5432", "-t", "1"]
-    return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
+class Cluster:
+    """A throwaway PostgreSQL cluster in ``root``: data in ``root/data``, socket in ``root``."""
 
+    def __init__(self, root: Path, port: int) -> None:
+        self.bin, self.root, self.port = server_binaries(), root, port
+        self.data, self.log = root / "data", root / "server.log"
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        # initdb and the server refuse to run as root: run them as the postgres user then.
+        self.as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
-def wait_accepting(timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not accepting():
-        assert time.monotonic() < deadline, "PostgreSQL does not accept connections"
-        time.sleep(0.2)
+    def run(self, program: str, *args: str, check: bool = True) -> None:
+        command = [*self.as_owner, str(self.bin / program), *args]
+        done = subprocess.run(
+            command, cwd=self.root, capture_output=True, text=True, timeout=120, check=False
+        )
+        if check and done.returncode:
+            log = self.log.read_text() if self.log.exists() else ""
+            pytest.fail(f"{' '.join(command)}: {done.returncode}\n{done.stderr}\n{log}")
+
+    def init(self) -> None:
+        self.run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8")
+        with (self.data / "postgresql.conf").open("a") as conf:
+            conf.write(
+                f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
+                f"unix_socket_directories = '{self.root}'\nfsync = off\n"
+            )
+
+    def start(self) -> None:
+        self.run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
+
+    def stop(self, check: bool = True) -> None:
+        self.run(
+            "pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop", check=check
+        )
+
+    def accepting(self) -> bool:
+        probe = [str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-t", "1"]
+        return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
+
+    def wait_accepting(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.accepting():
+            assert time.monotonic() < deadline, "PostgreSQL does not accept connections"
+            time.sleep(0.2)
 
 
 @pytest.fixture
-def database_url() -> Iterator[str]:
-    """A migrated database of this test's own; PostgreSQL is up again after the test.
+def cluster() -> Iterator[Cluster]:
+    """A cluster of this test's own, started; stopped and removed after the test."""
+    root = Path(tempfile.mkdtemp(prefix="feedbot-pg-"))
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam("postgres")
+        os.chown(root, owner.pw_uid, owner.pw_gid)
+    made = Cluster(root, free_port())
+    try:
+        made.init()
+        made.start()
+        made.wait_accepting()
+        yield made
+    finally:
+        if made.data.exists():
+            made.stop(check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def database_url(cluster: Cluster) -> str:
+    """A migrated database in the test's cluster.
 
     Its engines pool no connection (``NullPool``): none of them may outlive the restart.
     """
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    name = f"feedbot_restart_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(cluster.url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+        connection.execute(text('CREATE DATABASE "feedbot"'))
+    url = cluster.url.removesuffix("/postgres") + "/feedbot"
     migrate(create_engine(url, poolclass=NullPool))
-    try:
-        yield url
-    finally:
-        if not accepting():
-            cluster("start")
-        wait_accepting()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    return url
 
 
 def deploy(url: str, i: int) -> httpx.Response:
@@ -151,7 +199,7 @@ def all_finished(url: str, timeout: float = 90) -> tuple[int, int, int]:
 
 
 def test_postgres_restarted_under_the_service_loses_nothing_and_duplicates_nothing(
-    tmp_path: Path, database_url: str, slack_api: FakeSlackAPI
+    tmp_path: Path, cluster: Cluster, database_url: str, slack_api: FakeSlackAPI
 ) -> None:
     log = tmp_path / "feedbot.log"
     feedbot = Feedbot(config_for(tmp_path, database_url, slack_api), log)
@@ -159,13 +207,13 @@ def test_postgres_restarted_under_the_service_loses_nothing_and_duplicates_nothi
     try:
         probe.start()
         ids = [deploy_retrying(feedbot.url, i) for i in BEFORE]
-        cluster("stop")
+        cluster.stop()
         outage_ends = time.monotonic() + OUTAGE_SECONDS
         refused = [deploy(feedbot.url, i) for i in DURING]
         time.sleep(max(outage_ends - time.monotonic(), 0))  # checks come due meanwhile
         assert feedbot.proc.poll() is None, "feedbot serve died with the database"
-        cluster("start")
-        wait_accepting()
+        cluster.start()
+        cluster.wait_accepting()
         ids += [deploy_retrying(feedbot.url, i) for i in (*DURING, *AFTERWARDS)]
         got = all_finished(database_url)
         assert feedbot.proc.poll() is None

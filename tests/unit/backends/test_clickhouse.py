@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +19,6 @@ from feedbot.backends.http import RetryPolicy
 from feedbot.errors import BackendResponseError, BackendUnavailable, ConfigError
 from feedbot.spans.aggregate import aggregate
 from feedbot.spans.otlp import decode_request
-from tests.conftest import FIXTURES
 from tests.fakes.clickhouse_shim import (
     ClickHouseShim,
     exporter_rows,
@@ -99,16 +99,16 @@ def test_conforms_to_the_protocol(ch: ClickHouseShim) -> None:
     assert isinstance(backend(ch), TraceBackend)
 
 
-def test_shim_table_has_the_exporter_columns(ch: ClickHouseShim) -> None:
-    expected = json.loads((FIXTURES / "clickhouse" / "expected-columns.json").read_text())
+def test_shim_table_has_the_exporter_columns(ch: ClickHouseShim, fixtures_dir: Path) -> None:
+    expected = json.loads((fixtures_dir / "clickhouse" / "expected-columns.json").read_text())
     described = ch.run("DESC TABLE default.otel_traces")
     columns = [json.loads(line) for line in described.splitlines()]
     got = [{"name": c["name"], "type": c["type"]} for c in columns if c["default_type"] != "ALIAS"]
     assert got == expected["otel_traces"]
 
 
-def test_canary_fixture_span_in_milliseconds(ch: ClickHouseShim) -> None:
-    document = json.loads((FIXTURES / "clickhouse" / "otlp-traces.json").read_text())
+def test_canary_fixture_span_in_milliseconds(ch: ClickHouseShim, fixtures_dir: Path) -> None:
+    document = json.loads((fixtures_dir / "clickhouse" / "otlp-traces.json").read_text())
     rows = exporter_rows(request_from_otlp_json(document))
     rows[0]["ResourceAttributes"]["service.version"] = "1.0"
     ch.insert(rows)

@@ -14,7 +14,7 @@ from feedbot.backends.base import SpanQuery, TraceBackend
 from feedbot.backends.jaeger import SEARCH, JaegerBackend, rfc3339
 from feedbot.errors import BackendResponseError, BackendUnavailable
 from feedbot.spans.aggregate import to_ns
-from tests.conftest import FIXTURES
+from tests.conftest import upstream_files
 from tests.fakes.sdk_spans import otlp_document, shop_spans
 from tests.fakes.trace_servers import FakeJaeger, parse_rfc3339
 from tests.search_backends import search_backend, trace_links, wrong_shape_error
@@ -27,8 +27,8 @@ QUERY = SpanQuery(
     end=T0 + timedelta(hours=1),
     environment="production",
 )
-SNAPSHOTS = FIXTURES / "jaeger" / "api-v3-snapshots"
-STORAGE = sorted((FIXTURES / "jaeger" / "otlp-storage-integration").glob("*_trace.json"))
+SNAPSHOTS = "jaeger/api-v3-snapshots"
+STORAGE = "jaeger/otlp-storage-integration"
 
 
 @pytest.fixture
@@ -54,8 +54,10 @@ def test_is_a_trace_backend(jaeger: JaegerBackend) -> None:
 
 
 @pytest.mark.parametrize("name", ["FindTraces.json", "GetTrace.json"])
-def test_recorded_answers_parse(jaeger: JaegerBackend, fake: FakeJaeger, name: str) -> None:
-    fake.replay(SEARCH, SNAPSHOTS / name)
+def test_recorded_answers_parse(
+    jaeger: JaegerBackend, fake: FakeJaeger, name: str, fixtures_dir: Path
+) -> None:
+    fake.replay(SEARCH, fixtures_dir / SNAPSHOTS / name)
     rows = jaeger.find_traces(QUERY, QUERY.start, QUERY.end, limit=10)
     assert [(r["trace_id"], r["span_id"], r["name"], r["kind"], r["is_error"]) for r in rows] == [
         ("00000000000000000000000000000001", "0000000000000002", "foobar", "SERVER", True)
@@ -64,9 +66,11 @@ def test_recorded_answers_parse(jaeger: JaegerBackend, fake: FakeJaeger, name: s
     assert jaeger.collect(QUERY).groups == []
 
 
-@pytest.mark.parametrize("path", STORAGE, ids=lambda p: p.stem)
-def test_storage_fixtures_are_found_by_service_and_window(fake: FakeJaeger, path: Path) -> None:
-    document = json.loads(path.read_text())
+@pytest.mark.parametrize("name", upstream_files(STORAGE, "*_trace.json"))
+def test_storage_fixtures_are_found_by_service_and_window(
+    fake: FakeJaeger, name: str, fixtures_dir: Path
+) -> None:
+    document = json.loads((fixtures_dir / STORAGE / name).read_text())
     fake.add_otlp(document)
     expected = [
         span for rs in document["resourceSpans"] for ss in rs["scopeSpans"] for span in ss["spans"]

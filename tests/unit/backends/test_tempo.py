@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,7 +28,6 @@ from feedbot.backends.tempo import (
 from feedbot.errors import BackendResponseError, BackendUnavailable
 from feedbot.spans.aggregate import aggregate
 from feedbot.spans.otlp import decode_request
-from tests.conftest import FIXTURES
 from tests.fakes.sdk_spans import sdk_release
 from tests.fakes.tempo_server import TempoServer, parse_selector
 
@@ -130,8 +130,8 @@ def test_request_units(tempo: TempoServer) -> None:
     assert metrics["step"] == "3600s"
 
 
-def test_fixture_trace_in_batches_shape() -> None:
-    document = json.loads((FIXTURES / "tempo" / "tempopb" / "trace.json").read_text())
+def test_fixture_trace_in_batches_shape(fixtures_dir: Path) -> None:
+    document = json.loads((fixtures_dir / "tempo" / "tempopb" / "trace.json").read_text())
     (row,) = trace_rows(document)
     assert row["trace_id"] == "5b8efff798038103d269b633813fc60c"  # upper-case hex lowered
     assert row["parent_span_id"] == "eee19b7ec3c1b173"

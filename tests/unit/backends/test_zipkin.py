@@ -14,7 +14,7 @@ from feedbot.backends.base import SpanQuery, TraceBackend
 from feedbot.backends.zipkin import SEARCH, ZipkinBackend, parse_annotation, zipkin_row
 from feedbot.errors import BackendResponseError, BackendUnavailable
 from feedbot.spans.aggregate import to_ns
-from tests.conftest import FIXTURES
+from tests.conftest import upstream_files
 from tests.fakes.sdk_spans import shop_spans, zipkin_spans
 from tests.fakes.trace_servers import FakeZipkin
 from tests.search_backends import search_backend, trace_links, wrong_shape_error
@@ -27,7 +27,7 @@ QUERY = SpanQuery(
     end=T0 + timedelta(hours=1),
     environment="production",
 )
-FILES = sorted((FIXTURES / "zipkin").glob("*/*.json"))
+FILES = upstream_files("zipkin", "*/*.json")
 
 
 def load(path: Path) -> list[dict[str, Any]]:
@@ -57,9 +57,11 @@ def test_is_a_trace_backend(zipkin: ZipkinBackend) -> None:
     assert zipkin.name == "zipkin"
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
-def test_every_fixture_is_served_and_parsed(fake: FakeZipkin, path: Path) -> None:
-    spans = load(path)
+@pytest.mark.parametrize("name", FILES)
+def test_every_fixture_is_served_and_parsed(
+    fake: FakeZipkin, name: str, fixtures_dir: Path
+) -> None:
+    spans = load(fixtures_dir / "zipkin" / name)
     fake.add_spans(spans)
     first = min(s["timestamp"] for s in spans if "timestamp" in s)
     service = spans[0]["localEndpoint"].get("serviceName", "")  # envoy.json has none
@@ -79,14 +81,15 @@ def test_every_fixture_is_served_and_parsed(fake: FakeZipkin, path: Path) -> Non
         assert row["parent_span_id"] == span.get("parentId")
 
 
-def test_fixture_details() -> None:
-    (client,) = [zipkin_row(s) for s in load(FIXTURES / "zipkin/benchmarks/zipkin2-client.json")]
+def test_fixture_details(fixtures_dir: Path) -> None:
+    zipkin = fixtures_dir / "zipkin"
+    (client,) = [zipkin_row(s) for s in load(zipkin / "benchmarks/zipkin2-client.json")]
     assert client["trace_id"] == "4d1e00c0db9010db86154a4ba6e91385"
     assert (client["service"], client["name"], client["kind"]) == ("frontend", "get", "CLIENT")
     assert client["start_ns"] == 1_472_470_996_199_000_000
     assert client["duration_ns"] == 207_000_000
     assert client["attributes"] == {"http.path": "/api", "clnt/finagle.version": "6.45.0"}
-    db = [zipkin_row(s) for s in load(FIXTURES / "zipkin/zipkin-lens-testdata/simple-db-p6.json")]
+    db = [zipkin_row(s) for s in load(zipkin / "zipkin-lens-testdata/simple-db-p6.json")]
     insert = next(r for r in db if r["span_id"] == "5d532ef6fed52445")
     # Brave's sql.query is read as the statement, so N+1 detection sees it.
     assert insert["attributes"]["db.statement"].startswith("insert into revinfo")

@@ -25,7 +25,6 @@ from feedbot.spans.otlp import (
 )
 from feedbot.store.spans import LIMITS, SpanRow
 from feedbot.store.spans import Span as SpanModel
-from tests.conftest import FIXTURES
 
 PB = "application/x-protobuf"
 JS = "application/json"
@@ -130,8 +129,8 @@ OLD = {
 }
 
 
-def test_fixture_file_decodes() -> None:
-    rows = decode((FIXTURES / "otlp" / "trace.json").read_bytes())
+def test_fixture_file_decodes(fixtures_dir: Path) -> None:
+    rows = decode((fixtures_dir / "otlp" / "trace.json").read_bytes())
 
     assert rows == [
         SpanRow(
@@ -497,8 +496,3 @@ def test_json_wrong_shapes_are_400(body: bytes, message: str) -> None:
     error = reject(body)
     assert error.status == 400
     assert error.message.startswith(message)
-
-
-def test_fixture_path_is_the_shared_one() -> None:
-    assert (FIXTURES / "otlp" / "trace.json").is_file()
-    assert isinstance(FIXTURES, Path)
