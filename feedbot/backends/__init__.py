@@ -15,10 +15,11 @@ from typing import Any
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
-from feedbot.backends.base import ReleaseData, SpanQuery, TraceBackend
+from feedbot.backends.base import TraceBackend
 from feedbot.config import Settings
 from feedbot.errors import ConfigError
 from feedbot.metrics import Metrics
+from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.telemetry import NullTracer, Tracer
 
 Factory = Callable[[Settings, sessionmaker[Session]], TraceBackend]

@@ -16,10 +16,10 @@ from sqlalchemy import ColumnElement, Row, delete, insert, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from feedbot.backends.base import ReleaseData, SpanQuery
 from feedbot.clock import Clock, SystemClock
 from feedbot.errors import BackendUnavailable
 from feedbot.spans.aggregate import Aggregator, to_ns
+from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.spans.otlp import decode_request
 from feedbot.store.spans import Span, SpanRow
 

@@ -29,9 +29,9 @@ from typing import Any
 import httpx
 
 from feedbot import __version__
-from feedbot.backends.base import ReleaseData, SpanQuery
 from feedbot.errors import BackendResponseError, BackendUnavailable
 from feedbot.spans.aggregate import Aggregator, matcher
+from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.store.spans import SpanRow
 
 Primitive = str | int | float | bool | None

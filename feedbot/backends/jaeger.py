@@ -23,10 +23,10 @@ from typing import Any
 
 import httpx
 
-from feedbot.backends.base import SpanQuery
 from feedbot.backends.http import Primitive, SearchBackend
 from feedbot.errors import WebhookRejected
 from feedbot.spans.aggregate import EPOCH, to_ns
+from feedbot.spans.model import SpanQuery
 from feedbot.spans.otlp import JSON, decode_request
 from feedbot.store.spans import SpanRow
 

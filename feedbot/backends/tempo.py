@@ -25,10 +25,10 @@ from typing import Any
 
 import httpx
 
-from feedbot.backends.base import ReleaseData, SpanGroupStats, SpanQuery
 from feedbot.backends.http import JsonApi, RetryPolicy, split_window
 from feedbot.errors import BackendResponseError, WebhookRejected
 from feedbot.spans.aggregate import aggregate, to_ns
+from feedbot.spans.model import ReleaseData, SpanGroupStats, SpanQuery
 from feedbot.spans.otlp_json import decode_json
 from feedbot.spans.semconv import label
 from feedbot.store.spans import SpanRow

@@ -24,9 +24,9 @@ import re
 from datetime import datetime
 from typing import Any
 
-from feedbot.backends.base import SpanQuery
 from feedbot.backends.http import Primitive, SearchBackend
 from feedbot.spans.aggregate import to_ns
+from feedbot.spans.model import SpanQuery
 from feedbot.spans.otlp import (
     MAX_ATTRIBUTES,
     MAX_EVENTS,

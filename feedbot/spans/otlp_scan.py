@@ -38,9 +38,9 @@ import msgspec
 import orjson
 from msgspec import Raw, Struct
 
-from feedbot.backends.base import SpanQuery
 from feedbot.errors import WebhookRejected
 from feedbot.spans.aggregate import Aggregator, GroupKey, to_ns
+from feedbot.spans.model import SpanQuery
 from feedbot.spans.otlp import (
     KINDS,
     MAX_ATTRIBUTES,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from google.protobuf import json_format
 
-from feedbot.backends.base import ReleaseData, SpanQuery, TraceBackend
+from feedbot.backends.base import TraceBackend
 from feedbot.backends.http import RetryPolicy
 from feedbot.backends.tempo import (
     TempoBackend,
@@ -26,6 +26,7 @@ from feedbot.backends.tempo import (
 )
 from feedbot.errors import BackendResponseError, BackendUnavailable
 from feedbot.spans.aggregate import aggregate
+from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.spans.otlp import decode_request
 from tests.conftest import FIXTURES
 from tests.fakes.sdk_spans import sdk_release

@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feedbot.backends.base import CodeSeen, ExceptionSeen, SpanQuery
 from feedbot.spans import semconv
 from feedbot.spans.aggregate import (
     Aggregator,
@@ -21,6 +20,7 @@ from feedbot.spans.aggregate import (
     to_ns,
 )
 from feedbot.spans.group import MAX_CODE_LOCATIONS, MAX_EXCEPTION_TYPES
+from feedbot.spans.model import CodeSeen, ExceptionSeen, SpanQuery
 from feedbot.spans.semconv import normalize_statement
 from feedbot.store.spans import SpanRow
 
