@@ -32,7 +32,7 @@ from feedbot import __version__
 from feedbot.errors import BackendResponseError, BackendUnavailable
 from feedbot.spans.aggregate import Aggregator, matcher
 from feedbot.spans.model import ReleaseData, SpanQuery
-from feedbot.store.spans import SpanRow
+from feedbot.spans.rows import SpanRow
 
 Primitive = str | int | float | bool | None
 #: Query parameters: a mapping, or pairs when a name repeats.

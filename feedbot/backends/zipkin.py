@@ -36,8 +36,8 @@ from feedbot.spans.otlp import (
     span_row,
     text,
 )
+from feedbot.spans.rows import SpanRow
 from feedbot.spans.semconv import is_exception_event
-from feedbot.store.spans import SpanRow
 
 SEARCH = "/api/v2/traces"
 #: OTLP kind numbers (as :func:`feedbot.spans.otlp.span_row` takes them); absent = INTERNAL.

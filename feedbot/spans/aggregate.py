@@ -24,8 +24,8 @@ import numpy as np
 
 from feedbot.spans.group import GroupTally
 from feedbot.spans.model import ReleaseData, RepeatedStatement, SpanQuery
+from feedbot.spans.rows import SpanRow
 from feedbot.spans.semconv import Extras, extras_of, label, statement_of
-from feedbot.store.spans import SpanRow
 
 ROOT = "(root)"
 REMOTE = "(remote)"

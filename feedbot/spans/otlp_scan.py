@@ -51,8 +51,8 @@ from feedbot.spans.otlp import (
     text,
 )
 from feedbot.spans.otlp_json import decode_resource, exception_events
+from feedbot.spans.rows import LIMITS
 from feedbot.spans.semconv import CODE_KEYS, READ_KEYS, Extras, extras_of, normalize_statement
-from feedbot.store.spans import LIMITS
 
 #: What :meth:`Aggregator.add_span` takes, gathered per document before any of it is counted.
 Fields = tuple[

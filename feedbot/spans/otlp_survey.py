@@ -19,7 +19,7 @@ from feedbot.spans.aggregate_columns import fold
 from feedbot.spans.columns import SpanColumns
 from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.spans.otlp_scan import Scanner, Target
-from feedbot.store.spans import SpanRow
+from feedbot.spans.rows import SpanRow
 
 Window = tuple[int, int]
 
