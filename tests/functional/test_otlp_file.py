@@ -15,10 +15,11 @@ from google.protobuf import json_format
 from opentelemetry.exporter.otlp.proto.common._internal.trace_encoder import encode_spans
 from sqlalchemy.orm import Session, sessionmaker
 
-from feedbot.backends import build_backend, otlp_parallel
+from feedbot.backends import build_backend
 from feedbot.backends.base import TraceBackend
 from feedbot.backends.otlp_file import OtlpFileBackend
 from feedbot.errors import BackendResponseError, BackendUnavailable, ConfigError
+from feedbot.spans import otlp_parallel
 from feedbot.spans.model import ReleaseData
 from feedbot.spans.otlp_lines import Part, _line_base, _texts, read_rows
 from tests.conftest import FIXTURES
