@@ -33,10 +33,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, event, insert
 
 from benchmarks._db import scratch_databases
-from feedbot.backends.base import ReleaseData, SpanQuery
 from feedbot.checks.runner import CheckRunner
 from feedbot.clock import FixedClock
 from feedbot.config import settings_from_mapping
+from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.store import queries
 from feedbot.store.db import make_engine, make_sessions
 from feedbot.store.models import Check, Release

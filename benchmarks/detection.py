@@ -12,7 +12,7 @@ C3 (new instances 2× slower for their first 5 min, no code change) is the excep
 exclusion is done by the trace backend, so its spans take the real path. They are written as
 OTLP/JSON with span start times and ``service.instance.id`` (the four new instances start at the
 deploy), posted to the embedded backend (SQLite), and read back per look with the
-:class:`~feedbot.backends.base.SpanQuery` the check runner sends: the new version with the
+:class:`~feedbot.spans.model.SpanQuery` the check runner sends: the new version with the
 policy's warm-up, the baseline without. The same spans are also read with no warm-up, for
 contrast.
 
@@ -35,7 +35,10 @@ import numpy as np
 import orjson
 
 from feedbot.analysis.compare import Analysis, analyse
-from feedbot.backends.base import (
+from feedbot.backends.embedded import EmbeddedBackend
+from feedbot.policy import DetectionPolicy
+from feedbot.releases.event import Change
+from feedbot.spans.model import (
     CodeSeen,
     ExceptionSeen,
     ReleaseData,
@@ -43,9 +46,6 @@ from feedbot.backends.base import (
     SpanGroupStats,
     SpanQuery,
 )
-from feedbot.backends.embedded import EmbeddedBackend
-from feedbot.policy import DetectionPolicy
-from feedbot.releases.event import Change
 from feedbot.store.db import make_engine, make_sessions, migrate
 
 POLICY = DetectionPolicy()

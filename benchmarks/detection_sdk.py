@@ -45,8 +45,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_contex
 
 from benchmarks.detection import CHANGE, INSTANCES, POLICY, SIGMA, TARGET, naive_alarms
 from feedbot.analysis.compare import Analysis, analyse
-from feedbot.backends.base import SpanQuery
 from feedbot.backends.embedded import EmbeddedBackend
+from feedbot.spans.model import SpanQuery
 from feedbot.store.db import make_engine, make_sessions, migrate
 
 Row = tuple[str, float, str]

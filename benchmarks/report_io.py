@@ -170,7 +170,7 @@ def _collect(path: str) -> Callable[[], None]:
 def _query() -> Any:
     from datetime import datetime
 
-    from feedbot.backends.base import SpanQuery
+    from feedbot.spans.model import SpanQuery
 
     start, end = (datetime.fromisoformat(t) for t in QUERY_WINDOW)
     return SpanQuery("bench", "1.0.0", start, end, environment="production")

@@ -6,9 +6,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from feedbot.backends.base import SpanQuery
 from feedbot.backends.http import RetryPolicy, SearchBackend
 from feedbot.errors import BackendResponseError
+from feedbot.spans.model import SpanQuery
 from tests.fakes.trace_servers import FakeTraceServer
 
 B = TypeVar("B", bound=SearchBackend)

@@ -33,10 +33,10 @@ from feedbot.analysis.findings import (
 )
 from feedbot.analysis.look import LookTests, group_summary, host_spread
 from feedbot.analysis.reach import CodeReach
-from feedbot.backends.base import ReleaseData
 from feedbot.durations import format_duration
 from feedbot.policy import DetectionPolicy
 from feedbot.releases.event import Change
+from feedbot.spans.model import ReleaseData
 
 __all__ = ["Analysis", "CodeReach", "Finding", "Verdict", "analyse"]
 

@@ -16,8 +16,8 @@ import numpy.typing as npt
 
 from feedbot.analysis import stats
 from feedbot.analysis.findings import Effect, Finding, Measure, percent, pval
-from feedbot.backends.base import SpanGroupStats
 from feedbot.policy import DetectionPolicy
+from feedbot.spans.model import SpanGroupStats
 
 #: Durations at or below zero (clock resolution) are raised to 1 µs so their logs exist.
 MIN_DURATION_MS = 1e-3

@@ -19,8 +19,8 @@ import numpy as np
 
 from feedbot.analysis import stats
 from feedbot.analysis.findings import Finding, Measure, percent
-from feedbot.backends.base import ReleaseData, RepeatedStatement, SpanGroupStats
 from feedbot.policy import DetectionPolicy
+from feedbot.spans.model import ReleaseData, RepeatedStatement, SpanGroupStats
 
 #: Digma's bottleneck rule: a child owning at least 30% of its parent's time.
 BOTTLENECK_SHARE = 0.30

@@ -26,8 +26,8 @@ from feedbot.analysis.findings import (
     Measure,
     percent,
 )
-from feedbot.backends.base import SpanGroupStats
 from feedbot.policy import DetectionPolicy
+from feedbot.spans.model import SpanGroupStats
 
 #: Log-sd assumed for the MDE when a group has too few spans to estimate its own (§7.7).
 DEFAULT_SIGMA = 0.5

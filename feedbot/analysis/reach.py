@@ -2,7 +2,7 @@
 
 The release's changed functions and files + line ranges are matched against the spans'
 ``code.*`` attributes (both semantic-convention generations are folded into
-:class:`~feedbot.backends.base.CodeSeen` by the backend). "Not reached" is claimed only with
+:class:`~feedbot.spans.model.CodeSeen` by the backend). "Not reached" is claimed only with
 enough requests (rule of three: the reach rate is below ≈3/N), and "stopped being reached" only
 when the exact conditional test against the baseline's reach says so.
 
@@ -22,9 +22,9 @@ from typing import Literal
 
 from feedbot.analysis import stats
 from feedbot.analysis.findings import Effect, Finding, Measure
-from feedbot.backends.base import CodeSeen, ReleaseData
 from feedbot.policy import DetectionPolicy
 from feedbot.releases.event import Change
+from feedbot.spans.model import CodeSeen, ReleaseData
 
 ReachStatus = Literal["reached", "not_reached", "stopped", "not_yet", "unknown"]
 

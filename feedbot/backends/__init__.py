@@ -1,4 +1,14 @@
-"""Trace backends, one module each, chosen by ``traces.backend``.
+"""Trace backends: one plug-in per trace store, chosen by ``traces.backend``.
+
+Each module reaches one store: :mod:`~feedbot.backends.embedded` (feedbot's own database),
+:mod:`~feedbot.backends.otlp_file`, :mod:`~feedbot.backends.jaeger`,
+:mod:`~feedbot.backends.zipkin`, :mod:`~feedbot.backends.tempo` and
+:mod:`~feedbot.backends.clickhouse`; :mod:`~feedbot.backends.http` holds what the HTTP ones
+share (client, retries, trace search). Each answers the
+:class:`~feedbot.backends.base.TraceBackend` protocol with the types of
+:mod:`feedbot.spans.model`, decoding and aggregating with :mod:`feedbot.spans`. Backends never
+import the store's ORM tables (:mod:`feedbot.store.models`, :mod:`feedbot.store.spans`): the
+embedded backend runs the statements of :mod:`feedbot.store.span_queries`.
 
 The registry maps each configuration name to a factory taking the settings and the store's
 session factory. Modules are imported only when their backend is chosen, so a deployment pays
@@ -15,10 +25,11 @@ from typing import Any
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
-from feedbot.backends.base import ReleaseData, SpanQuery, TraceBackend
+from feedbot.backends.base import TraceBackend
 from feedbot.config import Settings
 from feedbot.errors import ConfigError
 from feedbot.metrics import Metrics
+from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.telemetry import NullTracer, Tracer
 
 Factory = Callable[[Settings, sessionmaker[Session]], TraceBackend]

@@ -22,7 +22,11 @@ from typing import Any
 import httpx
 import numpy as np
 
-from feedbot.backends.base import (
+from feedbot.backends.http import JsonApi, RetryPolicy
+from feedbot.errors import BackendResponseError, ConfigError
+from feedbot.spans.aggregate import REMOTE, ROOT, to_ns
+from feedbot.spans.group import MAX_CODE_LOCATIONS, MAX_EXCEPTION_TYPES, UNKNOWN_INSTANCE
+from feedbot.spans.model import (
     CodeSeen,
     ExceptionSeen,
     ReleaseData,
@@ -30,10 +34,6 @@ from feedbot.backends.base import (
     SpanGroupStats,
     SpanQuery,
 )
-from feedbot.backends.http import JsonApi, RetryPolicy
-from feedbot.errors import BackendResponseError, ConfigError
-from feedbot.spans.aggregate import REMOTE, ROOT, to_ns
-from feedbot.spans.group import MAX_CODE_LOCATIONS, MAX_EXCEPTION_TYPES, UNKNOWN_INSTANCE
 from feedbot.spans.semconv import normalize_statement
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")

@@ -3,32 +3,28 @@
 Differs from the other backends in that feedbot is the store: :meth:`EmbeddedBackend.ingest`
 writes what ``POST /v1/traces`` receives, :meth:`EmbeddedBackend.prune` enforces
 ``traces.retention``. :meth:`EmbeddedBackend.collect` filters in SQL (on the service, version
-and start index) and streams the matching rows through :mod:`feedbot.spans.aggregate`.
+and start index) and streams the matching rows through :mod:`feedbot.spans.aggregate`. The
+SQL statements live in :mod:`feedbot.store.span_queries`; this module builds none.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, delete, insert, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from feedbot.backends.base import ReleaseData, SpanQuery
 from feedbot.clock import Clock, SystemClock
 from feedbot.errors import BackendUnavailable
-from feedbot.spans.aggregate import Aggregator, to_ns
+from feedbot.spans.aggregate import Aggregator
+from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.spans.otlp import decode_request
-from feedbot.store.spans import Span, SpanRow
+from feedbot.store import span_queries
 
 #: The largest request accepted after decompression (the OTLP spec's recommended limit).
 MAX_DECODED_BYTES = 64 * 1024 * 1024
 #: Rows fetched per round trip while streaming (a server-side cursor on PostgreSQL).
 STREAM_BATCH = 5000
-_ROW_KEYS = tuple(SpanRow.__annotations__)
-_ROW_COLUMNS = tuple(getattr(Span, key) for key in _ROW_KEYS)
 
 
 class EmbeddedBackend:
@@ -74,10 +70,9 @@ class EmbeddedBackend:
         if not rows:
             return 0
         received_at = self._clock.now()
-        values = [{**row, "received_at": received_at} for row in rows]
         try:
             with self._sessions.begin() as session:
-                session.execute(insert(Span), values)
+                span_queries.insert_spans(session, rows, received_at)
         except SQLAlchemyError as exc:
             raise BackendUnavailable(f"embedded: could not store {len(rows)} spans: {exc}") from exc
         return len(rows)
@@ -85,12 +80,9 @@ class EmbeddedBackend:
     def collect(self, query: SpanQuery) -> ReleaseData:
         """Stream the matching rows through the aggregator in batches of ``STREAM_BATCH``."""
         aggregator = Aggregator(warmup=query.warmup)
-        statement = select(*_ROW_COLUMNS).where(*_filters(query))
         try:
             with self._sessions.begin() as session:
-                result = session.execute(statement.execution_options(yield_per=STREAM_BATCH))
-                for batch in result.partitions():
-                    aggregator.add_many(_rows(batch))
+                aggregator.add_many(span_queries.span_rows(session, query, batch=STREAM_BATCH))
         except SQLAlchemyError as exc:
             raise BackendUnavailable(f"embedded: could not read spans of {query}: {exc}") from exc
         return aggregator.result()
@@ -106,43 +98,7 @@ class EmbeddedBackend:
         """
         try:
             with self._sessions.begin() as session:
-                deleted = _rowcount(
-                    session.execute(delete(Span).where(Span.received_at < older_than))
-                )
-                if max_spans is not None:
-                    # Ids grow with arrival: the row max_spans places below the newest is the
-                    # newest one to drop.
-                    cut = session.scalar(
-                        select(Span.id).order_by(Span.id.desc()).offset(max_spans).limit(1)
-                    )
-                    if cut is not None:
-                        deleted += _rowcount(session.execute(delete(Span).where(Span.id <= cut)))
+                deleted = span_queries.prune_spans(session, older_than, max_spans=max_spans)
         except SQLAlchemyError as exc:
             raise BackendUnavailable(f"embedded: could not prune spans: {exc}") from exc
         return deleted
-
-
-def _rowcount(result: object) -> int:
-    return int(getattr(result, "rowcount", 0))
-
-
-def _filters(query: SpanQuery) -> list[ColumnElement[bool]]:
-    where = [
-        Span.service == query.service,
-        Span.version == query.version,
-        Span.start_ns >= to_ns(query.start),
-        Span.start_ns < to_ns(query.end),
-    ]
-    if query.environment is not None:
-        # Spans from services that do not set deployment.environment belong to every
-        # environment: a release must not look unused because the SDK left the attribute out.
-        where.append(or_(Span.environment == query.environment, Span.environment.is_(None)))
-    if query.span_name is not None:
-        where.append(Span.name == query.span_name)
-    return where
-
-
-def _rows(batch: Sequence[Row[Any]]) -> Iterator[SpanRow]:
-    """Database rows as span rows (the columns are :data:`SpanRow`'s keys, in order)."""
-    for row in batch:
-        yield cast(SpanRow, dict(zip(_ROW_KEYS, row, strict=True)))

@@ -29,10 +29,11 @@ from typing import Any
 import httpx
 
 from feedbot import __version__
-from feedbot.backends.base import ReleaseData, SpanQuery
 from feedbot.errors import BackendResponseError, BackendUnavailable
+from feedbot.retry import backoff
 from feedbot.spans.aggregate import Aggregator, matcher
-from feedbot.store.spans import SpanRow
+from feedbot.spans.model import ReleaseData, SpanQuery
+from feedbot.spans.rows import SpanRow
 
 Primitive = str | int | float | bool | None
 #: Query parameters: a mapping, or pairs when a name repeats.
@@ -67,8 +68,7 @@ class RetryPolicy:
 
     def pause(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
-        length = min(self.max_backoff, self.backoff * float(2 ** (retry - 1)))
-        return length * (0.5 + self.jitter() / 2)
+        return backoff(self.backoff, retry, cap=self.max_backoff, jitter=self.jitter)
 
 
 def make_client(base_url: str, *, headers: Mapping[str, str], timeout: float) -> httpx.Client:

@@ -23,12 +23,12 @@ from typing import Any
 
 import httpx
 
-from feedbot.backends.base import SpanQuery
 from feedbot.backends.http import Primitive, SearchBackend
 from feedbot.errors import WebhookRejected
 from feedbot.spans.aggregate import EPOCH, to_ns
+from feedbot.spans.model import SpanQuery
 from feedbot.spans.otlp import JSON, decode_request
-from feedbot.store.spans import SpanRow
+from feedbot.spans.rows import SpanRow
 
 SEARCH = "/api/v3/traces"
 

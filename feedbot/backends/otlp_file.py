@@ -16,9 +16,9 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 
-from feedbot.backends.base import ReleaseData, SpanQuery
 from feedbot.errors import BackendUnavailable
 from feedbot.spans.aggregate import to_ns
+from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.spans.otlp_lines import Part, read_part
 from feedbot.spans.otlp_parallel import read_in_parts
 from feedbot.spans.otlp_survey import Survey

@@ -25,13 +25,13 @@ from typing import Any
 
 import httpx
 
-from feedbot.backends.base import ReleaseData, SpanGroupStats, SpanQuery
 from feedbot.backends.http import JsonApi, RetryPolicy, split_window
 from feedbot.errors import BackendResponseError, WebhookRejected
 from feedbot.spans.aggregate import aggregate, to_ns
+from feedbot.spans.model import ReleaseData, SpanGroupStats, SpanQuery
 from feedbot.spans.otlp_json import decode_json
+from feedbot.spans.rows import SpanRow
 from feedbot.spans.semconv import label
-from feedbot.store.spans import SpanRow
 
 #: Labels the metrics queries group by: the span group's parts and both environment names.
 GROUP_BY = (

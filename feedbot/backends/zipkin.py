@@ -24,9 +24,9 @@ import re
 from datetime import datetime
 from typing import Any
 
-from feedbot.backends.base import SpanQuery
 from feedbot.backends.http import Primitive, SearchBackend
 from feedbot.spans.aggregate import to_ns
+from feedbot.spans.model import SpanQuery
 from feedbot.spans.otlp import (
     MAX_ATTRIBUTES,
     MAX_EVENTS,
@@ -36,8 +36,8 @@ from feedbot.spans.otlp import (
     span_row,
     text,
 )
+from feedbot.spans.rows import SpanRow
 from feedbot.spans.semconv import is_exception_event
-from feedbot.store.spans import SpanRow
 
 SEARCH = "/api/v2/traces"
 #: OTLP kind numbers (as :func:`feedbot.spans.otlp.span_row` takes them); absent = INTERNAL.

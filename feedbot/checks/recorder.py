@@ -23,6 +23,7 @@ from feedbot.config import Settings
 from feedbot.digest import blocks, text
 from feedbot.durations import format_duration
 from feedbot.notify.outbox import enqueue
+from feedbot.retry import backoff
 from feedbot.store import acknowledgements as state
 from feedbot.store import queries
 from feedbot.store.models import Check, Release
@@ -106,8 +107,10 @@ class CheckRecorder:
         check.last_error = error[:2000]
         check.lease_until = None
         if check.attempts < self._settings.checks.max_attempts:
-            backoff = self._settings.checks.retry_backoff * 2 ** (check.attempts - 1)
-            check.state, check.due_at = "pending", now + min(backoff, timedelta(hours=1))
+            delay = backoff(
+                self._settings.checks.retry_backoff, check.attempts, cap=timedelta(hours=1)
+            )
+            check.state, check.due_at = "pending", now + delay
             log.warning(
                 "check %s failed (try %d), again at %s: %s",
                 check.id,

@@ -18,7 +18,7 @@ from feedbot import failpoints, logs
 from feedbot.analysis.compare import analyse
 from feedbot.analysis.findings import KnownException
 from feedbot.analysis.report import ReportContext, to_json, to_text
-from feedbot.backends.base import ReleaseData, SpanQuery, TraceBackend
+from feedbot.backends.base import TraceBackend
 from feedbot.checks.recorder import CheckRecorder, Finished
 from feedbot.clock import Clock
 from feedbot.config import Settings
@@ -26,6 +26,7 @@ from feedbot.errors import BackendError
 from feedbot.metrics import Metrics
 from feedbot.policy import DetectionPolicy, with_overrides
 from feedbot.releases.event import Change as ChangeEvent
+from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.store import queries
 from feedbot.store.models import Check, Release
 from feedbot.telemetry import NullTracer, Tracer

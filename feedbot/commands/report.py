@@ -28,10 +28,11 @@ from typing import Protocol, runtime_checkable
 
 from feedbot.analysis.compare import Analysis, analyse
 from feedbot.analysis.report import ReportContext, to_json, to_text
-from feedbot.backends.base import ReleaseData, SpanQuery, TraceBackend
+from feedbot.backends.base import TraceBackend
 from feedbot.errors import BackendError, BackendUnavailable, ConfigError, WebhookRejected
 from feedbot.policy import DetectionPolicy
 from feedbot.releases.event import ReleaseEvent
+from feedbot.spans.model import ReleaseData, SpanQuery
 
 EXIT_OK, EXIT_REGRESSED, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
 #: Baseline window when no config says otherwise (``checks.baseline_window``'s default).

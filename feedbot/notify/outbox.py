@@ -31,6 +31,7 @@ from feedbot.errors import DeliveryError
 from feedbot.metrics import Metrics
 from feedbot.notify.base import Message, Notifier, Receipt
 from feedbot.releases.owners import split_lazy
+from feedbot.retry import backoff
 from feedbot.store import queries
 from feedbot.store.models import Delivery, Release
 from feedbot.telemetry import NullTracer, Tracer
@@ -276,7 +277,7 @@ class OutboxSender:
             log.error("delivery %s failed for good: %s", delivery.key, exc)
             session.commit()
             return "failed"
-        delay = min(self._backoff * 2 ** (delivery.attempts - 1), timedelta(hours=1))
+        delay = backoff(self._backoff, delivery.attempts, cap=timedelta(hours=1))
         delivery.next_attempt_at = self._clock.now() + delay
         log.warning(
             "delivery %s failed (attempt %d), retry in %s: %s",

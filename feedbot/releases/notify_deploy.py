@@ -38,6 +38,7 @@ from feedbot.errors import GitError
 from feedbot.releases import gitdiff
 from feedbot.releases.event import Change
 from feedbot.releases.sources._common import CHANGES_MAX, LIST_MAX, TITLE_MAX
+from feedbot.retry import backoff
 
 SECRET_ENV = "FEEDBOT_WEBHOOK_SECRET"
 URL_ENV = "FEEDBOT_URL"
@@ -316,7 +317,7 @@ def post_with_retries(
                 return response
             why = f"{response.status_code} {_error_text(response)}"
         if attempt < TRIES:
-            delay = BACKOFF * 2 ** (attempt - 1)
+            delay = backoff(BACKOFF, attempt)
             stderr.write(f"try {attempt}/{TRIES} failed ({why}); again in {delay:g}s\n")
             sleep(delay)
     return response

@@ -1,4 +1,4 @@
-"""Streaming spans into :class:`~feedbot.backends.base.ReleaseData`; pure, no I/O.
+"""Streaming spans into :class:`~feedbot.spans.model.ReleaseData`; pure, no I/O.
 
 Backends that cannot aggregate on their side (the embedded store, OTLP files, trace-by-id APIs)
 feed span rows to an :class:`Aggregator` one at a time (:meth:`Aggregator.add`), or, where
@@ -22,14 +22,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from feedbot.backends.base import (
-    ReleaseData,
-    RepeatedStatement,
-    SpanQuery,
-)
 from feedbot.spans.group import GroupTally
+from feedbot.spans.model import ReleaseData, RepeatedStatement, SpanQuery
+from feedbot.spans.rows import SpanRow
 from feedbot.spans.semconv import Extras, extras_of, label, statement_of
-from feedbot.store.spans import SpanRow
 
 ROOT = "(root)"
 REMOTE = "(remote)"
@@ -122,7 +118,7 @@ class Aggregator:
         max_open_spans: how many spans of unfinished traces to hold before the oldest trace is
             closed (its unresolved parents then count as remote).
         warmup: leave out the durations of spans starting within this long of their
-            instance's first span (:attr:`~feedbot.backends.base.SpanQuery.warmup`).
+            instance's first span (:attr:`~feedbot.spans.model.SpanQuery.warmup`).
         hold_first: the traces of the first ``hold_first`` spans are never closed early: a
             reader of one part of a file keeps them open for :meth:`absorb` to join with the
             part before (see :mod:`feedbot.spans.otlp_parallel`).

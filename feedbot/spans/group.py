@@ -2,7 +2,7 @@
 
 Counts, durations with their instance (and start, when a warm-up is left out), bounded
 exception and code tables, callers; folded into a
-:class:`~feedbot.backends.base.SpanGroupStats` at the end.
+:class:`~feedbot.spans.model.SpanGroupStats` at the end.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from feedbot.backends.base import CodeSeen, ExceptionSeen, SpanGroupStats
+from feedbot.spans.model import CodeSeen, ExceptionSeen, SpanGroupStats
 from feedbot.spans.semconv import CodeLocation, Extras
 
 UNKNOWN_INSTANCE = "(unknown)"

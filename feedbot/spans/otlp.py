@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from feedbot.errors import WebhookRejected
+from feedbot.spans.rows import LIMITS, SpanRow
 from feedbot.spans.semconv import is_exception_event
-from feedbot.store.spans import LIMITS, SpanRow
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"

@@ -34,8 +34,8 @@ from feedbot.spans.otlp import (
     span_row,
     text,
 )
+from feedbot.spans.rows import SpanRow
 from feedbot.spans.semconv import is_exception_event
-from feedbot.store.spans import SpanRow
 
 KIND_NAMES = tuple(f"SPAN_KIND_{k}" for k in ("UNSPECIFIED", *KINDS[1:]))
 STATUS_NAMES = ("STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR")

@@ -26,7 +26,7 @@ from feedbot.spans.otlp_arrow import BlockReader, parse_block
 from feedbot.spans.otlp_json import decode_document, loads
 from feedbot.spans.otlp_scan import Unusual
 from feedbot.spans.otlp_survey import Survey
-from feedbot.store.spans import SpanRow
+from feedbot.spans.rows import SpanRow
 
 GZIP_MAGIC = b"\x1f\x8b"
 #: Bytes of whole lines parsed at once by the columnar reader.

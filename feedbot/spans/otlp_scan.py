@@ -38,9 +38,9 @@ import msgspec
 import orjson
 from msgspec import Raw, Struct
 
-from feedbot.backends.base import SpanQuery
 from feedbot.errors import WebhookRejected
 from feedbot.spans.aggregate import Aggregator, GroupKey, to_ns
+from feedbot.spans.model import SpanQuery
 from feedbot.spans.otlp import (
     KINDS,
     MAX_ATTRIBUTES,
@@ -51,8 +51,8 @@ from feedbot.spans.otlp import (
     text,
 )
 from feedbot.spans.otlp_json import decode_resource, exception_events
+from feedbot.spans.rows import LIMITS
 from feedbot.spans.semconv import CODE_KEYS, READ_KEYS, Extras, extras_of, normalize_statement
-from feedbot.store.spans import LIMITS
 
 #: What :meth:`Aggregator.add_span` takes, gathered per document before any of it is counted.
 Fields = tuple[

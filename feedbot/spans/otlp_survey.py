@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from feedbot.backends.base import ReleaseData, SpanQuery
 from feedbot.spans.aggregate import MAX_OPEN_SPANS, Aggregator
 from feedbot.spans.aggregate_columns import fold
 from feedbot.spans.columns import SpanColumns
+from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.spans.otlp_scan import Scanner, Target
-from feedbot.store.spans import SpanRow
+from feedbot.spans.rows import SpanRow
 
 Window = tuple[int, int]
 

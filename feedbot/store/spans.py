@@ -1,50 +1,21 @@
 """Spans received by the embedded trace backend (``POST /v1/traces``).
 
 One row per span, written in bulk by :class:`feedbot.backends.embedded.EmbeddedBackend` and
-queried by service, version and start time. Rows are pruned after ``traces.retention``.
+queried by service, version and start time, through the statements of
+:mod:`feedbot.store.span_queries`. Rows are pruned after ``traces.retention``. A row's values
+are a :class:`feedbot.spans.rows.SpanRow`; the column widths are its ``LIMITS``.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from feedbot.spans.rows import LIMITS
 from feedbot.store.models import Base
-
-#: Widths of the string columns; the OTLP decoder cuts values to fit.
-LIMITS = {
-    "service": 200,
-    "version": 200,
-    "environment": 100,
-    "instance": 200,
-    "name": 500,
-    "route": 500,
-    "method": 16,
-}
-
-
-class SpanRow(TypedDict):
-    """One span as a dict of column values, ready for a bulk ``insert(Span)``."""
-
-    trace_id: str
-    span_id: str
-    parent_span_id: str | None
-    service: str
-    version: str | None
-    environment: str | None
-    instance: str | None
-    name: str
-    kind: str
-    route: str | None
-    method: str | None
-    start_ns: int
-    duration_ns: int
-    is_error: bool
-    attributes: dict[str, Any]
-    events: list[dict[str, Any]]
 
 
 class Span(Base):

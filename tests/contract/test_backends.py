@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from sqlalchemy import delete
 
 from feedbot.analysis.compare import Analysis, analyse
-from feedbot.backends.base import ReleaseData, TraceBackend
+from feedbot.backends.base import TraceBackend
 from feedbot.backends.clickhouse import ClickHouseBackend
 from feedbot.backends.embedded import EmbeddedBackend
 from feedbot.backends.http import RetryPolicy
@@ -42,6 +42,7 @@ from feedbot.backends.zipkin import ZipkinBackend
 from feedbot.policy import DetectionPolicy
 from feedbot.releases.event import Change
 from feedbot.spans.aggregate import aggregate
+from feedbot.spans.model import ReleaseData
 from feedbot.spans.otlp import PROTOBUF, decode_request
 from feedbot.store.db import make_engine, make_sessions
 from feedbot.store.spans import Span

@@ -39,7 +39,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from feedbot.backends.base import SpanQuery
+from feedbot.spans.model import SpanQuery
 
 JSONDict = dict[str, Any]
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)

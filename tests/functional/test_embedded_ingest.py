@@ -21,9 +21,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy import Engine, delete, select
 
-from feedbot.backends.base import SpanQuery, TraceBackend
+from feedbot.backends.base import TraceBackend
 from feedbot.backends.embedded import EmbeddedBackend
 from feedbot.clock import FixedClock
+from feedbot.spans.model import SpanQuery
 from feedbot.store.db import make_sessions
 from feedbot.store.spans import Span
 from feedbot.web.otlp import otlp_router

@@ -540,7 +540,7 @@ def test_signed_text_no_database_can_store_is_a_422_not_a_500(
 def test_spans_older_than_the_retention_are_pruned_by_the_ticker(fresh_database_url: str) -> None:
     from datetime import UTC, datetime
 
-    from feedbot.backends.base import SpanQuery
+    from feedbot.spans.model import SpanQuery
     from tests.factories import otlp_spans
 
     settings = settings_from_mapping(
@@ -573,7 +573,7 @@ def test_the_embedded_store_keeps_at_most_max_spans_dropping_the_oldest(
 ) -> None:
     from datetime import UTC, datetime
 
-    from feedbot.backends.base import SpanQuery
+    from feedbot.spans.model import SpanQuery
     from tests.factories import otlp_spans
 
     settings = settings_from_mapping(

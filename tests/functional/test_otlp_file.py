@@ -16,10 +16,11 @@ from opentelemetry.exporter.otlp.proto.common._internal.trace_encoder import enc
 from sqlalchemy.orm import Session, sessionmaker
 
 from feedbot.backends import build_backend
-from feedbot.backends.base import ReleaseData, TraceBackend
+from feedbot.backends.base import TraceBackend
 from feedbot.backends.otlp_file import OtlpFileBackend
 from feedbot.errors import BackendResponseError, BackendUnavailable, ConfigError
 from feedbot.spans import otlp_parallel
+from feedbot.spans.model import ReleaseData
 from feedbot.spans.otlp_lines import Part, _line_base, _texts, read_rows
 from tests.factories import settings
 from tests.fakes.sdk_spans import T0, json_line, ns, query, release_spans

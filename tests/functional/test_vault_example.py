@@ -22,9 +22,9 @@ from sqlalchemy import select
 
 from examples.vault import traffic
 from examples.vault.run import StackError, start_stack
-from feedbot.backends.base import ReleaseData, SpanGroupStats, SpanQuery
 from feedbot.config import settings_from_mapping
 from feedbot.runtime import Runtime, build_runtime
+from feedbot.spans.model import ReleaseData, SpanGroupStats, SpanQuery
 from feedbot.store.db import make_engine, migrate
 from feedbot.store.spans import Span
 from feedbot.web.app import create_app

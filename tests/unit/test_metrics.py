@@ -15,11 +15,12 @@ from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryInt
 
 from feedbot import logs
 from feedbot.backends import InstrumentedBackend, build_backend, unwrapped
-from feedbot.backends.base import ReleaseData, SpanQuery, TraceBackend
+from feedbot.backends.base import TraceBackend
 from feedbot.config import TelemetryConfig
 from feedbot.errors import BackendResponseError, ConfigError
 from feedbot.metrics import Metrics
 from feedbot.notify.slack import build_web_client
+from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.telemetry import NullTracer, build_tracer
 from feedbot.web.observe import route_of
 from tests.factories import settings

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from feedbot.backends.base import (
+from feedbot.spans.model import (
     CodeSeen,
     ExceptionSeen,
     ReleaseData,

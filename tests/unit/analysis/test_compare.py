@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from feedbot.analysis.compare import analyse
-from feedbot.backends.base import ExceptionSeen, ReleaseData
 from feedbot.policy import DetectionPolicy, LatencyPolicy
+from feedbot.spans.model import ExceptionSeen, ReleaseData
 from tests.unit.analysis.synth import Group, release, routes
 
 POLICY = DetectionPolicy()

@@ -10,8 +10,8 @@ import numpy as np
 from feedbot.analysis.compare import Analysis, analyse
 from feedbot.analysis.findings import KnownException
 from feedbot.analysis.report import ReportContext, to_json, to_text
-from feedbot.backends.base import ExceptionSeen, ReleaseData
 from feedbot.policy import DetectionPolicy, with_overrides
+from feedbot.spans.model import ExceptionSeen, ReleaseData
 from tests.unit.analysis.synth import release, routes
 
 POLICY = DetectionPolicy()

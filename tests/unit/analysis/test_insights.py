@@ -7,8 +7,8 @@ import pytest
 
 from feedbot.analysis import insights
 from feedbot.analysis.compare import analyse
-from feedbot.backends.base import ReleaseData, RepeatedStatement, SpanGroupStats
 from feedbot.policy import DetectionPolicy
+from feedbot.spans.model import ReleaseData, RepeatedStatement, SpanGroupStats
 from tests.unit.analysis.synth import release, routes
 
 POLICY = DetectionPolicy()

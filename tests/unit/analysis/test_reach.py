@@ -9,9 +9,9 @@ import pytest
 
 from feedbot.analysis import reach
 from feedbot.analysis.compare import analyse
-from feedbot.backends.base import CodeSeen, ReleaseData
 from feedbot.policy import DetectionPolicy
 from feedbot.releases.event import Change
+from feedbot.spans.model import CodeSeen, ReleaseData
 from tests.unit.analysis.synth import Group, release, routes
 
 POLICY = DetectionPolicy()

@@ -10,8 +10,8 @@ import numpy as np
 
 from feedbot.analysis.compare import analyse
 from feedbot.analysis.report import ReportContext, to_json, to_text
-from feedbot.backends.base import ExceptionSeen
 from feedbot.policy import DetectionPolicy
+from feedbot.spans.model import ExceptionSeen
 from tests.unit.analysis.synth import Group, release, routes
 
 TOP = {
@@ -121,7 +121,7 @@ def test_json_groups_carry_their_busiest_callers_from_parent_spans() -> None:
 
 def test_json_of_a_release_that_never_ran() -> None:
     rng = np.random.default_rng(1)
-    from feedbot.backends.base import ReleaseData
+    from feedbot.spans.model import ReleaseData
 
     result = analyse(
         ReleaseData(groups=[]), release(rng, routes(2, 100)), changes=(), policy=DetectionPolicy()

@@ -13,11 +13,12 @@ import httpx
 import numpy as np
 import pytest
 
-from feedbot.backends.base import ReleaseData, SpanQuery, TraceBackend
+from feedbot.backends.base import TraceBackend
 from feedbot.backends.clickhouse import ClickHouseBackend, parse_rows
 from feedbot.backends.http import RetryPolicy
 from feedbot.errors import BackendResponseError, BackendUnavailable, ConfigError
 from feedbot.spans.aggregate import aggregate
+from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.spans.otlp import decode_request
 from tests.fakes.clickhouse_shim import (
     ClickHouseShim,

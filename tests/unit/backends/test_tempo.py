@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from google.protobuf import json_format
 
-from feedbot.backends.base import ReleaseData, SpanQuery, TraceBackend
+from feedbot.backends.base import TraceBackend
 from feedbot.backends.http import RetryPolicy
 from feedbot.backends.tempo import (
     TempoBackend,
@@ -27,6 +27,7 @@ from feedbot.backends.tempo import (
 )
 from feedbot.errors import BackendResponseError, BackendUnavailable
 from feedbot.spans.aggregate import aggregate
+from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.spans.otlp import decode_request
 from tests.fakes.sdk_spans import sdk_release
 from tests.fakes.tempo_server import TempoServer, parse_selector

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from feedbot.backends.base import SpanQuery, TraceBackend
+from feedbot.backends.base import TraceBackend
 from feedbot.backends.zipkin import SEARCH, ZipkinBackend, parse_annotation, zipkin_row
 from feedbot.errors import BackendResponseError, BackendUnavailable
 from feedbot.spans.aggregate import to_ns
+from feedbot.spans.model import SpanQuery
 from tests.conftest import upstream_files
 from tests.fakes.sdk_spans import shop_spans, zipkin_spans
 from tests.fakes.trace_servers import FakeZipkin

@@ -9,12 +9,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from feedbot.backends.base import ReleaseData, SpanQuery
 from feedbot.backends.embedded import EmbeddedBackend
 from feedbot.checks.runner import CheckRunner
 from feedbot.clock import FixedClock
 from feedbot.errors import BackendUnavailable
 from feedbot.releases.service import register_release
+from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.store import queries
 from feedbot.store.models import Check, Delivery
 from tests.factories import DEPLOYED, event, otlp_spans, settings

@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feedbot.backends.base import CodeSeen, ExceptionSeen, SpanQuery
 from feedbot.spans import semconv
 from feedbot.spans.aggregate import (
     Aggregator,
@@ -21,8 +20,9 @@ from feedbot.spans.aggregate import (
     to_ns,
 )
 from feedbot.spans.group import MAX_CODE_LOCATIONS, MAX_EXCEPTION_TYPES
+from feedbot.spans.model import CodeSeen, ExceptionSeen, SpanQuery
+from feedbot.spans.rows import SpanRow
 from feedbot.spans.semconv import normalize_statement
-from feedbot.store.spans import SpanRow
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 T0_NS = to_ns(T0)

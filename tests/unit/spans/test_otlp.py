@@ -23,7 +23,7 @@ from feedbot.spans.otlp import (
     MAX_VALUE_CHARS,
     decode_request,
 )
-from feedbot.store.spans import LIMITS, SpanRow
+from feedbot.spans.rows import LIMITS, SpanRow
 from feedbot.store.spans import Span as SpanModel
 
 PB = "application/x-protobuf"

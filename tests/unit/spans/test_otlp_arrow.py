@@ -13,12 +13,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from feedbot.backends.base import ReleaseData
 from feedbot.backends.otlp_file import OtlpFileBackend
 from feedbot.errors import BackendResponseError, WebhookRejected
 from feedbot.spans import otlp_lines
 from feedbot.spans.aggregate import Aggregator
 from feedbot.spans.aggregate_columns import _unique_rows, fold
+from feedbot.spans.model import ReleaseData
 from feedbot.spans.otlp_arrow import BlockReader
 from feedbot.spans.otlp_scan import Scanner, Unusual
 from feedbot.spans.otlp_survey import Survey

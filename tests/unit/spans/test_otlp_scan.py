@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from feedbot.backends.base import ReleaseData
 from feedbot.backends.otlp_file import OtlpFileBackend
 from feedbot.commands.report import cycle_collector_paused
 from feedbot.spans.aggregate import Aggregator, aggregate, to_ns
+from feedbot.spans.model import ReleaseData
 from feedbot.spans.otlp_json import decode_document
 from feedbot.spans.otlp_scan import Scanner, Unusual, count_versions
 from tests.fakes.sdk_spans import T0, otlp_document, query, release_spans

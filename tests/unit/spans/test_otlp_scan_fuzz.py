@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from feedbot.backends.base import ReleaseData
 from feedbot.errors import WebhookRejected
 from feedbot.spans.aggregate import Aggregator
+from feedbot.spans.model import ReleaseData
 from feedbot.spans.otlp_scan import Scanner, Unusual
 from tests.fakes.sdk_spans import query
 from tests.unit.spans.test_otlp_scan import SERVICE, document, same, validated

@@ -1,0 +1,126 @@
+"""The plain data that the span engine produces and the analysis reads.
+
+A :class:`SpanQuery` names the spans of one service version in one window; a
+:class:`ReleaseData` is what was found for it: per span group (:class:`SpanGroupStats`) the
+counts, errors, durations (with the instance each came from), exception types
+(:class:`ExceptionSeen`), code locations (:class:`CodeSeen`) and calling groups; plus DB
+statements repeated under one parent in one trace (:class:`RepeatedStatement`, N+1
+candidates). Backends return these (see :class:`feedbot.backends.base.TraceBackend`); nothing
+here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+import numpy.typing as npt
+
+
+def _floats() -> npt.NDArray[np.float64]:
+    return np.empty(0, dtype=np.float64)
+
+
+def _ints() -> npt.NDArray[np.int32]:
+    return np.empty(0, dtype=np.int32)
+
+
+@dataclass(frozen=True)
+class SpanQuery:
+    """Spans of one service version in one environment that start within ``[start, end)``.
+
+    ``warmup``: the durations of spans that start within ``warmup`` of their instance's first
+    span in the window are left out of ``durations_ms`` and ``instances`` (they still count
+    everywhere else); spans without an instance are never left out. Ask for it on a new
+    version's query, whose instances are new; a baseline's instances are warm already.
+    """
+
+    service: str
+    version: str
+    start: datetime
+    end: datetime
+    environment: str | None = None
+    span_name: str | None = None
+    warmup: timedelta = timedelta(0)
+
+
+@dataclass(frozen=True)
+class ExceptionSeen:
+    """One exception type recorded on a group's spans (``exception`` events)."""
+
+    type: str
+    count: int
+    message: str = ""
+    example_trace_id: str = ""
+
+
+@dataclass(frozen=True)
+class CodeSeen:
+    """A code location that spans of a group ran in, from the ``code.*`` attributes.
+
+    ``function`` is qualified (``vault.appraisal.Appraiser.appraise``): the new convention's
+    ``code.function.name``, or the old ``code.namespace`` + ``.`` + ``code.function``.
+    """
+
+    function: str | None
+    filepath: str | None
+    lineno: int | None
+    count: int
+
+
+@dataclass(frozen=True)
+class SpanGroupStats:
+    """One span group: spans of the same name and kind.
+
+    SERVER spans with an ``http.route`` are grouped as ``"METHOD route"`` (or the route alone).
+    ``instances`` holds, for each duration, an index into ``instance_names``
+    (``service.instance.id``, else ``host.name``); both are empty when no span said.
+    ``callers`` counts the groups of parent spans (``"(root)"`` for root spans, ``"(remote)"``
+    for parents in another service). ``warmup_excluded`` is how many durations were left out
+    because their span started in its instance's warm-up (:attr:`SpanQuery.warmup`).
+    """
+
+    name: str
+    kind: str
+    count: int
+    errors: int
+    durations_ms: npt.NDArray[np.float64] = field(
+        default_factory=_floats, compare=False, repr=False
+    )
+    instances: npt.NDArray[np.int32] = field(default_factory=_ints, compare=False, repr=False)
+    instance_names: tuple[str, ...] = ()
+    exceptions: tuple[ExceptionSeen, ...] = ()
+    code: tuple[CodeSeen, ...] = ()
+    callers: tuple[tuple[str, int], ...] = ()
+    warmup_excluded: int = 0
+
+
+@dataclass(frozen=True)
+class RepeatedStatement:
+    """A normalised DB statement run more than once under one parent span in one trace.
+
+    One object per (parent group, statement); the arrays hold one entry per trace where it
+    repeated: how many times, and the summed duration of those spans.
+    """
+
+    parent: str
+    statement: str
+    repeats: npt.NDArray[np.int32] = field(default_factory=_ints, compare=False, repr=False)
+    total_ms: npt.NDArray[np.float64] = field(default_factory=_floats, compare=False, repr=False)
+    example_trace_id: str = ""
+
+
+@dataclass(frozen=True)
+class ReleaseData:
+    """What a backend found for one :class:`SpanQuery`.
+
+    ``traces`` is the number of distinct traces seen; ``sampled_traces`` is set when the backend
+    looked at a sample of traces rather than all of them (and the report says so).
+    """
+
+    groups: list[SpanGroupStats]
+    repeats: list[RepeatedStatement] = field(default_factory=list)
+    traces: int = 0
+    sampled_traces: int | None = None
+    notes: tuple[str, ...] = ()
