@@ -14,10 +14,10 @@ from fastapi.responses import JSONResponse, Response
 
 from feedbot import logs
 from feedbot.backends import unwrapped
+from feedbot.checks.register import Registration, register_release
 from feedbot.errors import WebhookRejected
 from feedbot.metrics import CONTENT_TYPE
 from feedbot.releases.event import ReleaseEvent
-from feedbot.releases.service import Registration, register_release
 from feedbot.releases.sources import build_sources
 from feedbot.releases.sources.base import DeploySource
 from feedbot.runtime import Runtime

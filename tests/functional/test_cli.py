@@ -20,9 +20,9 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
+from feedbot.checks.register import register_release
 from feedbot.config import settings_from_mapping
 from feedbot.releases.event import Author
-from feedbot.releases.service import register_release
 from feedbot.store.db import make_engine, make_sessions, migrate
 from tests.factories import event
 

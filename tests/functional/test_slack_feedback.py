@@ -18,10 +18,10 @@ from sqlalchemy import select
 from feedbot.analysis.compare import analyse
 from feedbot.analysis.report import to_json
 from feedbot.backends.otlp_file import OtlpFileBackend
+from feedbot.checks.register import register_release
 from feedbot.clock import FixedClock
 from feedbot.config import settings_from_mapping
 from feedbot.policy import DetectionPolicy
-from feedbot.releases.service import register_release
 from feedbot.runtime import Runtime, build_runtime
 from feedbot.store.models import Acknowledgement, Check, Mute
 from feedbot.web.app import create_app

@@ -14,10 +14,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 
 from feedbot.checks.digests import WeeklyDigests, last_fire, schedule, start
+from feedbot.checks.register import register_release
 from feedbot.clock import FixedClock
 from feedbot.commands import main
 from feedbot.config import Settings, settings_from_mapping
-from feedbot.releases.service import register_release
 from feedbot.runtime import Runtime, build_runtime
 from feedbot.store.models import Check, Delivery, Digest
 from tests.factories import event

@@ -12,9 +12,9 @@ from slack_sdk.models.blocks import Block
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from feedbot.checks.register import register_release
 from feedbot.checks.runner import CheckRunner
 from feedbot.clock import FixedClock
-from feedbot.releases.service import register_release
 from feedbot.spans.model import ExceptionSeen, ReleaseData, SpanQuery
 from feedbot.store import acknowledgements as state
 from feedbot.store.models import Delivery

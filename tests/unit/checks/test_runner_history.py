@@ -9,9 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from feedbot.backends.embedded import EmbeddedBackend
+from feedbot.checks.register import register_release
 from feedbot.checks.runner import CheckRunner
 from feedbot.clock import FixedClock
-from feedbot.releases.service import register_release
 from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.store import queries
 from feedbot.store.models import Check, ExceptionType

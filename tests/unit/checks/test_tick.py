@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from feedbot.checks.register import register_release
 from feedbot.checks.ticker import CHECK_BATCH
 from feedbot.clock import FixedClock
-from feedbot.releases.service import register_release
 from feedbot.runtime import build_runtime
 from feedbot.store import db
 from tests.factories import DEPLOYED, event, settings

@@ -7,8 +7,8 @@ from slack_sdk.models.blocks import Block
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from feedbot.checks.register import register_release
 from feedbot.releases.event import Author, Change
-from feedbot.releases.service import register_release
 from feedbot.store.models import Check, Delivery, Release
 from tests.factories import DEPLOYED, event, settings
 
