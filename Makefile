@@ -26,11 +26,12 @@ serve: install
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## check: formatting, lint and types
+## check: formatting, lint, types and the layers (import-linter, contracts in pyproject.toml)
 check: install
 	$(BIN)/ruff format --check feedbot tests benchmarks examples
 	$(BIN)/ruff check feedbot tests benchmarks examples
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format feedbot tests benchmarks examples

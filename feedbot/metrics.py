@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from feedbot.clock import Clock
-from feedbot.store.models import Check, Delivery, Release
+from feedbot.store import queries
 
 log = logging.getLogger(__name__)
 
@@ -215,20 +213,17 @@ class StoreCollector(Collector):
     def _read(self) -> Iterator[GaugeMetricFamily]:
         now = self._clock.now()
         with self._sessions() as session:
-            checks = _count_by(session, Check.state)
-            deliveries = _count_by(session, Delivery.state)
-            releases = session.scalar(select(func.count(Release.id))) or 0
-            lagging = session.scalar(
-                select(func.count(Check.id)).where(Check.state == "pending", Check.due_at < now)
-            )
-        yield _by_state("feedbot_checks", "Checks by state.", checks)
+            counts = queries.store_counts(session, now)
+        yield _by_state("feedbot_checks", "Checks by state.", counts["checks"])
         yield GaugeMetricFamily(
             "feedbot_checks_lagging",
             "Pending checks whose due time has passed.",
-            value=lagging or 0,
+            value=counts["lagging"],
         )
-        yield _by_state("feedbot_deliveries", "Outbox messages by state.", deliveries)
-        yield GaugeMetricFamily("feedbot_releases", "Releases registered.", value=releases)
+        yield _by_state("feedbot_deliveries", "Outbox messages by state.", counts["deliveries"])
+        yield GaugeMetricFamily(
+            "feedbot_releases", "Releases registered.", value=counts["releases"]
+        )
 
 
 def _by_state(name: str, documentation: str, counts: dict[str, int]) -> GaugeMetricFamily:
@@ -236,8 +231,3 @@ def _by_state(name: str, documentation: str, counts: dict[str, int]) -> GaugeMet
     for state, count in sorted(counts.items()):
         family.add_metric([state], count)
     return family
-
-
-def _count_by(session: Session, column: Any) -> dict[str, int]:
-    rows = session.execute(select(column, func.count()).group_by(column)).all()
-    return {str(state): int(n) for state, n in rows}

@@ -1,6 +1,7 @@
-"""Sending the weekly digest: ``feedbot digest --weekly [--dry-run]`` and the cron job.
+"""The weekly digest job: which releases a channel's week holds, queued once across replicas.
 
-This is the I/O side of :mod:`feedbot.digest.weekly` (which stays pure). Exactly once across
+This is the I/O side of :mod:`feedbot.digest.weekly` (which stays pure); ``feedbot digest``
+(:mod:`feedbot.commands.digest`) runs it by hand. Exactly once across
 replicas and restarts: for each channel and period a :class:`~feedbot.store.models.Digest` row is
 inserted under its unique (channel, period) constraint in the same transaction as the outbox rows
 of the messages; the replica whose insert wins sends it, through the outbox like every message.
@@ -10,14 +11,11 @@ down at the fire time catches up within :data:`CATCH_UP` when it starts (:meth:`
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,10 +24,8 @@ from feedbot.config import Settings
 from feedbot.digest.blocks import Rendered
 from feedbot.digest.weekly import WeekRelease, render
 from feedbot.notify.outbox import enqueue
-from feedbot.store.models import Digest, Release
-
-if TYPE_CHECKING:
-    from feedbot.runtime import Runtime
+from feedbot.store import queries
+from feedbot.store.models import Release
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +69,7 @@ class WeeklyDigests:
         """Every channel's digest for the week before ``end``, rendered but not sent."""
         by_channel: dict[str, list[WeekRelease]] = {}
         with self._sessions() as session:
-            for release in _week_releases(session, end - WEEK, end):
+            for release in queries.releases_between(session, end - WEEK, end):
                 channel = self._channel(release)
                 if channel is not None and self._watched(release):
                     by_channel.setdefault(channel, []).append(_week_release(release))
@@ -95,9 +91,7 @@ class WeeklyDigests:
         now = self._clock.now()
         with self._sessions() as session:
             try:
-                row = Digest(channel=channel, period=period, created_at=now)
-                session.add(row)
-                session.flush()
+                row = queries.add_digest(session, channel=channel, period=period, now=now)
                 for i, message in enumerate(messages):
                     delivery = enqueue(
                         session,
@@ -158,31 +152,24 @@ def schedule(scheduler: Any, digests: WeeklyDigests, settings: Settings) -> Any:
     )
 
 
-def start(scheduler: Any, runtime: Runtime) -> WeeklyDigests:
+def start(
+    scheduler: Any, *, sessions: sessionmaker[Session], settings: Settings, clock: Clock
+) -> WeeklyDigests:
     """Schedule the weekly digest on ``scheduler`` and catch up a missed one; for ``serve``.
 
     Args:
         scheduler: the running ``BackgroundScheduler`` of the replica.
-        runtime: the replica's store, settings and clock.
+        sessions: session factory of the store.
+        settings: services, channels and ``slack.weekly_digest``.
+        clock: time source.
 
     Returns:
         The digests object the job runs.
     """
-    digests = WeeklyDigests(
-        sessions=runtime.sessions, settings=runtime.settings, clock=runtime.clock
-    )
-    schedule(scheduler, digests, runtime.settings)
+    digests = WeeklyDigests(sessions=sessions, settings=settings, clock=clock)
+    schedule(scheduler, digests, settings)
     scheduler.add_job(digests.run_due, id="weekly-digest-catch-up", replace_existing=True)
     return digests
-
-
-def _week_releases(session: Session, start: datetime, end: datetime) -> Sequence[Release]:
-    stmt = (
-        select(Release)
-        .where(Release.deployed_at >= start, Release.deployed_at < end)
-        .order_by(Release.deployed_at)
-    )
-    return session.scalars(stmt).all()
 
 
 def _week_release(release: Release) -> WeekRelease:
@@ -195,53 +182,3 @@ def _week_release(release: Release) -> WeekRelease:
         report=(report or {}).get("report"),
         rollback=release.is_rollback,
     )
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``feedbot digest``."""
-    parser.add_argument("--weekly", action="store_true", required=True, help="the weekly digest")
-    parser.add_argument("--dry-run", action="store_true", help="print it; send and record nothing")
-
-
-def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    """``feedbot digest --weekly``: queue and send this week's digests (or print them)."""
-    from feedbot.config import load_settings
-    from feedbot.runtime import build_runtime
-
-    runtime = build_runtime(load_settings(args.config))
-    try:
-        return _run(runtime, dry_run=args.dry_run, out=out or sys.stdout)
-    finally:
-        runtime.engine.dispose()
-
-
-def _run(runtime: Runtime, *, dry_run: bool, out: TextIO) -> int:
-    from feedbot.store import db
-
-    db.migrate(runtime.engine)
-    digests = WeeklyDigests(
-        sessions=runtime.sessions, settings=runtime.settings, clock=runtime.clock
-    )
-    now = runtime.clock.now()
-    if dry_run:
-        for channel, messages in digests.build(now).items():
-            text = "\n\n".join(plain(m) for m in messages)
-            out.write(f"=== {channel} ===\n{text}\n\n")
-        return 0
-    # The week of the latest cron fire time: a manual run and the cron job share one period,
-    # so whichever comes first sends it and the other finds it already queued.
-    queued = digests.queue(last_fire(runtime.settings, now) or now)
-    runtime.sender.send_due()
-    out.write(f"{queued} digest(s) queued and sent\n")
-    return 0
-
-
-def plain(message: Rendered) -> str:
-    """A rendered message as terminal text: its sections and context lines."""
-    parts = []
-    for block in message.blocks:
-        if block["type"] == "section":
-            parts.append(block["text"]["text"])
-        elif block["type"] == "context":
-            parts.extend(e["text"] for e in block["elements"])
-    return "\n".join(parts)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from feedbot import failpoints
@@ -140,12 +139,8 @@ class CheckRecorder:
 
     def _owns(self, session: Session, check: Check) -> bool:
         """Re-assert the lease atomically; False when another replica took the check over."""
-        result = session.execute(
-            update(Check)
-            .where(Check.id == check.id, Check.state == "running", Check.claimed_by == self._worker)
-            .values(lease_until=self._clock.now() + self._settings.checks.lease)
-        )
-        return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+        until = self._clock.now() + self._settings.checks.lease
+        return queries.renew_check_lease(session, check, worker=self._worker, until=until)
 
     def _queue_reply(
         self, session: Session, release: Release, check: Check, done: Finished, now: datetime

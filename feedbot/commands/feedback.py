@@ -2,21 +2,21 @@
 
 ::
 
-    feedbot feedback <feature|service|service@version> [--config CFG] [--database-url URL]
+    feedbot feedback <feature|service|service@version|help> [--config CFG] [--database-url URL]
 
 The answer is built by the code that answers the slash command
 (:class:`feedbot.slack.feedback.FeedbackService` and :mod:`feedbot.digest.answers`) from the
 checks feedbot already ran and stored, then printed as text (:mod:`feedbot.digest.plain`). No
 Slack token, no trace backend and no running server are needed: only the database. Exit status:
-0 an answer was printed (also "no finished check yet" or "unknown name"), 1 the database could
-not be read, 2 a usage or configuration problem.
+0 an answer was printed (also "no finished check yet" and ``help``), 1 the name is unknown (the
+answer lists the closest names) or the database could not be read, 2 a usage or configuration
+problem.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -24,24 +24,26 @@ from typing import TextIO
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from feedbot.commands.options import CONFIG_ENV, add_config
 from feedbot.config import load_settings
-from feedbot.digest.plain import blocks_text
+from feedbot.digest.plain import blocks_text, mrkdwn_text
+from feedbot.slack.feedback import FeedbackService, parse
+from feedbot.slack.listeners import HELP
+from feedbot.store import db
 
 EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE = 0, 1, 2
-CONFIG_ENV = "FEEDBOT_CONFIG"
+#: An unknown name is no answer, as a database that cannot be read is none.
+EXIT_UNKNOWN = 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare ``feedbot feedback``'s arguments on ``parser``."""
     parser.add_argument(
-        "name", metavar="NAME", help="a service, service@version, or a feature from the config"
+        "name",
+        metavar="NAME",
+        help="a service, service@version, a feature from the config, or help",
     )
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=os.environ.get(CONFIG_ENV) or None,
-        help=f"config file, for its features and database (default: ${CONFIG_ENV})",
-    )
+    add_config(parser, help=f"config file, for its features and database (default: ${CONFIG_ENV})")
     parser.add_argument(
         "--database-url",
         metavar="URL",
@@ -63,17 +65,15 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
     if problem:
         err.write(f"feedbot feedback: {problem}\n")
         return EXIT_USAGE
-    from feedbot.slack.feedback import FeedbackService, parse
-    from feedbot.store import db
-
     command = parse(args.name)
     if command.name is None:
-        err.write("feedbot feedback: name a service, service@version or feature\n")
-        return EXIT_USAGE
+        out.write(mrkdwn_text(HELP).replace("/feedback", "feedbot feedback") + "\n")
+        return EXIT_OK
     engine = db.make_engine(settings.database_url)
     try:
         service = FeedbackService(sessions=db.make_sessions(engine), settings=settings)
         answer = service.answer(command)
+        known = service.knows(command)
     except SQLAlchemyError as exc:
         where = engine.url.render_as_string(hide_password=True)
         err.write(
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
     finally:
         engine.dispose()
     out.write(blocks_text(answer.blocks, answer.text))
-    return EXIT_OK
+    return EXIT_OK if known else EXIT_UNKNOWN
 
 
 def _database_problem(url: str) -> str | None:

@@ -128,7 +128,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--since", metavar="ISO", help="candidate window start (default deployed_at)"
     )
     parser.add_argument("--until", metavar="ISO", help="candidate window end (default now)")
-    parser.add_argument("--format", choices=("json", "text"), default="text")
+    parser.add_argument(
+        "--format", choices=("json", "text"), default="text", help="text for people (default), json"
+    )
     parser.add_argument(
         "--fail-on",
         choices=("regressed",),

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from feedbot.releases import pysource
+from feedbot.releases.deploy_client import change_json
 from feedbot.releases.event import Change
-from feedbot.releases.notify_deploy import change_json
 from feedbot.releases.pysource import Hunk
 
 

@@ -28,8 +28,8 @@ from feedbot.demo.load import Pace, Sent, send
 from feedbot.demo.progress import Progress
 from feedbot.demo.recorder import Delivered, RecordingNotifier
 from feedbot.durations import format_duration
-from feedbot.releases.notify_deploy import PATH as WEBHOOK_PATH
-from feedbot.releases.notify_deploy import post_with_retries
+from feedbot.releases.deploy_client import PATH as WEBHOOK_PATH
+from feedbot.releases.deploy_client import post_with_retries
 from feedbot.store import queries
 
 ROOT = Path(__file__).resolve().parents[2]

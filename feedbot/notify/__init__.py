@@ -7,7 +7,10 @@ The contract is :class:`feedbot.notify.base.Notifier`; implementations, one modu
 * ``slack`` — :class:`~feedbot.notify.slack.SlackNotifier` over an injected ``WebClient``
   (build it with :func:`~feedbot.notify.slack.build_web_client`).
 
-Importing this package does not import slack_sdk; the composition root (``web.py``/``cli.py``)
+* ``outbox`` — :class:`~feedbot.notify.outbox.OutboxSender`: every message is a row first and
+  leaves exactly once, whatever crashes or Slack answers.
+
+Importing this package does not import slack_sdk; the composition root (:mod:`feedbot.runtime`)
 picks and builds one.
 """
 

@@ -11,13 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from feedbot.config import FeatureConfig, Settings
 from feedbot.digest import answers
 from feedbot.digest.blocks import Rendered
 from feedbot.store import acknowledgements as state
+from feedbot.store import queries
 from feedbot.store.models import Check, Release
 
 HISTORY = 5
@@ -61,6 +61,11 @@ class FeedbackService:
         self._sessions = sessions
         self._settings = settings
 
+    def knows(self, command: Command) -> bool:
+        """Whether the command names a service or feature feedbot knows (config or releases)."""
+        with self._sessions() as session:
+            return command.name in self._known(session)
+
     def answer(self, command: Command) -> Rendered:
         """The answer to a parsed command (not help): a report, or the names it knows."""
         with self._sessions() as session:
@@ -80,7 +85,7 @@ class FeedbackService:
             )
 
     def _known(self, session: Session) -> list[str]:
-        stored = session.scalars(select(Release.service).distinct()).all()
+        stored = queries.service_names(session)
         return sorted({*self._settings.services, *stored, *self._settings.features})
 
 
@@ -94,11 +99,7 @@ def _close(name: str | None, known: Sequence[str]) -> list[str]:
 
 def _view(session: Session, service: str, version: str | None) -> answers.View | None:
     """The newest release of ``service`` (of ``version``) with a finished check, and history."""
-    stmt = select(Release).where(Release.service == service)
-    if version is not None:
-        stmt = stmt.where(Release.version == version)
-    candidates = session.scalars(stmt.order_by(Release.deployed_at.desc(), Release.id.desc()))
-    for release in candidates:
+    for release in queries.releases_of(session, service, version):
         report = _latest_report(release)
         if report is not None:
             return answers.View(
@@ -123,12 +124,7 @@ def _latest_report(release: Release) -> dict[str, Any] | None:
 
 def _history(session: Session, service: str) -> list[answers.Past]:
     """What the last releases of ``service`` did: version, when, the last verdict."""
-    releases = session.scalars(
-        select(Release)
-        .where(Release.service == service)
-        .order_by(Release.deployed_at.desc(), Release.id.desc())
-        .limit(HISTORY)
-    )
+    releases = queries.releases_of(session, service, limit=HISTORY)
     return [
         answers.Past(r.version, r.deployed_at, _verdict(r.checks), r.is_rollback) for r in releases
     ]

@@ -9,14 +9,22 @@ service never collide on its unique key.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, any_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
-from feedbot.store.models import Check, Delivery, ExceptionType, Release, WebhookDelivery
+from feedbot.store.models import (
+    Check,
+    Delivery,
+    Digest,
+    ExceptionType,
+    Release,
+    WebhookDelivery,
+)
 
 
 def _skip_locked(session: Session) -> bool:
@@ -340,3 +348,71 @@ def exception_history(
         or_(ExceptionType.version.in_(recent.scalar_subquery()), ExceptionType.last_seen >= since),
     )
     return session.scalars(rows.order_by(ExceptionType.last_seen.desc())).all()
+
+
+def renew_check_lease(session: Session, check: Check, *, worker: str, until: datetime) -> bool:
+    """Extend ``worker``'s lease on a running check atomically; False when it lost the check."""
+    result = session.execute(
+        update(Check)
+        .where(Check.id == check.id, Check.state == "running", Check.claimed_by == worker)
+        .values(lease_until=until)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+
+def releases_between(session: Session, start: datetime, end: datetime) -> Sequence[Release]:
+    """Releases deployed in ``[start, end)``, oldest first (the weekly digest's week)."""
+    stmt = (
+        select(Release)
+        .where(Release.deployed_at >= start, Release.deployed_at < end)
+        .order_by(Release.deployed_at)
+    )
+    return session.scalars(stmt).all()
+
+
+def add_digest(session: Session, *, channel: str, period: str, now: datetime) -> Digest:
+    """Record a channel's digest of a period; the unique (channel, period) key makes it once.
+
+    Raises:
+        sqlalchemy.exc.IntegrityError: another replica recorded it first (at flush).
+    """
+    row = Digest(channel=channel, period=period, created_at=now)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def service_names(session: Session) -> Sequence[str]:
+    """Every service that registered a release."""
+    return session.scalars(select(Release.service).distinct()).all()
+
+
+def releases_of(
+    session: Session, service: str, version: str | None = None, *, limit: int | None = None
+) -> Iterator[Release]:
+    """Releases of ``service`` (of ``version``), newest first."""
+    stmt = select(Release).where(Release.service == service)
+    if version is not None:
+        stmt = stmt.where(Release.version == version)
+    stmt = stmt.order_by(Release.deployed_at.desc(), Release.id.desc())
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    yield from session.scalars(stmt)
+
+
+def store_counts(session: Session, now: datetime) -> dict[str, Any]:
+    """What ``/metrics`` reports of the store: checks and deliveries by state, releases, lag."""
+    return {
+        "checks": _count_by(session, Check.state),
+        "deliveries": _count_by(session, Delivery.state),
+        "releases": session.scalar(select(func.count(Release.id))) or 0,
+        "lagging": session.scalar(
+            select(func.count(Check.id)).where(Check.state == "pending", Check.due_at < now)
+        )
+        or 0,
+    }
+
+
+def _count_by(session: Session, column: Any) -> dict[str, int]:
+    rows = session.execute(select(column, func.count()).group_by(column)).all()
+    return {str(state): int(n) for state, n in rows}

@@ -333,8 +333,13 @@ def test_feedback_prints_the_slash_commands_answer_from_the_database(
     assert "*" not in out.replace("* ", "") and "&lt;" not in out
 
     missing = feedbot("feedback", "vault-servce", "--database-url", sqlite_file)
-    assert missing.returncode == 0
+    assert missing.returncode == 1  # no answer, as a script running it must be able to tell
     assert "I don't know `vault-servce`. Did you mean `vault-service`?" in missing.stdout
+
+    helped = feedbot("feedback", "help", "--database-url", sqlite_file)
+    assert helped.returncode == 0, helped.stderr
+    assert "feedbot feedback <service>@<version>" in helped.stdout
+    assert "/feedback" not in helped.stdout and "*" not in helped.stdout
 
 
 def test_feedback_narrows_to_a_feature_from_the_config(tmp_path: Path, sqlite_file: str) -> None:

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from feedbot.clock import FixedClock
-from feedbot.releases import notify_deploy
+from feedbot.commands import notify_deploy
 from feedbot.releases.sources.generic import parse_document
 
 SECRET = "s3cr3t-for-tests"

@@ -147,7 +147,7 @@ def test_cli_dry_run_prints_and_records_nothing(
     config.write_text(json.dumps(raw))
     assert main(["digest", "--weekly", "--dry-run", "--config", str(config)]) == 0
     out = capsys.readouterr().out
-    assert "=== #vault ===" in out and "*vault-service*: 1.4.2 ⏳ not checked yet" in out
+    assert "=== #vault ===" in out and "vault-service: 1.4.2 ⏳ not checked yet" in out
     assert slack_api.calls == []
     runtime = build_runtime(settings)
     with runtime.sessions() as session:
@@ -165,7 +165,7 @@ def test_start_schedules_the_cron_and_catches_up_a_missed_digest_at_once(
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.start()
     try:
-        start(scheduler, runtime)
+        start(scheduler, sessions=runtime.sessions, settings=runtime.settings, clock=runtime.clock)
         assert {job.id for job in scheduler.get_jobs()} >= {"weekly-digest"}
         deadline = time.monotonic() + 10
         while len(digest_rows(runtime)) < 2:

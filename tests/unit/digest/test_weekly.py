@@ -9,8 +9,7 @@ from typing import Any
 from slack_sdk.models.blocks import Block
 
 from feedbot.analysis.report import to_json
-from feedbot.checks.digests import plain
-from feedbot.digest.blocks import Rendered
+from feedbot.digest.plain import blocks_text
 from feedbot.digest.weekly import WeekRelease, render
 from tests.factories import DEPLOYED
 from tests.unit.analysis.test_report import CONTEXT, _analysis
@@ -20,7 +19,7 @@ def valid(blocks: tuple[dict[str, Any], ...]) -> str:
     assert 0 < len(blocks) <= 50
     for raw in blocks:
         Block.parse(raw).validate_json()  # type: ignore[union-attr]
-    return plain(Rendered(text="", blocks=blocks))
+    return blocks_text(blocks)
 
 
 def finding(kind: str, **extra: Any) -> dict[str, Any]:
@@ -46,11 +45,11 @@ def test_a_week_of_releases_becomes_an_agenda() -> None:
     body = valid(message.blocks)
     assert message.text == "📋 Weekly feedback for #vault, week to Mon Nov 30"
     assert "3 releases of 2 services" in body
-    assert "*vault-service*: 1.4.1 (rollback) ⏳ not checked yet · 1.4.2 🔴 regressed" in body
-    assert "*Top regressions*\n• vault-service 1.4.2: GET /r1 got slower" in body
-    assert "*New error types*\n• vault-service 1.4.2: GET /r2 raised KeyError" in body
-    assert "*Changed code never reached*\n• ledger 7: ledger.post never ran" in body
-    assert "*N+1 queries*" in body and "worth a closer look" in body and "slower?" in body
+    assert "vault-service: 1.4.1 (rollback) ⏳ not checked yet · 1.4.2 🔴 regressed" in body
+    assert "Top regressions\n• vault-service 1.4.2: GET /r1 got slower" in body
+    assert "New error types\n• vault-service 1.4.2: GET /r2 raised KeyError" in body
+    assert "Changed code never reached\n• ledger 7: ledger.post never ran" in body
+    assert "N+1 queries" in body and "worth a closer look" in body and "slower?" in body
     assert "Was the slowdown of GET /r1 in vault-service 1.4.2 expected?" in body
     assert "Is ledger.post of ledger 7 behind a flag, or unused?" in body
 

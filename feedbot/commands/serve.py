@@ -1,0 +1,63 @@
+"""``feedbot serve``: the HTTP server, the check ticker and the weekly digest, until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+
+import uvicorn
+
+from feedbot import __version__
+from feedbot.checks.digests import start as start_digests
+from feedbot.checks.ticker import start_ticker
+from feedbot.commands.options import add_config, settings_of
+from feedbot.runtime import build_runtime
+from feedbot.store import db
+from feedbot.web.app import create_app
+
+log = logging.getLogger("feedbot")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``feedbot serve``."""
+    add_config(parser)
+    parser.add_argument("--host", help="the address to listen on (overrides server.host)")
+    parser.add_argument("--port", type=int, help="the port to listen on (overrides server.port)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM or Ctrl-C; then stop the scheduler and close the database."""
+    settings = settings_of(args)
+    runtime = build_runtime(settings)
+    db.migrate(runtime.engine)
+    app = create_app(runtime)
+    host = args.host or settings.server.host
+    port = args.port if args.port is not None else settings.server.port
+    log.info(
+        "feedbot %s on http://%s:%d (database %s, traces %s, messages to %s)",
+        __version__,
+        host,
+        port,
+        runtime.engine.url.get_backend_name(),
+        settings.traces.backend,
+        "Slack" if settings.slack.bot_token else "the console",
+    )
+    if not settings.webhooks.secret:
+        log.warning(
+            "webhooks.secret is not set: POST /webhooks/deploy refuses every request "
+            "(set FEEDBOT_WEBHOOK_SECRET)"
+        )
+    scheduler = start_ticker(runtime.tick, settings.checks.tick)
+    start_digests(scheduler, sessions=runtime.sessions, settings=settings, clock=runtime.clock)
+    # uvicorn re-raises the signal that stopped it once it has shut down. With SIGTERM's
+    # default disposition that kills the process before the scheduler and engine are closed
+    # (exit -15); a handler of our own makes SIGTERM a clean shutdown with status 0.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        scheduler.shutdown(wait=True)
+        runtime.engine.dispose()
+        signal.signal(signal.SIGTERM, previous)
+    return 0
