@@ -6,7 +6,7 @@ ways to get every group's one-sided Mann-Whitney p-value, timed side by side in 
 of the repeats, milliseconds for all 30 groups):
 
 * ``scipy loop``: ``scipy.stats.mannwhitneyu(method="asymptotic")`` once per group;
-* ``feedbot``: :func:`feedbot.analysis.stats_rank.mann_whitney` once per group (numpy midranks
+* ``feedbot``: :func:`feedbot.analysis.stats.rank.mann_whitney` once per group (numpy midranks
   with one ``np.unique``, tie correction from its counts).
 
 Ranking all groups in one pass (one sort of the pooled values by group and value, rank sums by
@@ -29,7 +29,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import stats as scipy_stats
 
-from feedbot.analysis.stats_rank import mann_whitney
+from feedbot.analysis.stats.rank import mann_whitney
 
 GROUPS = 30
 Row = tuple[str, float, str]

@@ -11,8 +11,8 @@ with its evidence (test, n, p/q, CI).
   changed code run) and :mod:`~feedbot.analysis.look` (confirmation over the scheduled looks).
 - :mod:`~feedbot.analysis.findings` the finding type; :mod:`~feedbot.analysis.report` the
   report as JSON and text.
-- ``stats*``: the numpy statistics (rank tests, quantiles, counts, host spread, power,
-  multiplicity), :mod:`~feedbot.analysis.stats` re-exports them.
+- :mod:`~feedbot.analysis.stats`: the numpy statistics (rank tests, quantiles, counts, host
+  spread, power, multiplicity), one module each.
 
 It imports :mod:`feedbot.spans.model`, :mod:`feedbot.releases.event`, :mod:`feedbot.config` and
 :mod:`feedbot.policy`; import-linter forbids it the database, HTTP and Slack.

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from scipy import stats as sp
 
-from feedbot.analysis import stats, stats_dist, stats_shift
+from feedbot.analysis import stats
+from feedbot.analysis.stats import dist as stats_dist
+from feedbot.analysis.stats import shift as stats_shift
 from feedbot.policy import DetectionPolicy
 
 

@@ -16,7 +16,7 @@ concept. Section numbers (§) refer to shared/reference/detection-methods.md.
 
 from __future__ import annotations
 
-from feedbot.analysis.stats_counts import (
+from feedbot.analysis.stats.counts import (
     CountTestResult,
     ReachResult,
     conditional_binomial_greater,
@@ -27,22 +27,22 @@ from feedbot.analysis.stats_counts import (
     reach_test,
     reach_upper_bound,
 )
-from feedbot.analysis.stats_dist import normal_cdf, normal_isf, normal_ppf, normal_sf
-from feedbot.analysis.stats_hosts import (
+from feedbot.analysis.stats.dist import normal_cdf, normal_isf, normal_ppf, normal_sf
+from feedbot.analysis.stats.hosts import (
     InstanceCell,
     cluster_aware_p,
     host_noise_floor,
     instance_cell,
     pooled_tau,
 )
-from feedbot.analysis.stats_multi import bh_qvalues, bh_reject, bonferroni
-from feedbot.analysis.stats_power import (
+from feedbot.analysis.stats.multi import bh_qvalues, bh_reject, bonferroni
+from feedbot.analysis.stats.power import (
     error_rate_min_detectable_ratio,
     mwu_min_detectable_ratio,
     mwu_sample_size,
     robust_log_sigma,
 )
-from feedbot.analysis.stats_quantile import (
+from feedbot.analysis.stats.quantile import (
     QuantileEstimate,
     TailTestResult,
     min_samples_for_quantile_ci,
@@ -51,8 +51,8 @@ from feedbot.analysis.stats_quantile import (
     quantiles,
     tail_exceedance_test,
 )
-from feedbot.analysis.stats_rank import MannWhitneyResult, mann_whitney
-from feedbot.analysis.stats_shift import ShiftEstimate, hodges_lehmann_ratio, hodges_lehmann_shift
+from feedbot.analysis.stats.rank import MannWhitneyResult, mann_whitney
+from feedbot.analysis.stats.shift import ShiftEstimate, hodges_lehmann_ratio, hodges_lehmann_shift
 
 __all__ = [
     "CountTestResult",

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from feedbot.analysis.stats_dist import binomial_pmf_all, hypergeom_sf
-from feedbot.analysis.stats_rank import as_sample
+from feedbot.analysis.stats.dist import binomial_pmf_all, hypergeom_sf
+from feedbot.analysis.stats.rank import as_sample
 
 DEFAULT_QUANTILES = (0.5, 0.95, 0.99)
 

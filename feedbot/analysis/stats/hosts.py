@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from feedbot.analysis.stats_dist import normal_sf
-from feedbot.analysis.stats_power import MAD_TO_SD
-from feedbot.analysis.stats_rank import FloatArray, as_sample
+from feedbot.analysis.stats.dist import normal_sf
+from feedbot.analysis.stats.power import MAD_TO_SD
+from feedbot.analysis.stats.rank import FloatArray, as_sample
 
 
 @dataclass(frozen=True, slots=True)

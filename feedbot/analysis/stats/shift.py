@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from feedbot.analysis.stats_dist import normal_isf
-from feedbot.analysis.stats_rank import FloatArray, as_sample, u_sigma
+from feedbot.analysis.stats.dist import normal_isf
+from feedbot.analysis.stats.rank import FloatArray, as_sample, u_sigma
 
 #: Largest n·m for which all pairwise differences are materialised (32 MB of float64).
 PAIR_LIMIT = 4_000_000

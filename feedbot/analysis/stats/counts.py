@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from feedbot.analysis.stats_dist import binomial_cdf, binomial_sf, hypergeom_sf
+from feedbot.analysis.stats.dist import binomial_cdf, binomial_sf, hypergeom_sf
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from feedbot.analysis.stats_dist import normal_sf
+from feedbot.analysis.stats.dist import normal_sf
 
 Alternative = Literal["greater", "less"]
 Method = Literal["auto", "asymptotic", "exact"]

@@ -13,8 +13,8 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from feedbot.analysis.stats_dist import normal_cdf, normal_isf, normal_ppf
-from feedbot.analysis.stats_rank import as_sample
+from feedbot.analysis.stats.dist import normal_cdf, normal_isf, normal_ppf
+from feedbot.analysis.stats.rank import as_sample
 
 #: 1/Φ⁻¹(3/4): scales a median absolute deviation to a normal standard deviation.
 MAD_TO_SD = 1.482602218505602
