@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from feedbot import failpoints
-from feedbot.analysis.compare import Analysis
+from feedbot.checks.pipeline import Finished
 from feedbot.clock import Clock
 from feedbot.config import Settings
 from feedbot.digest import blocks, text
@@ -30,20 +29,6 @@ from feedbot.store.models import Check, Release
 log = logging.getLogger(__name__)
 #: The plain-text fallback is the notification text; Slack takes up to 40,000 characters.
 MAX_TEXT = 39_000
-
-
-@dataclass(frozen=True)
-class Finished:
-    """A check's outcome before it is recorded: the analysis, its report, and what it saw.
-
-    ``exceptions`` lists (version, span group, type, spans) for both versions, for the
-    service's exception history.
-    """
-
-    analysis: Analysis
-    report: dict[str, Any]
-    text: str
-    exceptions: tuple[queries.Observed, ...] = ()
 
 
 class CheckRecorder:

@@ -9,24 +9,23 @@ from __future__ import annotations
 
 import itertools
 import logging
-from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from feedbot import failpoints, logs
-from feedbot.analysis.compare import analyse
 from feedbot.analysis.findings import KnownException
-from feedbot.analysis.report import ReportContext, to_json, to_text
+from feedbot.analysis.report import ReportContext
 from feedbot.backends.base import TraceBackend
-from feedbot.checks.recorder import CheckRecorder, Finished
+from feedbot.checks import pipeline
+from feedbot.checks.pipeline import Finished, Plan
+from feedbot.checks.recorder import CheckRecorder
 from feedbot.clock import Clock
 from feedbot.config import Settings
 from feedbot.errors import BackendError
 from feedbot.metrics import Metrics
-from feedbot.policy import DetectionPolicy, with_overrides
+from feedbot.policy import DetectionPolicy
 from feedbot.releases.event import Change as ChangeEvent
-from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.store import queries
 from feedbot.store.models import Check, Release
 from feedbot.telemetry import NullTracer, Tracer
@@ -154,7 +153,8 @@ class CheckRunner:
             # window runs up to now: during a rolling deploy both versions serve at once.
             baseline_window = (release.deployed_at - self._settings.checks.baseline_window, end)
         look, looks, held = _look_of(session, release, now)
-        history = self._policy_for(release.service).new_types
+        policy = pipeline.policy_for(self._settings, release.service, self._policy)
+        history = policy.new_types
         known = queries.exception_history(
             session,
             service=release.service,
@@ -164,6 +164,7 @@ class CheckRunner:
             exclude=(release.version, release.deployed_at),
         )
         return Plan(
+            policy=policy,
             context=ReportContext(
                 service=release.service,
                 version=release.version,
@@ -183,64 +184,7 @@ class CheckRunner:
 
     def _run(self, plan: Plan) -> Finished:
         """Query both versions, analyse, and render; no database access here."""
-        ctx = plan.context
-        policy = self._policy_for(plan.context.service)
-        # Only the new version's instances are starting up; the baseline's were already running.
-        cand = self._backend.collect(
-            self._query(ctx, ctx.version, ctx.candidate_window, warmup=policy.latency.warmup)
-        )
-        base = None
-        if ctx.baseline_version is not None and ctx.baseline_window is not None:
-            base = self._backend.collect(
-                self._query(ctx, ctx.baseline_version, ctx.baseline_window)
-            )
-        analysis = analyse(
-            cand,
-            base,
-            changes=plan.changes,
-            policy=policy,
-            look=plan.look,
-            looks=plan.looks,
-            held=plan.held,
-            known_exceptions=plan.known_exceptions,
-        )
-        context = replace(ctx, notes=(f"traces from the {self._backend.name} backend", *cand.notes))
-        seen = _exceptions_seen(ctx, cand, base)
-        return Finished(analysis, to_json(analysis, context), to_text(analysis, context), seen)
-
-    def _policy_for(self, service: str) -> DetectionPolicy:
-        """The detection policy, with ``services.<service>.detectors`` applied."""
-        conf = self._settings.services.get(service)
-        return with_overrides(self._policy, conf.detectors) if conf else self._policy
-
-    @staticmethod
-    def _query(
-        context: ReportContext,
-        version: str,
-        window: tuple[datetime, datetime],
-        *,
-        warmup: timedelta = timedelta(0),
-    ) -> SpanQuery:
-        return SpanQuery(
-            service=context.service,
-            version=version,
-            start=window[0],
-            end=window[1],
-            environment=context.environment,
-            warmup=warmup,
-        )
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What a check read from the store before querying the backend."""
-
-    context: ReportContext
-    changes: list[ChangeEvent]
-    look: int
-    looks: int
-    held: tuple[str, ...]
-    known_exceptions: tuple[KnownException, ...] = ()
+        return pipeline.analyse(plan, pipeline.collect(self._backend, plan))
 
 
 def _changes(release: Release) -> list[ChangeEvent]:
@@ -253,22 +197,6 @@ def _changes(release: Release) -> list[ChangeEvent]:
         )
         for c in release.changes
     ]
-
-
-def _exceptions_seen(
-    context: ReportContext, candidate: ReleaseData, baseline: ReleaseData | None
-) -> tuple[queries.Observed, ...]:
-    """Every (version, span group, type, spans) the check saw, for the exception history."""
-    versions = [(context.version, candidate)]
-    if baseline is not None and context.baseline_version is not None:
-        versions.append((context.baseline_version, baseline))
-    return tuple(
-        (version, group.name, seen.type, seen.count)
-        for version, data in versions
-        for group in data.groups
-        for seen in group.exceptions
-        if seen.count > 0
-    )
 
 
 def _look_of(session: Session, release: Release, now: datetime) -> tuple[int, int, list[str]]:

@@ -26,9 +26,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from feedbot.analysis.compare import Analysis, analyse
-from feedbot.analysis.report import ReportContext, to_json, to_text
+from feedbot.analysis.report import ReportContext
 from feedbot.backends.base import TraceBackend
+from feedbot.checks import pipeline
+from feedbot.checks.pipeline import Finished
 from feedbot.errors import BackendError, BackendUnavailable, ConfigError, WebhookRejected
 from feedbot.policy import DetectionPolicy
 from feedbot.releases.event import ReleaseEvent
@@ -65,6 +66,11 @@ class VersionLister(Protocol):
 class OnePassReader(Protocol):
     """A backend that reads its input once for the release, the baseline and version counts."""
 
+    @property
+    def name(self) -> str:
+        """The backend's configuration name."""
+        ...
+
     def survey(
         self,
         candidate: SpanQuery,
@@ -95,10 +101,12 @@ class SurveyResult(Protocol):
 
 
 @dataclass(frozen=True)
-class _Plan:
+class _Windows:
+    """The release and the windows ``report`` reads: the command line's part of the plan."""
+
     event: ReleaseEvent
     candidate: SpanQuery
-    baseline_window: tuple[datetime, datetime]
+    baseline: tuple[datetime, datetime]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -143,7 +151,7 @@ def run(args: argparse.Namespace, *, now: Callable[[], datetime] | None = None) 
     """Run ``feedbot report``; returns the exit status (see the module docstring)."""
     try:
         with cycle_collector_paused():
-            analysis, context = _report(args, (now or (lambda: datetime.now(UTC)))())
+            finished = _report(args, (now or (lambda: datetime.now(UTC)))())
     except BadInput as exc:
         _err(f"feedbot report: {exc}")
         return EXIT_BAD_INPUT
@@ -158,12 +166,10 @@ def run(args: argparse.Namespace, *, now: Callable[[], datetime] | None = None) 
         _err(f"feedbot report: trace backend answered badly: {exc}")
         return EXIT_BAD_INPUT if args.traces else EXIT_UNAVAILABLE
     if args.format == "json":
-        sys.stdout.write(
-            json.dumps(to_json(analysis, context), indent=2, ensure_ascii=False) + "\n"
-        )
+        sys.stdout.write(json.dumps(finished.report, indent=2, ensure_ascii=False) + "\n")
     else:
-        sys.stdout.write(to_text(analysis, context))
-    if args.fail_on == "regressed" and analysis.verdict == "regressed":
+        sys.stdout.write(finished.text)
+    if args.fail_on == "regressed" and finished.analysis.verdict == "regressed":
         return EXIT_REGRESSED
     return EXIT_OK
 
@@ -191,32 +197,31 @@ def _err(message: str) -> None:
     sys.stderr.write(message + "\n")
 
 
-def _report(args: argparse.Namespace, now: datetime) -> tuple[Analysis, ReportContext]:
+def _report(args: argparse.Namespace, now: datetime) -> Finished:
+    """Plan from the deploy document and the options, collect, and analyse as a check does."""
     event = read_deploy(args.deploy)
-    backend, window = _backend(args)
-    policy = DetectionPolicy()
+    backend, window, policy = _backend(args, event.service)
     # Only the new version's instances are new: its query alone leaves their warm-up out.
-    plan = _plan(event, args, now, window, policy.latency.warmup)
+    windows = _windows(event, args, now, window, policy.latency.warmup)
+    collected = None
     if isinstance(backend, OnePassReader):
-        candidate, baseline_version, note, baseline = _read_once(args, backend, plan)
+        baseline_version, note, collected = _read_once(args, backend, windows)
     else:
-        candidate = backend.collect(plan.candidate)
-        baseline_version, note = _baseline_version(args, backend, plan)
-        baseline = None
-        if baseline_version is not None:
-            start, end = plan.baseline_window
-            baseline = backend.collect(_query(plan, baseline_version, start, end))
-    analysis = analyse(candidate, baseline, changes=event.changes, policy=policy)
-    context = ReportContext(
-        service=event.service,
-        version=event.version,
-        baseline_version=baseline_version,
-        environment=event.environment,
-        candidate_window=(plan.candidate.start, plan.candidate.end),
-        baseline_window=plan.baseline_window if baseline_version is not None else None,
-        notes=(note, _window_note(plan)),
+        baseline_version, note = _baseline_version(args, backend, windows)
+    plan = pipeline.Plan(
+        context=ReportContext(
+            service=event.service,
+            version=event.version,
+            baseline_version=baseline_version,
+            environment=event.environment,
+            candidate_window=(windows.candidate.start, windows.candidate.end),
+            baseline_window=windows.baseline if baseline_version is not None else None,
+            notes=(note, _window_note(windows)),
+        ),
+        changes=event.changes,
+        policy=policy,
     )
-    return analysis, context
+    return pipeline.analyse(plan, collected or pipeline.collect(backend, plan))
 
 
 def read_deploy(path: Path) -> ReleaseEvent:
@@ -246,7 +251,10 @@ def parse_time(text: str | None, option: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _backend(args: argparse.Namespace) -> tuple[TraceBackend, timedelta]:
+def _backend(
+    args: argparse.Namespace, service: str
+) -> tuple[TraceBackend, timedelta, DetectionPolicy]:
+    """The backend to read, the baseline window and the service's detection policy."""
     if args.traces:
         missing = [str(p) for p in args.traces if not p.is_file()]
         if missing:
@@ -254,7 +262,7 @@ def _backend(args: argparse.Namespace) -> tuple[TraceBackend, timedelta]:
         from feedbot.backends.otlp_file import OtlpFileBackend
 
         backend = OtlpFileBackend([str(p) for p in args.traces], workers=REPORT_WORKERS)
-        return backend, DEFAULT_BASELINE_WINDOW
+        return backend, DEFAULT_BASELINE_WINDOW, DetectionPolicy()
     from feedbot.backends import build_backend
     from feedbot.config import load_settings
     from feedbot.store.db import make_engine, make_sessions
@@ -263,35 +271,36 @@ def _backend(args: argparse.Namespace) -> tuple[TraceBackend, timedelta]:
         raise BadInput(f"--config {args.config}: no such file")
     settings = load_settings(args.config)
     sessions = make_sessions(make_engine(settings.database_url))
-    return build_backend(settings, sessions), settings.checks.baseline_window
+    policy = pipeline.policy_for(settings, service)
+    return build_backend(settings, sessions), settings.checks.baseline_window, policy
 
 
 def _read_once(
-    args: argparse.Namespace, backend: OnePassReader, plan: _Plan
-) -> tuple[ReleaseData, str | None, str, ReleaseData | None]:
-    """Candidate, baseline version and its note, baseline: all from one read of the files."""
+    args: argparse.Namespace, backend: OnePassReader, windows: _Windows
+) -> tuple[str | None, str, pipeline.Collected]:
+    """Baseline version and its note, and both versions' spans: from one read of the files."""
     survey = backend.survey(
-        plan.candidate,
-        baseline=plan.baseline_window,
-        counted=(plan.baseline_window[0], plan.event.deployed_at or plan.candidate.start),
+        windows.candidate,
+        baseline=windows.baseline,
+        counted=(windows.baseline[0], windows.event.deployed_at or windows.candidate.start),
         baseline_version=args.baseline_version,
     )
     version: str | None
     if args.baseline_version:
         version, note = _given_baseline(args.baseline_version)
     else:
-        version, note = _most_common(plan, survey.counts)
+        version, note = _most_common(windows, survey.counts)
     baseline = survey.baseline(version) if version is not None else None
-    return survey.result(), version, note, baseline
+    return version, note, pipeline.Collected(survey.result(), baseline, backend.name)
 
 
-def _plan(
+def _windows(
     event: ReleaseEvent,
     args: argparse.Namespace,
     now: datetime,
     window: timedelta,
     warmup: timedelta,
-) -> _Plan:
+) -> _Windows:
     since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
     start = since or event.deployed_at or (EARLIEST if args.traces else now - window)
     end = until or now
@@ -305,16 +314,11 @@ def _plan(
     candidate = SpanQuery(
         event.service, event.version, start, end, environment=event.environment, warmup=warmup
     )
-    return _Plan(event, candidate, (base_start, end))
-
-
-def _query(plan: _Plan, version: str, start: datetime, end: datetime) -> SpanQuery:
-    """A baseline query: its instances are not new, so no warm-up is left out."""
-    return SpanQuery(plan.event.service, version, start, end, environment=plan.event.environment)
+    return _Windows(event, candidate, (base_start, end))
 
 
 def _baseline_version(
-    args: argparse.Namespace, backend: TraceBackend, plan: _Plan
+    args: argparse.Namespace, backend: TraceBackend, windows: _Windows
 ) -> tuple[str | None, str]:
     if args.baseline_version:
         return _given_baseline(args.baseline_version)
@@ -323,10 +327,10 @@ def _baseline_version(
             f"--baseline-version: required with the {backend.name} backend, "
             "which cannot list versions"
         )
-    start = plan.baseline_window[0]
-    before = plan.event.deployed_at or plan.candidate.start
+    start = windows.baseline[0]
+    before = windows.event.deployed_at or windows.candidate.start
     return _most_common(
-        plan, backend.versions(plan.event.service, start, before, plan.event.environment)
+        windows, backend.versions(windows.event.service, start, before, windows.event.environment)
     )
 
 
@@ -334,16 +338,16 @@ def _given_baseline(version: str) -> tuple[str, str]:
     return version, f"Baseline version {version}: given by --baseline-version."
 
 
-def _most_common(plan: _Plan, versions: Mapping[str, int]) -> tuple[str | None, str]:
+def _most_common(windows: _Windows, versions: Mapping[str, int]) -> tuple[str | None, str]:
     """The other version with the most spans before the deploy, and the note saying so."""
-    start = plan.baseline_window[0]
-    before = plan.event.deployed_at or plan.candidate.start
+    start = windows.baseline[0]
+    before = windows.event.deployed_at or windows.candidate.start
     seen = Counter(versions)
-    seen.pop(plan.event.version, None)
+    seen.pop(windows.event.version, None)
     if not seen:
         return None, (
-            f"Baseline version: none; no other version of {plan.event.service} had spans between "
-            f"{start.isoformat()} and {before.isoformat()}."
+            f"Baseline version: none; no other version of {windows.event.service} had spans "
+            f"between {start.isoformat()} and {before.isoformat()}."
         )
     version, spans = seen.most_common(1)[0]
     others = ", ".join(f"{v} ({n})" for v, n in seen.most_common()[1:4])
@@ -353,11 +357,11 @@ def _most_common(plan: _Plan, versions: Mapping[str, int]) -> tuple[str | None, 
     )
 
 
-def _window_note(plan: _Plan) -> str:
-    start, end = plan.baseline_window
+def _window_note(windows: _Windows) -> str:
+    start, end = windows.baseline
     return (
-        f"Windows: new version {plan.candidate.start.isoformat()} to "
-        f"{plan.candidate.end.isoformat()}; "
+        f"Windows: new version {windows.candidate.start.isoformat()} to "
+        f"{windows.candidate.end.isoformat()}; "
         f"baseline {start.isoformat()} to {end.isoformat()} (versions told apart by "
         "service.version, so a rolling deploy's overlap is included)."
     )

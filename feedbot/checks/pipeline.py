@@ -1,0 +1,156 @@
+"""One check's three steps, plan → collect → analyse, shared by the runner and ``feedbot report``.
+
+A :class:`Plan` says what to compare: the release, the baseline version, both windows, the
+changed code, the detection policy and where the look stands. The check runner plans from the
+store (:mod:`feedbot.checks.runner`); ``feedbot report`` plans from a deploy document and the
+command line. Both then :func:`collect` from a trace backend (``report`` may read its files once
+for both versions instead) and :func:`analyse` the result the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from feedbot.analysis import compare
+from feedbot.analysis.compare import Analysis
+from feedbot.analysis.findings import KnownException
+from feedbot.analysis.report import ReportContext, to_json, to_text
+from feedbot.backends.base import TraceBackend
+from feedbot.config import Settings
+from feedbot.policy import DetectionPolicy, with_overrides
+from feedbot.releases.event import Change
+from feedbot.spans.model import ReleaseData, SpanQuery
+from feedbot.store.queries import Observed
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a check compares, read before any trace backend is asked.
+
+    Attributes:
+        context: The release, its baseline version and both windows.
+        changes: The functions the release changed.
+        policy: The detection policy, with the service's overrides applied.
+        look: Which scheduled look this is (1-based).
+        looks: How many looks are scheduled.
+        held: Keys of the findings the previous look held.
+        known_exceptions: Exception types the service raised before.
+    """
+
+    context: ReportContext
+    changes: Sequence[Change]
+    policy: DetectionPolicy
+    look: int = 1
+    looks: int = 4
+    held: tuple[str, ...] = ()
+    known_exceptions: tuple[KnownException, ...] = ()
+
+    def candidate_query(self) -> SpanQuery:
+        """The new version's spans; its instances are new, so their warm-up is left out."""
+        ctx = self.context
+        return _query(ctx, ctx.version, ctx.candidate_window, self.policy.latency.warmup)
+
+    def baseline_query(self) -> SpanQuery | None:
+        """The baseline version's spans (its instances were already running), if any."""
+        ctx = self.context
+        if ctx.baseline_version is None or ctx.baseline_window is None:
+            return None
+        return _query(ctx, ctx.baseline_version, ctx.baseline_window, timedelta(0))
+
+
+@dataclass(frozen=True)
+class Collected:
+    """What the trace backend answered for both versions."""
+
+    candidate: ReleaseData
+    baseline: ReleaseData | None
+    backend: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A check's outcome before it is recorded: the analysis, its report, and what it saw.
+
+    ``exceptions`` lists (version, span group, type, spans) for both versions, for the
+    service's exception history.
+    """
+
+    analysis: Analysis
+    report: dict[str, Any]
+    text: str
+    exceptions: tuple[Observed, ...] = ()
+
+
+def policy_for(
+    settings: Settings, service: str, base: DetectionPolicy | None = None
+) -> DetectionPolicy:
+    """The detection policy for ``service``: ``base`` with ``services.<service>.detectors``."""
+    base = base or DetectionPolicy()
+    conf = settings.services.get(service)
+    return with_overrides(base, conf.detectors) if conf else base
+
+
+def collect(backend: TraceBackend, plan: Plan) -> Collected:
+    """Ask the trace backend for both versions' spans; no database access here.
+
+    Raises:
+        BackendError: the backend could not be reached or answered badly.
+    """
+    candidate = backend.collect(plan.candidate_query())
+    baseline_query = plan.baseline_query()
+    baseline = backend.collect(baseline_query) if baseline_query is not None else None
+    return Collected(candidate, baseline, backend.name)
+
+
+def analyse(plan: Plan, collected: Collected) -> Finished:
+    """Compare the versions and render the report (JSON for the store, text for people)."""
+    analysis = compare.analyse(
+        collected.candidate,
+        collected.baseline,
+        changes=plan.changes,
+        policy=plan.policy,
+        look=plan.look,
+        looks=plan.looks,
+        held=plan.held,
+        known_exceptions=plan.known_exceptions,
+    )
+    notes = (
+        *plan.context.notes,
+        f"traces from the {collected.backend} backend",
+        *collected.candidate.notes,
+    )
+    context = replace(plan.context, notes=notes)
+    seen = _exceptions_seen(plan.context, collected.candidate, collected.baseline)
+    return Finished(analysis, to_json(analysis, context), to_text(analysis, context), seen)
+
+
+def _query(
+    context: ReportContext, version: str, window: tuple[datetime, datetime], warmup: timedelta
+) -> SpanQuery:
+    return SpanQuery(
+        service=context.service,
+        version=version,
+        start=window[0],
+        end=window[1],
+        environment=context.environment,
+        warmup=warmup,
+    )
+
+
+def _exceptions_seen(
+    context: ReportContext, candidate: ReleaseData, baseline: ReleaseData | None
+) -> tuple[Observed, ...]:
+    """Every (version, span group, type, spans) the check saw, for the exception history."""
+    versions = [(context.version, candidate)]
+    if baseline is not None and context.baseline_version is not None:
+        versions.append((context.baseline_version, baseline))
+    return tuple(
+        (version, group.name, seen.type, seen.count)
+        for version, data in versions
+        for group in data.groups
+        for seen in group.exceptions
+        if seen.count > 0
+    )
