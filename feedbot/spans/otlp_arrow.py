@@ -107,7 +107,7 @@ class BlockReader:
         """As :meth:`decode_block`, of the documents :func:`parse_block` read."""
         try:
             return self._decode(documents)
-        except (pa.ArrowInvalid, WebhookRejected):
+        except (pa.ArrowException, WebhookRejected):
             raise Unusual from None
 
     def _decode(self, documents: pa.Array) -> tuple[list[Found], Counter[str]]:
@@ -219,12 +219,14 @@ def parse_block(data: bytes | memoryview) -> pa.Array:
     Raises:
         Unusual: Arrow cannot read the block, or found a field OTLP/JSON does not have there.
     """
+    # Any Arrow error hands the block over, not only ArrowInvalid: on some mutated documents
+    # combine_chunks raised ArrowIndexError ("array slice would exceed array length").
     try:
         table = pj.read_json(pa.BufferReader(data), read_options=_READ, parse_options=_PARSE)
-    except pa.ArrowInvalid:
+        _check_fields(table.schema.field("resourceSpans").type, "resourceSpans")
+        return table.column(0).combine_chunks()
+    except pa.ArrowException:
         raise Unusual from None
-    _check_fields(table.schema.field("resourceSpans").type, "resourceSpans")
-    return table.column(0).combine_chunks()
 
 
 def _check_fields(kind: pa.DataType, name: str) -> None:
