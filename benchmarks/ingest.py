@@ -20,7 +20,7 @@ from typing import Any
 
 from benchmarks._db import scratch_databases
 from feedbot.backends.embedded import EmbeddedBackend
-from feedbot.spans.otlp import decode_request
+from feedbot.spans.otlp_http import decode_request
 from feedbot.store.db import make_engine, make_sessions
 
 BATCH = 512

@@ -18,7 +18,7 @@ from feedbot.clock import Clock, SystemClock
 from feedbot.errors import BackendUnavailable
 from feedbot.spans.aggregate import Aggregator
 from feedbot.spans.model import ReleaseData, SpanQuery
-from feedbot.spans.otlp import decode_request
+from feedbot.spans.otlp_http import decode_request
 from feedbot.store import span_queries
 
 #: The largest request accepted after decompression (the OTLP spec's recommended limit).
@@ -61,7 +61,7 @@ class EmbeddedBackend:
             The number of spans stored.
 
         Raises:
-            WebhookRejected: the body is not a decodable export (see ``otlp.decode_request``).
+            WebhookRejected: the body is not a decodable export (see ``otlp_http.decode_request``).
             BackendUnavailable: the database refused the write.
         """
         rows = decode_request(

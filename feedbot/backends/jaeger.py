@@ -27,7 +27,8 @@ from feedbot.backends.http import Primitive, SearchBackend
 from feedbot.errors import WebhookRejected
 from feedbot.spans.aggregate import EPOCH, to_ns
 from feedbot.spans.model import SpanQuery
-from feedbot.spans.otlp import JSON, decode_request
+from feedbot.spans.otlp import JSON
+from feedbot.spans.otlp_http import decode_request
 from feedbot.spans.rows import SpanRow
 
 SEARCH = "/api/v3/traces"

@@ -62,38 +62,6 @@ class Resource:
         )
 
 
-def decode_request(
-    body: bytes, *, content_type: str, content_encoding: str | None, max_bytes: int
-) -> list[SpanRow]:
-    """Decode an OTLP/HTTP trace export into span rows.
-
-    Args:
-        body: the request body as received.
-        content_type: the ``Content-Type`` header; parameters such as ``charset`` are ignored.
-        content_encoding: the ``Content-Encoding`` header: ``gzip``, ``identity`` or absent.
-        max_bytes: the largest body accepted after decompression.
-
-    Returns:
-        One row per span, in payload order.
-
-    Raises:
-        WebhookRejected: 415 for an unsupported type or encoding, 413 when the decompressed body
-            is too large, 400 when the body cannot be decoded, naming the field.
-    """
-    media = media_type(content_type)
-    if media not in (PROTOBUF, JSON):
-        raise WebhookRejected(
-            415, f"Content-Type: {media or '(none)'} is not supported; send {PROTOBUF} or {JSON}"
-        )
-    data = decompress(body, content_encoding, max_bytes)
-    if media == PROTOBUF:
-        return _from_protobuf(data)
-    # Imported here: otlp_json builds on the helpers below.
-    from feedbot.spans.otlp_json import decode_json
-
-    return decode_json(data)
-
-
 def media_type(content_type: str | None) -> str:
     """The bare media type of a ``Content-Type`` header, lower-cased."""
     return (content_type or "").split(";", 1)[0].strip().lower()
@@ -190,7 +158,8 @@ def reject(path: str, problem: str) -> WebhookRejected:
 # Protobuf ---------------------------------------------------------------------------------------
 
 
-def _from_protobuf(data: bytes) -> list[SpanRow]:
+def decode_protobuf(data: bytes) -> list[SpanRow]:
+    """Rows of an OTLP/protobuf ``ExportTraceServiceRequest``, naming the field on failure."""
     from google.protobuf.message import DecodeError
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,

@@ -3,7 +3,7 @@
 OTLP/JSON is protobuf's JSON mapping with the OTLP deviations: hex ids (base64 from generic
 protobuf encoders is tolerated), 64-bit integers as strings or numbers, enums as integers or
 names, lowerCamelCase keys (proto field names tolerated). Used for ``POST /v1/traces`` with
-``application/json`` (through :func:`feedbot.spans.otlp.decode_request`) and for the lines of
+``application/json`` (through :func:`feedbot.spans.otlp_http.decode_request`) and for the lines of
 the Collector's file exporter (:mod:`feedbot.backends.otlp_file`).
 """
 
@@ -68,7 +68,8 @@ def decode_json(data: bytes | str) -> list[SpanRow]:
     """Decode one OTLP/JSON ``ExportTraceServiceRequest`` into span rows.
 
     Raises:
-        WebhookRejected: 400 naming the field, as for :func:`feedbot.spans.otlp.decode_request`.
+        WebhookRejected: 400 naming the field, as for
+            :func:`feedbot.spans.otlp_http.decode_request`.
     """
     return decode_document(loads(data))
 

@@ -43,7 +43,8 @@ from feedbot.policy import DetectionPolicy
 from feedbot.releases.event import Change
 from feedbot.spans.aggregate import aggregate
 from feedbot.spans.model import ReleaseData
-from feedbot.spans.otlp import PROTOBUF, decode_request
+from feedbot.spans.otlp import PROTOBUF
+from feedbot.spans.otlp_http import decode_request
 from feedbot.store.db import make_engine, make_sessions
 from feedbot.store.spans import Span
 from tests.fakes.clickhouse_shim import exporter_rows, shared_shim

@@ -28,7 +28,7 @@ from feedbot.config import settings_from_mapping
 from feedbot.errors import WebhookRejected
 from feedbot.releases.sources import build_sources
 from feedbot.runtime import Runtime, build_runtime
-from feedbot.spans.otlp import decode_request
+from feedbot.spans.otlp_http import decode_request
 from feedbot.web.app import SLACK_MAX_BODY_BYTES, create_app
 from tests.factories import sign
 from tests.servers import AppServer

@@ -19,7 +19,7 @@ from feedbot.config import Settings, settings_from_mapping
 from feedbot.errors import ConfigError, WebhookRejected
 from feedbot.releases.event import ReleaseEvent
 from feedbot.releases.sources import build_sources
-from feedbot.spans.otlp import decode_request
+from feedbot.spans.otlp_http import decode_request
 
 FUZZ = settings(
     max_examples=150,

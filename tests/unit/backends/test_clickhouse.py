@@ -19,7 +19,7 @@ from feedbot.backends.http import RetryPolicy
 from feedbot.errors import BackendResponseError, BackendUnavailable, ConfigError
 from feedbot.spans.aggregate import aggregate
 from feedbot.spans.model import ReleaseData, SpanQuery
-from feedbot.spans.otlp import decode_request
+from feedbot.spans.otlp_http import decode_request
 from tests.fakes.clickhouse_shim import (
     ClickHouseShim,
     exporter_rows,

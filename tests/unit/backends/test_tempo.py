@@ -28,7 +28,7 @@ from feedbot.backends.tempo import (
 from feedbot.errors import BackendResponseError, BackendUnavailable
 from feedbot.spans.aggregate import aggregate
 from feedbot.spans.model import ReleaseData, SpanQuery
-from feedbot.spans.otlp import decode_request
+from feedbot.spans.otlp_http import decode_request
 from tests.fakes.sdk_spans import sdk_release
 from tests.fakes.tempo_server import TempoServer, parse_selector
 

@@ -21,8 +21,8 @@ from feedbot.spans.otlp import (
     MAX_EVENTS,
     MAX_KEY_CHARS,
     MAX_VALUE_CHARS,
-    decode_request,
 )
+from feedbot.spans.otlp_http import decode_request
 from feedbot.spans.rows import LIMITS, SpanRow
 from feedbot.store.spans import Span as SpanModel
 

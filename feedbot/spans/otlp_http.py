@@ -1,0 +1,42 @@
+"""An OTLP/HTTP trace export as received: content type and encoding, then the right decoder.
+
+``POST /v1/traces`` and the backends that receive OTLP (Jaeger's api_v3, Tempo, ClickHouse's
+exporter rows) hand their bodies here; :mod:`feedbot.spans.otlp` decodes protobuf and
+:mod:`feedbot.spans.otlp_json` JSON, both into :class:`~feedbot.spans.rows.SpanRow`.
+"""
+
+from __future__ import annotations
+
+from feedbot.errors import WebhookRejected
+from feedbot.spans.otlp import JSON, PROTOBUF, decode_protobuf, decompress, media_type
+from feedbot.spans.otlp_json import decode_json
+from feedbot.spans.rows import SpanRow
+
+
+def decode_request(
+    body: bytes, *, content_type: str, content_encoding: str | None, max_bytes: int
+) -> list[SpanRow]:
+    """Decode an OTLP/HTTP trace export into span rows.
+
+    Args:
+        body: the request body as received.
+        content_type: the ``Content-Type`` header; parameters such as ``charset`` are ignored.
+        content_encoding: the ``Content-Encoding`` header: ``gzip``, ``identity`` or absent.
+        max_bytes: the largest body accepted after decompression.
+
+    Returns:
+        One row per span, in payload order.
+
+    Raises:
+        WebhookRejected: 415 for an unsupported type or encoding, 413 when the decompressed body
+            is too large, 400 when the body cannot be decoded, naming the field.
+    """
+    media = media_type(content_type)
+    if media not in (PROTOBUF, JSON):
+        raise WebhookRejected(
+            415, f"Content-Type: {media or '(none)'} is not supported; send {PROTOBUF} or {JSON}"
+        )
+    data = decompress(body, content_encoding, max_bytes)
+    if media == PROTOBUF:
+        return decode_protobuf(data)
+    return decode_json(data)
