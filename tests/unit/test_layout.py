@@ -1,10 +1,15 @@
-"""The package layout holds: SQL is built only in store/, and every package says what it is."""
+"""The package layout holds: no import cycles, SQL only in store/, every package says what it is.
+
+The layers themselves are import-linter's contracts (``make check``); a layers contract does not
+see a cycle between two modules of one package, so that check is here.
+"""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
+import grimp
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "feedbot"
@@ -50,3 +55,44 @@ def test_every_package_says_what_lives_in_it(package: str) -> None:
     assert len(ast.get_docstring(tree) or "") > 80, (
         f"feedbot/{package}/__init__.py has no docstring"
     )
+
+
+def _cycles(graph: grimp.ImportGraph) -> list[list[str]]:
+    """Every group of modules that import each other, directly or not (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for imported in graph.find_modules_directly_imported_by(module):
+            if imported not in index:
+                visit(imported)
+                low[module] = min(low[module], low[imported])
+            elif imported in stack:
+                low[module] = min(low[module], index[imported])
+        if low[module] == index[module]:
+            group = [stack.pop()]
+            while group[-1] != module:
+                group.append(stack.pop())
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for module in sorted(graph.modules):
+        if module not in index:
+            visit(module)
+    return groups
+
+
+def test_no_module_takes_part_in_an_import_cycle() -> None:
+    # grimp sees imports inside functions too, so a cycle cannot hide in a lazy import.
+    assert _cycles(grimp.build_graph("feedbot")) == []
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    graph = grimp.ImportGraph()
+    for importer, imported in (("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")):
+        graph.add_import(importer=importer, imported=imported)
+    assert _cycles(graph) == [["a", "b", "c"]]
