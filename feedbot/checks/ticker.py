@@ -85,20 +85,40 @@ class Ticker:
         return deleted
 
 
+class _SkippedTicks(logging.Filter):
+    """Drops APScheduler's warning that a tick was skipped because the last one still runs.
+
+    With ``max_instances=1`` that is the design, not a problem: a slow tick (a backlog of checks)
+    would otherwise log one warning per interval until it ends.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (TICK_JOB in message and "maximum number of running instances" in message)
+
+
+TICK_JOB = "feedbot-tick"
+_SKIPPED_TICKS = _SkippedTicks()
+
+
 def start_ticker(tick: Callable[[], Any], every: timedelta) -> Any:
     """Start a background scheduler calling ``tick`` every ``every``; returns the scheduler.
 
-    ``coalesce`` and ``max_instances=1`` keep a slow tick from piling up runs; the first tick
-    runs at once, so checks missed while feedbot was down run on start.
+    ``coalesce`` and ``max_instances=1`` keep a slow tick from piling up runs (and from logging
+    that it skipped them); the first tick runs at once, so checks missed while feedbot was down
+    run on start.
     """
     from apscheduler.schedulers.background import BackgroundScheduler
+
+    logging.getLogger("apscheduler.scheduler").addFilter(_SKIPPED_TICKS)
 
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.add_job(
         _guarded(tick),
         "interval",
         seconds=max(every.total_seconds(), 0.2),
-        id="feedbot-tick",
+        id=TICK_JOB,
+        name=TICK_JOB,
         coalesce=True,
         max_instances=1,
         next_run_time=datetime.now().astimezone(),
