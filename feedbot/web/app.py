@@ -34,6 +34,14 @@ from feedbot.web.schema import (
 
 log = logging.getLogger(__name__)
 
+#: The ``webhooks.*`` key that turns each deploy source on.
+SOURCE_KEYS = {
+    "generic": "secret",
+    "github": "github_secret",
+    "gitlab": "gitlab_token",
+    "argocd": "argocd_token",
+}
+
 #: Slack's slash commands and interactions are small form posts; a view submission is the largest.
 SLACK_MAX_BODY_BYTES = 1024 * 1024
 
@@ -99,7 +107,6 @@ def _rejected(exc: WebhookRejected) -> JSONResponse:
 
 def _add_webhooks(app: FastAPI, runtime: Runtime, sources: dict[str, DeploySource]) -> None:
     limit = runtime.settings.webhooks.max_body_bytes
-    known = ("generic", "github", "gitlab", "argocd")
 
     @app.post(
         "/webhooks/{name}",
@@ -111,11 +118,11 @@ def _add_webhooks(app: FastAPI, runtime: Runtime, sources: dict[str, DeploySourc
         name: Annotated[str, Path(json_schema_extra={"enum": SOURCE_NAMES})], request: Request
     ) -> Response:
         source_name = "generic" if name == "deploy" else name
-        if source_name not in known:
+        if source_name not in SOURCE_KEYS:
             return JSONResponse({"error": f"no deploy source {name!r}"}, status_code=404)
         source = sources.get(source_name)
         if source is None:
-            key = "secret" if source_name == "generic" else f"{source_name}_secret"
+            key = SOURCE_KEYS[source_name]
             msg = f"webhooks.{key} is not configured on this feedbot: every request is refused"
             return JSONResponse({"error": msg}, status_code=401)
         try:

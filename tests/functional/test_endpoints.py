@@ -6,6 +6,7 @@ way Slack signs them; messages go to the fake Slack Web API on loopback.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -604,3 +605,28 @@ def test_the_embedded_store_keeps_at_most_max_spans_dropping_the_oldest(
         assert (stored("old"), stored("new")) == (300, 700)  # the oldest went first
     finally:
         runtime.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("path", "key"),
+    [
+        ("/webhooks/deploy", "webhooks.secret"),
+        ("/webhooks/github", "webhooks.github_secret"),
+        ("/webhooks/gitlab", "webhooks.gitlab_token"),
+        ("/webhooks/argocd", "webhooks.argocd_token"),
+    ],
+)
+def test_a_source_without_its_secret_names_the_key_that_exists(
+    fresh_database_url: str, path: str, key: str
+) -> None:
+    settings = settings_from_mapping({"database_url": fresh_database_url}, {})
+    runtime = build_runtime(settings, clock=FixedClock(DEPLOYED))
+    try:
+        with AppServer(create_app(runtime)) as server, httpx.Client(base_url=server.url) as c:
+            answer = c.post(path, content=b"{}", headers={"Content-Type": "application/json"})
+    finally:
+        runtime.engine.dispose()
+    assert answer.status_code == 401
+    assert answer.json()["error"].startswith(f"{key} is not configured")
+    section, _, name = key.partition(".")
+    assert name in {f.name for f in dataclasses.fields(getattr(settings, section))}
