@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 
 @dataclass(frozen=True)
@@ -55,3 +55,31 @@ class ReleaseEvent:
     deployed_at: datetime | None = None
     source: str = "generic"
     delivery_id: str | None = None
+
+
+#: How far ahead of feedbot's clock a deploy may say it happened (clocks drift), and how far
+#: back: the last scheduled check is at +24h, so an older deploy has nothing left to check.
+DEPLOY_SKEW = timedelta(minutes=5)
+DEPLOY_MAX_AGE = timedelta(days=7)
+
+
+def deploy_time_problem(deployed_at: datetime | None, now: datetime) -> str | None:
+    """Why a deploy's time cannot be registered (``deployed_at: …``), or None when it can.
+
+    Args:
+        deployed_at: the deploy's time as the source sent it (aware UTC), None when it sent none.
+        now: feedbot's clock.
+    """
+    if deployed_at is None:
+        return None
+    if deployed_at > now + DEPLOY_SKEW:
+        return (
+            f"deployed_at: {deployed_at.isoformat()} is in the future (feedbot's clock says "
+            f"{now.isoformat(timespec='seconds')}; up to {DEPLOY_SKEW} of clock skew is allowed)"
+        )
+    if deployed_at < now - DEPLOY_MAX_AGE:
+        return (
+            f"deployed_at: {deployed_at.isoformat()} is more than {DEPLOY_MAX_AGE.days} days "
+            "ago; feedbot checks a release in the day after its deploy"
+        )
+    return None

@@ -17,7 +17,7 @@ from feedbot.backends import unwrapped
 from feedbot.checks.register import Registration, register_release
 from feedbot.errors import WebhookRejected
 from feedbot.metrics import CONTENT_TYPE
-from feedbot.releases.event import ReleaseEvent
+from feedbot.releases.event import ReleaseEvent, deploy_time_problem
 from feedbot.releases.sources import build_sources
 from feedbot.releases.sources.base import DeploySource
 from feedbot.runtime import Runtime
@@ -135,6 +135,10 @@ def _add_webhooks(app: FastAPI, runtime: Runtime, sources: dict[str, DeploySourc
             return _rejected(exc)
         if event is None:
             return JSONResponse({"ignored": "not a finished deploy"}, status_code=202)
+        problem = deploy_time_problem(event.deployed_at, runtime.clock.now())
+        if problem is not None:
+            log.info("webhook %s rejected: %s", name, problem)
+            return JSONResponse({"error": problem}, status_code=422)
         # Registering is ~15 short statements, mostly Python CPU time under the GIL: on the event
         # loop it is faster than in the thread pool (measured: benchmarks/load.py), where
         # same-service registrations also wait on each other's row locks.

@@ -630,3 +630,22 @@ def test_a_source_without_its_secret_names_the_key_that_exists(
     assert answer.json()["error"].startswith(f"{key} is not configured")
     section, _, name = key.partition(".")
     assert name in {f.name for f in dataclasses.fields(getattr(settings, section))}
+
+
+@pytest.mark.parametrize(
+    ("deployed_at", "says"),
+    [
+        ("2100-01-01T00:00:00Z", "is in the future"),
+        ("1970-01-01T00:00:00Z", "more than 7 days ago"),
+        ("9999-12-31T23:59:59-05:00", "deployed_at: not an RFC 3339 time"),
+        ("0001-01-01T00:00:00+01:00", "deployed_at: not an RFC 3339 time"),
+    ],
+)
+def test_a_deploy_dated_off_the_calendar_or_the_clock_is_refused_and_not_registered(
+    client: httpx.Client, runtime: Runtime, deployed_at: str, says: str
+) -> None:
+    doc = {"service": "vault-service", "version": "9.9.9", "deployed_at": deployed_at}
+    answer = post_generic(client, doc)
+    assert answer.status_code == 422
+    assert says in answer.json()["error"]
+    assert releases(runtime) == []

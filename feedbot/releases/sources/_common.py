@@ -152,7 +152,7 @@ def parse_rfc3339(text: str) -> datetime | None:
         return None
     try:
         return datetime.fromisoformat(text).astimezone(UTC)
-    except ValueError:
+    except (ValueError, OverflowError):  # 9999-12-31T23:00:00-05:00 is past the calendar in UTC
         return None
 
 
