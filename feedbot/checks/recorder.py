@@ -21,6 +21,7 @@ from feedbot.config import Settings
 from feedbot.digest import blocks, text
 from feedbot.durations import format_duration
 from feedbot.notify.outbox import enqueue
+from feedbot.releases.owners import NOBODY
 from feedbot.retry import backoff
 from feedbot.store import acknowledgements as state
 from feedbot.store import queries
@@ -111,7 +112,7 @@ class CheckRecorder:
             session,
             key=f"release:{release.id}:check:{check.id}:failed",
             kind="reply",
-            recipient=release.owner or "console",
+            recipient=release.owner or NOBODY,
             text=text.check_failed(release, offset, check.attempts, error),
             now=now,
             release=release,
@@ -148,7 +149,7 @@ class CheckRecorder:
             session,
             key=f"release:{release.id}:check:{check.id}",
             kind="reply",
-            recipient=release.owner or "console",
+            recipient=release.owner or NOBODY,
             text=text.check_reply(release, offset, done.text)[:MAX_TEXT],
             blocks=reply.blocks,
             broadcast=channel is not None and channel == release.owner,
@@ -194,7 +195,7 @@ class CheckRecorder:
             session,
             key=f"release:{release.id}:status:{check.id}",
             kind="status",
-            recipient=release.owner or "console",
+            recipient=release.owner or NOBODY,
             text=f"{parent}\n{status}",
             # The same blocks as the first DM, links included, with the new status line.
             blocks=blocks.release_announcement(release, offsets, status=status).blocks,

@@ -7,6 +7,7 @@ is there afterwards or none of it.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,9 +21,11 @@ from feedbot.config import Settings
 from feedbot.digest import blocks, text
 from feedbot.notify.outbox import enqueue
 from feedbot.releases.event import ReleaseEvent
-from feedbot.releases.owners import plan_owner
+from feedbot.releases.owners import NOBODY, plan_owner
 from feedbot.store import queries
 from feedbot.store.models import Change, Check, Release, WebhookDelivery
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class Registration:
     release_id: int
     created: bool
     checks: int
+    #: Set when nobody can be told about the release: what to configure so someone is.
+    warning: str | None = None
 
 
 def register_release(
@@ -58,7 +63,15 @@ def register_release(
         if again is None:
             raise
         return Registration(again.id, False, len(again.checks))
-    return Registration(release.id, True, len(release.checks))
+    warning = None
+    if release.owner == NOBODY:
+        warning = (
+            f"nobody will be told about {release.service} {release.version}: the deploy names no "
+            f"author Slack id or known person, and services.{release.service}.owners, "
+            f"services.{release.service}.channel and slack.weekly_digest.channel are not set"
+        )
+        log.warning("release %s: %s", release.id, warning)
+    return Registration(release.id, True, len(release.checks), warning)
 
 
 def _existing(session: Session, event: ReleaseEvent) -> Release | None:
@@ -140,7 +153,7 @@ def _new_release(
         session,
         key=f"release:{release.id}:parent",
         kind="parent",
-        recipient=release.owner or "console",
+        recipient=release.owner or NOBODY,
         text=parent.text,
         blocks=parent.blocks,
         now=now,
@@ -181,7 +194,7 @@ def _supersede_older(session: Session, release: Release, now: datetime) -> None:
             session,
             key=f"release:{old.id}:superseded",
             kind="reply",
-            recipient=old.owner or "console",
+            recipient=old.owner or NOBODY,
             text=text.superseded(old, release, ended),
             now=now,
             release=old,

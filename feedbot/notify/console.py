@@ -32,14 +32,15 @@ class ConsoleNotifier:
 
     def post(self, message: Message) -> Receipt:
         """Write the recipient, a thread marker for replies, and the text."""
-        lines = [f"=== feedbot -> {message.recipient} ==="]
+        recipient = message.recipient or "console"
+        lines = [f"=== feedbot -> {recipient} ==="]
         if message.thread is not None:
             also = ", also sent to the channel" if message.broadcast else ""
             lines.append(f"(reply in thread {message.thread.channel}/{message.thread.ts}{also})")
         lines.append(message.text)
         with self._lock:
             self._count += 1
-            receipt = Receipt(channel=message.recipient, ts=f"console-{self._count}")
+            receipt = Receipt(channel=recipient, ts=f"console-{self._count}")
             self._write("\n".join(lines) + "\n\n")
         return receipt
 

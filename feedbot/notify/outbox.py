@@ -255,7 +255,7 @@ class OutboxSender:
             return delivery.recipient
         address, fallback = lazy
         user = self._notifier.lookup_user(address)
-        delivery.recipient = user or fallback or "console"
+        delivery.recipient = user or fallback
         return delivery.recipient
 
     @staticmethod

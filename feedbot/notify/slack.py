@@ -45,6 +45,13 @@ from slack_sdk.http_retry.state import RetryState
 from feedbot.errors import DeliveryError
 from feedbot.notify.base import Message, Receipt
 
+#: Why a message with no recipient is not sent: the release's owner plan found nobody.
+NOBODY_TO_TELL = (
+    "nobody to send this to: the author has no Slack id feedbot knows, and the service has no "
+    "owners or channel (set author.slack in the deploy, people[], services.<name>.owners or "
+    ".channel, or slack.weekly_digest.channel)"
+)
+
 EVENT_TYPE = "feedbot_message"
 """``metadata.event_type`` of every message feedbot posts; ``event_payload.key`` is the key."""
 
@@ -272,6 +279,8 @@ class SlackNotifier:
 
     def post(self, message: Message) -> Receipt:
         """Send ``message``; after a lost answer, send again only if :meth:`find` misses it."""
+        if not message.recipient:
+            raise DeliveryError(NOBODY_TO_TELL, retryable=False)
         for attempt in range(1, self._post_attempts + 1):
             self._pacer.wait(self._pace_key(message))
             if attempt > 1 and (found := self.find(message)) is not None:

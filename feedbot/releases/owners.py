@@ -15,6 +15,9 @@ from feedbot.config import Settings
 from feedbot.releases.event import Author
 
 EMAIL_PREFIX = "email:"
+#: The recipient of a release nobody owns: no Slack id, no ``people[]`` match, no service owner
+#: or channel, no digest channel. The console prints it; Slack refuses it, naming what to set.
+NOBODY = ""
 
 
 @dataclass(frozen=True)
@@ -62,4 +65,4 @@ def _fallback(service: str, settings: Settings) -> tuple[str, str]:
         return conf.channel, f"services.{service}.channel"
     if settings.slack.weekly_digest.channel:
         return settings.slack.weekly_digest.channel, "slack.weekly_digest.channel"
-    return "console", "no owner configured"
+    return NOBODY, "no owner configured"

@@ -152,10 +152,14 @@ def _add_webhooks(app: FastAPI, runtime: Runtime, sources: dict[str, DeploySourc
             "new" if reg.created else "seen before",
             extra={"release_id": reg.release_id, "service": event.service},
         )
-        return JSONResponse(
-            {"release_id": reg.release_id, "created": reg.created, "checks": reg.checks},
-            status_code=202,
-        )
+        answer: dict[str, object] = {
+            "release_id": reg.release_id,
+            "created": reg.created,
+            "checks": reg.checks,
+        }
+        if reg.warning:
+            answer["warning"] = reg.warning
+        return JSONResponse(answer, status_code=202)
 
 
 def _register(runtime: Runtime, event: ReleaseEvent) -> Registration:

@@ -214,6 +214,10 @@ _ACCEPTED = {
                 "release_id": {"type": "integer"},
                 "created": {"type": "boolean"},
                 "checks": {"type": "integer", "minimum": 0},
+                "warning": {
+                    "type": "string",
+                    "description": "Nobody will be told about the release: what to configure.",
+                },
             },
         },
         {"type": "object", "required": ["ignored"], "properties": {"ignored": {"type": "string"}}},

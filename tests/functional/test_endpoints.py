@@ -649,3 +649,20 @@ def test_a_deploy_dated_off_the_calendar_or_the_clock_is_refused_and_not_registe
     assert answer.status_code == 422
     assert says in answer.json()["error"]
     assert releases(runtime) == []
+
+
+def test_a_release_nobody_owns_says_so_and_slack_is_never_sent_a_fake_channel(
+    runtime: Runtime, client: httpx.Client, slack_api: FakeSlackAPI
+) -> None:
+    answer = post_generic(client, deploy(name="Ann"))  # no Slack id, no e-mail, no owners
+    assert answer.status_code == 202, answer.text
+    warning = answer.json()["warning"]
+    assert "nobody will be told about vault-service 1.4.2" in warning
+    assert "services.vault-service.owners" in warning
+
+    runtime.tick()
+
+    assert slack_api.calls_to("chat.postMessage") == []
+    [parent] = deliveries(runtime)
+    assert parent.state == "failed"
+    assert parent.last_error is not None and parent.last_error.startswith("nobody to send this to")
