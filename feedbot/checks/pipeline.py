@@ -38,6 +38,7 @@ class Plan:
         looks: How many looks are scheduled.
         held: Keys of the findings the previous look held.
         known_exceptions: Exception types the service raised before.
+        final: No later look follows (``feedbot report``): findings are decided at this one.
     """
 
     context: ReportContext
@@ -47,6 +48,7 @@ class Plan:
     looks: int = 4
     held: tuple[str, ...] = ()
     known_exceptions: tuple[KnownException, ...] = ()
+    final: bool = False
 
     def candidate_query(self) -> SpanQuery:
         """The new version's spans; its instances are new, so their warm-up is left out."""
@@ -116,6 +118,7 @@ def analyse(plan: Plan, collected: Collected) -> Finished:
         looks=plan.looks,
         held=plan.held,
         known_exceptions=plan.known_exceptions,
+        final=plan.final,
     )
     notes = (
         *plan.context.notes,
