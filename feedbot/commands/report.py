@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from feedbot.analysis.report import ReportContext
-from feedbot.backends.base import TraceBackend
+from feedbot.backends.base import TraceBackend, VersionLister
 from feedbot.checks import pipeline
 from feedbot.checks.pipeline import Finished
 from feedbot.durations import parse_duration
@@ -55,17 +55,6 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 class BadInput(Exception):
     """A command-line input is wrong; the message names it."""
-
-
-@runtime_checkable
-class VersionLister(Protocol):
-    """A backend that can say which versions of a service it holds spans of."""
-
-    def versions(
-        self, service: str, start: datetime, end: datetime, environment: str | None = None
-    ) -> dict[str, int]:
-        """Spans per ``service.version`` in the window."""
-        ...
 
 
 @runtime_checkable
