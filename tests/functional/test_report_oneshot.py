@@ -23,8 +23,10 @@ from tests.fakes.sdk_spans import T0, json_line, ns, sdk_spans
 UNTIL = T0 + timedelta(minutes=10)
 
 
-def load_test(version: str, start: datetime, *, requests: int, slower: float, seed: int) -> str:
-    """One OTLP/JSON line: ``requests`` per instance, one every 0.5 s, durations × ``slower``."""
+def load_test(
+    version: str, start: datetime, *, requests: int, slower: float, seed: int
+) -> list[Any]:
+    """SDK spans of ``requests`` per instance, one every 0.5 s, durations × ``slower``."""
     rng = np.random.default_rng(seed)
     spans: list[Any] = []
     for pod in ("pod-a", "pod-b"):
@@ -55,15 +57,19 @@ def load_test(version: str, start: datetime, *, requests: int, slower: float, se
             "service.instance.id": pod,
         }
         spans += sdk_spans(resource, build)
-    return json_line(spans)
+    return spans
 
 
 def write_run(tmp_path: Path, *, slower: float, seed: int, requests: int = 60) -> Path:
     path = tmp_path / f"load-{slower}-{seed}.jsonl"
-    before = load_test("1.0", T0 - timedelta(minutes=30), requests=requests, slower=1.0, seed=seed)
-    after = load_test("1.1", T0, requests=requests, slower=slower, seed=seed + 1000)
-    path.write_text(before + "\n" + after + "\n")
+    path.write_text(json_line(run_spans(slower=slower, seed=seed, requests=requests)) + "\n")
     return path
+
+
+def run_spans(*, slower: float, seed: int, requests: int = 60) -> list[Any]:
+    """1.0 half an hour before the deploy, then 1.1 (× ``slower``) from ``T0``."""
+    before = load_test("1.0", T0 - timedelta(minutes=30), requests=requests, slower=1.0, seed=seed)
+    return before + load_test("1.1", T0, requests=requests, slower=slower, seed=seed + 1000)
 
 
 def write_deploy(tmp_path: Path, **over: object) -> Path:
