@@ -12,8 +12,9 @@ shared/reference/detection-methods.md.
 Quiet by design: latency, tail and error-rate tests form one Benjamini-Hochberg family at
 q = fdr_q/looks; a finding must pass BH *and* its effect floor; it is "suspected" (watching) when
 first seen and "confirmed" when it holds at the next look, or at once when its q is 100× below
-the level and its effect CI clears the floor. Only confirmed findings make the verdict. Pure: no
-I/O.
+the level and its effect CI clears the floor. Only confirmed findings make the verdict. A final
+look (``feedbot report``, one look of one) has no later look to wait for: what passes is
+confirmed at once. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class Analysis:
         looks: Scheduled looks in all (q is split over them).
         q_level: The BH level used at this look.
         warmup_excluded: New-version spans left out of latency as instance warm-up.
+        final: No later look follows (a one-shot report): findings were decided at this one.
     """
 
     verdict: Verdict
@@ -68,6 +70,7 @@ class Analysis:
     looks: int = 4
     q_level: float = 0.0125
     warmup_excluded: int = 0
+    final: bool = False
 
     @property
     def watching(self) -> tuple[Finding, ...]:
@@ -86,6 +89,7 @@ def analyse(
     previous: Analysis | None = None,
     held: Collection[str] = (),
     known_exceptions: Collection[KnownException] = (),
+    final: bool = False,
 ) -> Analysis:
     """Compare a release's spans with its baseline's at one look.
 
@@ -102,6 +106,8 @@ def analyse(
         known_exceptions: Exception types the service raised before (the last versions and
             days, §9); a type absent from the baseline but known here is not new. Without a
             store only the baseline counts.
+        final: No later look follows (``feedbot report``): a finding that passes its test and
+            floor is confirmed now instead of watched until a look that never comes.
 
     Returns:
         The verdict, per-group numbers, findings and how they were reached.
@@ -122,7 +128,10 @@ def analyse(
     if previous is not None:
         held_keys |= {f.key for f in previous.findings if f.tested}
     settled = _dedupe(
-        [_settle(f, run.strong.get(id(f), False), held_keys, q_level, policy) for f in findings]
+        [
+            _settle(f, run.strong.get(id(f), False), held_keys, q_level, policy, final=final)
+            for f in findings
+        ]
     )
     verdict = _verdict(settled, tested=bool(run.tested))
     code = reach.reach_sentence(reached, any_code=reach.has_code(candidate, baseline))
@@ -131,7 +140,7 @@ def analyse(
         *_warmup(candidate, policy),
         *run.summary,
         *((code,) if code else ()),
-        *_verdict_reason(verdict, settled),
+        *_verdict_reason(verdict, settled, final=final),
     )
     groups = tuple(run.comparison(p) for p in pairs)
     return Analysis(
@@ -144,6 +153,7 @@ def analyse(
         looks,
         q_level,
         warmed_up(candidate),
+        final,
     )
 
 
@@ -233,10 +243,20 @@ def _gone(pair: Pair, exposure_new: int, p: float, share: float) -> Finding:
 
 
 def _settle(
-    finding: Finding, strong: bool, held: set[str], q_level: float, policy: DetectionPolicy
+    finding: Finding,
+    strong: bool,
+    held: set[str],
+    q_level: float,
+    policy: DetectionPolicy,
+    *,
+    final: bool = False,
 ) -> Finding:
-    """Suspected when first seen; confirmed when it held at the previous look or is overwhelming."""
-    if not finding.tested:
+    """Suspected when first seen; confirmed when it held at the previous look or is overwhelming.
+
+    At a final look every tested finding is confirmed: it passed BH and its floor, and no later
+    look could confirm it (the level of a one-shot look is the whole FDR, not a share of it).
+    """
+    if not finding.tested or final:
         return replace(finding, state="confirmed")
     overwhelming = (
         strong
@@ -287,10 +307,13 @@ def _counts(candidate: ReleaseData, baseline: ReleaseData) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def _verdict_reason(verdict: Verdict, findings: list[Finding]) -> tuple[str, ...]:
+def _verdict_reason(
+    verdict: Verdict, findings: list[Finding], *, final: bool = False
+) -> tuple[str, ...]:
     watching = sum(f.state == "suspected" for f in findings)
+    how = "passed at this final look" if final else "held at two looks, or overwhelming"
     reasons = {
-        "regressed": "a confirmed regression (held at two looks, or overwhelming)",
+        "regressed": f"a confirmed regression ({how})",
         "improved": "a confirmed improvement and no confirmed regression",
         "neutral": "no confirmed change beyond the effect floors in the groups with enough traffic",
         "insufficient_data": "no span group had enough spans in both versions for a latency test",

@@ -222,9 +222,11 @@ class LookTests:
         )
 
     def _levels_sentence(self, family: int, types: int) -> str:
+        fdr = self.policy.looks.fdr_q
+        split = "at its one look" if self.q_level >= fdr else "split over the looks"
         return (
             f"{family} latency, tail and error-rate tests in one Benjamini-Hochberg family at "
-            f"q={self.q_level:g} (FDR {self.policy.looks.fdr_q:g} split over the looks); "
+            f"q={self.q_level:g} (FDR {fdr:g} {split}); "
             f"{types} new exception types tested in their own family at the same q; a lone "
             f"finding needed p ≤ {self.lone_level:.2g}"
         )

@@ -163,7 +163,8 @@ def to_text(analysis: Analysis, context: ReportContext) -> str:
     against = context.baseline_version or "no baseline"
     lines = [
         f"{context.service} {context.version} vs {against} ({context.environment or 'any env'})",
-        f"verdict: {analysis.verdict}  (look {analysis.look} of {analysis.looks})",
+        f"verdict: {analysis.verdict}  (look {analysis.look} of {analysis.looks}"
+        + (", final)" if analysis.final else ")"),
         "",
     ]
     if analysis.findings:

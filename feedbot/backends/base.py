@@ -6,10 +6,15 @@ since the instance is the unit of replication for host-to-host spread), exceptio
 example trace, code locations seen, and calling groups; plus, per trace, DB statements repeated
 under one parent (N+1 candidates). A backend that can aggregate does it on its side; one that
 cannot streams spans through :mod:`feedbot.spans.aggregate`.
+
+:class:`VersionLister` is the capability to say which versions of a service sent spans in a
+window: the baseline is found in the data when no earlier release was registered (the first
+deploy after install, versions shipped by another pipeline, ``feedbot report``).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from feedbot.spans.model import ReleaseData, SpanQuery
@@ -25,5 +30,21 @@ class TraceBackend(Protocol):
         """Return everything the analysis needs about the spans matching ``query``.
 
         Groups are ordered largest first. Durations are in milliseconds.
+        """
+        ...
+
+
+@runtime_checkable
+class VersionLister(Protocol):
+    """A backend that can say which versions of a service it holds spans of."""
+
+    def versions(
+        self, service: str, start: datetime, end: datetime, environment: str | None = None
+    ) -> dict[str, int]:
+        """Spans per ``service.version`` of ``service`` starting in ``[start, end)``.
+
+        Spans without a version are not counted; with ``environment``, spans of other
+        environments are not either (spans that name none are). Search-only stores count the
+        spans of the traces their search returns, a sample when the window is busy.
         """
         ...

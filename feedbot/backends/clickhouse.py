@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -155,6 +155,17 @@ GROUP BY TraceId, parent, norm ORDER BY trace, parent, statement LIMIT {{limit}}
 FORMAT JSONEachRow"""
 
 
+#: Spans per version of a service in a window (the CTE's filters, any version).
+_VERSIONS = """SELECT ResourceAttributes['service.version'] AS version, count() AS spans
+FROM {database:Identifier}.{table:Identifier}
+WHERE ServiceName = {service:String}
+  AND ResourceAttributes['service.version'] != ''
+  AND Timestamp >= fromUnixTimestamp64Nano({start_ns:Int64})
+  AND Timestamp < fromUnixTimestamp64Nano({end_ns:Int64}){extra}
+GROUP BY version ORDER BY spans DESC, version
+FORMAT JSONEachRow"""
+
+
 class ClickHouseBackend:
     """Spans in the ``otel_traces`` table of the Collector's ClickHouse exporter.
 
@@ -220,6 +231,22 @@ class ClickHouseBackend:
             groups=stats, repeats=repeats, traces=int(rows[0]["traces"]), notes=notes + more
         )
 
+    def versions(
+        self, service: str, start: datetime, end: datetime, environment: str | None = None
+    ) -> dict[str, int]:
+        """Spans per ``service.version`` of ``service`` in ``[start, end)``, counted in SQL.
+
+        Raises:
+            BackendUnavailable: ClickHouse did not answer (after retries).
+            BackendResponseError: it refused the query or answered something else.
+        """
+        extra, params = self.filters(SpanQuery(service, "", start, end, environment))
+        del params["param_version"]
+        sql = _VERSIONS.replace("{extra}", extra)
+        response = self.api.send("POST", "/", params=params, content=sql.encode())
+        assert response is not None
+        return {str(r["version"]): int(r["spans"]) for r in parse_rows(response.text, self.name)}
+
     def _repeats(self, query: SpanQuery) -> tuple[list[RepeatedStatement], tuple[str, ...]]:
         rows = list(self.select(query, _REPEATS.format(limit=MAX_REPEAT_ROWS + 1)))
         notes: tuple[str, ...] = ()
@@ -243,6 +270,11 @@ class ClickHouseBackend:
 
     def bind(self, query: SpanQuery, statement: str) -> tuple[str, dict[str, str | int]]:
         """The SQL text (the spans CTE + ``statement``) and the URL parameters binding it."""
+        extra, params = self.filters(query)
+        return _SPANS.replace("{extra}", extra) + statement, params
+
+    def filters(self, query: SpanQuery) -> tuple[str, dict[str, str | int]]:
+        """The optional conditions of ``query`` (SQL) and the URL parameters of every filter."""
         extra = ""
         params: dict[str, str | int] = {
             "param_database": self.database,
@@ -261,7 +293,7 @@ class ClickHouseBackend:
         if query.span_name is not None:
             extra += "\n    AND SpanName = {span_name:String}"
             params["param_span_name"] = query.span_name
-        return _SPANS.replace("{extra}", extra) + statement, params
+        return extra, params
 
 
 def parse_rows(body: str, backend: str = "clickhouse") -> Iterator[dict[str, Any]]:

@@ -87,6 +87,20 @@ class EmbeddedBackend:
             raise BackendUnavailable(f"embedded: could not read spans of {query}: {exc}") from exc
         return aggregator.result()
 
+    def versions(
+        self, service: str, start: datetime, end: datetime, environment: str | None = None
+    ) -> dict[str, int]:
+        """Spans per ``service.version`` of ``service`` in ``[start, end)``, counted in SQL.
+
+        Raises:
+            BackendUnavailable: the database refused the query.
+        """
+        try:
+            with self._sessions.begin() as session:
+                return span_queries.version_counts(session, service, start, end, environment)
+        except SQLAlchemyError as exc:
+            raise BackendUnavailable(f"embedded: could not count versions: {exc}") from exc
+
     def prune(self, older_than: datetime, *, max_spans: int | None = None) -> int:
         """Delete spans received before ``older_than``, then the oldest beyond ``max_spans``.
 

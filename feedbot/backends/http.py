@@ -20,7 +20,8 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -31,7 +32,7 @@ import httpx
 from feedbot import __version__
 from feedbot.errors import BackendResponseError, BackendUnavailable
 from feedbot.retry import backoff
-from feedbot.spans.aggregate import Aggregator, matcher
+from feedbot.spans.aggregate import Aggregator, matcher, to_ns
 from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.spans.rows import SpanRow
 
@@ -333,6 +334,25 @@ class SearchBackend:
             search, searched, backend=self.name, max_traces=self.max_traces, slices=self.slices
         )
 
+    def versions(
+        self, service: str, start: datetime, end: datetime, environment: str | None = None
+    ) -> dict[str, int]:
+        """Spans per ``service.version`` of ``service`` in ``[start, end)``, from the traces the
+        search returns for the service in each slice (any version; a sample when one is full).
+
+        Raises:
+            BackendUnavailable: the API did not answer.
+            BackendResponseError: it answered with an error or in a shape not understood.
+        """
+        searched = self.searched(SpanQuery(service, ANY_VERSION, start, end, environment))
+        per_slice = max(1, self.max_traces // self.slices)
+        rows = (
+            row
+            for window in split_window(start, end, self.slices)
+            for row in self.find_traces(searched, *window, limit=per_slice)
+        )
+        return count_versions(rows, searched)
+
     def searched(self, query: SpanQuery) -> SpanQuery:
         """The query as the API matches it (unchanged here)."""
         return query
@@ -346,6 +366,34 @@ class SearchBackend:
     def trace_url(self, trace_id: str) -> str | None:
         """The UI page of a trace, or None without ``ui_url``."""
         return self.ui_url + self.trace_page.format(id=trace_id) if self.ui_url else None
+
+
+#: The version of a query that asks for every version (:meth:`SearchBackend.versions`).
+ANY_VERSION = ""
+
+
+def count_versions(rows: Iterable[SpanRow], query: SpanQuery) -> dict[str, int]:
+    """Spans per version among ``rows`` of ``query``'s service, environment and window.
+
+    Each span counts once however many answers it came in; spans without a version do not.
+    """
+    start, end = to_ns(query.start), to_ns(query.end)
+    environment = query.environment
+    seen: set[tuple[str, str]] = set()
+    counts: Counter[str] = Counter()
+    for row in rows:
+        version, key = row["version"], (row["trace_id"], row["span_id"])
+        if (
+            not version
+            or row["service"] != query.service
+            or not start <= row["start_ns"] < end
+            or (environment is not None and row["environment"] not in (None, environment))
+            or key in seen
+        ):
+            continue
+        seen.add(key)
+        counts[version] += 1
+    return dict(counts)
 
 
 def sample_window(

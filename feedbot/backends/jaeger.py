@@ -70,7 +70,7 @@ class JaegerBackend(SearchBackend):
         }
         if query.span_name is not None:
             params["query.operation_name"] = query.span_name
-        if self.filter_version:
+        if self.filter_version and query.version:
             params["query.attributes"] = json.dumps({"service.version": query.version})
         response = self.api.send("GET", SEARCH, params=params, missing_ok=True)
         if response is None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from feedbot.backends.http import JsonApi, RetryPolicy, split_window
+from feedbot.backends.http import ANY_VERSION, JsonApi, RetryPolicy, count_versions, split_window
 from feedbot.errors import BackendResponseError, WebhookRejected
 from feedbot.spans.aggregate import aggregate, to_ns
 from feedbot.spans.model import ReleaseData, SpanGroupStats, SpanQuery
@@ -77,10 +77,9 @@ def selector(query: SpanQuery, *conditions: str) -> str:
     environment, which TraceQL cannot say portably; the sample and the metric series are
     filtered on it instead.
     """
-    parts = [
-        f"resource.service.name = {escape_traceql(query.service)}",
-        f"resource.service.version = {escape_traceql(query.version)}",
-    ]
+    parts = [f"resource.service.name = {escape_traceql(query.service)}"]
+    if query.version != ANY_VERSION:
+        parts.append(f"resource.service.version = {escape_traceql(query.version)}")
     if query.span_name is not None:
         parts.append(f"name = {escape_traceql(query.span_name)}")
     return "{ " + " && ".join([*parts, *conditions]) + " }"
@@ -137,6 +136,20 @@ class TempoBackend:
         if counts is not None:
             data = with_counts(data, counts)
         return replace(data, notes=(*notes, *metric_notes))
+
+    def versions(
+        self, service: str, start: datetime, end: datetime, environment: str | None = None
+    ) -> dict[str, int]:
+        """Spans per ``service.version`` of ``service`` in ``[start, end)``, from a sample of
+        up to ``max_traces`` traces of the service (any version) searched over the window.
+
+        Raises:
+            BackendUnavailable: Tempo did not answer.
+            BackendResponseError: it answered with an error or in a shape not understood.
+        """
+        query = SpanQuery(service, ANY_VERSION, start, end, environment)
+        ids = self.search(query)
+        return count_versions((row for rows, _ in self.traces(ids, query) for row in rows), query)
 
     def search(self, query: SpanQuery) -> list[str]:
         """Ids (32 hex) of up to ``max_traces`` traces with a matching span, over the window."""

@@ -105,7 +105,7 @@ class ZipkinBackend(SearchBackend):
         }
         if query.span_name is not None:
             params["spanName"] = query.span_name.lower()
-        if self.filter_version:
+        if self.filter_version and query.version:
             params["annotationQuery"] = f"service.version={query.version}"
         return self.decode_traces(self.api.get_json(SEARCH, params))
 

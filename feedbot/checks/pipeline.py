@@ -3,13 +3,17 @@
 A :class:`Plan` says what to compare: the release, the baseline version, both windows, the
 changed code, the detection policy and where the look stands. The check runner plans from the
 store (:mod:`feedbot.checks.runner`); ``feedbot report`` plans from a deploy document and the
-command line. Both then :func:`collect` from a trace backend (``report`` may read its files once
+command line. When neither knows the baseline version (no earlier release was registered, or
+``report`` was not told one), :func:`baseline_from_data` asks the backend which versions sent
+spans before the deploy and takes the most common other one. Both then :func:`collect` from a
+trace backend (``report`` may read its files once
 for both versions instead) and :func:`analyse` the result the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +22,7 @@ from feedbot.analysis import compare
 from feedbot.analysis.compare import Analysis
 from feedbot.analysis.findings import KnownException
 from feedbot.analysis.report import ReportContext, to_json, to_text
-from feedbot.backends.base import TraceBackend
+from feedbot.backends.base import TraceBackend, VersionLister
 from feedbot.config import Settings
 from feedbot.policy import DetectionPolicy, with_overrides
 from feedbot.releases.event import Change
@@ -38,6 +42,9 @@ class Plan:
         looks: How many looks are scheduled.
         held: Keys of the findings the previous look held.
         known_exceptions: Exception types the service raised before.
+        final: No later look follows (``feedbot report``): findings are decided at this one.
+        baseline_search: Where to look for the baseline version in the traces, ``(start,
+            before)``, when the context names none (see :func:`baseline_from_data`).
     """
 
     context: ReportContext
@@ -47,6 +54,8 @@ class Plan:
     looks: int = 4
     held: tuple[str, ...] = ()
     known_exceptions: tuple[KnownException, ...] = ()
+    final: bool = False
+    baseline_search: tuple[datetime, datetime] | None = None
 
     def candidate_query(self) -> SpanQuery:
         """The new version's spans; its instances are new, so their warm-up is left out."""
@@ -93,6 +102,56 @@ def policy_for(
     return with_overrides(base, conf.detectors) if conf else base
 
 
+def baseline_from_data(backend: TraceBackend, plan: Plan, *, why: str = "") -> Plan:
+    """``plan`` with the baseline version found in the traces, when it names none.
+
+    The backend counts the spans per version of the service in ``plan.baseline_search``; the
+    most common version other than the release's becomes the baseline, compared over the
+    search's start up to the candidate window's end, and a note says so (with ``why``).
+    Unchanged when the plan has a baseline, no search window, or the backend cannot list
+    versions.
+
+    Raises:
+        BackendError: the backend could not be reached or answered badly.
+    """
+    ctx, search = plan.context, plan.baseline_search
+    if ctx.baseline_version is not None or search is None:
+        return plan
+    if not isinstance(backend, VersionLister):
+        return plan
+    seen = backend.versions(ctx.service, search[0], search[1], ctx.environment)
+    where = f"between {search[0].isoformat()} and {search[1].isoformat()}"
+    version, note = most_common(ctx.service, ctx.version, seen, where)
+    window = (search[0], ctx.candidate_window[1]) if version is not None else None
+    context = replace(
+        ctx, baseline_version=version, baseline_window=window, notes=(note + why, *ctx.notes)
+    )
+    return replace(plan, context=context)
+
+
+def most_common(
+    service: str, version: str, seen: Mapping[str, int], where: str
+) -> tuple[str | None, str]:
+    """The version other than ``version`` with the most spans in ``seen``, and a note saying so.
+
+    Args:
+        service: The service, for the note.
+        version: The release's own version, never its baseline.
+        seen: Spans per version.
+        where: Where they were counted, for the note (``"between … and …"``).
+    """
+    others = Counter(seen)
+    others.pop(version, None)
+    if not others:
+        return None, (f"Baseline version: none; no other version of {service} had spans {where}.")
+    best, spans = others.most_common(1)[0]
+    also = ", ".join(f"{v} ({n})" for v, n in others.most_common()[1:4])
+    return best, (
+        f"Baseline version {best}: the most common other version of {service} {where} "
+        f"({spans} spans)" + (f"; also seen: {also}." if also else ".")
+    )
+
+
 def collect(backend: TraceBackend, plan: Plan) -> Collected:
     """Ask the trace backend for both versions' spans; no database access here.
 
@@ -116,6 +175,7 @@ def analyse(plan: Plan, collected: Collected) -> Finished:
         looks=plan.looks,
         held=plan.held,
         known_exceptions=plan.known_exceptions,
+        final=plan.final,
     )
     notes = (
         *plan.context.notes,

@@ -147,11 +147,16 @@ class CheckRunner:
         )
         end = max(now, release.deployed_at)
         candidate_window = (release.deployed_at, end)
-        baseline_window = None
+        baseline_window = search = None
+        since = release.deployed_at - self._settings.checks.baseline_window
         if previous is not None:
             # Versions are told apart by service.version, never by a time cut, so the baseline
             # window runs up to now: during a rolling deploy both versions serve at once.
-            baseline_window = (release.deployed_at - self._settings.checks.baseline_window, end)
+            baseline_window = (since, end)
+        else:
+            # No earlier release registered (the first deploy after install, or versions
+            # shipped by another pipeline): the baseline is the version the traces show.
+            search = (since, release.deployed_at)
         look, looks, held = _look_of(session, release, now)
         policy = pipeline.policy_for(self._settings, release.service, self._policy)
         history = policy.new_types
@@ -180,10 +185,13 @@ class CheckRunner:
             known_exceptions=tuple(
                 KnownException(k.span, k.type, k.version, k.last_seen) for k in known
             ),
+            baseline_search=search,
         )
 
     def _run(self, plan: Plan) -> Finished:
         """Query both versions, analyse, and render; no database access here."""
+        why = " No earlier release of the service was registered, so it was found in the traces."
+        plan = pipeline.baseline_from_data(self._backend, plan, why=why)
         return pipeline.analyse(plan, pipeline.collect(self._backend, plan))
 
 

@@ -4,7 +4,12 @@
 
     feedbot report --deploy DEPLOY.json (--traces FILE [--traces FILE …] | --config CFG)
                    [--baseline-version V] [--since ISO] [--until ISO]
-                   [--format json|text] [--fail-on regressed]
+                   [--warmup DURATION] [--format json|text] [--fail-on regressed]
+
+A report is one look of one (a CI job runs it once, after its load test): the whole FDR level
+goes to it, and what passes its test and effect floor is decided now, never left "watching" for a
+later look. No warm-up is left out unless ``--warmup`` asks: a short load test has no spans to
+spare, and its instances were warmed up by the harness or not at all.
 
 Exit status: 0 whatever the verdict, unless ``--fail-on regressed`` and the verdict is
 ``regressed`` (1, a CI quality gate); 2 for bad input, with a message naming it; 3 when the
@@ -18,18 +23,18 @@ import argparse
 import gc
 import json
 import sys
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from feedbot.analysis.report import ReportContext
-from feedbot.backends.base import TraceBackend
+from feedbot.backends.base import TraceBackend, VersionLister
 from feedbot.checks import pipeline
 from feedbot.checks.pipeline import Finished
+from feedbot.durations import parse_duration
 from feedbot.errors import BackendError, BackendUnavailable, ConfigError, WebhookRejected
 from feedbot.policy import DetectionPolicy
 from feedbot.releases.event import ReleaseEvent
@@ -49,17 +54,6 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 class BadInput(Exception):
     """A command-line input is wrong; the message names it."""
-
-
-@runtime_checkable
-class VersionLister(Protocol):
-    """A backend that can say which versions of a service it holds spans of."""
-
-    def versions(
-        self, service: str, start: datetime, end: datetime, environment: str | None = None
-    ) -> dict[str, int]:
-        """Spans per ``service.version`` in the window."""
-        ...
 
 
 @runtime_checkable
@@ -102,11 +96,17 @@ class SurveyResult(Protocol):
 
 @dataclass(frozen=True)
 class _Windows:
-    """The release and the windows ``report`` reads: the command line's part of the plan."""
+    """The release and the windows ``report`` reads: the command line's part of the plan.
+
+    ``counted`` is where other versions' spans are counted to find the baseline version: the
+    baseline window up to ``deployed_at``, or all of it without one; ``where`` says so.
+    """
 
     event: ReleaseEvent
     candidate: SpanQuery
     baseline: tuple[datetime, datetime]
+    counted: tuple[datetime, datetime]
+    where: str
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -136,6 +136,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--since", metavar="ISO", help="candidate window start (default deployed_at)"
     )
     parser.add_argument("--until", metavar="ISO", help="candidate window end (default now)")
+    parser.add_argument(
+        "--warmup",
+        metavar="DURATION",
+        default="0",
+        help="leave out each new instance's first DURATION (e.g. 5m) of latency (default 0)",
+    )
     parser.add_argument(
         "--format", choices=("json", "text"), default="text", help="text for people (default), json"
     )
@@ -198,30 +204,67 @@ def _err(message: str) -> None:
 
 
 def _report(args: argparse.Namespace, now: datetime) -> Finished:
-    """Plan from the deploy document and the options, collect, and analyse as a check does."""
+    """Plan from the deploy document and the options, collect, and analyse as a check does.
+
+    A report is one final look (see the module docstring); the baseline version is the one
+    given, else the most common other version in the traces.
+    """
     event = read_deploy(args.deploy)
     backend, window, policy = _backend(args, event.service)
-    # Only the new version's instances are new: its query alone leaves their warm-up out.
-    windows = _windows(event, args, now, window, policy.latency.warmup)
-    collected = None
+    policy = replace(policy, latency=replace(policy.latency, warmup=_warmup(args.warmup)))
+    try:
+        # Only the new version's instances are new: its query alone leaves their warm-up out.
+        windows = _windows(event, args, now, window, policy.latency.warmup)
+        given, notes, collected = _known_baseline(args, backend, windows)
+        plan = pipeline.Plan(
+            context=ReportContext(
+                service=event.service,
+                version=event.version,
+                baseline_version=given,
+                environment=event.environment,
+                candidate_window=(windows.candidate.start, windows.candidate.end),
+                baseline_window=windows.baseline if given is not None else None,
+                notes=(*notes, _window_note(windows)),
+            ),
+            changes=event.changes,
+            policy=policy,
+            look=1,
+            looks=1,
+            final=True,
+            baseline_search=None if collected is not None else windows.counted,
+        )
+        plan = pipeline.baseline_from_data(backend, plan)
+        return pipeline.analyse(plan, collected or pipeline.collect(backend, plan))
+    finally:
+        _close(backend)
+
+
+def _known_baseline(
+    args: argparse.Namespace, backend: TraceBackend, windows: _Windows
+) -> tuple[str | None, tuple[str, ...], pipeline.Collected | None]:
+    """The baseline version known before the plan, its note, and the spans if already read.
+
+    Files are read once for everything (:class:`OnePassReader`); other backends get the
+    given version, or none for :func:`pipeline.baseline_from_data` to find.
+    """
     if isinstance(backend, OnePassReader):
-        baseline_version, note, collected = _read_once(args, backend, windows)
-    else:
-        baseline_version, note = _baseline_version(args, backend, windows)
-    plan = pipeline.Plan(
-        context=ReportContext(
-            service=event.service,
-            version=event.version,
-            baseline_version=baseline_version,
-            environment=event.environment,
-            candidate_window=(windows.candidate.start, windows.candidate.end),
-            baseline_window=windows.baseline if baseline_version is not None else None,
-            notes=(note, _window_note(windows)),
-        ),
-        changes=event.changes,
-        policy=policy,
-    )
-    return pipeline.analyse(plan, collected or pipeline.collect(backend, plan))
+        version, note, collected = _read_once(args, backend, windows)
+        return version, (note,), collected
+    if args.baseline_version:
+        return args.baseline_version, (_given_baseline(args.baseline_version),), None
+    if not isinstance(backend, VersionLister):
+        raise BadInput(
+            f"--baseline-version: required with the {backend.name} backend, "
+            "which cannot list versions"
+        )
+    return None, (), None
+
+
+def _close(backend: TraceBackend) -> None:
+    """Close the HTTP client an HTTP backend holds: this one-shot command made it."""
+    client = getattr(getattr(backend, "api", None), "client", None)
+    if client is not None and callable(getattr(client, "close", None)):
+        client.close()
 
 
 def read_deploy(path: Path) -> ReleaseEvent:
@@ -238,6 +281,16 @@ def read_deploy(path: Path) -> ReleaseEvent:
         return parse_document(doc, source="report")
     except WebhookRejected as exc:
         raise BadInput(f"--deploy {path}: {exc.message}") from exc
+
+
+def _warmup(text: str) -> timedelta:
+    """``--warmup``: 0 or a duration such as ``5m``. Raises BadInput naming the option."""
+    if text.strip() in ("0", "0s", "0m"):
+        return timedelta(0)
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise BadInput(f"--warmup: {exc}") from exc
 
 
 def parse_time(text: str | None, option: str) -> datetime | None:
@@ -282,14 +335,17 @@ def _read_once(
     survey = backend.survey(
         windows.candidate,
         baseline=windows.baseline,
-        counted=(windows.baseline[0], windows.event.deployed_at or windows.candidate.start),
+        counted=windows.counted,
         baseline_version=args.baseline_version,
     )
     version: str | None
     if args.baseline_version:
-        version, note = _given_baseline(args.baseline_version)
+        version, note = args.baseline_version, _given_baseline(args.baseline_version)
     else:
-        version, note = _most_common(windows, survey.counts)
+        event = windows.event
+        version, note = pipeline.most_common(
+            event.service, event.version, survey.counts, windows.where
+        )
     baseline = survey.baseline(version) if version is not None else None
     return version, note, pipeline.Collected(survey.result(), baseline, backend.name)
 
@@ -306,55 +362,26 @@ def _windows(
     end = until or now
     if end <= start:
         raise BadInput(f"--until {end.isoformat()}: not after the window start {start.isoformat()}")
-    deployed = event.deployed_at or start
+    deployed = event.deployed_at
     # The baseline reaches up to the candidate's end: versions are told apart by
     # service.version, so baseline spans served alongside the new version during a rolling
     # deploy are the best comparison (the concurrent window, §8 of detection-methods.md).
-    base_start = deployed - window if event.deployed_at or not args.traces else EARLIEST
+    base_start = (deployed or start) - window if deployed or not args.traces else EARLIEST
     candidate = SpanQuery(
         event.service, event.version, start, end, environment=event.environment, warmup=warmup
     )
-    return _Windows(event, candidate, (base_start, end))
+    # Without deployed_at the deploy's moment is unknown: every other version's spans in the
+    # window count, in the files or in the store, rather than none before an invented moment.
+    counted = (base_start, deployed or end)
+    if base_start == EARLIEST:
+        where = "in the trace files (no deployed_at, so every span counts)"
+    else:
+        where = f"between {counted[0].isoformat()} and {counted[1].isoformat()}"
+    return _Windows(event, candidate, (base_start, end), counted, where)
 
 
-def _baseline_version(
-    args: argparse.Namespace, backend: TraceBackend, windows: _Windows
-) -> tuple[str | None, str]:
-    if args.baseline_version:
-        return _given_baseline(args.baseline_version)
-    if not isinstance(backend, VersionLister):
-        raise BadInput(
-            f"--baseline-version: required with the {backend.name} backend, "
-            "which cannot list versions"
-        )
-    start = windows.baseline[0]
-    before = windows.event.deployed_at or windows.candidate.start
-    return _most_common(
-        windows, backend.versions(windows.event.service, start, before, windows.event.environment)
-    )
-
-
-def _given_baseline(version: str) -> tuple[str, str]:
-    return version, f"Baseline version {version}: given by --baseline-version."
-
-
-def _most_common(windows: _Windows, versions: Mapping[str, int]) -> tuple[str | None, str]:
-    """The other version with the most spans before the deploy, and the note saying so."""
-    start = windows.baseline[0]
-    before = windows.event.deployed_at or windows.candidate.start
-    seen = Counter(versions)
-    seen.pop(windows.event.version, None)
-    if not seen:
-        return None, (
-            f"Baseline version: none; no other version of {windows.event.service} had spans "
-            f"between {start.isoformat()} and {before.isoformat()}."
-        )
-    version, spans = seen.most_common(1)[0]
-    others = ", ".join(f"{v} ({n})" for v, n in seen.most_common()[1:4])
-    return version, (
-        f"Baseline version {version}: the most common other version before "
-        f"{before.isoformat()} ({spans} spans)" + (f"; also seen: {others}." if others else ".")
-    )
+def _given_baseline(version: str) -> str:
+    return f"Baseline version {version}: given by --baseline-version."
 
 
 def _window_note(windows: _Windows) -> str:

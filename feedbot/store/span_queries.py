@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, delete, insert, or_, select
+from sqlalchemy import ColumnElement, Row, delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from feedbot.spans.aggregate import to_ns
@@ -38,6 +38,26 @@ def span_rows(session: Session, query: SpanQuery, *, batch: int) -> Iterator[Spa
     result = session.execute(statement.execution_options(yield_per=batch))
     for rows in result.partitions():
         yield from _rows(rows)
+
+
+def version_counts(
+    session: Session, service: str, start: datetime, end: datetime, environment: str | None
+) -> dict[str, int]:
+    """Spans per version of ``service`` starting in ``[start, end)`` (versioned spans only).
+
+    Spans that name no environment count for every environment, as in :func:`span_rows`.
+    """
+    where = [
+        Span.service == service,
+        Span.version.is_not(None),
+        Span.version != "",
+        Span.start_ns >= to_ns(start),
+        Span.start_ns < to_ns(end),
+    ]
+    if environment is not None:
+        where.append(or_(Span.environment == environment, Span.environment.is_(None)))
+    statement = select(Span.version, func.count()).where(*where).group_by(Span.version)
+    return {str(version): int(n) for version, n in session.execute(statement)}
 
 
 def prune_spans(session: Session, older_than: datetime, *, max_spans: int | None = None) -> int:

@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from sqlalchemy import delete
 
 from feedbot.analysis.compare import Analysis, analyse
-from feedbot.backends.base import TraceBackend
+from feedbot.backends.base import TraceBackend, VersionLister
 from feedbot.backends.clickhouse import ClickHouseBackend
 from feedbot.backends.embedded import EmbeddedBackend
 from feedbot.backends.http import RetryPolicy
@@ -295,6 +295,28 @@ def test_versions_and_windows_are_kept_apart(make_backend: Maker, service: str) 
     names = {g.name for g in backend.collect(query(service, "1.1.0", environment=None)).groups}
     assert "outside" not in names
     assert sum(g.count for g in backend.collect(query(service, "1.1.0")).groups) == 32
+
+
+def test_versions_seen_in_a_window(make_backend: Maker, service: str) -> None:
+    spans = [
+        *release_spans(service, "1.0.0"),  # 16 spans per instance in the window, 2 before it
+        *release_spans(service, "1.1.0", variant=Variant(traces=5)),  # 26 in it, 2 before
+        *shop_spans(service=service, version="1.2.0", start_ns=sdk_ns(SDK_T0), count=2),
+    ]
+    backend = make_backend(spans)
+    assert isinstance(backend, VersionLister)
+    window = (SDK_T0, SDK_T0 + timedelta(minutes=10))
+
+    # The shop's traces also hold spans of "payments" 7.0: another service, not counted.
+    assert backend.versions(service, *window, "production") == {
+        "1.0.0": 32,
+        "1.1.0": 52,
+        "1.2.0": 10,
+    }
+    before = backend.versions(service, SDK_T0 - timedelta(minutes=1), SDK_T0)
+    assert before == {"1.0.0": 2, "1.1.0": 2}
+    assert backend.versions(service, *window, "staging") == {}
+    assert backend.versions(f"{service}-gone", *window) == {}
 
 
 def test_warmup_leaves_out_the_same_durations(make_backend: Maker, service: str) -> None:

@@ -151,6 +151,30 @@ def test_a_finding_is_suspected_first_and_confirmed_at_the_next_look() -> None:
     assert [f.state for f in second.findings if f.kind == "latency_regression"] == ["confirmed"]
 
 
+def test_a_final_look_of_one_decides_at_once_at_the_whole_fdr() -> None:
+    rng = np.random.default_rng(0)
+    base = release(rng, routes(10, 300))
+    cand = release(rng, shifted(300, 4, ratio=1.25))
+    scheduled = run(cand, base)
+    assert scheduled.verdict == "neutral" and scheduled.watching  # same data: watched at 1 of 4
+    once = run(cand, base, look=1, looks=1, final=True)
+    assert once.verdict == "regressed" and once.final and once.q_level == POLICY.looks.fdr_q
+    assert not once.watching
+    (finding,) = [f for f in once.findings if f.kind == "latency_regression"]
+    assert finding.span == "GET /r4" and finding.state == "confirmed"
+    assert any("passed at this final look" in line for line in once.summary)
+
+
+def test_a_final_look_keeps_what_fails_its_floor_out_of_the_verdict() -> None:
+    verdicts = []
+    for seed in range(12):
+        rng = np.random.default_rng(100 + seed)
+        base = release(rng, routes(10, 300), spread=0.02)
+        cand = release(rng, routes(10, 300), spread=0.02)
+        verdicts.append(run(cand, base, look=1, looks=1, final=True).verdict)
+    assert "regressed" not in verdicts
+
+
 def test_new_and_gone_operations() -> None:
     rng = np.random.default_rng(15)
     base = release(rng, [*routes(2, 500), Group("GET /old", 300)])

@@ -1,0 +1,135 @@
+"""``feedbot report`` as a CI gate after a short load test, on spans of the real OpenTelemetry SDK.
+
+A load test of a minute per instance: version 1.0 ran before the deploy, 1.1 after it, two
+instances each, a SERVER span per request with a DB CLIENT span under it. The gate must fail on a
+real regression and pass an A/A rerun, in one run, with no later look to wait for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from opentelemetry.trace import SpanKind, set_span_in_context
+
+from feedbot.commands import report as report_cli
+from tests.fakes.sdk_spans import T0, json_line, ns, sdk_spans
+
+UNTIL = T0 + timedelta(minutes=10)
+
+
+def load_test(
+    version: str, start: datetime, *, requests: int, slower: float, seed: int
+) -> list[Any]:
+    """SDK spans of ``requests`` per instance, one every 0.5 s, durations × ``slower``."""
+    rng = np.random.default_rng(seed)
+    spans: list[Any] = []
+    for pod in ("pod-a", "pod-b"):
+        ms = rng.lognormal(np.log(40.0), 0.4, requests) * slower
+
+        def build(tracer: Any, ms: np.ndarray = ms) -> None:
+            for i, duration in enumerate(ms.tolist()):
+                begin = ns(start + timedelta(seconds=i / 2))
+                server = tracer.start_span(
+                    "GET /orders/{id}",
+                    kind=SpanKind.SERVER,
+                    start_time=begin,
+                    attributes={"http.route": "/orders/{id}", "http.request.method": "GET"},
+                )
+                db = tracer.start_span(
+                    "SELECT shop",
+                    kind=SpanKind.CLIENT,
+                    context=set_span_in_context(server),
+                    start_time=begin + 1_000_000,
+                )
+                db.end(begin + 3_000_000)
+                server.end(begin + int(duration * 1_000_000))
+
+        resource = {
+            "service.name": "checkout",
+            "service.version": version,
+            "deployment.environment.name": "production",
+            "service.instance.id": pod,
+        }
+        spans += sdk_spans(resource, build)
+    return spans
+
+
+def write_run(tmp_path: Path, *, slower: float, seed: int, requests: int = 60) -> Path:
+    path = tmp_path / f"load-{slower}-{seed}.jsonl"
+    path.write_text(json_line(run_spans(slower=slower, seed=seed, requests=requests)) + "\n")
+    return path
+
+
+def run_spans(*, slower: float, seed: int, requests: int = 60) -> list[Any]:
+    """1.0 half an hour before the deploy, then 1.1 (× ``slower``) from ``T0``."""
+    before = load_test("1.0", T0 - timedelta(minutes=30), requests=requests, slower=1.0, seed=seed)
+    return before + load_test("1.1", T0, requests=requests, slower=slower, seed=seed + 1000)
+
+
+def write_deploy(tmp_path: Path, **over: object) -> Path:
+    doc: dict[str, object] = {
+        "service": "checkout",
+        "version": "1.1",
+        "environment": "production",
+        "deployed_at": T0.isoformat(),
+    }
+    doc.update(over)
+    path = tmp_path / "deploy.json"
+    path.write_text(json.dumps({k: v for k, v in doc.items() if v is not None}))
+    return path
+
+
+def gate(
+    capsys: pytest.CaptureFixture[str], deploy: Path, traces: Path, *extra: str
+) -> tuple[int, dict[str, Any]]:
+    parser = argparse.ArgumentParser()
+    report_cli.add_arguments(parser)
+    argv = ["--deploy", str(deploy), "--traces", str(traces), "--format", "json"]
+    argv += ["--until", UNTIL.isoformat(), "--fail-on", "regressed", *extra]
+    code = report_cli.run(parser.parse_args(argv), now=lambda: UNTIL)
+    return code, json.loads(capsys.readouterr().out)
+
+
+def p95(doc: dict[str, Any], which: str) -> float:
+    (group,) = [g for g in doc["groups"] if g["span"] == "GET /orders/{id}"]
+    return float(group[which]["p95_ms"])
+
+
+def test_a_regression_on_a_short_load_test_fails_the_gate_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, doc = gate(capsys, write_deploy(tmp_path), write_run(tmp_path, slower=1.85, seed=1))
+    assert 1.5 < p95(doc, "candidate") / p95(doc, "baseline") < 2.5  # ×1.85, 120 spans
+    assert (code, doc["verdict"]) == (1, "regressed")
+    (finding,) = [f for f in doc["findings"] if f["kind"] == "latency_regression"]
+    assert finding["state"] == "confirmed" and finding["span"] == "GET /orders/{id}"
+    assert doc["warmup_excluded"] == 0
+    assert any("at its one look" in note for note in doc["notes"])
+
+
+def test_an_a_a_rerun_passes_the_gate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    deploy = write_deploy(tmp_path)
+    for seed in range(5):
+        code, doc = gate(capsys, deploy, write_run(tmp_path, slower=1.0, seed=seed))
+        assert (code, doc["verdict"]) == (0, "neutral"), seed
+        assert not [f for f in doc["findings"] if f.get("state") == "suspected"]
+
+
+def test_warmup_is_left_out_only_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    traces = write_run(tmp_path, slower=1.85, seed=1)
+    code, doc = gate(capsys, write_deploy(tmp_path), traces, "--warmup", "5m")
+    # The whole minute-long run is each new instance's first 5 minutes: nothing left to test.
+    assert doc["warmup_excluded"] == 240 and doc["verdict"] == "insufficient_data" and code == 0
+    parser = argparse.ArgumentParser()
+    report_cli.add_arguments(parser)
+    args = ["--deploy", str(tmp_path / "deploy.json"), "--traces", str(traces), "--warmup", "x"]
+    assert report_cli.run(parser.parse_args(args)) == 2
+    assert "--warmup" in capsys.readouterr().err
