@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -68,6 +69,11 @@ class CheckRunner:
         self._metrics = metrics or Metrics()
         self._tracer = tracer or NullTracer()
         self._recorder = CheckRecorder(settings=settings, clock=clock, worker=worker)
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        """Finish the checks already claimed and claim no more (shutdown)."""
+        self._stopping.set()
 
     def run_due(self, limit: int = 10, *, batches: int | None = None) -> int:
         """Claim and run due checks, ``limit`` at a time; returns how many ran.
@@ -78,6 +84,8 @@ class CheckRunner:
         """
         ran = 0
         for _ in itertools.count() if batches is None else range(batches):
+            if self._stopping.is_set():
+                break
             with self._sessions() as session:
                 ids = queries.claim_due_checks(
                     session,

@@ -9,6 +9,7 @@ sending, then prunes the embedded trace store.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,6 +55,17 @@ class Ticker:
         self._traces = traces
         self._clock = clock
         self._last_prune: datetime | None = None
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        """Let the running pass end after its current check or message; start no more work.
+
+        Called on shutdown before the scheduler is waited for, so a SIGTERM does not wait for
+        a backlog of messages to an unreachable Slack: what is left stays due for the next start.
+        """
+        self._stopping.set()
+        self._runner.stop()
+        self._sender.stop()
 
     def tick(self) -> None:
         """One pass: run due checks, send due messages, prune spans.
@@ -61,12 +73,13 @@ class Ticker:
         Checks and sends alternate a batch at a time, so a backlog of due checks does not hold
         back the messages of the checks already done.
         """
-        while True:
+        while not self._stopping.is_set():
             ran = self._runner.run_due(CHECK_BATCH, batches=1)
             self._sender.send_due()
             if ran < CHECK_BATCH:
                 break
-        self.prune_spans()
+        if not self._stopping.is_set():
+            self.prune_spans()
 
     def prune_spans(self) -> int:
         """Drop embedded spans past ``traces.retention`` or ``traces.max_spans``, every 10 min."""

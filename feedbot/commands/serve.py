@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
+        runtime.ticker.stop()  # the running tick ends after its current check or message
         scheduler.shutdown(wait=True)
         runtime.engine.dispose()
         signal.signal(signal.SIGTERM, previous)

@@ -17,6 +17,7 @@ instead of sending it twice. Slack 429/5xx and outages leave the row pending wit
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -130,6 +131,11 @@ class OutboxSender:
         self._lease = lease
         self._metrics = metrics or Metrics()
         self._tracer = tracer or NullTracer()
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        """Finish the message being sent and send no more (shutdown); the rest stay due."""
+        self._stopping.set()
 
     def send_due(self, limit: int = 50) -> SendReport:
         """Claim up to ``limit`` due deliveries that no other sender holds and send them.
@@ -149,6 +155,8 @@ class OutboxSender:
         batch = _Batch(until=now + self._lease, held=set(ids))
         try:
             for delivery_id in ids:
+                if self._stopping.is_set():
+                    break  # the rest of the batch is released below, still due
                 with logs.bind(delivery_id=delivery_id):
                     outcome = self._send_one(delivery_id, batch)
                 if outcome:

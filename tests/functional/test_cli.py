@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,12 +19,13 @@ import pytest
 import yaml
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 
 from feedbot.checks.register import register_release
 from feedbot.config import settings_from_mapping
 from feedbot.releases.event import Author
 from feedbot.store.db import make_engine, make_sessions, migrate
+from feedbot.store.models import Delivery
 from tests.factories import event
 
 REPO = Path(__file__).resolve().parents[2]
@@ -362,3 +364,48 @@ def test_feedback_without_a_database_says_where_it_looked(tmp_path: Path) -> Non
     assert done.returncode == 2
     assert f"no feedbot database at {nowhere}" in done.stderr
     assert not nowhere.exists()  # looking did not create one
+
+
+def test_sigterm_stops_serve_while_slack_is_unreachable_and_messages_are_queued(
+    tmp_path: Path, sqlite_file: str, serve_processes: list[Serve]
+) -> None:
+    port, nowhere = free_port(), free_port()  # nothing listens on ``nowhere``: refused
+    raw = {
+        "database_url": sqlite_file,
+        "server": {"port": port},
+        "checks": {"after": ["1h"], "tick": "1s"},
+        "slack": {
+            "bot_token": "xoxb-test",
+            "signing_secret": "s",
+            "api_url": f"http://127.0.0.1:{nowhere}/api/",
+        },
+    }
+    config = write_config(tmp_path / "feedbot.yaml", raw)
+    engine = make_engine(sqlite_file)
+    try:
+        migrate(engine)
+        now = datetime.now(UTC)
+        with make_sessions(engine)() as session:
+            for i in range(20):  # 20 release announcements queued for Slack
+                deploy = event(deployed_at=now, version=f"1.0.{i}", commit=f"{i:040x}")
+                register_release(session, deploy, settings=settings_from_mapping(raw, {}), now=now)
+    finally:
+        engine.dispose()
+    serve = Serve(tmp_path, ["--config", str(config)], {})
+    serve_processes.append(serve)
+    serve.wait_ready(f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 30
+    while "failed (attempt 1)" not in serve.stderr():  # the tick is busy retrying Slack
+        assert time.monotonic() < deadline, serve.stderr()
+        time.sleep(0.2)
+
+    serve.proc.send_signal(signal.SIGTERM)
+    # One message's retries at most (a few seconds), not the whole queue's (minutes).
+    assert serve.proc.wait(timeout=30) == 0, serve.stderr()
+    engine = make_engine(sqlite_file)
+    try:
+        with make_sessions(engine)() as session:
+            states = Counter(d.state for d in session.scalars(select(Delivery)))
+    finally:
+        engine.dispose()
+    assert states["pending"] >= 15 and states["sent"] == 0  # left due for the next start
