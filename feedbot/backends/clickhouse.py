@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from feedbot.backends.clickhouse_groups import GROUP
 from feedbot.backends.http import JsonApi, RetryPolicy
 from feedbot.errors import BackendResponseError, ConfigError
 from feedbot.spans.aggregate import REMOTE, ROOT, to_ns
@@ -69,8 +70,7 @@ _SPANS = f"""WITH f AS (
          Events.Name AS ev_names, Events.Attributes AS ev_attrs,
          StatusCode IN ('Error', 'STATUS_CODE_ERROR') AS is_error,
          {_KIND} AS kind, SpanAttributes['http.route'] AS route, {_METHOD} AS method,
-         if(kind = 'SERVER' AND route != '',
-            if(method != '', concat(method, ' ', route), route), SpanName) AS grp,
+         {GROUP} AS grp,
          {_INSTANCE} AS instance
   FROM {{database:Identifier}}.{{table:Identifier}}
   WHERE ServiceName = {{service:String}}

@@ -308,7 +308,12 @@ def labels_of(series: dict[str, Any]) -> dict[str, Any]:
 
 
 def group_of(labels: dict[str, Any], query: SpanQuery) -> GroupKey | None:
-    """The (group label, kind) of a metrics series, or None if its environment is another."""
+    """The (group label, kind) of a metrics series, or None if its environment is another.
+
+    None too for CLIENT spans and SERVER spans without ``http.route``: feedbot groups those by
+    their DB statement or templated URL (:mod:`feedbot.spans.resources`), which TraceQL metrics
+    cannot group by, so their counts come from the sampled traces.
+    """
     environment = labels.get("resource.deployment.environment.name") or labels.get(
         "resource.deployment.environment"
     )
@@ -319,6 +324,8 @@ def group_of(labels: dict[str, Any], query: SpanQuery) -> GroupKey | None:
     kind = kind if kind in ("SERVER", "CLIENT", "PRODUCER", "CONSUMER") else "INTERNAL"
     method = labels.get("span.http.request.method") or labels.get("span.http.method")
     route = labels.get("span.http.route")
+    if kind == "CLIENT" or (kind == "SERVER" and not route):
+        return None
     name = str(labels.get("name", labels.get("span:name", "")))
     return label(name, kind, str(method).upper() if method else None, route and str(route)), kind
 

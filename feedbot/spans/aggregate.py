@@ -25,14 +25,18 @@ import numpy as np
 from feedbot.spans.group import GroupTally
 from feedbot.spans.model import ReleaseData, RepeatedStatement, SpanQuery
 from feedbot.spans.rows import SpanRow
-from feedbot.spans.semconv import Extras, extras_of, label, statement_of
+from feedbot.spans.semconv import Extras, extras_of, label, resource_key, statement_of
 
 ROOT = "(root)"
 REMOTE = "(remote)"
 MAX_OPEN_SPANS = 100_000
+#: Groups named by a resource (statement, templated path) per aggregator; later ones share one.
+MAX_RESOURCE_GROUPS = 200
+OTHER_PATHS = "(other paths)"
+OTHER_STATEMENTS = "(other statements)"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-#: (span name, kind, method, route): what a span is grouped by before labelling.
-GroupKey = tuple[str, str, str | None, str | None]
+#: (span name, kind, method, route, resource): what a span is grouped by before labelling.
+GroupKey = tuple[str, str, str | None, str | None, str | None]
 
 
 def to_ns(moment: datetime) -> int:
@@ -73,9 +77,15 @@ def matches(row: SpanRow, query: SpanQuery) -> bool:
     return matcher(query)(row)
 
 
+def row_key(row: SpanRow, statement: str | None) -> GroupKey:
+    """The group key of a span row whose normalised statement is ``statement``."""
+    raw = (row["name"], row["kind"], row["method"], row["route"])
+    return (*raw, resource_key(raw, row["attributes"], statement))
+
+
 def group_label(row: SpanRow) -> str:
     """The group label of a span row (see :func:`~feedbot.spans.semconv.label`)."""
-    return label(row["name"], row["kind"], row["method"], row["route"])
+    return label(*row_key(row, statement_of(row["attributes"])))
 
 
 class _Closable(Protocol):
@@ -139,6 +149,9 @@ class Aggregator:
         self._held: list[str] = []  # The held traces, in the order they were first seen.
         self._groups: dict[GroupKey, GroupTally] = {}
         self._by_label: dict[tuple[str, str], GroupTally] = {}
+        # Group names taken from a resource, each with the name it would share over the cap.
+        self._resources: dict[str, str] = {}
+        self._folded = 0  # Keys whose resource was over the cap.
         self._indexed: list[GroupTally] = []
         self._open: dict[str, _Trace] = {}
         self._opened: deque[str] = deque()
@@ -201,16 +214,17 @@ class Aggregator:
     def add(self, row: SpanRow) -> None:
         """Count one span row."""
         attributes = row["attributes"]
+        statement = statement_of(attributes)
         self.add_span(
             row["trace_id"],
             row["span_id"],
             row["parent_span_id"],
-            (row["name"], row["kind"], row["method"], row["route"]),
+            row_key(row, statement),
             row["start_ns"],
             row["duration_ns"],
             row["instance"],
             row["is_error"],
-            statement_of(attributes),
+            statement,
             extras_of(row["events"], attributes, row["is_error"]),
         )
 
@@ -239,7 +253,7 @@ class Aggregator:
             trace_id: the span's trace.
             span_id: the span's id.
             parent: its parent span's id, or None for a root span.
-            key: (name, kind, method, route), as in a span row.
+            key: (name, kind, method, route, resource): :func:`row_key`.
             start_ns: the span's start.
             duration_ns: the span's duration.
             instance: ``service.instance.id`` (else ``host.name``) or None.
@@ -324,7 +338,16 @@ class Aggregator:
             repeats=repeats,
             traces=traces,
             sampled_traces=sampled_traces,
-            notes=notes,
+            notes=notes + self._cap_note(),
+        )
+
+    def _cap_note(self) -> tuple[str, ...]:
+        if not self._folded:
+            return ()
+        return (
+            f"More than {MAX_RESOURCE_GROUPS} distinct DB statements or URL paths: "
+            f"{self._folded} more are counted as "
+            f'"METHOD {OTHER_PATHS}" or "{OTHER_STATEMENTS}".',
         )
 
     def absorb(self, later: Aggregator) -> None:
@@ -336,13 +359,14 @@ class Aggregator:
         """
         self._close_columns()
         later._close_columns()
-        indexes = [self._merge_group(group) for group in later._indexed]
+        indexes = [self._merge_group(group, later._resources) for group in later._indexed]
         for key, group in later._groups.items():
             self._groups.setdefault(key, self._indexed[indexes[group.index]])
         for instance, first in later._first.items():
             if first < self._first.get(instance, first + 1):
                 self._first[instance] = first
         self._closed.extend(later._closed)
+        self._folded += later._folded
         for statement_key, theirs in later._repeats.items():
             mine = self._repeats.setdefault(statement_key, _Repeats())
             mine.repeats.extend(theirs.repeats)
@@ -352,12 +376,18 @@ class Aggregator:
         for trace_id in (*later._held, *later._opened):
             self._join(trace_id, later._open[trace_id], indexes)
 
-    def _merge_group(self, theirs: GroupTally) -> int:
-        """Fold another aggregator's group into this one's of the same label; its index."""
-        mine = self._by_label.get((theirs.name, theirs.kind))
+    def _merge_group(self, theirs: GroupTally, resources: dict[str, str]) -> int:
+        """Fold another aggregator's group into this one's of the same label; its index.
+
+        ``resources`` is the other aggregator's: its group names taken from a resource.
+        """
+        name = theirs.name
+        if name in resources:
+            name = self._resource_label(name, resources[name])
+        mine = self._by_label.get((name, theirs.kind))
         if mine is None:
-            mine = GroupTally(name=theirs.name, kind=theirs.kind, index=len(self._indexed))
-            self._by_label[(theirs.name, theirs.kind)] = mine
+            mine = GroupTally(name=name, kind=theirs.kind, index=len(self._indexed))
+            self._by_label[(name, theirs.kind)] = mine
             self._indexed.append(mine)
         mine.merge(theirs)
         return mine.index
@@ -377,14 +407,27 @@ class Aggregator:
             mine.db_ms[key] = mine.db_ms.get(key, 0.0) + theirs.db_ms[key]
 
     def _group(self, key: GroupKey) -> GroupTally:
-        name, kind, method, route = key
-        reported = (label(name, kind, method, route), kind)
+        name, kind, method, route, resource = key
+        reported = (label(name, kind, method, route, resource), kind)
+        if resource is not None and reported[0] == resource:
+            other = f"{method} {OTHER_PATHS}" if method else OTHER_STATEMENTS
+            reported = (self._resource_label(resource, other), kind)
         group = self._by_label.get(reported)
         if group is None:
             group = GroupTally(name=reported[0], kind=kind, index=len(self._indexed))
             self._by_label[reported] = group
             self._indexed.append(group)
         return group
+
+    def _resource_label(self, resource: str, other: str) -> str:
+        """``resource`` while under :data:`MAX_RESOURCE_GROUPS` distinct ones, else ``other``."""
+        if resource in self._resources:
+            return resource
+        if len(self._resources) < MAX_RESOURCE_GROUPS:
+            self._resources[resource] = other
+            return resource
+        self._folded += 1
+        return other
 
     def _close_oldest(self) -> None:
         trace_id = self._opened.popleft()

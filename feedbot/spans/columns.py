@@ -21,6 +21,7 @@ from feedbot.spans.aggregate import GroupKey
 from feedbot.spans.otlp import KINDS, MAX_ATTRIBUTES, MAX_VALUE_CHARS, STATUS_ERROR
 from feedbot.spans.otlp_json import exception_events
 from feedbot.spans.otlp_scan import Unusual, group_key
+from feedbot.spans.resources import RESOURCE_KEYS
 from feedbot.spans.semconv import (
     CodeLocation,
     Exceptions,
@@ -32,7 +33,7 @@ from feedbot.spans.semconv import (
 #: The attributes read per span: strings, but for the two line numbers (integers).
 STRING_KEYS: tuple[str, ...] = ("http.route", "http.request.method", "http.method", "db.query.text")
 STRING_KEYS += ("db.statement", "code.function.name", "code.function", "code.namespace")
-STRING_KEYS += ("code.file.path", "code.filepath", "error.type")
+STRING_KEYS += ("code.file.path", "code.filepath", "error.type", *RESOURCE_KEYS)
 LINE_KEYS: tuple[str, ...] = ("code.line.number", "code.lineno")
 _READ = pa.array(STRING_KEYS + LINE_KEYS)
 _CODE = ("code.function.name", "code.function", "code.file.path", "code.filepath") + LINE_KEYS
@@ -118,8 +119,10 @@ def span_columns(
     durations = np.where(ends > starts, ends - starts, 0) / 1e6
     errors = _errors(pc.struct_field(spans, "status"))
     attributes = _attributes(pc.struct_field(spans, "attributes"), len(spans))
-    keys, key_codes = _group_keys(field["name"], pc.struct_field(spans, "kind"), attributes)
     statements, statement_codes = _statements(attributes)
+    keys, key_codes = _group_keys(
+        field["name"], pc.struct_field(spans, "kind"), attributes, (statements, statement_codes)
+    )
     locations, location_codes = _locations(attributes)
     return SpanColumns(
         field["traceId"],
@@ -262,17 +265,24 @@ def _integers(values: pa.Array) -> pa.Array:
 
 
 def _group_keys(
-    names: pa.Array, kinds: pa.Array, attributes: dict[str, pa.Array]
+    names: pa.Array,
+    kinds: pa.Array,
+    attributes: dict[str, pa.Array],
+    statements: tuple[list[str], npt.NDArray[np.intp]],
 ) -> tuple[list[GroupKey], npt.NDArray[np.intp]]:
+    """The group keys (as :func:`~feedbot.spans.otlp_scan.group_key`) once per distinct input."""
     kind = kinds.fill_null(0)
     if len(kind) and (pc.min(kind).as_py() < 0 or pc.max(kind).as_py() >= len(KINDS)):
         raise Unusual
     method = pc.coalesce(attributes["http.request.method"], attributes["http.method"])
+    texts, codes = statements
     joined = pc.binary_join_element_wise(
         names,
         pc.cast(kind, pa.string()),
         method,
         attributes["http.route"],
+        pa.array(codes.astype(str)),
+        *(attributes[key] for key in RESOURCE_KEYS),
         SEP,
         null_handling="replace",
         null_replacement=NULL,
@@ -281,10 +291,12 @@ def _group_keys(
     keys = []
     for text in encoded.dictionary.to_pylist():
         parts = [None if part == NULL else part for part in text.split(SEP)]
-        if len(parts) != 4:
+        if len(parts) != 5 + len(RESOURCE_KEYS):
             raise Unusual
-        name, kind_text, method_text, route = parts
-        keys.append(group_key(name, int(kind_text or 0), method_text, route))
+        name, kind_text, method_text, route, code = parts[:5]
+        found = {k: v for k, v in zip(RESOURCE_KEYS, parts[5:], strict=True) if v is not None}
+        statement = texts[int(code)] if code is not None and int(code) >= 0 else None
+        keys.append(group_key(name, int(kind_text or 0), method_text, route, found, statement))
     return keys, encoded.indices.to_numpy().astype(np.intp)
 
 

@@ -73,7 +73,9 @@ class CodeSeen:
 class SpanGroupStats:
     """One span group: spans of the same name and kind.
 
-    SERVER spans with an ``http.route`` are grouped as ``"METHOD route"`` (or the route alone).
+    SERVER spans with an ``http.route`` are grouped as ``"METHOD route"`` (or the route alone);
+    DB spans by statement and HTTP spans without a route by templated path
+    (:mod:`feedbot.spans.resources`).
     ``instances`` holds, for each duration, an index into ``instance_names``
     (``service.instance.id``, else ``host.name``); both are empty when no span said.
     ``callers`` counts the groups of parent spans (``"(root)"`` for root spans, ``"(remote)"``

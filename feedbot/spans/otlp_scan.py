@@ -31,8 +31,9 @@ decodes it with the validating decoder, so the answer is the same either way. Wh
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 import orjson
@@ -51,8 +52,16 @@ from feedbot.spans.otlp import (
     text,
 )
 from feedbot.spans.otlp_json import decode_resource, exception_events
+from feedbot.spans.resources import RESOURCE_KEYS
 from feedbot.spans.rows import LIMITS
-from feedbot.spans.semconv import CODE_KEYS, READ_KEYS, Extras, extras_of, normalize_statement
+from feedbot.spans.semconv import (
+    CODE_KEYS,
+    READ_KEYS,
+    Extras,
+    extras_of,
+    normalize_statement,
+    resource_key,
+)
 
 #: What :meth:`Aggregator.add_span` takes, gathered per document before any of it is counted.
 Fields = tuple[
@@ -121,6 +130,9 @@ class _Document(Struct, forbid_unknown_fields=True, gc=False):
 
 
 _decode = msgspec.json.Decoder(_Document).decode
+
+#: Raw group fields remembered with their key (URLs with ids make many).
+MAX_KEYS = 65_536
 
 
 class Unusual(Exception):
@@ -256,11 +268,19 @@ class Scanner:
                     method = attributes.get("http.request.method")
                     if method is None:
                         method = attributes.get("http.method")
-                    raw = (span.name, span.kind, method, attributes.get("http.route"))
+                    given = attributes.get("db.query.text") or attributes.get("db.statement")
+                    statement = normalize_statement(str(given)) if given else None
+                    route = attributes.get("http.route")
+                    raw = (span.name, span.kind, method, route, statement) + tuple(
+                        attributes.get(k) for k in RESOURCE_KEYS
+                    )
                     key = keys.get(raw)
                     if key is None:
-                        key = keys[raw] = group_key(*raw)
-                    fields = _fields(span, key, start, attributes, instance)
+                        key = group_key(span.name, span.kind, method, route, attributes, statement)
+                        if len(keys) >= MAX_KEYS:  # raw URLs: one per id, templated on the way
+                            keys.clear()
+                        keys[raw] = key
+                    fields = _fields(span, key, start, attributes, instance, statement)
                     mine.append(fields)
                 if target.span_name is None or key[0] == target.span_name:
                     found.append((target.aggregator, fields))
@@ -304,6 +324,7 @@ def _fields(
     start: int,
     attributes: dict[str, str | int],
     instance: str | None,
+    statement: str | None,
 ) -> Fields:
     status, raw_events = span.status, span.events
     is_error = status is not None and _is_error(status.code)
@@ -315,7 +336,6 @@ def _fields(
             else ()
         )
         extras = extras_of(events, attributes, is_error)
-    statement = attributes.get("db.query.text") or attributes.get("db.statement")
     parent = span.parentSpanId or None
     end = span.endTimeUnixNano
     end = int(end) if type(end) is str and end.isdigit() and end.isascii() else nanos(end)
@@ -330,7 +350,7 @@ def _fields(
         end - start if end > start else 0,
         instance,
         is_error,
-        normalize_statement(str(statement)) if statement else None,
+        statement,
         extras,
     )
 
@@ -375,17 +395,29 @@ def read_attributes(attributes: list[_KeyValue] | None) -> dict[str, str | int]:
     return found
 
 
-def group_key(name: str | None, kind: int | None, method: object, route: object) -> GroupKey:
-    """The aggregator's (name, kind, method, route) of raw span fields, bounded like a row's."""
+def group_key(
+    name: str | None,
+    kind: int | None,
+    method: object,
+    route: object,
+    attributes: Mapping[str, Any],
+    statement: str | None,
+) -> GroupKey:
+    """The aggregator's key of raw span fields, bounded like a row's (as ``row_key``).
+
+    ``attributes`` need hold only :data:`~feedbot.spans.resources.RESOURCE_KEYS`;
+    ``statement`` is the normalised DB statement.
+    """
     kind = kind or 0
     if not 0 <= kind < len(KINDS):
         raise Unusual
-    return (
+    raw = (
         text(name or "", LIMITS["name"]),
         KINDS[kind],
         text(str(method), LIMITS["method"]).upper() if method else None,
         text(str(route), LIMITS["route"]) if route else None,
     )
+    return (*raw, resource_key(raw, attributes, statement))
 
 
 def _value(value: _Value | None) -> str | int:

@@ -1,7 +1,8 @@
 """What the analysis reads from one span's attributes; pure, no I/O.
 
 Both generations of the OpenTelemetry semantic conventions: group labels (``http.route`` and
-``http.request.method`` or ``http.method``), normalised DB statements (``db.query.text`` or
+``http.request.method`` or ``http.method``; else a statement or templated URL, read by
+:mod:`feedbot.spans.resources`), normalised DB statements (``db.query.text`` or
 ``db.statement``), code locations (``code.function.name`` or ``code.namespace`` +
 ``code.function``, ``code.file.path`` or ``code.filepath``, ``code.line.number`` or
 ``code.lineno``) and exception types (``exception`` events, else the span's ``error.type``).
@@ -14,6 +15,8 @@ import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
+
+from feedbot.spans.resources import RESOURCE_KEYS, resource_of
 
 #: (qualified function, file path, line) of a span's ``code.*`` attributes.
 CodeLocation = tuple[str | None, str | None, int | None]
@@ -30,7 +33,7 @@ STATEMENT_KEYS = ("db.query.text", "db.statement")
 #: Every span attribute the analysis reads; a reader may skip the others.
 READ_KEYS = (
     CODE_KEYS
-    | {"code.namespace", "error.type", *STATEMENT_KEYS}
+    | {"code.namespace", "error.type", *STATEMENT_KEYS, *RESOURCE_KEYS}
     | {
         "http.route",
         "http.request.method",
@@ -40,11 +43,32 @@ READ_KEYS = (
 _NO_CODE: CodeLocation = (None, None, None)
 
 
-def label(name: str, kind: str, method: str | None, route: str | None) -> str:
-    """The name a group is reported under: "METHOD route" for routed SERVER spans, else name."""
+def label(
+    name: str, kind: str, method: str | None, route: str | None, resource: str | None = None
+) -> str:
+    """The name a group is reported under.
+
+    "METHOD route" for routed SERVER spans, else the span's resource
+    (:func:`~feedbot.spans.resources.resource_of`: a DB statement, a templated path), else name.
+    """
     if kind == "SERVER" and route:
         return f"{method} {route}" if method else route
-    return name
+    return resource or name
+
+
+def resource_key(
+    key: tuple[str, str, str | None, str | None],
+    attributes: Mapping[str, Any],
+    statement: str | None,
+) -> str | None:
+    """The resource a span of (name, kind, method, route) is grouped by, or None.
+
+    None where :func:`label` uses the route; ``statement`` is :func:`statement_of`'s answer.
+    """
+    name, kind, method, route = key
+    if kind == "SERVER" and route:
+        return None
+    return resource_of(name, kind, method, attributes, statement)
 
 
 # The lookahead lets the engine skip positions where no literal can start (twice as fast).

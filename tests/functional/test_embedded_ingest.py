@@ -146,7 +146,7 @@ def test_sdk_export_groups_counts_errors_and_durations(
         stats = backend.collect(query(service, version)).groups
         assert [(s.name, s.kind, s.count, s.errors) for s in stats] == [
             ("GET /orders/{id}", "SERVER", 3, 1),
-            ("SELECT orders", "CLIENT", 3, 0),
+            ("postgresql: SELECT * FROM orders", "CLIENT", 3, 0),  # by statement
             ("charge", "INTERNAL", 1, 1),
         ]
         np.testing.assert_allclose(np.sort(stats[0].durations_ms), [10.0, 20.0, 30.0])

@@ -44,7 +44,7 @@ def test_plain_and_gzip_files_of_two_versions(exports: Path) -> None:
     for version in ("1.0.0", "1.1.0"):
         data = backend.collect(query("vault", version))
         assert [(g.name, g.count, g.errors) for g in data.groups] == [
-            ("SELECT items", 18, 0),
+            ("SELECT * FROM items WHERE id = ?", 18, 0),  # DB spans: by statement
             ("GET /orders/{id}", 6, 2),
             ("appraise", 6, 2),
             ("process order", 2, 0),

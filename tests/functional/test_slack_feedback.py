@@ -150,7 +150,7 @@ def test_feedback_says_who_calls_each_group_from_the_parents_of_sdk_spans(
         session.scalars(select(Check)).one().result = {"report": report}
         session.commit()
     body = valid(command(client, slack_api, "vault-service")["blocks"])
-    assert "`SELECT items`: 18 → 18 spans" in body
+    assert "`SELECT * FROM items WHERE id = ?`: 18 → 18 spans" in body
     assert "called by GET /orders/{id} (18)" in body  # a parent in the same trace and service
     assert "called by (remote) (2)" in body  # the consumer span's parent is in another service
     assert "called by (root) (6)" in body  # the requests themselves have no parent

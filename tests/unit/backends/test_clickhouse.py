@@ -12,6 +12,12 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from feedbot.backends.base import TraceBackend
 from feedbot.backends.clickhouse import ClickHouseBackend, parse_rows
@@ -305,3 +311,75 @@ def test_a_warmup_is_not_applied_and_the_notes_say_so(ch: ClickHouseShim) -> Non
     assert [g.durations_ms.tolist() for g in warm.groups] == [
         g.durations_ms.tolist() for g in plain.groups
     ]
+
+
+#: (kind, name, attributes) of spans whose group name comes from a statement or a URL.
+RESOURCE_SPANS: list[tuple[Any, str, dict[str, Any]]] = [
+    (
+        SpanKind.CLIENT,
+        "SELECT /tmp/pytest-7/vault.db",
+        {
+            "db.system": "sqlite",
+            "db.name": "/tmp/pytest-7/vault.db",
+            "db.statement": (
+                "SELECT a.id, a.name FROM accounts a WHERE a.id = 42 AND t1.x = 'it''s'"
+            ),
+        },
+    ),
+    (
+        SpanKind.CLIENT,
+        "SELECT checkout",
+        {
+            "db.system.name": "postgresql",
+            "db.namespace": "checkout",
+            "db.query.text": "select *  from items\n where id IN (1, 2,3) and price > 1.5e3 and $1",
+        },
+    ),
+    (SpanKind.CLIENT, "INSERT", {"db.statement": "INSERT INTO t (a, b) VALUES (0x1F, -7)"}),
+    (SpanKind.CLIENT, "SELECT", {"db.system": "mysql", "db.query.summary": "SELECT orders"}),
+    (
+        SpanKind.CLIENT,
+        "GET",
+        {
+            "http.request.method": "GET",
+            "url.full": "https://API.example.com:8443/clients/8f3a9c1e77d2/orders/42?page=2",
+        },
+    ),
+    (SpanKind.CLIENT, "GET", {"http.method": "GET", "http.url": "http://svc/v1/u/2024-01-01/"}),
+    (
+        SpanKind.SERVER,
+        "GET",
+        {
+            "http.method": "GET",
+            "http.target": "/items/123e4567-e89b-12d3-a456-426614174000?x=1",
+        },
+    ),
+    (SpanKind.SERVER, "GET /clients/8f3a9c1e77d2", {}),
+    (SpanKind.SERVER, "localhost:10000", {"http.method": "POST", "http.path": "/api/v2/tok"}),
+    (SpanKind.INTERNAL, "GET /internal/1", {"http.method": "GET", "url.path": "/internal/1"}),
+]
+
+
+def test_group_names_in_sql_are_the_aggregators(ch: ClickHouseShim) -> None:
+    exporter = InMemorySpanExporter()
+    resource = Resource.create(
+        {
+            "service.name": "checkout",
+            "service.version": "1.4.2",
+            "deployment.environment.name": "production",
+        }
+    )
+    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = tracer_provider.get_tracer("test")
+    for number, (kind, name, attributes) in enumerate(RESOURCE_SPANS):
+        start = START_NS + number * 1000
+        tracer.start_span(name, kind=kind, attributes=attributes, start_time=start).end(start + 500)
+    request = encode_spans(exporter.get_finished_spans())
+    ch.insert(exporter_rows(request))
+    got = {g.name for g in backend(ch).collect(query()).groups}
+    want = {g.name for g in reference(request, query()).groups}
+    assert got == want
+    assert "vault.db: SELECT … FROM accounts a WHERE a.id = ? AND t1.x = ?" in want
+    assert "GET api.example.com:8443/clients/{id}/orders/{id}" in want
+    assert "checkout: select * from items where id IN (?) and price > ? and ?" in want

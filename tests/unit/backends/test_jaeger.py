@@ -20,6 +20,9 @@ from tests.fakes.sdk_spans import otlp_document, shop_spans
 from tests.fakes.trace_servers import FakeJaeger, parse_rfc3339
 from tests.search_backends import search_backend, trace_links, wrong_shape_error
 
+#: The shop's DB spans are grouped by their normalised statement, not "SELECT shop".
+STATEMENT = "SELECT * FROM items WHERE order_id = ?"
+
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 QUERY = SpanQuery(
     service="checkout",
@@ -142,7 +145,7 @@ def test_collect_keeps_the_version_environment_and_window(
     )
     data = jaeger.collect(QUERY)
     groups = {g.name: g for g in data.groups}
-    assert set(groups) == {"GET /orders/{id}", "SELECT shop", "price order", "POST"}
+    assert set(groups) == {"GET /orders/{id}", STATEMENT, "price order", "POST"}
     server = groups["GET /orders/{id}"]
     assert (server.kind, server.count, server.errors) == ("SERVER", 4, 1)
     assert server.durations_ms.tolist() == [9.0, 9.25, 9.5, 9.75]
@@ -150,7 +153,7 @@ def test_collect_keeps_the_version_environment_and_window(
         ("KeyError", 1, "'item 2'")
     ]
     assert server.code[0].function == "shop.views.order" and server.code[0].lineno == 42
-    assert groups["SELECT shop"].callers == (("GET /orders/{id}", 8),)
+    assert groups[STATEMENT].callers == (("GET /orders/{id}", 8),)
     assert data.traces == 4 and data.sampled_traces is None and data.notes == ()
     assert [r.statement for r in data.repeats] == ["SELECT * FROM items WHERE order_id = ?"]
 
@@ -198,7 +201,7 @@ def test_a_trace_in_two_slices_is_counted_once(jaeger: JaegerBackend, fake: Fake
     fake.add_otlp(otlp_document(shop_spans(version="1.4.2", start_ns=boundary - 500_000, count=1)))
     data = jaeger.collect(QUERY)
     assert len(fake.requests(SEARCH)) == 4
-    assert {g.name: g.count for g in data.groups}["SELECT shop"] == 2
+    assert {g.name: g.count for g in data.groups}[STATEMENT] == 2
     assert data.traces == 1
 
 

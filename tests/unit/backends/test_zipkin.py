@@ -20,6 +20,9 @@ from tests.fakes.sdk_spans import shop_spans, zipkin_spans
 from tests.fakes.trace_servers import FakeZipkin
 from tests.search_backends import search_backend, trace_links, wrong_shape_error
 
+#: The shop's DB spans are grouped by their normalised statement, not "SELECT shop".
+STATEMENT = "SELECT * FROM items WHERE order_id = ?"
+
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 QUERY = SpanQuery(
     service="Checkout",
@@ -231,7 +234,7 @@ def test_collect_keeps_the_version_environment_and_window(
     fake.add_spans(zipkin_spans(shop_spans(version="1.4.2", start_ns=start - 10**9, count=1)))
     data = zipkin.collect(QUERY)
     groups = {g.name: g for g in data.groups}
-    assert set(groups) == {"GET /orders/{id}", "select shop", "price order", "post"}
+    assert set(groups) == {"GET /orders/{id}", STATEMENT, "price order", "post"}
     server = groups["GET /orders/{id}"]
     assert (server.kind, server.count, server.errors) == ("SERVER", 4, 1)
     assert server.durations_ms.tolist() == [9.0, 9.25, 9.5, 9.75]
@@ -239,7 +242,7 @@ def test_collect_keeps_the_version_environment_and_window(
         ("KeyError", 1, "'item 2'")
     ]
     assert server.code[0].function == "shop.views.order" and server.code[0].lineno == 42
-    assert groups["select shop"].callers == (("GET /orders/{id}", 8),)
+    assert groups[STATEMENT].callers == (("GET /orders/{id}", 8),)
     assert data.traces == 4 and data.sampled_traces is None
 
 
