@@ -226,12 +226,16 @@ class OutboxSender:
         return "sent"
 
     def _ready(self, session: Session, delivery_id: int) -> bool:
-        """Replies and status updates wait until their thread head has been sent (or failed)."""
+        """Replies and status updates wait until their thread head has been sent (or failed),
+        and a reply until the earlier replies of its thread have, so a thread reads in order
+        even when an earlier reply is in its backoff or held by a crashed sender's lease."""
         delivery = session.get(Delivery, delivery_id)
         if delivery is None or delivery.kind == "parent" or delivery.release_id is None:
             return delivery is not None
         parent = queries.parent_delivery(session, delivery.release_id)
-        return parent is None or parent.state != "pending"
+        if parent is not None and parent.state == "pending":
+            return False
+        return delivery.kind != "reply" or not queries.earlier_reply_pending(session, delivery)
 
     def _deliver(self, session: Session, delivery: Delivery) -> tuple[Receipt, Receipt | None]:
         thread = self._thread_of(session, delivery)

@@ -254,6 +254,17 @@ def parent_delivery(session: Session, release_id: int) -> Delivery | None:
     ).first()
 
 
+def earlier_reply_pending(session: Session, delivery: Delivery) -> bool:
+    """Whether a reply queued before ``delivery`` in its release's thread is still to be sent."""
+    stmt = select(Delivery.id).where(
+        Delivery.release_id == delivery.release_id,
+        Delivery.kind == "reply",
+        Delivery.state == "pending",
+        Delivery.id < delivery.id,
+    )
+    return session.scalars(stmt.limit(1)).first() is not None
+
+
 def delivery_by_key(session: Session, key: str) -> Delivery | None:
     """The outbox row with this idempotency key."""
     return session.scalars(select(Delivery).where(Delivery.key == key)).first()

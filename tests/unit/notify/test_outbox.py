@@ -395,3 +395,24 @@ def test_a_retryable_failure_counts_one_attempt_and_frees_the_row(
     assert report.retried == 1
     assert (row.state, row.attempts, row.lease_until) == ("pending", 1, None)
     assert row.next_attempt_at > clock.now()
+
+
+def test_a_reply_waits_for_the_earlier_replies_of_its_thread(
+    db_session: Session, db_sessions: sessionmaker[Session], clock: FixedClock
+) -> None:
+    add_release(db_session, clock, replies=3)
+    state = rows(db_session)
+    state["p"].state, state["p"].channel, state["p"].ts = "sent", "C1", "1.0"
+    # The +20s reply is in its backoff (a failed try, or a crashed sender's lease).
+    state["r0"].attempts, state["r0"].next_attempt_at = 1, clock.now() + LEASE
+    state["r2"].state = "failed"  # a reply that failed for good holds nothing back
+    db_session.commit()
+    notifier = RecordingNotifier()
+
+    report = sender(db_sessions, notifier, clock, "a").send_due()
+
+    assert (notifier.keys, report.waiting) == ([], 1)  # +40s does not overtake +20s
+    assert rows(db_session)["r1"].attempts == 0
+    clock.set(state["r0"].next_attempt_at)
+    sender(db_sessions, notifier, clock, "a").send_due()
+    assert notifier.keys == ["r0", "r1"]
