@@ -161,33 +161,52 @@ def _summary(findings: Sequence[Mapping[str, Any]]) -> str:
 
 
 def samples_line(report: Mapping[str, Any]) -> str:
-    """What the numbers come from: spans and groups per version, and each window."""
+    """What the numbers come from, baseline → new: spans and groups per version, and each window."""
     groups = report.get("groups", [])
     window = report.get("window") or {}
     sides = []
-    for side, version in (
-        ("candidate", report.get("version")),
-        ("baseline", report.get("baseline_version")),
+    for side, version, label in (
+        ("baseline", report.get("baseline_version"), "baseline"),
+        ("candidate", report.get("version"), "new"),
     ):
-        present = [g[side] for g in groups if g.get(side)]
         if version is None:
             sides.append("no baseline version")
             continue
+        present = [g[side] for g in groups if g.get(side)]
         spans = sum(int(g.get("count") or 0) for g in present)
-        span_window = _window(window.get(side))
         sides.append(
-            f"{escape(str(version))}: {spans} spans in {len(present)} groups, {span_window}"
+            f"{label} {escape(str(version))}: {spans} spans in {plural(len(present), 'group')}, "
+            f"{window_text(window.get(side))}"
         )
-    return " · ".join(sides)
+    return " → ".join(sides)
 
 
-def _window(window: Mapping[str, str] | None) -> str:
+def plural(n: int, word: str) -> str:
+    """``1 group``, ``2 groups``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def window_text(window: Mapping[str, str] | None) -> str:
+    """``Dec 06 00:58 – Dec 07 00:58 UTC (24.0 h)``: both dates when the window crosses a day.
+
+    Windows shorter than 10 minutes show seconds, so their two ends differ.
+    """
     if not window:
         return "no window"
     start, end = (datetime.fromisoformat(window[k]) for k in ("start", "end"))
-    hours = (end - start).total_seconds() / 3600
-    length = f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
-    return f"{start:%b %d %H:%M}–{end:%H:%M} UTC ({length})"
+    seconds = (end - start).total_seconds()
+    clock = "%H:%M:%S" if seconds < 600 else "%H:%M"
+    if seconds >= 3600:
+        length = f"{seconds / 3600:.1f} h"
+    elif seconds >= 60:
+        length = f"{seconds / 60:.0f} min"
+    else:
+        length = f"{seconds:.0f} s"
+    if start.date() == end.date():
+        return f"{start:%b %d} {start.strftime(clock)}–{end.strftime(clock)} UTC ({length})"
+    return (
+        f"{start:%b %d} {start.strftime(clock)} – {end:%b %d} {end.strftime(clock)} UTC ({length})"
+    )
 
 
 def _alarm_blocks(

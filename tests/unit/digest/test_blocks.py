@@ -42,8 +42,10 @@ def test_a_regression_reply_leads_with_the_verdict_and_says_where_numbers_come_f
     first = out.blocks[0]["text"]["text"]
     assert first.startswith("*🔴 regressed*") and "+15m check" in first
     samples = out.blocks[1]["elements"][0]["text"]
-    assert "1.4.2: 8000 spans in 4 groups, Nov 24 10:00–12:00 UTC (2.0 h)" in samples
-    assert "1.4.1: 8000 spans in 4 groups, Nov 24 08:00–12:00 UTC (4.0 h)" in samples
+    assert samples == (
+        "baseline 1.4.1: 8000 spans in 4 groups, Nov 24 08:00–12:00 UTC (4.0 h) → "
+        "new 1.4.2: 8000 spans in 4 groups, Nov 24 10:00–12:00 UTC (2.0 h)"
+    )  # baseline → new, as every pair of numbers
     body = "\n".join(json.dumps(b, ensure_ascii=False) for b in out.blocks)
     assert "p50 17.2 → 21.3 · p95 39.0 → 47.7 · p99 52.9 → 64.1 ms (n = 2000 → 2000" in body
     assert "95% CI +23% to +31%" in body  # how sure
@@ -104,7 +106,7 @@ def test_user_text_is_escaped_and_cannot_mention_or_link() -> None:
     out = check_reply(doc, ReplyOptions(heading="<!here> & co"))
     body = json.dumps(out.blocks, ensure_ascii=False)
     assert "<!" not in body and "<@" not in body and "<script" not in body
-    assert "&lt;!here&gt; &amp; co" in body and "1&amp;2: 3 spans in 1 groups, no window" in body
+    assert "&lt;!here&gt; &amp; co" in body and "new 1&amp;2: 3 spans in 1 group, no window" in body
     assert "no baseline version" in body
     validate(out.blocks)
 
@@ -221,3 +223,22 @@ def test_a_rollback_by_an_unnamed_author_says_so() -> None:
     head = out.blocks[0]["text"]["text"]
     assert head.startswith("*🚀 vault-service 1.4.2 → production, shipped by bill-gh (rollback)*")
     assert "“" not in head and "at +15m and reply" in head
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "shown"),
+    [
+        ("2026-12-06T00:58:00+00:00", "2026-12-07T00:58:00+00:00",
+         "Dec 06 00:58 – Dec 07 00:58 UTC (24.0 h)"),
+        ("2026-12-06T23:30:00+00:00", "2026-12-07T00:30:00+00:00",
+         "Dec 06 23:30 – Dec 07 00:30 UTC (1.0 h)"),
+        ("2026-12-07T02:37:10+00:00", "2026-12-07T02:38:05+00:00",
+         "Dec 07 02:37:10–02:38:05 UTC (55 s)"),
+        ("2026-12-07T10:00:00+00:00", "2026-12-07T10:20:00+00:00",
+         "Dec 07 10:00–10:20 UTC (20 min)"),
+    ],
+)  # fmt: skip
+def test_a_window_shows_both_dates_when_it_crosses_a_day_and_seconds_when_short(
+    start: str, end: str, shown: str
+) -> None:
+    assert blocks.window_text({"start": start, "end": end}) == shown
