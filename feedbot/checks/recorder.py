@@ -8,7 +8,7 @@ nothing. Messages are queued in the outbox, never sent from here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -185,9 +185,7 @@ class CheckRecorder:
         failed = sum(c.state == "failed" for c in checks)
         if done + failed == len(checks) and release.state == "active":
             release.state = "done"
-        finished = [c for c in checks if c.state == "done" and c.result]
-        verdict = finished[-1].result["report"].get("verdict") if finished else None  # type: ignore[index]
-        status = text.status_line(verdict, done, len(checks), failed)
+        status = release_status(session, release, checks)
         offsets = [timedelta(seconds=c.offset_seconds) for c in checks]
         parent = text.release_parent(release, offsets)
         enqueue(
@@ -202,6 +200,18 @@ class CheckRecorder:
             release=release,
             check_id=check.id,
         )
+
+
+def release_status(session: Session, release: Release, checks: Sequence[Check]) -> str:
+    """The parent's status line: watching, the last verdict, or a final state."""
+    done = sum(c.state == "done" for c in checks)
+    failed = sum(c.state == "failed" for c in checks)
+    finished = [c for c in checks if c.state == "done" and c.result]
+    verdict = finished[-1].result["report"].get("verdict") if finished else None  # type: ignore[index]
+    newer = session.get(Release, release.superseded_by_id) if release.superseded_by_id else None
+    if release.state == "superseded" and newer is not None:
+        return text.superseded_status(newer.version, verdict, done, len(checks))
+    return text.status_line(verdict, done, len(checks), failed)
 
 
 def _fresh_alarms(

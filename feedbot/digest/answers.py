@@ -35,12 +35,16 @@ MAX_CALLER = 80
 
 @dataclass(frozen=True)
 class Past:
-    """One earlier release of the service: version, when, the verdict of its last check."""
+    """One earlier release of the service: version, when, the verdict of its last check.
+
+    ``superseded``: a newer deploy replaced it before all its checks ran.
+    """
 
     version: str
     deployed_at: datetime
     verdict: str | None
     rollback: bool = False
+    superseded: bool = False
 
 
 @dataclass(frozen=True)
@@ -180,7 +184,11 @@ def _rate(side: Mapping[str, Any]) -> str:
 
 
 def _past(past: Past) -> str:
-    verdict = VERDICT_WORDS.get(past.verdict or "", "not checked yet")
+    if past.verdict is None:
+        verdict = "⏭ superseded before its checks ran" if past.superseded else "not checked yet"
+    else:
+        verdict = VERDICT_WORDS.get(past.verdict, past.verdict)
+        verdict += " (superseded before its last check)" if past.superseded else ""
     rollback = " (rollback)" if past.rollback else ""
     return f"• {escape(past.version)}{rollback} · {past.deployed_at:%b %d} · {verdict}"
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from feedbot.digest.text import VERDICT_WORDS, release_title, status_line
+from feedbot.digest.text import VERDICT_WORDS, plural, release_title, status_line
 from feedbot.digest.text import release_parent as parent_text
 from feedbot.durations import format_duration
 from feedbot.store.models import Release
@@ -179,11 +179,6 @@ def samples_line(report: Mapping[str, Any]) -> str:
             f"{window_text(window.get(side))}"
         )
     return " → ".join(sides)
-
-
-def plural(n: int, word: str) -> str:
-    """``1 group``, ``2 groups``."""
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def window_text(window: Mapping[str, str] | None) -> str:

@@ -69,3 +69,23 @@ def test_reports_stored_before_callers_were_recorded_answer_without_them() -> No
     )
     validate(out.blocks)
     assert "called by" not in json.dumps(out.blocks)
+
+
+def test_a_superseded_release_in_the_history_says_so_instead_of_not_checked_yet() -> None:
+    view = View(
+        release_id=2,
+        environment="production",
+        deployed_at=DEPLOYED,
+        report=report([]),
+        history=(
+            answers.Past("1.4.2", DEPLOYED, "neutral"),
+            answers.Past("1.4.1", DEPLOYED, None, superseded=True),
+            answers.Past("1.4.0", DEPLOYED, "regressed", superseded=True),
+            answers.Past("1.3.9", DEPLOYED, None),
+        ),
+    )
+    out = answers.feedback(view, feature_name=None, feature=None)
+    history = out.blocks[-1]["text"]["text"]
+    assert "1.4.1 · Nov 24 · ⏭ superseded before its checks ran" in history
+    assert "1.4.0 · Nov 24 · 🔴 regressed (superseded before its last check)" in history
+    assert "1.3.9 · Nov 24 · not checked yet" in history

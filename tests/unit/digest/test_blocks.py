@@ -189,7 +189,7 @@ def test_first_parent_says_what_shipped_with_links_and_when_feedbot_checks_in() 
     assert "<https://ci.acme.example/runs/7?x=1&amp;y=2|https://ci.acme.example/runs/7" in head
     assert head.endswith("I'll look at its traces at +15m, +1h and reply in this thread.")
     # The status updates that replace it keep the head and change the last block only.
-    assert out.blocks[1] == blocks.context("Status: 👀 watching (watching: 0 of 2 checks done)")
+    assert out.blocks[1] == blocks.context("Status: 👀 watching (0 of 2 checks done)")
     assert out.text == text.release_parent(release, OFFSETS)  # the plain fallback
     later = blocks.release_announcement(release, OFFSETS, status="Status: ✅ looks fine")
     assert later.blocks[0] == out.blocks[0] and later.blocks[1] == blocks.context(
@@ -242,3 +242,30 @@ def test_a_window_shows_both_dates_when_it_crosses_a_day_and_seconds_when_short(
     start: str, end: str, shown: str
 ) -> None:
     assert blocks.window_text({"start": start, "end": end}) == shown
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        ((None, 0, 2), "Status: 👀 watching (0 of 2 checks done)"),
+        (("regressed", 1, 2), "Status: 🔴 regressed (watching: 1 of 2 checks done)"),
+        (("neutral", 2, 2), "Status: ✅ looks fine (all 2 checks ran)"),
+        (("not_running", 4, 4), "Status: 💤 no traffic on it in the last check (all 4 checks ran)"),
+        (("insufficient_data", 2, 2), "Status: ⏳ too little traffic to tell (all 2 checks ran)"),
+        (("neutral", 1, 2, 1), "Status: ✅ looks fine (1 of 2 checks ran, 1 failed)"),
+        ((None, 0, 2, 2), "Status: ⚠️ no check succeeded (2 checks failed)"),
+    ],
+)
+def test_the_status_line_ends_in_words_that_match_what_happened(
+    args: tuple[Any, ...], line: str
+) -> None:
+    assert text.status_line(*args) == line
+
+
+def test_a_superseded_release_says_so_in_its_final_status() -> None:
+    assert text.superseded_status("2.0.0", None, 0, 2) == (
+        "Status: ⏭ superseded by 2.0.0 before its checks ran"
+    )
+    assert text.superseded_status("2.0.0", "regressed", 1, 3) == (
+        "Status: ⏭ superseded by 2.0.0 after 1 of 3 checks: 🔴 regressed"
+    )
