@@ -1,8 +1,9 @@
 """An HTML page that shows the delivered messages roughly as Slack would (pure: no I/O).
 
 Block Kit blocks are drawn when a message has them (header, section with text, fields and an
-accessory button, context, divider, actions with their buttons); otherwise its text. Every piece of text is escaped: the page must be
-safe to open whatever the traces said (an exception message can hold ``<script>``).
+accessory button, context, divider, actions with their buttons); otherwise its text. Every
+piece of text is escaped: the page must be safe to open whatever the traces said (an exception
+message can hold ``<script>``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ padding:1em;margin:1em 0;max-width:52em} .msg{margin:.6em 0} .who{font-weight:bo
 .text{white-space:pre-wrap} pre{background:#f4f4f4;padding:.5em;overflow-x:auto}
 .context{color:#666;font-size:.85em} .fields{display:grid;grid-template-columns:1fr 1fr;gap:.3em}
 .button{display:inline-block;border:1px solid #bbb;border-radius:4px;padding:.2em .7em;
-margin-right:.4em;color:#333;text-decoration:none;white-space:nowrap} .edited{color:#999;font-size:.8em} code{background:#f4f4f4}
+margin-right:.4em;color:#333;text-decoration:none;white-space:nowrap}
+.edited{color:#999;font-size:.8em} code{background:#f4f4f4}
 .with-accessory{display:flex;justify-content:space-between;align-items:flex-start;gap:1em}
 """
 
