@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from feedbot.digest import delta
 from feedbot.digest.text import VERDICT_WORDS, plural, release_title, status_line
 from feedbot.digest.text import release_parent as parent_text
 from feedbot.durations import format_duration
@@ -69,8 +70,7 @@ def trace_url(ui_url: str | None, trace_id: str) -> str | None:
 
 def finding_key(finding: Mapping[str, Any]) -> str:
     """:attr:`feedbot.analysis.findings.Finding.key` of a finding in report JSON."""
-    parts = ("span", "function", "file", "exception_type", "statement")
-    return "|".join([str(finding["kind"]), *(str(finding.get(p) or "") for p in parts)])
+    return delta.key_of(finding)
 
 
 def is_alarm(finding: Mapping[str, Any]) -> bool:
@@ -111,37 +111,101 @@ class ReplyOptions:
         ui_url: The trace UI, for links to example traces.
         release_id: Enables the "expected" and mute buttons for this release.
         acknowledged: Finding keys marked expected for this release: listed in one line only.
+        previous: The findings of the reply before this one; with them the reply says what
+            changed since (new, changed, went away) and sums up the rest in one line.
+        since: What that reply was ("+15m check"), for the words "since the +15m check".
     """
 
     heading: str
     ui_url: str | None = None
     release_id: int | None = None
     acknowledged: Collection[str] = ()
+    previous: Sequence[Mapping[str, Any]] | None = None
+    since: str = "the last check"
 
 
 def check_reply(report: Mapping[str, Any], options: ReplyOptions) -> Rendered:
     """A check's thread reply from its report JSON.
 
+    The first reply shows every finding. A later one (``options.previous`` set) shows in full
+    only the findings that are new or changed since, says which went away, and sums up the
+    unchanged ones in one line: "Expected" buttons go only on new or changed alarms.
+
     Args:
         report: ``to_json`` output.
-        options: heading, trace UI and buttons.
+        options: heading, trace UI, buttons and the previous reply's findings.
 
     Returns:
         The fallback text and at most 50 blocks.
     """
     findings = [f for f in report.get("findings", []) if finding_key(f) not in options.acknowledged]
+    change = (
+        None
+        if options.previous is None
+        else delta.compare(options.previous, findings, options.acknowledged)
+    )
+    shown = findings if change is None else list(change.fresh)
+    heading = escape(options.heading)
+    if change is not None:
+        heading += f" · since the {escape(options.since)}: {delta.summary(change)}"
     blocks: list[Block] = [
-        section(f"*{_verdict(report)}* · {escape(options.heading)}"),
+        section(f"*{_verdict(report)}* · {heading}"),
         context(samples_line(report)),
     ]
-    blocks += _alarm_blocks(report, findings, options)
+    blocks += _alarm_blocks(report, shown, options, change)
     for title, kinds in _SECTIONS:
-        lines = [finding_line(f, report, options.ui_url) for f in findings if _quiet(f, kinds)]
+        lines = [
+            _marked(f, change) + finding_line(f, report, options.ui_url)[2:]
+            for f in shown
+            if _quiet(f, kinds)
+        ]
         if lines:
             blocks.append(section(f"*{title}*\n" + "\n".join(lines)))
+    if change is not None:
+        blocks += _since_blocks(change, options.since)
     blocks += _tail_blocks(report, findings, options)
     text = f"{_verdict(report)} · {options.heading}: " + _summary(findings)
     return Rendered(text=text, blocks=fit(blocks))
+
+
+def _marked(finding: Mapping[str, Any], change: delta.Delta | None) -> str:
+    """``• `` before a finding, with what changed about it in a follow-up reply."""
+    if change is None:
+        return "• "
+    was = change.was.get(finding_key(finding))
+    if was is None:
+        return "• 🆕 "
+    now = "confirmed" if finding.get("state") == "confirmed" else str(finding.get("state"))
+    before = "watching" if was == "suspected" else was
+    return f"• ⬆ {now} (was {before}): "
+
+
+def _since_blocks(change: delta.Delta, since: str) -> list[Block]:
+    """What went away since the previous reply, and one line for what did not change."""
+    blocks = []
+    if delta.gone_alone(change):
+        lines = [f"• {escape(line)}" for line in delta.gone_lines(change)]
+        blocks.append(section(f"*Went away since the {escape(since)}*\n" + "\n".join(lines)))
+    if change.same:
+        blocks.append(
+            context(f"Still there, as in the {escape(since)}: " + _same_text(change.same))
+        )
+    return blocks
+
+
+def _same_text(same: Sequence[Mapping[str, Any]]) -> str:
+    """``🔴 latency regression on GET, POST /items; bottleneck ×4; code reached ×3``."""
+    alarms = [f for f in same if is_alarm(f)]
+    parts = []
+    for kind in dict.fromkeys(str(f["kind"]) for f in alarms):
+        names = [escape(delta.where(f)) for f in alarms if f["kind"] == kind]
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        parts.append(f"🔴 {kind.replace('_', ' ')} on {shown}")
+    others = [str(f["kind"]) for f in same if not is_alarm(f)]
+    for kind in dict.fromkeys(others):
+        count = others.count(kind)
+        parts.append(kind.replace("_", " ") + (f" ×{count}" if count > 1 else ""))
+    return "; ".join(parts)
 
 
 def _verdict(report: Mapping[str, Any]) -> str:
@@ -205,12 +269,16 @@ def window_text(window: Mapping[str, str] | None) -> str:
 
 
 def _alarm_blocks(
-    report: Mapping[str, Any], findings: Sequence[Mapping[str, Any]], options: ReplyOptions
+    report: Mapping[str, Any],
+    findings: Sequence[Mapping[str, Any]],
+    options: ReplyOptions,
+    change: delta.Delta | None = None,
 ) -> list[Block]:
     """Each alarm gets its own section, with an "Expected" button when the release is known."""
     blocks: list[Block] = []
     for finding in [f for f in findings if is_alarm(f)]:
-        block = section(finding_line(finding, report, options.ui_url, bold=True))
+        line = finding_line(finding, report, options.ui_url, bold=True)
+        block = section(_marked(finding, change) + line[2:])
         value = f"{options.release_id}|{finding_key(finding)}"
         if options.release_id is not None and len(value) <= MAX_BUTTON_VALUE:
             block["accessory"] = _button("Expected", f"{ACTION_EXPECTED}:{len(blocks)}", value)
