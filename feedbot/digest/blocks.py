@@ -54,6 +54,22 @@ class Rendered:
     blocks: tuple[Block, ...]
 
 
+_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
+_FILE_TARGET = re.compile(r"^([A-Z][A-Z_ ]*?) (/\S*/)([^/\s]+\.[A-Za-z0-9]+)$")
+
+
+def display_name(span: str) -> str:
+    """A span group's name as shown: ``SELECT /tmp/x/vault.db`` reads ``SELECT vault.db``.
+
+    Only a database operation on a file path (SQLite's span names) is shortened, to the file's
+    name; HTTP routes and every other name are shown as they are.
+    """
+    match = _FILE_TARGET.match(span)
+    if match is None or match[1] in _HTTP_METHODS:
+        return span
+    return f"{match[1]} {match[3]}"
+
+
 def escape(text: str) -> str:
     """Escape ``&``, ``<`` and ``>`` so user text cannot form links, mentions or markup."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -307,7 +323,7 @@ def unchanged_line(report: Mapping[str, Any], findings: Sequence[Mapping[str, An
     if not quiet:
         return ""
     spans = sum(int((g.get("candidate") or {}).get("count") or 0) for g in quiet)
-    names = ", ".join(escape(str(g["span"])) for g in quiet[:5])
+    names = ", ".join(escape(display_name(str(g["span"]))) for g in quiet[:5])
     more = f" and {len(quiet) - 5} more" if len(quiet) > 5 else ""
     return f"No change in {len(quiet)} other group(s) ({names}{more}; {spans} new spans)"
 
