@@ -106,8 +106,9 @@ def test_traffic_is_compared_as_a_rate_not_as_counts_over_windows_of_different_l
 
 
 def test_a_sqlite_file_group_is_shown_by_its_file_name_and_routes_as_they_are() -> None:
-    doc = report([{"span": "SELECT /tmp/tmpab12/vault.db", "kind": "CLIENT",
-                   "baseline": side(5, [("GET /static/app.js", 5)]), "candidate": side(5, None)}])  # fmt: skip
+    base = side(5, [("GET /static/app.js", 5)])
+    group = {"span": "SELECT /tmp/tmpab12/vault.db", "kind": "CLIENT", "baseline": base}
+    doc = report([{**group, "candidate": side(5, None)}])
     text = answers.groups_text(doc)
     assert "`SELECT vault.db`" in text and "/tmp/" not in text
     assert answers.display_name("GET /static/app.js") == "GET /static/app.js"
