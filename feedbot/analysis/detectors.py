@@ -134,7 +134,7 @@ def _latency_finding(
     ci = f"{shift.level:.0%} CI {percent(shift.low)} to {percent(shift.high)}"
     message = (
         f"{pair.span} got {'slower' if slower else 'faster'}: p50 {base_p50:.1f} ms → "
-        f"{new_p50:.1f} ms, shift {percent(shift.ratio)} ({ci}), n={x.size}/{y.size}"
+        f"{new_p50:.1f} ms, shift {percent(shift.ratio)} ({ci}), n = {y.size} → {x.size} spans"
     )
     return Finding(
         kind="latency_regression" if slower else "latency_improvement",
@@ -174,8 +174,8 @@ def tail_candidates(pair: Pair, policy: DetectionPolicy) -> list[Candidate]:
             severity="high",
             message=(
                 f"{pair.span} tail got slower: {label[:3]} {base_q:.1f} ms → {new_q:.1f} ms "
-                f"({percent(ratio)}); {test.exceed_new}/{x.size} new spans vs "
-                f"{test.exceed_base}/{y.size} baseline spans above the pooled {label[:3]}"
+                f"({percent(ratio)}); above the pooled {label[:3]}: {test.exceed_base}/{y.size} → "
+                f"{test.exceed_new}/{x.size} spans"
             ),
             span=pair.span,
             baseline=Measure(y.size, base_q, label),

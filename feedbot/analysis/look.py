@@ -187,7 +187,7 @@ class LookTests:
             kind="low_traffic",
             severity="info",
             message=(
-                f"{pair.span}: {n_new} new vs {n_base} baseline spans, below the "
+                f"{pair.span}: n = {n_base} → {n_new} spans, below the "
                 f"{self.policy.latency.min_samples} a latency verdict needs; at this traffic "
                 f"{mde_text} could be shown (level {self.lone_level:.1g}, power "
                 f"{self.policy.power:.0%}); {percent(floor)} needs about {needed} spans per version"

@@ -134,12 +134,22 @@ def matches(target: _Target, seen: CodeSeen) -> bool:
 
 
 def _hits(target: _Target, data: ReleaseData | None) -> dict[str, int]:
-    """Spans that ran the target, per group name."""
+    """Spans that ran the target, per group name.
+
+    When spans name the changed function itself, only those count: a change's line ranges
+    also cover the other functions it changed, whose spans are their calls, not this one's.
+    """
+    seen_code = [
+        (g.name, seen) for g in (data.groups if data is not None else ()) for seen in g.code
+    ]
+    named = [
+        (name, seen)
+        for name, seen in seen_code
+        if target.function and seen.function and _same_function(target.function, seen.function)
+    ]
     out: dict[str, int] = {}
-    for group in data.groups if data is not None else ():
-        count = sum(seen.count for seen in group.code if matches(target, seen))
-        if count:
-            out[group.name] = out.get(group.name, 0) + count
+    for name, seen in named or [(n, s) for n, s in seen_code if matches(target, s)]:
+        out[name] = out.get(name, 0) + seen.count
     return out
 
 

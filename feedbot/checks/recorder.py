@@ -8,7 +8,7 @@ nothing. Messages are queued in the outbox, never sent from here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -133,15 +133,21 @@ class CheckRecorder:
     ) -> None:
         """The thread reply, and a broadcast of alarms not broadcast before for this release."""
         offset = timedelta(seconds=check.offset_seconds)
+        earlier = _previous_reply(session, release, check)
         options = blocks.ReplyOptions(
             heading=f"+{format_duration(offset)} check of {text.release_title(release)}",
             ui_url=self._settings.traces.ui_url,
             release_id=release.id,
             acknowledged=state.acknowledged(session, release.id),
+            previous=earlier.result["report"].get("findings", []) if earlier else None,  # type: ignore[index]
+            since=f"+{format_duration(timedelta(seconds=earlier.offset_seconds))} check"
+            if earlier
+            else "the last check",
         )
         fresh = _fresh_alarms(session, release, done.report, options.acknowledged)
-        check.result = {**(check.result or {}), "broadcast": sorted(fresh)}
-        if self._muted(session, release, check, now):
+        muted = self._muted(session, release, check, now)
+        check.result = {**(check.result or {}), "broadcast": sorted(fresh), "posted": not muted}
+        if muted:
             return
         channel = self._broadcast_channel(release) if fresh else None
         reply = blocks.check_reply(done.report, options)
@@ -186,9 +192,7 @@ class CheckRecorder:
         failed = sum(c.state == "failed" for c in checks)
         if done + failed == len(checks) and release.state == "active":
             release.state = "done"
-        finished = [c for c in checks if c.state == "done" and c.result]
-        verdict = finished[-1].result["report"].get("verdict") if finished else None  # type: ignore[index]
-        status = text.status_line(verdict, done, len(checks), failed)
+        status = release_status(session, release, checks)
         offsets = [timedelta(seconds=c.offset_seconds) for c in checks]
         parent = text.release_parent(release, offsets)
         enqueue(
@@ -203,6 +207,33 @@ class CheckRecorder:
             release=release,
             check_id=check.id,
         )
+
+
+def _previous_reply(session: Session, release: Release, check: Check) -> Check | None:
+    """The latest earlier check of the release whose reply was posted (not muted)."""
+    earlier = [
+        c
+        for c in queries.release_checks(session, release.id)
+        if c.id != check.id
+        and c.state == "done"
+        and c.offset_seconds < check.offset_seconds
+        and c.result
+        and c.result.get("posted", True)
+        and isinstance(c.result.get("report"), dict)
+    ]
+    return max(earlier, key=lambda c: c.offset_seconds, default=None)
+
+
+def release_status(session: Session, release: Release, checks: Sequence[Check]) -> str:
+    """The parent's status line: watching, the last verdict, or a final state."""
+    done = sum(c.state == "done" for c in checks)
+    failed = sum(c.state == "failed" for c in checks)
+    finished = [c for c in checks if c.state == "done" and c.result]
+    verdict = finished[-1].result["report"].get("verdict") if finished else None  # type: ignore[index]
+    newer = session.get(Release, release.superseded_by_id) if release.superseded_by_id else None
+    if release.state == "superseded" and newer is not None:
+        return text.superseded_status(newer.version, verdict, done, len(checks))
+    return text.status_line(verdict, done, len(checks), failed)
 
 
 def _fresh_alarms(

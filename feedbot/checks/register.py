@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from feedbot import failpoints
 from feedbot.checks.plan import plan_checks
+from feedbot.checks.recorder import release_status
 from feedbot.config import Settings
 from feedbot.digest import blocks, text
 from feedbot.notify.outbox import enqueue
@@ -199,3 +200,22 @@ def _supersede_older(session: Session, release: Release, now: datetime) -> None:
             now=now,
             release=old,
         )
+        _queue_final_status(session, old, now)
+
+
+def _queue_final_status(session: Session, old: Release, now: datetime) -> None:
+    """Bring the old thread's status line to its end: superseded, before or after its checks."""
+    session.flush()
+    checks = queries.release_checks(session, old.id)
+    status = release_status(session, old, checks)
+    offsets = [timedelta(seconds=c.offset_seconds) for c in checks]
+    enqueue(
+        session,
+        key=f"release:{old.id}:status:superseded",
+        kind="status",
+        recipient=old.owner or "console",
+        text=f"{text.release_parent(old, offsets)}\n{status}",
+        blocks=blocks.release_announcement(old, offsets, status=status).blocks,
+        now=now,
+        release=old,
+    )

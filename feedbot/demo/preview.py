@@ -1,8 +1,9 @@
 """An HTML page that shows the delivered messages roughly as Slack would (pure: no I/O).
 
-Block Kit blocks are drawn when a message has them (header, section with text and fields,
-context, divider, actions); otherwise its text. Every piece of text is escaped: the page must be
-safe to open whatever the traces said (an exception message can hold ``<script>``).
+Block Kit blocks are drawn when a message has them (header, section with text, fields and an
+accessory button, context, divider, actions with their buttons); otherwise its text. Every
+piece of text is escaped: the page must be safe to open whatever the traces said (an exception
+message can hold ``<script>``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ padding:1em;margin:1em 0;max-width:52em} .msg{margin:.6em 0} .who{font-weight:bo
 .text{white-space:pre-wrap} pre{background:#f4f4f4;padding:.5em;overflow-x:auto}
 .context{color:#666;font-size:.85em} .fields{display:grid;grid-template-columns:1fr 1fr;gap:.3em}
 .button{display:inline-block;border:1px solid #bbb;border-radius:4px;padding:.2em .7em;
-margin-right:.4em;color:#333} .edited{color:#999;font-size:.8em} code{background:#f4f4f4}
+margin-right:.4em;color:#333;text-decoration:none;white-space:nowrap}
+.edited{color:#999;font-size:.8em} code{background:#f4f4f4}
+.with-accessory{display:flex;justify-content:space-between;align-items:flex-start;gap:1em}
 """
 
 
@@ -71,18 +74,22 @@ def block_html(block: Mapping[str, Any]) -> str:
         parts = [_text_html(e) for e in block.get("elements", []) if isinstance(e, Mapping)]
         return f'<div class="context">{" · ".join(parts)}</div>'
     if kind == "actions":
-        labels = [
-            _plain(e.get("text")) for e in block.get("elements", []) if isinstance(e, Mapping)
-        ]
-        return (
-            "<div>"
-            + "".join(f'<span class="button">{html.escape(x)}</span>' for x in labels)
-            + "</div>"
-        )
+        elements = [e for e in block.get("elements", []) if isinstance(e, Mapping)]
+        return "<div>" + "".join(_button(e) for e in elements) + "</div>"
     return f"<pre>{html.escape(json.dumps(block, ensure_ascii=False, indent=1))}</pre>"
 
 
+def _button(element: Mapping[str, Any]) -> str:
+    """A button as Slack draws it: its label, a link when it opens a URL."""
+    label = html.escape(_plain(element.get("text")))
+    url = str(element.get("url") or "")
+    if url.startswith(("http://", "https://")):
+        return f'<a class="button" href="{html.escape(url, quote=True)}">{label}</a>'
+    return f'<span class="button">{label}</span>'
+
+
 def _section(block: Mapping[str, Any]) -> str:
+    """Text and fields, with the accessory (an "Expected" button) on the right as in Slack."""
     out = ""
     if isinstance(block.get("text"), Mapping):
         out += f'<div class="text">{_text_html(block["text"])}</div>'
@@ -90,6 +97,9 @@ def _section(block: Mapping[str, Any]) -> str:
     if fields:
         out += '<div class="fields">' + "".join(f"<div>{_text_html(f)}</div>" for f in fields)
         out += "</div>"
+    accessory = block.get("accessory")
+    if isinstance(accessory, Mapping) and accessory.get("type") == "button":
+        return f'<div class="with-accessory"><div>{out}</div>{_button(accessory)}</div>'
     return out
 
 

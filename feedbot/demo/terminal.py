@@ -1,8 +1,9 @@
 """The developer's DM thread for a terminal: head, status, each check's findings, and a table.
 
 Each reply is drawn from its check's stored report (the same JSON the Slack blocks are built
-from): the verdict, the findings with alarms in red and "watching" in yellow, then, for the last
-look, the span groups that matter as a before → after table. Pure: no I/O.
+from): the verdict, the findings with alarms in red and "watching" in yellow (after the first
+reply, only those new or changed since, as in Slack), then, for the last look, the span groups
+that matter as a before → after table. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from feedbot.demo.progress import Palette
 from feedbot.demo.thread import Thread
+from feedbot.digest import delta
 
 VERDICT_STYLE = {"regressed": "red", "improved": "green", "neutral": "green"}
 SEVERITY_STYLE = {"high": ("red", "bold"), "medium": ("yellow",), "low": ("green",)}
@@ -32,10 +34,12 @@ def render_thread(
     """
     lines = [paint(f"── DM from feedbot to {recipient} " + "─" * 40, "bold")]
     lines += [f"│ {line}" for line in _head(thread.head, paint)]
+    previous: tuple[Mapping[str, Any], str] | None = None
     for reply, report in zip(thread.replies, reports, strict=False):
         heading = reply.message.text.splitlines()[0] if reply.message.text else "reply"
         lines += ["│", "├─ " + paint(heading, "bold")]
-        lines += [f"│   {line}" for line in _report(report, paint)]
+        lines += [f"│   {line}" for line in _report(report, paint, previous)]
+        previous = (report, heading.removeprefix("🔎 ").split(" of ")[0])
     if reports:
         lines += ["│", "├─ " + paint("before → after, last look", "bold")]
         lines += [f"│   {line}" for line in before_after(reports[-1], paint)]
@@ -53,7 +57,10 @@ def _head(text: str, paint: Palette) -> list[str]:
     return out
 
 
-def _report(report: Mapping[str, Any], paint: Palette) -> list[str]:
+def _report(
+    report: Mapping[str, Any], paint: Palette, previous: tuple[Mapping[str, Any], str] | None
+) -> list[str]:
+    """The verdict and the findings; after the first reply, only what changed since it."""
     verdict = str(report.get("verdict", "?"))
     against = report.get("baseline_version") or "no baseline"
     lines = [
@@ -61,9 +68,20 @@ def _report(report: Mapping[str, Any], paint: Palette) -> list[str]:
         + paint(verdict, VERDICT_STYLE.get(verdict, "yellow"), "bold")
     ]
     findings = list(report.get("findings", []))
-    lines += [finding_line(f, paint) for f in findings]
-    if not findings:
-        lines.append(paint("no findings", "dim"))
+    if previous is None:
+        lines += [finding_line(f, paint) for f in findings]
+        return lines if findings else [*lines, paint("no findings", "dim")]
+    change = delta.compare(previous[0].get("findings", []), findings)
+    lines[0] += f" · since the {previous[1]}: {delta.summary(change)}"
+    for finding in change.fresh:
+        was = change.was.get(delta.key_of(finding))
+        mark = "new" if was is None else f"was {'watching' if was == 'suspected' else was}"
+        lines.append(finding_line(finding, paint) + paint(f" ({mark})", "dim"))
+    lines += [paint("✓ ", "green") + line for line in delta.gone_lines(change)]
+    if change.same:
+        kinds = [str(f.get("kind")) for f in change.same]
+        counted = ", ".join(f"{k} ×{kinds.count(k)}" for k in dict.fromkeys(kinds))
+        lines.append(paint(f"still there: {counted}", "dim"))
     return lines
 
 

@@ -19,6 +19,7 @@ from feedbot.config import FeatureConfig
 from feedbot.digest.blocks import (
     Rendered,
     context,
+    display_name,
     escape,
     finding_key,
     finding_line,
@@ -35,12 +36,16 @@ MAX_CALLER = 80
 
 @dataclass(frozen=True)
 class Past:
-    """One earlier release of the service: version, when, the verdict of its last check."""
+    """One earlier release of the service: version, when, the verdict of its last check.
+
+    ``superseded``: a newer deploy replaced it before all its checks ran.
+    """
 
     version: str
     deployed_at: datetime
     verdict: str | None
     rollback: bool = False
+    superseded: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,27 +129,61 @@ def _code_in(finding: Mapping[str, Any], prefixes: Sequence[str]) -> bool:
 
 
 def groups_text(report: Mapping[str, Any]) -> str:
-    """The busiest groups: spans, p50/p95/p99 and error rate, baseline → now, with n."""
+    """The busiest groups: traffic as a rate, p50/p95/p99 with n, error rate, baseline → now."""
     groups = sorted(
         report.get("groups", []),
         key=lambda g: -int((g.get("candidate") or g.get("baseline") or {}).get("count") or 0),
     )
     if not groups:
         return "No spans of these groups in the checked windows."
-    lines = [_group_line(g) for g in groups[:TOP_GROUPS]]
+    windows = report.get("window") or {}
+    lines = [_group_line(g, windows) for g in groups[:TOP_GROUPS]]
     if len(groups) > TOP_GROUPS:
         lines.append(f"… and {len(groups) - TOP_GROUPS} quieter groups")
     return "\n".join(lines)
 
 
-def _group_line(group: Mapping[str, Any]) -> str:
+def _group_line(group: Mapping[str, Any], windows: Mapping[str, Any]) -> str:
     base, new = group.get("baseline") or {}, group.get("candidate") or {}
     line = (
-        f"• `{escape(str(group['span']))}`: {_n(base)} → {_n(new)} spans · "
-        f"p50/p95/p99 {_pcts(base)} → {_pcts(new)} ms · errors {_rate(base)} → {_rate(new)}"
+        f"• `{escape(display_name(str(group['span'])))}`: {traffic(base, new, windows)} · "
+        f"p50/p95/p99 {_pcts(base)} → {_pcts(new)} ms (n = {_n(base)} → {_n(new)}) · "
+        f"errors {_rate(base)} → {_rate(new)}"
     )
     callers = callers_text(group)
     return f"{line}\n    {callers}" if callers else line
+
+
+def traffic(base: Mapping[str, Any], new: Mapping[str, Any], windows: Mapping[str, Any]) -> str:
+    """Spans per minute (per hour when either side is under one a minute), baseline → now.
+
+    The two windows differ in length (a day of baseline, minutes since the deploy): counts
+    over them are not comparable, rates are. Without a window the count is shown as such.
+    """
+    rates = [
+        _per_minute(side, windows.get(key))
+        for side, key in ((base, "baseline"), (new, "candidate"))
+    ]
+    if any(r is None for r in rates):
+        return f"{_n(base)} → {_n(new)} spans (no window to make a rate)"
+    known = [r for r in rates if r is not None]
+    per_hour = any(0 < r < 1 for r in known)
+    shown = [_amount(r * 60 if per_hour else r) for r in known]
+    return f"{shown[0]} → {shown[1]} spans/{'h' if per_hour else 'min'}"
+
+
+def _per_minute(side: Mapping[str, Any], window: Mapping[str, str] | None) -> float | None:
+    if not side:
+        return 0.0
+    if not window:
+        return None
+    start, end = (datetime.fromisoformat(window[k]) for k in ("start", "end"))
+    minutes = (end - start).total_seconds() / 60
+    return int(side.get("count") or 0) / minutes if minutes > 0 else None
+
+
+def _amount(value: float) -> str:
+    return f"{value:.1f}" if value < 10 else f"{value:,.0f}"
 
 
 def callers_text(group: Mapping[str, Any]) -> str:
@@ -157,7 +196,8 @@ def callers_text(group: Mapping[str, Any]) -> str:
         callers = (group.get(side) or {}).get("callers") or []
         if callers:
             named = ", ".join(
-                f"{escape(str(c['span'])[:MAX_CALLER])} ({int(c['count'])})" for c in callers
+                f"{escape(display_name(str(c['span']))[:MAX_CALLER])} ({int(c['count'])})"
+                for c in callers
             )
             return f"called by {named}{when}"
     return ""
@@ -180,7 +220,11 @@ def _rate(side: Mapping[str, Any]) -> str:
 
 
 def _past(past: Past) -> str:
-    verdict = VERDICT_WORDS.get(past.verdict or "", "not checked yet")
+    if past.verdict is None:
+        verdict = "⏭ superseded before its checks ran" if past.superseded else "not checked yet"
+    else:
+        verdict = VERDICT_WORDS.get(past.verdict, past.verdict)
+        verdict += " (superseded before its last check)" if past.superseded else ""
     rollback = " (rollback)" if past.rollback else ""
     return f"• {escape(past.version)}{rollback} · {past.deployed_at:%b %d} · {verdict}"
 

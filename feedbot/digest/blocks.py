@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from feedbot.digest.text import VERDICT_WORDS, release_title, status_line
+from feedbot.digest import delta
+from feedbot.digest.text import VERDICT_WORDS, plural, release_title, status_line
 from feedbot.digest.text import release_parent as parent_text
 from feedbot.durations import format_duration
 from feedbot.store.models import Release
@@ -53,6 +54,22 @@ class Rendered:
     blocks: tuple[Block, ...]
 
 
+_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
+_FILE_TARGET = re.compile(r"^([A-Z][A-Z_ ]*?) (/\S*/)([^/\s]+\.[A-Za-z0-9]+)$")
+
+
+def display_name(span: str) -> str:
+    """A span group's name as shown: ``SELECT /tmp/x/vault.db`` reads ``SELECT vault.db``.
+
+    Only a database operation on a file path (SQLite's span names) is shortened, to the file's
+    name; HTTP routes and every other name are shown as they are.
+    """
+    match = _FILE_TARGET.match(span)
+    if match is None or match[1] in _HTTP_METHODS:
+        return span
+    return f"{match[1]} {match[3]}"
+
+
 def escape(text: str) -> str:
     """Escape ``&``, ``<`` and ``>`` so user text cannot form links, mentions or markup."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -69,8 +86,7 @@ def trace_url(ui_url: str | None, trace_id: str) -> str | None:
 
 def finding_key(finding: Mapping[str, Any]) -> str:
     """:attr:`feedbot.analysis.findings.Finding.key` of a finding in report JSON."""
-    parts = ("span", "function", "file", "exception_type", "statement")
-    return "|".join([str(finding["kind"]), *(str(finding.get(p) or "") for p in parts)])
+    return delta.key_of(finding)
 
 
 def is_alarm(finding: Mapping[str, Any]) -> bool:
@@ -111,37 +127,101 @@ class ReplyOptions:
         ui_url: The trace UI, for links to example traces.
         release_id: Enables the "expected" and mute buttons for this release.
         acknowledged: Finding keys marked expected for this release: listed in one line only.
+        previous: The findings of the reply before this one; with them the reply says what
+            changed since (new, changed, went away) and sums up the rest in one line.
+        since: What that reply was ("+15m check"), for the words "since the +15m check".
     """
 
     heading: str
     ui_url: str | None = None
     release_id: int | None = None
     acknowledged: Collection[str] = ()
+    previous: Sequence[Mapping[str, Any]] | None = None
+    since: str = "the last check"
 
 
 def check_reply(report: Mapping[str, Any], options: ReplyOptions) -> Rendered:
     """A check's thread reply from its report JSON.
 
+    The first reply shows every finding. A later one (``options.previous`` set) shows in full
+    only the findings that are new or changed since, says which went away, and sums up the
+    unchanged ones in one line: "Expected" buttons go only on new or changed alarms.
+
     Args:
         report: ``to_json`` output.
-        options: heading, trace UI and buttons.
+        options: heading, trace UI, buttons and the previous reply's findings.
 
     Returns:
         The fallback text and at most 50 blocks.
     """
     findings = [f for f in report.get("findings", []) if finding_key(f) not in options.acknowledged]
+    change = (
+        None
+        if options.previous is None
+        else delta.compare(options.previous, findings, options.acknowledged)
+    )
+    shown = findings if change is None else list(change.fresh)
+    heading = escape(options.heading)
+    if change is not None:
+        heading += f" · since the {escape(options.since)}: {delta.summary(change)}"
     blocks: list[Block] = [
-        section(f"*{_verdict(report)}* · {escape(options.heading)}"),
+        section(f"*{_verdict(report)}* · {heading}"),
         context(samples_line(report)),
     ]
-    blocks += _alarm_blocks(report, findings, options)
+    blocks += _alarm_blocks(report, shown, options, change)
     for title, kinds in _SECTIONS:
-        lines = [finding_line(f, report, options.ui_url) for f in findings if _quiet(f, kinds)]
+        lines = [
+            _marked(f, change) + finding_line(f, report, options.ui_url)[2:]
+            for f in shown
+            if _quiet(f, kinds)
+        ]
         if lines:
             blocks.append(section(f"*{title}*\n" + "\n".join(lines)))
+    if change is not None:
+        blocks += _since_blocks(change, options.since)
     blocks += _tail_blocks(report, findings, options)
     text = f"{_verdict(report)} · {options.heading}: " + _summary(findings)
     return Rendered(text=text, blocks=fit(blocks))
+
+
+def _marked(finding: Mapping[str, Any], change: delta.Delta | None) -> str:
+    """``• `` before a finding, with what changed about it in a follow-up reply."""
+    if change is None:
+        return "• "
+    was = change.was.get(finding_key(finding))
+    if was is None:
+        return "• 🆕 "
+    now = "confirmed" if finding.get("state") == "confirmed" else str(finding.get("state"))
+    before = "watching" if was == "suspected" else was
+    return f"• ⬆ {now} (was {before}): "
+
+
+def _since_blocks(change: delta.Delta, since: str) -> list[Block]:
+    """What went away since the previous reply, and one line for what did not change."""
+    blocks = []
+    if delta.gone_alone(change):
+        lines = [f"• {escape(line)}" for line in delta.gone_lines(change)]
+        blocks.append(section(f"*Went away since the {escape(since)}*\n" + "\n".join(lines)))
+    if change.same:
+        blocks.append(
+            context(f"Still there, as in the {escape(since)}: " + _same_text(change.same))
+        )
+    return blocks
+
+
+def _same_text(same: Sequence[Mapping[str, Any]]) -> str:
+    """``🔴 latency regression on GET, POST /items; bottleneck ×4; code reached ×3``."""
+    alarms = [f for f in same if is_alarm(f)]
+    parts = []
+    for kind in dict.fromkeys(str(f["kind"]) for f in alarms):
+        names = [escape(delta.where(f)) for f in alarms if f["kind"] == kind]
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        parts.append(f"🔴 {kind.replace('_', ' ')} on {shown}")
+    others = [str(f["kind"]) for f in same if not is_alarm(f)]
+    for kind in dict.fromkeys(others):
+        count = others.count(kind)
+        parts.append(kind.replace("_", " ") + (f" ×{count}" if count > 1 else ""))
+    return "; ".join(parts)
 
 
 def _verdict(report: Mapping[str, Any]) -> str:
@@ -161,42 +241,60 @@ def _summary(findings: Sequence[Mapping[str, Any]]) -> str:
 
 
 def samples_line(report: Mapping[str, Any]) -> str:
-    """What the numbers come from: spans and groups per version, and each window."""
+    """What the numbers come from, baseline → new: spans and groups per version, and each window."""
     groups = report.get("groups", [])
     window = report.get("window") or {}
     sides = []
-    for side, version in (
-        ("candidate", report.get("version")),
-        ("baseline", report.get("baseline_version")),
+    for side, version, label in (
+        ("baseline", report.get("baseline_version"), "baseline"),
+        ("candidate", report.get("version"), "new"),
     ):
-        present = [g[side] for g in groups if g.get(side)]
         if version is None:
             sides.append("no baseline version")
             continue
+        present = [g[side] for g in groups if g.get(side)]
         spans = sum(int(g.get("count") or 0) for g in present)
-        span_window = _window(window.get(side))
         sides.append(
-            f"{escape(str(version))}: {spans} spans in {len(present)} groups, {span_window}"
+            f"{label} {escape(str(version))}: {spans} spans in {plural(len(present), 'group')}, "
+            f"{window_text(window.get(side))}"
         )
-    return " · ".join(sides)
+    return " → ".join(sides)
 
 
-def _window(window: Mapping[str, str] | None) -> str:
+def window_text(window: Mapping[str, str] | None) -> str:
+    """``Dec 06 00:58 – Dec 07 00:58 UTC (24.0 h)``: both dates when the window crosses a day.
+
+    Windows shorter than 10 minutes show seconds, so their two ends differ.
+    """
     if not window:
         return "no window"
     start, end = (datetime.fromisoformat(window[k]) for k in ("start", "end"))
-    hours = (end - start).total_seconds() / 3600
-    length = f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
-    return f"{start:%b %d %H:%M}–{end:%H:%M} UTC ({length})"
+    seconds = (end - start).total_seconds()
+    clock = "%H:%M:%S" if seconds < 600 else "%H:%M"
+    if seconds >= 3600:
+        length = f"{seconds / 3600:.1f} h"
+    elif seconds >= 60:
+        length = f"{seconds / 60:.0f} min"
+    else:
+        length = f"{seconds:.0f} s"
+    if start.date() == end.date():
+        return f"{start:%b %d} {start.strftime(clock)}–{end.strftime(clock)} UTC ({length})"
+    return (
+        f"{start:%b %d} {start.strftime(clock)} – {end:%b %d} {end.strftime(clock)} UTC ({length})"
+    )
 
 
 def _alarm_blocks(
-    report: Mapping[str, Any], findings: Sequence[Mapping[str, Any]], options: ReplyOptions
+    report: Mapping[str, Any],
+    findings: Sequence[Mapping[str, Any]],
+    options: ReplyOptions,
+    change: delta.Delta | None = None,
 ) -> list[Block]:
     """Each alarm gets its own section, with an "Expected" button when the release is known."""
     blocks: list[Block] = []
     for finding in [f for f in findings if is_alarm(f)]:
-        block = section(finding_line(finding, report, options.ui_url, bold=True))
+        line = finding_line(finding, report, options.ui_url, bold=True)
+        block = section(_marked(finding, change) + line[2:])
         value = f"{options.release_id}|{finding_key(finding)}"
         if options.release_id is not None and len(value) <= MAX_BUTTON_VALUE:
             block["accessory"] = _button("Expected", f"{ACTION_EXPECTED}:{len(blocks)}", value)
@@ -225,7 +323,7 @@ def unchanged_line(report: Mapping[str, Any], findings: Sequence[Mapping[str, An
     if not quiet:
         return ""
     spans = sum(int((g.get("candidate") or {}).get("count") or 0) for g in quiet)
-    names = ", ".join(escape(str(g["span"])) for g in quiet[:5])
+    names = ", ".join(escape(display_name(str(g["span"]))) for g in quiet[:5])
     more = f" and {len(quiet) - 5} more" if len(quiet) > 5 else ""
     return f"No change in {len(quiet)} other group(s) ({names}{more}; {spans} new spans)"
 

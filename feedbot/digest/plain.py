@@ -51,6 +51,9 @@ def _block(block: Mapping[str, Any]) -> str:
         return "  ".join(f"[{label}]" for label in labels if label)
     lines = [_text(block.get("text") or {})]
     lines += [_text(f) for f in block.get("fields", [])]
+    accessory = block.get("accessory") or {}
+    if accessory.get("type") == "button" and _text(accessory.get("text") or {}):
+        lines.append(f"[{_text(accessory['text'])}]")
     return "\n".join(line for line in lines if line)
 
 

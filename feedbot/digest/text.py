@@ -47,13 +47,51 @@ VERDICT_WORDS = {
 }
 
 
+#: What the status line says once every check has run: what happened, not what may happen.
+FINAL_WORDS = {
+    **VERDICT_WORDS,
+    "insufficient_data": "⏳ too little traffic to tell",
+    "not_running": "💤 no traffic on it in the last check",
+}
+
+
 def status_line(verdict: str | None, done: int, total: int, failed: int = 0) -> str:
-    """The one-line status kept current on the parent message."""
-    word = VERDICT_WORDS.get(verdict or "", "👀 watching")
-    tail = f", {failed} failed" if failed else ""
+    """The one-line status kept current on the parent message.
+
+    Args:
+        verdict: The last finished check's verdict, None before the first.
+        done: Checks finished.
+        total: Checks planned.
+        failed: Checks that gave up.
+
+    Returns:
+        ``Status: 👀 watching (0 of 2 checks done)`` while checks are due, the last verdict
+        with ``watching: 1 of 2 checks done`` after the first, and a final state once all ran.
+    """
     if done + failed >= total:
-        return f"Status: {word} (all {total} checks ran{tail})"
+        if verdict is None:
+            return f"Status: ⚠️ no check succeeded ({plural(failed, 'check')} failed)"
+        ran = f"all {total} checks ran" if not failed else f"{done} of {total} checks ran"
+        tail = f", {failed} failed" if failed else ""
+        return f"Status: {FINAL_WORDS.get(verdict, verdict)} ({ran}{tail})"
+    tail = f", {failed} failed" if failed else ""
+    if verdict is None:
+        return f"Status: 👀 watching ({done} of {total} checks done{tail})"
+    word = VERDICT_WORDS.get(verdict, verdict)
     return f"Status: {word} (watching: {done} of {total} checks done{tail})"
+
+
+def superseded_status(new_version: str, verdict: str | None, done: int, total: int) -> str:
+    """The final status of a release a newer deploy replaced before all its checks ran."""
+    head = f"Status: ⏭ superseded by {new_version}"
+    if done == 0 or verdict is None:
+        return f"{head} before its checks ran"
+    return f"{head} after {done} of {total} checks: {VERDICT_WORDS.get(verdict, verdict)}"
+
+
+def plural(n: int, word: str) -> str:
+    """``1 check``, ``2 checks``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def superseded(old: Release, new: Release, ended: int) -> str:

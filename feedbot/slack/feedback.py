@@ -126,7 +126,10 @@ def _history(session: Session, service: str) -> list[answers.Past]:
     """What the last releases of ``service`` did: version, when, the last verdict."""
     releases = queries.releases_of(session, service, limit=HISTORY)
     return [
-        answers.Past(r.version, r.deployed_at, _verdict(r.checks), r.is_rollback) for r in releases
+        answers.Past(
+            r.version, r.deployed_at, _verdict(r.checks), r.is_rollback, r.state == "superseded"
+        )
+        for r in releases
     ]
 
 

@@ -329,7 +329,8 @@ def test_feedback_prints_the_slash_commands_answer_from_the_database(
     assert out.startswith("vault-service — newest checked release 1.4.2 (production")
     assert "against 1.4.1" in out
     assert "Traffic, callers and latency (baseline → now)" in out  # bold markers are gone
-    assert "`GET /r1`: 2000 → 2000 spans · p50/p95/p99 17.2/39.0/52.9 → 21.3/47.7/64.1 ms" in out
+    # 2,000 spans in 4 h of baseline, 2,000 in 2 h of the new version: traffic doubled
+    assert "`GET /r1`: 8.3 → 17 spans/min · p50/p95/p99 17.2/39.0/52.9 → 21.3/47.7/64.1 ms" in out
     assert "GET /r1 got slower" in out and "KeyError" in out
     assert "1.4.2 · " in out and "🔴 regressed" in out
     assert "*" not in out.replace("* ", "") and "&lt;" not in out

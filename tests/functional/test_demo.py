@@ -112,6 +112,9 @@ def test_the_thread_ends_regressed_with_both_checks(demo: Demo) -> None:
     assert "├─ 🔎 +15s check of vault-service 2.0.0 → production" in demo.stdout
     assert "├─ 🔎 +30s check of vault-service 2.0.0 → production" in demo.stdout
     assert "before → after, last look" in demo.stdout
+    # The second reply says what changed since the first instead of repeating it.
+    assert "verdict regressed · since the +15s check: " in demo.stdout
+    assert "still there: latency_regression ×" in demo.stdout
     assert " feedback vault-service --database-url sqlite:///" in demo.stdout  # /feedback locally
     assert "demo --slack --slack-to" in demo.stdout  # a real Slack
 
@@ -130,6 +133,9 @@ def test_the_feedback_command_it_prints_answers_from_the_demos_data(demo: Demo) 
     assert "against 1.0.0: 🔴 regressed" in done.stdout
     assert "GoblinRateLimitError" in done.stdout  # an open finding
     assert "• 2.0.0 · " in done.stdout and "• 1.0.0 · " in done.stdout  # last releases
+    assert "1.0.0 · " in done.stdout and "⏭ superseded before its checks ran" in done.stdout
+    assert " spans/h · " in done.stdout or " spans/min · " in done.stdout  # traffic as a rate
+    assert "`SELECT vault.db`" in done.stdout  # not the temporary file's whole path
 
 
 def test_the_deposit_route_got_slower(demo: Demo) -> None:
@@ -183,6 +189,9 @@ def test_the_html_preview_holds_the_thread_escaped(demo: Demo) -> None:
     assert "GoblinRateLimitError" in page
     assert "item &#x27;Dragon egg&#x27;" in page or "item 'Dragon egg'" in page
     assert "<script" not in page
+    assert page.count('class="button">Expected<') >= 3  # as Slack shows them, one per alarm
+    assert "Status: ⏭ superseded by 2.0.0 before its checks ran" in page  # 1.0.0's thread
+    assert "since the +15s check: " in page
 
 
 def test_sigint_mid_run_stops_everything(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ a ``/feedback`` answer all arrive at the fake Slack Web API.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -161,4 +162,6 @@ def test_deploy_to_dm_thread_and_feedback(feedbot: Feedbot, slack_api: FakeSlack
     assert response["response_type"] == "ephemeral"
     text = json.dumps(response["blocks"], ensure_ascii=False)
     assert "newest checked release 2.0.0" in text and "against 1.0.0" in text
-    assert "`GET /vaults`: 6 → 4 spans" in text
+    # traffic as a rate over each window, the samples behind the percentiles as counts
+    assert re.search(r"`GET /vaults`: [\d.,]+ → [\d.,]+ spans/(min|h) · ", text), text
+    assert "(n = 6 → 4)" in text

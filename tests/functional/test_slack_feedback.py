@@ -121,7 +121,7 @@ def test_feedback_service_answers_ephemerally_from_stored_checks(
     assert answer["response_type"] == "ephemeral"
     body = valid(answer["blocks"])
     assert "newest checked release 1.4.2 (production" in body and "against 1.4.1" in body
-    assert "`GET /r1`: 2000 → 2000 spans · p50/p95/p99 17.2/39.0/52.9 → 21.3/47.7/64.1 ms" in body
+    assert "`GET /r1`: 8.3 → 17 spans/min · p50/p95/p99 17.2/39.0/52.9 → 21.3/47.7/64.1 ms" in body
     assert "GET /r1 got slower" in body and "KeyError" in body  # open findings
     assert "*Last releases*" in body and "1.4.2 · Nov 24 · 🔴 regressed" in body
 
@@ -150,7 +150,9 @@ def test_feedback_says_who_calls_each_group_from_the_parents_of_sdk_spans(
         session.scalars(select(Check)).one().result = {"report": report}
         session.commit()
     body = valid(command(client, slack_api, "vault-service")["blocks"])
-    assert "`SELECT * FROM items WHERE id = ?`: 18 → 18 spans" in body
+    assert (
+        "`SELECT * FROM items WHERE id = ?`: 4.5 → 9.0 spans/h" in body and "(n = 18 → 18)" in body
+    )
     assert "called by GET /orders/{id} (18)" in body  # a parent in the same trace and service
     assert "called by (remote) (2)" in body  # the consumer span's parent is in another service
     assert "called by (root) (6)" in body  # the requests themselves have no parent

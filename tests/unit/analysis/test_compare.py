@@ -209,3 +209,13 @@ def test_every_tested_finding_names_method_samples_effect_p_and_q() -> None:
     for f in tested:
         assert f.method and f.baseline and f.candidate and f.change
         assert f.p_value is not None and f.q_value is not None and math.isfinite(f.p_value)
+
+
+def test_messages_give_sample_sizes_baseline_then_new_like_every_other_pair() -> None:
+    rng = np.random.default_rng(7)
+    result = run(release(rng, shifted(1200, 3, ratio=1.3)), release(rng, routes(10, 2000)))
+    (slower,) = [f for f in result.findings if f.kind == "latency_regression"]
+    assert "n = 2000 → 1200 spans" in slower.message, slower.message
+    few = run(release(rng, routes(4, 20)), release(rng, routes(4, 25)))
+    low = [f.message for f in few.findings if f.kind == "low_traffic"]
+    assert low and all(": n = 25 → 20 spans, below" in m for m in low), low

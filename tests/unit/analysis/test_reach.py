@@ -110,3 +110,22 @@ def test_changed_code_in_the_analysis_summary() -> None:
     assert result.reach[0].status == "unknown"
     assert any("Changed code: unknown" in line for line in result.summary)
     assert not [f for f in result.findings if f.kind == "code_not_reached"]
+
+
+def test_a_changed_function_counts_its_own_calls_not_the_other_changed_functions() -> None:
+    """Line ranges of a change cover all its functions: ``deposit`` did not run in the seals."""
+    change = Change(
+        file="vault/deposits.py",
+        functions=("vault.deposits.deposit", "vault.deposits.goblin_seal"),
+        lines=((10, 80),),
+    )
+    deposit = CodeSeen("vault.deposits.deposit", "/srv/vault/deposits.py", 20, 213)
+    seal = CodeSeen("vault.deposits.goblin_seal", "/srv/vault/deposits.py", 60, 202)
+    rng = np.random.default_rng(3)
+    cand = release(rng, [Group("deposit", 213, code=(deposit,)), Group("seal", 202, code=(seal,))])
+    found, findings = reach.code_reach([change], cand, None, POLICY)
+    assert [(r.function, r.hits, r.spans) for r in found] == [
+        ("vault.deposits.deposit", 213, ("deposit",)),
+        ("vault.deposits.goblin_seal", 202, ("seal",)),
+    ]
+    assert "vault.deposits.deposit ran in 213 spans (deposit)" in findings[0].message

@@ -151,3 +151,22 @@ def test_acknowledged_alarms_are_neither_shown_nor_broadcast(
     reply = [r for r in rows(db_session, "reply") if r.check_id][0]
     assert "KeyError" not in str(reply.blocks) and "marked expected" in str(reply.blocks)
     assert rows(db_session, "broadcast") == []
+
+
+def test_the_second_reply_says_what_changed_and_repeats_no_button(
+    db_sessions: sessionmaker[Session], db_session: Session
+) -> None:
+    setup(db_sessions).run_due()  # both looks see the same spans: nothing changes in between
+    first, second = [r for r in rows(db_session, "reply") if r.check_id]
+    buttons = [b["accessory"]["text"]["text"] for b in first.blocks if "accessory" in b]
+    assert buttons == ["Expected", "Expected"]  # the regression and the KeyError
+    assert not any("accessory" in b for b in second.blocks) and valid(second.blocks)
+    head = second.blocks[0]["text"]["text"]
+    assert head.endswith("+1h check of vault-service 1.4.2 → production · since the +15m check: "
+                         "2 still there")  # fmt: skip
+    still = second.blocks[2]["elements"][0]["text"]
+    assert still == (
+        "Still there, as in the +15m check: 🔴 latency regression on GET /r1; "
+        "🔴 new error type on GET /r2"
+    )
+    assert len(str(second.blocks)) < len(str(first.blocks))

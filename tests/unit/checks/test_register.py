@@ -45,7 +45,7 @@ def test_registration_stores_release_changes_checks_and_the_parent_message(
     head = parent.blocks[0]["text"]["text"]
     assert head.startswith("*🚀 vault-service 1.4.2 → production, shipped by Bill*")
     assert "commit `c0ffee1`" in head and "“Cache vault appraisals”" in head
-    assert "Status: 👀 watching (watching: 0 of 4 checks done)" in json.dumps(
+    assert "Status: 👀 watching (0 of 4 checks done)" in json.dumps(
         parent.blocks, ensure_ascii=False
     )
 
@@ -108,8 +108,16 @@ def test_newer_deploy_supersedes_pending_checks_and_says_so(db_session: Session)
     assert {c.state for c in old_release.checks} == {"superseded"}
     assert new_release.previous_release_id == old.release_id
     assert not new_release.is_rollback
-    note = db_session.scalars(select(Delivery).where(Delivery.key.like("%superseded"))).one()
+    note = db_session.scalars(
+        select(Delivery).where(Delivery.key == f"release:{old.release_id}:superseded")
+    ).one()
     assert note.release_id == old.release_id and "Superseded by 1.4.2" in note.text
+    assert note.kind == "reply"
+    # The old thread's status line ends in a final state instead of "watching" forever.
+    status = db_session.scalars(select(Delivery).where(Delivery.kind == "status")).one()
+    assert status.release_id == old.release_id
+    final = "Status: ⏭ superseded by 1.4.2 before its checks ran"
+    assert status.text.endswith(final) and status.blocks[-1]["elements"][0]["text"] == final
 
 
 def test_deploying_an_older_version_is_a_rollback(db_session: Session) -> None:

@@ -100,7 +100,7 @@ def test_checks_missed_while_down_all_run(
         select(Delivery).where(Delivery.kind == "status").order_by(Delivery.id.desc())
     ).first()
     assert status is not None and "all 2 checks ran" in status.text
-    assert "not running yet" in status.text  # no spans were ever sent
+    assert "💤 no traffic on it in the last check" in status.text  # no spans were ever sent
 
 
 def test_outage_retries_with_backoff_then_tells_the_owner(

@@ -69,3 +69,48 @@ def test_reports_stored_before_callers_were_recorded_answer_without_them() -> No
     )
     validate(out.blocks)
     assert "called by" not in json.dumps(out.blocks)
+
+
+def test_a_superseded_release_in_the_history_says_so_instead_of_not_checked_yet() -> None:
+    view = View(
+        release_id=2,
+        environment="production",
+        deployed_at=DEPLOYED,
+        report=report([]),
+        history=(
+            answers.Past("1.4.2", DEPLOYED, "neutral"),
+            answers.Past("1.4.1", DEPLOYED, None, superseded=True),
+            answers.Past("1.4.0", DEPLOYED, "regressed", superseded=True),
+            answers.Past("1.3.9", DEPLOYED, None),
+        ),
+    )
+    out = answers.feedback(view, feature_name=None, feature=None)
+    history = out.blocks[-1]["text"]["text"]
+    assert "1.4.1 · Nov 24 · ⏭ superseded before its checks ran" in history
+    assert "1.4.0 · Nov 24 · 🔴 regressed (superseded before its last check)" in history
+    assert "1.3.9 · Nov 24 · not checked yet" in history
+
+
+def test_traffic_is_compared_as_a_rate_not_as_counts_over_windows_of_different_lengths() -> None:
+    doc = report([{"span": "GET /vaults", "kind": "SERVER", "baseline": side(1440, None),
+                   "candidate": side(60, None)}])  # fmt: skip
+    doc["window"] = {
+        "baseline": {"start": "2026-11-23T10:00:00+00:00", "end": "2026-11-24T10:00:00+00:00"},
+        "candidate": {"start": "2026-11-24T10:00:00+00:00", "end": "2026-11-24T10:01:00+00:00"},
+    }
+    text = answers.groups_text(doc)
+    assert "`GET /vaults`: 1.0 → 60 spans/min" in text  # 1,440 a day is 1 a minute
+    assert "(n = 1440 → 60)" in text  # the samples behind the percentiles stay counts
+    doc["groups"][0]["baseline"] = side(60, None)
+    assert "`GET /vaults`: 2.5 → 3,600 spans/h" in answers.groups_text(doc)
+
+
+def test_a_sqlite_file_group_is_shown_by_its_file_name_and_routes_as_they_are() -> None:
+    base = side(5, [("GET /static/app.js", 5)])
+    group = {"span": "SELECT /tmp/tmpab12/vault.db", "kind": "CLIENT", "baseline": base}
+    doc = report([{**group, "candidate": side(5, None)}])
+    text = answers.groups_text(doc)
+    assert "`SELECT vault.db`" in text and "/tmp/" not in text
+    assert answers.display_name("GET /static/app.js") == "GET /static/app.js"
+    assert answers.display_name("INSERT /srv/data/app.sqlite3") == "INSERT app.sqlite3"
+    assert answers.display_name("vault.deposits.deposit") == "vault.deposits.deposit"

@@ -42,8 +42,10 @@ def test_a_regression_reply_leads_with_the_verdict_and_says_where_numbers_come_f
     first = out.blocks[0]["text"]["text"]
     assert first.startswith("*🔴 regressed*") and "+15m check" in first
     samples = out.blocks[1]["elements"][0]["text"]
-    assert "1.4.2: 8000 spans in 4 groups, Nov 24 10:00–12:00 UTC (2.0 h)" in samples
-    assert "1.4.1: 8000 spans in 4 groups, Nov 24 08:00–12:00 UTC (4.0 h)" in samples
+    assert samples == (
+        "baseline 1.4.1: 8000 spans in 4 groups, Nov 24 08:00–12:00 UTC (4.0 h) → "
+        "new 1.4.2: 8000 spans in 4 groups, Nov 24 10:00–12:00 UTC (2.0 h)"
+    )  # baseline → new, as every pair of numbers
     body = "\n".join(json.dumps(b, ensure_ascii=False) for b in out.blocks)
     assert "p50 17.2 → 21.3 · p95 39.0 → 47.7 · p99 52.9 → 64.1 ms (n = 2000 → 2000" in body
     assert "95% CI +23% to +31%" in body  # how sure
@@ -104,7 +106,7 @@ def test_user_text_is_escaped_and_cannot_mention_or_link() -> None:
     out = check_reply(doc, ReplyOptions(heading="<!here> & co"))
     body = json.dumps(out.blocks, ensure_ascii=False)
     assert "<!" not in body and "<@" not in body and "<script" not in body
-    assert "&lt;!here&gt; &amp; co" in body and "1&amp;2: 3 spans in 1 groups, no window" in body
+    assert "&lt;!here&gt; &amp; co" in body and "new 1&amp;2: 3 spans in 1 group, no window" in body
     assert "no baseline version" in body
     validate(out.blocks)
 
@@ -187,7 +189,7 @@ def test_first_parent_says_what_shipped_with_links_and_when_feedbot_checks_in() 
     assert "<https://ci.acme.example/runs/7?x=1&amp;y=2|https://ci.acme.example/runs/7" in head
     assert head.endswith("I'll look at its traces at +15m, +1h and reply in this thread.")
     # The status updates that replace it keep the head and change the last block only.
-    assert out.blocks[1] == blocks.context("Status: 👀 watching (watching: 0 of 2 checks done)")
+    assert out.blocks[1] == blocks.context("Status: 👀 watching (0 of 2 checks done)")
     assert out.text == text.release_parent(release, OFFSETS)  # the plain fallback
     later = blocks.release_announcement(release, OFFSETS, status="Status: ✅ looks fine")
     assert later.blocks[0] == out.blocks[0] and later.blocks[1] == blocks.context(
@@ -221,3 +223,49 @@ def test_a_rollback_by_an_unnamed_author_says_so() -> None:
     head = out.blocks[0]["text"]["text"]
     assert head.startswith("*🚀 vault-service 1.4.2 → production, shipped by bill-gh (rollback)*")
     assert "“" not in head and "at +15m and reply" in head
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "shown"),
+    [
+        ("2026-12-06T00:58:00+00:00", "2026-12-07T00:58:00+00:00",
+         "Dec 06 00:58 – Dec 07 00:58 UTC (24.0 h)"),
+        ("2026-12-06T23:30:00+00:00", "2026-12-07T00:30:00+00:00",
+         "Dec 06 23:30 – Dec 07 00:30 UTC (1.0 h)"),
+        ("2026-12-07T02:37:10+00:00", "2026-12-07T02:38:05+00:00",
+         "Dec 07 02:37:10–02:38:05 UTC (55 s)"),
+        ("2026-12-07T10:00:00+00:00", "2026-12-07T10:20:00+00:00",
+         "Dec 07 10:00–10:20 UTC (20 min)"),
+    ],
+)  # fmt: skip
+def test_a_window_shows_both_dates_when_it_crosses_a_day_and_seconds_when_short(
+    start: str, end: str, shown: str
+) -> None:
+    assert blocks.window_text({"start": start, "end": end}) == shown
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        ((None, 0, 2), "Status: 👀 watching (0 of 2 checks done)"),
+        (("regressed", 1, 2), "Status: 🔴 regressed (watching: 1 of 2 checks done)"),
+        (("neutral", 2, 2), "Status: ✅ looks fine (all 2 checks ran)"),
+        (("not_running", 4, 4), "Status: 💤 no traffic on it in the last check (all 4 checks ran)"),
+        (("insufficient_data", 2, 2), "Status: ⏳ too little traffic to tell (all 2 checks ran)"),
+        (("neutral", 1, 2, 1), "Status: ✅ looks fine (1 of 2 checks ran, 1 failed)"),
+        ((None, 0, 2, 2), "Status: ⚠️ no check succeeded (2 checks failed)"),
+    ],
+)
+def test_the_status_line_ends_in_words_that_match_what_happened(
+    args: tuple[Any, ...], line: str
+) -> None:
+    assert text.status_line(*args) == line
+
+
+def test_a_superseded_release_says_so_in_its_final_status() -> None:
+    assert text.superseded_status("2.0.0", None, 0, 2) == (
+        "Status: ⏭ superseded by 2.0.0 before its checks ran"
+    )
+    assert text.superseded_status("2.0.0", "regressed", 1, 3) == (
+        "Status: ⏭ superseded by 2.0.0 after 1 of 3 checks: 🔴 regressed"
+    )

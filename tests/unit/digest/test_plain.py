@@ -22,3 +22,12 @@ def test_blocks_become_paragraphs_and_the_fallback_is_used_without_text_blocks()
     ]
     assert blocks_text(blocks) == f"Open findings\n• one\n\n{RULE}\n\nn=3\n\n[Expected]\n"
     assert blocks_text([], "*No finished check* yet") == "No finished check yet\n"
+
+
+def test_a_section_accessory_button_is_printed_like_the_other_buttons() -> None:
+    block = {
+        "type": "section",
+        "text": {"type": "mrkdwn", "text": "*latency regression* — GET got slower"},
+        "accessory": {"type": "button", "text": {"type": "plain_text", "text": "Expected"}},
+    }
+    assert blocks_text([block]) == "latency regression — GET got slower\n[Expected]\n"
