@@ -19,7 +19,9 @@ only for the backend it uses. A running feedbot gets its backend wrapped in an
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -132,7 +134,8 @@ def build_backend(
 
 
 class InstrumentedBackend:
-    """A backend that times each :meth:`collect` into metrics and a span; otherwise the inner one.
+    """A backend that times each query (:meth:`collect`, :meth:`versions`) into metrics and a
+    span; otherwise the inner one.
 
     Every other attribute (``ingest``, ``prune``, ``versions`` …) is the inner backend's, so
     code that asks for an optional capability with ``getattr`` finds it. :meth:`unwrap` returns
@@ -157,19 +160,32 @@ class InstrumentedBackend:
             "feedbot.query.service": query.service,
             "feedbot.query.version": query.version,
         }
+        with self._timed("feedbot.backend.collect", attributes) as span:
+            data = self.inner.collect(query)
+            span.set_attribute("feedbot.span_groups", len(data.groups))
+            span.set_attribute("feedbot.traces", data.traces)
+        return data
+
+    def versions(
+        self, service: str, start: datetime, end: datetime, environment: str | None = None
+    ) -> dict[str, int]:
+        """The inner backend's spans per version, timed and counted like :meth:`collect`."""
+        attributes = {"feedbot.backend": self.name, "feedbot.query.service": service}
+        with self._timed("feedbot.backend.versions", attributes):
+            return self.inner.versions(service, start, end, environment)  # type: ignore[attr-defined,no-any-return]
+
+    @contextmanager
+    def _timed(self, name: str, attributes: dict[str, str]) -> Iterator[Any]:
         started = time.perf_counter()
         error: str | None = None
-        with self._tracer.span("feedbot.backend.collect", attributes, kind="client") as span:
+        with self._tracer.span(name, attributes, kind="client") as span:
             try:
-                data = self.inner.collect(query)
+                yield span
             except Exception as exc:
                 error = type(exc).__name__
                 raise
             finally:
                 self._metrics.backend_queried(self.name, time.perf_counter() - started, error)
-            span.set_attribute("feedbot.span_groups", len(data.groups))
-            span.set_attribute("feedbot.traces", data.traces)
-        return data
 
     def unwrap(self) -> TraceBackend:
         """The wrapped backend."""

@@ -260,7 +260,7 @@ def test_groups_exceptions_code_callers_and_repeats(make_backend: Maker, service
     fold = make_backend.fold
 
     assert [(g.name, g.kind, g.count, g.errors) for g in data.groups] == [
-        (fold("SELECT items"), "CLIENT", 18, 0),
+        ("SELECT * FROM items WHERE id = ?", "CLIENT", 18, 0),  # by statement, not span name
         ("GET /orders/{id}", "SERVER", 6, 2),  # from http.route and method: not folded
         ("appraise", "INTERNAL", 6, 2),
         ("process order", "CONSUMER", 2, 0),

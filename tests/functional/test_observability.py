@@ -140,7 +140,8 @@ def test_metrics_count_webhooks_ingest_checks_deliveries_and_slack_retries(
         value(after, "feedbot_otlp_rejected_requests_total", reason="unsupported_media_type") == 1
     )
     assert value(after, "feedbot_otlp_rejected_requests_total", reason="too_large") == 1
-    assert value(after, "feedbot_backend_query_seconds_count", backend="embedded") == 1
+    # The versions seen before the deploy (no earlier release registered), then the release's.
+    assert value(after, "feedbot_backend_query_seconds_count", backend="embedded") == 2
     assert value(after, "feedbot_backend_query_seconds_sum", backend="embedded") > 0
     assert value(after, "feedbot_http_request_seconds_count", route="/webhooks/{source}") == 3
     # The store's gauges, read at scrape time.
@@ -285,6 +286,7 @@ def test_feedbot_traces_itself_into_another_feedbots_ingest(
         "POST /webhooks/{source}",
         "feedbot.check",
         "feedbot.delivery.send",
+        "feedbot.backend.versions",
         "feedbot.backend.collect",
     }
     [webhook] = by_name["POST /webhooks/{source}"]
