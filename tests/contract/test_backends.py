@@ -257,7 +257,6 @@ def test_same_release_data_as_the_spans_themselves(
 
 def test_groups_exceptions_code_callers_and_repeats(make_backend: Maker, service: str) -> None:
     data = make_backend(release_spans(service, "1.0.0", old=True)).collect(query(service, "1.0.0"))
-    fold = make_backend.fold
 
     assert [(g.name, g.kind, g.count, g.errors) for g in data.groups] == [
         ("SELECT * FROM items WHERE id = ?", "CLIENT", 18, 0),  # by statement, not span name
