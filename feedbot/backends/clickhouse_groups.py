@@ -12,7 +12,7 @@ become ``?``, ``\\w`` and ``\\d`` are ASCII only, and the cap on resource groups
 
 from __future__ import annotations
 
-from feedbot.spans.resources import ID, MAX_STATEMENT
+from feedbot.spans.resources import ID, IP, MAX_STATEMENT
 
 _ATTR = "SpanAttributes['{}']"
 
@@ -69,8 +69,9 @@ _PATH = f"""(
   (if(given != '', given, if(url != '', if(path(url) != '', path(url), '/'), '')) AS p),
   (extractGroups(url, '^[a-zA-Z][a-zA-Z0-9+.-]*://(?:[^@/?#]*@)?([^:/?#]*)(?::([0-9]+))?')
      AS authority),
-  (if(kind = 'CLIENT' AND url != '' AND p != '', concat(lower(authority[1]),
-     if(authority[2] != '', concat(':', toString(toUInt32(authority[2]))), '')), '') AS host),
+  (if(kind = 'CLIENT' AND url != '' AND p != '',
+     if(match(authority[1], '^[0-9]{{1,3}}(\\\\.[0-9]{{1,3}}){{3}}$'), '{IP}', lower(authority[1])),
+     '') AS host),
   if(p = '', '', concat(host, p))
 ).6"""
 _NAMED = "match(SpanName, '^[A-Za-z]{3,7} /[^ \\t\\n]*$')"

@@ -14,11 +14,14 @@ Sentry's span descriptions do, such spans get a *resource* instead:
 * an HTTP span without ``http.route``: ``METHOD path``, the path from ``url.path`` /
   ``http.target`` / ``http.path`` / ``url.full`` / ``http.url`` (or the span name, when it is
   ``METHOD /path``), without query string, its id-like segments (numbers, UUIDs, hex hashes,
-  long tokens with digits) written ``{id}``; a CLIENT span's path keeps its host.
+  long tokens with digits) written ``{id}``; a CLIENT span's path keeps its host name, without
+  the port, an IP address written ``{ip}``: pods' addresses and ephemeral ports differ from one
+  version to the next, so a group keyed on them would never meet its baseline.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from functools import lru_cache
@@ -29,6 +32,8 @@ from urllib.parse import urlsplit
 MAX_STATEMENT = 120
 #: How an id-like path segment is written.
 ID = "{id}"
+#: How a host given as an IP address is written.
+IP = "{ip}"
 PATH_KEYS = ("url.path", "http.target", "http.path")
 URL_KEYS = ("url.full", "http.url")
 DB_KEYS = ("db.namespace", "db.name", "db.system.name", "db.system", "db.query.summary")
@@ -101,20 +106,21 @@ def _path_of(kind: str, attributes: Mapping[str, Any]) -> str | None:
     url = next((str(attributes[k]) for k in URL_KEYS if attributes.get(k)), None)
     host = ""
     if url is not None and kind == "CLIENT":
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        try:
-            port = parts.port
-        except ValueError:  # not a number, or out of range
-            port = None
-        if port is not None:
-            host = f"{host}:{port}"
+        host = _host(urlsplit(url).hostname or "")
     path = next((str(attributes[k]) for k in PATH_KEYS if attributes.get(k)), None)
     if path is None and url is not None:
         path = urlsplit(url).path or "/"
     if path is None:
         return None
     return host + path
+
+
+def _host(name: str) -> str:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return name
+    return IP
 
 
 @lru_cache(maxsize=8192)

@@ -346,6 +346,7 @@ RESOURCE_SPANS: list[tuple[Any, str, dict[str, Any]]] = [
         },
     ),
     (SpanKind.CLIENT, "GET", {"http.method": "GET", "http.url": "http://svc/v1/u/2024-01-01/"}),
+    (SpanKind.CLIENT, "GET", {"http.method": "GET", "url.full": "http://10.0.3.7:41007/rates/4"}),
     (
         SpanKind.SERVER,
         "GET",
@@ -381,5 +382,5 @@ def test_group_names_in_sql_are_the_aggregators(ch: ClickHouseShim) -> None:
     want = {g.name for g in reference(request, query()).groups}
     assert got == want
     assert "vault.db: SELECT … FROM accounts a WHERE a.id = ? AND t1.x = ?" in want
-    assert "GET api.example.com:8443/clients/{id}/orders/{id}" in want
+    assert "GET api.example.com/clients/{id}/orders/{id}" in want
     assert "checkout: select * from items where id IN (?) and price > ? and ?" in want

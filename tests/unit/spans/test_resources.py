@@ -72,9 +72,18 @@ def test_routed_server_spans_keep_their_route_and_others_their_name() -> None:
     assert group_label(row("GET /clients/8f3a9c1e77d2", "SERVER")) == "GET /clients/{id}"
 
 
-def test_a_port_that_is_no_number_leaves_the_host_alone() -> None:
+def test_a_client_path_keeps_its_host_name_without_the_port() -> None:
     span = row("GET", **{"http.method": "GET", "url.full": "http://h:port/a/12"})
     assert group_label(span) == "GET h/a/{id}"
+    span = row("GET", **{"http.method": "GET", "url.full": "http://rates.svc:8080/a/12"})
+    assert group_label(span) == "GET rates.svc/a/{id}"
+
+
+@pytest.mark.parametrize("host", ["10.0.3.7:41007", "127.0.0.1", "[::1]:8080", "[fe80::1]"])
+def test_a_host_given_as_an_address_is_written_ip_so_versions_meet(host: str) -> None:
+    # Each version's pods have their own addresses and ports: the group must not carry them.
+    span = row("GET", **{"http.method": "GET", "url.full": f"http://{host}/rates/42"})
+    assert group_label(span) == "GET {ip}/rates/{id}"
 
 
 def test_past_the_cap_paths_share_one_group_and_the_notes_say_so() -> None:
