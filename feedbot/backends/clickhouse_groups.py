@@ -6,7 +6,8 @@ The same names as :func:`feedbot.spans.semconv.label` with
 the span name. The statement is normalised in SQL as :func:`~feedbot.spans.semconv.
 normalize_statement` does (RE2 has no look-around: numbers are matched with the character
 either side, in two passes). Known differences: digits inside double-quoted identifiers
-become ``?``, ``\\w`` and ``\\d`` are ASCII only, and the cap on resource groups
+become ``?``, ``\\w`` and ``\\d`` are ASCII only, an IPv6 host is kept as written (an IPv4 one
+becomes ``{ip}`` on both sides), and the cap on resource groups
 (``aggregate.MAX_RESOURCE_GROUPS``) is not applied.
 """
 
