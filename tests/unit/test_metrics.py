@@ -101,8 +101,10 @@ class AnsweringBackend:
     def collect(self, query: SpanQuery) -> ReleaseData:
         return ReleaseData(groups=[], traces=3)
 
-    def versions(self) -> list[str]:
-        return ["1", "2"]
+    def versions(
+        self, service: str, start: datetime, end: datetime, environment: str | None = None
+    ) -> dict[str, int]:
+        return {"1": 3, "2": 1}
 
 
 class BrokenBackend:
@@ -117,8 +119,8 @@ def test_the_instrumented_backend_is_still_a_backend_of_the_same_name() -> None:
     backend = InstrumentedBackend(inner, metrics=Metrics(), tracer=NullTracer())
     assert isinstance(backend, TraceBackend)
     assert backend.name == "answering"
-    assert backend.versions() == ["1", "2"]  # optional capabilities pass through
-    assert getattr(backend, "prune", None) is None
+    assert getattr(backend, "prune", None) is None  # optional capabilities pass through
+    assert getattr(backend, "ingest", None) is None
     assert unwrapped(backend) is inner
     assert unwrapped(inner) is inner
 
@@ -138,6 +140,9 @@ def test_queries_are_timed_and_failures_counted_by_error_class() -> None:
     )
     assert errors == 1
     assert sample(metrics, "feedbot_backend_errors_total", backend="answering") is None
+    # Listing versions is a query of the store too: timed and counted alike.
+    assert good.versions("s", QUERY.start, QUERY.end) == {"1": 3, "2": 1}
+    assert sample(metrics, "feedbot_backend_query_seconds_count", backend="answering") == 3
 
 
 def test_the_registry_wraps_only_when_asked_to() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from feedbot.spans.otlp import (
     MAX_EVENTS,
     MAX_KEY_CHARS,
     MAX_VALUE_CHARS,
+    decompress,
 )
 from feedbot.spans.otlp_http import decode_request
 from feedbot.spans.rows import LIMITS, SpanRow
@@ -496,3 +498,25 @@ def test_json_wrong_shapes_are_400(body: bytes, message: str) -> None:
     error = reject(body)
     assert error.status == 400
     assert error.message.startswith(message)
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [[1] * 3000, [70_000, 3, 300_000, 1, 1], [5, 64, 65, 128, 129, 1_000_000], [0, 0, 1]],
+    ids=["many-tiny", "mixed", "chunk-edges", "empty-members"],
+)
+def test_every_member_is_read_whatever_their_sizes(sizes: list[int]) -> None:
+    # Incompressible members straddle the inflater's chunks; tiny ones share one chunk.
+    rng = random.Random(sum(sizes))
+    parts = [rng.randbytes(n) for n in sizes]
+    body = b"".join(gzip.compress(part, mtime=0) for part in parts)
+    assert decompress(body, "gzip", 16 * MB) == b"".join(parts)
+
+
+def test_a_truncated_member_among_many_is_400() -> None:
+    whole = gzip.compress(b"{}", mtime=0)
+    body = whole * 500 + whole[:-4] + whole * 500
+    with pytest.raises(WebhookRejected, match="not valid gzip|truncated"):
+        decompress(body, "gzip", MB)
+    with pytest.raises(WebhookRejected, match="truncated"):
+        decompress(whole * 500 + whole[:-4], "gzip", MB)
