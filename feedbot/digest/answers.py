@@ -211,7 +211,11 @@ def traffic(
     if all(rated):
         text = f"{shown[0]} → {shown[1]} {unit}"
     else:
-        text = " → ".join(f"{t} {unit}" if r else t for t, r in zip(shown, rated, strict=True))
+        # Beside a count and a time, a version without the group's spans reads "none".
+        text = " → ".join(
+            (f"{t} {unit}" if k else "none") if r else t
+            for t, r, k in zip(shown, rated, known, strict=True)
+        )
     spells = (served.get("baseline") if base else None, served.get("candidate") if new else None)
     if any(s is not None and s.whole_window for s in spells):
         text += " (rates over the whole query windows: report stored before serving times)"

@@ -129,13 +129,17 @@ def _served(baseline: tuple[str, str] | None, candidate: tuple[str, str]) -> dic
 def test_a_baseline_that_served_seconds_of_its_day_shows_a_count_not_a_rate() -> None:
     # The demo's shape: 1.0.0 served five seconds before 1.1.0 replaced it.
     doc = report([{"span": "GET /vaults", "kind": "SERVER", "baseline": side(17, None),
-                   "candidate": side(20_190, None)}])  # fmt: skip
+                   "candidate": side(20_190, None)},
+                  {"span": "goblin_seal", "kind": "INTERNAL", "baseline": None,
+                   "candidate": side(3, None)}])  # fmt: skip
     doc.update(_served(("24T09:59:54.5", "24T09:59:59.5"), ("24T10:00:00", "24T10:10:00")))
 
     text = answers.groups_text(doc)
 
     # Not 17 over 24 h 10 min (0.7 a minute), nor a "rate" of 204 a minute from five seconds.
     assert "`GET /vaults`: 17 spans in 5 s → 2,019 spans/min · " in text
+    doc["observed"]["candidate"]["end"] = "2026-11-24T10:00:20+00:00"
+    assert "`goblin_seal`: none → 3 spans in 20 s · " in answers.groups_text(doc)
     assert "query windows" not in text
 
 
