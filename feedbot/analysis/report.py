@@ -47,6 +47,9 @@ class ReportContext:
         candidate_window: Start and end of the new version's spans.
         baseline_window: Start and end of the baseline's spans, None without a baseline.
         notes: How inputs were chosen (e.g. the baseline version), one sentence each.
+        candidate_observed: First and last start of the new version's spans counted (None when
+            none was, or before the backend answered): the time it was seen serving.
+        baseline_observed: The same for the baseline's spans.
     """
 
     service: str
@@ -56,6 +59,8 @@ class ReportContext:
     candidate_window: tuple[datetime, datetime]
     baseline_window: tuple[datetime, datetime] | None = None
     notes: tuple[str, ...] = ()
+    candidate_observed: tuple[datetime, datetime] | None = None
+    baseline_observed: tuple[datetime, datetime] | None = None
 
 
 def to_json(analysis: Analysis, context: ReportContext) -> dict[str, Any]:
@@ -67,8 +72,11 @@ def to_json(analysis: Analysis, context: ReportContext) -> dict[str, Any]:
 
     Returns:
         service, version, baseline_version, environment, window {candidate, baseline}, verdict,
-        groups, findings, notes (how the inputs and the verdict were reached), and
-        ``warmup_excluded`` (new-version spans left out of latency as instance warm-up). Each
+        groups, findings, notes (how the inputs and the verdict were reached),
+        ``warmup_excluded`` (new-version spans left out of latency as instance warm-up), and
+        ``observed`` {candidate, baseline}: the first and last start of the spans counted
+        ({start, end}, null when none), the time each version was seen serving inside its
+        window, which traffic rates divide by (an addition to the contract). Each
         group's ``baseline``/``candidate`` also carries ``callers`` (an addition to the
         contract): ``[{"span": caller group, "count": spans}, ...]``, busiest first, at most 5.
     """
@@ -94,6 +102,10 @@ def to_json(analysis: Analysis, context: ReportContext) -> dict[str, Any]:
         "findings": [finding_json(f) for f in analysis.findings],
         "notes": [*context.notes, *analysis.summary],
         "warmup_excluded": analysis.warmup_excluded,
+        "observed": {
+            "candidate": _window(context.candidate_observed),
+            "baseline": _window(context.baseline_observed),
+        },
     }
 
 

@@ -34,6 +34,7 @@ from feedbot.spans.model import (
     RepeatedStatement,
     SpanGroupStats,
     SpanQuery,
+    observed_range,
 )
 from feedbot.spans.semconv import normalize_statement
 
@@ -66,7 +67,7 @@ _STATEMENT = """if(SpanAttributes['db.query.text'] != '',
 
 #: The spans of one query with the derived columns every statement needs, as a CTE.
 _SPANS = f"""WITH f AS (
-  SELECT TraceId, SpanId, ParentSpanId, Duration, SpanAttributes,
+  SELECT TraceId, SpanId, ParentSpanId, Timestamp, Duration, SpanAttributes,
          Events.Name AS ev_names, Events.Attributes AS ev_attrs,
          StatusCode IN ('Error', 'STATUS_CODE_ERROR') AS is_error,
          {_KIND} AS kind, SpanAttributes['http.route'] AS route, {_METHOD} AS method,
@@ -83,6 +84,8 @@ _SPANS = f"""WITH f AS (
 _GROUPS = """SELECT grp, kind, count() AS spans, countIf(is_error) AS errors,
   arrayMap(q -> q / 1e6, quantilesTDigest(0.5, 0.95, 0.99)(Duration)) AS quantiles_ms,
   groupArraySample({cap}, 1)((toFloat64(Duration) / 1e6, instance)) AS sample,
+  toUnixTimestamp64Nano(min(Timestamp)) AS first_ns,
+  toUnixTimestamp64Nano(max(Timestamp)) AS last_ns,
   (SELECT uniqExact(TraceId) FROM f) AS traces
 FROM f GROUP BY grp, kind ORDER BY spans DESC, grp, kind
 FORMAT JSONEachRow"""
@@ -228,7 +231,13 @@ class ClickHouseBackend:
         stats = [replace(group, **_finish(parts.get(key, {}))) for key, group in groups.items()]
         stats.sort(key=lambda s: (-s.count, s.name, s.kind))
         return ReleaseData(
-            groups=stats, repeats=repeats, traces=int(rows[0]["traces"]), notes=notes + more
+            groups=stats,
+            repeats=repeats,
+            traces=int(rows[0]["traces"]),
+            notes=notes + more,
+            observed=observed_range(
+                min(int(r["first_ns"]) for r in rows), max(int(r["last_ns"]) for r in rows)
+            ),
         )
 
     def versions(

@@ -182,7 +182,12 @@ def analyse(plan: Plan, collected: Collected) -> Finished:
         f"traces from the {collected.backend} backend",
         *collected.candidate.notes,
     )
-    context = replace(plan.context, notes=notes)
+    context = replace(
+        plan.context,
+        notes=notes,
+        candidate_observed=collected.candidate.observed,
+        baseline_observed=collected.baseline.observed if collected.baseline else None,
+    )
     seen = _exceptions_seen(plan.context, collected.candidate, collected.baseline)
     return Finished(analysis, to_json(analysis, context), to_text(analysis, context), seen)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -136,17 +136,17 @@ def groups_text(report: Mapping[str, Any]) -> str:
     )
     if not groups:
         return "No spans of these groups in the checked windows."
-    windows = report.get("window") or {}
-    lines = [_group_line(g, windows) for g in groups[:TOP_GROUPS]]
+    served = serving(report)
+    lines = [_group_line(g, served) for g in groups[:TOP_GROUPS]]
     if len(groups) > TOP_GROUPS:
         lines.append(f"… and {len(groups) - TOP_GROUPS} quieter groups")
     return "\n".join(lines)
 
 
-def _group_line(group: Mapping[str, Any], windows: Mapping[str, Any]) -> str:
+def _group_line(group: Mapping[str, Any], served: Mapping[str, Serving | None]) -> str:
     base, new = group.get("baseline") or {}, group.get("candidate") or {}
     line = (
-        f"• `{escape(display_name(str(group['span'])))}`: {traffic(base, new, windows)} · "
+        f"• `{escape(display_name(str(group['span'])))}`: {traffic(base, new, served)} · "
         f"p50/p95/p99 {_pcts(base)} → {_pcts(new)} ms (n = {_n(base)} → {_n(new)}) · "
         f"errors {_rate(base)} → {_rate(new)}"
     )
@@ -154,32 +154,94 @@ def _group_line(group: Mapping[str, Any], windows: Mapping[str, Any]) -> str:
     return f"{line}\n    {callers}" if callers else line
 
 
-def traffic(base: Mapping[str, Any], new: Mapping[str, Any], windows: Mapping[str, Any]) -> str:
+@dataclass(frozen=True)
+class Serving:
+    """How long a version was seen serving: what its span counts are divided by for a rate.
+
+    ``whole_window`` is set when that is its query window, for reports stored before the time
+    each version served was recorded (``observed``).
+    """
+
+    seconds: float
+    whole_window: bool = False
+
+
+def serving(report: Mapping[str, Any]) -> dict[str, Serving | None]:
+    """Per side (``baseline``, ``candidate``): the time from its first to its last span start.
+
+    Where the report has no ``observed`` time for a side (reports stored before it was
+    recorded), its query window stands in, marked ``whole_window``; None without either.
+    """
+    observed = report.get("observed")
+    seen = observed if isinstance(observed, Mapping) else {}
+    windows = report.get("window") or {}
+    out: dict[str, Serving | None] = {}
+    for key in ("baseline", "candidate"):
+        if seen.get(key):
+            out[key] = Serving(_seconds(seen[key]))
+        elif windows.get(key):
+            out[key] = Serving(_seconds(windows[key]), whole_window=True)
+        else:
+            out[key] = None
+    return out
+
+
+def traffic(
+    base: Mapping[str, Any], new: Mapping[str, Any], served: Mapping[str, Serving | None]
+) -> str:
     """Spans per minute (per hour when either side is under one a minute), baseline → now.
 
-    The two windows differ in length (a day of baseline, minutes since the deploy): counts
-    over them are not comparable, rates are. Without a window the count is shown as such.
+    A version's rate is its spans over the time it was seen serving, from its first span's
+    start to its last's: the baseline's query window is the day before the deploy, which it
+    may have served only minutes of. A version seen for less than :data:`STEADY` shows its count
+    and that time instead ("17 spans in 5 s"): too short a spell for a steady rate. Reports
+    stored before serving times were recorded divide by the query windows, and say so; without
+    either the counts are shown as such.
     """
-    rates = [
-        _per_minute(side, windows.get(key))
-        for side, key in ((base, "baseline"), (new, "candidate"))
+    sides = [
+        _per_minute(side, served.get(key)) for side, key in ((base, "baseline"), (new, "candidate"))
     ]
-    if any(r is None for r in rates):
+    if any(s is None for s in sides):
         return f"{_n(base)} → {_n(new)} spans (no window to make a rate)"
-    known = [r for r in rates if r is not None]
-    per_hour = any(0 < r < 1 for r in known)
-    shown = [_amount(r * 60 if per_hour else r) for r in known]
-    return f"{shown[0]} → {shown[1]} spans/{'h' if per_hour else 'min'}"
+    known = [s for s in sides if s is not None]
+    per_hour = any(isinstance(s, float) and 0 < s < 1 for s in known)
+    unit = "spans/h" if per_hour else "spans/min"
+    shown = [s if isinstance(s, str) else _amount(s * 60 if per_hour else s) for s in known]
+    rated = [isinstance(s, float) for s in known]
+    if all(rated):
+        text = f"{shown[0]} → {shown[1]} {unit}"
+    else:
+        # Beside a count and a time, a version without the group's spans reads "none".
+        text = " → ".join(
+            (f"{t} {unit}" if k else "none") if r else t
+            for t, r, k in zip(shown, rated, known, strict=True)
+        )
+    spells = (served.get("baseline") if base else None, served.get("candidate") if new else None)
+    if any(s is not None and s.whole_window for s in spells):
+        text += " (rates over the whole query windows: report stored before serving times)"
+    return text
 
 
-def _per_minute(side: Mapping[str, Any], window: Mapping[str, str] | None) -> float | None:
+#: A version seen serving for less than this shows a count and how long, never a rate.
+STEADY = timedelta(minutes=1)
+
+
+def _per_minute(side: Mapping[str, Any], spell: Serving | None) -> float | str | None:
+    """Spans a minute over ``spell``; "N spans in S s" when it is shorter than STEADY."""
     if not side:
         return 0.0
-    if not window:
+    if spell is None:
         return None
+    count = int(side.get("count") or 0)
+    if spell.seconds < STEADY.total_seconds():
+        took = "under 1 s" if spell.seconds < 1 else f"{spell.seconds:.0f} s"
+        return f"{count:,} span{'' if count == 1 else 's'} in {took}"
+    return count / (spell.seconds / 60)
+
+
+def _seconds(window: Mapping[str, str]) -> float:
     start, end = (datetime.fromisoformat(window[k]) for k in ("start", "end"))
-    minutes = (end - start).total_seconds() / 60
-    return int(side.get("count") or 0) / minutes if minutes > 0 else None
+    return max(0.0, (end - start).total_seconds())
 
 
 def _amount(value: float) -> str:

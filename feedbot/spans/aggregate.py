@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from feedbot.spans.group import GroupTally
-from feedbot.spans.model import ReleaseData, RepeatedStatement, SpanQuery
+from feedbot.spans.model import ReleaseData, RepeatedStatement, SpanQuery, observed_range
 from feedbot.spans.rows import SpanRow
 from feedbot.spans.semconv import Extras, extras_of, label, resource_key, statement_of
 
@@ -37,6 +37,8 @@ OTHER_STATEMENTS = "(other statements)"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: (span name, kind, method, route, resource): what a span is grouped by before labelling.
 GroupKey = tuple[str, str, str | None, str | None, str | None]
+#: The observed range before any span: low above every start, high below every start.
+_NONE_YET = (2**63, -(2**63))
 
 
 def to_ns(moment: datetime) -> int:
@@ -157,6 +159,8 @@ class Aggregator:
         self._opened: deque[str] = deque()
         self._open_spans = 0
         self._closed: array[int] = array("q")
+        # The first and last span start counted (ns); _NONE_YET until a span is.
+        self._low, self._high = _NONE_YET
         self._repeats: dict[tuple[str, str], _Repeats] = {}
         # Traces fed as columns (feedbot.spans.aggregate_columns), held apart until closed.
         self.open_columns: _Closable | None = None
@@ -188,6 +192,11 @@ class Aggregator:
         first = self._first.get(instance)
         if first is None or start_ns < first:
             self._first[instance] = start_ns
+
+    def observe(self, low_ns: int, high_ns: int) -> None:
+        """Widen the observed range of span starts to cover ``[low_ns, high_ns]``."""
+        self._low = min(self._low, low_ns)
+        self._high = max(self._high, high_ns)
 
     def add_closed(self, trace_hashes: Iterable[int]) -> None:
         """Count closed traces by the ``hash`` of their ids."""
@@ -266,6 +275,10 @@ class Aggregator:
         if group is None:
             group = self._groups[key] = self._group(key)
         group.count += 1
+        if start_ns < self._low:
+            self._low = start_ns
+        if start_ns > self._high:
+            self._high = start_ns
         duration_ms = duration_ns / 1e6
         group.durations.append(duration_ms)
         index = group.instance_ids.get(instance)
@@ -339,7 +352,14 @@ class Aggregator:
             traces=traces,
             sampled_traces=sampled_traces,
             notes=notes + self._cap_note(),
+            observed=observed_range(*self.observed_ns()),
         )
+
+    def observed_ns(self) -> tuple[int | None, int | None]:
+        """The first and last span start counted so far, in ns (None, None before any)."""
+        if self._high < self._low:
+            return None, None
+        return self._low, self._high
 
     def _cap_note(self) -> tuple[str, ...]:
         if not self._folded:
@@ -366,6 +386,8 @@ class Aggregator:
             if first < self._first.get(instance, first + 1):
                 self._first[instance] = first
         self._closed.extend(later._closed)
+        if later._high >= later._low:
+            self.observe(later._low, later._high)
         self._folded += later._folded
         for statement_key, theirs in later._repeats.items():
             mine = self._repeats.setdefault(statement_key, _Repeats())

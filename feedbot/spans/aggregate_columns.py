@@ -37,6 +37,8 @@ def fold(aggregator: Aggregator, columns: SpanColumns) -> None:
     group = np.array([t.index for t in tallies], np.intp)[columns.key_codes]
     indexed = aggregator.tallies
     _count(indexed, group, columns, aggregator.warmup_ns > 0)
+    if len(columns):
+        aggregator.observe(int(columns.starts.min()), int(columns.starts.max()))
     if aggregator.warmup_ns:
         _first_starts(aggregator, columns)
     trace_ids = columns.trace_ids

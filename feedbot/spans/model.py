@@ -12,10 +12,12 @@ here does I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _floats() -> npt.NDArray[np.float64]:
@@ -119,6 +121,9 @@ class ReleaseData:
 
     ``traces`` is the number of distinct traces seen; ``sampled_traces`` is set when the backend
     looked at a sample of traces rather than all of them (and the report says so).
+    ``observed`` is the start of the first and of the last span counted (None when none was):
+    the time the version was seen serving inside the query's window, which rates divide by.
+    From a sample of traces it is the sample's range.
     """
 
     groups: list[SpanGroupStats]
@@ -126,3 +131,16 @@ class ReleaseData:
     traces: int = 0
     sampled_traces: int | None = None
     notes: tuple[str, ...] = ()
+    observed: tuple[datetime, datetime] | None = None
+
+
+def from_ns(ns: int) -> datetime:
+    """The aware UTC datetime of ``ns`` nanoseconds since the Unix epoch (to the microsecond)."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def observed_range(first_ns: int | None, last_ns: int | None) -> tuple[datetime, datetime] | None:
+    """:attr:`ReleaseData.observed` from the first and last span starts, in nanoseconds."""
+    if first_ns is None or last_ns is None:
+        return None
+    return from_ns(first_ns), from_ns(last_ns)

@@ -42,7 +42,7 @@ from feedbot.backends.zipkin import ZipkinBackend
 from feedbot.policy import DetectionPolicy
 from feedbot.releases.event import Change
 from feedbot.spans.aggregate import aggregate
-from feedbot.spans.model import ReleaseData
+from feedbot.spans.model import ReleaseData, from_ns
 from feedbot.spans.otlp import PROTOBUF
 from feedbot.spans.otlp_http import decode_request
 from feedbot.store.db import make_engine, make_sessions
@@ -206,7 +206,12 @@ def summary(data: ReleaseData, fold: Callable[[str], str] = str) -> dict[str, An
         for r in data.repeats
     ]
     order = sorted(range(len(groups)), key=lambda i: (-groups[i]["group"][2], groups[i]["group"]))
-    return {"groups": [groups[i] for i in order], "repeats": repeats, "traces": data.traces}
+    return {
+        "groups": [groups[i] for i in order],
+        "repeats": repeats,
+        "traces": data.traces,
+        "observed": data.observed,
+    }
 
 
 def reference(spans: list[ReadableSpan], service: str, version: str) -> ReleaseData:
@@ -316,6 +321,27 @@ def test_versions_seen_in_a_window(make_backend: Maker, service: str) -> None:
     assert before == {"1.0.0": 2, "1.1.0": 2}
     assert backend.versions(service, *window, "staging") == {}
     assert backend.versions(f"{service}-gone", *window) == {}
+
+
+def test_observed_range_is_that_of_the_counted_spans(make_backend: Maker, service: str) -> None:
+    spans = release_spans(service, "1.0.0") + release_spans(service, "1.1.0")
+    backend = make_backend(spans)
+    window = query(service, "1.1.0")
+    starts = [
+        span.start_time
+        for span in spans
+        if span.resource.attributes["service.name"] == service
+        and span.resource.attributes["service.version"] == "1.1.0"
+        and span.start_time is not None
+        and sdk_ns(window.start) <= span.start_time < sdk_ns(window.end)
+    ]
+    assert len(starts) == 32  # the spans before the window are left out of the range too
+    want = (from_ns(min(starts)), from_ns(max(starts)))
+    # Half a minute of spans in a ten-minute window, the one outside each end left out.
+    assert timedelta(seconds=30) < want[1] - want[0] < timedelta(minutes=1)
+
+    assert backend.collect(window).observed == want
+    assert backend.collect(query(service, "2.0.0")).observed is None
 
 
 def test_warmup_leaves_out_the_same_durations(make_backend: Maker, service: str) -> None:

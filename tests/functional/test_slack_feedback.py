@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -29,7 +30,7 @@ from tests.factories import DEPLOYED, event
 from tests.fakes.sdk_spans import json_line, query, release_spans
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.servers import AppServer
-from tests.unit.analysis.test_report import CONTEXT, _analysis
+from tests.unit.analysis.test_report import CONTEXT, SERVED, _analysis
 
 SECRET = "slack-signing-secret"
 
@@ -51,7 +52,7 @@ def runtime(fresh_database_url: str, slack_api: FakeSlackAPI) -> Iterator[Runtim
         {},
     )
     rt = build_runtime(settings, clock=FixedClock(DEPLOYED))
-    report = to_json(_analysis(), CONTEXT)
+    report = to_json(_analysis(), SERVED)
     with rt.sessions() as session:
         release_id = register_release(session, event(), settings=settings, now=DEPLOYED).release_id
         check = session.scalars(select(Check).where(Check.release_id == release_id)).one()
@@ -121,7 +122,7 @@ def test_feedback_service_answers_ephemerally_from_stored_checks(
     assert answer["response_type"] == "ephemeral"
     body = valid(answer["blocks"])
     assert "newest checked release 1.4.2 (production" in body and "against 1.4.1" in body
-    assert "`GET /r1`: 8.3 → 17 spans/min · p50/p95/p99 17.2/39.0/52.9 → 21.3/47.7/64.1 ms" in body
+    assert "`GET /r1`: 17 → 17 spans/min · p50/p95/p99 17.2/39.0/52.9 → 21.3/47.7/64.1 ms" in body
     assert "GET /r1 got slower" in body and "KeyError" in body  # open findings
     assert "*Last releases*" in body and "1.4.2 · Nov 24 · 🔴 regressed" in body
 
@@ -145,14 +146,16 @@ def test_feedback_says_who_calls_each_group_from_the_parents_of_sdk_spans(
     export.write_text("\n".join(lines) + "\n")
     backend = OtlpFileBackend([str(export)])
     new, old = (backend.collect(query("vault-service", v)) for v in ("1.4.2", "1.4.1"))
-    report = to_json(analyse(new, old, changes=(), policy=DetectionPolicy()), CONTEXT)
+    served = replace(CONTEXT, baseline_observed=old.observed, candidate_observed=new.observed)
+    report = to_json(analyse(new, old, changes=(), policy=DetectionPolicy()), served)
     with runtime.sessions() as session:
         session.scalars(select(Check)).one().result = {"report": report}
         session.commit()
     body = valid(command(client, slack_api, "vault-service")["blocks"])
-    assert (
-        "`SELECT * FROM items WHERE id = ?`: 4.5 → 9.0 spans/h" in body and "(n = 18 → 18)" in body
-    )
+    # Both versions' spans lie within 35 s: counts and how long, too short a spell for a rate.
+    line = "`SELECT * FROM items WHERE id = ?`: 18 spans in 35 s → 18 spans in 35 s · "
+    assert line in body and "(n = 18 → 18)" in body
+
     assert "called by GET /orders/{id} (18)" in body  # a parent in the same trace and service
     assert "called by (remote) (2)" in body  # the consumer span's parent is in another service
     assert "called by (root) (6)" in body  # the requests themselves have no parent

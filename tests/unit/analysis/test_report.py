@@ -48,6 +48,8 @@ CONTEXT = ReportContext(
     baseline_window=(T0, T2),
     notes=("Baseline version 1.4.1: given by --baseline-version.",),
 )
+#: As stored since serving times are kept: 1.4.1 served the two hours before the deploy at T1.
+SERVED = replace(CONTEXT, baseline_observed=(T0, T1), candidate_observed=(T1, T2))
 
 
 def _analysis():  # type: ignore[no-untyped-def]
@@ -67,8 +69,9 @@ def _analysis():  # type: ignore[no-untyped-def]
 
 def test_json_has_exactly_the_contract_keys() -> None:
     doc = to_json(_analysis(), CONTEXT)
-    # Additions to the contract (keys only ever get added): notes, warmup_excluded.
-    assert set(doc) == TOP | {"notes", "warmup_excluded"}
+    # Additions to the contract (keys only ever get added): notes, warmup_excluded, observed.
+    assert set(doc) == TOP | {"notes", "warmup_excluded", "observed"}
+    assert doc["observed"] == {"candidate": None, "baseline": None}  # the context had none
     assert doc["verdict"] == "regressed" and doc["warmup_excluded"] == 0
     assert doc["window"] == {
         "candidate": {"start": T1.isoformat(), "end": T2.isoformat()},
@@ -136,3 +139,18 @@ def test_text_report_shows_verdict_findings_groups_and_how() -> None:
     assert text.startswith("vault-service 1.4.2 vs 1.4.1 (production)\nverdict: regressed")
     assert "latency_regression" in text and "GET /r1" in text
     assert "how this was reached:" in text and "Benjamini-Hochberg" in text
+
+
+def test_json_records_the_time_each_version_was_seen_serving() -> None:
+    seen = (T0.replace(minute=59, second=55), T0.replace(minute=59, second=59, microsecond=7))
+    context = replace(CONTEXT, baseline_observed=seen, candidate_observed=(T1, T2))
+
+    doc = json.loads(json.dumps(to_json(_analysis(), context)))
+
+    assert doc["observed"] == {
+        "baseline": {
+            "start": "2026-11-24T08:59:55+00:00",
+            "end": "2026-11-24T08:59:59.000007+00:00",
+        },
+        "candidate": {"start": T1.isoformat(), "end": T2.isoformat()},
+    }

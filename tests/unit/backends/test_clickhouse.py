@@ -24,7 +24,7 @@ from feedbot.backends.clickhouse import ClickHouseBackend, parse_rows
 from feedbot.backends.http import RetryPolicy
 from feedbot.errors import BackendResponseError, BackendUnavailable, ConfigError
 from feedbot.spans.aggregate import aggregate
-from feedbot.spans.model import ReleaseData, SpanQuery
+from feedbot.spans.model import ReleaseData, SpanQuery, from_ns
 from feedbot.spans.otlp_http import decode_request
 from tests.fakes.clickhouse_shim import (
     ClickHouseShim,
@@ -285,6 +285,8 @@ def test_quoted_64_bit_integers_are_read() -> None:
         "quantiles_ms": [1, 2, 3],
         "sample": [[1.5, "pod-a"], [2.5, ""], [3.5, "pod-a"]],
         "traces": "3",
+        "first_ns": str(2**62 + 1_000),  # past 2**53: a float would round it
+        "last_ns": str(2**62 + 5_000_001_000),
     }
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -296,6 +298,8 @@ def test_quoted_64_bit_integers_are_read() -> None:
     assert (group.count, group.errors, data.traces) == (3, 1, 3)
     assert group.instance_names == ("pod-a", "(unknown)")
     assert group.instances.tolist() == [0, 1, 0]
+    assert data.observed == (from_ns(2**62 + 1_000), from_ns(2**62 + 5_000_001_000))
+    assert data.observed[1] - data.observed[0] == timedelta(seconds=5)
 
 
 def test_parse_rows_skips_blank_lines() -> None:

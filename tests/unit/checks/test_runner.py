@@ -195,3 +195,12 @@ def test_a_detector_switched_off_for_the_service_reports_nothing(
     check = db_session.scalars(select(Check).where(Check.state == "done")).one()
     kinds = {f["kind"] for f in check.result["report"]["findings"]}  # type: ignore[index]
     assert ("latency_regression" in kinds) is latency_on
+    # The report keeps when each version was seen serving: 300 spans a second apart each.
+    observed = check.result["report"]["observed"]  # type: ignore[index]
+    firsts = {
+        "baseline": DEPLOYED - timedelta(hours=2),
+        "candidate": DEPLOYED + timedelta(minutes=1),
+    }
+    for side, start in firsts.items():
+        end = start + timedelta(seconds=299)
+        assert observed[side] == {"start": start.isoformat(), "end": end.isoformat()}

@@ -99,10 +99,65 @@ def test_traffic_is_compared_as_a_rate_not_as_counts_over_windows_of_different_l
         "candidate": {"start": "2026-11-24T10:00:00+00:00", "end": "2026-11-24T10:01:00+00:00"},
     }
     text = answers.groups_text(doc)
-    assert "`GET /vaults`: 1.0 → 60 spans/min" in text  # 1,440 a day is 1 a minute
+    # A report stored before serving times were kept: over the windows, and it says so.
+    older = "(rates over the whole query windows: report stored before serving times)"
+    assert f"`GET /vaults`: 1.0 → 60 spans/min {older}" in text  # 1,440 a day is 1 a minute
     assert "(n = 1440 → 60)" in text  # the samples behind the percentiles stay counts
     doc["groups"][0]["baseline"] = side(60, None)
-    assert "`GET /vaults`: 2.5 → 3,600 spans/h" in answers.groups_text(doc)
+    assert f"`GET /vaults`: 2.5 → 3,600 spans/h {older}" in answers.groups_text(doc)
+
+
+def _served(baseline: tuple[str, str] | None, candidate: tuple[str, str]) -> dict[str, Any]:
+    """A report's ``window`` (a day of baseline, ten minutes since the deploy) and ``observed``."""
+
+    def span(pair: tuple[str, str] | None) -> dict[str, str] | None:
+        return (
+            {"start": f"2026-11-{pair[0]}+00:00", "end": f"2026-11-{pair[1]}+00:00"}
+            if pair
+            else None
+        )
+
+    return {
+        "window": {
+            "baseline": span(("23T10:00:00", "24T10:10:00")),
+            "candidate": span(("24T10:00:00", "24T10:10:00")),
+        },
+        "observed": {"baseline": span(baseline), "candidate": span(candidate)},
+    }
+
+
+def test_a_baseline_that_served_seconds_of_its_day_shows_a_count_not_a_rate() -> None:
+    # The demo's shape: 1.0.0 served five seconds before 1.1.0 replaced it.
+    doc = report([{"span": "GET /vaults", "kind": "SERVER", "baseline": side(17, None),
+                   "candidate": side(20_190, None)},
+                  {"span": "goblin_seal", "kind": "INTERNAL", "baseline": None,
+                   "candidate": side(3, None)}])  # fmt: skip
+    doc.update(_served(("24T09:59:54.5", "24T09:59:59.5"), ("24T10:00:00", "24T10:10:00")))
+
+    text = answers.groups_text(doc)
+
+    # Not 17 over 24 h 10 min (0.7 a minute), nor a "rate" of 204 a minute from five seconds.
+    assert "`GET /vaults`: 17 spans in 5 s → 2,019 spans/min · " in text
+    doc["observed"]["candidate"]["end"] = "2026-11-24T10:00:20+00:00"
+    assert "`goblin_seal`: none → 3 spans in 20 s · " in answers.groups_text(doc)
+    assert "query windows" not in text
+
+
+def test_rates_divide_by_the_time_each_version_served() -> None:
+    # 1.0.0 served the last two hours of the day; 1.1.0 its ten minutes: the same load.
+    doc = report([{"span": "GET /vaults", "kind": "SERVER", "baseline": side(1_200, None),
+                   "candidate": side(100, None)},
+                  {"span": "GET /gone", "kind": "SERVER", "baseline": side(1, None),
+                   "candidate": None}])  # fmt: skip
+    doc.update(_served(("24T08:00:00", "24T10:00:00"), ("24T10:00:00", "24T10:10:00")))
+
+    text = answers.groups_text(doc)
+
+    assert "`GET /vaults`: 10 → 10 spans/min · " in text  # over the whole day: 0.8 → 10
+    assert "`GET /gone`: 0.5 → 0.0 spans/h · " in text  # one in two hours
+    doc["observed"]["candidate"] = {"start": "2026-11-24T10:00:00+00:00",
+                                    "end": "2026-11-24T10:00:00.4+00:00"}  # fmt: skip
+    assert "`GET /vaults`: 10 spans/min → 100 spans in under 1 s · " in answers.groups_text(doc)
 
 
 def test_a_sqlite_file_group_is_shown_by_its_file_name_and_routes_as_they_are() -> None:

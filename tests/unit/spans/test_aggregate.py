@@ -20,7 +20,7 @@ from feedbot.spans.aggregate import (
     to_ns,
 )
 from feedbot.spans.group import MAX_CODE_LOCATIONS, MAX_EXCEPTION_TYPES
-from feedbot.spans.model import CodeSeen, ExceptionSeen, SpanQuery
+from feedbot.spans.model import CodeSeen, ExceptionSeen, SpanQuery, from_ns
 from feedbot.spans.rows import SpanRow
 from feedbot.spans.semconv import normalize_statement
 
@@ -422,8 +422,25 @@ def test_two_aggregators_absorbed_give_the_single_answer(cut: int) -> None:
     want, got = whole.result(), first.result()
     assert got.groups == want.groups and got.repeats == want.repeats
     assert got.traces == want.traces
+    assert got.observed == want.observed == (from_ns(T0_NS), from_ns(T0_NS + 59 * 10**9))
     for mine, theirs in zip(got.groups, want.groups, strict=True):
         assert mine.durations_ms.tolist() == theirs.durations_ms.tolist()
         assert [mine.instance_names[i] for i in mine.instances] == [
             theirs.instance_names[i] for i in theirs.instances
         ]
+
+
+def test_observed_is_the_range_of_the_counted_starts_only() -> None:
+    window = SpanQuery("vault", "1.0.0", T0, T0 + timedelta(hours=24))
+    rows = [
+        row(start_ns=T0_NS + 7 * 10**9 + 1500, duration_ns=10**12),  # ends long after: start counts
+        row(start_ns=T0_NS + 3 * 10**9),
+        row(start_ns=T0_NS - 10**9),  # before the window
+        row(start_ns=T0_NS + 5 * 10**9, version="1.1.0"),  # another version
+        row(start_ns=T0_NS + 60 * 10**9, version="1.1.0"),
+    ]
+
+    got = aggregate(rows, window).observed
+
+    assert got == (T0 + timedelta(seconds=3), T0 + timedelta(seconds=7, microseconds=1))
+    assert aggregate([], window).observed is None

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from feedbot.backends.otlp_file import OtlpFileBackend
 from feedbot.errors import BackendResponseError, WebhookRejected
 from feedbot.spans import otlp_lines
-from feedbot.spans.aggregate import Aggregator
+from feedbot.spans.aggregate import Aggregator, to_ns
 from feedbot.spans.aggregate_columns import _unique_rows, fold
-from feedbot.spans.model import ReleaseData
+from feedbot.spans.model import ReleaseData, from_ns
 from feedbot.spans.otlp_arrow import BlockReader
 from feedbot.spans.otlp_scan import Scanner, Unusual
 from feedbot.spans.otlp_survey import Survey
@@ -46,6 +46,16 @@ def test_the_exporters_shape_is_read_as_columns_with_the_same_answer(version: st
     same(columnar([doc], version), want)
     assert want.repeats and any(g.code for g in want.groups)  # the test reads every table
     assert any(g.exceptions for g in want.groups)
+    window = query(SERVICE, version)
+    starts = [
+        int(span["startTimeUnixNano"])
+        for block in doc["resourceSpans"]
+        if version in json.dumps(block["resource"])
+        for scope in block["scopeSpans"]
+        for span in scope["spans"]
+        if to_ns(window.start) <= int(span["startTimeUnixNano"]) < to_ns(window.end)
+    ]
+    assert columnar([doc], version).observed == (from_ns(min(starts)), from_ns(max(starts)))
 
 
 @FUZZ

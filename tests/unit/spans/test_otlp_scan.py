@@ -46,6 +46,7 @@ def validated(doc: Any, version: str = "1.0.0") -> ReleaseData:
 def same(got: ReleaseData, want: ReleaseData) -> None:
     assert got.groups == want.groups and got.repeats == want.repeats
     assert got.traces == want.traces
+    assert got.observed == want.observed
     for mine, theirs in zip(got.groups, want.groups, strict=True):
         assert mine.durations_ms.tolist() == theirs.durations_ms.tolist()
         assert mine.instances.tolist() == theirs.instances.tolist()
