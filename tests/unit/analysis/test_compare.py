@@ -185,3 +185,14 @@ def test_every_tested_finding_names_method_samples_effect_p_and_q() -> None:
     for f in tested:
         assert f.method and f.baseline and f.candidate and f.change
         assert f.p_value is not None and f.q_value is not None and math.isfinite(f.p_value)
+
+
+def test_a_p_value_of_zero_is_kept_by_the_de_duplication() -> None:
+    rng = np.random.default_rng(16)
+    base = release(rng, routes(3, 3000), spread=0.0)
+    specs = routes(3, 3000)
+    specs[1] = replace(specs[1], ratio=3.75)
+    cand = release(rng, specs, spread=0.0)
+    (finding,) = [f for f in run(cand, base).findings if f.kind == "latency_regression"]
+    assert finding.p_value == 0.0  # the Mann-Whitney test underflows at +275%
+    assert finding.method is not None and finding.method.startswith("one-sided Mann-Whitney")
