@@ -59,6 +59,15 @@ BASELINE_SPAN = LOOKS[-1]
 BASELINE_WINDOW = timedelta(hours=24)  # checks.baseline_window's default
 ROLLOUT = timedelta(minutes=30)  # rolling scenarios: both versions serve, half the traffic each
 ERROR_RATE = 0.001
+#: The exception types of background errors; route g raises type (i + g) mod 4 with weight
+#: ERROR_MIX[i], so each type is raised on several routes, some of them rarely.
+ERROR_TYPES: tuple[type[Exception], ...] = (
+    TimeoutError,
+    ConnectionResetError,
+    ValueError,
+    PermissionError,
+)
+ERROR_MIX = np.array([0.55, 0.3, 0.15, 0.0])
 #: One SELECT per request on the changed route (at most half its time); eight of DB_MS each
 #: under an N+1 (56 ms: past Sentry's 5 repeats and 50 ms).
 DB_MS, N_PLUS_ONE = 7.0, 8
@@ -86,6 +95,9 @@ class Scenario:
     children: bool = True  # the changed route's ``appraise`` and SELECT spans
     tail: float = 1.0  # the changed route's slowest 5% of new requests this many times slower
     error_rate: float = ERROR_RATE  # the changed route's error rate in the new version
+    base_error_rate: float = ERROR_RATE  # every other route's (and the baseline's) error rate
+    error_types: int = 1  # 1: every error is a TimeoutError; 4: ERROR_TYPES mixed per route
+    instances: int = INSTANCES  # per version
 
 
 SCENARIOS = (
@@ -134,6 +146,7 @@ class Requests:
     ms: np.ndarray
     errors: np.ndarray
     new_type: np.ndarray
+    error_type: np.ndarray  # index into ERROR_TYPES
 
 
 def _requests(rng: np.random.Generator, s: Scenario, medians: np.ndarray, new: bool) -> Requests:
@@ -161,8 +174,8 @@ def _requests(rng: np.random.Generator, s: Scenario, medians: np.ndarray, new: b
             route = np.concatenate((route, rng.integers(0, GROUPS, extra.size)))
     if new and not s.serving:
         start, route = start[:0], route[:0]
-    instance = rng.integers(0, INSTANCES, start.size)
-    offsets = rng.normal(0.0, s.spread, INSTANCES)
+    instance = rng.integers(0, s.instances, start.size)
+    offsets = rng.normal(0.0, s.spread, s.instances)
     noise = rng.standard_normal(start.size) * SIGMA
     if s.shape == "heavy":
         noise = rng.standard_t(3, start.size) * SIGMA / np.sqrt(3.0)
@@ -170,21 +183,20 @@ def _requests(rng: np.random.Generator, s: Scenario, medians: np.ndarray, new: b
     if s.shape == "bimodal":
         logs += np.where(rng.random(start.size) < 0.2, np.log(4.0), 0.0)
     target = route == TARGET
-    rates = np.full(start.size, ERROR_RATE)
+    rates = np.full(start.size, s.base_error_rate)
     if new:
         logs += np.where(target, np.log(s.ratio), 0.0)
         if s.tail != 1.0 and target.any():
             cut = np.quantile(logs[target], 0.95)
             logs += np.where(target & (logs > cut), np.log(s.tail), 0.0)
         rates[target] = s.error_rate
-    return Requests(
-        start,
-        route,
-        instance,
-        np.exp(logs),
-        rng.random(start.size) < rates,
-        target & new & (rng.random(start.size) < s.new_type_rate),
-    )
+    errors = rng.random(start.size) < rates
+    new_type = target & new & (rng.random(start.size) < s.new_type_rate)
+    kinds = np.zeros(start.size, dtype=np.int64)
+    if s.error_types > 1:  # drawn only then, so single-type scenarios keep their draws
+        picked = np.searchsorted(np.cumsum(ERROR_MIX), rng.random(start.size), side="right")
+        kinds = (np.minimum(picked, ERROR_MIX.size - 1) + route) % s.error_types
+    return Requests(start, route, instance, np.exp(logs), errors, new_type, kinds)
 
 
 def _ns(seconds: float) -> int:
@@ -226,7 +238,8 @@ def _request(tracer: Any, r: Requests, i: int, s: Scenario, new: bool) -> None:
         server.record_exception(KeyError("vault 713 has no price"), timestamp=start)
         server.set_status(Status(StatusCode.ERROR))
     elif r.errors[i]:
-        server.record_exception(TimeoutError("upstream timed out"), timestamp=start)
+        error = ERROR_TYPES[int(r.error_type[i])]("upstream failed")
+        server.record_exception(error, timestamp=start)
         server.set_status(Status(StatusCode.ERROR))
     server.end(end_time=start + int(ms * 1e6) + extra_ns)
 
@@ -236,7 +249,7 @@ def _export(
 ) -> int:
     """Make a version's spans with the SDK, one provider per instance; post them as OTLP."""
     sent = 0
-    for instance in range(INSTANCES):
+    for instance in range(s.instances):
         resource = Resource.create(
             {
                 "service.name": service,

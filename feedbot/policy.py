@@ -81,15 +81,16 @@ class ErrorPolicy:
 class NewTypePolicy:
     """New exception types: p = s^k in their own BH family (§9 table, §7.5).
 
+    The test holds at any ratio of the two versions' spans (s = n_new / (n_new + n_base)); a
+    shorter baseline only raises the occurrences a type needs to pass.
+
     Attributes:
-        min_baseline_exposure: Baseline exposure as a multiple of the new version's (1×).
         history_versions: Previous versions whose types count as "seen" (3).
         history_days: Days of exception history that count as "seen" (7).
     """
 
     enabled: bool = True
 
-    min_baseline_exposure: float = 1.0
     history_versions: int = 3
     history_days: int = 7
 

@@ -277,7 +277,8 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
         if not f.tested or f.p_value is None:
             continue
         seen = best.get(f.key)
-        if seen is None or f.p_value < (seen.p_value or 1.0):
+        # p = 0.0 is a p-value (an underflowed overwhelming one), not a missing one.
+        if seen is None or seen.p_value is None or f.p_value < seen.p_value:
             confirmed = f.state == "confirmed" or (seen is not None and seen.state == "confirmed")
             best[f.key] = replace(f, state="confirmed" if confirmed else f.state)
         elif f.state == "confirmed":

@@ -260,35 +260,35 @@ def _error_finding(pair: Pair, effect: Effect, up: bool, floor: float) -> Findin
     )
 
 
-def new_type_candidates(
-    pair: Pair, policy: DetectionPolicy, seen_anywhere: set[str]
-) -> list[Candidate]:
-    """Exception types on the new version's spans of a group never seen there in the baseline.
+def new_type_candidates(pair: Pair, policy: DetectionPolicy) -> list[Candidate]:
+    """Exception types on the new version's spans of a group that its baseline never raised.
 
-    Each is a fact (count, share, example trace). It is tested with p = s^k (§7.5) only when the
-    baseline's exposure is at least ``min_baseline_exposure`` times the new version's; untested
-    candidates carry p = 1 and never pass, so they stay facts.
+    Each is tested with p = s^k (§7.5), s = n_new / (n_new + n_base) the new version's share of
+    the group's spans, whatever the two sizes are: a short baseline only makes s larger, so k
+    must be larger to pass. A group absent from the baseline cannot be tested (s = 1): p = 1,
+    a fact. Whether the service raised the type elsewhere is decided by the caller.
     """
     assert pair.new is not None
-    known = {e.type for e in pair.base.exceptions} if pair.base is not None else set()
+    in_base = {e.type for e in pair.base.exceptions} if pair.base is not None else set()
     n_new = pair.new.count
     n_base = pair.base.count if pair.base is not None else 0
-    testable = n_base > 0 and n_base >= policy.new_types.min_baseline_exposure * n_new
     out = []
     for seen in pair.new.exceptions:
-        if seen.type in known or seen.count <= 0:
+        if seen.type in in_base or seen.count <= 0:
             continue
+        testable = n_base > 0
         p = stats.new_type_test(seen.count, n_new, n_base).p if testable else 1.0
-        elsewhere = (
-            " (seen on other operations in the baseline)" if seen.type in seen_anywhere else ""
+        where = (
+            f"never in the baseline's {n_base} spans of this operation"
+            if testable
+            else "not tested: the operation has no baseline spans"
         )
-        why = "" if testable else "; not tested: the baseline has too few spans of this operation"
         finding = Finding(
             kind="new_error_type",
-            severity="medium",
+            severity="info",
             message=(
                 f"{pair.span} raised {seen.type} {seen.count} times ({seen.count / n_new:.2%} of "
-                f"{n_new} spans), never in the baseline's {n_base} spans{elsewhere}{why}"
+                f"{n_new} spans), {where}, nor anywhere in the service's baseline or history"
                 + (f": {seen.message}" if seen.message else "")
             ),
             span=pair.span,
@@ -304,6 +304,13 @@ def new_type_candidates(
         strong = low is not None and low > policy.errors.rate_ratio_floor
         out.append(Candidate(finding, p, testable, strong))
     return out
+
+
+def share_new(finding: Finding) -> float | None:
+    """s = n_new / (n_new + n_base) of a new-type finding, None when it has no baseline."""
+    if finding.candidate is None or finding.baseline is None or finding.baseline.n <= 0:
+        return None
+    return finding.candidate.n / (finding.candidate.n + finding.baseline.n)
 
 
 def describe_test(finding: Finding, p: float, q: float) -> str:

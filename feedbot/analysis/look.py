@@ -40,8 +40,8 @@ class LookTests:
         policy: Every threshold and switch.
         q_level: The BH level of this look.
         hosts: The between-instance spread.
-        history: Exception types the service raised before, per span group: a type absent from
-            the baseline but in the history is not new.
+        history: Exception types the service raised before (any span group, earlier versions
+            and days): a type absent from the baseline but in the history is not new.
     """
 
     def __init__(
@@ -52,7 +52,9 @@ class LookTests:
         history: Collection[KnownException] = (),
     ) -> None:
         self.policy, self.q_level, self.hosts = policy, q_level, hosts
-        self.history = {(h.span, h.type): h for h in history}
+        self.history: dict[str, list[KnownException]] = {}
+        for known in history:
+            self.history.setdefault(known.type, []).append(known)
         self.findings: list[Finding] = []
         self.strong: dict[int, bool] = {}
         self.summary: list[str] = [host_sentence(hosts, policy)]
@@ -66,17 +68,14 @@ class LookTests:
         """Run every enabled per-group test and keep what passes BH and its floor."""
         family: list[Candidate] = []
         types: list[Candidate] = []
-        seen_base = {e.type for p in pairs if p.base is not None for e in p.base.exceptions}
         for pair in pairs:
-            if pair.new is None or pair.base is None:
-                continue
-            family += self._group_candidates(pair)
-            if enabled(self.policy, "new_types"):
-                types += detectors.new_type_candidates(pair, self.policy, seen_base)
-        for pair in pairs:
-            if pair.new is not None and pair.base is None and enabled(self.policy, "new_types"):
-                types += detectors.new_type_candidates(pair, self.policy, seen_base)
-        types = self._not_in_history(types)
+            if pair.new is not None and pair.base is not None:
+                family += self._group_candidates(pair)
+        if enabled(self.policy, "new_types"):
+            for pair in pairs:
+                if pair.new is not None:
+                    types += detectors.new_type_candidates(pair, self.policy)
+            types = self._new_to_service(types, pairs)
         self.lone_level = self.q_level / max(1, len(family))
         self._keep(family)
         self._keep_types(types)
@@ -85,25 +84,46 @@ class LookTests:
         )
         self.findings += self._low_traffic(pairs)
 
-    def _not_in_history(self, types: list[Candidate]) -> list[Candidate]:
-        """Drop types the group raised in earlier versions, and say which were dropped."""
-        known = [
-            hit
-            for c in types
-            if (hit := self.history.get((c.finding.span or "", c.finding.exception_type or "")))
-        ]
-        if known:
-            shown = "; ".join(f"{k.type} on {k.span} in {k.version}{_ago(k)}" for k in known[:3])
-            more = f" and {len(known) - 3} more" if len(known) > 3 else ""
+    def _new_to_service(self, types: list[Candidate], pairs: list[Pair]) -> list[Candidate]:
+        """Keep the types the service never raised: on no baseline group, in no earlier version.
+
+        "New" means new to the service, not to one operation's window: a type the baseline
+        raised on another operation, or the history on any, is an error-rate question (§7.4).
+        The summary says which were set aside and where the service raised them.
+        """
+        in_base: dict[str, str] = {}
+        for pair in pairs:
+            for seen in pair.base.exceptions if pair.base is not None else ():
+                in_base.setdefault(seen.type, pair.span)
+        kept, elsewhere, earlier = [], [], []
+        for cand in types:
+            name, span = cand.finding.exception_type or "", cand.finding.span or ""
+            if name in in_base:
+                elsewhere.append(f"{name} on {span} (in the baseline on {in_base[name]})")
+            elif name in self.history:
+                k = self._record(name, span)
+                earlier.append(f"{k.type} on {k.span} in {k.version}{_ago(k)}")
+            else:
+                kept.append(cand)
+        if elsewhere:
             self.summary.append(
-                f"{len(known)} exception type(s) absent from the baseline's spans were raised by "
-                f"earlier versions (history of {self.policy.new_types.history_versions} versions "
-                f"/ {self.policy.new_types.history_days} days), so not new: {shown}{more}."
+                f"{len(elsewhere)} exception type(s) absent from an operation's baseline spans "
+                f"were raised on other operations of the baseline, so not new to the service: "
+                f"{_first_three(elsewhere)}."
             )
-        seen = {(k.span, k.type) for k in known}
-        return [
-            c for c in types if (c.finding.span or "", c.finding.exception_type or "") not in seen
-        ]
+        if earlier:
+            self.summary.append(
+                f"{len(earlier)} exception type(s) absent from the baseline's spans were raised "
+                f"by earlier versions (history of {self.policy.new_types.history_versions} "
+                f"versions / {self.policy.new_types.history_days} days), so not new: "
+                f"{_first_three(earlier)}."
+            )
+        return kept
+
+    def _record(self, name: str, span: str) -> KnownException:
+        """The history's record of a type: the group's own if it has one, else the latest."""
+        records = self.history[name]
+        return next((k for k in records if k.span == span), records[0])
 
     def _group_candidates(self, pair: Pair) -> list[Candidate]:
         assert pair.new is not None and pair.base is not None
@@ -133,6 +153,12 @@ class LookTests:
                     self.regressed_spans.add(cand.finding.span)
 
     def _keep_types(self, types: list[Candidate]) -> None:
+        """Types whose test passes their own BH family alarm; the others are low-key facts.
+
+        A passing type is a tested regression (severity high) that follows the two-look rule;
+        the others keep their p and q, count toward no verdict, and say how many occurrences
+        would have been significant at this baseline size.
+        """
         tested = [c for c in types if c.finding.tested]
         qs = dict(
             zip(
@@ -146,14 +172,25 @@ class LookTests:
             if q is not None and q <= self.q_level:
                 self._add(replace(cand, finding=replace(cand.finding, severity="high")), q)
                 continue
-            fact = replace(
-                cand.finding,
-                counts_toward=None,
-                tested=False,
-                p_value=cand.p if q is not None else None,
-                q_value=q,
+            finding = cand.finding
+            if q is not None:
+                tried = detectors.describe_test(finding, cand.p, q)
+                message = f"{tried}; {self._needed(finding, len(tested))}"
+                finding = replace(finding, message=message, p_value=cand.p, q_value=q)
+            self.findings.append(
+                replace(finding, severity="info", counts_toward=None, tested=False)
             )
-            self.findings.append(fact)
+
+    def _needed(self, finding: Finding, tests: int) -> str:
+        """How many occurrences a new type needed to pass at this baseline size (§7.5)."""
+        share = detectors.share_new(finding)
+        if share is None or share >= 1.0:
+            return "not significant"
+        k = stats.min_count_for_new_type(share, q=self.q_level, candidates=max(1, tests))
+        return (
+            f"not significant at q={self.q_level:g}: with s={share:.2f} it would take "
+            f"{k} occurrences"
+        )
 
     def _add(self, cand: Candidate, q: float) -> None:
         finding = replace(
@@ -230,6 +267,11 @@ class LookTests:
             f"{types} new exception types tested in their own family at the same q; a lone "
             f"finding needed p ≤ {self.lone_level:.2g}"
         )
+
+
+def _first_three(items: list[str]) -> str:
+    more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+    return "; ".join(items[:3]) + more
 
 
 def _ago(known: KnownException) -> str:

@@ -90,9 +90,14 @@ def finding_key(finding: Mapping[str, Any]) -> str:
 
 
 def is_alarm(finding: Mapping[str, Any]) -> bool:
-    """A confirmed regression or a new error type: what is broadcast to the service's channel."""
+    """What is broadcast to the service's channel: a confirmed regression, or a new exception type
+    whose test passed in its own family (severity high), from its first look.
+
+    A first-seen type that is not significant is a low-key fact (severity info): listed, not
+    broadcast.
+    """
     if finding.get("kind") == "new_error_type":
-        return True
+        return finding.get("severity") == "high"
     return finding.get("kind") in ALARMS and finding.get("state") == "confirmed"
 
 

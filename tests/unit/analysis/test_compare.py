@@ -108,7 +108,34 @@ def test_rare_new_exception_type_is_reported_as_a_fact_only() -> None:
     result = run(cand, base)
     (fact,) = [f for f in result.findings if f.kind == "new_error_type"]
     assert fact.counts_toward is None and fact.p_value == pytest.approx(0.25)
+    assert fact.severity == "info" and not fact.tested  # a low-key fact, not an alarm
+    assert "not significant at q=0.0125: with s=0.50 it would take 7 occurrences" in fact.message
     assert result.verdict == "neutral"
+
+
+@pytest.mark.parametrize(("n_new", "n_base"), [(656, 631), (2000, 400)])
+def test_a_new_type_is_tested_whatever_the_two_sizes(n_new: int, n_base: int) -> None:
+    rng = np.random.default_rng(14)
+    base = release(rng, routes(3, n_base), spread=0.0)
+    cand = _with_exception(
+        release(rng, routes(3, n_new), spread=0.0), "GET /r1", ExceptionSeen("KeyError", 30)
+    )
+    result = run(cand, base)
+    (finding,) = [f for f in result.findings if f.kind == "new_error_type"]
+    s = n_new / (n_new + n_base)
+    assert finding.tested and finding.p_value == pytest.approx(s**30)
+    assert finding.severity == "high" and "not tested" not in finding.message
+
+
+def test_a_short_baseline_needs_more_occurrences_and_says_how_many() -> None:
+    rng = np.random.default_rng(15)
+    base = release(rng, routes(3, 400), spread=0.0)
+    cand = _with_exception(
+        release(rng, routes(3, 2000), spread=0.0), "GET /r1", ExceptionSeen("KeyError", 10)
+    )
+    (fact,) = [f for f in run(cand, base).findings if f.kind == "new_error_type"]
+    assert fact.p_value == pytest.approx((2000 / 2400) ** 10) and fact.severity == "info"
+    assert "with s=0.83 it would take 25 occurrences" in fact.message
 
 
 def test_no_candidate_spans_is_not_running() -> None:
@@ -219,3 +246,14 @@ def test_messages_give_sample_sizes_baseline_then_new_like_every_other_pair() ->
     few = run(release(rng, routes(4, 20)), release(rng, routes(4, 25)))
     low = [f.message for f in few.findings if f.kind == "low_traffic"]
     assert low and all(": n = 25 → 20 spans, below" in m for m in low), low
+
+
+def test_a_p_value_of_zero_is_kept_by_the_de_duplication() -> None:
+    rng = np.random.default_rng(16)
+    base = release(rng, routes(3, 3000), spread=0.0)
+    specs = routes(3, 3000)
+    specs[1] = replace(specs[1], ratio=3.75)
+    cand = release(rng, specs, spread=0.0)
+    (finding,) = [f for f in run(cand, base).findings if f.kind == "latency_regression"]
+    assert finding.p_value == 0.0  # the Mann-Whitney test underflows at +275%
+    assert finding.method is not None and finding.method.startswith("one-sided Mann-Whitney")

@@ -58,15 +58,37 @@ def test_a_type_an_earlier_version_raised_on_the_group_is_not_new() -> None:
     assert "3 versions / 7 days" in line
 
 
-def test_history_of_another_group_or_type_does_not_hide_a_new_one() -> None:
+def test_history_of_another_type_does_not_hide_a_new_one() -> None:
     cand, base = _pair()
-    known = [
-        KnownException("GET /r0", "KeyError", "1.3.0"),
-        KnownException("GET /r1", "ValueError", "1.3.0"),
-    ]
+    known = [KnownException("GET /r1", "ValueError", "1.3.0")]
     result = analyse(cand, base, changes=(), policy=POLICY, known_exceptions=known)
     assert _new_types(result) == ["KeyError"]
     assert not [s for s in result.summary if "raised by earlier versions" in s]
+
+
+def test_a_type_an_earlier_version_raised_on_another_group_is_not_new_to_the_service() -> None:
+    cand, base = _pair()
+    known = [KnownException("GET /r0", "KeyError", "1.3.0")]
+    result = analyse(cand, base, changes=(), policy=POLICY, known_exceptions=known)
+    assert _new_types(result) == []
+    (line,) = [s for s in result.summary if "raised by earlier versions" in s]
+    assert "KeyError on GET /r0 in 1.3.0" in line
+
+
+def test_a_type_the_baseline_raised_on_another_group_is_not_new_to_the_service() -> None:
+    cand, base = _pair()
+    raised = ExceptionSeen("KeyError", 3, "x")
+    base = replace(
+        base,
+        groups=[
+            replace(g, exceptions=(raised,)) if g.name == "GET /r2" else g for g in base.groups
+        ],
+    )
+    result = analyse(cand, base, changes=(), policy=POLICY)
+    assert _new_types(result) == []
+    (line,) = [s for s in result.summary if "other operations of the baseline" in s]
+    assert "KeyError on GET /r1 (in the baseline on GET /r2)" in line
+    assert result.verdict == "neutral"
 
 
 def _warmed(cand: ReleaseData, excluded: int) -> ReleaseData:
