@@ -77,7 +77,7 @@ def _parts(releases: Sequence[WeekRelease]) -> list[str]:
         _by_service(releases),
         _top("Top regressions", findings, "latency_regression", reverse=True),
         _top("Top improvements", findings, "latency_improvement", reverse=False),
-        _list("New error types", findings, lambda f: f.get("kind") == "new_error_type"),
+        _list("New error types", findings, _new_type_alarm),
         _list(
             "Changed code never reached", findings, lambda f: f.get("kind") == "code_not_reached"
         ),
@@ -144,6 +144,15 @@ def _drifts(findings: Sequence[tuple[WeekRelease, Finding]]) -> str:
     )
 
 
+def _new_type_alarm(finding: Finding) -> bool:
+    """A new exception type that passed its test; one that did not is a fact for the thread."""
+    return finding.get("kind") == "new_error_type" and finding.get("severity") != "info"
+
+
+def _worth_asking(finding: Finding) -> bool:
+    return finding.get("kind") != "new_error_type" or _new_type_alarm(finding)
+
+
 def _questions(findings: Sequence[tuple[WeekRelease, Finding]]) -> str:
     """Questions for the meeting, one per notable finding, the most pressing first."""
     asks = {
@@ -155,7 +164,7 @@ def _questions(findings: Sequence[tuple[WeekRelease, Finding]]) -> str:
     out: list[str] = []
     for kind, ask in asks.items():
         for r, f in findings:
-            if f.get("kind") == kind and len(out) < TOP:
+            if f.get("kind") == kind and len(out) < TOP and _worth_asking(f):
                 fields = {
                     k: str(f.get(k) or k.replace("_", " "))
                     for k in ("span", "exception_type", "function")

@@ -33,6 +33,13 @@ def test_a_week_of_releases_becomes_an_agenda() -> None:
         "findings": [
             finding("code_not_reached", function="ledger.post", message="ledger.post never ran"),
             finding("n_plus_one", span="GET /ledger", message="GET /ledger runs SELECT 12 times"),
+            finding(
+                "new_error_type",
+                span="POST /post",
+                message="POST /post raised LedgerLocked",
+                severity="high",
+                exception_type="LedgerLocked",
+            ),
             finding("latency_regression", span="GET /slow", state="suspected", message="slower?"),
         ],
     }
@@ -47,7 +54,10 @@ def test_a_week_of_releases_becomes_an_agenda() -> None:
     assert "3 releases of 2 services" in body
     assert "vault-service: 1.4.1 (rollback) ⏳ not checked yet · 1.4.2 🔴 regressed" in body
     assert "Top regressions\n• vault-service 1.4.2: GET /r1 got slower" in body
-    assert "New error types\n• vault-service 1.4.2: GET /r2 raised KeyError" in body
+    # 1.4.2's KeyError passed no test (3 occurrences, p = 0.125): a fact in its thread, no agenda.
+    assert "New error types\n• ledger 7: POST /post raised LedgerLocked" in body
+    assert "KeyError" not in body
+    assert "Who handles LedgerLocked in POST /post (ledger 7)?" in body
     assert "Changed code never reached\n• ledger 7: ledger.post never ran" in body
     assert "N+1 queries" in body and "worth a closer look" in body and "slower?" in body
     assert "Was the slowdown of GET /r1 in vault-service 1.4.2 expected?" in body
