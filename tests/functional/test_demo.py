@@ -28,6 +28,7 @@ DEPOSIT_ROUTE = "POST /vaults/{vault_id}/items"
 #: Spans on the paths 2.0.0 changed: the deposit route and its span, the appraisal route, its
 #: span and the job that calls it, and the rates client ("GET"), which 2.0.0 deposits call twice
 #: (the insurance premium is a second, slow call). A regression anywhere else is a false alarm.
+RATES_CALLS = ("GET {ip}/rates", "GET {ip}/insurance")
 CHANGED_PATHS = {
     DEPOSIT_ROUTE,
     "vault.deposits.deposit",
@@ -182,7 +183,11 @@ def test_nothing_else_alarms(demo: Demo) -> None:
         f for f in demo.report["findings"] if f["severity"] == "high" and f["state"] == "confirmed"
     ]
     assert alarms
-    assert {f["span"] for f in alarms} <= CHANGED_PATHS, [f["message"] for f in alarms]
+    # Besides the changed code's own spans, its calls to the rates service (client spans, a
+    # group per host and templated path) may be slower: 2.0.0's deposits also ask it for
+    # insurance and seal every item with 60,000 hash rounds on the same two cores.
+    spans = {f["span"] for f in alarms if not f["span"].startswith(RATES_CALLS)}
+    assert spans <= CHANGED_PATHS, [f["message"] for f in alarms]
 
 
 def test_the_html_preview_holds_the_thread_escaped(demo: Demo) -> None:
