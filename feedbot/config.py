@@ -39,6 +39,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "FEEDBOT_GITHUB_SECRET": ("webhooks", "github_secret"),
     "FEEDBOT_GITLAB_TOKEN": ("webhooks", "gitlab_token"),
     "FEEDBOT_ARGOCD_TOKEN": ("webhooks", "argocd_token"),
+    "FEEDBOT_INGEST_TOKEN": ("traces", "ingest_token"),
 }
 
 
@@ -103,6 +104,8 @@ class TracesConfig:
     retention: timedelta = timedelta(days=7)
     max_spans: int = 10_000_000
     timeout: timedelta = timedelta(seconds=30)
+    ingest_token: str | None = None
+    ingest_max_spans: int = 50_000
 
 
 @dataclass(frozen=True)
@@ -485,7 +488,10 @@ def _webhooks(reader: _Reader, raw: Any) -> WebhooksConfig:
 
 
 def _traces(reader: _Reader, raw: Any) -> TracesConfig:
-    keys = ("backend", "url", "ui_url", "headers", "path", "retention", "max_spans", "timeout")
+    keys = (
+        *("backend", "url", "ui_url", "headers", "path", "retention", "max_spans", "timeout"),
+        *("ingest_token", "ingest_max_spans"),
+    )
     section = reader.section(raw, "traces", keys)
     backend = reader.string(section, "backend", "traces", "embedded")
     if backend not in BACKENDS:
@@ -506,7 +512,20 @@ def _traces(reader: _Reader, raw: Any) -> TracesConfig:
         retention=reader.duration(section, "retention", "traces", TracesConfig.retention),
         max_spans=reader.integer(section, "max_spans", "traces", TracesConfig.max_spans, 1000),
         timeout=reader.duration(section, "timeout", "traces", TracesConfig.timeout),
+        ingest_token=_token(reader, section, "ingest_token", "traces"),
+        ingest_max_spans=reader.integer(
+            section, "ingest_max_spans", "traces", TracesConfig.ingest_max_spans, 1
+        ),
     )
+
+
+def _token(reader: _Reader, raw: dict[str, Any], key: str, path: str) -> str | None:
+    """A bearer token: printable ASCII without spaces, as an ``Authorization`` header carries."""
+    value = reader.string(raw, key, path)
+    if value and not re.fullmatch(r"[\x21-\x7e]+", value):
+        reader.problem(f"{path}.{key}", "must be printable ASCII without spaces")
+        return None
+    return value or None
 
 
 def _checks(reader: _Reader, raw: Any) -> ChecksConfig:

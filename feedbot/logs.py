@@ -80,6 +80,7 @@ def secrets_of(settings: Settings) -> list[str]:
         settings.webhooks.github_secret,
         settings.webhooks.gitlab_token,
         settings.webhooks.argocd_token,
+        settings.traces.ingest_token,
         urlsplit(settings.database_url).password,
         *settings.traces.headers.values(),
         # The credential of "Bearer <token>" or "Basic <b64>" headers also travels alone.

@@ -48,6 +48,7 @@ class EmbeddedBackend:
         content_encoding: str | None,
         *,
         max_bytes: int = MAX_DECODED_BYTES,
+        max_spans: int | None = None,
     ) -> int:
         """Decode an OTLP/HTTP export and store its spans in one transaction.
 
@@ -56,6 +57,7 @@ class EmbeddedBackend:
             content_type: ``application/x-protobuf`` or ``application/json``.
             content_encoding: ``gzip``, ``identity`` or None.
             max_bytes: the largest body accepted after decompression.
+            max_spans: the most spans accepted in one request (413 beyond); None for no limit.
 
         Returns:
             The number of spans stored.
@@ -65,7 +67,11 @@ class EmbeddedBackend:
             BackendUnavailable: the database refused the write.
         """
         rows = decode_request(
-            body, content_type=content_type, content_encoding=content_encoding, max_bytes=max_bytes
+            body,
+            content_type=content_type,
+            content_encoding=content_encoding,
+            max_bytes=max_bytes,
+            max_spans=max_spans,
         )
         if not rows:
             return 0

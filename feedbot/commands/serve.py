@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import signal
 
@@ -12,6 +13,7 @@ from feedbot import __version__
 from feedbot.checks.digests import start as start_digests
 from feedbot.checks.ticker import start_ticker
 from feedbot.commands.options import add_config, settings_of
+from feedbot.config import Settings
 from feedbot.runtime import build_runtime
 from feedbot.store import db
 from feedbot.web.app import create_app
@@ -43,11 +45,7 @@ def run(args: argparse.Namespace) -> int:
         settings.traces.backend,
         "Slack" if settings.slack.bot_token else "the console",
     )
-    if not settings.webhooks.secret:
-        log.warning(
-            "webhooks.secret is not set: POST /webhooks/deploy refuses every request "
-            "(set FEEDBOT_WEBHOOK_SECRET)"
-        )
+    warn_unprotected(settings, host)
     scheduler = start_ticker(runtime.tick, settings.checks.tick)
     start_digests(scheduler, sessions=runtime.sessions, settings=settings, clock=runtime.clock)
     # uvicorn re-raises the signal that stopped it once it has shut down. With SIGTERM's
@@ -62,3 +60,29 @@ def run(args: argparse.Namespace) -> int:
         runtime.engine.dispose()
         signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def warn_unprotected(settings: Settings, host: str) -> None:
+    """Log a warning for each endpoint that stays open for want of a secret."""
+    if not settings.webhooks.secret:
+        log.warning(
+            "webhooks.secret is not set: POST /webhooks/deploy refuses every request "
+            "(set FEEDBOT_WEBHOOK_SECRET)"
+        )
+    if settings.traces.backend == "embedded" and not settings.traces.ingest_token:
+        if not is_loopback(host):
+            log.warning(
+                "traces.ingest_token is not set: anyone who reaches %s can write spans to "
+                "POST /v1/traces (set FEEDBOT_INGEST_TOKEN)",
+                host,
+            )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable only from this machine (localhost, 127.0.0.0/8, ::1)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[] ")).is_loopback
+    except ValueError:
+        return False

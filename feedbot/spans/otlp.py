@@ -33,6 +33,8 @@ KINDS = ("INTERNAL", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 STATUS_ERROR = 2
 #: Bytes of a gzip member first fed to the inflater, doubled up to the most (:func:`decompress`).
 GZIP_FIRST_CHUNK, GZIP_MAX_CHUNK = 64, 256 * 1024
+#: Gzip members accepted in one body: exporters send one; thousands only cost the receiver time.
+MAX_GZIP_MEMBERS = 10_000
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,23 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def decompress(body: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
+def decompress(
+    body: bytes,
+    content_encoding: str | None,
+    max_bytes: int,
+    *,
+    max_members: int | None = MAX_GZIP_MEMBERS,
+) -> bytes:
     """Undo ``Content-Encoding``, refusing output over ``max_bytes`` (gzip bombs).
 
+    Args:
+        body: the body as received.
+        content_encoding: the ``Content-Encoding`` header: ``gzip``, ``identity`` or None.
+        max_bytes: the largest output accepted.
+        max_members: the most gzip members accepted in one body; None for no limit.
+
     Raises:
-        WebhookRejected: 415 for an unknown encoding, 413 over the limit, 400 for corrupt gzip.
+        WebhookRejected: 415 for an unknown encoding, 413 over either limit, 400 for corrupt gzip.
     """
     encoding = (content_encoding or "identity").strip().lower()
     if encoding == "identity":
@@ -85,8 +99,13 @@ def decompress(body: bytes, content_encoding: str | None, max_bytes: int) -> byt
     # Each member is fed in chunks that start small and double: its unused_data (the bytes after
     # it) is then at most about its own size, not the rest of the body, so a body of many small
     # members costs linear time, and a large member is still read in large chunks.
-    view, pos, out = memoryview(body), 0, bytearray()
+    view, pos, out, members = memoryview(body), 0, bytearray(), 0
     while pos < len(view):
+        members += 1
+        if max_members is not None and members > max_members:
+            raise WebhookRejected(
+                413, f"body: more than {max_members} gzip members; send one gzip stream"
+            )
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         size = GZIP_FIRST_CHUNK
         while not inflater.eof and pos < len(view):
@@ -168,8 +187,27 @@ def reject(path: str, problem: str) -> WebhookRejected:
 # Protobuf ---------------------------------------------------------------------------------------
 
 
-def decode_protobuf(data: bytes) -> list[SpanRow]:
-    """Rows of an OTLP/protobuf ``ExportTraceServiceRequest``, naming the field on failure."""
+def too_many_spans(limit: int) -> WebhookRejected:
+    """The 413 for a request of more than ``limit`` spans."""
+    return WebhookRejected(
+        413,
+        f"body: more than {limit} spans in one request; send smaller batches "
+        "(OTEL_BSP_MAX_EXPORT_BATCH_SIZE)",
+    )
+
+
+def decode_protobuf(data: bytes, *, max_spans: int | None = None) -> list[SpanRow]:
+    """Rows of an OTLP/protobuf ``ExportTraceServiceRequest``, naming the field on failure.
+
+    Args:
+        data: the serialized request.
+        max_spans: the most spans accepted; counted on the wire before anything is parsed.
+
+    Raises:
+        WebhookRejected: 400 naming the field, 413 over ``max_spans``.
+    """
+    if max_spans is not None and count_protobuf_spans(data, max_spans) > max_spans:
+        raise too_many_spans(max_spans)
     from google.protobuf.message import DecodeError
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
@@ -252,3 +290,55 @@ def _proto_value(value: Any, depth: int = 0) -> Any:
         return [_proto_value(item, depth + 1) for item in value.array_value.values[:MAX_ITEMS]]
     pairs = value.kvlist_value.values[:MAX_ITEMS]
     return {text(kv.key, MAX_KEY_CHARS): _proto_value(kv.value, depth + 1) for kv in pairs}
+
+
+def count_protobuf_spans(data: bytes, limit: int) -> int:
+    """Spans in a serialized ``ExportTraceServiceRequest``, read from its wire format.
+
+    Walks ``resource_spans`` (field 1) → ``scope_spans`` (2) → ``spans`` (2) by their length
+    prefixes without building messages, and stops once the count passes ``limit``. A malformed
+    body ends the count early: the parser that follows names what is wrong with it.
+    """
+    view, count = memoryview(data), 0
+    try:
+        for r_start, r_end in _delimited(view, 0, len(view), 1):
+            for s_start, s_end in _delimited(view, r_start, r_end, 2):
+                for _ in _delimited(view, s_start, s_end, 2):
+                    count += 1
+                    if count > limit:
+                        return count
+    except ValueError:
+        pass
+    return count
+
+
+def _delimited(view: memoryview, pos: int, end: int, wanted: int) -> Iterable[tuple[int, int]]:
+    """(start, end) of each length-delimited field numbered ``wanted`` in ``view[pos:end]``."""
+    while pos < end:
+        tag, pos = _varint(view, pos, end)
+        wire = tag & 7
+        if wire == 0:
+            _, pos = _varint(view, pos, end)
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+        elif wire == 2:
+            size, pos = _varint(view, pos, end)
+            if pos + size > end:
+                raise ValueError("truncated field")
+            if tag >> 3 == wanted:
+                yield pos, pos + size
+            pos += size
+        else:
+            raise ValueError(f"wire type {wire}")
+
+
+def _varint(view: memoryview, pos: int, end: int) -> tuple[int, int]:
+    result = shift = 0
+    while pos < end and shift < 64:
+        byte = view[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+    raise ValueError("bad varint")

@@ -14,7 +14,12 @@ from feedbot.spans.rows import SpanRow
 
 
 def decode_request(
-    body: bytes, *, content_type: str, content_encoding: str | None, max_bytes: int
+    body: bytes,
+    *,
+    content_type: str,
+    content_encoding: str | None,
+    max_bytes: int,
+    max_spans: int | None = None,
 ) -> list[SpanRow]:
     """Decode an OTLP/HTTP trace export into span rows.
 
@@ -23,13 +28,15 @@ def decode_request(
         content_type: the ``Content-Type`` header; parameters such as ``charset`` are ignored.
         content_encoding: the ``Content-Encoding`` header: ``gzip``, ``identity`` or absent.
         max_bytes: the largest body accepted after decompression.
+        max_spans: the most spans accepted, counted before rows are built; None for no limit.
 
     Returns:
         One row per span, in payload order.
 
     Raises:
         WebhookRejected: 415 for an unsupported type or encoding, 413 when the decompressed body
-            is too large, 400 when the body cannot be decoded, naming the field.
+            is too large, has too many gzip members or more than ``max_spans`` spans, 400 when
+            the body cannot be decoded, naming the field.
     """
     media = media_type(content_type)
     if media not in (PROTOBUF, JSON):
@@ -38,5 +45,5 @@ def decode_request(
         )
     data = decompress(body, content_encoding, max_bytes)
     if media == PROTOBUF:
-        return decode_protobuf(data)
-    return decode_json(data)
+        return decode_protobuf(data, max_spans=max_spans)
+    return decode_json(data, max_spans=max_spans)

@@ -33,6 +33,7 @@ from feedbot.spans.otlp import (
     reject,
     span_row,
     text,
+    too_many_spans,
 )
 from feedbot.spans.rows import SpanRow
 from feedbot.spans.semconv import is_exception_event
@@ -64,20 +65,26 @@ def loads(data: bytes | str) -> Any:
         raise WebhookRejected(400, f"body: not valid JSON ({exc})") from None
 
 
-def decode_json(data: bytes | str) -> list[SpanRow]:
+def decode_json(data: bytes | str, *, max_spans: int | None = None) -> list[SpanRow]:
     """Decode one OTLP/JSON ``ExportTraceServiceRequest`` into span rows.
+
+    Args:
+        data: the JSON text.
+        max_spans: the most spans accepted; counted before any row is built.
 
     Raises:
         WebhookRejected: 400 naming the field, as for
-            :func:`feedbot.spans.otlp_http.decode_request`.
+            :func:`feedbot.spans.otlp_http.decode_request`; 413 over ``max_spans``.
     """
-    return decode_document(loads(data))
+    return decode_document(loads(data), max_spans=max_spans)
 
 
-def decode_document(document: Any) -> list[SpanRow]:
+def decode_document(document: Any, *, max_spans: int | None = None) -> list[SpanRow]:
     """Decode an already-parsed OTLP/JSON document (see :func:`decode_json`)."""
     if not isinstance(document, dict):
         raise reject("body", "expected a JSON object")
+    if max_spans is not None and count_json_spans(document) > max_spans:
+        raise too_many_spans(max_spans)
     rows: list[SpanRow] = []
     for r_path, resource_spans in _items(document, "resourceSpans", ""):
         resource = decode_resource(resource_spans, r_path)
@@ -85,6 +92,20 @@ def decode_document(document: Any) -> list[SpanRow]:
             for path, span in _items(scope_spans, "spans", s_path):
                 rows.append(_json_span(span, resource, path))
     return rows
+
+
+def count_json_spans(document: dict[str, Any]) -> int:
+    """Spans in a parsed OTLP/JSON request, from the lengths of its ``spans`` lists.
+
+    Raises:
+        WebhookRejected: 400 naming a ``resourceSpans`` or ``scopeSpans`` that is malformed.
+    """
+    count = 0
+    for r_path, resource_spans in _items(document, "resourceSpans", ""):
+        for _, scope_spans in _items(resource_spans, "scopeSpans", r_path):
+            spans = _field(scope_spans, "spans")
+            count += len(spans) if isinstance(spans, list) else 0
+    return count
 
 
 def decode_resource(resource_spans: dict[str, Any], path: str) -> Resource:

@@ -77,6 +77,8 @@ def create_app(runtime: Runtime) -> FastAPI:
             unwrapped(runtime.backend),  # type: ignore[arg-type]
             max_body_bytes=settings.server.max_body_bytes,
             metrics=runtime.metrics,
+            token=settings.traces.ingest_token,
+            max_spans=settings.traces.ingest_max_spans,
         )
         app.include_router(router)
     if runtime.settings.slack.signing_secret:

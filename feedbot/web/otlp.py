@@ -2,7 +2,10 @@
 
 Answers like an OTLP/HTTP server: 200 with an empty ``ExportTraceServiceResponse`` in the
 request's format, 400/413/415 as ``{"error": "..."}`` (permanent for exporters), 503 with
-``Retry-After`` when the store cannot take the spans (exporters retry).
+``Retry-After`` when the store cannot take the spans (exporters retry). With a token configured
+(``traces.ingest_token``), a request without ``Authorization: Bearer <token>`` is 401 before its
+body is read. A request of more spans than ``traces.ingest_max_spans`` is 413 before any row is
+built, and nothing of it is stored.
 
 Stored spans are counted here; requests and refusals by reason are counted by the request
 middleware (:mod:`feedbot.web.observe`), which also sees the refusals made before this handler
@@ -11,6 +14,7 @@ runs. Requests to this route are never traced: feedbot may be exporting its own 
 
 from __future__ import annotations
 
+import hmac
 import logging
 
 from fastapi import APIRouter, Request
@@ -27,6 +31,18 @@ log = logging.getLogger(__name__)
 
 #: Decompressed bodies may be this many times larger than the compressed cap.
 EXPANSION = 4
+UNAUTHORIZED = (
+    "Authorization: expected 'Bearer <token>' with the token of traces.ingest_token "
+    "(exporters: OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20<token>)"
+)
+
+
+def authorized(header: str | None, token: str) -> bool:
+    """Whether an ``Authorization`` header carries ``Bearer <token>``, compared in constant time."""
+    scheme, _, credential = (header or "").strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        credential.strip().encode("utf-8", "replace"), token.encode("utf-8")
+    )
 
 
 def otlp_router(
@@ -34,6 +50,8 @@ def otlp_router(
     *,
     max_body_bytes: int = 16 * 1024 * 1024,
     metrics: Metrics | None = None,
+    token: str | None = None,
+    max_spans: int | None = None,
 ) -> APIRouter:
     """The OTLP/HTTP trace receiver.
 
@@ -42,6 +60,8 @@ def otlp_router(
         max_body_bytes: the largest request body accepted as sent; after gzip decompression
             ``EXPANSION`` times as much.
         metrics: where stored spans are counted; a private, unscraped one when None.
+        token: the bearer token every request must carry; None accepts anyone.
+        max_spans: the most spans accepted in one request; None for no limit.
 
     Returns:
         A router with ``POST /v1/traces``, for ``app.include_router``.
@@ -51,7 +71,12 @@ def otlp_router(
 
     @router.post("/v1/traces", responses=OTLP_RESPONSES, openapi_extra=OTLP_OPENAPI)
     async def traces(request: Request) -> Response:
-        return await receive(request, backend, max_body_bytes, metrics=counts)
+        if token is not None and not authorized(request.headers.get("authorization"), token):
+            log.info("otlp: rejected 401: no valid bearer token")
+            return JSONResponse(
+                {"error": UNAUTHORIZED}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            )
+        return await receive(request, backend, max_body_bytes, metrics=counts, max_spans=max_spans)
 
     return router
 
@@ -62,6 +87,7 @@ async def receive(
     max_body_bytes: int,
     *,
     metrics: Metrics | None = None,
+    max_spans: int | None = None,
 ) -> Response:
     """Store the spans of one export request and answer as an OTLP/HTTP server does."""
     try:
@@ -73,6 +99,7 @@ async def receive(
             request.headers.get("content-type", ""),
             request.headers.get("content-encoding"),
             max_bytes=max_body_bytes * EXPANSION,
+            max_spans=max_spans,
         )
     except WebhookRejected as exc:
         log.info("otlp: rejected %s: %s", exc.status, exc.message)

@@ -160,3 +160,38 @@ def test_optional_objects_are_optional() -> None:
         text = (TEMPLATES / name).read_text()
         assert text.startswith(f"{{{{- if .Values.{switch}.enabled }}}}"), name
     assert "/metrics" in (TEMPLATES / "servicemonitor.yaml").read_text()
+
+
+def test_the_ingress_serves_slack_and_webhooks_and_traces_only_when_asked() -> None:
+    ingress = (TEMPLATES / "ingress.yaml").read_text()
+    routed = ingress.split("{{- if $.Values.ingress.exposeTraces }}")
+    assert len(routed) == 2, "/v1/traces is routed under exposeTraces only"
+    always, optional = routed
+    assert 'list "/webhooks/" "/slack/"' in always and "/v1/traces" not in always
+    assert "path: /v1/traces" in optional and "pathType: Exact" in optional
+    assert "- path: /\n" not in ingress and "range .paths" not in ingress
+    assert VALUES["ingress"]["exposeTraces"] is False
+    assert errors(merged(VALUES, {"ingress": {"hosts": [{"host": "x", "paths": []}]}}))
+
+
+def test_the_ingest_token_is_on_by_default_from_the_secret() -> None:
+    assert VALUES["config"]["traces"]["ingest_token"] == "${FEEDBOT_INGEST_TOKEN:-}"
+    assert VALUES["secrets"]["generateIngestToken"] is True
+    assert "FEEDBOT_INGEST_TOKEN" in VALUES["secrets"]["values"]
+    secret = (TEMPLATES / "secret.yaml").read_text()
+    generated = secret.split("{{- if and .Values.secrets.generateIngestToken")[1]
+    assert "not .Values.secrets.values.FEEDBOT_INGEST_TOKEN" in generated
+    assert "randAlphaNum 48" in generated  # a fresh install gets a token
+    assert 'lookup "v1" "Secret"' in generated  # an upgrade keeps the one exporters send
+    assert "FEEDBOT_INGEST_TOKEN: {{ $token | quote }}" in generated
+
+
+def test_the_chart_config_takes_the_token_from_the_environment() -> None:
+    from feedbot.config import settings_from_mapping
+
+    env = {"FEEDBOT_DATABASE_URL": "postgresql+psycopg://feedbot@db/feedbot"}
+    token = "t0k3n-from-the-secret"
+    settings = settings_from_mapping(VALUES["config"], {**env, "FEEDBOT_INGEST_TOKEN": token})
+    assert settings.traces.ingest_token == token
+    assert settings.traces.ingest_max_spans == 50_000
+    assert settings_from_mapping(VALUES["config"], env).traces.ingest_token is None

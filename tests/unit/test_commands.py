@@ -54,3 +54,27 @@ def test_no_command_and_an_unknown_command_exit_2(capsys: pytest.CaptureFixture[
 def test_digest_needs_no_flag_for_its_only_mode() -> None:
     args = _parser("digest").parse_args(["digest", "--dry-run"])
     assert args.dry_run and args.run.__module__ == "feedbot.commands.digest"
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("localhost", True), ("::1", True), ("0.0.0.0", False), ("::", False)],
+)
+def test_serve_warns_of_an_open_span_ingest_beyond_loopback(
+    host: str, loopback: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    from feedbot.commands.serve import warn_unprotected
+    from feedbot.config import settings_from_mapping
+
+    open_ingest = settings_from_mapping({"webhooks": {"secret": "s3cret-webhook"}}, {})
+    with caplog.at_level("WARNING", logger="feedbot"):
+        warn_unprotected(open_ingest, host)
+    warned = [r.getMessage() for r in caplog.records if "traces.ingest_token" in r.getMessage()]
+    assert bool(warned) is not loopback
+    caplog.clear()
+    closed = settings_from_mapping(
+        {"webhooks": {"secret": "s3cret-webhook"}}, {"FEEDBOT_INGEST_TOKEN": "a-token-1234"}
+    )
+    with caplog.at_level("WARNING", logger="feedbot"):
+        warn_unprotected(closed, host)
+    assert not caplog.records

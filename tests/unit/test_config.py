@@ -219,3 +219,23 @@ def test_bad_telemetry_settings_name_the_key() -> None:
         "telemetry.endpoint: unknown key (did you mean 'traces_endpoint'?)",
         "telemetry.service_name: expected a string, got a list",
     ]
+
+
+def test_the_ingest_token_comes_from_the_file_or_the_environment_and_is_checked() -> None:
+    assert settings_from_mapping({}, {}).traces.ingest_token is None
+    assert settings_from_mapping({}, {}).traces.ingest_max_spans == 50_000
+    from_env = settings_from_mapping({}, {"FEEDBOT_INGEST_TOKEN": "from-env-token"})
+    assert from_env.traces.ingest_token == "from-env-token"
+    raw = {"traces": {"ingest_token": "${MY_TOKEN:-}", "ingest_max_spans": "1000"}}
+    from_file = settings_from_mapping(raw, {"MY_TOKEN": "abc.def-123"})
+    assert (from_file.traces.ingest_token, from_file.traces.ingest_max_spans) == (
+        "abc.def-123",
+        1000,
+    )
+    assert settings_from_mapping(raw, {}).traces.ingest_token is None
+    assert problems({"traces": {"ingest_token": "two words"}}) == [
+        "traces.ingest_token: must be printable ASCII without spaces"
+    ]
+    assert problems({"traces": {"ingest_max_spans": 0}}) == [
+        "traces.ingest_max_spans: must be at least 1, got 0"
+    ]

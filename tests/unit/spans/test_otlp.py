@@ -22,6 +22,7 @@ from feedbot.spans.otlp import (
     MAX_EVENTS,
     MAX_KEY_CHARS,
     MAX_VALUE_CHARS,
+    count_protobuf_spans,
     decompress,
 )
 from feedbot.spans.otlp_http import decode_request
@@ -520,3 +521,41 @@ def test_a_truncated_member_among_many_is_400() -> None:
         decompress(body, "gzip", MB)
     with pytest.raises(WebhookRejected, match="truncated"):
         decompress(whole * 500 + whole[:-4], "gzip", MB)
+
+
+def test_the_wire_count_of_spans_matches_the_parsed_message() -> None:
+    message = ExportTraceServiceRequest()
+    for r in range(3):
+        resource_spans = message.resource_spans.add(schema_url="https://opentelemetry.io/s")
+        resource_spans.resource.attributes.extend([kv("service.name", f"svc-{r}"), kv("n", r)])
+        for s in range(r + 1):
+            scope = resource_spans.scope_spans.add()
+            scope.scope.name = "lib"
+            for i in range(r + s):
+                scope.spans.add(
+                    trace_id=TRACE,
+                    span_id=SPAN,
+                    name=f"op{i}",
+                    kind=2,
+                    start_time_unix_nano=START,
+                    end_time_unix_nano=START + 7,
+                    attributes=[kv("big", 2**62), kv("x", 1.5)],
+                )
+    data = message.SerializeToString()
+    total = sum(len(sc.spans) for rs in message.resource_spans for sc in rs.scope_spans)
+    assert total == 12
+    assert count_protobuf_spans(data, 100) == total
+    assert count_protobuf_spans(data, 3) == 4  # stops once past the limit
+    assert count_protobuf_spans(data[:-5], 100) < total  # truncated: the parser names it
+    assert len(decode(data, PB)) == total
+    with pytest.raises(WebhookRejected) as info:
+        decode_request(data, content_type=PB, content_encoding=None, max_bytes=MB, max_spans=9)
+    assert info.value.status == 413 and "more than 9 spans" in info.value.message
+
+
+def test_gzip_members_are_capped() -> None:
+    body = gzip.compress(b"ab") * 3
+    assert decompress(body, "gzip", MB, max_members=3) == b"ababab"
+    with pytest.raises(WebhookRejected) as info:
+        decompress(body, "gzip", MB, max_members=2)
+    assert info.value.status == 413 and "more than 2 gzip members" in info.value.message
