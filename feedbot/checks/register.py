@@ -65,7 +65,8 @@ def register_release(
             raise
         return Registration(again.id, False, len(again.checks))
     warning = None
-    if release.owner == NOBODY:
+    # On the console (no Slack token) every message is printed: nobody is missing then.
+    if release.owner == NOBODY and settings.slack.bot_token:
         warning = (
             f"nobody will be told about {release.service} {release.version}: the deploy names no "
             f"author Slack id or known person, and services.{release.service}.owners, "

@@ -156,3 +156,17 @@ def test_owner_from_people_then_lazy_email_lookup_then_service_owners(
     assert owners[by_people.release_id] == ("UBILL", "people[]")
     assert owners[by_email.release_id] == ("email:x@acme.example|UOWNER", "users.lookupByEmail")
     assert owners[nobody.release_id] == ("UOWNER", "services.vault-service.owners")
+
+
+def test_a_release_nobody_owns_is_a_warning_on_slack_and_none_on_the_console(
+    db_session: Session,
+) -> None:
+    slack = settings(slack={"bot_token": "xoxb-t", "signing_secret": "s"})
+    on_slack = register_release(
+        db_session, event(author=Author(name="Ann"), commit="1"), settings=slack, now=NOW
+    )
+    on_console = register_release(
+        db_session, event(author=Author(name="Ann"), commit="2"), settings=settings(), now=NOW
+    )
+    assert on_slack.warning is not None and "nobody will be told" in on_slack.warning
+    assert on_console.warning is None  # the console prints every message
