@@ -251,11 +251,12 @@ def duration(value: Any) -> timedelta:
     """
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise ValueError("expected a duration like 5m, 300s or 0")
-    if isinstance(value, int) or value.strip() == "0":
-        seconds = int(value)
-        if seconds < 0:
+    if isinstance(value, int):
+        if value < 0:
             raise ValueError("must not be negative")
-        return timedelta(seconds=seconds)
+        return timedelta(seconds=value)
+    if value.strip().lower() in ("0", "0s", "0m", "0h"):
+        return timedelta(0)
     # The config's own parser, so a detector's durations read like every other duration.
     return parse_duration(value)
 

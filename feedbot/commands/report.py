@@ -34,9 +34,8 @@ from feedbot.analysis.report import ReportContext
 from feedbot.backends.base import TraceBackend, VersionLister
 from feedbot.checks import pipeline
 from feedbot.checks.pipeline import Finished
-from feedbot.durations import parse_duration
 from feedbot.errors import BackendError, BackendUnavailable, ConfigError, WebhookRejected
-from feedbot.policy import DetectionPolicy
+from feedbot.policy import DetectionPolicy, duration
 from feedbot.releases.event import ReleaseEvent
 from feedbot.spans.model import ReleaseData, SpanQuery
 
@@ -285,10 +284,8 @@ def read_deploy(path: Path) -> ReleaseEvent:
 
 def _warmup(text: str) -> timedelta:
     """``--warmup``: 0 or a duration such as ``5m``. Raises BadInput naming the option."""
-    if text.strip() in ("0", "0s", "0m"):
-        return timedelta(0)
     try:
-        return parse_duration(text)
+        return duration(text)  # the config's spelling of a detector's duration
     except ValueError as exc:
         raise BadInput(f"--warmup: {exc}") from exc
 

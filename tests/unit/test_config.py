@@ -239,3 +239,12 @@ def test_the_ingest_token_comes_from_the_file_or_the_environment_and_is_checked(
     assert problems({"traces": {"ingest_max_spans": 0}}) == [
         "traces.ingest_max_spans: must be at least 1, got 0"
     ]
+
+
+@pytest.mark.parametrize("zero", ["0", "0s", "0M", " 0h ", 0])
+def test_a_detector_duration_of_zero_may_carry_its_unit(zero: object) -> None:
+    from feedbot.policy import duration
+
+    assert duration(zero) == timedelta(0)
+    with pytest.raises(ValueError, match="longer than zero|duration"):
+        duration("0d")
