@@ -24,9 +24,10 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from feedbot.analysis import insights, reach, stats
+from feedbot.analysis import attribution, insights, reach, stats
 from feedbot.analysis.detectors import Pair
 from feedbot.analysis.findings import (
+    Cause,
     Finding,
     GroupComparison,
     KnownException,
@@ -59,6 +60,8 @@ class Analysis:
         q_level: The BH level used at this look.
         warmup_excluded: New-version spans left out of latency as instance warm-up.
         final: No later look follows (a one-shot report): findings were decided at this one.
+        causes: Why the changed groups changed, from the traces
+            (:mod:`feedbot.analysis.attribution`), strongest first within a group.
     """
 
     verdict: Verdict
@@ -71,6 +74,7 @@ class Analysis:
     q_level: float = 0.0125
     warmup_excluded: int = 0
     final: bool = False
+    causes: tuple[Cause, ...] = ()
 
     @property
     def watching(self) -> tuple[Finding, ...]:
@@ -143,6 +147,14 @@ def analyse(
         *_verdict_reason(verdict, settled, final=final),
     )
     groups = tuple(run.comparison(p) for p in pairs)
+    causes = attribution.explain(
+        candidate,
+        baseline,
+        slower=_spans_of(settled, "latency_regression"),
+        faster=_spans_of(settled, "latency_improvement"),
+        erroring=_spans_of(settled, "error_rate_increase", "new_error_type"),
+        policy=policy,
+    )
     return Analysis(
         verdict,
         groups,
@@ -154,7 +166,14 @@ def analyse(
         q_level,
         warmed_up(candidate),
         final,
+        causes,
     )
+
+
+def _spans_of(findings: list[Finding], *kinds: str) -> list[str]:
+    """The span groups that tested findings of ``kinds`` are about, in order, once each."""
+    spans = (f.span for f in findings if f.kind in kinds and f.tested and f.span)
+    return list(dict.fromkeys(spans))
 
 
 def warmed_up(data: ReleaseData) -> int:

@@ -188,6 +188,44 @@ class GroupComparison:
     mde: float | None = None
 
 
+#: child: a child operation's time on the critical path changed; self: the span's own code;
+#: new_child: a child operation only the new version runs; repeat: a statement run many times
+#: per request; attribute: the change is concentrated where an attribute has one value.
+CauseKind = Literal["child", "self", "new_child", "repeat", "attribute"]
+#: What the cause explains: added (or removed) time, or added errors.
+Explains = Literal["latency", "errors"]
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """Where one span group's change lives.
+
+    Attributes:
+        span: The span group whose change this explains.
+        kind: What the cause is (see :data:`CauseKind`).
+        name: The child group, ``"key=value"`` for an attribute, or the span itself for self.
+        explains: "latency" or "errors".
+        share: Part of the change it explains, 0 to 1 (never more).
+        baseline: Its value in the baseline per request of ``span`` (ms on the critical path
+            for latency, an error rate for errors), None when it did not exist.
+        candidate: The same in the new version.
+        n_baseline: Spans (or traces) of ``span`` the baseline value comes from.
+        n_candidate: The same for the new version.
+        detail: One plain sentence of evidence (how it was measured), for the details view.
+    """
+
+    span: str
+    kind: CauseKind
+    name: str
+    explains: Explains
+    share: float
+    baseline: float | None
+    candidate: float | None
+    n_baseline: int = 0
+    n_candidate: int = 0
+    detail: str = ""
+
+
 def percent(ratio: float | None) -> str:
     """A ratio as a signed percentage change: 1.3 → "+30%", 0.8 → "-20%"."""
     if ratio is None:

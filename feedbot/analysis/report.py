@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from feedbot.analysis.compare import Analysis
-from feedbot.analysis.findings import Effect, Finding, GroupSummary, Measure
+from feedbot.analysis.findings import Cause, Effect, Finding, GroupSummary, Measure
 
 #: The per-group numbers of the contract, in order.
 GROUP_FIELDS = ("count", "errors", "p50_ms", "p95_ms", "p99_ms")
@@ -79,6 +79,9 @@ def to_json(analysis: Analysis, context: ReportContext) -> dict[str, Any]:
         window, which traffic rates divide by (an addition to the contract). Each
         group's ``baseline``/``candidate`` also carries ``callers`` (an addition to the
         contract): ``[{"span": caller group, "count": spans}, ...]``, busiest first, at most 5.
+        ``causes`` (an addition): why changed groups changed, from the traces, each
+        ``{span, kind, name, explains, share, baseline, candidate, n_baseline, n_candidate,
+        detail}``.
     """
     return {
         "service": context.service,
@@ -100,6 +103,7 @@ def to_json(analysis: Analysis, context: ReportContext) -> dict[str, Any]:
             for g in analysis.groups
         ],
         "findings": [finding_json(f) for f in analysis.findings],
+        "causes": [cause_json(c) for c in analysis.causes],
         "notes": [*context.notes, *analysis.summary],
         "warmup_excluded": analysis.warmup_excluded,
         "observed": {
@@ -156,6 +160,22 @@ def finding_json(finding: Finding) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def cause_json(cause: Cause) -> dict[str, Any]:
+    """One cause: every field; numbers rounded as the rest of the contract's."""
+    return {
+        "span": cause.span,
+        "kind": cause.kind,
+        "name": cause.name,
+        "explains": cause.explains,
+        "share": _number(cause.share),
+        "baseline": _number(cause.baseline),
+        "candidate": _number(cause.candidate),
+        "n_baseline": cause.n_baseline,
+        "n_candidate": cause.n_candidate,
+        "detail": cause.detail,
+    }
 
 
 def _effect(effect: Effect) -> dict[str, Any]:

@@ -69,8 +69,9 @@ def _analysis():  # type: ignore[no-untyped-def]
 
 def test_json_has_exactly_the_contract_keys() -> None:
     doc = to_json(_analysis(), CONTEXT)
-    # Additions to the contract (keys only ever get added): notes, warmup_excluded, observed.
-    assert set(doc) == TOP | {"notes", "warmup_excluded", "observed"}
+    # Additions to the contract (keys only ever get added): notes, warmup_excluded, observed,
+    # causes.
+    assert set(doc) == TOP | {"notes", "warmup_excluded", "observed", "causes"}
     assert doc["observed"] == {"candidate": None, "baseline": None}  # the context had none
     assert doc["verdict"] == "regressed" and doc["warmup_excluded"] == 0
     assert doc["window"] == {
