@@ -60,7 +60,8 @@ class EmbeddedBackend:
             max_spans: the most spans accepted in one request (413 beyond); None for no limit.
 
         Returns:
-            The number of spans stored.
+            The number of spans accepted. A span already stored (the same trace and span id, as
+            an exporter's retry sends it) is accepted and not stored again.
 
         Raises:
             WebhookRejected: the body is not a decodable export (see ``otlp_http.decode_request``).

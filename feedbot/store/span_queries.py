@@ -11,7 +11,8 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, delete, func, insert, or_, select
+from sqlalchemy import ColumnElement, Row, delete, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from feedbot.spans.aggregate import to_ns
@@ -24,9 +25,17 @@ _ROW_COLUMNS = tuple(getattr(Span, key) for key in _ROW_KEYS)
 
 
 def insert_spans(session: Session, rows: Sequence[SpanRow], received_at: datetime) -> None:
-    """Insert ``rows`` in bulk, each stamped with ``received_at``."""
+    """Insert ``rows`` in bulk, each stamped with ``received_at``; a span already stored is kept.
+
+    A span is its ``(trace_id, span_id)``: exporters retry a batch they got no answer for, and
+    the copy is skipped (``ON CONFLICT DO NOTHING`` on SQLite and PostgreSQL), so it is never
+    counted twice. The first copy stored wins.
+    """
     values = [{**row, "received_at": received_at} for row in rows]
-    session.execute(insert(Span), values)
+    dialect = session.get_bind().dialect.name
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert_(Span).on_conflict_do_nothing(index_elements=["trace_id", "span_id"])
+    session.execute(statement, values)
 
 
 def span_rows(session: Session, query: SpanQuery, *, batch: int) -> Iterator[SpanRow]:

@@ -159,6 +159,30 @@ def test_sdk_export_groups_counts_errors_and_durations(
     assert backend.collect(query(service, "9.9.9")).groups == []
 
 
+@pytest.mark.parametrize("compression", [Compression.NoCompression, Compression.Gzip])
+def test_an_exporter_retry_is_stored_once(
+    server: AppServer,
+    backend: EmbeddedBackend,
+    engine: Engine,
+    service: str,
+    compression: Compression,
+) -> None:
+    # The exporter resends a batch it got no answer for: the very same spans, ids and all.
+    batch = sdk_spans(service, "1.0.0")
+    assert export(server.url, batch, compression) is SpanExportResult.SUCCESS
+    once = [(s.name, s.count) for s in backend.collect(query(service, "1.0.0")).groups]
+    for _ in range(2):
+        assert export(server.url, batch, compression) is SpanExportResult.SUCCESS
+    assert [(s.name, s.count) for s in backend.collect(query(service, "1.0.0")).groups] == once
+    # A batch mixing a resent span with a new one stores only the new one.
+    fresh = sdk_spans(service, "1.0.0")
+    assert export(server.url, [batch[0], fresh[0]], compression) is SpanExportResult.SUCCESS
+
+    with make_sessions(engine)() as session:
+        stored = session.scalars(select(Span.span_id).where(Span.service == service)).all()
+    assert len(stored) == len(set(stored)) == len(batch) + 1
+
+
 def test_attributes_and_exception_events_are_stored(
     server: AppServer, engine: Engine, service: str
 ) -> None:
@@ -179,7 +203,9 @@ def test_attributes_and_exception_events_are_stored(
     assert by_name["GET /orders/0"].route == "/orders/{id}"
 
 
-def otlp_json(service: str) -> dict[str, object]:
+def otlp_json(
+    service: str, trace_id: str = "5B8EFFF798038103D269B633813FC60C"
+) -> dict[str, object]:
     attributes = [
         {"key": "service.name", "value": {"stringValue": service}},
         {"key": "service.version", "value": {"stringValue": "2.0.0"}},
@@ -187,7 +213,7 @@ def otlp_json(service: str) -> dict[str, object]:
     ]
     spans = [
         {
-            "traceId": "5B8EFFF798038103D269B633813FC60C",
+            "traceId": trace_id,
             "spanId": f"{i:016x}",
             "name": "GET /cart",
             "kind": 2,
@@ -307,8 +333,9 @@ def test_prune_deletes_spans_received_before_the_cutoff(engine: Engine, service:
     old = EmbeddedBackend(make_sessions(engine), clock=FixedClock(datetime(2001, 1, 1, tzinfo=UTC)))
     new = EmbeddedBackend(make_sessions(engine), clock=FixedClock(datetime(2001, 1, 3, tzinfo=UTC)))
     body = json.dumps(otlp_json(service)).encode()
+    later = json.dumps(otlp_json(service, trace_id="6C9F" + "0" * 28)).encode()
     assert old.ingest(body, "application/json", None) == 4
-    assert new.ingest(body, "application/json", "identity") == 4
+    assert new.ingest(later, "application/json", "identity") == 4
 
     assert old.prune(datetime(2001, 1, 2, tzinfo=UTC)) == 4
     (group,) = old.collect(query(service, "2.0.0")).groups
