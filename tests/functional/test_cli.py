@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select, text
@@ -157,6 +158,36 @@ def test_migrate_creates_the_schema_and_is_idempotent(tmp_path: Path, sqlite_fil
     second = feedbot("migrate", "--config", str(config))
     assert second.returncode == 0, second.stderr
     assert "Running upgrade" not in second.stderr
+
+
+def test_migrating_a_store_with_duplicate_spans_keeps_the_first_copy(sqlite_file: str) -> None:
+    # A store filled before 0005 holds an exporter's retries twice; the upgrade keeps one each.
+    config = Config()
+    config.set_main_option("script_location", "feedbot.store:migrations")
+    config.set_main_option("sqlalchemy.url", sqlite_file)
+    command.upgrade(config, "0004")
+    engine = make_engine(sqlite_file)
+    row = (
+        "INSERT INTO spans (trace_id, span_id, service, name, kind, start_ns, duration_ns, "
+        "is_error, attributes, events, received_at) VALUES "
+        "(:trace, :span, 'svc', :name, 'SERVER', 0, 1000, 0, '{}', '[]', '2026-12-07')"
+    )
+    copies = [
+        ("t1", "s1", "first"),
+        ("t1", "s1", "retry"),
+        ("t1", "s2", "other"),
+        ("t2", "s1", "x"),
+    ]
+    try:
+        with engine.begin() as connection:
+            for trace, span, name in copies:
+                connection.execute(text(row), {"trace": trace, "span": span, "name": name})
+        command.upgrade(config, "head")
+        with engine.connect() as connection:
+            kept = connection.execute(text("SELECT trace_id, span_id, name FROM spans")).all()
+        assert sorted(kept) == [("t1", "s1", "first"), ("t1", "s2", "other"), ("t2", "s1", "x")]
+    finally:
+        engine.dispose()
 
 
 # --- serve -----------------------------------------------------------------------------------
