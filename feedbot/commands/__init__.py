@@ -49,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # APScheduler logs every tick at INFO; feedbot logs what the ticks do.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # Alembic announces each of its plugins at INFO on every start; its upgrades stay visible.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     try:
         return int(args.run(args))
     except ConfigError as exc:

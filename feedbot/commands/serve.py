@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import logging
+import secrets
 import signal
+import sys
 
 import uvicorn
 
@@ -31,11 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or Ctrl-C; then stop the scheduler and close the database."""
     settings = settings_of(args)
+    host = args.host or settings.server.host
+    port = args.port if args.port is not None else settings.server.port
+    settings = with_local_secret(settings, host, port)
     runtime = build_runtime(settings)
     db.migrate(runtime.engine)
     app = create_app(runtime)
-    host = args.host or settings.server.host
-    port = args.port if args.port is not None else settings.server.port
     log.info(
         "feedbot %s on http://%s:%d (database %s, traces %s, messages to %s)",
         __version__,
@@ -60,6 +64,30 @@ def run(args: argparse.Namespace) -> int:
         runtime.engine.dispose()
         signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def with_local_secret(settings: Settings, host: str, port: int) -> Settings:
+    """A webhook secret made for this run when none is set and only this machine can connect.
+
+    ``make serve`` on a laptop then takes deploys at once, signed with the secret it prints with
+    the command that sends one (as the demo does). Beyond loopback nothing is made up: the
+    webhook refuses every request until ``webhooks.secret`` is set, and a warning says so.
+    """
+    if settings.webhooks.secret or not is_loopback(host):
+        return settings
+    secret = secrets.token_urlsafe(24)
+    url = f"http://{host}:{port}"
+    sys.stderr.write(
+        f"webhooks.secret is not set, so this run signs deploys with one made for it "
+        f"(loopback only, gone when it stops). Register a deploy from a git checkout:\n"
+        f"  FEEDBOT_WEBHOOK_SECRET={secret} feedbot notify-deploy --url {url} "
+        f"--service <service> --version <version>\n"
+        f"and point an OTLP/HTTP exporter at {url}/v1/traces "
+        f"(OTEL_EXPORTER_OTLP_ENDPOINT={url}).\n"
+    )
+    sys.stderr.flush()
+    webhooks = dataclasses.replace(settings.webhooks, secret=secret)
+    return dataclasses.replace(settings, webhooks=webhooks)
 
 
 def warn_unprotected(settings: Settings, host: str) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -27,7 +29,7 @@ from feedbot.config import settings_from_mapping
 from feedbot.releases.event import Author
 from feedbot.store.db import make_engine, make_sessions, migrate
 from feedbot.store.models import Delivery
-from tests.factories import event
+from tests.factories import event, sign
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = {"releases", "changes", "checks", "deliveries", "spans", "alembic_version"}
@@ -269,6 +271,49 @@ def test_serve_answers_and_stops_cleanly_on_sigterm(
     assert serve.proc.wait(timeout=15) == 0, serve.stderr()
     assert "Traceback" not in serve.stderr()
     assert not listening(port)
+
+
+def test_serve_on_loopback_without_a_secret_prints_one_that_signs_deploys(
+    tmp_path: Path, sqlite_file: str, serve_processes: list[Serve]
+) -> None:
+    port = free_port()
+    raw = {"database_url": sqlite_file, "server": {"port": port}}
+    serve = Serve(tmp_path, ["--config", str(write_config(tmp_path / "f.yaml", raw))], {})
+    serve_processes.append(serve)
+    url = f"http://127.0.0.1:{port}"
+    serve.wait_ready(url)
+    (secret,) = re.findall(r"FEEDBOT_WEBHOOK_SECRET=(\S+) feedbot notify-deploy", serve.stderr())
+    assert f"--url {url} " in serve.stderr() and f"{url}/v1/traces" in serve.stderr()
+
+    body = json.dumps({"service": "cart", "version": "1.0.0"}).encode()
+    unsigned = httpx.post(f"{url}/webhooks/deploy", content=body)
+    signed = httpx.post(
+        f"{url}/webhooks/deploy", content=body, headers={"X-Feedbot-Signature": sign(body, secret)}
+    )
+    assert unsigned.status_code == 401
+    assert signed.status_code == 202 and signed.json()["created"] is True
+    # A second run makes a new secret: one printed in a log is worth nothing after a restart.
+    serve.proc.send_signal(signal.SIGTERM)
+    assert serve.proc.wait(timeout=15) == 0
+
+
+def test_serve_beyond_loopback_makes_up_no_secret(
+    tmp_path: Path, sqlite_file: str, serve_processes: list[Serve]
+) -> None:
+    port = free_port()
+    raw = {"database_url": sqlite_file, "server": {"port": port, "host": "0.0.0.0"}}
+    serve = Serve(tmp_path, ["--config", str(write_config(tmp_path / "f.yaml", raw))], {})
+    serve_processes.append(serve)
+    serve.wait_ready(f"http://127.0.0.1:{port}")
+    assert "FEEDBOT_WEBHOOK_SECRET=" not in serve.stderr()
+    assert "webhooks.secret is not set: POST /webhooks/deploy refuses every request" in (
+        serve.stderr()
+    )
+    body = b'{"service": "cart", "version": "1.0.0"}'
+    assert httpx.post(f"http://127.0.0.1:{port}/webhooks/deploy", content=body).status_code in (
+        401,
+        503,
+    )
 
 
 def test_serve_refuses_a_config_with_problems(tmp_path: Path, sqlite_file: str) -> None:
