@@ -24,7 +24,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from feedbot.analysis import attribution, insights, reach, stats, warmup
+from feedbot.analysis import absence, attribution, insights, reach, stats, warmup
 from feedbot.analysis.detectors import Pair
 from feedbot.analysis.findings import (
     Cause,
@@ -121,7 +121,8 @@ def analyse(
     pairs = _pairs(candidate, baseline)
     reached, reach_findings = reach.code_reach(changes, candidate, baseline, policy)
     if _total(candidate) == 0:
-        return _not_running(pairs, reached, reach_findings, look, looks, q_level)
+        why = absence.sentence(candidate.elsewhere)
+        return _not_running(pairs, reached, reach_findings, look, looks, q_level, why)
     if baseline is None or _total(baseline) == 0:
         return _no_baseline(candidate, pairs, reached, reach_findings, policy, look, looks, q_level)
     run = LookTests(policy, q_level, host_spread(pairs, policy), known_exceptions)
@@ -351,15 +352,14 @@ def _not_running(
     look: int,
     looks: int,
     q_level: float,
+    why: str,
 ) -> Analysis:
     groups = tuple(
         GroupComparison(p.span, p.kind, group_summary(p.base), None, "gone")
         for p in pairs
         if p.base is not None
     )
-    summary = (
-        "No span of the new version was found in the window: it has not served traffic yet.",
-    )
+    summary = (why,)
     return Analysis(
         "not_running", groups, tuple(reach_findings), summary, reach, look, looks, q_level
     )

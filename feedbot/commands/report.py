@@ -237,6 +237,8 @@ def _report(args: argparse.Namespace, now: datetime) -> Finished:
             baseline_search=None if collected is not None else windows.counted,
         )
         plan = pipeline.baseline_from_data(backend, plan)
+        if collected is not None:
+            collected = pipeline.surveyed(backend, plan, collected)
         return pipeline.analyse(plan, collected or pipeline.collect(backend, plan))
     finally:
         _close(backend)

@@ -125,6 +125,19 @@ class RepeatedStatement:
 
 
 @dataclass(frozen=True)
+class Elsewhere:
+    """What a store holds of a query's service in its window when none of it matched.
+
+    ``spans`` counts the service's spans per (environment, version), None where the span did
+    not say, largest first: a deploy tagged ``production`` whose spans say ``prod``, or spans
+    without ``service.version``, are named as such instead of "not serving yet".
+    """
+
+    query: SpanQuery
+    spans: tuple[tuple[str | None, str | None, int], ...] = ()
+
+
+@dataclass(frozen=True)
 class ReleaseData:
     """What a backend found for one :class:`SpanQuery`.
 
@@ -132,7 +145,8 @@ class ReleaseData:
     looked at a sample of traces rather than all of them (and the report says so).
     ``observed`` is the start of the first and of the last span counted (None when none was):
     the time the version was seen serving inside the query's window, which rates divide by.
-    From a sample of traces it is the sample's range.
+    From a sample of traces it is the sample's range. ``elsewhere``: when nothing matched and
+    the backend can survey its store, what it holds of the service in the window.
     """
 
     groups: list[SpanGroupStats]
@@ -141,6 +155,7 @@ class ReleaseData:
     sampled_traces: int | None = None
     notes: tuple[str, ...] = ()
     observed: tuple[datetime, datetime] | None = None
+    elsewhere: Elsewhere | None = None
 
 
 def from_ns(ns: int) -> datetime:
