@@ -127,3 +127,26 @@ def test_the_embedded_store_surveys_in_sql(db_sessions: sessionmaker[Session]) -
     assert "version(s) 2.0.0 (50), no service.version (30)" in why
     assert "set the deploy's environment to prod" in why
     assert "no service.version: 30 in the window" in why
+
+
+def test_control_characters_in_span_names_are_escaped_in_the_text_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def build(tracer: Any) -> None:
+        for i in range(40):
+            begin = ns(T0 + timedelta(seconds=i))
+            tracer.start_span("GET /x\n\x1b[2J\x07", start_time=begin).end(begin + 5_000_000)
+
+    resource = {"service.name": "vault-service", "service.version": "2.0.0"}
+    (tmp_path / "deploy.json").write_text(
+        json.dumps({"service": "vault-service", "version": "2.0.0", "deployed_at": T0.isoformat()})
+    )
+    parser = argparse.ArgumentParser()
+    report_cli.add_arguments(parser)
+    argv = ["--deploy", str(tmp_path / "deploy.json"), "--until", UNTIL.isoformat()]
+    argv += ["--traces", str(write(tmp_path, sdk_spans(resource, build)))]
+    assert report_cli.run(parser.parse_args(argv), now=lambda: UNTIL) == 0
+    text = capsys.readouterr().out
+    assert "\x1b" not in text and "\x07" not in text
+    (row,) = [line for line in text.splitlines() if "GET /x" in line]
+    assert "GET /x\\x0a\\x1b[2J\\x07" in row and "INTERNAL" in row
