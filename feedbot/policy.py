@@ -27,8 +27,13 @@ class LatencyPolicy:
         min_delta_median_ms: Absolute median increase a regression must also reach (1 ms).
         exact_max_samples: Smaller-sample size up to which the exact permutation test runs (10).
         ci_level: Two-sided level of the reported r̂ CI (95%).
-        warmup: Each new instance's first spans left out of the new version's durations (5 min,
-            §9 "Exclude the first 5 min of each instance"); they still count as spans and errors.
+        warmup: How long after its first span a new instance may be warming up (5 min, §9
+            "Exclude the first 5 min of each instance"); its spans in that time are left out
+            of the durations only where they were slower than its later ones (below); they still
+            count as spans and errors. 0 turns the warm-up check off.
+        warmup_alpha: Level of the one-sided stratified rank test, per instance, of its first
+            minutes against its later spans of the same groups (0.01, split over instances).
+        warmup_min_spans: Early and later spans an instance needs for that test (20 each).
     """
 
     enabled: bool = True
@@ -39,6 +44,8 @@ class LatencyPolicy:
     exact_max_samples: int = 10
     ci_level: float = 0.95
     warmup: timedelta = timedelta(minutes=5)
+    warmup_alpha: float = 0.01
+    warmup_min_spans: int = 20
 
 
 @dataclass(frozen=True, slots=True)

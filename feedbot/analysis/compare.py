@@ -24,7 +24,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from feedbot.analysis import attribution, insights, reach, stats
+from feedbot.analysis import absence, attribution, insights, reach, stats, warmup
 from feedbot.analysis.detectors import Pair
 from feedbot.analysis.findings import (
     Cause,
@@ -35,7 +35,6 @@ from feedbot.analysis.findings import (
 )
 from feedbot.analysis.look import LookTests, group_summary, host_spread
 from feedbot.analysis.reach import CodeReach
-from feedbot.durations import format_duration
 from feedbot.policy import DetectionPolicy
 from feedbot.releases.event import Change
 from feedbot.spans.model import ReleaseData
@@ -117,10 +116,13 @@ def analyse(
         The verdict, per-group numbers, findings and how they were reached.
     """
     q_level = stats.bonferroni(policy.looks.fdr_q, looks)
+    warm = warmup.leave_out(candidate, policy)
+    candidate = warm.data
     pairs = _pairs(candidate, baseline)
     reached, reach_findings = reach.code_reach(changes, candidate, baseline, policy)
     if _total(candidate) == 0:
-        return _not_running(pairs, reached, reach_findings, look, looks, q_level)
+        why = absence.sentence(candidate.elsewhere)
+        return _not_running(pairs, reached, reach_findings, look, looks, q_level, why)
     if baseline is None or _total(baseline) == 0:
         return _no_baseline(candidate, pairs, reached, reach_findings, policy, look, looks, q_level)
     run = LookTests(policy, q_level, host_spread(pairs, policy), known_exceptions)
@@ -141,7 +143,7 @@ def analyse(
     code = reach.reach_sentence(reached, any_code=reach.has_code(candidate, baseline))
     summary = (
         *_counts(candidate, baseline),
-        *_warmup(candidate, policy),
+        *warm.notes,
         *run.summary,
         *((code,) if code else ()),
         *_verdict_reason(verdict, settled, final=final),
@@ -177,19 +179,8 @@ def _spans_of(findings: list[Finding], *kinds: str) -> list[str]:
 
 
 def warmed_up(data: ReleaseData) -> int:
-    """Spans the backend left out of the durations as instance warm-up."""
+    """Spans left out of the durations as instance warm-up (:mod:`feedbot.analysis.warmup`)."""
     return sum(g.warmup_excluded for g in data.groups)
-
-
-def _warmup(candidate: ReleaseData, policy: DetectionPolicy) -> tuple[str, ...]:
-    excluded = warmed_up(candidate)
-    if not excluded:
-        return ()
-    first = format_duration(policy.latency.warmup)
-    return (
-        f"Warm-up: {excluded} spans from the first {first} of new instances left out of "
-        "latency (still counted in spans and errors).",
-    )
 
 
 def _total(data: ReleaseData) -> int:
@@ -361,15 +352,14 @@ def _not_running(
     look: int,
     looks: int,
     q_level: float,
+    why: str,
 ) -> Analysis:
     groups = tuple(
         GroupComparison(p.span, p.kind, group_summary(p.base), None, "gone")
         for p in pairs
         if p.base is not None
     )
-    summary = (
-        "No span of the new version was found in the window: it has not served traffic yet.",
-    )
+    summary = (why,)
     return Analysis(
         "not_running", groups, tuple(reach_findings), summary, reach, look, looks, q_level
     )

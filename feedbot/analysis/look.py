@@ -224,7 +224,8 @@ class LookTests:
             kind="low_traffic",
             severity="info",
             message=(
-                f"{pair.span}: n = {n_base} → {n_new} spans, below the "
+                f"{pair.span}: n = {pair.base.count} → {pair.new.count} spans"
+                f"{timed_note(pair.base, pair.new)}, below the "
                 f"{self.policy.latency.min_samples} a latency verdict needs; at this traffic "
                 f"{mde_text} could be shown (level {self.lone_level:.1g}, power "
                 f"{self.policy.power:.0%}); {percent(floor)} needs about {needed} spans per version"
@@ -281,6 +282,27 @@ def _ago(known: KnownException) -> str:
 def enabled(policy: DetectionPolicy, detector: str) -> bool:
     """Whether a detector is switched on: its policy section's ``enabled`` (default on)."""
     return bool(getattr(policy, detector).enabled)
+
+
+def timed_note(base: SpanGroupStats, new: SpanGroupStats) -> str:
+    """Why the spans a latency test used differ from the spans counted, if they do.
+
+    The report's group table shows every span counted; a message citing the timed ones says
+    where the rest went, so the two agree.
+    """
+    sizes = (base.durations_ms.size, new.durations_ms.size)
+    if sizes == (base.count, new.count):
+        return ""
+    why = [
+        f"{n} {which} {what}"
+        for which, group in (("baseline", base), ("new", new))
+        for n, what in (
+            (group.warmup_excluded, "in instance warm-up"),
+            (group.untimed, "without an end time"),
+        )
+        if n
+    ]
+    return f" (timed: {sizes[0]} → {sizes[1]}" + (f"; {', '.join(why)}" if why else "") + ")"
 
 
 def median_ms(group: SpanGroupStats) -> float | None:

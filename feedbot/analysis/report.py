@@ -8,6 +8,7 @@ nothing is recomputed here. Pure: no I/O.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -209,7 +210,15 @@ def to_text(analysis: Analysis, context: ReportContext) -> str:
         "how this was reached:",
         *(f"  - {s}" for s in (*context.notes, *analysis.summary)),
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(printable(line) for line in lines) + "\n"
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters shown as ``\\xNN``: a span name cannot break a line."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _finding_line(finding: Finding) -> str:
@@ -222,7 +231,7 @@ def _finding_line(finding: Finding) -> str:
 def _group_table(analysis: Analysis) -> list[str]:
     if not analysis.groups:
         return ["no span groups"]
-    width = min(48, max(len(g.span) for g in analysis.groups))
+    width = min(48, max(len(printable(g.span)) for g in analysis.groups))
     head = (
         f"  {'span':<{width}}  {'kind':<8} {'count':>15} {'errors':>11} "
         f"{'p50 ms':>17} {'p95 ms':>17}"
@@ -231,7 +240,7 @@ def _group_table(analysis: Analysis) -> list[str]:
     for g in analysis.groups:
         b, c = g.baseline, g.candidate
         rows.append(
-            f"  {g.span[:width]:<{width}}  {g.kind[:8]:<8} {_pair(b, c, 'count'):>15} "
+            f"  {printable(g.span)[:width]:<{width}}  {g.kind[:8]:<8} {_pair(b, c, 'count'):>15} "
             f"{_pair(b, c, 'errors'):>11} {_pair(b, c, 'p50_ms'):>17} {_pair(b, c, 'p95_ms'):>17}"
         )
     return ["groups (baseline → new):", *rows]

@@ -10,6 +10,9 @@ cannot streams spans through :mod:`feedbot.spans.aggregate`.
 :class:`VersionLister` is the capability to say which versions of a service sent spans in a
 window: the baseline is found in the data when no earlier release was registered (the first
 deploy after install, versions shipped by another pipeline, ``feedbot report``).
+:class:`SpanCensus` is the capability to say what a store holds of a service in a window, by
+environment and version, so that a release with no matching span is explained (a mismatched
+environment, spans without ``service.version``) rather than called "not serving yet".
 """
 
 from __future__ import annotations
@@ -46,5 +49,19 @@ class VersionLister(Protocol):
         Spans without a version are not counted; with ``environment``, spans of other
         environments are not either (spans that name none are). Search-only stores count the
         spans of the traces their search returns, a sample when the window is busy.
+        """
+        ...
+
+
+@runtime_checkable
+class SpanCensus(Protocol):
+    """A backend that can count a service's spans by environment and version cheaply."""
+
+    def census(
+        self, service: str, start: datetime, end: datetime
+    ) -> dict[tuple[str | None, str | None], int]:
+        """Spans of ``service`` starting in ``[start, end)`` per (environment, version).
+
+        None stands for a span that names no environment, or no version.
         """
         ...

@@ -108,6 +108,20 @@ class EmbeddedBackend:
         except SQLAlchemyError as exc:
             raise BackendUnavailable(f"embedded: could not count versions: {exc}") from exc
 
+    def census(
+        self, service: str, start: datetime, end: datetime
+    ) -> dict[tuple[str | None, str | None], int]:
+        """Spans of ``service`` in ``[start, end)`` per (environment, version), counted in SQL.
+
+        Raises:
+            BackendUnavailable: the database refused the query.
+        """
+        try:
+            with self._sessions.begin() as session:
+                return span_queries.environment_version_counts(session, service, start, end)
+        except SQLAlchemyError as exc:
+            raise BackendUnavailable(f"embedded: could not survey spans: {exc}") from exc
+
     def prune(self, older_than: datetime, *, max_spans: int | None = None) -> int:
         """Delete spans received before ``older_than``, then the oldest beyond ``max_spans``.
 

@@ -22,11 +22,11 @@ from feedbot.analysis import compare
 from feedbot.analysis.compare import Analysis
 from feedbot.analysis.findings import KnownException
 from feedbot.analysis.report import ReportContext, to_json, to_text
-from feedbot.backends.base import TraceBackend, VersionLister
+from feedbot.backends.base import SpanCensus, TraceBackend, VersionLister
 from feedbot.config import Settings
 from feedbot.policy import DetectionPolicy, with_overrides
 from feedbot.releases.event import Change
-from feedbot.spans.model import ReleaseData, SpanQuery
+from feedbot.spans.model import Elsewhere, ReleaseData, SpanQuery
 from feedbot.store.queries import Observed
 
 
@@ -161,7 +161,33 @@ def collect(backend: TraceBackend, plan: Plan) -> Collected:
     candidate = backend.collect(plan.candidate_query())
     baseline_query = plan.baseline_query()
     baseline = backend.collect(baseline_query) if baseline_query is not None else None
-    return Collected(candidate, baseline, backend.name)
+    return surveyed(backend, plan, Collected(candidate, baseline, backend.name))
+
+
+def surveyed(backend: TraceBackend, plan: Plan, collected: Collected) -> Collected:
+    """``collected``, and when the new version matched no span, what the store holds instead.
+
+    A backend that can count the service's spans by environment and version
+    (:class:`~feedbot.backends.base.SpanCensus`) is asked about the candidate window, so the
+    report names a mismatched environment or missing ``service.version`` with the values seen.
+
+    Raises:
+        BackendError: the backend could not be reached or answered badly.
+    """
+    candidate = collected.candidate
+    if any(g.count for g in candidate.groups) or not isinstance(backend, SpanCensus):
+        return collected
+    query = plan.candidate_query()
+    seen = backend.census(query.service, query.start, query.end)
+    spans = tuple(
+        (env, version, n) for (env, version), n in sorted(seen.items(), key=_census_order)
+    )
+    return replace(collected, candidate=replace(candidate, elsewhere=Elsewhere(query, spans)))
+
+
+def _census_order(item: tuple[tuple[str | None, str | None], int]) -> tuple[int, str, str]:
+    (env, version), n = item
+    return (-n, env or "", version or "")
 
 
 def analyse(plan: Plan, collected: Collected) -> Finished:

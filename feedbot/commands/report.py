@@ -8,8 +8,10 @@
 
 A report is one look of one (a CI job runs it once, after its load test): the whole FDR level
 goes to it, and what passes its test and effect floor is decided now, never left "watching" for a
-later look. No warm-up is left out unless ``--warmup`` asks: a short load test has no spans to
-spare, and its instances were warmed up by the harness or not at all.
+later look. No warm-up is tested unless ``--warmup`` (or the service's
+``detectors.latency.warmup`` in ``--config``) asks; when asked, each new instance's first minutes
+are left out of latency only where they were slower than its later spans
+(:mod:`feedbot.analysis.warmup`), so a short load test keeps its spans.
 
 Exit status: 0 whatever the verdict, unless ``--fail-on regressed`` and the verdict is
 ``regressed`` (1, a CI quality gate); 2 for bad input, with a message naming it; 3 when the
@@ -138,8 +140,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--warmup",
         metavar="DURATION",
-        default="0",
-        help="leave out each new instance's first DURATION (e.g. 5m) of latency (default 0)",
+        default=None,
+        help="test each new instance's first DURATION (e.g. 5m) against its later spans and "
+        "leave it out of latency if slower (default 0, or the service's "
+        "detectors.latency.warmup with --config)",
     )
     parser.add_argument(
         "--format", choices=("json", "text"), default="text", help="text for people (default), json"
@@ -209,8 +213,8 @@ def _report(args: argparse.Namespace, now: datetime) -> Finished:
     given, else the most common other version in the traces.
     """
     event = read_deploy(args.deploy)
-    backend, window, policy = _backend(args, event.service)
-    policy = replace(policy, latency=replace(policy.latency, warmup=_warmup(args.warmup)))
+    backend, window, policy, warmup = _backend(args, event.service)
+    policy = replace(policy, latency=replace(policy.latency, warmup=warmup))
     try:
         # Only the new version's instances are new: its query alone leaves their warm-up out.
         windows = _windows(event, args, now, window, policy.latency.warmup)
@@ -233,6 +237,8 @@ def _report(args: argparse.Namespace, now: datetime) -> Finished:
             baseline_search=None if collected is not None else windows.counted,
         )
         plan = pipeline.baseline_from_data(backend, plan)
+        if collected is not None:
+            collected = pipeline.surveyed(backend, plan, collected)
         return pipeline.analyse(plan, collected or pipeline.collect(backend, plan))
     finally:
         _close(backend)
@@ -303,8 +309,14 @@ def parse_time(text: str | None, option: str) -> datetime | None:
 
 def _backend(
     args: argparse.Namespace, service: str
-) -> tuple[TraceBackend, timedelta, DetectionPolicy]:
-    """The backend to read, the baseline window and the service's detection policy."""
+) -> tuple[TraceBackend, timedelta, DetectionPolicy, timedelta]:
+    """The backend to read, the baseline window, the service's detection policy and warm-up.
+
+    The warm-up is ``--warmup`` when given; else the one the config sets for the service
+    (``services.<name>.detectors.latency.warmup``), else none: a one-shot run tests no warm-up
+    unless asked.
+    """
+    given = None if args.warmup is None else _warmup(args.warmup)
     if args.traces:
         missing = [str(p) for p in args.traces if not p.is_file()]
         if missing:
@@ -312,7 +324,7 @@ def _backend(
         from feedbot.backends.otlp_file import OtlpFileBackend
 
         backend = OtlpFileBackend([str(p) for p in args.traces], workers=REPORT_WORKERS)
-        return backend, DEFAULT_BASELINE_WINDOW, DetectionPolicy()
+        return backend, DEFAULT_BASELINE_WINDOW, DetectionPolicy(), given or timedelta(0)
     from feedbot.backends import build_backend
     from feedbot.config import load_settings
     from feedbot.store.db import make_engine, make_sessions
@@ -322,7 +334,11 @@ def _backend(
     settings = load_settings(args.config)
     sessions = make_sessions(make_engine(settings.database_url))
     policy = pipeline.policy_for(settings, service)
-    return build_backend(settings, sessions), settings.checks.baseline_window, policy
+    if given is None:
+        conf = settings.services.get(service)
+        asked = conf is not None and "warmup" in conf.detectors.get("latency", {})
+        given = policy.latency.warmup if asked else timedelta(0)
+    return build_backend(settings, sessions), settings.checks.baseline_window, policy, given
 
 
 def _read_once(

@@ -165,7 +165,8 @@ class Demo:
         )
         self.progress.info(
             "warm-up exclusion off: in production the first 5 min of a new instance are left out "
-            "of latency; here the checks run within the first minute"
+            "of latency when slower than its later spans; here the checks run within the first "
+            "minute"
         )
 
     def _start_vault(self, version: str, feedbot: LocalFeedbot) -> Any:

@@ -71,8 +71,15 @@ def display_name(span: str) -> str:
 
 
 def escape(text: str) -> str:
-    """Escape ``&``, ``<`` and ``>`` so user text cannot form links, mentions or markup."""
+    """Escape ``&``, ``<`` and ``>`` so user text cannot form links, mentions or markup.
+
+    Control characters other than newline and tab (a span name may carry any) become ``\\xNN``.
+    """
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def trace_url(ui_url: str | None, trace_id: str) -> str | None:

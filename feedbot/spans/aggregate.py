@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from feedbot.spans.dedupe import SeenSpans
 from feedbot.spans.group import GroupTally
 from feedbot.spans.model import ReleaseData, RepeatedStatement, SpanQuery, observed_range
 from feedbot.spans.rows import SpanRow
@@ -164,6 +165,8 @@ class Aggregator:
         self._repeats: dict[tuple[str, str], _Repeats] = {}
         # Traces fed as columns (feedbot.spans.aggregate_columns), held apart until closed.
         self.open_columns: _Closable | None = None
+        # Spans sent twice are counted once (feedbot.spans.dedupe).
+        self.seen = SeenSpans()
 
     @property
     def tallies(self) -> list[GroupTally]:
@@ -271,6 +274,8 @@ class Aggregator:
             extras: exceptions and code location (:func:`~feedbot.spans.semconv.extras_of`).
         """
         # The hot path of `feedbot report --traces`: inlined, one dict look-up per table.
+        if not self.seen.fresh(trace_id, span_id):
+            return
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = self._group(key)
@@ -279,14 +284,19 @@ class Aggregator:
             self._low = start_ns
         if start_ns > self._high:
             self._high = start_ns
-        duration_ms = duration_ns / 1e6
-        group.durations.append(duration_ms)
-        index = group.instance_ids.get(instance)
-        if index is None:
-            index = group.instance_ids[instance] = len(group.instance_ids)
-        group.instances.append(index)
-        if self._warmup_ns:
-            group.starts.append(start_ns)
+        # A negative duration marks a span without an end time: counted, but never timed.
+        duration_ms = max(duration_ns, 0) / 1e6
+        if duration_ns < 0:
+            group.untimed += 1
+        else:
+            group.durations.append(duration_ms)
+            index = group.instance_ids.get(instance)
+            if index is None:
+                index = group.instance_ids[instance] = len(group.instance_ids)
+            group.instances.append(index)
+            if self._warmup_ns:
+                group.starts.append(start_ns)
+        if self._warmup_ns and instance is not None:
             first = self._first.get(instance)
             if first is None or start_ns < first:
                 self._first[instance] = start_ns
@@ -351,7 +361,7 @@ class Aggregator:
             repeats=repeats,
             traces=traces,
             sampled_traces=sampled_traces,
-            notes=notes + self._cap_note(),
+            notes=notes + self._cap_note() + self._odd_notes(),
             observed=observed_range(*self.observed_ns()),
         )
 
@@ -360,6 +370,22 @@ class Aggregator:
         if self._high < self._low:
             return None, None
         return self._low, self._high
+
+    def _odd_notes(self) -> tuple[str, ...]:
+        """What was counted differently from how it arrived: repeats, spans never ended."""
+        notes = []
+        if self.seen.duplicates:
+            notes.append(
+                f"{self.seen.duplicates} spans arrived again (same trace id and span id) and "
+                "were counted once."
+            )
+        untimed = sum(g.untimed for g in self._indexed)
+        if untimed:
+            notes.append(
+                f"{untimed} spans had no end time: counted as spans and errors, left out of "
+                "latency (not taken as 0 ms)."
+            )
+        return tuple(notes)
 
     def _cap_note(self) -> tuple[str, ...]:
         if not self._folded:
@@ -382,6 +408,7 @@ class Aggregator:
         indexes = [self._merge_group(group, later._resources) for group in later._indexed]
         for key, group in later._groups.items():
             self._groups.setdefault(key, self._indexed[indexes[group.index]])
+        self.seen.absorb(later.seen)
         for instance, first in later._first.items():
             if first < self._first.get(instance, first + 1):
                 self._first[instance] = first

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from feedbot.spans.aggregate import REMOTE, ROOT, Aggregator
 from feedbot.spans.columns import SpanColumns
+from feedbot.spans.dedupe import span_keys
 from feedbot.spans.group import MAX_CODE_LOCATIONS, GroupTally
 
 _ROOT, _REMOTE = -1, -2
@@ -33,8 +34,14 @@ _Part = tuple[
 
 def fold(aggregator: Aggregator, columns: SpanColumns) -> None:
     """Count ``columns`` into ``aggregator``, as :meth:`Aggregator.add_span` of each span would."""
-    tallies = [aggregator.tally(key) for key in columns.keys]
-    group = np.array([t.index for t in tallies], np.intp)[columns.key_codes]
+    fresh = aggregator.seen.fresh_rows(span_keys(columns.trace_ids, columns.span_ids))
+    if not fresh.all():
+        columns = columns.select(np.flatnonzero(fresh))
+    # Only the keys of spans still here make groups (a block's repeats may have been its only).
+    indexes = np.full(len(columns.keys), -1, np.intp)
+    for code in np.unique(columns.key_codes).tolist():
+        indexes[code] = aggregator.tally(columns.keys[code]).index
+    group = indexes[columns.key_codes]
     indexed = aggregator.tallies
     _count(indexed, group, columns, aggregator.warmup_ns > 0)
     if len(columns):
@@ -67,6 +74,10 @@ def _count(
         tally = indexed[index]
         tally.count += len(rows)
         tally.errors += int(np.count_nonzero(columns.errors[rows]))
+        timed = columns.durations_ms[rows] >= 0  # a negative duration: no end time
+        if not timed.all():
+            tally.untimed += len(rows) - int(np.count_nonzero(timed))
+            rows = rows[timed]
         tally.durations.frombytes(columns.durations_ms[rows].tobytes())
         codes = columns.instance_codes[rows]
         unique, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
@@ -116,7 +127,7 @@ class OpenTraces:
         codes = [known.setdefault(s, len(known)) for s in columns.statements]
         statement = np.array([*codes, -1], np.intp)[columns.statement_codes]  # -1 stays -1
         part = (columns.trace_ids, columns.span_ids, columns.parents, group, statement)
-        self._parts.append((*part, columns.durations_ms))
+        self._parts.append((*part, np.maximum(columns.durations_ms, 0.0)))
         self._size += len(columns)
         if self._size > self._aggregator.max_open_spans:
             self._close(self._aggregator.max_open_spans)

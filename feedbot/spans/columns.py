@@ -116,7 +116,8 @@ def span_columns(
     _check_hex(field["spanId"], 16, nulls=False)
     _check_hex(parents, 16, nulls=True)
     ends = nanos(pc.struct_field(spans, "endTimeUnixNano"))
-    durations = np.where(ends > starts, ends - starts, 0) / 1e6
+    # No end time (0), or one before the start: -1 ms, which the aggregator counts untimed.
+    durations = np.where((ends > 0) & (ends >= starts), ends - starts, -1_000_000) / 1e6
     errors = _errors(pc.struct_field(spans, "status"))
     attributes = _attributes(pc.struct_field(spans, "attributes"), len(spans))
     statements, statement_codes = _statements(attributes)

@@ -32,6 +32,7 @@ class GroupTally:
     index: int
     count: int = 0
     errors: int = 0
+    untimed: int = 0  # Spans without an end time: counted, but no duration.
     durations: array[float] = field(default_factory=lambda: array("d"))
     instances: array[int] = field(default_factory=lambda: array("i"))
     # Span starts, kept only when a warm-up is to be left out.
@@ -56,6 +57,7 @@ class GroupTally:
         """Add another aggregator's group of the same label after this one's spans."""
         self.count += theirs.count
         self.errors += theirs.errors
+        self.untimed += theirs.untimed
         self.durations.extend(theirs.durations)
         self.starts.extend(theirs.starts)
         ids = self.instance_ids
@@ -74,22 +76,25 @@ class GroupTally:
             self.callers[caller] = self.callers.get(caller, 0) + count
 
     def stats(self, warmup: tuple[int, dict[str | None, int]] | None) -> SpanGroupStats:
-        """The group's answer; ``warmup`` is (nanoseconds, first start per instance) or None."""
+        """The group's answer; ``warmup`` is (nanoseconds, first start per instance) or None.
+
+        With a warm-up, :attr:`~feedbot.spans.model.SpanGroupStats.early` marks the durations of
+        spans in their instance's warm-up; none is left out here (the analysis decides).
+        """
         named = list(self.instance_ids) != [None]  # No span said: both stay empty.
         names = tuple(UNKNOWN_INSTANCE if k is None else k for k in self.instance_ids)
         durations = np.frombuffer(self.durations, dtype=np.float64)
         instances = np.frombuffer(self.instances, dtype=np.int32)
-        excluded = 0
+        early = np.empty(0, dtype=np.bool_)
         if warmup is not None and warmup[0] > 0 and len(durations):
-            keep = self._after_warmup(instances, *warmup)
-            excluded = len(keep) - int(np.count_nonzero(keep))
-            durations, instances = durations[keep], instances[keep]
+            early = ~self._after_warmup(instances, *warmup)
         return SpanGroupStats(
             name=self.name,
             kind=self.kind,
             count=self.count,
             errors=self.errors,
-            warmup_excluded=excluded,
+            early=early,
+            untimed=self.untimed,
             durations_ms=durations.copy(),
             instances=instances[: None if named else 0].copy(),
             instance_names=names if named else (),

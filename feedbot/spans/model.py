@@ -28,14 +28,19 @@ def _ints() -> npt.NDArray[np.int32]:
     return np.empty(0, dtype=np.int32)
 
 
+def _flags() -> npt.NDArray[np.bool_]:
+    return np.empty(0, dtype=np.bool_)
+
+
 @dataclass(frozen=True)
 class SpanQuery:
     """Spans of one service version in one environment that start within ``[start, end)``.
 
     ``warmup``: the durations of spans that start within ``warmup`` of their instance's first
-    span in the window are left out of ``durations_ms`` and ``instances`` (they still count
-    everywhere else); spans without an instance are never left out. Ask for it on a new
-    version's query, whose instances are new; a baseline's instances are warm already.
+    span in the window are marked :attr:`SpanGroupStats.early`; spans without an instance never
+    are. The analysis leaves them out of latency only where they were really slower than the
+    same instance's later spans (:mod:`feedbot.analysis.warmup`). Ask for it on a new version's
+    query, whose instances are new; a baseline's instances are warm already.
     """
 
     service: str
@@ -81,8 +86,10 @@ class SpanGroupStats:
     ``instances`` holds, for each duration, an index into ``instance_names``
     (``service.instance.id``, else ``host.name``); both are empty when no span said.
     ``callers`` counts the groups of parent spans (``"(root)"`` for root spans, ``"(remote)"``
-    for parents in another service). ``warmup_excluded`` is how many durations were left out
-    because their span started in its instance's warm-up (:attr:`SpanQuery.warmup`).
+    for parents in another service). ``early`` marks, per duration, a span that started in its
+    instance's warm-up (:attr:`SpanQuery.warmup`; empty when none was asked for);
+    ``warmup_excluded`` is how many durations the analysis left out as warm-up. ``untimed``
+    counts spans without an end time: in ``count`` and ``errors``, not in ``durations_ms``.
     """
 
     name: str
@@ -98,6 +105,8 @@ class SpanGroupStats:
     code: tuple[CodeSeen, ...] = ()
     callers: tuple[tuple[str, int], ...] = ()
     warmup_excluded: int = 0
+    early: npt.NDArray[np.bool_] = field(default_factory=_flags, compare=False, repr=False)
+    untimed: int = 0
 
 
 @dataclass(frozen=True)
@@ -116,6 +125,19 @@ class RepeatedStatement:
 
 
 @dataclass(frozen=True)
+class Elsewhere:
+    """What a store holds of a query's service in its window when none of it matched.
+
+    ``spans`` counts the service's spans per (environment, version), None where the span did
+    not say, largest first: a deploy tagged ``production`` whose spans say ``prod``, or spans
+    without ``service.version``, are named as such instead of "not serving yet".
+    """
+
+    query: SpanQuery
+    spans: tuple[tuple[str | None, str | None, int], ...] = ()
+
+
+@dataclass(frozen=True)
 class ReleaseData:
     """What a backend found for one :class:`SpanQuery`.
 
@@ -123,7 +145,8 @@ class ReleaseData:
     looked at a sample of traces rather than all of them (and the report says so).
     ``observed`` is the start of the first and of the last span counted (None when none was):
     the time the version was seen serving inside the query's window, which rates divide by.
-    From a sample of traces it is the sample's range.
+    From a sample of traces it is the sample's range. ``elsewhere``: when nothing matched and
+    the backend can survey its store, what it holds of the service in the window.
     """
 
     groups: list[SpanGroupStats]
@@ -132,6 +155,7 @@ class ReleaseData:
     sampled_traces: int | None = None
     notes: tuple[str, ...] = ()
     observed: tuple[datetime, datetime] | None = None
+    elsewhere: Elsewhere | None = None
 
 
 def from_ns(ns: int) -> datetime:

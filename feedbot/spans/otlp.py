@@ -145,6 +145,15 @@ def leaf(value: Any) -> Any:
     return value
 
 
+#: The duration of a span without a (valid) end time: counted, never timed.
+UNTIMED = -1
+
+
+def duration_ns(start: int, end: int) -> int:
+    """``end - start``, or :data:`UNTIMED` when the end is missing (0) or before the start."""
+    return end - start if end > 0 and end >= start else UNTIMED
+
+
 def span_row(
     resource: Resource,
     *,
@@ -172,7 +181,7 @@ def span_row(
         route=text(str(route), LIMITS["route"]) if route else None,
         method=text(str(method), LIMITS["method"]).upper() if method else None,
         start_ns=times[0],
-        duration_ns=max(0, times[1] - times[0]),
+        duration_ns=duration_ns(*times),
         is_error=error,
         attributes=attributes,
         events=events,

@@ -68,7 +68,9 @@ def _read_line(part: Part, survey: Survey, number: int, text: bytes) -> None:
         survey.scanner.scan(text)
     except Unusual:
         document = _parse(part, number, text)
-        if document is not _PARTIAL:
+        if document is _PARTIAL:
+            survey.unfinished.append((part.path, _line_base(part) + number, len(text)))
+        else:
             survey.add_rows(_decode(part, number, document))
 
 

@@ -347,7 +347,7 @@ def _fields(
         parent,
         key,
         start,
-        end - start if end > start else 0,
+        end - start if end > 0 and end >= start else -1,  # -1: no end time, never timed
         instance,
         is_error,
         statement,

@@ -62,6 +62,8 @@ class Survey:
         self.baselines: dict[str, Aggregator] = {}
         self._routes: dict[str | None, tuple[Target, ...]] = {}
         self.scanner = Scanner(service, environment, self.route, counted)
+        #: (file, line, bytes) of an unfinished last line left out (a file still being written).
+        self.unfinished: list[tuple[str, int, int]] = []
 
     @property
     def counts(self) -> Counter[str]:
@@ -129,14 +131,26 @@ class Survey:
             else:
                 mine.absorb(aggregator)
         self.counts.update(later.counts)
+        self.unfinished += later.unfinished
 
     def result(self) -> ReleaseData:
         """The candidate's answer (an empty one without a candidate)."""
-        return (self.candidate or Aggregator()).result()
+        return (self.candidate or Aggregator()).result(notes=self.notes())
 
     def baseline(self, version: str) -> ReleaseData:
-        """The answer for another version (empty when it had no block in the file)."""
+        """The answer for another version (empty when it had no block in the file).
+
+        The read's :meth:`notes` go with the candidate's answer only, to be said once.
+        """
         return self.baselines.get(version, Aggregator()).result()
+
+    def notes(self) -> tuple[str, ...]:
+        """What the read left out: unfinished last lines, each with its file and line."""
+        return tuple(
+            f"{path}, line {line}: an unfinished last line ({size:,} bytes) was left out (a "
+            "file still being written, or cut short)."
+            for path, line, size in self.unfinished
+        )
 
     def _targets(self, version: str | None) -> tuple[Target, ...]:
         query = self._candidate

@@ -69,6 +69,21 @@ def version_counts(
     return {str(version): int(n) for version, n in session.execute(statement)}
 
 
+def environment_version_counts(
+    session: Session, service: str, start: datetime, end: datetime
+) -> dict[tuple[str | None, str | None], int]:
+    """Spans of ``service`` starting in ``[start, end)`` per (environment, version)."""
+    where = [Span.service == service, Span.start_ns >= to_ns(start), Span.start_ns < to_ns(end)]
+    statement = (
+        select(Span.environment, Span.version, func.count())
+        .where(*where)
+        .group_by(Span.environment, Span.version)
+    )
+    return {
+        (env or None, version or None): int(n) for env, version, n in session.execute(statement)
+    }
+
+
 def prune_spans(session: Session, older_than: datetime, *, max_spans: int | None = None) -> int:
     """Delete spans received before ``older_than``, then the oldest beyond ``max_spans``.
 

@@ -344,7 +344,7 @@ def test_observed_range_is_that_of_the_counted_spans(make_backend: Maker, servic
     assert backend.collect(query(service, "2.0.0")).observed is None
 
 
-def test_warmup_leaves_out_the_same_durations(make_backend: Maker, service: str) -> None:
+def test_warmup_marks_the_same_durations(make_backend: Maker, service: str) -> None:
     spans = release_spans(service, "1.1.0")  # per instance, request traces a second apart
     wanted = replace(query(service, "1.1.0"), warmup=timedelta(milliseconds=1500))
     rows = decode_request(
@@ -355,11 +355,11 @@ def test_warmup_leaves_out_the_same_durations(make_backend: Maker, service: str)
     if make_backend.name == "clickhouse":  # aggregated in SQL, where the rule is not applied
         assert any("warm-up exclusion not applied" in note for note in got.notes)
         return
-    excluded = sum(g.warmup_excluded for g in expected.groups)
-    assert 0 < excluded < sum(g.count for g in expected.groups)  # the split is real
+    early = sum(int(g.early.sum()) for g in expected.groups)
+    assert 0 < early < sum(g.count for g in expected.groups)  # the split is real
     assert summary(got, make_backend.fold) == summary(expected, make_backend.fold)
-    assert sorted((make_backend.fold(g.name), g.warmup_excluded) for g in got.groups) == sorted(
-        (make_backend.fold(g.name), g.warmup_excluded) for g in expected.groups
+    assert sorted((make_backend.fold(g.name), int(g.early.sum())) for g in got.groups) == sorted(
+        (make_backend.fold(g.name), int(g.early.sum())) for g in expected.groups
     )
 
 

@@ -121,13 +121,16 @@ def test_an_a_a_rerun_passes_the_gate(tmp_path: Path, capsys: pytest.CaptureFixt
         assert not [f for f in doc["findings"] if f.get("state") == "suspected"]
 
 
-def test_warmup_is_left_out_only_when_asked(
+def test_a_warm_up_asked_for_leaves_nothing_out_of_a_short_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     traces = write_run(tmp_path, slower=1.85, seed=1)
     code, doc = gate(capsys, write_deploy(tmp_path), traces, "--warmup", "5m")
-    # The whole minute-long run is each new instance's first 5 minutes: nothing left to test.
-    assert doc["warmup_excluded"] == 240 and doc["verdict"] == "insufficient_data" and code == 0
+    # The whole half-minute run is each new instance's first 5 minutes: no later span to
+    # compare with, so nothing is left out and the regression is still found.
+    assert doc["warmup_excluded"] == 0 and doc["verdict"] == "regressed" and code == 1
+    (note,) = [n for n in doc["notes"] if n.startswith("Warm-up")]
+    assert note.startswith("Warm-up not tested on 2 new instance(s): 240 early vs 0 later")
     parser = argparse.ArgumentParser()
     report_cli.add_arguments(parser)
     args = ["--deploy", str(tmp_path / "deploy.json"), "--traces", str(traces), "--warmup", "x"]

@@ -19,6 +19,7 @@ from feedbot.config import Settings, settings_from_mapping
 from feedbot.errors import ConfigError, WebhookRejected
 from feedbot.releases.event import ReleaseEvent
 from feedbot.releases.sources import build_sources
+from feedbot.spans.otlp import UNTIMED
 from feedbot.spans.otlp_http import decode_request
 
 FUZZ = settings(
@@ -260,7 +261,7 @@ def _decodes_or_rejects(body: bytes, content_type: str) -> None:
         return
     for row in rows:
         assert len(row["trace_id"]) == 32 and len(row["span_id"]) == 16
-        assert 0 <= row["start_ns"] < 2**63 and row["duration_ns"] >= 0
+        assert 0 <= row["start_ns"] < 2**63 and row["duration_ns"] >= UNTIMED
 
 
 @FUZZ

@@ -3,7 +3,8 @@
 One import point for ``compare.py`` and ``insights.py``; the code lives in one module per
 concept. Section numbers (§) refer to shared/reference/detection-methods.md.
 
-* ``stats_rank``: one-sided Mann-Whitney U (§7.1), exact for small samples.
+* ``stats_rank``: one-sided Mann-Whitney U (§7.1), exact for small samples; van Elteren's
+  stratified version (instance warm-up).
 * ``stats_shift``: Hodges-Lehmann ratio with a Moses CI, exact at any n without n·m memory (§7.2).
 * ``stats_quantile``: p50/p95/p99 with order-statistic CIs and the exceedance tail test (§7.3).
 * ``stats_counts``: Fisher / conditional binomial error tests, new exception types, reach (§7.4,
@@ -51,7 +52,7 @@ from feedbot.analysis.stats.quantile import (
     quantiles,
     tail_exceedance_test,
 )
-from feedbot.analysis.stats.rank import MannWhitneyResult, mann_whitney
+from feedbot.analysis.stats.rank import MannWhitneyResult, mann_whitney, van_elteren
 from feedbot.analysis.stats.shift import ShiftEstimate, hodges_lehmann_ratio, hodges_lehmann_shift
 
 __all__ = [
@@ -92,4 +93,5 @@ __all__ = [
     "reach_upper_bound",
     "robust_log_sigma",
     "tail_exceedance_test",
+    "van_elteren",
 ]

@@ -10,6 +10,7 @@ distribution is conditional on the observed ties, so it stays exact with tied va
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -167,3 +168,34 @@ def _subset_sum_counts(values: npt.NDArray[np.int64], k: int) -> FloatArray:
         table[1:, v:] += table[:-1, : top + 1 - v].copy()
     counts: FloatArray = table[k]
     return counts
+
+
+def van_elteren(strata: Sequence[tuple[npt.ArrayLike, npt.ArrayLike]]) -> tuple[float, float]:
+    """One-sided stratified rank test (van Elteren): is the first sample of each stratum larger?
+
+    Each stratum's U (tie-corrected) is weighted by 1/(N+1), which makes strata of different
+    sizes count alike per observation; the weighted sum is referred to the normal. Strata with
+    an empty sample are skipped.
+
+    Args:
+        strata: (first, second) samples per stratum, e.g. an instance's early and later spans
+            of one span group.
+
+    Returns:
+        (z, one-sided p); (0.0, 1.0) when no stratum can be ranked.
+    """
+    centred, variance = 0.0, 0.0
+    for first, second in strata:
+        x, y = np.asarray(first, np.float64), np.asarray(second, np.float64)
+        n1, n2 = x.size, y.size
+        if n1 == 0 or n2 == 0:
+            continue
+        ranks, ties = midranks(np.concatenate([x, y]))
+        weight = 1.0 / (n1 + n2 + 1)
+        u = float(ranks[:n1].sum()) - n1 * (n1 + 1) / 2.0
+        centred += weight * (u - n1 * n2 / 2.0)
+        variance += weight**2 * u_sigma(n1, n2, ties) ** 2
+    if variance <= 0.0:
+        return 0.0, 1.0
+    z = centred / math.sqrt(variance)
+    return z, normal_sf(z)

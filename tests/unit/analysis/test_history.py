@@ -91,20 +91,29 @@ def test_a_type_the_baseline_raised_on_another_group_is_not_new_to_the_service()
     assert result.verdict == "neutral"
 
 
-def _warmed(cand: ReleaseData, excluded: int) -> ReleaseData:
-    return replace(cand, groups=[replace(g, warmup_excluded=excluded) for g in cand.groups])
+def _warmed(cand: ReleaseData, early: int, slow: float) -> ReleaseData:
+    """``cand`` with each instance's first ``early`` spans per group marked early, ×``slow``."""
+    groups = []
+    for g in cand.groups:
+        marks = np.zeros(g.durations_ms.size, dtype=bool)
+        for index in range(len(g.instance_names)):
+            marks[np.flatnonzero(g.instances == index)[:early]] = True
+        durations = np.where(marks, g.durations_ms * slow, g.durations_ms)
+        groups.append(replace(g, durations_ms=durations, early=marks))
+    return replace(cand, groups=groups)
 
 
 def test_spans_left_out_as_warm_up_are_stated_in_json_and_text() -> None:
     rng = np.random.default_rng(5)
     base, cand = release(rng, routes(3, 2000)), release(rng, routes(3, 2000))
     policy = with_overrides(POLICY, {"latency": {"warmup": "3m"}})
-    result = analyse(_warmed(cand, 25), base, changes=(), policy=policy)
-    assert result.warmup_excluded == 75
-    note = "Warm-up: 75 spans from the first 3m of new instances left out of latency"
-    assert any(s.startswith(note) for s in result.summary)
+    # 4 instances × 3 groups × 25 early spans, 3× slower than the rest.
+    result = analyse(_warmed(cand, 25, 3.0), base, changes=(), policy=policy)
+    assert result.warmup_excluded == 300
+    note = "Warm-up: 300 spans from the first 3m of 4 of 4 new instance(s)"
+    assert any(s.startswith(note) for s in result.summary), result.summary
     doc = to_json(result, CONTEXT)
-    assert doc["warmup_excluded"] == 75 and any(n.startswith(note) for n in doc["notes"])
+    assert doc["warmup_excluded"] == 300 and any(n.startswith(note) for n in doc["notes"])
     assert note in to_text(result, CONTEXT)
     assert result.verdict == "neutral" and not result.findings  # a note, no alarm
 

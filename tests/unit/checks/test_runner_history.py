@@ -33,8 +33,13 @@ class RecordingBackend:
         return self.inner.collect(query)
 
 
-def _otlp(version: str, start: datetime, errors: int, n: int = 400, seed: int = 1) -> bytes:
-    """OTLP/protobuf of ``n`` SDK spans on two instances; the first ``errors`` raise KeyError."""
+def _otlp(
+    version: str, start: datetime, errors: int, n: int = 400, seed: int = 1, slow: float = 1.0
+) -> bytes:
+    """OTLP/protobuf of ``n`` SDK spans on two instances; the first ``errors`` raise KeyError.
+
+    Spans in each instance's first 5 minutes take ``slow`` times as long (a cold start).
+    """
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -63,13 +68,16 @@ def _otlp(version: str, start: datetime, errors: int, n: int = 400, seed: int = 
             if i < errors // 2:
                 span.record_exception(KeyError("vault"), timestamp=begin + 1000)
                 span.set_status(Status(StatusCode.ERROR))
-            span.end(end_time=begin + int(20e6 * rng.lognormal(0, 0.2)))
+            cold = slow if i * 2 < 300 else 1.0
+            span.end(end_time=begin + int(20e6 * cold * rng.lognormal(0, 0.2)))
         provider.shutdown()
         spans += exporter.get_finished_spans()
     return bytes(encode_spans(spans).SerializeToString())
 
 
-def _setup(sessions: sessionmaker[Session], errors: int) -> tuple[RecordingBackend, int]:
+def _setup(
+    sessions: sessionmaker[Session], errors: int, slow: float = 1.0
+) -> tuple[RecordingBackend, int]:
     conf = settings(checks={"after": ["15m", "1h"]})
     with sessions() as session:
         register_release(session, event(version="1.4.1", commit="a",
@@ -79,7 +87,7 @@ def _setup(sessions: sessionmaker[Session], errors: int) -> tuple[RecordingBacke
                                now=DEPLOYED).release_id  # fmt: skip
     backend = EmbeddedBackend(sessions)
     backend.ingest(_otlp("1.4.1", DEPLOYED - timedelta(hours=2), 0), "application/x-protobuf", None)
-    body = _otlp("1.4.2", DEPLOYED + timedelta(minutes=1), errors, seed=2)
+    body = _otlp("1.4.2", DEPLOYED + timedelta(minutes=1), errors, seed=2, slow=slow)
     backend.ingest(body, "application/x-protobuf", None)
     return RecordingBackend(backend), new
 
@@ -136,15 +144,30 @@ def test_a_type_an_earlier_version_raised_is_not_new(
 def test_only_the_new_version_is_asked_to_leave_out_warm_up(
     db_sessions: sessionmaker[Session], db_session: Session
 ) -> None:
-    backend, release_id = _setup(db_sessions, errors=0)
+    backend, release_id = _setup(db_sessions, errors=0, slow=3.0)
     _runner(db_sessions, backend, timedelta(minutes=15)).run_due()
     new, base = backend.queries[-2:]
     assert (new.version, new.warmup) == ("1.4.2", timedelta(minutes=5))
     assert (base.version, base.warmup) == ("1.4.1", timedelta(0))
     (report,) = _reports(db_session, release_id)
-    # Two instances from +1 min, a span every 2 s each: 150 of each one's spans are warm-up.
+    # Two instances from +1 min, a span every 2 s each: 150 of each one's spans are warm-up,
+    # 3× slower than their 50 later ones.
     assert report["warmup_excluded"] == 300
-    assert any(n.startswith("Warm-up: 300 spans from the first 5m") for n in report["notes"])
+    (note,) = [n for n in report["notes"] if n.startswith("Warm-up")]
+    assert note.startswith("Warm-up: 300 spans from the first 5m of 2 of 2 new instance(s)")
+    assert "300 early vs 100 later spans" in note, note
+    assert report["verdict"] == "neutral", report["findings"]
+
+
+def test_a_warm_up_no_slower_than_the_rest_stays_in(
+    db_sessions: sessionmaker[Session], db_session: Session
+) -> None:
+    backend, release_id = _setup(db_sessions, errors=0)
+    _runner(db_sessions, backend, timedelta(minutes=15)).run_due()
+    (report,) = _reports(db_session, release_id)
+    assert report["warmup_excluded"] == 0
+    (note,) = [n for n in report["notes"] if n.startswith("Warm-up")]
+    assert "were not slower than their later spans" in note, note
 
 
 def test_warm_up_is_configurable_per_service(

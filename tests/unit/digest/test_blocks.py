@@ -289,3 +289,8 @@ def test_a_superseded_release_says_so_in_its_final_status() -> None:
     assert text.superseded_status("2.0.0", "regressed", 1, 3) == (
         "Status: ⏭ superseded by 2.0.0 after 1 of 3 checks: 🔴 regressed"
     )
+
+
+def test_control_characters_are_shown_not_sent_raw() -> None:
+    assert escape("GET /x\x1b[2J\x07<a>") == "GET /x\\x1b[2J\\x07&lt;a&gt;"
+    assert escape("two\nlines\ttab") == "two\nlines\ttab"  # layout characters stay

@@ -345,23 +345,23 @@ def _warmup_rows() -> list[SpanRow]:
     return rows
 
 
-def test_the_warmup_of_each_instance_is_left_out_of_durations_only() -> None:
+def test_the_warmup_of_each_instance_is_marked_not_left_out() -> None:
     plain = aggregate(_warmup_rows())
     aggregator = Aggregator(warmup=timedelta(minutes=5))
     aggregator.add_many(reversed(_warmup_rows()))  # first-seen is by start, not arrival
     warm = aggregator.result()
 
     (before,), (after,) = plain.groups, warm.groups
-    assert after.warmup_excluded == 10 and before.warmup_excluded == 0
+    assert before.early.size == 0 and int(after.early.sum()) == 10
     assert (after.count, after.errors) == (before.count, before.errors)
-    assert after.callers == before.callers
-    assert len(after.durations_ms) == len(before.durations_ms) - 10
-    # Every slow span of either pod is gone; the span without an instance stays.
-    assert sorted(set(after.durations_ms.tolist())) == [100.0, 300.0]
+    assert after.callers == before.callers and after.warmup_excluded == 0
+    # Every duration stays (the analysis decides); the early ones are each pod's slow ones.
+    assert len(after.durations_ms) == len(before.durations_ms)
+    assert sorted(set(after.durations_ms[after.early].tolist())) == [200.0]
+    assert sorted(set(after.durations_ms[~after.early].tolist())) == [100.0, 300.0]
     names = after.instance_names
-    kept = [names[i] for i in after.instances.tolist()]
-    assert kept.count("pod-a") == 25 and kept.count("pod-b") == 15
-    assert kept.count("(unknown)") == 1
+    early = [names[i] for i in after.instances[after.early].tolist()]
+    assert early.count("pod-a") == 5 and early.count("pod-b") == 5
 
 
 def test_the_warmup_is_counted_from_the_instances_first_span_in_any_group() -> None:
@@ -373,9 +373,9 @@ def test_the_warmup_is_counted_from_the_instances_first_span_in_any_group() -> N
     aggregator = Aggregator(warmup=timedelta(minutes=5))
     aggregator.add_many(rows)
     groups = {g.name: g for g in aggregator.result().groups}
-    assert groups["later"].warmup_excluded == 1 and groups["later"].count == 2
-    assert groups["later"].durations_ms.tolist() == [1.0]  # the span at exactly 5 min stays
-    assert groups["first"].warmup_excluded == 1 and len(groups["first"].durations_ms) == 0
+    # The span at exactly 5 min is not early.
+    assert groups["later"].early.tolist() == [True, False] and groups["later"].count == 2
+    assert groups["first"].early.tolist() == [True]
 
 
 def test_a_zero_warmup_changes_nothing() -> None:
@@ -383,14 +383,14 @@ def test_a_zero_warmup_changes_nothing() -> None:
     query = SpanQuery("vault", "1.0.0", T0, T0 + timedelta(hours=1), warmup=timedelta(0))
     zero = aggregate(_warmup_rows(), query)
     for mine, theirs in zip(zero.groups, plain.groups, strict=True):
-        assert mine == theirs and mine.warmup_excluded == 0
+        assert mine == theirs and mine.early.size == 0
         assert mine.durations_ms.tolist() == theirs.durations_ms.tolist()
         assert mine.instances.tolist() == theirs.instances.tolist()
 
 
 def test_aggregate_takes_the_warmup_from_the_query() -> None:
     query = SpanQuery("vault", "1.0.0", T0, T0 + timedelta(hours=1), warmup=timedelta(minutes=5))
-    assert aggregate(_warmup_rows(), query).groups[0].warmup_excluded == 10
+    assert int(aggregate(_warmup_rows(), query).groups[0].early.sum()) == 10
 
 
 @pytest.mark.parametrize("cut", [1, 17, 30, 45])
@@ -425,6 +425,7 @@ def test_two_aggregators_absorbed_give_the_single_answer(cut: int) -> None:
     assert got.observed == want.observed == (from_ns(T0_NS), from_ns(T0_NS + 59 * 10**9))
     for mine, theirs in zip(got.groups, want.groups, strict=True):
         assert mine.durations_ms.tolist() == theirs.durations_ms.tolist()
+        assert mine.early.tolist() == theirs.early.tolist()
         assert [mine.instance_names[i] for i in mine.instances] == [
             theirs.instance_names[i] for i in theirs.instances
         ]

@@ -22,6 +22,7 @@ from feedbot.spans.otlp import (
     MAX_EVENTS,
     MAX_KEY_CHARS,
     MAX_VALUE_CHARS,
+    UNTIMED,
     count_protobuf_spans,
     decompress,
 )
@@ -257,9 +258,10 @@ def test_unspecified_kind_is_internal_and_root_span_has_no_parent() -> None:
         assert (rows[0]["kind"], rows[0]["parent_span_id"]) == ("INTERNAL", None)
 
 
-def test_end_before_start_is_a_zero_duration() -> None:
-    for rows in both(request(NEW, [span(end=START - 5)])):
-        assert rows[0]["duration_ns"] == 0
+def test_end_before_start_or_no_end_is_untimed_and_end_at_start_is_zero() -> None:
+    for end, want in ((START - 5, UNTIMED), (0, UNTIMED), (START, 0)):
+        for rows in both(request(NEW, [span(end=end)])):
+            assert rows[0]["duration_ns"] == want, end
 
 
 def test_json_accepts_enum_names_numbers_proto_field_names_and_uppercase_hex() -> None:

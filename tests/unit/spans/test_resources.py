@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -10,11 +11,13 @@ from feedbot.spans.aggregate import MAX_RESOURCE_GROUPS, Aggregator, group_label
 from feedbot.spans.resources import resource_of, short_statement, template_path
 from feedbot.spans.rows import SpanRow
 
+_SPAN_IDS = itertools.count(1)
+
 
 def row(name: str, kind: str = "CLIENT", **attributes: Any) -> SpanRow:
     return SpanRow(
         trace_id="ab" * 16,
-        span_id="cd" * 8,
+        span_id=f"{next(_SPAN_IDS):016x}",  # one span each: the same ids twice count once
         parent_span_id=None,
         service="vault",
         version="1",
