@@ -585,7 +585,7 @@ def _marked(chapter: Chapter, change: delta.Delta) -> Chapter:
     new = {delta.key_of(f) for f in change.new}
     if keys & new and chapter.keys[0] in new:
         mark = "new"
-    elif any(change.was.get(k) == "suspected" for k in keys):
+    elif change.was.get(chapter.keys[0]) == "suspected":
         mark = "confirmed"
     elif keys & (new | set(change.was)):
         mark = "changed"

@@ -117,7 +117,7 @@ def check_reply(release: Release, offset: timedelta, report_text: str) -> str:
 
 #: How a chapter is marked in text: an alarm, watching, better, anything else.
 _MARKS = {"alarm": "🔴", "watching": "◌", "improvement": "🟢", "other": "•"}
-_SINCE = {"new": "new: ", "confirmed": "confirmed (was watching): ", "changed": "changed: "}
+_SINCE = {"new": "🆕 ", "confirmed": "⬆ confirmed (was watching): ", "changed": "⬆ "}
 
 
 def chapter_mark(chapter: Chapter) -> str:
@@ -134,7 +134,7 @@ def story_lines(told: Story) -> list[str]:
     changed since the last check, the rest and the changed code."""
     lines: list[str] = []
     for chapter in told.chapters:
-        lines.append(f"{chapter_mark(chapter)} {_SINCE.get(chapter.mark, '')}{chapter.headline}")
+        lines.append(f"{_SINCE.get(chapter.mark, '')}{chapter_mark(chapter)} {chapter.headline}")
         lines += [f"    {sentence}" for sentence in chapter.because]
         if chapter.context:
             lines.append(f"    ({chapter.context})")
