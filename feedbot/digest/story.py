@@ -615,6 +615,7 @@ def _since(change: delta.Delta, chapters: Sequence[Chapter], label: str) -> Sinc
         (sum(c.mark == "confirmed" for c in chapters), "confirmed"),
         (sum(c.mark == "changed" for c in chapters), "changed"),
         (len([f for f in gone if f.get("kind") != "bottleneck"]), "went away"),
+        (sum(not c.mark for c in chapters), "still there"),
     ]
     summary = ", ".join(f"{n} {word}" for n, word in counts if n) or "nothing new"
     same = [c for c in chapters if not c.mark]

@@ -81,7 +81,7 @@ def test_with_nothing_changed_a_follow_up_is_shorter_and_has_no_expected_button(
     assert not any("accessory" in b for b in again.blocks)
     assert len(again.blocks) < len(first.blocks)
     assert "Still there, as in the +15m check: `GET /r1` is 24% slower" in str(again.blocks)
-    assert "since the +15m check: nothing new" in again.blocks[0]["text"]["text"]
+    assert "since the +15m check: 1 still there" in again.blocks[0]["text"]["text"]
 
 
 def test_a_gone_finding_a_new_one_about_the_same_code_replaces_is_not_said_twice() -> None:
