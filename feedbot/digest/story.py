@@ -330,7 +330,7 @@ def _chapter(
     else:
         headline = _repeat_sentence(home, lead)
     for other in found:
-        if other is lead or _said(other, lead, because):
+        if other is lead or _said(other, lead, [headline, *because]):
             continue
         sentence = _aside(other, found)
         if sentence:
@@ -394,7 +394,7 @@ def _latency_causes(
     mine = [c for c in causes if c.get("explains") == "latency"]
     if mine:
         return _told_causes(str(lead["span"]), mine, findings, graph)
-    return _bottleneck_causes(str(lead["span"]), findings)
+    return _bottleneck_causes(str(lead["span"]), findings, graph)
 
 
 def _told_causes(
@@ -456,13 +456,17 @@ def _attribute_sentence(cause: Mapping[str, Any], what: str) -> str:
     return f"It is concentrated where {code_name(str(cause['name']))}: {share:.0%} of the {what}."
 
 
-def _bottleneck_causes(span: str, findings: Sequence[Finding]) -> list[str]:
-    """For reports without causes: follow the bottleneck findings (group means) down."""
+def _bottleneck_causes(span: str, findings: Sequence[Finding], graph: _Graph) -> list[str]:
+    """For reports without causes: follow the bottleneck findings (group means) down, from
+    the slowed span or, when it has none, from the highest span below it that has one."""
     steps: dict[str, Finding] = {}
     for f in findings:
         match = _BOTTLENECK.match(str(f.get("message") or ""))
         if f.get("kind") == "bottleneck" and match:
             steps.setdefault(str(f.get("span")), f)
+    if span not in steps:
+        below = [s for s in steps if span in graph.chain(s)]
+        span = min(below, key=lambda s: len(graph.chain(s)), default=span)
     here, seen, chosen = span, {span}, None
     while here in steps:
         chosen = steps[here]
