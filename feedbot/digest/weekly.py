@@ -5,7 +5,8 @@ release's last check, in the words of their stories (:mod:`feedbot.digest.story`
 per service, the top regressions and improvements (each change once, where its story tells
 it), new error types, changed code that never ran, N+1 queries, slow drifts that never crossed
 a threshold, and questions worth asking. A digest longer than one message is split into
-several, each within Slack's 50 blocks; past :data:`MAX_MESSAGES` the rest is cut with a pointer to ``/feedback``.
+several, each within Slack's 50 blocks; past :data:`MAX_MESSAGES` the rest is cut with a
+pointer to ``/feedback``.
 """
 
 from __future__ import annotations

@@ -123,7 +123,8 @@ def test_feedback_service_answers_ephemerally_from_stored_checks(
     body = valid(answer["blocks"])
     assert "newest checked release 1.4.2 (production" in body and "against 1.4.1" in body
     assert "`GET /r1`: 17 → 17 spans/min · p50/p95/p99 17.2/39.0/52.9 → 21.3/47.7/64.1 ms" in body
-    assert "GET /r1 got slower" in body and "KeyError" in body  # open findings
+    assert "`GET /r1` is 2" in body and "% slower: 17 → 21 ms at the median" in body  # its story
+    assert "KeyError" in body
     assert "*Last releases*" in body and "1.4.2 · Nov 24 · 🔴 regressed" in body
 
 
