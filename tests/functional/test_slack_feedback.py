@@ -220,6 +220,26 @@ def test_expected_and_mute_buttons_are_acknowledged_and_recorded(
     assert "KeyError" not in json.dumps(answer["blocks"])
 
 
+def test_a_story_s_expected_acknowledges_all_it_tells_and_details_show_the_evidence(
+    client: httpx.Client, slack_api: FakeSlackAPI, runtime: Runtime
+) -> None:
+    with runtime.sessions() as session:
+        check_id, release_id = session.execute(select(Check.id, Check.release_id)).one()
+    keys = ["latency_regression|GET /r1||||", "new_error_type|GET /r2|||KeyError|"]
+    value = f"{release_id}|" + "\n".join(keys)  # one story, two findings folded into it
+    assert press(client, slack_api, {"action_id": "feedbot_expected:0", "value": value}).text == ""
+    assert "is expected (and 1 related)" in wait_response(slack_api, 1)["text"]
+    assert press(client, slack_api, {"action_id": "feedbot_details", "value": str(check_id)})
+    details = wait_response(slack_api, 2)
+    assert details["response_type"] == "ephemeral"
+    body = valid(details["blocks"])
+    assert "*Details* · +15m check of vault-service 1.4.2 → production" in body
+    assert "Mann-Whitney" in body and "95% CI" in body  # the evidence behind the story
+    with runtime.sessions() as session:
+        stored = sorted(a.finding_key for a in session.scalars(select(Acknowledgement)))
+    assert stored == sorted(keys)
+
+
 def test_forged_button_presses_are_401_and_record_nothing(
     client: httpx.Client, slack_api: FakeSlackAPI, runtime: Runtime
 ) -> None:
