@@ -21,9 +21,10 @@ from typing import Any
 from feedbot.analysis import compare
 from feedbot.analysis.compare import Analysis
 from feedbot.analysis.findings import KnownException
-from feedbot.analysis.report import ReportContext, to_json, to_text
+from feedbot.analysis.report import ReportContext, to_json
 from feedbot.backends.base import SpanCensus, TraceBackend, VersionLister
 from feedbot.config import Settings
+from feedbot.digest.text import report_text
 from feedbot.policy import DetectionPolicy, with_overrides
 from feedbot.releases.event import Change
 from feedbot.spans.model import Elsewhere, ReleaseData, SpanQuery
@@ -215,7 +216,9 @@ def analyse(plan: Plan, collected: Collected) -> Finished:
         baseline_observed=collected.baseline.observed if collected.baseline else None,
     )
     seen = _exceptions_seen(plan.context, collected.candidate, collected.baseline)
-    return Finished(analysis, to_json(analysis, context), to_text(analysis, context), seen)
+    report = to_json(analysis, context)
+    look = f"look {analysis.look} of {analysis.looks}" + (", final" if analysis.final else "")
+    return Finished(analysis, report, report_text(report, look=look), seen)
 
 
 def _query(

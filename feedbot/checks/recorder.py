@@ -143,6 +143,7 @@ class CheckRecorder:
             since=f"+{format_duration(timedelta(seconds=earlier.offset_seconds))} check"
             if earlier
             else "the last check",
+            check_id=check.id,
         )
         fresh = _fresh_alarms(session, release, done.report, options.acknowledged)
         muted = self._muted(session, release, check, now)

@@ -36,6 +36,7 @@ padding:1em;margin:1em 0;max-width:52em} .msg{margin:.6em 0} .who{font-weight:bo
 margin-right:.4em;color:#333;text-decoration:none;white-space:nowrap}
 .edited{color:#999;font-size:.8em} code{background:#f4f4f4}
 .with-accessory{display:flex;justify-content:space-between;align-items:flex-start;gap:1em}
+.text,.context,.with-accessory{margin:.3em 0}
 """
 
 

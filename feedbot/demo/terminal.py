@@ -1,9 +1,10 @@
 """The developer's DM thread for a terminal: head, status, each check's findings, and a table.
 
 Each reply is drawn from its check's stored report (the same JSON the Slack blocks are built
-from): the verdict, the findings with alarms in red and "watching" in yellow (after the first
-reply, only those new or changed since, as in Slack), then, for the last look, the span groups
-that matter as a before → after table. Pure: no I/O.
+from), told as its story (:mod:`feedbot.digest.story`): the verdict, the chapters with alarms in
+red and "watching" in yellow (after the first reply, only what changed since, as in Slack), the
+rest in one line; then, for the last look, the span groups that matter as a before → after
+table. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from typing import Any
 
 from feedbot.demo.progress import Palette
 from feedbot.demo.thread import Thread
-from feedbot.digest import delta
+from feedbot.digest import story
+from feedbot.digest.text import VERDICT_WORDS, story_lines
 
 VERDICT_STYLE = {"regressed": "red", "improved": "green", "neutral": "green"}
-SEVERITY_STYLE = {"high": ("red", "bold"), "medium": ("yellow",), "low": ("green",)}
 TABLE_ROWS = 12
 _SPAN_WIDTH = 34
 
@@ -60,39 +61,33 @@ def _head(text: str, paint: Palette) -> list[str]:
 def _report(
     report: Mapping[str, Any], paint: Palette, previous: tuple[Mapping[str, Any], str] | None
 ) -> list[str]:
-    """The verdict and the findings; after the first reply, only what changed since it."""
+    """The reply's story (:mod:`feedbot.digest.story`), as the Slack reply tells it: after the
+    first reply, only what changed since it."""
     verdict = str(report.get("verdict", "?"))
-    against = report.get("baseline_version") or "no baseline"
-    lines = [
-        f"{report.get('version')} vs {against}: verdict "
-        + paint(verdict, VERDICT_STYLE.get(verdict, "yellow"), "bold")
-    ]
-    findings = list(report.get("findings", []))
-    if previous is None:
-        lines += [finding_line(f, paint) for f in findings]
-        return lines if findings else [*lines, paint("no findings", "dim")]
-    change = delta.compare(previous[0].get("findings", []), findings)
-    lines[0] += f" · since the {previous[1]}: {delta.summary(change)}"
-    for finding in change.fresh:
-        was = change.was.get(delta.key_of(finding))
-        mark = "new" if was is None else f"was {'watching' if was == 'suspected' else was}"
-        lines.append(finding_line(finding, paint) + paint(f" ({mark})", "dim"))
-    lines += [paint("✓ ", "green") + line for line in delta.gone_lines(change)]
-    if change.same:
-        kinds = [str(f.get("kind")) for f in change.same]
-        counted = ", ".join(f"{k} ×{kinds.count(k)}" for k in dict.fromkeys(kinds))
-        lines.append(paint(f"still there: {counted}", "dim"))
+    told = story.tell(
+        report,
+        previous=previous[0].get("findings", []) if previous else None,
+        since=previous[1] if previous else "the last check",
+    )
+    head = paint(VERDICT_WORDS.get(verdict, verdict), VERDICT_STYLE.get(verdict, "yellow"), "bold")
+    if told.since is not None:
+        head += f" · since the {told.since.label}: {told.since.summary}"
+    lines = [head]
+    for line in story_lines(told):
+        lines.append(_painted(line, paint))
     return lines
 
 
-def finding_line(finding: Mapping[str, Any], paint: Palette) -> str:
-    """``● latency_regression: message`` coloured by severity; watching ones marked."""
-    severity = str(finding.get("severity", "info"))
-    watching = finding.get("state") == "suspected"
-    mark = "◌" if watching else ("●" if severity == "high" else "·")
-    styles = ("yellow",) if watching else SEVERITY_STYLE.get(severity, ("dim",))
-    kind = str(finding.get("kind", "")) + (" (watching)" if watching else "")
-    return paint(f"{mark} {kind}", *styles) + f": {finding.get('message', '')}"
+def _painted(line: str, paint: Palette) -> str:
+    """Alarms in red, watching in yellow, better in green, the grey lines dim."""
+    for mark, styles in (("🔴", ("red", "bold")), ("◌", ("yellow",)), ("🟢", ("green",))):
+        if line.startswith(mark):
+            return paint(line, *styles)
+    if line.startswith(("    (", "Changed code", "still there")) or "unchanged" in line:
+        return paint(line, "dim")
+    if line.startswith("✓"):
+        return paint("✓", "green") + line[1:]
+    return line
 
 
 def before_after(report: Mapping[str, Any], paint: Palette) -> list[str]:

@@ -1,8 +1,9 @@
 """The ``/feedback`` answer in Block Kit, from a stored report (pure: no I/O).
 
-What a developer wants before touching the code: how much traffic it gets and from whom (the
-calling operations, from parent spans), its p50/p95/p99 and error rate (baseline → now), the
-findings still open on it, and what the last releases did.
+What a developer wants before touching the code: what changed in the newest checked release
+(its story, :mod:`feedbot.digest.story`, told as in the thread), how much traffic it gets and
+from whom (the calling operations, from parent spans), its p50/p95/p99 and error rate
+(baseline → now), and what the last releases did.
 A feature narrows the report to its span groups (``features.<name>.spans``, globs allowed) and
 to findings about its code (``features.<name>.code``: module or path prefixes).
 """
@@ -16,18 +17,19 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from feedbot.config import FeatureConfig
+from feedbot.digest import story
 from feedbot.digest.blocks import (
     Rendered,
+    ReplyOptions,
+    chapter_blocks,
     context,
-    display_name,
     escape,
-    finding_key,
-    finding_line,
     fit,
     samples_line,
     section,
 )
 from feedbot.digest.text import VERDICT_WORDS
+from feedbot.digest.words import display_name
 
 TOP_GROUPS = 8
 #: Characters of a caller's name shown in the answer.
@@ -79,17 +81,18 @@ def feedback(
         Text and blocks within Slack's limits.
     """
     report = narrow(view.report, feature) if feature else dict(view.report)
-    findings = [f for f in report["findings"] if finding_key(f) not in view.acknowledged]
+    told = story.tell(report, acknowledged=view.acknowledged)
     head, verdict, title = _head(view, report, feature_name)
-    blocks = [section(head), context(samples_line(report))]
+    blocks = [section(head)]
+    if told.chapters:
+        blocks += chapter_blocks(told.chapters, ReplyOptions(heading="", ui_url=ui_url))
+    else:
+        blocks.append(section(escape(told.headline)))
+    blocks += [context(escape(line)) for line in (told.rest, told.code) if line]
     blocks.append(
         section("*Traffic, callers and latency* (baseline → now)\n" + groups_text(report))
     )
-    if findings:
-        lines = [finding_line(f, report, ui_url) for f in findings]
-        blocks.append(section("*Open findings*\n" + "\n".join(lines)))
-    else:
-        blocks.append(section("*Open findings*\nNone: nothing new to watch here."))
+    blocks.append(context(samples_line(report)))
     if view.history:
         blocks.append(section("*Last releases*\n" + "\n".join(_past(p) for p in view.history)))
     return Rendered(text=f"{title}: {verdict}", blocks=fit(blocks, "`feedbot report`"))

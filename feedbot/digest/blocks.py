@@ -1,10 +1,11 @@
 """Block Kit renderings of feedback, from the stored report JSON (pure: no I/O).
 
-A check's reply is rendered from ``check.result["report"]`` (the :func:`feedbot.analysis.report.
-to_json` contract), so a reply can be rebuilt from the store at any time. The verdict comes
-first; then changed code, latency, errors, N+1 and bottlenecks; groups without a change collapse
-into one line. Every number carries its samples and window. Everything returned is within Slack's
-limits (:func:`fit`) and every piece of user or trace text is mrkdwn-escaped (:func:`escape`).
+A check's reply is its story (:mod:`feedbot.digest.story`), rendered from
+``check.result["report"]`` (the :func:`feedbot.analysis.report.to_json` contract), so a reply
+can be rebuilt from the store at any time: the verdict, at most a few chapters (what changed for
+whom, and why), one line for the rest, and the evidence one click away (the "Details" button).
+Everything returned is within Slack's limits (:func:`fit`) and every piece of user or trace text
+is mrkdwn-escaped (:func:`escape`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from feedbot.digest import delta
-from feedbot.digest.text import VERDICT_WORDS, plural, release_title, status_line
+from feedbot.digest import delta, evidence, story
+from feedbot.digest.text import VERDICT_WORDS, release_title, status_line
 from feedbot.digest.text import release_parent as parent_text
 from feedbot.durations import format_duration
 from feedbot.store.models import Release
@@ -32,18 +33,11 @@ _SHA = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _SAFE_URL = re.compile(r"^https?://[^\s<>|]+$")
 #: Finding kinds that may be acknowledged ("expected") and, once confirmed, broadcast.
 ALARMS = frozenset({"latency_regression", "error_rate_increase", "new_error_type"})
-_SECTIONS = (
-    ("Changed code", ("code_reached", "code_not_reached")),
-    ("Latency", ("latency_regression", "latency_improvement")),
-    ("Errors", ("error_rate_increase", "error_rate_decrease", "new_error_type")),
-    ("N+1 queries", ("n_plus_one",)),
-    ("Bottlenecks", ("bottleneck",)),
-    ("Operations", ("new_operation", "operation_gone", "low_traffic")),
-)
-PERCENTILES = ("p50", "p95", "p99")
+PERCENTILES = evidence.PERCENTILES
 ACTION_EXPECTED = "feedbot_expected"
 ACTION_MUTE = "feedbot_mute"
 ACTION_TRACES = "feedbot_traces"
+ACTION_DETAILS = "feedbot_details"
 
 
 @dataclass(frozen=True)
@@ -52,22 +46,6 @@ class Rendered:
 
     text: str
     blocks: tuple[Block, ...]
-
-
-_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
-_FILE_TARGET = re.compile(r"^([A-Z][A-Z_ ]*?) (/\S*/)([^/\s]+\.[A-Za-z0-9]+)$")
-
-
-def display_name(span: str) -> str:
-    """A span group's name as shown: ``SELECT /tmp/x/vault.db`` reads ``SELECT vault.db``.
-
-    Only a database operation on a file path (SQLite's span names) is shortened, to the file's
-    name; HTTP routes and every other name are shown as they are.
-    """
-    match = _FILE_TARGET.match(span)
-    if match is None or match[1] in _HTTP_METHODS:
-        return span
-    return f"{match[1]} {match[3]}"
 
 
 def escape(text: str) -> str:
@@ -97,15 +75,8 @@ def finding_key(finding: Mapping[str, Any]) -> str:
 
 
 def is_alarm(finding: Mapping[str, Any]) -> bool:
-    """What is broadcast to the service's channel: a confirmed regression, or a new exception type
-    whose test passed in its own family (severity high), from its first look.
-
-    A first-seen type that is not significant is a low-key fact (severity info): listed, not
-    broadcast.
-    """
-    if finding.get("kind") == "new_error_type":
-        return finding.get("severity") == "high"
-    return finding.get("kind") in ALARMS and finding.get("state") == "confirmed"
+    """:func:`feedbot.digest.story.is_alarm`: what is broadcast and gets an "Expected" button."""
+    return story.is_alarm(finding)
 
 
 def section(text: str) -> Block:
@@ -142,6 +113,7 @@ class ReplyOptions:
         previous: The findings of the reply before this one; with them the reply says what
             changed since (new, changed, went away) and sums up the rest in one line.
         since: What that reply was ("+15m check"), for the words "since the +15m check".
+        check_id: The check, for the "Details" button (its evidence, from the stored report).
     """
 
     heading: str
@@ -150,14 +122,17 @@ class ReplyOptions:
     acknowledged: Collection[str] = ()
     previous: Sequence[Mapping[str, Any]] | None = None
     since: str = "the last check"
+    check_id: int | None = None
 
 
 def check_reply(report: Mapping[str, Any], options: ReplyOptions) -> Rendered:
-    """A check's thread reply from its report JSON.
+    """A check's thread reply: its story (:func:`feedbot.digest.story.tell`) in Block Kit.
 
-    The first reply shows every finding. A later one (``options.previous`` set) shows in full
-    only the findings that are new or changed since, says which went away, and sums up the
-    unchanged ones in one line: "Expected" buttons go only on new or changed alarms.
+    The verdict and which check, then each chapter (its headline in bold, the cause below it,
+    an "Expected" button on alarms, a grey line with the requests it comes from), then one line
+    for the rest, one for the changed code, the windows, and the buttons (Details, Open
+    traces, Mute). A later reply (``options.previous`` set) tells in full only the chapters
+    that are new or changed since, says what went away, and sums up the rest in one line.
 
     Args:
         report: ``to_json`` output.
@@ -166,74 +141,86 @@ def check_reply(report: Mapping[str, Any], options: ReplyOptions) -> Rendered:
     Returns:
         The fallback text and at most 50 blocks.
     """
-    findings = [f for f in report.get("findings", []) if finding_key(f) not in options.acknowledged]
-    change = (
-        None
-        if options.previous is None
-        else delta.compare(options.previous, findings, options.acknowledged)
+    told = story.tell(
+        report,
+        previous=options.previous,
+        since=options.since,
+        acknowledged=options.acknowledged,
     )
-    shown = findings if change is None else list(change.fresh)
+    return render_story(told, report, options)
+
+
+def render_story(told: story.Story, report: Mapping[str, Any], options: ReplyOptions) -> Rendered:
+    """A story as a check reply (see :func:`check_reply`)."""
     heading = escape(options.heading)
-    if change is not None:
-        heading += f" · since the {escape(options.since)}: {delta.summary(change)}"
-    blocks: list[Block] = [
-        section(f"*{_verdict(report)}* · {heading}"),
-        context(samples_line(report)),
-    ]
-    blocks += _alarm_blocks(report, shown, options, change)
-    for title, kinds in _SECTIONS:
-        lines = [
-            _marked(f, change) + finding_line(f, report, options.ui_url)[2:]
-            for f in shown
-            if _quiet(f, kinds)
+    if told.since is not None:
+        heading += f" · since the {escape(told.since.label)}: {escape(told.since.summary)}"
+    blocks: list[Block] = [section(f"*{_verdict(report)}* · {heading}")]
+    blocks += chapter_blocks(told.chapters, options)
+    if not told.chapters and (told.since is None or not told.since.still):
+        blocks.append(section(escape(told.headline)))
+    if told.since is not None:
+        blocks += _since_blocks(told.since)
+    blocks += [context(escape(line)) for line in (_rest_line(told), told.code) if line]
+    blocks.append(context(samples_line(report)))
+    if options.release_id is not None:
+        blocks.append(actions(report, told, options))
+    text = f"{_verdict(report)} · {options.heading}: {told.headline}"
+    return Rendered(text=text[:3000], blocks=fit(blocks))
+
+
+def _rest_line(told: story.Story) -> str:
+    expected = f"{told.acknowledged} marked expected: not shown" if told.acknowledged else ""
+    return " · ".join(p for p in (told.rest, expected) if p)
+
+
+def chapter_blocks(
+    chapters: Sequence[story.Chapter], options: ReplyOptions, *, buttons: bool = True
+) -> list[Block]:
+    """Each chapter: a section (mark, bold headline, causes; "Expected" on an alarm) and its
+    grey evidence line (requests baseline → new, tail latency, example traces)."""
+    blocks: list[Block] = []
+    for number, chapter in enumerate(chapters):
+        lines = [f"{_mark(chapter)}*{escape(chapter.headline)}*"]
+        if chapter.because:
+            lines.append(escape(" ".join(chapter.because)))
+        block = section("\n".join(lines))
+        value = f"{options.release_id}|" + "\n".join(chapter.alarms)
+        if buttons and chapter.alarms and options.release_id is not None:
+            if len(value) <= MAX_BUTTON_VALUE:
+                block["accessory"] = _button("Expected", f"{ACTION_EXPECTED}:{number}", value)
+        blocks.append(block)
+        links = [
+            f"<{url}|trace {trace_id[:8]}>"
+            for trace_id in chapter.trace_ids[:2]
+            if (url := trace_url(options.ui_url, str(trace_id)))
         ]
-        if lines:
-            blocks.append(section(f"*{title}*\n" + "\n".join(lines)))
-    if change is not None:
-        blocks += _since_blocks(change, options.since)
-    blocks += _tail_blocks(report, findings, options)
-    text = f"{_verdict(report)} · {options.heading}: " + _summary(findings)
-    return Rendered(text=text, blocks=fit(blocks))
-
-
-def _marked(finding: Mapping[str, Any], change: delta.Delta | None) -> str:
-    """``• `` before a finding, with what changed about it in a follow-up reply."""
-    if change is None:
-        return "• "
-    was = change.was.get(finding_key(finding))
-    if was is None:
-        return "• 🆕 "
-    now = "confirmed" if finding.get("state") == "confirmed" else str(finding.get("state"))
-    before = "watching" if was == "suspected" else was
-    return f"• ⬆ {now} (was {before}): "
-
-
-def _since_blocks(change: delta.Delta, since: str) -> list[Block]:
-    """What went away since the previous reply, and one line for what did not change."""
-    blocks = []
-    if delta.gone_alone(change):
-        lines = [f"• {escape(line)}" for line in delta.gone_lines(change)]
-        blocks.append(section(f"*Went away since the {escape(since)}*\n" + "\n".join(lines)))
-    if change.same:
-        blocks.append(
-            context(f"Still there, as in the {escape(since)}: " + _same_text(change.same))
-        )
+        line = " · ".join([escape(chapter.context), *links]) if chapter.context else ""
+        if line:
+            blocks.append(context(line))
     return blocks
 
 
-def _same_text(same: Sequence[Mapping[str, Any]]) -> str:
-    """``🔴 latency regression on GET, POST /items; bottleneck ×4; code reached ×3``."""
-    alarms = [f for f in same if is_alarm(f)]
-    parts = []
-    for kind in dict.fromkeys(str(f["kind"]) for f in alarms):
-        names = [escape(delta.where(f)) for f in alarms if f["kind"] == kind]
-        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        parts.append(f"🔴 {kind.replace('_', ' ')} on {shown}")
-    others = [str(f["kind"]) for f in same if not is_alarm(f)]
-    for kind in dict.fromkeys(others):
-        count = others.count(kind)
-        parts.append(kind.replace("_", " ") + (f" ×{count}" if count > 1 else ""))
-    return "; ".join(parts)
+def _mark(chapter: story.Chapter) -> str:
+    """🔴 an alarm, ◌ watching, 🟢 faster or fewer errors, • the rest; what changed since."""
+    icon = "🔴 " if chapter.alarm else "◌ " if chapter.watching else ""
+    if not icon:
+        icon = "🟢 " if chapter.improvement else "• "
+    since = {"new": "🆕 ", "confirmed": "⬆ confirmed (was watching): ", "changed": "⬆ "}
+    return since.get(chapter.mark, "") + icon
+
+
+def _since_blocks(since: story.Since) -> list[Block]:
+    """What went away since the previous reply, and one line for what did not change."""
+    blocks = []
+    if since.went_away:
+        lines = [f"• {escape(line)}" for line in since.went_away]
+        blocks.append(section(f"*Went away since the {escape(since.label)}*\n" + "\n".join(lines)))
+    if since.still:
+        blocks.append(
+            context(f"Still there, as in the {escape(since.label)}: {escape(since.still)}")
+        )
+    return blocks
 
 
 def _verdict(report: Mapping[str, Any]) -> str:
@@ -241,112 +228,23 @@ def _verdict(report: Mapping[str, Any]) -> str:
     return VERDICT_WORDS.get(verdict, verdict or "no verdict")
 
 
-def _quiet(finding: Mapping[str, Any], kinds: Collection[str]) -> bool:
-    return finding.get("kind") in kinds and not is_alarm(finding)
-
-
-def _summary(findings: Sequence[Mapping[str, Any]]) -> str:
-    alarms = [f for f in findings if is_alarm(f)]
-    if alarms:
-        return "; ".join(str(f["message"]) for f in alarms[:3])[:1000]
-    return f"{len(findings)} finding(s), none alarming"
-
-
 def samples_line(report: Mapping[str, Any]) -> str:
     """What the numbers come from, baseline → new: spans and groups per version, and each window."""
-    groups = report.get("groups", [])
-    window = report.get("window") or {}
-    sides = []
-    for side, version, label in (
-        ("baseline", report.get("baseline_version"), "baseline"),
-        ("candidate", report.get("version"), "new"),
-    ):
-        if version is None:
-            sides.append("no baseline version")
-            continue
-        present = [g[side] for g in groups if g.get(side)]
-        spans = sum(int(g.get("count") or 0) for g in present)
-        sides.append(
-            f"{label} {escape(str(version))}: {spans} spans in {plural(len(present), 'group')}, "
-            f"{window_text(window.get(side))}"
-        )
-    return " → ".join(sides)
+    return escape(evidence.samples(report))
 
 
 def window_text(window: Mapping[str, str] | None) -> str:
-    """``Dec 06 00:58 – Dec 07 00:58 UTC (24.0 h)``: both dates when the window crosses a day.
-
-    Windows shorter than 10 minutes show seconds, so their two ends differ.
-    """
-    if not window:
-        return "no window"
-    start, end = (datetime.fromisoformat(window[k]) for k in ("start", "end"))
-    seconds = (end - start).total_seconds()
-    clock = "%H:%M:%S" if seconds < 600 else "%H:%M"
-    if seconds >= 3600:
-        length = f"{seconds / 3600:.1f} h"
-    elif seconds >= 60:
-        length = f"{seconds / 60:.0f} min"
-    else:
-        length = f"{seconds:.0f} s"
-    if start.date() == end.date():
-        return f"{start:%b %d} {start.strftime(clock)}–{end.strftime(clock)} UTC ({length})"
-    return (
-        f"{start:%b %d} {start.strftime(clock)} – {end:%b %d} {end.strftime(clock)} UTC ({length})"
-    )
+    """:func:`feedbot.digest.evidence.window_text`."""
+    return evidence.window_text(window)
 
 
-def _alarm_blocks(
-    report: Mapping[str, Any],
-    findings: Sequence[Mapping[str, Any]],
-    options: ReplyOptions,
-    change: delta.Delta | None = None,
-) -> list[Block]:
-    """Each alarm gets its own section, with an "Expected" button when the release is known."""
-    blocks: list[Block] = []
-    for finding in [f for f in findings if is_alarm(f)]:
-        line = finding_line(finding, report, options.ui_url, bold=True)
-        block = section(_marked(finding, change) + line[2:])
-        value = f"{options.release_id}|{finding_key(finding)}"
-        if options.release_id is not None and len(value) <= MAX_BUTTON_VALUE:
-            block["accessory"] = _button("Expected", f"{ACTION_EXPECTED}:{len(blocks)}", value)
-        blocks.append(block)
-    return blocks
-
-
-def _tail_blocks(
-    report: Mapping[str, Any], findings: Sequence[Mapping[str, Any]], options: ReplyOptions
-) -> list[Block]:
-    blocks = []
-    unchanged = unchanged_line(report, findings)
-    if unchanged:
-        blocks.append(context(unchanged))
-    if options.acknowledged:
-        blocks.append(context(f"{len(options.acknowledged)} finding(s) marked expected: not shown"))
-    if options.release_id is not None:
-        blocks.append(actions(report, findings, options))
-    return blocks
-
-
-def unchanged_line(report: Mapping[str, Any], findings: Sequence[Mapping[str, Any]]) -> str:
-    """One line for every group that no finding is about."""
-    named = {f.get("span") for f in findings}
-    quiet = [g for g in report.get("groups", []) if g["span"] not in named]
-    if not quiet:
-        return ""
-    spans = sum(int((g.get("candidate") or {}).get("count") or 0) for g in quiet)
-    names = ", ".join(escape(display_name(str(g["span"]))) for g in quiet[:5])
-    more = f" and {len(quiet) - 5} more" if len(quiet) > 5 else ""
-    return f"No change in {len(quiet)} other group(s) ({names}{more}; {spans} new spans)"
-
-
-def actions(
-    report: Mapping[str, Any], findings: Sequence[Mapping[str, Any]], options: ReplyOptions
-) -> Block:
-    """Buttons: open an example trace (when there is one) and mute the service for a day."""
+def actions(report: Mapping[str, Any], told: story.Story, options: ReplyOptions) -> Block:
+    """Buttons: the details (when the check is known), an example trace, mute for a day."""
     service = str(report.get("service") or "")
     elements = []
-    traces = [t for f in findings for t in f.get("example_trace_ids", [])]
+    if options.check_id is not None:
+        elements.append(_button("Details", ACTION_DETAILS, str(options.check_id)))
+    traces = list(told.trace_ids)
     url = trace_url(options.ui_url, traces[0]) if traces else None
     if url:
         elements.append({**_button("Open traces", ACTION_TRACES, traces[0]), "url": url[:3000]})
@@ -363,36 +261,20 @@ def _button(label: str, action_id: str, value: str) -> Block:
     }
 
 
-def finding_line(
-    finding: Mapping[str, Any], report: Mapping[str, Any], ui_url: str | None, bold: bool = False
-) -> str:
-    """One finding: state mark, its sentence (with n and test), and example trace links."""
-    mark = "◌ watching: " if finding.get("state") == "suspected" else ""
-    message = escape(str(finding.get("message") or finding.get("kind")))
-    if bold:
-        message = f"*{escape(str(finding['kind']).replace('_', ' '))}* — {message}"
-    links = [
-        f"<{url}|trace {trace_id[:8]}>"
-        for trace_id in list(finding.get("example_trace_ids", []))[:3]
-        if (url := trace_url(ui_url, str(trace_id)))
-    ]
-    tail = f" ({', '.join(links)})" if links else ""
-    detail = percentiles(report, str(finding.get("span"))) if "latency" in finding["kind"] else ""
-    return f"• {mark}{message}{tail}" + (f"\n    {detail}" if detail else "")
-
-
-def percentiles(report: Mapping[str, Any], span: str) -> str:
-    """``p50 17.2 → 21.3 ms · p95 … · p99 … (n = 2000 → 2000 spans)`` for one group."""
-    group = next((g for g in report.get("groups", []) if g.get("span") == span), None)
-    if group is None or not group.get("baseline") or not group.get("candidate"):
-        return ""
-    base, new = group["baseline"], group["candidate"]
-    parts = [f"{q} {_ms(base.get(f'{q}_ms'))} → {_ms(new.get(f'{q}_ms'))}" for q in PERCENTILES]
-    return " · ".join(parts) + f" ms (n = {base.get('count')} → {new.get('count')} spans)"
-
-
-def _ms(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1f}"
+def details(report: Mapping[str, Any], heading: str) -> Rendered:
+    """The evidence behind a check's story, for its "Details" button: windows, causes, each
+    finding with its test, n, p/q and CI, and how the inputs were chosen."""
+    lines = [f"• {escape(line)}" for line in story.tell(report).evidence]
+    blocks: list[Block] = [section(f"*Details* · {escape(heading)}")]
+    chunk: list[str] = []
+    for line in lines:
+        if sum(len(x) + 1 for x in chunk) + len(line) > MAX_SECTION - 100 and chunk:
+            blocks.append(section("\n".join(chunk)))
+            chunk = []
+        chunk.append(line[: MAX_SECTION - 100])
+    if chunk:
+        blocks.append(section("\n".join(chunk)))
+    return Rendered(text=f"Details · {heading}", blocks=fit(blocks))
 
 
 def release_announcement(
@@ -460,14 +342,13 @@ def _url_ref(url: str | None) -> str:
 
 
 def broadcast(report: Mapping[str, Any], options: ReplyOptions, *, owner: str | None) -> Rendered:
-    """The service channel's post: the verdict and the alarms only; the rest stays in the DM."""
-    findings = [f for f in report.get("findings", []) if finding_key(f) not in options.acknowledged]
+    """The service channel's post: the verdict and the alarm chapters; the rest stays in the DM."""
+    told = story.tell(report, acknowledged=options.acknowledged)
     who = f" (thread with <@{owner}>)" if owner and owner.startswith(("U", "W")) else ""
     head = f"*{_verdict(report)}* · {escape(options.heading)}{who}"
-    alarms = _alarm_blocks(report, findings, options)
-    blocks = [section(head), context(samples_line(report)), *alarms]
+    alarms = [c for c in told.all_chapters if c.alarm]
+    blocks = [section(head), *chapter_blocks(alarms, options), context(samples_line(report))]
     if options.release_id is not None:
-        blocks.append(actions(report, findings, options))
-    return Rendered(
-        text=f"{_verdict(report)} · {options.heading}: {_summary(findings)}", blocks=fit(blocks)
-    )
+        blocks.append(actions(report, told, options))
+    headline = alarms[0].headline if alarms else told.headline
+    return Rendered(text=f"{_verdict(report)} · {options.heading}: {headline}", blocks=fit(blocks))

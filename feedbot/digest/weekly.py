@@ -1,10 +1,12 @@
 """The weekly channel digest: the agenda of a team's feedback meeting (pure: no I/O).
 
 From the week's releases of the services that report to one channel and the report of each
-release's last check: verdicts per service, the top regressions and improvements, new error
-types, changed code that never ran, N+1 queries, slow drifts that never crossed a threshold, and
-questions worth asking. A digest longer than one message is split into several, each within
-Slack's 50 blocks; past :data:`MAX_MESSAGES` the rest is cut with a pointer to ``/feedback``.
+release's last check, in the words of their stories (:mod:`feedbot.digest.story`): verdicts
+per service, the top regressions and improvements (each change once, where its story tells
+it), new error types, changed code that never ran, N+1 queries, slow drifts that never crossed
+a threshold, and questions worth asking. A digest longer than one message is split into
+several, each within Slack's 50 blocks; past :data:`MAX_MESSAGES` the rest is cut with a
+pointer to ``/feedback``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from feedbot.digest import delta, story
 from feedbot.digest.blocks import MAX_BLOCKS, Block, Rendered, context, escape, section
 from feedbot.digest.text import VERDICT_WORDS
 
@@ -104,8 +107,14 @@ def _ratio(finding: Finding) -> float:
 def _top(
     title: str, findings: Sequence[tuple[WeekRelease, Finding]], kind: str, *, reverse: bool
 ) -> str:
+    """The biggest confirmed changes of ``kind``, each told once: where its story is told."""
+    told = {id(r): story.leads(r.report) for r, _ in findings if r.report}
     chosen = [
-        (r, f) for r, f in findings if f.get("kind") == kind and f.get("state") == "confirmed"
+        (r, f)
+        for r, f in findings
+        if f.get("kind") == kind
+        and f.get("state") == "confirmed"
+        and delta.key_of(f) in told.get(id(r), ())
     ]
     chosen.sort(key=lambda pair: _ratio(pair[1]), reverse=reverse)
     return _lines(title, chosen[:TOP], len(chosen))
@@ -122,7 +131,7 @@ def _lines(title: str, chosen: Sequence[tuple[WeekRelease, Finding]], total: int
     if not chosen:
         return ""
     lines = [
-        f"• {escape(r.service)} {escape(r.version)}: {escape(str(f.get('message')))}"
+        f"• {escape(r.service)} {escape(r.version)}: {escape(story.say(f, r.report or {}))}"
         for r, f in chosen
     ]
     if total > len(chosen):

@@ -15,11 +15,19 @@ from urllib.parse import urlsplit
 from sqlalchemy.orm import Session, sessionmaker
 
 from feedbot.clock import Clock
-from feedbot.digest.blocks import ACTION_EXPECTED, ACTION_MUTE, ACTION_TRACES, Rendered
-from feedbot.durations import parse_duration
+from feedbot.digest.blocks import (
+    ACTION_DETAILS,
+    ACTION_EXPECTED,
+    ACTION_MUTE,
+    ACTION_TRACES,
+    Rendered,
+    details,
+)
+from feedbot.digest.text import release_title
+from feedbot.durations import format_duration, parse_duration
 from feedbot.slack.feedback import FeedbackService, parse
 from feedbot.store import acknowledgements as state
-from feedbot.store.models import Release
+from feedbot.store.models import Check, Release
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +69,7 @@ def register(
     app.action(EXPECTED_PATTERN)(ack=_ack, lazy=[buttons.expected])
     app.action(ACTION_MUTE)(ack=_ack, lazy=[buttons.mute])
     app.action(ACTION_TRACES)(ack=_ack, lazy=[buttons.traces])
+    app.action(ACTION_DETAILS)(ack=_ack, lazy=[buttons.details])
 
 
 def _ack(ack: Any) -> None:
@@ -128,11 +137,17 @@ class _Buttons:
         self._api_url = api_url
 
     def expected(self, body: dict[str, Any], action: dict[str, Any], respond: Any) -> None:
-        """ "Expected": the finding is not raised again for this release."""
-        release_id, _, key = str(action.get("value", "")).partition("|")
+        """ "Expected": the findings a story tells are not raised again for this release.
+
+        The value is ``<release id>|<finding key>``, one key a line: a story told at a route
+        carries every alarm it folds in (the route, its handler, the new exception).
+        """
+        release_id, _, joined = str(action.get("value", "")).partition("|")
+        keys = [k for k in joined.split("\n") if k]
         # str.isdigit() is also true of "²" and of numbers no database column holds.
         number = release_id.isascii() and release_id.isdigit() and len(release_id) <= 18
-        if not number or not _storable(key, KEY_MAX) or not _storable(_user(body), USER_MAX):
+        storable = bool(keys) and all(_storable(k, KEY_MAX) for k in keys)
+        if not number or not storable or not _storable(_user(body), USER_MAX):
             log.warning("ignored an 'expected' button with value %r", action.get("value"))
             return
         if not answerable(body.get("response_url"), self._api_url):
@@ -142,19 +157,45 @@ class _Buttons:
             release = session.get(Release, int(release_id))
             if release is None:
                 return
-            state.acknowledge(
-                session,
-                release_id=release.id,
-                finding_key=key,
-                user_id=_user(body),
-                now=self._clock.now(),
-            )
+            for key in keys:
+                state.acknowledge(
+                    session,
+                    release_id=release.id,
+                    finding_key=key,
+                    user_id=_user(body),
+                    now=self._clock.now(),
+                )
             session.commit()
             what = f"{release.service} {release.version}"
-        kind, _, rest = key.partition("|")
+        kind, _, rest = keys[0].partition("|")
         text = f"Noted: {kind.replace('_', ' ')} on {rest.split('|')[0] or 'the release'} "
+        more = f" (and {len(keys) - 1} related)" if len(keys) > 1 else ""
         respond(
-            text=text + f"is expected; I won't raise it again for {what}.",
+            text=text + f"is expected{more}; I won't raise it again for {what}.",
+            response_type="ephemeral",
+            replace_original=False,
+        )
+
+    def details(self, body: dict[str, Any], action: dict[str, Any], respond: Any) -> None:
+        """ "Details": the evidence behind a check's story, to the presser alone."""
+        value = str(action.get("value", ""))
+        if not (value.isascii() and value.isdigit() and len(value) <= 18):
+            log.warning("ignored a 'details' button with value %r", action.get("value"))
+            return
+        if not answerable(body.get("response_url"), self._api_url):
+            log.warning("ignored a button press with response_url %r", body.get("response_url"))
+            return
+        with self._sessions() as session:
+            check = session.get(Check, int(value))
+            report = (check.result or {}).get("report") if check is not None else None
+            if check is None or not isinstance(report, dict):
+                return
+            offset = format_duration(timedelta(seconds=check.offset_seconds))
+            heading = f"+{offset} check of {release_title(check.release)}"
+        rendered = details(report, heading)
+        respond(
+            text=rendered.text,
+            blocks=list(rendered.blocks),
             response_type="ephemeral",
             replace_original=False,
         )

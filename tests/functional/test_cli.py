@@ -408,7 +408,8 @@ def test_feedback_prints_the_slash_commands_answer_from_the_database(
     # 2,000 spans in the 2 h the baseline served (of its 4 h window), 2,000 in 2 h of the new
     # version: the same traffic (over the whole windows it would seem to have doubled)
     assert "`GET /r1`: 17 → 17 spans/min · p50/p95/p99 17.2/39.0/52.9 → 21.3/47.7/64.1 ms" in out
-    assert "GET /r1 got slower" in out and "KeyError" in out
+    assert "`GET /r1` is 2" in out and "% slower: 17 → 21 ms at the median" in out  # its story
+    assert "KeyError" in out
     assert "1.4.2 · " in out and "🔴 regressed" in out
     assert "*" not in out.replace("* ", "") and "&lt;" not in out
 

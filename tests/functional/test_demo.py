@@ -115,8 +115,9 @@ def test_the_thread_ends_regressed_with_both_checks(demo: Demo) -> None:
     assert "├─ 🔎 +30s check of vault-service 2.0.0 → production" in demo.stdout
     assert "before → after, last look" in demo.stdout
     # The second reply says what changed since the first instead of repeating it.
-    assert "verdict regressed · since the +15s check: " in demo.stdout
-    assert "still there: latency_regression ×" in demo.stdout
+    assert "🔴 regressed · since the +15s check: " in demo.stdout
+    assert "POST /vaults/{vault_id}/items` is " in demo.stdout  # told at the route
+    assert "vault.deposits.deposit got slower" not in demo.stdout  # once, not per span
     assert " feedback vault-service --database-url sqlite:///" in demo.stdout  # /feedback locally
     assert "demo --slack --slack-to" in demo.stdout  # a real Slack
 
@@ -196,9 +197,11 @@ def test_the_html_preview_holds_the_thread_escaped(demo: Demo) -> None:
     assert "vault-service 2.0.0 → production" in page
     assert "+30s check of vault-service 2.0.0" in page
     assert "GoblinRateLimitError" in page
-    assert "item &#x27;Dragon egg&#x27;" in page or "item 'Dragon egg'" in page
+    assert "`" not in page  # mrkdwn code is drawn as code, trace text escaped
+    assert "WHERE items.id = ?</code>" in page  # the repeated statement, from the traces
     assert "<script" not in page
-    assert page.count('class="button">Expected<') >= 3  # as Slack shows them, one per alarm
+    assert page.count('class="button">Expected<') >= 2  # as Slack shows them, one per story
+    assert page.count('class="button">Details<') == 2  # the evidence, one click away
     assert "Status: ⏭ superseded by 2.0.0 before its checks ran" in page  # 1.0.0's thread
     assert "since the +15s check: " in page
 

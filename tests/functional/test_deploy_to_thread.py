@@ -106,7 +106,8 @@ def test_deploy_is_announced_checked_and_threaded(
     assert "vault-service 1.4.2 vs 1.4.1" in text
     assert "New version: 5 spans in 2 groups; baseline: 6 spans in 1 groups." in text
     assert "verdict: insufficient_data" in text  # 5 spans prove nothing either way
-    assert "new_operation: GET /vaults/{id}" in text
+    assert "1 new operation" in text  # the story's one line for the rest
+    assert "new operation: GET /vaults/{id} (SERVER) is new" in text  # and in its evidence
     updates = slack_api.calls_to("chat.update")
     assert updates and "watching: 1 of 2 checks done" in updates[-1]["text"]
 

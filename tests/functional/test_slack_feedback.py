@@ -123,7 +123,8 @@ def test_feedback_service_answers_ephemerally_from_stored_checks(
     body = valid(answer["blocks"])
     assert "newest checked release 1.4.2 (production" in body and "against 1.4.1" in body
     assert "`GET /r1`: 17 → 17 spans/min · p50/p95/p99 17.2/39.0/52.9 → 21.3/47.7/64.1 ms" in body
-    assert "GET /r1 got slower" in body and "KeyError" in body  # open findings
+    assert "`GET /r1` is 2" in body and "% slower: 17 → 21 ms at the median" in body  # its story
+    assert "KeyError" in body
     assert "*Last releases*" in body and "1.4.2 · Nov 24 · 🔴 regressed" in body
 
 
@@ -217,6 +218,26 @@ def test_expected_and_mute_buttons_are_acknowledged_and_recorded(
     # The acknowledged error type is gone from the /feedback answer too.
     answer = command(client, slack_api, "vault-service")
     assert "KeyError" not in json.dumps(answer["blocks"])
+
+
+def test_a_story_s_expected_acknowledges_all_it_tells_and_details_show_the_evidence(
+    client: httpx.Client, slack_api: FakeSlackAPI, runtime: Runtime
+) -> None:
+    with runtime.sessions() as session:
+        check_id, release_id = session.execute(select(Check.id, Check.release_id)).one()
+    keys = ["latency_regression|GET /r1||||", "new_error_type|GET /r2|||KeyError|"]
+    value = f"{release_id}|" + "\n".join(keys)  # one story, two findings folded into it
+    assert press(client, slack_api, {"action_id": "feedbot_expected:0", "value": value}).text == ""
+    assert "is expected (and 1 related)" in wait_response(slack_api, 1)["text"]
+    assert press(client, slack_api, {"action_id": "feedbot_details", "value": str(check_id)})
+    details = wait_response(slack_api, 2)
+    assert details["response_type"] == "ephemeral"
+    body = valid(details["blocks"])
+    assert "*Details* · +15m check of vault-service 1.4.2 → production" in body
+    assert "Mann-Whitney" in body and "95% CI" in body  # the evidence behind the story
+    with runtime.sessions() as session:
+        stored = sorted(a.finding_key for a in session.scalars(select(Acknowledgement)))
+    assert stored == sorted(keys)
 
 
 def test_forged_button_presses_are_401_and_record_nothing(

@@ -164,9 +164,9 @@ def test_the_second_reply_says_what_changed_and_repeats_no_button(
     head = second.blocks[0]["text"]["text"]
     assert head.endswith("+1h check of vault-service 1.4.2 → production · since the +15m check: "
                          "2 still there")  # fmt: skip
-    still = second.blocks[2]["elements"][0]["text"]
+    still = second.blocks[1]["elements"][0]["text"]
     assert still == (
-        "Still there, as in the +15m check: 🔴 latency regression on GET /r1; "
-        "🔴 new error type on GET /r2"
+        "Still there, as in the +15m check: `GET /r1` is 25% slower; "
+        "`GET /r2` raises `KeyError`, new in this version"
     )
     assert len(str(second.blocks)) < len(str(first.blocks))

@@ -34,27 +34,43 @@ def report() -> dict[str, Any]:
     return to_json(_analysis(), CONTEXT)  # a confirmed regression and a new KeyError
 
 
-def test_a_regression_reply_leads_with_the_verdict_and_says_where_numbers_come_from(
+def test_a_regression_reply_leads_with_the_verdict_and_tells_the_change_in_plain_words(
     report: dict[str, Any],
 ) -> None:
-    out = check_reply(report, ReplyOptions(heading="+15m check", ui_url=UI, release_id=7))
+    out = check_reply(
+        report, ReplyOptions(heading="+15m check", ui_url=UI, release_id=7, check_id=3)
+    )
     validate(out.blocks)
     first = out.blocks[0]["text"]["text"]
     assert first.startswith("*🔴 regressed*") and "+15m check" in first
-    samples = out.blocks[1]["elements"][0]["text"]
-    assert samples == (
+    story = out.blocks[1]["text"]["text"]
+    # What changed for whom, with numbers a person compares; no statistics in the headline.
+    assert story == "🔴 *`GET /r1` is 24% slower: 17 → 21 ms at the median.*"
+    assert out.blocks[2] == blocks.context("2000 → 2000 requests of `GET /r1` · p95 39 → 48 ms")
+    body = "\n".join(json.dumps(b, ensure_ascii=False) for b in out.blocks)
+    samples = (
         "baseline 1.4.1: 8000 spans in 4 groups, Nov 24 08:00–12:00 UTC (4.0 h) → "
         "new 1.4.2: 8000 spans in 4 groups, Nov 24 10:00–12:00 UTC (2.0 h)"
-    )  # baseline → new, as every pair of numbers
-    body = "\n".join(json.dumps(b, ensure_ascii=False) for b in out.blocks)
+    )
+    assert blocks.context(samples) in out.blocks  # baseline → new, as every pair of numbers
+    assert "Mann-Whitney" not in body and "p=" not in body and "CI" not in body
+    assert "`KeyError` is new in `GET /r2`, 3 times: too few to judge yet" in body
+    assert "2 other operations unchanged" in body
+    assert out.text.startswith("🔴 regressed · +15m check: `GET /r1` is 24% slower")
+
+
+def test_the_evidence_is_one_click_away_in_the_details(report: dict[str, Any]) -> None:
+    out = blocks.details(report, "+15m check of vault-service 1.4.2 → production")
+    validate(out.blocks)
+    body = "\n".join(b["text"]["text"] for b in out.blocks)
+    assert body.startswith("*Details* · +15m check of vault-service 1.4.2 → production")
+    assert "Samples and windows: baseline 1.4.1: 8000 spans" in body
     assert "p50 17.2 → 21.3 · p95 39.0 → 47.7 · p99 52.9 → 64.1 ms (n = 2000 → 2000" in body
-    assert "95% CI +23% to +31%" in body  # how sure
-    assert f"<{UI}/trace/{'ef' * 16}|trace efefefef>" in body  # example trace of the KeyError
-    assert "No change in 2 other group(s) (GET /r0, GET /r3; 4000 new spans)" in body
-    assert out.text.startswith("🔴 regressed · +15m check: GET /r1 got slower")
+    assert "95% CI +23% to +31%" in body and "Mann-Whitney" in body  # test, CI, p/q
+    assert "GET /r2 raised KeyError 3 times" in body
 
 
-def test_alarms_get_an_expected_button_and_the_message_open_and_mute_buttons(
+def test_alarms_get_an_expected_button_and_the_message_details_open_and_mute_buttons(
     report: dict[str, Any],
 ) -> None:
     # The fixture's KeyError failed its test (3 occurrences, p = 0.125): here it passed.
@@ -62,7 +78,8 @@ def test_alarms_get_an_expected_button_and_the_message_open_and_mute_buttons(
         dict(f, severity="high") if f["kind"] == "new_error_type" else f for f in report["findings"]
     ]
     out = check_reply(
-        dict(report, findings=passed), ReplyOptions(heading="h", ui_url=UI, release_id=7)
+        dict(report, findings=passed),
+        ReplyOptions(heading="h", ui_url=UI, release_id=7, check_id=3),
     )
     accessories = [b["accessory"] for b in out.blocks if "accessory" in b]
     assert [a["value"] for a in accessories] == [
@@ -71,9 +88,17 @@ def test_alarms_get_an_expected_button_and_the_message_open_and_mute_buttons(
     ]
     assert len({a["action_id"] for a in accessories}) == 2  # unique within the message
     [buttons] = [b for b in out.blocks if b["type"] == "actions"]
-    assert [e["action_id"] for e in buttons["elements"]] == ["feedbot_traces", "feedbot_mute"]
-    assert buttons["elements"][0]["url"] == f"{UI}/trace/{'ef' * 16}"
-    assert buttons["elements"][1]["value"] == "vault-service|24h"
+    assert [e["action_id"] for e in buttons["elements"]] == [
+        "feedbot_details",
+        "feedbot_traces",
+        "feedbot_mute",
+    ]
+    assert buttons["elements"][0]["value"] == "3"
+    assert buttons["elements"][1]["url"] == f"{UI}/trace/{'ef' * 16}"
+    assert buttons["elements"][2]["value"] == "vault-service|24h"
+    body = json.dumps(out.blocks, ensure_ascii=False)
+    assert "`GET /r2` raises `KeyError`, new in this version: 3 times in 2000 calls." in body
+    assert f"<{UI}/trace/{'ef' * 16}|trace efefefef>" in body  # the example trace beside it
 
 
 def test_a_new_type_that_failed_its_test_is_listed_not_broadcast(
@@ -84,17 +109,15 @@ def test_a_new_type_that_failed_its_test_is_listed_not_broadcast(
     out = check_reply(report, ReplyOptions(heading="h", ui_url=UI, release_id=7))
     accessories = [b["accessory"]["value"] for b in out.blocks if "accessory" in b]
     assert accessories == ["7|latency_regression|GET /r1||||"]
-    (errors,) = [
-        b["text"]["text"] for b in out.blocks if "*Errors*" in b.get("text", {}).get("text", "")
-    ]
-    assert "GET /r2 raised KeyError 3 times" in errors
+    rest = [b for b in out.blocks if b["type"] == "context" and "KeyError" in str(b)]
+    assert len(rest) == 1  # one line with the rest, not a chapter of its own
 
 
 def test_acknowledged_findings_are_not_raised_again(report: dict[str, Any]) -> None:
     keys = {finding_key(f) for f in report["findings"] if f["kind"] == "new_error_type"}
     out = check_reply(report, ReplyOptions(heading="h", release_id=7, acknowledged=keys))
     body = json.dumps(out.blocks, ensure_ascii=False)
-    assert "KeyError" not in body and "1 finding(s) marked expected" in body
+    assert "KeyError" not in body and "1 marked expected: not shown" in body
     validate(out.blocks)
 
 
@@ -137,7 +160,7 @@ def test_many_findings_stay_within_50_blocks_and_3000_characters() -> None:
             "kind": "new_error_type",
             "severity": "high",
             "state": "confirmed",
-            "span": f"GET /r{i}",
+            "span": f"GET /r{i}" + "x" * 3000,
             "exception_type": f"E{i}",
             "message": "x" * 2500,
             "example_trace_ids": ["ab" * 16],
@@ -164,10 +187,15 @@ def test_many_findings_stay_within_50_blocks_and_3000_characters() -> None:
     }
     out = check_reply(doc, ReplyOptions(heading="h", ui_url=UI, release_id=1))
     validate(out.blocks)
-    assert len(out.blocks) == 50
-    assert "more parts did not fit" in out.blocks[-1]["elements"][0]["text"]
+    assert len(out.blocks) <= 50  # three chapters, then one line for the rest
+    assert "117 more changes in the details" in json.dumps(out.blocks)
+    assert any("cut to fit Slack" in b.get("text", {}).get("text", "") for b in out.blocks)
     assert all(len(b.get("text", {}).get("text", "")) <= 3000 for b in out.blocks)
-    assert len(out.text) < 1100
+    assert len(out.text) <= 3000
+    many = blocks.details(doc, "h")  # the details: every finding, cut to one message
+    validate(many.blocks)
+    assert len(many.blocks) == 50
+    assert "more parts did not fit" in many.blocks[-1]["elements"][0]["text"]
 
 
 def test_fit_keeps_short_messages_and_trace_urls_take_a_template() -> None:

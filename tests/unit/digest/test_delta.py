@@ -63,11 +63,11 @@ def test_a_follow_up_reply_puts_buttons_only_on_new_or_changed_alarms() -> None:
     validate(out.blocks)
     buttoned = [b["text"]["text"] for b in out.blocks if "accessory" in b]
     assert len(buttoned) == len(alarms) == 1
-    assert buttoned[0].startswith("• ⬆ confirmed (was watching): *latency regression*")
+    assert buttoned[0].startswith("⬆ confirmed (was watching): 🔴 *`GET /r1` is 24% slower")
     body = "\n".join(str(b) for b in out.blocks)
-    assert "KeyError" in body  # told as what is new, without a button
-    assert "*Went away since the +15m check*\\n• latency regression on GET /gone went away" in body
-    assert "since the +15m check: 1 new, 1 changed, 1 went away" in out.blocks[0]["text"]["text"]
+    assert "`KeyError` is new in `GET /r2`" in body  # told as what is new, without a button
+    assert "*Went away since the +15m check*\\n• `GET /gone` is no longer slower" in body
+    assert "since the +15m check: 1 new, 1 confirmed, 1 went away" in out.blocks[0]["text"]["text"]
 
 
 def test_with_nothing_changed_a_follow_up_is_shorter_and_has_no_expected_button() -> None:
@@ -80,9 +80,8 @@ def test_with_nothing_changed_a_follow_up_is_shorter_and_has_no_expected_button(
     validate(again.blocks)
     assert not any("accessory" in b for b in again.blocks)
     assert len(again.blocks) < len(first.blocks)
-    assert "Still there, as in the +15m check: 🔴 latency regression on GET /r1" in str(
-        again.blocks
-    )
+    assert "Still there, as in the +15m check: `GET /r1` is 24% slower" in str(again.blocks)
+    assert "since the +15m check: 1 still there" in again.blocks[0]["text"]["text"]
 
 
 def test_a_gone_finding_a_new_one_about_the_same_code_replaces_is_not_said_twice() -> None:

@@ -53,13 +53,17 @@ def test_a_week_of_releases_becomes_an_agenda() -> None:
     assert message.text == "📋 Weekly feedback for #vault, week to Mon Nov 30"
     assert "3 releases of 2 services" in body
     assert "vault-service: 1.4.1 (rollback) ⏳ not checked yet · 1.4.2 🔴 regressed" in body
-    assert "Top regressions\n• vault-service 1.4.2: GET /r1 got slower" in body
+    # In the words of each release's story: what changed where, with numbers a person compares.
+    assert (
+        "Top regressions\n• vault-service 1.4.2: `GET /r1` is 24% slower: 17 → 21 ms at the median."
+    ) in body
     # 1.4.2's KeyError passed no test (3 occurrences, p = 0.125): a fact in its thread, no agenda.
-    assert "New error types\n• ledger 7: POST /post raised LedgerLocked" in body
+    assert "New error types\n• ledger 7: `POST /post` raises `LedgerLocked`, new in" in body
     assert "KeyError" not in body
     assert "Who handles LedgerLocked in POST /post (ledger 7)?" in body
-    assert "Changed code never reached\n• ledger 7: ledger.post never ran" in body
-    assert "N+1 queries" in body and "worth a closer look" in body and "slower?" in body
+    assert "Changed code never reached\n• ledger 7: `ledger.post` never ran" in body
+    assert "N+1 queries" in body and "worth a closer look" in body
+    assert "`GET /slow` is slower (not confirmed yet)." in body
     assert "Was the slowdown of GET /r1 in vault-service 1.4.2 expected?" in body
     assert "Is ledger.post of ledger 7 behind a flag, or unused?" in body
 
