@@ -8,7 +8,6 @@ nothing is recomputed here. Pure: no I/O.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,7 +32,6 @@ OPTIONAL_FINDING_FIELDS = (
     "method",
     "example_trace_ids",
 )
-_MARK = {"confirmed": "●", "suspected": "◌"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,68 +187,3 @@ def _effect(effect: Effect) -> dict[str, Any]:
         "mde": _number(effect.mde),
     }
     return {k: v for k, v in out.items() if v is not None}
-
-
-def to_text(analysis: Analysis, context: ReportContext) -> str:
-    """The same report for a terminal: verdict, findings (● confirmed, ◌ watching), groups."""
-    against = context.baseline_version or "no baseline"
-    lines = [
-        f"{context.service} {context.version} vs {against} ({context.environment or 'any env'})",
-        f"verdict: {analysis.verdict}  (look {analysis.look} of {analysis.looks}"
-        + (", final)" if analysis.final else ")"),
-        "",
-    ]
-    if analysis.findings:
-        lines.append("findings:")
-        lines += [_finding_line(f) for f in analysis.findings]
-        lines.append("")
-    lines += _group_table(analysis)
-    lines += [
-        "",
-        "how this was reached:",
-        *(f"  - {s}" for s in (*context.notes, *analysis.summary)),
-    ]
-    return "\n".join(printable(line) for line in lines) + "\n"
-
-
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-
-
-def printable(text: str) -> str:
-    """``text`` with control characters shown as ``\\xNN``: a span name cannot break a line."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
-def _finding_line(finding: Finding) -> str:
-    mark = _MARK[finding.state] if finding.tested else "·"
-    watching = " (watching)" if finding.state == "suspected" else ""
-    trace = f" [trace {finding.example_trace_ids[0]}]" if finding.example_trace_ids else ""
-    return f"  {mark} {finding.severity:<6} {finding.kind}{watching}: {finding.message}{trace}"
-
-
-def _group_table(analysis: Analysis) -> list[str]:
-    if not analysis.groups:
-        return ["no span groups"]
-    width = min(48, max(len(printable(g.span)) for g in analysis.groups))
-    head = (
-        f"  {'span':<{width}}  {'kind':<8} {'count':>15} {'errors':>11} "
-        f"{'p50 ms':>17} {'p95 ms':>17}"
-    )
-    rows = [head]
-    for g in analysis.groups:
-        b, c = g.baseline, g.candidate
-        rows.append(
-            f"  {printable(g.span)[:width]:<{width}}  {g.kind[:8]:<8} {_pair(b, c, 'count'):>15} "
-            f"{_pair(b, c, 'errors'):>11} {_pair(b, c, 'p50_ms'):>17} {_pair(b, c, 'p95_ms'):>17}"
-        )
-    return ["groups (baseline → new):", *rows]
-
-
-def _pair(base: GroupSummary | None, new: GroupSummary | None, key: str) -> str:
-    def one(summary: GroupSummary | None) -> str:
-        value = getattr(summary, key) if summary is not None else None
-        if value is None:
-            return "-"
-        return f"{value:.1f}" if isinstance(value, float) else str(value)
-
-    return f"{one(base)} → {one(new)}"

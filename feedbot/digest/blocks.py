@@ -19,6 +19,7 @@ from typing import Any
 from feedbot.digest import delta, evidence, story
 from feedbot.digest.text import VERDICT_WORDS, release_title, status_line
 from feedbot.digest.text import release_parent as parent_text
+from feedbot.digest.words import printable
 from feedbot.durations import format_duration
 from feedbot.store.models import Release
 
@@ -53,11 +54,8 @@ def escape(text: str) -> str:
 
     Control characters other than newline and tab (a span name may carry any) become ``\\xNN``.
     """
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    text = printable(text)
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def trace_url(ui_url: str | None, trace_id: str) -> str | None:

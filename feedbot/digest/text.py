@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from feedbot.digest.story import Chapter, Story, tell
+from feedbot.digest.words import printable
 from feedbot.durations import format_duration
 from feedbot.store.models import Release
 
@@ -196,7 +197,7 @@ def report_text(report: Mapping[str, Any], *, look: str = "") -> str:
         "",
         *group_table(report),
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(printable(line) for line in lines) + "\n"
 
 
 def group_table(report: Mapping[str, Any], rows: int = 40) -> list[str]:
@@ -204,17 +205,17 @@ def group_table(report: Mapping[str, Any], rows: int = 40) -> list[str]:
     groups = list(report.get("groups", []))
     if not groups:
         return ["no span groups"]
-    width = min(48, max(len(str(g["span"])) for g in groups))
+    names = [printable(str(g["span"]), lines=False) for g in groups]
+    width = min(48, max(len(name) for name in names))
     out = [
         "groups (baseline → new):",
         f"  {'span':<{width}}  {'count':>13} {'errors':>9} {'p50 ms':>15} {'p95 ms':>15}",
     ]
-    for g in groups[:rows]:
+    for g, name in zip(groups[:rows], names, strict=False):
         base, new = g.get("baseline") or {}, g.get("candidate") or {}
         cells = [_pair(base, new, k) for k in ("count", "errors", "p50_ms", "p95_ms")]
         out.append(
-            f"  {str(g['span'])[:width]:<{width}}  {cells[0]:>13} {cells[1]:>9} "
-            f"{cells[2]:>15} {cells[3]:>15}"
+            f"  {name[:width]:<{width}}  {cells[0]:>13} {cells[1]:>9} {cells[2]:>15} {cells[3]:>15}"
         )
     if len(groups) > rows:
         out.append(f"  … and {len(groups) - rows} more (--format json has all)")

@@ -94,3 +94,19 @@ def ms_pair(base: float | int | None, new: float | int | None) -> str:
     if unit and left.endswith(" " + unit):
         return f"{left.rsplit(' ', 1)[0]} → {right}"
     return f"{left} → {right}"
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL_OR_NEWLINE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def printable(text: str, *, lines: bool = True) -> str:
+    """``text`` with control characters as ``\\xNN`` (a span name may carry any).
+
+    Args:
+        text: Text from spans or a deploy.
+        lines: Keep newlines (text made of lines); False escapes them too (one line,
+            one table cell).
+    """
+    pattern = _CONTROL if lines else _CONTROL_OR_NEWLINE
+    return pattern.sub(lambda m: f"\\x{ord(m.group()):02x}", text)

@@ -149,4 +149,4 @@ def test_control_characters_in_span_names_are_escaped_in_the_text_report(
     text = capsys.readouterr().out
     assert "\x1b" not in text and "\x07" not in text
     (row,) = [line for line in text.splitlines() if "GET /x" in line]
-    assert "GET /x\\x0a\\x1b[2J\\x07" in row and "INTERNAL" in row
+    assert "GET /x\\x0a\\x1b[2J\\x07" in row and "- → 40" in row

@@ -9,7 +9,8 @@ import numpy as np
 
 from feedbot.analysis.compare import Analysis, analyse
 from feedbot.analysis.findings import KnownException
-from feedbot.analysis.report import ReportContext, to_json, to_text
+from feedbot.analysis.report import ReportContext, to_json
+from feedbot.digest.text import report_text
 from feedbot.policy import DetectionPolicy, with_overrides
 from feedbot.spans.model import ExceptionSeen, ReleaseData
 from tests.unit.analysis.synth import release, routes
@@ -114,7 +115,7 @@ def test_spans_left_out_as_warm_up_are_stated_in_json_and_text() -> None:
     assert any(s.startswith(note) for s in result.summary), result.summary
     doc = to_json(result, CONTEXT)
     assert doc["warmup_excluded"] == 300 and any(n.startswith(note) for n in doc["notes"])
-    assert note in to_text(result, CONTEXT)
+    assert note in report_text(doc)
     assert result.verdict == "neutral" and not result.findings  # a note, no alarm
 
 

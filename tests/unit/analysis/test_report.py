@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 import numpy as np
 
 from feedbot.analysis.compare import analyse
-from feedbot.analysis.report import ReportContext, to_json, to_text
+from feedbot.analysis.report import ReportContext, to_json
+from feedbot.digest.text import report_text
 from feedbot.policy import DetectionPolicy
 from feedbot.spans.model import ExceptionSeen
 from tests.unit.analysis.synth import Group, release, routes
@@ -136,10 +137,10 @@ def test_json_of_a_release_that_never_ran() -> None:
 
 
 def test_text_report_shows_verdict_findings_groups_and_how() -> None:
-    text = to_text(_analysis(), CONTEXT)
+    text = report_text(to_json(_analysis(), CONTEXT))
     assert text.startswith("vault-service 1.4.2 vs 1.4.1 (production)\nverdict: regressed")
-    assert "latency_regression" in text and "GET /r1" in text
-    assert "how this was reached:" in text and "Benjamini-Hochberg" in text
+    assert "`GET /r1`" in text.split("evidence:")[0]  # the story names the route
+    assert "Benjamini-Hochberg" in text.split("evidence:")[1]  # how, in the evidence
 
 
 def test_json_records_the_time_each_version_was_seen_serving() -> None:
