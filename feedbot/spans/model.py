@@ -28,6 +28,10 @@ def _ints() -> npt.NDArray[np.int32]:
     return np.empty(0, dtype=np.int32)
 
 
+def _bools() -> npt.NDArray[np.bool_]:
+    return np.empty(0, dtype=np.bool_)
+
+
 @dataclass(frozen=True)
 class SpanQuery:
     """Spans of one service version in one environment that start within ``[start, end)``.
@@ -83,6 +87,10 @@ class SpanGroupStats:
     ``callers`` counts the groups of parent spans (``"(root)"`` for root spans, ``"(remote)"``
     for parents in another service). ``warmup_excluded`` is how many durations were left out
     because their span started in its instance's warm-up (:attr:`SpanQuery.warmup`).
+    ``errored`` says, per duration, whether its span's status was ERROR; ``labels`` holds, per
+    duration, an index into ``label_sets``: the span's low-cardinality attribute values as
+    sorted (key, value) pairs (:mod:`feedbot.spans.labels`). Each is empty when the backend did
+    not keep it (or, for labels, no span carried one).
     """
 
     name: str
@@ -98,6 +106,9 @@ class SpanGroupStats:
     code: tuple[CodeSeen, ...] = ()
     callers: tuple[tuple[str, int], ...] = ()
     warmup_excluded: int = 0
+    errored: npt.NDArray[np.bool_] = field(default_factory=_bools, compare=False, repr=False)
+    labels: npt.NDArray[np.int32] = field(default_factory=_ints, compare=False, repr=False)
+    label_sets: tuple[tuple[tuple[str, str], ...], ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
