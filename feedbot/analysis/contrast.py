@@ -54,6 +54,9 @@ MIN_ERROR_EXCESS = 0.25
 ALPHA = 0.01
 #: The others' change may be at most this part of the named value's.
 REST_PART = 0.5
+#: Of two causes on the same spans, the less concentrated one is told if it explains this
+#: much more of the change.
+OVERLAP_MARGIN = 0.15
 #: Key under which the span's instance (``service.instance.id``, else ``host.name``) is told.
 INSTANCE = "instance"
 _PERCENTILES = np.linspace(0.05, 0.95, 19)
@@ -133,13 +136,31 @@ def _named(
         return []
     keys = [k for k in new.columns if len(set(new.columns[k].tolist()) - {MISSING, OTHER})]
     alpha = ALPHA / max(1, len(keys))
+    tried = _latency if explains == "latency" else _errors
+    hits = [(key, tried(span, key, new, old, alpha, policy)) for key in keys]
     found: list[tuple[Cause, BoolArray, float]] = []
-    for key in keys:
-        tried = _latency if explains == "latency" else _errors
-        hit = tried(span, key, new, old, alpha, policy)
-        if hit is not None:
-            found.append(hit)
+    # Strongest first; a weaker one on other spans must hold without the stronger's spans
+    # (an instance whose share is a region's slowdown plus its host offset does not).
+    for key, hit in sorted(
+        ((k, h) for k, h in hits if h is not None), key=lambda kh: -kh[1][0].share
+    ):
+        apart = [f[1] for f in found if _overlap(f[1], hit[1]) < MIN_SHARE]
+        if (
+            apart
+            and tried(span, key, _without(new, np.logical_or.reduce(apart)), old, alpha, policy)
+            is None
+        ):
+            continue
+        found.append(hit)
     return _told_once(found)
+
+
+def _without(side: _Side, drop: BoolArray) -> _Side:
+    """``side`` without the spans marked in ``drop``."""
+    keep = ~drop
+    errored = side.errored[keep] if len(side.errored) else side.errored
+    columns = {key: values[keep] for key, values in side.columns.items()}
+    return _Side(side.durations[keep], errored, columns)
 
 
 def _references(
@@ -273,15 +294,22 @@ def _rate(errored: BoolArray) -> float:
 
 
 def _told_once(found: list[tuple[Cause, BoolArray, float]]) -> list[Cause]:
-    """Causes whose spans mostly coincide are told once: the one whose spans changed most."""
+    """Causes whose spans mostly coincide are told once.
+
+    The one whose spans changed most, unless another explains clearly more (a region whose two
+    tenants both got slower, rather than the larger tenant); the other goes into its detail.
+    """
     kept: list[tuple[Cause, BoolArray]] = []
     for cause, mine, _ in sorted(found, key=lambda hit: (-hit[2], hit[0].name)):
         same = next((k for k in kept if _overlap(k[1], mine) >= MIN_SHARE), None)
         if same is None:
             kept.append((cause, mine))
             continue
-        also = f"{same[0].detail} Most of them also have {cause.name}."
-        kept[kept.index(same)] = (replace(same[0], detail=also), same[1])
+        told, other = (cause, mine), same[0]
+        if cause.share <= same[0].share + OVERLAP_MARGIN:
+            told, other = same, cause
+        detail = f"{told[0].detail} Most of them also have {other.name}."
+        kept[kept.index(same)] = (replace(told[0], detail=detail), told[1])
     return [cause for cause, _ in kept]
 
 
