@@ -211,7 +211,10 @@ def _latency(
     relative = new.durations / scale
     ratio, rest_ratio = float(np.median(relative[mine])), float(np.median(relative[rest]))
     before = float(np.median(old.durations[ref]))
-    if not _past_floor(ratio, before, policy, _spread(key, old, minimum)):
+    # One value against the mean of the others: sd τ·√(1 + 1/k) for k other values.
+    others = len(set(new.columns[key][rest].tolist()) - {MISSING, OTHER})
+    spread = _spread(key, old, new, value, minimum) * math.sqrt(1.0 + 1.0 / max(1, others))
+    if not _past_floor(ratio / max(rest_ratio, 1.0), before, policy, spread):
         return None
     if rest_ratio - 1.0 > REST_PART * (ratio - 1.0):
         return None
@@ -233,21 +236,32 @@ def _latency(
 
 def _past_floor(ratio: float, before: float, policy: DetectionPolicy, spread: float) -> bool:
     """Whether a median ratio is a slowdown the policy would call one, beyond value noise."""
-    floor = max(policy.latency.ratio_floor, math.exp(3.0 * spread))
+    floor = max(policy.latency.ratio_floor, math.exp(policy.host_guard.z * spread))
     return ratio >= floor and before * (ratio - 1.0) >= policy.latency.min_delta_median_ms
 
 
-def _spread(key: str, old: _Side, minimum: int) -> float:
-    """Standard deviation of the baseline's log-medians between values of ``key`` (0 if < 2)."""
-    values = old.columns.get(key)
-    if values is None:
-        return 0.0
-    medians = [
-        math.log(max(float(np.median(old.durations[values == v])), 1e-9))
-        for v in set(values.tolist()) - {MISSING, OTHER}
-        if np.count_nonzero(values == v) >= minimum
-    ]
-    return float(np.std(medians, ddof=1)) if len(medians) > 1 else 0.0
+def _spread(key: str, old: _Side, new: _Side, value: str, minimum: int) -> float:
+    """Pooled sd of log-medians between values of ``key`` within each version, ``value`` aside.
+
+    The host-noise guard: instances (or any values) differ by this much without a cause.
+    """
+    deviations: list[float] = []
+    dof = 0
+    for side, aside in ((old, None), (new, value)):
+        values = side.columns.get(key)
+        if values is None:
+            continue
+        medians = np.array(
+            [
+                math.log(max(float(np.median(side.durations[values == v])), 1e-9))
+                for v in set(values.tolist()) - {MISSING, OTHER, aside}
+                if np.count_nonzero(values == v) >= minimum
+            ]
+        )
+        if len(medians) > 1:
+            deviations += (medians - medians.mean()).tolist()
+            dof += len(medians) - 1
+    return math.sqrt(sum(d * d for d in deviations) / dof) if dof else 0.0
 
 
 def _errors(
