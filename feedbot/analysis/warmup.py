@@ -168,6 +168,8 @@ def _apply(group: SpanGroupStats, slow: set[str], min_samples: int) -> tuple[Spa
         durations_ms=group.durations_ms[keep],
         instances=group.instances[keep],
         early=group.early[keep],
+        errored=group.errored[keep] if group.errored.size else group.errored,
+        labels=group.labels[keep] if group.labels.size else group.labels,
         warmup_excluded=dropped,
     ), 0
 

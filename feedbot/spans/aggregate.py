@@ -5,8 +5,9 @@ feed span rows to an :class:`Aggregator` one at a time (:meth:`Aggregator.add`),
 building a row per span would cost more than the counting, the few fields the answer needs
 (:meth:`Aggregator.add_span`, used by :mod:`feedbot.spans.otlp_scan`). What a span's
 attributes mean is read by :mod:`feedbot.spans.semconv`. Memory is what the answer needs (a
-duration and an instance index per span, bounded exception and code tables per group) plus the
-spans of traces still open: a trace's caller links and N+1 counters are resolved when it closes,
+duration, an instance index, an error flag and a label-set code per span, bounded exception,
+code and label tables per group: :mod:`feedbot.spans.labels`) plus the spans of traces still
+open: a trace's caller links and N+1 counters are resolved when it closes,
 which is at :meth:`Aggregator.result`, or earlier when more than ``max_open_spans`` spans are held
 (the trace seen first closes first; a parent arriving after its trace closed counts as remote).
 """
@@ -24,6 +25,7 @@ import numpy as np
 
 from feedbot.spans.dedupe import SeenSpans
 from feedbot.spans.group import GroupTally
+from feedbot.spans.labels import Labels, labels_of
 from feedbot.spans.model import ReleaseData, RepeatedStatement, SpanQuery, observed_range
 from feedbot.spans.rows import SpanRow
 from feedbot.spans.semconv import Extras, extras_of, label, resource_key, statement_of
@@ -238,6 +240,7 @@ class Aggregator:
             row["is_error"],
             statement,
             extras_of(row["events"], attributes, row["is_error"]),
+            labels_of(attributes),
         )
 
     def add_many(self, rows: Iterable[SpanRow]) -> None:
@@ -258,6 +261,7 @@ class Aggregator:
         is_error: bool,
         statement: str | None,
         extras: Extras | None,
+        labels: Labels = (),
     ) -> None:
         """Count one span given as the fields the answer needs (what :meth:`add` reads).
 
@@ -272,6 +276,7 @@ class Aggregator:
             is_error: whether the span's status is ERROR.
             statement: the normalised DB statement (:func:`~feedbot.spans.semconv.statement_of`).
             extras: exceptions and code location (:func:`~feedbot.spans.semconv.extras_of`).
+            labels: its low-cardinality attribute values (:func:`~feedbot.spans.labels.labels_of`).
         """
         # The hot path of `feedbot report --traces`: inlined, one dict look-up per table.
         if not self.seen.fresh(trace_id, span_id):
@@ -294,6 +299,8 @@ class Aggregator:
             if index is None:
                 index = group.instance_ids[instance] = len(group.instance_ids)
             group.instances.append(index)
+            group.errored.append(is_error)
+            group.labels.add(labels)
             if self._warmup_ns:
                 group.starts.append(start_ns)
         if self._warmup_ns and instance is not None:

@@ -86,8 +86,21 @@ def _count(
         for u in np.argsort(first, kind="stable").tolist():
             local[u] = ids.setdefault(columns.instances[unique[u]], len(ids))
         tally.instances.frombytes(local[inverse].tobytes())
+        tally.errored.frombytes(columns.errors[rows].astype(np.int8).tobytes())
+        _labels(tally, columns, rows)
         if starts:
             tally.starts.frombytes(columns.starts[rows].tobytes())
+
+
+def _labels(tally: GroupTally, columns: SpanColumns, rows: npt.NDArray[np.intp]) -> None:
+    """Each row's label set, interned in first-seen order (as one span at a time would)."""
+    unique, first, inverse = np.unique(
+        columns.label_codes[rows], return_index=True, return_inverse=True
+    )
+    local = np.zeros(len(unique), np.int32)
+    for u in np.argsort(first, kind="stable").tolist():
+        local[u] = tally.labels.intern(columns.label_sets[unique[u]])
+    tally.labels.codes.frombytes(local[np.asarray(inverse).reshape(-1)].tobytes())
 
 
 def _first_starts(aggregator: Aggregator, columns: SpanColumns) -> None:

@@ -18,6 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from feedbot.spans.aggregate import GroupKey
+from feedbot.spans.labels import MAX_VALUE_CHARS as MAX_LABEL_CHARS
+from feedbot.spans.labels import Labels, is_label_key
 from feedbot.spans.otlp import KINDS, MAX_ATTRIBUTES, MAX_VALUE_CHARS, STATUS_ERROR
 from feedbot.spans.otlp_json import exception_events
 from feedbot.spans.otlp_scan import Unusual, group_key
@@ -67,6 +69,9 @@ class SpanColumns:
     location_codes: npt.NDArray[np.intp]
     #: (row, exceptions) of the spans that recorded some, in order.
     exceptions: list[tuple[int, Exceptions]]
+    #: Distinct label sets (:mod:`feedbot.spans.labels`) and each span's.
+    label_sets: list[Labels]
+    label_codes: npt.NDArray[np.intp]
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -93,6 +98,8 @@ class SpanColumns:
             self.locations,
             self.location_codes[rows],
             [(at[row], found) for row, found in self.exceptions if row in at],
+            self.label_sets,
+            self.label_codes[rows],
         )
 
 
@@ -141,6 +148,7 @@ def span_columns(
         locations,
         location_codes,
         _exceptions(pc.struct_field(spans, "events"), errors, attributes["error.type"]),
+        *_labels(pc.struct_field(spans, "attributes"), len(spans)),
     )
 
 
@@ -254,6 +262,67 @@ def _attributes(lists: pa.Array, spans: int) -> dict[str, pa.Array]:
             found[key + "#int"] = _integers(numbers.take(index))
         elif no_string[mine].any():
             raise Unusual  # an integer where a string is read: the scanner's call
+    return found
+
+
+def _labels(lists: pa.Array, spans: int) -> tuple[list[Labels], npt.NDArray[np.intp]]:
+    """Each span's labels as a code into distinct label sets (as ``labels_of`` reads them).
+
+    Called after :func:`_attributes` has checked the lists.
+    """
+    items = flatten(lists)
+    keys = pc.struct_field(items, "key")
+    wanted = [key for key in pc.unique(keys).to_pylist() if is_label_key(key)]
+    if not wanted or not spans:
+        return [()], np.zeros(spans, np.intp)
+    which = pc.index_in(keys, value_set=pa.array(wanted, pa.string())).fill_null(-1).to_numpy()
+    read = np.flatnonzero(which >= 0)
+    span_of, which = owners(lists)[read], which[read]
+    texts = _label_texts(pc.struct_field(items, "value").take(pa.array(read)))
+    table, codes = [], np.full((spans, len(wanted)), -1, np.int64)
+    for k in range(len(wanted)):
+        mine = np.flatnonzero(which == k)
+        place = np.full(spans, -1, np.int64)
+        place[span_of[mine]] = mine  # The last of a repeated key wins.
+        encoded = pc.dictionary_encode(texts.take(pa.array(place, mask=place < 0)))
+        codes[:, k] = encoded.indices.fill_null(-1).to_numpy()
+        table.append(encoded.dictionary.to_pylist())
+    unique, inverse = np.unique(codes, axis=0, return_inverse=True)
+    sets = [
+        tuple(
+            sorted(
+                (wanted[k], table[k][code][:MAX_LABEL_CHARS])
+                for k, code in enumerate(row)
+                if code >= 0
+            )
+        )
+        for row in unique.tolist()
+    ]
+    return sets, np.asarray(inverse, np.intp).reshape(-1)
+
+
+def _label_texts(values: pa.StructArray) -> pa.Array:
+    """Label values as text: strings, integers in decimal, booleans; null for other types."""
+    names = {values.type.field(i).name for i in range(values.type.num_fields)}
+    found = pc.struct_field(values, "stringValue")
+    if "intValue" in names:
+        numbers = pc.struct_field(values, "intValue")
+        if pa.types.is_string(numbers.type):
+            given = numbers.drop_null()
+            if len(given) and not pc.all(pc.match_substring_regex(given, "^[0-9]+$")).as_py():
+                raise Unusual  # Signed or not a number: the scanner's call.
+            numbers = _integers(numbers)
+        found = pc.coalesce(found, pc.cast(numbers, pa.string()))
+    if "boolValue" in names:
+        flags = pc.struct_field(values, "boolValue")
+        words = pc.if_else(flags, pa.scalar("true"), pa.scalar("false"))
+        found = pc.coalesce(found, words)
+    text = found.drop_null()
+    if len(text) and (
+        pc.max(pc.utf8_length(text)).as_py() > MAX_VALUE_CHARS
+        or not pc.all(pc.invert(pc.match_substring(text, "\x00"))).as_py()
+    ):
+        raise Unusual
     return found
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from feedbot.spans.labels import LabelTally
 from feedbot.spans.model import CodeSeen, ExceptionSeen, SpanGroupStats
 from feedbot.spans.semconv import CodeLocation, Extras
 
@@ -41,6 +42,9 @@ class GroupTally:
     exceptions: dict[str, list[Any]] = field(default_factory=dict)
     code: dict[CodeLocation, int] = field(default_factory=dict)
     callers: dict[str, int] = field(default_factory=dict)
+    # Per duration: whether its span failed, and its labels (feedbot.spans.labels).
+    errored: array[int] = field(default_factory=lambda: array("b"))
+    labels: LabelTally = field(default_factory=LabelTally)
 
     def add_extras(self, extras: Extras, trace_id: str) -> None:
         exceptions, location = extras
@@ -60,6 +64,8 @@ class GroupTally:
         self.untimed += theirs.untimed
         self.durations.extend(theirs.durations)
         self.starts.extend(theirs.starts)
+        self.errored.extend(theirs.errored)
+        self.labels.merge(theirs.labels)
         ids = self.instance_ids
         remap = np.array([ids.setdefault(k, len(ids)) for k in theirs.instance_ids], np.int32)
         self.instances.frombytes(remap[np.frombuffer(theirs.instances, np.int32)].tobytes())
@@ -85,6 +91,11 @@ class GroupTally:
         names = tuple(UNKNOWN_INSTANCE if k is None else k for k in self.instance_ids)
         durations = np.frombuffer(self.durations, dtype=np.float64)
         instances = np.frombuffer(self.instances, dtype=np.int32)
+        errored = np.frombuffer(self.errored, dtype=np.int8).astype(np.bool_)
+        labels = np.frombuffer(self.labels.codes, dtype=np.int32)
+        sets = self.labels.table()
+        if not any(sets):  # No span carried a label.
+            labels, sets = labels[:0], ()
         early = np.empty(0, dtype=np.bool_)
         if warmup is not None and warmup[0] > 0 and len(durations):
             early = ~self._after_warmup(instances, *warmup)
@@ -98,6 +109,9 @@ class GroupTally:
             durations_ms=durations.copy(),
             instances=instances[: None if named else 0].copy(),
             instance_names=names if named else (),
+            errored=errored,
+            labels=labels.copy(),
+            label_sets=sets,
             exceptions=tuple(
                 ExceptionSeen(type=k, count=n, message=m, example_trace_id=t)
                 for k, (n, m, t) in sorted(self.exceptions.items(), key=lambda i: (-i[1][0], i[0]))

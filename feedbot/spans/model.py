@@ -90,6 +90,10 @@ class SpanGroupStats:
     instance's warm-up (:attr:`SpanQuery.warmup`; empty when none was asked for);
     ``warmup_excluded`` is how many durations the analysis left out as warm-up. ``untimed``
     counts spans without an end time: in ``count`` and ``errors``, not in ``durations_ms``.
+    ``errored`` says, per duration, whether its span's status was ERROR; ``labels`` holds, per
+    duration, an index into ``label_sets``: the span's low-cardinality attribute values as
+    sorted (key, value) pairs (:mod:`feedbot.spans.labels`). Each is empty when the backend did
+    not keep it (or, for labels, no span carried one).
     """
 
     name: str
@@ -107,6 +111,9 @@ class SpanGroupStats:
     warmup_excluded: int = 0
     early: npt.NDArray[np.bool_] = field(default_factory=_flags, compare=False, repr=False)
     untimed: int = 0
+    errored: npt.NDArray[np.bool_] = field(default_factory=_flags, compare=False, repr=False)
+    labels: npt.NDArray[np.int32] = field(default_factory=_ints, compare=False, repr=False)
+    label_sets: tuple[tuple[tuple[str, str], ...], ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from msgspec import Raw, Struct
 
 from feedbot.errors import WebhookRejected
 from feedbot.spans.aggregate import Aggregator, GroupKey, to_ns
+from feedbot.spans.labels import Labels, is_label_key, labels_of
 from feedbot.spans.model import SpanQuery
 from feedbot.spans.otlp import (
     KINDS,
@@ -65,7 +66,7 @@ from feedbot.spans.semconv import (
 
 #: What :meth:`Aggregator.add_span` takes, gathered per document before any of it is counted.
 Fields = tuple[
-    str, str, str | None, GroupKey, int, int, str | None, bool, str | None, Extras | None
+    str, str, str | None, GroupKey, int, int, str | None, bool, str | None, Extras | None, Labels
 ]
 _NOT_ERROR = frozenset((None, 0, 1, "STATUS_CODE_UNSET", "STATUS_CODE_OK"))
 _HEX = b"0123456789abcdef"
@@ -322,7 +323,7 @@ def _fields(
     span: _Span,
     key: GroupKey,
     start: int,
-    attributes: dict[str, str | int],
+    attributes: dict[str, str | int | bool],
     instance: str | None,
     statement: str | None,
 ) -> Fields:
@@ -352,6 +353,7 @@ def _fields(
         is_error,
         statement,
         extras,
+        labels_of(attributes),
     )
 
 
@@ -381,9 +383,13 @@ def nanos(value: object) -> int:
     raise Unusual
 
 
-def read_attributes(attributes: list[_KeyValue] | None) -> dict[str, str | int]:
-    """The attributes the analysis reads, decoded as the validating decoder would."""
-    found: dict[str, str | int] = {}
+def read_attributes(attributes: list[_KeyValue] | None) -> dict[str, str | int | bool]:
+    """The attributes the analysis reads, decoded as the validating decoder would.
+
+    Labels (:func:`~feedbot.spans.labels.is_label_key`) of a type labels do not take are left
+    out rather than called unusual.
+    """
+    found: dict[str, str | int | bool] = {}
     if not attributes:
         return found
     if len(attributes) > MAX_ATTRIBUTES:
@@ -392,6 +398,12 @@ def read_attributes(attributes: list[_KeyValue] | None) -> dict[str, str | int]:
         key = attribute.key
         if key in READ_KEYS:
             found[key] = _value(attribute.value)
+        elif is_label_key(key):
+            value = _label_value(attribute.value)
+            if value is None:
+                found.pop(key, None)  # The last of a repeated key wins, as when decoded.
+            else:
+                found[key] = value
     return found
 
 
@@ -433,6 +445,18 @@ def _value(value: _Value | None) -> str | int:
     if type(number) is int or (type(number) is str and number.isascii() and number.isdigit()):
         return int(number)
     raise Unusual
+
+
+def _label_value(value: _Value | None) -> str | int | bool | None:
+    """A label's value as the validating decoder gives it, or None for a type labels skip."""
+    if value is None:
+        raise Unusual
+    if value.stringValue is not None or value.intValue is not None:
+        return _value(value)
+    flag = bytes(value.boolValue)
+    if flag in (b"true", b"false"):
+        return flag == b"true"
+    return None
 
 
 def _is_error(code: int | str | None) -> bool:

@@ -23,7 +23,14 @@ from feedbot.spans.otlp_arrow import BlockReader
 from feedbot.spans.otlp_scan import Scanner, Unusual
 from feedbot.spans.otlp_survey import Survey
 from tests.fakes.sdk_spans import otlp_document, query, release_spans
-from tests.unit.spans.test_otlp_scan import SERVICE, document, same, scanned, validated
+from tests.unit.spans.test_otlp_scan import (
+    SERVICE,
+    document,
+    labelled_document,
+    same,
+    scanned,
+    validated,
+)
 from tests.unit.spans.test_otlp_scan_fuzz import FUZZ, edge_values_answer_alike, mutated
 
 
@@ -56,6 +63,14 @@ def test_the_exporters_shape_is_read_as_columns_with_the_same_answer(version: st
         if to_ns(window.start) <= int(span["startTimeUnixNano"]) < to_ns(window.end)
     ]
     assert columnar([doc], version).observed == (from_ns(min(starts)), from_ns(max(starts)))
+
+
+@pytest.mark.parametrize("version", ["1.0.0", "1.1.0"])
+def test_labels_are_read_as_columns_with_the_same_answer(version: str) -> None:
+    doc = labelled_document()
+    want = validated(doc, version)
+    same(columnar([doc], version), want)
+    assert any(g.label_sets for g in want.groups)
 
 
 @FUZZ

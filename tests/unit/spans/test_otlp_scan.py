@@ -50,6 +50,42 @@ def same(got: ReleaseData, want: ReleaseData) -> None:
     for mine, theirs in zip(got.groups, want.groups, strict=True):
         assert mine.durations_ms.tolist() == theirs.durations_ms.tolist()
         assert mine.instances.tolist() == theirs.instances.tolist()
+        assert mine.errored.tolist() == theirs.errored.tolist()
+        assert mine.labels.tolist() == theirs.labels.tolist()
+
+
+def labelled_document() -> dict[str, Any]:
+    """:func:`document` with labels of every value type on its spans (and a repeated key)."""
+    doc = document()
+    values: list[dict[str, Any]] = [
+        {"stringValue": "acme"},
+        {"intValue": "42"},
+        {"boolValue": True},
+        {"doubleValue": 1.5},
+    ]
+    for i, span in enumerate(spans_of(doc)):
+        span.setdefault("attributes", []).extend(
+            [
+                {"key": "tenant.id", "value": {"stringValue": f"t{i % 3}"}},
+                {"key": "customer", "value": values[i % len(values)]},
+                {"key": "server.address", "value": {"stringValue": f"db{i % 2}"}},
+                {"key": "server.address", "value": values[(i + 1) % len(values)]},
+                {"key": "http.response.status_code", "value": {"intValue": "200"}},
+            ]
+        )
+    return doc
+
+
+@pytest.mark.parametrize("version", ["1.0.0", "1.1.0"])
+def test_labels_are_read_fast_with_the_same_answer(version: str) -> None:
+    doc = labelled_document()
+    want = validated(doc, version)
+    same(scanned(doc, version), want)
+    keys = {key for g in want.groups for labels in g.label_sets for key, _ in labels}
+    assert keys == {"customer", "server.address", "tenant.id"}  # status codes are outcomes
+    values = {value for g in want.groups for labels in g.label_sets for _, value in labels}
+    assert {"acme", "42", "true", "t0", "t2"} <= values and "1.5" not in values
+    assert all(len(g.labels) == len(g.durations_ms) for g in want.groups)
 
 
 @pytest.mark.parametrize("version", ["1.0.0", "1.1.0"])
