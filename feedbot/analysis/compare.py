@@ -11,10 +11,10 @@ shared/reference/detection-methods.md.
 
 Quiet by design: latency, tail and error-rate tests form one Benjamini-Hochberg family at
 q = fdr_q/looks; a finding must pass BH *and* its effect floor; it is "suspected" (watching) when
-first seen and "confirmed" when it holds at the next look, or at once when its q is 100× below
-the level and its effect CI clears the floor. Only confirmed findings make the verdict. A final
-look (``feedbot report``, one look of one) has no later look to wait for: what passes is
-confirmed at once. Pure: no I/O.
+first seen and "confirmed" when it holds at the next look, or at once when its q is
+``looks.overwhelming_factor`` (20) times below the level and its effect CI clears the floor.
+Only confirmed findings make the verdict. A final look (``feedbot report``, one look of one)
+has no later look to wait for: what passes is confirmed at once. Pure: no I/O.
 """
 
 from __future__ import annotations

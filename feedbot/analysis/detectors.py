@@ -53,10 +53,12 @@ class Pair:
 
 @dataclass(frozen=True, slots=True)
 class HostSpread:
-    """The pooled between-instance sd τ̂ and whether the guard applies (§9)."""
+    """The pooled between-instance sd τ̂, whether the guard applies (§9), and whether τ̂ came
+    from instance offsets estimated over all groups at once."""
 
     tau: float | None
     enabled: bool
+    across: bool = False
 
 
 def durations(group: SpanGroupStats) -> FloatArray:
@@ -104,9 +106,23 @@ def latency_candidates(
         ci_end = shift.low if slower else (None if shift.high is None else 1.0 / shift.high)
         strong = ci_end is not None and ci_end > floor
         out.append(
-            Candidate(_latency_finding(pair, shift, floor, slower, test.method), p, passes, strong)
+            Candidate(
+                _latency_finding(pair, shift, floor, slower, _method(test.method, hosts)),
+                p,
+                passes,
+                strong,
+            )
         )
     return out
+
+
+def _method(test: str, hosts: HostSpread) -> str:
+    """The latency test as the finding names it, with how host spread entered its p."""
+    method = f"one-sided Mann-Whitney ({test}) + Hodges-Lehmann ratio"
+    if not hosts.enabled or hosts.tau is None:
+        return method
+    where = "instance offsets over all groups" if hosts.across else "per group, pooled"
+    return f"{method}, p cluster-aware with τ̂ = {hosts.tau:.3f} ({where})"
 
 
 def _cluster_p(p_mwu: float, ratio: float, sigma: float, pair: Pair, hosts: HostSpread) -> float:
@@ -146,7 +162,7 @@ def _latency_finding(
         change=Effect(
             shift.ratio, shift.low, shift.high, shift.level, floor if slower else 1 / floor
         ),
-        method=f"one-sided Mann-Whitney ({method}) + Hodges-Lehmann ratio",
+        method=method,
         counts_toward="regressed" if slower else "improved",
         tested=True,
     )

@@ -13,6 +13,7 @@ from collections.abc import Collection
 from dataclasses import replace
 
 import numpy as np
+import numpy.typing as npt
 
 from feedbot.analysis import detectors, stats
 from feedbot.analysis.detectors import Candidate, HostSpread, Pair
@@ -326,19 +327,33 @@ def top_callers(callers: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int], 
 
 
 def host_spread(pairs: list[Pair], policy: DetectionPolicy) -> HostSpread:
-    """τ̂ pooled over every (group, version) cell with enough spans and ≥ 2 instances (§9)."""
+    """τ̂ from every (group, version) cell with enough spans and ≥ 2 instances (§9).
+
+    With ``host_guard.across_groups`` each instance's offset is estimated over all its groups
+    (:func:`~feedbot.analysis.stats.pooled_tau_across`); otherwise τ̂ is estimated per cell and
+    pooled (:func:`~feedbot.analysis.stats.pooled_tau`).
+    """
     if not policy.host_guard.enabled:
         return HostSpread(None, False)
-    cells = []
+    versions: tuple[list[stats.InstanceCell], list[stats.InstanceCell]] = ([], [])
     for pair in pairs:
-        for group in (pair.new, pair.base):
+        for cells, group in zip(versions, (pair.new, pair.base), strict=True):
             if group is None or group.durations_ms.size < policy.latency.min_samples:
                 continue
             if group.instances.size != group.durations_ms.size:
                 continue
             if detectors.instance_count(group) >= policy.host_guard.min_instances:
-                cells.append(stats.instance_cell(detectors.durations(group), group.instances))
-    return HostSpread(stats.pooled_tau(cells), True)
+                cells.append(stats.instance_cell(detectors.durations(group), _labels(group)))
+    if policy.host_guard.across_groups:
+        return HostSpread(stats.pooled_tau_across(versions), True, across=True)
+    return HostSpread(stats.pooled_tau([*versions[0], *versions[1]]), True)
+
+
+def _labels(group: SpanGroupStats) -> npt.NDArray[np.str_]:
+    """Each duration's instance name (its index when the group has no names)."""
+    if len(group.instance_names) > int(group.instances.max(initial=-1)):
+        return np.asarray(group.instance_names, dtype=np.str_)[group.instances]
+    return group.instances.astype(np.str_)
 
 
 def host_sentence(hosts: HostSpread, policy: DetectionPolicy) -> str:
@@ -350,9 +365,14 @@ def host_sentence(hosts: HostSpread, policy: DetectionPolicy) -> str:
             "service.instance.id/host.name): host and version effects cannot be separated, so "
             f"the latency floor stays at {percent(policy.latency.ratio_floor)}."
         )
+    how = (
+        "each instance's offset estimated over all its span groups"
+        if hosts.across
+        else "pooled over groups and versions"
+    )
     return (
-        f"Between-instance spread τ̂ = {hosts.tau:.3f} on log-latency (random effects, pooled "
-        f"over groups and versions); the latency floor is "
+        f"Between-instance spread τ̂ = {hosts.tau:.3f} on log-latency (random effects, {how}); "
+        f"the latency floor is "
         f"max({percent(policy.latency.ratio_floor)}, "
         f"exp({policy.host_guard.z:g}·τ̂·√(1/k_new + 1/k_base))) and p is made cluster-aware."
     )

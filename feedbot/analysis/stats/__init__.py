@@ -35,6 +35,7 @@ from feedbot.analysis.stats.hosts import (
     host_noise_floor,
     instance_cell,
     pooled_tau,
+    pooled_tau_across,
 )
 from feedbot.analysis.stats.multi import bh_qvalues, bh_reject, bonferroni
 from feedbot.analysis.stats.power import (
@@ -85,6 +86,7 @@ __all__ = [
     "normal_ppf",
     "normal_sf",
     "pooled_tau",
+    "pooled_tau_across",
     "quantile_ci",
     "quantile_ratio",
     "quantiles",

@@ -6,6 +6,12 @@ between-instance sd τ of log-latency, the version difference carries host noise
 style) random-effects estimate: the variance of per-instance log-medians minus their sampling
 variance (π/2)·σ̂²/n_i, pooled over span groups and both versions, floored at 0. The raw spread of
 instance medians is biased upward by sampling noise and costs power for nothing (§9).
+
+Because one instance's offset is shared by every span group it serves, :func:`pooled_tau_across`
+estimates each instance's offset from all groups at once (its log-medians' deviations from each
+group's centre, weighted by spans) and takes the spread of those: the sampling noise is then that
+of the instance's whole traffic, not of one group's share of it. With 3 instances and a few hundred
+spans per group, the per-group estimate (:func:`pooled_tau`) is dominated by that noise (issue 14).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ class InstanceCell:
     log_medians: FloatArray
     counts: FloatArray
     sigma: float
+    labels: tuple[str, ...] = ()
 
 
 def instance_cell(durations: npt.ArrayLike, instance_ids: npt.ArrayLike) -> InstanceCell:
@@ -42,19 +49,20 @@ def instance_cell(durations: npt.ArrayLike, instance_ids: npt.ArrayLike) -> Inst
 
     Args:
         durations: Positive span durations.
-        instance_ids: The ``service.instance.id`` of each span, same length.
+        instance_ids: The ``service.instance.id`` of each span, same length; the cell's
+            ``labels`` are their distinct values as text, in the order of ``log_medians``.
     """
     logs = np.log(as_sample(durations, "durations", positive=True))
     ids = np.asarray(instance_ids)
     if ids.shape != logs.shape:
         raise ValueError(f"instance_ids: expected shape {logs.shape}, got {ids.shape}")
-    _, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
+    names, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
     medians = np.array([np.median(logs[inverse == i]) for i in range(counts.size)])
     # Deviations from each instance's own median shrink when an instance has few spans, which
     # would understate the sampling variance; the cell-wide MAD avoids that and includes τ² in
     # σ̂², which is negligible against σ² (0.25 + 0.0025 at σ = 0.5, τ = 0.05).
     sigma = MAD_TO_SD * float(np.median(np.abs(logs - np.median(logs))))
-    return InstanceCell(medians, counts.astype(np.float64), sigma)
+    return InstanceCell(medians, counts.astype(np.float64), sigma, tuple(str(n) for n in names))
 
 
 def pooled_tau(cells: Sequence[InstanceCell]) -> float | None:
@@ -76,6 +84,44 @@ def pooled_tau(cells: Sequence[InstanceCell]) -> float | None:
         sampling = float(np.mean(math.pi / 2.0 * cell.sigma**2 / cell.counts))
         weighted += (k - 1) * (float(np.var(cell.log_medians, ddof=1)) - sampling)
         dof += k - 1
+    if dof == 0:
+        return None
+    return math.sqrt(max(0.0, weighted / dof))
+
+
+def pooled_tau_across(versions: Sequence[Sequence[InstanceCell]]) -> float | None:
+    """Between-instance sd τ̂ from instance offsets estimated over every span group at once.
+
+    Within one version, each cell's log-medians minus the cell's span-weighted centre are the
+    instances' offsets plus sampling noise. An instance's offset â_j is the span-weighted mean
+    of its deviations over the cells, with sampling variance v_j = (π/2)·Σ_g n_gj·σ̂_g² / N_j²
+    (N_j its spans in those cells). Each version with k ≥ 2 instances contributes
+    (k − 1)·(var(â) − mean v_j); the pooled estimate is floored at 0.
+
+    Args:
+        versions: One sequence of cells per version; cells are matched by their ``labels``.
+
+    Returns:
+        τ̂, or None when no version has two instances in a cell.
+    """
+    weighted, dof = 0.0, 0
+    for cells in versions:
+        sums: dict[str, list[float]] = {}
+        for cell in cells:
+            if cell.log_medians.size < 2 or len(cell.labels) != cell.log_medians.size:
+                continue
+            centre = float(np.average(cell.log_medians, weights=cell.counts))
+            for label, median, n in zip(cell.labels, cell.log_medians, cell.counts, strict=True):
+                acc = sums.setdefault(label, [0.0, 0.0, 0.0])
+                acc[0] += n * (float(median) - centre)
+                acc[1] += n
+                acc[2] += n * cell.sigma**2
+        if len(sums) < 2:
+            continue
+        offsets = np.array([acc[0] / acc[1] for acc in sums.values()])
+        sampling = np.array([math.pi / 2.0 * acc[2] / acc[1] ** 2 for acc in sums.values()])
+        weighted += (offsets.size - 1) * (float(np.var(offsets, ddof=1)) - float(sampling.mean()))
+        dof += offsets.size - 1
     if dof == 0:
         return None
     return math.sqrt(max(0.0, weighted / dof))

@@ -166,9 +166,11 @@ def test_mde_of_a_busy_group_is_clipped_at_the_floor() -> None:
 
 
 def test_a_finding_is_suspected_first_and_confirmed_at_the_next_look() -> None:
+    # +20%, not +25%: since issue 14 a +25% shift at 300 spans is strong enough to be
+    # confirmed at once (τ̂ from instance offsets over all groups, confirmation 20x below q).
     rng = np.random.default_rng(0)
     base = release(rng, routes(10, 300))
-    cand = release(rng, shifted(300, 4, ratio=1.25))
+    cand = release(rng, shifted(300, 4, ratio=1.2))
     first = run(cand, base)
     watching = [f for f in first.watching if f.kind == "latency_regression"]
     assert [f.span for f in watching] == ["GET /r4"]
@@ -181,7 +183,7 @@ def test_a_finding_is_suspected_first_and_confirmed_at_the_next_look() -> None:
 def test_a_final_look_of_one_decides_at_once_at_the_whole_fdr() -> None:
     rng = np.random.default_rng(0)
     base = release(rng, routes(10, 300))
-    cand = release(rng, shifted(300, 4, ratio=1.25))
+    cand = release(rng, shifted(300, 4, ratio=1.2))  # watched, not confirmed, at look 1 of 4
     scheduled = run(cand, base)
     assert scheduled.verdict == "neutral" and scheduled.watching  # same data: watched at 1 of 4
     once = run(cand, base, look=1, looks=1, final=True)
@@ -257,3 +259,33 @@ def test_a_p_value_of_zero_is_kept_by_the_de_duplication() -> None:
     (finding,) = [f for f in run(cand, base).findings if f.kind == "latency_regression"]
     assert finding.p_value == 0.0  # the Mann-Whitney test underflows at +275%
     assert finding.method is not None and finding.method.startswith("one-sided Mann-Whitney")
+
+
+def test_host_spread_is_estimated_over_all_groups_and_named_in_the_method() -> None:
+    rng = np.random.default_rng(21)
+    base = release(rng, routes(10, 600), instances=3, spread=0.05)
+    cand = release(rng, shifted(600, 2, ratio=1.5), instances=3, spread=0.05)
+    result = run(cand, base)
+    assert any("over all its span groups" in line for line in result.summary)
+    (finding,) = [f for f in result.findings if f.kind == "latency_regression"]
+    assert "cluster-aware with τ̂ = " in (finding.method or "")
+    assert "instance offsets over all groups" in (finding.method or "")
+    per_group = replace(POLICY, host_guard=replace(POLICY.host_guard, across_groups=False))
+    before = analyse(cand, base, changes=(), policy=per_group)
+    assert any("pooled over groups and versions" in line for line in before.summary)
+
+
+def test_confirmation_at_once_follows_the_overwhelming_factor() -> None:
+    """A finding whose q is between level/100 and level/20 (and CI above the floor) is
+    confirmed at its first look with the default factor 20 and watched with 100."""
+    rng = np.random.default_rng(8)
+    base = release(rng, routes(10, 300))
+    cand = release(rng, shifted(300, 4, ratio=1.2))
+    now = run(cand, base)
+    (finding,) = [f for f in now.findings if f.kind == "latency_regression"]
+    assert finding.state == "confirmed" and finding.q_value is not None
+    level = now.q_level
+    assert level / 100 < finding.q_value <= level / POLICY.looks.overwhelming_factor
+    strict = replace(POLICY, looks=replace(POLICY.looks, overwhelming_factor=100.0))
+    watched = analyse(cand, base, changes=(), policy=strict)
+    assert [f.state for f in watched.findings if f.kind == "latency_regression"] == ["suspected"]
