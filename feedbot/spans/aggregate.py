@@ -9,6 +9,8 @@ duration and an instance index per span, bounded exception and code tables per g
 spans of traces still open: a trace's caller links and N+1 counters are resolved when it closes,
 which is at :meth:`Aggregator.result`, or earlier when more than ``max_open_spans`` spans are held
 (the trace seen first closes first; a parent arriving after its trace closed counts as remote).
+A closing trace's spans are also offered to :class:`~feedbot.spans.critical.PathRecorder`, which
+walks the critical paths of a bounded sample of each group's spans.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from __future__ import annotations
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import numpy as np
 
+from feedbot.spans.critical import PathRecorder
 from feedbot.spans.group import GroupTally
 from feedbot.spans.model import ReleaseData, RepeatedStatement, SpanQuery, observed_range
 from feedbot.spans.rows import SpanRow
@@ -102,7 +105,20 @@ class _Trace:
     spans those visits cost more than the counting.
     """
 
-    __slots__ = ("children", "db", "db_ms", "held", "parents", "size", "spans")
+    __slots__ = (
+        "children",
+        "db",
+        "db_ms",
+        "held",
+        "parents",
+        "path_groups",
+        "path_ids",
+        "path_instances",
+        "path_parents",
+        "path_times",
+        "size",
+        "spans",
+    )
 
     def __init__(self, held: bool = False) -> None:
         self.held = held  # Not closed early, nor counted towards max_open_spans.
@@ -114,6 +130,26 @@ class _Trace:
         # dicts, which the collector stops tracking once their tuple keys are untracked.
         self.db: dict[tuple[str, str], int] = {}
         self.db_ms: dict[tuple[str, str], float] = {}
+        # Per span in arrival order, for its critical path: id, parent id, group, start and
+        # end (two entries), instance.
+        self.path_ids: list[str] = []
+        self.path_parents: list[str | None] = []
+        self.path_groups: array[int] = array("i")
+        self.path_times: array[int] = array("q")
+        self.path_instances: list[str | None] = []
+
+    def path_rows(self) -> tuple[list[int], list[int], list[int], list[int], list[str | None]]:
+        """What :meth:`PathRecorder.close` takes: parent rows, groups, starts, ends, instances."""
+        rows = {span: row for row, span in enumerate(self.path_ids)}
+        parents = [-1 if p is None else rows.get(p, -1) for p in self.path_parents]
+        times = self.path_times
+        return (
+            parents,
+            self.path_groups.tolist(),
+            times[0::2].tolist(),
+            times[1::2].tolist(),
+            (self.path_instances),
+        )
 
 
 @dataclass(eq=False)
@@ -164,6 +200,7 @@ class Aggregator:
         self._repeats: dict[tuple[str, str], _Repeats] = {}
         # Traces fed as columns (feedbot.spans.aggregate_columns), held apart until closed.
         self.open_columns: _Closable | None = None
+        self.paths = PathRecorder()
 
     @property
     def tallies(self) -> list[GroupTally]:
@@ -300,6 +337,12 @@ class Aggregator:
             (self._held if trace.held else self._opened).append(trace_id)
         trace.spans[span_id] = group.index
         trace.size += 1
+        trace.path_ids.append(span_id)
+        trace.path_parents.append(parent)
+        trace.path_groups.append(group.index)
+        trace.path_times.append(start_ns)
+        trace.path_times.append(start_ns + max(duration_ns, 0))
+        trace.path_instances.append(instance)
         if parent is None:
             group.callers[ROOT] = group.callers.get(ROOT, 0) + 1
         else:
@@ -331,8 +374,15 @@ class Aggregator:
         while self._opened:
             self._close_oldest()
         warmup = (self._warmup_ns, self._first) if self._warmup_ns else None
+        labels = [(t.name, t.kind) for t in self._indexed]
         groups = sorted(
-            (group.stats(warmup) for group in self._by_label.values()),
+            (
+                replace(
+                    group.stats(warmup),
+                    critical_path=self.paths.stats(group.index, labels, warmup),
+                )
+                for group in self._by_label.values()
+            ),
             key=lambda s: (-s.count, s.name, s.kind),
         )
         repeats = [
@@ -395,6 +445,7 @@ class Aggregator:
             mine.total_ms.extend(theirs.total_ms)
             if theirs.example[0] > mine.example[0]:
                 mine.example = theirs.example
+        self.paths.absorb(later.paths, indexes)
         for trace_id in (*later._held, *later._opened):
             self._join(trace_id, later._open[trace_id], indexes)
 
@@ -424,6 +475,11 @@ class Aggregator:
         mine.spans.update((span, indexes[group]) for span, group in theirs.spans.items())
         mine.parents += theirs.parents
         mine.children.extend(indexes[group] for group in theirs.children)
+        mine.path_ids += theirs.path_ids
+        mine.path_parents += theirs.path_parents
+        mine.path_groups.extend(indexes[group] for group in theirs.path_groups)
+        mine.path_times.extend(theirs.path_times)
+        mine.path_instances += theirs.path_instances
         for key, count in theirs.db.items():
             mine.db[key] = mine.db.get(key, 0) + count
             mine.db_ms[key] = mine.db_ms.get(key, 0.0) + theirs.db_ms[key]
@@ -467,6 +523,7 @@ class Aggregator:
             group.callers[name] = group.callers.get(name, 0) + 1
         if trace.db:
             self._fold_repeats(trace_id, trace)
+        self.paths.close(*trace.path_rows())
 
     def _fold_repeats(self, trace_id: str, trace: _Trace) -> None:
         """Per (parent group, statement): the worst parent span of this trace."""
