@@ -38,6 +38,7 @@ MAX_RESOURCE_GROUPS = 200
 OTHER_PATHS = "(other paths)"
 OTHER_STATEMENTS = "(other statements)"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_NS = 2**63 - 1
 #: (span name, kind, method, route, resource): what a span is grouped by before labelling.
 GroupKey = tuple[str, str, str | None, str | None, str | None]
 #: The observed range before any span: low above every start, high below every start.
@@ -80,6 +81,13 @@ def matches(row: SpanRow, query: SpanQuery) -> bool:
     the SDK left ``deployment.environment`` out. The window is ``[start, end)`` on span start.
     """
     return matcher(query)(row)
+
+
+def span_end(start_ns: int, duration_ms: float) -> int:
+    """A span's end from its start and milliseconds, as the columnar reader has them (so both
+    readers answer alike), held within int64."""
+    ns, cap = round(duration_ms * 1e6), MAX_NS - start_ns
+    return start_ns + (cap if ns >= 2**62 else min(max(ns, 0), cap))
 
 
 def row_key(row: SpanRow, statement: str | None) -> GroupKey:
@@ -341,7 +349,7 @@ class Aggregator:
         trace.path_parents.append(parent)
         trace.path_groups.append(group.index)
         trace.path_times.append(start_ns)
-        trace.path_times.append(start_ns + max(duration_ns, 0))
+        trace.path_times.append(span_end(start_ns, duration_ms))
         trace.path_instances.append(instance)
         if parent is None:
             group.callers[ROOT] = group.callers.get(ROOT, 0) + 1

@@ -16,7 +16,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from feedbot.spans.aggregate import REMOTE, ROOT, Aggregator
+from feedbot.spans.aggregate import MAX_NS, REMOTE, ROOT, Aggregator
 from feedbot.spans.columns import SpanColumns
 from feedbot.spans.group import MAX_CODE_LOCATIONS, GroupTally
 
@@ -121,7 +121,7 @@ class OpenTraces:
         codes = [known.setdefault(s, len(known)) for s in columns.statements]
         statement = np.array([*codes, -1], np.intp)[columns.statement_codes]  # -1 stays -1
         part = (columns.trace_ids, columns.span_ids, columns.parents, group, statement)
-        ends = columns.starts + np.rint(columns.durations_ms * 1e6).astype(np.int64)
+        ends = span_ends(columns.starts, columns.durations_ms)
         instances = np.array(columns.instances, dtype=object)[columns.instance_codes]
         self._parts.append((*part, columns.durations_ms, columns.starts, ends, instances))
         self._size += len(columns)
@@ -172,6 +172,17 @@ class OpenTraces:
                 closed.parent_row, group[rows], start[rows], end[rows], instance[rows].tolist()
             )
             self._aggregator.fold_statements(list(self._statements), closed.repeats)
+
+
+def span_ends(
+    starts: npt.NDArray[np.int64], durations_ms: npt.NDArray[np.float64]
+) -> npt.NDArray[np.int64]:
+    """:func:`~feedbot.spans.aggregate.span_end` of each span."""
+    cap = MAX_NS - starts
+    ns = np.rint(durations_ms * 1e6)
+    over = ns >= 2.0**62
+    exact = np.where(over, 0.0, np.maximum(ns, 0.0)).astype(np.int64)
+    return starts + np.where(over, cap, np.minimum(exact, cap))
 
 
 def _take(values: pa.Array, rows: slice | npt.NDArray[np.intp]) -> pa.Array:
