@@ -15,8 +15,11 @@ comparing their per-request means between the two versions splits a group's chan
 
 A part is named only with evidence (a no-change deploy must not get a cause): at least
 :data:`MIN_SPANS` sampled spans in each version, a one-sided Mann-Whitney test of its
-per-request times at p ≤ :data:`LEVEL`, and a share of at least :data:`MIN_SHARE`
-(:mod:`feedbot.analysis.attribution` then keeps those of at least its own ``MIN_SHARE``).
+per-request times at p ≤ :data:`LEVEL`, a share of at least :data:`MIN_SHARE`
+(:mod:`feedbot.analysis.attribution` then keeps those of at least its own ``MIN_SHARE``), and
+an added time of at least :data:`MIN_ADDED_MS` and :data:`MIN_ADDED_PART` of the group's mean
+baseline time: instances differ by a few percent, which at a few hundred requests the test
+alone would call a change.
 What it is: the span's own code (``self``), a group that did not run in the baseline
 (``new_child``), a group now called at least :data:`MORE_CALLS` times as often per request
 (``repeat``, an N+1 growing), else a ``child``. Pure: no I/O.
@@ -41,6 +44,9 @@ MIN_SPANS = 30
 LEVEL = 1e-3
 #: Smallest share of the added time a named part explains.
 MIN_SHARE = 0.2
+#: Smallest added time named: in ms, and as a part of the group's mean baseline time.
+MIN_ADDED_MS = 0.5
+MIN_ADDED_PART = 0.05
 #: Calls per request grown this many times (and to at least 2): the cause is a repeat.
 MORE_CALLS = 1.5
 SELF = ("", "")
@@ -100,10 +106,11 @@ def group_causes(new: SpanGroupStats, old: SpanGroupStats) -> list[Cause]:
     total = sum(max(sign * p.added, 0.0) for p in parts)
     if total <= 0:
         return []
+    floor = max(MIN_ADDED_MS, MIN_ADDED_PART * float((b.own_ms + b.child_ms.sum(axis=1)).mean()))
     found = []
     for part in parts:
         share = sign * part.added / total
-        if share < MIN_SHARE:
+        if share < MIN_SHARE or sign * part.added < floor:
             continue
         test = mann_whitney(part.new, part.base, alternative="greater" if slower else "less")
         if test.p <= LEVEL:
