@@ -5,8 +5,9 @@ Whether the changed code ran is :mod:`feedbot.analysis.reach`.
 * **N+1** (anchors.md, Sentry's detector): the same normalised statement repeated ≥ 5 times,
   totalling ≥ 50 ms, under one parent in a trace; reported when new in this version or worse
   than the baseline.
-* **Bottleneck**: which child group owns most of a parent's time, estimated from per-group
-  aggregates (see :func:`bottlenecks` for the approximation).
+* **Bottleneck**: a child group that now owns most of a parent's time on its critical path,
+  where the parent did not slow down (a slowed parent gets causes instead:
+  :mod:`feedbot.analysis.critical_path`).
 
 Pure: no I/O.
 """
@@ -24,6 +25,9 @@ from feedbot.spans.model import ReleaseData, RepeatedStatement, SpanGroupStats
 
 #: Digma's bottleneck rule: a child owning at least 30% of its parent's time.
 BOTTLENECK_SHARE = 0.30
+#: Sampled parent spans each version needs, and the test level of the child's growth.
+BOTTLENECK_MIN_SPANS = 30
+BOTTLENECK_LEVEL = 1e-3
 #: "Worse than baseline" for N+1: the share of parent requests with the pattern grew this much.
 N_PLUS_ONE_WORSE = 1.5
 
@@ -116,81 +120,62 @@ def _n_plus_one_finding(
     )
 
 
-def _children(data: ReleaseData, parent: str) -> list[tuple[SpanGroupStats, int]]:
-    return [(g, n) for g in data.groups for caller, n in g.callers if caller == parent and n > 0]
-
-
-def _time_per_request(child: SpanGroupStats, calls: int, parent_count: int) -> float:
-    """Mean ms a child adds to one parent request: calls per request × the child's mean."""
-    if child.durations_ms.size == 0 or parent_count <= 0:
-        return 0.0
-    return calls / parent_count * float(np.mean(child.durations_ms))
-
-
 def bottlenecks(
     candidate: ReleaseData, baseline: ReleaseData | None, regressed: Collection[str]
 ) -> list[Finding]:
-    """The child group that owns most of each slowed-down parent's extra time.
+    """Children that now own a large share of a parent's time, which did not slow down.
 
-    Approximation: without per-trace timelines, a child's time per parent request is estimated
-    as (calls from this parent ÷ parent spans) × the child's mean duration over all its callers.
-    Children that run concurrently can add up to more than the parent, and a child shared by
-    several parents is charged its overall mean. For parents with a latency regression the child
-    with the largest increase is named with its share of the parent's mean increase; for other
-    parents, a child is named when it now owns ≥ 30% of the parent's mean time (Digma's rule)
-    and did not before.
+    From the critical paths walked trace by trace (:class:`~feedbot.spans.model.CriticalPath`):
+    a descendant group's share of the parent's time is its mean exclusive time on the parent's
+    critical path over the parent's mean duration, so the shares of one parent add up to at
+    most 100%. Named when it is now ≥ 30% (Digma's rule), was below before, and its time per
+    request grew (one-sided Mann-Whitney at p ≤ 0.001). Parents in ``regressed`` get causes
+    instead (:mod:`feedbot.analysis.critical_path`); groups without critical paths (a backend
+    that aggregates in SQL) get nothing rather than a guess from group means.
     """
-    base_groups = {g.name: g for g in baseline.groups} if baseline is not None else {}
+    if baseline is None:
+        return []
+    base_groups = {(g.name, g.kind): g for g in baseline.groups}
     out = []
     for parent in candidate.groups:
-        old = base_groups.get(parent.name)
-        if parent.durations_ms.size == 0 or old is None or old.durations_ms.size == 0:
+        old = base_groups.get((parent.name, parent.kind))
+        if parent.name in regressed or old is None:
             continue
-        found = _bottleneck(candidate, baseline, parent, old, parent.name in regressed)
+        found = _bottleneck(parent, old)
         if found is not None:
             out.append(found)
     return out
 
 
-def _bottleneck(
-    candidate: ReleaseData,
-    baseline: ReleaseData | None,
-    parent: SpanGroupStats,
-    old: SpanGroupStats,
-    slowed: bool,
-) -> Finding | None:
-    before = (
-        {c.name: _time_per_request(c, n, old.count) for c, n in _children(baseline, old.name)}
-        if baseline
-        else {}
-    )
-    rows = [
-        (c.name, _time_per_request(c, n, parent.count))
-        for c, n in _children(candidate, parent.name)
-    ]
-    if not rows:
+def _bottleneck(parent: SpanGroupStats, old: SpanGroupStats) -> Finding | None:
+    new_path, old_path = parent.critical_path, old.critical_path
+    if new_path is None or old_path is None:
         return None
-    mean_new, mean_old = float(np.mean(parent.durations_ms)), float(np.mean(old.durations_ms))
-    if slowed:
-        name, now = max(rows, key=lambda r: r[1] - before.get(r[0], 0.0))
-        grew, total = now - before.get(name, 0.0), mean_new - mean_old
-        if grew <= 0 or total <= 0:
-            return None
-        text = (
-            f"+{grew:.1f} ms of the +{total:.1f} ms mean increase ({min(grew / total, 9.99):.0%})"
-        )
-    else:
-        name, now = max(rows, key=lambda r: r[1])
-        share, share_old = now / mean_new, before.get(name, 0.0) / mean_old
-        if share < BOTTLENECK_SHARE or share_old >= BOTTLENECK_SHARE:
-            return None
-        text = f"{share:.0%} of its mean time, up from {share_old:.0%}"
+    if min(len(new_path.own_ms), len(old_path.own_ms)) < BOTTLENECK_MIN_SPANS:
+        return None
+    total_new = float(new_path.own_ms.mean() + new_path.child_ms.sum(axis=1).mean())
+    total_old = float(old_path.own_ms.mean() + old_path.child_ms.sum(axis=1).mean())
+    if total_new <= 0 or total_old <= 0:
+        return None
+    before = {k: old_path.child_ms[:, i] for i, k in enumerate(old_path.children)}
+    i = int(np.argmax(new_path.child_ms.mean(axis=0)))
+    key = new_path.children[i]
+    now = new_path.child_ms[:, i]
+    then = before.get(key, np.zeros(len(old_path.own_ms)))
+    share, share_old = float(now.mean()) / total_new, float(then.mean()) / total_old
+    if share < BOTTLENECK_SHARE or share_old >= BOTTLENECK_SHARE:
+        return None
+    if stats.mann_whitney(now, then, alternative="greater").p > BOTTLENECK_LEVEL:
+        return None
     return Finding(
         kind="bottleneck",
-        severity="medium" if slowed else "info",
-        message=f"In {parent.name}, {name} owns {text}: {now:.1f} ms per request",
+        severity="info",
+        message=(
+            f"In {parent.name}, {key[0]} now takes {share:.0%} of its time, up from "
+            f"{share_old:.0%}: {now.mean():.1f} ms per request"
+        ),
         span=parent.name,
-        baseline=Measure(old.count, before.get(name, 0.0), "ms_per_request"),
-        candidate=Measure(parent.count, now, "ms_per_request"),
-        method="calls per parent request × child mean duration (group aggregates, not per trace)",
+        baseline=Measure(len(then), float(then.mean()), "ms_per_request"),
+        candidate=Measure(len(now), float(now.mean()), "ms_per_request"),
+        method="time on each span's critical path, walked trace by trace (a sample of spans)",
     )

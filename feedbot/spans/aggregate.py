@@ -10,6 +10,8 @@ code and label tables per group: :mod:`feedbot.spans.labels`) plus the spans of 
 open: a trace's caller links and N+1 counters are resolved when it closes,
 which is at :meth:`Aggregator.result`, or earlier when more than ``max_open_spans`` spans are held
 (the trace seen first closes first; a parent arriving after its trace closed counts as remote).
+A closing trace's spans are also offered to :class:`~feedbot.spans.critical.PathRecorder`, which
+walks the critical paths of a bounded sample of each group's spans.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from __future__ import annotations
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import numpy as np
 
+from feedbot.spans.critical import PathRecorder
 from feedbot.spans.dedupe import SeenSpans
 from feedbot.spans.group import GroupTally
 from feedbot.spans.labels import Labels, labels_of
@@ -38,6 +41,7 @@ MAX_RESOURCE_GROUPS = 200
 OTHER_PATHS = "(other paths)"
 OTHER_STATEMENTS = "(other statements)"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_NS = 2**63 - 1
 #: (span name, kind, method, route, resource): what a span is grouped by before labelling.
 GroupKey = tuple[str, str, str | None, str | None, str | None]
 #: The observed range before any span: low above every start, high below every start.
@@ -82,6 +86,13 @@ def matches(row: SpanRow, query: SpanQuery) -> bool:
     return matcher(query)(row)
 
 
+def span_end(start_ns: int, duration_ms: float) -> int:
+    """A span's end from its start and milliseconds, as the columnar reader has them (so both
+    readers answer alike), held within int64."""
+    ns, cap = round(duration_ms * 1e6), MAX_NS - start_ns
+    return start_ns + (cap if ns >= 2**62 else min(max(ns, 0), cap))
+
+
 def row_key(row: SpanRow, statement: str | None) -> GroupKey:
     """The group key of a span row whose normalised statement is ``statement``."""
     raw = (row["name"], row["kind"], row["method"], row["route"])
@@ -105,7 +116,20 @@ class _Trace:
     spans those visits cost more than the counting.
     """
 
-    __slots__ = ("children", "db", "db_ms", "held", "parents", "size", "spans")
+    __slots__ = (
+        "children",
+        "db",
+        "db_ms",
+        "held",
+        "parents",
+        "path_groups",
+        "path_ids",
+        "path_instances",
+        "path_parents",
+        "path_times",
+        "size",
+        "spans",
+    )
 
     def __init__(self, held: bool = False) -> None:
         self.held = held  # Not closed early, nor counted towards max_open_spans.
@@ -117,6 +141,26 @@ class _Trace:
         # dicts, which the collector stops tracking once their tuple keys are untracked.
         self.db: dict[tuple[str, str], int] = {}
         self.db_ms: dict[tuple[str, str], float] = {}
+        # Per span in arrival order, for its critical path: id, parent id, group, start and
+        # end (two entries), instance.
+        self.path_ids: list[str] = []
+        self.path_parents: list[str | None] = []
+        self.path_groups: array[int] = array("i")
+        self.path_times: array[int] = array("q")
+        self.path_instances: list[str | None] = []
+
+    def path_rows(self) -> tuple[list[int], list[int], list[int], list[int], list[str | None]]:
+        """What :meth:`PathRecorder.close` takes: parent rows, groups, starts, ends, instances."""
+        rows = {span: row for row, span in enumerate(self.path_ids)}
+        parents = [-1 if p is None else rows.get(p, -1) for p in self.path_parents]
+        times = self.path_times
+        return (
+            parents,
+            self.path_groups.tolist(),
+            times[0::2].tolist(),
+            times[1::2].tolist(),
+            (self.path_instances),
+        )
 
 
 @dataclass(eq=False)
@@ -169,6 +213,7 @@ class Aggregator:
         self.open_columns: _Closable | None = None
         # Spans sent twice are counted once (feedbot.spans.dedupe).
         self.seen = SeenSpans()
+        self.paths = PathRecorder()
 
     @property
     def tallies(self) -> list[GroupTally]:
@@ -317,6 +362,12 @@ class Aggregator:
             (self._held if trace.held else self._opened).append(trace_id)
         trace.spans[span_id] = group.index
         trace.size += 1
+        trace.path_ids.append(span_id)
+        trace.path_parents.append(parent)
+        trace.path_groups.append(group.index)
+        trace.path_times.append(start_ns)
+        trace.path_times.append(span_end(start_ns, duration_ms))
+        trace.path_instances.append(instance)
         if parent is None:
             group.callers[ROOT] = group.callers.get(ROOT, 0) + 1
         else:
@@ -348,8 +399,15 @@ class Aggregator:
         while self._opened:
             self._close_oldest()
         warmup = (self._warmup_ns, self._first) if self._warmup_ns else None
+        labels = [(t.name, t.kind) for t in self._indexed]
         groups = sorted(
-            (group.stats(warmup) for group in self._by_label.values()),
+            (
+                replace(
+                    group.stats(warmup),
+                    critical_path=self.paths.stats(group.index, labels, warmup),
+                )
+                for group in self._by_label.values()
+            ),
             key=lambda s: (-s.count, s.name, s.kind),
         )
         repeats = [
@@ -429,6 +487,7 @@ class Aggregator:
             mine.total_ms.extend(theirs.total_ms)
             if theirs.example[0] > mine.example[0]:
                 mine.example = theirs.example
+        self.paths.absorb(later.paths, indexes)
         for trace_id in (*later._held, *later._opened):
             self._join(trace_id, later._open[trace_id], indexes)
 
@@ -458,6 +517,11 @@ class Aggregator:
         mine.spans.update((span, indexes[group]) for span, group in theirs.spans.items())
         mine.parents += theirs.parents
         mine.children.extend(indexes[group] for group in theirs.children)
+        mine.path_ids += theirs.path_ids
+        mine.path_parents += theirs.path_parents
+        mine.path_groups.extend(indexes[group] for group in theirs.path_groups)
+        mine.path_times.extend(theirs.path_times)
+        mine.path_instances += theirs.path_instances
         for key, count in theirs.db.items():
             mine.db[key] = mine.db.get(key, 0) + count
             mine.db_ms[key] = mine.db_ms.get(key, 0.0) + theirs.db_ms[key]
@@ -501,6 +565,7 @@ class Aggregator:
             group.callers[name] = group.callers.get(name, 0) + 1
         if trace.db:
             self._fold_repeats(trace_id, trace)
+        self.paths.close(*trace.path_rows())
 
     def _fold_repeats(self, trace_id: str, trace: _Trace) -> None:
         """Per (parent group, statement): the worst parent span of this trace."""

@@ -1,11 +1,12 @@
 """Folding :class:`~feedbot.spans.columns.SpanColumns` into an aggregator; pure.
 
 What :meth:`Aggregator.add_span` does one span at a time, done a block at a time with numpy:
-group counts, durations, instances, errors, exceptions and code locations at once; callers and
-N+1 counters when traces close. Open traces are held as columns (:class:`OpenTraces`): after
-each block, the traces not seen among the last ``max_open_spans`` spans close, oldest first, and
-:meth:`Aggregator.result` closes the rest. Traces whose spans lie closer together than that
-(every file the Collector writes) are linked exactly as :meth:`Aggregator.add_span` links them.
+group counts, durations, instances, errors, exceptions and code locations at once; callers,
+N+1 counters and critical paths (:mod:`feedbot.spans.critical`) when traces close. Open traces
+are held as columns (:class:`OpenTraces`): after each block, the traces not seen among the last
+``max_open_spans`` spans close, oldest first, and :meth:`Aggregator.result` closes the rest.
+Traces whose spans lie closer together than that (every file the Collector writes) are linked
+exactly as :meth:`Aggregator.add_span` links them.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from feedbot.spans.aggregate import REMOTE, ROOT, Aggregator
+from feedbot.spans.aggregate import MAX_NS, REMOTE, ROOT, Aggregator
 from feedbot.spans.columns import SpanColumns
 from feedbot.spans.dedupe import span_keys
 from feedbot.spans.group import MAX_CODE_LOCATIONS, GroupTally
 
 _ROOT, _REMOTE = -1, -2
-#: Open spans as columns: trace id, span id, parent id, group, statement code, milliseconds.
+#: Open spans as columns: trace id, span id, parent id, group, statement code, milliseconds;
+#: then start and end (ns) and instance, for the critical paths.
 _Part = tuple[
     pa.Array,
     pa.Array,
@@ -29,6 +31,9 @@ _Part = tuple[
     npt.NDArray[np.intp],
     npt.NDArray[np.intp],
     npt.NDArray[np.float64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.object_],
 ]
 
 
@@ -140,7 +145,10 @@ class OpenTraces:
         codes = [known.setdefault(s, len(known)) for s in columns.statements]
         statement = np.array([*codes, -1], np.intp)[columns.statement_codes]  # -1 stays -1
         part = (columns.trace_ids, columns.span_ids, columns.parents, group, statement)
-        self._parts.append((*part, np.maximum(columns.durations_ms, 0.0)))
+        durations = np.maximum(columns.durations_ms, 0.0)  # no end time (-1): no time added
+        ends = span_ends(columns.starts, durations)
+        instances = np.array(columns.instances, dtype=object)[columns.instance_codes]
+        self._parts.append((*part, durations, columns.starts, ends, instances))
         self._size += len(columns)
         if self._size > self._aggregator.max_open_spans:
             self._close(self._aggregator.max_open_spans)
@@ -152,8 +160,8 @@ class OpenTraces:
 
     def _close(self, keep: int) -> None:
         trace, span, parent = (pa.concat_arrays([p[i] for p in self._parts]) for i in range(3))
-        group, statement, duration = (
-            np.concatenate([p[i] for p in self._parts]) for i in (3, 4, 5)
+        group, statement, duration, start, end, instance = (
+            np.concatenate([p[i] for p in self._parts]) for i in (3, 4, 5, 6, 7, 8)
         )
         encoded = pc.dictionary_encode(trace)
         codes = encoded.indices.to_numpy()
@@ -169,13 +177,37 @@ class OpenTraces:
         if cut < len(closing):
             rest = slice(cut, None) if prefix else np.flatnonzero(~closing)
             kept = (_take(trace, rest), _take(span, rest), _take(parent, rest))
-            self._parts.append((*kept, group[rest], statement[rest], duration[rest]))
+            self._parts.append(
+                (
+                    *kept,
+                    group[rest],
+                    statement[rest],
+                    duration[rest],
+                    start[rest],
+                    end[rest],
+                    instance[rest],
+                )
+            )
             self._size = len(group[rest])
         rows = slice(0, cut) if prefix else np.flatnonzero(closing)
         if len(group[rows]):
             closed = Closed(_take(trace, rows), _take(span, rows), _take(parent, rows))
             closed.fold(self._aggregator, group[rows], statement[rows], duration[rows])
+            self._aggregator.paths.close_arrays(
+                closed.parent_row, group[rows], start[rows], end[rows], instance[rows].tolist()
+            )
             self._aggregator.fold_statements(list(self._statements), closed.repeats)
+
+
+def span_ends(
+    starts: npt.NDArray[np.int64], durations_ms: npt.NDArray[np.float64]
+) -> npt.NDArray[np.int64]:
+    """:func:`~feedbot.spans.aggregate.span_end` of each span."""
+    cap = MAX_NS - starts
+    ns = np.rint(durations_ms * 1e6)
+    over = ns >= 2.0**62
+    exact = np.where(over, 0.0, np.maximum(ns, 0.0)).astype(np.int64)
+    return starts + np.where(over, cap, np.minimum(exact, cap))
 
 
 def _take(values: pa.Array, rows: slice | npt.NDArray[np.intp]) -> pa.Array:

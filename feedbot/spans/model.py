@@ -5,8 +5,8 @@ A :class:`SpanQuery` names the spans of one service version in one window; a
 counts, errors, durations (with the instance each came from), exception types
 (:class:`ExceptionSeen`), code locations (:class:`CodeSeen`) and calling groups; plus DB
 statements repeated under one parent in one trace (:class:`RepeatedStatement`, N+1
-candidates). Backends return these (see :class:`feedbot.backends.base.TraceBackend`); nothing
-here does I/O.
+candidates); where the spans' time went, trace by trace (:class:`CriticalPath`). Backends
+return these (see :class:`feedbot.backends.base.TraceBackend`); nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -77,6 +77,29 @@ class CodeSeen:
 
 
 @dataclass(frozen=True)
+class CriticalPath:
+    """Where one group's spans spent their time on their own critical paths.
+
+    Made by :mod:`feedbot.spans.critical` from a uniform sample of the group's spans (at most
+    :data:`~feedbot.spans.critical.SAMPLE`), warm-up left out like ``durations_ms``. One row per
+    sampled span: its own time (``own_ms``) and, per descendant group in ``children`` ((name,
+    kind), sorted), the exclusive time that group spent on the span's critical path
+    (``child_ms``, 0 when absent) and how many of its spans lay on it (``calls``). Each row's
+    own time plus its ``child_ms`` is the span's duration.
+    """
+
+    spans: int
+    children: tuple[tuple[str, str], ...]
+    own_ms: npt.NDArray[np.float64] = field(default_factory=_floats, repr=False)
+    child_ms: npt.NDArray[np.float64] = field(
+        default_factory=lambda: np.empty((0, 0), np.float64), repr=False
+    )
+    calls: npt.NDArray[np.int32] = field(
+        default_factory=lambda: np.empty((0, 0), np.int32), repr=False
+    )
+
+
+@dataclass(frozen=True)
 class SpanGroupStats:
     """One span group: spans of the same name and kind.
 
@@ -94,6 +117,8 @@ class SpanGroupStats:
     duration, an index into ``label_sets``: the span's low-cardinality attribute values as
     sorted (key, value) pairs (:mod:`feedbot.spans.labels`). Each is empty when the backend did
     not keep it (or, for labels, no span carried one).
+    ``critical_path`` is where the spans' time went (:class:`CriticalPath`); None when no span
+    of the group had a child, or when the backend aggregates on its side (ClickHouse).
     """
 
     name: str
@@ -114,6 +139,7 @@ class SpanGroupStats:
     errored: npt.NDArray[np.bool_] = field(default_factory=_flags, compare=False, repr=False)
     labels: npt.NDArray[np.int32] = field(default_factory=_ints, compare=False, repr=False)
     label_sets: tuple[tuple[tuple[str, str], ...], ...] = field(default=(), repr=False)
+    critical_path: CriticalPath | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

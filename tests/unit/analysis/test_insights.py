@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from feedbot.analysis import insights
 from feedbot.analysis.compare import analyse
 from feedbot.policy import DetectionPolicy
-from feedbot.spans.model import ReleaseData, RepeatedStatement, SpanGroupStats
+from feedbot.spans.model import CriticalPath, ReleaseData, RepeatedStatement, SpanGroupStats
 from tests.unit.analysis.synth import release, routes
 
 POLICY = DetectionPolicy()
@@ -47,32 +49,46 @@ def test_n_plus_one_below_sentry_thresholds_or_unchanged_is_quiet() -> None:
         assert insights.n_plus_one(cand, base, POLICY) == []
 
 
-def _parent_child(child_ms: float, seed: int) -> ReleaseData:
+def _paths(child_ms: float, other_ms: float, seed: int) -> ReleaseData:
+    """GET /vaults with two children, as critical paths: SELECT vaults and GET rates."""
     rng = np.random.default_rng(seed)
-    n = 1000
+    n = 400
     child = rng.lognormal(np.log(child_ms), 0.3, n)
-    other = rng.lognormal(np.log(10.0), 0.3, n)
-    parent = child + other + 5.0
-    ids = rng.integers(0, 4, n).astype(np.int32)
-
-    def group(
-        name: str, kind: str, d: np.ndarray, callers: tuple[tuple[str, int], ...]
-    ) -> SpanGroupStats:
-        return SpanGroupStats(name, kind, n, 0, d, ids, ("a", "b", "c", "d"), callers=callers)
-
-    return ReleaseData(
-        groups=[
-            group("GET /vaults", "SERVER", parent, (("(root)", n),)),
-            group("SELECT vaults", "CLIENT", child, (("GET /vaults", n),)),
-            group("GET rates", "CLIENT", other, (("GET /vaults", n),)),
-        ],
-        traces=n,
+    other = rng.lognormal(np.log(other_ms), 0.3, n)
+    own = rng.lognormal(np.log(5.0), 0.3, n)
+    path = CriticalPath(
+        spans=n,
+        children=(("GET rates", "CLIENT"), ("SELECT vaults", "CLIENT")),
+        own_ms=own,
+        child_ms=np.stack([other, child], axis=1),
+        calls=np.ones((n, 2), np.int32),
     )
+    parent = SpanGroupStats("GET /vaults", "SERVER", n, 0, own + child + other, critical_path=path)
+    return ReleaseData(groups=[parent], traces=n)
 
 
-def test_bottleneck_names_the_child_that_owns_the_slowdown() -> None:
-    base, cand = _parent_child(10.0, 1), _parent_child(40.0, 2)
-    result = analyse(cand, base, changes=(), policy=POLICY)
-    (finding,) = [f for f in result.findings if f.kind == "bottleneck"]
-    assert finding.span == "GET /vaults" and "SELECT vaults" in finding.message
-    assert finding.candidate is not None and finding.candidate.value == pytest.approx(43, rel=0.1)
+def test_a_child_taking_most_of_an_unchanged_parents_time_is_a_bottleneck() -> None:
+    base, cand = _paths(5.0, 20.0, 1), _paths(20.0, 5.0, 2)
+    (finding,) = insights.bottlenecks(cand, base, regressed=())
+    assert finding.span == "GET /vaults" and finding.severity == "info"
+    shares = []
+    for data in (cand, base):
+        path = data.groups[0].critical_path
+        assert path is not None
+        shares.append(path.child_ms[:, 1].mean() / data.groups[0].durations_ms.mean())
+    assert shares[0] > 0.6 and shares[1] < 0.2  # shares of the critical path, not group means
+    text = f"SELECT vaults now takes {shares[0]:.0%} of its time, up from {shares[1]:.0%}"
+    assert text in finding.message
+    assert finding.candidate is not None and finding.candidate.value == pytest.approx(20, rel=0.1)
+
+
+def test_a_slowed_parent_gets_causes_not_a_bottleneck() -> None:
+    base, cand = _paths(5.0, 20.0, 1), _paths(20.0, 5.0, 2)
+    assert insights.bottlenecks(cand, base, regressed=("GET /vaults",)) == []
+
+
+def test_no_bottleneck_without_critical_paths_or_when_the_share_did_not_move() -> None:
+    base, cand = _paths(20.0, 5.0, 3), _paths(20.0, 5.0, 4)
+    assert insights.bottlenecks(cand, base, regressed=()) == []
+    bare = ReleaseData(groups=[replace(g, critical_path=None) for g in cand.groups])
+    assert insights.bottlenecks(bare, _paths(5.0, 20.0, 1), regressed=()) == []

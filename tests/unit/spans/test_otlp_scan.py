@@ -16,7 +16,7 @@ import pytest
 from feedbot.backends.otlp_file import OtlpFileBackend
 from feedbot.commands.report import cycle_collector_paused
 from feedbot.spans.aggregate import Aggregator, aggregate, to_ns
-from feedbot.spans.model import ReleaseData
+from feedbot.spans.model import CriticalPath, ReleaseData
 from feedbot.spans.otlp_json import decode_document
 from feedbot.spans.otlp_scan import Scanner, Unusual, count_versions
 from tests.fakes.sdk_spans import T0, otlp_document, query, release_spans
@@ -52,6 +52,15 @@ def same(got: ReleaseData, want: ReleaseData) -> None:
         assert mine.instances.tolist() == theirs.instances.tolist()
         assert mine.errored.tolist() == theirs.errored.tolist()
         assert mine.labels.tolist() == theirs.labels.tolist()
+        assert _paths(mine.critical_path) == _paths(theirs.critical_path)
+
+
+def _paths(path: CriticalPath | None) -> tuple[Any, ...] | None:
+    """A critical path's rows as a sorted tuple (readers close traces in different orders)."""
+    if path is None:
+        return None
+    rows = zip(path.own_ms.tolist(), path.child_ms.tolist(), path.calls.tolist(), strict=True)
+    return path.spans, path.children, sorted(rows)
 
 
 def labelled_document() -> dict[str, Any]:
