@@ -115,7 +115,7 @@ def test_check_config_lists_every_problem_once_and_exits_2(tmp_path: Path) -> No
             "checks.after[1]: 'soon' is not a duration like 20s, 15m, 1h or 1d",
             "checks.max_attempts: expected an integer, got a string",
             "slack.signing_secret: is required when slack.bot_token is set "
-            "(set SLACK_SIGNING_SECRET)",
+            "(set SLACK_SIGNING_SECRET, or SLACK_APP_TOKEN for Socket Mode)",
             "traces.url: is required for traces.backend 'tempo'",
         ]
     )
