@@ -3,10 +3,10 @@
 slack_sdk's Socket Mode client asks ``apps.connections.open`` for a WebSocket URL with the
 app-level token, reconnects to a fresh URL when Slack sends ``disconnect`` (``refresh_requested``,
 ``warning``) or the connection drops, and acknowledges each envelope by its ``envelope_id``.
-feedbot uses its websocket-client flavour: it notices a dropped connection at once and closes with
-a close frame, where the built-in one (measured against tests/fakes/socket_mode.py) needed four
-ping intervals to notice a closed socket, polling it meanwhile, and closes without one. bolt's handler turns every envelope into the
-same request the HTTP route dispatches, so ``/feedback`` and the buttons behave alike either way.
+feedbot uses its websocket-client flavour: it notices a dropped connection at once, where the
+built-in one (measured against tests/fakes/socket_mode.py) took about four ping intervals,
+polling the closed socket meanwhile. bolt's handler turns every envelope into the same request
+the HTTP route dispatches, so ``/feedback`` and the buttons behave alike either way.
 
 Once across redeliveries and replicas: Slack redelivers an envelope whose acknowledgement it did
 not get (a connection dropped between a command and its ack) to the next connection, which may
@@ -232,9 +232,11 @@ def _close_handshake(client: Any) -> None:
         return
     try:
         sock.send_close()
+        _wait(lambda: getattr(session, "sock", None) is None, HANDSHAKE_TIMEOUT, threading.Event())
     except Exception:  # the connection went away meanwhile
-        return
-    _wait(lambda: getattr(session, "sock", None) is None, HANDSHAKE_TIMEOUT, threading.Event())
+        pass
+    finally:
+        sock.shutdown()  # the TCP connection too, which the reader's teardown leaves open
 
 
 def _wait(condition: Any, timeout: float, stop: threading.Event) -> bool:

@@ -1,4 +1,4 @@
-"""``/feedback`` and the buttons over Socket Mode, against a loopback server speaking Slack's protocol.
+"""``/feedback`` and the buttons over Socket Mode, against a loopback server speaking its protocol.
 
 The same scenarios as test_slack_feedback.py (over HTTP), plus what only Socket Mode has: hello,
 acknowledgements carrying the answer, Slack's ``disconnect`` and a connection that drops in the
@@ -199,12 +199,18 @@ def test_a_connection_dropped_mid_command_loses_nothing_and_acts_once_across_rep
     socket_mode_server.lose_next_ack()
     first = socket_mode_server.deliver("slash_commands", slash(slack, "vault-service", "t-4"), to=1)
     socket_mode_server.wait_for(
-        lambda: any(e.acked for e in socket_mode_server._envelopes if e.envelope_id != first.envelope_id),
+        lambda: any(
+            e.acked for e in socket_mode_server._envelopes if e.envelope_id != first.envelope_id
+        ),
         what="the redelivery to be acknowledged",
     )
     first, again = socket_mode_server.envelopes_for("trigger_id", "t-4")
     assert first.redelivered and not first.acked
-    assert (again.connection, again.acked, again.envelope_id != first.envelope_id) == (2, True, True)
+    assert (again.connection, again.acked, again.envelope_id != first.envelope_id) == (
+        2,
+        True,
+        True,
+    )
     # Nothing lost: the asker got the answer. Nothing twice: exactly once, though both ran it.
     wait_answers(slack, "t-4")
     time.sleep(0.5)
@@ -218,7 +224,9 @@ def test_a_connection_dropped_mid_command_loses_nothing_and_acts_once_across_rep
     action = {"action_id": "feedbot_mute", "value": "ledger|1h"}
     socket_mode_server.deliver("interactive", button(slack, action, "b-2"), to=2)
     socket_mode_server.wait_for(
-        lambda: any(e.acked for e in socket_mode_server._envelopes if e.payload.get("trigger_id") == "b-2"),
+        lambda: any(
+            e.acked for e in socket_mode_server._envelopes if e.payload.get("trigger_id") == "b-2"
+        ),
         what="the button's ack",
     )
     wait_answers(slack, "b-2")
