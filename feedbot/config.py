@@ -35,6 +35,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "FEEDBOT_PUBLIC_URL": ("public_url",),
     "SLACK_BOT_TOKEN": ("slack", "bot_token"),
     "SLACK_SIGNING_SECRET": ("slack", "signing_secret"),
+    "SLACK_APP_TOKEN": ("slack", "app_token"),
     "FEEDBOT_WEBHOOK_SECRET": ("webhooks", "secret"),
     "FEEDBOT_GITHUB_SECRET": ("webhooks", "github_secret"),
     "FEEDBOT_GITLAB_TOKEN": ("webhooks", "gitlab_token"),
@@ -81,6 +82,8 @@ class DigestConfig:
 class SlackConfig:
     bot_token: str | None = None
     signing_secret: str | None = None
+    #: An app-level token (``xapp-…``): feedbot then connects out to Slack in Socket Mode.
+    app_token: str | None = None
     api_url: str = SLACK_API_URL
     weekly_digest: DigestConfig = field(default_factory=DigestConfig)
 
@@ -438,7 +441,7 @@ def _telemetry(reader: _Reader, raw: Any) -> TelemetryConfig:
 
 
 def _slack(reader: _Reader, raw: Any) -> SlackConfig:
-    keys = ("bot_token", "signing_secret", "api_url", "weekly_digest")
+    keys = ("bot_token", "signing_secret", "app_token", "api_url", "weekly_digest")
     section = reader.section(raw, "slack", keys)
     digest_raw = reader.section(
         section.get("weekly_digest"), "slack.weekly_digest", ("channel", "cron", "timezone")
@@ -454,6 +457,7 @@ def _slack(reader: _Reader, raw: Any) -> SlackConfig:
     return SlackConfig(
         bot_token=reader.string(section, "bot_token", "slack"),
         signing_secret=reader.string(section, "signing_secret", "slack"),
+        app_token=reader.string(section, "app_token", "slack"),
         api_url=api_url if api_url.endswith("/") else api_url + "/",
         weekly_digest=digest,
     )
@@ -625,13 +629,27 @@ def _people(reader: _Reader, raw: Any) -> tuple[Person, ...]:
     return tuple(people)
 
 
-def _cross_checks(reader: _Reader, s: Settings) -> None:
-    """Problems that need two keys: secrets a configured part needs, names that must exist."""
-    if s.slack.bot_token and not s.slack.signing_secret:
+def _slack_checks(reader: _Reader, slack: SlackConfig) -> None:
+    """Over HTTP Slack's requests need the signing secret; in Socket Mode, the bot token."""
+    if slack.app_token and not slack.app_token.startswith("xapp-"):
+        reader.problem(
+            "slack.app_token", "expected an app-level token (xapp-…), not a bot or user token"
+        )
+    if slack.app_token and not slack.bot_token:
+        reader.problem(
+            "slack.bot_token", "is required when slack.app_token is set (set SLACK_BOT_TOKEN)"
+        )
+    if slack.bot_token and not slack.signing_secret and not slack.app_token:
         reader.problem(
             "slack.signing_secret",
-            "is required when slack.bot_token is set (set SLACK_SIGNING_SECRET)",
+            "is required when slack.bot_token is set "
+            "(set SLACK_SIGNING_SECRET, or SLACK_APP_TOKEN for Socket Mode)",
         )
+
+
+def _cross_checks(reader: _Reader, s: Settings) -> None:
+    """Problems that need two keys: secrets a configured part needs, names that must exist."""
+    _slack_checks(reader, s.slack)
     if s.traces.backend in ("tempo", "jaeger", "zipkin", "clickhouse") and not s.traces.url:
         reader.problem("traces.url", f"is required for traces.backend {s.traces.backend!r}")
     if s.traces.backend == "otlp-file" and not s.traces.path:

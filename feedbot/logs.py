@@ -27,8 +27,9 @@ from urllib.parse import urlsplit
 from feedbot.config import Settings
 
 MASK = "[redacted]"
-#: Slack bot, user, app-level, refresh and workspace tokens (xoxb-, xoxp-, xoxa-, xoxr-, xoxs-).
-SLACK_TOKEN = re.compile(r"xox[baprs]-[A-Za-z0-9-]+")
+#: Slack bot, user, app-level, refresh and workspace tokens (xoxb-, xoxp-, xoxa-, xoxr-, xoxs-)
+#: and the app-level tokens of Socket Mode (xapp-).
+SLACK_TOKEN = re.compile(r"(?:xox[baprs]|xapp)-[A-Za-z0-9-]+")
 #: Secrets shorter than this are not masked: a four-character secret would mask common words.
 MIN_SECRET = 6
 #: Loggers that do not propagate to the root (uvicorn's) get the filter on the logger itself.
@@ -76,6 +77,7 @@ def secrets_of(settings: Settings) -> list[str]:
     found = [
         settings.slack.bot_token,
         settings.slack.signing_secret,
+        settings.slack.app_token,
         settings.webhooks.secret,
         settings.webhooks.github_secret,
         settings.webhooks.gitlab_token,

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from feedbot.clock import FixedClock
 from feedbot.store.db import make_engine, migrate
 from tests.fakes.slack_api import slack_api  # noqa: F401  (a fixture)
+from tests.fakes.socket_mode import socket_mode_server  # noqa: F401  (a fixture)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

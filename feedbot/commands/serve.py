@@ -1,4 +1,8 @@
-"""``feedbot serve``: the HTTP server, the check ticker and the weekly digest, until SIGTERM."""
+"""``feedbot serve``: the HTTP server, the check ticker and the weekly digest, until SIGTERM.
+
+With ``slack.app_token`` it also holds a Socket Mode connection to Slack (commands and buttons
+arrive over it; the HTTP server still takes webhooks, spans and probes).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import logging
 import secrets
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -17,9 +22,13 @@ from feedbot.checks.digests import start as start_digests
 from feedbot.checks.ticker import start_ticker
 from feedbot.commands.options import add_config, settings_of
 from feedbot.config import Settings
-from feedbot.runtime import build_runtime
+from feedbot.errors import ConfigError
+from feedbot.runtime import Runtime, build_runtime
 from feedbot.store import db
 from feedbot.web.app import create_app
+
+if TYPE_CHECKING:
+    from feedbot.slack.socket_mode import SocketMode
 
 log = logging.getLogger("feedbot")
 
@@ -50,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         "Slack" if settings.slack.bot_token else "the console",
     )
     warn_unprotected(settings, host)
+    slack_socket = start_socket_mode(runtime)  # a token Slack refuses ends serve here (exit 2)
     scheduler = start_ticker(runtime.tick, settings.checks.tick)
     start_digests(scheduler, sessions=runtime.sessions, settings=settings, clock=runtime.clock)
     # uvicorn re-raises the signal that stopped it once it has shut down. With SIGTERM's
@@ -59,11 +69,34 @@ def run(args: argparse.Namespace) -> int:
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
+        if slack_socket is not None:
+            slack_socket.close()  # a close frame: Slack sends the next requests elsewhere
         runtime.ticker.stop()  # the running tick ends after its current check or message
         scheduler.shutdown(wait=True)
         runtime.engine.dispose()
         signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def start_socket_mode(runtime: Runtime) -> SocketMode | None:
+    """Connect to Slack in Socket Mode when ``slack.app_token`` is set, else None.
+
+    Raises:
+        ConfigError: Slack refused the app-level token.
+    """
+    if not runtime.settings.slack.app_token:
+        return None
+    from feedbot.slack.socket_mode import socket_mode
+
+    connection = socket_mode(
+        settings=runtime.settings, sessions=runtime.sessions, clock=runtime.clock
+    )
+    try:
+        connection.start()
+    except ConfigError:
+        runtime.engine.dispose()
+        raise
+    return connection
 
 
 def with_local_secret(settings: Settings, host: str, port: int) -> Settings:

@@ -1,6 +1,7 @@
 """The Slack side of feedbot: a bolt ``App`` with feedbot's listeners.
 
-:mod:`feedbot.web.slack` serves it on ``POST /slack/events``. Listeners
+:mod:`feedbot.web.slack` serves it on ``POST /slack/events``, :mod:`feedbot.slack.socket_mode`
+over Slack's Socket Mode. Listeners
 (:mod:`feedbot.slack.listeners`) stay thin: they parse, ``ack()`` within Slack's 3 seconds, and
 hand slow work to lazy listeners that answer through ``response_url``.
 """
@@ -32,6 +33,7 @@ def build_app(
     settings: Settings,
     sessions: sessionmaker[Session],
     clock: Clock,
+    lazy: bool = True,
 ) -> Any:
     """A bolt App with feedbot's listeners.
 
@@ -41,6 +43,8 @@ def build_app(
         settings: the validated configuration (features, services).
         sessions: the store the answers come from and button presses go to.
         clock: time source.
+        lazy: False leaves out the lazy listeners: the App then only acknowledges, the way
+            the full one does (Socket Mode answers a redelivered request with it).
 
     Returns:
         A ``slack_bolt.App``.
@@ -58,6 +62,11 @@ def build_app(
     )
     feedback = FeedbackService(sessions=sessions, settings=settings)
     listeners.register(
-        app, feedback=feedback, sessions=sessions, clock=clock, api_url=settings.slack.api_url
+        app,
+        feedback=feedback,
+        sessions=sessions,
+        clock=clock,
+        api_url=settings.slack.api_url,
+        lazy=lazy,
     )
     return app

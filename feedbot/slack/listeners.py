@@ -54,6 +54,7 @@ def register(
     sessions: sessionmaker[Session],
     clock: Clock,
     api_url: str,
+    lazy: bool = True,
 ) -> None:
     """Add feedbot's listeners to a bolt ``App``.
 
@@ -63,13 +64,18 @@ def register(
         sessions: the store, where button presses are recorded.
         clock: time source for the records.
         api_url: the Slack Web API base URL; a ``response_url`` on its origin is answered too.
+        lazy: False registers the acknowledgements alone (for a request handled before).
     """
-    app.command("/feedback")(ack=_ack_command, lazy=[_answerer(feedback, api_url)])
     buttons = _Buttons(sessions, clock, api_url)
-    app.action(EXPECTED_PATTERN)(ack=_ack, lazy=[buttons.expected])
-    app.action(ACTION_MUTE)(ack=_ack, lazy=[buttons.mute])
-    app.action(ACTION_TRACES)(ack=_ack, lazy=[buttons.traces])
-    app.action(ACTION_DETAILS)(ack=_ack, lazy=[buttons.details])
+
+    def then(*work: Any) -> list[Any]:
+        return list(work) if lazy else []
+
+    app.command("/feedback")(ack=_ack_command, lazy=then(_answerer(feedback, api_url)))
+    app.action(EXPECTED_PATTERN)(ack=_ack, lazy=then(buttons.expected))
+    app.action(ACTION_MUTE)(ack=_ack, lazy=then(buttons.mute))
+    app.action(ACTION_TRACES)(ack=_ack, lazy=then(buttons.traces))
+    app.action(ACTION_DETAILS)(ack=_ack, lazy=then(buttons.details))
 
 
 def _ack(ack: Any) -> None:

@@ -120,7 +120,11 @@ class Change(Base):
 
 
 class WebhookDelivery(Base):
-    """A source's own delivery id, kept so a redelivered webhook is the same release."""
+    """A source's own delivery id, kept so a redelivered webhook is the same release.
+
+    Slack's Socket Mode requests are kept here too (source ``slack``, no release), so a request
+    Slack redelivers after a lost acknowledgement is handled once across replicas.
+    """
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (UniqueConstraint("source", "delivery_id"),)

@@ -43,6 +43,26 @@ def release_for_delivery(session: Session, source: str, delivery_id: str) -> Rel
     return session.get(Release, row.release_id)
 
 
+def claim_delivery(session: Session, *, source: str, delivery_id: str, now: datetime) -> bool:
+    """Record a delivery id; True for the first caller, False when any caller recorded it before.
+
+    ``INSERT … ON CONFLICT DO NOTHING`` on the ``(source, delivery_id)`` key: of several
+    replicas that receive the same redelivered request at once, exactly one gets True.
+
+    Args:
+        session: the store (the caller commits).
+        source: who delivers (``"slack"`` for Socket Mode envelopes).
+        delivery_id: the delivery's own id, the same on every redelivery.
+        now: when it was received.
+    """
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(WebhookDelivery).values(
+        source=source, delivery_id=delivery_id, release_id=None, received_at=now
+    )
+    stmt = stmt.on_conflict_do_nothing(index_elements=["source", "delivery_id"])
+    return session.execute(stmt.returning(WebhookDelivery.id)).first() is not None
+
+
 def find_release(
     session: Session, *, service: str, version: str, environment: str, commit: str
 ) -> Release | None:

@@ -17,7 +17,9 @@ slack_sdk's block models reject a block.
 
 Implemented methods: ``auth.test``, ``conversations.open``, ``conversations.history``,
 ``conversations.replies``, ``chat.postMessage``, ``chat.update``, ``chat.postEphemeral``,
-``users.lookupByEmail``; anything else answers ``unknown_method``. POSTs to ``/response/<any>``
+``users.lookupByEmail``, and ``apps.connections.open`` (with an ``xapp-`` token, when a
+:class:`~tests.fakes.socket_mode.FakeSocketModeServer` is attached as ``socket_mode``: the URL
+of a new connection to it); anything else answers ``unknown_method``. POSTs to ``/response/<any>``
 (a slash command's ``response_url``, see :meth:`FakeSlackAPI.response_url`) are recorded as
 method ``"response_url"``. Like Slack, a post to a user id ``U…`` lands in that user's ``D…``
 channel and a post to ``#name`` in a ``C…`` channel; the answer names the real id.
@@ -92,6 +94,10 @@ class FakeSlackAPI:
         self._ts = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        #: Where ``apps.connections.open`` sends clients (a FakeSocketModeServer); None: nowhere.
+        self.socket_mode: Any = None
+        #: When set, the only app-level token ``apps.connections.open`` accepts.
+        self.app_token: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -252,6 +258,8 @@ class FakeSlackAPI:
             return {"ok": True}
         handler = self._methods().get(method)
         try:
+            if method == "apps.connections.open":
+                return {"ok": True, **self._apps_connections_open(authorization, params)}
             if handler is None:
                 raise SlackError("unknown_method")
             self._check_auth(authorization, params)
@@ -279,6 +287,18 @@ class FakeSlackAPI:
             raise SlackError("invalid_auth")
 
     # -- Web API methods (called with the lock held) -----------------------------------------
+
+    def _apps_connections_open(self, authorization: str | None, params: JSONDict) -> JSONDict:
+        token = (authorization or "").removeprefix("Bearer ").strip() or params.get("token")
+        if not token:
+            raise SlackError("not_authed")
+        if not str(token).startswith("xapp-"):
+            raise SlackError("not_allowed_token_type")  # what Slack says to a bot token
+        if self.app_token not in (None, token):
+            raise SlackError("invalid_auth")
+        if self.socket_mode is None:
+            raise SlackError("invalid_auth")
+        return {"url": self.socket_mode.new_url()}
 
     def _auth_test(self, params: JSONDict) -> JSONDict:
         return {"url": "https://fake.slack.com/", "team": "Fake", "team_id": "T0FAKE",

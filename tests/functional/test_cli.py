@@ -30,6 +30,8 @@ from feedbot.releases.event import Author
 from feedbot.store.db import make_engine, make_sessions, migrate
 from feedbot.store.models import Delivery
 from tests.factories import event, sign
+from tests.fakes.slack_api import FakeSlackAPI
+from tests.fakes.socket_mode import FakeSocketModeServer
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = {"releases", "changes", "checks", "deliveries", "spans", "alembic_version"}
@@ -115,7 +117,7 @@ def test_check_config_lists_every_problem_once_and_exits_2(tmp_path: Path) -> No
             "checks.after[1]: 'soon' is not a duration like 20s, 15m, 1h or 1d",
             "checks.max_attempts: expected an integer, got a string",
             "slack.signing_secret: is required when slack.bot_token is set "
-            "(set SLACK_SIGNING_SECRET)",
+            "(set SLACK_SIGNING_SECRET, or SLACK_APP_TOKEN for Socket Mode)",
             "traces.url: is required for traces.backend 'tempo'",
         ]
     )
@@ -488,3 +490,46 @@ def test_sigterm_stops_serve_while_slack_is_unreachable_and_messages_are_queued(
     finally:
         engine.dispose()
     assert states["pending"] >= 15 and states["sent"] == 0  # left due for the next start
+
+
+def test_serve_in_socket_mode_answers_over_the_socket_and_closes_it_on_sigterm(
+    tmp_path: Path,
+    sqlite_file: str,
+    serve_processes: list[Serve],
+    slack_api: FakeSlackAPI,
+    socket_mode_server: FakeSocketModeServer,
+) -> None:
+    slack_api.socket_mode, slack_api.app_token = socket_mode_server, "xapp-1-serve"
+    port = free_port()
+    raw = {
+        "database_url": sqlite_file,
+        "server": {"port": port},
+        "slack": {"api_url": slack_api.base_url},  # no signing secret: nothing comes over HTTP
+    }
+    env = {"SLACK_BOT_TOKEN": "xoxb-serve", "SLACK_APP_TOKEN": "xapp-1-serve"}
+    serve = Serve(tmp_path, ["--config", str(write_config(tmp_path / "f.yaml", raw))], env)
+    serve_processes.append(serve)
+    serve.wait_ready(f"http://127.0.0.1:{port}")
+    socket_mode_server.wait_open(1)
+    payload = {"command": "/feedback", "text": "help", "user_id": "U1", "trigger_id": "t-serve",
+               "response_url": slack_api.response_url("serve")}  # fmt: skip
+    sent = socket_mode_server.deliver("slash_commands", payload)
+    socket_mode_server.wait_for(lambda: sent.acked, what="the ack from feedbot serve")
+    assert "/feedback" in str((sent.ack_payload or {}).get("text"))
+    assert httpx.post(f"http://127.0.0.1:{port}/slack/events").status_code == 404
+
+    serve.proc.send_signal(signal.SIGTERM)
+    assert serve.proc.wait(timeout=15) == 0, serve.stderr()
+    assert "Traceback" not in serve.stderr()
+    socket_mode_server.wait_for(lambda: not socket_mode_server.link(1).open, what="the close")
+    assert socket_mode_server.link(1).close_code == 1000  # a close frame, not a dropped socket
+    assert "xapp-1-serve" not in serve.stderr()
+
+
+def test_serve_refuses_an_app_token_without_a_bot_token(tmp_path: Path, sqlite_file: str) -> None:
+    config = write_config(tmp_path / "f.yaml", {"database_url": sqlite_file})
+    done = feedbot("serve", "--config", str(config), env={"SLACK_APP_TOKEN": "xapp-1-x"})
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "slack.bot_token: is required when slack.app_token is set (set SLACK_BOT_TOKEN)"
+    ]

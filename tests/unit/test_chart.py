@@ -195,3 +195,15 @@ def test_the_chart_config_takes_the_token_from_the_environment() -> None:
     assert settings.traces.ingest_token == token
     assert settings.traces.ingest_max_spans == 50_000
     assert settings_from_mapping(VALUES["config"], env).traces.ingest_token is None
+
+
+def test_in_socket_mode_the_ingress_routes_nothing_to_slack() -> None:
+    ingress = (TEMPLATES / "ingress.yaml").read_text()
+    switch = "or $.Values.slack.socketMode $.Values.secrets.values.SLACK_APP_TOKEN"
+    assert switch in ingress
+    assert 'if not (and $socketMode (eq $path "/slack/"))' in ingress
+    assert VALUES["slack"]["socketMode"] is False  # HTTP stays the default
+    assert VALUES["config"]["slack"]["app_token"] == "${SLACK_APP_TOKEN:-}"
+    assert "SLACK_APP_TOKEN" in VALUES["secrets"]["values"]
+    example = yaml.safe_load((CHART / "ci" / "socket-mode-values.yaml").read_text())
+    assert errors(merged(VALUES, example)) == [] and example["slack"]["socketMode"] is True

@@ -248,3 +248,27 @@ def test_a_detector_duration_of_zero_may_carry_its_unit(zero: object) -> None:
     assert duration(zero) == timedelta(0)
     with pytest.raises(ValueError, match="longer than zero|duration"):
         duration("0d")
+
+
+def test_socket_mode_needs_the_bot_token_and_no_signing_secret() -> None:
+    env = {"SLACK_APP_TOKEN": "xapp-1-A1-1-abc"}
+    assert problems({}, env) == [
+        "slack.bot_token: is required when slack.app_token is set (set SLACK_BOT_TOKEN)"
+    ]
+    settings = settings_from_mapping({}, {**env, "SLACK_BOT_TOKEN": "xoxb-1"})
+    assert (settings.slack.app_token, settings.slack.signing_secret) == ("xapp-1-A1-1-abc", None)
+    assert problems({"slack": {"app_token": "xoxb-2", "bot_token": "xoxb-1"}}) == [
+        "slack.app_token: expected an app-level token (xapp-…), not a bot or user token"
+    ]
+
+
+def test_app_level_tokens_are_masked_in_logs() -> None:
+    from feedbot.logs import Redactor, secrets_of
+
+    settings = settings_from_mapping(
+        {"slack": {"bot_token": "xoxb-1", "app_token": "xapp-1-configured"}}, {}
+    )
+    redact = Redactor(secrets_of(settings))
+    assert redact("token xapp-1-configured and xapp-1-A2-3-other") == (
+        "token [redacted] and [redacted]"
+    )

@@ -9,6 +9,7 @@ import yaml
 from feedbot.notify.slack import __doc__ as notifier_doc
 
 MANIFEST = Path(__file__).parents[2] / "slack" / "manifest.yaml"
+SOCKET_MODE = MANIFEST.with_name("manifest-socket-mode.yaml")
 
 
 def test_manifest_declares_the_command_buttons_and_scopes() -> None:
@@ -23,3 +24,17 @@ def test_manifest_declares_the_command_buttons_and_scopes() -> None:
     assert {"chat:write", "commands", "im:write", "users:read.email", "im:history"} <= scopes
     for scope in ("chat:write", "im:write", "users:read.email", "im:history"):
         assert scope in (notifier_doc or "")  # the notifier documents why it needs each
+
+
+def test_the_socket_mode_manifest_is_the_same_app_without_urls() -> None:
+    http, socket = (yaml.safe_load(path.read_text()) for path in (MANIFEST, SOCKET_MODE))
+    assert socket["settings"]["socket_mode_enabled"] is True
+    assert "url" not in socket["features"]["slash_commands"][0]
+    assert "request_url" not in socket["settings"]["interactivity"]
+    assert socket["settings"]["interactivity"]["is_enabled"] is True
+    # The same command and scopes either way: one of the two must not fall behind.
+    [command] = socket["features"]["slash_commands"]
+    assert {**command, "url": http["features"]["slash_commands"][0]["url"]} == (
+        http["features"]["slash_commands"][0]
+    )
+    assert socket["oauth_config"] == http["oauth_config"]

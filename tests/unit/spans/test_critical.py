@@ -118,14 +118,17 @@ def _trace(aggregator: Aggregator, trace: str, start: int, child_ms: float, inst
     )
 
 
-def test_the_aggregator_leaves_the_warm_up_out_of_critical_paths_as_of_durations() -> None:
+def test_the_aggregator_leaves_the_warm_up_window_out_of_critical_paths() -> None:
+    # Durations keep the warm-up window, marked early (the analysis decides from evidence
+    # whether to leave it out); attribution never uses spans that may be a cold start.
     aggregator = Aggregator(warmup=timedelta(seconds=10))
     for i in range(30):
         _trace(aggregator, f"t{i}", i * 1_000 * MS, 15.0 if i < 10 else 5.0, "pod-a")
     (route,) = [g for g in aggregator.result().groups if g.name == "GET /x"]
     path = route.critical_path
     assert path is not None and path.spans == 30 and path.children == (("seal", "INTERNAL"),)
-    assert len(path.own_ms) == route.durations_ms.size == 20
+    assert route.durations_ms.size == 30 and int(route.early.sum()) == 10
+    assert len(path.own_ms) == 20
     assert path.child_ms[:, 0].tolist() == [5.0] * 20
     assert path.own_ms.tolist() == [15.0] * 20
 
