@@ -264,6 +264,8 @@ class FakeJaeger(FakeTraceServer):
             return self._traces_answer([path.rsplit("/", 1)[1]])
         if path == "/api/v3/services":
             return json_answer(200, {"services": sorted({s.service for s in self._spans})})
+        if path == "/api/v3/operations":
+            return self._operations(params)
         return json_answer(404, {"error": {"httpCode": 404, "message": "404 page not found"}})
 
     def _find_traces(self, params: dict[str, list[str]]) -> Answer:
@@ -290,13 +292,24 @@ class FakeJaeger(FakeTraceServer):
                 s.service == service
                 and window[0] <= start < window[1]
                 and operation in (None, s.span.get("name"))
-                and all(s.attributes.get(k) == str(v) for k, v in wanted.items())
+                and all(_attribute_matches(s, k, str(v)) for k, v in wanted.items())
             ):
                 newest[s.span["traceId"]] = max(newest.get(s.span["traceId"], 0), start)
         chosen = sorted(newest, key=lambda t: -newest[t])[:limit]
         if not chosen:
             return self._error(404, "No traces found")
         return self._traces_answer(chosen)
+
+    def _operations(self, params: dict[str, list[str]]) -> Answer:
+        service = (params.get("service") or [""])[0]
+        kinds = ("internal", "internal", "server", "client", "producer", "consumer")
+        found = {
+            (s.span.get("name", ""), kinds[int(s.span.get("kind") or 0)])
+            for s in self._snapshot()
+            if s.service == service
+        }
+        operations = [{"name": name, "spanKind": kind} for name, kind in sorted(found)]
+        return json_answer(200, {"operations": operations})
 
     def _window(self, get: Callable[..., str | None]) -> tuple[int, int]:
         bounds = []
@@ -332,6 +345,13 @@ class FakeJaeger(FakeTraceServer):
 
     def _error(self, status: int, message: str) -> Answer:
         return status, self.error_body(status, message), {"Content-Type": "application/json"}
+
+
+def _attribute_matches(stored: _Stored, key: str, value: str) -> bool:
+    """Jaeger's tag match; ``error=true`` means the span's status is ERROR (the v2 stores)."""
+    if key == "error" and value == "true":
+        return int((stored.span.get("status") or {}).get("code") or 0) == 2
+    return stored.attributes.get(key) == value
 
 
 # Zipkin v2 ---------------------------------------------------------------------------------------
@@ -384,6 +404,12 @@ class FakeZipkin(FakeTraceServer):
             return json_answer(200, trace) if trace else (404, b"", {})
         if path == "/api/v2/services":
             return json_answer(200, sorted({_service(s) for s in self._snapshot()}))
+        if path == "/api/v2/spans":
+            service = (params.get("serviceName") or [""])[0].lower()
+            if not service:
+                return 400, b"serviceName is required", {"Content-Type": "text/plain"}
+            names = {str(s.get("name") or "") for s in self._snapshot() if _service(s) == service}
+            return json_answer(200, sorted(names - {""}))
         return 404, b"Not Found", {"Content-Type": "text/plain"}
 
     def _find_traces(self, params: dict[str, list[str]]) -> Answer:
