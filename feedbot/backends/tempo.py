@@ -99,7 +99,8 @@ class TempoBackend:
         http: a client whose ``base_url`` is Tempo's query frontend.
         ui_url: the team's trace UI, for links to example traces (kept for the report).
         budget: what one collect searches for (default :meth:`SearchBudget.from_policy`).
-        max_traces: traces read whole per collect at most (and by :meth:`versions`).
+        max_traces: traces read whole per collect at most, one request each (4,000: the
+            default budget's ~500 per operation for 8 operations); also :meth:`versions`' sample.
         slices: :meth:`versions` searches its window in this many slices.
         spss: spans per spanset asked of search (only trace ids are used).
         metrics: ask TraceQL metrics for exact counts (needs ``local-blocks`` on Tempo 2.x).
@@ -115,7 +116,7 @@ class TempoBackend:
         *,
         ui_url: str | None = None,
         budget: SearchBudget | None = None,
-        max_traces: int = 1000,
+        max_traces: int = 4000,
         slices: int = 4,
         spss: int = 3,
         metrics: bool = True,
@@ -137,14 +138,14 @@ class TempoBackend:
         data, figures = sampled_collect(
             reader.find, lambda: self.operations(query), query, self.budget, newest_first=False
         )
+        counts, metric_notes = self.metric_counts(query) if self.metrics else (None, [])
+        if counts is not None:
+            data = with_counts(data, counts)
         notes = [note(self.name, figures, self.api.requests - before, exact=_EXACT)]
         if reader.partial:
             notes.append(f"tempo: {reader.partial} of the sampled traces came back partial")
         if reader.dropped:
             notes.append(f"tempo: {reader.dropped} traces found were not read (max_traces)")
-        counts, metric_notes = self.metric_counts(query) if self.metrics else (None, [])
-        if counts is not None:
-            data = with_counts(data, counts)
         sampled = figures["sampled"] if figures.get("full") or reader.dropped else None
         return replace(data, sampled_traces=sampled, notes=(*data.notes, *notes, *metric_notes))
 

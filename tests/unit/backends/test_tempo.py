@@ -199,7 +199,7 @@ def test_same_answer_as_the_streaming_aggregator(tempo: TempoServer, release: An
     ]
     # The first search held every trace: not a sample, and the note says so.
     assert data.sampled_traces is None and data.traces == 6
-    assert "tempo: all 6 traces of this version found in 7 requests" in data.notes
+    assert "tempo: all 6 traces of this version found in 10 requests" in data.notes
     assert any("TraceQL metrics" in note for note in data.notes)
 
 
