@@ -50,6 +50,8 @@ GROUP_BY = (
     "resource.deployment.environment.name",
     "resource.deployment.environment",
 )
+#: Traces read to list the versions in a window (a sample when the window is busy).
+VERSION_TRACES = 1000
 #: Tempo's default ``query_frontend.metrics.max_duration``.
 MAX_METRICS_WINDOW = timedelta(hours=24)
 #: Spans are read from traces fetched with this margin around the window (long traces).
@@ -175,20 +177,20 @@ class TempoBackend:
         self, service: str, start: datetime, end: datetime, environment: str | None = None
     ) -> dict[str, int]:
         """Spans per ``service.version`` of ``service`` in ``[start, end)``, from a sample of
-        up to ``max_traces`` traces of the service (any version) searched over the window.
+        up to ``VERSION_TRACES`` traces of the service (any version) searched over the window.
 
         Raises:
             BackendUnavailable: Tempo did not answer.
             BackendResponseError: it answered with an error or in a shape not understood.
         """
         query = SpanQuery(service, ANY_VERSION, start, end, environment)
-        ids = self.search(query)
+        ids = self.search(query, min(self.max_traces, VERSION_TRACES))
         return count_versions((row for rows, _ in self.traces(ids, query) for row in rows), query)
 
-    def search(self, query: SpanQuery) -> list[str]:
-        """Ids (32 hex) of up to ``max_traces`` traces with a matching span, over the window."""
+    def search(self, query: SpanQuery, limit: int) -> list[str]:
+        """Ids (32 hex) of up to ``limit`` traces with a matching span, over the window."""
         windows = split_window(query.start, query.end, self.slices)
-        per_slice = math.ceil(self.max_traces / len(windows))
+        per_slice = math.ceil(limit / len(windows))
         ids: dict[str, None] = {}
         for start, end in windows:
             params: dict[str, str | int] = {
@@ -201,7 +203,7 @@ class TempoBackend:
             document = self.api.get_json("/api/search", params)
             for trace_id in search_ids(document, self.api):
                 ids.setdefault(trace_id, None)
-        return list(ids)[: self.max_traces]
+        return list(ids)[:limit]
 
     def traces(self, ids: list[str], query: SpanQuery) -> Iterator[tuple[list[SpanRow], bool]]:
         """:meth:`trace` of each id, in order, with up to ``concurrency`` requests in flight.
