@@ -23,8 +23,11 @@ verdicts are those of the full data, within the statistics of the sample:
    answer newest first (Jaeger, Zipkin) give each stratum's traffic from the density of its
    answer: a full answer of ``L`` traces whose oldest starts at ``t`` in a slice ``[a, b)``
    stands for about ``(L − 1)·(b − a)/(b − t)`` traces; an answer that is not full is the exact
-   count. Each sampled span counts for its stratum's weight (Horvitz-Thompson). Neither Jaeger
-   nor Zipkin has exact counts; Tempo's TraceQL metrics replace these estimates where they
+   count. Each sampled trace counts for its (slice, entry operation) bucket: the total its
+   entry operation's own answer stands for when that operation was searched alone, else its
+   share of the service-wide answer, over the bucket's sampled traces (post-stratified
+   Horvitz-Thompson; overlapping answers are not counted twice). Neither Jaeger nor Zipkin
+   has exact counts; Tempo's TraceQL metrics replace these estimates where they
    apply (:mod:`feedbot.backends.tempo`).
 
 **Error traces and the error rate.** Error traces found by the error filter are kept out of
