@@ -225,8 +225,10 @@ class FakeJaeger(FakeTraceServer):
     Search follows the documented semantics: ``query.service_name``/``serviceName``,
     ``operation_name``, ``start_time_min``/``max`` (RFC 3339, both required),
     ``num_traces``/``search_depth`` (default 100), ``query.attributes`` matched against span and
-    resource attributes of one span; whole traces come back merged into one ``resourceSpans``
-    list, newest first; 404 ``No traces found`` when nothing matches.
+    resource attributes of one span (``error=true`` means status ERROR, as in Jaeger 2's
+    stores); whole traces come back merged into one ``resourceSpans`` list, newest first; 404
+    ``No traces found`` when nothing matches. ``/api/v3/operations?service=`` lists span names
+    with their kinds.
     """
 
     def __init__(self) -> None:
@@ -379,7 +381,8 @@ class FakeZipkin(FakeTraceServer):
     Search follows the server: ``serviceName``, ``spanName``, ``annotationQuery`` (``key=value``
     tag terms and bare tag keys or annotation values, joined by `` and ``), ``endTs`` and
     ``lookback`` in ms (defaults now and one day), ``limit`` (default 10); whole traces, newest
-    first. Bad numbers answer 400 with a plain-text message, as the server does.
+    first. ``/api/v2/spans?serviceName=`` lists the service's span names. Bad numbers answer
+    400 with a plain-text message, as the server does.
     """
 
     def __init__(self) -> None:
