@@ -22,7 +22,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -30,9 +30,10 @@ from typing import Any
 import httpx
 
 from feedbot import __version__
+from feedbot.backends.sampling import Probe, SearchBudget, note, sampled_collect
 from feedbot.errors import BackendResponseError, BackendUnavailable
 from feedbot.retry import backoff
-from feedbot.spans.aggregate import Aggregator, matcher, to_ns
+from feedbot.spans.aggregate import to_ns
 from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.spans.rows import SpanRow
 
@@ -108,6 +109,8 @@ class JsonApi:
         self.retry = retry or RetryPolicy()
         #: Requests sent so far, retries included (the benchmarks report it).
         self.requests = 0
+        #: Bytes of the successful answers' bodies so far (the benchmarks report it).
+        self.received = 0
         self._counting = threading.Lock()
 
     def get_json(self, path: str, params: Params | None = None, *, missing_ok: bool = False) -> Any:
@@ -182,6 +185,8 @@ class JsonApi:
                 self.retry.sleep(self.retry.pause(attempt))
                 continue
             if response.is_success or (missing_ok and response.status_code == 404):
+                with self._counting:
+                    self.received += len(response.content)
                 return None if response.status_code == 404 else response
             self._refuse_or_wait(response, where, attempt, last)
         raise AssertionError("unreachable: the last attempt returns or raises")
@@ -289,16 +294,19 @@ def _message_of(document: Any) -> str | None:
 class SearchBackend:
     """A backend whose API finds whole traces by service and time (Jaeger, Zipkin).
 
-    :meth:`collect` cuts the window into ``slices``, asks :meth:`find_traces` for at most
-    ``max_traces`` traces spread over them, and aggregates the matching spans
-    (:func:`sample_window`). Subclasses set ``name`` and ``trace_page`` and implement
-    :meth:`find_traces`; :meth:`searched` may rewrite the query first (Zipkin lowercases names).
+    :meth:`collect` plans its searches with :func:`feedbot.backends.sampling.sampled_collect`:
+    the range where the version served, one budget per operation (span name) and slice, the
+    error traces by the store's error filter, and counts weighted to the traffic each answer
+    stands for (both stores answer newest first). Subclasses set ``name`` and ``trace_page``
+    and implement :meth:`find_traces` and :meth:`operations`; :meth:`searched` may rewrite the
+    query first (Zipkin lowercases names).
 
     Args:
         http: a client whose ``base_url`` is the API, base path included.
         ui_url: the backend's UI, for links to example traces.
-        max_traces: traces asked for per :meth:`collect`, spread over the slices.
-        slices: sub-windows the query window is cut into.
+        budget: what one collect may ask (default :meth:`SearchBudget.from_policy`).
+        max_traces: traces :meth:`versions` asks for, spread over ``slices``.
+        slices: sub-windows :meth:`versions` cuts its window into.
         filter_version: ask the API for ``service.version`` = the query's version only.
         retry: retry policy for the HTTP requests.
     """
@@ -312,6 +320,7 @@ class SearchBackend:
         http: httpx.Client,
         *,
         ui_url: str | None = None,
+        budget: SearchBudget | None = None,
         max_traces: int = 1000,
         slices: int = 4,
         filter_version: bool = True,
@@ -319,20 +328,37 @@ class SearchBackend:
     ) -> None:
         self.api = JsonApi(http, backend=self.name, retry=retry)
         self.ui_url = ui_url.rstrip("/") if ui_url else None
+        self.budget = budget or SearchBudget.from_policy()
         self.max_traces = max_traces
         self.slices = max(1, slices)
         self.filter_version = filter_version
 
     def collect(self, query: SpanQuery) -> ReleaseData:
-        """Search each slice of the window, keep the spans of ``query``, aggregate them."""
+        """Search as planned (see the class), keep the spans of ``query``, aggregate them."""
         searched = self.searched(query)
+        before = self.api.requests
 
-        def search(start: datetime, end: datetime, limit: int) -> list[SpanRow]:
-            return self.find_traces(searched, start, end, limit=limit)
+        def find(probe: Probe) -> list[SpanRow]:
+            return self.find_traces(
+                searched,
+                probe.start,
+                probe.end,
+                limit=probe.limit,
+                operation=probe.operation,
+                errors=probe.errors,
+            )
 
-        return sample_window(
-            search, searched, backend=self.name, max_traces=self.max_traces, slices=self.slices
+        data, figures = sampled_collect(
+            find,
+            lambda: self.operations(searched.service),
+            searched,
+            self.budget,
+            newest_first=True,
+            fold=self.fold,
         )
+        line = note(self.name, figures, self.api.requests - before)
+        sampled = figures["sampled"] if figures.get("full") else None
+        return replace(data, sampled_traces=sampled, notes=(*data.notes, line))
 
     def versions(
         self, service: str, start: datetime, end: datetime, environment: str | None = None
@@ -357,10 +383,35 @@ class SearchBackend:
         """The query as the API matches it (unchanged here)."""
         return query
 
+    @staticmethod
+    def fold(name: str) -> str:
+        """A span name as the store spells it (unchanged here)."""
+        return name
+
+    def operations(self, service: str) -> list[str]:
+        """The span names the store lists for ``service`` (all kinds, any time)."""
+        raise NotImplementedError
+
     def find_traces(
-        self, query: SpanQuery, start: datetime, end: datetime, *, limit: int
+        self,
+        query: SpanQuery,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int,
+        operation: str | None = None,
+        errors: bool = False,
     ) -> list[SpanRow]:
-        """Every span of at most ``limit`` traces with ``query``'s service in ``[start, end)``."""
+        """Every span of at most ``limit`` traces with ``query``'s service in ``[start, end)``.
+
+        Args:
+            query: service, version (when ``filter_version``) and span name to search for.
+            start: the window's start.
+            end: its end (exclusive).
+            limit: traces at most.
+            operation: only traces with a span of this name (overrides ``query.span_name``).
+            errors: only traces with an error span of the service (the store's error filter).
+        """
         raise NotImplementedError
 
     def trace_url(self, trace_id: str) -> str | None:
@@ -394,55 +445,6 @@ def count_versions(rows: Iterable[SpanRow], query: SpanQuery) -> dict[str, int]:
         seen.add(key)
         counts[version] += 1
     return dict(counts)
-
-
-def sample_window(
-    search: Callable[[datetime, datetime, int], list[SpanRow]],
-    query: SpanQuery,
-    *,
-    backend: str,
-    max_traces: int,
-    slices: int,
-) -> ReleaseData:
-    """Aggregate a search API's answers over ``query``'s window, cut into ``slices``.
-
-    Args:
-        search: asks the backend for at most ``limit`` traces in ``[start, end)`` and returns
-            every span of them (other services' too); called once per slice.
-        query: what to keep; spans are filtered with :func:`~feedbot.spans.aggregate.matcher`.
-        backend: the backend's name, for the note.
-        max_traces: traces asked for in all, divided evenly over the slices.
-        slices: how many sub-windows to ask about.
-
-    Returns:
-        The aggregate of the matching spans, each counted once even when its trace came back in
-        two slices. When a slice came back full (the answer is a sample), ``sampled_traces``
-        is the number of traces fetched and a note says so.
-    """
-    slices = max(1, slices)
-    per_slice = max(1, max_traces // slices)
-    aggregator, wanted = Aggregator(warmup=query.warmup), matcher(query)
-    seen: set[tuple[str, str, str, str]] = set()
-    traces: set[str] = set()
-    full = 0
-    for start, end in split_window(query.start, query.end, slices):
-        # In start order, so the example traces are the earliest, whatever order the API uses.
-        rows = sorted(search(start, end, per_slice), key=lambda row: row["start_ns"])
-        found = {row["trace_id"] for row in rows}
-        full += len(found) >= per_slice
-        traces |= found
-        for row in rows:
-            key = (row["trace_id"], row["span_id"], row["service"], row["kind"])
-            if key not in seen and wanted(row):
-                seen.add(key)
-                aggregator.add(row)
-    if not full:
-        return aggregator.result()
-    note = (
-        f"{backend}: sampled {len(traces)} traces of the window "
-        f"(at most {per_slice} from each of {slices} slices)"
-    )
-    return aggregator.result(sampled_traces=len(traces), notes=(note,))
 
 
 def split_window(start: datetime, end: datetime, slices: int) -> list[tuple[datetime, datetime]]:

@@ -2,12 +2,14 @@
 
 Differs from the contract in that Jaeger can only search: each request returns at most
 ``query.num_traces`` whole traces (every span, other services' too), merged into one
-``result.resourceSpans`` list, or 404 when nothing matched. So the window is cut into ``slices``
-sub-windows, each asked for ``max_traces / slices`` traces, so that the sample covers the whole
-window rather than its newest minutes; spans are filtered by service, version, environment and
-window on this side (:func:`feedbot.spans.aggregate.matcher`) and aggregated here. When a
-slice came back full the answer is a sample, and :class:`ReleaseData` says how many traces it
-holds.
+``result.resourceSpans`` list, or 404 when nothing matched, newest first. So a collect is a
+planned sample (:mod:`feedbot.backends.sampling`): the range where the version served, one
+search per operation (``/api/v3/operations``) and slice, the error traces by
+``query.attributes={"error": "true"}`` (Jaeger matches it against the span status), and span
+counts estimated from the density of each answer: Jaeger has no exact counts. Spans are
+filtered by service, version, environment and window on this side
+(:func:`feedbot.spans.aggregate.matcher`) and aggregated here; the report's notes say how
+many traces were searched, of about how many, in how many requests.
 
 Parameters use the snake_case spelling (``query.service_name``, ``query.num_traces``), the one
 every api_v3 version understands. ``query.attributes`` (the version, as a resource attribute)
@@ -32,6 +34,7 @@ from feedbot.spans.otlp_http import decode_request
 from feedbot.spans.rows import SpanRow
 
 SEARCH = "/api/v3/traces"
+OPERATIONS = "/api/v3/operations"
 
 
 def rfc3339(ns: int) -> str:
@@ -49,8 +52,30 @@ class JaegerBackend(SearchBackend):
     name = "jaeger"
     trace_page = "/trace/{id}"
 
+    def operations(self, service: str) -> list[str]:
+        """The service's span names from ``/api/v3/operations`` (none if it has no such route).
+
+        Raises:
+            BackendUnavailable: Jaeger did not answer.
+            BackendResponseError: it answered with an error or in a shape not understood.
+        """
+        document = self.api.get_json(OPERATIONS, {"service": service}, missing_ok=True)
+        if document is None:
+            return []
+        found = document.get("operations") if isinstance(document, dict) else None
+        if not isinstance(found, list):
+            raise self.api.malformed(f"GET {OPERATIONS}", "operations", "expected a list")
+        return [str(o["name"]) for o in found if isinstance(o, dict) and o.get("name")]
+
     def find_traces(
-        self, query: SpanQuery, start: datetime, end: datetime, *, limit: int
+        self,
+        query: SpanQuery,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int,
+        operation: str | None = None,
+        errors: bool = False,
     ) -> list[SpanRow]:
         """Every span of the traces Jaeger finds for ``query``'s service in ``[start, end)``.
 
@@ -68,10 +93,16 @@ class JaegerBackend(SearchBackend):
             "query.start_time_max": rfc3339(to_ns(end)),
             "query.num_traces": limit,
         }
-        if query.span_name is not None:
-            params["query.operation_name"] = query.span_name
+        name = operation if operation is not None else query.span_name
+        if name is not None:
+            params["query.operation_name"] = name
+        attributes = {}
         if self.filter_version and query.version:
-            params["query.attributes"] = json.dumps({"service.version": query.version})
+            attributes["service.version"] = query.version
+        if errors:
+            attributes["error"] = "true"
+        if attributes:
+            params["query.attributes"] = json.dumps(attributes)
         response = self.api.send("GET", SEARCH, params=params, missing_ok=True)
         if response is None:
             return []

@@ -4,9 +4,15 @@ Differs from the other backends in that it combines two sources. TraceQL metrics
 (``/api/metrics/query_range``) give each span group's exact span and error counts over the
 window, and approximate quantiles (power-of-two buckets) for the notes. The analysis also needs
 per-span durations, exceptions, code locations, callers and N+1 repeats, which metrics cannot
-give, so a sample of traces is found with TraceQL search (``/api/search``, spread over the window
-in slices) and read whole by id (``/api/v2/traces/<id>``, falling back to ``/api/traces/<id>``
-on Tempo < 2.6); their spans go through :mod:`feedbot.spans.aggregate`. Tempo's JSON quirks
+give, so a sample of traces is found with TraceQL search (``/api/search``) and read whole by id
+(``/api/v2/traces/<id>``, falling back to ``/api/traces/<id>`` on Tempo < 2.6); their spans go
+through :mod:`feedbot.spans.aggregate`. The sample is planned as for Jaeger
+(:mod:`feedbot.backends.sampling`): the range where the version served, one search per span
+name (tag values of ``name``) and slice, error traces by ``status = error``. Tempo's search
+is not documented to answer newest first, so the sample's own counts are kept where metrics
+do not replace them (DB and client groups), and its errors too: error traces add exception
+types only. Each trace read is one more request: at most ``max_traces`` are read.
+Tempo's JSON quirks
 (base64 ids, ``SPAN_KIND_*``/``STATUS_CODE_*`` enum names, 64-bit numbers as strings, omitted
 zero values, the ``batches`` key, hex search ids without leading zeros) are handled here and in
 :mod:`feedbot.spans.otlp_json`. Every value put into TraceQL goes through
@@ -26,8 +32,9 @@ from typing import Any
 import httpx
 
 from feedbot.backends.http import ANY_VERSION, JsonApi, RetryPolicy, count_versions, split_window
+from feedbot.backends.sampling import Probe, SearchBudget, note, sampled_collect
 from feedbot.errors import BackendResponseError, WebhookRejected
-from feedbot.spans.aggregate import aggregate, to_ns
+from feedbot.spans.aggregate import to_ns
 from feedbot.spans.model import ReleaseData, SpanGroupStats, SpanQuery
 from feedbot.spans.otlp_json import decode_json
 from feedbot.spans.rows import SpanRow
@@ -43,6 +50,8 @@ GROUP_BY = (
     "resource.deployment.environment.name",
     "resource.deployment.environment",
 )
+#: Traces read to list the versions in a window (a sample when the window is busy).
+VERSION_TRACES = 1000
 #: Tempo's default ``query_frontend.metrics.max_duration``.
 MAX_METRICS_WINDOW = timedelta(hours=24)
 #: Spans are read from traces fetched with this margin around the window (long traces).
@@ -91,8 +100,10 @@ class TempoBackend:
     Args:
         http: a client whose ``base_url`` is Tempo's query frontend.
         ui_url: the team's trace UI, for links to example traces (kept for the report).
-        max_traces: traces read whole per release, the sample the durations come from.
-        slices: the window is searched in this many slices, so the sample spans all of it.
+        budget: what one collect searches for (default :meth:`SearchBudget.from_policy`).
+        max_traces: traces read whole per collect at most, one request each (4,000: the
+            default budget's ~500 per operation for 8 operations); also :meth:`versions`' sample.
+        slices: :meth:`versions` searches its window in this many slices.
         spss: spans per spanset asked of search (only trace ids are used).
         metrics: ask TraceQL metrics for exact counts (needs ``local-blocks`` on Tempo 2.x).
         retry: the retry policy (tests pass one that does not sleep).
@@ -106,7 +117,8 @@ class TempoBackend:
         http: httpx.Client,
         *,
         ui_url: str | None = None,
-        max_traces: int = 100,
+        budget: SearchBudget | None = None,
+        max_traces: int = 4000,
         slices: int = 4,
         spss: int = 3,
         metrics: bool = True,
@@ -115,6 +127,7 @@ class TempoBackend:
     ) -> None:
         self.api = JsonApi(http, backend=self.name, retry=retry)
         self.ui_url = ui_url
+        self.budget = budget or SearchBudget.from_policy()
         self.max_traces, self.slices, self.spss = max(1, max_traces), max(1, slices), spss
         self.metrics = metrics
         self.concurrency = concurrency
@@ -122,39 +135,62 @@ class TempoBackend:
 
     def collect(self, query: SpanQuery) -> ReleaseData:
         """Counts from TraceQL metrics where Tempo has them; everything else from a sample."""
-        ids = self.search(query)
-        rows: list[SpanRow] = []
-        partial = 0
-        for spans, complete in self.traces(ids, query):
-            rows.extend(spans)
-            partial += not complete
-        notes = [f"tempo: spans from a sample of {len(ids)} traces (at most {self.max_traces})"]
-        if partial:
-            notes.append(f"tempo: {partial} of the sampled traces came back partial")
-        data = aggregate(rows, query, sampled_traces=len(ids))
+        before = self.api.requests
+        reader = _Reader(self, query)
+        data, figures = sampled_collect(
+            reader.find, lambda: self.operations(query), query, self.budget, newest_first=False
+        )
         counts, metric_notes = self.metric_counts(query) if self.metrics else (None, [])
         if counts is not None:
             data = with_counts(data, counts)
-        return replace(data, notes=(*notes, *metric_notes))
+        notes = [note(self.name, figures, self.api.requests - before, exact=_EXACT)]
+        if reader.partial:
+            notes.append(f"tempo: {reader.partial} of the sampled traces came back partial")
+        if reader.dropped:
+            notes.append(f"tempo: {reader.dropped} traces found were not read (max_traces)")
+        sampled = figures["sampled"] if figures.get("full") or reader.dropped else None
+        return replace(data, sampled_traces=sampled, notes=(*data.notes, *notes, *metric_notes))
+
+    def operations(self, query: SpanQuery) -> list[str]:
+        """The service's span names in the window: tag values of ``name``.
+
+        Raises:
+            BackendUnavailable: Tempo did not answer (a refusal gives no names).
+        """
+        params: dict[str, str | int] = {
+            "q": "{ resource.service.name = " + escape_traceql(query.service) + " }",
+            "start": unix_seconds(query.start),
+            "end": max(unix_seconds(query.end, ceil=True), unix_seconds(query.start) + 1),
+        }
+        try:
+            document = self.api.get_json("/api/v2/search/tag/name/values", params)
+        except BackendResponseError:
+            return []
+        values = document.get("tagValues") if isinstance(document, dict) else None
+        return [
+            str(v["value"])
+            for v in values or []
+            if isinstance(v, dict) and isinstance(v.get("value"), str) and v["value"]
+        ]
 
     def versions(
         self, service: str, start: datetime, end: datetime, environment: str | None = None
     ) -> dict[str, int]:
         """Spans per ``service.version`` of ``service`` in ``[start, end)``, from a sample of
-        up to ``max_traces`` traces of the service (any version) searched over the window.
+        up to ``VERSION_TRACES`` traces of the service (any version) searched over the window.
 
         Raises:
             BackendUnavailable: Tempo did not answer.
             BackendResponseError: it answered with an error or in a shape not understood.
         """
         query = SpanQuery(service, ANY_VERSION, start, end, environment)
-        ids = self.search(query)
+        ids = self.search(query, min(self.max_traces, VERSION_TRACES))
         return count_versions((row for rows, _ in self.traces(ids, query) for row in rows), query)
 
-    def search(self, query: SpanQuery) -> list[str]:
-        """Ids (32 hex) of up to ``max_traces`` traces with a matching span, over the window."""
+    def search(self, query: SpanQuery, limit: int) -> list[str]:
+        """Ids (32 hex) of up to ``limit`` traces with a matching span, over the window."""
         windows = split_window(query.start, query.end, self.slices)
-        per_slice = math.ceil(self.max_traces / len(windows))
+        per_slice = math.ceil(limit / len(windows))
         ids: dict[str, None] = {}
         for start, end in windows:
             params: dict[str, str | int] = {
@@ -167,7 +203,7 @@ class TempoBackend:
             document = self.api.get_json("/api/search", params)
             for trace_id in search_ids(document, self.api):
                 ids.setdefault(trace_id, None)
-        return list(ids)[: self.max_traces]
+        return list(ids)[:limit]
 
     def traces(self, ids: list[str], query: SpanQuery) -> Iterator[tuple[list[SpanRow], bool]]:
         """:meth:`trace` of each id, in order, with up to ``concurrency`` requests in flight.
@@ -243,6 +279,39 @@ class TempoBackend:
         if not isinstance(series, list):
             raise self.api.malformed("GET /api/metrics/query_range", "series", "expected a list")
         return [s for s in series if isinstance(s, dict)]
+
+
+_EXACT = "DB and client span counts are the sample's; routed groups are exact (TraceQL metrics)"
+
+
+class _Reader:
+    """Runs one probe against Tempo: a TraceQL search, then each new trace read by id."""
+
+    def __init__(self, backend: TempoBackend, query: SpanQuery) -> None:
+        self.backend, self.query = backend, query
+        self.read: dict[str, list[SpanRow]] = {}
+        self.partial = 0
+        self.dropped = 0
+
+    def find(self, probe: Probe) -> list[SpanRow]:
+        named = replace(self.query, span_name=probe.operation or self.query.span_name)
+        params: dict[str, str | int] = {
+            "q": selector(named, *(["status = error"] if probe.errors else [])),
+            "start": unix_seconds(probe.start),
+            "end": max(unix_seconds(probe.end, ceil=True), unix_seconds(probe.start) + 1),
+            "limit": probe.limit,
+            "spss": self.backend.spss,
+        }
+        ids = search_ids(self.backend.api.get_json("/api/search", params), self.backend.api)
+        room = max(0, self.backend.max_traces - len(self.read))
+        new = [i for i in ids if i not in self.read]
+        self.dropped += max(0, len(new) - room)
+        for trace_id, (rows, complete) in zip(
+            new[:room], self.backend.traces(new[:room], self.query), strict=True
+        ):
+            self.read[trace_id] = rows
+            self.partial += not complete
+        return [row for i in ids if i in self.read for row in self.read[i]]
 
 
 def unix_seconds(moment: datetime, *, ceil: bool = False) -> int:

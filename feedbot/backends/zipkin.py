@@ -1,8 +1,10 @@
 """Zipkin, through its v2 HTTP API: ``GET /api/v2/traces`` answering lists of v2 spans.
 
 Differs from the contract in that Zipkin can only search (at most ``limit`` whole traces per
-request), so the window is sliced and sampled as for Jaeger
-(:func:`feedbot.backends.http.sample_window`), and in its span model:
+request, newest first), so a collect is a planned sample as for Jaeger
+(:mod:`feedbot.backends.sampling`: operations from ``/api/v2/spans``, error traces by
+``annotationQuery=error``, span counts estimated: Zipkin has no exact counts), and in its span
+model:
 
 * times are epoch **microseconds** (``timestamp``, ``duration``); query windows are epoch
   **milliseconds** (``endTs``, ``lookback``);
@@ -40,6 +42,7 @@ from feedbot.spans.rows import SpanRow
 from feedbot.spans.semconv import is_exception_event
 
 SEARCH = "/api/v2/traces"
+SPAN_NAMES = "/api/v2/spans"
 #: OTLP kind numbers (as :func:`feedbot.spans.otlp.span_row` takes them); absent = INTERNAL.
 KINDS = {"SERVER": 2, "CLIENT": 3, "PRODUCER": 4, "CONSUMER": 5}
 #: Tags that are resource attributes feedbot keeps in columns, not in ``attributes``.
@@ -86,8 +89,32 @@ class ZipkinBackend(SearchBackend):
             span_name=query.span_name.lower() if query.span_name is not None else None,
         )
 
+    @staticmethod
+    def fold(name: str) -> str:
+        """Zipkin lower-cases span names on ingest."""
+        return name.lower()
+
+    def operations(self, service: str) -> list[str]:
+        """The service's span names from ``/api/v2/spans`` (lower-cased, as Zipkin keeps them).
+
+        Raises:
+            BackendUnavailable: Zipkin did not answer.
+            BackendResponseError: it answered with an error or in a shape not understood.
+        """
+        document = self.api.get_json(SPAN_NAMES, {"serviceName": service.lower()})
+        if not isinstance(document, list):
+            raise self.api.malformed(f"GET {SPAN_NAMES}", "body", "expected a list of names")
+        return [str(name) for name in document if isinstance(name, str) and name]
+
     def find_traces(
-        self, query: SpanQuery, start: datetime, end: datetime, *, limit: int
+        self,
+        query: SpanQuery,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int,
+        operation: str | None = None,
+        errors: bool = False,
     ) -> list[SpanRow]:
         """Every span of the traces Zipkin finds for ``query``'s service in ``[start, end)``.
 
@@ -103,10 +130,16 @@ class ZipkinBackend(SearchBackend):
             "lookback": end_ms - first_ms,
             "limit": limit,
         }
-        if query.span_name is not None:
-            params["spanName"] = query.span_name.lower()
+        name = operation if operation is not None else query.span_name
+        if name is not None:
+            params["spanName"] = name.lower()
+        terms = []
         if self.filter_version and query.version:
-            params["annotationQuery"] = f"service.version={query.version}"
+            terms.append(f"service.version={query.version}")
+        if errors:
+            terms.append("error")  # a bare key: spans carrying an error tag
+        if terms:
+            params["annotationQuery"] = " and ".join(terms)
         return self.decode_traces(self.api.get_json(SEARCH, params))
 
     def decode_traces(self, document: Any) -> list[SpanRow]:

@@ -5,7 +5,8 @@ in Tempo's own JSON: gogo jsonpb, so base64 ids, ``SPAN_KIND_*``/``STATUS_CODE_*
 64-bit integers as strings and zero values left out (protobuf's ``MessageToDict`` does exactly
 that). Endpoints: ``/api/search`` (TraceQL spanset filter, unix-second ``start``/``end``,
 ``limit``, ``spss``; trace ids in hex with leading zeros stripped), ``/api/v2/traces/<id>``
-(``{"trace": ...}``), ``/api/traces/<id>`` (``{"batches": [...]}``), and
+(``{"trace": ...}``), ``/api/traces/<id>`` (``{"batches": [...]}``),
+``/api/v2/search/tag/name/values`` (span names for a selector), and
 ``/api/metrics/query_range`` (``count_over_time()`` and ``quantile_over_time(duration, ...)``
 ``by (...)``, values in seconds). The TraceQL understood is the subset the backend sends; any
 other text is answered 400 like a parse error, so a badly escaped literal fails loudly.
@@ -122,6 +123,9 @@ class TempoServer:
             for resource_spans in request.resource_spans:
                 for scope_spans in resource_spans.scope_spans:
                     self.spans.extend((resource_spans, span) for span in scope_spans.spans)
+        self.by_trace: dict[bytes, list[tuple[ResourceSpans, Any]]] = {}
+        for resource, span in self.spans:
+            self.by_trace.setdefault(span.trace_id, []).append((resource, span))
         self.v2, self.metrics = v2, metrics
         self.failures: list[Failure] = []
         self.log: list[tuple[str, dict[str, str]]] = []
@@ -162,6 +166,8 @@ class TempoServer:
     def _route(self, path: str, params: dict[str, str]) -> tuple[int, Any]:
         if path == "/api/search":
             return 200, self.search(params)
+        if path == "/api/v2/search/tag/name/values":
+            return 200, self.names(params)
         if path == "/api/metrics/query_range":
             if not self.metrics:
                 return 400, {"message": "localblocks processor not found"}
@@ -226,16 +232,22 @@ class TempoServer:
             )
         return {"traces": traces, "metrics": {"inspectedTraces": len(found)}}
 
+    def names(self, params: dict[str, str]) -> dict[str, Any]:
+        """Tag values of the intrinsic ``name`` for a ``q`` selector, in ``[start, end]``."""
+        start, end = (_seconds(params, key) for key in ("start", "end"))
+        conditions = parse_selector(params.get("q", "{}")) if params.get("q") else []
+        found = {span.name for _, span in self._matching(conditions, start * 10**9, end * 10**9)}
+        return {"tagValues": [{"type": "string", "value": name} for name in sorted(found)]}
+
     def trace(self, hex_id: str) -> list[dict[str, Any]] | None:
         wanted = bytes.fromhex(hex_id.rjust(32, "0"))
         batches: dict[int, ResourceSpans] = {}
-        for resource, span in self.spans:
-            if span.trace_id == wanted:
-                batch = batches.get(id(resource))
-                if batch is None:
-                    batch = batches[id(resource)] = ResourceSpans(resource=resource.resource)
-                    batch.scope_spans.add()
-                batch.scope_spans[0].spans.append(span)
+        for resource, span in self.by_trace.get(wanted, []):
+            batch = batches.get(id(resource))
+            if batch is None:
+                batch = batches[id(resource)] = ResourceSpans(resource=resource.resource)
+                batch.scope_spans.add()
+            batch.scope_spans[0].spans.append(span)
         if not batches:
             return None
         return [json_format.MessageToDict(batch) for batch in batches.values()]

@@ -225,8 +225,10 @@ class FakeJaeger(FakeTraceServer):
     Search follows the documented semantics: ``query.service_name``/``serviceName``,
     ``operation_name``, ``start_time_min``/``max`` (RFC 3339, both required),
     ``num_traces``/``search_depth`` (default 100), ``query.attributes`` matched against span and
-    resource attributes of one span; whole traces come back merged into one ``resourceSpans``
-    list, newest first; 404 ``No traces found`` when nothing matches.
+    resource attributes of one span (``error=true`` means status ERROR, as in Jaeger 2's
+    stores); whole traces come back merged into one ``resourceSpans`` list, newest first; 404
+    ``No traces found`` when nothing matches. ``/api/v3/operations?service=`` lists span names
+    with their kinds.
     """
 
     def __init__(self) -> None:
@@ -264,6 +266,8 @@ class FakeJaeger(FakeTraceServer):
             return self._traces_answer([path.rsplit("/", 1)[1]])
         if path == "/api/v3/services":
             return json_answer(200, {"services": sorted({s.service for s in self._spans})})
+        if path == "/api/v3/operations":
+            return self._operations(params)
         return json_answer(404, {"error": {"httpCode": 404, "message": "404 page not found"}})
 
     def _find_traces(self, params: dict[str, list[str]]) -> Answer:
@@ -290,13 +294,24 @@ class FakeJaeger(FakeTraceServer):
                 s.service == service
                 and window[0] <= start < window[1]
                 and operation in (None, s.span.get("name"))
-                and all(s.attributes.get(k) == str(v) for k, v in wanted.items())
+                and all(_attribute_matches(s, k, str(v)) for k, v in wanted.items())
             ):
                 newest[s.span["traceId"]] = max(newest.get(s.span["traceId"], 0), start)
         chosen = sorted(newest, key=lambda t: -newest[t])[:limit]
         if not chosen:
             return self._error(404, "No traces found")
         return self._traces_answer(chosen)
+
+    def _operations(self, params: dict[str, list[str]]) -> Answer:
+        service = (params.get("service") or [""])[0]
+        kinds = ("internal", "internal", "server", "client", "producer", "consumer")
+        found = {
+            (s.span.get("name", ""), kinds[int(s.span.get("kind") or 0)])
+            for s in self._snapshot()
+            if s.service == service
+        }
+        operations = [{"name": name, "spanKind": kind} for name, kind in sorted(found)]
+        return json_answer(200, {"operations": operations})
 
     def _window(self, get: Callable[..., str | None]) -> tuple[int, int]:
         bounds = []
@@ -334,6 +349,13 @@ class FakeJaeger(FakeTraceServer):
         return status, self.error_body(status, message), {"Content-Type": "application/json"}
 
 
+def _attribute_matches(stored: _Stored, key: str, value: str) -> bool:
+    """Jaeger's tag match; ``error=true`` means the span's status is ERROR (the v2 stores)."""
+    if key == "error" and value == "true":
+        return int((stored.span.get("status") or {}).get("code") or 0) == 2
+    return stored.attributes.get(key) == value
+
+
 # Zipkin v2 ---------------------------------------------------------------------------------------
 
 
@@ -359,7 +381,8 @@ class FakeZipkin(FakeTraceServer):
     Search follows the server: ``serviceName``, ``spanName``, ``annotationQuery`` (``key=value``
     tag terms and bare tag keys or annotation values, joined by `` and ``), ``endTs`` and
     ``lookback`` in ms (defaults now and one day), ``limit`` (default 10); whole traces, newest
-    first. Bad numbers answer 400 with a plain-text message, as the server does.
+    first. ``/api/v2/spans?serviceName=`` lists the service's span names. Bad numbers answer
+    400 with a plain-text message, as the server does.
     """
 
     def __init__(self) -> None:
@@ -384,6 +407,12 @@ class FakeZipkin(FakeTraceServer):
             return json_answer(200, trace) if trace else (404, b"", {})
         if path == "/api/v2/services":
             return json_answer(200, sorted({_service(s) for s in self._snapshot()}))
+        if path == "/api/v2/spans":
+            service = (params.get("serviceName") or [""])[0].lower()
+            if not service:
+                return 400, b"serviceName is required", {"Content-Type": "text/plain"}
+            names = {str(s.get("name") or "") for s in self._snapshot() if _service(s) == service}
+            return json_answer(200, sorted(names - {""}))
         return 404, b"Not Found", {"Content-Type": "text/plain"}
 
     def _find_traces(self, params: dict[str, list[str]]) -> Answer:

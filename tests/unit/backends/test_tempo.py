@@ -105,7 +105,7 @@ def test_escape_examples() -> None:
 @pytest.mark.parametrize("value", HOSTILE[:2])
 def test_hostile_service_finds_nothing_and_breaks_nothing(tempo: TempoServer, value: str) -> None:
     data = backend(tempo).collect(query(service=value))
-    assert data.groups == [] and data.sampled_traces == 0
+    assert data.groups == [] and data.traces == 0 and data.sampled_traces is None
 
 
 # Units and Tempo's JSON -------------------------------------------------------------------------
@@ -125,7 +125,8 @@ def test_request_units(tempo: TempoServer) -> None:
         str(START_NS // 10**9),
         str(START_NS // 10**9 + 3600),
     )
-    assert search["limit"] == "100" and search["spss"] == "3"
+    # The first search finds where the version served (SearchBudget.locate_limit traces).
+    assert search["limit"] == "20" and search["spss"] == "3"
     metrics = next(p for path, p in tempo.log if path == "/api/metrics/query_range")
     assert (metrics["start"], metrics["end"]) == (str(START_NS), str(START_NS + 3600 * 10**9))
     assert metrics["step"] == "3600s"
@@ -196,7 +197,9 @@ def test_same_answer_as_the_streaming_aggregator(tempo: TempoServer, release: An
     assert [(r.parent, r.statement) for r in data.repeats] == [
         ("load", "SELECT * FROM items WHERE id = ?")
     ]
-    assert data.sampled_traces == 6 and data.traces == 6
+    # The first search held every trace: not a sample, and the note says so.
+    assert data.sampled_traces is None and data.traces == 6
+    assert "tempo: all 6 traces of this version found in 10 requests" in data.notes
     assert any("TraceQL metrics" in note for note in data.notes)
 
 
@@ -241,7 +244,7 @@ def test_trace_gone_since_search_is_skipped(tempo: TempoServer) -> None:
     tempo.fail("/api/v2/traces/", 404, times=1)
     tempo.fail("/api/traces/", 404, times=1)
     data = backend(tempo, metrics=False).collect(query())
-    assert data.sampled_traces == 6 and data.traces == 5
+    assert data.sampled_traces is None and data.traces == 5
 
 
 # Failure answers --------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from feedbot.backends.base import TraceBackend
+from feedbot.backends.sampling import SearchBudget
 from feedbot.backends.zipkin import SEARCH, ZipkinBackend, parse_annotation, zipkin_row
 from feedbot.errors import BackendResponseError, BackendUnavailable
 from feedbot.spans.aggregate import to_ns
@@ -265,14 +266,23 @@ def test_sampling_note(fake: FakeZipkin) -> None:
     fake.add_spans(
         zipkin_spans(shop_spans(version="1.4.2", start_ns=to_ns(T0), count=12, step_ns=300 * 10**9))
     )
-    zipkin = backend(fake, max_traces=6, slices=2)
+    zipkin = backend(fake, budget=SearchBudget(per_operation=6, slices=2, locate_limit=4))
     with zipkin.api.client:
         data = zipkin.collect(QUERY)
-    assert {c.param("limit") for c in fake.requests(SEARCH)} == {"3"}
-    assert data.sampled_traces == 6
-    assert data.notes == (
-        "zipkin: sampled 6 traces of the window (at most 3 from each of 2 slices)",
-    )
+    searches = fake.requests(SEARCH)
+    assert searches[0].param("limit") == "4"  # where the version served
+    # Each slice: the whole service (3 traces), then each operation the answers did not fill;
+    # every trace holds every operation here, so none is searched alone.
+    limits = {
+        c.param("limit") for c in searches[1:] if "error" not in str(c.param("annotationQuery"))
+    }
+    assert limits == {"1", "3"}  # one-trace probes for the edges, 3 a slice
+    assert not any(c.param("spanName") for c in searches)
+    assert data.sampled_traces == data.traces < 12
+    (note,) = data.notes
+    assert note.startswith(f"zipkin: {data.traces} of about ")
+    assert f"in {zipkin.api.requests} requests (stratified over 4 operations, " in note
+    assert note.endswith("span counts are estimates (zipkin has no exact counts)")
 
 
 def test_no_traces(zipkin: ZipkinBackend) -> None:

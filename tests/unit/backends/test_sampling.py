@@ -1,0 +1,92 @@
+"""The search planner's pure parts: the budget from the policy, density estimates, windows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from feedbot.analysis.stats.power import mwu_sample_size as analysis_sample_size
+from feedbot.backends.sampling import (
+    Probe,
+    SearchBudget,
+    _density,
+    locate,
+    mwu_sample_size,
+    note,
+)
+from feedbot.policy import DetectionPolicy, LookPolicy
+from feedbot.spans.aggregate import to_ns
+from feedbot.spans.model import SpanQuery
+from feedbot.spans.rows import SpanRow
+
+T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("ratio", [1.1, 1.15, 1.3, 2.0])
+@pytest.mark.parametrize("alpha", [0.025, 3e-4])
+def test_the_sample_size_is_the_analysis_one(ratio: float, alpha: float) -> None:
+    mine = mwu_sample_size(ratio, sigma=0.5, alpha=alpha, power=0.8)
+    assert mine == analysis_sample_size(ratio, sigma=0.5, alpha=alpha, power=0.8)
+
+
+def test_the_budget_follows_the_policy() -> None:
+    assert SearchBudget.from_policy().per_operation == 494
+    stricter = DetectionPolicy(looks=LookPolicy(fdr_q=0.01))
+    assert SearchBudget.from_policy(stricter).per_operation > 494
+    assert SearchBudget.from_policy(ratio=2.0).per_operation == 200  # the p95 minimum
+    assert SearchBudget().max_requests(13) == 71
+
+
+def test_density_of_a_newest_first_answer() -> None:
+    minute = 60 * 10**9
+    # 11 traces in the last 10 minutes of a 60-minute slice: about 60.
+    starts = [60 * minute - i * minute for i in range(11)]
+    assert _density(starts, 11, 11, 0, 60 * minute) == pytest.approx(60.0, rel=0.05)
+    # Not full: the answer is every trace there is.
+    assert _density(starts, 11, 12, 0, 60 * minute) == 11
+
+
+def _row(start: datetime) -> SpanRow:
+    return SpanRow(  # type: ignore[typeddict-item]
+        trace_id=f"{to_ns(start):032x}",
+        span_id="1" * 16,
+        parent_span_id=None,
+        service="shop",
+        version="1.1",
+        environment=None,
+        name="GET /",
+        kind="SERVER",
+        start_ns=to_ns(start),
+    )
+
+
+def test_locate_keeps_every_span_and_drops_the_empty_hours() -> None:
+    served = [T0 + timedelta(hours=5, minutes=m) for m in range(0, 90, 3)]
+    asked: list[Probe] = []
+
+    def find(probe: Probe) -> list[SpanRow]:  # newest first, like Jaeger
+        asked.append(probe)
+        found = [_row(t) for t in served if probe.start <= t < probe.end]
+        return sorted(found, key=lambda r: -r["start_ns"])[: probe.limit]
+
+    query = SpanQuery("shop", "1.1", T0, T0 + timedelta(hours=24))
+    located = locate(find, query, SearchBudget(locate_limit=5))
+    assert located is not None and not located.complete
+    start, end = located.window
+    assert start <= served[0] and end > served[-1]
+    assert end - start < timedelta(hours=4)  # of a 24-hour window
+    assert len(asked) <= 2 + 2 * SearchBudget().locate_steps
+
+
+def test_the_note_says_what_was_seen() -> None:
+    figures = {"sampled": 1240, "estimated": 9800, "operations": 13, "errors": 40}
+    line = note("jaeger", {**figures, "capped": 0, "full": 3}, 12)
+    assert line == (
+        "jaeger: 1,240 of about 9,800 traces searched in 12 requests (stratified over 13 "
+        "operations, 40 error traces fetched); span counts are estimates (jaeger has no exact "
+        "counts)"
+    )
+    assert (
+        note("zipkin", {"sampled": 0}, 1) == "zipkin: no traces of this version found (1 request)"
+    )
