@@ -86,6 +86,8 @@ class SlackConfig:
     app_token: str | None = None
     api_url: str = SLACK_API_URL
     weekly_digest: DigestConfig = field(default_factory=DigestConfig)
+    #: Upload a chart of a changed route into the thread after the check's reply.
+    charts: bool = True
 
 
 @dataclass(frozen=True)
@@ -441,7 +443,7 @@ def _telemetry(reader: _Reader, raw: Any) -> TelemetryConfig:
 
 
 def _slack(reader: _Reader, raw: Any) -> SlackConfig:
-    keys = ("bot_token", "signing_secret", "app_token", "api_url", "weekly_digest")
+    keys = ("bot_token", "signing_secret", "app_token", "api_url", "weekly_digest", "charts")
     section = reader.section(raw, "slack", keys)
     digest_raw = reader.section(
         section.get("weekly_digest"), "slack.weekly_digest", ("channel", "cron", "timezone")
@@ -460,7 +462,17 @@ def _slack(reader: _Reader, raw: Any) -> SlackConfig:
         app_token=reader.string(section, "app_token", "slack"),
         api_url=api_url if api_url.endswith("/") else api_url + "/",
         weekly_digest=digest,
+        charts=_flag(reader, section, "charts", "slack", SlackConfig.charts),
     )
+
+
+def _flag(reader: _Reader, section: dict[str, Any], key: str, path: str, default: bool) -> bool:
+    """A true/false setting; a problem (and the default) when it is anything else."""
+    value = section.get(key, default)
+    if not isinstance(value, bool):
+        reader.problem(_join(path, key), f"expected true or false, got {_kind(value)}")
+        return default
+    return value
 
 
 def _check_cron(reader: _Reader, digest: DigestConfig) -> None:

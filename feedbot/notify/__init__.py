@@ -16,9 +16,9 @@ picks and builds one.
 
 from __future__ import annotations
 
-from feedbot.notify.base import Message, Notifier, Receipt
+from feedbot.notify.base import Attachment, Message, Notifier, Receipt
 
 NOTIFIERS = ("console", "slack")
 """Configuration names of the notifier implementations (module names in this package)."""
 
-__all__ = ["NOTIFIERS", "Message", "Notifier", "Receipt"]
+__all__ = ["NOTIFIERS", "Attachment", "Message", "Notifier", "Receipt"]

@@ -21,6 +21,22 @@ class Receipt:
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file that a message uploads instead of posting text (a chart in the thread).
+
+    Args:
+        name: file name, unique per message key: how a notifier finds it again after a lost
+            answer.
+        title: shown above the file.
+        data: the file's bytes (a PNG).
+    """
+
+    name: str
+    title: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Message:
     """One message to deliver.
 
@@ -31,6 +47,8 @@ class Message:
         blocks: Block Kit blocks, already within Slack's limits.
         thread: reply in this thread (the release's parent message) when set.
         broadcast: with ``thread``, also show the reply in the channel.
+        file: upload this file into the thread (or to the recipient) instead of posting
+            ``text``, which becomes its description for screen readers.
     """
 
     key: str
@@ -39,6 +57,7 @@ class Message:
     blocks: tuple[Mapping[str, Any], ...] = field(default=())
     thread: Receipt | None = None
     broadcast: bool = False
+    file: Attachment | None = None
 
 
 @runtime_checkable
@@ -48,7 +67,11 @@ class Notifier(Protocol):
     name: str
 
     def post(self, message: Message) -> Receipt:
-        """Send a new message (or thread reply) and return where it landed."""
+        """Send a new message (or thread reply) and return where it landed.
+
+        A message with a ``file`` uploads the file; its receipt's ``ts`` may then name the
+        file (Slack's ``F…`` id) rather than a message.
+        """
         ...
 
     def update(self, receipt: Receipt, message: Message) -> None:

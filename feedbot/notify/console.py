@@ -6,9 +6,10 @@ It needs nothing outside the standard library, so it is also the fast test doubl
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import TextIO
 
-from feedbot.notify.base import Message, Receipt
+from feedbot.notify.base import Attachment, Message, Receipt
 
 
 class ConsoleNotifier:
@@ -19,24 +20,31 @@ class ConsoleNotifier:
     message again (at-least-once, which is harmless on a console). :meth:`lookup_user` knows no
     users. Receipts are ``Receipt(channel=recipient, ts="console-<n>")``, counting from 1.
 
+    A message with a file (a chart) is written as a line naming the file; with ``files_dir``
+    the file itself is saved there under its name, next to the text.
+
     Args:
         stream: where to write; flushed after every message.
+        files_dir: where uploaded files are saved; nowhere when None.
     """
 
     name: str = "console"
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, *, files_dir: Path | None = None) -> None:
         self._stream = stream
+        self._files_dir = files_dir
         self._count = 0
         self._lock = threading.Lock()
 
     def post(self, message: Message) -> Receipt:
-        """Write the recipient, a thread marker for replies, and the text."""
+        """Write the recipient, a thread marker for replies, and the text (or the file)."""
         recipient = message.recipient or "console"
         lines = [f"=== feedbot -> {recipient} ==="]
         if message.thread is not None:
             also = ", also sent to the channel" if message.broadcast else ""
             lines.append(f"(reply in thread {message.thread.channel}/{message.thread.ts}{also})")
+        if message.file is not None:
+            lines.append(f"[image: {self._save(message.file)} — {message.file.title}]")
         lines.append(message.text)
         with self._lock:
             self._count += 1
@@ -56,6 +64,15 @@ class ConsoleNotifier:
     def lookup_user(self, email: str) -> str | None:
         """Always None: the console knows no users."""
         return None
+
+    def _save(self, file: Attachment) -> str:
+        """Save ``file`` under ``files_dir``; its path, or its name when not saved."""
+        name = Path(file.name).name  # never a path of the sender's choosing
+        if self._files_dir is None:
+            return name
+        path = self._files_dir / name
+        path.write_bytes(file.data)
+        return str(path)
 
     def _write(self, text: str) -> None:
         self._stream.write(text)

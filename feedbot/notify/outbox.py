@@ -30,7 +30,7 @@ from feedbot import failpoints, logs
 from feedbot.clock import Clock
 from feedbot.errors import DeliveryError
 from feedbot.metrics import Metrics
-from feedbot.notify.base import Message, Notifier, Receipt
+from feedbot.notify.base import Attachment, Message, Notifier, Receipt
 from feedbot.releases.owners import split_lazy
 from feedbot.retry import backoff
 from feedbot.store import queries
@@ -52,8 +52,13 @@ def enqueue(
     check_id: int | None = None,
     blocks: Sequence[Mapping[str, Any]] = (),
     broadcast: bool = False,
+    file: Attachment | None = None,
 ) -> Delivery:
-    """Add a message to the outbox (the caller commits); an existing key is returned as is."""
+    """Add a message to the outbox (the caller commits); an existing key is returned as is.
+
+    A ``file`` is stored with the row, so it leaves exactly once like any message; ``text``
+    is then its description (alt text).
+    """
     existing = queries.delivery_by_key(session, key)
     if existing is not None:
         return existing
@@ -70,6 +75,9 @@ def enqueue(
         attempts=0,
         next_attempt_at=now,
         created_at=now,
+        file_name=file.name if file else None,
+        file_title=file.title if file else None,
+        file_data=file.data if file else None,
     )
     session.add(delivery)
     session.flush()
@@ -235,7 +243,9 @@ class OutboxSender:
         parent = queries.parent_delivery(session, delivery.release_id)
         if parent is not None and parent.state == "pending":
             return False
-        return delivery.kind != "reply" or not queries.earlier_reply_pending(session, delivery)
+        return delivery.kind not in queries.THREAD_REPLIES or not queries.earlier_reply_pending(
+            session, delivery
+        )
 
     def _deliver(self, session: Session, delivery: Delivery) -> tuple[Receipt, Receipt | None]:
         thread = self._thread_of(session, delivery)
@@ -272,6 +282,10 @@ class OutboxSender:
 
     @staticmethod
     def _message(delivery: Delivery, *, recipient: str, thread: Receipt | None) -> Message:
+        file = None
+        if delivery.file_name is not None:
+            title = delivery.file_title or delivery.file_name
+            file = Attachment(delivery.file_name, title, delivery.file_data or b"")
         return Message(
             key=delivery.key,
             recipient=recipient,
@@ -279,6 +293,7 @@ class OutboxSender:
             blocks=tuple(delivery.blocks or ()),
             thread=thread,
             broadcast=delivery.broadcast and thread is not None,
+            file=file,
         )
 
     def _record_failure(self, session: Session, delivery: Delivery, exc: DeliveryError) -> str:

@@ -13,8 +13,15 @@ Every retry the handlers make is reported to an ``on_retry(method, reason)`` cal
 ``feedbot_slack_retries_total``), with reason ``rate_limited``, ``server_error`` or
 ``connection_error``.
 
-Required bot scopes: ``chat:write``, ``im:write``, ``users:read.email`` and, for :meth:`find`,
-``im:history`` (plus ``channels:history`` when posting to channels).
+A message with a file (a chart) is uploaded with ``files_upload_v2``:
+``files.getUploadURLExternal``, a POST of the bytes, then ``files.completeUploadExternal`` into
+the thread. Only the last step
+shares the file, so it is never repeated blindly either: after a lost answer the thread is read
+for a file of the same name (unique per message key) before uploading again; an upload that
+never completed stays private to the bot and is not seen.
+
+Required bot scopes: ``chat:write``, ``files:write``, ``im:write``, ``users:read.email`` and, for
+:meth:`find`, ``im:history`` (plus ``channels:history`` when posting to channels).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from http.client import HTTPException
 from typing import Any
-from urllib.error import URLError
+from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
 
 from slack_sdk import WebClient
@@ -43,7 +50,7 @@ from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 
 from feedbot.errors import DeliveryError
-from feedbot.notify.base import Message, Receipt
+from feedbot.notify.base import Attachment, Message, Receipt
 
 #: Why a message with no recipient is not sent: the release's owner plan found nobody.
 NOBODY_TO_TELL = (
@@ -62,11 +69,22 @@ NON_RETRYABLE_ERRORS = frozenset(
         "token_revoked", "is_archived", "msg_too_long", "invalid_blocks", "no_text",
         "not_authed", "missing_scope", "message_not_found", "cant_update_message",
         "edit_window_closed", "invalid_arguments", "user_not_found", "cannot_dm_bot",
+        "file_uploads_disabled", "file_uploads_except_images_disabled", "file_type_not_allowed",
+        "file_upload_size_restricted", "alt_txt_too_large", "invalid_thread_ts",
     }
 )  # fmt: skip
 
 # Methods whose repetition would post twice: never retried after the request may have arrived.
-_NOT_REPEATABLE = frozenset({"chat.postMessage", "chat.postEphemeral", "chat.scheduleMessage"})
+_NOT_REPEATABLE = frozenset(
+    {
+        "chat.postMessage",
+        "chat.postEphemeral",
+        "chat.scheduleMessage",
+        "files.completeUploadExternal",
+    }
+)
+#: Slack refuses a longer ``alt_txt`` (``alt_txt_too_large``).
+MAX_ALT_TEXT = 1000
 _TRANSPORT_ERRORS = (OSError, HTTPException)
 _TOKEN = re.compile(r"xox[a-z]-[A-Za-z0-9-]+")
 _FIND_PAGE_SIZE = 200
@@ -286,6 +304,8 @@ class SlackNotifier:
             if attempt > 1 and (found := self.find(message)) is not None:
                 return found
             try:
+                if message.file is not None:
+                    return self._upload_once(message, message.file)
                 return self._post_once(message)
             except DeliveryError as err:
                 if attempt == self._post_attempts or not _may_have_arrived(err):
@@ -304,7 +324,12 @@ class SlackNotifier:
             )
 
     def find(self, message: Message) -> Receipt | None:
-        """Look for ``message.key`` in the thread, or in the latest 200 messages of the channel."""
+        """Look for ``message.key`` in the thread, or in the latest 200 messages of the channel.
+
+        A file is looked for by its name; the receipt then names the file (``F…``).
+        """
+        if message.file is not None:
+            return self._find_file(message, message.file)
         if message.thread is not None:
             channel = message.thread.channel
             found = _first_with_key(self._replies(message.thread), message.key)
@@ -337,6 +362,52 @@ class SlackNotifier:
             if receipt.channel != message.recipient:
                 self._pacer.mark(receipt.channel)
         return receipt
+
+    def _upload_once(self, message: Message, file: Attachment) -> Receipt:
+        """Upload ``file`` into the message's thread (or to its recipient) and share it."""
+        channel, thread_ts = self._file_target(message)
+        with _translated("files_upload_v2", f"{channel}/{thread_ts or '-'}"):
+            try:
+                response = self._client.files_upload_v2(
+                    channel=channel,
+                    thread_ts=thread_ts,
+                    file=file.data,
+                    filename=file.name,
+                    title=file.title,
+                    alt_txt=message.text[:MAX_ALT_TEXT] or None,
+                )
+            except HTTPError as err:
+                err.close()  # the refused byte upload's answer holds its connection open
+                raise
+        uploaded = response.get("file") or {}
+        return Receipt(channel=channel, ts=str(uploaded.get("id") or file.name))
+
+    def _file_target(self, message: Message) -> tuple[str, str | None]:
+        """The channel id (and thread) a file is shared in: Slack shares files by id only."""
+        if message.thread is not None:
+            return message.thread.channel, message.thread.ts
+        channel = self._readable_channel(message.recipient)
+        if channel is None:
+            raise DeliveryError(
+                f"cannot share a file with {message.recipient}: configure a channel id",
+                retryable=False,
+            )
+        return channel, None
+
+    def _find_file(self, message: Message, file: Attachment) -> Receipt | None:
+        """``file`` of ``message``, looked up by name in its thread or channel."""
+        if message.thread is not None:
+            channel, messages = message.thread.channel, self._replies(message.thread)
+        else:
+            readable = self._readable_channel(message.recipient)
+            if readable is None:
+                return None
+            channel, messages = readable, iter(self._history(readable))
+        for candidate in messages:
+            for shared in candidate.get("files") or []:
+                if shared.get("name") == file.name:
+                    return Receipt(channel=channel, ts=str(shared.get("id") or candidate["ts"]))
+        return None
 
     def _pace_key(self, message: Message) -> str:
         if message.thread is not None:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -23,7 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -179,8 +180,8 @@ class Delivery(Base):
         ForeignKey("releases.id", ondelete="CASCADE"), index=True
     )
     check_id: Mapped[int | None] = mapped_column(ForeignKey("checks.id", ondelete="SET NULL"))
-    #: ``parent`` (the release's thread head), ``reply``, ``status`` (update of the parent),
-    #: ``digest``.
+    #: ``parent`` (the release's thread head), ``reply``, ``chart`` (an image in the thread,
+    #: after its check's reply), ``status`` (update of the parent), ``digest``.
     kind: Mapped[str] = mapped_column(String(20))
     notifier: Mapped[str | None] = mapped_column(String(30))
     recipient: Mapped[str] = mapped_column(String(200))
@@ -198,6 +199,12 @@ class Delivery(Base):
     thread_ts: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+    #: A file to upload instead of posting ``text`` (which is then its alt text): its name in
+    #: the thread (unique per key, how a lost answer is found again) and title, and its bytes,
+    #: loaded only when the row is sent.
+    file_name: Mapped[str | None] = mapped_column(String(200))
+    file_title: Mapped[str | None] = mapped_column(String(300))
+    file_data: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
 
 
 class Digest(Base):

@@ -274,11 +274,16 @@ def parent_delivery(session: Session, release_id: int) -> Delivery | None:
     ).first()
 
 
+#: Delivery kinds that are replies in a release's thread, sent in the order they were queued.
+THREAD_REPLIES = ("reply", "chart")
+
+
 def earlier_reply_pending(session: Session, delivery: Delivery) -> bool:
-    """Whether a reply queued before ``delivery`` in its release's thread is still to be sent."""
+    """Whether a reply (or chart) queued before ``delivery`` in its release's thread is still to
+    be sent."""
     stmt = select(Delivery.id).where(
         Delivery.release_id == delivery.release_id,
-        Delivery.kind == "reply",
+        Delivery.kind.in_(THREAD_REPLIES),
         Delivery.state == "pending",
         Delivery.id < delivery.id,
     )

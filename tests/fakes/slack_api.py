@@ -17,11 +17,21 @@ slack_sdk's block models reject a block.
 
 Implemented methods: ``auth.test``, ``conversations.open``, ``conversations.history``,
 ``conversations.replies``, ``chat.postMessage``, ``chat.update``, ``chat.postEphemeral``,
-``users.lookupByEmail``, and ``apps.connections.open`` (with an ``xapp-`` token, when a
+``users.lookupByEmail``, ``files.getUploadURLExternal``, ``files.completeUploadExternal``
+and ``apps.connections.open`` (with an ``xapp-`` token, when a
 :class:`~tests.fakes.socket_mode.FakeSocketModeServer` is attached as ``socket_mode``: the URL
 of a new connection to it); anything else answers ``unknown_method``. POSTs to ``/response/<any>``
 (a slash command's ``response_url``, see :meth:`FakeSlackAPI.response_url`) are recorded as
-method ``"response_url"``. Like Slack, a post to a user id ``U…`` lands in that user's ``D…``
+method ``"response_url"``.
+
+Files go up as Slack's external upload does: ``files.getUploadURLExternal`` (``filename``,
+``length``) answers an ``upload_url`` and a ``file_id``; the raw bytes are POSTed to that URL
+(recorded as method ``"upload"``, answered ``OK - <bytes>``); ``files.completeUploadExternal``
+(``files`` as JSON ``[{"id", "title"}]``, ``channel_id``, ``thread_ts``) shares them: a message
+with ``files`` (``id``, ``name``, ``title``, ``alt_txt``, ``size``) appears in the channel or
+thread. :attr:`FakeSlackAPI.uploads` has every shared file with its bytes.
+
+Like Slack, a post to a user id ``U…`` lands in that user's ``D…``
 channel and a post to ``#name`` in a ``C…`` channel; the answer names the real id.
 """
 
@@ -41,7 +51,7 @@ import pytest
 
 JSONDict = dict[str, Any]
 _FIRST_TS = 1_700_000_000_000_100  # microseconds: "1700000000.000100"
-_JSON_FIELDS = ("blocks", "metadata", "attachments")
+_JSON_FIELDS = ("blocks", "metadata", "attachments", "files")
 
 
 class Call(NamedTuple):
@@ -91,6 +101,8 @@ class FakeSlackAPI:
         self._failures: dict[str, list[Failure]] = {}
         self._channels: dict[str, list[JSONDict]] = {}
         self._named: dict[str, str] = {}
+        self._files: dict[str, JSONDict] = {}
+        self._uploads: list[JSONDict] = []
         self._ts = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -218,6 +230,13 @@ class FakeSlackAPI:
         return [m for m in self.messages_in(channel) if ts in (m["ts"], m.get("thread_ts"))]
 
     @property
+    def uploads(self) -> list[JSONDict]:
+        """Every file shared by ``files.completeUploadExternal``, in order: ``id``, ``name``,
+        ``title``, ``alt_txt``, ``data`` (the bytes), ``channel`` and ``thread_ts``."""
+        with self._lock:
+            return copy.deepcopy(self._uploads)
+
+    @property
     def responses(self) -> list[JSONDict]:
         """Bodies POSTed to response URLs, each with its ``_path``."""
         return self.calls_to("response_url")
@@ -234,10 +253,25 @@ class FakeSlackAPI:
             failure = self._take_failure(method)
             if failure is not None and not failure.applied:
                 return _failure_answer(failure)
+            if method == "upload":
+                return self._receive_upload(path, params, failure)
             result = self._answer(method, params, authorization)
         if failure is not None:
             return _failure_answer(failure)
         return _json_answer(200, result)
+
+    def _receive_upload(
+        self, path: str, params: JSONDict, failure: Failure | None
+    ) -> _Answer | None:
+        """Store POSTed bytes for a file id that ``files.getUploadURLExternal`` gave out."""
+        file = self._files.get(path.removeprefix("/upload/"))
+        if file is None:
+            return 404, {"Content-Type": "text/plain"}, b"Not Found"
+        data = params.get("_bytes", b"")
+        file["data"] = data
+        if failure is not None:
+            return _failure_answer(failure)
+        return 200, {"Content-Type": "text/plain"}, f"OK - {len(data)}".encode()
 
     def _take_failure(self, method: str) -> Failure | None:
         queue = self._failures.get(method)
@@ -277,6 +311,8 @@ class FakeSlackAPI:
             "chat.update": self._chat_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
             "users.lookupByEmail": self._users_lookup_by_email,
+            "files.getUploadURLExternal": self._files_get_upload_url_external,
+            "files.completeUploadExternal": self._files_complete_upload_external,
         }
 
     def _check_auth(self, authorization: str | None, params: JSONDict) -> None:
@@ -361,6 +397,63 @@ class FakeSlackAPI:
         user_id = self._users[email]
         return {"user": {"id": user_id, "name": email.split("@")[0], "profile": {"email": email}}}
 
+    def _files_get_upload_url_external(self, params: JSONDict) -> JSONDict:
+        filename = str(params.get("filename") or "")
+        try:
+            length = int(params.get("length") or 0)
+        except ValueError as err:
+            raise SlackError("invalid_arguments") from err
+        if not filename or length <= 0:
+            raise SlackError("missing_argument")
+        if len(str(params.get("alt_txt") or "")) > 1000:
+            raise SlackError("alt_txt_too_large")
+        file_id = f"F{len(self._files) + 1:08d}"
+        self._files[file_id] = {"id": file_id, "name": filename, "length": length,
+                                "alt_txt": params.get("alt_txt"), "data": None}  # fmt: skip
+        return {"upload_url": f"{self.root_url}/upload/{file_id}", "file_id": file_id}
+
+    def _files_complete_upload_external(self, params: JSONDict) -> JSONDict:
+        listed = params.get("files")
+        if not isinstance(listed, list) or not listed:
+            raise SlackError("invalid_arguments")
+        files = []
+        for entry in listed:
+            file = self._files.get(str(entry.get("id")))
+            if file is None or file["data"] is None or file.get("completed"):
+                raise SlackError("file_not_found")
+            if len(file["data"]) != file["length"]:
+                raise SlackError("file_upload_size_mismatch")
+            files.append((file, str(entry.get("title") or file["name"])))
+        channel = str(params.get("channel_id") or "")
+        if channel:
+            self._share(channel, files, params)
+        for file, title in files:
+            file["completed"], file["title"] = True, title
+        return {"files": [{"id": f["id"], "title": title} for f, title in files]}
+
+    def _share(self, channel: str, files: list[tuple[JSONDict, str]], params: JSONDict) -> None:
+        """The message that shows shared files in a channel or thread."""
+        if channel not in self._channels:
+            raise SlackError("channel_not_found")
+        shown = [
+            {"id": f["id"], "name": f["name"], "title": title, "alt_txt": f["alt_txt"],
+             "size": len(f["data"]), "mimetype": "image/png"}
+            for f, title in files
+        ]  # fmt: skip
+        message = {
+            "type": "message", "user": self.bot_user_id, "upload": True, "files": shown,
+            "text": str(params.get("initial_comment") or ""), "ts": self._next_ts(),
+        }  # fmt: skip
+        if params.get("thread_ts"):
+            self._attach_reply(channel, message, params)
+        self._channels[channel].append(message)
+        for file, title in files:
+            self._uploads.append(
+                {"id": file["id"], "name": file["name"], "title": title,
+                 "alt_txt": file["alt_txt"], "data": file["data"],
+                 "channel": channel, "thread_ts": message.get("thread_ts")}
+            )  # fmt: skip
+
     # -- helpers -----------------------------------------------------------------------------
 
     def _next_ts(self) -> str:
@@ -436,7 +529,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         path, _, query = self.path.partition("?")
         params: JSONDict = dict(parse_qsl(query))
-        params.update(self._body())
+        if path.startswith("/upload/"):
+            # A file's bytes, whatever the Content-Type says (urllib says form-encoded).
+            params["_bytes"] = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        else:
+            params.update(self._body())
         for field in _JSON_FIELDS:
             if isinstance(params.get(field), str) and params[field][:1] in ("{", "["):
                 params[field] = json.loads(params[field])
@@ -466,6 +563,8 @@ class _Handler(BaseHTTPRequestHandler):
 def _method_of(path: str) -> str:
     if path.startswith("/response/"):
         return "response_url"
+    if path.startswith("/upload/"):
+        return "upload"
     return path.removeprefix("/api/").strip("/")
 
 

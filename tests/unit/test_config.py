@@ -272,3 +272,12 @@ def test_app_level_tokens_are_masked_in_logs() -> None:
     assert redact("token xapp-1-configured and xapp-1-A2-3-other") == (
         "token [redacted] and [redacted]"
     )
+
+
+def test_charts_are_on_unless_switched_off() -> None:
+    assert load_settings(ROOT / "config.example.yaml", {}).slack.charts is True
+    assert settings_from_mapping({}, {}).slack.charts is True
+    assert settings_from_mapping({"slack": {"charts": False}}, {}).slack.charts is False
+    assert problems({"slack": {"charts": "no"}}) == [
+        "slack.charts: expected true or false, got a string"
+    ]

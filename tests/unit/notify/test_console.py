@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
-from feedbot.notify.base import Message, Notifier, Receipt
+from feedbot.notify.base import Attachment, Message, Notifier, Receipt
 from feedbot.notify.console import ConsoleNotifier
 
 
@@ -63,3 +64,32 @@ def test_cannot_look_back_or_up() -> None:
 
     assert notifier.find(message) is None
     assert notifier.lookup_user("ada@example.com") is None
+
+
+def test_a_file_is_saved_next_to_the_output_and_named_in_it(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    notifier = ConsoleNotifier(stream, files_dir=tmp_path)
+    png = b"\x89PNG\r\n\x1a\n-not-really"
+    chart = Attachment("release-1-check-2-chart-1.png", "GET /x: 1.0 → 2.0", png)
+    thread = Receipt(channel="U1", ts="console-1")
+    message = Message(
+        key="k", recipient="U1", text="Request times of GET /x", thread=thread, file=chart
+    )
+
+    receipt = notifier.post(message)
+
+    saved = tmp_path / "release-1-check-2-chart-1.png"
+    assert saved.read_bytes() == png
+    assert receipt == Receipt(channel="U1", ts="console-1")
+    assert f"[image: {saved} — GET /x: 1.0 → 2.0]\nRequest times of GET /x" in stream.getvalue()
+
+
+def test_a_file_name_cannot_leave_the_files_directory(tmp_path: Path) -> None:
+    inner = tmp_path / "out"
+    inner.mkdir()
+    notifier = ConsoleNotifier(io.StringIO(), files_dir=inner)
+    notifier.post(
+        Message(key="k", recipient="U1", text="t", file=Attachment("../x.png", "x", b"1"))
+    )
+    assert (inner / "x.png").read_bytes() == b"1"
+    assert not (tmp_path / "x.png").exists()
