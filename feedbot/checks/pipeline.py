@@ -23,6 +23,7 @@ from feedbot.analysis.compare import Analysis
 from feedbot.analysis.findings import KnownException
 from feedbot.analysis.report import ReportContext, to_json
 from feedbot.backends.base import SpanCensus, TraceBackend, VersionLister
+from feedbot.checks.charts import RouteChart
 from feedbot.config import Settings
 from feedbot.digest.text import report_text
 from feedbot.policy import DetectionPolicy, with_overrides
@@ -85,13 +86,15 @@ class Finished:
     """A check's outcome before it is recorded: the analysis, its report, and what it saw.
 
     ``exceptions`` lists (version, span group, type, spans) for both versions, for the
-    service's exception history.
+    service's exception history. ``charts`` are the pictures of changed routes drawn for the
+    thread (the runner draws them; ``report`` does not).
     """
 
     analysis: Analysis
     report: dict[str, Any]
     text: str
     exceptions: tuple[Observed, ...] = ()
+    charts: tuple[RouteChart, ...] = ()
 
 
 def policy_for(

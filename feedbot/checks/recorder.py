@@ -20,6 +20,7 @@ from feedbot.clock import Clock
 from feedbot.config import Settings
 from feedbot.digest import blocks, text
 from feedbot.durations import format_duration
+from feedbot.notify.base import Attachment
 from feedbot.notify.outbox import enqueue
 from feedbot.releases.owners import NOBODY
 from feedbot.retry import backoff
@@ -164,12 +165,35 @@ class CheckRecorder:
             release=release,
             check_id=check.id,
         )
+        self._queue_charts(session, release, check, done, now)
         if channel is not None and channel != release.owner:
             post = blocks.broadcast(done.report, options, owner=release.owner)
             # Not tied to the release: a release's messages all go to the owner's thread.
             key = f"release:{release.id}:check:{check.id}:broadcast"
             enqueue(session, key=key, kind="broadcast", recipient=channel, text=post.text,
                     blocks=post.blocks, now=now)  # fmt: skip
+
+    @staticmethod
+    def _queue_charts(
+        session: Session, release: Release, check: Check, done: Finished, now: datetime
+    ) -> None:
+        """The check's charts, each its own outbox row after the reply, so they follow it in
+        the thread; the result remembers what was charted (see :mod:`feedbot.checks.charts`)."""
+        for number, drawn in enumerate(done.charts, start=1):
+            key = f"release:{release.id}:check:{check.id}:chart:{number}"
+            enqueue(
+                session,
+                key=key,
+                kind="chart",
+                recipient=release.owner or NOBODY,
+                text=drawn.alt,
+                file=Attachment(key.replace(":", "-") + ".png", drawn.title, drawn.png),
+                now=now,
+                release=release,
+                check_id=check.id,
+            )
+        charted = [drawn.ident for drawn in done.charts]
+        check.result = {**(check.result or {}), "charts": charted}
 
     @staticmethod
     def _muted(session: Session, release: Release, check: Check, now: datetime) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,7 +19,7 @@ from feedbot import failpoints, logs
 from feedbot.analysis.findings import KnownException
 from feedbot.analysis.report import ReportContext
 from feedbot.backends.base import TraceBackend
-from feedbot.checks import pipeline
+from feedbot.checks import charts, pipeline
 from feedbot.checks.pipeline import Finished, Plan
 from feedbot.checks.recorder import CheckRecorder
 from feedbot.clock import Clock
@@ -114,6 +115,7 @@ class CheckRunner:
                 return
             release_id = check.release_id
             plan = self._plan(session, check.release, self._clock.now())
+            charted = _charted(session, check.release) if self._settings.slack.charts else None
         attributes: dict[str, str | int] = {
             "feedbot.check_id": check_id,
             "feedbot.release_id": release_id,
@@ -123,16 +125,20 @@ class CheckRunner:
             logs.bind(release_id=release_id, check_id=check_id),
             self._tracer.span("feedbot.check", attributes) as span,
         ):
-            outcome = self._run_claimed(check_id, plan)
+            outcome = self._run_claimed(check_id, plan, charted)
             if outcome is not None:
                 span.set_attribute("feedbot.check.outcome", outcome)
                 self._metrics.check_finished(outcome)
 
-    def _run_claimed(self, check_id: int, plan: Plan) -> str | None:
-        """Query, analyse and record; the outcome, or None when the check row is gone."""
+    def _run_claimed(self, check_id: int, plan: Plan, charted: set[str] | None) -> str | None:
+        """Query, analyse and record; the outcome, or None when the check row is gone.
+
+        ``charted``: the chart identities the release's thread already has; None when charts
+        are off.
+        """
         failpoints.hit("check-claimed")
         try:
-            done: Finished | str = self._run(plan)
+            done: Finished | str = self._run(plan, charted)
         except BackendError as exc:
             done = str(exc)
         except Exception as exc:  # a bug must not stop the other checks
@@ -196,11 +202,24 @@ class CheckRunner:
             baseline_search=search,
         )
 
-    def _run(self, plan: Plan) -> Finished:
-        """Query both versions, analyse, and render; no database access here."""
+    def _run(self, plan: Plan, charted: set[str] | None = None) -> Finished:
+        """Query both versions, analyse, and render (charts too, unless ``charted`` is None);
+        no database access here."""
         why = " No earlier release of the service was registered, so it was found in the traces."
         plan = pipeline.baseline_from_data(self._backend, plan, why=why)
-        return pipeline.analyse(plan, pipeline.collect(self._backend, plan))
+        collected = pipeline.collect(self._backend, plan)
+        done = pipeline.analyse(plan, collected)
+        ctx = plan.context
+        if charted is None or ctx.baseline_version is None:
+            return done
+        drawn = charts.draw(
+            done.analysis,
+            candidate=collected.candidate,
+            baseline=collected.baseline,
+            versions=(ctx.baseline_version, ctx.version),
+            charted=charted,
+        )
+        return replace(done, charts=drawn)
 
 
 def _changes(release: Release) -> list[ChangeEvent]:
@@ -213,6 +232,16 @@ def _changes(release: Release) -> list[ChangeEvent]:
         )
         for c in release.changes
     ]
+
+
+def _charted(session: Session, release: Release) -> set[str]:
+    """The chart identities earlier checks of the release queued (see :mod:`.charts`)."""
+    return {
+        ident
+        for c in queries.release_checks(session, release.id)
+        if c.state == "done" and c.result
+        for ident in c.result.get("charts", [])
+    }
 
 
 def _look_of(session: Session, release: Release, now: datetime) -> tuple[int, int, list[str]]:
