@@ -102,7 +102,8 @@ class LocalFeedbot:
         else:
             from feedbot.notify.console import ConsoleNotifier
 
-            notifier = ConsoleNotifier(console)
+            # Charts are saved beside the console's text, in the demo's directory.
+            notifier = ConsoleNotifier(console, files_dir=plan.workdir)
         self.notifier = wrap(notifier)
         self.runtime: Runtime = build_runtime(
             self.settings, notifier=self.notifier, policy=DEMO_POLICY

@@ -8,6 +8,7 @@ message can hold ``<script>``).
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import re
@@ -16,6 +17,10 @@ from typing import Any
 
 from feedbot.demo.recorder import Delivered
 from feedbot.demo.thread import Thread, threads
+from feedbot.notify.base import Attachment
+
+#: Width of an image in the thread, as Slack shows a large one on a desktop.
+FILE_WIDTH = 480
 
 _LINK = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
 _STYLES = (
@@ -37,6 +42,8 @@ margin-right:.4em;color:#333;text-decoration:none;white-space:nowrap}
 .edited{color:#999;font-size:.8em} code{background:#f4f4f4}
 .with-accessory{display:flex;justify-content:space-between;align-items:flex-start;gap:1em}
 .text,.context,.with-accessory{margin:.3em 0}
+.file img{border:1px solid #ddd;border-radius:6px;max-width:100%;height:auto}
+.file-title{color:#666;font-size:.85em;margin:.2em 0}
 """
 
 
@@ -120,6 +127,17 @@ def message_html(text: str, blocks: Sequence[Mapping[str, Any]]) -> str:
     return f'<div class="text">{html.escape(text)}</div>'
 
 
+def file_html(file: Attachment, *, alt: str) -> str:
+    """An uploaded image as Slack shows it in a thread: its title above it, inline (a data URL,
+    so the page stays one file)."""
+    data = base64.b64encode(file.data).decode("ascii")
+    return (
+        f'<div class="file"><div class="file-title">{html.escape(file.title)}</div>'
+        f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt, quote=True)}" '
+        f'width="{FILE_WIDTH}"></div>'
+    )
+
+
 def _thread_html(thread: Thread) -> str:
     edited = '<span class="edited">(edited: status line)</span>' if thread.updated else ""
     parts = [
@@ -127,7 +145,11 @@ def _thread_html(thread: Thread) -> str:
         f"{edited}{message_html(thread.head, thread.head_blocks)}</div>"
     ]
     for reply in thread.replies:
-        body = message_html(reply.message.text, reply.message.blocks)
+        message = reply.message
+        if message.file is not None:
+            body = file_html(message.file, alt=message.text)
+        else:
+            body = message_html(message.text, message.blocks)
         parts.append(f'<div class="msg reply"><span class="who">feedbot</span>{body}</div>')
     parts.append("</div>")
     return "".join(parts)

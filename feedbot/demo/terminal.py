@@ -36,7 +36,7 @@ def render_thread(
     lines = [paint(f"── DM from feedbot to {recipient} " + "─" * 40, "bold")]
     lines += [f"│ {line}" for line in _head(thread.head, paint)]
     previous: tuple[Mapping[str, Any], str] | None = None
-    for reply, report in zip(thread.replies, reports, strict=False):
+    for reply, report in zip(thread.messages, reports, strict=False):
         heading = reply.message.text.splitlines()[0] if reply.message.text else "reply"
         lines += ["│", "├─ " + paint(heading, "bold")]
         lines += [f"│   {line}" for line in _report(report, paint, previous)]

@@ -17,7 +17,7 @@ from feedbot.notify.base import Receipt
 
 @dataclass
 class Thread:
-    """One thread: its head as last updated, and its replies in order."""
+    """One thread: its head as last updated, and its replies (messages and files) in order."""
 
     receipt: Receipt
     key: str
@@ -25,6 +25,11 @@ class Thread:
     head_blocks: tuple[Mapping[str, Any], ...]
     replies: list[Delivered] = field(default_factory=list)
     updated: bool = False
+
+    @property
+    def messages(self) -> list[Delivered]:
+        """The replies that are messages, without the files (charts) uploaded between them."""
+        return [reply for reply in self.replies if reply.message.file is None]
 
 
 def threads(delivered: Sequence[Delivered]) -> list[Thread]:

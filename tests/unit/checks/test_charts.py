@@ -10,15 +10,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from feedbot.checks import charts
 from feedbot.checks.runner import CheckRunner
 from feedbot.clock import FixedClock
-from feedbot.store.models import Check, Delivery
+from feedbot.store.models import Check
 from tests.factories import DEPLOYED
 from tests.unit.checks.test_check_replies import NEW, SyntheticBackend, conf, rows, setup
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def thread_rows(session: Session) -> list[Delivery]:
-    return [d for d in rows(session, "reply") + rows(session, "chart") if d.check_id]
 
 
 def test_a_regressed_route_gets_one_chart_after_its_reply(
