@@ -37,9 +37,12 @@ FROM ${PYTHON_IMAGE} AS runtime
 
 # PATH finds the venv's `feedbot`; FEEDBOT_CONFIG is where the config file is mounted. Bytecode
 # was compiled in the build stage and the root filesystem may be read-only, so never write .pyc.
+# matplotlib (the thread's charts) keeps its font list in MPLCONFIGDIR: /tmp is writable even
+# on a read-only root filesystem (the chart mounts an emptyDir there).
 ENV PATH=/opt/feedbot/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    MPLCONFIGDIR=/tmp/matplotlib \
     FEEDBOT_CONFIG=/etc/feedbot/feedbot.yaml
 
 # A fixed, unprivileged uid/gid, so Kubernetes' runAsNonRoot can verify it without a name lookup.

@@ -34,7 +34,7 @@ DPI = 100
 _BASE_COLOUR = "#7a8ca3"
 _NEW_COLOUR = "#e8590c"
 _FONT = "DejaVu Sans"  # shipped with matplotlib, so every machine draws the same glyphs
-_BINS = 36
+_MIN_BINS, _MAX_BINS = 10, 36
 _Z95 = 1.959963984540054
 _RC: dict[str, Any] = {
     "font.family": _FONT,
@@ -173,7 +173,10 @@ def _latency_panel(ax: Axes, baseline: Side, candidate: Side) -> None:
     low, high = float(both.min()), float(both.max())
     if high <= low * 1.05:
         low, high = low / 1.5, high * 1.5
-    edges = np.geomspace(low, high, _BINS + 1)
+    # Rice's rule on the smaller sample: few spans get few, wide bins instead of a comb.
+    smaller = min(s.durations_ms.size or both.size for s in (baseline, candidate))
+    bins = int(np.clip(round(2 * smaller ** (1 / 3)), _MIN_BINS, _MAX_BINS))
+    edges = np.geomspace(low, high, bins + 1)
     for side, colour, alpha in ((baseline, _BASE_COLOUR, 0.45), (candidate, _NEW_COLOUR, 0.55)):
         ax.plot([], [], color=colour, linewidth=10, alpha=0.8, label=median_label(side))
         values = side.durations_ms[side.durations_ms > 0]

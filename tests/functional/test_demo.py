@@ -206,6 +206,19 @@ def test_the_html_preview_holds_the_thread_escaped(demo: Demo) -> None:
     assert "since the +15s check: " in page
 
 
+def test_the_deposit_routes_chart_is_saved_and_shown_after_its_reply(demo: Demo) -> None:
+    charts = sorted(demo.out.glob("release-*-check-*-chart-*.png"))
+    assert charts, sorted(p.name for p in demo.out.iterdir())
+    assert all(c.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for c in charts)
+    console = (demo.out / "console-notifier.txt").read_text()
+    assert f"[image: {charts[0]} — {DEPOSIT_ROUTE}: 1.0.0 → 2.0.0]" in console
+    page = (demo.out / "feedbot-demo.html").read_text()
+    reply = page.index("+15s check of vault-service 2.0.0")
+    image = page.index('<img src="data:image/png;base64,')
+    assert reply < image < page.index("+30s check of vault-service 2.0.0")
+    assert f"{DEPOSIT_ROUTE}: 1.0.0 → 2.0.0" in page[reply:image]
+
+
 def test_sigint_mid_run_stops_everything(tmp_path: Path) -> None:
     out, log = tmp_path / "out", tmp_path / "stdout.txt"
     process = demo_process(out, log)

@@ -38,11 +38,24 @@ def test_the_demo_sends_the_dm_thread_to_slack(tmp_path: Path, slack_api: FakeSl
     assert len(parents) == 2  # 1.0.0's and 2.0.0's
     status = "Status: 🔴 regressed (all 2 checks ran)"
     assert status in json.dumps(parent, ensure_ascii=False)  # updated in place
-    replies = [m["text"].splitlines()[0] for m in slack_api.thread(DEVELOPER, parent["ts"])[1:]]
-    assert replies == [
+    thread = slack_api.thread(DEVELOPER, parent["ts"])[1:]
+    replies = [
+        m["files"][0]["title"] if m.get("files") else m["text"].splitlines()[0] for m in thread
+    ]
+    # Each check's reply, then the charts of its changed routes (at most two); the deposit
+    # route's chart follows the first reply.
+    first, second = (
         "🔎 +15s check of vault-service 2.0.0 → production",
         "🔎 +30s check of vault-service 2.0.0 → production",
-    ]
+    )
+    assert replies[0] == first and second in replies
+    after_first = replies[1 : replies.index(second)]
+    assert "POST /vaults/{vault_id}/items: 1.0.0 → 2.0.0" in after_first
+    assert 1 <= len(after_first) <= 2 and len(replies) - replies.index(second) - 1 <= 2
+    uploads = slack_api.uploads
+    assert len(uploads) == len(replies) - 2
+    assert len({u["name"] for u in uploads}) == len(uploads)  # none uploaded twice
+    assert all(u["thread_ts"] == parent["ts"] and u["data"][:4] == b"\x89PNG" for u in uploads)
 
     posts = slack_api.calls_to("chat.postMessage")
     assert {p["channel"] for p in posts} <= {DEVELOPER, slack_api.dm_channel(DEVELOPER)}

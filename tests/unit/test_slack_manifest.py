@@ -22,7 +22,8 @@ def test_manifest_declares_the_command_buttons_and_scopes() -> None:
     assert manifest["settings"]["socket_mode_enabled"] is False
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
     assert {"chat:write", "commands", "im:write", "users:read.email", "im:history"} <= scopes
-    for scope in ("chat:write", "im:write", "users:read.email", "im:history"):
+    assert "files:write" in scopes  # charts are uploaded into the thread
+    for scope in ("chat:write", "files:write", "im:write", "users:read.email", "im:history"):
         assert scope in (notifier_doc or "")  # the notifier documents why it needs each
 
 

@@ -38,3 +38,35 @@ def test_a_button_url_that_is_not_http_is_not_a_link() -> None:
     }
     page = message_html("", [block])
     assert "javascript" not in page and "&lt;b&gt;go&lt;/b&gt;" in page
+
+
+def test_a_chart_shows_inline_after_the_reply_it_follows() -> None:
+    import base64
+
+    from feedbot.demo.preview import page
+    from feedbot.demo.recorder import Delivered
+    from feedbot.notify.base import Attachment, Message, Receipt
+
+    head = Receipt("D1", "1.0")
+    png = b"\x89PNG\r\n\x1a\n<not html>"
+    delivered = [
+        Delivered(head, Message("release:1:parent", "U1", "vault 2.0.0 is live")),
+        Delivered(
+            Receipt("D1", "1.1"), Message("release:1:check:1", "U1", "+15m check", thread=head)
+        ),
+        Delivered(
+            Receipt("D1", "F1"),
+            Message(
+                "release:1:check:1:chart:1",
+                "U1",
+                'Request times of GET /a<b> "x"',
+                thread=head,
+                file=Attachment("release-1-check-1-chart-1.png", "GET /a<b>: 1 → 2", png),
+            ),
+        ),
+    ]
+    html = page(delivered, title="t", recipient="U1")
+    image = html.index(f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}"')
+    assert html.index("+15m check") < html.index("GET /a&lt;b&gt;: 1 → 2") < image
+    assert 'alt="Request times of GET /a&lt;b&gt; &quot;x&quot;"' in html
+    assert "<not html>" not in html
