@@ -2,7 +2,8 @@
 
 ``python -m benchmarks.charts`` prints, for routes of 100 to 100,000 spans per version, the
 median over 20 renders of :func:`feedbot.digest.chart.render` (latency panel alone, and with the
-error panel), and the PNG's size. The first render of the process (font loading) is left out.
+error panel) in wall-clock and in CPU time (steadier on a shared machine), and the PNG's size.
+The first render of the process (font loading) is left out.
 """
 
 from __future__ import annotations
@@ -26,27 +27,28 @@ def sides(n: int) -> tuple[chart.Side, chart.Side]:
     return base, new
 
 
-def run(repeats: int = REPEATS) -> list[tuple[int, bool, float, int]]:
-    """``(spans, with errors, median ms, PNG bytes)`` per case."""
+def run(repeats: int = REPEATS) -> list[tuple[int, bool, float, float, int]]:
+    """``(spans, with errors, median wall ms, median CPU ms, PNG bytes)`` per case."""
     chart.render("GET /warm-up", *sides(100))
     rows = []
     for n in SPANS:
         base, new = sides(n)
         for errors in (False, True):
-            times, size = [], 0
+            times, cpu, size = [], [], 0
             for _ in range(repeats):
-                started = time.perf_counter()
+                started, used = time.perf_counter(), time.process_time()
                 size = len(chart.render("POST /vaults/{id}/items", base, new, errors=errors).png)
                 times.append((time.perf_counter() - started) * 1000)
-            rows.append((n, errors, statistics.median(times), size))
+                cpu.append((time.process_time() - used) * 1000)
+            rows.append((n, errors, statistics.median(times), statistics.median(cpu), size))
     return rows
 
 
 def main() -> None:
-    print(f"{'spans':>8}  {'panels':>16}  {'median ms':>9}  {'PNG KiB':>7}")
-    for n, errors, ms, size in run():
+    print(f"{'spans':>8}  {'panels':>16}  {'wall ms':>8}  {'CPU ms':>7}  {'PNG KiB':>7}")
+    for n, errors, ms, cpu, size in run():
         panels = "latency + errors" if errors else "latency"
-        print(f"{n:>8}  {panels:>16}  {ms:>9.1f}  {size / 1024:>7.1f}")
+        print(f"{n:>8}  {panels:>16}  {ms:>8.1f}  {cpu:>7.1f}  {size / 1024:>7.1f}")
 
 
 if __name__ == "__main__":
