@@ -7,6 +7,8 @@
   send due messages, prune spans) and the APScheduler job that repeats it.
 - :mod:`~feedbot.checks.runner` claims a due check and runs plan → collect → analyse against
   the trace backend; ``feedbot report`` runs the same steps once, without a store.
+- :mod:`~feedbot.checks.charts` picks the changed routes that get a chart in the thread and
+  draws them (outside any transaction).
 - :mod:`~feedbot.checks.recorder` commits a check's outcome and its messages in one
   transaction, only while this replica holds the check's lease.
 - :mod:`~feedbot.checks.digests` is the weekly digest job, queued once across replicas.

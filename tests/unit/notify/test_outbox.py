@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from feedbot.clock import FixedClock
 from feedbot.errors import DeliveryError
-from feedbot.notify.base import Message, Receipt
+from feedbot.notify.base import Attachment, Message, Receipt
 from feedbot.notify.outbox import OutboxSender, enqueue
 from feedbot.store import queries
 from feedbot.store.db import make_engine, make_sessions
@@ -416,3 +416,35 @@ def test_a_reply_waits_for_the_earlier_replies_of_its_thread(
     clock.set(state["r0"].next_attempt_at)
     sender(db_sessions, notifier, clock, "a").send_due()
     assert notifier.keys == ["r0", "r1"]
+
+
+def test_a_chart_waits_for_the_reply_before_it_and_carries_its_file(
+    db_session: Session, db_sessions: sessionmaker[Session], clock: FixedClock
+) -> None:
+    release = add_release(db_session, clock, replies=1)
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+    enqueue(
+        db_session,
+        key="c0",
+        kind="chart",
+        recipient="U1",
+        text="alt text",
+        file=Attachment("c0.png", "GET /x: 1 → 2", png),
+        now=clock.now(),
+        release=release,
+    )
+    state = rows(db_session)
+    state["p"].state, state["p"].channel, state["p"].ts = "sent", "C1", "1.0"
+    state["r0"].attempts, state["r0"].next_attempt_at = 1, clock.now() + LEASE  # in its backoff
+    db_session.commit()
+    notifier = RecordingNotifier()
+
+    assert sender(db_sessions, notifier, clock, "a").send_due().waiting == 1
+    assert notifier.keys == []  # the chart does not overtake the reply it belongs to
+    clock.set(state["r0"].next_attempt_at)
+    sender(db_sessions, notifier, clock, "a").send_due()
+    assert notifier.keys == ["r0", "c0"]
+    chart = notifier.posts[1]
+    assert chart.file == Attachment("c0.png", "GET /x: 1 → 2", png)
+    assert (chart.text, chart.thread) == ("alt text", Receipt("C1", "1.0"))
+    assert rows(db_session)["c0"].state == "sent"
