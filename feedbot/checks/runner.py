@@ -212,13 +212,17 @@ class CheckRunner:
         ctx = plan.context
         if charted is None or ctx.baseline_version is None:
             return done
-        drawn = charts.draw(
-            done.analysis,
-            candidate=collected.candidate,
-            baseline=collected.baseline,
-            versions=(ctx.baseline_version, ctx.version),
-            charted=charted,
-        )
+        try:
+            drawn = charts.draw(
+                done.analysis,
+                candidate=collected.candidate,
+                baseline=collected.baseline,
+                versions=(ctx.baseline_version, ctx.version),
+                charted=charted,
+            )
+        except Exception:  # a picture that cannot be drawn must not cost the check its reply
+            log.exception("charts of %s %s could not be drawn", ctx.service, ctx.version)
+            return done
         return replace(done, charts=drawn)
 
 

@@ -165,7 +165,7 @@ def render(route: str, baseline: Side, candidate: Side, *, errors: bool = False)
 def _latency_panel(ax: Axes, baseline: Side, candidate: Side) -> None:
     """Overlaid histograms of both versions on log-spaced bins, as shares of their requests."""
     both = np.concatenate([baseline.durations_ms, candidate.durations_ms])
-    both = both[both > 0]
+    both = both[np.isfinite(both) & (both > 0)]  # a log axis shows neither 0 nor inf
     if both.size == 0:
         ax.text(0.5, 0.5, "no request times", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
@@ -179,7 +179,7 @@ def _latency_panel(ax: Axes, baseline: Side, candidate: Side) -> None:
     edges = np.geomspace(low, high, bins + 1)
     for side, colour, alpha in ((baseline, _BASE_COLOUR, 0.45), (candidate, _NEW_COLOUR, 0.55)):
         ax.plot([], [], color=colour, linewidth=10, alpha=0.8, label=median_label(side))
-        values = side.durations_ms[side.durations_ms > 0]
+        values = side.durations_ms[np.isfinite(side.durations_ms) & (side.durations_ms > 0)]
         if values.size == 0:
             continue
         counts, _ = np.histogram(values, bins=edges)

@@ -116,3 +116,11 @@ def test_error_rate_interval_holds_the_rate() -> None:
     assert rate == pytest.approx(0.05)
     assert 0.02 < low < rate < high < 0.1
     assert chart.error_rate(chart.Side("v", np.empty(0), 0, 0)) == (0.0, 0.0, 0.0)
+
+
+def test_zero_and_infinite_durations_are_left_off_the_log_axis() -> None:
+    odd = np.array([0.0, np.inf, 5.0, 6.0, 7.0])
+    figure = chart.figure("GET /x", chart.Side("1.0.0", odd, 5), side("2.0.0", 20))
+    low, high = figure.axes[0].get_xlim()
+    assert 0 < low <= 5.0 and np.isfinite(high)
+    assert size_of(chart.png(figure)) == (800, 450)
