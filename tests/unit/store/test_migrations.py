@@ -43,7 +43,7 @@ def test_the_file_columns_go_and_come_back(tmp_path: Path) -> None:
             config = alembic_config()
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
-            command.downgrade(config, "0004")
+            command.downgrade(config, "0005")
         assert not FILE_COLUMNS & {c["name"] for c in inspect(engine).get_columns("deliveries")}
         with engine.begin() as connection:
             config.attributes["connection"] = connection
