@@ -16,6 +16,7 @@ shared/reference/detection-methods.md. Pure: no I/O.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -102,8 +103,20 @@ def _targets(change: Change) -> list[_Target]:
     return [_Target(None, change.file, change.lines)] if change.file else []
 
 
+_SEPARATORS = re.compile(r"::|[:/\\#$+]")
+_GO_RECEIVER = re.compile(r"\(\*?([^()*]+)\)")
+_DOTS = re.compile(r"\.{2,}")
+
+
 def _norm_function(name: str) -> str:
-    return name.replace("::", ".").replace(":", ".").replace("/", ".").strip(".")
+    """One spelling for every language's qualified name, so that they compare by dotted parts.
+
+    ``Acme::Vault#deposit``, ``App\\Http\\VaultController::deposit``, ``com.acme.Vault$Ledger.post``,
+    ``Acme.Deposits.DepositService+Audit.Record`` and ``github.com/acme/deposits.(*Account).Deposit``
+    become dotted paths (the Go receiver ``(*Account)`` as ``Account``).
+    """
+    name = _GO_RECEIVER.sub(r"\1", name)
+    return _DOTS.sub(".", _SEPARATORS.sub(".", name)).strip(".")
 
 
 def _norm_path(path: str) -> str:

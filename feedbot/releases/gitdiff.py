@@ -14,10 +14,11 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 from feedbot.errors import GitError
+from feedbot.releases import code
 from feedbot.releases.event import Change
 from feedbot.releases.pysource import Hunk, LineRange, describe, merge_ranges
 
@@ -271,10 +272,11 @@ def changes_between(repo: Path, since: str, until: str = "HEAD") -> list[Change]
         until: the revision being deployed.
 
     Returns:
-        One change per file. Python files name the innermost functions their changed lines
-        fall in plus the functions they deleted, and which of those open a span; a Python file
-        whose hunks only touch docstrings, comments or blank lines is left out. Other, binary
-        or unparseable files carry lines only; deleted files carry no lines.
+        One change per file. Python files (and Java, Kotlin, Go, JavaScript, TypeScript, C#,
+        Ruby and PHP ones, :mod:`feedbot.releases.code`) name the innermost functions their
+        changed lines fall in plus the functions they deleted, and which of those open a span;
+        such a file whose hunks only touch docstrings, comments or blank lines is left out.
+        Other, binary or unparseable files carry lines only; deleted files carry no lines.
 
     Raises:
         GitError: a revision is unknown or git failed.
@@ -284,12 +286,26 @@ def changes_between(repo: Path, since: str, until: str = "HEAD") -> list[Change]
         repo, "diff", "-U0", "--no-color", "--no-ext-diff", "--no-textconv", "--no-relative",
         "-M", "--src-prefix=a/", "--dst-prefix=b/", f"{old_sha}..{new_sha}", "--",
     )  # fmt: skip
-    found = (_change(repo, entry, old_sha, new_sha) for entry in parse_diff(diff))
+    go_modules: dict[str, str | None] = {}
+    found = (_change(repo, entry, old_sha, new_sha, go_modules) for entry in parse_diff(diff))
     return [change for change in found if change is not None]
 
 
-def _change(repo: Path, entry: FileDiff, old_sha: str, new_sha: str) -> Change | None:
+def _change(
+    repo: Path, entry: FileDiff, old_sha: str, new_sha: str, go_modules: dict[str, str | None]
+) -> Change | None:
     path = entry.new_path or entry.old_path
+    if not entry.binary and path and code.reads(path):
+        sha = new_sha if entry.new_path else old_sha
+        go = _go_package(repo, sha, path, go_modules) if path.endswith(".go") else None
+        return code.describe(
+            old_path=entry.old_path,
+            new_path=entry.new_path,
+            old=_text_blob(repo, old_sha, entry.old_path),
+            new=_text_blob(repo, new_sha, entry.new_path),
+            hunks=entry.hunks,
+            go_package=go,
+        )
     if entry.binary or not (path or "").endswith(".py"):
         return Change(file=path, lines=entry.lines)
     return describe(
@@ -305,3 +321,38 @@ def _blob(repo: Path, sha: str, path: str | None) -> bytes | None:
     if path is None or not path.endswith(".py"):
         return None
     return git(repo, "cat-file", "blob", f"{sha}:{path}")
+
+
+def _text_blob(repo: Path, sha: str, path: str | None) -> bytes | None:
+    return None if path is None else git(repo, "cat-file", "blob", f"{sha}:{path}")
+
+
+_GO_MODULE = re.compile(rb"^\s*module\s+\"?([^\s\"/]+[^\s\"]*)\"?", re.MULTILINE)
+
+
+def _go_package(repo: Path, sha: str, path: str, modules: dict[str, str | None]) -> str | None:
+    """The import path of a Go file's package: the nearest ``go.mod``'s module + the directory."""
+    directory = PurePosixPath(path).parent
+    for folder in (directory, *directory.parents):
+        key = f"{sha}:{folder}"
+        if key not in modules:
+            modules[key] = _go_module(repo, sha, folder)
+        module = modules[key]
+        if module is not None:
+            rest = directory.relative_to(folder).as_posix()
+            return module if rest == "." else f"{module}/{rest}"
+    return None
+
+
+def go_module_path(go_mod: bytes) -> str | None:
+    """The module path a ``go.mod`` declares, or None."""
+    match = _GO_MODULE.search(go_mod)
+    return match[1].decode("utf-8", "replace") if match else None
+
+
+def _go_module(repo: Path, sha: str, folder: PurePosixPath) -> str | None:
+    name = "go.mod" if str(folder) == "." else f"{folder}/go.mod"
+    try:
+        return go_module_path(git(repo, "cat-file", "blob", f"{sha}:{name}"))
+    except GitError:
+        return None
