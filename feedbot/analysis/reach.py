@@ -111,9 +111,10 @@ _DOTS = re.compile(r"\.{2,}")
 def _norm_function(name: str) -> str:
     """One spelling for every language's qualified name, so that they compare by dotted parts.
 
-    ``Acme::Vault#deposit``, ``App\\Http\\VaultController::deposit``, ``com.acme.Vault$Ledger.post``,
-    ``Acme.Deposits.DepositService+Audit.Record`` and ``github.com/acme/deposits.(*Account).Deposit``
-    become dotted paths (the Go receiver ``(*Account)`` as ``Account``).
+    ``Acme::Vault#deposit``, ``App\\Http\\VaultController::deposit``,
+    ``com.acme.Vault$Ledger.post``, ``Acme.Deposits.DepositService+Audit.Record`` and
+    ``github.com/acme/deposits.(*Account).Deposit`` become dotted
+    paths (the Go receiver ``(*Account)`` as ``Account``).
     """
     name = _GO_RECEIVER.sub(r"\1", name)
     return _DOTS.sub(".", _SEPARATORS.sub(".", name)).strip(".")

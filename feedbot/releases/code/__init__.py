@@ -6,10 +6,10 @@ the caller reads the files and the diff. A changed function is named as that lan
 OpenTelemetry instrumentation names it in ``code.*``, so :mod:`feedbot.analysis.reach` can match
 it against the spans:
 
-- Java (the agent's ``code.namespace`` is the class, ``Class.getName()``): ``com.acme.Vault.deposit``,
-  nested classes ``com.acme.Vault$Ledger.post``, constructors ``<init>``; Kotlin likewise, and a
-  top-level function is a method of the file's class (``com.acme.VaultKt.open``, or its
-  ``@file:JvmName``).
+- Java (the agent's ``code.namespace`` is the class, ``Class.getName()``):
+  ``com.acme.Vault.deposit``, nested classes ``com.acme.Vault$Ledger.post``, constructors
+  ``<init>``; Kotlin likewise, and a top-level function is a method of the file's class
+  (``com.acme.VaultKt.open``, or its ``@file:JvmName``).
 - C# (namespace + type + method, ``Type.FullName``): ``Acme.Vault.DepositService.Deposit``,
   nested types joined with ``+``, constructors ``.ctor``.
 - Go (the runtime's function name): ``github.com/acme/vault/deposits.Deposit``,
@@ -313,7 +313,8 @@ class _Walker:
                 self.walk(child, [*scopes, _Scope("type", name)] if name else scopes)
             elif g.name in ("javascript", "typescript", "tsx") and self._object_scope(child):
                 declared = child.child_by_field_name("name")
-                self.walk(child, [*scopes, _Scope("type", _text(declared))])
+                label = _text(declared) if declared is not None else ""
+                self.walk(child, [*scopes, _Scope("type", label)])
             else:
                 self.walk(child, scopes)
 

@@ -38,7 +38,8 @@ EDITS = [
      "com.acme.vault.Vault$Ledger.post", False),
     ("Vault.java", "src/main/java/com/acme/vault/Vault.java", "map(e -> e * 1)",
      "com.acme.vault.Vault.history", False),
-    ("Deposits.kt", "src/main/kotlin/com/acme/vault/Deposits.kt", "return repository.add(account, -cents)",
+    ("Deposits.kt", "src/main/kotlin/com/acme/vault/Deposits.kt",
+     "return repository.add(account, -cents)",
      "com.acme.vault.DepositService.refund", True),
     ("Deposits.kt", "src/main/kotlin/com/acme/vault/Deposits.kt", "associateWith { repository",
      "com.acme.vault.DepositService.balances", False),
@@ -124,14 +125,16 @@ def test_overloads_share_the_name_instrumentation_gives_them() -> None:
     ("sample", "path", "comment"),
     [
         ("Vault.java", "Vault.java", "one account."),
-        ("deposits.go", "deposits.go", "// Deposit adds cents to the account, in a span of its own."),
+        ("deposits.go", "deposits.go", "// Deposit adds cents to the account"),
         ("vault.rb", "vault.rb", "# frozen_string_literal: true"),
         ("VaultController.php", "VaultController.php", "<?php\n"),
     ],
 )  # fmt: skip
 def test_a_comment_only_hunk_is_no_change(sample: str, path: str, comment: str) -> None:
     old = (SAMPLES / sample).read_text()
-    new = old.replace(comment, comment + " Reviewed." if comment != "<?php\n" else "<?php\n// Reviewed.\n", 1)
+    new = old.replace(
+        comment, comment + " Reviewed." if comment != "<?php\n" else "<?php\n// Reviewed.\n", 1
+    )
     (line,) = [i for i, text in enumerate(new.splitlines(), 1) if "Reviewed." in text]
     hunks = [Hunk(line, 1, line, 1) if old.count("\n") == new.count("\n") else Hunk(1, 0, line, 1)]
     assert code.describe(old_path=path, new_path=path, old=old, new=new, hunks=hunks) is None
