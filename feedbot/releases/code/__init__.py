@@ -197,10 +197,13 @@ def describe(
 
 
 def js_module(path: str) -> str:
-    """The dotted module of a JavaScript/TypeScript path: ``src/vault/index.ts`` → ``vault``."""
+    """The dotted module of a JavaScript/TypeScript path: ``web/src/vault/index.ts`` → ``vault``.
+
+    The path is taken from below its last ``src`` folder (a monorepo's package roots), if any.
+    """
     parts = list(PurePosixPath(path).with_suffix("").parts)
-    if parts[:1] == ["src"]:
-        parts = parts[1:]
+    if "src" in parts[:-1]:
+        parts = parts[len(parts) - 1 - parts[::-1].index("src") + 1 :]
     if parts[-1:] == ["index"]:
         parts = parts[:-1]
     return ".".join(parts)

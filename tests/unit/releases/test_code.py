@@ -233,3 +233,58 @@ def test_a_change_elsewhere_is_not_matched() -> None:
     change = Change(file="Vault.java", functions=("com.acme.vault.Vault.deposit",))
     seen = _seen({"code.namespace": "com.acme.vault.Ledger", "code.function": "deposit"}, 5)
     assert not reach.matches(reach._Target(change.functions[0], None, ()), seen)
+
+
+# --- notify-deploy: a git range with Go (module path from go.mod), Java and TypeScript ---------
+
+
+def test_changes_between_names_functions_in_every_language(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from feedbot.releases.gitdiff import changes_between
+
+    root = tmp_path / "repo"
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": str(tmp_path / "none"), "GIT_CONFIG_NOSYSTEM": "1"}
+
+    def git(*args: str) -> str:
+        command = ["git", "-c", "user.name=Bill", "-c", "user.email=bill@acme.example"]
+        command += ["-c", "commit.gpgsign=false", "-C", str(root), *args]
+        done = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
+        return done.stdout.strip()
+
+    files = {
+        "svc/go.mod": "module github.com/acme/vault\n\ngo 1.22\n",
+        "svc/deposits/deposits.go": "deposits.go",
+        "api/src/main/java/com/acme/vault/Vault.java": "Vault.java",
+        "web/src/vault/ledger.ts": "ledger.ts",
+    }
+    root.mkdir()
+    git("init", "-q", "-b", "main")
+    for path, sample in files.items():
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(sample if path.endswith("go.mod") else (SAMPLES / sample).read_text())
+    git("add", "-A")
+    git("commit", "-q", "-m", "one")
+    since = git("rev-parse", "HEAD")
+    for path, needle in [
+        ("svc/deposits/deposits.go", "a.Cents += cents"),
+        ("api/src/main/java/com/acme/vault/Vault.java", "            return cents;"),
+        ("web/src/vault/ledger.ts", "this.entries.push(entry);"),
+    ]:
+        target = root / path
+        target.write_text(target.read_text().replace(needle, needle + " // reviewed"))
+    git("commit", "-q", "-am", "two")
+    found = {c.file: (c.functions, c.traced) for c in changes_between(root, since)}
+    assert found == {
+        "svc/deposits/deposits.go": (
+            ("github.com/acme/vault/deposits.(*Account).Deposit",),
+            ("github.com/acme/vault/deposits.(*Account).Deposit",),
+        ),
+        "api/src/main/java/com/acme/vault/Vault.java": (
+            ("com.acme.vault.Vault$Ledger.post",),
+            (),
+        ),
+        "web/src/vault/ledger.ts": (("vault.ledger.Ledger.post",), ()),
+    }
