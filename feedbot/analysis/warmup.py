@@ -170,6 +170,7 @@ def _apply(group: SpanGroupStats, slow: set[str], min_samples: int) -> tuple[Spa
         early=group.early[keep],
         errored=group.errored[keep] if group.errored.size else group.errored,
         labels=group.labels[keep] if group.labels.size else group.labels,
+        starts_ns=group.starts_ns[keep] if group.starts_ns.size else group.starts_ns,
         warmup_excluded=dropped,
     ), 0
 

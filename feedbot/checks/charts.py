@@ -118,7 +118,9 @@ def draw(
         picture = chart.render(
             want.span,
             chart.Side(versions[0], base.durations_ms, base.count, base.errors),
-            chart.Side(versions[1], new.durations_ms, new.count, new.errors),
+            chart.Side(
+                versions[1], new.durations_ms, new.count, new.errors, new.starts_ns, new.errored
+            ),
             errors=want.errors,
         )
         out.append(RouteChart(want.ident, want.span, picture.png, picture.title, picture.alt))

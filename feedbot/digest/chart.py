@@ -3,7 +3,9 @@
 One figure per route, sized for a phone (800 × 450 px, large type): the share of requests per
 duration on a log axis, the baseline behind the new version, each median marked by a dashed line
 and named in the legend (``1.0.0: 20 ms``). When the route's errors rose, a second panel shows
-each version's error rate with its 95% interval.
+the new version's error rate over its window (minutes since its first span) against the
+baseline's rate as a dashed line; without start times, each version's rate as a bar with its 95%
+interval.
 
 The figure is drawn with matplotlib's object API on the Agg canvas (no display, no pyplot state)
 and saved to PNG bytes in memory, with fixed fonts and no ``Software`` stamp, so the same data
@@ -17,7 +19,7 @@ import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import matplotlib
@@ -46,6 +48,9 @@ _RC: dict[str, Any] = {
     "legend.title_fontsize": 15,
 }
 _LOCK = threading.RLock()
+#: The error timeline: at most this many bins, each of about this many spans at least.
+MAX_BINS = 12
+MIN_BIN_SPANS = 25
 
 
 @dataclass(frozen=True)
@@ -57,12 +62,16 @@ class Side:
         durations_ms: The spans' durations in milliseconds.
         count: Spans in all (errors are a share of these).
         errors: Spans with error status.
+        starts_ns: Per duration, its span's start (ns); empty when unknown.
+        errored: Per duration, whether its span failed; empty when unknown.
     """
 
     version: str
     durations_ms: npt.NDArray[np.float64]
     count: int
     errors: int = 0
+    starts_ns: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
+    errored: npt.NDArray[np.bool_] = field(default_factory=lambda: np.empty(0, np.bool_))
 
 
 @dataclass(frozen=True)
@@ -198,8 +207,47 @@ def _latency_panel(ax: Axes, baseline: Side, candidate: Side) -> None:
     _tidy(ax)
 
 
+def error_timeline(
+    side: Side, *, max_bins: int = MAX_BINS, min_spans: int = MIN_BIN_SPANS
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
+    """A version's error rate over its window: (bin middles in minutes from its first span, rates).
+
+    Equal-width bins over the first to the last span, as many as keep about ``min_spans`` spans
+    each (at most ``max_bins``); None without start times and error flags, or with under two bins.
+    """
+    starts, errored = side.starts_ns, side.errored
+    if starts.size == 0 or starts.size != errored.size:
+        return None
+    bins = min(max_bins, starts.size // min_spans)
+    if bins < 2:
+        return None
+    minutes = (starts - starts.min()) / 60e9
+    edges = np.linspace(0.0, float(minutes.max()) or 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, minutes, side="right") - 1, 0, bins - 1)
+    spans = np.bincount(which, minlength=bins)
+    failed = np.bincount(which, weights=errored.astype(np.float64), minlength=bins)
+    seen = spans > 0
+    middles = (edges[:-1] + edges[1:]) / 2
+    return middles[seen], failed[seen] / spans[seen]
+
+
 def _error_panel(ax: Axes, baseline: Side, candidate: Side) -> None:
-    """Each version's error rate as a bar with its 95% interval."""
+    """The new version's error rate over its window against the baseline's; bars without times."""
+    timeline = error_timeline(candidate)
+    if timeline is not None:
+        middles, over_time = timeline
+        before = 100 * error_rate(baseline)[0]
+        ax.axhline(before, color=_BASE_COLOUR, linestyle="--", linewidth=2.5)
+        ax.plot(middles, 100 * over_time, color=_NEW_COLOUR, marker="o", linewidth=2.5)
+        top = max(1.0, float(np.max(100 * over_time)) * 1.3, before * 1.3)
+        ax.text(middles[0], before + top * 0.03, f"{_shorten(baseline.version, 10)}: "
+                f"{before:.1f}%", color="#555555", fontsize=13)  # fmt: skip
+        ax.set_ylim(0, top)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}%"))
+        ax.set_title("errors", loc="left", fontsize=15)
+        ax.set_xlabel("minutes since deploy")
+        _tidy(ax)
+        return
     rates = [error_rate(baseline), error_rate(candidate)]
     values = [100 * r for r, _, _ in rates]
     below = [100 * (r - lo) for r, lo, _ in rates]

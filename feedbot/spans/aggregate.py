@@ -346,8 +346,7 @@ class Aggregator:
             group.instances.append(index)
             group.errored.append(is_error)
             group.labels.add(labels)
-            if self._warmup_ns:
-                group.starts.append(start_ns)
+            group.starts.append(start_ns)
         if self._warmup_ns and instance is not None:
             first = self._first.get(instance)
             if first is None or start_ns < first:

@@ -48,7 +48,7 @@ def fold(aggregator: Aggregator, columns: SpanColumns) -> None:
         indexes[code] = aggregator.tally(columns.keys[code]).index
     group = indexes[columns.key_codes]
     indexed = aggregator.tallies
-    _count(indexed, group, columns, aggregator.warmup_ns > 0)
+    _count(indexed, group, columns)
     if len(columns):
         aggregator.observe(int(columns.starts.min()), int(columns.starts.max()))
     if aggregator.warmup_ns:
@@ -72,9 +72,7 @@ def _segments(group: npt.NDArray[np.intp]) -> list[tuple[int, npt.NDArray[np.int
     return [(int(ordered[rows[0]]), order[rows]) for rows in np.split(np.arange(len(order)), cuts)]
 
 
-def _count(
-    indexed: list[GroupTally], group: npt.NDArray[np.intp], columns: SpanColumns, starts: bool
-) -> None:
+def _count(indexed: list[GroupTally], group: npt.NDArray[np.intp], columns: SpanColumns) -> None:
     for index, rows in _segments(group):
         tally = indexed[index]
         tally.count += len(rows)
@@ -93,8 +91,7 @@ def _count(
         tally.instances.frombytes(local[inverse].tobytes())
         tally.errored.frombytes(columns.errors[rows].astype(np.int8).tobytes())
         _labels(tally, columns, rows)
-        if starts:
-            tally.starts.frombytes(columns.starts[rows].tobytes())
+        tally.starts.frombytes(columns.starts[rows].tobytes())
 
 
 def _labels(tally: GroupTally, columns: SpanColumns, rows: npt.NDArray[np.intp]) -> None:

@@ -36,7 +36,7 @@ class GroupTally:
     untimed: int = 0  # Spans without an end time: counted, but no duration.
     durations: array[float] = field(default_factory=lambda: array("d"))
     instances: array[int] = field(default_factory=lambda: array("i"))
-    # Span starts, kept only when a warm-up is to be left out.
+    # Per duration: its span's start (ns since the epoch).
     starts: array[int] = field(default_factory=lambda: array("q"))
     instance_ids: dict[str | None, int] = field(default_factory=dict)
     exceptions: dict[str, list[Any]] = field(default_factory=dict)
@@ -110,6 +110,7 @@ class GroupTally:
             instances=instances[: None if named else 0].copy(),
             instance_names=names if named else (),
             errored=errored,
+            starts_ns=np.frombuffer(self.starts, dtype=np.int64).copy(),
             labels=labels.copy(),
             label_sets=sets,
             exceptions=tuple(

@@ -28,6 +28,10 @@ def _ints() -> npt.NDArray[np.int32]:
     return np.empty(0, dtype=np.int32)
 
 
+def _starts() -> npt.NDArray[np.int64]:
+    return np.empty(0, dtype=np.int64)
+
+
 def _flags() -> npt.NDArray[np.bool_]:
     return np.empty(0, dtype=np.bool_)
 
@@ -119,6 +123,8 @@ class SpanGroupStats:
     not keep it (or, for labels, no span carried one).
     ``critical_path`` is where the spans' time went (:class:`CriticalPath`); None when no span
     of the group had a child, or when the backend aggregates on its side (ClickHouse).
+    ``starts_ns`` holds, per duration, its span's start (ns since the epoch); empty when the
+    backend did not keep it.
     """
 
     name: str
@@ -140,6 +146,7 @@ class SpanGroupStats:
     labels: npt.NDArray[np.int32] = field(default_factory=_ints, compare=False, repr=False)
     label_sets: tuple[tuple[tuple[str, str], ...], ...] = field(default=(), repr=False)
     critical_path: CriticalPath | None = field(default=None, compare=False, repr=False)
+    starts_ns: npt.NDArray[np.int64] = field(default_factory=_starts, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

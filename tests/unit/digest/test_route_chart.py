@@ -124,3 +124,30 @@ def test_zero_and_infinite_durations_are_left_off_the_log_axis() -> None:
     low, high = figure.axes[0].get_xlim()
     assert 0 < low <= 5.0 and np.isfinite(high)
     assert size_of(chart.png(figure)) == (800, 450)
+
+
+def test_errors_over_the_window_show_when_the_new_version_started_failing() -> None:
+    # 600 requests over 30 minutes; errors begin 20 minutes in (a cache expiring, a quota).
+    n, minute = 600, 60 * 10**9
+    starts = np.sort(np.random.default_rng(3).integers(0, 30 * minute, n)).astype(np.int64)
+    errored = (starts >= 20 * minute) & (np.arange(n) % 5 == 0)
+    new = chart.Side("2.0.0", np.full(n, 20.0), n, int(errored.sum()), starts + 10**18, errored)
+    timeline = chart.error_timeline(new)
+    assert timeline is not None
+    middles, rates = timeline
+    assert 2 <= len(middles) <= chart.MAX_BINS and np.all(np.diff(middles) > 0)
+    assert np.all(rates[middles < 19] == 0) and np.all(rates[middles > 21] > 0.1)
+
+    fig = chart.figure("GET /x", side("1.0.0", 20, errors=2), new, errors=True)
+    drawn = texts(fig)
+    assert {"errors", "minutes since deploy", "1.0.0: 0.2%"} <= set(drawn)
+    (line,) = [ln for ln in fig.axes[1].get_lines() if ln.get_marker() == "o"]
+    assert np.allclose(line.get_ydata(), 100 * rates)
+
+
+def test_without_start_times_errors_are_one_bar_per_version() -> None:
+    base, new = side("1.0.0", 20, errors=4), side("2.0.0", 20, errors=40)
+    assert chart.error_timeline(new) is None
+    few = chart.Side("2.0.0", np.full(30, 5.0), 30, 3, np.arange(30), np.arange(30) < 3)
+    assert chart.error_timeline(few) is None  # one bin of 25 spans is no timeline
+    assert "errors" in texts(chart.figure("GET /x", base, new, errors=True))
