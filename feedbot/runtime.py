@@ -116,7 +116,7 @@ def build_runtime(
         lease=settings.checks.lease,
         metrics=metrics,
         tracer=tracer,
-        home=HomeService(sessions=sessions, settings=settings, clock=clock).view,
+        home=HomeService(sessions=sessions, settings=settings, clock=clock).render,
     )
     ticker = Ticker(
         runner=runner, sender=sender, backend=backend, traces=settings.traces, clock=clock

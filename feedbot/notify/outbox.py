@@ -16,9 +16,9 @@ instead of sending it twice. Slack 429/5xx and outages leave the row pending wit
 A ``home`` row (queued when a check of someone's release finished) publishes that person's
 Home tab. It carries no view: the sender renders the view when it sends (``home=``), so a row
 retried after a 429 never publishes an older view over a newer one. Publishing replaces the
-whole view, so these rows are delivered at least once (no :meth:`Notifier.find`), and once one
-is published the older pending ones of the same person are marked sent without a call
-(coalesced), so a burst of checks does not flood Slack.
+whole view, so these rows are delivered at least once (no :meth:`Notifier.find`); a row with a
+newer pending one for the same person is marked sent without a call, and once one is published
+the older pending ones are too (coalesced), so a burst of checks does not flood Slack.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from feedbot.store.models import Delivery, Release
 from feedbot.telemetry import NullTracer, Tracer
 
 log = logging.getLogger(__name__)
-#: Renders a person's Home tab view from the store: user id → ``{"type": "home", ...}``.
-HomeRenderer = Callable[[str], Mapping[str, Any]]
+#: Renders a person's Home tab view from the store: (session, user id) → ``{"type": "home", …}``.
+HomeRenderer = Callable[[Session, str], Mapping[str, Any]]
 
 
 def enqueue(
@@ -281,8 +281,14 @@ class OutboxSender:
     def _publish_home(self, session: Session, delivery: Delivery) -> Receipt:
         """Render the person's Home tab now and publish it; older pending ones are coalesced."""
         user = delivery.recipient
+        if queries.newer_home_pending(session, recipient=user, after_id=delivery.id):
+            # The newer row renders the view afresh when it goes out: this one adds nothing.
+            log.info(
+                "home tab of %s: a newer publication is queued; %s skipped", user, delivery.key
+            )
+            return Receipt(channel=user, ts="")
         if self._home is not None and isinstance(self._notifier, HomePublisher):
-            self._notifier.publish_home(user, self._home(user))
+            self._notifier.publish_home(user, self._home(session, user))
         coalesced = queries.coalesce_home_deliveries(
             session,
             recipient=user,

@@ -53,9 +53,14 @@ class HomeService:
     def view(self, user_id: str) -> dict[str, Any]:
         """The Home tab view of ``user_id`` (a ``home`` view of at most 100 blocks)."""
         with self._sessions() as session:
-            shipped = queries.releases_shipped_by(session, user_id, limit=MAX_RELEASES + 1)
-            releases = [self._release(session, r) for r in shipped]
-            owned = [self._service(session, name) for name in self._owned_by(user_id)]
+            return self.render(session, user_id)
+
+    def render(self, session: Session, user_id: str) -> dict[str, Any]:
+        """:meth:`view` in the caller's session (the outbox sender's: one connection, which
+        SQLite needs while the sender's transaction holds its write lock)."""
+        shipped = queries.releases_shipped_by(session, user_id, limit=MAX_RELEASES + 1)
+        releases = [self._release(session, r) for r in shipped]
+        owned = [self._service(session, name) for name in self._owned_by(user_id)]
         return home_view(user_id, releases, owned)
 
     def _owned_by(self, user_id: str) -> list[str]:

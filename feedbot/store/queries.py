@@ -465,6 +465,17 @@ def releases_shipped_by(session: Session, user_id: str, *, limit: int) -> list[R
     return list(session.scalars(stmt))
 
 
+def newer_home_pending(session: Session, *, recipient: str, after_id: int) -> bool:
+    """Whether a Home tab publication of ``recipient`` queued after ``after_id`` is pending."""
+    stmt = select(Delivery.id).where(
+        Delivery.kind == "home",
+        Delivery.recipient == recipient,
+        Delivery.state == "pending",
+        Delivery.id > after_id,
+    )
+    return session.scalars(stmt.limit(1)).first() is not None
+
+
 def coalesce_home_deliveries(
     session: Session, *, recipient: str, before_id: int, worker: str, now: datetime
 ) -> int:
