@@ -247,7 +247,9 @@ class _Buttons:
             replace_original=False,
         )
 
-    def mute(self, body: dict[str, Any], action: dict[str, Any], respond: Any, client: Any) -> None:
+    def mute(
+        self, body: dict[str, Any], action: dict[str, Any], respond: Any, client: Any = None
+    ) -> None:
         """Mute the service's check replies and broadcasts for a while.
 
         Pressed in a message, the presser alone is told; pressed in the Home tab (which has no
@@ -272,7 +274,7 @@ class _Buttons:
             session.commit()
             until = row.until
         if from_home and self._home is not None:
-            if USER_ID.match(_user(body)):
+            if client is not None and USER_ID.match(_user(body)):
                 publish_home(self._home, client, _user(body))
             return
         respond(
