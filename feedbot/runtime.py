@@ -27,6 +27,7 @@ from feedbot.metrics import Metrics
 from feedbot.notify.base import Notifier
 from feedbot.notify.outbox import OutboxSender
 from feedbot.policy import DetectionPolicy
+from feedbot.slack.home import HomeService
 from feedbot.store import db
 from feedbot.telemetry import NullTracer, Tracer, build_tracer
 
@@ -115,6 +116,7 @@ def build_runtime(
         lease=settings.checks.lease,
         metrics=metrics,
         tracer=tracer,
+        home=HomeService(sessions=sessions, settings=settings, clock=clock).render,
     )
     ticker = Ticker(
         runner=runner, sender=sender, backend=backend, traces=settings.traces, clock=clock

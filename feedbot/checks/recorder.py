@@ -22,7 +22,7 @@ from feedbot.digest import blocks, text
 from feedbot.durations import format_duration
 from feedbot.notify.base import Attachment
 from feedbot.notify.outbox import enqueue
-from feedbot.releases.owners import NOBODY
+from feedbot.releases.owners import NOBODY, home_viewers
 from feedbot.retry import backoff
 from feedbot.store import acknowledgements as state
 from feedbot.store import queries
@@ -72,6 +72,7 @@ class CheckRecorder:
         )
         self._queue_reply(session, release, check, done, now)
         self._queue_status(session, release, check, now)
+        self._queue_home(session, release, check, now)
         failpoints.hit("check-before-commit")
         session.commit()
         log.info("check %d of release %d done by %s", check.id, release.id, self._worker)
@@ -208,6 +209,19 @@ class CheckRecorder:
         if service is None or not service.broadcast or not service.channel:
             return None
         return service.channel
+
+    def _queue_home(self, session: Session, release: Release, check: Check, now: datetime) -> None:
+        """Republish the Home tab of everyone it shows the release to (with Slack only).
+
+        The row carries no view: the sender renders it when it publishes (see
+        :mod:`feedbot.notify.outbox`), so the tab shows the store as it is then.
+        """
+        if not self._settings.slack.bot_token:
+            return
+        people = (release.author_slack, release.owner)
+        for user in home_viewers(release.service, people, self._settings):
+            enqueue(session, key=f"home:{user}:check:{check.id}", kind="home", recipient=user,
+                    text=f"Home tab of {user}", now=now, check_id=check.id)  # fmt: skip
 
     def _queue_status(
         self, session: Session, release: Release, check: Check, now: datetime

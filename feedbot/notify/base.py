@@ -85,3 +85,16 @@ class Notifier(Protocol):
     def lookup_user(self, email: str) -> str | None:
         """Return the user id for an e-mail address, or None when there is no such user."""
         ...
+
+
+@runtime_checkable
+class HomePublisher(Protocol):
+    """A notifier that can also publish a person's Home tab (Slack's ``views.publish``).
+
+    Publishing replaces the whole view, so publishing the same view twice is harmless: the
+    outbox delivers Home tab publications at least once (see :mod:`feedbot.notify.outbox`).
+    """
+
+    def publish_home(self, user_id: str, view: Mapping[str, Any]) -> None:
+        """Make ``view`` the Home tab of ``user_id``; failures raise ``DeliveryError``."""
+        ...

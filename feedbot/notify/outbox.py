@@ -12,13 +12,20 @@ work that produced it (a registered release, a finished check). :class:`OutboxSe
 
 A crash before step 3's record leaves ``attempts > 0``, so the next sender finds the message
 instead of sending it twice. Slack 429/5xx and outages leave the row pending with a backoff.
+
+A ``home`` row (queued when a check of someone's release finished) publishes that person's
+Home tab. It carries no view: the sender renders the view when it sends (``home=``), so a row
+retried after a 429 never publishes an older view over a newer one. Publishing replaces the
+whole view, so these rows are delivered at least once (no :meth:`Notifier.find`); a row with a
+newer pending one for the same person is marked sent without a call, and once one is published
+the older pending ones are too (coalesced), so a burst of checks does not flood Slack.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +37,7 @@ from feedbot import failpoints, logs
 from feedbot.clock import Clock
 from feedbot.errors import DeliveryError
 from feedbot.metrics import Metrics
-from feedbot.notify.base import Attachment, Message, Notifier, Receipt
+from feedbot.notify.base import Attachment, HomePublisher, Message, Notifier, Receipt
 from feedbot.releases.owners import split_lazy
 from feedbot.retry import backoff
 from feedbot.store import queries
@@ -38,6 +45,8 @@ from feedbot.store.models import Delivery, Release
 from feedbot.telemetry import NullTracer, Tracer
 
 log = logging.getLogger(__name__)
+#: Renders a person's Home tab view from the store: (session, user id) → ``{"type": "home", …}``.
+HomeRenderer = Callable[[Session, str], Mapping[str, Any]]
 
 
 def enqueue(
@@ -115,6 +124,8 @@ class OutboxSender:
         lease: how long a claimed row is this sender's before another may take it over.
         metrics: where each attempt's outcome is counted; a private one when None.
         tracer: where each attempt becomes a span; none when None.
+        home: renders a person's Home tab for ``home`` rows; without it (or a notifier that
+            cannot publish one) those rows are recorded as sent with nothing to do.
     """
 
     def __init__(
@@ -129,8 +140,10 @@ class OutboxSender:
         lease: timedelta = timedelta(minutes=2),
         metrics: Metrics | None = None,
         tracer: Tracer | None = None,
+        home: HomeRenderer | None = None,
     ) -> None:
         self._sessions = sessions
+        self._home = home
         self._notifier = notifier
         self._clock = clock
         self._worker = worker
@@ -248,6 +261,8 @@ class OutboxSender:
         )
 
     def _deliver(self, session: Session, delivery: Delivery) -> tuple[Receipt, Receipt | None]:
+        if delivery.kind == "home":
+            return self._publish_home(session, delivery), None
         thread = self._thread_of(session, delivery)
         if delivery.kind == "status":
             if thread is None:
@@ -262,6 +277,28 @@ class OutboxSender:
         else:
             log.info("delivery %s was already sent; recorded, not resent", delivery.key)
         return receipt, thread
+
+    def _publish_home(self, session: Session, delivery: Delivery) -> Receipt:
+        """Render the person's Home tab now and publish it; older pending ones are coalesced."""
+        user = delivery.recipient
+        if queries.newer_home_pending(session, recipient=user, after_id=delivery.id):
+            # The newer row renders the view afresh when it goes out: this one adds nothing.
+            log.info(
+                "home tab of %s: a newer publication is queued; %s skipped", user, delivery.key
+            )
+            return Receipt(channel=user, ts="")
+        if self._home is not None and isinstance(self._notifier, HomePublisher):
+            self._notifier.publish_home(user, self._home(session, user))
+        coalesced = queries.coalesce_home_deliveries(
+            session,
+            recipient=user,
+            before_id=delivery.id,
+            worker=self._worker,
+            now=self._clock.now(),
+        )
+        if coalesced:
+            log.info("home tab of %s published; %d older publications coalesced", user, coalesced)
+        return Receipt(channel=user, ts="")
 
     def _thread_of(self, session: Session, delivery: Delivery) -> Receipt | None:
         if delivery.kind == "parent" or delivery.release_id is None:

@@ -20,6 +20,8 @@ shares the file, so it is never repeated blindly either: after a lost answer the
 for a file of the same name (unique per message key) before uploading again; an upload that
 never completed stays private to the bot and is not seen.
 
+A person's Home tab is published with ``views.publish`` (:meth:`SlackNotifier.publish_home`).
+
 Required bot scopes: ``chat:write``, ``files:write``, ``im:write``, ``users:read.email`` and, for
 :meth:`find`, ``im:history`` (plus ``channels:history`` when posting to channels).
 """
@@ -71,6 +73,7 @@ NON_RETRYABLE_ERRORS = frozenset(
         "edit_window_closed", "invalid_arguments", "user_not_found", "cannot_dm_bot",
         "file_uploads_disabled", "file_uploads_except_images_disabled", "file_type_not_allowed",
         "file_upload_size_restricted", "alt_txt_too_large", "invalid_thread_ts",
+        "not_enabled", "view_too_large",
     }
 )  # fmt: skip
 
@@ -340,6 +343,15 @@ class SlackNotifier:
             channel = dm_or_channel
             found = _first_with_key(self._history(channel), message.key)
         return None if found is None else Receipt(channel=channel, ts=found)
+
+    def publish_home(self, user_id: str, view: Mapping[str, Any]) -> None:
+        """Publish ``view`` as the Home tab of ``user_id`` (``views.publish``).
+
+        Unlike a post, a publication is safe to repeat: the retry handlers retry it after a 5xx
+        or a dropped connection too.
+        """
+        with _translated("views.publish", user_id):
+            self._client.views_publish(user_id=user_id, view=dict(view))
 
     def lookup_user(self, email: str) -> str | None:
         """Find a user by e-mail; None on ``users_not_found``."""

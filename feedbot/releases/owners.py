@@ -9,6 +9,8 @@ channel. The plan is stored as a recipient spec: a plain id or channel, or
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from feedbot.config import Settings
@@ -18,6 +20,8 @@ EMAIL_PREFIX = "email:"
 #: The recipient of a release nobody owns: no Slack id, no ``people[]`` match, no service owner
 #: or channel, no digest channel. The console prints it; Slack refuses it, naming what to set.
 NOBODY = ""
+#: A Slack user id: only people have a Home tab (``owners`` may also name channels).
+USER_ID = re.compile(r"^[UW][A-Z0-9]{2,30}$")
 
 
 @dataclass(frozen=True)
@@ -66,3 +70,11 @@ def _fallback(service: str, settings: Settings) -> tuple[str, str]:
     if settings.slack.weekly_digest.channel:
         return settings.slack.weekly_digest.channel, "slack.weekly_digest.channel"
     return NOBODY, "no owner configured"
+
+
+def home_viewers(service: str, people: Iterable[str | None], settings: Settings) -> list[str]:
+    """Whose Home tab shows a release of ``service``: ``people`` (its author's Slack id and its
+    resolved recipient) and the service's ``owners``, the Slack user ids among them."""
+    config = settings.services.get(service)
+    owners = config.owners if config is not None else ()
+    return sorted({c for c in (*people, *owners) if c and USER_ID.match(c)})

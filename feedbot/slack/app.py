@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from feedbot.slack.feedback import FeedbackService
+from feedbot.slack.home import HomeService
 from feedbot.slack.listeners import HELP
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ def build_app(
         sessions=sessions,
         clock=clock,
         api_url=settings.slack.api_url,
+        home=HomeService(sessions=sessions, settings=settings, clock=clock),
         lazy=lazy,
     )
     return app

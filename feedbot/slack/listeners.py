@@ -1,4 +1,4 @@
-"""Bolt listeners: ``/feedback`` and the buttons of check replies. Thin by design.
+"""Bolt listeners: ``/feedback``, the buttons of check replies, the App Home. Thin by design.
 
 Each one acknowledges first (Slack wants an answer within 3 seconds) and does the rest in a bolt
 lazy listener, which runs in a worker thread and answers through the request's ``response_url``.
@@ -23,9 +23,12 @@ from feedbot.digest.blocks import (
     Rendered,
     details,
 )
+from feedbot.digest.home import ACTION_OPEN
 from feedbot.digest.text import release_title
 from feedbot.durations import format_duration, parse_duration
+from feedbot.releases.owners import USER_ID
 from feedbot.slack.feedback import FeedbackService, parse
+from feedbot.slack.home import HomeService
 from feedbot.store import acknowledgements as state
 from feedbot.store.models import Check, Release
 
@@ -54,6 +57,7 @@ def register(
     sessions: sessionmaker[Session],
     clock: Clock,
     api_url: str,
+    home: HomeService | None = None,
     lazy: bool = True,
 ) -> None:
     """Add feedbot's listeners to a bolt ``App``.
@@ -64,9 +68,11 @@ def register(
         sessions: the store, where button presses are recorded.
         clock: time source for the records.
         api_url: the Slack Web API base URL; a ``response_url`` on its origin is answered too.
+        home: builds the Home tab published on ``app_home_opened`` (and after a mute pressed
+            there); without it the event is only acknowledged.
         lazy: False registers the acknowledgements alone (for a request handled before).
     """
-    buttons = _Buttons(sessions, clock, api_url)
+    buttons = _Buttons(sessions, clock, api_url, home)
 
     def then(*work: Any) -> list[Any]:
         return list(work) if lazy else []
@@ -76,6 +82,34 @@ def register(
     app.action(ACTION_MUTE)(ack=_ack, lazy=then(buttons.mute))
     app.action(ACTION_TRACES)(ack=_ack, lazy=then(buttons.traces))
     app.action(ACTION_DETAILS)(ack=_ack, lazy=then(buttons.details))
+    # "Open" is a URL button: Slack opens the link; the press only needs its acknowledgement.
+    app.action(ACTION_OPEN)(ack=_ack, lazy=[])
+    publisher = [_home_publisher(home)] if home is not None else []
+    app.event("app_home_opened")(ack=_ack, lazy=then(*publisher))
+
+
+def _home_publisher(home: HomeService) -> Any:
+    def publish(event: dict[str, Any], client: Any) -> None:
+        user = event.get("user")
+        if event.get("tab") != "home" or not isinstance(user, str) or not USER_ID.match(user):
+            return  # the Messages tab, or no person to publish for
+        publish_home(home, client, user)
+
+    return publish
+
+
+def publish_home(home: HomeService, client: Any, user_id: str) -> None:
+    """Publish the Home tab of ``user_id`` now; a failure is logged (the next open retries).
+
+    Args:
+        home: builds the view.
+        client: the bolt App's ``WebClient``.
+        user_id: the person.
+    """
+    try:
+        client.views_publish(user_id=user_id, view=home.view(user_id))
+    except Exception:
+        log.exception("could not publish the home tab of %s", user_id)
 
 
 def _ack(ack: Any) -> None:
@@ -137,10 +171,17 @@ def _answerer(feedback: FeedbackService, api_url: str) -> Any:
 class _Buttons:
     """Button presses, recorded in the store and confirmed to the presser alone."""
 
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock, api_url: str) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        api_url: str,
+        home: HomeService | None = None,
+    ) -> None:
         self._sessions = sessions
         self._clock = clock
         self._api_url = api_url
+        self._home = home
 
     def expected(self, body: dict[str, Any], action: dict[str, Any], respond: Any) -> None:
         """ "Expected": the findings a story tells are not raised again for this release.
@@ -206,13 +247,20 @@ class _Buttons:
             replace_original=False,
         )
 
-    def mute(self, body: dict[str, Any], action: dict[str, Any], respond: Any) -> None:
-        """Mute the service's check replies and broadcasts for a while."""
+    def mute(
+        self, body: dict[str, Any], action: dict[str, Any], respond: Any, client: Any = None
+    ) -> None:
+        """Mute the service's check replies and broadcasts for a while.
+
+        Pressed in a message, the presser alone is told; pressed in the Home tab (which has no
+        ``response_url``), the tab is published again, showing the mute.
+        """
         service, _, span_text = str(action.get("value", "")).partition("|")
         if not _storable(service, SERVICE_MAX) or not _storable(_user(body), USER_MAX):
             log.warning("ignored a 'mute' button with value %r", action.get("value"))
             return
-        if not answerable(body.get("response_url"), self._api_url):
+        from_home = _from_home(body) and self._home is not None
+        if not from_home and not answerable(body.get("response_url"), self._api_url):
             log.warning("ignored a button press with response_url %r", body.get("response_url"))
             return
         try:
@@ -225,6 +273,10 @@ class _Buttons:
             )
             session.commit()
             until = row.until
+        if from_home and self._home is not None:
+            if client is not None and USER_ID.match(_user(body)):
+                publish_home(self._home, client, _user(body))
+            return
         respond(
             text=f"Muted {service} until {until:%b %d %H:%M} UTC: no check replies till then.",
             response_type="ephemeral",
@@ -234,6 +286,12 @@ class _Buttons:
     def traces(self, body: dict[str, Any], action: dict[str, Any]) -> None:
         """A URL button: Slack opens the link itself; the press is only logged."""
         log.info("%s opened trace %s", _user(body), action.get("value"))
+
+
+def _from_home(body: dict[str, Any]) -> bool:
+    """Whether a button was pressed in the App Home's Home tab."""
+    view = body.get("view")
+    return isinstance(view, dict) and view.get("type") == "home"
 
 
 def _user(body: dict[str, Any]) -> str:

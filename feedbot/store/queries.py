@@ -452,3 +452,51 @@ def store_counts(session: Session, now: datetime) -> dict[str, Any]:
 def _count_by(session: Session, column: Any) -> dict[str, int]:
     rows = session.execute(select(column, func.count()).group_by(column)).all()
     return {str(state): int(n) for state, n in rows}
+
+
+def releases_shipped_by(session: Session, user_id: str, *, limit: int) -> list[Release]:
+    """The newest ``limit`` releases whose author (or resolved recipient) is ``user_id``."""
+    stmt = (
+        select(Release)
+        .where(or_(Release.author_slack == user_id, Release.owner == user_id))
+        .order_by(Release.deployed_at.desc(), Release.id.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+def newer_home_pending(session: Session, *, recipient: str, after_id: int) -> bool:
+    """Whether a Home tab publication of ``recipient`` queued after ``after_id`` is pending."""
+    stmt = select(Delivery.id).where(
+        Delivery.kind == "home",
+        Delivery.recipient == recipient,
+        Delivery.state == "pending",
+        Delivery.id > after_id,
+    )
+    return session.scalars(stmt.limit(1)).first() is not None
+
+
+def coalesce_home_deliveries(
+    session: Session, *, recipient: str, before_id: int, worker: str, now: datetime
+) -> int:
+    """Mark the pending Home tab publications of ``recipient`` older than ``before_id`` sent.
+
+    A Home tab publication renders the whole view afresh, so once a newer one went out the older
+    ones have nothing left to say. Rows another sender is attempting (a live lease not held by
+    ``worker``) are left alone. The caller commits.
+
+    Returns:
+        How many rows were marked.
+    """
+    stmt = (
+        update(Delivery)
+        .where(
+            Delivery.kind == "home",
+            Delivery.recipient == recipient,
+            Delivery.state == "pending",
+            Delivery.id < before_id,
+            or_(_lease_free(now), Delivery.claimed_by == worker),
+        )
+        .values(state="sent", sent_at=now, lease_until=None, last_error="coalesced")
+    )
+    return int(session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]

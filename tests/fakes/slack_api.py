@@ -17,8 +17,9 @@ slack_sdk's block models reject a block.
 
 Implemented methods: ``auth.test``, ``conversations.open``, ``conversations.history``,
 ``conversations.replies``, ``chat.postMessage``, ``chat.update``, ``chat.postEphemeral``,
-``users.lookupByEmail``, ``files.getUploadURLExternal``, ``files.completeUploadExternal``
-and ``apps.connections.open`` (with an ``xapp-`` token, when a
+``users.lookupByEmail``, ``files.getUploadURLExternal``, ``files.completeUploadExternal``,
+``views.publish`` (a ``home`` view of at most 100 valid blocks; :meth:`FakeSlackAPI.home_view`
+is the one last published for a user) and ``apps.connections.open`` (with an ``xapp-`` token, when a
 :class:`~tests.fakes.socket_mode.FakeSocketModeServer` is attached as ``socket_mode``: the URL
 of a new connection to it); anything else answers ``unknown_method``. POSTs to ``/response/<any>``
 (a slash command's ``response_url``, see :meth:`FakeSlackAPI.response_url`) are recorded as
@@ -51,7 +52,7 @@ import pytest
 
 JSONDict = dict[str, Any]
 _FIRST_TS = 1_700_000_000_000_100  # microseconds: "1700000000.000100"
-_JSON_FIELDS = ("blocks", "metadata", "attachments", "files")
+_JSON_FIELDS = ("blocks", "metadata", "attachments", "files", "view")
 
 
 class Call(NamedTuple):
@@ -103,6 +104,7 @@ class FakeSlackAPI:
         self._named: dict[str, str] = {}
         self._files: dict[str, JSONDict] = {}
         self._uploads: list[JSONDict] = []
+        self._home_views: dict[str, JSONDict] = {}
         self._ts = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -236,6 +238,11 @@ class FakeSlackAPI:
         with self._lock:
             return copy.deepcopy(self._uploads)
 
+    def home_view(self, user_id: str) -> JSONDict | None:
+        """The Home tab view last published for ``user_id`` (a copy), None if never."""
+        with self._lock:
+            return copy.deepcopy(self._home_views.get(user_id))
+
     @property
     def responses(self) -> list[JSONDict]:
         """Bodies POSTed to response URLs, each with its ``_path``."""
@@ -313,6 +320,7 @@ class FakeSlackAPI:
             "users.lookupByEmail": self._users_lookup_by_email,
             "files.getUploadURLExternal": self._files_get_upload_url_external,
             "files.completeUploadExternal": self._files_complete_upload_external,
+            "views.publish": self._views_publish,
         }
 
     def _check_auth(self, authorization: str | None, params: JSONDict) -> None:
@@ -430,6 +438,19 @@ class FakeSlackAPI:
         for file, title in files:
             file["completed"], file["title"] = True, title
         return {"files": [{"id": f["id"], "title": title} for f, title in files]}
+
+    def _views_publish(self, params: JSONDict) -> JSONDict:
+        user_id = str(params.get("user_id") or "")
+        if not user_id.startswith(("U", "W")):
+            raise SlackError("invalid_arguments")
+        view = params.get("view")
+        if not isinstance(view, dict) or view.get("type") != "home":
+            raise SlackError("invalid_arguments")
+        if len(json.dumps(view)) > 250_000:
+            raise SlackError("view_too_large")
+        _check_blocks(view.get("blocks"), most=100)
+        self._home_views[user_id] = copy.deepcopy(view)
+        return {"view": {"id": f"V{zlib.crc32(user_id.encode()):08X}", **view}}
 
     def _share(self, channel: str, files: list[tuple[JSONDict, str]], params: JSONDict) -> None:
         """The message that shows shared files in a channel or thread."""
@@ -592,13 +613,17 @@ def _check_message(params: JSONDict) -> None:
 
     Every test that sends through the fake therefore checks every Block Kit payload.
     """
+    if len(str(params.get("text") or "")) > 40_000:
+        raise SlackError("msg_too_long")
+    _check_blocks(params.get("blocks") or [], most=50)
+
+
+def _check_blocks(blocks: Any, *, most: int) -> None:
+    """At most ``most`` blocks (50 in a message, 100 in a view), each valid for slack_sdk."""
     from slack_sdk.errors import SlackObjectFormationError
     from slack_sdk.models.blocks import Block
 
-    if len(str(params.get("text") or "")) > 40_000:
-        raise SlackError("msg_too_long")
-    blocks = params.get("blocks") or []
-    if not isinstance(blocks, list) or len(blocks) > 50:
+    if not isinstance(blocks, list) or len(blocks) > most:
         raise SlackError("invalid_blocks")
     for raw in blocks:
         try:

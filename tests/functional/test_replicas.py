@@ -68,10 +68,12 @@ Sessions = Callable[[], Session]
 
 
 def finished(sessions: Sessions) -> tuple[int, int, int]:
+    """Checks done, and messages sent and queued (Home tab publications apart: at least once)."""
+    messages = Delivery.kind != "home"
     with sessions() as s:
         done = s.scalar(select(func.count()).where(Check.state == "done"))
-        sent = s.scalar(select(func.count()).where(Delivery.state == "sent"))
-        total = s.scalar(select(func.count()).select_from(Delivery))
+        sent = s.scalar(select(func.count()).where(messages, Delivery.state == "sent"))
+        total = s.scalar(select(func.count()).where(messages))
     return int(done or 0), int(sent or 0), int(total or 0)
 
 
@@ -141,6 +143,9 @@ def test_three_replicas_one_killed_and_replaced_every_check_once_every_message_o
         orphans = kill_while_holding_checks(replicas[1], sessions)
         replicas.append(Feedbot(config, logs[3]))  # the replacement pod
         wait_finished(sessions, timeout=180)
+        with sessions() as s:
+            homes = s.scalars(select(Delivery.state).where(Delivery.kind == "home")).all()
+        assert len(homes) == CHECKS and set(homes) == {"sent"}  # one queued per check
     finally:
         for replica in replicas:
             replica.stop()
@@ -163,3 +168,4 @@ def test_three_replicas_one_killed_and_replaced_every_check_once_every_message_o
         assert len(stored) == 1 + len(AFTER)
         parent = next(m for m in stored if "thread_ts" not in m or m["thread_ts"] == m["ts"])
         assert f"all {len(AFTER)} checks ran" in parent["text"], parent["text"]
+        assert slack_api.home_view(f"U{i:03d}") is not None  # each author's Home tab

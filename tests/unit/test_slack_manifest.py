@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -39,3 +40,22 @@ def test_the_socket_mode_manifest_is_the_same_app_without_urls() -> None:
         http["features"]["slash_commands"][0]
     )
     assert socket["oauth_config"] == http["oauth_config"]
+    # The same events and App Home too; only HTTP mode has a request URL for them.
+    assert "request_url" not in socket["settings"]["event_subscriptions"]
+    assert {**socket["settings"]["event_subscriptions"], "request_url": command_url(http)} == (
+        http["settings"]["event_subscriptions"]
+    )
+    assert socket["features"]["app_home"] == http["features"]["app_home"]
+
+
+def command_url(manifest: dict[str, Any]) -> str:
+    return str(manifest["features"]["slash_commands"][0]["url"])
+
+
+def test_the_home_tab_is_enabled_and_published_when_opened() -> None:
+    manifest = yaml.safe_load(MANIFEST.read_text())
+    assert manifest["features"]["app_home"]["home_tab_enabled"] is True
+    assert manifest["features"]["app_home"]["messages_tab_enabled"] is True  # the DM threads
+    events = manifest["settings"]["event_subscriptions"]
+    assert events["bot_events"] == ["app_home_opened"]
+    assert events["request_url"] == command_url(manifest)
