@@ -40,6 +40,21 @@ from feedbot.telemetry import NullTracer, Tracer
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to add to the outbox: :func:`enqueue`'s arguments, for :func:`enqueue_all`."""
+
+    key: str
+    kind: str
+    recipient: str
+    text: str
+    release: Release | None = None
+    check_id: int | None = None
+    blocks: Sequence[Mapping[str, Any]] = ()
+    broadcast: bool = False
+    file: Attachment | None = None
+
+
 def enqueue(
     session: Session,
     *,
@@ -59,29 +74,42 @@ def enqueue(
     A ``file`` is stored with the row, so it leaves exactly once like any message; ``text``
     is then its description (alt text).
     """
-    existing = queries.delivery_by_key(session, key)
-    if existing is not None:
-        return existing
-    delivery = Delivery(
-        key=key,
-        kind=kind,
-        recipient=recipient,
-        text=text,
-        blocks=[dict(b) for b in blocks],
-        broadcast=broadcast,
-        release_id=release.id if release is not None else None,
-        check_id=check_id,
-        state="pending",
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
-        file_name=file.name if file else None,
-        file_title=file.title if file else None,
-        file_data=file.data if file else None,
-    )
-    session.add(delivery)
+    message = Outgoing(key, kind, recipient, text, release, check_id, blocks, broadcast, file)
+    return enqueue_all(session, [message], now=now)[0]
+
+
+def enqueue_all(session: Session, messages: Sequence[Outgoing], *, now: datetime) -> list[Delivery]:
+    """Add several messages to the outbox, in order, as :func:`enqueue` adds one.
+
+    One statement looks up their keys and one inserts the new ones (the caller commits).
+
+    Returns:
+        The outbox row of each message, new or already there.
+    """
+    rows = {d.key: d for d in queries.deliveries_by_keys(session, {m.key for m in messages})}
+    for m in messages:
+        if m.key in rows:
+            continue
+        rows[m.key] = Delivery(
+            key=m.key,
+            kind=m.kind,
+            recipient=m.recipient,
+            text=m.text,
+            blocks=[dict(b) for b in m.blocks],
+            broadcast=m.broadcast,
+            release_id=m.release.id if m.release is not None else None,
+            check_id=m.check_id,
+            state="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+            file_name=m.file.name if m.file else None,
+            file_title=m.file.title if m.file else None,
+            file_data=m.file.data if m.file else None,
+        )
+        session.add(rows[m.key])
     session.flush()
-    return delivery
+    return [rows[m.key] for m in messages]
 
 
 @dataclass
