@@ -22,9 +22,12 @@ def free_port() -> int:
 class Feedbot:
     """A real ``feedbot serve`` process."""
 
-    def __init__(self, config: Path, log: Path, failpoints: str = "") -> None:
+    def __init__(
+        self, config: Path, log: Path, failpoints: str = "", environ: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
-        env = {**os.environ, "FEEDBOT_FAILPOINTS": failpoints, "FEEDBOT_LOG_LEVEL": "INFO"}
+        base = os.environ if environ is None else environ
+        env = {**base, "FEEDBOT_FAILPOINTS": failpoints, "FEEDBOT_LOG_LEVEL": "INFO"}
         self._log = log.open("ab")
         self.proc = subprocess.Popen(
             [

@@ -52,8 +52,9 @@ def register_release(
     existing = _existing(session, event)
     if existing is not None:
         _remember_delivery(session, event, existing, now)
+        checks = len(existing.checks)  # before the commit: after it, another checkout
         session.commit()
-        return Registration(existing.id, False, len(existing.checks))
+        return Registration(existing.id, False, checks)
     release = _new_release(session, event, settings, now)
     failpoints.hit("register-before-commit")
     try:
