@@ -151,7 +151,7 @@ def run(postgres_admin: str, *, quick: bool = False, tree: Path | None = None) -
             "checks": {"after": ["1h"]},
         }
         config.write_text(yaml.safe_dump(raw))
-        server = Feedbot(config, Path(tmp) / "serve.log", environ=environment(tree))
+        server = Feedbot(config, Path(tmp) / "serve.log", environ=environment(tree), cwd=tree)
         try:
             pid = server.proc.pid
             return _webhook_rows(server.url, pid, n) + _otlp_rows(server.url, pid, batches)

@@ -183,7 +183,7 @@ def run(
     ):
         config = Path(tmp) / "feedbot.yaml"
         _config(config, urls["postgresql"], slack_api)
-        server = Feedbot(config, Path(tmp) / "serve.log", environ=environment(tree))
+        server = Feedbot(config, Path(tmp) / "serve.log", environ=environment(tree), cwd=tree)
         try:
             response_url = slack_api.response_url("bench")
             asyncio.run(_slash(server.url, 8, response_url))  # warm-up: pools, imports

@@ -23,7 +23,12 @@ class Feedbot:
     """A real ``feedbot serve`` process."""
 
     def __init__(
-        self, config: Path, log: Path, failpoints: str = "", environ: dict[str, str] | None = None
+        self,
+        config: Path,
+        log: Path,
+        failpoints: str = "",
+        environ: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.port = free_port()
         base = os.environ if environ is None else environ
@@ -43,6 +48,7 @@ class Feedbot:
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            cwd=cwd,  # ``python -m`` puts it first on sys.path, before PYTHONPATH
         )
         self.url = f"http://127.0.0.1:{self.port}"
         self._wait_ready()
