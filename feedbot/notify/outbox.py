@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -99,8 +98,7 @@ def enqueue_all(session: Session, messages: Sequence[Outgoing], *, now: datetime
         if m.key not in known:
             known.add(m.key)
             rows.append(_row(m, now))
-    if rows:
-        session.execute(insert(Delivery), rows)
+    queries.add_deliveries(session, rows)
 
 
 def _row(m: Outgoing, now: datetime) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, any_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, any_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -306,6 +306,15 @@ def earlier_reply_pending(session: Session, delivery: Delivery) -> bool:
 def delivery_by_key(session: Session, key: str) -> Delivery | None:
     """The outbox row with this idempotency key."""
     return session.scalars(select(Delivery).where(Delivery.key == key)).first()
+
+
+def add_deliveries(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert outbox rows given as column values, in order (one executemany; the caller commits).
+
+    Rows are not loaded into the session: for callers that do not need the objects.
+    """
+    if rows:
+        session.execute(insert(Delivery), list(rows))
 
 
 def deliveries_by_keys(session: Session, keys: Collection[str]) -> Sequence[Delivery]:
