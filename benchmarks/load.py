@@ -5,7 +5,10 @@ into the embedded backend, protobuf and JSON, in 512-span batches (spans per sec
 latency). The client is httpx's async client in this process; the server is a separate process,
 so client and server do not share a GIL.
 
-    python -m benchmarks.load [--postgres URL] [--quick]
+    python -m benchmarks.load [--postgres URL] [--quick] [--compare REV]
+
+``--compare main`` first runs the same load on a server of another revision (``git archive`` of
+it, imported through ``PYTHONPATH``), then on this tree's, and prints both columns.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import statistics
 import tempfile
 import time
@@ -24,6 +28,7 @@ import httpx
 import yaml
 
 from benchmarks._db import scratch_databases
+from benchmarks._revision import checkout, environment, label
 from benchmarks.ingest import BATCH, _payloads
 from tests.factories import sign
 from tests.processes import Feedbot
@@ -59,6 +64,12 @@ async def _drive(url: str, send: Send, *, n: int, concurrency: int) -> tuple[flo
     return elapsed, latencies
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and all its threads so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _p(latencies: list[float], q: float) -> float:
     """The ``q`` quantile (nearest rank) in milliseconds."""
     ordered = sorted(latencies)
@@ -84,44 +95,53 @@ def _otlp(body: bytes, media: str) -> Send:
     return send
 
 
-def _webhook_rows(url: str, n: int) -> list[Row]:
+def _webhook_rows(url: str, pid: int, n: int) -> list[Row]:
     asyncio.run(_drive(url, _webhook(10**6), n=20, concurrency=5))  # warm-up: pool, caches
+    cpu = _cpu_seconds(pid)
     elapsed, latencies = asyncio.run(_drive(url, _webhook(0), n=n, concurrency=WEBHOOK_CONCURRENCY))
+    cpu = _cpu_seconds(pid) - cpu
     name = f"deploy webhooks, concurrency {WEBHOOK_CONCURRENCY}, PostgreSQL (n={n})"
     return [
         (name, n / elapsed, "req/s"),
         (f"{name} p50", statistics.median(latencies) * 1e3, "ms"),
         (f"{name} p99", _p(latencies, 0.99), "ms"),
+        # CPU time is what a shared machine's noise changes least: it bounds req/s per core.
+        (f"{name} server CPU per request", cpu / n * 1e3, "ms"),
     ]
 
 
-def _otlp_rows(url: str, batches: int) -> list[Row]:
+def _otlp_rows(url: str, pid: int, batches: int) -> list[Row]:
     rows: list[Row] = []
     payloads = _payloads()
     for kind in ("protobuf", "json"):
         body, media, _ = payloads[kind]
         send = _otlp(body, media)
         asyncio.run(_drive(url, send, n=2, concurrency=2))
+        cpu = _cpu_seconds(pid)
         elapsed, latencies = asyncio.run(_drive(url, send, n=batches, concurrency=OTLP_CONCURRENCY))
+        cpu = _cpu_seconds(pid) - cpu
         name = f"OTLP ingest {kind}, {BATCH}-span batches, concurrency {OTLP_CONCURRENCY}"
         rows += [
             (f"{name} (n={batches})", batches * BATCH / elapsed, "spans/s"),
             (f"{name} p99 request", _p(latencies, 0.99), "ms"),
+            (f"{name} server CPU per 1000 spans", cpu / (batches * BATCH) * 1e6, "ms"),
         ]
     return rows
 
 
-def run(postgres_admin: str, *, quick: bool = False) -> list[Row]:
+def run(postgres_admin: str, *, quick: bool = False, tree: Path | None = None) -> list[Row]:
     """Measure once against one ``feedbot serve`` on a scratch PostgreSQL database.
 
     Args:
         postgres_admin: the URL of a PostgreSQL database allowed to CREATE DATABASE.
         quick: fewer requests, for a smoke run.
+        tree: serve the feedbot of this source tree (:mod:`benchmarks._revision`); this one's
+            when None.
 
     Returns:
         (benchmark, figure, unit) rows.
     """
-    n, batches = (200, 16) if quick else (3000, 160)
+    n, batches = (400, 64) if quick else (3000, 160)
     with scratch_databases(postgres_admin) as urls, tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "feedbot.yaml"
         raw = {
@@ -131,9 +151,10 @@ def run(postgres_admin: str, *, quick: bool = False) -> list[Row]:
             "checks": {"after": ["1h"]},
         }
         config.write_text(yaml.safe_dump(raw))
-        server = Feedbot(config, Path(tmp) / "serve.log")
+        server = Feedbot(config, Path(tmp) / "serve.log", environ=environment(tree), cwd=tree)
         try:
-            return _webhook_rows(server.url, n) + _otlp_rows(server.url, batches)
+            pid = server.proc.pid
+            return _webhook_rows(server.url, pid, n) + _otlp_rows(server.url, pid, batches)
         finally:
             server.stop()
 
@@ -142,9 +163,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--compare", metavar="REV", help="also measure this git revision")
     args = parser.parse_args()
-    for name, value, unit in run(args.postgres, quick=args.quick):
-        print(f"{name:<80} {value:>10.1f} {unit}")
+    columns: dict[str, list[Row]] = {}
+    if args.compare:
+        with checkout(args.compare) as tree:
+            columns[f"{args.compare} ({label(args.compare)})"] = run(
+                args.postgres, quick=args.quick, tree=tree
+            )
+    columns["this tree"] = run(args.postgres, quick=args.quick)
+    print(f"{'benchmark':<80}" + "".join(f"{name:>18}" for name in columns) + "  unit")
+    for i, (name, _, unit) in enumerate(columns["this tree"]):
+        cells = "".join(f"{rows[i][1]:>18.1f}" for rows in columns.values())
+        print(f"{name:<80}{cells}  {unit}")
 
 
 if __name__ == "__main__":

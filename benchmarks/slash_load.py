@@ -10,7 +10,10 @@ The loaded run adds, at the same time: OTLP batches into ``/v1/traces`` (protobu
 8 exporters at once) and deploy webhooks whose checks come due 1-3 s later and run on the
 ticker (every 500 ms). The table puts both runs side by side.
 
-    python -m benchmarks.slash_load [--postgres URL] [--quick]
+    python -m benchmarks.slash_load [--postgres URL] [--quick] [--compare REV]
+
+``--compare main`` runs the same on a server of another revision first and prints its figures
+above this tree's.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import yaml
 from slack_sdk.signature import SignatureVerifier
 
 from benchmarks._db import scratch_databases
+from benchmarks._revision import checkout, environment, label
 from benchmarks.ingest import BATCH, _payloads
 from tests.factories import sign
 from tests.fakes.slack_api import FakeSlackAPI
@@ -157,12 +161,16 @@ def _config(path: Path, database_url: str, slack_api: FakeSlackAPI) -> None:
     path.write_text(yaml.safe_dump(raw))
 
 
-def run(postgres_admin: str, *, quick: bool = False) -> tuple[list[Row], dict[str, int]]:
+def run(
+    postgres_admin: str, *, quick: bool = False, tree: Path | None = None
+) -> tuple[list[Row], dict[str, int]]:
     """Ack latency of ``n`` slash commands, without and with background load.
 
     Args:
         postgres_admin: the URL of a PostgreSQL database allowed to CREATE DATABASE.
         quick: 40 commands per run instead of 300.
+        tree: serve the feedbot of this source tree (:mod:`benchmarks._revision`); this one's
+            when None.
 
     Returns:
         (figure, quiet, loaded, unit) rows, and what the background load got done.
@@ -175,7 +183,7 @@ def run(postgres_admin: str, *, quick: bool = False) -> tuple[list[Row], dict[st
     ):
         config = Path(tmp) / "feedbot.yaml"
         _config(config, urls["postgresql"], slack_api)
-        server = Feedbot(config, Path(tmp) / "serve.log")
+        server = Feedbot(config, Path(tmp) / "serve.log", environ=environment(tree), cwd=tree)
         try:
             response_url = slack_api.response_url("bench")
             asyncio.run(_slash(server.url, 8, response_url))  # warm-up: pools, imports
@@ -194,14 +202,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--compare", metavar="REV", help="also measure this git revision")
     args = parser.parse_args()
-    rows, done = run(args.postgres, quick=args.quick)
-    print(f"{'/feedback <service>, ' + str(SLASH_CONCURRENCY) + ' users':<32} "
-          f"{'alone':>10} {'under load':>12}")  # fmt: skip
-    for name, quiet, loaded, unit in rows:
-        print(f"{name:<32} {quiet:>10.1f} {loaded:>12.1f} {unit}")
-    print(f"background during the loaded run: {done['spans']} spans ingested, "
-          f"{done['deploys']} deploys registered (their checks ran on the ticker)")  # fmt: skip
+    runs: dict[str, tuple[list[Row], dict[str, int]]] = {}
+    if args.compare:
+        with checkout(args.compare) as tree:
+            runs[f"{args.compare} ({label(args.compare)})"] = run(
+                args.postgres, quick=args.quick, tree=tree
+            )
+    runs["this tree"] = run(args.postgres, quick=args.quick)
+    for revision, (rows, done) in runs.items():
+        print(f"{'/feedback <service>, ' + str(SLASH_CONCURRENCY) + ' users':<32} "
+              f"{'alone':>10} {'under load':>12}   [{revision}]")  # fmt: skip
+        for name, quiet, loaded, unit in rows:
+            print(f"{name:<32} {quiet:>10.1f} {loaded:>12.1f} {unit}")
+        print(f"background during the loaded run: {done['spans']} spans ingested, "
+              f"{done['deploys']} deploys registered (their checks ran on the ticker)")  # fmt: skip
     print("target: p99 under load < 3000 ms")
 
 

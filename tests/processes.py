@@ -22,9 +22,17 @@ def free_port() -> int:
 class Feedbot:
     """A real ``feedbot serve`` process."""
 
-    def __init__(self, config: Path, log: Path, failpoints: str = "") -> None:
+    def __init__(
+        self,
+        config: Path,
+        log: Path,
+        failpoints: str = "",
+        environ: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.port = free_port()
-        env = {**os.environ, "FEEDBOT_FAILPOINTS": failpoints, "FEEDBOT_LOG_LEVEL": "INFO"}
+        base = os.environ if environ is None else environ
+        env = {**base, "FEEDBOT_FAILPOINTS": failpoints, "FEEDBOT_LOG_LEVEL": "INFO"}
         self._log = log.open("ab")
         self.proc = subprocess.Popen(
             [
@@ -40,6 +48,7 @@ class Feedbot:
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            cwd=cwd,  # ``python -m`` puts it first on sys.path, before PYTHONPATH
         )
         self.url = f"http://127.0.0.1:{self.port}"
         self._wait_ready()

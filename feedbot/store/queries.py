@@ -9,11 +9,11 @@ service never collide on its unique key.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, any_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, any_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -77,52 +77,65 @@ def find_release(
     ).first()
 
 
-def previous_release(session: Session, release: Release) -> Release | None:
-    """The newest other release of the same service and environment deployed before ``release``."""
-    return session.scalars(
-        select(Release)
+def previous_and_seen(
+    session: Session, *, service: str, environment: str, version: str, deployed_at: datetime
+) -> tuple[Release | None, bool]:
+    """The release a new one follows, and whether its version was deployed before.
+
+    One statement: the newest release of the service and environment deployed at or before
+    ``deployed_at``, and whether one deployed earlier had ``version`` (False when there is no
+    previous release). Called before the new release is stored.
+    """
+    seen = (
+        select(Release.id)
         .where(
-            Release.service == release.service,
-            Release.environment == release.environment,
-            Release.id != release.id,
-            Release.deployed_at <= release.deployed_at,
+            Release.service == service,
+            Release.environment == environment,
+            Release.version == version,
+            Release.deployed_at < deployed_at,
+        )
+        .exists()
+    )
+    row = session.execute(
+        select(Release, seen)
+        .where(
+            Release.service == service,
+            Release.environment == environment,
+            Release.deployed_at <= deployed_at,
         )
         .order_by(Release.deployed_at.desc(), Release.id.desc())
         .limit(1)
     ).first()
+    if row is None:
+        return None, False
+    return row[0], bool(row[1])
 
 
-def version_seen_before(session: Session, release: Release) -> bool:
-    """True when an earlier release of the service and environment had the same version."""
-    found = session.scalars(
-        select(Release.id).where(
-            Release.service == release.service,
-            Release.environment == release.environment,
-            Release.version == release.version,
-            Release.id != release.id,
-            Release.deployed_at < release.deployed_at,
-        )
-    ).first()
-    return found is not None
+def active_releases_until(
+    session: Session, *, service: str, environment: str, deployed_at: datetime
+) -> Sequence[Release]:
+    """The active releases that a new one (not stored yet) supersedes.
 
-
-def active_releases_before(session: Session, release: Release) -> Sequence[Release]:
-    """Older releases of the same service and environment whose checks are still running."""
+    Same service and environment, deployed at or before ``deployed_at``, checks still running.
+    """
     return session.scalars(
         select(Release).where(
-            Release.service == release.service,
-            Release.environment == release.environment,
-            Release.id != release.id,
+            Release.service == service,
+            Release.environment == environment,
             Release.state == "active",
-            Release.deployed_at <= release.deployed_at,
+            Release.deployed_at <= deployed_at,
         )
     ).all()
 
 
-def open_checks(session: Session, release_id: int) -> Sequence[Check]:
-    """Checks of a release that have not ended (pending, or running under a lease)."""
+def checks_of(session: Session, release_ids: Collection[int]) -> Sequence[Check]:
+    """All checks of these releases, by release and then in due order (one statement)."""
+    if not release_ids:
+        return []
     return session.scalars(
-        select(Check).where(Check.release_id == release_id, Check.state.in_(("pending", "running")))
+        select(Check)
+        .where(Check.release_id.in_(list(release_ids)))
+        .order_by(Check.release_id, Check.due_at)
     ).all()
 
 
@@ -293,6 +306,22 @@ def earlier_reply_pending(session: Session, delivery: Delivery) -> bool:
 def delivery_by_key(session: Session, key: str) -> Delivery | None:
     """The outbox row with this idempotency key."""
     return session.scalars(select(Delivery).where(Delivery.key == key)).first()
+
+
+def add_deliveries(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert outbox rows given as column values, in order (one executemany; the caller commits).
+
+    Rows are not loaded into the session: for callers that do not need the objects.
+    """
+    if rows:
+        session.execute(insert(Delivery), list(rows))
+
+
+def deliveries_by_keys(session: Session, keys: Collection[str]) -> Sequence[Delivery]:
+    """The outbox rows with these idempotency keys (one statement)."""
+    if not keys:
+        return []
+    return session.scalars(select(Delivery).where(Delivery.key.in_(list(keys)))).all()
 
 
 def release_checks(session: Session, release_id: int) -> Sequence[Check]:

@@ -1,0 +1,81 @@
+"""insert_spans: idempotent per (trace id, span id), and every value stored as given.
+
+On PostgreSQL the rows go through COPY and a scratch table; on SQLite through executemany.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from feedbot.spans.rows import SpanRow
+from feedbot.store import span_queries
+from feedbot.store.spans import Span
+
+T0 = datetime(2026, 12, 7, 9, tzinfo=UTC)
+
+
+def _row(span_id: str, name: str = "GET /vaults", **attributes: Any) -> SpanRow:
+    return {
+        "trace_id": "5b8aa5a2d2c872e8321cf37308d69df2",
+        "span_id": span_id,
+        "parent_span_id": None,
+        "service": "vault-inserts",
+        "version": "1.0",
+        "environment": "production",
+        "instance": None,
+        "name": name,
+        "kind": "SERVER",
+        "route": "/vaults",
+        "method": "GET",
+        "start_ns": 1_765_098_000_000_000_000,
+        "duration_ns": 1_500_000,
+        "is_error": False,
+        "attributes": dict(attributes),
+        "events": [{"name": "exception", "attributes": {"exception.type": "KeyError"}}],
+    }
+
+
+def _stored(session: Session) -> dict[str, Span]:
+    rows = session.scalars(select(Span).where(Span.service == "vault-inserts")).all()
+    return {r.span_id: r for r in rows}
+
+
+def test_the_first_copy_of_a_span_wins_within_a_batch_and_across_batches(
+    db_session: Session,
+) -> None:
+    span_queries.insert_spans(
+        db_session, [_row("00f067aa0ba902b7", "first"), _row("00f067aa0ba902b7", "second")], T0
+    )
+    db_session.commit()
+    span_queries.insert_spans(
+        db_session, [_row("00f067aa0ba902b7", "retry"), _row("00f067aa0ba902b8", "new")], T0
+    )
+    db_session.commit()
+    stored = _stored(db_session)
+    assert {k: v.name for k, v in stored.items()} == {
+        "00f067aa0ba902b7": "first",
+        "00f067aa0ba902b8": "new",
+    }
+
+
+def test_two_batches_in_one_transaction_store_both_once(db_session: Session) -> None:
+    span_queries.insert_spans(db_session, [_row("00000000000000a1")], T0)
+    span_queries.insert_spans(db_session, [_row("00000000000000a2")], T0)
+    db_session.commit()
+    assert sorted(_stored(db_session)) == ["00000000000000a1", "00000000000000a2"]
+
+
+def test_values_orjson_refuses_are_stored_as_json_dumps_writes_them(db_session: Session) -> None:
+    odd = {"lone": "\ud800x", "big": 2**70, "text": 'caf\u00e9 \u0000 "q"', "n": 1.5}
+    span_queries.insert_spans(db_session, [_row("00000000000000b1", **odd)], T0)
+    db_session.commit()
+    db_session.expire_all()
+    span = _stored(db_session)["00000000000000b1"]
+    assert span.attributes == odd
+    assert span.events == [{"name": "exception", "attributes": {"exception.type": "KeyError"}}]
+    assert span.received_at == T0
+    assert span.duration_ns == 1_500_000 and span.is_error is False and span.parent_span_id is None
