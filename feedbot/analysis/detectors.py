@@ -171,8 +171,9 @@ def _latency_finding(
 def tail_candidates(pair: Pair, policy: DetectionPolicy) -> list[Candidate]:
     """Exceedance tests on the pooled p95 (n ≥ 200) and p99 (n ≥ 1,000), regressions only (§7.3).
 
-    The quantile ratio must reach ``tail.ratio_floor``; its CI is the conservative
-    distribution-free one of ``stats.quantile_ratio``.
+    The quantile ratio must reach ``tail.ratio_floor`` and the quantile grow by at least
+    ``latency.min_delta_median_ms``; its CI is the conservative distribution-free one of
+    ``stats.quantile_ratio``.
     """
     assert pair.new is not None and pair.base is not None
     x, y = durations(pair.new), durations(pair.base)
@@ -201,7 +202,9 @@ def tail_candidates(pair: Pair, policy: DetectionPolicy) -> list[Candidate]:
             counts_toward="regressed",
             tested=True,
         )
-        out.append(Candidate(finding, test.p, ratio >= floor, low is not None and low > floor))
+        # As for the median: a tail a few tenths of a millisecond longer is not worth an alarm.
+        big = ratio >= floor and new_q - base_q >= policy.latency.min_delta_median_ms
+        out.append(Candidate(finding, test.p, big, big and low is not None and low > floor))
     return out
 
 

@@ -289,3 +289,22 @@ def test_confirmation_at_once_follows_the_overwhelming_factor() -> None:
     strict = replace(POLICY, looks=replace(POLICY.looks, overwhelming_factor=100.0))
     watched = analyse(cand, base, changes=(), policy=strict)
     assert [f.state for f in watched.findings if f.kind == "latency_regression"] == ["suspected"]
+
+
+def test_a_sub_millisecond_tail_is_not_an_alarm_however_large_its_ratio() -> None:
+    # A driver's `connect` span: p95 0.2 → 0.5 ms in 500 spans each. The tail test sees it
+    # (2.5×), but a few tenths of a millisecond are not worth an alarm, as for the median.
+    from feedbot.analysis.detectors import Pair, tail_candidates
+    from feedbot.spans.model import SpanGroupStats
+
+    rng = np.random.default_rng(7)
+
+    def group(tail_ms: float) -> SpanGroupStats:
+        durations = np.where(rng.random(500) < 0.9, 0.1, tail_ms) * rng.uniform(0.9, 1.1, 500)
+        return SpanGroupStats("connect", "INTERNAL", 500, 0, durations_ms=durations)
+
+    small = tail_candidates(Pair("connect", "INTERNAL", group(0.5), group(0.2)), DetectionPolicy())
+    big = tail_candidates(Pair("connect", "INTERNAL", group(5.0), group(2.0)), DetectionPolicy())
+    assert small and all(c.p < 1e-3 for c in small)  # the test does see it ...
+    assert not any(c.passes for c in small)  # ... and it fails the absolute floor
+    assert any(c.passes for c in big)  # the same shape at 2 → 5 ms passes
