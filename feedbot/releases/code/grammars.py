@@ -68,6 +68,21 @@ _JS_ANONYMOUS = frozenset(
 _JS_TYPES = frozenset({"class_declaration", "class", "abstract_class_declaration"})
 _JS_OPENERS = {"startActiveSpan": 1, "startSpan": 1}
 
+
+def _javascript(name: str, module: tuple[str, str], extensions: tuple[str, ...]) -> Grammar:
+    """JavaScript and its TypeScript dialects: the same functions, classes and span openers."""
+    return Grammar(
+        name=name,
+        module=module,
+        extensions=extensions,
+        functions=_JS_FUNCTIONS,
+        anonymous=_JS_ANONYMOUS,
+        types=_JS_TYPES,
+        calls={"call_expression": "function"},
+        openers=_JS_OPENERS,
+    )
+
+
 GRAMMARS: tuple[Grammar, ...] = (
     Grammar(
         name="java",
@@ -117,36 +132,13 @@ GRAMMARS: tuple[Grammar, ...] = (
         # tracer.Start(ctx, name, opts...): two arguments at least, unlike server.Start().
         openers={"Start": 2},
     ),
-    Grammar(
-        name="javascript",
-        module=("tree_sitter_javascript", "language"),
-        extensions=(".js", ".mjs", ".cjs", ".jsx"),
-        functions=_JS_FUNCTIONS,
-        anonymous=_JS_ANONYMOUS,
-        types=_JS_TYPES,
-        calls={"call_expression": "function"},
-        openers=_JS_OPENERS,
+    _javascript(
+        "javascript", ("tree_sitter_javascript", "language"), (".js", ".mjs", ".cjs", ".jsx")
     ),
-    Grammar(
-        name="typescript",
-        module=("tree_sitter_typescript", "language_typescript"),
-        extensions=(".ts", ".mts", ".cts"),
-        functions=_JS_FUNCTIONS,
-        anonymous=_JS_ANONYMOUS,
-        types=_JS_TYPES,
-        calls={"call_expression": "function"},
-        openers=_JS_OPENERS,
+    _javascript(
+        "typescript", ("tree_sitter_typescript", "language_typescript"), (".ts", ".mts", ".cts")
     ),
-    Grammar(
-        name="tsx",
-        module=("tree_sitter_typescript", "language_tsx"),
-        extensions=(".tsx",),
-        functions=_JS_FUNCTIONS,
-        anonymous=_JS_ANONYMOUS,
-        types=_JS_TYPES,
-        calls={"call_expression": "function"},
-        openers=_JS_OPENERS,
-    ),
+    _javascript("tsx", ("tree_sitter_typescript", "language_tsx"), (".tsx",)),
     Grammar(
         name="csharp",
         module=("tree_sitter_c_sharp", "language"),
