@@ -1,0 +1,530 @@
+"""The code history: what feedbot learnt at each check, per operation, function and file.
+
+Written by every finished check (:func:`record`, from :mod:`feedbot.checks.recorder`), read by
+``/feedback <function | file | route>``, the weekly digest and anyone else who wants a key's
+past without asking the trace store. Two tables (:mod:`feedbot.store.models`): the catalogue
+:class:`~feedbot.store.models.CodeKey` (one row per service, kind and name) and the series
+:class:`~feedbot.store.models.CodeHistory` (one row per key and release, replaced by each later
+check of the release, whose window includes the earlier one's).
+
+The read API, for other modules (all take a Session and only read):
+
+- :func:`find` resolves what someone typed (``appraise``, ``vault/appraisal.py``,
+  ``GET /vaults/{id}``, ``/vaults/{id}``) into keys; :func:`closest` names the nearest known
+  ones when nothing matched.
+- :func:`summarise` gathers one answer from the keys' rows: use per day and its trend, callers,
+  baseline p50/p95 and error rate, exception types, insights, environments, and the releases
+  that changed the code (:class:`Summary`, plain data that :mod:`feedbot.digest.answers`
+  renders).
+- :func:`footprint_of` the latest numbers of named functions of a service (the PR preview).
+- :func:`reached` which of a service's names were seen since a time (code never reached);
+  :func:`busiest` and :func:`production_only` for the weekly code view.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import statistics
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from feedbot.spans.footprint import KINDS, Footprint, short_name
+from feedbot.store.models import Change, Check, CodeHistory, CodeKey, Release
+
+#: The baseline (p50/p95, error rate, callers) is taken over this much recent history.
+BASELINE = timedelta(days=30)
+#: The trend compares the last week's calls a day with the three weeks before.
+RECENT = timedelta(days=7)
+#: A rate over less than a minute of serving is too short to count as a day's use.
+MIN_SECONDS = 60.0
+RELEASES_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class Touched:
+    """A release that changed the code: which, when, and what its last check said."""
+
+    service: str
+    version: str
+    environment: str
+    deployed_at: datetime
+    verdict: str | None
+    functions: tuple[str, ...] = ()
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class EnvironmentSeen:
+    """Whether the code ran in one environment of its services (``calls`` 0: never)."""
+
+    environment: str
+    calls: int
+    last_seen: datetime | None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Everything ``/feedback`` says about a function, file or route, from the history.
+
+    Attributes:
+        query: What was asked.
+        keys: ``(service, kind, name)`` of every key it matched.
+        per_day: ``(day, calls a day)`` in production (or the services' main environment),
+            oldest first; a day's figure is the summed rate of the releases checked that day.
+        trend: Last week's calls a day against the three weeks before, as a ratio (None when
+            either side has no data).
+        callers: ``(caller, spans)``, busiest first, over :data:`BASELINE`.
+        p50_ms: Median of the checks' p50s over :data:`BASELINE` (main environment).
+        p95_ms: Median of their p95s.
+        error_rate: Errors over calls, same rows.
+        calls: Calls counted over :data:`BASELINE`.
+        exceptions: ``(type, spans, last seen)`` over the whole history.
+        insights: ``(kind, checks that said it, last version)``.
+        environments: Per environment the services were deployed to: calls and last seen.
+        touched: The newest releases that changed the code.
+        first_seen: The first check that saw it.
+        last_seen: The latest.
+    """
+
+    query: str
+    keys: tuple[tuple[str, str, str], ...]
+    per_day: tuple[tuple[date, float], ...] = ()
+    trend: float | None = None
+    callers: tuple[tuple[str, int], ...] = ()
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    error_rate: float | None = None
+    calls: int = 0
+    exceptions: tuple[tuple[str, int, datetime], ...] = ()
+    insights: tuple[tuple[str, int, str], ...] = ()
+    environments: tuple[EnvironmentSeen, ...] = ()
+    touched: tuple[Touched, ...] = ()
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    main_environment: str = "production"
+    services: tuple[str, ...] = field(default=())
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+def record(
+    session: Session,
+    *,
+    release_id: int,
+    service: str,
+    environment: str,
+    version: str,
+    at: datetime,
+    seconds: float,
+    prints: Sequence[Footprint],
+) -> int:
+    """Keep what one check of a release saw; replaces the rows an earlier check of it wrote.
+
+    Args:
+        session: the store (the caller commits).
+        release_id: the release checked.
+        service: its service; keys are per service.
+        environment: where it ran.
+        version: its version.
+        at: the check's time.
+        seconds: how long the version was seen serving in the check's window.
+        prints: one per key (:func:`feedbot.spans.footprint.footprints`).
+
+    Returns:
+        Rows written.
+    """
+    if not prints:
+        return 0
+    ids = _key_ids(session, service, prints, at)
+    session.execute(delete(CodeHistory).where(CodeHistory.release_id == release_id))
+    rows = [
+        {
+            "key_id": ids[(p.kind, p.name)],
+            "release_id": release_id,
+            "environment": environment,
+            "version": version,
+            "at": at,
+            "seconds": float(seconds),
+            "calls": p.calls,
+            "errors": p.errors,
+            "p50_ms": p.p50_ms,
+            "p95_ms": p.p95_ms,
+            "callers": [list(c) for c in p.callers],
+            "exceptions": [list(e) for e in p.exceptions],
+            "insights": list(p.insights),
+        }
+        for p in prints
+    ]
+    session.execute(insert(CodeHistory), rows)
+    return len(rows)
+
+
+def _key_ids(
+    session: Session, service: str, prints: Sequence[Footprint], at: datetime
+) -> dict[tuple[str, str], int]:
+    """The catalogue ids of ``prints``' keys, adding the new ones; their ``last_seen`` is ``at``."""
+    wanted = {(p.kind, p.name): p for p in prints}
+    existing = session.execute(
+        select(CodeKey.kind, CodeKey.name, CodeKey.id).where(
+            CodeKey.service == service, CodeKey.name.in_({p.name for p in prints})
+        )
+    ).all()
+    ids = {(kind, name): id_ for kind, name, id_ in existing if (kind, name) in wanted}
+    new = [
+        {"service": service, "kind": k, "name": n, "short": short_name(k, n),
+         "file": p.file, "first_seen": at, "last_seen": at}
+        for (k, n), p in wanted.items() if (k, n) not in ids
+    ]  # fmt: skip
+    if new:
+        session.execute(insert(CodeKey), new)
+        added = session.execute(
+            select(CodeKey.kind, CodeKey.name, CodeKey.id).where(
+                CodeKey.service == service, CodeKey.name.in_({row["name"] for row in new})
+            )
+        ).all()
+        ids.update({(k, n): i for k, n, i in added if (k, n) in wanted})
+    seen = [ids[key] for key in wanted]
+    session.execute(
+        update(CodeKey)
+        .where(CodeKey.id.in_(seen), CodeKey.last_seen < at)
+        .values(last_seen=at)
+        .execution_options(synchronize_session=False)
+    )
+    return ids
+
+
+def prune(session: Session, before: datetime) -> int:
+    """Delete history rows older than ``before`` and keys not seen since; returns rows deleted."""
+    gone = session.execute(
+        delete(CodeHistory)
+        .where(CodeHistory.at < before)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    session.execute(
+        delete(CodeKey)
+        .where(CodeKey.last_seen < before)
+        .execution_options(synchronize_session=False)
+    )
+    return int(gone or 0)
+
+
+# --- resolving names ------------------------------------------------------------------------
+
+
+def find(session: Session, text: str, *, service: str | None = None) -> list[CodeKey]:
+    """The keys ``text`` names: exact names, and names it is a dotted/path suffix of (any kind).
+
+    ``appraise`` finds ``vault.appraisal.Appraiser.appraise`` (and every other ``appraise``),
+    ``Appraiser.appraise`` only the methods of classes called so, ``appraisal.py`` and
+    ``vault/appraisal.py`` the file, ``/vaults/{id}`` the operations ``GET /vaults/{id}`` and
+    ``PUT /vaults/{id}``. Case is ignored. ``service`` narrows it to one service.
+    """
+    query = text.strip()
+    if not query:
+        return []
+    shorts = {short_name(kind, query) for kind in KINDS}
+    stmt = select(CodeKey).where(CodeKey.short.in_(shorts))
+    if service is not None:
+        stmt = stmt.where(CodeKey.service == service)
+    candidates = list(session.scalars(stmt))
+    lowered = query.lower()
+    return [k for k in candidates if k.name.lower() == lowered or _names(k, lowered)]
+
+
+def _names(key: CodeKey, query: str) -> bool:
+    """Whether ``query`` (lower case) is a whole-part suffix of the key's name."""
+    name = key.name.lower()
+    if key.kind == "operation":
+        return short_name("operation", name) == short_name("operation", query)
+    if not name.endswith(query):
+        return False
+    before = name[: len(name) - len(query)]
+    return not before or before[-1] in "./\\:# " or not re.match(r"\w", query[0])
+
+
+def closest(session: Session, text: str, *, n: int = 5) -> list[str]:
+    """Known names nearest to ``text`` (difflib), for "did you mean"; short and full names."""
+    names = {name for (name,) in session.execute(select(CodeKey.name).distinct())}
+    by_short = {short_name(kind, name): name for kind, name in session.execute(
+        select(CodeKey.kind, CodeKey.name))}  # fmt: skip
+    close = difflib.get_close_matches(text, list(names), n=n, cutoff=0.5)
+    lowered = text.strip().lower()
+    for short in difflib.get_close_matches(lowered, list(by_short), n=n, cutoff=0.6):
+        if by_short[short] not in close:
+            close.append(by_short[short])
+    return close[:n]
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def summarise(
+    session: Session,
+    query: str,
+    keys: Sequence[CodeKey],
+    *,
+    now: datetime,
+    main_environment: str = "production",
+) -> Summary:
+    """One answer about ``keys`` (what :func:`find` returned for ``query``) from the history."""
+    ids = [k.id for k in keys]
+    rows = list(
+        session.scalars(
+            select(CodeHistory).where(CodeHistory.key_id.in_(ids)).order_by(CodeHistory.at)
+        )
+    )
+    services = tuple(sorted({k.service for k in keys}))
+    main = [r for r in rows if r.environment == main_environment]
+    recent = [r for r in main if r.at >= now - BASELINE]
+    per_day = _per_day(main)
+    calls = sum(r.calls for r in recent)
+    return Summary(
+        query=query,
+        keys=tuple((k.service, k.kind, k.name) for k in keys),
+        per_day=per_day,
+        trend=_trend(per_day, now.date()),
+        callers=_merged(tuple(c) for r in recent for c in r.callers),
+        p50_ms=_median([r.p50_ms for r in recent]),
+        p95_ms=_median([r.p95_ms for r in recent]),
+        error_rate=(sum(r.errors for r in recent) / calls) if calls else None,
+        calls=calls,
+        exceptions=_exceptions(rows),
+        insights=_insights(rows),
+        environments=_environments(session, services, rows),
+        touched=touched(session, keys),
+        first_seen=min((k.first_seen for k in keys), default=None),
+        last_seen=max((k.last_seen for k in keys), default=None),
+        main_environment=main_environment,
+        services=services,
+    )
+
+
+def _rate(row: CodeHistory) -> float:
+    """Calls a day of one row: its calls over the time its version was seen serving."""
+    return row.calls * 86_400 / max(row.seconds, MIN_SECONDS)
+
+
+def _per_day(rows: Iterable[CodeHistory]) -> tuple[tuple[date, float], ...]:
+    """Per calendar day, the summed calls a day of the keys' latest row that day per key."""
+    latest: dict[tuple[date, int], CodeHistory] = {}
+    for row in rows:  # ordered by time: the day's last row per key wins
+        latest[(row.at.date(), row.key_id)] = row
+    days: dict[date, float] = defaultdict(float)
+    for (day, _), row in latest.items():
+        days[day] += _rate(row)
+    return tuple(sorted(days.items()))
+
+
+def _trend(per_day: Sequence[tuple[date, float]], today: date) -> float | None:
+    last = [v for d, v in per_day if today - d < timedelta(days=7)]
+    before = [v for d, v in per_day if timedelta(days=7) <= today - d < timedelta(days=28)]
+    if not last or not before or statistics.mean(before) == 0:
+        return None
+    return statistics.mean(last) / statistics.mean(before)
+
+
+def _median(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(statistics.median(known), 3) if known else None
+
+
+def _merged(pairs: Iterable[tuple[object, ...]], limit: int = 8) -> tuple[tuple[str, int], ...]:
+    total: dict[str, int] = defaultdict(int)
+    for name, count in pairs:
+        total[str(name)] += int(count)  # type: ignore[call-overload]
+    return tuple(sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))[:limit])
+
+
+def _exceptions(rows: Iterable[CodeHistory]) -> tuple[tuple[str, int, datetime], ...]:
+    total: dict[str, int] = defaultdict(int)
+    last: dict[str, datetime] = {}
+    for row in rows:
+        for name, count in row.exceptions:
+            total[str(name)] += int(count)
+            last[str(name)] = max(last.get(str(name), row.at), row.at)
+    return tuple((name, n, last[name]) for name, n in sorted(total.items(), key=lambda kv: -kv[1]))
+
+
+def _insights(rows: Iterable[CodeHistory]) -> tuple[tuple[str, int, str], ...]:
+    times: dict[str, int] = defaultdict(int)
+    version: dict[str, str] = {}
+    for row in rows:
+        for kind in row.insights:
+            times[str(kind)] += 1
+            version[str(kind)] = row.version
+    return tuple((k, n, version[k]) for k, n in sorted(times.items(), key=lambda kv: -kv[1]))
+
+
+def _environments(
+    session: Session, services: Collection[str], rows: Iterable[CodeHistory]
+) -> tuple[EnvironmentSeen, ...]:
+    """Every environment the services were deployed to, with the keys' calls there."""
+    deployed = session.scalars(
+        select(Release.environment).where(Release.service.in_(services)).distinct()
+    ).all()
+    calls: dict[str, int] = defaultdict(int)
+    last: dict[str, datetime] = {}
+    for row in rows:
+        calls[row.environment] += row.calls
+        if row.calls:
+            last[row.environment] = max(last.get(row.environment, row.at), row.at)
+    names = sorted({*deployed, *calls})
+    return tuple(EnvironmentSeen(env, calls.get(env, 0), last.get(env)) for env in names)
+
+
+def touched(
+    session: Session, keys: Sequence[CodeKey], limit: int = RELEASES_SHOWN
+) -> tuple[Touched, ...]:
+    """The newest releases of the keys' services whose changes name their functions or files."""
+    services = {k.service for k in keys}
+    functions = {k.name for k in keys if k.kind == "function"}
+    files = {k.name for k in keys if k.kind == "file"} | {k.file for k in keys if k.file}
+    if not functions and not files:
+        return ()
+    stmt = (
+        select(Change, Release)
+        .join(Release, Change.release_id == Release.id)
+        .where(Release.service.in_(services))
+        .order_by(Release.deployed_at.desc(), Release.id.desc())
+    )
+    found: dict[int, tuple[Release, list[str]]] = {}
+    for change, release in session.execute(stmt):
+        named = [f for f in change.functions or () if _same_function(str(f), functions)]
+        in_file = change.file is not None and _same_file(change.file, files)
+        if named or in_file:
+            entry = found.setdefault(release.id, (release, []))
+            entry[1].extend(named)
+        if len(found) >= limit:
+            break
+    return tuple(
+        Touched(r.service, r.version, r.environment, r.deployed_at, _verdict(session, r.id),
+                tuple(dict.fromkeys(fs)), r.title)
+        for r, fs in found.values()
+    )  # fmt: skip
+
+
+def _same_function(changed: str, names: Collection[str]) -> bool:
+    """A changed function names a key when one is a dotted suffix of the other."""
+    return any(
+        changed == n or n.endswith("." + changed) or changed.endswith("." + n) for n in names
+    )
+
+
+def _same_file(path: str, files: Collection[str]) -> bool:
+    path = path.replace("\\", "/").lstrip("./")
+    return any(
+        path == f or f.endswith("/" + path) or path.endswith("/" + f)
+        for f in (x.replace("\\", "/").lstrip("./") for x in files)
+    )
+
+
+def _verdict(session: Session, release_id: int) -> str | None:
+    """The verdict of the release's latest finished check."""
+    result = session.scalars(
+        select(Check.result)
+        .where(Check.release_id == release_id, Check.state == "done")
+        .order_by(Check.offset_seconds.desc())
+        .limit(1)
+    ).first()
+    report = (result or {}).get("report") or {}
+    verdict = report.get("verdict") if isinstance(report, dict) else None
+    return str(verdict) if verdict else None
+
+
+def reached(
+    session: Session, service: str, names: Collection[str], since: datetime
+) -> dict[str, int]:
+    """Calls since ``since`` of each of ``names`` (functions of ``service``; 0: never reached).
+
+    A changed function counts as reached when a key's name is it or a dotted suffix either
+    way (the diff and the spans qualify names differently).
+    """
+    keys = session.execute(
+        select(CodeKey.id, CodeKey.name).where(
+            CodeKey.service == service, CodeKey.kind == "function", CodeKey.last_seen >= since
+        )
+    ).all()
+    calls: dict[int, int] = dict(
+        session.execute(
+            select(CodeHistory.key_id, func.sum(CodeHistory.calls))
+            .where(CodeHistory.key_id.in_([i for i, _ in keys]), CodeHistory.at >= since)
+            .group_by(CodeHistory.key_id)
+        ).all()
+    )
+    return {
+        name: sum(int(calls.get(i, 0) or 0) for i, key in keys if _same_function(name, {key}))
+        for name in names
+    }
+
+
+@dataclass(frozen=True)
+class Busy:
+    """A key's calls a day over a period, per environment it ran in."""
+
+    service: str
+    kind: str
+    name: str
+    per_day: float
+    environments: tuple[str, ...]
+
+
+def busiest(
+    session: Session,
+    services: Collection[str],
+    since: datetime,
+    *,
+    kind: str = "function",
+) -> list[Busy]:
+    """The keys of ``services`` seen since ``since``, by calls a day, busiest first."""
+    stmt = (
+        select(CodeKey, CodeHistory)
+        .join(CodeHistory, CodeHistory.key_id == CodeKey.id)
+        .where(
+            CodeKey.service.in_(services),
+            CodeKey.kind == kind,
+            CodeKey.last_seen >= since,
+            CodeHistory.at >= since,
+        )
+    )
+    rates: dict[int, list[float]] = defaultdict(list)
+    envs: dict[int, set[str]] = defaultdict(set)
+    found: dict[int, CodeKey] = {}
+    for key, row in session.execute(stmt):
+        found[key.id] = key
+        rates[key.id].append(_rate(row))
+        if row.calls:
+            envs[key.id].add(row.environment)
+    out = [
+        Busy(k.service, k.kind, k.name, statistics.mean(rates[i]), tuple(sorted(envs[i])))
+        for i, k in found.items()
+    ]
+    return sorted(out, key=lambda b: (-b.per_day, b.service, b.name))
+
+
+def environments_of(session: Session, services: Collection[str]) -> dict[str, set[str]]:
+    """The environments each service was deployed to."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for service, env in session.execute(
+        select(Release.service, Release.environment).where(Release.service.in_(services)).distinct()
+    ):
+        out[service].add(env)
+    return dict(out)
+
+
+def footprint_of(
+    session: Session, service: str, functions: Collection[str], *, now: datetime
+) -> dict[str, Summary]:
+    """Per changed function of ``service``, its summary (only those the history knows)."""
+    out: dict[str, Summary] = {}
+    for name in functions:
+        keys = [k for k in find(session, name, service=service) if k.kind == "function"]
+        if keys:
+            out[name] = summarise(session, name, keys, now=now)
+    return out

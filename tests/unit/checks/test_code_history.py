@@ -1,0 +1,183 @@
+"""The code history: real SDK spans with ``code.*`` attributes, through the check runner, into
+the store, and read back as ``/feedback`` reads it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from feedbot.backends.embedded import EmbeddedBackend
+from feedbot.checks.register import register_release
+from feedbot.checks.runner import CheckRunner
+from feedbot.clock import FixedClock
+from feedbot.store import history
+from feedbot.store.models import CodeHistory, CodeKey
+from tests.factories import DEPLOYED, event, settings
+
+SERVICE = "vault-service"
+FUNCTION = "vault.appraisal.Appraiser.appraise"
+
+
+def code_spans(
+    version: str,
+    start: datetime,
+    n: int,
+    *,
+    errors: int = 0,
+    environment: str = "production",
+    old_semconv: bool = False,
+) -> bytes:
+    """``n`` traces from the real SDK: ``GET /vaults/{id}`` → ``appraise`` (a @WithSpan-like
+    INTERNAL span naming its function and file); the first ``errors`` raise KeyError."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
+
+    exporter = InMemorySpanExporter()
+    resource = {
+        "service.name": SERVICE,
+        "service.version": version,
+        "service.instance.id": f"{version}-a",
+        "deployment.environment.name": environment,
+    }
+    provider = TracerProvider(resource=Resource.create(resource))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("tests")
+    code = (
+        {"code.namespace": "vault.appraisal.Appraiser", "code.function": "appraise",
+         "code.filepath": "vault/appraisal.py"}
+        if old_semconv
+        else {"code.function.name": FUNCTION, "code.file.path": "vault/appraisal.py"}
+    )  # fmt: skip
+    for i in range(n):
+        begin = int(start.timestamp() * 1e9) + i * 2_000_000_000
+        route = tracer.start_span("GET /vaults/{id}", kind=SpanKind.SERVER, start_time=begin,
+                                  attributes={"http.route": "/vaults/{id}",
+                                              "http.request.method": "GET"})  # fmt: skip
+        child = tracer.start_span("appraise", context=set_span_in_context(route),
+                                  start_time=begin + 1_000_000, attributes=code)  # fmt: skip
+        if i < errors:
+            child.record_exception(KeyError("vault"), timestamp=begin + 2_000_000)
+            child.set_status(Status(StatusCode.ERROR))
+        child.end(end_time=begin + 1_000_000 + (8 + i % 5) * 1_000_000)
+        route.end(end_time=begin + 20_000_000)
+    provider.shutdown()
+    return bytes(encode_spans(exporter.get_finished_spans()).SerializeToString())
+
+
+def _run(sessions: sessionmaker[Session], at: timedelta) -> None:
+    conf = settings(checks={"after": ["15m", "1h"]})
+    backend = EmbeddedBackend(sessions)
+    CheckRunner(sessions=sessions, backend=backend, settings=conf,
+                clock=FixedClock(DEPLOYED + at), worker="w1").run_due()  # fmt: skip
+
+
+def _setup(sessions: sessionmaker[Session], *, errors: int = 0, old: bool = False) -> int:
+    conf = settings(checks={"after": ["15m", "1h"]})
+    with sessions() as session:
+        register_release(session, event(version="1.4.1", commit="a",
+                                        deployed_at=DEPLOYED - timedelta(days=1)),
+                         settings=conf, now=DEPLOYED - timedelta(days=1))  # fmt: skip
+        new = register_release(session, event(version="1.4.2", commit="b"), settings=conf,
+                               now=DEPLOYED).release_id  # fmt: skip
+    backend = EmbeddedBackend(sessions)
+    old_body = code_spans("1.4.1", DEPLOYED - timedelta(hours=2), 60, old_semconv=old)
+    backend.ingest(old_body, "application/x-protobuf", None)
+    body = code_spans("1.4.2", DEPLOYED + timedelta(minutes=1), 120, errors=errors, old_semconv=old)
+    backend.ingest(body, "application/x-protobuf", None)
+    return new
+
+
+def test_each_check_keeps_operation_function_and_file_and_replaces_its_release_row(
+    db_sessions: sessionmaker[Session], db_session: Session
+) -> None:
+    release_id = _setup(db_sessions, errors=12)
+    _run(db_sessions, timedelta(minutes=15))
+    _run(db_sessions, timedelta(hours=1))
+    keys = {(k.kind, k.name) for k in db_session.scalars(select(CodeKey))}
+    assert {
+        ("operation", "GET /vaults/{id}"),
+        ("operation", "appraise"),
+        ("function", FUNCTION),
+        ("file", "vault/appraisal.py"),
+    } <= keys
+    rows = db_session.scalars(select(CodeHistory).where(CodeHistory.release_id == release_id)).all()
+    # One row per key for the release: the 1 h check replaced the 15 min one.
+    assert len(rows) == len({r.key_id for r in rows})
+    assert {r.at for r in rows} == {DEPLOYED + timedelta(hours=1)}
+    (fn,) = [
+        r
+        for r in rows
+        if db_session.get(CodeKey, r.key_id).name == FUNCTION  # type: ignore[union-attr]
+    ]
+    assert fn.calls == 120 and fn.errors == 12
+    assert fn.callers == [["GET /vaults/{id}", 120]]
+    assert fn.exceptions == [["KeyError", 12]]
+    assert 8 <= (fn.p50_ms or 0) <= 12 and (fn.p95_ms or 0) >= (fn.p50_ms or 0)
+    assert fn.environment == "production" and fn.version == "1.4.2"
+
+
+def test_old_semantic_conventions_name_the_same_function(
+    db_sessions: sessionmaker[Session], db_session: Session
+) -> None:
+    _setup(db_sessions, old=True)
+    _run(db_sessions, timedelta(minutes=15))
+    names = {k.name for k in db_session.scalars(select(CodeKey).where(CodeKey.kind == "function"))}
+    assert names == {FUNCTION}
+
+
+def test_what_someone_types_resolves_to_keys(
+    db_sessions: sessionmaker[Session], db_session: Session
+) -> None:
+    _setup(db_sessions)
+    _run(db_sessions, timedelta(minutes=15))
+    for typed, kind in (
+        ("appraise", "function"),
+        ("Appraiser.appraise", "function"),
+        (FUNCTION.upper(), "function"),
+        ("appraisal.py", "file"),
+        ("vault/appraisal.py", "file"),
+        ("/vaults/{id}", "operation"),
+        ("GET /vaults/{id}", "operation"),
+    ):
+        found = history.find(db_session, typed)
+        assert kind in {k.kind for k in found}, typed
+    assert history.find(db_session, "praise") == []
+    assert history.find(db_session, "Other.appraise") == []
+    assert FUNCTION in history.closest(db_session, "vault.appraisal.Appraiser.apprise")
+
+
+def test_the_summary_answers_from_the_history(
+    db_sessions: sessionmaker[Session], db_session: Session
+) -> None:
+    _setup(db_sessions, errors=6)
+    _run(db_sessions, timedelta(minutes=15))
+    keys = [k for k in history.find(db_session, "appraise") if k.kind == "function"]
+    summary = history.summarise(db_session, "appraise", keys, now=DEPLOYED + timedelta(hours=1))
+    assert summary.calls == 120
+    assert summary.error_rate == 6 / 120
+    assert summary.callers == (("GET /vaults/{id}", 120),)
+    assert [e[:2] for e in summary.exceptions] == [("KeyError", 6)]
+    # 120 calls over the ~4 minutes the version was seen serving: about 43,000 a day.
+    ((day, per_day),) = summary.per_day
+    assert day == DEPLOYED.date() and 40_000 < per_day < 46_000
+    assert [(e.environment, e.calls > 0) for e in summary.environments] == [("production", True)]
+    # The factory's release changed vault.appraisal.appraise in vault/appraisal.py.
+    assert [t.version for t in summary.touched] == ["1.4.2", "1.4.1"]
+
+
+def test_retention_forgets_old_rows(
+    db_sessions: sessionmaker[Session], db_session: Session
+) -> None:
+    _setup(db_sessions)
+    _run(db_sessions, timedelta(minutes=15))
+    assert db_session.scalar(select(func.count()).select_from(CodeHistory))
+    gone = history.prune(db_session, DEPLOYED + timedelta(days=1))
+    assert gone > 0
+    assert db_session.scalar(select(func.count()).select_from(CodeHistory)) == 0
+    assert db_session.scalar(select(func.count()).select_from(CodeKey)) == 0
