@@ -181,3 +181,78 @@ def test_retention_forgets_old_rows(
     assert gone > 0
     assert db_session.scalar(select(func.count()).select_from(CodeHistory)) == 0
     assert db_session.scalar(select(func.count()).select_from(CodeKey)) == 0
+
+
+# --- /feedback about code ------------------------------------------------------------------
+
+
+def _feedback(sessions: sessionmaker[Session], text: str, **raw: object) -> tuple[str, bool]:
+    from feedbot.digest.plain import blocks_text
+    from feedbot.slack.feedback import FeedbackService, parse
+
+    conf = settings(checks={"after": ["15m", "1h"]}, **raw)
+    service = FeedbackService(
+        sessions=sessions, settings=conf, clock=FixedClock(DEPLOYED + timedelta(hours=2))
+    )
+    rendered, known = service.reply(parse(text))
+    return blocks_text(rendered.blocks, rendered.text), known
+
+
+def test_feedback_about_a_function_answers_the_talks_questions(
+    db_sessions: sessionmaker[Session],
+) -> None:
+    conf = settings(checks={"after": ["15m", "1h"]})
+    _setup(db_sessions, errors=6)
+    with db_sessions() as session:  # the same version in staging, where no span reached it
+        register_release(session, event(version="1.4.2", commit="b", environment="staging"),
+                         settings=conf, now=DEPLOYED)  # fmt: skip
+    _run(db_sessions, timedelta(minutes=15))
+    out, known = _feedback(db_sessions, "Appraiser.appraise")
+    assert known
+    assert "function `vault.appraisal.Appraiser.appraise` (vault-service)" in out
+    assert "calls a day in production" in out and "no trend yet" in out
+    assert "GET /vaults/{id} (120 spans)" in out  # who calls it
+    assert "errors 5.00%" in out and "120 calls in production" in out  # baseline
+    assert "`KeyError` (6," in out
+    assert "staging: ❌ never ran there" in out
+    assert "Runs in production but never in staging" in out
+    # The releases that changed its file (their diff names the function without its class).
+    assert "• vault-service 1.4.2 · Nov 24 · production · ✅ looks fine" in out
+    assert "• vault-service 1.4.1 · Nov 23 · production · not checked yet" in out
+    assert "regressed" not in out.split("Releases that changed it")[0]  # a history, no verdict
+
+
+def test_feedback_about_a_route_and_a_file(db_sessions: sessionmaker[Session]) -> None:
+    _setup(db_sessions)
+    _run(db_sessions, timedelta(minutes=15))
+    route, known = _feedback(db_sessions, "GET /vaults/{id} --share")
+    assert known and "operation `GET /vaults/{id}`" in route
+    assert "another service" not in route and "entry point" in route  # root spans
+    path, known = _feedback(db_sessions, "appraisal.py")
+    assert known and "file `vault/appraisal.py`" in path and "120 calls in production" in path
+
+
+def test_an_unknown_name_gets_the_closest_names_and_no_verdict(
+    db_sessions: sessionmaker[Session],
+) -> None:
+    _setup(db_sessions)
+    _run(db_sessions, timedelta(minutes=15))
+    out, known = _feedback(db_sessions, "vault.appraisal.Appraiser.apprise")
+    assert not known
+    assert "I don't know" in out and "`vault.appraisal.Appraiser.appraise`" in out
+    assert not any(word in out for word in ("regressed", "looks fine", "improved"))
+
+
+def test_a_feature_matching_no_span_says_so_without_a_verdict(
+    db_sessions: sessionmaker[Session],
+) -> None:
+    _setup(db_sessions, errors=60)  # enough errors for the service's own verdict to be red
+    _run(db_sessions, timedelta(minutes=15))
+    features = {"appraisal": {"service": SERVICE, "spans": ["GET /vault/*/appraise"]}}
+    out, known = _feedback(db_sessions, "appraisal", features=features)
+    assert not known
+    assert "`appraisal` matches nothing" in out and "`GET /vaults/{id}`" in out
+    assert not any(word in out for word in ("regressed", "looks fine", "improved", "0 spans"))
+    features = {"appraisal": {"service": SERVICE, "spans": ["GET /vaults/*"]}}
+    out, known = _feedback(db_sessions, "appraisal", features=features)
+    assert known and "appraisal (vault-service) — newest checked release 1.4.2" in out
