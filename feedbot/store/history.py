@@ -17,8 +17,9 @@ The read API, for other modules (all take a Session and only read):
   that changed the code (:class:`Summary`, plain data that :mod:`feedbot.digest.answers`
   renders).
 - :func:`footprint_of` the latest numbers of named functions of a service (the PR preview).
-- :func:`reached` which of a service's names were seen since a time (code never reached);
-  :func:`busiest` and :func:`production_only` for the weekly code view.
+- :func:`reached` which of a service's names were seen since a time (code never reached, with
+  :func:`instrumented`); :func:`busiest` and :func:`environments_of` for the weekly code view;
+  :func:`same_function` says whether a diff's function name and a span's are the same.
 """
 
 from __future__ import annotations
@@ -396,7 +397,7 @@ def touched(
     )
     found: dict[int, tuple[Release, list[str]]] = {}
     for change, release in session.execute(stmt):
-        named = [f for f in change.functions or () if _same_function(str(f), functions)]
+        named = [f for f in change.functions or () if same_function(str(f), functions)]
         in_file = change.file is not None and _same_file(change.file, files)
         if named or in_file:
             entry = found.setdefault(release.id, (release, []))
@@ -410,8 +411,9 @@ def touched(
     )  # fmt: skip
 
 
-def _same_function(changed: str, names: Collection[str]) -> bool:
-    """A changed function names a key when one is a dotted suffix of the other."""
+def same_function(changed: str, names: Collection[str]) -> bool:
+    """Whether a changed function (from a diff) is one of ``names`` (from spans): equal, or one
+    a dotted suffix of the other (a diff and the spans qualify names differently)."""
     return any(
         changed == n or n.endswith("." + changed) or changed.endswith("." + n) for n in names
     )
@@ -459,9 +461,21 @@ def reached(
         ).all()
     )
     return {
-        name: sum(int(calls.get(i, 0) or 0) for i, key in keys if _same_function(name, {key}))
+        name: sum(int(calls.get(i, 0) or 0) for i, key in keys if same_function(name, {key}))
         for name in names
     }
+
+
+def instrumented(session: Session, services: Collection[str]) -> set[str]:
+    """The services whose spans ever named a function (``code.*``): the only ones where a
+    changed function no span names can be called "never reached"."""
+    return set(
+        session.scalars(
+            select(CodeKey.service)
+            .where(CodeKey.service.in_(services), CodeKey.kind == "function")
+            .distinct()
+        )
+    )
 
 
 @dataclass(frozen=True)

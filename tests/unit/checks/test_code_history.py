@@ -256,3 +256,65 @@ def test_a_feature_matching_no_span_says_so_without_a_verdict(
     features = {"appraisal": {"service": SERVICE, "spans": ["GET /vaults/*"]}}
     out, known = _feedback(db_sessions, "appraisal", features=features)
     assert known and "appraisal (vault-service) — newest checked release 1.4.2" in out
+
+
+# --- the weekly digest's code view ----------------------------------------------------------
+
+
+def test_the_weekly_digest_shows_unreached_hottest_and_production_only_code(
+    db_sessions: sessionmaker[Session],
+) -> None:
+    from feedbot.checks.digests import WeeklyDigests
+    from feedbot.digest.plain import blocks_text
+    from feedbot.releases.event import Change
+
+    conf = settings(
+        checks={"after": ["15m", "1h"]}, slack={"weekly_digest": {"channel": "#feedback"}}
+    )
+    changes = (
+        Change(file="vault/appraisal.py", functions=(FUNCTION, "vault.appraisal.Appraiser.unused")),
+    )
+    with db_sessions() as session:
+        register_release(session, event(version="1.4.1", commit="a", changes=changes,
+                                        deployed_at=DEPLOYED - timedelta(days=1)),
+                         settings=conf, now=DEPLOYED - timedelta(days=1))  # fmt: skip
+        register_release(session, event(version="1.4.2", commit="b", changes=changes),
+                         settings=conf, now=DEPLOYED)  # fmt: skip
+        register_release(session, event(version="1.4.2", commit="b", environment="staging"),
+                         settings=conf, now=DEPLOYED)  # fmt: skip
+    backend = EmbeddedBackend(db_sessions)
+    body = code_spans("1.4.2", DEPLOYED + timedelta(minutes=1), 120)
+    backend.ingest(body, "application/x-protobuf", None)
+    _run(db_sessions, timedelta(minutes=15))
+    digests = WeeklyDigests(sessions=db_sessions, settings=conf, clock=FixedClock(DEPLOYED))
+    (message,) = digests.build(DEPLOYED + timedelta(days=2))["#feedback"]
+    out = blocks_text(message.blocks, message.text)
+    unreached = out.split("Code never reached since it shipped")[1].split("\n\n")[0]
+    assert "`vault.appraisal.Appraiser.unused` (shipped Nov 24)" in unreached
+    assert FUNCTION not in unreached
+    hottest = out.split("Hottest changed functions")[1].split("\n\n")[0]
+    assert f"`{FUNCTION}`" in hottest and "calls a day" in hottest
+    only = out.split("Runs in production, in no test environment")[1]
+    assert f"vault-service: `{FUNCTION}`" in only and "never in staging" in only
+
+
+def test_no_code_view_without_code_attributes(db_sessions: sessionmaker[Session]) -> None:
+    """A service whose spans never name a function has no "never reached" guesses."""
+    from feedbot.checks.digests import WeeklyDigests
+    from feedbot.digest.plain import blocks_text
+    from tests.factories import otlp_spans
+
+    conf = settings(
+        checks={"after": ["15m", "1h"]}, slack={"weekly_digest": {"channel": "#feedback"}}
+    )
+    with db_sessions() as session:
+        register_release(session, event(), settings=conf, now=DEPLOYED)
+    body = otlp_spans(service=SERVICE, version="1.4.2", start=DEPLOYED + timedelta(minutes=1),
+                      spans=[("/vaults", 10.0, False)] * 30)  # fmt: skip
+    EmbeddedBackend(db_sessions).ingest(body, "application/x-protobuf", None)
+    _run(db_sessions, timedelta(minutes=15))
+    digests = WeeklyDigests(sessions=db_sessions, settings=conf, clock=FixedClock(DEPLOYED))
+    (message,) = digests.build(DEPLOYED + timedelta(days=2))["#feedback"]
+    out = blocks_text(message.blocks, message.text)
+    assert "Code never reached since it shipped" not in out
+    assert "Hottest changed functions" not in out
