@@ -27,6 +27,8 @@ from feedbot.store import history, queries
 from feedbot.store.models import Check, CodeKey, Release
 
 HISTORY = 5
+#: A short name many services share (``save``) is told for the most recently seen of them.
+MAX_KEYS = 20
 
 
 @dataclass(frozen=True)
@@ -122,8 +124,11 @@ class FeedbackService:
             return answers.unknown(typed, known, list(dict.fromkeys(close))[:5]), False
         # One kind is told, so a function and the span it opens are not counted twice.
         kind = next(k for k in ("function", "operation", "file") if any(x.kind == k for x in keys))
-        chosen = [k for k in keys if k.kind == kind]
+        same = sorted((k for k in keys if k.kind == kind), key=lambda k: k.last_seen, reverse=True)
+        chosen = same[:MAX_KEYS]
         also = [f"{k.kind} {k.name}" for k in keys if k.kind != kind]
+        if len(same) > MAX_KEYS:
+            also.append(f"{len(same) - MAX_KEYS} more {kind}s (give the qualified name)")
         summary = history.summarise(
             session, typed, chosen, now=self._clock.now(), main_environment=self._main(chosen)
         )
