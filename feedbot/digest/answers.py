@@ -433,8 +433,8 @@ def _insights_line(summary: CodeSummary) -> str:
     if not summary.insights:
         return ""
     return "Findings: " + ", ".join(
-        f"{escape(kind.replace('_', ' '))} ×{n} (last in {escape(version)})"
-        for kind, n, version in summary.insights[:6]
+        f"{escape(kind.replace('_', ' '))} ×{n} (last {last:%b %d})"
+        for kind, n, last in summary.insights[:6]
     )
 
 

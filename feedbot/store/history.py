@@ -25,14 +25,16 @@ The read API, for other modules (all take a Session and only read):
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
 import statistics
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from feedbot.spans.footprint import KINDS, Footprint, short_name
@@ -45,6 +47,8 @@ RECENT = timedelta(days=7)
 #: A rate over less than a minute of serving is too short to count as a day's use.
 MIN_SECONDS = 60.0
 RELEASES_SHOWN = 5
+#: Changes read at a time, newest first, looking for the releases that touched a key.
+TOUCHED_PAGE = 200
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,7 @@ class Summary:
         error_rate: Errors over calls, same rows.
         calls: Calls counted over :data:`BASELINE`.
         exceptions: ``(type, spans, last seen)`` over the whole history.
-        insights: ``(kind, checks that said it, last version)``.
+        insights: ``(kind, checks that said it, last seen)``.
         environments: Per environment the services were deployed to: calls and last seen.
         touched: The newest releases that changed the code.
         first_seen: The first check that saw it.
@@ -103,7 +107,7 @@ class Summary:
     error_rate: float | None = None
     calls: int = 0
     exceptions: tuple[tuple[str, int, datetime], ...] = ()
-    insights: tuple[tuple[str, int, str], ...] = ()
+    insights: tuple[tuple[str, int, datetime], ...] = ()
     environments: tuple[EnvironmentSeen, ...] = ()
     touched: tuple[Touched, ...] = ()
     first_seen: datetime | None = None
@@ -276,29 +280,39 @@ def summarise(
 ) -> Summary:
     """One answer about ``keys`` (what :func:`find` returned for ``query``) from the history."""
     ids = [k.id for k in keys]
-    rows = list(
-        session.scalars(
-            select(CodeHistory).where(CodeHistory.key_id.in_(ids)).order_by(CodeHistory.at)
+    mine = CodeHistory.key_id.in_(ids)
+    # Plain rows of the columns used, not ORM objects, and the JSON columns only where they
+    # are needed: a year of one key is ~400 rows, decoding them all would be most of the time.
+    main: list[Any] = list(
+        session.execute(
+            select(*(getattr(CodeHistory, c) for c in _SCALARS))
+            .where(mine, CodeHistory.environment == main_environment)
+            .order_by(CodeHistory.at)
         )
     )
-    services = tuple(sorted({k.service for k in keys}))
-    main = [r for r in rows if r.environment == main_environment]
-    recent = [r for r in main if r.at >= now - BASELINE]
+    since = now - BASELINE
+    recent = [r for r in main if r.at >= since]
+    callers = session.scalars(
+        select(CodeHistory.callers).where(
+            mine, CodeHistory.environment == main_environment, CodeHistory.at >= since
+        )
+    )
     per_day = _per_day(main)
     calls = sum(r.calls for r in recent)
+    services = tuple(sorted({k.service for k in keys}))
     return Summary(
         query=query,
         keys=tuple((k.service, k.kind, k.name) for k in keys),
         per_day=per_day,
         trend=_trend(per_day, now.date()),
-        callers=_merged(tuple(c) for r in recent for c in r.callers),
+        callers=_merged(tuple(c) for listed in callers for c in listed),
         p50_ms=_median([r.p50_ms for r in recent]),
         p95_ms=_median([r.p95_ms for r in recent]),
         error_rate=(sum(r.errors for r in recent) / calls) if calls else None,
         calls=calls,
-        exceptions=_exceptions(rows),
-        insights=_insights(rows),
-        environments=_environments(session, services, rows),
+        exceptions=_elements(session, ids, "exceptions"),
+        insights=_elements(session, ids, "insights"),
+        environments=_environments(session, services, mine),
         touched=touched(session, keys),
         first_seen=min((k.first_seen for k in keys), default=None),
         last_seen=max((k.last_seen for k in keys), default=None),
@@ -307,14 +321,55 @@ def summarise(
     )
 
 
-def _rate(row: CodeHistory) -> float:
+#: Per JSON list element of the keys' rows: its first item (or itself), its spans (the second
+#: item, else 1) and the latest row's time. SQLite's json_each and PostgreSQL's
+#: json_array_elements do it in the database: a year of rows is never decoded in Python.
+_ELEMENTS = {
+    "sqlite": (
+        "SELECT CASE WHEN j.type = 'array' THEN json_extract(j.value, '$[0]') ELSE j.value END,"
+        " SUM(CASE WHEN j.type = 'array' THEN json_extract(j.value, '$[1]') ELSE 1 END),"
+        " MAX(h.at) FROM code_history h, json_each(h.{column}) j"
+        " WHERE h.key_id IN :ids GROUP BY 1 ORDER BY 2 DESC, 1"
+    ),
+    "postgresql": (
+        "SELECT CASE WHEN json_typeof(j) = 'array' THEN j->>0 ELSE j#>>'{{}}' END,"
+        " SUM(CASE WHEN json_typeof(j) = 'array' THEN (j->>1)::bigint ELSE 1 END),"
+        " MAX(h.at) FROM code_history h CROSS JOIN LATERAL json_array_elements(h.{column}) j"
+        " WHERE h.key_id IN :ids GROUP BY 1 ORDER BY 2 DESC, 1"
+    ),
+}
+
+
+def _elements(
+    session: Session, ids: Sequence[int], column: str
+) -> tuple[tuple[str, int, datetime], ...]:
+    """(name, spans or rows, last seen) of what the keys' ``column`` lists, busiest first."""
+    dialect = session.get_bind().dialect.name
+    sql = _ELEMENTS["postgresql" if dialect == "postgresql" else "sqlite"].format(column=column)
+    stmt = text(sql).bindparams(bindparam("ids", expanding=True))
+    return tuple(
+        (str(name), int(n or 0), _aware(last))
+        for name, n, last in session.execute(stmt, {"ids": list(ids)})
+    )
+
+
+def _aware(value: datetime | str) -> datetime:
+    """A time from a raw SQL result: SQLite gives text, PostgreSQL an aware datetime."""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+_SCALARS = ("key_id", "at", "seconds", "calls", "errors", "p50_ms", "p95_ms")
+
+
+def _rate(row: Any) -> float:
     """Calls a day of one row: its calls over the time its version was seen serving."""
-    return row.calls * 86_400 / max(row.seconds, MIN_SECONDS)
+    return float(row.calls * 86_400 / max(row.seconds, MIN_SECONDS))
 
 
-def _per_day(rows: Iterable[CodeHistory]) -> tuple[tuple[date, float], ...]:
+def _per_day(rows: Iterable[Any]) -> tuple[tuple[date, float], ...]:
     """Per calendar day, the summed calls a day of the keys' latest row that day per key."""
-    latest: dict[tuple[date, int], CodeHistory] = {}
+    latest: dict[tuple[date, int], Any] = {}
     for row in rows:  # ordered by time: the day's last row per key wins
         latest[(row.at.date(), row.key_id)] = row
     days: dict[date, float] = defaultdict(float)
@@ -343,41 +398,26 @@ def _merged(pairs: Iterable[tuple[object, ...]], limit: int = 8) -> tuple[tuple[
     return tuple(sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))[:limit])
 
 
-def _exceptions(rows: Iterable[CodeHistory]) -> tuple[tuple[str, int, datetime], ...]:
-    total: dict[str, int] = defaultdict(int)
-    last: dict[str, datetime] = {}
-    for row in rows:
-        for name, count in row.exceptions:
-            total[str(name)] += int(count)
-            last[str(name)] = max(last.get(str(name), row.at), row.at)
-    return tuple((name, n, last[name]) for name, n in sorted(total.items(), key=lambda kv: -kv[1]))
-
-
-def _insights(rows: Iterable[CodeHistory]) -> tuple[tuple[str, int, str], ...]:
-    times: dict[str, int] = defaultdict(int)
-    version: dict[str, str] = {}
-    for row in rows:
-        for kind in row.insights:
-            times[str(kind)] += 1
-            version[str(kind)] = row.version
-    return tuple((k, n, version[k]) for k, n in sorted(times.items(), key=lambda kv: -kv[1]))
-
-
 def _environments(
-    session: Session, services: Collection[str], rows: Iterable[CodeHistory]
+    session: Session, services: Collection[str], mine: Any
 ) -> tuple[EnvironmentSeen, ...]:
     """Every environment the services were deployed to, with the keys' calls there."""
     deployed = session.scalars(
         select(Release.environment).where(Release.service.in_(services)).distinct()
     ).all()
-    calls: dict[str, int] = defaultdict(int)
-    last: dict[str, datetime] = {}
-    for row in rows:
-        calls[row.environment] += row.calls
-        if row.calls:
-            last[row.environment] = max(last.get(row.environment, row.at), row.at)
-    names = sorted({*deployed, *calls})
-    return tuple(EnvironmentSeen(env, calls.get(env, 0), last.get(env)) for env in names)
+    seen = {
+        env: (int(calls or 0), last)
+        for env, calls, last in session.execute(
+            select(CodeHistory.environment, func.sum(CodeHistory.calls), func.max(CodeHistory.at))
+            .where(mine, CodeHistory.calls > 0)
+            .group_by(CodeHistory.environment)
+        )
+    }
+    names = sorted({*deployed, *seen})
+    return tuple(
+        EnvironmentSeen(env, *seen[env]) if env in seen else EnvironmentSeen(env, 0, None)
+        for env in names
+    )
 
 
 def touched(
@@ -390,24 +430,28 @@ def touched(
     if not functions and not files:
         return ()
     stmt = (
-        select(Change, Release)
+        select(Change.release_id, Change.file, Change.functions)
         .join(Release, Change.release_id == Release.id)
         .where(Release.service.in_(services))
         .order_by(Release.deployed_at.desc(), Release.id.desc())
     )
-    found: dict[int, tuple[Release, list[str]]] = {}
-    for change, release in session.execute(stmt):
-        named = [f for f in change.functions or () if same_function(str(f), functions)]
-        in_file = change.file is not None and _same_file(change.file, files)
-        if named or in_file:
-            entry = found.setdefault(release.id, (release, []))
-            entry[1].extend(named)
-        if len(found) >= limit:
+    found: dict[int, list[str]] = {}
+    # Newest first, a page at a time: most answers need the first page only.
+    for offset in itertools.count(0, TOUCHED_PAGE):
+        page = session.execute(stmt.limit(TOUCHED_PAGE).offset(offset)).all()
+        for release_id, path, changed in page:
+            named = [str(f) for f in changed or () if same_function(str(f), functions)]
+            if named or (path is not None and _same_file(path, files)):
+                found.setdefault(release_id, []).extend(named)
+        if len(found) >= limit or len(page) < TOUCHED_PAGE:
             break
+    chosen = list(found)[:limit]
+    releases = {r.id: r for r in session.scalars(select(Release).where(Release.id.in_(chosen)))}
     return tuple(
         Touched(r.service, r.version, r.environment, r.deployed_at, _verdict(session, r.id),
-                tuple(dict.fromkeys(fs)), r.title)
-        for r, fs in found.values()
+                tuple(dict.fromkeys(found[i])), r.title)
+        for i in chosen
+        for r in (releases[i],)
     )  # fmt: skip
 
 

@@ -318,3 +318,27 @@ def test_no_code_view_without_code_attributes(db_sessions: sessionmaker[Session]
     out = blocks_text(message.blocks, message.text)
     assert "Code never reached since it shipped" not in out
     assert "Hottest changed functions" not in out
+
+
+def test_the_checks_findings_are_kept_as_insights_of_their_keys(
+    db_sessions: sessionmaker[Session], db_session: Session
+) -> None:
+    from feedbot.store import queries
+
+    release_id = _setup(db_sessions, errors=60)
+    _run(db_sessions, timedelta(minutes=15))
+    (check,) = [c for c in queries.release_checks(db_session, release_id) if c.state == "done"]
+    said = {
+        (str(f["span"]), str(f["kind"]))
+        for f in check.result["report"]["findings"]  # type: ignore[index]
+        if f.get("span")
+    }
+    assert said, "errors on 60 of 120 spans must make the check say something"
+    keys = {k.id: k.name for k in db_session.scalars(select(CodeKey))}
+    rows = db_session.scalars(select(CodeHistory).where(CodeHistory.release_id == release_id))
+    kept = {(keys[r.key_id], kind) for r in rows for kind in r.insights}
+    assert said <= kept
+    span, kind = sorted(said)[0]
+    found = [k for k in history.find(db_session, span) if k.kind == "operation"]
+    summary = history.summarise(db_session, span, found, now=DEPLOYED + timedelta(hours=1))
+    assert (kind, 1) in [(k, n) for k, n, _ in summary.insights]
