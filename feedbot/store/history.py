@@ -35,6 +35,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from feedbot.spans.footprint import KINDS, Footprint, short_name
@@ -188,7 +189,13 @@ def _key_ids(
         for (k, n), p in wanted.items() if (k, n) not in ids
     ]  # fmt: skip
     if new:
-        session.execute(insert(CodeKey), new)
+        # Two checks of one service may add the same key at once: the second inserts nothing
+        # and reads the first one's id.
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(CodeKey).on_conflict_do_nothing(
+            index_elements=["service", "kind", "name"]
+        )
+        session.execute(stmt, new)
         added = session.execute(
             select(CodeKey.kind, CodeKey.name, CodeKey.id).where(
                 CodeKey.service == service, CodeKey.name.in_({row["name"] for row in new})
