@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from slack_sdk.models.blocks import Block
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -195,6 +196,9 @@ def _feedback(sessions: sessionmaker[Session], text: str, **raw: object) -> tupl
         sessions=sessions, settings=conf, clock=FixedClock(DEPLOYED + timedelta(hours=2))
     )
     rendered, known = service.reply(parse(text))
+    for raw in rendered.blocks:  # what Slack would accept
+        Block.parse(raw).validate_json()  # type: ignore[union-attr]
+    assert len(rendered.blocks) <= 50
     return blocks_text(rendered.blocks, rendered.text), known
 
 
