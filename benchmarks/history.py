@@ -10,7 +10,7 @@ listener does after the acknowledgement), for:
 
 - a qualified function name (one key),
 - a file path, a route (``GET /…``, the operation's key),
-- a short method name that every service has (``save``: capped at the 20 most recent keys),
+- a short method name that every service has (``save``: told for the 5 most recently seen keys),
 - an unknown name (the closest names from the whole catalogue).
 
 The target is 300 ms, well inside Slack's 3 s for the answer to follow the acknowledgement.

@@ -27,8 +27,8 @@ from feedbot.store import history, queries
 from feedbot.store.models import Check, CodeKey, Release
 
 HISTORY = 5
-#: A short name many services share (``save``) is told for the 10 most recently seen of them.
-MAX_KEYS = 10
+#: A short name many services share (``save``) is told for the 5 most recently seen of them.
+MAX_KEYS = 5
 
 
 @dataclass(frozen=True)

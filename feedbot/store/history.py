@@ -262,16 +262,22 @@ def _names(key: CodeKey, query: str) -> bool:
 
 
 def closest(session: Session, text: str, *, n: int = 5) -> list[str]:
-    """Known names nearest to ``text`` (difflib), for "did you mean"; short and full names."""
-    names = {name for (name,) in session.execute(select(CodeKey.name).distinct())}
-    by_short = {short_name(kind, name): name for kind, name in session.execute(
-        select(CodeKey.kind, CodeKey.name))}  # fmt: skip
-    close = difflib.get_close_matches(text, list(names), n=n, cutoff=0.5)
-    lowered = text.strip().lower()
-    for short in difflib.get_close_matches(lowered, list(by_short), n=n, cutoff=0.6):
-        if by_short[short] not in close:
-            close.append(by_short[short])
-    return close[:n]
+    """Known names nearest to ``text`` (difflib), for "did you mean".
+
+    The short names are compared first (a few hundred, however many services), then the full
+    names of the closest of them: the catalogue is never compared name by name.
+    """
+    typed = text.strip()
+    shorts = {short_name(kind, typed).lower() for kind in KINDS}
+    known = list(session.scalars(select(CodeKey.short).distinct()))
+    near: list[str] = []
+    for short in shorts:
+        near += difflib.get_close_matches(short, known, n=n, cutoff=0.6)
+    if not near:
+        return []
+    names = list(session.scalars(select(CodeKey.name).where(CodeKey.short.in_(near)).distinct()))
+    close = difflib.get_close_matches(typed, names, n=n, cutoff=0.3)
+    return close or names[:n]
 
 
 # --- reading --------------------------------------------------------------------------------
