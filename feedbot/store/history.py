@@ -342,13 +342,13 @@ _ELEMENTS = {
         "SELECT CASE WHEN j.type = 'array' THEN json_extract(j.value, '$[0]') ELSE j.value END,"
         " SUM(CASE WHEN j.type = 'array' THEN json_extract(j.value, '$[1]') ELSE 1 END),"
         " MAX(h.at) FROM code_history h, json_each(h.{column}) j"
-        " WHERE h.key_id IN :ids GROUP BY 1 ORDER BY 2 DESC, 1"
+        " WHERE h.key_id IN :ids AND h.{column} <> '[]' GROUP BY 1 ORDER BY 2 DESC, 1"
     ),
     "postgresql": (
         "SELECT CASE WHEN json_typeof(j) = 'array' THEN j->>0 ELSE j#>>'{{}}' END,"
         " SUM(CASE WHEN json_typeof(j) = 'array' THEN (j->>1)::bigint ELSE 1 END),"
         " MAX(h.at) FROM code_history h CROSS JOIN LATERAL json_array_elements(h.{column}) j"
-        " WHERE h.key_id IN :ids GROUP BY 1 ORDER BY 2 DESC, 1"
+        " WHERE h.key_id IN :ids AND h.{column}::text <> '[]' GROUP BY 1 ORDER BY 2 DESC, 1"
     ),
 }
 
