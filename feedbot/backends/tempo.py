@@ -43,7 +43,7 @@ from typing import Any
 
 import httpx
 
-from feedbot.backends.http import ANY_VERSION, JsonApi, RetryPolicy, count_versions, split_window
+from feedbot.backends.http import ANY_VERSION, JsonApi, RetryPolicy, count_census, split_window
 from feedbot.backends.sampling import Probe, SearchBudget, note, sampled_collect
 from feedbot.errors import BackendResponseError, WebhookRejected
 from feedbot.spans.aggregate import to_ns
@@ -63,7 +63,13 @@ GROUP_BY = (
     "resource.deployment.environment.name",
     "resource.deployment.environment",
 )
-#: Traces read to list the versions in a window (a sample when the window is busy).
+#: Labels of the census query: the version and both environment names.
+CENSUS_BY = (
+    "resource.service.version",
+    "resource.deployment.environment.name",
+    "resource.deployment.environment",
+)
+#: Traces searched to list the versions in a window (a sample when the window is busy).
 VERSION_TRACES = 1000
 #: Tempo's default ``query_frontend.metrics.max_duration``.
 MAX_METRICS_WINDOW = timedelta(hours=24)
@@ -114,9 +120,10 @@ class TempoBackend:
         http: a client whose ``base_url`` is Tempo's query frontend.
         ui_url: the team's trace UI, for links to example traces (kept for the report).
         budget: what one collect searches for (default :meth:`SearchBudget.from_policy`).
-        max_traces: traces read whole per collect at most, one request each (4,000: the
-            default budget's ~500 per operation for 8 operations); also :meth:`versions`' sample.
-        slices: :meth:`versions` searches its window in this many slices.
+        max_traces: traces read whole by id per collect at most, one request each (those whose
+            spanset was cut at ``spss``, or all with ``select=False``); also caps the search
+            of :meth:`census` without metrics.
+        slices: :meth:`census` without metrics searches its window in this many slices.
         spss: spans per spanset asked of search (100, Tempo's default most): a trace with
             more spans of the version than that is read whole by id.
         select: read the spans from the search's spansets (``select(...)``, Tempo ≥ 2.6 for
@@ -198,34 +205,61 @@ class TempoBackend:
     def versions(
         self, service: str, start: datetime, end: datetime, environment: str | None = None
     ) -> dict[str, int]:
-        """Spans per ``service.version`` of ``service`` in ``[start, end)``, from a sample of
-        up to ``VERSION_TRACES`` traces of the service (any version) searched over the window.
+        """Spans per ``service.version`` of ``service`` in ``[start, end)``: :meth:`census`
+        summed over the environments that match (spans naming none match every one).
 
         Raises:
             BackendUnavailable: Tempo did not answer.
             BackendResponseError: it answered with an error or in a shape not understood.
         """
-        query = SpanQuery(service, ANY_VERSION, start, end, environment)
-        ids = self.search(query, min(self.max_traces, VERSION_TRACES))
-        return count_versions((row for rows, _ in self.traces(ids, query) for row in rows), query)
+        counts: dict[str, int] = {}
+        for (env, version), spans in self.census(service, start, end).items():
+            if version is not None and (environment is None or env in (None, environment)):
+                counts[version] = counts.get(version, 0) + spans
+        return counts
 
-    def search(self, query: SpanQuery, limit: int) -> list[str]:
-        """Ids (32 hex) of up to ``limit`` traces with a matching span, over the window."""
+    def census(
+        self, service: str, start: datetime, end: datetime
+    ) -> dict[tuple[str | None, str | None], int]:
+        """Spans of ``service`` in ``[start, end)`` per (environment, version).
+
+        Exact from one TraceQL metrics query (``count_over_time() by`` the version and both
+        environment names); where metrics are off or the window is over 24 h, from the
+        spansets of up to ``VERSION_TRACES`` traces found by search over the window
+        (``select`` of the same three attributes, no trace read by id).
+
+        Raises:
+            BackendUnavailable: Tempo did not answer.
+            BackendResponseError: the search answered with an error or a shape not understood.
+        """
+        query = SpanQuery(service, ANY_VERSION, start, end, None)
+        if self.metrics and end - start <= MAX_METRICS_WINDOW:
+            try:
+                series = self.series(query, selector(query), "count_over_time()", CENSUS_BY)
+            except BackendResponseError:
+                pass  # no local-blocks: count a sample instead
+            else:
+                return census_of(series)
+        return self.census_sample(query)
+
+    def census_sample(self, query: SpanQuery) -> dict[tuple[str | None, str | None], int]:
+        """:meth:`census` from the spansets of a search over the window (a sample if busy)."""
         windows = split_window(query.start, query.end, self.slices)
-        per_slice = math.ceil(limit / len(windows))
-        ids: dict[str, None] = {}
+        per_slice = math.ceil(min(self.max_traces, VERSION_TRACES) / len(windows))
+        rows: list[SpanRow] = []
         for start, end in windows:
             params: dict[str, str | int] = {
-                "q": selector(query),
+                "q": f"{selector(query)} | select({', '.join(RESOURCE_SELECT)})",
                 "start": unix_seconds(start),
                 "end": max(unix_seconds(end, ceil=True), unix_seconds(start) + 1),
                 "limit": per_slice,
                 "spss": self.spss,
             }
             document = self.api.get_json("/api/search", params)
-            for trace_id in search_ids(document, self.api):
-                ids.setdefault(trace_id, None)
-        return list(ids)[:limit]
+            search_ids(document, self.api)  # the answer's shape
+            found, _ = spanset_rows(document, query, self.api)
+            rows += (row for trace in found.values() for row in trace)
+        return count_census(rows, query)
 
     def traces(self, ids: list[str], query: SpanQuery) -> Iterator[tuple[list[SpanRow], bool]]:
         """:meth:`trace` of each id, in order, with up to ``concurrency`` requests in flight.
@@ -287,11 +321,13 @@ class TempoBackend:
         notes = [f"tempo: span and error counts of {len(counts)} groups from TraceQL metrics"]
         return counts, notes + quantile_notes(quantiles, query, counts)
 
-    def series(self, query: SpanQuery, spans: str, function: str) -> list[dict[str, Any]]:
-        """The series of ``spans | function by (GROUP_BY)`` over the window, one step."""
+    def series(
+        self, query: SpanQuery, spans: str, function: str, by: Iterable[str] = GROUP_BY
+    ) -> list[dict[str, Any]]:
+        """The series of ``spans | function by (by)`` over the window, one step."""
         seconds = max(1, math.ceil((query.end - query.start).total_seconds()))
         params: dict[str, str | int] = {
-            "q": f"{spans} | {function} by ({', '.join(GROUP_BY)})",
+            "q": f"{spans} | {function} by ({', '.join(by)})",
             "start": to_ns(query.start),
             "end": to_ns(query.end),
             "step": f"{seconds}s",
@@ -578,6 +614,25 @@ def group_of(labels: dict[str, Any], query: SpanQuery) -> GroupKey | None:
         return None
     name = str(labels.get("name", labels.get("span:name", "")))
     return label(name, kind, str(method).upper() if method else None, route and str(route)), kind
+
+
+def census_of(series: Iterable[dict[str, Any]]) -> dict[tuple[str | None, str | None], int]:
+    """Spans per (environment, version) from ``count_over_time() by (CENSUS_BY)`` series.
+
+    A label Tempo leaves out (or sets to ``nil``) is a span without that attribute: None.
+    """
+    counts: dict[tuple[str | None, str | None], int] = {}
+    for one in series:
+        labels = labels_of(one)
+        env = labels.get("resource.deployment.environment.name") or labels.get(
+            "resource.deployment.environment"
+        )
+        version = labels.get("resource.service.version")
+        key = (str(env) if env else None, str(version) if version else None)
+        total = round(_samples_total(one))
+        if total:
+            counts[key] = counts.get(key, 0) + total
+    return counts
 
 
 def _samples_total(series: dict[str, Any]) -> float:

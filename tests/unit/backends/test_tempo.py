@@ -406,3 +406,29 @@ def test_malformed_spanset_names_the_field(spans: Any, field: str) -> None:
     document = {"traces": [{"traceID": "ab", "spanSets": [{"spans": spans, "matched": 1}]}]}
     with pytest.raises(BackendResponseError, match=field):
         spanset_rows(document, query(), api)
+
+
+# Versions and census ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("served", "metrics"), [(True, True), (False, True), (False, False)])
+def test_census_and_versions_without_reading_traces(
+    release: Any, served: bool, metrics: bool
+) -> None:
+    other = sdk_release(
+        start_ns=START_NS,
+        resource={"deployment.environment.name": "staging", "service.version": "1.5.0"},
+    )
+    with TempoServer([release, other], metrics=served) as server:
+        tempo = backend(server, metrics=metrics)
+        window = (START, START + timedelta(hours=1))
+        census = tempo.census("checkout", *window)
+        paths = [path for path, _ in server.log]
+        versions = tempo.versions("checkout", *window, "production")
+    spans = sum(g.count for g in reference(release, query()).groups)
+    assert census == {("production", "1.4.2"): spans, ("staging", "1.5.0"): spans}
+    assert versions == {"1.4.2": spans}
+    # One metrics query; without metrics, one search per slice whose spansets hold the spans.
+    wanted = ["/api/metrics/query_range"] if metrics else []
+    wanted += [] if served else ["/api/search"] * 4
+    assert paths == wanted
