@@ -305,6 +305,8 @@ class SearchBackend:
         http: a client whose ``base_url`` is the API, base path included.
         ui_url: the backend's UI, for links to example traces.
         budget: what one collect may ask (default :meth:`SearchBudget.from_policy`).
+        budget_for: the budget of one service (its own detection policy), when it has one;
+            ``budget`` for the others.
         max_traces: traces :meth:`versions` asks for, spread over ``slices``.
         slices: sub-windows :meth:`versions` cuts its window into.
         filter_version: ask the API for ``service.version`` = the query's version only.
@@ -321,6 +323,7 @@ class SearchBackend:
         *,
         ui_url: str | None = None,
         budget: SearchBudget | None = None,
+        budget_for: Callable[[str], SearchBudget | None] | None = None,
         max_traces: int = 1000,
         slices: int = 4,
         filter_version: bool = True,
@@ -329,6 +332,7 @@ class SearchBackend:
         self.api = JsonApi(http, backend=self.name, retry=retry)
         self.ui_url = ui_url.rstrip("/") if ui_url else None
         self.budget = budget or SearchBudget.from_policy()
+        self.budget_for = budget_for
         self.max_traces = max_traces
         self.slices = max(1, slices)
         self.filter_version = filter_version
@@ -352,13 +356,18 @@ class SearchBackend:
             find,
             lambda: self.operations(searched.service),
             searched,
-            self.budget,
+            self.budget_of(query.service),
             newest_first=True,
             fold=self.fold,
         )
         line = note(self.name, figures, self.api.requests - before)
         sampled = figures["sampled"] if figures.get("full") else None
         return replace(data, sampled_traces=sampled, notes=(*data.notes, line))
+
+    def budget_of(self, service: str) -> SearchBudget:
+        """What one collect of ``service`` may ask: its own budget, else the default."""
+        own = self.budget_for(service) if self.budget_for is not None else None
+        return own or self.budget
 
     def versions(
         self, service: str, start: datetime, end: datetime, environment: str | None = None

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -120,6 +120,8 @@ class TempoBackend:
         http: a client whose ``base_url`` is Tempo's query frontend.
         ui_url: the team's trace UI, for links to example traces (kept for the report).
         budget: what one collect searches for (default :meth:`SearchBudget.from_policy`).
+        budget_for: the budget of one service (its own detection policy), when it has one;
+            ``budget`` for the others.
         max_traces: traces read whole by id per collect at most, one request each (those whose
             spanset was cut at ``spss``, or all with ``select=False``); also caps the search
             of :meth:`census` without metrics.
@@ -141,6 +143,7 @@ class TempoBackend:
         *,
         ui_url: str | None = None,
         budget: SearchBudget | None = None,
+        budget_for: Callable[[str], SearchBudget | None] | None = None,
         max_traces: int = 4000,
         slices: int = 4,
         spss: int = 100,
@@ -152,6 +155,7 @@ class TempoBackend:
         self.api = JsonApi(http, backend=self.name, retry=retry)
         self.ui_url = ui_url
         self.budget = budget or SearchBudget.from_policy()
+        self.budget_for = budget_for
         self.max_traces, self.slices, self.spss = max(1, max_traces), max(1, slices), spss
         self.metrics, self.select = metrics, select
         self.concurrency = concurrency
@@ -162,7 +166,11 @@ class TempoBackend:
         before = self.api.requests
         reader = _Reader(self, query)
         data, figures = sampled_collect(
-            reader.find, lambda: self.operations(query), query, self.budget, newest_first=False
+            reader.find,
+            lambda: self.operations(query),
+            query,
+            self.budget_of(query.service),
+            newest_first=False,
         )
         counts, metric_notes = self.metric_counts(query) if self.metrics else (None, [])
         if counts is not None:
@@ -179,6 +187,11 @@ class TempoBackend:
             notes.append(f"tempo: {reader.dropped} traces found were not read (max_traces)")
         sampled = figures["sampled"] if figures.get("full") or reader.dropped else None
         return replace(data, sampled_traces=sampled, notes=(*data.notes, *notes, *metric_notes))
+
+    def budget_of(self, service: str) -> SearchBudget:
+        """What one collect of ``service`` may ask: its own budget, else the default."""
+        own = self.budget_for(service) if self.budget_for is not None else None
+        return own or self.budget
 
     def operations(self, query: SpanQuery) -> list[str]:
         """The service's span names in the window: tag values of ``name``.
