@@ -134,5 +134,6 @@ def test_a_search_store_asks_each_service_its_own_budget() -> None:
             backend.collect(SpanQuery(service, "1.0", *window, "production"))
             calls = jaeger.requests("/api/v3/traces")[before:]
             asked[service] = {int(str(c.param("query.num_traces"))) for c in calls}
+        backend.api.client.close()  # type: ignore[attr-defined]
     assert max(asked["tails"]) == 200  # 800 over 4 slices
     assert max(asked["plain"]) == 124  # 494 over 4 slices
