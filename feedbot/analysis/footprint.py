@@ -82,7 +82,11 @@ class Footprint:
 
 
 def footprints(
-    changes: Sequence[Change], data: ReleaseData, *, window: timedelta
+    changes: Sequence[Change],
+    data: ReleaseData,
+    *,
+    window: timedelta,
+    hot_per_day: float = HOT_PER_DAY,
 ) -> list[Footprint]:
     """Each changed function's footprint in ``data``, the spans of ``window``.
 
@@ -90,6 +94,7 @@ def footprints(
         changes: the change's files and functions (``traced``: those that open a span).
         data: the service's spans in the window (every version that served).
         window: how long ``data`` covers; rates are per day of it.
+        hot_per_day: calls per day from which a function is on a hot path.
 
     Returns:
         One footprint per changed function (or per file without functions), in change order.
@@ -99,7 +104,7 @@ def footprints(
     for group in data.groups:
         by_name.setdefault(group.name, []).append(group)
     return [
-        _footprint(target, data, by_name, days, window)
+        _footprint(target, data, by_name, days, window, hot_per_day)
         for change in changes
         for target in change_targets(change)
     ]
@@ -111,6 +116,7 @@ def _footprint(
     by_name: dict[str, list[SpanGroupStats]],
     days: float,
     window: timedelta,
+    hot_per_day: float,
 ) -> Footprint:
     hits = target_hits(target, data)
     calls = sum(hits.values())
@@ -141,7 +147,7 @@ def _footprint(
     footprint = Footprint(
         function=target.function,
         file=target.file,
-        usage="hot" if per_day >= HOT_PER_DAY else "used",
+        usage="hot" if per_day >= hot_per_day else "used",
         calls=calls,
         per_day=per_day,
         p50_ms=p50,

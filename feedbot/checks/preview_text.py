@@ -1,7 +1,9 @@
 """The pull-request preview, rendered: a GitHub comment (Markdown), plain text, Slack blocks.
 
 The comment starts with :data:`MARKER`, a hidden HTML comment by which feedbot finds its own
-comment again and edits it instead of adding another. Pure: no I/O.
+comment again and edits it instead of adding another. Pure: no I/O. It lives beside the preview
+service rather than in ``digest/`` because it renders :mod:`feedbot.analysis.footprint`'s
+results, and ``digest/`` sits beside ``analysis/``, not above it.
 """
 
 from __future__ import annotations

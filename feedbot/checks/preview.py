@@ -1,0 +1,234 @@
+"""The pull-request preview: a change's functions in production now, sent before the deploy.
+
+:func:`gather` reads the service's spans of the recent window from the configured trace backend
+(every version that served in it, through :class:`~feedbot.backends.base.VersionLister`), and
+:func:`~feedbot.analysis.footprint.footprints` says per changed function how often it ran, how
+fast, with what errors, under which routes, and what to watch for. :func:`record` keeps the
+previewed functions (``previews``, for the deploy's check to link back: "previewed in PR #N")
+and queues the author's Slack DM in the outbox, in one transaction, so it leaves exactly once
+however often GitHub redelivers the webhook. :func:`comment` keeps the pull request's one
+comment current through GitHub's REST API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from feedbot.analysis.footprint import Footprint, footprints
+from feedbot.analysis.reach import same_function
+from feedbot.backends.base import TraceBackend, VersionLister
+from feedbot.checks import preview_text as render
+from feedbot.config import Settings
+from feedbot.notify.outbox import enqueue
+from feedbot.releases.event import Author, Change
+from feedbot.releases.github_api import Comment, GitHubClient
+from feedbot.releases.owners import NOBODY, plan_owner
+from feedbot.spans.model import ReleaseData, SpanQuery
+from feedbot.store import previews
+from feedbot.store.models import Delivery
+
+log = logging.getLogger(__name__)
+
+#: The versions read for a preview, busiest first: enough for a rolling deploy's two.
+MAX_VERSIONS = 3
+
+
+@dataclass(frozen=True)
+class PreviewRequest:
+    """What to preview.
+
+    Attributes:
+        service: the service whose production spans are read.
+        changes: the change's files and functions.
+        commit: the previewed head commit.
+        environment: the spans' environment (None: the service's configured one, else any).
+        repository: ``owner/name``, for the comment and the link.
+        pull_request: the pull request's number, when there is one.
+        url: a link to it.
+        author: who made the change (their DM).
+    """
+
+    service: str
+    changes: tuple[Change, ...]
+    commit: str
+    environment: str | None = None
+    repository: str | None = None
+    pull_request: int | None = None
+    url: str | None = None
+    author: Author = field(default_factory=Author)
+
+    @property
+    def subject(self) -> str:
+        if self.repository and self.pull_request is not None:
+            return f"{self.repository}#{self.pull_request}"
+        return f"{self.service} at {self.commit[:12]}"
+
+
+def environment_of(request: PreviewRequest, settings: Settings) -> str | None:
+    """The request's environment, else the service's configured one, else ``production``."""
+    if request.environment:
+        return request.environment
+    conf = settings.services.get(request.service)
+    return (conf.environment if conf is not None else None) or "production"
+
+
+def gather(
+    backend: TraceBackend,
+    service: str,
+    environment: str | None,
+    *,
+    end: datetime,
+    window: timedelta,
+) -> ReleaseData:
+    """The service's spans in ``[end - window, end)``: the busiest versions' groups, together.
+
+    A backend that cannot list versions (``otlp-file`` reading one version) gives nothing: the
+    preview then says each function's footprint is unknown rather than guessing a version.
+    """
+    start = end - window
+    if not isinstance(backend, VersionLister):
+        log.info("preview: backend %s cannot list versions; no footprint", backend.name)
+        return ReleaseData(groups=[], notes=(f"{backend.name} cannot list versions",))
+    versions = backend.versions(service, start, end, environment)
+    busiest = sorted(versions.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_VERSIONS]
+    groups, traces = [], 0
+    for version, _ in busiest:
+        data = backend.collect(SpanQuery(service, version, start, end, environment))
+        groups += data.groups
+        traces += data.traces
+    return ReleaseData(groups=groups, traces=traces)
+
+
+def build(
+    backend: TraceBackend, request: PreviewRequest, settings: Settings, *, now: datetime
+) -> render.Preview:
+    """The preview of ``request``: every changed function's footprint in the recent window."""
+    window = settings.github.preview_window
+    environment = environment_of(request, settings)
+    data = gather(backend, request.service, environment, end=now, window=window)
+    return render.Preview(
+        service=request.service,
+        environment=environment,
+        window=window,
+        footprints=tuple(footprints(request.changes, data, window=window)),
+        subject=request.subject,
+        url=request.url,
+    )
+
+
+def record(
+    session: Session,
+    request: PreviewRequest,
+    preview: render.Preview,
+    settings: Settings,
+    *,
+    now: datetime,
+) -> Delivery | None:
+    """Keep the previewed functions and queue the author's DM; the caller commits.
+
+    Returns:
+        The outbox row of the DM (an earlier one when this head was previewed before), or None
+        when nobody could be found to send it to.
+    """
+    previews.save_preview(
+        session,
+        service=request.service,
+        commit=request.commit,
+        environment=preview.environment,
+        repository=request.repository,
+        pull_request=request.pull_request,
+        url=request.url,
+        functions=[stored(f) for f in preview.footprints],
+        now=now,
+    )
+    recipient = plan_owner(request.author, request.service, settings).recipient
+    if recipient == NOBODY:
+        log.info("preview of %s: nobody to send it to", request.subject)
+        return None
+    return enqueue(
+        session,
+        key=_key(request),
+        kind="preview",
+        recipient=recipient,
+        text=render.text(preview),
+        blocks=render.blocks(preview),
+        now=now,
+    )
+
+
+def comment(
+    session: Session,
+    client: GitHubClient,
+    request: PreviewRequest,
+    preview: render.Preview,
+    *,
+    now: datetime,
+) -> Comment | None:
+    """Create or update the pull request's one feedbot comment; the caller commits.
+
+    Raises:
+        GitHubError: GitHub refused, or its rate limit asks for a longer wait than allowed.
+    """
+    if request.repository is None or request.pull_request is None:
+        return None
+    result = client.upsert_comment(
+        request.repository, request.pull_request, render.markdown(preview), render.MARKER
+    )
+    row = previews.save_preview(
+        session,
+        service=request.service,
+        commit=request.commit,
+        environment=preview.environment,
+        repository=request.repository,
+        pull_request=request.pull_request,
+        url=request.url,
+        functions=[stored(f) for f in preview.footprints],
+        now=now,
+    )
+    row.comment_id = result.id
+    return result
+
+
+def stored(f: Footprint) -> dict[str, Any]:
+    """What a preview keeps of one function (JSON)."""
+    return {
+        "function": f.function,
+        "file": f.file,
+        "usage": f.usage,
+        "calls": f.calls,
+        "per_day": round(f.per_day, 3),
+        "p50_ms": f.p50_ms,
+        "p95_ms": f.p95_ms,
+        "error_rate": f.error_rate,
+        "exceptions": [list(e) for e in f.exceptions[:5]],
+    }
+
+
+def _key(request: PreviewRequest) -> str:
+    where = (
+        f"{request.repository}#{request.pull_request}"
+        if request.repository and request.pull_request is not None
+        else request.service
+    )
+    key = f"preview:{where}:{request.commit}"
+    if len(key) <= 200:
+        return key
+    return "preview:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def previewed_in(rows: Sequence[Any], functions: Sequence[str]) -> list[tuple[Any, dict[str, Any]]]:
+    """Pairs of (preview row, stored function) whose function is among ``functions``."""
+    out = []
+    for row in rows:
+        for f in row.functions or ():
+            name = f.get("function")
+            if name and any(same_function(name, fn) for fn in functions):
+                out.append((row, f))
+    return out
