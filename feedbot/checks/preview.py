@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from feedbot.analysis.footprint import Footprint, footprints
 from feedbot.analysis.reach import same_function
 from feedbot.backends.base import TraceBackend, VersionLister
 from feedbot.checks import preview_text as render
 from feedbot.config import Settings
+from feedbot.errors import GitHubError
 from feedbot.notify.outbox import enqueue
 from feedbot.releases.event import Author, Change
 from feedbot.releases.github_api import Comment, GitHubClient
@@ -130,6 +131,7 @@ def record(
     settings: Settings,
     *,
     now: datetime,
+    notify: bool = True,
 ) -> Delivery | None:
     """Keep the previewed functions and queue the author's DM; the caller commits.
 
@@ -149,6 +151,8 @@ def record(
         now=now,
     )
     recipient = plan_owner(request.author, request.service, settings).recipient
+    if not notify:
+        return None
     if recipient == NOBODY:
         log.info("preview of %s: nobody to send it to", request.subject)
         return None
@@ -232,3 +236,52 @@ def previewed_in(rows: Sequence[Any], functions: Sequence[str]) -> list[tuple[An
             if name and any(same_function(name, fn) for fn in functions):
                 out.append((row, f))
     return out
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one preview run did."""
+
+    preview: render.Preview
+    delivery_id: int | None
+    comment: Comment | None = None
+    comment_error: str | None = None
+
+
+def github_client(settings: Settings, *, http: Any = None) -> GitHubClient | None:
+    """The GitHub client of ``github.token`` (or ``GITHUB_TOKEN``); None when none is set."""
+    if not settings.github.token:
+        return None
+    return GitHubClient(settings.github.token, base_url=settings.github.api_url, http=http)
+
+
+def run(
+    *,
+    sessions: sessionmaker[Session],
+    backend: TraceBackend,
+    settings: Settings,
+    request: PreviewRequest,
+    now: datetime,
+    github: GitHubClient | None = None,
+    notify: bool = True,
+) -> Outcome:
+    """Build the preview, keep it and queue the DM (committed), then update the PR comment.
+
+    A GitHub failure (refused, rate-limited past the allowed wait) does not undo the DM: the
+    outcome says what went wrong, and the next push updates the comment.
+    """
+    built = build(backend, request, settings, now=now)
+    with sessions() as session:
+        delivery = record(session, request, built, settings, now=now, notify=notify)
+        delivery_id = delivery.id if delivery is not None else None
+        session.commit()
+    if github is None or request.pull_request is None:
+        return Outcome(built, delivery_id)
+    try:
+        with sessions() as session:
+            result = comment(session, github, request, built, now=now)
+            session.commit()
+    except GitHubError as exc:
+        log.warning("preview of %s: the pull-request comment failed: %s", request.subject, exc)
+        return Outcome(built, delivery_id, comment_error=str(exc))
+    return Outcome(built, delivery_id, result)
