@@ -12,7 +12,8 @@ service's recent window exactly as :mod:`feedbot.analysis.reach` does after a de
   parent is in another service, or a SERVER/CONSUMER span (the routes);
 - what to watch for: a hot path, the exceptions it raises per day, an error rate, its p95 as
   the baseline the deploy's check will compare against, and "never ran in production" when
-  spans would have named it (it opens a span of its own, or spans point into its file).
+  spans would have named it (it opens a span of its own; for a file-level change, spans point
+  into its file), else "unknown".
 
 Pure: no I/O.
 """
@@ -161,10 +162,11 @@ def _footprint(
 
 
 def _would_show(target: Target, data: ReleaseData) -> bool:
-    """Whether spans would name the target had it run: it opens a span of its own, or spans
-    point into its file."""
-    if target.traced:
-        return True
+    """Whether spans would name the target had it run, as :mod:`~feedbot.analysis.reach` judges
+    it: a function that opens a span of its own, or a file-level change into whose file spans
+    point. A helper called inside a traced function leaves no span of its own: unknown."""
+    if target.function is not None:
+        return target.traced
     return bool(target.file) and bool(target_hits(Target(None, target.file, ()), data))
 
 

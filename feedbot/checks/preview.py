@@ -26,11 +26,13 @@ from feedbot.analysis.reach import same_function
 from feedbot.backends.base import TraceBackend, VersionLister
 from feedbot.checks import preview_text as render
 from feedbot.config import Settings
-from feedbot.errors import GitHubError
+from feedbot.errors import BackendError, GitHubError
 from feedbot.notify.outbox import enqueue
 from feedbot.releases.event import Author, Change
+from feedbot.releases.gitdiff import changes_from_diff
 from feedbot.releases.github_api import Comment, GitHubClient
 from feedbot.releases.owners import NOBODY, plan_owner
+from feedbot.releases.sources.github import PullRequestEvent
 from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.store import previews
 from feedbot.store.models import Delivery
@@ -285,3 +287,75 @@ def run(
         log.warning("preview of %s: the pull-request comment failed: %s", request.subject, exc)
         return Outcome(built, delivery_id, comment_error=str(exc))
     return Outcome(built, delivery_id, result)
+
+
+def service_of(repository: str, settings: Settings) -> str:
+    """The service a repository deploys: its name (``acme/vault-service`` → ``vault-service``)."""
+    return repository.rpartition("/")[2]
+
+
+def pull_request_request(
+    client: GitHubClient, event: PullRequestEvent, settings: Settings
+) -> PreviewRequest:
+    """What a ``pull_request`` event asks to preview: its diff, read through GitHub's API.
+
+    Each changed file is read at the pull request's head and at its base (for the functions it
+    deletes); the diff's old side is the merge base, which equals the base unless the base
+    branch moved since the pull request was last updated.
+    """
+    diff = client.pull_diff(event.repository, event.number)
+    cache: dict[tuple[str, str], bytes | None] = {}
+
+    def read(side: str, path: str) -> bytes | None:
+        ref = event.base if side == "old" else event.head
+        if (ref, path) not in cache:
+            cache[(ref, path)] = client.file_at(event.repository, path, ref)
+        return cache[(ref, path)]
+
+    return PreviewRequest(
+        service=service_of(event.repository, settings),
+        changes=tuple(changes_from_diff(diff, read)),
+        commit=event.head,
+        repository=event.repository,
+        pull_request=event.number,
+        url=event.url,
+        author=Author(github=event.author),
+    )
+
+
+def run_pull_request(
+    *,
+    sessions: sessionmaker[Session],
+    backend: TraceBackend,
+    settings: Settings,
+    event: PullRequestEvent,
+    now: datetime,
+    http: Any = None,
+) -> Outcome | None:
+    """The whole preview of a ``pull_request`` event (the webhook's background work).
+
+    Returns None (and logs why) when GitHub or the trace backend did not answer; the next push
+    to the pull request tries again.
+    """
+    client = github_client(settings, http=http)
+    if client is None:
+        return None
+    try:
+        request = pull_request_request(client, event, settings)
+        return run(
+            sessions=sessions,
+            backend=backend,
+            settings=settings,
+            request=request,
+            now=now,
+            github=client,
+        )
+    except (GitHubError, BackendError) as exc:
+        log.warning(
+            "preview of %s#%d failed: %s", event.repository, event.number, exc,
+            extra={"delivery_id": event.delivery_id},
+        )  # fmt: skip
+        return None
+    finally:
+        if http is None:
+            client.close()
