@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from feedbot.analysis.footprint import Footprint, footprints
-from feedbot.analysis.reach import same_function
+from feedbot.analysis.reach import CodeReach, same_function
 from feedbot.backends.base import TraceBackend, VersionLister
 from feedbot.checks import preview_text as render
 from feedbot.config import Settings
@@ -229,15 +229,63 @@ def _key(request: PreviewRequest) -> str:
     return "preview:" + hashlib.sha256(key.encode()).hexdigest()
 
 
+#: How long before a deploy a preview still speaks for the functions it shipped.
+PREVIEW_MAX_AGE = timedelta(days=30)
+
+
 def previewed_in(rows: Sequence[Any], functions: Sequence[str]) -> list[tuple[Any, dict[str, Any]]]:
-    """Pairs of (preview row, stored function) whose function is among ``functions``."""
-    out = []
+    """(preview row, stored function) for each of ``functions`` a row previewed; rows come newest
+    first and each function is taken from the newest row that has it."""
+    out: list[tuple[Any, dict[str, Any]]] = []
+    taken: set[str] = set()
     for row in rows:
         for f in row.functions or ():
             name = f.get("function")
-            if name and any(same_function(name, fn) for fn in functions):
+            if not name or name in taken:
+                continue
+            if any(same_function(name, fn) for fn in functions):
+                taken.add(name)
                 out.append((row, f))
     return out
+
+
+def after_deploy(
+    session: Session, release: Any, reach: Sequence[CodeReach], elapsed: timedelta
+) -> str | None:
+    """The check reply's paragraph on the release's previewed functions: then and now.
+
+    Args:
+        session: the store.
+        release: the release being checked (its service, deploy time and changes).
+        reach: the check's reach results for the changed functions.
+        elapsed: how long the new version has been serving (the check's offset).
+
+    Returns:
+        The paragraph, or None when no preview made before the deploy named its functions.
+    """
+    functions = [f for change in release.changes for f in (change.functions or ())]
+    if not functions:
+        return None
+    rows = previews.recent_previews(
+        session,
+        release.service,
+        since=release.deployed_at - PREVIEW_MAX_AGE,
+        until=release.deployed_at,
+    )
+    pairs = previewed_in(rows, functions)
+    if not pairs:
+        return None
+    items = []
+    for row, stored in pairs:
+        subject = (
+            f"PR #{row.pull_request}" if row.pull_request is not None else f"{row.commit[:12]}"
+        )
+        now = next(
+            (r for r in reach if r.function and same_function(stored["function"], r.function)),
+            None,
+        )
+        items.append(render.Then(subject, row.url, stored, now))
+    return render.after_deploy(items, elapsed)
 
 
 @dataclass(frozen=True)

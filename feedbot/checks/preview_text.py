@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from feedbot.analysis.footprint import Footprint, count, ms
+from feedbot.analysis.reach import CodeReach
 
 #: How feedbot recognises its own pull-request comment.
 MARKER = "<!-- feedbot-preview -->"
@@ -150,3 +151,43 @@ def _section(body: str) -> Mapping[str, Any]:
     if len(body) > _SECTION_MAX:
         body = body[: _SECTION_MAX - 1] + "…"
     return {"type": "section", "text": {"type": "mrkdwn", "text": body}}
+
+
+@dataclass(frozen=True)
+class Then:
+    """A previewed function at a deploy's check: what the preview said, and its reach now."""
+
+    subject: str
+    url: str | None
+    stored: Mapping[str, Any]
+    now: CodeReach | None
+
+
+def after_deploy(items: Sequence[Then], elapsed: timedelta) -> str:
+    """The check reply's paragraph: "Previewed in PR #17:" and, per function, then → now."""
+    days = max(elapsed / timedelta(days=1), 1 / (24 * 60))
+    subjects = list(dict.fromkeys(f"<{i.url}|{i.subject}>" if i.url else i.subject for i in items))
+    lines = [f"*Previewed in {', '.join(subjects)}:* how the previewed functions did"]
+    for item in items:
+        stored = item.stored
+        was = f"{count(float(stored.get('per_day') or 0))}/day"
+        if stored.get("p95_ms") is not None:
+            was += f", p95 {ms(float(stored['p95_ms']))}"
+        if stored.get("error_rate") is not None:
+            was += f", errors {float(stored['error_rate']):.1%}"
+        if not stored.get("calls"):
+            was = "never seen" if stored.get("usage") == "never" else "unknown"
+        lines.append(f"• `{stored['function']}`: before {was} → now {_now(item.now, days)}")
+    return "\n".join(lines)
+
+
+def _now(reach: CodeReach | None, days: float) -> str:
+    if reach is None:
+        return "not checked"
+    if reach.status == "reached":
+        return f"ran {count(reach.hits)} times ({count(reach.hits / days)}/day)"
+    if reach.status in ("not_reached", "stopped"):
+        return f"has not run in {count(reach.requests)} requests"
+    if reach.status == "not_yet":
+        return "has not run yet"
+    return "unknown (no span names it)"

@@ -57,13 +57,17 @@ def comment_of(session: Session, repository: str, pull_request: int) -> int | No
 
 
 def recent_previews(
-    session: Session, service: str, since: datetime, limit: int = 50
+    session: Session, service: str, since: datetime, until: datetime, limit: int = 50
 ) -> list[Preview]:
-    """The service's previews made since ``since``, newest first."""
+    """The service's previews made in ``[since, until]``, newest first."""
     return list(
         session.scalars(
             select(Preview)
-            .where(Preview.service == service, Preview.created_at >= since)
+            .where(
+                Preview.service == service,
+                Preview.created_at >= since,
+                Preview.created_at <= until,
+            )
             .order_by(Preview.created_at.desc(), Preview.id.desc())
             .limit(limit)
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,9 +14,12 @@ from feedbot.analysis.footprint import footprints
 from feedbot.backends.embedded import EmbeddedBackend
 from feedbot.checks import preview
 from feedbot.checks import preview_text as render
+from feedbot.checks.register import register_release
+from feedbot.checks.runner import CheckRunner
+from feedbot.clock import FixedClock
 from feedbot.releases.event import Author, Change
-from feedbot.store.models import Delivery, Preview
-from tests.factories import settings
+from feedbot.store.models import Delivery, Preview, Release
+from tests.factories import event, settings
 from tests.fakes.sdk_spans import T0, ns, protobuf, sdk_spans
 
 NOW = T0 + timedelta(days=1)
@@ -33,10 +36,10 @@ CHANGES = (
 )
 
 
-def _vault(tracer: Any) -> None:
+def _vault(tracer: Any, t0: datetime = T0) -> None:
     """40 GET /orders/{id} → appraise (every 4th raises), 6 POST /deposits → Ledger.post."""
     for i in range(40):
-        start = ns(T0 + timedelta(minutes=i))
+        start = ns(t0 + timedelta(minutes=i))
         server = tracer.start_span(
             "GET /orders/{id}",
             kind=SpanKind.SERVER,
@@ -55,7 +58,7 @@ def _vault(tracer: Any) -> None:
         span.end(end_time=start + 1_000_000 + (i + 1) * 1_000_000)  # 1..40 ms
         server.end(end_time=start + 50_000_000)
     for i in range(6):
-        start = ns(T0 + timedelta(hours=2, minutes=i))
+        start = ns(t0 + timedelta(hours=2, minutes=i))
         server = tracer.start_span(
             "POST /deposits",
             kind=SpanKind.SERVER,
@@ -168,3 +171,61 @@ def test_the_comment_carries_the_marker_and_a_row_per_function(backend: Embedded
     rows = [line for line in body.splitlines() if line.startswith("| ") and "`" in line]
     assert len(rows) == 4 and "| 🔥 |" not in body
     assert "| `vault.ledger.Ledger.close` | 0 |" in body
+
+
+def test_the_deploys_check_says_how_the_previewed_functions_did(
+    backend: EmbeddedBackend, db_sessions: sessionmaker[Session], db_session: Session
+) -> None:
+    conf = settings(**CONF, checks={"after": ["1h"]})
+    built = preview.build(
+        backend, request(url="https://github.com/acme/vault/pull/17"), conf, now=NOW
+    )
+    preview.record(
+        db_session, request(url="https://github.com/acme/vault/pull/17"), built, conf, now=NOW
+    )
+    db_session.commit()
+    deployed = NOW + timedelta(hours=1)
+    resource = {
+        "service.name": "vault",
+        "service.version": "2.1.0",
+        "deployment.environment.name": "production",
+    }
+    spans = sdk_spans(resource, lambda tracer: _vault(tracer, deployed + timedelta(seconds=5)))
+    backend.ingest(protobuf(spans), "application/x-protobuf", None)
+    release = event(
+        service="vault", version="2.1.0", commit="b" * 40, deployed_at=deployed, changes=CHANGES
+    )
+    with db_sessions() as session:
+        register_release(session, release, settings=conf, now=deployed)
+        session.commit()
+    clock = FixedClock(deployed + timedelta(hours=1))
+    runner = CheckRunner(
+        sessions=db_sessions, backend=backend, settings=conf, clock=clock, worker="w"
+    )
+    assert runner.run_due() == 1
+    reply = db_session.scalars(select(Delivery).where(Delivery.kind == "reply")).one()
+    assert "Previewed in <https://github.com/acme/vault/pull/17|PR #17>:" in reply.text
+    # Before: 40 calls in 7 days; now: the 40 calls of the first hour after the deploy.
+    assert (
+        f"• `{APPRAISE}`: before 5.7/day, p95 38 ms, errors 25.0% → now ran 40 times (960/day)"
+        in reply.text
+    )
+    assert "• `vault.ledger.Ledger.close`: before never seen → now" in reply.text
+    section = [b for b in reply.blocks if "Previewed in" in str(b)]
+    assert len(section) == 1 and reply.blocks[-1]["type"] == "actions"
+
+
+def test_a_preview_made_after_the_deploy_is_not_its_preview(
+    backend: EmbeddedBackend, db_session: Session
+) -> None:
+    conf = settings(**CONF)
+    built = preview.build(backend, request(), conf, now=NOW)
+    preview.record(db_session, request(), built, conf, now=NOW)
+    db_session.commit()
+    release = event(service="vault", deployed_at=NOW - timedelta(minutes=1), changes=CHANGES)
+    with db_session.begin_nested():
+        reg = register_release(db_session, release, settings=conf, now=NOW)
+    row = db_session.get(Release, reg.release_id)
+    assert preview.after_deploy(db_session, row, (), timedelta(hours=1)) is None
+    row.deployed_at = NOW + timedelta(minutes=1)
+    assert "PR #17" in (preview.after_deploy(db_session, row, (), timedelta(hours=1)) or "")
