@@ -31,7 +31,7 @@ from feedbot.notify.outbox import enqueue
 from feedbot.releases.event import Author, Change
 from feedbot.releases.gitdiff import changes_from_diff
 from feedbot.releases.github_api import Comment, GitHubClient
-from feedbot.releases.owners import NOBODY, plan_owner
+from feedbot.releases.owners import EMAIL_PREFIX, NOBODY, plan_owner
 from feedbot.releases.sources.github import PullRequestEvent
 from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.store import previews
@@ -152,11 +152,11 @@ def record(
         functions=[stored(f) for f in preview.footprints],
         now=now,
     )
-    recipient = plan_owner(request.author, request.service, settings).recipient
     if not notify:
         return None
-    if recipient == NOBODY:
-        log.info("preview of %s: nobody to send it to", request.subject)
+    recipient = author_dm(request.author, request.service, settings)
+    if recipient is None:
+        log.info("preview of %s: no Slack user known for its author", request.subject)
         return None
     return enqueue(
         session,
@@ -167,6 +167,20 @@ def record(
         blocks=render.blocks(preview),
         now=now,
     )
+
+
+def author_dm(author: Author, service: str, settings: Settings) -> str | None:
+    """The author's own Slack DM: their id, a ``people[]`` match, or a lookup by e-mail.
+
+    Unlike a release's messages, a preview never falls back to the service's owners or channel:
+    it is about a change nobody has shipped yet, for the person making it.
+    """
+    plan = plan_owner(author, service, settings)
+    if plan.reason in ("author.slack", "people[]"):
+        return plan.recipient
+    if author.email:
+        return f"{EMAIL_PREFIX}{author.email}|{NOBODY}"
+    return None
 
 
 def comment(

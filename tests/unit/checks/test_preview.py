@@ -229,3 +229,15 @@ def test_a_preview_made_after_the_deploy_is_not_its_preview(
     assert preview.after_deploy(db_session, row, (), timedelta(hours=1)) is None
     row.deployed_at = NOW + timedelta(minutes=1)
     assert "PR #17" in (preview.after_deploy(db_session, row, (), timedelta(hours=1)) or "")
+
+
+def test_the_preview_goes_to_its_author_only(backend: EmbeddedBackend, db_session: Session) -> None:
+    conf = settings(**CONF, services={"vault": {"channel": "#vault", "owners": ["U0OWNER"]}})
+    built = preview.build(backend, request(), conf, now=NOW)
+    stranger = request(author=Author(github="someone-else"), commit="c" * 40)
+    by_mail = request(author=Author(github="x", email="x@acme.example"), commit="d" * 40)
+    assert preview.record(db_session, stranger, built, conf, now=NOW) is None
+    mailed = preview.record(db_session, by_mail, built, conf, now=NOW)
+    assert mailed is not None and mailed.recipient == "email:x@acme.example|"
+    assert preview.record(db_session, request(), built, conf, now=NOW, notify=False) is None
+    assert len(db_session.scalars(select(Preview)).all()) == 3  # kept even without a DM
