@@ -26,7 +26,13 @@ from feedbot.checks.preview_text import text
 from feedbot.commands.options import add_config, settings_of
 from feedbot.errors import BackendError, GitError
 from feedbot.releases.event import Author
-from feedbot.releases.gitdiff import changes_between, commit_info, remote_repository, resolve_commit
+from feedbot.releases.gitdiff import (
+    changes_between,
+    commit_info,
+    merge_base,
+    remote_repository,
+    resolve_commit,
+)
 from feedbot.runtime import build_runtime
 from feedbot.store import db
 
@@ -35,7 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the ``preview`` options on ``parser``."""
     add = parser.add_argument
     add("--service", required=True, help="the service whose production spans to read")
-    add("--since", required=True, help="the base revision (the pull request's base)")
+    add(
+        "--since",
+        required=True,
+        help="the base (branch or commit); the diff starts where the change forked from it",
+    )
     add("--until", default="HEAD", help="the revision previewed (default: HEAD)")
     add("--environment", help="the spans' environment (default: the service's, else production)")
     add("--repo", type=Path, default=Path("."), help="the git checkout (default: .)")
@@ -56,8 +66,10 @@ def run(
         return 2
     settings = settings_of(args)
     try:
-        changes = changes_between(args.repo, args.since, args.until)
         head = resolve_commit(args.repo, args.until)
+        # As GitHub diffs a pull request: from where it forked, so commits the base branch got
+        # since then are not taken for this change's (reverted) functions.
+        changes = changes_between(args.repo, merge_base(args.repo, args.since, head), head)
         info = commit_info(args.repo, head)
         repository = args.repository or remote_repository(args.repo)
     except GitError as exc:

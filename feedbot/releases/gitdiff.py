@@ -29,6 +29,7 @@ __all__ = [
     "changes_between",
     "changes_from_diff",
     "commit_info",
+    "merge_base",
     "parse_diff",
     "remote_repository",
     "repository_from_url",
@@ -241,6 +242,19 @@ def resolve_commit(repo: Path, rev: str) -> str:
             f"{rev!r}: not a commit in the git checkout at {repo}{_shallow(repo)}"
         ) from None
     return out.decode().strip()
+
+
+def merge_base(repo: Path, base: str, head: str) -> str:
+    """Where ``head`` forked from ``base`` (a pull request's diff starts there, not at ``base``).
+
+    Raises:
+        GitError: a revision is unknown, or the two share no history.
+    """
+    old, new = resolve_commit(repo, base), resolve_commit(repo, head)
+    try:
+        return git(repo, "merge-base", old, new).decode().strip()
+    except GitError:
+        raise GitError(f"{base!r} and {head!r} share no history{_shallow(repo)}") from None
 
 
 def _shallow(repo: Path) -> str:

@@ -61,10 +61,16 @@ def checkout(tmp_path: Path) -> tuple[Path, str]:
     (repo / "vault" / "appraisal.py").write_text(BASE)
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "base")
-    base = _git(repo, "rev-parse", "HEAD")
+    _git(repo, "checkout", "-qb", "price")
     (repo / "vault" / "appraisal.py").write_text(textwrap.dedent(HEAD))
     _git(repo, "commit", "-qam", "double the price")
-    return repo, base
+    # main moves on after the branch forked: its change is not this pull request's.
+    _git(repo, "checkout", "-q", "main")
+    (repo / "vault" / "other.py").write_text("def elsewhere():\n    return 3\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "elsewhere")
+    _git(repo, "checkout", "-q", "price")
+    return repo, "main"
 
 
 def _spans(start: datetime) -> bytes:
@@ -135,6 +141,7 @@ def test_preview_prints_comments_once_and_dms_the_author(
     assert "1 of 2 changed functions ran in production" in printed
     assert "vault.appraisal.Appraiser.appraise: 30 calls (4.3/day), p50 4.0 ms" in printed
     assert "runs under GET /items/{id}" in printed
+    assert "elsewhere" not in printed  # diffed from the fork point, not from main's tip
     assert "pull-request comment created" in printed and "comment unchanged" in outs[1]
     assert len(comments) == 1 and comments[0]["body"].startswith(MARKER)
     assert "`vault.appraisal.unused`" in comments[0]["body"]
