@@ -241,3 +241,41 @@ def test_the_preview_goes_to_its_author_only(backend: EmbeddedBackend, db_sessio
     assert mailed is not None and mailed.recipient == "email:x@acme.example|"
     assert preview.record(db_session, request(), built, conf, now=NOW, notify=False) is None
     assert len(db_session.scalars(select(Preview)).all()) == 3  # kept even without a DM
+
+
+def test_routes_are_the_entry_points_above_the_function_however_deep(
+    db_sessions: sessionmaker[Session],
+) -> None:
+    """GET /a → service → repository → appraise (3 traces), and a consumer → appraise (2)."""
+
+    def build(tracer: Any) -> None:
+        for i in range(5):
+            start = ns(T0 + timedelta(minutes=i))
+            if i < 3:
+                top = tracer.start_span("GET /a", kind=SpanKind.SERVER, start_time=start,
+                                        attributes={"http.route": "/a",
+                                                    "http.request.method": "GET"})  # fmt: skip
+                parents = [top]
+                for name in ("service", "repository"):
+                    parents.append(tracer.start_span(name, context=set_span_in_context(
+                        parents[-1]), start_time=start))  # fmt: skip
+            else:
+                top = tracer.start_span("orders process", kind=SpanKind.CONSUMER, start_time=start)
+                parents = [top]
+            tracer.start_span(
+                "appraise",
+                context=set_span_in_context(parents[-1]),
+                start_time=start,
+                attributes={"code.function.name": APPRAISE},
+            ).end(end_time=start + 1_000_000)
+            for span in reversed(parents):
+                span.end(end_time=start + 2_000_000)
+
+    store = EmbeddedBackend(db_sessions)
+    resource = {"service.name": "deep", "service.version": "1", "deployment.environment": "prod"}
+    store.ingest(protobuf(sdk_spans(resource, build)), "application/x-protobuf", None)
+    data = preview.gather(store, "deep", "prod", end=NOW, window=timedelta(days=7))
+    [found] = footprints(CHANGES[:1], data, window=timedelta(days=7))
+    assert found.calls == 5
+    assert found.routes == ("GET /a", "orders process")
+    assert "runs under GET /a, orders process" in found.watch
