@@ -98,17 +98,21 @@ def footprints(
         hot_per_day: calls per day from which a function is on a hot path.
 
     Returns:
-        One footprint per changed function (or per file without functions), in change order.
+        One footprint per changed function (or per file without functions that spans point
+        into), in change order.
     """
     days = max(window / timedelta(days=1), 1 / 24)
     by_name: dict[str, list[SpanGroupStats]] = {}
     for group in data.groups:
         by_name.setdefault(group.name, []).append(group)
-    return [
+    found = (
         _footprint(target, data, by_name, days, window, hot_per_day)
         for change in changes
         for target in change_targets(change)
-    ]
+    )
+    # A changed file without functions that no span points into (docs, config, a language
+    # feedbot does not parse) has no footprint to speak of: it is left out, not listed unknown.
+    return [f for f in found if f.function is not None or f.usage != "unknown"]
 
 
 def _footprint(

@@ -33,6 +33,7 @@ CHANGES = (
         traced=("vault.ledger.Ledger.close",),
     ),
     Change(file="vault/util.py", functions=("vault.util.fmt",), lines=((1, 3),)),
+    Change(file="README.md", lines=((1, 9),)),  # no span points into it: left out
 )
 
 
@@ -125,6 +126,7 @@ def test_each_changed_function_gets_its_production_footprint(backend: EmbeddedBa
     assert close.usage == "never" and close.calls == 0
     assert close.watch[0].startswith("never ran in production in 7 days")
     assert by_name["vault.util.fmt"].usage == "unknown"  # no span would name it
+    assert "README.md" not in by_name and len(result.footprints) == 4
 
 
 def test_a_hot_path_is_said_so(backend: EmbeddedBackend) -> None:
