@@ -361,15 +361,16 @@ def pull_request_request(
 ) -> PreviewRequest:
     """What a ``pull_request`` event asks to preview: its diff, read through GitHub's API.
 
-    Each changed file is read at the pull request's head and at its base (for the functions it
-    deletes); the diff's old side is the merge base, which equals the base unless the base
-    branch moved since the pull request was last updated.
+    Each changed file is read at the pull request's head and where its diff starts, the merge
+    base of its base and head (for the functions it deletes and to tell comment-only hunks);
+    the base itself when GitHub cannot compare them.
     """
     diff = client.pull_diff(event.repository, event.number)
+    start = client.merge_base(event.repository, event.base, event.head) or event.base
     cache: dict[tuple[str, str], bytes | None] = {}
 
     def read(side: str, path: str) -> bytes | None:
-        ref = event.base if side == "old" else event.head
+        ref = start if side == "old" else event.head
         if (ref, path) not in cache:
             cache[(ref, path)] = client.file_at(event.repository, path, ref)
         return cache[(ref, path)]

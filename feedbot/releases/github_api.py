@@ -1,8 +1,9 @@
 """The slice of GitHub's REST API the pull-request preview uses, with its rate limits honoured.
 
 - the pull request's diff: ``GET /repos/{o}/{r}/pulls/{n}`` with ``Accept:
-  application/vnd.github.diff``, and a file at a commit: ``GET /repos/{o}/{r}/contents/{path}``
-  with ``Accept: application/vnd.github.raw+json``;
+  application/vnd.github.diff``, where it starts (``GET /repos/{o}/{r}/compare/{base}...{head}``,
+  the merge base), and a file at a commit: ``GET /repos/{o}/{r}/contents/{path}`` with
+  ``Accept: application/vnd.github.raw+json``;
 - one comment kept current: ``GET /repos/{o}/{r}/issues/{n}/comments`` (following the ``Link``
   header's ``next``) to find the comment holding a marker, then ``PATCH
   /repos/{o}/{r}/issues/comments/{id}``, or ``POST /repos/{o}/{r}/issues/{n}/comments`` when
@@ -90,6 +91,18 @@ class GitHubClient:
         response = self._request("GET", path, accept="application/vnd.github.diff")
         self._raise_for(response, "GET", path)
         return response.content
+
+    def merge_base(self, repository: str, base: str, head: str) -> str | None:
+        """Where ``head`` forked from ``base`` (``GET /repos/{o}/{r}/compare/{base}...{head}``'s
+        ``merge_base_commit``): the commit a pull request's diff starts from. None when GitHub
+        cannot compare them."""
+        path = f"/repos/{repository}/compare/{base}...{head}"
+        response = self._request("GET", path, params={"per_page": 1})
+        if response.status_code == 404:
+            return None
+        self._raise_for(response, "GET", path)
+        found = (response.json().get("merge_base_commit") or {}).get("sha")
+        return found if isinstance(found, str) and found else None
 
     def file_at(self, repository: str, path: str, ref: str) -> bytes | None:
         """A file's bytes at ``ref``; None when it does not exist there."""

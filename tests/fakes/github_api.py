@@ -4,6 +4,8 @@ It follows GitHub's documented endpoints for what the pull-request preview uses:
 
 - ``GET /repos/{o}/{r}/pulls/{n}`` (``Accept: application/vnd.github.diff``: the diff as text;
   otherwise the pull request as JSON);
+- ``GET /repos/{o}/{r}/compare/{base}...{head}`` (``merge_base_commit.sha``, as registered with
+  :meth:`FakeGitHub.add_merge_base`; 404 otherwise);
 - ``GET /repos/{o}/{r}/contents/{path}?ref=`` (``Accept: application/vnd.github.raw+json``: the
   raw bytes; 404 when absent);
 - ``GET /repos/{o}/{r}/issues/{n}/comments`` (``per_page`` ≤ 100, ``page``; a ``Link`` header
@@ -31,6 +33,7 @@ JSONDict = dict[str, Any]
 _PULL = re.compile(r"^/repos/([^/]+/[^/]+)/pulls/(\d+)$")
 _CONTENTS = re.compile(r"^/repos/([^/]+/[^/]+)/contents/(.+)$")
 _COMMENTS = re.compile(r"^/repos/([^/]+/[^/]+)/issues/(\d+)/comments$")
+_COMPARE = re.compile(r"^/repos/([^/]+/[^/]+)/compare/([^./]+)\.\.\.([^./]+)$")
 _COMMENT = re.compile(r"^/repos/([^/]+/[^/]+)/issues/comments/(\d+)$")
 
 
@@ -48,6 +51,7 @@ class _State:
     comments: dict[int, JSONDict] = field(default_factory=dict)
     diffs: dict[tuple[str, int], bytes] = field(default_factory=dict)
     files: dict[tuple[str, str, str], bytes] = field(default_factory=dict)
+    bases: dict[tuple[str, str, str], str] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     next_id: int = 1000
     used: int = 0
@@ -115,6 +119,9 @@ class FakeGitHub:
     def add_pull(self, repository: str, number: int, diff: bytes) -> None:
         self.state.diffs[(repository, number)] = diff
 
+    def add_merge_base(self, repository: str, base: str, head: str, merge_base: str) -> None:
+        self.state.bases[(repository, base, head)] = merge_base
+
     def add_file(self, repository: str, ref: str, path: str, data: bytes) -> None:
         self.state.files[(repository, ref, path)] = data
 
@@ -178,6 +185,13 @@ class FakeGitHub:
             if accept == "application/vnd.github.diff":
                 return self._raw(200, diff, "text/plain; charset=utf-8")
             return self._json(200, {"number": int(m[2]), "diff_url": path + ".diff"})
+        if (m := _COMPARE.match(path)) and method == "GET":
+            merge_base = self.state.bases.get((m[1], m[2], m[3]))
+            if merge_base is None:
+                return self._json(404, {"message": "Not Found"})
+            status = "identical" if m[2] == m[3] else "ahead"
+            answer = {"status": status, "merge_base_commit": {"sha": merge_base}, "files": []}
+            return self._json(200, answer)
         if (m := _CONTENTS.match(path)) and method == "GET":
             ref = query.get("ref", ["main"])[0]
             data = self.state.files.get((m[1], ref, m[2]))

@@ -33,6 +33,7 @@ NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 TOKEN = "ghs_" + "Qw3" * 12
 SECRET = "gh-webhook-secret"
 REPO = "acme/vault"
+HEAD_WITHOUT_UNUSED = HEAD.split("\n\n\n")[0] + "\n"
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -43,7 +44,9 @@ def _git(repo: Path, *args: str) -> str:
 
 @pytest.fixture
 def github(tmp_path: Path) -> Iterator[tuple[FakeGitHub, str, str]]:
-    """The loopback GitHub holding pull request 17: a real git diff and both sides' files."""
+    """The loopback GitHub holding pull request 17: a real git diff, the files where it starts
+    (the fork point) and at its head. The base branch moved on after the fork, so the event's
+    base is not where the diff starts; GitHub's compare says where it does."""
     repo = tmp_path / "checkout"
     (repo / "vault").mkdir(parents=True)
     _git(repo, "init", "-q", "-b", "main")
@@ -52,13 +55,21 @@ def github(tmp_path: Path) -> Iterator[tuple[FakeGitHub, str, str]]:
     (repo / "vault" / "appraisal.py").write_text(BASE)
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "base")
-    (repo / "vault" / "appraisal.py").write_text(HEAD)
-    _git(repo, "commit", "-qam", "double the price")
-    base, head = _git(repo, "rev-parse", "HEAD~1").strip(), _git(repo, "rev-parse", "HEAD").strip()
+    fork = _git(repo, "rev-parse", "HEAD").strip()
+    _git(repo, "checkout", "-qb", "price")
+    (repo / "vault" / "appraisal.py").write_text(HEAD_WITHOUT_UNUSED)
+    _git(repo, "commit", "-qam", "double the price, drop unused")
+    head = _git(repo, "rev-parse", "HEAD").strip()
+    _git(repo, "checkout", "-q", "main")
+    (repo / "README.md").write_text("vault\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "main moves on")
+    base = _git(repo, "rev-parse", "HEAD").strip()
     with FakeGitHub(TOKEN) as gh:
-        gh.add_pull(REPO, 17, _git(repo, "diff", "--no-color", f"{base}..{head}").encode())
-        gh.add_file(REPO, base, "vault/appraisal.py", BASE.encode())
-        gh.add_file(REPO, head, "vault/appraisal.py", HEAD.encode())
+        gh.add_pull(REPO, 17, _git(repo, "diff", "--no-color", f"{base}...{head}").encode())
+        gh.add_merge_base(REPO, base, head, fork)
+        gh.add_file(REPO, fork, "vault/appraisal.py", BASE.encode())
+        gh.add_file(REPO, head, "vault/appraisal.py", HEAD_WITHOUT_UNUSED.encode())
         yield gh, base, head
 
 
@@ -143,7 +154,9 @@ def test_a_pull_request_gets_one_comment_kept_current_and_one_dm(
     assert len(comments) == 1 and comments[0]["body"].startswith(MARKER)
     body = comments[0]["body"]
     assert "`vault.appraisal.Appraiser.appraise` | 4.3 |" in body
+    # Deleted by the pull request: found only because the old side was read at the fork point.
     assert "`vault.appraisal.unused`" in body and "never ran" not in body  # unknown, not never
+    assert any("/compare/" in r.path for r in gh.requests)
     assert [r.method for r in gh.requests].count("POST") == 1
     assert len(queued) == 1 and len(dms) == 1 and "acme/vault#17" in dms[0]["text"]
     assert (row.pull_request, row.commit, row.comment_id) == (17, head, comments[0]["id"])
