@@ -33,6 +33,7 @@ from feedbot.releases.gitdiff import (
     remote_repository,
     resolve_commit,
 )
+from feedbot.releases.github_api import REPOSITORY
 from feedbot.runtime import build_runtime
 from feedbot.store import db
 
@@ -77,6 +78,11 @@ def run(
         return 2
     if args.pr is not None and not repository:
         stderr.write("feedbot preview: --repository: needed with --pr (no origin remote)\n")
+        return 2
+    if args.repository and not REPOSITORY.match(args.repository):
+        stderr.write(
+            f"feedbot preview: --repository: expected owner/name, not {args.repository!r}\n"
+        )
         return 2
     request = preview.PreviewRequest(
         service=args.service,

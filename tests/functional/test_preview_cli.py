@@ -146,3 +146,27 @@ def test_preview_prints_comments_once_and_dms_the_author(
     assert len(comments) == 1 and comments[0]["body"].startswith(MARKER)
     assert "`vault.appraisal.unused`" in comments[0]["body"]
     assert len(dms) == 1 and "acme/vault#17" in dms[0]["text"]
+
+
+@pytest.mark.parametrize(
+    ("over", "problem"),
+    [
+        ({"pr": 0}, "--pr: expected a positive pull-request number"),
+        ({"repository": "not a repo"}, "--repository: expected owner/name"),
+        ({"since": "no-such-rev"}, "--since/--until/--repo: 'no-such-rev': not a commit"),
+    ],
+)
+def test_usage_problems_exit_2_naming_the_option(
+    checkout: tuple[Path, str], tmp_path: Path, over: dict[str, Any], problem: str
+) -> None:
+    repo, base = checkout
+    config = tmp_path / "feedbot.yaml"
+    config.write_text(yaml.safe_dump({"database_url": f"sqlite:///{tmp_path / 'f.db'}"}))
+    values: dict[str, Any] = {
+        "service": "vault", "since": base, "until": "HEAD", "environment": None, "repo": repo,
+        "repository": None, "pr": None, "author_github": None, "author_slack": None,
+        "notify": False, "config": config,
+    }  # fmt: skip
+    err = io.StringIO()
+    assert command.run(argparse.Namespace(**{**values, **over}), stderr=err) == 2
+    assert problem in err.getvalue()
