@@ -332,14 +332,23 @@ def run(
     """Build the preview, keep it and queue the DM (committed), then update the PR comment.
 
     A GitHub failure (refused, rate-limited past the allowed wait) does not undo the DM: the
-    outcome says what went wrong, and the next push updates the comment.
+    outcome says what went wrong, and the next push updates the comment. A change without a
+    function to preview (documentation, configuration) stays quiet, as Codecov's
+    ``require_changes`` does: no DM, and no comment unless an earlier push made one, which is
+    then brought up to date rather than left describing code the pull request no longer has.
     """
     built = build(backend, request, settings, now=now)
+    quiet = not built.footprints
     with sessions() as session:
-        delivery = record(session, request, built, settings, now=now, notify=notify)
+        delivery = record(session, request, built, settings, now=now, notify=notify and not quiet)
         delivery_id = delivery.id if delivery is not None else None
+        earlier = (
+            previews.comment_of(session, request.repository, request.pull_request)
+            if request.repository and request.pull_request is not None
+            else None
+        )
         session.commit()
-    if github is None or request.pull_request is None:
+    if github is None or request.pull_request is None or (quiet and earlier is None):
         return Outcome(built, delivery_id)
     try:
         with sessions() as session:

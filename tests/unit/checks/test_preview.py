@@ -18,8 +18,10 @@ from feedbot.checks.register import register_release
 from feedbot.checks.runner import CheckRunner
 from feedbot.clock import FixedClock
 from feedbot.releases.event import Author, Change
+from feedbot.releases.github_api import GitHubClient
 from feedbot.store.models import Delivery, Preview, Release
 from tests.factories import event, settings
+from tests.fakes.github_api import FakeGitHub
 from tests.fakes.sdk_spans import T0, ns, protobuf, sdk_spans
 
 NOW = T0 + timedelta(days=1)
@@ -281,3 +283,32 @@ def test_routes_are_the_entry_points_above_the_function_however_deep(
     assert found.calls == 5
     assert found.routes == ("GET /a", "orders process")
     assert "runs under GET /a, orders process" in found.watch
+
+
+def test_a_change_without_functions_stays_quiet_until_a_comment_exists(
+    backend: EmbeddedBackend, db_sessions: sessionmaker[Session], db_session: Session
+) -> None:
+    token = "ghp_" + "k" * 36
+    docs = (Change(file="docs/intro.md", lines=((1, 4),)),)
+    conf = settings(**CONF)
+    with FakeGitHub(token) as gh:
+        client = GitHubClient(token, base_url=gh.base_url)
+
+        def run(changes: tuple[Change, ...], commit: str) -> preview.Outcome:
+            return preview.run(
+                sessions=db_sessions,
+                backend=backend,
+                settings=conf,
+                request=request(changes=changes, commit=commit),
+                now=NOW,
+                github=client,
+            )
+
+        quiet = run(docs, "1" * 40)
+        assert quiet.comment is None and quiet.delivery_id is None and gh.requests == []
+        assert run(CHANGES, "2" * 40).comment is not None
+        updated = run(docs, "3" * 40)  # the code changes were dropped from the pull request
+        bodies = [c["body"] for c in gh.comments("acme/vault", 17)]
+    assert updated.comment is not None and updated.comment.action == "updated"
+    assert updated.delivery_id is None
+    assert len(bodies) == 1 and "No changed function feedbot can read" in bodies[0]
