@@ -41,7 +41,24 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "FEEDBOT_GITLAB_TOKEN": ("webhooks", "gitlab_token"),
     "FEEDBOT_ARGOCD_TOKEN": ("webhooks", "argocd_token"),
     "FEEDBOT_INGEST_TOKEN": ("traces", "ingest_token"),
+    "GITHUB_TOKEN": ("github", "token"),
 }
+
+GITHUB_API_URL = "https://api.github.com"
+#: A GitHub token's shape: classic (``ghp_``), fine-grained (``github_pat_``), app installation
+#: (``ghs_``), OAuth (``gho_``), user-to-server (``ghu_``), refresh (``ghr_``), or legacy 40 hex.
+GITHUB_TOKEN = re.compile(
+    r"^(gh[psuor]_[A-Za-z0-9]{30,251}|github_pat_[A-Za-z0-9_]{30,251}|[0-9a-f]{40})$"
+)
+
+
+def github_token_problem(token: str) -> str | None:
+    """Why ``token`` cannot be a GitHub token, or None when it looks like one."""
+    if GITHUB_TOKEN.match(token):
+        return None
+    return (
+        "expected a GitHub token (ghp_…, github_pat_…, ghs_…, gho_…, ghu_…, or 40 hex characters)"
+    )
 
 
 @dataclass(frozen=True)
@@ -155,6 +172,17 @@ class Person:
 
 
 @dataclass(frozen=True)
+class GitHubConfig:
+    """GitHub's REST API, for the pull-request preview's comment and diff."""
+
+    #: A token that may read the repository and write pull-request comments; None: no comment.
+    token: str | None = field(default=None, repr=False)
+    api_url: str = GITHUB_API_URL
+    #: How far back the preview reads production spans.
+    preview_window: timedelta = timedelta(days=7)
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole validated configuration."""
 
@@ -170,6 +198,7 @@ class Settings:
     people: tuple[Person, ...] = ()
     log: LogConfig = field(default_factory=LogConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    github: GitHubConfig = field(default_factory=GitHubConfig)
 
 
 # --- durations -------------------------------------------------------------------------------
@@ -320,6 +349,7 @@ TOP_KEYS = (
     "people",
     "log",
     "telemetry",
+    "github",
 )
 
 
@@ -347,6 +377,7 @@ def settings_from_mapping(raw: Any, env: Mapping[str, str] | None = None) -> Set
         people=_people(reader, top.get("people")),
         log=_log(reader, top.get("log")),
         telemetry=_telemetry(reader, top.get("telemetry")),
+        github=_github(reader, top.get("github")),
     )
     _cross_checks(reader, settings)
     if reader.problems:
@@ -439,6 +470,23 @@ def _telemetry(reader: _Reader, raw: Any) -> TelemetryConfig:
     return TelemetryConfig(
         traces_endpoint=endpoint,
         service_name=reader.string(section, "service_name", "telemetry", "feedbot"),
+    )
+
+
+def _github(reader: _Reader, raw: Any) -> GitHubConfig:
+    section = reader.section(raw, "github", ("token", "api_url", "preview_window"))
+    token = reader.string(section, "token", "github")
+    if token is not None and (problem := github_token_problem(token)) is not None:
+        reader.problem("github.token", problem)
+        token = None
+    window = reader.duration(section, "preview_window", "github", GitHubConfig.preview_window)
+    if window < timedelta(hours=1) or window > timedelta(days=90):
+        reader.problem("github.preview_window", "must be between 1h and 90d")
+        window = GitHubConfig.preview_window
+    return GitHubConfig(
+        token=token,
+        api_url=_url(reader, section, "api_url", "github") or GITHUB_API_URL,
+        preview_window=window,
     )
 
 

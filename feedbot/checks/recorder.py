@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from feedbot import failpoints
+from feedbot.checks import preview
 from feedbot.checks.pipeline import Finished
 from feedbot.clock import Clock
 from feedbot.config import Settings
@@ -154,13 +155,21 @@ class CheckRecorder:
             return
         channel = self._broadcast_channel(release) if fresh else None
         reply = blocks.check_reply(done.report, options)
+        body, reply_blocks = text.check_reply(release, offset, done.text), list(reply.blocks)
+        previewed = preview.after_deploy(session, release, done.analysis.reach, offset)
+        if previewed:  # "Previewed in PR #N": how the functions the preview named did
+            body += "\n\n" + previewed
+            if len(reply_blocks) < 50:
+                at = len(reply_blocks) - (reply_blocks[-1].get("type") == "actions")
+                section = {"type": "section", "text": {"type": "mrkdwn", "text": previewed[:2900]}}
+                reply_blocks.insert(max(at, 0), section)
         enqueue(
             session,
             key=f"release:{release.id}:check:{check.id}",
             kind="reply",
             recipient=release.owner or NOBODY,
-            text=text.check_reply(release, offset, done.text)[:MAX_TEXT],
-            blocks=reply.blocks,
+            text=body[:MAX_TEXT],
+            blocks=reply_blocks,
             broadcast=channel is not None and channel == release.owner,
             now=now,
             release=release,
