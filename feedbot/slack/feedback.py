@@ -80,10 +80,13 @@ class FeedbackService:
 
     def answer(self, command: Command) -> Rendered:
         """The answer to a parsed command (not help): a report, or the names it knows."""
+        if command.name == MEETING:
+            with self._sessions() as session:
+                named = MEETING in self._known(session)
+            if not named:  # its own sessions: SQLite allows one writer transaction at a time
+                return self.meeting()
         with self._sessions() as session:
             known = self._known(session)
-            if command.name == MEETING and MEETING not in known:
-                return self.meeting()
             if command.name not in known:
                 return answers.unknown(command.name or "", known, _close(command.name, known))
             feature = self._settings.features.get(command.name)

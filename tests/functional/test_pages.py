@@ -9,10 +9,12 @@ a valid token opens them; no token, a tampered one, one for another page, or an 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -21,10 +23,12 @@ from feedbot.clock import FixedClock
 from feedbot.config import settings_from_mapping
 from feedbot.digest.links import PageLinks
 from feedbot.runtime import Runtime, build_runtime
+from feedbot.slack.home import HomeService
 from feedbot.web.app import create_app
 from tests.factories import DEPLOYED
 from tests.fakes.slack_api import FakeSlackAPI
-from tests.functional.test_chart_to_thread import SECRET, post_deploy, send_traffic
+from tests.functional.test_chart_to_thread import OWNER, SECRET, post_deploy, send_traffic
+from tests.functional.test_slack_feedback import signed, wait_response
 from tests.servers import AppServer
 
 PAGE_SECRET = "a-page-secret-of-some-length"
@@ -186,3 +190,67 @@ def test_pages_are_closed_without_a_secret_and_open_when_the_team_says_so(
         assert link == f"{PUBLIC}/releases/1"  # no token in open links
     finally:
         opened.engine.dispose()
+
+
+def buttons(blocks: list[dict[str, Any]]) -> dict[str, str]:
+    """The URL buttons of some blocks: label → url."""
+    out = {}
+    for block in blocks:
+        for element in [block.get("accessory") or {}, *block.get("elements", [])]:
+            if element.get("type") == "button" and element.get("url"):
+                out[element["text"]["text"]] = element["url"]
+    return out
+
+
+def test_the_links_feedbot_sends_to_slack_open_the_pages(
+    runtime: Runtime, client: httpx.Client, slack_api: FakeSlackAPI
+) -> None:
+    checked_release(runtime, client)
+    # The check's reply in the DM thread: a "Release page" button with a signed link.
+    replies = [m for m in slack_api.messages_in(OWNER) if "+15m check" in str(m.get("text"))]
+    [reply] = replies
+    link = buttons(reply["blocks"])["Release page"]
+    page = client.get(local(link))
+    assert page.status_code == 200 and "vault-service 1.4.2 → production" in page.text
+
+    # The App Home: a "Page" button per release, and the meeting's agenda under the greeting.
+    view = HomeService(
+        sessions=runtime.sessions, settings=runtime.settings, clock=runtime.clock
+    ).view(OWNER)
+    pages_linked = [
+        url
+        for block in view["blocks"]
+        for label, url in buttons([block]).items()
+        if label == "Page"
+    ]
+    assert len(pages_linked) == 2
+    assert all(client.get(local(url)).status_code == 200 for url in pages_linked)
+    agenda = re.search(r"<(https://[^|>]+)\|The feedback meeting's agenda>", json.dumps(view))
+    assert agenda is not None
+    assert client.get(local(agenda[1])).status_code == 200
+
+    # /feedback meeting, through Slack's signed request: the agenda, linking its page.
+    body = urlencode(
+        {
+            "command": "/feedback",
+            "text": "meeting",
+            "user_id": OWNER,
+            "team_id": "T1",
+            "channel_id": "C0VAULT",
+            "api_app_id": "A1",
+            "response_url": slack_api.response_url("cmd"),
+            "trigger_id": "1.2.3",
+        }
+    ).encode()
+    before = len(slack_api.responses)
+    acked = client.post("/slack/events", content=body, headers=signed(body, "slack-secret"))
+    assert acked.status_code == 200
+    answer = wait_response(slack_api, before + 1)
+    text = json.dumps(answer["blocks"], ensure_ascii=False)
+    assert "what reached production" in text
+    assert "regressed · vault-service 1.4.2" in text
+    assert "Was this expected?" in text
+    meeting = re.search(r"<(https://[^|>]+)\|The meeting's page>", text)
+    assert meeting is not None
+    opened = client.get(local(meeting[1]))
+    assert opened.status_code == 200 and "vault-service 1.4.2" in opened.text
