@@ -413,10 +413,10 @@ def _groups(report: Report) -> list[_Group]:
             _Group(
                 span=display_name(str(group.get("span"))),
                 kind=str(group.get("kind") or ""),
-                n=f"{base.get('count', '–')} → {new.get('count', '–')}",
+                n=f"{base.get('count', '–')}\u00a0→ {new.get('count', '–')}",
                 p50=_pair(base.get("p50_ms"), new.get("p50_ms")),
                 p95=_pair(base.get("p95_ms"), new.get("p95_ms")),
-                errors=f"{base.get('errors', '–')} → {new.get('errors', '–')}",
+                errors=f"{base.get('errors', '–')}\u00a0→ {new.get('errors', '–')}",
                 changed=str(group.get("span")) in changed,
             )
         )
@@ -427,7 +427,7 @@ def _pair(base: Any, new: Any) -> str:
     def one(v: Any) -> str:
         return "–" if v is None else f"{float(v):.3g}"
 
-    return f"{one(base)} → {one(new)}"
+    return f"{one(base)}\u00a0→ {one(new)}"  # on a phone the pair breaks after the arrow
 
 
 def _windows(report: Report) -> list[tuple[str, str]]:
