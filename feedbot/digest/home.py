@@ -152,10 +152,10 @@ def _open_line(report: Mapping[str, Any], acknowledged: Collection[str]) -> str:
     found = open_findings(report, acknowledged)
     if not found:
         return "No open findings."
-    named = "; ".join(escape(story.say(f, report)) for f in found[:MAX_NAMED])
+    named = "; ".join(escape(story.say(f, report).rstrip(".")) for f in found[:MAX_NAMED])
     more = f"; and {len(found) - MAX_NAMED} more" if len(found) > MAX_NAMED else ""
     noun = "finding" if len(found) == 1 else "findings"
-    return f"{len(found)} open {noun}: {named}{more}"[:MAX_SECTION]
+    return f"{len(found)} open {noun}: {named}{more}."[:MAX_SECTION]
 
 
 def _buttons(release: HomeRelease) -> Block:

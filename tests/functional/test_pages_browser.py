@@ -146,3 +146,11 @@ def test_the_release_page_reads_on_a_phone_and_a_desktop(
     # On a phone the text column is the screen; on a desktop it stops at a readable measure.
     assert columns[PHONE] == PHONE
     assert 600 < columns[DESKTOP] < 900
+
+
+def test_the_readme_shows_a_release_page_and_an_app_home() -> None:
+    root = Path(__file__).parent.parent.parent
+    readme = (root / "README.md").read_text()
+    for picture in ("docs/release-page.png", "docs/app-home.png"):
+        assert (root / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({picture})" in readme
