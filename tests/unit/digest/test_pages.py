@@ -84,7 +84,7 @@ def test_the_meeting_asks_about_open_alarms_and_groups_by_feature(
         released,
         now=NOW,
     )
-    assert "every other week feedback meeting" in html
+    assert "Feedback meeting, every other week" in html
     assert 'href="https://meet.example/x"' in html
     assert "Was this expected?" in html
     assert "Is this code live yet?" in html  # recount_galleons never ran
