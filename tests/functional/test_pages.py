@@ -254,3 +254,23 @@ def test_the_links_feedbot_sends_to_slack_open_the_pages(
     assert meeting is not None
     opened = client.get(local(meeting[1]))
     assert opened.status_code == 200 and "vault-service 1.4.2" in opened.text
+
+
+def test_odd_requests_get_clear_answers_and_nothing_is_reflected_unescaped(
+    fresh_database_url: str, slack_api: FakeSlackAPI
+) -> None:
+    opened = build(fresh_database_url, slack_api, {"page_links": "open"})
+    try:
+        with AppServer(create_app(opened)) as server, httpx.Client(base_url=server.url) as c:
+            bad_until = c.get("/meeting", params={"until": "next tuesday"})
+            assert bad_until.status_code == 400
+            assert "until: expected a time like 2026-12-07T09:00Z" in bad_until.text
+            assert c.get("/releases/abc").status_code == 422
+            assert c.get("/releases/0").status_code == 422
+            assert c.get(f"/releases/{2**70}").status_code == 422
+            hostile = c.get("/services/<script>alert(1)")
+            assert hostile.status_code == 404
+            assert "<script>" not in hostile.text and "&lt;script&gt;" in hostile.text
+            assert c.get("/releases/1", params={"t": "x" * 500}).status_code == 422
+    finally:
+        opened.engine.dispose()
