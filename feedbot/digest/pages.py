@@ -250,6 +250,7 @@ def service_page(
         {
             "service": service,
             "releases": listed,
+            "timeline": _timeline(listed),
             "counts": [
                 (verdict_words(v) if v != "unchecked" else "not checked yet", n)
                 for v, n in counts.items()
@@ -326,6 +327,36 @@ def _listed(release: PageRelease) -> _Listed:
         questions=tuple(_questions(report, release.acknowledged)),
         link=release.link,
     )
+
+
+#: The service page's strip of releases over time: its viewBox width and the dots' colours.
+_STRIP_WIDTH = 600
+_COLOURS = {"regressed": "#c0392b", "improved": "#1e8e3e", "neutral": "#7a8ca3"}
+
+
+@dataclass(frozen=True)
+class _Dot:
+    x: float
+    colour: str
+    label: str
+
+
+def _timeline(listed: Sequence[_Listed]) -> list[_Dot]:
+    """One dot per release on a line from the first deploy to the last, coloured by verdict."""
+    if not listed:
+        return []
+    times = [item.facts.deployed_at.timestamp() for item in listed]
+    first, span = min(times), (max(times) - min(times)) or 1.0
+    margin = 12
+    return [
+        _Dot(
+            x=round(margin + (t - first) / span * (_STRIP_WIDTH - 2 * margin), 1),
+            colour=_COLOURS.get(item.verdict, "#c8c8c8"),
+            label=f"{item.facts.version} · {item.facts.deployed_at:%b %d %H:%M} · "
+            f"{item.verdict_words}",
+        )
+        for item, t in zip(listed, times, strict=True)
+    ]
 
 
 def _questions(report: Report, acknowledged: Collection[str]) -> list[str]:

@@ -94,3 +94,24 @@ def test_the_meeting_asks_about_open_alarms_and_groups_by_feature(
     assert lines[0].startswith("regressed · vault-service 2.0.0 (sealed-deposits): ")
     assert lines[1].startswith("not checked yet · vault-service 2.0.1")
     assert any(line.startswith("❓ vault-service 2.0.0: Was this expected?") for line in lines)
+
+
+def test_the_service_page_draws_its_releases_over_time(report: dict[str, Any]) -> None:
+    quiet = {"verdict": "neutral", "findings": [], "groups": []}
+    released = [
+        pages.PageRelease(
+            facts(release_id=i, version=f"2.0.{i}", deployed_at=NOW - timedelta(days=9 - i)), r
+        )
+        for i, r in enumerate([quiet, report, None])
+    ][::-1]
+    html = pages.service_page("vault-service", released, now=NOW, meeting_link=None)
+    dots = re.findall(r'<circle cx="([\d.]+)" cy="20" r="7" fill="(#\w+)"', html)
+    # Newest first in the list, left to right in time on the strip: first deploy at the left.
+    assert [colour for _, colour in sorted(dots, key=lambda d: float(d[0]))] == [
+        "#7a8ca3",
+        "#c0392b",
+        "#c8c8c8",
+    ]
+    xs = sorted(float(x) for x, _ in dots)
+    assert xs == [12.0, 300.0, 588.0]  # evenly spaced deploys, evenly spaced dots
+    assert html.index("vault-service 2.0.2") < html.index("vault-service 2.0.0")
