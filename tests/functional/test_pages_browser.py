@@ -24,7 +24,7 @@ from feedbot.digest.links import PageLinks
 from feedbot.runtime import Runtime
 from feedbot.web.app import create_app
 from tests.fakes.slack_api import FakeSlackAPI
-from tests.functional.test_pages import PAGE_SECRET, build, checked_release, local
+from tests.functional.test_pages_http import PAGE_SECRET, build, checked_release, local
 from tests.functional.test_story_screenshot import chromium
 from tests.servers import AppServer
 
