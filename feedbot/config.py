@@ -42,6 +42,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "FEEDBOT_ARGOCD_TOKEN": ("webhooks", "argocd_token"),
     "FEEDBOT_INGEST_TOKEN": ("traces", "ingest_token"),
     "GITHUB_TOKEN": ("github", "token"),
+    "FEEDBOT_PAGE_SECRET": ("web", "page_secret"),
 }
 
 GITHUB_API_URL = "https://api.github.com"
@@ -88,11 +89,43 @@ class TelemetryConfig:
     service_name: str = "feedbot"
 
 
+CADENCES = ("weekly", "biweekly")
+
+
 @dataclass(frozen=True)
 class DigestConfig:
     channel: str | None = None
     cron: str = "0 9 * * mon"
     timezone: str = "UTC"
+    #: ``weekly`` or ``biweekly`` (every other week: the fires of even weeks since 1970-01-05,
+    #: each digest covering two weeks).
+    cadence: str = "weekly"
+    #: Where the feedback meeting happens (a video call), linked from the digest and its page.
+    meeting_link: str | None = None
+
+    @property
+    def period(self) -> timedelta:
+        """What one digest (and one meeting) covers: a week, or two."""
+        return timedelta(days=14 if self.cadence == "biweekly" else 7)
+
+
+PAGE_LINKS = ("signed", "open")
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """The release, service and meeting pages (:mod:`feedbot.web.pages`).
+
+    Attributes:
+        page_secret: HMAC key of the links' tokens; without it, ``signed`` pages answer 403.
+        page_links: ``signed`` (a link carries an expiring token; the default) or ``open``
+            (for a team whose proxy already logs people in: no token asked).
+        link_ttl: How long a signed link opens its page.
+    """
+
+    page_secret: str | None = None
+    page_links: str = "signed"
+    link_ttl: timedelta = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -189,6 +222,7 @@ class Settings:
     database_url: str = "sqlite:///feedbot.db"
     server: ServerConfig = field(default_factory=ServerConfig)
     public_url: str | None = None
+    web: WebConfig = field(default_factory=WebConfig)
     slack: SlackConfig = field(default_factory=SlackConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     traces: TracesConfig = field(default_factory=TracesConfig)
@@ -340,6 +374,7 @@ TOP_KEYS = (
     "database_url",
     "server",
     "public_url",
+    "web",
     "slack",
     "webhooks",
     "traces",
@@ -368,6 +403,7 @@ def settings_from_mapping(raw: Any, env: Mapping[str, str] | None = None) -> Set
         database_url=reader.string(top, "database_url", "", Settings.database_url),
         server=_server(reader, top.get("server")),
         public_url=_url(reader, top, "public_url", ""),
+        web=_web(reader, top.get("web")),
         slack=_slack(reader, top.get("slack")),
         webhooks=_webhooks(reader, top.get("webhooks")),
         traces=_traces(reader, top.get("traces")),
@@ -494,13 +530,21 @@ def _slack(reader: _Reader, raw: Any) -> SlackConfig:
     keys = ("bot_token", "signing_secret", "app_token", "api_url", "weekly_digest", "charts")
     section = reader.section(raw, "slack", keys)
     digest_raw = reader.section(
-        section.get("weekly_digest"), "slack.weekly_digest", ("channel", "cron", "timezone")
+        section.get("weekly_digest"),
+        "slack.weekly_digest",
+        ("channel", "cron", "timezone", "cadence", "meeting_link"),
     )
     path = "slack.weekly_digest"
+    cadence = reader.string(digest_raw, "cadence", path, DigestConfig.cadence)
+    if cadence not in CADENCES:
+        reader.problem(f"{path}.cadence", f"{cadence!r} is not one of {', '.join(CADENCES)}")
+        cadence = DigestConfig.cadence
     digest = DigestConfig(
         channel=reader.string(digest_raw, "channel", path),
         cron=reader.string(digest_raw, "cron", path, DigestConfig.cron),
         timezone=reader.string(digest_raw, "timezone", path, DigestConfig.timezone),
+        cadence=cadence,
+        meeting_link=_url(reader, digest_raw, "meeting_link", path),
     )
     _check_cron(reader, digest)
     api_url = _url(reader, section, "api_url", "slack") or SLACK_API_URL
@@ -512,6 +556,23 @@ def _slack(reader: _Reader, raw: Any) -> SlackConfig:
         weekly_digest=digest,
         charts=_flag(reader, section, "charts", "slack", SlackConfig.charts),
     )
+
+
+def _web(reader: _Reader, raw: Any) -> WebConfig:
+    section = reader.section(raw, "web", ("page_secret", "page_links", "link_ttl"))
+    links = reader.string(section, "page_links", "web", WebConfig.page_links)
+    if links not in PAGE_LINKS:
+        reader.problem("web.page_links", f"{links!r} is not one of {', '.join(PAGE_LINKS)}")
+        links = WebConfig.page_links
+    secret = reader.string(section, "page_secret", "web")
+    if secret is not None and len(secret) < 16:
+        reader.problem("web.page_secret", "must be at least 16 characters (a random string)")
+        secret = None
+    ttl = reader.duration(section, "link_ttl", "web", WebConfig.link_ttl)
+    if ttl < timedelta(minutes=1):
+        reader.problem("web.link_ttl", "must be at least 1m")
+        ttl = WebConfig.link_ttl
+    return WebConfig(page_secret=secret, page_links=links, link_ttl=ttl)
 
 
 def _flag(reader: _Reader, section: dict[str, Any], key: str, path: str, default: bool) -> bool:

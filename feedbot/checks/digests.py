@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from feedbot.clock import Clock
 from feedbot.config import Settings
 from feedbot.digest.blocks import Rendered
+from feedbot.digest.links import PageLinks
 from feedbot.digest.weekly import WeekRelease, render
 from feedbot.notify.outbox import enqueue
 from feedbot.store import queries
@@ -56,6 +57,8 @@ class WeeklyDigests:
         fire = last_fire(self._settings, now)
         if fire is None or now - fire > CATCH_UP:
             return 0
+        if not meeting_week(self._settings.slack.weekly_digest.cadence, fire):
+            return 0
         return self.queue(fire)
 
     def queue(self, fire: datetime) -> int:
@@ -66,18 +69,24 @@ class WeeklyDigests:
         return queued
 
     def build(self, end: datetime) -> dict[str, list[Rendered]]:
-        """Every channel's digest for the week before ``end``, rendered but not sent."""
+        """Every channel's digest for the period before ``end`` (a week, or two with
+        ``cadence: biweekly``), rendered but not sent; each links the meeting's page."""
+        conf = self._settings.slack.weekly_digest
         by_channel: dict[str, list[WeekRelease]] = {}
         with self._sessions() as session:
-            for release in queries.releases_between(session, end - WEEK, end):
+            for release in queries.releases_between(session, end - conf.period, end):
                 channel = self._channel(release)
                 if channel is not None and self._watched(release):
                     by_channel.setdefault(channel, []).append(_week_release(release))
         default = self._settings.slack.weekly_digest.channel
         if default and default not in by_channel:
             by_channel[default] = []
-        period = f"week to {end:%a %b %d}"
-        return {channel: render(channel, period, rows) for channel, rows in by_channel.items()}
+        period = f"{'two weeks' if conf.cadence == 'biweekly' else 'week'} to {end:%a %b %d}"
+        page = PageLinks.from_settings(self._settings).meeting(self._clock.now(), until=end)
+        return {
+            channel: render(channel, period, rows, page=page, call=conf.meeting_link)
+            for channel, rows in by_channel.items()
+        }
 
     def _channel(self, release: Release) -> str | None:
         service = self._settings.services.get(release.service)
@@ -110,6 +119,18 @@ class WeeklyDigests:
                 return 0
         log.info("digest for %s, %s queued (%d messages)", channel, period, len(messages))
         return 1
+
+
+#: A Monday: every other week counts from the week it starts.
+_EPOCH_MONDAY = datetime(1970, 1, 5).date()
+
+
+def meeting_week(cadence: str, fire: datetime) -> bool:
+    """Whether a digest fires in ``fire``'s week: always when weekly; when biweekly, in the
+    even weeks since Monday 1970-01-05 (the same weeks on every replica, across years)."""
+    if cadence != "biweekly":
+        return True
+    return ((fire.date() - _EPOCH_MONDAY).days // 7) % 2 == 0
 
 
 def last_fire(settings: Settings, now: datetime) -> datetime | None:

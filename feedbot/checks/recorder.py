@@ -20,6 +20,7 @@ from feedbot.checks.pipeline import Finished
 from feedbot.clock import Clock
 from feedbot.config import Settings
 from feedbot.digest import blocks, text
+from feedbot.digest.links import PageLinks
 from feedbot.durations import format_duration
 from feedbot.notify.base import Attachment
 from feedbot.notify.outbox import enqueue
@@ -147,6 +148,7 @@ class CheckRecorder:
             if earlier
             else "the last check",
             check_id=check.id,
+            page_url=PageLinks.from_settings(self._settings).release(release.id, now),
         )
         fresh = _fresh_alarms(session, release, done.report, options.acknowledged)
         muted = self._muted(session, release, check, now)

@@ -61,7 +61,7 @@ def build_app(
         # Acknowledge only after the ack listener returned; lazy listeners run in threads.
         process_before_response=True,
     )
-    feedback = FeedbackService(sessions=sessions, settings=settings)
+    feedback = FeedbackService(sessions=sessions, settings=settings, clock=clock)
     listeners.register(
         app,
         feedback=feedback,

@@ -13,14 +13,19 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from feedbot.clock import Clock, SystemClock
 from feedbot.config import FeatureConfig, Settings
 from feedbot.digest import answers
 from feedbot.digest.blocks import Rendered
+from feedbot.digest.pages import agenda_lines
+from feedbot.slack.pages import PageData
 from feedbot.store import acknowledgements as state
 from feedbot.store import queries
 from feedbot.store.models import Check, Release
 
 HISTORY = 5
+#: ``/feedback meeting``: the agenda (unless a service or feature is called that).
+MEETING = "meeting"
 
 
 @dataclass(frozen=True)
@@ -57,9 +62,16 @@ class FeedbackService:
         settings: for the features and services known from config.
     """
 
-    def __init__(self, *, sessions: sessionmaker[Session], settings: Settings) -> None:
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        clock: Clock | None = None,
+    ) -> None:
         self._sessions = sessions
         self._settings = settings
+        self._clock = clock or SystemClock()
 
     def knows(self, command: Command) -> bool:
         """Whether the command names a service or feature feedbot knows (config or releases)."""
@@ -68,6 +80,11 @@ class FeedbackService:
 
     def answer(self, command: Command) -> Rendered:
         """The answer to a parsed command (not help): a report, or the names it knows."""
+        if command.name == MEETING:
+            with self._sessions() as session:
+                named = MEETING in self._known(session)
+            if not named:  # its own sessions: SQLite allows one writer transaction at a time
+                return self.meeting()
         with self._sessions() as session:
             known = self._known(session)
             if command.name not in known:
@@ -83,6 +100,20 @@ class FeedbackService:
                 feature=feature,
                 ui_url=self._settings.traces.ui_url,
             )
+
+    def meeting(self) -> Rendered:
+        """``/feedback meeting``: the agenda of the feedback meeting, now (the period of one
+        cadence up to now), linking its page."""
+        data = PageData(sessions=self._sessions, settings=self._settings, clock=self._clock)
+        start, end = data.meeting_period()
+        conf = self._settings.slack.weekly_digest
+        return answers.meeting(
+            agenda_lines(data.meeting_releases()),
+            start=start,
+            end=end,
+            page=data.links.meeting(self._clock.now()),
+            call=conf.meeting_link,
+        )
 
     def _known(self, session: Session) -> list[str]:
         stored = queries.service_names(session)

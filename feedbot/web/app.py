@@ -1,7 +1,8 @@
 """The FastAPI application: a thin adapter from HTTP to the runtime's services.
 
 Routes: ``POST /webhooks/<source>`` (deploys in), ``POST /v1/traces`` (embedded backend),
-``POST /slack/events`` (slash commands and interactions), ``/healthz``, ``/readyz``, ``/metrics``.
+``POST /slack/events`` (slash commands and interactions), ``/healthz``, ``/readyz``, ``/metrics``,
+and the pages Slack links to (``/releases/<id>``, ``/services/<name>``, ``/meeting``).
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ def create_app(runtime: Runtime) -> FastAPI:
             max_spans=settings.traces.ingest_max_spans,
         )
         app.include_router(router)
+    from feedbot.web.pages import mount_pages
+
+    mount_pages(app, runtime)
     if runtime.settings.slack.signing_secret:
         from feedbot.web.slack import mount_slack
 
