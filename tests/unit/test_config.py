@@ -301,3 +301,12 @@ def test_web_pages_and_the_meeting_are_validated() -> None:
     )
     assert s.web.page_secret == "from-the-environment" and s.web.page_links == "signed"
     assert s.slack.weekly_digest.period.days == 14
+
+
+def test_the_page_secret_is_masked_in_logs() -> None:
+    from feedbot.logs import Redactor, secrets_of
+
+    secret = "page-secret-0123456789abcdef"
+    settings = settings_from_mapping({}, {"FEEDBOT_PAGE_SECRET": secret})
+    assert settings.web.page_secret == secret
+    assert Redactor(secrets_of(settings))(f"signed with {secret}") == "signed with [redacted]"
