@@ -105,8 +105,8 @@ TODAY = _policy(across=False, overwhelming_factor=100.0, confirm_alpha=0.0)
 MAIN = _policy(overwhelming_factor=20.0, confirm_alpha=0.0)
 #: The choices compared. "today" is main before issue 14, "main x20 + CI" main before the
 #: confirmation boundary; the diagnostic ones switch one factor off to measure what it costs;
-#: the others are candidate changes. "default" is ``DetectionPolicy()``: confirmation at once
-#: within a 1.5% budget spent over the looks with Pocock's function.
+#: the others are candidate changes ("Pocock 3%": confirmation at once within a 3% budget spent
+#: over the looks with Pocock's function). "default" is ``DetectionPolicy()``: Pocock 1.5%.
 CHOICES: dict[str, DetectionPolicy] = {
     "today": TODAY,
     "today + no look split (q=0.05 each look)": _policy(
@@ -116,9 +116,9 @@ CHOICES: dict[str, DetectionPolicy] = {
     "today + no host guard": _policy(guard=False, overwhelming_factor=100.0, confirm_alpha=0.0),
     "tau across groups": _policy(overwhelming_factor=100.0, confirm_alpha=0.0),
     "main x20 + CI": MAIN,
-    "spend 1.5%, O'Brien-Fleming": _policy(confirm_spending="obrien_fleming"),
-    "spend 0.75%, Pocock": _policy(confirm_alpha=0.0075),
-    "spend 3%, Pocock": _policy(confirm_alpha=0.03),
+    "O'Brien-Fleming 1.5%": _policy(confirm_spending="obrien_fleming"),
+    "Pocock 0.75%": _policy(confirm_alpha=0.0075),
+    "Pocock 3%": _policy(confirm_alpha=0.03),
     "default": DetectionPolicy(),
 }
 

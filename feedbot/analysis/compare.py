@@ -277,7 +277,7 @@ def _settle(
     if not finding.tested or final:
         return replace(finding, state="confirmed")
     q = finding.q_value
-    at_once = q is not None and q <= boundary
+    at_once = boundary > 0.0 and q is not None and q <= boundary
     factor = policy.looks.overwhelming_factor
     overwhelming = strong and factor > 0 and q is not None and q <= q_level / factor
     confirmed = finding.key in held or at_once or overwhelming
