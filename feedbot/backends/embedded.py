@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import closing
 from datetime import datetime
 
 import pyarrow as pa
@@ -110,10 +111,12 @@ class EmbeddedBackend:
         try:
             with self._sessions.begin() as session:
                 aggregator = Aggregator(warmup=query.warmup)
-                for batch in span_queries.span_column_rows(
+                batches = span_queries.span_column_rows(
                     session, query, WANTED_KEYS, batch=COLUMN_BATCH
-                ):
-                    fold(aggregator, stored_columns(batch))
+                )
+                with closing(batches):
+                    for batch in batches:
+                        fold(aggregator, stored_columns(batch))
                 return aggregator.result()
         except (Unusual, pa.ArrowInvalid, SQLAlchemyError) as exc:
             # An odd span (or JSON SQLite's reader refuses): the row path reads anything stored.

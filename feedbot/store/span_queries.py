@@ -139,7 +139,8 @@ def _packed_attributes(dialect: str, keys: Sequence[str]) -> str:
     """SQL for one text per span of its attributes among ``keys`` (and label-like keys):
     ``key US type US value`` joined by RS, types as SQLite's ``json_each`` names them
     (``text``, ``integer``, ``real``, ``true``, ``false``, ``null``, ``array``, ``object``);
-    NULL when the span has none. Only those attributes leave the database.
+    NULL when the span has none. A separator inside a key or value adds an item ``odd`` (one
+    part), which the reader refuses. Only those attributes leave the database.
     """
     listed = ", ".join("'" + key.replace("'", "''") + "'" for key in sorted(keys))
     if dialect == "postgresql":
@@ -151,15 +152,19 @@ def _packed_attributes(dialect: str, keys: Sequence[str]) -> str:
             "THEN 'integer' ELSE 'real' END ELSE json_typeof(value) END"
         )
         item = f"key || chr(31) || {kind} || chr(31) || coalesce(value #>> '{{}}', '')"
+        both = "key || coalesce(value #>> '{}', '')"
+        odd = f"max(strpos({both}, chr(30)) + strpos({both}, chr(31))) > 0"
         return (
-            f"(SELECT string_agg({item}, chr(30)) FROM json_each(spans.attributes) "
-            f"WHERE key IN ({listed}) OR {words})"
+            f"(SELECT string_agg({item}, chr(30)) || CASE WHEN {odd} THEN chr(30) || 'odd' "
+            f"ELSE '' END FROM json_each(spans.attributes) WHERE key IN ({listed}) OR {words})"
         )
     words = " OR ".join(f"key LIKE '%{word}%'" for word in _LABEL_WORDS)
     item = "key || char(31) || type || char(31) || coalesce(atom, '')"
+    both = "key || coalesce(atom, '')"
+    odd = f"max(instr({both}, char(30)) + instr({both}, char(31))) > 0"
     return (
-        f"(SELECT group_concat({item}, char(30)) FROM json_each(spans.attributes) "
-        f"WHERE key IN ({listed}) OR {words})"
+        f"(SELECT group_concat({item}, char(30)) || CASE WHEN {odd} THEN char(30) || 'odd' "
+        f"ELSE '' END FROM json_each(spans.attributes) WHERE key IN ({listed}) OR {words})"
     )
 
 
@@ -203,7 +208,10 @@ def span_column_rows(
     ).where(*_filters(query))
     # Core, not the ORM: its per-row objects cost more than the columns built from them.
     result = session.connection().execute(statement.execution_options(yield_per=batch))
-    yield from result.partitions()
+    try:
+        yield from result.partitions()
+    finally:
+        result.close()  # a reader that stops early closes PostgreSQL's server-side cursor
 
 
 def version_counts(
@@ -270,7 +278,8 @@ def prune_ids(session: Session, cut: int, *, limit: int) -> int:
 
 def _delete_some(session: Session, where: ColumnElement[bool], limit: int) -> int:
     chosen = select(Span.id).where(where).order_by(Span.id).limit(limit)
-    return _rowcount(session.execute(delete(Span).where(Span.id.in_(chosen.scalar_subquery()))))
+    statement = delete(Span).where(Span.id.in_(chosen.scalar_subquery()))
+    return _rowcount(session.execute(statement.execution_options(synchronize_session=False)))
 
 
 def _rowcount(result: object) -> int:
