@@ -8,7 +8,7 @@ backends never touch the ORM tables.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -188,7 +188,7 @@ COLUMN_KEYS = (
 
 def span_column_rows(
     session: Session, query: SpanQuery, keys: Sequence[str], *, batch: int
-) -> Iterator[Sequence[Sequence[Any]]]:
+) -> Generator[Sequence[Sequence[Any]], None, None]:
     """The rows matching ``query`` as :data:`COLUMN_KEYS`, ``batch`` at a time, lean.
 
     ``attributes`` is the packed text of :func:`_packed_attributes` (only ``keys`` and label-like
