@@ -34,6 +34,7 @@ import sys
 import threading
 import time
 from datetime import timedelta
+from typing import Any
 
 from benchmarks._db import scratch_databases
 from feedbot.backends.embedded import EmbeddedBackend
@@ -136,17 +137,31 @@ def _child_collect(url: str) -> None:
     print(json.dumps({"s": seconds, "mib": (peak - before) / 1024, "spans": spans}))
 
 
-def _collect(url: str, repeats: int) -> tuple[float, float, int]:
-    runs = []
-    for _ in range(repeats):
-        out = subprocess.run(
-            [sys.executable, "-m", "benchmarks.store_scale", "--child-collect", url],
-            capture_output=True,
-            text=True,
-            check=True,
-            env=os.environ,
-        )
-        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+def _child(code: str | None, *args: str) -> Any:
+    """Run this module with ``args`` in a fresh process (on the sources at ``code`` if given)."""
+    env = dict(os.environ)
+    if code is not None:
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = os.pathsep.join([code, here])
+    out = subprocess.run(
+        [sys.executable, "-c", _RUN_CHILD, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+#: The child runs this file's functions against whichever ``feedbot`` its path finds first.
+_RUN_CHILD = (
+    "import runpy, sys; sys.argv[0] = 'store_scale'; "
+    f"runpy.run_path({__file__!r}, run_name='__main__')"
+)
+
+
+def _collect(url: str, repeats: int, code: str | None) -> tuple[float, float, int]:
+    runs = [_child(code, "--child-collect", url) for _ in range(repeats)]
     return (
         statistics.median(r["s"] for r in runs),
         statistics.median(r["mib"] for r in runs),
@@ -164,17 +179,23 @@ def _count(url: str) -> int:
     return n
 
 
-def _prune(url: str, hour: list[int]) -> tuple[float, float, float, int]:
-    """(prune one hour s, longest concurrent insert ms, no-op prune s, deleted)."""
+def _prune(url: str, hour: list[int], code: str | None) -> tuple[float, float, float, int]:
+    """(prune one hour s, longest concurrent insert ms, no-op prune s, deleted), in a process
+    running ``code`` (a source tree) or this one."""
+    # The oldest ~1/24 of the rows: received_at runs from T0 - 24 h, one second per batch.
+    hour[1] += max(1, hour[0] // HOURS)
+    out = _child(code, "--child-prune", url, str(hour[1]))
+    return out["s"], out["stall_ms"], out["noop_s"], out["deleted"]
+
+
+def _child_prune(url: str, seconds: int) -> None:
     from tests.fakes.sdk_spans import T0
 
     engine = make_engine(url, immediate=False)
     sessions = make_sessions(engine)
     backend = EmbeddedBackend(sessions)
     stored = _count(url)
-    # The oldest ~1/24 of the rows: received_at runs from T0 - 24 h, one second per batch.
-    hour[1] += max(1, hour[0] // HOURS)
-    oldest = T0 - timedelta(hours=HOURS) + timedelta(seconds=hour[1])
+    oldest = T0 - timedelta(hours=HOURS) + timedelta(seconds=seconds)
     # A cap above the count and a retention before every row: nothing to delete.
     started = time.perf_counter()
     backend.prune(T0 - timedelta(days=30), max_spans=stored + 1000)
@@ -207,7 +228,8 @@ def _prune(url: str, hour: list[int]) -> tuple[float, float, float, int]:
     thread.join()
     engine.dispose()
     writer_engine.dispose()
-    return seconds, max(stalls) * 1000, noop, deleted
+    stall_ms = max(stalls) * 1000
+    print(json.dumps({"s": seconds, "stall_ms": stall_ms, "noop_s": noop, "deleted": deleted}))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,15 +242,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--stores", default="sqlite,postgresql")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--before",
+        metavar="DIR",
+        help="also measure the feedbot sources in DIR (e.g. `git archive main`) on the same stores",
+    )
     parser.add_argument("--child-collect", help=argparse.SUPPRESS)
+    parser.add_argument("--child-prune", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_collect:
         _child_collect(args.child_collect)
         return 0
+    if args.child_prune:
+        _child_prune(args.child_prune[0], int(args.child_prune[1]))
+        return 0
     sizes = [20_000, 100_000] if args.quick else [int(s) for s in args.sizes.split(",")]
     window = 0 if args.quick else args.window
+    codes: list[tuple[str, str | None]] = [("after", None)]
+    if args.before:
+        codes.insert(0, ("before", os.path.abspath(args.before)))
     header = (
-        f"{'store':<11} {'stored':>9} {'in window':>9} {'check s':>8} {'peak MiB':>8} "
+        f"{'store':<11} {'code':<7} {'stored':>9} {'in window':>9} {'check s':>8} {'peak MiB':>8} "
         f"{'prune s':>8} {'deleted':>8} {'stall ms':>9} {'cap s':>7}"
     )
     print(header)
@@ -249,13 +283,16 @@ def main(argv: list[str] | None = None) -> int:
                 _fill(url, add, hour, seed)
                 for k, v in add.items():
                     have[k] += v
-                seconds, mib, spans = _collect(url, args.repeats)
-                prune_s, stall_ms, noop_s, deleted = _prune(url, hour)
-                print(
-                    f"{store:<11} {_count(url):>9} {spans:>9} {seconds:>8.2f} {mib:>8.0f} "
-                    f"{prune_s:>8.2f} {deleted:>8} {stall_ms:>9.0f} {noop_s:>7.2f}",
-                    flush=True,
-                )
+                stored = _count(url)
+                for label, code in codes:
+                    seconds, mib, spans = _collect(url, args.repeats, code)
+                    prune_s, stall_ms, noop_s, deleted = _prune(url, hour, code)
+                    print(
+                        f"{store:<11} {label:<7} {stored:>9} {spans:>9} {seconds:>8.2f} "
+                        f"{mib:>8.0f} {prune_s:>8.2f} {deleted:>8} {stall_ms:>9.0f} "
+                        f"{noop_s:>7.2f}",
+                        flush=True,
+                    )
     return 0
 
 

@@ -255,7 +255,7 @@ def prune_received(session: Session, older_than: datetime, *, limit: int) -> int
     Bounded so each transaction holds SQLite's write lock (and ingest) briefly: callers commit
     and call again while a full batch went.
     """
-    return _delete_some(session, Span.received_at < older_than, limit)
+    return _delete_some(session, Span.received_at < older_than, limit, oldest_first=False)
 
 
 def cap_cut(session: Session, max_spans: int) -> int | None:
@@ -265,8 +265,10 @@ def cap_cut(session: Session, max_spans: int) -> int | None:
     below the cap nothing is read but the two ends of the key. Above it, the id ``max_spans``
     places below the newest is found on the key's index.
     """
-    low, high = session.execute(select(func.min(Span.id), func.max(Span.id))).one()
-    if low is None or high - low + 1 <= max_spans:
+    # Two statements: SQLite reads min() or max() alone at one end of the key, both together
+    # by a scan.
+    low, high = session.scalar(select(func.min(Span.id))), session.scalar(select(func.max(Span.id)))
+    if low is None or high is None or high - low + 1 <= max_spans:
         return None
     return session.scalar(select(Span.id).order_by(Span.id.desc()).offset(max_spans).limit(1))
 
@@ -276,8 +278,13 @@ def prune_ids(session: Session, cut: int, *, limit: int) -> int:
     return _delete_some(session, Span.id <= cut, limit)
 
 
-def _delete_some(session: Session, where: ColumnElement[bool], limit: int) -> int:
-    chosen = select(Span.id).where(where).order_by(Span.id).limit(limit)
+def _delete_some(
+    session: Session, where: ColumnElement[bool], limit: int, *, oldest_first: bool = True
+) -> int:
+    # Unordered, a filter on received_at reads its index; ordered by id, SQLite walks the table.
+    chosen = select(Span.id).where(where).limit(limit)
+    if oldest_first:
+        chosen = chosen.order_by(Span.id)
     statement = delete(Span).where(Span.id.in_(chosen.scalar_subquery()))
     return _rowcount(session.execute(statement.execution_options(synchronize_session=False)))
 
