@@ -110,7 +110,8 @@ class EmbeddedBackend:
         """
         try:
             with self._sessions.begin() as session:
-                aggregator = Aggregator(warmup=query.warmup)
+                # The unique index on (trace_id, span_id) stores each span once.
+                aggregator = Aggregator(warmup=query.warmup, unique=True)
                 batches = span_queries.span_column_rows(
                     session, query, WANTED_KEYS, batch=COLUMN_BATCH
                 )
