@@ -20,6 +20,8 @@ Per store (SQLite, PostgreSQL) and size:
 
     python -m benchmarks.store_scale [--postgres URL] [--sizes 100000,1000000] [--window 1000000]
     python -m benchmarks.store_scale --quick      # 20k and 100k stored, no --window row
+    python -m benchmarks.store_scale --before /tmp/main-tree   # also main's code, side by side
+    python -m benchmarks.store_scale --explain postgresql+psycopg://…/db   # the baseline search
 """
 
 from __future__ import annotations
@@ -232,6 +234,30 @@ def _child_prune(url: str, seconds: int) -> None:
     print(json.dumps({"s": seconds, "stall_ms": stall_ms, "noop_s": noop, "deleted": deleted}))
 
 
+def explain(url: str) -> None:
+    """EXPLAIN ANALYZE of a check's baseline search (``version_counts``) on PostgreSQL at ``url``:
+    as it runs, then without ``ix_spans_service_start_ns_version`` (dropped in a transaction
+    that is rolled back)."""
+    from sqlalchemy import text
+
+    from tests.fakes.sdk_spans import T0
+
+    statement = span_queries.version_counts_statement(
+        CHECKED, T0 - timedelta(days=1), T0 + timedelta(minutes=10), "production"
+    )
+    engine = make_engine(url)
+    sql = str(statement.compile(engine, compile_kwargs={"literal_binds": True}))
+    for label, drop in (("with the index", False), ("without it", True)):
+        with engine.connect() as c:
+            if drop:
+                c.execute(text("DROP INDEX ix_spans_service_start_ns_version"))
+            plan = c.execute(text(f"EXPLAIN (ANALYZE, BUFFERS) {sql}")).scalars().all()
+            c.rollback()
+        print(f"-- {label}")
+        print("\n".join(plan))
+    engine.dispose()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -247,9 +273,15 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR",
         help="also measure the feedbot sources in DIR (e.g. `git archive main`) on the same stores",
     )
+    parser.add_argument(
+        "--explain", metavar="URL", help="EXPLAIN the baseline search on this PostgreSQL store"
+    )
     parser.add_argument("--child-collect", help=argparse.SUPPRESS)
     parser.add_argument("--child-prune", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.explain:
+        explain(args.explain)
+        return 0
     if args.child_collect:
         _child_collect(args.child_collect)
         return 0

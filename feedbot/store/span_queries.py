@@ -17,6 +17,7 @@ from sqlalchemy import (
     JSON,
     ColumnElement,
     Row,
+    Select,
     delete,
     func,
     literal_column,
@@ -221,6 +222,17 @@ def version_counts(
 
     Spans that name no environment count for every environment, as in :func:`span_rows`.
     """
+    statement = version_counts_statement(service, start, end, environment)
+    return {str(version): int(n) for version, n in session.execute(statement)}
+
+
+def version_counts_statement(
+    service: str, start: datetime, end: datetime, environment: str | None
+) -> Select[str | None, int]:
+    """The statement of :func:`version_counts` (a check's baseline search), to run or explain.
+
+    It reads a range of ``ix_spans_service_start_ns_version`` alone.
+    """
     where = [
         Span.service == service,
         Span.version.is_not(None),
@@ -230,8 +242,7 @@ def version_counts(
     ]
     if environment is not None:
         where.append(or_(Span.environment == environment, Span.environment.is_(None)))
-    statement = select(Span.version, func.count()).where(*where).group_by(Span.version)
-    return {str(version): int(n) for version, n in session.execute(statement)}
+    return select(Span.version, func.count()).where(*where).group_by(Span.version)
 
 
 def environment_version_counts(
