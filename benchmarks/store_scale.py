@@ -136,21 +136,26 @@ def _child_collect(url: str) -> None:
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     spans = sum(group.count for group in data.groups)
-    print(json.dumps({"s": seconds, "mib": (peak - before) / 1024, "spans": spans}))
+    import feedbot
+
+    out = {"s": seconds, "mib": (peak - before) / 1024, "spans": spans, "code": feedbot.__file__}
+    print(json.dumps(out))
 
 
 def _child(code: str | None, *args: str) -> Any:
     """Run this module with ``args`` in a fresh process (on the sources at ``code`` if given)."""
     env = dict(os.environ)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if code is not None:
-        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = os.pathsep.join([code, here])
+    # `python -c` puts the working directory first on the path: run in the tree measured.
     out = subprocess.run(
         [sys.executable, "-c", _RUN_CHILD, *args],
         capture_output=True,
         text=True,
         check=True,
         env=env,
+        cwd=code or here,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
