@@ -107,6 +107,9 @@ class EmbeddedBackend:
         numpy columns (:mod:`feedbot.spans.stored_columns`) folded at once, so memory is the
         answer's plus one batch, whatever the window holds. When a span is one the columnar
         reader does not read as the row path does, the whole query is read again as rows.
+        The answer is :meth:`collect_rows`' but for which spans a group of more than
+        :data:`~feedbot.spans.critical.SAMPLE` keeps for its critical path (closed traces are
+        offered in another order), as for OTLP files read as columns.
         """
         try:
             with self._sessions.begin() as session:
