@@ -296,7 +296,12 @@ def _delete_some(
     chosen = select(Span.id).where(where).limit(limit)
     if oldest_first:
         chosen = chosen.order_by(Span.id)
-    statement = delete(Span).where(Span.id.in_(chosen.scalar_subquery()))
+    # The ids first, then a delete by key: as one `id IN (subquery)` PostgreSQL may plan a hash
+    # join that scans the whole table for every batch.
+    ids = list(session.scalars(chosen))
+    if not ids:
+        return 0
+    statement = delete(Span).where(Span.id.in_(ids))
     return _rowcount(session.execute(statement.execution_options(synchronize_session=False)))
 
 

@@ -256,6 +256,7 @@ def test_prune_below_the_cap_reads_only_the_ends_of_the_key(engine: Engine, serv
         assert backend.prune(T0 - timedelta(days=3650), max_spans=10**9) == 0
     finally:
         event.remove(engine, "before_cursor_execute", seen)
-    selects = [s for s in statements if s.lstrip().startswith("SELECT")]
+    # The retention step looks its ids up on received_at's index; the cap step reads the key.
+    selects = [s for s in statements if s.lstrip().startswith("SELECT") and "RECEIVED_AT" not in s]
     assert len(selects) == 2 and "MIN(SPANS.ID)" in selects[0] and "MAX(SPANS.ID)" in selects[1]
     assert not any("WHERE" in s or "OFFSET" in s for s in selects)
