@@ -1,7 +1,7 @@
 """spans: an index on (service, start_ns, version, environment) for counting versions
 
-Revision ID: 0007_scale
-Revises: 0006
+Revision ID: 0008_scale
+Revises: 0007_preview
 Create Date: 2026-12-07 12:00:00
 
 """
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0007_scale"
-down_revision: str | Sequence[str] | None = "0006"
+revision: str = "0008_scale"
+down_revision: str | Sequence[str] | None = "0007_preview"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
