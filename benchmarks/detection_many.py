@@ -22,16 +22,19 @@ choices are compared on the same deploys (paired). Per cell (pods × spread) and
   ``feedbot.digest.blocks.is_alarm`` broadcasts: a confirmed regression, or a new exception
   type whose test passed); ``watch``: no-change deploys with a watching finding.
 
-``--explain`` also prints, for today's policy at look 1 on the +20% deploys, which gate the
-changed route's latency test failed (see :func:`explain`), to show where the power goes.
+``--explain`` also prints, for main's policy before the confirmation boundary ("main x20 + CI")
+at look 1 on the +20% deploys, which gate the changed route's latency test failed (see
+:func:`explain`), to show where the power went.
 
     python -m benchmarks.detection_many [--quick] [--deploys N] [--workers N] [--explain]
         [--sdk] [--only CELL-TEXT] [--choices NAME,NAME]
 
+``--quick`` compares "main x20 + CI" with the default; ``--choices`` picks others.
+
 ``--sdk`` sends every span through the SDK and the store (about 10 s a deploy); without it the
 same requests become ReleaseData directly (the groups, durations, pods and exception counts the
-store returns), which is what the analysis reads. ``--quick`` (25 deploys a cell, today against
-the default) takes about 5 minutes on two cores.
+store returns), which is what the analysis reads. ``--quick`` (25 deploys a cell, two choices)
+takes about 2 minutes on two cores.
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ ERROR_MIX = np.array([0.55, 0.3, 0.15])
 BATCH = 2_000
 
 
-def _policy(*, across: bool = True, guard: bool = True, **looks: float) -> DetectionPolicy:
+def _policy(*, across: bool = True, guard: bool = True, **looks: object) -> DetectionPolicy:
     base = DetectionPolicy()
     return replace(
         base,
@@ -95,17 +98,27 @@ def _policy(*, across: bool = True, guard: bool = True, **looks: float) -> Detec
 
 
 #: What main did before issue 14: τ̂ per group, then pooled; confirmation at once only 100x
-#: below the level.
-TODAY = _policy(across=False, overwhelming_factor=100.0)
-#: The choices compared. "today" is main before issue 14; the diagnostic ones switch one factor
-#: off to measure what it costs; the others are candidate changes.
+#: below the level (with the effect's CI above the floor).
+TODAY = _policy(across=False, overwhelming_factor=100.0, confirm_alpha=0.0)
+#: Main before the spending boundary: τ̂ across groups; confirmation at once 20x below the level
+#: with the effect's CI above the floor (the §9 "overwhelming" rule).
+MAIN = _policy(overwhelming_factor=20.0, confirm_alpha=0.0)
+#: The choices compared. "today" is main before issue 14, "main x20 + CI" main before the
+#: confirmation boundary; the diagnostic ones switch one factor off to measure what it costs;
+#: the others are candidate changes ("Pocock 3%": confirmation at once within a 3% budget spent
+#: over the looks with Pocock's function). "default" is ``DetectionPolicy()``: Pocock 1.5%.
 CHOICES: dict[str, DetectionPolicy] = {
     "today": TODAY,
-    "today + no look split (q=0.05 each look)": _policy(across=False, fdr_q=0.2),
-    "today + confirm at once x1": _policy(across=False, overwhelming_factor=1.0),
-    "today + no host guard": _policy(guard=False, overwhelming_factor=100.0),
-    "tau across groups": _policy(across=True, overwhelming_factor=100.0),
-    "tau across groups + confirm at once x20": _policy(across=True, overwhelming_factor=20.0),
+    "today + no look split (q=0.05 each look)": _policy(
+        across=False, fdr_q=0.2, overwhelming_factor=100.0, confirm_alpha=0.0
+    ),
+    "today + confirm at once x1": _policy(across=False, overwhelming_factor=1.0, confirm_alpha=0.0),
+    "today + no host guard": _policy(guard=False, overwhelming_factor=100.0, confirm_alpha=0.0),
+    "tau across groups": _policy(overwhelming_factor=100.0, confirm_alpha=0.0),
+    "main x20 + CI": MAIN,
+    "O'Brien-Fleming 1.5%": _policy(confirm_spending="obrien_fleming"),
+    "Pocock 0.75%": _policy(confirm_alpha=0.0075),
+    "Pocock 3%": _policy(confirm_alpha=0.03),
     "default": DetectionPolicy(),
 }
 
@@ -270,9 +283,10 @@ def explain(cand: ReleaseData, base: ReleaseData, policy: DetectionPolicy) -> st
     """Which gate the changed route's latency test fails at this look, first failing first.
 
     ``floor``: r̂ below the floor the host spread raised; ``level``: p above what a lone
-    finding needs (q/m) with the host term; ``no-host level``: it would pass without the host
-    term in p; ``overwhelming p``: found, but p not 100x below the threshold; ``overwhelming
-    CI``: found, p small enough, but the r̂ CI reaches below the floor; ``confirmed``: none.
+    finding needs (q/m) with the host term; ``level (host term)``: it would pass without the
+    host term in p; ``overwhelming p``: found, but p not ``overwhelming_factor`` times below
+    the threshold; ``overwhelming CI``: found, p small enough, but the r̂ CI reaches below the
+    floor; ``confirmed``: none.
     """
     pairs = {g.name: g for g in base.groups}
     new = next(g for g in cand.groups if g.name == f"GET /r{TARGET}")
@@ -330,7 +344,7 @@ def _deploy(
 ) -> Deploy:
     out = Deploy({name: _score(looks, policy) for name, policy in choices.items()})
     if cell.ratio != 1.0:
-        out.gate = explain(*looks[0], TODAY)
+        out.gate = explain(*looks[0], MAIN)
     return out
 
 
@@ -405,7 +419,9 @@ def main() -> None:
     """``python -m benchmarks.detection_many [--quick] [--deploys N] [--workers N]``."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "--quick", action="store_true", help="25 deploys per cell, today against the default"
+        "--quick",
+        action="store_true",
+        help="25 deploys per cell, main x20 + CI against the default",
     )
     parser.add_argument("--deploys", type=int, default=100, help="deploys per cell")
     parser.add_argument("--workers", type=int, default=2, help="processes")
@@ -413,10 +429,12 @@ def main() -> None:
     parser.add_argument("--choices", help="comma-separated choice names (default: all)")
     parser.add_argument("--sdk", action="store_true", help="spans through the SDK and the store")
     parser.add_argument("--only", help="cells whose name contains this text (e.g. '3 pods')")
-    parser.add_argument("--explain", action="store_true", help="print today's gates at look 1")
+    parser.add_argument(
+        "--explain", action="store_true", help="print main x20 + CI's gates at look 1"
+    )
     args = parser.parse_args()
     deploys = 25 if args.quick else args.deploys
-    default = ("today", "default") if args.quick else tuple(CHOICES)
+    default = ("main x20 + CI", "default") if args.quick else tuple(CHOICES)
     names = tuple(args.choices.split(",")) if args.choices else default
     jobs = [
         (n, deploys, args.seed, names, args.sdk)

@@ -41,7 +41,25 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "FEEDBOT_GITLAB_TOKEN": ("webhooks", "gitlab_token"),
     "FEEDBOT_ARGOCD_TOKEN": ("webhooks", "argocd_token"),
     "FEEDBOT_INGEST_TOKEN": ("traces", "ingest_token"),
+    "GITHUB_TOKEN": ("github", "token"),
+    "FEEDBOT_PAGE_SECRET": ("web", "page_secret"),
 }
+
+GITHUB_API_URL = "https://api.github.com"
+#: A GitHub token's shape: classic (``ghp_``), fine-grained (``github_pat_``), app installation
+#: (``ghs_``), OAuth (``gho_``), user-to-server (``ghu_``), refresh (``ghr_``), or legacy 40 hex.
+GITHUB_TOKEN = re.compile(
+    r"^(gh[psuor]_[A-Za-z0-9]{30,251}|github_pat_[A-Za-z0-9_]{30,251}|[0-9a-f]{40})$"
+)
+
+
+def github_token_problem(token: str) -> str | None:
+    """Why ``token`` cannot be a GitHub token, or None when it looks like one."""
+    if GITHUB_TOKEN.match(token):
+        return None
+    return (
+        "expected a GitHub token (ghp_…, github_pat_…, ghs_…, gho_…, ghu_…, or 40 hex characters)"
+    )
 
 
 @dataclass(frozen=True)
@@ -71,11 +89,43 @@ class TelemetryConfig:
     service_name: str = "feedbot"
 
 
+CADENCES = ("weekly", "biweekly")
+
+
 @dataclass(frozen=True)
 class DigestConfig:
     channel: str | None = None
     cron: str = "0 9 * * mon"
     timezone: str = "UTC"
+    #: ``weekly`` or ``biweekly`` (every other week: the fires of even weeks since 1970-01-05,
+    #: each digest covering two weeks).
+    cadence: str = "weekly"
+    #: Where the feedback meeting happens (a video call), linked from the digest and its page.
+    meeting_link: str | None = None
+
+    @property
+    def period(self) -> timedelta:
+        """What one digest (and one meeting) covers: a week, or two."""
+        return timedelta(days=14 if self.cadence == "biweekly" else 7)
+
+
+PAGE_LINKS = ("signed", "open")
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """The release, service and meeting pages (:mod:`feedbot.web.pages`).
+
+    Attributes:
+        page_secret: HMAC key of the links' tokens; without it, ``signed`` pages answer 403.
+        page_links: ``signed`` (a link carries an expiring token; the default) or ``open``
+            (for a team whose proxy already logs people in: no token asked).
+        link_ttl: How long a signed link opens its page.
+    """
+
+    page_secret: str | None = None
+    page_links: str = "signed"
+    link_ttl: timedelta = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -158,12 +208,24 @@ class Person:
 
 
 @dataclass(frozen=True)
+class GitHubConfig:
+    """GitHub's REST API, for the pull-request preview's comment and diff."""
+
+    #: A token that may read the repository and write pull-request comments; None: no comment.
+    token: str | None = field(default=None, repr=False)
+    api_url: str = GITHUB_API_URL
+    #: How far back the preview reads production spans.
+    preview_window: timedelta = timedelta(days=7)
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole validated configuration."""
 
     database_url: str = "sqlite:///feedbot.db"
     server: ServerConfig = field(default_factory=ServerConfig)
     public_url: str | None = None
+    web: WebConfig = field(default_factory=WebConfig)
     slack: SlackConfig = field(default_factory=SlackConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     traces: TracesConfig = field(default_factory=TracesConfig)
@@ -173,6 +235,7 @@ class Settings:
     people: tuple[Person, ...] = ()
     log: LogConfig = field(default_factory=LogConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    github: GitHubConfig = field(default_factory=GitHubConfig)
 
 
 # --- durations -------------------------------------------------------------------------------
@@ -314,6 +377,7 @@ TOP_KEYS = (
     "database_url",
     "server",
     "public_url",
+    "web",
     "slack",
     "webhooks",
     "traces",
@@ -323,6 +387,7 @@ TOP_KEYS = (
     "people",
     "log",
     "telemetry",
+    "github",
 )
 
 
@@ -341,6 +406,7 @@ def settings_from_mapping(raw: Any, env: Mapping[str, str] | None = None) -> Set
         database_url=reader.string(top, "database_url", "", Settings.database_url),
         server=_server(reader, top.get("server")),
         public_url=_url(reader, top, "public_url", ""),
+        web=_web(reader, top.get("web")),
         slack=_slack(reader, top.get("slack")),
         webhooks=_webhooks(reader, top.get("webhooks")),
         traces=_traces(reader, top.get("traces")),
@@ -350,6 +416,7 @@ def settings_from_mapping(raw: Any, env: Mapping[str, str] | None = None) -> Set
         people=_people(reader, top.get("people")),
         log=_log(reader, top.get("log")),
         telemetry=_telemetry(reader, top.get("telemetry")),
+        github=_github(reader, top.get("github")),
     )
     _cross_checks(reader, settings)
     if reader.problems:
@@ -445,17 +512,42 @@ def _telemetry(reader: _Reader, raw: Any) -> TelemetryConfig:
     )
 
 
+def _github(reader: _Reader, raw: Any) -> GitHubConfig:
+    section = reader.section(raw, "github", ("token", "api_url", "preview_window"))
+    token = reader.string(section, "token", "github")
+    if token is not None and (problem := github_token_problem(token)) is not None:
+        reader.problem("github.token", problem)
+        token = None
+    window = reader.duration(section, "preview_window", "github", GitHubConfig.preview_window)
+    if window < timedelta(hours=1) or window > timedelta(days=90):
+        reader.problem("github.preview_window", "must be between 1h and 90d")
+        window = GitHubConfig.preview_window
+    return GitHubConfig(
+        token=token,
+        api_url=_url(reader, section, "api_url", "github") or GITHUB_API_URL,
+        preview_window=window,
+    )
+
+
 def _slack(reader: _Reader, raw: Any) -> SlackConfig:
     keys = ("bot_token", "signing_secret", "app_token", "api_url", "weekly_digest", "charts")
     section = reader.section(raw, "slack", keys)
     digest_raw = reader.section(
-        section.get("weekly_digest"), "slack.weekly_digest", ("channel", "cron", "timezone")
+        section.get("weekly_digest"),
+        "slack.weekly_digest",
+        ("channel", "cron", "timezone", "cadence", "meeting_link"),
     )
     path = "slack.weekly_digest"
+    cadence = reader.string(digest_raw, "cadence", path, DigestConfig.cadence)
+    if cadence not in CADENCES:
+        reader.problem(f"{path}.cadence", f"{cadence!r} is not one of {', '.join(CADENCES)}")
+        cadence = DigestConfig.cadence
     digest = DigestConfig(
         channel=reader.string(digest_raw, "channel", path),
         cron=reader.string(digest_raw, "cron", path, DigestConfig.cron),
         timezone=reader.string(digest_raw, "timezone", path, DigestConfig.timezone),
+        cadence=cadence,
+        meeting_link=_url(reader, digest_raw, "meeting_link", path),
     )
     _check_cron(reader, digest)
     api_url = _url(reader, section, "api_url", "slack") or SLACK_API_URL
@@ -467,6 +559,23 @@ def _slack(reader: _Reader, raw: Any) -> SlackConfig:
         weekly_digest=digest,
         charts=_flag(reader, section, "charts", "slack", SlackConfig.charts),
     )
+
+
+def _web(reader: _Reader, raw: Any) -> WebConfig:
+    section = reader.section(raw, "web", ("page_secret", "page_links", "link_ttl"))
+    links = reader.string(section, "page_links", "web", WebConfig.page_links)
+    if links not in PAGE_LINKS:
+        reader.problem("web.page_links", f"{links!r} is not one of {', '.join(PAGE_LINKS)}")
+        links = WebConfig.page_links
+    secret = reader.string(section, "page_secret", "web")
+    if secret is not None and len(secret) < 16:
+        reader.problem("web.page_secret", "must be at least 16 characters (a random string)")
+        secret = None
+    ttl = reader.duration(section, "link_ttl", "web", WebConfig.link_ttl)
+    if ttl < timedelta(minutes=1):
+        reader.problem("web.link_ttl", "must be at least 1m")
+        ttl = WebConfig.link_ttl
+    return WebConfig(page_secret=secret, page_links=links, link_ttl=ttl)
 
 
 def _flag(reader: _Reader, section: dict[str, Any], key: str, path: str, default: bool) -> bool:

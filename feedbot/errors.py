@@ -9,7 +9,8 @@
     │   ├── BackendUnavailable     connection refused, timeout, 5xx after retries
     │   └── BackendResponseError   it answered, but not in the documented shape
     ├── DeliveryError          a notifier could not deliver a message
-    └── GitError               git failed or is missing (``feedbot notify-deploy``)
+    ├── GitError               git failed or is missing (``feedbot notify-deploy``)
+    └── GitHubError            GitHub's REST API refused or is rate-limited (the PR preview)
 
 Foreign exceptions (httpx, slack_sdk, SQLAlchemy) are translated at the seam that calls them, so
 callers only ever catch these. Every message names the object and the field it is about.
@@ -77,3 +78,16 @@ class DeliveryError(FeedbotError):
 
 class GitError(FeedbotError):
     """git failed or is missing; the message names the command and the revision."""
+
+
+class GitHubError(FeedbotError):
+    """GitHub's REST API did not do what was asked (the pull-request preview's comment and diff).
+
+    Args:
+        message: the request and GitHub's answer.
+        retry_after: seconds until GitHub's rate limit lets feedbot try again, when limited.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)

@@ -83,6 +83,8 @@ def secrets_of(settings: Settings) -> list[str]:
         settings.webhooks.gitlab_token,
         settings.webhooks.argocd_token,
         settings.traces.ingest_token,
+        settings.github.token,
+        settings.web.page_secret,
         urlsplit(settings.database_url).password,
         *settings.traces.headers.values(),
         # The credential of "Bearer <token>" or "Basic <b64>" headers also travels alone.

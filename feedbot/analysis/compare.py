@@ -11,8 +11,10 @@ shared/reference/detection-methods.md.
 
 Quiet by design: latency, tail and error-rate tests form one Benjamini-Hochberg family at
 q = fdr_q/looks; a finding must pass BH *and* its effect floor; it is "suspected" (watching) when
-first seen and "confirmed" when it holds at the next look, or at once when its q is
-``looks.overwhelming_factor`` (20) times below the level and its effect CI clears the floor.
+first seen and "confirmed" when it holds at the next look, or at once when its q-value is within
+the look's confirmation boundary: ``looks.confirm_alpha`` (1.5%) spent over the scheduled looks
+with Pocock's alpha-spending function (0.0054 at the first of four looks; see
+:class:`~feedbot.policy.LookPolicy` for why).
 Only confirmed findings make the verdict. A final look (``feedbot report``, one look of one)
 has no later look to wait for: what passes is confirmed at once. Pure: no I/O.
 """
@@ -133,9 +135,12 @@ def analyse(
     held_keys = set(held)
     if previous is not None:
         held_keys |= {f.key for f in previous.findings if f.tested}
+    boundary = confirm_boundary(policy, look, looks)
     settled = _dedupe(
         [
-            _settle(f, run.strong.get(id(f), False), held_keys, q_level, policy, final=final)
+            _settle(
+                f, run.strong.get(id(f), False), held_keys, boundary, q_level, policy, final=final
+            )
             for f in findings
         ]
     )
@@ -145,6 +150,7 @@ def analyse(
         *_counts(candidate, baseline),
         *warm.notes,
         *run.summary,
+        *((_boundary_sentence(policy, boundary),) if not final else ()),
         *((code,) if code else ()),
         *_verdict_reason(verdict, settled, final=final),
     )
@@ -256,25 +262,52 @@ def _settle(
     finding: Finding,
     strong: bool,
     held: set[str],
+    boundary: float,
     q_level: float,
     policy: DetectionPolicy,
     *,
     final: bool = False,
 ) -> Finding:
-    """Suspected when first seen; confirmed when it held at the previous look or is overwhelming.
+    """Suspected when first seen; confirmed when it held at the previous look, or at once when
+    its q-value is within this look's confirmation boundary (:func:`confirm_boundary`).
 
     At a final look every tested finding is confirmed: it passed BH and its floor, and no later
     look could confirm it (the level of a one-shot look is the whole FDR, not a share of it).
     """
     if not finding.tested or final:
         return replace(finding, state="confirmed")
-    overwhelming = (
-        strong
-        and finding.q_value is not None
-        and finding.q_value <= q_level / policy.looks.overwhelming_factor
-    )
-    confirmed = finding.key in held or overwhelming
+    q = finding.q_value
+    at_once = boundary > 0.0 and q is not None and q <= boundary
+    factor = policy.looks.overwhelming_factor
+    overwhelming = strong and factor > 0 and q is not None and q <= q_level / factor
+    confirmed = finding.key in held or at_once or overwhelming
     return replace(finding, state="confirmed" if confirmed else "suspected")
+
+
+def confirm_boundary(policy: DetectionPolicy, look: int, looks: int) -> float:
+    """The q-value at or below which a finding is confirmed at this look without a second one.
+
+    This look's increment of ``looks.confirm_alpha`` under ``looks.confirm_spending``
+    (:func:`~feedbot.analysis.stats.spending_boundary`), never above the look's BH level (a
+    finding must pass before it can be confirmed); 0 when ``confirm_alpha`` is 0.
+    """
+    rules = policy.looks
+    if rules.confirm_alpha <= 0.0:
+        return 0.0
+    spend = stats.spending_boundary(rules.confirm_alpha, look, looks, rules.confirm_spending)
+    return min(spend, stats.bonferroni(rules.fdr_q, looks))
+
+
+def _boundary_sentence(policy: DetectionPolicy, boundary: float) -> str:
+    rules = policy.looks
+    if boundary <= 0.0:
+        return "A finding makes the verdict once it holds at two consecutive looks."
+    name = {"pocock": "Pocock", "obrien_fleming": "O'Brien-Fleming"}[rules.confirm_spending]
+    return (
+        f"A finding makes the verdict once it holds at two consecutive looks, or at once with "
+        f"q ≤ {boundary:.2g}: this look's share of a {rules.confirm_alpha:g} false-alarm budget "
+        f"spent over the looks ({name} alpha-spending)."
+    )
 
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:
@@ -322,7 +355,11 @@ def _verdict_reason(
     verdict: Verdict, findings: list[Finding], *, final: bool = False
 ) -> tuple[str, ...]:
     watching = sum(f.state == "suspected" for f in findings)
-    how = "passed at this final look" if final else "held at two looks, or overwhelming"
+    how = (
+        "passed at this final look"
+        if final
+        else "held at two looks, or within the look's confirmation boundary"
+    )
     reasons = {
         "regressed": f"a confirmed regression ({how})",
         "improved": "a confirmed improvement and no confirmed regression",

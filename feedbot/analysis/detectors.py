@@ -32,7 +32,8 @@ class Candidate:
         finding: The finding as it would be reported (q_value still None).
         p: Its one-sided p-value.
         passes: Whether the effect clears the policy's floors.
-        strong: Whether the effect's CI clears the floor (the "overwhelming" rule needs it).
+        strong: Whether the effect's CI clears the floor (the optional §9 "overwhelming" rule,
+            ``looks.overwhelming_factor``, needs it).
     """
 
     finding: Finding

@@ -309,3 +309,22 @@ def reach_sentence(reach: Sequence[CodeReach], *, any_code: bool = True) -> str 
 def has_code(*versions: ReleaseData | None) -> bool:
     """Whether any span of the versions carries code attributes."""
     return any(g.code for data in versions if data is not None for g in data.groups)
+
+
+#: One changed function (or file + lines) as reach and the preview look for it.
+Target = _Target
+
+
+def change_targets(change: Change) -> list[_Target]:
+    """What a change asks about: each changed function, else the file (and its lines)."""
+    return _targets(change)
+
+
+def target_hits(target: _Target, data: ReleaseData | None) -> dict[str, int]:
+    """Spans that ran ``target``, per group name (named spans first; see :func:`_hits`)."""
+    return _hits(target, data)
+
+
+def same_function(wanted: str, seen: str) -> bool:
+    """Whether two qualified names, in any language's spelling, name the same function."""
+    return _same_function(wanted, seen)

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
@@ -33,6 +33,9 @@ from feedbot.errors import ConfigError
 from feedbot.metrics import Metrics
 from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.telemetry import NullTracer, Tracer
+
+if TYPE_CHECKING:
+    from feedbot.backends.sampling import SearchBudget
 
 Factory = Callable[[Settings, sessionmaker[Session]], TraceBackend]
 
@@ -66,22 +69,48 @@ def _client(settings: Settings) -> httpx.Client:
     )
 
 
+def budgets(settings: Settings) -> Callable[[str], SearchBudget | None]:
+    """The search budget of each service with a policy of its own (``services.<name>.detectors``).
+
+    A search-only store's sample is sized from the detection policy
+    (:meth:`~feedbot.backends.sampling.SearchBudget.from_policy`); a service whose detectors are
+    set apart (another ``latency.ratio_floor``, ``latency.min_samples`` or
+    ``tail.p95_min_samples``) gets the budget of its own policy. None for the others.
+    """
+    from feedbot.backends.sampling import SearchBudget
+    from feedbot.policy import DetectionPolicy, with_overrides
+
+    def budget(service: str) -> SearchBudget | None:
+        conf = settings.services.get(service)
+        if conf is None or not conf.detectors:
+            return None
+        return SearchBudget.from_policy(with_overrides(DetectionPolicy(), conf.detectors))
+
+    return budget
+
+
 def _jaeger(settings: Settings, sessions: sessionmaker[Session]) -> TraceBackend:
     from feedbot.backends.jaeger import JaegerBackend
 
-    return JaegerBackend(_client(settings), ui_url=settings.traces.ui_url)
+    return JaegerBackend(
+        _client(settings), ui_url=settings.traces.ui_url, budget_for=budgets(settings)
+    )
 
 
 def _zipkin(settings: Settings, sessions: sessionmaker[Session]) -> TraceBackend:
     from feedbot.backends.zipkin import ZipkinBackend
 
-    return ZipkinBackend(_client(settings), ui_url=settings.traces.ui_url)
+    return ZipkinBackend(
+        _client(settings), ui_url=settings.traces.ui_url, budget_for=budgets(settings)
+    )
 
 
 def _tempo(settings: Settings, sessions: sessionmaker[Session]) -> TraceBackend:
     from feedbot.backends.tempo import TempoBackend
 
-    return TempoBackend(_client(settings), ui_url=settings.traces.ui_url)
+    return TempoBackend(
+        _client(settings), ui_url=settings.traces.ui_url, budget_for=budgets(settings)
+    )
 
 
 def _clickhouse(settings: Settings, sessions: sessionmaker[Session]) -> TraceBackend:

@@ -9,22 +9,37 @@ SQL statements live in :mod:`feedbot.store.span_queries`; this module builds non
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
+from contextlib import closing
 from datetime import datetime
 
+import pyarrow as pa
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from feedbot.clock import Clock, SystemClock
 from feedbot.errors import BackendUnavailable
 from feedbot.spans.aggregate import Aggregator
+from feedbot.spans.aggregate_columns import fold
 from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.spans.otlp_http import decode_request
+from feedbot.spans.otlp_scan import Unusual
+from feedbot.spans.stored_columns import WANTED_KEYS, stored_columns
 from feedbot.store import span_queries
 
 #: The largest request accepted after decompression (the OTLP spec's recommended limit).
 MAX_DECODED_BYTES = 64 * 1024 * 1024
 #: Rows fetched per round trip while streaming (a server-side cursor on PostgreSQL).
 STREAM_BATCH = 5000
+#: Spans deleted per transaction by :meth:`EmbeddedBackend.prune`, and the pause between two.
+PRUNE_BATCH = 2000
+PRUNE_PAUSE = 0.005
+#: Spans per batch read as columns (a batch's rows are held while it becomes columns).
+COLUMN_BATCH = 20_000
+
+log = logging.getLogger(__name__)
 
 
 class EmbeddedBackend:
@@ -85,6 +100,34 @@ class EmbeddedBackend:
         return len(rows)
 
     def collect(self, query: SpanQuery) -> ReleaseData:
+        """Fold the matching spans into the aggregator, ``COLUMN_BATCH`` at a time as columns.
+
+        Only the columns and attributes the analysis reads leave the database
+        (:func:`~feedbot.store.span_queries.span_column_rows`); each batch becomes Arrow and
+        numpy columns (:mod:`feedbot.spans.stored_columns`) folded at once, so memory is the
+        answer's plus one batch, whatever the window holds. When a span is one the columnar
+        reader does not read as the row path does, the whole query is read again as rows.
+        The answer is :meth:`collect_rows`' but for which spans a group of more than
+        :data:`~feedbot.spans.critical.SAMPLE` keeps for its critical path (closed traces are
+        offered in another order), as for OTLP files read as columns.
+        """
+        try:
+            with self._sessions.begin() as session:
+                # The unique index on (trace_id, span_id) stores each span once.
+                aggregator = Aggregator(warmup=query.warmup, unique=True)
+                batches = span_queries.span_column_rows(
+                    session, query, WANTED_KEYS, batch=COLUMN_BATCH
+                )
+                with closing(batches):
+                    for batch in batches:
+                        fold(aggregator, stored_columns(batch))
+                return aggregator.result()
+        except (Unusual, pa.ArrowInvalid, SQLAlchemyError) as exc:
+            # An odd span (or JSON SQLite's reader refuses): the row path reads anything stored.
+            log.debug("embedded: reading %s as rows (%r)", query, exc)
+        return self.collect_rows(query)
+
+    def collect_rows(self, query: SpanQuery) -> ReleaseData:
         """Stream the matching rows through the aggregator in batches of ``STREAM_BATCH``."""
         aggregator = Aggregator(warmup=query.warmup)
         try:
@@ -125,6 +168,10 @@ class EmbeddedBackend:
     def prune(self, older_than: datetime, *, max_spans: int | None = None) -> int:
         """Delete spans received before ``older_than``, then the oldest beyond ``max_spans``.
 
+        Deletes ``PRUNE_BATCH`` spans per transaction, pausing ``PRUNE_PAUSE`` between them, so
+        ingest is not held behind one long delete (SQLite has one write lock). Below the cap
+        the cap step reads only the two ends of the key.
+
         Returns:
             How many spans were deleted.
 
@@ -132,8 +179,26 @@ class EmbeddedBackend:
             BackendUnavailable: the database refused the delete.
         """
         try:
-            with self._sessions.begin() as session:
-                deleted = span_queries.prune_spans(session, older_than, max_spans=max_spans)
+            deleted = self._prune_batches(
+                lambda session: span_queries.prune_received(session, older_than, limit=PRUNE_BATCH)
+            )
+            if max_spans is not None:
+                with self._sessions.begin() as session:
+                    cut = span_queries.cap_cut(session, max_spans)
+                if cut is not None:
+                    deleted += self._prune_batches(
+                        lambda session: span_queries.prune_ids(session, cut, limit=PRUNE_BATCH)
+                    )
         except SQLAlchemyError as exc:
             raise BackendUnavailable(f"embedded: could not prune spans: {exc}") from exc
         return deleted
+
+    def _prune_batches(self, step: Callable[[Session], int]) -> int:
+        deleted = 0
+        while True:
+            with self._sessions.begin() as session:
+                done = step(session)
+            deleted += done
+            if done < PRUNE_BATCH:
+                return deleted
+            time.sleep(PRUNE_PAUSE)

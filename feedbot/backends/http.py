@@ -305,6 +305,8 @@ class SearchBackend:
         http: a client whose ``base_url`` is the API, base path included.
         ui_url: the backend's UI, for links to example traces.
         budget: what one collect may ask (default :meth:`SearchBudget.from_policy`).
+        budget_for: the budget of one service (its own detection policy), when it has one;
+            ``budget`` for the others.
         max_traces: traces :meth:`versions` asks for, spread over ``slices``.
         slices: sub-windows :meth:`versions` cuts its window into.
         filter_version: ask the API for ``service.version`` = the query's version only.
@@ -321,6 +323,7 @@ class SearchBackend:
         *,
         ui_url: str | None = None,
         budget: SearchBudget | None = None,
+        budget_for: Callable[[str], SearchBudget | None] | None = None,
         max_traces: int = 1000,
         slices: int = 4,
         filter_version: bool = True,
@@ -329,6 +332,7 @@ class SearchBackend:
         self.api = JsonApi(http, backend=self.name, retry=retry)
         self.ui_url = ui_url.rstrip("/") if ui_url else None
         self.budget = budget or SearchBudget.from_policy()
+        self.budget_for = budget_for
         self.max_traces = max_traces
         self.slices = max(1, slices)
         self.filter_version = filter_version
@@ -352,13 +356,18 @@ class SearchBackend:
             find,
             lambda: self.operations(searched.service),
             searched,
-            self.budget,
+            self.budget_of(query.service),
             newest_first=True,
             fold=self.fold,
         )
         line = note(self.name, figures, self.api.requests - before)
         sampled = figures["sampled"] if figures.get("full") else None
         return replace(data, sampled_traces=sampled, notes=(*data.notes, line))
+
+    def budget_of(self, service: str) -> SearchBudget:
+        """What one collect of ``service`` may ask: its own budget, else the default."""
+        own = self.budget_for(service) if self.budget_for is not None else None
+        return own or self.budget
 
     def versions(
         self, service: str, start: datetime, end: datetime, environment: str | None = None
@@ -378,6 +387,29 @@ class SearchBackend:
             for row in self.find_traces(searched, *window, limit=per_slice)
         )
         return count_versions(rows, searched)
+
+    def census(
+        self, service: str, start: datetime, end: datetime
+    ) -> dict[tuple[str | None, str | None], int]:
+        """Spans of ``service`` in ``[start, end)`` per (environment, version), from the traces
+        the search returns for the service in each slice (a sample when one is full).
+
+        Neither Jaeger nor Zipkin can count by attribute, nor list an attribute's values with
+        counts (Zipkin's ``autocompleteValues`` lists only keys the server was configured for,
+        without counts): the same search as :meth:`versions`, with no version nor environment.
+
+        Raises:
+            BackendUnavailable: the API did not answer.
+            BackendResponseError: it answered with an error or in a shape not understood.
+        """
+        searched = self.searched(SpanQuery(service, ANY_VERSION, start, end, None))
+        per_slice = max(1, self.max_traces // self.slices)
+        rows = (
+            row
+            for window in split_window(start, end, self.slices)
+            for row in self.find_traces(searched, *window, limit=per_slice)
+        )
+        return count_census(rows, searched)
 
     def searched(self, query: SpanQuery) -> SpanQuery:
         """The query as the API matches it (unchanged here)."""
@@ -444,6 +476,26 @@ def count_versions(rows: Iterable[SpanRow], query: SpanQuery) -> dict[str, int]:
             continue
         seen.add(key)
         counts[version] += 1
+    return dict(counts)
+
+
+def count_census(
+    rows: Iterable[SpanRow], query: SpanQuery
+) -> dict[tuple[str | None, str | None], int]:
+    """Spans per (environment, version) among ``rows`` of ``query``'s service and window.
+
+    Each span counts once however many answers it came in; None is a span naming no
+    environment, or no version.
+    """
+    start, end = to_ns(query.start), to_ns(query.end)
+    seen: set[tuple[str, str]] = set()
+    counts: Counter[tuple[str | None, str | None]] = Counter()
+    for row in rows:
+        key = (row["trace_id"], row["span_id"])
+        if row["service"] != query.service or not start <= row["start_ns"] < end or key in seen:
+            continue
+        seen.add(key)
+        counts[row["environment"] or None, row["version"] or None] += 1
     return dict(counts)
 
 

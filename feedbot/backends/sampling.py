@@ -105,15 +105,20 @@ class SearchBudget:
     ) -> SearchBudget:
         """The budget at which one group's +15% shift is found with the policy's power.
 
-        Spans per operation: the Mann-Whitney sample size for ``ratio`` at log-sd ``sigma``,
+        Spans per operation: the Mann-Whitney sample size for ``ratio`` (or the policy's
+        ``latency.ratio_floor`` when larger: no smaller shift is reported) at log-sd ``sigma``,
         at the level a lone finding needs among ``tests`` tests (BH's q/m at one look) and the
-        policy's power; never below the p95 check's minimum. Defaults: 494 spans, i.e. +15% at
-        σ = 0.5 with 80% power at α = 0.0125/40 (+20% then has about 99%).
+        policy's power; never below the p95 check's nor the latency check's minimum spans.
+        Defaults: 494 spans, i.e. +15% at σ = 0.5 with 80% power at α = 0.0125/40 (+20% then
+        has about 99%).
         """
         policy = policy or DetectionPolicy()
         alpha = policy.looks.lone_test_level(tests)
+        # A service that reports only larger shifts (its latency.ratio_floor) needs fewer spans.
+        ratio = max(ratio, policy.latency.ratio_floor)
         needed = mwu_sample_size(ratio, sigma=sigma, alpha=alpha, power=policy.power)
-        return cls(per_operation=max(needed, policy.tail.p95_min_samples))
+        floor = max(policy.tail.p95_min_samples, policy.latency.min_samples)
+        return cls(per_operation=max(needed, floor))
 
     @property
     def per_slice(self) -> int:

@@ -12,6 +12,9 @@
 - :mod:`~feedbot.checks.recorder` commits a check's outcome and its messages in one
   transaction, only while this replica holds the check's lease.
 - :mod:`~feedbot.checks.digests` is the weekly digest job, queued once across replicas.
+- :mod:`~feedbot.checks.preview` is the pull-request preview (the changed functions'
+  production footprint before a deploy, its DM, its one GitHub comment, and the link the
+  deploy's check makes back to it); :mod:`~feedbot.checks.preview_text` renders it.
 
 The database is the source of truth for what is due, claimed and done; messages leave through
 the outbox (:mod:`feedbot.notify.outbox`). Built by :mod:`feedbot.runtime`; imports the

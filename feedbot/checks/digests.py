@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from feedbot.clock import Clock
 from feedbot.config import Settings
 from feedbot.digest.blocks import Rendered
+from feedbot.digest.links import PageLinks
 from feedbot.digest.weekly import CodeWeek, Hot, Unreached, WeekRelease, render
 from feedbot.notify.outbox import enqueue
 from feedbot.store import history, queries
@@ -59,6 +60,8 @@ class WeeklyDigests:
         fire = last_fire(self._settings, now)
         if fire is None or now - fire > CATCH_UP:
             return 0
+        if not meeting_week(self._settings.slack.weekly_digest.cadence, fire):
+            return 0
         return self.queue(fire)
 
     def queue(self, fire: datetime) -> int:
@@ -69,30 +72,37 @@ class WeeklyDigests:
         return queued
 
     def build(self, end: datetime) -> dict[str, list[Rendered]]:
-        """Every channel's digest for the week before ``end``, rendered but not sent."""
+        """Every channel's digest for the period before ``end`` (a week, or two with
+        ``cadence: biweekly``), rendered but not sent; each links the meeting's page."""
+        conf = self._settings.slack.weekly_digest
         by_channel: dict[str, list[WeekRelease]] = {}
         shipped: dict[str, list[Release]] = {}
         code: dict[str, CodeWeek] = {}
         with self._sessions() as session:
-            for release in queries.releases_between(session, end - SHIPPED, end):
+            for release in queries.releases_between(session, end - max(SHIPPED, conf.period), end):
                 channel = self._channel(release)
                 if channel is None or not self._watched(release):
                     continue
                 shipped.setdefault(channel, []).append(release)
-                if release.deployed_at >= end - WEEK:
+                if release.deployed_at >= end - conf.period:
                     by_channel.setdefault(channel, []).append(_week_release(release))
             for channel, releases in shipped.items():
-                code[channel] = self._code_week(session, releases, end)
+                code[channel] = self._code_week(session, releases, end, conf.period)
         default = self._settings.slack.weekly_digest.channel
         if default and default not in by_channel:
             by_channel[default] = []
-        period = f"week to {end:%a %b %d}"
+        period = f"{'two weeks' if conf.cadence == 'biweekly' else 'week'} to {end:%a %b %d}"
+        page = PageLinks.from_settings(self._settings).meeting(self._clock.now(), until=end)
         return {
-            channel: render(channel, period, rows, code.get(channel))
+            channel: render(
+                channel, period, rows, code.get(channel), page=page, call=conf.meeting_link
+            )
             for channel, rows in by_channel.items()
         }
 
-    def _code_week(self, session: Session, releases: Sequence[Release], end: datetime) -> CodeWeek:
+    def _code_week(
+        self, session: Session, releases: Sequence[Release], end: datetime, period: timedelta
+    ) -> CodeWeek:
         """The code view of a channel's releases of the last :data:`SHIPPED`, from the history."""
         services = sorted({r.service for r in releases})
         traced = history.instrumented(session, services)
@@ -107,9 +117,9 @@ class WeeklyDigests:
                 unreached.setdefault(
                     key, Unreached(release.service, release.version, name, release.deployed_at)
                 )
-        week = [r for r in releases if r.deployed_at >= end - WEEK]
+        week = [r for r in releases if r.deployed_at >= end - period]
         changed = {(r.service, str(f)) for r in week for c in r.changes for f in c.functions or ()}
-        busy = history.busiest(session, services, end - WEEK)
+        busy = history.busiest(session, services, end - period)
         hottest = [
             Hot(b.service, b.name, b.per_day)
             for b in busy
@@ -170,6 +180,18 @@ class WeeklyDigests:
                 return 0
         log.info("digest for %s, %s queued (%d messages)", channel, period, len(messages))
         return 1
+
+
+#: A Monday: every other week counts from the week it starts.
+_EPOCH_MONDAY = datetime(1970, 1, 5).date()
+
+
+def meeting_week(cadence: str, fire: datetime) -> bool:
+    """Whether a digest fires in ``fire``'s week: always when weekly; when biweekly, in the
+    even weeks since Monday 1970-01-05 (the same weeks on every replica, across years)."""
+    if cadence != "biweekly":
+        return True
+    return ((fire.date() - _EPOCH_MONDAY).days // 7) % 2 == 0
 
 
 def last_fire(settings: Settings, now: datetime) -> datetime | None:

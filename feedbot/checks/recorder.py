@@ -15,10 +15,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from feedbot import failpoints
+from feedbot.checks import preview
 from feedbot.checks.pipeline import Finished
 from feedbot.clock import Clock
 from feedbot.config import Settings
 from feedbot.digest import blocks, text
+from feedbot.digest.links import PageLinks
 from feedbot.durations import format_duration
 from feedbot.notify.base import Attachment
 from feedbot.notify.outbox import enqueue
@@ -163,6 +165,7 @@ class CheckRecorder:
             if earlier
             else "the last check",
             check_id=check.id,
+            page_url=PageLinks.from_settings(self._settings).release(release.id, now),
         )
         fresh = _fresh_alarms(session, release, done.report, options.acknowledged)
         muted = self._muted(session, release, check, now)
@@ -171,13 +174,21 @@ class CheckRecorder:
             return
         channel = self._broadcast_channel(release) if fresh else None
         reply = blocks.check_reply(done.report, options)
+        body, reply_blocks = text.check_reply(release, offset, done.text), list(reply.blocks)
+        previewed = preview.after_deploy(session, release, done.analysis.reach, offset)
+        if previewed:  # "Previewed in PR #N": how the functions the preview named did
+            body += "\n\n" + previewed
+            if len(reply_blocks) < 50:
+                at = len(reply_blocks) - (reply_blocks[-1].get("type") == "actions")
+                section = {"type": "section", "text": {"type": "mrkdwn", "text": previewed[:2900]}}
+                reply_blocks.insert(max(at, 0), section)
         enqueue(
             session,
             key=f"release:{release.id}:check:{check.id}",
             kind="reply",
             recipient=release.owner or NOBODY,
-            text=text.check_reply(release, offset, done.text)[:MAX_TEXT],
-            blocks=reply.blocks,
+            text=body[:MAX_TEXT],
+            blocks=reply_blocks,
             broadcast=channel is not None and channel == release.owner,
             now=now,
             release=release,

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "watch feedbot on the example app's deploy, end to end"),
     "serve": ("serve", "run the server: webhooks, Slack, traces, the scheduler"),
     "notify-deploy": ("notify_deploy", "register a deploy from CI: its commits, signed"),
+    "preview": ("preview", "before a deploy: the changed functions' production footprint"),
     "report": ("report", "analyse one release from a trace store or OTLP files"),
     "feedback": ("feedback", "print the /feedback answer from the database"),
     "digest": ("digest", "send this week's channel digests now (or print them)"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import ipaddress
 import logging
 import secrets
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from feedbot.slack.socket_mode import SocketMode
 
 log = logging.getLogger("feedbot")
+
+#: libuv's event loop where uvloop exists (not on Windows), else asyncio's.
+LOOP = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     # (exit -15); a handler of our own makes SIGTERM a clean shutdown with status 0.
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        # "auto" would fall back to asyncio and h11 silently; both are dependencies of feedbot.
+        uvicorn.run(app, host=host, port=port, log_level="warning", loop=LOOP, http="httptools")
     finally:
         if slack_socket is not None:
             slack_socket.close()  # a close frame: Slack sends the next requests elsewhere

@@ -21,6 +21,7 @@ from typing import Any
 from feedbot.config import FeatureConfig
 from feedbot.digest import story
 from feedbot.digest.blocks import (
+    MAX_SECTION,
     Rendered,
     ReplyOptions,
     chapter_blocks,
@@ -471,3 +472,42 @@ def _touched(summary: CodeSummary) -> str:
             + (f" — changed {changed}" if changed else "")
         )
     return "\n".join(lines)
+
+
+#: Agenda lines ``/feedback meeting`` shows before pointing to the page.
+MAX_AGENDA = 25
+
+
+def meeting(
+    lines: Sequence[str],
+    *,
+    start: datetime,
+    end: datetime,
+    page: str | None = None,
+    call: str | None = None,
+) -> Rendered:
+    """``/feedback meeting``: what reached production in the period, one line a release, then
+    the open questions; a link to the meeting's page and to the call when they are known."""
+    title = f"📋 Feedback meeting: what reached production {start:%b %d} – {end:%b %d}"
+    blocks = [section(f"*{escape(title)}*")]
+    links = [
+        f"<{page}|The meeting's page>" if page else "",
+        f"<{call}|Join the call>" if call else "",
+    ]
+    if any(links):
+        blocks.append(context(" · ".join(link for link in links if link)))
+    if not lines:
+        blocks.append(section("Nothing reached production in this period."))
+    chunk: list[str] = []
+    for line in lines[:MAX_AGENDA]:
+        text = f"• {escape(line)}"[: MAX_SECTION - 10]
+        if chunk and sum(len(x) + 1 for x in chunk) + len(text) > MAX_SECTION - 10:
+            blocks.append(section("\n".join(chunk)))
+            chunk = []
+        chunk.append(text)
+    if chunk:
+        blocks.append(section("\n".join(chunk)))
+    if len(lines) > MAX_AGENDA:
+        more = len(lines) - MAX_AGENDA
+        blocks.append(context(f"… and {more} more lines on the meeting's page."))
+    return Rendered(text=f"{title}: {len(lines)} items", blocks=fit(blocks, "the meeting's page"))

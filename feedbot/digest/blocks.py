@@ -39,6 +39,8 @@ ACTION_EXPECTED = "feedbot_expected"
 ACTION_MUTE = "feedbot_mute"
 ACTION_TRACES = "feedbot_traces"
 ACTION_DETAILS = "feedbot_details"
+#: A URL button to feedbot's own page of a release (or the meeting): Slack opens the link.
+ACTION_PAGE = "feedbot_page"
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,8 @@ class ReplyOptions:
             changed since (new, changed, went away) and sums up the rest in one line.
         since: What that reply was ("+15m check"), for the words "since the +15m check".
         check_id: The check, for the "Details" button (its evidence, from the stored report).
+        page_url: The release's page (a signed link, :mod:`feedbot.digest.links`), for the
+            "Release page" button; None: no button.
     """
 
     heading: str
@@ -121,6 +125,7 @@ class ReplyOptions:
     previous: Sequence[Mapping[str, Any]] | None = None
     since: str = "the last check"
     check_id: int | None = None
+    page_url: str | None = None
 
 
 def check_reply(report: Mapping[str, Any], options: ReplyOptions) -> Rendered:
@@ -242,6 +247,9 @@ def actions(report: Mapping[str, Any], told: story.Story, options: ReplyOptions)
     elements = []
     if options.check_id is not None:
         elements.append(_button("Details", ACTION_DETAILS, str(options.check_id)))
+    if options.page_url:
+        page = _button("Release page", ACTION_PAGE, str(options.release_id))
+        elements.append({**page, "url": options.page_url[:3000]})
     traces = list(told.trace_ids)
     url = trace_url(options.ui_url, traces[0]) if traces else None
     if url:

@@ -17,6 +17,7 @@ from typing import Any
 from feedbot.digest import delta, story
 from feedbot.digest.blocks import (
     ACTION_MUTE,
+    ACTION_PAGE,
     MAX_SECTION,
     Block,
     context,
@@ -49,6 +50,7 @@ class HomeRelease:
         acknowledged: finding keys marked expected for it.
         link: where "Open" goes: the release's thread in Slack, else its URL; None: no button.
         muted_until: when the service's mute ends, if it is muted now.
+        page: the release's page on feedbot (a signed link); None: no "Page" button.
     """
 
     release_id: int
@@ -60,6 +62,7 @@ class HomeRelease:
     acknowledged: Collection[str] = ()
     link: str | None = None
     muted_until: datetime | None = None
+    page: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,11 @@ class OwnedService:
 
 
 def home_view(
-    user_id: str, releases: Sequence[HomeRelease], services: Sequence[OwnedService]
+    user_id: str,
+    releases: Sequence[HomeRelease],
+    services: Sequence[OwnedService],
+    *,
+    meeting: str | None = None,
 ) -> dict[str, Any]:
     """The Home tab view of ``user_id``.
 
@@ -88,6 +95,7 @@ def home_view(
         user_id: the person (a Slack user id), greeted by mention.
         releases: their releases, newest first.
         services: the services they own.
+        meeting: the feedback meeting's page (a signed link), named under the greeting.
 
     Returns:
         A ``{"type": "home", "blocks": [...]}`` view within Slack's limits.
@@ -96,6 +104,8 @@ def home_view(
         {"type": "header", "text": {"type": "plain_text", "text": "Your releases"}},
         context(f"What production said about what <@{escape(user_id)}> shipped lately."),
     ]
+    if meeting and len(meeting) <= _MAX_URL:
+        blocks.append(context(f"📋 <{meeting}|The feedback meeting's agenda>"))
     if not releases:
         blocks.append(section("Nothing shipped by you that feedbot checked lately."))
     for release in releases[:MAX_RELEASES]:
@@ -142,10 +152,10 @@ def _open_line(report: Mapping[str, Any], acknowledged: Collection[str]) -> str:
     found = open_findings(report, acknowledged)
     if not found:
         return "No open findings."
-    named = "; ".join(escape(story.say(f, report)) for f in found[:MAX_NAMED])
+    named = "; ".join(escape(story.say(f, report).rstrip(".")) for f in found[:MAX_NAMED])
     more = f"; and {len(found) - MAX_NAMED} more" if len(found) > MAX_NAMED else ""
     noun = "finding" if len(found) == 1 else "findings"
-    return f"{len(found)} open {noun}: {named}{more}"[:MAX_SECTION]
+    return f"{len(found)} open {noun}: {named}{more}."[:MAX_SECTION]
 
 
 def _buttons(release: HomeRelease) -> Block:
@@ -157,6 +167,9 @@ def _buttons(release: HomeRelease) -> Block:
                 "url": release.link[:_MAX_URL],
             }
         )
+    if release.page and len(release.page) <= _MAX_URL:
+        page = _button("Page", ACTION_PAGE, str(release.release_id))
+        elements.append({**page, "url": release.page})
     label = f"Mute {release.service} for 24h"
     elements.append(_button(label, ACTION_MUTE, f"{release.service}|24h"))
     return {"type": "actions", "elements": elements}

@@ -77,7 +77,13 @@ class WeekRelease:
 
 
 def render(
-    channel: str, period: str, releases: Sequence[WeekRelease], code: CodeWeek | None = None
+    channel: str,
+    period: str,
+    releases: Sequence[WeekRelease],
+    code: CodeWeek | None = None,
+    *,
+    page: str | None = None,
+    call: str | None = None,
 ) -> list[Rendered]:
     """The digest for one channel as one or more messages.
 
@@ -86,20 +92,27 @@ def render(
         period: The week it covers, as a label ("week of 2026-11-23").
         releases: The week's releases, any order.
         code: The code view of the channel's services, when the history has any.
+        page: The meeting's page (a signed link), linked under the title.
+        call: Where the meeting happens (``slack.weekly_digest.meeting_link``).
 
     Returns:
         At least one message; each within Slack's limits.
     """
     ordered = sorted(releases, key=lambda r: (r.service, r.deployed_at))
     title = f"📋 Weekly feedback for {escape(channel)}, {escape(period)}"
+    links = (
+        [f"<{page}|The meeting's page: every change, its evidence, the questions>"] if page else []
+    )
+    links += [f"<{call}|Join the meeting>"] if call else []
+    linked = [context(" · ".join(links))] if links else []
     if not ordered:
         return [
             Rendered(
                 text=f"{title}: no releases",
-                blocks=(section(f"*{title}*\nNo releases this week."),),
+                blocks=(section(f"*{title}*\nNo releases this week."), *linked),
             )
         ]
-    blocks = [section(f"*{title}*"), context(_totals(ordered))]
+    blocks = [section(f"*{title}*"), *linked, context(_totals(ordered))]
     blocks += [section(t) for t in _parts(ordered) if t]
     blocks += [section(t) for t in code_parts(code) if t] if code else []
     return _split(title, blocks)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
@@ -26,11 +27,14 @@ __all__ = [
     "CommitInfo",
     "FileDiff",
     "changes_between",
+    "changes_from_diff",
     "commit_info",
+    "merge_base",
     "parse_diff",
     "remote_repository",
     "repository_from_url",
     "resolve_commit",
+    "strip_context",
     "unquote_path",
 ]
 
@@ -240,6 +244,19 @@ def resolve_commit(repo: Path, rev: str) -> str:
     return out.decode().strip()
 
 
+def merge_base(repo: Path, base: str, head: str) -> str:
+    """Where ``head`` forked from ``base`` (a pull request's diff starts there, not at ``base``).
+
+    Raises:
+        GitError: a revision is unknown, or the two share no history.
+    """
+    old, new = resolve_commit(repo, base), resolve_commit(repo, head)
+    try:
+        return git(repo, "merge-base", old, new).decode().strip()
+    except GitError:
+        raise GitError(f"{base!r} and {head!r} share no history{_shallow(repo)}") from None
+
+
 def _shallow(repo: Path) -> str:
     if git(repo, "rev-parse", "--is-shallow-repository").strip() != b"true":
         return ""
@@ -356,3 +373,107 @@ def _go_module(repo: Path, sha: str, folder: PurePosixPath) -> str | None:
         return go_module_path(git(repo, "cat-file", "blob", f"{sha}:{name}"))
     except GitError:
         return None
+
+
+# --- a diff with context, read through a callback (GitHub's pull-request diff) --------------
+
+#: Reads one side of a file: ``read("old" | "new", path)`` → its bytes, None when absent.
+SideReader = Callable[[str, str], bytes | None]
+
+
+def strip_context(text: bytes) -> bytes:
+    """Rewrite a diff with context lines (``git diff``'s default, GitHub's ``.diff``) as ``-U0``.
+
+    Each run of removed and added lines becomes its own hunk, numbered as ``git diff -U0``
+    numbers it (a side with no lines starts at the line before), so :func:`parse_diff` reads
+    only the lines that changed, not the three around them.
+    """
+    out: list[bytes] = []
+    old = new = 0
+    run: list[bytes] = []
+    run_old = run_new = 0
+    in_hunk = False
+
+    def flush() -> None:
+        nonlocal run
+        if not run:
+            return
+        removed = sum(line.startswith(b"-") for line in run)
+        added = len(run) - removed
+        old_start = run_old if removed else max(run_old - 1, 0)
+        new_start = run_new if added else max(run_new - 1, 0)
+        out.append(b"@@ -%d,%d +%d,%d @@" % (old_start, removed, new_start, added))
+        out.extend(line for line in run if line.startswith(b"-"))
+        out.extend(line for line in run if line.startswith(b"+"))
+        run = []
+
+    for line in text.splitlines():
+        match = _HUNK.match(line)
+        if line.startswith(b"diff --git "):
+            flush()
+            in_hunk = False
+            out.append(line)
+        elif match is not None:
+            flush()
+            in_hunk = True
+            old, new = int(match[1]), int(match[3])
+        elif in_hunk and line.startswith((b"-", b"+")):
+            if not run:
+                run_old, run_new = old, new
+            run.append(line)
+            if line.startswith(b"-"):
+                old += 1
+            else:
+                new += 1
+        elif in_hunk and line.startswith(b"\\"):
+            continue  # "\ No newline at end of file"
+        elif in_hunk:
+            flush()
+            old, new = old + 1, new + 1
+        else:
+            out.append(line)
+    flush()
+    return b"\n".join(out) + b"\n"
+
+
+def changes_from_diff(diff: bytes, read: SideReader, *, max_files: int = 300) -> list[Change]:
+    """What a diff changed, file by file, reading each side's text through ``read``.
+
+    As :func:`changes_between`, for a diff that arrives as text (GitHub's pull-request diff,
+    context lines and all). Files past ``max_files`` carry their lines only.
+    """
+    changes = []
+    for n, entry in enumerate(parse_diff(strip_context(diff))):
+        path = entry.new_path or entry.old_path
+        readable = path is not None and (code.reads(path) or path.endswith(".py"))
+        if entry.binary or not readable or n >= max_files:
+            changes.append(Change(file=path, lines=entry.lines))
+            continue
+        old = read("old", entry.old_path) if entry.old_path else None
+        new = read("new", entry.new_path) if entry.new_path else None
+        if path is not None and code.reads(path):
+            go = _go_package_read(read, path) if path.endswith(".go") else None
+            described = code.describe(
+                old_path=entry.old_path, new_path=entry.new_path, old=old, new=new,
+                hunks=entry.hunks, go_package=go,
+            )  # fmt: skip
+        else:
+            described = describe(
+                old_path=entry.old_path, new_path=entry.new_path, old=old, new=new,
+                hunks=entry.hunks,
+            )  # fmt: skip
+        if described is not None:
+            changes.append(described)
+    return changes
+
+
+def _go_package_read(read: SideReader, path: str) -> str | None:
+    directory = PurePosixPath(path).parent
+    for folder in (directory, *directory.parents):
+        name = "go.mod" if str(folder) == "." else f"{folder}/go.mod"
+        data = read("new", name)
+        module = go_module_path(data) if data is not None else None
+        if module is not None:
+            rest = directory.relative_to(folder).as_posix()
+            return module if rest == "." else f"{module}/{rest}"
+    return None

@@ -22,6 +22,8 @@ from feedbot.clock import Clock, SystemClock
 from feedbot.config import FeatureConfig, Settings
 from feedbot.digest import answers
 from feedbot.digest.blocks import Rendered
+from feedbot.digest.pages import agenda_lines
+from feedbot.slack.pages import PageData
 from feedbot.store import acknowledgements as state
 from feedbot.store import history, queries
 from feedbot.store.models import Check, CodeKey, Release
@@ -29,6 +31,8 @@ from feedbot.store.models import Check, CodeKey, Release
 HISTORY = 5
 #: A short name many services share (``save``) is told for the 5 most recently seen of them.
 MAX_KEYS = 5
+#: ``/feedback meeting``: the agenda (unless a service or feature is called that).
+MEETING = "meeting"
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,11 @@ class FeedbackService:
 
     def reply(self, command: Command) -> tuple[Rendered, bool]:
         """The answer to a parsed command (not help), and whether it is one (see :meth:`knows`)."""
+        if command.name == MEETING:
+            with self._sessions() as session:
+                named = MEETING in self._known(session)
+            if not named:  # its own sessions: SQLite allows one writer transaction at a time
+                return self.meeting(), True
         with self._sessions() as session:
             known = self._known(session)
             if command.name not in known:
@@ -141,6 +150,20 @@ class FeedbackService:
             if conf is not None and conf.environment:
                 return conf.environment
         return "production"
+
+    def meeting(self) -> Rendered:
+        """``/feedback meeting``: the agenda of the feedback meeting, now (the period of one
+        cadence up to now), linking its page."""
+        data = PageData(sessions=self._sessions, settings=self._settings, clock=self._clock)
+        start, end = data.meeting_period()
+        conf = self._settings.slack.weekly_digest
+        return answers.meeting(
+            agenda_lines(data.meeting_releases()),
+            start=start,
+            end=end,
+            page=data.links.meeting(self._clock.now()),
+            call=conf.meeting_link,
+        )
 
     def _known(self, session: Session) -> list[str]:
         stored = queries.service_names(session)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from feedbot.clock import Clock
 from feedbot.config import Settings
 from feedbot.digest.home import MAX_RELEASES, HomeRelease, OwnedService, home_view
+from feedbot.digest.links import PageLinks
 from feedbot.digest.text import VERDICT_WORDS
 from feedbot.store import acknowledgements as state
 from feedbot.store import queries
@@ -49,6 +50,7 @@ class HomeService:
         self._sessions = sessions
         self._settings = settings
         self._clock = clock
+        self._links = PageLinks.from_settings(settings)
 
     def view(self, user_id: str) -> dict[str, Any]:
         """The Home tab view of ``user_id`` (a ``home`` view of at most 100 blocks)."""
@@ -61,7 +63,8 @@ class HomeService:
         shipped = queries.releases_shipped_by(session, user_id, limit=MAX_RELEASES + 1)
         releases = [self._release(session, r) for r in shipped]
         owned = [self._service(session, name) for name in self._owned_by(user_id)]
-        return home_view(user_id, releases, owned)
+        meeting = self._links.meeting(self._clock.now())
+        return home_view(user_id, releases, owned, meeting=meeting)
 
     def _owned_by(self, user_id: str) -> list[str]:
         return sorted(n for n, s in self._settings.services.items() if user_id in s.owners)
@@ -77,6 +80,7 @@ class HomeService:
             acknowledged=frozenset(state.acknowledged(session, release.id)),
             link=_link(session, release),
             muted_until=state.muted_until(session, release.service, self._clock.now()),
+            page=self._links.release(release.id, self._clock.now()),
         )
 
     def _service(self, session: Session, name: str) -> OwnedService:

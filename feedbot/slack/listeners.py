@@ -19,6 +19,7 @@ from feedbot.digest.blocks import (
     ACTION_DETAILS,
     ACTION_EXPECTED,
     ACTION_MUTE,
+    ACTION_PAGE,
     ACTION_TRACES,
     Rendered,
     details,
@@ -41,6 +42,7 @@ HELP = (
     "• `/feedback <feature>` — a feature from feedbot's config\n"
     "• `/feedback <function | file | route>` — who calls it, how often, its baseline, errors,\n"
     "  the releases that changed it and where it ran (`/feedback GET /vaults/{id}`)\n"
+    "• `/feedback meeting` — the feedback meeting's agenda: what reached production lately\n"
     "• add `--share` to post the answer in the channel\n"
     "• `/feedback help` — this text"
 )
@@ -86,6 +88,7 @@ def register(
     app.action(ACTION_DETAILS)(ack=_ack, lazy=then(buttons.details))
     # "Open" is a URL button: Slack opens the link; the press only needs its acknowledgement.
     app.action(ACTION_OPEN)(ack=_ack, lazy=[])
+    app.action(ACTION_PAGE)(ack=_ack, lazy=[])
     publisher = [_home_publisher(home)] if home is not None else []
     app.event("app_home_opened")(ack=_ack, lazy=then(*publisher))
 

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from feedbot.spans.critical import PathRecorder
-from feedbot.spans.dedupe import SeenSpans
+from feedbot.spans.dedupe import SeenSpans, UniqueSpans
 from feedbot.spans.group import GroupTally
 from feedbot.spans.labels import Labels, labels_of
 from feedbot.spans.model import ReleaseData, RepeatedStatement, SpanQuery, observed_range
@@ -181,6 +181,8 @@ class Aggregator:
         hold_first: the traces of the first ``hold_first`` spans are never closed early: a
             reader of one part of a file keeps them open for :meth:`absorb` to join with the
             part before (see :mod:`feedbot.spans.otlp_parallel`).
+        unique: the source stores each (trace id, span id) once, so spans are not checked for
+            repeats (and their keys are not kept).
     """
 
     def __init__(
@@ -189,6 +191,7 @@ class Aggregator:
         max_open_spans: int = MAX_OPEN_SPANS,
         warmup: timedelta = timedelta(0),
         hold_first: int = 0,
+        unique: bool = False,
     ) -> None:
         self._max_open = max_open_spans
         self._warmup_ns = warmup // timedelta(microseconds=1) * 1000
@@ -212,7 +215,7 @@ class Aggregator:
         # Traces fed as columns (feedbot.spans.aggregate_columns), held apart until closed.
         self.open_columns: _Closable | None = None
         # Spans sent twice are counted once (feedbot.spans.dedupe).
-        self.seen = SeenSpans()
+        self.seen = UniqueSpans() if unique else SeenSpans()
         self.paths = PathRecorder()
 
     @property

@@ -339,18 +339,26 @@ def _group_keys(
     kinds: pa.Array,
     attributes: dict[str, pa.Array],
     statements: tuple[list[str], npt.NDArray[np.intp]],
+    stored: tuple[pa.Array, pa.Array] | None = None,
 ) -> tuple[list[GroupKey], npt.NDArray[np.intp]]:
-    """The group keys (as :func:`~feedbot.spans.otlp_scan.group_key`) once per distinct input."""
+    """The group keys (as :func:`~feedbot.spans.otlp_scan.group_key`) once per distinct input.
+
+    ``stored`` is (method, route) as a stored row holds them, read instead of the attributes.
+    """
     kind = kinds.fill_null(0)
     if len(kind) and (pc.min(kind).as_py() < 0 or pc.max(kind).as_py() >= len(KINDS)):
         raise Unusual
-    method = pc.coalesce(attributes["http.request.method"], attributes["http.method"])
+    if stored is None:
+        method = pc.coalesce(attributes["http.request.method"], attributes["http.method"])
+        route = attributes["http.route"]
+    else:
+        method, route = stored
     texts, codes = statements
     joined = pc.binary_join_element_wise(
         names,
         pc.cast(kind, pa.string()),
         method,
-        attributes["http.route"],
+        route,
         pa.array(codes.astype(str)),
         *(attributes[key] for key in RESOURCE_KEYS),
         SEP,

@@ -81,3 +81,16 @@ class SeenSpans:
         """
         self.duplicates += later.duplicates
         self._keys |= later._keys
+
+
+class UniqueSpans(SeenSpans):
+    """For a source that stores each (trace id, span id) once (the embedded store's unique
+    index): every span is fresh and no key is kept, so memory does not grow per span."""
+
+    def fresh(self, trace_id: str, span_id: str) -> bool:
+        """Always True: the source has no repeats."""
+        return True
+
+    def fresh_rows(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
+        """All True: the source has no repeats."""
+        return np.ones(len(keys), np.bool_)

@@ -279,12 +279,37 @@ def _proto_id(raw: bytes, size: int, path: str, *, required: bool = True) -> str
 
 
 def _proto_attributes(attributes: Iterable[Any]) -> dict[str, Any]:
+    # The hot loop of protobuf ingest: keys repeat (a cache of their safe text) and most values
+    # are plain strings, ints or bools (checked here without the generic path's calls).
     out: dict[str, Any] = {}
+    keys = _KEYS
     for attribute in attributes:
         if len(out) >= MAX_ATTRIBUTES:
             break
-        out[text(attribute.key, MAX_KEY_CHARS)] = _proto_value(attribute.value)
+        raw = attribute.key
+        key = keys.get(raw)
+        if key is None:
+            key = text(raw, MAX_KEY_CHARS)
+            if len(keys) < MAX_CACHED_KEYS:
+                keys[raw] = key
+        value = attribute.value
+        which = value.WhichOneof("value")
+        if which == "string_value":
+            string = value.string_value
+            if len(string) > MAX_VALUE_CHARS or not string.isascii() or "\x00" in string:
+                string = text(string)
+            out[key] = string
+        elif which == "int_value" or which == "bool_value":
+            out[key] = getattr(value, which)
+        else:
+            out[key] = _proto_value(value)
     return out
+
+
+#: Attribute keys seen by :func:`_proto_attributes` and their safe text (bounded: keys an
+#: attacker varies stop being cached once it is full).
+_KEYS: dict[str, str] = {}
+MAX_CACHED_KEYS = 4096
 
 
 def _proto_value(value: Any, depth: int = 0) -> Any:

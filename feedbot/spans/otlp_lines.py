@@ -89,7 +89,7 @@ def _read_blocks(part: Part, survey: Survey, needles: tuple[bytes, ...]) -> bool
         ahead = pool.submit(_parsed, blocks)
         while (item := ahead.result()) is not None:
             block, documents = item
-            if offset == 0 and _one_document(block[:65536]):
+            if offset == 0 and _one_document(block):
                 return False
             ahead = pool.submit(_parsed, blocks)
             try:
@@ -130,10 +130,19 @@ def _newlines(part: Part, offset: int) -> int:
 
 
 def _one_document(block: bytes) -> bool:
-    """Whether a file starting with ``block`` is one pretty-printed document (as _texts)."""
-    for line in block.split(b"\n", 64)[:64]:
+    """Whether a file starting with ``block`` is one pretty-printed document (as _texts).
+
+    Its first non-blank line decides, however long: the Collector's file exporter writes a
+    batch a line, and 500 SDK spans make a line of about 250 KB.
+    """
+    start = 0
+    while start < len(block):
+        end = block.find(b"\n", start)
+        end = len(block) if end < 0 else end
+        line = block[start:end]
         if line.strip():
             return _starts_document(line)
+        start = end + 1
     return False
 
 

@@ -327,3 +327,28 @@ class CodeHistory(Base):
     callers: Mapped[list[Any]] = mapped_column(default=list)
     exceptions: Mapped[list[Any]] = mapped_column(default=list)
     insights: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class Preview(Base):
+    """The changed functions a pull request (or a CI run) previewed, with their footprint then.
+
+    One row per service and previewed head commit; a push to the pull request adds a row for its
+    new head. ``functions`` holds one object per function (``function``, ``file``, ``usage``,
+    ``calls``, ``per_day``, ``p50_ms``, ``p95_ms``, ``error_rate``), so the deploy's check can say
+    "previewed in PR #N" and set what the function did then beside what it does now.
+    """
+
+    __tablename__ = "previews"
+    __table_args__ = (UniqueConstraint("service", "commit"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service: Mapped[str] = mapped_column(String(200), index=True)
+    environment: Mapped[str | None] = mapped_column(String(100))
+    commit: Mapped[str] = mapped_column(String(64))
+    repository: Mapped[str | None] = mapped_column(String(300))
+    pull_request: Mapped[int | None] = mapped_column(Integer)
+    url: Mapped[str | None] = mapped_column(Text)
+    functions: Mapped[list[Any]] = mapped_column(default=list)
+    #: The pull-request comment feedbot keeps current, once posted.
+    comment_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]

@@ -529,3 +529,32 @@ def coalesce_home_deliveries(
         .values(state="sent", sent_at=now, lease_until=None, last_error="coalesced")
     )
     return int(session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
+
+
+def release_by_id(session: Session, release_id: int) -> Release | None:
+    """One release by its id (the release page)."""
+    return session.get(Release, release_id)
+
+
+def release_charts(session: Session, release_id: int) -> list[tuple[str, bytes]]:
+    """The charts queued for a release's thread, in order: ``(title, PNG)`` each."""
+    stmt = (
+        select(Delivery.file_title, Delivery.file_data)
+        .where(
+            Delivery.release_id == release_id,
+            Delivery.kind == "chart",
+            Delivery.file_data.is_not(None),
+        )
+        .order_by(Delivery.id)
+    )
+    return [(title or "chart", bytes(data)) for title, data in session.execute(stmt) if data]
+
+
+def releases_in(
+    session: Session, start: datetime, end: datetime, environments: Collection[str] | None = None
+) -> Sequence[Release]:
+    """Releases deployed in ``[start, end)``, oldest first, optionally in some environments."""
+    stmt = select(Release).where(Release.deployed_at >= start, Release.deployed_at < end)
+    if environments is not None:
+        stmt = stmt.where(Release.environment.in_(list(environments)))
+    return session.scalars(stmt.order_by(Release.deployed_at, Release.id)).all()

@@ -8,12 +8,23 @@ backends never touch the ORM tables.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from datetime import datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import JSON, ColumnElement, Row, delete, func, or_, select, text
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Row,
+    Select,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
@@ -110,12 +121,117 @@ def span_rows(session: Session, query: SpanQuery, *, batch: int) -> Iterator[Spa
         yield from _rows(rows)
 
 
+#: Substrings of every key :func:`feedbot.spans.labels.is_label_key` may take beyond its list
+#: (a superset: the caller applies the exact test).
+_LABEL_WORDS: tuple[str, ...] = (
+    "tenant",
+    "customer",
+    "account",
+    "org",
+    "region",
+    "zone",
+    "shard",
+    "plan",
+)
+_LABEL_WORDS += ("tier", "cohort")
+
+
+def _packed_attributes(dialect: str, keys: Sequence[str]) -> str:
+    """SQL for one text per span of its attributes among ``keys`` (and label-like keys):
+    ``key US type US value`` joined by RS, types as SQLite's ``json_each`` names them
+    (``text``, ``integer``, ``real``, ``true``, ``false``, ``null``, ``array``, ``object``);
+    NULL when the span has none. A separator inside a key or value adds an item ``odd`` (one
+    part), which the reader refuses. Only those attributes leave the database.
+    """
+    listed = ", ".join("'" + key.replace("'", "''") + "'" for key in sorted(keys))
+    if dialect == "postgresql":
+        words = " OR ".join(f"key ILIKE '%{word}%'" for word in _LABEL_WORDS)
+        kind = (
+            "CASE json_typeof(value) WHEN 'string' THEN 'text' "
+            "WHEN 'boolean' THEN value #>> '{}' "
+            "WHEN 'number' THEN CASE WHEN (value #>> '{}') ~ '^-?[0-9]+$' "
+            "THEN 'integer' ELSE 'real' END ELSE json_typeof(value) END"
+        )
+        item = f"key || chr(31) || {kind} || chr(31) || coalesce(value #>> '{{}}', '')"
+        both = "key || coalesce(value #>> '{}', '')"
+        odd = f"max(strpos({both}, chr(30)) + strpos({both}, chr(31))) > 0"
+        return (
+            f"(SELECT string_agg({item}, chr(30)) || CASE WHEN {odd} THEN chr(30) || 'odd' "
+            f"ELSE '' END FROM json_each(spans.attributes) WHERE key IN ({listed}) OR {words})"
+        )
+    words = " OR ".join(f"key LIKE '%{word}%'" for word in _LABEL_WORDS)
+    item = "key || char(31) || type || char(31) || coalesce(atom, '')"
+    both = "key || coalesce(atom, '')"
+    odd = f"max(instr({both}, char(30)) + instr({both}, char(31))) > 0"
+    return (
+        f"(SELECT group_concat({item}, char(30)) || CASE WHEN {odd} THEN char(30) || 'odd' "
+        f"ELSE '' END FROM json_each(spans.attributes) WHERE key IN ({listed}) OR {words})"
+    )
+
+
+#: The columns of :func:`span_column_rows`, in order.
+COLUMN_KEYS = (
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "name",
+    "kind",
+    "route",
+    "method",
+    "start_ns",
+    "duration_ns",
+    "instance",
+    "is_error",
+    "attributes",
+    "events",
+)
+
+
+def span_column_rows(
+    session: Session, query: SpanQuery, keys: Sequence[str], *, batch: int
+) -> Generator[Sequence[Sequence[Any]], None, None]:
+    """The rows matching ``query`` as :data:`COLUMN_KEYS`, ``batch`` at a time, lean.
+
+    ``attributes`` is the packed text of :func:`_packed_attributes` (only ``keys`` and label-like
+    keys, extracted in SQL: no row's JSON is decoded here); ``events`` the JSON text of the
+    span's events, only where it has some, else NULL.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        events = "CASE WHEN spans.events::text <> '[]' THEN spans.events::text END"
+    else:
+        events = "CASE WHEN spans.events <> '[]' THEN spans.events END"
+    columns = [getattr(Span, key) for key in COLUMN_KEYS[:-2]]
+    statement = select(
+        *columns,
+        literal_column(_packed_attributes(dialect, keys)),
+        literal_column(events),
+    ).where(*_filters(query))
+    # Core, not the ORM: its per-row objects cost more than the columns built from them.
+    result = session.connection().execute(statement.execution_options(yield_per=batch))
+    try:
+        yield from result.partitions()
+    finally:
+        result.close()  # a reader that stops early closes PostgreSQL's server-side cursor
+
+
 def version_counts(
     session: Session, service: str, start: datetime, end: datetime, environment: str | None
 ) -> dict[str, int]:
     """Spans per version of ``service`` starting in ``[start, end)`` (versioned spans only).
 
     Spans that name no environment count for every environment, as in :func:`span_rows`.
+    """
+    statement = version_counts_statement(service, start, end, environment)
+    return {str(version): int(n) for version, n in session.execute(statement)}
+
+
+def version_counts_statement(
+    service: str, start: datetime, end: datetime, environment: str | None
+) -> Select[str | None, int]:
+    """The statement of :func:`version_counts` (a check's baseline search), to run or explain.
+
+    It reads a range of ``ix_spans_service_start_ns_version`` alone.
     """
     where = [
         Span.service == service,
@@ -126,8 +242,7 @@ def version_counts(
     ]
     if environment is not None:
         where.append(or_(Span.environment == environment, Span.environment.is_(None)))
-    statement = select(Span.version, func.count()).where(*where).group_by(Span.version)
-    return {str(version): int(n) for version, n in session.execute(statement)}
+    return select(Span.version, func.count()).where(*where).group_by(Span.version)
 
 
 def environment_version_counts(
@@ -145,20 +260,49 @@ def environment_version_counts(
     }
 
 
-def prune_spans(session: Session, older_than: datetime, *, max_spans: int | None = None) -> int:
-    """Delete spans received before ``older_than``, then the oldest beyond ``max_spans``.
+def prune_received(session: Session, older_than: datetime, *, limit: int) -> int:
+    """Delete at most ``limit`` spans received before ``older_than``; how many were.
 
-    Returns:
-        How many spans were deleted.
+    Bounded so each transaction holds SQLite's write lock (and ingest) briefly: callers commit
+    and call again while a full batch went.
     """
-    deleted = _rowcount(session.execute(delete(Span).where(Span.received_at < older_than)))
-    if max_spans is not None:
-        # Ids grow with arrival: the row max_spans places below the newest is the newest one
-        # to drop.
-        cut = session.scalar(select(Span.id).order_by(Span.id.desc()).offset(max_spans).limit(1))
-        if cut is not None:
-            deleted += _rowcount(session.execute(delete(Span).where(Span.id <= cut)))
-    return deleted
+    return _delete_some(session, Span.received_at < older_than, limit, oldest_first=False)
+
+
+def cap_cut(session: Session, max_spans: int) -> int | None:
+    """The newest span id to delete to keep ``max_spans``, or None when there are no more.
+
+    Ids grow with arrival, so ``max(id) - min(id) + 1`` bounds the count from above: at or
+    below the cap nothing is read but the two ends of the key. Above it, the id ``max_spans``
+    places below the newest is found on the key's index.
+    """
+    # Two statements: SQLite reads min() or max() alone at one end of the key, both together
+    # by a scan.
+    low, high = session.scalar(select(func.min(Span.id))), session.scalar(select(func.max(Span.id)))
+    if low is None or high is None or high - low + 1 <= max_spans:
+        return None
+    return session.scalar(select(Span.id).order_by(Span.id.desc()).offset(max_spans).limit(1))
+
+
+def prune_ids(session: Session, cut: int, *, limit: int) -> int:
+    """Delete at most ``limit`` spans of id ``cut`` or below (oldest first); how many were."""
+    return _delete_some(session, Span.id <= cut, limit)
+
+
+def _delete_some(
+    session: Session, where: ColumnElement[bool], limit: int, *, oldest_first: bool = True
+) -> int:
+    # Unordered, a filter on received_at reads its index; ordered by id, SQLite walks the table.
+    chosen = select(Span.id).where(where).limit(limit)
+    if oldest_first:
+        chosen = chosen.order_by(Span.id)
+    # The ids first, then a delete by key: as one `id IN (subquery)` PostgreSQL may plan a hash
+    # join that scans the whole table for every batch.
+    ids = list(session.scalars(chosen))
+    if not ids:
+        return 0
+    statement = delete(Span).where(Span.id.in_(ids))
+    return _rowcount(session.execute(statement.execution_options(synchronize_session=False)))
 
 
 def _rowcount(result: object) -> int:

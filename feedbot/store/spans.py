@@ -30,6 +30,8 @@ class Span(Base):
     __tablename__ = "spans"
     __table_args__ = (
         Index("ix_spans_service_version_start_ns", "service", "version", "start_ns"),
+        # Counting a service's versions in a window reads this range alone (index-only).
+        Index("ix_spans_service_start_ns_version", "service", "start_ns", "version", "environment"),
         # An exporter retries a batch it got no answer for: the same span is stored once.
         Index("uq_spans_trace_id_span_id", "trace_id", "span_id", unique=True),
         Index("ix_spans_received_at", "received_at"),

@@ -1,7 +1,8 @@
 """The FastAPI application: a thin adapter from HTTP to the runtime's services.
 
 Routes: ``POST /webhooks/<source>`` (deploys in), ``POST /v1/traces`` (embedded backend),
-``POST /slack/events`` (slash commands and interactions), ``/healthz``, ``/readyz``, ``/metrics``.
+``POST /slack/events`` (slash commands and interactions), ``/healthz``, ``/readyz``, ``/metrics``,
+and the pages Slack links to (``/releases/<id>``, ``/services/<name>``, ``/meeting``).
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ from typing import Annotated
 
 from fastapi import FastAPI, Path, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.background import BackgroundTask
 
 from feedbot import logs
 from feedbot.backends import unwrapped
+from feedbot.checks import preview
 from feedbot.checks.register import Registration, register_release
 from feedbot.errors import WebhookRejected
 from feedbot.metrics import CONTENT_TYPE
 from feedbot.releases.event import ReleaseEvent, deploy_time_problem
 from feedbot.releases.sources import build_sources
 from feedbot.releases.sources.base import DeploySource
+from feedbot.releases.sources.github import PullRequestEvent, is_pull_request, parse_pull_request
 from feedbot.runtime import Runtime
 from feedbot.store import db
 from feedbot.web.body import BodyGuard, read_body
@@ -81,6 +85,9 @@ def create_app(runtime: Runtime) -> FastAPI:
             max_spans=settings.traces.ingest_max_spans,
         )
         app.include_router(router)
+    from feedbot.web.pages import mount_pages
+
+    mount_pages(app, runtime)
     if runtime.settings.slack.signing_secret:
         from feedbot.web.slack import mount_slack
 
@@ -131,6 +138,8 @@ def _add_webhooks(app: FastAPI, runtime: Runtime, sources: dict[str, DeploySourc
             body = await read_body(request, limit)
             headers = {k.lower(): v for k, v in request.headers.items()}
             source.verify(headers, body)
+            if source_name == "github" and is_pull_request(headers):
+                return _pull_request(runtime, parse_pull_request(headers, body))
             event = source.parse(headers, body)
         except WebhookRejected as exc:
             log.info("webhook %s rejected: %s", name, exc)
@@ -163,6 +172,26 @@ def _add_webhooks(app: FastAPI, runtime: Runtime, sources: dict[str, DeploySourc
         if reg.warning:
             answer["warning"] = reg.warning
         return JSONResponse(answer, status_code=202)
+
+
+def _pull_request(runtime: Runtime, event: PullRequestEvent | None) -> Response:
+    """Answer a verified ``pull_request`` event at once; the preview runs after the answer."""
+    if event is None:
+        return JSONResponse({"ignored": "no preview for this pull_request action"}, status_code=202)
+    if not runtime.settings.github.token:
+        msg = "github.token is not configured: feedbot cannot read the pull request's diff"
+        return JSONResponse({"ignored": msg}, status_code=202)
+    work = BackgroundTask(
+        preview.run_pull_request,
+        sessions=runtime.sessions,
+        backend=runtime.backend,
+        settings=runtime.settings,
+        event=event,
+        now=runtime.clock.now(),
+    )
+    log.info("webhook github: preview of %s#%d at %s", event.repository, event.number, event.head)
+    answer = {"preview": "queued", "pull_request": event.number, "head": event.head}
+    return JSONResponse(answer, status_code=202, background=work)
 
 
 def _register(runtime: Runtime, event: ReleaseEvent) -> Registration:

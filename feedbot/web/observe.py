@@ -23,15 +23,20 @@ from feedbot.telemetry import NullSpan, Span, Tracer
 
 OTLP_PATH = "/v1/traces"
 #: Paths answered with their own name as the route; anything else is ``other``.
-ROUTES = frozenset({OTLP_PATH, "/slack/events", "/healthz", "/readyz", "/metrics"})
+ROUTES = frozenset({OTLP_PATH, "/slack/events", "/healthz", "/readyz", "/metrics", "/meeting"})
 UNTRACED = frozenset({OTLP_PATH, "/healthz", "/readyz", "/metrics"})
 WEBHOOKS = "/webhooks/"
+#: The pages Slack links to, by their route templates.
+PAGES = {"/releases/": "/releases/{release_id}", "/services/": "/services/{name}"}
 
 
 def route_of(path: str) -> str:
     """The route template of ``path``: ``/webhooks/{source}``, a known path, or ``other``."""
     if path.startswith(WEBHOOKS):
         return WEBHOOKS + "{source}"
+    for prefix, template in PAGES.items():
+        if path.startswith(prefix):
+            return template
     return path if path in ROUTES else "other"
 
 

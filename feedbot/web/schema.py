@@ -117,6 +117,28 @@ GITHUB: dict[str, Any] = {
         "sender": _USER,
     },
 }
+_SHA = {"type": "string", "pattern": "^[0-9a-f]{40}$"}
+GITHUB_PULL_REQUEST: dict[str, Any] = {
+    "title": "GitHub pull_request (/webhooks/github, X-GitHub-Event: pull_request)",
+    "description": "opened, synchronize and reopened ask for a preview; other actions are ignored",
+    "type": "object",
+    "required": ["action", "number", "pull_request", "repository"],
+    "properties": {
+        "action": {"type": "string"},
+        "number": {"type": "integer", "minimum": 1},
+        "pull_request": {
+            "type": "object",
+            "required": ["head", "base"],
+            "properties": {
+                "html_url": URL,
+                "head": {"type": "object", "required": ["sha"], "properties": {"sha": _SHA}},
+                "base": {"type": "object", "required": ["sha"], "properties": {"sha": _SHA}},
+                "user": _USER,
+            },
+        },
+        "repository": GITHUB["properties"]["repository"],
+    },
+}
 GITLAB: dict[str, Any] = {
     "title": "GitLab Deployment Hook (/webhooks/gitlab)",
     "type": "object",
@@ -194,7 +216,10 @@ WEBHOOK_OPENAPI: dict[str, Any] = {
         _header("X-Feedbot-Signature", "generic: sha256=<hex HMAC-SHA256 of the body>"),
         _header("X-Feedbot-Delivery", "generic: optional delivery id; a repeat is one release"),
         _header("X-Hub-Signature-256", "github: sha256=<hex HMAC-SHA256 of the body>"),
-        _header("X-GitHub-Event", "github: only deployment_status is a release"),
+        _header(
+            "X-GitHub-Event",
+            "github: deployment_status is a release; pull_request asks for a preview",
+        ),
         _header("X-GitHub-Delivery", "github: the delivery GUID (required)"),
         _header("X-Gitlab-Token", "gitlab: the webhook's secret token"),
         _header("X-Gitlab-Event", "gitlab: only 'Deployment Hook' is a release"),
@@ -202,7 +227,11 @@ WEBHOOK_OPENAPI: dict[str, Any] = {
     ],
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {"anyOf": [GENERIC, GITHUB, GITLAB, ARGOCD]}}},
+        "content": {
+            "application/json": {
+                "schema": {"anyOf": [GENERIC, GITHUB, GITHUB_PULL_REQUEST, GITLAB, ARGOCD]}
+            }
+        },
     },
 }
 _ACCEPTED = {
@@ -221,6 +250,16 @@ _ACCEPTED = {
             },
         },
         {"type": "object", "required": ["ignored"], "properties": {"ignored": {"type": "string"}}},
+        {
+            "type": "object",
+            "description": "A pull request's preview, run after the answer",
+            "required": ["preview", "pull_request", "head"],
+            "properties": {
+                "preview": {"const": "queued"},
+                "pull_request": {"type": "integer"},
+                "head": {"type": "string"},
+            },
+        },
     ]
 }
 WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from sqlalchemy import delete
 
 from feedbot.analysis.compare import Analysis, analyse
-from feedbot.backends.base import TraceBackend, VersionLister
+from feedbot.backends.base import SpanCensus, TraceBackend, VersionLister
 from feedbot.backends.clickhouse import ClickHouseBackend
 from feedbot.backends.embedded import EmbeddedBackend
 from feedbot.backends.http import RetryPolicy
@@ -56,6 +56,7 @@ from tests.fakes.sdk_spans import (
     protobuf,
     query,
     release_spans,
+    sdk_spans,
     shop_spans,
     zipkin_spans,
 )
@@ -321,6 +322,34 @@ def test_versions_seen_in_a_window(make_backend: Maker, service: str) -> None:
     assert before == {"1.0.0": 2, "1.1.0": 2}
     assert backend.versions(service, *window, "staging") == {}
     assert backend.versions(f"{service}-gone", *window) == {}
+
+
+def test_census_by_environment_and_version(make_backend: Maker, service: str) -> None:
+    def unversioned(tracer: Any) -> None:
+        for i in range(3):
+            begin = sdk_ns(SDK_T0 + timedelta(minutes=1, seconds=i))
+            tracer.start_span("GET /health", start_time=begin).end(end_time=begin + 10**6)
+
+    staging = {"service.name": service, "deployment.environment.name": "staging"}
+    spans = [
+        *release_spans(service, "1.0.0"),  # 32 spans in the window, production
+        *release_spans(service, "1.1.0", old=True, variant=Variant(traces=5)),  # 52, old name
+        *sdk_spans({**staging, "service.instance.id": "pod-s"}, unversioned),  # no version
+    ]
+    backend = make_backend(spans)
+    assert isinstance(backend, SpanCensus)
+    window = (SDK_T0, SDK_T0 + timedelta(minutes=10))
+
+    assert backend.census(service, *window) == {
+        ("production", "1.0.0"): 32,
+        ("production", "1.1.0"): 52,
+        ("staging", None): 3,
+    }
+    assert backend.census(service, SDK_T0 - timedelta(minutes=1), SDK_T0) == {
+        ("production", "1.0.0"): 2,
+        ("production", "1.1.0"): 2,
+    }
+    assert backend.census(f"{service}-gone", *window) == {}
 
 
 def test_observed_range_is_that_of_the_counted_spans(make_backend: Maker, service: str) -> None:

@@ -3,8 +3,11 @@
 Serves traces given as ``ExportTraceServiceRequest`` messages (SDK spans, or the OTLP fixtures)
 in Tempo's own JSON: gogo jsonpb, so base64 ids, ``SPAN_KIND_*``/``STATUS_CODE_*`` enum names,
 64-bit integers as strings and zero values left out (protobuf's ``MessageToDict`` does exactly
-that). Endpoints: ``/api/search`` (TraceQL spanset filter, unix-second ``start``/``end``,
-``limit``, ``spss``; trace ids in hex with leading zeros stripped), ``/api/v2/traces/<id>``
+that). Endpoints: ``/api/search`` (a TraceQL spanset filter or a spanset ``&&`` of two, whose
+spanset is the union of both sides' spans, optionally ``| select(...)``; unix-second
+``start``/``end``, ``limit`` traces, ``spss`` spans listed per spanset (at most 100, Tempo's
+default ``max_spans_per_span_set``) beside ``matched``; each listed span with the attributes the
+query names, keyed as Tempo's engine keys them; trace ids in hex with leading zeros stripped), ``/api/v2/traces/<id>``
 (``{"trace": ...}``), ``/api/traces/<id>`` (``{"batches": [...]}``),
 ``/api/v2/search/tag/name/values`` (span names for a selector), and
 ``/api/metrics/query_range`` (``count_over_time()`` and ``quantile_over_time(duration, ...)``
@@ -35,6 +38,8 @@ _PIPELINE = re.compile(
     r"\s*\|\s*(count_over_time\(\)|quantile_over_time\(duration((?:,\s*[\d.]+)+)\))"
     r"(?:\s+by\s*\(([^)]*)\))?\s*$"
 )
+#: Tempo's default ``max_spans_per_span_set``: a larger ``spss`` is refused.
+MAX_SPSS = 100
 KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 
 
@@ -75,6 +80,59 @@ def parse_selector(text: str) -> list[tuple[str, str]]:
         key, value = match.groups()
         conditions.append((key, value if value == "error" else _literal(value)))
     return conditions
+
+
+_SELECT = re.compile(r"\|\s*select\(([^()]*)\)\s*$")
+_SELECTED = re.compile(r"(?:resource|span|event)?\.[\w.]+|span:parentID|event:name|[a-z]+")
+
+
+def parse_search(text: str) -> tuple[list[list[tuple[str, str]]], list[str]]:
+    """A search query: ``{ … }`` or ``({ … } && { … })``, optionally ``| select(a, b)``.
+
+    Returns:
+        The conditions of each spanset filter, and the selected attributes.
+
+    Raises:
+        ValueError: anything outside that grammar (Tempo answers 400).
+    """
+    text = text.strip()
+    selected: list[str] = []
+    pipe = _SELECT.search(text)
+    if pipe is not None:
+        selected = [part.strip() for part in pipe.group(1).split(",") if part.strip()]
+        if not all(_SELECTED.fullmatch(part) for part in selected):
+            raise ValueError(f"parse error in select: {pipe.group(1)!r}")
+        text = text[: pipe.start()].strip()
+    if text.startswith("(") and text.endswith(")"):
+        text = text[1:-1].strip()
+    sides = []
+    for side in _split_spansets(text):
+        sides.append(parse_selector(side))
+    return sides, selected
+
+
+def _split_spansets(text: str) -> list[str]:
+    """``{ a } && { b }`` → ["{ a }", "{ b }"] (``&&`` between braces, outside literals)."""
+    parts, depth, quoted, current, i = [], 0, False, "", 0
+    while i < len(text):
+        char = text[i]
+        if quoted and char == "\\":
+            current += text[i : i + 2]
+            i += 2
+            continue
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char == "{":
+            depth += 1
+        elif not quoted and char == "}":
+            depth -= 1
+        if not quoted and depth == 0 and text.startswith("&&", i):
+            parts.append(current.strip())
+            current, i = "", i + 2
+            continue
+        current += char
+        i += 1
+    return [*parts, current.strip()]
 
 
 def _split_and(body: str) -> list[str]:
@@ -207,30 +265,100 @@ class TempoServer:
                 yield resource, span
 
     def search(self, params: dict[str, str]) -> dict[str, Any]:
+        """``/api/search`` as Tempo answers a TraceQL query (see :func:`parse_search`).
+
+        Traces in store order, at most ``limit``; per trace one spanset of the matching spans
+        (the union of both sides of a spanset ``&&``), at most ``spss`` of them listed, with
+        ``matched`` the full count. Each listed span carries ``spanID``, ``name``,
+        ``startTimeUnixNano``, ``durationNanos`` and, as ``attributes``, the attributes the
+        query names (filter and ``select``), keyed the way Tempo's engine keys them: the bare
+        name for scoped attributes (``service.version``, ``http.route``, ``exception.type``),
+        the intrinsic's name otherwise (``status``, ``kind``, ``span:parentID``,
+        ``event:name``); one entry per event for event attributes.
+        """
         start, end = (_seconds(params, key) for key in ("start", "end"))
         limit = int(params.get("limit", "20"))
         if limit <= 0:
             raise ValueError("invalid limit: must be a positive number")
-        conditions = parse_selector(params["q"])
-        found: dict[bytes, list[Any]] = {}
-        for _, span in self._matching(conditions, start * 10**9, end * 10**9):
-            found.setdefault(span.trace_id, []).append(span)
+        spss = int(params.get("spss", "3"))
+        if not 0 < spss <= MAX_SPSS:
+            raise ValueError(f"invalid spss: must be between 1 and {MAX_SPSS}")
+        sides, selected = parse_search(params["q"])
+        low, high = start * 10**9, end * 10**9
+        found: dict[bytes, list[list[tuple[ResourceSpans, Any]]]] = {}
+        for index, conditions in enumerate(sides):
+            for resource, span in self._matching(conditions, low, high):
+                per_side = found.setdefault(span.trace_id, [[] for _ in sides])
+                per_side[index].append((resource, span))
+        keys = [k for conditions in sides for k, _ in conditions] + selected
         traces = []
-        for trace_id, spans in list(found.items())[:limit]:
-            shown = spans[: int(params.get("spss", "3"))]
+        for trace_id, per_side in found.items():
+            if not all(per_side):
+                continue
+            union = list({id(span): (r, span) for side in per_side for r, span in side}.values())
+            union.sort(key=lambda pair: pair[1].start_time_unix_nano)
             traces.append(
                 {
                     "traceID": trace_id.hex().lstrip("0"),
-                    "startTimeUnixNano": str(min(s.start_time_unix_nano for s in spans)),
+                    "rootServiceName": "<root span not yet received>",
+                    "startTimeUnixNano": str(min(s.start_time_unix_nano for _, s in union)),
                     "spanSets": [
                         {
-                            "spans": [{"spanID": s.span_id.hex()} for s in shown],
-                            "matched": len(spans),
+                            "spans": [self._listed(r, s, keys) for r, s in union[:spss]],
+                            "matched": len(union),
                         }
                     ],
                 }
             )
+            if len(traces) >= limit:
+                break
         return {"traces": traces, "metrics": {"inspectedTraces": len(found)}}
+
+    def _listed(self, resource: ResourceSpans, span: Any, keys: list[str]) -> dict[str, Any]:
+        """One span of a spanset as Tempo lists it (jsonpb: zero values left out)."""
+        listed: dict[str, Any] = {
+            "spanID": span.span_id.hex(),
+            "name": span.name,
+            "startTimeUnixNano": str(span.start_time_unix_nano),
+        }
+        duration = span.end_time_unix_nano - span.start_time_unix_nano
+        if duration:
+            listed["durationNanos"] = str(duration)
+        attributes: list[dict[str, Any]] = []
+        for key in dict.fromkeys(keys):
+            for name, value in self._returned(resource, span, key):
+                attributes.append({"key": name, "value": value})
+        if attributes:
+            listed["attributes"] = attributes
+        return listed
+
+    def _returned(self, resource: ResourceSpans, span: Any, key: str) -> list[tuple[str, Any]]:
+        """(key, AnyValue) pairs Tempo puts in a listed span's attributes for ``key``."""
+        if key in ("name", "span:name", "duration", "span:duration", "span:id", "trace:id"):
+            return []  # fields of their own, or left out by Tempo
+        if key in ("status", "span:status", "kind", "span:kind"):
+            name = key.removeprefix("span:")
+            return [(name, {"stringValue": str(self._attribute(resource, span, key))})]
+        if key == "span:parentID":
+            return (
+                [(key, {"stringValue": span.parent_span_id.hex()})] if span.parent_span_id else []
+            )
+        if key == "event:name":
+            return [(key, {"stringValue": event.name}) for event in span.events]
+        scope, _, name = key.partition(".")
+        if scope == "event":
+            return [
+                (name, json_format.MessageToDict(kv.value))
+                for event in span.events
+                for kv in event.attributes
+                if kv.key == name
+            ]
+        sources = {"resource": [resource.resource.attributes], "span": [span.attributes]}
+        for source in sources.get(scope, [span.attributes, resource.resource.attributes]):
+            for kv in source:
+                if kv.key == name:
+                    return [(name, json_format.MessageToDict(kv.value))]
+        return []
 
     def names(self, params: dict[str, str]) -> dict[str, Any]:
         """Tag values of the intrinsic ``name`` for a ``q`` selector, in ``[start, end]``."""

@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
 from feedbot.backends.embedded import EmbeddedBackend
 from feedbot.commands import report as report_cli
 from feedbot.spans.otlp import PROTOBUF
 from feedbot.store.db import make_engine, make_sessions, migrate
 from tests.fakes.sdk_spans import json_line, otlp_document, protobuf
+from tests.fakes.tempo_server import TempoServer
 from tests.fakes.trace_servers import FakeJaeger
 from tests.functional.test_report_oneshot import UNTIL, run_spans, write_deploy
 
@@ -78,3 +80,39 @@ def test_without_deployed_at_the_baseline_comes_from_the_files(
     assert "in the trace files (no deployed_at" in baseline_note(doc)
     (group,) = [g for g in doc["groups"] if g["span"] == "GET /orders/{id}"]
     assert group["baseline"]["count"] == group["candidate"]["count"] == 120
+
+
+def _tempo_config(tmp_path: Path, tempo: TempoServer) -> Path:
+    config = tmp_path / "feedbot.yaml"
+    config.write_text(
+        f'database_url: "sqlite:///{tmp_path / "x.db"}"\n'
+        f"traces:\n  backend: tempo\n  url: {tempo.url}\n"
+    )
+    return config
+
+
+def test_tempo_counts_versions_with_traceql_metrics(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with TempoServer([encode_spans(run_spans(slower=1.85, seed=7))]) as tempo:
+        config = _tempo_config(tmp_path, tempo)
+        deploy = write_deploy(tmp_path)
+        code, doc, err = run(capsys, "--deploy", str(deploy), "--config", str(config))
+        reads = [path for path, _ in tempo.log if "/traces/" in path]
+    assert (code, doc["verdict"], doc["baseline_version"]) == (1, "regressed", "1.0"), err
+    assert "(240 spans)" in baseline_note(doc)  # exact: a TraceQL count, not a sample
+    assert reads == []
+
+
+def test_tempo_names_the_environment_the_spans_carry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with TempoServer([encode_spans(run_spans(slower=1.0, seed=8))]) as tempo:
+        config = _tempo_config(tmp_path, tempo)
+        deploy = write_deploy(tmp_path, environment="prod")
+        code, doc, err = run(
+            capsys, "--deploy", str(deploy), "--config", str(config), "--baseline-version", "1.0"
+        )
+    text = json.dumps(doc)
+    assert "environment(s) production" in text, err
+    assert "set the deploy's environment to production" in text

@@ -179,3 +179,55 @@ def test_start_schedules_the_cron_and_catches_up_a_missed_digest_at_once(
 def digest_rows(runtime: Runtime) -> list[Digest]:
     with runtime.sessions() as session:
         return list(session.scalars(select(Digest)))
+
+
+def test_a_biweekly_digest_covers_two_weeks_fires_every_other_week_and_links_its_meeting(
+    fresh_database_url: str, slack_api: FakeSlackAPI
+) -> None:
+    settings = settings_from_mapping(
+        {
+            "database_url": fresh_database_url,
+            "public_url": "https://feedbot.example",
+            "web": {"page_secret": "a-page-secret-of-some-length"},
+            "slack": {
+                "bot_token": "xoxb-t",
+                "signing_secret": "s",
+                "api_url": slack_api.base_url,
+                "weekly_digest": {
+                    "channel": "#feedback",
+                    "cadence": "biweekly",
+                    "meeting_link": "https://meet.example/feedback",
+                },
+            },
+        },
+        {},
+    )
+    fire = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)  # a Monday of an even week since 1970-01-05
+    runtime = build_runtime(settings, clock=FixedClock(fire))
+    try:
+        with runtime.sessions() as session:
+            for version, days in (("1", 10), ("2", 3), ("3", 20)):
+                ev = event(version=version, deployed_at=fire - timedelta(days=days))
+                register_release(session, ev, settings=settings, now=fire)
+            session.commit()
+        [message] = digests_of(runtime).build(fire)["#feedback"]
+        text = json.dumps(message.blocks, ensure_ascii=False)
+        assert "two weeks to Mon Dec 07" in text
+        assert "3 releases" not in text and "2 releases" in text  # 3 and 10 days ago, not 20
+        assert "|Join the meeting>" in text and "https://meet.example/feedback" in text
+        assert "https://feedbot.example/meeting?until=2026-12-07T09%3A00Z&t=" in text
+        # The week after is not a meeting week: nothing is queued; two weeks after, it is.
+        from feedbot.checks.digests import meeting_week
+
+        assert meeting_week("biweekly", fire)
+        assert not meeting_week("biweekly", fire + timedelta(days=7))
+        assert meeting_week("biweekly", fire + timedelta(days=14))
+        assert meeting_week("weekly", fire + timedelta(days=7))
+        clock = runtime.clock
+        assert isinstance(clock, FixedClock)
+        clock.set(fire + timedelta(days=7, minutes=5))
+        assert digests_of(runtime).run_due() == 0
+        clock.set(fire + timedelta(days=14, minutes=5))
+        assert digests_of(runtime).run_due() == 1
+    finally:
+        runtime.engine.dispose()

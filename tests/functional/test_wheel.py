@@ -124,6 +124,8 @@ def test_the_wheel_packages_the_migrations_and_nothing_else(wheel: Path) -> None
     for name in ("env.py", "script.py.mako"):
         assert f"feedbot/store/migrations/{name}" in names
     assert "feedbot/py.typed" in names
+    for template in (ROOT / "feedbot" / "digest" / "templates").glob("*.j2"):
+        assert f"feedbot/digest/templates/{template.name}" in names  # the pages render from them
     assert not [n for n in names if n.startswith(("tests/", "benchmarks/", "charts/"))]
 
 

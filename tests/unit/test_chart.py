@@ -207,3 +207,25 @@ def test_in_socket_mode_the_ingress_routes_nothing_to_slack() -> None:
     assert "SLACK_APP_TOKEN" in VALUES["secrets"]["values"]
     example = yaml.safe_load((CHART / "ci" / "socket-mode-values.yaml").read_text())
     assert errors(merged(VALUES, example)) == [] and example["slack"]["socketMode"] is True
+
+
+def test_the_pages_are_routed_and_their_links_signed_with_a_generated_secret() -> None:
+    ingress = (TEMPLATES / "ingress.yaml").read_text()
+    pages = ingress.split("{{- if $.Values.ingress.exposePages }}")[1].split("{{- end }}\n")
+    routed = "".join(pages[:3])
+    assert 'list "/releases/" "/services/"' in routed and "- path: /meeting" in routed
+    assert VALUES["ingress"]["exposePages"] is True
+    assert VALUES["config"]["web"]["page_secret"] == "${FEEDBOT_PAGE_SECRET:-}"
+    assert VALUES["config"]["web"]["page_links"] == "signed"
+    secret = (TEMPLATES / "secret.yaml").read_text()
+    generated = secret.split("{{- if and .Values.secrets.generatePageSecret")[1]
+    assert "not .Values.secrets.values.FEEDBOT_PAGE_SECRET" in generated
+    assert "randAlphaNum 48" in generated and 'lookup "v1" "Secret"' in generated
+    assert "FEEDBOT_PAGE_SECRET: {{ $pageSecret | quote }}" in generated
+    from feedbot.config import settings_from_mapping
+
+    env = {"FEEDBOT_DATABASE_URL": "postgresql+psycopg://feedbot@db/feedbot"}
+    page_secret = "generated-by-the-chart-0123456789"
+    settings = settings_from_mapping(VALUES["config"], {**env, "FEEDBOT_PAGE_SECRET": page_secret})
+    assert settings.web.page_secret == page_secret
+    assert errors(merged(VALUES, {"config": {"web": {"page_links": "public"}}}))

@@ -281,3 +281,32 @@ def test_charts_are_on_unless_switched_off() -> None:
     assert problems({"slack": {"charts": "no"}}) == [
         "slack.charts: expected true or false, got a string"
     ]
+
+
+def test_web_pages_and_the_meeting_are_validated() -> None:
+    found = problems(
+        {
+            "web": {"page_secret": "short", "page_links": "public", "link_ttl": "1s"},
+            "slack": {"weekly_digest": {"cadence": "monthly", "meeting_link": "zoom"}},
+        }
+    )
+    assert "web.page_secret: must be at least 16 characters (a random string)" in found
+    assert "web.page_links: 'public' is not one of signed, open" in found
+    assert "web.link_ttl: must be at least 1m" in found
+    assert "slack.weekly_digest.cadence: 'monthly' is not one of weekly, biweekly" in found
+    assert "slack.weekly_digest.meeting_link: 'zoom' is not an http(s) URL" in found
+    s = settings_from_mapping(
+        {"slack": {"weekly_digest": {"cadence": "biweekly"}}},
+        {"FEEDBOT_PAGE_SECRET": "from-the-environment"},
+    )
+    assert s.web.page_secret == "from-the-environment" and s.web.page_links == "signed"
+    assert s.slack.weekly_digest.period.days == 14
+
+
+def test_the_page_secret_is_masked_in_logs() -> None:
+    from feedbot.logs import Redactor, secrets_of
+
+    secret = "page-secret-0123456789abcdef"
+    settings = settings_from_mapping({}, {"FEEDBOT_PAGE_SECRET": secret})
+    assert settings.web.page_secret == secret
+    assert Redactor(secrets_of(settings))(f"signed with {secret}") == "signed with [redacted]"

@@ -86,6 +86,9 @@ def test_otlp_and_webhook_labels_stay_bounded() -> None:
         ("/v1/traces", "/v1/traces"),
         ("/metrics", "/metrics"),
         ("/wp-login.php", "other"),
+        ("/releases/12", "/releases/{release_id}"),
+        ("/services/any-name-a-scanner-tries", "/services/{name}"),
+        ("/meeting", "/meeting"),
     ],
 )
 def test_routes_are_templates_not_paths(path: str, route: str) -> None:

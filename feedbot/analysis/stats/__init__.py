@@ -9,7 +9,8 @@ concept. Section numbers (§) refer to shared/reference/detection-methods.md.
 * ``stats_quantile``: p50/p95/p99 with order-statistic CIs and the exceedance tail test (§7.3).
 * ``stats_counts``: Fisher / conditional binomial error tests, new exception types, reach (§7.4,
   §7.5).
-* ``stats_multi``: Benjamini-Hochberg q-values and Bonferroni across looks (§7.6).
+* ``stats_multi``: Benjamini-Hochberg q-values, Bonferroni across looks, and alpha-spending
+  boundaries (Pocock, O'Brien-Fleming) for confirmation at once (§7.6).
 * ``stats_power``: minimum detectable effects and sample sizes (§7.7).
 * ``stats_hosts``: the host-spread guard, τ̂, the raised floor and the cluster-aware p (§9).
 * ``stats_dist``: normal, binomial and hypergeometric distribution functions.
@@ -37,7 +38,14 @@ from feedbot.analysis.stats.hosts import (
     pooled_tau,
     pooled_tau_across,
 )
-from feedbot.analysis.stats.multi import bh_qvalues, bh_reject, bonferroni
+from feedbot.analysis.stats.multi import (
+    Spending,
+    bh_qvalues,
+    bh_reject,
+    bonferroni,
+    spending_boundary,
+    spent,
+)
 from feedbot.analysis.stats.power import (
     error_rate_min_detectable_ratio,
     mwu_min_detectable_ratio,
@@ -63,6 +71,7 @@ __all__ = [
     "QuantileEstimate",
     "ReachResult",
     "ShiftEstimate",
+    "Spending",
     "TailTestResult",
     "bh_qvalues",
     "bh_reject",
@@ -94,6 +103,8 @@ __all__ = [
     "reach_test",
     "reach_upper_bound",
     "robust_log_sigma",
+    "spending_boundary",
+    "spent",
     "tail_exceedance_test",
     "van_elteren",
 ]

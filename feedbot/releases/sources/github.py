@@ -1,4 +1,8 @@
-"""GitHub ``deployment_status`` webhooks, signed with ``X-Hub-Signature-256``.
+"""GitHub ``deployment_status`` and ``pull_request`` webhooks, signed with ``X-Hub-Signature-256``.
+
+A ``pull_request`` event (actions ``opened``, ``synchronize``, ``reopened``) is no release: the
+web layer asks :func:`is_pull_request` and hands :func:`parse_pull_request`'s event to the
+pull-request preview (:mod:`feedbot.checks.preview`).
 
 Only a status of ``success`` is a release; every other state, ``ping`` and every other event is
 answered "ignored". ``deployment.payload`` is free JSON set by whoever created the deployment
@@ -13,8 +17,9 @@ document's keys from it (``service``, ``version``, ``title``, ``url``, ``previou
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from feedbot.releases.event import Author, ReleaseEvent
 from feedbot.releases.sources._common import (
@@ -158,3 +163,72 @@ def _human_login(user: Fields | None) -> str | None:
     if login is None or login.endswith("[bot]") or user.data.get("type") == "Bot":
         return None
     return login
+
+
+#: The ``pull_request`` actions that change what the pull request would deploy.
+PREVIEW_ACTIONS = ("opened", "synchronize", "reopened")
+_REPOSITORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$")
+_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+
+
+@dataclass(frozen=True)
+class PullRequestEvent:
+    """A ``pull_request`` webhook asking for a preview: a new or updated head to look at."""
+
+    repository: str
+    number: int
+    head: str
+    base: str
+    url: str | None
+    author: str | None
+    action: str
+    delivery_id: str
+
+
+def is_pull_request(headers: Mapping[str, str]) -> bool:
+    """Whether a (verified) GitHub request is a ``pull_request`` event."""
+    return headers.get("x-github-event", "").strip() == "pull_request"
+
+
+def parse_pull_request(headers: Mapping[str, str], body: bytes) -> PullRequestEvent | None:
+    """A ``pull_request`` event, or None for actions that need no preview (``closed``, …).
+
+    Raises:
+        WebhookRejected: 400 unreadable, 422 naming every wrong field.
+    """
+    delivery_id = required_header(headers, "x-github-delivery", "X-GitHub-Delivery")
+    fields = Fields.of(load_json(body))
+    action = fields.text("action", required=True)
+    fields.problems.raise_if_any()
+    if action not in PREVIEW_ACTIONS:
+        return None
+    pull = _required_child(fields, "pull_request")
+    repository = _required_child(fields, "repository")
+    full_name = repository.text("full_name", required=True) or ""
+    if full_name and not _REPOSITORY.match(full_name):
+        repository.problems.add(repository.path("full_name"), "expected owner/name")
+    number = fields.data.get("number", pull.data.get("number"))
+    if isinstance(number, bool) or not isinstance(number, int) or not 0 < number < 2**31:
+        fields.problems.add(fields.path("number"), "expected a positive integer")
+    head = _sha(_required_child(pull, "head"))
+    base = _sha(_required_child(pull, "base"))
+    user = pull.child("user")
+    event = PullRequestEvent(
+        repository=full_name,
+        number=number if isinstance(number, int) else 0,
+        head=head,
+        base=base,
+        url=pull.url("html_url"),
+        author=_human_login(user),
+        action=action,
+        delivery_id=delivery_id,
+    )
+    fields.problems.raise_if_any()
+    return event
+
+
+def _sha(ref: Fields) -> str:
+    sha = ref.text("sha", required=True) or ""
+    if sha and not _SHA.match(sha):
+        ref.problems.add(ref.path("sha"), "expected a full commit SHA (40 hex characters)")
+    return sha

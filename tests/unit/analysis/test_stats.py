@@ -304,6 +304,38 @@ def test_bonferroni_over_looks():
     assert DetectionPolicy().looks.q_per_look == 0.0125
 
 
+def test_pocock_spending_is_lan_demets_and_spends_early():
+    # α·ln(1 + (e − 1)·t): at t = 1 all of α, at the first of four looks about 36% of it.
+    assert stats.spent(0.015, 1.0) == pytest.approx(0.015)
+    assert stats.spent(0.015, 0.25) == pytest.approx(0.015 * math.log(1 + (math.e - 1) / 4))
+    bounds = [stats.spending_boundary(0.015, k, 4) for k in range(1, 5)]
+    assert bounds == pytest.approx([0.00536, 0.00394, 0.00312, 0.00258], abs=1e-5)
+    assert sum(bounds) == pytest.approx(0.015)
+    assert bounds[0] > 0.015 / 4 > bounds[-1]  # more than an even split early, less late
+
+
+def test_obrien_fleming_spending_matches_its_closed_form_and_spends_late():
+    # 2 − 2Φ(z_{α/2}/√t), checked against scipy's normal distribution.
+    for t in (0.25, 0.5, 0.75, 1.0):
+        expected = 2 * sp.norm.sf(sp.norm.isf(0.015 / 2) / math.sqrt(t))
+        assert stats.spent(0.015, t, "obrien_fleming") == pytest.approx(expected, rel=1e-6)
+    bounds = [stats.spending_boundary(0.015, k, 4, "obrien_fleming") for k in range(1, 5)]
+    assert bounds[0] < 1e-5 and bounds == sorted(bounds)
+    assert sum(bounds) == pytest.approx(0.015)
+
+
+def test_spending_boundary_edges_and_bad_input():
+    assert stats.spending_boundary(0.02, 5, 4) == 0.0  # past the schedule
+    assert stats.spending_boundary(0.02, 1, 1) == pytest.approx(0.02)
+    assert stats.spent(0.02, 0.0) == 0.0
+    with pytest.raises(ValueError, match="alpha"):
+        stats.spent(1.5, 0.5)
+    with pytest.raises(ValueError, match="look"):
+        stats.spending_boundary(0.02, 0, 4)
+    with pytest.raises(ValueError, match="spending function"):
+        stats.spent(0.02, 0.5, "linear")  # type: ignore[arg-type]
+
+
 # --- power -----------------------------------------------------------------------------------
 
 
@@ -419,4 +451,5 @@ def test_policy_defaults_come_from_the_brief():
     assert (policy.errors.min_errors_new, policy.errors.rate_ratio_floor) == (3, 1.5)
     assert (policy.n_plus_one.min_repeats, policy.n_plus_one.min_total_ms) == (5, 50.0)
     assert policy.looks.confirm_looks == 2
+    assert (policy.looks.confirm_alpha, policy.looks.confirm_spending) == (0.015, "pocock")
     assert policy.looks.lone_test_level(60) == pytest.approx(0.0125 / 60)

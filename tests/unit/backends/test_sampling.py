@@ -90,3 +90,50 @@ def test_the_note_says_what_was_seen() -> None:
     assert (
         note("zipkin", {"sampled": 0}, 1) == "zipkin: no traces of this version found (1 request)"
     )
+
+
+def test_a_services_own_policy_sets_its_budget() -> None:
+    from feedbot.backends import budgets
+    from feedbot.config import settings_from_mapping
+
+    services = {
+        "coarse": {"detectors": {"latency": {"ratio_floor": 1.3}}},
+        "tails": {"detectors": {"tail": {"p95_min_samples": 800}}},
+        "strict": {"detectors": {"latency": {"min_samples": 600}}},
+        "plain": {"channel": "#plain"},
+    }
+    budget = budgets(settings_from_mapping({"services": services}, {}))
+    assert budget("plain") is None and budget("unknown") is None
+    # +30% is the smallest shift "coarse" reports: the p95 minimum is then what binds.
+    assert budget("coarse") == SearchBudget(per_operation=200)
+    assert budget("tails") == SearchBudget(per_operation=800)
+    assert budget("strict") == SearchBudget(per_operation=600)
+
+
+def test_a_search_store_asks_each_service_its_own_budget() -> None:
+    from feedbot.backends import build_backend, unwrapped
+    from feedbot.config import settings_from_mapping
+    from tests.fakes.sdk_spans import T0 as SDK_T0
+    from tests.fakes.sdk_spans import Variant, otlp_document, release_spans
+    from tests.fakes.trace_servers import FakeJaeger
+
+    with FakeJaeger() as jaeger:
+        many = Variant(traces=25)  # 50 traces: more than the first search's 20
+        spans = release_spans("tails", "1.0", variant=many)
+        spans += release_spans("plain", "1.0", variant=many)
+        jaeger.add_otlp(otlp_document(spans))
+        raw = {
+            "traces": {"backend": "jaeger", "url": jaeger.base_url},
+            "services": {"tails": {"detectors": {"tail": {"p95_min_samples": 800}}}},
+        }
+        backend = unwrapped(build_backend(settings_from_mapping(raw, {}), None))  # type: ignore[arg-type]
+        window = (SDK_T0, SDK_T0 + timedelta(minutes=10))
+        asked = {}
+        for service in ("tails", "plain"):
+            before = len(jaeger.requests("/api/v3/traces"))
+            backend.collect(SpanQuery(service, "1.0", *window, "production"))
+            calls = jaeger.requests("/api/v3/traces")[before:]
+            asked[service] = {int(str(c.param("query.num_traces"))) for c in calls}
+        backend.api.client.close()  # type: ignore[attr-defined]
+    assert max(asked["tails"]) == 200  # 800 over 4 slices
+    assert max(asked["plain"]) == 124  # 494 over 4 slices

@@ -21,7 +21,9 @@ from feedbot.backends.tempo import (
     TempoBackend,
     escape_traceql,
     search_ids,
+    search_query,
     selector,
+    spanset_rows,
     trace_rows,
     unix_seconds,
 )
@@ -30,7 +32,7 @@ from feedbot.spans.aggregate import aggregate
 from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.spans.otlp_http import decode_request
 from tests.fakes.sdk_spans import sdk_release
-from tests.fakes.tempo_server import TempoServer, parse_selector
+from tests.fakes.tempo_server import TempoServer, parse_search, parse_selector
 
 START_NS = 1_764_000_000_000_000_000
 START = datetime.fromtimestamp(START_NS // 10**9, UTC)
@@ -126,7 +128,8 @@ def test_request_units(tempo: TempoServer) -> None:
         str(START_NS // 10**9 + 3600),
     )
     # The first search finds where the version served (SearchBudget.locate_limit traces).
-    assert search["limit"] == "20" and search["spss"] == "3"
+    assert search["limit"] == "20" and search["spss"] == "100"
+    assert search["q"].endswith(")") and "| select(" in search["q"]
     metrics = next(p for path, p in tempo.log if path == "/api/metrics/query_range")
     assert (metrics["start"], metrics["end"]) == (str(START_NS), str(START_NS + 3600 * 10**9))
     assert metrics["step"] == "3600s"
@@ -199,12 +202,14 @@ def test_same_answer_as_the_streaming_aggregator(tempo: TempoServer, release: An
     ]
     # The first search held every trace: not a sample, and the note says so.
     assert data.sampled_traces is None and data.traces == 6
-    assert "tempo: all 6 traces of this version found in 10 requests" in data.notes
+    assert "tempo: all 6 traces of this version found in 4 requests" in data.notes
+    # The spans came in the search's spansets: no trace was read by id.
+    assert not [path for path, _ in tempo.log if "/traces/" in path]
     assert any("TraceQL metrics" in note for note in data.notes)
 
 
 def test_metric_counts_are_exact_when_the_sample_is_small(tempo: TempoServer) -> None:
-    data = backend(tempo, max_traces=2, slices=1).collect(query())
+    data = backend(tempo, max_traces=2, slices=1, select=False).collect(query())
     assert data.sampled_traces == 2
     counts = {(g.name, g.count, g.errors) for g in data.groups}
     # DB spans are grouped by statement, which TraceQL metrics cannot: sampled counts (2 traces).
@@ -220,14 +225,14 @@ def test_metric_counts_are_exact_when_the_sample_is_small(tempo: TempoServer) ->
 
 def test_without_metrics_counts_come_from_the_sample(release: Any) -> None:
     with TempoServer([release], metrics=False) as server:
-        data = backend(server, max_traces=2, slices=1).collect(query())
+        data = backend(server, max_traces=2, slices=1, select=False).collect(query())
     assert sum(g.count for g in data.groups if g.kind == "SERVER") == 2
     assert any("TraceQL metrics unavailable" in note for note in data.notes)
 
 
 def test_old_tempo_without_v2_trace_endpoint(release: Any) -> None:
     with TempoServer([release], v2=False) as server:
-        data = backend(server).collect(query())
+        data = backend(server, select=False).collect(query())
         v2_calls = [p for p, _ in server.log if p.startswith("/api/v2/traces/")]
     assert data.groups[0].count == 18
     assert len(v2_calls) == 1  # learnt after the first 404
@@ -243,7 +248,7 @@ def test_environment_filters_the_sample_and_the_metrics(release: Any) -> None:
 def test_trace_gone_since_search_is_skipped(tempo: TempoServer) -> None:
     tempo.fail("/api/v2/traces/", 404, times=1)
     tempo.fail("/api/traces/", 404, times=1)
-    data = backend(tempo, metrics=False).collect(query())
+    data = backend(tempo, metrics=False, select=False).collect(query())
     assert data.sampled_traces is None and data.traces == 5
 
 
@@ -276,7 +281,7 @@ def test_garbage_is_a_response_error(tempo: TempoServer) -> None:
 def test_wrong_shape_is_a_response_error(tempo: TempoServer) -> None:
     tempo.fail("/api/v2/traces/", 200, body=b'{"trace": []}')
     with pytest.raises(BackendResponseError, match="expected a trace object"):
-        backend(tempo).collect(query())
+        backend(tempo, select=False).collect(query())
 
 
 def test_slow_answers_time_out_as_unavailable(tempo: TempoServer) -> None:
@@ -289,10 +294,10 @@ def test_slow_answers_time_out_as_unavailable(tempo: TempoServer) -> None:
 
 def test_concurrent_trace_reads_give_the_sequential_answer(release: Any) -> None:
     with TempoServer([release], latency=0.02) as server:
-        one = backend(server, concurrency=1).collect(query())
+        one = backend(server, concurrency=1, select=False).collect(query())
         reads_one = sum(p.startswith("/api/v2/traces/") for p, _ in server.log)
         server.log.clear()
-        many = backend(server, concurrency=8).collect(query())
+        many = backend(server, concurrency=8, select=False).collect(query())
         reads_many = sum(p.startswith("/api/v2/traces/") for p, _ in server.log)
     assert plain(one) == plain(many)
     for a, b in zip(one.groups, many.groups, strict=True):
@@ -321,5 +326,109 @@ def test_trace_reads_overlap(release: Any) -> None:
     with TempoServer([release], latency=0.05) as server:
         hooks = {"request": [track], "response": [untrack]}
         client = httpx.Client(base_url=server.url, timeout=2, event_hooks=hooks)
-        TempoBackend(client, retry=NO_WAIT, concurrency=4).collect(query())
+        TempoBackend(client, retry=NO_WAIT, concurrency=4, select=False).collect(query())
     assert peak > 1
+
+
+# Spans from the search's spansets ---------------------------------------------------------------
+
+
+def _search(server: TempoServer, q: str, **params: Any) -> Any:
+    window = {"start": START_NS // 10**9, "end": START_NS // 10**9 + 3600}
+    with httpx.Client(base_url=server.url, timeout=2) as http:
+        response = http.get("/api/search", params={"q": q, **window, **params})
+    return response
+
+
+def test_operation_and_error_searches_list_every_span_of_the_version(
+    tempo: TempoServer, release: Any
+) -> None:
+    from feedbot.backends.http import JsonApi
+
+    api = JsonApi(httpx.Client(), backend="tempo")
+    whole = reference(release, query())
+    for named, conditions in ((query(span_name="load"), []), (query(), ["status = error"])):
+        q = search_query(query(), named, conditions, select=True)
+        document = _search(tempo, q, limit=20, spss=100).json()
+        rows, listed_whole = spanset_rows(document, query(), api)
+        assert rows and set(rows) == listed_whole
+        # Each trace found brings all its spans of the version, not only the matching ones.
+        names = {r["name"] for trace in rows.values() for r in trace}
+        assert len(names) > 1 and "SELECT shop.items" in names
+        assert all(r["parent_span_id"] or r["kind"] == "SERVER" for t in rows.values() for r in t)
+    errors = search_query(query(), query(), ["status = error"], select=True)
+    found = _search(tempo, errors, limit=20, spss=100).json()["traces"]
+    assert len(found) == sum(g.errors for g in whole.groups if g.kind == "SERVER")
+
+
+def test_a_spanset_cut_by_spss_is_read_whole(tempo: TempoServer, release: Any) -> None:
+    data = backend(tempo, spss=2).collect(query())
+    reads = [path for path, _ in tempo.log if path.startswith("/api/v2/traces/")]
+    assert plain(data) == plain(reference(release, query()))
+    assert len(reads) == 6  # every trace has more than 2 spans of the version
+    assert any("more than 2 spans" in note for note in data.notes)
+
+
+def test_the_fake_follows_tempos_limits(tempo: TempoServer) -> None:
+    q = selector(query())
+    assert _search(tempo, q, limit=1, spss=101).status_code == 400
+    assert _search(tempo, q + " | select(span.http.route", limit=1).status_code == 400
+    (trace,) = _search(tempo, q, limit=1, spss=1).json()["traces"]
+    (spanset,) = trace["spanSets"]
+    assert len(spanset["spans"]) == 1 and spanset["matched"] > 1
+    assert parse_search(search_query(query(), query(span_name="a"), [], select=False)) == (
+        [parse_selector(selector(query())), parse_selector(selector(query(span_name="a")))],
+        [],
+    )
+
+
+def test_selected_attributes_keyed_as_tempo_keys_them(tempo: TempoServer) -> None:
+    q = search_query(query(), query(), ["status = error"], select=True)
+    (trace, *_) = _search(tempo, q, limit=1, spss=100).json()["traces"]
+    keys = {a["key"] for s in trace["spanSets"][0]["spans"] for a in s.get("attributes", [])}
+    assert {"service.version", "status", "kind", "span:parentID", "event:name"} <= keys
+    assert {"http.route", "exception.type", "db.query.text"} <= keys
+    assert not any(k.startswith(("resource.", "span.", "event.")) for k in keys)
+
+
+@pytest.mark.parametrize(
+    ("spans", "field"),
+    [
+        ("nope", r"traces\[0\].spanSets\[0\].spans"),
+        ([{"name": "x"}], r"spans\[0\].spanID"),
+        ([{"spanID": "01", "startTimeUnixNano": "soon"}], r"spans\[0\].startTimeUnixNano"),
+    ],
+)
+def test_malformed_spanset_names_the_field(spans: Any, field: str) -> None:
+    from feedbot.backends.http import JsonApi
+
+    api = JsonApi(httpx.Client(), backend="tempo")
+    document = {"traces": [{"traceID": "ab", "spanSets": [{"spans": spans, "matched": 1}]}]}
+    with pytest.raises(BackendResponseError, match=field):
+        spanset_rows(document, query(), api)
+
+
+# Versions and census ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("served", "metrics"), [(True, True), (False, True), (False, False)])
+def test_census_and_versions_without_reading_traces(
+    release: Any, served: bool, metrics: bool
+) -> None:
+    other = sdk_release(
+        start_ns=START_NS,
+        resource={"deployment.environment.name": "staging", "service.version": "1.5.0"},
+    )
+    with TempoServer([release, other], metrics=served) as server:
+        tempo = backend(server, metrics=metrics)
+        window = (START, START + timedelta(hours=1))
+        census = tempo.census("checkout", *window)
+        paths = [path for path, _ in server.log]
+        versions = tempo.versions("checkout", *window, "production")
+    spans = sum(g.count for g in reference(release, query()).groups)
+    assert census == {("production", "1.4.2"): spans, ("staging", "1.5.0"): spans}
+    assert versions == {"1.4.2": spans}
+    # One metrics query; without metrics, one search per slice whose spansets hold the spans.
+    wanted = ["/api/metrics/query_range"] if metrics else []
+    wanted += [] if served else ["/api/search"] * 4
+    assert paths == wanted

@@ -207,3 +207,24 @@ def test_unique_rows_packed_or_sorted_agree_with_numpy(
     )
     for mine, theirs in zip(got, want, strict=True):
         assert mine.tolist() == theirs.reshape(mine.shape).tolist()
+
+
+def test_a_first_line_longer_than_64_kib_is_read_as_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The Collector's file exporter writes a batch a line: 500 SDK spans make ~250 KB.
+    spans = release_spans(SERVICE, "1.0.0")
+    batch = otlp_document(spans * (-(-70_000 // len(json.dumps(otlp_document(spans))))))
+    path = tmp_path / "collector.jsonl"
+    path.write_text(json.dumps(batch) + "\n" + json.dumps(otlp_document(spans)) + "\n")
+    assert path.read_text().index("\n") > 65536
+    line_by_line: list[int] = []
+    read_line = otlp_lines._read_line
+    monkeypatch.setattr(
+        otlp_lines, "_read_line", lambda *args: line_by_line.append(1) or read_line(*args)
+    )
+    got = OtlpFileBackend([str(path)]).collect(query(SERVICE, "1.0.0"))
+    assert not line_by_line  # not taken for one pretty-printed document
+    monkeypatch.undo()
+    _line_by_line(monkeypatch)
+    same(got, OtlpFileBackend([str(path)]).collect(query(SERVICE, "1.0.0")))

@@ -63,7 +63,7 @@ def test_the_code_history_goes_and_comes_back(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'feedbot.db'}")
     try:
         config = alembic_config()
-        for target in ("head", "0006", "head"):
+        for target in ("head", "0008_scale", "head"):
             with engine.begin() as connection:
                 config.attributes["connection"] = connection
                 (command.upgrade if target == "head" else command.downgrade)(config, target)

@@ -1,7 +1,7 @@
 """code_keys and code_history: what each check saw per operation, function and file
 
-Revision ID: 0007_history
-Revises: 0006
+Revision ID: 0009_history
+Revises: 0008_scale
 Create Date: 2026-12-07 12:00:00
 
 """
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007_history"
-down_revision: str | Sequence[str] | None = "0006"
+revision: str = "0009_history"
+down_revision: str | Sequence[str] | None = "0008_scale"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,262 @@
+"""The embedded store's check read as columns, and its prune in bounded batches, on both databases.
+
+Spans come from the real OpenTelemetry SDK, stored through ``EmbeddedBackend.ingest`` as an
+exporter sends them. The columnar read (attributes extracted in SQL, folded with numpy) must give
+the same answer as reading every row, and fall back to the rows for a span it cannot read alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
+from sqlalchemy import Engine, delete, event, func, select
+
+from feedbot.backends import embedded
+from feedbot.backends.embedded import EmbeddedBackend
+from feedbot.clock import FixedClock
+from feedbot.spans.model import SpanQuery
+from feedbot.spans.otlp import PROTOBUF
+from feedbot.store.db import make_sessions
+from feedbot.store.spans import Span
+from tests.fakes.sdk_spans import protobuf
+
+T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+
+
+def _ns(seconds: float) -> int:
+    return int(((T0 - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() + seconds) * 1e9)
+
+
+@pytest.fixture
+def service(engine: Engine) -> Iterator[str]:
+    name = f"scale-{uuid.uuid4().hex[:8]}"
+    yield name
+    with make_sessions(engine).begin() as session:
+        session.execute(delete(Span).where(Span.service.startswith(name)))
+
+
+def _spans(service: str, odd: dict[str, Any] | None = None) -> list[ReadableSpan]:
+    """Request traces of two instances: routes, raw URLs, both statement and code generations,
+    label-like attributes of each type, exceptions, and ``error.type`` without an event."""
+    spans: list[ReadableSpan] = []
+    for pod in ("pod-a", "pod-b"):
+        memory = InMemorySpanExporter()
+        provider = TracerProvider(
+            resource=Resource.create(
+                {
+                    "service.name": service,
+                    "service.version": "2.0.0",
+                    "deployment.environment.name": "production",
+                    "service.instance.id": pod,
+                }
+            )
+        )
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+        tracer = provider.get_tracer("tests.scale")
+        for i in range(12):
+            start = _ns(i + (30 if pod == "pod-b" else 0))
+            server = tracer.start_span(
+                "GET /orders/{id}",
+                kind=SpanKind.SERVER,
+                start_time=start,
+                attributes={
+                    "http.route": "/orders/{id}",
+                    "http.request.method": "GET",
+                    "tenant.id": f"t{i % 3}",
+                    "region": i % 2,
+                    "feature_flag.variant": i % 2 == 0,
+                    "cloud.region": 1.5,  # a float: no label
+                    "user.id": f"u{i}",
+                    **(odd or {}),
+                },
+            )
+            inside = set_span_in_context(server)
+            for n in range(3):
+                key = "db.statement" if i % 2 else "db.query.text"
+                tracer.start_span(
+                    "SELECT items",
+                    context=inside,
+                    kind=SpanKind.CLIENT,
+                    start_time=start + (n + 1) * 1_000_000,
+                    attributes={
+                        key: f"SELECT * FROM items WHERE id = {i * 10 + n}",
+                        "db.name": "shop",
+                    },
+                ).end(end_time=start + (n + 2) * 1_000_000)
+            tracer.start_span(
+                "GET",
+                context=inside,
+                kind=SpanKind.CLIENT,
+                start_time=start + 5_000_000,
+                attributes={
+                    "url.full": f"http://10.0.0.{i}:8080/prices/{i * 7919}?q=1",
+                    "http.request.method": "GET",
+                },
+            ).end(end_time=start + 6_000_000 + i * 100_000)
+            code = (
+                {
+                    "code.namespace": "shop.Pricer",
+                    "code.function": "price",
+                    "code.lineno": 40 + i % 2,
+                }
+                if i % 2
+                else {"code.function.name": "shop.Pricer.price", "code.file.path": "shop.py"}
+            )
+            work = tracer.start_span(
+                "price", context=inside, start_time=start + 7_000_000, attributes=code
+            )
+            if i % 4 == 1:
+                work.record_exception(KeyError("no price"), timestamp=start + 7_500_000)
+                work.set_status(Status(StatusCode.ERROR))
+            elif i % 4 == 3:
+                work.set_attribute("error.type", "TimeoutError")
+                work.set_status(Status(StatusCode.ERROR))
+            work.end(end_time=start + 8_000_000 + i * 200_000)
+            server.end(end_time=start + 10_000_000 + i * 1_000_000)
+        provider.shutdown()
+        spans += memory.get_finished_spans()
+    return spans
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal in every field, arrays too (a dataclass's ``==`` leaves its arrays out)."""
+    if dataclasses.is_dataclass(a) and not isinstance(a, type):
+        return type(a) is type(b) and all(
+            same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a)
+        )
+    if isinstance(a, np.ndarray):
+        return (
+            isinstance(b, np.ndarray)
+            and a.dtype == b.dtype
+            and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+        )
+    if isinstance(a, list | tuple):
+        return isinstance(b, list | tuple) and len(a) == len(b) and all(map(same, a, b))
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+def _query(service: str) -> SpanQuery:
+    return SpanQuery(
+        service=service,
+        version="2.0.0",
+        start=T0,
+        end=T0 + timedelta(minutes=10),
+        environment="production",
+    )
+
+
+def test_a_check_read_as_columns_answers_as_the_rows_do(
+    engine: Engine, service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = EmbeddedBackend(make_sessions(engine))
+    assert backend.ingest(protobuf(_spans(service)), PROTOBUF, None) == 2 * 12 * 6
+    expected = backend.collect_rows(_query(service))
+    monkeypatch.setattr(embedded, "COLUMN_BATCH", 50)  # several batches, traces across them
+
+    def no_rows(query: SpanQuery) -> None:
+        raise AssertionError("fell back to the rows")
+
+    monkeypatch.setattr(backend, "collect_rows", no_rows)
+    found = backend.collect(_query(service))
+    assert same(found, expected)
+    warm = replace(_query(service), warmup=timedelta(seconds=4))
+    warmed = backend.collect(warm)
+    assert same(warmed, EmbeddedBackend.collect_rows(backend, warm))
+    assert not same(warmed, found)  # the warm-up left some durations out
+    labels = {group.name: group for group in found.groups}
+    assert "shop: SELECT * FROM items WHERE id = ?" in labels
+    assert "GET {ip}/prices/{id}" in labels, sorted(labels)
+    assert sum(group.count for group in found.groups) == 2 * 12 * 6
+    server = labels["GET /orders/{id}"]
+    keys = {key for labels_ in server.label_sets for key, _ in labels_}
+    assert {"tenant.id", "region", "feature_flag.variant"} <= keys
+    assert "cloud.region" not in keys and "user.id" not in keys
+
+
+@pytest.mark.parametrize(
+    "odd", [{"http.route": True}, {"code.lineno": -3}, {"tenant.id": "a\x1eb\x1fc\x1fd"}]
+)
+def test_a_span_the_columns_cannot_read_alike_sends_the_check_to_the_rows(
+    engine: Engine, service: str, odd: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = EmbeddedBackend(make_sessions(engine))
+    backend.ingest(protobuf(_spans(service, odd)), PROTOBUF, None)
+    expected = backend.collect_rows(_query(service))
+    read_rows: list[SpanQuery] = []
+    rows = backend.collect_rows
+
+    def spy(query: SpanQuery) -> Any:
+        read_rows.append(query)
+        return rows(query)
+
+    monkeypatch.setattr(backend, "collect_rows", spy)
+    assert same(backend.collect(_query(service)), expected)
+    assert read_rows == [_query(service)]
+
+
+def _stored(engine: Engine, service: str) -> list[int]:
+    with make_sessions(engine).begin() as session:
+        return list(
+            session.scalars(select(Span.id).where(Span.service == service).order_by(Span.id))
+        )
+
+
+def test_prune_deletes_in_bounded_batches_then_keeps_the_newest_up_to_the_cap(
+    engine: Engine, service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(embedded, "PRUNE_BATCH", 7)
+    old = EmbeddedBackend(make_sessions(engine), clock=FixedClock(T0 - timedelta(days=2)))
+    new = EmbeddedBackend(make_sessions(engine), clock=FixedClock(T0))
+    spans = _spans(service)
+    old.ingest(protobuf(spans[:60]), PROTOBUF, None)
+    new.ingest(protobuf(spans[60:]), PROTOBUF, None)
+    ids = _stored(engine, service)
+    deletes: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("DELETE"):
+            deletes.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with make_sessions(engine).begin() as session:
+            total = session.scalar(select(func.count()).select_from(Span))
+        assert total is not None
+        assert new.prune(T0 - timedelta(days=1), max_spans=total - 60 - 5) == 60 + 5
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(deletes) >= 60 // 7  # one bounded statement per batch, each its own transaction
+    assert _stored(engine, service) == ids[65:]
+
+
+def test_prune_below_the_cap_reads_only_the_ends_of_the_key(engine: Engine, service: str) -> None:
+    backend = EmbeddedBackend(make_sessions(engine))
+    backend.ingest(protobuf(_spans(service)), PROTOBUF, None)
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement.upper())
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert backend.prune(T0 - timedelta(days=3650), max_spans=10**9) == 0
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    # The retention step looks its ids up on received_at's index; the cap step reads the key.
+    selects = [s for s in statements if s.lstrip().startswith("SELECT") and "RECEIVED_AT" not in s]
+    assert len(selects) == 2 and "MIN(SPANS.ID)" in selects[0] and "MAX(SPANS.ID)" in selects[1]
+    assert not any("WHERE" in s or "OFFSET" in s for s in selects)
