@@ -176,6 +176,9 @@ class ChecksConfig:
     retry_backoff: timedelta = timedelta(seconds=30)
     tick: timedelta = timedelta(seconds=5)
     lease: timedelta = timedelta(minutes=5)
+    #: How long the code history (what each check saw per operation, function and file) is
+    #: kept; older rows are deleted as checks finish.
+    history_retention: timedelta = timedelta(days=400)
 
 
 @dataclass(frozen=True)
@@ -654,7 +657,15 @@ def _token(reader: _Reader, raw: dict[str, Any], key: str, path: str) -> str | N
 
 
 def _checks(reader: _Reader, raw: Any) -> ChecksConfig:
-    keys = ("after", "baseline_window", "max_attempts", "retry_backoff", "tick", "lease")
+    keys = (
+        "after",
+        "baseline_window",
+        "max_attempts",
+        "retry_backoff",
+        "tick",
+        "lease",
+        "history_retention",
+    )
     section = reader.section(raw, "checks", keys)
     defaults = ChecksConfig()
     after = defaults.after
@@ -679,6 +690,9 @@ def _checks(reader: _Reader, raw: Any) -> ChecksConfig:
         retry_backoff=reader.duration(section, "retry_backoff", "checks", defaults.retry_backoff),
         tick=reader.duration(section, "tick", "checks", defaults.tick),
         lease=reader.duration(section, "lease", "checks", defaults.lease),
+        history_retention=reader.duration(
+            section, "history_retention", "checks", defaults.history_retention
+        ),
     )
 
 

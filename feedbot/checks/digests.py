@@ -23,9 +23,9 @@ from feedbot.clock import Clock
 from feedbot.config import Settings
 from feedbot.digest.blocks import Rendered
 from feedbot.digest.links import PageLinks
-from feedbot.digest.weekly import WeekRelease, render
+from feedbot.digest.weekly import CodeWeek, Hot, Unreached, WeekRelease, render
 from feedbot.notify.outbox import enqueue
-from feedbot.store import queries
+from feedbot.store import history, queries
 from feedbot.store.models import Release
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 #: How late a missed fire time is still sent (a replica restarting after the cron time).
 CATCH_UP = timedelta(hours=12)
 WEEK = timedelta(days=7)
+#: How far back the code view looks for changed code never reached since it shipped, and for
+#: code that runs only in production.
+SHIPPED = timedelta(days=28)
 
 
 class WeeklyDigests:
@@ -73,28 +76,86 @@ class WeeklyDigests:
         ``cadence: biweekly``), rendered but not sent; each links the meeting's page."""
         conf = self._settings.slack.weekly_digest
         by_channel: dict[str, list[WeekRelease]] = {}
+        shipped: dict[str, list[Release]] = {}
+        code: dict[str, CodeWeek] = {}
         with self._sessions() as session:
-            for release in queries.releases_between(session, end - conf.period, end):
+            for release in queries.releases_between(session, end - max(SHIPPED, conf.period), end):
                 channel = self._channel(release)
-                if channel is not None and self._watched(release):
+                if channel is None or not self._watched(release):
+                    continue
+                shipped.setdefault(channel, []).append(release)
+                if release.deployed_at >= end - conf.period:
                     by_channel.setdefault(channel, []).append(_week_release(release))
+            for channel, releases in shipped.items():
+                code[channel] = self._code_week(session, releases, end, conf.period)
         default = self._settings.slack.weekly_digest.channel
         if default and default not in by_channel:
             by_channel[default] = []
         period = f"{'two weeks' if conf.cadence == 'biweekly' else 'week'} to {end:%a %b %d}"
         page = PageLinks.from_settings(self._settings).meeting(self._clock.now(), until=end)
         return {
-            channel: render(channel, period, rows, page=page, call=conf.meeting_link)
+            channel: render(
+                channel, period, rows, code.get(channel), page=page, call=conf.meeting_link
+            )
             for channel, rows in by_channel.items()
         }
+
+    def _code_week(
+        self, session: Session, releases: Sequence[Release], end: datetime, period: timedelta
+    ) -> CodeWeek:
+        """The code view of a channel's releases of the last :data:`SHIPPED`, from the history."""
+        services = sorted({r.service for r in releases})
+        traced = history.instrumented(session, services)
+        unreached: dict[tuple[str, str], Unreached] = {}
+        for release in sorted(releases, key=lambda r: r.deployed_at, reverse=True):
+            if release.service not in traced:
+                continue  # its spans name no function: "never reached" would be a guess
+            names = {str(f) for c in release.changes for f in c.functions or ()}
+            calls = history.reached(session, release.service, names, release.deployed_at)
+            for name in sorted(n for n, count in calls.items() if count == 0):
+                key = (release.service, name)
+                unreached.setdefault(
+                    key, Unreached(release.service, release.version, name, release.deployed_at)
+                )
+        week = [r for r in releases if r.deployed_at >= end - period]
+        changed = {(r.service, str(f)) for r in week for c in r.changes for f in c.functions or ()}
+        busy = history.busiest(session, services, end - period)
+        hottest = [
+            Hot(b.service, b.name, b.per_day)
+            for b in busy
+            if any(s == b.service and history.same_function(f, {b.name}) for s, f in changed)
+        ]
+        return CodeWeek(
+            unreached=list(unreached.values()),
+            hottest=hottest,
+            production_only=self._production_only(session, services, end),
+        )
+
+    def _production_only(
+        self, session: Session, services: Sequence[str], end: datetime
+    ) -> list[Hot]:
+        """Functions (then operations) that ran only in their service's watched environment in
+        the last :data:`SHIPPED`, though the service was deployed to others too."""
+        deployed = history.environments_of(session, services)
+        out = []
+        for kind in ("function", "operation"):
+            for b in history.busiest(session, services, end - SHIPPED, kind=kind):
+                main = self._environment(b.service)
+                others = sorted(deployed.get(b.service, set()) - {main})
+                if others and set(b.environments) == {main}:
+                    out.append(Hot(b.service, b.name, b.per_day, tuple(others)))
+        return out
+
+    def _environment(self, service: str) -> str:
+        conf = self._settings.services.get(service)
+        return (conf.environment if conf else None) or "production"
 
     def _channel(self, release: Release) -> str | None:
         service = self._settings.services.get(release.service)
         return (service.channel if service else None) or self._settings.slack.weekly_digest.channel
 
     def _watched(self, release: Release) -> bool:
-        service = self._settings.services.get(release.service)
-        return release.environment == ((service.environment if service else None) or "production")
+        return release.environment == self._environment(release.service)
 
     def _claim_and_queue(self, channel: str, period: str, messages: Sequence[Rendered]) -> int:
         now = self._clock.now()

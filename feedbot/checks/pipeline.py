@@ -28,6 +28,7 @@ from feedbot.config import Settings
 from feedbot.digest.text import report_text
 from feedbot.policy import DetectionPolicy, with_overrides
 from feedbot.releases.event import Change
+from feedbot.spans.footprint import Footprint, footprints, with_insights
 from feedbot.spans.model import Elsewhere, ReleaseData, SpanQuery
 from feedbot.store.queries import Observed
 
@@ -86,8 +87,11 @@ class Finished:
     """A check's outcome before it is recorded: the analysis, its report, and what it saw.
 
     ``exceptions`` lists (version, span group, type, spans) for both versions, for the
-    service's exception history. ``charts`` are the pictures of changed routes drawn for the
-    thread (the runner draws them; ``report`` does not).
+    service's exception history. ``footprints`` is what the new version's spans showed per
+    operation, function and file, with the findings about each, over ``serving_seconds`` (its
+    first to its last span): the rows of the code history (:mod:`feedbot.store.history`).
+    ``charts`` are the pictures of changed routes drawn for the thread (the runner draws them;
+    ``report`` does not).
     """
 
     analysis: Analysis
@@ -95,6 +99,8 @@ class Finished:
     text: str
     exceptions: tuple[Observed, ...] = ()
     charts: tuple[RouteChart, ...] = ()
+    footprints: tuple[Footprint, ...] = ()
+    serving_seconds: float = 0.0
 
 
 def policy_for(
@@ -221,7 +227,17 @@ def analyse(plan: Plan, collected: Collected) -> Finished:
     seen = _exceptions_seen(plan.context, collected.candidate, collected.baseline)
     report = to_json(analysis, context)
     look = f"look {analysis.look} of {analysis.looks}" + (", final" if analysis.final else "")
-    return Finished(analysis, report, report_text(report, look=look), seen)
+    prints = with_insights(footprints(collected.candidate), report.get("findings", []))
+    observed = collected.candidate.observed
+    seconds = (observed[1] - observed[0]).total_seconds() if observed else 0.0
+    return Finished(
+        analysis,
+        report,
+        report_text(report, look=look),
+        seen,
+        footprints=tuple(prints),
+        serving_seconds=seconds,
+    )
 
 
 def _query(

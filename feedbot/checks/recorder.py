@@ -27,7 +27,7 @@ from feedbot.notify.outbox import enqueue
 from feedbot.releases.owners import NOBODY, home_viewers
 from feedbot.retry import backoff
 from feedbot.store import acknowledgements as state
-from feedbot.store import queries
+from feedbot.store import history, queries
 from feedbot.store.models import Check, Release
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ class CheckRecorder:
             seen=done.exceptions,
             now=now,
         )
+        self._record_history(session, release, done, now)
         self._queue_reply(session, release, check, done, now)
         self._queue_status(session, release, check, now)
         self._queue_home(session, release, check, now)
@@ -80,6 +81,22 @@ class CheckRecorder:
         log.info("check %d of release %d done by %s", check.id, release.id, self._worker)
         failpoints.hit("check-committed")
         return "done"
+
+    def _record_history(
+        self, session: Session, release: Release, done: Finished, now: datetime
+    ) -> None:
+        """Keep what the check saw per operation, function and file; forget the expired."""
+        history.record(
+            session,
+            release_id=release.id,
+            service=release.service,
+            environment=release.environment,
+            version=release.version,
+            at=now,
+            seconds=done.serving_seconds,
+            prints=done.footprints,
+        )
+        history.prune(session, now - self._settings.checks.history_retention)
 
     def fail(self, session: Session, check: Check, error: str) -> str:
         """Retry ``check`` later with backoff, or fail it for good and say so in its thread.

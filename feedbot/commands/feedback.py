@@ -2,15 +2,17 @@
 
 ::
 
-    feedbot feedback <feature|service|service@version|help> [--config CFG] [--database-url URL]
+    feedbot feedback <feature|service|service@version|function|file|route|help>
+                     [--config CFG] [--database-url URL]
 
 The answer is built by the code that answers the slash command
 (:class:`feedbot.slack.feedback.FeedbackService` and :mod:`feedbot.digest.answers`) from the
 checks feedbot already ran and stored, then printed as text (:mod:`feedbot.digest.plain`). No
 Slack token, no trace backend and no running server are needed: only the database. Exit status:
-0 an answer was printed (also "no finished check yet" and ``help``), 1 the name is unknown (the
-answer lists the closest names) or the database could not be read, 2 a usage or configuration
-problem.
+0 an answer was printed (also "no finished check yet" and ``help``), 1 the name is unknown or
+a feature matches no span (the answer lists the closest names, and no verdict) or the database
+could not be read, 2 a usage or configuration problem. A route has a space: quote it
+(``feedbot feedback "GET /vaults/{id}"``), or give several words.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "name",
         metavar="NAME",
-        help="a service, service@version, a feature from the config, or help",
+        nargs="+",
+        help="a service, service@version, a feature from the config, a function, a file, "
+        "a route (GET /vaults/{id}), or help",
     )
     add_config(parser, help=f"config file, for its features and database (default: ${CONFIG_ENV})")
     parser.add_argument(
@@ -65,15 +69,14 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
     if problem:
         err.write(f"feedbot feedback: {problem}\n")
         return EXIT_USAGE
-    command = parse(args.name)
+    command = parse(" ".join(args.name) if isinstance(args.name, list) else args.name)
     if command.name is None:
         out.write(mrkdwn_text(HELP).replace("/feedback", "feedbot feedback") + "\n")
         return EXIT_OK
     engine = db.make_engine(settings.database_url)
     try:
         service = FeedbackService(sessions=db.make_sessions(engine), settings=settings)
-        answer = service.answer(command)
-        known = service.knows(command)
+        answer, known = service.reply(command)
     except SQLAlchemyError as exc:
         where = engine.url.render_as_string(hide_password=True)
         err.write(

@@ -6,6 +6,8 @@ from whom (the calling operations, from parent spans), its p50/p95/p99 and error
 (baseline → now), and what the last releases did.
 A feature narrows the report to its span groups (``features.<name>.spans``, globs allowed) and
 to findings about its code (``features.<name>.code``: module or path prefixes).
+A function, file or route is answered from the code history (:func:`code_feedback`), and a
+feature that matches nothing says so without a verdict (:func:`feature_matches_nothing`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from feedbot.digest.blocks import (
 )
 from feedbot.digest.text import VERDICT_WORDS
 from feedbot.digest.words import display_name
+from feedbot.store.history import Summary as CodeSummary
 
 TOP_GROUPS = 8
 #: Characters of a caller's name shown in the answer.
@@ -308,6 +311,167 @@ def no_checks(service: str, version: str | None) -> Rendered:
     which = f"{service}@{version}" if version else service
     text = f"No finished check of `{escape(which)}` yet: I answer once its first check has run."
     return Rendered(text=text, blocks=(section(text),))
+
+
+def feature_matches_nothing(name: str, feature: FeatureConfig, close: Sequence[str]) -> Rendered:
+    """A feature whose span globs match no group of its service's newest check: no verdict.
+
+    Args:
+        name: The feature asked about.
+        feature: Its config (service and span globs).
+        close: The span groups nearest to its globs.
+    """
+    globs = ", ".join(f"`{escape(p)}`" for p in feature.spans) or "none"
+    nearest = ", ".join(f"`{escape(display_name(c))}`" for c in close)
+    text = (
+        f"`{escape(name)}` matches nothing: its spans ({globs}) name no span group that the "
+        f"newest check of {escape(feature.service)} saw, so there is nothing to judge."
+        + (f"\nClosest operations: {nearest}" if nearest else "")
+        + f"\nFix `features.{escape(name)}.spans` in the config."
+    )
+    return Rendered(text=text, blocks=(section(text),))
+
+
+KIND_WORDS = {"function": "function", "operation": "operation", "file": "file"}
+
+
+def code_feedback(summary: CodeSummary, also: Sequence[str] = ()) -> Rendered:
+    """``/feedback <function | file | route>`` from the code history (no verdict: a history).
+
+    Is it used (calls a day, the trend), who calls it, its baseline (p50/p95, error rate), the
+    exception types and findings seen there, the environments it ran in, and the releases that
+    changed it.
+
+    Args:
+        summary: What :func:`feedbot.store.history.summarise` gathered.
+        also: Other keys the name matched (another kind), named in a last line.
+    """
+    kinds = sorted({kind for _, kind, _ in summary.keys})
+    names = ", ".join(
+        f"`{escape(display_name(name))}` ({escape(service)})"
+        for service, _, name in summary.keys[:4]
+    )
+    more = f" and {len(summary.keys) - 4} more" if len(summary.keys) > 4 else ""
+    what = " / ".join(KIND_WORDS.get(k, k) for k in kinds)
+    head = f"*{escape(summary.query)}* — {what} {names}{more}"
+    blocks = [section(head)]
+    blocks.append(section("*Is it used?*\n" + _usage(summary)))
+    blocks.append(section("*Who calls it*\n" + _callers(summary.callers)))
+    blocks.append(section("*Baseline*\n" + _baseline(summary)))
+    found = [_exceptions_line(summary), _insights_line(summary)]
+    blocks.append(section("*Seen there*\n" + "\n".join(line for line in found if line)))
+    blocks.append(section("*Environments*\n" + _environments(summary)))
+    blocks.append(section("*Releases that changed it*\n" + _touched(summary)))
+    if also:
+        blocks.append(context("Also matched: " + ", ".join(f"`{escape(a)}`" for a in also)))
+    seen = (
+        f"first seen {summary.first_seen:%b %d %Y}, last seen {summary.last_seen:%b %d %H:%M} UTC"
+        if summary.first_seen and summary.last_seen
+        else "not seen yet"
+    )
+    blocks.append(context(f"From feedbot's code history ({seen}); no trace store was queried."))
+    latest = summary.per_day[-1][1] if summary.per_day else 0.0
+    text = f"{summary.query}: {_amount(latest)} calls a day in {summary.main_environment}"
+    return Rendered(text=text, blocks=fit(blocks, "`feedbot feedback`"))
+
+
+def _usage(summary: CodeSummary) -> str:
+    if not summary.per_day:
+        return f"Not seen in {escape(summary.main_environment)} by any check."
+    day, latest = summary.per_day[-1]
+    line = f"{_amount(latest)} calls a day in {escape(summary.main_environment)} ({day:%b %d})"
+    if summary.trend is None:
+        line += " · no trend yet (under two weeks of history)"
+    else:
+        pct = (summary.trend - 1) * 100
+        arrow = "↑" if pct > 5 else "↓" if pct < -5 else "→"
+        line += f" · {arrow} {pct:+.0f}% over the last week against the three before"
+    if len(summary.per_day) > 1:
+        values = [v for _, v in summary.per_day[-14:]]
+        line += f"\n{_spark(values)} last {len(values)} days checked"
+    return line
+
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def _spark(values: Sequence[float]) -> str:
+    top = max(values) or 1.0
+    return "".join(_BARS[min(7, int(v / top * 7.999))] for v in values)
+
+
+def _callers(callers: Sequence[tuple[str, int]]) -> str:
+    if not callers:
+        return "No caller recorded (root spans only, or not seen)."
+    words = {"(remote)": "another service (remote parent)", "(root)": "nothing: an entry point"}
+    return "\n".join(
+        f"• {escape(words.get(name, display_name(name))[:MAX_CALLER])} ({count:,} spans)"
+        for name, count in callers
+    )
+
+
+def _baseline(summary: CodeSummary) -> str:
+    if not summary.calls:
+        return f"No calls in {escape(summary.main_environment)} over the last 30 days."
+    p50 = "–" if summary.p50_ms is None else f"{summary.p50_ms:.1f}"
+    p95 = "–" if summary.p95_ms is None else f"{summary.p95_ms:.1f}"
+    rate = f"{100 * (summary.error_rate or 0):.2f}%"
+    return (
+        f"p50 {p50} ms · p95 {p95} ms · errors {rate} "
+        f"({summary.calls:,} calls in {escape(summary.main_environment)}, last 30 days)"
+    )
+
+
+def _exceptions_line(summary: CodeSummary) -> str:
+    if not summary.exceptions:
+        return "No exception recorded."
+    return "Exceptions: " + ", ".join(
+        f"`{escape(name)}` ({n:,}, last {last:%b %d})" for name, n, last in summary.exceptions[:6]
+    )
+
+
+def _insights_line(summary: CodeSummary) -> str:
+    if not summary.insights:
+        return ""
+    return "Findings: " + ", ".join(
+        f"{escape(kind.replace('_', ' '))} ×{n} (last {last:%b %d})"
+        for kind, n, last in summary.insights[:6]
+    )
+
+
+def _environments(summary: CodeSummary) -> str:
+    if not summary.environments:
+        return "No environment recorded."
+    lines = [
+        f"• {escape(e.environment)}: "
+        + (f"✅ {e.calls:,} calls, last {e.last_seen:%b %d}" if e.calls and e.last_seen
+           else "❌ never ran there")
+        for e in summary.environments
+    ]  # fmt: skip
+    ran = {e.environment for e in summary.environments if e.calls}
+    never = [e.environment for e in summary.environments if not e.calls]
+    if ran and never:
+        lines.append(
+            f"Runs in {', '.join(sorted(escape(r) for r in ran))} but never in "
+            f"{', '.join(escape(n) for n in never)}: no test there has reached it."
+        )
+    return "\n".join(lines)
+
+
+def _touched(summary: CodeSummary) -> str:
+    if not summary.touched:
+        return "None that feedbot registered (or changes named no function here)."
+    lines = []
+    for t in summary.touched:
+        verdict = VERDICT_WORDS.get(t.verdict, t.verdict) if t.verdict else "not checked yet"
+        changed = ", ".join(f"`{escape(f)}`" for f in t.functions[:3])
+        title = f" “{escape(t.title)}”" if t.title else ""
+        lines.append(
+            f"• {escape(t.service)} {escape(t.version)} · {t.deployed_at:%b %d} · "
+            f"{escape(t.environment)} · {verdict}{title}"
+            + (f" — changed {changed}" if changed else "")
+        )
+    return "\n".join(lines)
 
 
 #: Agenda lines ``/feedback meeting`` shows before pointing to the page.

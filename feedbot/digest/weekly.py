@@ -6,7 +6,9 @@ per service, the top regressions and improvements (each change once, where its s
 it), new error types, changed code that never ran, N+1 queries, slow drifts that never crossed
 a threshold, and questions worth asking. A digest longer than one message is split into
 several, each within Slack's 50 blocks; past :data:`MAX_MESSAGES` the rest is cut with a
-pointer to ``/feedback``.
+pointer to ``/feedback``. With the code history (:class:`CodeWeek`) it ends with the code view:
+changed code never reached since it shipped, the hottest changed functions, and code that runs
+in production but in no test environment.
 """
 
 from __future__ import annotations
@@ -27,6 +29,43 @@ Finding = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
+class Unreached:
+    """A changed function that no span has named since its release shipped."""
+
+    service: str
+    version: str
+    function: str
+    shipped: datetime
+
+
+@dataclass(frozen=True)
+class Hot:
+    """A function or operation and its calls a day over the week (``elsewhere``: the
+    environments of its service it never ran in)."""
+
+    service: str
+    name: str
+    per_day: float
+    elsewhere: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CodeWeek:
+    """The digest's code view, from the code history (:mod:`feedbot.store.history`).
+
+    Attributes:
+        unreached: Changed functions never reached since they shipped.
+        hottest: The week's changed functions by calls a day, busiest first.
+        production_only: Code that ran in production but in no other environment its service
+            was deployed to (staging, tests), busiest first.
+    """
+
+    unreached: Sequence[Unreached] = ()
+    hottest: Sequence[Hot] = ()
+    production_only: Sequence[Hot] = ()
+
+
+@dataclass(frozen=True)
 class WeekRelease:
     """One release of the week and the report of its last finished check (None: unchecked)."""
 
@@ -41,6 +80,7 @@ def render(
     channel: str,
     period: str,
     releases: Sequence[WeekRelease],
+    code: CodeWeek | None = None,
     *,
     page: str | None = None,
     call: str | None = None,
@@ -51,6 +91,7 @@ def render(
         channel: Where it goes (shown in the title).
         period: The week it covers, as a label ("week of 2026-11-23").
         releases: The week's releases, any order.
+        code: The code view of the channel's services, when the history has any.
         page: The meeting's page (a signed link), linked under the title.
         call: Where the meeting happens (``slack.weekly_digest.meeting_link``).
 
@@ -73,7 +114,44 @@ def render(
         ]
     blocks = [section(f"*{title}*"), *linked, context(_totals(ordered))]
     blocks += [section(t) for t in _parts(ordered) if t]
+    blocks += [section(t) for t in code_parts(code) if t] if code else []
     return _split(title, blocks)
+
+
+def code_parts(code: CodeWeek) -> list[str]:
+    """The code view: never reached since shipped, hottest changed functions, production only."""
+    unreached = [
+        f"• {escape(u.service)} {escape(u.version)}: `{escape(u.function)}` "
+        f"(shipped {u.shipped:%b %d})"
+        for u in code.unreached
+    ]
+    hottest = [
+        f"• {escape(h.service)}: `{escape(h.name)}` {_per_day(h.per_day)} calls a day"
+        for h in code.hottest
+    ]
+    only = [
+        f"• {escape(h.service)}: `{escape(h.name)}` {_per_day(h.per_day)} calls a day, "
+        f"never in {', '.join(escape(e) for e in h.elsewhere)}"
+        for h in code.production_only
+    ]
+    return [
+        _capped("Code never reached since it shipped", unreached),
+        _capped("Hottest changed functions", hottest),
+        _capped("Runs in production, in no test environment", only),
+    ]
+
+
+def _capped(title: str, lines: Sequence[str]) -> str:
+    if not lines:
+        return ""
+    shown = list(lines[:TOP])
+    if len(lines) > TOP:
+        shown.append(f"… and {len(lines) - TOP} more (`/feedback <function>` for each)")
+    return f"*{title}*\n" + "\n".join(shown)
+
+
+def _per_day(value: float) -> str:
+    return f"{value:.1f}" if value < 10 else f"{value:,.0f}"
 
 
 def _totals(releases: Sequence[WeekRelease]) -> str:

@@ -40,6 +40,8 @@ HELP = (
     "• `/feedback <service>` — the newest checked version against the previous one\n"
     "• `/feedback <service>@<version>` — one version of a service\n"
     "• `/feedback <feature>` — a feature from feedbot's config\n"
+    "• `/feedback <function | file | route>` — who calls it, how often, its baseline, errors,\n"
+    "  the releases that changed it and where it ran (`/feedback GET /vaults/{id}`)\n"
     "• `/feedback meeting` — the feedback meeting's agenda: what reached production lately\n"
     "• add `--share` to post the answer in the channel\n"
     "• `/feedback help` — this text"

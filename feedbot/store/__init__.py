@@ -6,7 +6,9 @@
   exception history; :mod:`~feedbot.store.spans` the embedded trace store's table.
 - :mod:`~feedbot.store.queries` every statement about releases, checks, the outbox, digests and
   the metrics; :mod:`~feedbot.store.acknowledgements` what people said with Slack's buttons;
-  :mod:`~feedbot.store.span_queries` the embedded trace store's statements.
+  :mod:`~feedbot.store.span_queries` the embedded trace store's statements;
+  :mod:`~feedbot.store.history` the code history (per operation, function and file, per check)
+  and its read API.
 
 Functions take a Session; callers commit. ``tests/unit/test_layout.py`` fails when a module
 outside this package imports a statement builder.

@@ -14,7 +14,9 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -269,6 +271,62 @@ class ExceptionType(Base):
     first_seen: Mapped[datetime]
     last_seen: Mapped[datetime]
     count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CodeKey(Base):
+    """An operation (span group), function or file of a service that a check saw.
+
+    The small catalogue ``/feedback`` resolves a name in: ``short`` is the part people type
+    (:func:`feedbot.spans.footprint.short_name`), ``last_seen`` the latest check that saw it.
+    """
+
+    __tablename__ = "code_keys"
+    __table_args__ = (UniqueConstraint("service", "kind", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service: Mapped[str] = mapped_column(String(200))
+    #: ``operation``, ``function`` or ``file``.
+    kind: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(500))
+    short: Mapped[str] = mapped_column(String(500), index=True)
+    file: Mapped[str | None] = mapped_column(String(500))
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+
+
+class CodeHistory(Base):
+    """What one release's latest check saw of one key: the code history's time series.
+
+    A release's checks look at windows that all start at its deploy, so each check replaces
+    the row its earlier check wrote: one row per (key, release), ``at`` the check's time and
+    ``seconds`` how long the version was seen serving (what ``calls`` is a rate over).
+    ``callers`` and ``exceptions`` are ``[[name, spans], ...]``, busiest first; ``insights``
+    the kinds of the check's findings about the key. Rows older than
+    ``checks.history_retention`` are deleted by the check that finds them.
+    """
+
+    __tablename__ = "code_history"
+    __table_args__ = (
+        UniqueConstraint("key_id", "release_id"),
+        Index("ix_code_history_key_at", "key_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("code_keys.id", ondelete="CASCADE"))
+    release_id: Mapped[int] = mapped_column(
+        ForeignKey("releases.id", ondelete="CASCADE"), index=True
+    )
+    environment: Mapped[str] = mapped_column(String(100))
+    version: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(index=True)
+    seconds: Mapped[float] = mapped_column(Float)
+    calls: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    p50_ms: Mapped[float | None] = mapped_column(Float)
+    p95_ms: Mapped[float | None] = mapped_column(Float)
+    callers: Mapped[list[Any]] = mapped_column(default=list)
+    exceptions: Mapped[list[Any]] = mapped_column(default=list)
+    insights: Mapped[list[Any]] = mapped_column(default=list)
 
 
 class Preview(Base):

@@ -51,3 +51,23 @@ def test_the_file_columns_go_and_come_back(tmp_path: Path) -> None:
         assert FILE_COLUMNS <= {c["name"] for c in inspect(engine).get_columns("deliveries")}
     finally:
         engine.dispose()
+
+
+def test_the_migrated_code_history_tables_match_the_models(engine: Engine) -> None:
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert [d for d in diff if "code_" in repr(d)] == []
+
+
+def test_the_code_history_goes_and_comes_back(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'feedbot.db'}")
+    try:
+        config = alembic_config()
+        for target in ("head", "0008_scale", "head"):
+            with engine.begin() as connection:
+                config.attributes["connection"] = connection
+                (command.upgrade if target == "head" else command.downgrade)(config, target)
+            tables = set(inspect(engine).get_table_names())
+            assert ({"code_keys", "code_history"} <= tables) == (target == "head")
+    finally:
+        engine.dispose()
