@@ -7,8 +7,8 @@ that). Endpoints: ``/api/search`` (a TraceQL spanset filter or a spanset ``&&`` 
 spanset is the union of both sides' spans, optionally ``| select(...)``; unix-second
 ``start``/``end``, ``limit`` traces, ``spss`` spans listed per spanset (at most 100, Tempo's
 default ``max_spans_per_span_set``) beside ``matched``; each listed span with the attributes the
-query names, keyed as Tempo's engine keys them; trace ids in hex with leading zeros stripped), ``/api/v2/traces/<id>``
-(``{"trace": ...}``), ``/api/traces/<id>`` (``{"batches": [...]}``),
+query names, keyed as Tempo's engine keys them; trace ids in hex with leading zeros stripped),
+``/api/v2/traces/<id>`` (``{"trace": ...}``), ``/api/traces/<id>`` (``{"batches": [...]}``),
 ``/api/v2/search/tag/name/values`` (span names for a selector), and
 ``/api/metrics/query_range`` (``count_over_time()`` and ``quantile_over_time(duration, ...)``
 ``by (...)``, values in seconds). The TraceQL understood is the subset the backend sends; any
