@@ -10,7 +10,9 @@ repeats of ``describe`` over that language's files of the range. Files are group
 grammar that reads them (``tsx`` apart from ``typescript``); binary files and suffixes feedbot
 does not read are left out. *Changed lines* are the diff's removed plus added lines; *kB parsed*
 is both sides' size, since a one-line change to a large file parses all of it (the time follows
-the bytes parsed more than the lines changed).
+the bytes parsed more than the lines changed). A last line times
+:func:`~feedbot.releases.gitdiff.changes_between` itself over the range (every file, any
+language, git's diff and blob reads included): what ``notify-deploy`` spends in all.
 
 A language whose real changes yield no function at all is flagged (``<- none found``): that
 would be a bug in the extraction, not a figure.
@@ -145,6 +147,17 @@ def measure(files: list[Prepared], repeat: int = 5) -> list[Row]:
     return rows
 
 
+def end_to_end(repo: Path, since: str, until: str, repeat: int = 5) -> tuple[int, float]:
+    """Files described and median ms of :func:`gitdiff.changes_between` itself, git included."""
+    times = []
+    described = 0
+    for _ in range(repeat):
+        start = time.perf_counter()
+        described = len(gitdiff.changes_between(repo, since, until))
+        times.append((time.perf_counter() - start) * 1000.0)
+    return described, statistics.median(times)
+
+
 def table(rows: list[Row]) -> str:
     """The printed table, one line per language and a total."""
     out = [
@@ -208,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"{since}..{until} in {args.repo}: medians of {args.repeat} repeats, git reads excluded")
     print(table(measure(files, args.repeat)))
+    described, ms = end_to_end(args.repo, since, until, args.repeat)
+    print(f"changes_between end to end, git reads included: {described} files, {ms:.0f} ms")
     return 0
 
 

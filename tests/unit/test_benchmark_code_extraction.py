@@ -156,6 +156,8 @@ def test_main_prints_the_table_and_refuses_a_bad_range(
     assert code_extraction.main(["--repo", str(repo), "--commits", "300", "--repeat", "1"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("HEAD~1..HEAD in ")
-    assert [line.split()[0] for line in out[2:]] == ["go", "python", "all"]
+    assert [line.split()[0] for line in out[2:5]] == ["go", "python", "all"]
+    # README.md is described too (its lines only): three files in all.
+    assert out[5].startswith("changes_between end to end, git reads included: 3 files, ")
     assert code_extraction.main(["--repo", str(repo), "--range", "HEAD~1"]) == 2
     assert "--range: 'HEAD~1' is not A..B" in capsys.readouterr().err
