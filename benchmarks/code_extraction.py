@@ -17,7 +17,12 @@ language, git's diff and blob reads included): what ``notify-deploy`` spends in 
 A language whose real changes yield no function at all is flagged (``<- none found``): that
 would be a bug in the extraction, not a figure.
 
-    python -m benchmarks.code_extraction --repo PATH [--range A..B | --commits 300] [--repeat 5]
+``--each`` describes every first-parent commit of the range as a deploy of its own (what a
+service deploying each merge sends): more changed lines per language than one range's net diff,
+and files parsed once per commit that changed them.
+
+    python -m benchmarks.code_extraction --repo PATH [--range A..B | --commits 300] [--each]
+        [--repeat 5]
 """
 
 from __future__ import annotations
@@ -147,13 +152,33 @@ def measure(files: list[Prepared], repeat: int = 5) -> list[Row]:
     return rows
 
 
-def end_to_end(repo: Path, since: str, until: str, repeat: int = 5) -> tuple[int, float]:
+def deploys(repo: Path, since: str, until: str, each: bool) -> list[tuple[str, str]]:
+    """The ranges to describe: ``since..until`` itself, or each first-parent commit in it.
+
+    Raises:
+        GitError: a revision is unknown or git failed.
+    """
+    if not each:
+        return [(since, until)]
+    old_sha, new_sha = resolve_commit(repo, since), resolve_commit(repo, until)
+    out = gitdiff.git(repo, "rev-list", "--first-parent", "--reverse", "--parents",
+                      f"{old_sha}..{new_sha}")  # fmt: skip
+    pairs = (line.split() for line in out.decode().splitlines())
+    return [(shas[1], shas[0]) for shas in pairs if len(shas) >= 2]
+
+
+def prepare_all(repo: Path, ranges: list[tuple[str, str]]) -> list[Prepared]:
+    """:func:`prepare` over several ranges, one list (a file changed twice counts twice)."""
+    return [file for since, until in ranges for file in prepare(repo, since, until)]
+
+
+def end_to_end(repo: Path, ranges: list[tuple[str, str]], repeat: int = 5) -> tuple[int, float]:
     """Files described and median ms of :func:`gitdiff.changes_between` itself, git included."""
     times = []
     described = 0
     for _ in range(repeat):
         start = time.perf_counter()
-        described = len(gitdiff.changes_between(repo, since, until))
+        described = sum(len(gitdiff.changes_between(repo, a, b)) for a, b in ranges)
         times.append((time.perf_counter() - start) * 1000.0)
     return described, statistics.median(times)
 
@@ -207,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     what.add_argument(
         "--commits", type=int, default=300, help="HEAD~N..HEAD along first parents (300)"
     )
+    parser.add_argument(
+        "--each",
+        action="store_true",
+        help="describe each first-parent commit of the range as its own deploy",
+    )
     parser.add_argument("--repeat", type=int, default=5, help="timed repeats per language (5)")
     args = parser.parse_args(argv)
     if args.commits < 1:
@@ -215,13 +245,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeat: must be at least 1")
     try:
         since, until = _range(args.repo, args.spec, args.commits)
-        files = prepare(args.repo, since, until)
+        ranges = deploys(args.repo, since, until, args.each)
+        files = prepare_all(args.repo, ranges)
     except GitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{since}..{until} in {args.repo}: medians of {args.repeat} repeats, git reads excluded")
+    how = f", each of its {len(ranges)} commits as a deploy" if args.each else ""
+    print(
+        f"{since}..{until} in {args.repo}{how}: medians of {args.repeat} repeats, "
+        "git reads excluded"
+    )
     print(table(measure(files, args.repeat)))
-    described, ms = end_to_end(args.repo, since, until, args.repeat)
+    described, ms = end_to_end(args.repo, ranges, args.repeat)
     print(f"changes_between end to end, git reads included: {described} files, {ms:.0f} ms")
     return 0
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import code_extraction
-from benchmarks.code_extraction import extract, measure, prepare, table
+from benchmarks.code_extraction import deploys, extract, measure, prepare, prepare_all, table
 
 GO_MOD = "module github.com/acme/vault\n\ngo 1.22\n"
 
@@ -148,6 +148,22 @@ def test_a_language_with_changes_but_no_function_is_flagged(repo: Path) -> None:
     rows = measure(prepare(repo, "HEAD~1", "HEAD"), repeat=1)
     assert [(r.language, r.changed_lines, r.functions) for r in rows] == [("go", 3, 0)]
     assert table(rows).splitlines()[1].endswith("<- none found")
+
+
+def test_each_commit_as_its_own_deploy_counts_a_file_once_per_commit(repo: Path) -> None:
+    _commit(repo, {"deposits/deposit.go": GO_V2.replace("<= 0", "< 1")}, "deposits: at least 1")
+    ranges = deploys(repo, "HEAD~2", "HEAD", each=True)
+    heads = _git(repo, "rev-list", "--reverse", "HEAD~2..HEAD").split()
+    assert [until for _, until in ranges] == heads
+    assert ranges[1][0] == heads[0]
+    rows = measure(prepare_all(repo, ranges), repeat=1)
+    assert [(r.language, r.files, r.changed_lines, r.functions) for r in rows] == [
+        ("go", 2, 10, 2),
+        ("python", 1, 6, 2),
+    ]
+    # The net diff of the same range: the Go file once.
+    net = measure(prepare_all(repo, deploys(repo, "HEAD~2", "HEAD", each=False)), repeat=1)
+    assert [(r.language, r.files, r.changed_lines) for r in net] == [("go", 1, 8), ("python", 1, 6)]
 
 
 def test_main_prints_the_table_and_refuses_a_bad_range(
