@@ -322,9 +322,17 @@ class _Walker:
                 self.walk(child, scopes)
 
     def _named_value(self, node: Node) -> bool:
-        """``const f = () => …``, ``f = () => …`` in a class, ``{ f: function () … }``."""
+        """``const f = () => …``, ``f = () => …`` in a class, ``{ f: function () … }``, and
+        CommonJS's ``exports.f = …`` / ``module.exports.f = …`` / ``Foo.prototype.f = …``."""
         if self.grammar.name not in ("javascript", "typescript", "tsx"):
             return False
+        if node.type == "assignment_expression":
+            right = node.child_by_field_name("right")
+            return (
+                right is not None
+                and right.type in self.grammar.anonymous
+                and _assigned_name(node) is not None
+            )
         if node.type not in ("variable_declarator", "public_field_definition",
                              "field_definition", "pair"):  # fmt: skip
             return False
@@ -343,7 +351,9 @@ class _Walker:
         )
 
     def _function(self, node: Node, scopes: list[_Scope]) -> None:
-        if self._named_value(node):
+        if node.type == "assignment_expression":
+            name = _assigned_name(node)
+        elif self._named_value(node):
             key = (
                 node.child_by_field_name("key")
                 if node.type == "pair"
@@ -392,6 +402,25 @@ class _Walker:
         if match is None or match[1] not in self.grammar.openers:
             return False
         return _argument_count(call) >= self.grammar.openers[match[1]]
+
+
+def _assigned_name(assignment: Node) -> str | None:
+    """The function's name in ``exports.f = …``, ``module.exports.f = …`` (``f``) or
+    ``Foo.prototype.f = …`` (``Foo.f``); None for any other left-hand side (``module.exports =
+    …`` names nothing: the module path already says which file it is)."""
+    left = assignment.child_by_field_name("left")
+    if left is None or left.type != "member_expression":
+        return None
+    prop = left.child_by_field_name("property")
+    owner = left.child_by_field_name("object")
+    if prop is None or owner is None:
+        return None
+    path = _text(owner).replace(" ", "")
+    if path in ("exports", "module.exports"):
+        return _text(prop)
+    if path.endswith(".prototype") and path.count(".") == 1:
+        return f"{path.split('.')[0]}.{_text(prop)}"
+    return None
 
 
 def _text(node: Node) -> str:

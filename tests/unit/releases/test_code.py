@@ -150,6 +150,31 @@ def test_a_deleted_method_is_named_from_the_old_side() -> None:
     assert change is not None and "Acme::Vault.balances" in change.functions
 
 
+COMMONJS = """\
+const tracer = require("@opentelemetry/api").trace.getTracer("payment");
+module.exports.charge = async (request) => {
+  return tracer.startActiveSpan("charge", (span) => span.end());
+};
+exports.refund = function (request) {
+  return request.amount;
+};
+Ledger.prototype.post = function (entry) {
+  return entry;
+};
+module.exports = function () {};
+"""
+
+
+def test_commonjs_exports_and_prototype_methods_are_named() -> None:
+    spans = code.function_spans("src/payment/charge.js", COMMONJS)
+    assert spans is not None
+    assert [(s.name, s.start, s.end, s.traced) for s in spans] == [
+        ("payment.charge.charge", 2, 4, True),
+        ("payment.charge.refund", 5, 7, False),
+        ("payment.charge.Ledger.post", 8, 10, False),
+    ]  # `module.exports = function` names nothing the module path does not already say
+
+
 def test_other_files_are_not_read() -> None:
     assert not code.reads("README.md") and not code.reads("vault/app.py")
     assert code.function_spans("notes.txt", "x") is None
