@@ -10,6 +10,7 @@ the file; a few well-known variables (``SLACK_BOT_TOKEN``, ``FEEDBOT_WEBHOOK_SEC
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -208,6 +209,65 @@ class Person:
 
 
 @dataclass(frozen=True)
+class RepoService:
+    """One service a repository deploys, and the files that are its code (``github.services``).
+
+    Attributes:
+        service: the service's name, as its spans' ``service.name`` says it.
+        paths: globs of repository paths (``*`` within a directory, ``**`` across them, ``?``
+            one character); a glob matching a directory covers everything under it. Empty: all.
+    """
+
+    service: str
+    paths: tuple[str, ...] = ()
+
+    def owns(self, path: str) -> bool:
+        """Whether the changed file ``path`` is this service's code."""
+        if not self.paths:
+            return True
+        parts = path.strip("/").split("/")
+        candidates = ["/".join(parts[:i]) for i in range(len(parts), 0, -1)]
+        return any(
+            _glob_regex(glob).fullmatch(candidate)
+            for glob in self.paths
+            for candidate in candidates
+        )
+
+
+@functools.lru_cache(maxsize=512)
+def _glob_regex(glob: str) -> re.Pattern[str]:
+    """A path glob as a regex: ``**/`` any directories, ``**`` anything, ``*``, ``?`` not ``/``."""
+    out, i, glob = [], 0, glob.strip("/")
+    while i < len(glob):
+        if glob.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif glob.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif glob[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif glob[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(glob[i]))
+            i += 1
+    return re.compile("".join(out))
+
+
+def repo_services(
+    repository: str, services: Mapping[str, tuple[RepoService, ...]]
+) -> tuple[RepoService, ...]:
+    """The services ``repository`` deploys: its ``github.services`` entry, else its name alone."""
+    found = services.get(repository) or next(
+        (v for k, v in services.items() if k.lower() == repository.lower()), None
+    )
+    return found or (RepoService(repository.rpartition("/")[2]),)
+
+
+@dataclass(frozen=True)
 class GitHubConfig:
     """GitHub's REST API, for the pull-request preview's comment and diff."""
 
@@ -216,6 +276,8 @@ class GitHubConfig:
     api_url: str = GITHUB_API_URL
     #: How far back the preview reads production spans.
     preview_window: timedelta = timedelta(days=7)
+    #: ``owner/name`` → the services it deploys; a repository not listed deploys its name.
+    services: Mapping[str, tuple[RepoService, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -513,7 +575,7 @@ def _telemetry(reader: _Reader, raw: Any) -> TelemetryConfig:
 
 
 def _github(reader: _Reader, raw: Any) -> GitHubConfig:
-    section = reader.section(raw, "github", ("token", "api_url", "preview_window"))
+    section = reader.section(raw, "github", ("token", "api_url", "preview_window", "services"))
     token = reader.string(section, "token", "github")
     if token is not None and (problem := github_token_problem(token)) is not None:
         reader.problem("github.token", problem)
@@ -526,7 +588,69 @@ def _github(reader: _Reader, raw: Any) -> GitHubConfig:
         token=token,
         api_url=_url(reader, section, "api_url", "github") or GITHUB_API_URL,
         preview_window=window,
+        services=_repo_services(reader, section.get("services")),
     )
+
+
+_REPOSITORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$")
+_GLOB_CHARS = re.compile(r"^[^\\\[\]{}]+$")
+
+
+def _repo_services(reader: _Reader, raw: Any) -> dict[str, tuple[RepoService, ...]]:
+    """``github.services``: ``owner/name`` → a service name, or a list of ``{service, paths}``."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        reader.problem("github.services", f"expected a mapping of owner/name, got {_kind(raw)}")
+        return {}
+    out: dict[str, tuple[RepoService, ...]] = {}
+    for key, value in raw.items():
+        repository, path = str(key).strip(), f"github.services.{key}"
+        if not _REPOSITORY.match(repository):
+            reader.problem(path, "expected a repository as owner/name (like acme/vault)")
+            continue
+        entries = _repo_entries(reader, value, path)
+        if entries:
+            out[repository] = entries
+    return out
+
+
+def _repo_entries(reader: _Reader, value: Any, path: str) -> tuple[RepoService, ...]:
+    if isinstance(value, str) and value.strip():
+        return (RepoService(value.strip()),)
+    if not isinstance(value, list) or not value:
+        reader.problem(
+            path,
+            "expected a service name or a list of {service, paths}, got "
+            + ("an empty list" if value == [] else _kind(value)),
+        )
+        return ()
+    entries, seen = [], set()
+    for i, item in enumerate(value):
+        where = f"{path}[{i}]"
+        section = reader.section(item, where, ("service", "paths"))
+        if not isinstance(item, dict):
+            continue
+        service = reader.string(section, "service", where)
+        if service is None:
+            reader.problem(_join(where, "service"), "is required")
+        elif service in seen:
+            reader.problem(_join(where, "service"), f"{service!r} is listed twice")
+        paths = reader.strings(section, "paths", where)
+        if not paths and "paths" not in section:
+            reader.problem(_join(where, "paths"), "is required (globs like services/billing/**)")
+        elif not paths and isinstance(section.get("paths"), list):
+            reader.problem(_join(where, "paths"), "needs at least one glob")
+        for j, glob in enumerate(paths):
+            if not _GLOB_CHARS.match(glob):
+                reader.problem(
+                    f"{_join(where, 'paths')}[{j}]",
+                    f"{glob!r}: only *, ** and ? are glob characters (no [], {{}} or \\)",
+                )
+        if service is not None and service not in seen:
+            seen.add(service)
+            entries.append(RepoService(service, paths))
+    return tuple(entries)
 
 
 def _slack(reader: _Reader, raw: Any) -> SlackConfig:

@@ -25,7 +25,7 @@ from feedbot.analysis.footprint import Footprint, footprints
 from feedbot.analysis.reach import CodeReach, same_function
 from feedbot.backends.base import TraceBackend, VersionLister
 from feedbot.checks import preview_text as render
-from feedbot.config import Settings
+from feedbot.config import Settings, repo_services
 from feedbot.errors import BackendError, GitHubError
 from feedbot.notify.outbox import enqueue
 from feedbot.releases.event import Author, Change
@@ -141,7 +141,45 @@ def record(
         The outbox row of the DM (an earlier one when this head was previewed before), or None
         when nobody could be found to send it to.
     """
-    previews.save_preview(
+    return record_all(session, [(request, preview)], settings, now=now, notify=notify)
+
+
+def record_all(
+    session: Session,
+    built: Sequence[tuple[PreviewRequest, render.Preview]],
+    settings: Settings,
+    *,
+    now: datetime,
+    notify: bool = True,
+    unmapped: Sequence[str] = (),
+) -> Delivery | None:
+    """:func:`record` for a change touching several services: a row each, one DM with a
+    section per service."""
+    for request, preview in built:
+        _save(session, request, preview, now=now)
+    if not notify or not built:
+        return None
+    first = built[0][0]
+    recipient = author_dm(first.author, first.service, settings)
+    if recipient is None:
+        log.info("preview of %s: no Slack user known for its author", first.subject)
+        return None
+    shown = [preview for _, preview in built]
+    return enqueue(
+        session,
+        key=_key(first, [request.service for request, _ in built]),
+        kind="preview",
+        recipient=recipient,
+        text=render.text_all(shown, unmapped),
+        blocks=render.blocks_all(shown, unmapped),
+        now=now,
+    )
+
+
+def _save(
+    session: Session, request: PreviewRequest, preview: render.Preview, *, now: datetime
+) -> Any:
+    return previews.save_preview(
         session,
         service=request.service,
         commit=request.commit,
@@ -150,21 +188,6 @@ def record(
         pull_request=request.pull_request,
         url=request.url,
         functions=[stored(f) for f in preview.footprints],
-        now=now,
-    )
-    if not notify:
-        return None
-    recipient = author_dm(request.author, request.service, settings)
-    if recipient is None:
-        log.info("preview of %s: no Slack user known for its author", request.subject)
-        return None
-    return enqueue(
-        session,
-        key=_key(request),
-        kind="preview",
-        recipient=recipient,
-        text=render.text(preview),
-        blocks=render.blocks(preview),
         now=now,
     )
 
@@ -196,23 +219,31 @@ def comment(
     Raises:
         GitHubError: GitHub refused, or its rate limit asks for a longer wait than allowed.
     """
-    if request.repository is None or request.pull_request is None:
+    return comment_all(session, client, [(request, preview)], now=now)
+
+
+def comment_all(
+    session: Session,
+    client: GitHubClient,
+    built: Sequence[tuple[PreviewRequest, render.Preview]],
+    *,
+    now: datetime,
+    unmapped: Sequence[str] = (),
+    where: tuple[str, int] | None = None,
+) -> Comment | None:
+    """:func:`comment` with a section per service, still the pull request's one comment.
+
+    ``where`` (``owner/name``, number) names the pull request when no service was touched.
+    """
+    first = built[0][0] if built else None
+    if first is not None and first.repository and first.pull_request is not None:
+        where = (first.repository, first.pull_request)
+    if where is None:
         return None
-    result = client.upsert_comment(
-        request.repository, request.pull_request, render.markdown(preview), render.MARKER
-    )
-    row = previews.save_preview(
-        session,
-        service=request.service,
-        commit=request.commit,
-        environment=preview.environment,
-        repository=request.repository,
-        pull_request=request.pull_request,
-        url=request.url,
-        functions=[stored(f) for f in preview.footprints],
-        now=now,
-    )
-    row.comment_id = result.id
+    body = render.markdown_all([preview for _, preview in built], unmapped)
+    result = client.upsert_comment(where[0], where[1], body, render.MARKER)
+    for request, preview in built:
+        _save(session, request, preview, now=now).comment_id = result.id
     return result
 
 
@@ -231,11 +262,11 @@ def stored(f: Footprint) -> dict[str, Any]:
     }
 
 
-def _key(request: PreviewRequest) -> str:
+def _key(request: PreviewRequest, services: Sequence[str] = ()) -> str:
     where = (
         f"{request.repository}#{request.pull_request}"
         if request.repository and request.pull_request is not None
-        else request.service
+        else "+".join(services or [request.service])
     )
     key = f"preview:{where}:{request.commit}"
     if len(key) <= 200:
@@ -304,12 +335,23 @@ def after_deploy(
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one preview run did."""
+    """What one preview run did.
 
-    preview: render.Preview
+    Attributes:
+        previews: one per service the change touches (none when it touches no mapped service).
+        unmapped: changed files ``github.services`` gives to no service, left out.
+    """
+
+    previews: tuple[render.Preview, ...]
     delivery_id: int | None
     comment: Comment | None = None
     comment_error: str | None = None
+    unmapped: tuple[str, ...] = ()
+
+    @property
+    def preview(self) -> render.Preview:
+        """The first service's preview (the only one of a single-service repository)."""
+        return self.previews[0]
 
 
 def github_client(settings: Settings, *, http: Any = None) -> GitHubClient | None:
@@ -337,38 +379,94 @@ def run(
     ``require_changes`` does: no DM, and no comment unless an earlier push made one, which is
     then brought up to date rather than left describing code the pull request no longer has.
     """
-    built = build(backend, request, settings, now=now)
-    quiet = not built.footprints
+    return run_all(
+        sessions=sessions,
+        backend=backend,
+        settings=settings,
+        requests=[request],
+        now=now,
+        github=github,
+        notify=notify,
+    )
+
+
+def run_all(
+    *,
+    sessions: sessionmaker[Session],
+    backend: TraceBackend,
+    settings: Settings,
+    requests: Sequence[PreviewRequest],
+    now: datetime,
+    github: GitHubClient | None = None,
+    notify: bool = True,
+    unmapped: Sequence[str] = (),
+    where: tuple[str, int] | None = None,
+) -> Outcome:
+    """:func:`run` for the services one change touches: one DM and one comment, a section each.
+
+    Args:
+        requests: one per service, all of the same change (commit, pull request, author).
+        unmapped: the changed files no service claims (a note says how many).
+        where: (``owner/name``, number) of the pull request when ``requests`` is empty.
+    """
+    built = [(r, build(backend, r, settings, now=now)) for r in requests]
+    shown = tuple(preview for _, preview in built)
+    left_out = tuple(unmapped)
+    quiet = not any(preview.footprints for preview in shown)
+    first = requests[0] if requests else None
+    if first is not None and first.repository and first.pull_request is not None:
+        where = (first.repository, first.pull_request)
     with sessions() as session:
-        delivery = record(session, request, built, settings, now=now, notify=notify and not quiet)
-        delivery_id = delivery.id if delivery is not None else None
-        earlier = (
-            previews.comment_of(session, request.repository, request.pull_request)
-            if request.repository and request.pull_request is not None
-            else None
+        delivery = record_all(
+            session, built, settings, now=now, notify=notify and not quiet, unmapped=left_out
         )
+        delivery_id = delivery.id if delivery is not None else None
+        earlier = previews.comment_of(session, *where) if where is not None else None
         session.commit()
-    if github is None or request.pull_request is None or (quiet and earlier is None):
-        return Outcome(built, delivery_id)
+    if github is None or where is None or (quiet and earlier is None):
+        return Outcome(shown, delivery_id, unmapped=left_out)
     try:
         with sessions() as session:
-            result = comment(session, github, request, built, now=now)
+            result = comment_all(session, github, built, now=now, unmapped=left_out, where=where)
             session.commit()
     except GitHubError as exc:
-        log.warning("preview of %s: the pull-request comment failed: %s", request.subject, exc)
-        return Outcome(built, delivery_id, comment_error=str(exc))
-    return Outcome(built, delivery_id, result)
+        subject = f"{where[0]}#{where[1]}"
+        log.warning("preview of %s: the pull-request comment failed: %s", subject, exc)
+        return Outcome(shown, delivery_id, comment_error=str(exc), unmapped=left_out)
+    return Outcome(shown, delivery_id, result, unmapped=left_out)
 
 
 def service_of(repository: str, settings: Settings) -> str:
-    """The service a repository deploys: its name (``acme/vault-service`` → ``vault-service``)."""
-    return repository.rpartition("/")[2]
+    """The service a repository deploys: its first ``github.services`` entry, else its name
+    (``acme/vault-service`` → ``vault-service``)."""
+    return repo_services(repository, settings.github.services)[0].service
 
 
-def pull_request_request(
+def by_service(
+    repository: str, changes: Sequence[Change], settings: Settings
+) -> tuple[list[tuple[str, tuple[Change, ...]]], tuple[str, ...]]:
+    """Each service's share of ``changes`` (in ``github.services`` order, touched ones only),
+    and the changed files no entry's paths match. A file goes to the first entry matching it."""
+    entries = repo_services(repository, settings.github.services)
+    shares: dict[str, list[Change]] = {}
+    unmapped: list[str] = []
+    for change in changes:
+        owner = next(
+            (e for e in entries if not e.paths or (change.file and e.owns(change.file))), None
+        )
+        if owner is None:
+            unmapped.append(change.file or "(unknown file)")
+        else:
+            shares.setdefault(owner.service, []).append(change)
+    ordered = [(e.service, tuple(shares[e.service])) for e in entries if e.service in shares]
+    return ordered, tuple(unmapped)
+
+
+def pull_request_requests(
     client: GitHubClient, event: PullRequestEvent, settings: Settings
-) -> PreviewRequest:
-    """What a ``pull_request`` event asks to preview: its diff, read through GitHub's API.
+) -> tuple[list[PreviewRequest], tuple[str, ...]]:
+    """What a ``pull_request`` event asks to preview: one request per service its diff touches
+    (``github.services``), and the changed files no service claims.
 
     Each changed file is read at the pull request's head and where its diff starts, the merge
     base of its base and head (for the functions it deletes and to tell comment-only hunks);
@@ -384,15 +482,20 @@ def pull_request_request(
             cache[(ref, path)] = client.file_at(event.repository, path, ref)
         return cache[(ref, path)]
 
-    return PreviewRequest(
-        service=service_of(event.repository, settings),
-        changes=tuple(changes_from_diff(diff, read)),
-        commit=event.head,
-        repository=event.repository,
-        pull_request=event.number,
-        url=event.url,
-        author=Author(github=event.author),
-    )
+    shares, unmapped = by_service(event.repository, changes_from_diff(diff, read), settings)
+    requests = [
+        PreviewRequest(
+            service=service,
+            changes=changes,
+            commit=event.head,
+            repository=event.repository,
+            pull_request=event.number,
+            url=event.url,
+            author=Author(github=event.author),
+        )
+        for service, changes in shares
+    ]
+    return requests, unmapped
 
 
 def run_pull_request(
@@ -413,14 +516,16 @@ def run_pull_request(
     if client is None:
         return None
     try:
-        request = pull_request_request(client, event, settings)
-        return run(
+        requests, unmapped = pull_request_requests(client, event, settings)
+        return run_all(
             sessions=sessions,
             backend=backend,
             settings=settings,
-            request=request,
+            requests=requests,
             now=now,
             github=client,
+            unmapped=unmapped,
+            where=(event.repository, event.number),
         )
     except (GitHubError, BackendError) as exc:
         log.warning(

@@ -83,10 +83,47 @@ def _facts(f: Footprint) -> str:
 
 def markdown(preview: Preview) -> str:
     """The pull-request comment: marker, headline, a table, then what to watch per function."""
-    lines = [MARKER, "### feedbot: this change in production", "", headline(preview), ""]
+    return markdown_all((preview,))
+
+
+def markdown_all(previews: Sequence[Preview], unmapped: Sequence[str] = ()) -> str:
+    """The one pull-request comment of a change touching one or more services: a section each.
+
+    Args:
+        previews: one per service the change touches.
+        unmapped: the changed files ``github.services`` gives to no service (left out).
+    """
+    lines = [MARKER, "### feedbot: this change in production", ""]
+    sections = len(previews) > 1 or bool(unmapped) or not previews
+    budget = (COMMENT_MAX - 2000) // max(len(previews), 1)
+    for preview in previews:
+        if sections:
+            lines += [f"#### {_cell(preview.service)}", ""]
+        lines += _markdown_body(preview, budget)
+    if not previews:
+        lines += ["No changed file belongs to a service feedbot previews.", ""]
+    if unmapped:
+        lines += [unmapped_note(unmapped), ""]
+    if any(p.footprints for p in previews):
+        lines += ["<sub>Updated on every push; the deploy's check will say how each did.</sub>"]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def unmapped_note(unmapped: Sequence[str]) -> str:
+    """The note on changed files no ``github.services`` entry claims."""
+    shown = ", ".join(f"`{_cell(path)}`" for path in unmapped[:5])
+    more = f" and {len(unmapped) - 5} more" if len(unmapped) > 5 else ""
+    files = "file matches" if len(unmapped) == 1 else "files match"
+    return (
+        f"Note: {len(unmapped)} changed {files} no service's paths under `github.services` "
+        f"and {'is' if len(unmapped) == 1 else 'are'} left out: {shown}{more}."
+    )
+
+
+def _markdown_body(preview: Preview, budget: int) -> list[str]:
+    lines = [headline(preview), ""]
     if not preview.footprints:
-        lines.append("No changed function feedbot can read in this change.")
-        return "\n".join(lines) + "\n"
+        return [*lines, "No changed function feedbot can read in this change.", ""]
     lines += [
         "| | function | calls/day | p50 | p95 | errors | exceptions |",
         "|---|---|---:|---:|---:|---:|---|",
@@ -104,7 +141,7 @@ def markdown(preview: Preview) -> str:
             )
         )
     lines += ["", "**What to watch for after the deploy**", ""]
-    budget = COMMENT_MAX - sum(len(line) + 1 for line in lines)
+    budget -= sum(len(line) + 1 for line in lines)
     for i, f in enumerate(preview.footprints):
         entry = f"- `{_cell(f.name)}`: " + "; ".join(f.watch)
         if len(entry) + 1 > budget:
@@ -112,8 +149,7 @@ def markdown(preview: Preview) -> str:
             break
         budget -= len(entry) + 1
         lines.append(entry)
-    lines += ["", "<sub>Updated on every push; the deploy's check will say how each did.</sub>"]
-    return "\n".join(lines) + "\n"
+    return [*lines, ""]
 
 
 def _cell(text: str) -> str:
@@ -129,6 +165,32 @@ def text(preview: Preview) -> str:
     if not preview.footprints:
         lines.append("No changed function feedbot can read in this change.")
     return "\n".join(lines)
+
+
+def text_all(previews: Sequence[Preview], unmapped: Sequence[str] = ()) -> str:
+    """Plain text of every service's preview, then the note on files left out."""
+    parts = [text(p) for p in previews] or [
+        "No changed file belongs to a service feedbot previews."
+    ]
+    if unmapped:
+        parts.append(unmapped_note(unmapped).replace("`", ""))
+    return "\n\n".join(parts)
+
+
+def blocks_all(
+    previews: Sequence[Preview], unmapped: Sequence[str] = ()
+) -> list[Mapping[str, Any]]:
+    """Block Kit of every service's preview (a divider between), within Slack's 50 blocks."""
+    out: list[Mapping[str, Any]] = []
+    for i, preview in enumerate(previews):
+        if i:
+            out.append({"type": "divider"})
+        out += blocks(preview)
+    if unmapped:
+        out.append(_section(unmapped_note(unmapped).replace("`", "")))
+    if len(out) > _BLOCKS_MAX + 1:
+        out = [*out[:_BLOCKS_MAX], _section("… and more: see the pull-request comment")]
+    return out
 
 
 def blocks(preview: Preview) -> list[Mapping[str, Any]]:

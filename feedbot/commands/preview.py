@@ -2,12 +2,14 @@
 
 CI runs it in the pull request's checkout::
 
-    feedbot preview --service vault-service --since "$BASE_SHA" [--pr 17 --notify]
+    feedbot preview --since "$BASE_SHA" [--service vault-service] [--pr 17 --notify]
 
 It reads ``since..HEAD`` with :mod:`feedbot.releases.gitdiff` (every language
 :mod:`feedbot.releases.code` reads), queries the configured trace backend for the service's
 recent window (``github.preview_window``, 7 days by default) and prints each changed function's
-footprint and what to watch for. With ``--pr N`` and a GitHub token (``github.token`` or
+footprint and what to watch for. The service is ``--service``, else each service
+``github.services`` maps the repository's changed files to (a section each), else the
+repository's name. With ``--pr N`` and a GitHub token (``github.token`` or
 ``GITHUB_TOKEN``), it also keeps the pull request's one feedbot comment current; with
 ``--notify``, it sends the preview to the author's Slack DM through the outbox. Exit status: 0
 printed (also when the comment failed: stderr says why), 1 the trace backend did not answer, 2 a
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import TextIO
 
 from feedbot.checks import preview
-from feedbot.checks.preview_text import text
+from feedbot.checks.preview_text import text_all
 from feedbot.commands.options import add_config, settings_of
 from feedbot.errors import BackendError, GitError
 from feedbot.releases.event import Author
@@ -41,7 +43,11 @@ from feedbot.store import db
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the ``preview`` options on ``parser``."""
     add = parser.add_argument
-    add("--service", required=True, help="the service whose production spans to read")
+    add(
+        "--service",
+        help="the service whose production spans to read, for every changed file (default: "
+        "github.services' entries for the repository, else the repository's name)",
+    )
     add(
         "--since",
         required=True,
@@ -84,16 +90,31 @@ def run(
             f"feedbot preview: --repository: expected owner/name, not {args.repository!r}\n"
         )
         return 2
-    request = preview.PreviewRequest(
-        service=args.service,
-        changes=tuple(changes),
-        commit=head,
-        environment=args.environment,
-        repository=repository,
-        pull_request=args.pr,
-        url=f"https://github.com/{repository}/pull/{args.pr}" if args.pr and repository else None,
-        author=Author(github=args.author_github, slack=args.author_slack, email=info.author_email),
-    )
+    if not args.service and not repository:
+        stderr.write("feedbot preview: --service: needed when the repository is unknown\n")
+        return 2
+    unmapped: tuple[str, ...] = ()
+    if args.service:
+        shares = [(args.service, tuple(changes))]
+    else:
+        shares, unmapped = preview.by_service(repository or "", changes, settings)
+    requests = [
+        preview.PreviewRequest(
+            service=service,
+            changes=share,
+            commit=head,
+            environment=args.environment,
+            repository=repository,
+            pull_request=args.pr,
+            url=f"https://github.com/{repository}/pull/{args.pr}"
+            if args.pr and repository
+            else None,
+            author=Author(
+                github=args.author_github, slack=args.author_slack, email=info.author_email
+            ),
+        )
+        for service, share in shares
+    ]
     runtime = build_runtime(settings)
     try:
         db.migrate(runtime.engine)
@@ -101,19 +122,21 @@ def run(
         if args.pr is not None and github is None:
             stderr.write("feedbot preview: no github.token (or GITHUB_TOKEN): no PR comment\n")
         try:
-            outcome = preview.run(
+            outcome = preview.run_all(
                 sessions=runtime.sessions,
                 backend=runtime.backend,
                 settings=settings,
-                request=request,
+                requests=requests,
                 now=runtime.clock.now(),
                 github=github,
                 notify=args.notify,
+                unmapped=unmapped,
+                where=(repository, args.pr) if repository and args.pr is not None else None,
             )
         except BackendError as exc:
             stderr.write(f"feedbot preview: the trace backend did not answer: {exc}\n")
             return 1
-        stdout.write(text(outcome.preview) + "\n")
+        stdout.write(text_all(outcome.previews, outcome.unmapped) + "\n")
         if outcome.comment is not None:
             stdout.write(f"pull-request comment {outcome.comment.action}: {outcome.comment.url}\n")
         if outcome.comment_error:

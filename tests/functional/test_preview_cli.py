@@ -170,3 +170,46 @@ def test_usage_problems_exit_2_naming_the_option(
     err = io.StringIO()
     assert command.run(argparse.Namespace(**{**values, **over}), stderr=err) == 2
     assert problem in err.getvalue()
+
+
+def test_the_service_comes_from_github_services_unless_given(
+    checkout: tuple[Path, str], tmp_path: Path
+) -> None:
+    """acme/vault (the origin remote) maps vault/ to ``vault`` and ledger/ to ``ledger``: the
+    change touches vault only. Mapped to ledger alone, its one file is left out; ``--service``
+    previews it as the given service whatever the mapping says."""
+    repo, base = checkout
+    url = f"sqlite:///{tmp_path / 'feedbot.db'}"
+    engine = db.make_engine(url)
+    db.migrate(engine)
+    EmbeddedBackend(db.make_sessions(engine)).ingest(
+        _spans(datetime.now(UTC) - timedelta(hours=3)), "application/x-protobuf", None
+    )
+    engine.dispose()
+    both = [{"service": "vault", "paths": ["vault"]}, {"service": "ledger", "paths": ["ledger"]}]
+    ledger_only = [{"service": "ledger", "paths": ["ledger/**"]}]
+
+    def preview(services: Any, service: str | None) -> str:
+        config = tmp_path / "feedbot.yaml"
+        raw = {"database_url": url, "github": {"services": {"acme/vault": services}}}
+        config.write_text(yaml.safe_dump(raw))
+        args = argparse.Namespace(
+            service=service, since=base, until="HEAD", environment=None, repo=repo,
+            repository=None, pr=None, author_github=None, author_slack=None, notify=False,
+            config=config,
+        )  # fmt: skip
+        out, err = io.StringIO(), io.StringIO()
+        assert command.run(args, stdout=out, stderr=err) == 0, err.getvalue()
+        return out.getvalue()
+
+    mapped, left_out, given = (
+        preview(both, None),
+        preview(ledger_only, None),
+        preview(ledger_only, "vault"),
+    )
+    assert "in vault (production)" in mapped and "ledger" not in mapped  # untouched: no section
+    assert "vault.appraisal.Appraiser.appraise: 30 calls" in mapped
+    assert "No changed file belongs to a service" in left_out
+    assert "1 changed file matches no service's paths" in left_out
+    assert "vault/appraisal.py" in left_out and "Appraiser" not in left_out
+    assert "vault.appraisal.Appraiser.appraise: 30 calls" in given and "left out" not in given

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.trace import SpanKind, set_span_in_context
 from sqlalchemy import select
 
 from feedbot.backends.embedded import EmbeddedBackend
@@ -25,6 +26,7 @@ from feedbot.store.models import Delivery, Preview
 from feedbot.web.app import create_app
 from tests.factories import sign
 from tests.fakes.github_api import FakeGitHub
+from tests.fakes.sdk_spans import ns, protobuf, sdk_spans
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.functional.test_preview_cli import BASE, HEAD, _spans
 from tests.servers import AppServer
@@ -189,3 +191,98 @@ def test_other_actions_bad_payloads_and_no_token(
         and "number: expected a positive integer" in (bad_number.json()["error"])
     )
     assert gh.requests == []
+
+
+LEDGER_BASE = "def post(entry):\n    return entry\n"
+LEDGER_HEAD = "def post(entry):\n    return entry.rounded()\n"
+
+
+def _ledger_spans(start: datetime) -> bytes:
+    """The ledger service's own spans: ``ledger.books.post`` ran 12 times."""
+
+    def build(tracer: Any) -> None:
+        for i in range(12):
+            at = ns(start + timedelta(minutes=i))
+            server = tracer.start_span(
+                "POST /entries", kind=SpanKind.SERVER, start_time=at,
+                attributes={"http.route": "/entries", "http.request.method": "POST"},
+            )  # fmt: skip
+            tracer.start_span(
+                "post", context=set_span_in_context(server), start_time=at + 1_000_000,
+                attributes={"code.function.name": "ledger.books.post",
+                            "code.file.path": "/srv/app/ledger/books.py"},
+            ).end(end_time=at + 3_000_000)  # fmt: skip
+            server.end(end_time=at + 6_000_000)
+
+    resource = {"service.name": "ledger-api", "deployment.environment.name": "production"}
+    return protobuf(sdk_spans({**resource, "service.version": "2.0.0"}, build))
+
+
+def test_a_monorepo_pull_request_gets_a_section_per_mapped_service(
+    fresh_database_url: str, slack_api: FakeSlackAPI, tmp_path: Path
+) -> None:
+    """``github.services`` maps acme/vault's files to two services; a file neither claims is
+    left out and counted. One comment and one DM, each with a section per service."""
+    repo = tmp_path / "mono"
+    for folder in ("vault", "ledger", "docs"):
+        (repo / folder).mkdir(parents=True)
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "config", "user.email", "bill@acme.example")
+    _git(repo, "config", "user.name", "Bill")
+    (repo / "vault" / "appraisal.py").write_text(BASE)
+    (repo / "ledger" / "books.py").write_text(LEDGER_BASE)
+    (repo / "docs" / "notes.md").write_text("notes\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "base")
+    base = _git(repo, "rev-parse", "HEAD").strip()
+    (repo / "vault" / "appraisal.py").write_text(HEAD_WITHOUT_UNUSED)
+    (repo / "ledger" / "books.py").write_text(LEDGER_HEAD)
+    (repo / "docs" / "notes.md").write_text("more notes\n")
+    _git(repo, "commit", "-qam", "price and rounding")
+    head = _git(repo, "rev-parse", "HEAD").strip()
+    services = [
+        {"service": "vault", "paths": ["vault/*.py"]},
+        {"service": "ledger-api", "paths": ["ledger"]},
+    ]
+    with FakeGitHub(TOKEN) as gh:
+        gh.add_pull(REPO, 17, _git(repo, "diff", "--no-color", f"{base}...{head}").encode())
+        for ref in (base, head):
+            for path in ("vault/appraisal.py", "ledger/books.py", "docs/notes.md"):
+                gh.add_file(REPO, ref, path, _git(repo, "show", f"{ref}:{path}").encode())
+        runtime = _runtime(fresh_database_url, slack_api, gh, token=TOKEN,
+                           services={REPO: services})  # fmt: skip
+        EmbeddedBackend(runtime.sessions).ingest(
+            _ledger_spans(NOW - timedelta(hours=4)), "application/x-protobuf", None
+        )
+        try:
+            with AppServer(create_app(runtime)) as server, httpx.Client(base_url=server.url) as c:
+                answer = post(c, pull_request("opened", head, base))
+                assert answer.status_code == 202, answer.text
+                _wait_for(lambda: len(gh.comments(REPO, 17)) == 1)
+                time.sleep(0.2)
+            runtime.sender.send_due()
+            comments = gh.comments(REPO, 17)
+            dms = slack_api.messages_in(slack_api.dm_channel("U0BILL"))
+            with runtime.sessions() as session:
+                rows = session.scalars(select(Preview).order_by(Preview.service)).all()
+        finally:
+            runtime.engine.dispose()
+    assert len(comments) == 1
+    body = comments[0]["body"]
+    assert body.startswith(MARKER)
+    vault, ledger = body.index("#### vault\n"), body.index("#### ledger-api\n")
+    assert vault < ledger  # in github.services' order
+    assert "`vault.appraisal.Appraiser.appraise` | 4.3 |" in body[vault:ledger]
+    assert "`ledger.books.post` | 1.7 |" in body[ledger:]
+    assert "Preview of acme/vault#17 in ledger-api (production)" in body[ledger:]
+    assert "1 changed file matches no service's paths" in body and "`docs/notes.md`" in body
+    assert "ledger.books" not in body[vault:ledger] and "vault.appraisal" not in body[ledger:]
+    assert len(dms) == 1
+    text = dms[0]["text"]
+    assert "in vault (production)" in text and "in ledger-api (production)" in text
+    assert "ledger.books.post: 12 calls" in text and "docs/notes.md" in text
+    assert [(r.service, r.pull_request, r.comment_id) for r in rows] == [
+        ("ledger-api", 17, comments[0]["id"]),
+        ("vault", 17, comments[0]["id"]),
+    ]
+    assert [f["function"] for f in rows[0].functions] == ["ledger.books.post"]
