@@ -379,7 +379,15 @@ def _usage(summary: CodeSummary) -> str:
     if not summary.per_day:
         return f"Not seen in {escape(summary.main_environment)} by any check."
     day, latest = summary.per_day[-1]
-    line = f"{_amount(latest)} calls a day in {escape(summary.main_environment)} ({day:%b %d})"
+    where = escape(summary.main_environment)
+    calls, seconds = summary.observed or (0, float(_DAY))
+    if seconds < _DAY / 4:  # a short window: say what was counted, then the rate it makes
+        line = (
+            f"{_amount(calls)} calls in {_span_of(seconds)} of serving in {where} ({day:%b %d}):"
+            f" about {_amount(latest)} a day at that rate"
+        )
+    else:
+        line = f"{_amount(latest)} calls a day in {where} ({day:%b %d})"
     if summary.trend is None:
         line += " · no trend yet (under two weeks of history)"
     else:
@@ -390,6 +398,18 @@ def _usage(summary: CodeSummary) -> str:
         values = [v for _, v in summary.per_day[-14:]]
         line += f"\n{_spark(values)} last {len(values)} days checked"
     return line
+
+
+_DAY = 86_400
+
+
+def _span_of(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``3.5 h``: how long a count was taken over."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5_400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3_600:.1f} h"
 
 
 _BARS = "▁▂▃▄▅▆▇█"

@@ -81,6 +81,8 @@ class Summary:
     Attributes:
         query: What was asked.
         keys: ``(service, kind, name)`` of every key it matched.
+        observed: The latest day's calls and the seconds of serving they were counted over
+            (the rate of ``per_day`` is extrapolated from them), None without any.
         per_day: ``(day, calls a day)`` in production (or the services' main environment),
             oldest first; a day's figure is the summed rate of the releases checked that day.
         trend: Last week's calls a day against the three weeks before, as a ratio (None when
@@ -101,6 +103,7 @@ class Summary:
     query: str
     keys: tuple[tuple[str, str, str], ...]
     per_day: tuple[tuple[date, float], ...] = ()
+    observed: tuple[int, float] | None = None
     trend: float | None = None
     callers: tuple[tuple[str, int], ...] = ()
     p50_ms: float | None = None
@@ -317,6 +320,7 @@ def summarise(
         query=query,
         keys=tuple((k.service, k.kind, k.name) for k in keys),
         per_day=per_day,
+        observed=_observed(main),
         trend=_trend(per_day, now.date()),
         callers=_merged(tuple(c) for listed in callers for c in listed),
         p50_ms=_median([r.p50_ms for r in recent]),
@@ -389,6 +393,18 @@ def _per_day(rows: Iterable[Any]) -> tuple[tuple[date, float], ...]:
     for (day, _), row in latest.items():
         days[day] += _rate(row)
     return tuple(sorted(days.items()))
+
+
+def _observed(rows: Sequence[Any]) -> tuple[int, float] | None:
+    """The latest day's calls and seconds of serving, summed over its last row per key."""
+    if not rows:
+        return None
+    day = rows[-1].at.date()
+    latest = {row.key_id: row for row in rows if row.at.date() == day}
+    return (
+        sum(row.calls for row in latest.values()),
+        max(row.seconds for row in latest.values()),
+    )
 
 
 def _trend(per_day: Sequence[tuple[date, float]], today: date) -> float | None:

@@ -30,7 +30,7 @@ def test_feedback_about_code_in_a_terminal(tmp_path: Path) -> None:
     done = feedbot("feedback", "Appraiser.appraise", "--database-url", url)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Appraiser.appraise — function")
-    assert "calls a day in production" in done.stdout and "GET /vaults/{id}" in done.stdout
+    assert "of serving in production" in done.stdout and "GET /vaults/{id}" in done.stdout
     route = feedbot("feedback", "GET", "/vaults/{id}", "--database-url", url)
     assert route.returncode == 0 and "operation `GET /vaults/{id}`" in route.stdout
     missing = feedbot("feedback", "Appraiser.apprise", "--database-url", url)

@@ -214,7 +214,10 @@ def test_feedback_about_a_function_answers_the_talks_questions(
     out, known = _feedback(db_sessions, "Appraiser.appraise")
     assert known
     assert "function `vault.appraisal.Appraiser.appraise` (vault-service)" in out
-    assert "calls a day in production" in out and "no trend yet" in out
+    # 15 minutes after the deploy: what was counted, then the rate it makes, never a bare
+    # "calls a day" extrapolated from minutes
+    assert "120 calls in 4 min of serving in production" in out
+    assert "a day at that rate" in out and "no trend yet" in out
     assert "GET /vaults/{id} (120 spans)" in out  # who calls it
     assert "errors 5.00%" in out and "120 calls in production" in out  # baseline
     assert "`KeyError` (6," in out
