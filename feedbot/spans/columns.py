@@ -40,10 +40,8 @@ LINE_KEYS: tuple[str, ...] = ("code.line.number", "code.lineno")
 _READ = pa.array(STRING_KEYS + LINE_KEYS)
 _CODE = ("code.function.name", "code.function", "code.file.path", "code.filepath") + LINE_KEYS
 SEP, NULL = "\x1f", "\x1e"
-_DIGITS = np.zeros(256, np.bool_)
-_DIGITS[48:58] = True
-_HEX = _DIGITS.copy()
-_HEX[97:103] = True
+_DIGITS = b"0123456789"
+_HEX = b"0123456789abcdef"
 _ONES = np.arange(256, dtype=np.uint8)
 _ONES[48:58] = 49
 _NO_CODE: CodeLocation = (None, None, None)
@@ -159,7 +157,7 @@ def nanos(values: pa.Array) -> npt.NDArray[np.int64]:
     lengths = pc.binary_length(values)
     if len(values) and (pc.min(lengths).as_py() < 1 or pc.max(lengths).as_py() > 19):
         raise Unusual
-    if not _DIGITS[_data(values)].all():
+    if not _only(_data(values), _DIGITS):
         raise Unusual
     return np.asarray(pc.cast(values, pa.int64()).to_numpy(), dtype=np.int64)
 
@@ -193,13 +191,18 @@ def _data(values: pa.Array) -> npt.NDArray[np.uint8]:
     return np.frombuffer(data, np.uint8)[bounds[0] : bounds[-1]]
 
 
+def _only(data: npt.NDArray[np.uint8], allowed: bytes) -> bool:
+    """Whether every byte of ``data`` is one of ``allowed`` (one C pass, as the scanner checks)."""
+    return not data.tobytes().translate(None, allowed)
+
+
 def _check_hex(ids: pa.Array, length: int, *, nulls: bool) -> None:
     if ids.null_count and not nulls:
         raise Unusual
     lengths = pc.binary_length(ids).drop_null()
     if len(lengths) and (pc.min(lengths).as_py() != length or pc.max(lengths).as_py() != length):
         raise Unusual
-    if not _HEX[_data(ids)].all():
+    if not _only(_data(ids), _HEX):
         raise Unusual
 
 
@@ -329,7 +332,7 @@ def _label_texts(values: pa.StructArray) -> pa.Array:
 def _integers(values: pa.Array) -> pa.Array:
     """``intValue`` decimal strings (non-negative, as the scanner takes them) as int64."""
     present = values.drop_null()
-    if len(present) and not _DIGITS[_data(present)].all():
+    if len(present) and not _only(_data(present), _DIGITS):
         raise Unusual
     return pc.cast(values, pa.int64())
 
