@@ -362,7 +362,7 @@ def _group_keys(
         pc.cast(kind, pa.string()),
         method,
         route,
-        pa.array(codes.astype(str)),
+        pc.cast(pa.array(codes, pa.int64()), pa.string()),
         *(attributes[key] for key in RESOURCE_KEYS),
         SEP,
         null_handling="replace",
