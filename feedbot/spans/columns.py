@@ -9,6 +9,7 @@ Anything the scanner would call unusual, or this module does not handle, raises
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -290,7 +291,7 @@ def _labels(lists: pa.Array, spans: int) -> tuple[list[Labels], npt.NDArray[np.i
         encoded = pc.dictionary_encode(texts.take(pa.array(place, mask=place < 0)))
         codes[:, k] = encoded.indices.fill_null(-1).to_numpy()
         table.append(encoded.dictionary.to_pylist())
-    unique, inverse = np.unique(codes, axis=0, return_inverse=True)
+    unique, inverse = _unique_rows(codes)
     sets = [
         tuple(
             sorted(
@@ -302,6 +303,26 @@ def _labels(lists: pa.Array, spans: int) -> tuple[list[Labels], npt.NDArray[np.i
         for row in unique.tolist()
     ]
     return sets, np.asarray(inverse, np.intp).reshape(-1)
+
+
+def _unique_rows(
+    codes: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.intp]]:
+    """``np.unique(codes, axis=0, return_inverse=True)`` for codes of at least -1, in the same
+    (row-lexicographic) order: each row as one mixed-radix number, unique in one 1-D sort."""
+    sizes = (codes.max(axis=0) + 2).tolist()
+    if math.prod(sizes) >= 2**62:
+        unique, inverse = np.unique(codes, axis=0, return_inverse=True)
+        return unique, np.asarray(inverse, np.intp).reshape(-1)
+    number = np.zeros(len(codes), np.int64)
+    for k, size in enumerate(sizes):
+        number = number * size + (codes[:, k] + 1)
+    distinct, inverse = np.unique(number, return_inverse=True)
+    unique = np.empty((len(distinct), len(sizes)), np.int64)
+    for k in range(len(sizes) - 1, -1, -1):
+        distinct, digit = np.divmod(distinct, sizes[k])
+        unique[:, k] = digit - 1
+    return unique, np.asarray(inverse, np.intp).reshape(-1)
 
 
 def _label_texts(values: pa.StructArray) -> pa.Array:
