@@ -192,6 +192,11 @@ def _data(values: pa.Array) -> npt.NDArray[np.uint8]:
     return np.frombuffer(data, np.uint8)[bounds[0] : bounds[-1]]
 
 
+def _has_nul(values: pa.Array) -> bool:
+    """Whether any string of ``values`` holds a NUL character (one scan of the bytes)."""
+    return b"\x00" in _data(values).tobytes()
+
+
 def _only(data: npt.NDArray[np.uint8], allowed: bytes) -> bool:
     """Whether every byte of ``data`` is one of ``allowed`` (one C pass, as the scanner checks)."""
     return not data.tobytes().translate(None, allowed)
@@ -235,10 +240,7 @@ def _attributes(lists: pa.Array, spans: int) -> dict[str, pa.Array]:
         raise Unusual  # another value type, or none: the scanner's call
     if len(strings) - strings.null_count:
         text = strings.drop_null()
-        if (
-            pc.max(pc.utf8_length(text)).as_py() > MAX_VALUE_CHARS
-            or not pc.all(pc.invert(pc.match_substring(text, "\x00"))).as_py()
-        ):
+        if pc.max(pc.utf8_length(text)).as_py() > MAX_VALUE_CHARS or _has_nul(text):
             raise Unusual
     if len(numbers) - numbers.null_count:
         # A string is read first (and is no line number): an integer counts only alone.
@@ -342,10 +344,7 @@ def _label_texts(values: pa.StructArray) -> pa.Array:
         words = pc.if_else(flags, pa.scalar("true"), pa.scalar("false"))
         found = pc.coalesce(found, words)
     text = found.drop_null()
-    if len(text) and (
-        pc.max(pc.utf8_length(text)).as_py() > MAX_VALUE_CHARS
-        or not pc.all(pc.invert(pc.match_substring(text, "\x00"))).as_py()
-    ):
+    if len(text) and (pc.max(pc.utf8_length(text)).as_py() > MAX_VALUE_CHARS or _has_nul(text)):
         raise Unusual
     return found
 
