@@ -135,6 +135,10 @@ class OpenTraces:
         self._statements: dict[str, int] = {}
         self._parts: list[_Part] = []
         self._size = 0
+        # Each held span's trace as a code into the distinct trace ids held (kept across
+        # closes, so that a close hashes only the block's ids, not every held span's).
+        self._traces: pa.Array = pa.array([], pa.string())
+        self._codes: list[npt.NDArray[np.intp]] = []
 
     def add(self, columns: SpanColumns, group: npt.NDArray[np.intp]) -> None:
         """Hold a block's spans; close the traces not seen in the last ``max_open_spans``."""
@@ -146,6 +150,7 @@ class OpenTraces:
         ends = span_ends(columns.starts, durations)
         instances = np.array(columns.instances, dtype=object)[columns.instance_codes]
         self._parts.append((*part, durations, columns.starts, ends, instances))
+        self._codes.append(self._trace_codes(columns.trace_ids))
         self._size += len(columns)
         if self._size > self._aggregator.max_open_spans:
             self._close(self._aggregator.max_open_spans)
@@ -155,19 +160,33 @@ class OpenTraces:
         if self._size:
             self._close(0)
 
+    def _trace_codes(self, trace_ids: pa.Array) -> npt.NDArray[np.intp]:
+        """The codes of a block's trace ids, adding the ids not held yet."""
+        if trace_ids.type != pa.string():
+            trace_ids = trace_ids.cast(pa.string())
+        found = pc.index_in(trace_ids, value_set=self._traces)
+        codes = np.asarray(found.fill_null(-1).to_numpy(), np.intp)
+        new = codes < 0
+        if new.any():
+            fresh = pc.dictionary_encode(trace_ids.filter(pa.array(new)))
+            codes[new] = fresh.indices.to_numpy() + len(self._traces)
+            self._traces = pa.concat_arrays([self._traces, fresh.dictionary])
+        return codes
+
     def _close(self, keep: int) -> None:
         trace, span, parent = (pa.concat_arrays([p[i] for p in self._parts]) for i in range(3))
         group, statement, duration, start, end, instance = (
             np.concatenate([p[i] for p in self._parts]) for i in (3, 4, 5, 6, 7, 8)
         )
-        encoded = pc.dictionary_encode(trace)
-        codes = encoded.indices.to_numpy()
+        codes = np.concatenate(self._codes)
         closing = np.ones(len(codes), np.bool_)
         if keep:
-            last = np.zeros(len(encoded.dictionary), np.intp)
+            last = np.zeros(len(self._traces), np.intp)
             last[codes] = np.arange(len(codes))
             closing = last[codes] < len(codes) - keep
-        self._parts, self._size = [], 0
+        held = self._traces
+        self._parts, self._size, self._codes = [], 0, []
+        self._traces = pa.array([], pa.string())
         # Spans of a trace arrive together, so the closing ones are usually a prefix: slice.
         cut = int(np.argmin(closing)) if not closing.all() else len(closing)
         prefix = not closing[cut:].any()
@@ -186,6 +205,9 @@ class OpenTraces:
                 )
             )
             self._size = len(group[rest])
+            distinct, renumbered = np.unique(codes[rest], return_inverse=True)
+            self._traces = held.take(pa.array(distinct))
+            self._codes = [np.asarray(renumbered, np.intp).reshape(-1)]
         rows = slice(0, cut) if prefix else np.flatnonzero(closing)
         if len(group[rows]):
             closed = Closed(_take(trace, rows), _take(span, rows), _take(parent, rows))

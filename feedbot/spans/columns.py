@@ -9,6 +9,7 @@ Anything the scanner would call unusual, or this module does not handle, raises
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,10 +41,8 @@ LINE_KEYS: tuple[str, ...] = ("code.line.number", "code.lineno")
 _READ = pa.array(STRING_KEYS + LINE_KEYS)
 _CODE = ("code.function.name", "code.function", "code.file.path", "code.filepath") + LINE_KEYS
 SEP, NULL = "\x1f", "\x1e"
-_DIGITS = np.zeros(256, np.bool_)
-_DIGITS[48:58] = True
-_HEX = _DIGITS.copy()
-_HEX[97:103] = True
+_DIGITS = b"0123456789"
+_HEX = b"0123456789abcdef"
 _ONES = np.arange(256, dtype=np.uint8)
 _ONES[48:58] = 49
 _NO_CODE: CodeLocation = (None, None, None)
@@ -159,7 +158,7 @@ def nanos(values: pa.Array) -> npt.NDArray[np.int64]:
     lengths = pc.binary_length(values)
     if len(values) and (pc.min(lengths).as_py() < 1 or pc.max(lengths).as_py() > 19):
         raise Unusual
-    if not _DIGITS[_data(values)].all():
+    if not _only(_data(values), _DIGITS):
         raise Unusual
     return np.asarray(pc.cast(values, pa.int64()).to_numpy(), dtype=np.int64)
 
@@ -193,13 +192,23 @@ def _data(values: pa.Array) -> npt.NDArray[np.uint8]:
     return np.frombuffer(data, np.uint8)[bounds[0] : bounds[-1]]
 
 
+def _has_nul(values: pa.Array) -> bool:
+    """Whether any string of ``values`` holds a NUL character (one scan of the bytes)."""
+    return b"\x00" in _data(values).tobytes()
+
+
+def _only(data: npt.NDArray[np.uint8], allowed: bytes) -> bool:
+    """Whether every byte of ``data`` is one of ``allowed`` (one C pass, as the scanner checks)."""
+    return not data.tobytes().translate(None, allowed)
+
+
 def _check_hex(ids: pa.Array, length: int, *, nulls: bool) -> None:
     if ids.null_count and not nulls:
         raise Unusual
     lengths = pc.binary_length(ids).drop_null()
     if len(lengths) and (pc.min(lengths).as_py() != length or pc.max(lengths).as_py() != length):
         raise Unusual
-    if not _HEX[_data(ids)].all():
+    if not _only(_data(ids), _HEX):
         raise Unusual
 
 
@@ -231,10 +240,7 @@ def _attributes(lists: pa.Array, spans: int) -> dict[str, pa.Array]:
         raise Unusual  # another value type, or none: the scanner's call
     if len(strings) - strings.null_count:
         text = strings.drop_null()
-        if (
-            pc.max(pc.utf8_length(text)).as_py() > MAX_VALUE_CHARS
-            or not pc.all(pc.invert(pc.match_substring(text, "\x00"))).as_py()
-        ):
+        if pc.max(pc.utf8_length(text)).as_py() > MAX_VALUE_CHARS or _has_nul(text):
             raise Unusual
     if len(numbers) - numbers.null_count:
         # A string is read first (and is no line number): an integer counts only alone.
@@ -287,7 +293,7 @@ def _labels(lists: pa.Array, spans: int) -> tuple[list[Labels], npt.NDArray[np.i
         encoded = pc.dictionary_encode(texts.take(pa.array(place, mask=place < 0)))
         codes[:, k] = encoded.indices.fill_null(-1).to_numpy()
         table.append(encoded.dictionary.to_pylist())
-    unique, inverse = np.unique(codes, axis=0, return_inverse=True)
+    unique, inverse = _unique_rows(codes)
     sets = [
         tuple(
             sorted(
@@ -299,6 +305,26 @@ def _labels(lists: pa.Array, spans: int) -> tuple[list[Labels], npt.NDArray[np.i
         for row in unique.tolist()
     ]
     return sets, np.asarray(inverse, np.intp).reshape(-1)
+
+
+def _unique_rows(
+    codes: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.intp]]:
+    """``np.unique(codes, axis=0, return_inverse=True)`` for codes of at least -1, in the same
+    (row-lexicographic) order: each row as one mixed-radix number, unique in one 1-D sort."""
+    sizes = (codes.max(axis=0) + 2).tolist()
+    if math.prod(sizes) >= 2**62:
+        unique, inverse = np.unique(codes, axis=0, return_inverse=True)
+        return unique, np.asarray(inverse, np.intp).reshape(-1)
+    number = np.zeros(len(codes), np.int64)
+    for k, size in enumerate(sizes):
+        number = number * size + (codes[:, k] + 1)
+    distinct, inverse = np.unique(number, return_inverse=True)
+    unique = np.empty((len(distinct), len(sizes)), np.int64)
+    for k in range(len(sizes) - 1, -1, -1):
+        distinct, digit = np.divmod(distinct, sizes[k])
+        unique[:, k] = digit - 1
+    return unique, np.asarray(inverse, np.intp).reshape(-1)
 
 
 def _label_texts(values: pa.StructArray) -> pa.Array:
@@ -318,10 +344,7 @@ def _label_texts(values: pa.StructArray) -> pa.Array:
         words = pc.if_else(flags, pa.scalar("true"), pa.scalar("false"))
         found = pc.coalesce(found, words)
     text = found.drop_null()
-    if len(text) and (
-        pc.max(pc.utf8_length(text)).as_py() > MAX_VALUE_CHARS
-        or not pc.all(pc.invert(pc.match_substring(text, "\x00"))).as_py()
-    ):
+    if len(text) and (pc.max(pc.utf8_length(text)).as_py() > MAX_VALUE_CHARS or _has_nul(text)):
         raise Unusual
     return found
 
@@ -329,7 +352,7 @@ def _label_texts(values: pa.StructArray) -> pa.Array:
 def _integers(values: pa.Array) -> pa.Array:
     """``intValue`` decimal strings (non-negative, as the scanner takes them) as int64."""
     present = values.drop_null()
-    if len(present) and not _DIGITS[_data(present)].all():
+    if len(present) and not _only(_data(present), _DIGITS):
         raise Unusual
     return pc.cast(values, pa.int64())
 
@@ -359,7 +382,7 @@ def _group_keys(
         pc.cast(kind, pa.string()),
         method,
         route,
-        pa.array(codes.astype(str)),
+        pc.cast(pa.array(codes, pa.int64()), pa.string()),
         *(attributes[key] for key in RESOURCE_KEYS),
         SEP,
         null_handling="replace",

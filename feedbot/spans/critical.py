@@ -241,8 +241,47 @@ class PathRecorder:
         ends: npt.NDArray[np.int64],
         instances: Sequence[str | None],
     ) -> None:
-        """:meth:`close` for columns (numpy arrays, instances per row)."""
-        self.close(parent_rows.tolist(), groups.tolist(), starts.tolist(), ends.tolist(), instances)
+        """:meth:`close` for columns (numpy arrays, instances per row), with the same result.
+
+        Each span's count within its group is computed at once; only spans past the
+        reservoir's size draw, in row order, as :meth:`_slot` draws; children are grouped by
+        a stable sort rather than a loop over every span.
+        """
+        if not len(groups):
+            return
+        distinct, first, inverse, counts = np.unique(
+            groups, return_index=True, return_inverse=True, return_counts=True
+        )
+        inverse = inverse.reshape(-1)
+        samples = self._samples
+        before = np.empty(len(distinct), np.int64)
+        # New samples in the order their groups first appear, as close() makes them (absorb
+        # walks them in that order).
+        for i in np.argsort(first).tolist():
+            group = int(distinct[i])
+            sample = samples.get(group)
+            if sample is None:
+                sample = samples[group] = _Sample()
+            before[i] = sample.seen
+            sample.seen += int(counts[i])
+        order = np.argsort(inverse, kind="stable")
+        rank = np.empty(len(groups), np.int64)
+        firsts = np.cumsum(counts) - counts
+        rank[order] = np.arange(len(groups)) - np.repeat(firsts, counts)
+        seen = before[inverse] + rank + 1  # as _slot counts each span
+        slots = seen - 1
+        over = np.flatnonzero(seen > self._size)
+        if len(over):
+            slots[over] = _draws(self._random, seen[over].tolist(), self._size)
+        kept_rows = np.flatnonzero(slots >= 0)
+        if not len(kept_rows):
+            return
+        children = _Children(parent_rows)
+        start_list, end_list, group_list = starts.tolist(), ends.tolist(), groups.tolist()
+        for row, slot in zip(kept_rows.tolist(), slots[kept_rows].tolist(), strict=True):
+            result = walk(row, children, start_list, end_list, group_list)
+            sample = samples[group_list[row]]
+            sample.put(slot, start_list[row], instances[row], result)
 
     def absorb(self, later: PathRecorder, indexes: Sequence[int]) -> None:
         """Add another recorder's samples; ``indexes`` maps its group indexes to this one's."""
@@ -301,6 +340,40 @@ class PathRecorder:
             child_ms=times.T[keep].copy(),
             calls=calls.T[keep].astype(np.int32),
         )
+
+
+def _draws(rng: random.Random, seen: list[int], size: int) -> list[int]:
+    """``rng.randrange(n)`` for each ``n`` of ``seen`` in order (-1 where not below ``size``).
+
+    Inlines what ``Random.randrange(n)`` does for n > 0 (``_randbelow_with_getrandbits``:
+    ``getrandbits(n.bit_length())`` until below n), so the stream is the same as
+    :meth:`PathRecorder._slot`'s, without two calls per span.
+    """
+    bits = rng.getrandbits
+    out = []
+    for n in seen:
+        k = n.bit_length()
+        r = bits(k)
+        while r >= n:
+            r = bits(k)
+        out.append(r if r < size else -1)
+    return out
+
+
+class _Children(Sequence[list[int]]):
+    """Per row, the rows whose parent it is, in row order (as :meth:`PathRecorder.close`)."""
+
+    def __init__(self, parent_rows: npt.NDArray[np.intp]) -> None:
+        order = np.argsort(parent_rows, kind="stable")
+        self._rows: list[int] = order.tolist()
+        bounds = np.searchsorted(parent_rows[order], np.arange(len(parent_rows) + 1))
+        self._bounds: list[int] = bounds.tolist()
+
+    def __len__(self) -> int:
+        return len(self._bounds) - 1
+
+    def __getitem__(self, row: int) -> list[int]:  # type: ignore[override]
+        return self._rows[self._bounds[row] : self._bounds[row + 1]]
 
 
 _Row = tuple[tuple[float, int, str | None, dict[int, tuple[float, int]]], int]

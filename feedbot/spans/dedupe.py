@@ -42,10 +42,33 @@ def _last16(ids: pa.Array) -> npt.NDArray[np.uint64]:
     """The last 16 hex digits of each string, as an unsigned 64-bit number."""
     wide = pa.types.is_large_string(ids.type)
     offsets = np.frombuffer(ids.buffers()[1], np.int64 if wide else np.int32)
-    ends = offsets[ids.offset + 1 : ids.offset + len(ids) + 1].astype(np.int64)
+    bounds = offsets[ids.offset : ids.offset + len(ids) + 1].astype(np.int64)
     data = np.frombuffer(ids.buffers()[2], np.uint8)
+    fixed = _fixed_width(bounds, data)
+    if fixed is not None:
+        return fixed
+    ends = bounds[1:]
     digits = _NIBBLE[data[ends[:, None] - 16 + np.arange(16)]]
     return np.asarray(np.bitwise_or.reduce(digits << _SHIFTS, axis=1), np.uint64)
+
+
+def _fixed_width(
+    bounds: npt.NDArray[np.int64], data: npt.NDArray[np.uint8]
+) -> npt.NDArray[np.uint64] | None:
+    """:func:`_last16` of strings that all have one length (ids do), decoded by
+    ``bytes.fromhex`` in one call; None when they differ or a digit is not hex."""
+    count = len(bounds) - 1
+    width = int(bounds[-1] - bounds[0]) // count
+    if width < 16 or not (np.diff(bounds) == width).all():
+        return None
+    digits = data[bounds[0] : bounds[-1]].reshape(count, width)[:, width - 16 :]
+    try:
+        raw = bytes.fromhex(digits.tobytes().decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if len(raw) != 8 * count:  # fromhex skips whitespace between digit pairs
+        return None
+    return np.frombuffer(raw, ">u8").astype(np.uint64)
 
 
 class SeenSpans:

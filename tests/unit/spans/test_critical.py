@@ -145,3 +145,26 @@ def test_absorbing_another_aggregator_keeps_a_bounded_sample_of_both() -> None:
     assert path is not None and path.spans == 120 and len(path.own_ms) == 40
     assert sorted(set(path.child_ms[:, 0].tolist())) == [4.0, 8.0]
     assert path.own_ms + path.child_ms[:, 0] == pytest.approx(np.full(40, 20.0))
+
+
+def test_closing_columns_keeps_the_same_sample_as_closing_rows() -> None:
+    # Blocks of traces of three spans (a root, two children) over four groups, many more than
+    # the reservoir holds: the columnar close must draw and keep exactly what the row close does.
+    rng = np.random.default_rng(7)
+    rows, columns = PathRecorder(size=30), PathRecorder(size=30)
+    for block in range(6):
+        traces = 40 + 13 * block
+        parents = np.tile(np.array([-1, 0, 0]), traces) + np.repeat(np.arange(traces) * 3, 3)
+        parents[::3] = -1
+        groups = rng.integers(0, 4, traces * 3).astype(np.intp)
+        starts = rng.integers(0, 10 * MS, traces * 3).astype(np.int64)
+        ends = starts + rng.integers(0, 10 * MS, traces * 3).astype(np.int64)
+        instances = [f"pod-{g}" for g in rng.integers(0, 3, traces * 3).tolist()]
+        rows.close(parents.tolist(), groups.tolist(), starts.tolist(), ends.tolist(), instances)
+        columns.close_arrays(parents.astype(np.intp), groups, starts, ends, instances)
+    assert list(columns._samples) == list(rows._samples)
+    for group, sample in rows._samples.items():
+        theirs = columns._samples[group]
+        assert theirs.seen == sample.seen > 30
+        assert theirs.rows() == sample.rows()
+    assert columns._random.getstate() == rows._random.getstate()
