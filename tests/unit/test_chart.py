@@ -23,7 +23,8 @@ SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 EXAMPLES = sorted((CHART / "ci").glob("*-values.yaml"))
 # Keys under these hold the user's own names (services, features, people), not feedbot's keys.
-USER_MAPS = ("services", "features", "people")
+#: Maps whose keys are the team's own names (services, repositories), not configuration keys.
+USER_MAPS = ("services", "features", "people", "github.services")
 
 
 def merged(*layers: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +51,7 @@ def key_paths(node: Any, prefix: str = "") -> set[str]:
     for key, value in node.items():
         path = f"{prefix}.{key}" if prefix else str(key)
         paths.add(path)
-        if key not in USER_MAPS or prefix:
+        if path not in USER_MAPS:
             paths |= key_paths(value, path)
     return paths
 
