@@ -6,8 +6,11 @@ service's recent window exactly as :mod:`feedbot.analysis.reach` does after a de
 
 - how often it ran (spans naming it, per day of the window);
 - its latency (p50/p95) and error rate, measured on the span groups that are its own (the
-  function accounts for at least :data:`OWN_SHARE` of the group's spans, as when it opens a span
-  of its own), and the exception types recorded there;
+  function accounts for at least :data:`~feedbot.spans.footprint.OWN_SHARE` of the group's
+  spans, as when it opens a span of its own), and the exception types recorded there: the
+  numbers :func:`feedbot.spans.footprint.function_numbers` computes for the code history too,
+  here on the function's own groups only (a p95 the deploy's check compares against is the
+  function's own, and none is stated for a function that owns no group);
 - the entry points it runs under: following each group's callers up to a root, a span whose
   parent is in another service, or a SERVER/CONSUMER span (the routes);
 - what to watch for: a hot path, the exceptions it raises per day, an error rate, its p95 as
@@ -20,19 +23,16 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Literal
 
-import numpy as np
-
-from feedbot.analysis.reach import Target, change_targets, target_hits
+from feedbot.analysis.reach import Target, change_targets, group_hits, target_hits
 from feedbot.releases.event import Change
+from feedbot.spans.footprint import OWN_SHARE, function_numbers
 from feedbot.spans.model import ReleaseData, SpanGroupStats
 
-#: A group is the function's own when the function ran in at least this share of its spans.
-OWN_SHARE = 0.9
 #: Calls per day from which a function is a hot path.
 HOT_PER_DAY = 1000.0
 #: An error rate worth a line of its own.
@@ -123,9 +123,9 @@ def _footprint(
     window: timedelta,
     hot_per_day: float,
 ) -> Footprint:
-    hits = target_hits(target, data)
-    calls = sum(hits.values())
-    if not calls:
+    ran = group_hits(target, data)
+    numbers = function_numbers(ran, own_share=OWN_SHARE)
+    if not numbers.calls:
         usage: Usage = "never" if _would_show(target, data) else "unknown"
         return Footprint(
             target.function,
@@ -135,32 +135,19 @@ def _footprint(
             0.0,
             watch=(_absent_line(target, usage, window),),
         )
-    own = [g for name, n in hits.items() for g in by_name.get(name, ()) if n >= OWN_SHARE * g.count]
-    durations = [g.durations_ms for g in own if g.durations_ms.size]
-    p50 = p95 = None
-    if durations:
-        joined = np.concatenate(durations)
-        p50, p95 = (float(q) for q in np.percentile(joined, [50, 95]))
-    spans = sum(g.count for g in own)
-    errors = sum(g.errors for g in own)
-    exceptions: dict[str, int] = {}
-    for group in own:
-        for seen in group.exceptions:
-            exceptions[seen.type] = exceptions.get(seen.type, 0) + seen.count
-    ranked = tuple(sorted(exceptions.items(), key=lambda kv: (-kv[1], kv[0])))
-    per_day = calls / days
+    per_day = numbers.calls / days
     footprint = Footprint(
         function=target.function,
         file=target.file,
         usage="hot" if per_day >= hot_per_day else "used",
-        calls=calls,
+        calls=numbers.calls,
         per_day=per_day,
-        p50_ms=p50,
-        p95_ms=p95,
-        errors=errors,
-        error_rate=errors / spans if spans else None,
-        exceptions=ranked,
-        routes=_routes(hits, by_name),
+        p50_ms=numbers.p50_ms,
+        p95_ms=numbers.p95_ms,
+        errors=numbers.errors,
+        error_rate=numbers.error_rate,
+        exceptions=numbers.exceptions,
+        routes=_routes({group.name for group, _ in ran}, by_name),
     )
     return _with_watch(footprint, days)
 
@@ -174,7 +161,7 @@ def _would_show(target: Target, data: ReleaseData) -> bool:
     return bool(target.file) and bool(target_hits(Target(None, target.file, ()), data))
 
 
-def _routes(hits: dict[str, int], by_name: dict[str, list[SpanGroupStats]]) -> tuple[str, ...]:
+def _routes(hits: Collection[str], by_name: dict[str, list[SpanGroupStats]]) -> tuple[str, ...]:
     """Entry points above the groups that ran the function, busiest first."""
     found: dict[str, int] = {}
     seen: set[str] = set()

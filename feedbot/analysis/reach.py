@@ -19,13 +19,14 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 from feedbot.analysis import stats
 from feedbot.analysis.findings import Effect, Finding, Measure
 from feedbot.policy import DetectionPolicy
 from feedbot.releases.event import Change
-from feedbot.spans.model import CodeSeen, ReleaseData
+from feedbot.spans.model import CodeSeen, ReleaseData, SpanGroupStats
 
 ReachStatus = Literal["reached", "not_reached", "stopped", "not_yet", "unknown"]
 
@@ -148,22 +149,31 @@ def matches(target: _Target, seen: CodeSeen) -> bool:
 
 
 def _hits(target: _Target, data: ReleaseData | None) -> dict[str, int]:
-    """Spans that ran the target, per group name.
+    """Spans that ran the target, per group name (see :func:`_group_hits`)."""
+    out: dict[str, int] = {}
+    for group, n in _group_hits(target, data):
+        out[group.name] = out.get(group.name, 0) + n
+    return out
+
+
+def _group_hits(target: _Target, data: ReleaseData | None) -> list[tuple[SpanGroupStats, int]]:
+    """Spans that ran the target, per group.
 
     When spans name the changed function itself, only those count: a change's line ranges
     also cover the other functions it changed, whose spans are their calls, not this one's.
     """
-    seen_code = [
-        (g.name, seen) for g in (data.groups if data is not None else ()) for seen in g.code
-    ]
-    named = [
-        (name, seen)
-        for name, seen in seen_code
-        if target.function and seen.function and _same_function(target.function, seen.function)
-    ]
-    out: dict[str, int] = {}
-    for name, seen in named or [(n, s) for n, s in seen_code if matches(target, s)]:
-        out[name] = out.get(name, 0) + seen.count
+    groups = data.groups if data is not None else ()
+
+    def named(seen: CodeSeen) -> bool:
+        wanted, name = target.function, seen.function
+        return bool(wanted and name and _same_function(wanted, name))
+
+    found = named if any(named(s) for g in groups for s in g.code) else partial(matches, target)
+    out = []
+    for group in groups:
+        seen = [s for s in group.code if found(s)]
+        if seen:
+            out.append((group, sum(s.count for s in seen)))
     return out
 
 
@@ -323,6 +333,11 @@ def change_targets(change: Change) -> list[_Target]:
 def target_hits(target: _Target, data: ReleaseData | None) -> dict[str, int]:
     """Spans that ran ``target``, per group name (named spans first; see :func:`_hits`)."""
     return _hits(target, data)
+
+
+def group_hits(target: _Target, data: ReleaseData | None) -> list[tuple[SpanGroupStats, int]]:
+    """Spans that ran ``target``, per group (named spans first; see :func:`_group_hits`)."""
+    return _group_hits(target, data)
 
 
 def same_function(wanted: str, seen: str) -> bool:

@@ -7,11 +7,17 @@
 The store keeps them per check as a time series (:mod:`feedbot.store.history`), so
 ``/feedback <function | file | route>`` is answered without asking the trace store.
 
-A function's numbers come from the span groups it ran in, each weighted by the share of the
-group's spans that named it: calls are exact, errors and exception counts are that share of the
-group's, and its p50/p95 are those of the group where it ran most. Its callers are its groups'
-callers; where its group is an entry point (``(root)``) the group itself is the caller, so a
-controller method set on a SERVER span is "called by" its route. Pure: no I/O.
+:func:`function_numbers` is the one computation of a function's (or file's) numbers from the
+span groups it ran in, which the code history and the pull-request preview
+(:mod:`feedbot.analysis.footprint`) share: calls are exact (every span that named it); errors,
+exception counts and callers are each group's times the share of the group's spans that named
+it; p50/p95 are those of the groups' durations together. ``own_share`` says which groups give
+errors, exceptions and latency: the history takes every group (0: its errors are summed with
+its calls check after check, so they must cover the same spans), the preview only the groups
+the function owns (:data:`OWN_SHARE`: a rate or p95 it states "now" is the function's own, and
+None when it owns no group). A function's callers are its groups' callers; where its group is
+an entry point (``(root)``) the group itself is the caller, so a controller method set on a
+SERVER span is "called by" its route. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
+import numpy.typing as npt
 
 from feedbot.spans.model import ReleaseData, SpanGroupStats
 
@@ -30,6 +37,8 @@ MAX_NAME = 500
 #: Callers and exception types kept per key, busiest first.
 MAX_LISTED = 8
 KINDS = ("operation", "function", "file")
+#: A group is a function's own when the function ran in at least this share of its spans.
+OWN_SHARE = 0.9
 
 _METHOD = re.compile(r"^[A-Za-z]+ (?=/)")
 _SEPARATORS = re.compile(r"[.:#\\/ ]+")
@@ -82,22 +91,98 @@ def short_name(kind: str, name: str) -> str:
     return (parts[-1] if parts else text).lower()[:MAX_NAME]
 
 
+@dataclass(frozen=True)
+class FunctionNumbers:
+    """What the spans say of one function (or file), from the groups it ran in.
+
+    Attributes:
+        calls: Spans that named it, in every group.
+        spans: Of those, the spans of the groups that count (``own_share``): the base of
+            ``errors`` (0: it owns no group).
+        errors: Errored spans of the groups that count, each group's times the function's share.
+        p50_ms: Median duration of the counted groups' spans together; None without any.
+        p95_ms: 95th percentile, likewise.
+        callers: ``(caller, spans)``, busiest first (``(root)``: the group itself).
+        exceptions: ``(type, spans)`` of the counted groups, busiest first.
+    """
+
+    calls: int
+    spans: int
+    errors: int
+    p50_ms: float | None
+    p95_ms: float | None
+    callers: tuple[tuple[str, int], ...] = ()
+    exceptions: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def error_rate(self) -> float | None:
+        """``errors`` over ``spans``; None when no group counted."""
+        return self.errors / self.spans if self.spans else None
+
+
+def function_numbers(
+    ran: Iterable[tuple[SpanGroupStats, int]], *, own_share: float = 0.0
+) -> FunctionNumbers:
+    """A function's numbers from ``(group, spans of it that named the function)`` pairs.
+
+    Args:
+        ran: Each group the function ran in, with how many of its spans named it.
+        own_share: Only groups where the function ran in at least this share of the spans
+            give errors, exceptions and latency (0: all; :data:`OWN_SHARE`: its own).
+
+    Returns:
+        Its numbers (see :class:`FunctionNumbers`).
+    """
+    calls, spans, errors = 0, 0, 0.0
+    callers: defaultdict[str, float] = defaultdict(float)
+    exceptions: defaultdict[str, float] = defaultdict(float)
+    durations = []
+    for group, n in ran:
+        if group.count <= 0 or n <= 0:
+            continue
+        share = min(1.0, n / group.count)
+        calls += n
+        for caller, k in group.callers:
+            callers[group.name if caller == "(root)" else caller] += k * share
+        if share < own_share:
+            continue
+        spans += n
+        errors += group.errors * share
+        for seen in group.exceptions:
+            exceptions[seen.type] += seen.count * share
+        if group.durations_ms.size:
+            durations.append(group.durations_ms)
+    p50, p95 = _percentiles(np.concatenate(durations)) if durations else (None, None)
+    return FunctionNumbers(
+        calls=calls,
+        spans=spans,
+        errors=min(spans, round(errors)),
+        p50_ms=p50,
+        p95_ms=p95,
+        callers=_top(callers),
+        exceptions=_top(exceptions),
+    )
+
+
 def footprints(data: ReleaseData) -> list[Footprint]:
     """One footprint per operation, function and file that ``data``'s spans show."""
     out = [_operation(g) for g in data.groups if g.count > 0]
-    functions: dict[str, _Sum] = defaultdict(_Sum)
-    files: dict[str, _Sum] = defaultdict(_Sum)
+    functions: dict[str, list[tuple[SpanGroupStats, int]]] = defaultdict(list)
+    files: dict[str, list[tuple[SpanGroupStats, int]]] = defaultdict(list)
+    where: dict[str, str] = {}
     for group in data.groups:
-        if group.count <= 0:
-            continue
         for code in group.code:
-            share = min(1.0, code.count / group.count)
             if code.function:
-                functions[code.function].add(group, code.count, share, code.filepath)
+                functions[code.function].append((group, code.count))
+                if code.filepath:
+                    where.setdefault(code.function, code.filepath)
             if code.filepath:
-                files[code.filepath].add(group, code.count, share, code.filepath)
-    out += [total.footprint("function", name) for name, total in sorted(functions.items())]
-    out += [total.footprint("file", name) for name, total in sorted(files.items())]
+                files[code.filepath].append((group, code.count))
+    out += [
+        _keyed("function", name, function_numbers(ran), where.get(name))
+        for name, ran in sorted(functions.items())
+    ]
+    out += [_keyed("file", name, function_numbers(ran)) for name, ran in sorted(files.items())]
     return out
 
 
@@ -115,8 +200,7 @@ def with_insights(
     return [replace(p, insights=tuple(said.get((p.kind, p.name), ()))) for p in prints]
 
 
-def _quantiles(group: SpanGroupStats) -> tuple[float | None, float | None]:
-    durations = group.durations_ms
+def _percentiles(durations: npt.NDArray[np.float64]) -> tuple[float | None, float | None]:
     if durations.size == 0:
         return None, None
     p50, p95 = np.percentile(durations, [50, 95])
@@ -129,7 +213,7 @@ def _top(counter: Mapping[str, float]) -> tuple[tuple[str, int], ...]:
 
 
 def _operation(group: SpanGroupStats) -> Footprint:
-    p50, p95 = _quantiles(group)
+    p50, p95 = _percentiles(group.durations_ms)
     return Footprint(
         kind="operation",
         name=group.name[:MAX_NAME],
@@ -142,38 +226,15 @@ def _operation(group: SpanGroupStats) -> Footprint:
     )
 
 
-class _Sum:
-    """A function's or file's numbers, summed over the groups it ran in."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.errors = 0.0
-        self.callers: defaultdict[str, float] = defaultdict(float)
-        self.exceptions: defaultdict[str, float] = defaultdict(float)
-        self.busiest: tuple[int, SpanGroupStats] | None = None
-        self.file: str | None = None
-
-    def add(self, group: SpanGroupStats, calls: int, share: float, file: str | None) -> None:
-        self.calls += calls
-        self.errors += group.errors * share
-        for caller, n in group.callers:
-            self.callers[group.name if caller == "(root)" else caller] += n * share
-        for seen in group.exceptions:
-            self.exceptions[seen.type] += seen.count * share
-        if self.busiest is None or calls > self.busiest[0]:
-            self.busiest = (calls, group)
-        self.file = self.file or file
-
-    def footprint(self, kind: str, name: str) -> Footprint:
-        p50, p95 = _quantiles(self.busiest[1]) if self.busiest else (None, None)
-        return Footprint(
-            kind=kind,
-            name=name[:MAX_NAME],
-            calls=self.calls,
-            errors=min(self.calls, round(self.errors)),
-            p50_ms=p50,
-            p95_ms=p95,
-            callers=_top(self.callers),
-            exceptions=_top(self.exceptions),
-            file=self.file if kind == "function" else None,
-        )
+def _keyed(kind: str, name: str, numbers: FunctionNumbers, file: str | None = None) -> Footprint:
+    return Footprint(
+        kind=kind,
+        name=name[:MAX_NAME],
+        calls=numbers.calls,
+        errors=numbers.errors,
+        p50_ms=numbers.p50_ms,
+        p95_ms=numbers.p95_ms,
+        callers=numbers.callers,
+        exceptions=numbers.exceptions,
+        file=file,
+    )

@@ -1,0 +1,91 @@
+"""One per-function computation for the code history and the pull-request preview."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from feedbot.analysis.footprint import footprints as preview_footprints
+from feedbot.releases.event import Change
+from feedbot.spans.footprint import OWN_SHARE, footprints, function_numbers
+from feedbot.spans.model import CodeSeen, ExceptionSeen, ReleaseData, SpanGroupStats
+
+APPRAISE = "vault.appraisal.Appraiser.appraise"
+FILE = "vault/appraisal.py"
+
+
+def _group(
+    name: str,
+    durations: list[float],
+    *,
+    errors: int,
+    appraise: int,
+    raised: int = 0,
+    caller: str = "(root)",
+) -> SpanGroupStats:
+    """A group of ``len(durations)`` spans, ``appraise`` of which named the function."""
+    return SpanGroupStats(
+        name=name,
+        kind="SERVER" if caller == "(root)" else "INTERNAL",
+        count=len(durations),
+        errors=errors,
+        durations_ms=np.array(durations, dtype=np.float64),
+        exceptions=(ExceptionSeen("KeyError", raised),) if raised else (),
+        code=(CodeSeen(APPRAISE, FILE, 30, appraise),),
+        callers=((caller, len(durations)),),
+    )
+
+
+#: The function's own group (every span names it) and one it shares: 5 of 20 spans.
+OWN = _group("appraise", [10.0] * 9 + [30.0], errors=2, appraise=10, raised=2, caller="GET /v")
+SHARED = _group("render", [100.0] * 20, errors=8, appraise=5, raised=8, caller="GET /v")
+
+
+def test_every_group_counts_for_the_history_each_by_the_functions_share() -> None:
+    got = function_numbers([(OWN, 10), (SHARED, 5)])
+    assert (got.calls, got.spans) == (15, 15)
+    assert got.errors == 2 + 8 * 5 // 20  # the shared group's errors, a quarter of them
+    assert got.exceptions == (("KeyError", 4),)
+    assert got.callers == (("GET /v", 15),)
+    both = np.concatenate([OWN.durations_ms, SHARED.durations_ms])
+    assert got.p95_ms == pytest.approx(float(np.percentile(both, 95)), abs=0.001)
+
+
+def test_only_its_own_groups_give_the_previews_rates_and_latency() -> None:
+    got = function_numbers([(OWN, 10), (SHARED, 5)], own_share=OWN_SHARE)
+    assert (got.calls, got.spans, got.errors) == (15, 10, 2)  # every call, own errors
+    assert got.error_rate == pytest.approx(2 / 10)
+    assert got.exceptions == (("KeyError", 2),)
+    assert got.p50_ms == 10.0 and got.p95_ms == pytest.approx(np.percentile(OWN.durations_ms, 95))
+
+
+def test_a_function_owning_no_group_has_no_rate_rather_than_zero() -> None:
+    got = function_numbers([(SHARED, 5)], own_share=OWN_SHARE)
+    assert got.calls == 5
+    assert (got.error_rate, got.p95_ms, got.exceptions) == (None, None, ())
+
+
+def test_the_history_row_of_a_function_is_what_function_numbers_says() -> None:
+    data = ReleaseData(groups=[OWN, SHARED])
+    [row] = [f for f in footprints(data) if f.kind == "function"]
+    numbers = function_numbers([(OWN, 10), (SHARED, 5)])
+    assert (row.name, row.file, row.calls, row.errors) == (APPRAISE, FILE, 15, numbers.errors)
+    assert (row.p50_ms, row.p95_ms, row.callers) == (
+        numbers.p50_ms,
+        numbers.p95_ms,
+        numbers.callers,
+    )
+
+
+def test_the_preview_judges_ownership_per_version_not_on_their_summed_spans() -> None:
+    # Two versions served in the window, each with a "render" group of 50 spans, 30 of which
+    # named the function: 60% of each, so neither is its own, although 60 >= 90% of 50.
+    v1 = _group("render", [5.0] * 50, errors=10, appraise=30)
+    v2 = _group("render", [7.0] * 50, errors=10, appraise=30)
+    change = Change(file=FILE, functions=(APPRAISE,))
+    [found] = preview_footprints([change], ReleaseData(groups=[v1, v2]), window=timedelta(days=1))
+    assert found.calls == 60 and found.usage == "used"
+    assert (found.error_rate, found.p95_ms) == (None, None)
+    assert found.routes == ("render",)
