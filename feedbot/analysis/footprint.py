@@ -5,12 +5,10 @@ service's recent window exactly as :mod:`feedbot.analysis.reach` does after a de
 ``code.*`` attributes of both semantic-convention generations), and says per function:
 
 - how often it ran (spans naming it, per day of the window);
-- its latency (p50/p95) and error rate, measured on the span groups that are its own (the
-  function accounts for at least :data:`~feedbot.spans.footprint.OWN_SHARE` of the group's
-  spans, as when it opens a span of its own), and the exception types recorded there: the
-  numbers :func:`feedbot.spans.footprint.function_numbers` computes for the code history too,
-  here on the function's own groups only (a p95 the deploy's check compares against is the
-  function's own, and none is stated for a function that owns no group);
+- its latency (p50/p95) on the span groups that are its own, its error rate and the
+  exception types recorded where it ran: the numbers
+  :func:`feedbot.spans.footprint.function_numbers` computes for the code history too, so the
+  preview and ``/feedback`` agree (see there why latency is only that of its own groups);
 - the entry points it runs under: following each group's callers up to a root, a span whose
   parent is in another service, or a SERVER/CONSUMER span (the routes);
 - what to watch for: a hot path, the exceptions it raises per day, an error rate, its p95 as
@@ -30,7 +28,7 @@ from typing import Literal
 
 from feedbot.analysis.reach import Target, change_targets, group_hits, target_hits
 from feedbot.releases.event import Change
-from feedbot.spans.footprint import OWN_SHARE, function_numbers
+from feedbot.spans.footprint import function_numbers
 from feedbot.spans.model import ReleaseData, SpanGroupStats
 
 #: Calls per day from which a function is a hot path.
@@ -56,8 +54,8 @@ class Footprint:
         per_day: ``calls`` per day of the window.
         p50_ms: median duration on its own groups, None when it has none.
         p95_ms: 95th percentile, likewise.
-        errors: errored spans of its own groups.
-        error_rate: ``errors`` over the own groups' spans, None when it has none.
+        errors: errored spans where it ran (each group's, times its share of the group).
+        error_rate: ``errors`` over ``calls``, None when it did not run.
         exceptions: (type, count) recorded on its own groups, most frequent first.
         routes: the entry points it runs under, busiest first.
         watch: what to watch for after the deploy, one line each.
@@ -124,7 +122,7 @@ def _footprint(
     hot_per_day: float,
 ) -> Footprint:
     ran = group_hits(target, data)
-    numbers = function_numbers(ran, own_share=OWN_SHARE)
+    numbers = function_numbers(ran)
     if not numbers.calls:
         usage: Usage = "never" if _would_show(target, data) else "unknown"
         return Footprint(

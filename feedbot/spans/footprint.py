@@ -9,15 +9,16 @@ The store keeps them per check as a time series (:mod:`feedbot.store.history`), 
 
 :func:`function_numbers` is the one computation of a function's (or file's) numbers from the
 span groups it ran in, which the code history and the pull-request preview
-(:mod:`feedbot.analysis.footprint`) share: calls are exact (every span that named it); errors,
+(:mod:`feedbot.analysis.footprint`) share, so that ``/feedback`` and the preview say the same of
+the same spans. Calls are exact (every span that named it). What adds up is apportioned: errors,
 exception counts and callers are each group's times the share of the group's spans that named
-it; p50/p95 are those of the groups' durations together. ``own_share`` says which groups give
-errors, exceptions and latency: the history takes every group (0: its errors are summed with
-its calls check after check, so they must cover the same spans), the preview only the groups
-the function owns (:data:`OWN_SHARE`: a rate or p95 it states "now" is the function's own, and
-None when it owns no group). A function's callers are its groups' callers; where its group is
-an entry point (``(root)``) the group itself is the caller, so a controller method set on a
-SERVER span is "called by" its route. Pure: no I/O.
+the function, so errors over calls is its groups' error rates weighted by its share of each
+(exactly the group's rate where it owns the group), and the history can sum both check after
+check. A percentile cannot be apportioned: p50/p95 are those of the durations of the groups the
+function owns (it ran in at least :data:`OWN_SHARE` of their spans, as when it opens a span of
+its own), None when it owns none, rather than another function's latency. A function's callers
+are its groups' callers; where its group is an entry point (``(root)``) the group itself is the
+caller, so a controller method set on a SERVER span is "called by" its route. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -97,17 +98,14 @@ class FunctionNumbers:
 
     Attributes:
         calls: Spans that named it, in every group.
-        spans: Of those, the spans of the groups that count (``own_share``): the base of
-            ``errors`` (0: it owns no group).
-        errors: Errored spans of the groups that count, each group's times the function's share.
-        p50_ms: Median duration of the counted groups' spans together; None without any.
+        errors: Each group's errored spans times the function's share of the group.
+        p50_ms: Median duration of the spans of the groups it owns; None when it owns none.
         p95_ms: 95th percentile, likewise.
         callers: ``(caller, spans)``, busiest first (``(root)``: the group itself).
-        exceptions: ``(type, spans)`` of the counted groups, busiest first.
+        exceptions: ``(type, spans)``, apportioned like ``errors``, busiest first.
     """
 
     calls: int
-    spans: int
     errors: int
     p50_ms: float | None
     p95_ms: float | None
@@ -116,47 +114,32 @@ class FunctionNumbers:
 
     @property
     def error_rate(self) -> float | None:
-        """``errors`` over ``spans``; None when no group counted."""
-        return self.errors / self.spans if self.spans else None
+        """``errors`` over ``calls``; None without calls."""
+        return self.errors / self.calls if self.calls else None
 
 
-def function_numbers(
-    ran: Iterable[tuple[SpanGroupStats, int]], *, own_share: float = 0.0
-) -> FunctionNumbers:
-    """A function's numbers from ``(group, spans of it that named the function)`` pairs.
-
-    Args:
-        ran: Each group the function ran in, with how many of its spans named it.
-        own_share: Only groups where the function ran in at least this share of the spans
-            give errors, exceptions and latency (0: all; :data:`OWN_SHARE`: its own).
-
-    Returns:
-        Its numbers (see :class:`FunctionNumbers`).
-    """
-    calls, spans, errors = 0, 0, 0.0
+def function_numbers(ran: Iterable[tuple[SpanGroupStats, int]]) -> FunctionNumbers:
+    """A function's numbers from ``(group, spans of it that named the function)`` pairs."""
+    calls, errors = 0, 0.0
     callers: defaultdict[str, float] = defaultdict(float)
     exceptions: defaultdict[str, float] = defaultdict(float)
-    durations = []
+    owned = []
     for group, n in ran:
         if group.count <= 0 or n <= 0:
             continue
         share = min(1.0, n / group.count)
         calls += n
+        errors += group.errors * share
         for caller, k in group.callers:
             callers[group.name if caller == "(root)" else caller] += k * share
-        if share < own_share:
-            continue
-        spans += n
-        errors += group.errors * share
         for seen in group.exceptions:
             exceptions[seen.type] += seen.count * share
-        if group.durations_ms.size:
-            durations.append(group.durations_ms)
-    p50, p95 = _percentiles(np.concatenate(durations)) if durations else (None, None)
+        if share >= OWN_SHARE and group.durations_ms.size:
+            owned.append(group.durations_ms)
+    p50, p95 = _percentiles(np.concatenate(owned)) if owned else (None, None)
     return FunctionNumbers(
         calls=calls,
-        spans=spans,
-        errors=min(spans, round(errors)),
+        errors=min(calls, round(errors)),
         p50_ms=p50,
         p95_ms=p95,
         callers=_top(callers),

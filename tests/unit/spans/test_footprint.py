@@ -1,4 +1,5 @@
-"""One per-function computation for the code history and the pull-request preview."""
+"""One per-function computation for the code history and the pull-request preview: the
+same spans give the same numbers in both."""
 
 from __future__ import annotations
 
@@ -43,28 +44,26 @@ OWN = _group("appraise", [10.0] * 9 + [30.0], errors=2, appraise=10, raised=2, c
 SHARED = _group("render", [100.0] * 20, errors=8, appraise=5, raised=8, caller="GET /v")
 
 
-def test_every_group_counts_for_the_history_each_by_the_functions_share() -> None:
+def test_what_adds_up_is_apportioned_by_the_functions_share_of_each_group() -> None:
     got = function_numbers([(OWN, 10), (SHARED, 5)])
-    assert (got.calls, got.spans) == (15, 15)
+    assert got.calls == 15
     assert got.errors == 2 + 8 * 5 // 20  # the shared group's errors, a quarter of them
+    assert got.error_rate == pytest.approx(4 / 15)
     assert got.exceptions == (("KeyError", 4),)
     assert got.callers == (("GET /v", 15),)
-    both = np.concatenate([OWN.durations_ms, SHARED.durations_ms])
-    assert got.p95_ms == pytest.approx(float(np.percentile(both, 95)), abs=0.001)
 
 
-def test_only_its_own_groups_give_the_previews_rates_and_latency() -> None:
-    got = function_numbers([(OWN, 10), (SHARED, 5)], own_share=OWN_SHARE)
-    assert (got.calls, got.spans, got.errors) == (15, 10, 2)  # every call, own errors
-    assert got.error_rate == pytest.approx(2 / 10)
-    assert got.exceptions == (("KeyError", 2),)
-    assert got.p50_ms == 10.0 and got.p95_ms == pytest.approx(np.percentile(OWN.durations_ms, 95))
+def test_latency_is_only_that_of_the_groups_the_function_owns() -> None:
+    got = function_numbers([(OWN, 10), (SHARED, 5)])
+    assert got.p50_ms == 10.0
+    assert got.p95_ms == pytest.approx(float(np.percentile(OWN.durations_ms, 95)), abs=0.001)
+    assert OWN_SHARE == 0.9
 
 
-def test_a_function_owning_no_group_has_no_rate_rather_than_zero() -> None:
-    got = function_numbers([(SHARED, 5)], own_share=OWN_SHARE)
-    assert got.calls == 5
-    assert (got.error_rate, got.p95_ms, got.exceptions) == (None, None, ())
+def test_a_function_owning_no_group_has_no_latency_rather_than_anothers() -> None:
+    got = function_numbers([(SHARED, 5)])
+    assert (got.calls, got.errors) == (5, 2)
+    assert (got.p50_ms, got.p95_ms) == (None, None)
 
 
 def test_the_history_row_of_a_function_is_what_function_numbers_says() -> None:
@@ -87,5 +86,20 @@ def test_the_preview_judges_ownership_per_version_not_on_their_summed_spans() ->
     change = Change(file=FILE, functions=(APPRAISE,))
     [found] = preview_footprints([change], ReleaseData(groups=[v1, v2]), window=timedelta(days=1))
     assert found.calls == 60 and found.usage == "used"
-    assert (found.error_rate, found.p95_ms) == (None, None)
+    assert found.p95_ms is None
+    assert found.error_rate == pytest.approx(12 / 60)  # 60% of each version's 10 errors
     assert found.routes == ("render",)
+
+
+def test_the_preview_says_what_the_history_says_of_the_same_spans() -> None:
+    data = ReleaseData(groups=[OWN, SHARED])
+    [row] = [f for f in footprints(data) if f.kind == "function"]
+    change = Change(file=FILE, functions=(APPRAISE,))
+    [found] = preview_footprints([change], data, window=timedelta(days=1))
+    assert (found.calls, found.errors, found.p50_ms, found.p95_ms) == (
+        row.calls,
+        row.errors,
+        row.p50_ms,
+        row.p95_ms,
+    )
+    assert found.exceptions == row.exceptions
