@@ -21,13 +21,14 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Literal
 
 from feedbot.analysis.reach import Target, change_targets, group_hits, target_hits
 from feedbot.releases.event import Change
+from feedbot.spans.footprint import Footprint as Seen
 from feedbot.spans.footprint import function_numbers
 from feedbot.spans.model import ReleaseData, SpanGroupStats
 
@@ -86,6 +87,7 @@ def footprints(
     *,
     window: timedelta,
     hot_per_day: float = HOT_PER_DAY,
+    held: Mapping[str, tuple[Seen, float]] | None = None,
 ) -> list[Footprint]:
     """Each changed function's footprint in ``data``, the spans of ``window``.
 
@@ -94,6 +96,9 @@ def footprints(
         data: the service's spans in the window (every version that served).
         window: how long ``data`` covers; rates are per day of it.
         hot_per_day: calls per day from which a function is on a hot path.
+        held: per changed function, what the code history holds of it in the window (the
+            checks' footprint, with calls, and its calls a day): used instead of ``data``
+            for that function; its routes are then the callers the checks saw.
 
     Returns:
         One footprint per changed function (or per file without functions that spans point
@@ -103,8 +108,11 @@ def footprints(
     by_name: dict[str, list[SpanGroupStats]] = {}
     for group in data.groups:
         by_name.setdefault(group.name, []).append(group)
+    known = held or {}
     found = (
-        _footprint(target, data, by_name, days, window, hot_per_day)
+        _from_history(target, *seen, days, hot_per_day)
+        if (seen := known.get(target.function or ""))
+        else _footprint(target, data, by_name, days, window, hot_per_day)
         for change in changes
         for target in change_targets(change)
     )
@@ -146,6 +154,28 @@ def _footprint(
         error_rate=numbers.error_rate,
         exceptions=numbers.exceptions,
         routes=_routes({group.name for group, _ in ran}, by_name),
+    )
+    return _with_watch(footprint, days)
+
+
+def _from_history(
+    target: Target, seen: Seen, per_day: float, days: float, hot_per_day: float
+) -> Footprint:
+    """The footprint of what the checks saw: their counts scaled from the serving time they
+    were counted in to the window, as the trace store's spans of the window would give them."""
+    scale = per_day * days / seen.calls
+    footprint = Footprint(
+        function=target.function,
+        file=target.file,
+        usage="hot" if per_day >= hot_per_day else "used",
+        calls=round(seen.calls * scale),
+        per_day=per_day,
+        p50_ms=seen.p50_ms,
+        p95_ms=seen.p95_ms,
+        errors=round(seen.errors * scale),
+        error_rate=seen.errors / seen.calls if seen.calls else None,
+        exceptions=tuple((kind, round(n * scale)) for kind, n in seen.exceptions),
+        routes=tuple(name for name, _ in seen.callers),
     )
     return _with_watch(footprint, days)
 

@@ -16,7 +16,6 @@ shared/reference/detection-methods.md. Pure: no I/O.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -26,6 +25,7 @@ from feedbot.analysis import stats
 from feedbot.analysis.findings import Effect, Finding, Measure
 from feedbot.policy import DetectionPolicy
 from feedbot.releases.event import Change
+from feedbot.spans.footprint import same_function
 from feedbot.spans.model import CodeSeen, ReleaseData, SpanGroupStats
 
 ReachStatus = Literal["reached", "not_reached", "stopped", "not_yet", "unknown"]
@@ -98,37 +98,14 @@ def code_reach(
 def _targets(change: Change) -> list[_Target]:
     if change.functions:
         return [
-            _Target(f, change.file, change.lines, any(_same_function(f, t) for t in change.traced))
+            _Target(f, change.file, change.lines, any(same_function(f, t) for t in change.traced))
             for f in change.functions
         ]
     return [_Target(None, change.file, change.lines)] if change.file else []
 
 
-_SEPARATORS = re.compile(r"::|[:/\\#$+]")
-_GO_RECEIVER = re.compile(r"\(\*?([^()*]+)\)")
-_DOTS = re.compile(r"\.{2,}")
-
-
-def _norm_function(name: str) -> str:
-    """One spelling for every language's qualified name, so that they compare by dotted parts.
-
-    ``Acme::Vault#deposit``, ``App\\Http\\VaultController::deposit``,
-    ``com.acme.Vault$Ledger.post``, ``Acme.Deposits.DepositService+Audit.Record`` and
-    ``github.com/acme/deposits.(*Account).Deposit`` become dotted
-    paths (the Go receiver ``(*Account)`` as ``Account``).
-    """
-    name = _GO_RECEIVER.sub(r"\1", name)
-    return _DOTS.sub(".", _SEPARATORS.sub(".", name)).strip(".")
-
-
 def _norm_path(path: str) -> str:
     return path.replace("\\", "/").removeprefix("./").strip("/")
-
-
-def _same_function(wanted: str, seen: str) -> bool:
-    """Qualified names match when equal or one is a dotted suffix of the other."""
-    w, s = _norm_function(wanted), _norm_function(seen)
-    return w == s or s.endswith("." + w) or w.endswith("." + s)
 
 
 def _same_file(wanted: str, seen: str) -> bool:
@@ -139,7 +116,7 @@ def _same_file(wanted: str, seen: str) -> bool:
 
 def matches(target: _Target, seen: CodeSeen) -> bool:
     """Whether a code location recorded on spans belongs to a changed function or lines."""
-    if target.function and seen.function and _same_function(target.function, seen.function):
+    if target.function and seen.function and same_function(target.function, seen.function):
         return True
     if not (target.file and seen.filepath and _same_file(target.file, seen.filepath)):
         return False
@@ -166,7 +143,7 @@ def _group_hits(target: _Target, data: ReleaseData | None) -> list[tuple[SpanGro
 
     def named(seen: CodeSeen) -> bool:
         wanted, name = target.function, seen.function
-        return bool(wanted and name and _same_function(wanted, name))
+        return bool(wanted and name and same_function(wanted, name))
 
     found = named if any(named(s) for g in groups for s in g.code) else partial(matches, target)
     out = []
@@ -338,8 +315,3 @@ def target_hits(target: _Target, data: ReleaseData | None) -> dict[str, int]:
 def group_hits(target: _Target, data: ReleaseData | None) -> list[tuple[SpanGroupStats, int]]:
     """Spans that ran ``target``, per group (named spans first; see :func:`_group_hits`)."""
     return _group_hits(target, data)
-
-
-def same_function(wanted: str, seen: str) -> bool:
-    """Whether two qualified names, in any language's spelling, name the same function."""
-    return _same_function(wanted, seen)

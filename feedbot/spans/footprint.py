@@ -42,6 +42,9 @@ KINDS = ("operation", "function", "file")
 OWN_SHARE = 0.9
 
 _METHOD = re.compile(r"^[A-Za-z]+ (?=/)")
+_QUALIFIERS = re.compile(r"::|[:/\\#$+]")
+_GO_RECEIVER = re.compile(r"\(\*?([^()*]+)\)")
+_DOTS = re.compile(r"\.{2,}")
 _SEPARATORS = re.compile(r"[.:#\\/ ]+")
 
 
@@ -145,6 +148,26 @@ def function_numbers(ran: Iterable[tuple[SpanGroupStats, int]]) -> FunctionNumbe
         callers=_top(callers),
         exceptions=_top(exceptions),
     )
+
+
+def same_function(wanted: str, seen: str) -> bool:
+    """Whether two qualified names, in any language's spelling, name the same function: equal,
+    or one a dotted suffix of the other once both are spelt alike (a diff and the spans
+    qualify names differently)."""
+    w, s = _dotted(wanted), _dotted(seen)
+    return w == s or s.endswith("." + w) or w.endswith("." + s)
+
+
+def _dotted(name: str) -> str:
+    """One spelling for every language's qualified name, so that they compare by dotted parts.
+
+    ``Acme::Vault#deposit``, ``App\\Http\\VaultController::deposit``,
+    ``com.acme.Vault$Ledger.post``, ``Acme.Deposits.DepositService+Audit.Record`` and
+    ``github.com/acme/deposits.(*Account).Deposit`` become dotted
+    paths (the Go receiver ``(*Account)`` as ``Account``).
+    """
+    name = _GO_RECEIVER.sub(r"\1", name)
+    return _DOTS.sub(".", _QUALIFIERS.sub(".", name)).strip(".")
 
 
 def footprints(data: ReleaseData) -> list[Footprint]:
