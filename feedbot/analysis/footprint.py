@@ -7,7 +7,7 @@ service's recent window exactly as :mod:`feedbot.analysis.reach` does after a de
 - how often it ran (spans naming it, per day of the window);
 - its latency (p50/p95) on the span groups that are its own, its error rate and the
   exception types recorded where it ran: the numbers
-  :func:`feedbot.spans.footprint.function_numbers` computes for the code history too, so the
+  :func:`feedbot.spans.footprint.function_footprint` computes for the code history too, so the
   preview and ``/feedback`` agree (see there why latency is only that of its own groups);
 - the entry points it runs under: following each group's callers up to a root, a span whose
   parent is in another service, or a SERVER/CONSUMER span (the routes);
@@ -29,7 +29,7 @@ from typing import Literal
 from feedbot.analysis.reach import Target, change_targets, group_hits, target_hits
 from feedbot.releases.event import Change
 from feedbot.spans.footprint import Footprint as Seen
-from feedbot.spans.footprint import function_numbers
+from feedbot.spans.footprint import function_footprint
 from feedbot.spans.model import ReleaseData, SpanGroupStats
 
 #: Calls per day from which a function is a hot path.
@@ -130,7 +130,7 @@ def _footprint(
     hot_per_day: float,
 ) -> Footprint:
     ran = group_hits(target, data)
-    numbers = function_numbers(ran)
+    numbers = function_footprint(ran, target.function or target.file or "")
     if not numbers.calls:
         usage: Usage = "never" if _would_show(target, data) else "unknown"
         return Footprint(
@@ -141,28 +141,28 @@ def _footprint(
             0.0,
             watch=(_absent_line(target, usage, window),),
         )
-    per_day = numbers.calls / days
-    footprint = Footprint(
-        function=target.function,
-        file=target.file,
-        usage="hot" if per_day >= hot_per_day else "used",
-        calls=numbers.calls,
-        per_day=per_day,
-        p50_ms=numbers.p50_ms,
-        p95_ms=numbers.p95_ms,
-        errors=numbers.errors,
-        error_rate=numbers.error_rate,
-        exceptions=numbers.exceptions,
-        routes=_routes({group.name for group, _ in ran}, by_name),
-    )
-    return _with_watch(footprint, days)
+    routes = _routes({group.name for group, _ in ran}, by_name)
+    return _described(target, numbers, numbers.calls / days, days, hot_per_day, routes)
 
 
 def _from_history(
     target: Target, seen: Seen, per_day: float, days: float, hot_per_day: float
 ) -> Footprint:
-    """The footprint of what the checks saw: their counts scaled from the serving time they
-    were counted in to the window, as the trace store's spans of the window would give them."""
+    """The footprint of what the checks saw, its routes the callers they saw."""
+    routes = tuple(name for name, _ in seen.callers)
+    return _described(target, seen, per_day, days, hot_per_day, routes)
+
+
+def _described(
+    target: Target,
+    seen: Seen,
+    per_day: float,
+    days: float,
+    hot_per_day: float,
+    routes: tuple[str, ...],
+) -> Footprint:
+    """``seen``'s numbers, its counts scaled to ``per_day`` over the window (the checks of the
+    history counted them over less serving time than the window), with what to watch for."""
     scale = per_day * days / seen.calls
     footprint = Footprint(
         function=target.function,
@@ -173,9 +173,9 @@ def _from_history(
         p50_ms=seen.p50_ms,
         p95_ms=seen.p95_ms,
         errors=round(seen.errors * scale),
-        error_rate=seen.errors / seen.calls if seen.calls else None,
+        error_rate=seen.error_rate,
         exceptions=tuple((kind, round(n * scale)) for kind, n in seen.exceptions),
-        routes=tuple(name for name, _ in seen.callers),
+        routes=routes,
     )
     return _with_watch(footprint, days)
 

@@ -7,8 +7,8 @@
 The store keeps them per check as a time series (:mod:`feedbot.store.history`), so
 ``/feedback <function | file | route>`` is answered without asking the trace store.
 
-:func:`function_numbers` is the one computation of a function's (or file's) numbers from the
-span groups it ran in, which the code history and the pull-request preview
+:func:`function_footprint` is the one computation of a function's (or file's) numbers from
+the span groups it ran in, which the code history and the pull-request preview
 (:mod:`feedbot.analysis.footprint`) share, so that ``/feedback`` and the preview say the same of
 the same spans. Calls are exact (every span that named it). What adds up is apportioned: errors,
 exception counts and callers are each group's times the share of the group's spans that named
@@ -57,7 +57,8 @@ class Footprint:
         name: The span group, the qualified function or the file path.
         calls: Spans (an operation's), or spans that named the function or file.
         errors: Of those, spans whose status was ERROR (a function's: its share of its groups').
-        p50_ms: Median duration, None when no span had an end time.
+        p50_ms: Median duration, None when no span had an end time (a function's: of the
+            groups it owns, None when it owns none).
         p95_ms: 95th percentile duration.
         callers: ``(caller, spans)``: the groups of parent spans (``(remote)`` for a parent in
             another service), busiest first.
@@ -78,6 +79,11 @@ class Footprint:
     file: str | None = None
     insights: tuple[str, ...] = ()
 
+    @property
+    def error_rate(self) -> float | None:
+        """``errors`` over ``calls``; None without calls."""
+        return self.errors / self.calls if self.calls else None
+
 
 def short_name(kind: str, name: str) -> str:
     """The part of a name people type, lower case: how a key is looked up.
@@ -95,34 +101,21 @@ def short_name(kind: str, name: str) -> str:
     return (parts[-1] if parts else text).lower()[:MAX_NAME]
 
 
-@dataclass(frozen=True)
-class FunctionNumbers:
-    """What the spans say of one function (or file), from the groups it ran in.
+def function_footprint(
+    ran: Iterable[tuple[SpanGroupStats, int]],
+    name: str,
+    *,
+    kind: str = "function",
+    file: str | None = None,
+) -> Footprint:
+    """A function's (or file's) footprint from ``(group, spans of it that named it)`` pairs.
 
-    Attributes:
-        calls: Spans that named it, in every group.
-        errors: Each group's errored spans times the function's share of the group.
-        p50_ms: Median duration of the spans of the groups it owns; None when it owns none.
-        p95_ms: 95th percentile, likewise.
-        callers: ``(caller, spans)``, busiest first (``(root)``: the group itself).
-        exceptions: ``(type, spans)``, apportioned like ``errors``, busiest first.
+    Args:
+        ran: Each group it ran in, with how many of the group's spans named it.
+        name: The function (or file).
+        kind: ``function`` or ``file``.
+        file: The function's source file, when the spans said.
     """
-
-    calls: int
-    errors: int
-    p50_ms: float | None
-    p95_ms: float | None
-    callers: tuple[tuple[str, int], ...] = ()
-    exceptions: tuple[tuple[str, int], ...] = ()
-
-    @property
-    def error_rate(self) -> float | None:
-        """``errors`` over ``calls``; None without calls."""
-        return self.errors / self.calls if self.calls else None
-
-
-def function_numbers(ran: Iterable[tuple[SpanGroupStats, int]]) -> FunctionNumbers:
-    """A function's numbers from ``(group, spans of it that named the function)`` pairs."""
     calls, errors = 0, 0.0
     callers: defaultdict[str, float] = defaultdict(float)
     exceptions: defaultdict[str, float] = defaultdict(float)
@@ -140,13 +133,16 @@ def function_numbers(ran: Iterable[tuple[SpanGroupStats, int]]) -> FunctionNumbe
         if share >= OWN_SHARE and group.durations_ms.size:
             owned.append(group.durations_ms)
     p50, p95 = _percentiles(np.concatenate(owned)) if owned else (None, None)
-    return FunctionNumbers(
+    return Footprint(
+        kind=kind,
+        name=name[:MAX_NAME],
         calls=calls,
         errors=min(calls, round(errors)),
         p50_ms=p50,
         p95_ms=p95,
         callers=_top(callers),
         exceptions=_top(exceptions),
+        file=file,
     )
 
 
@@ -185,10 +181,10 @@ def footprints(data: ReleaseData) -> list[Footprint]:
             if code.filepath:
                 files[code.filepath].append((group, code.count))
     out += [
-        _keyed("function", name, function_numbers(ran), where.get(name))
+        function_footprint(ran, name, file=where.get(name))
         for name, ran in sorted(functions.items())
     ]
-    out += [_keyed("file", name, function_numbers(ran)) for name, ran in sorted(files.items())]
+    out += [function_footprint(ran, name, kind="file") for name, ran in sorted(files.items())]
     return out
 
 
@@ -229,18 +225,4 @@ def _operation(group: SpanGroupStats) -> Footprint:
         p95_ms=p95,
         callers=_top(dict(group.callers)),
         exceptions=_top({e.type: e.count for e in group.exceptions}),
-    )
-
-
-def _keyed(kind: str, name: str, numbers: FunctionNumbers, file: str | None = None) -> Footprint:
-    return Footprint(
-        kind=kind,
-        name=name[:MAX_NAME],
-        calls=numbers.calls,
-        errors=numbers.errors,
-        p50_ms=numbers.p50_ms,
-        p95_ms=numbers.p95_ms,
-        callers=numbers.callers,
-        exceptions=numbers.exceptions,
-        file=file,
     )

@@ -10,7 +10,7 @@ import pytest
 
 from feedbot.analysis.footprint import footprints as preview_footprints
 from feedbot.releases.event import Change
-from feedbot.spans.footprint import OWN_SHARE, footprints, function_numbers
+from feedbot.spans.footprint import OWN_SHARE, footprints, function_footprint
 from feedbot.spans.model import CodeSeen, ExceptionSeen, ReleaseData, SpanGroupStats
 
 APPRAISE = "vault.appraisal.Appraiser.appraise"
@@ -45,7 +45,7 @@ SHARED = _group("render", [100.0] * 20, errors=8, appraise=5, raised=8, caller="
 
 
 def test_what_adds_up_is_apportioned_by_the_functions_share_of_each_group() -> None:
-    got = function_numbers([(OWN, 10), (SHARED, 5)])
+    got = function_footprint([(OWN, 10), (SHARED, 5)], APPRAISE)
     assert got.calls == 15
     assert got.errors == 2 + 8 * 5 // 20  # the shared group's errors, a quarter of them
     assert got.error_rate == pytest.approx(4 / 15)
@@ -54,28 +54,22 @@ def test_what_adds_up_is_apportioned_by_the_functions_share_of_each_group() -> N
 
 
 def test_latency_is_only_that_of_the_groups_the_function_owns() -> None:
-    got = function_numbers([(OWN, 10), (SHARED, 5)])
+    got = function_footprint([(OWN, 10), (SHARED, 5)], APPRAISE)
     assert got.p50_ms == 10.0
     assert got.p95_ms == pytest.approx(float(np.percentile(OWN.durations_ms, 95)), abs=0.001)
     assert OWN_SHARE == 0.9
 
 
 def test_a_function_owning_no_group_has_no_latency_rather_than_anothers() -> None:
-    got = function_numbers([(SHARED, 5)])
+    got = function_footprint([(SHARED, 5)], APPRAISE)
     assert (got.calls, got.errors) == (5, 2)
     assert (got.p50_ms, got.p95_ms) == (None, None)
 
 
-def test_the_history_row_of_a_function_is_what_function_numbers_says() -> None:
+def test_the_history_row_of_a_function_is_its_function_footprint() -> None:
     data = ReleaseData(groups=[OWN, SHARED])
     [row] = [f for f in footprints(data) if f.kind == "function"]
-    numbers = function_numbers([(OWN, 10), (SHARED, 5)])
-    assert (row.name, row.file, row.calls, row.errors) == (APPRAISE, FILE, 15, numbers.errors)
-    assert (row.p50_ms, row.p95_ms, row.callers) == (
-        numbers.p50_ms,
-        numbers.p95_ms,
-        numbers.callers,
-    )
+    assert row == function_footprint([(OWN, 10), (SHARED, 5)], APPRAISE, file=FILE)
 
 
 def test_the_preview_judges_ownership_per_version_not_on_their_summed_spans() -> None:
