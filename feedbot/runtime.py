@@ -57,6 +57,11 @@ class Runtime:
         """Prune the embedded trace store (:meth:`feedbot.checks.ticker.Ticker.prune_spans`)."""
         return self.ticker.prune_spans()
 
+    def close(self) -> None:
+        """Release what it holds: the backend's client or connections, then the store's."""
+        self.backend.close()
+        self.engine.dispose()
+
 
 def build_notifier(settings: Settings, metrics: Metrics | None = None) -> Notifier:
     """Slack when a bot token is configured, else the console; Slack retries count into metrics."""

@@ -5,9 +5,10 @@ service's recent window exactly as :mod:`feedbot.analysis.reach` does after a de
 ``code.*`` attributes of both semantic-convention generations), and says per function:
 
 - how often it ran (spans naming it, per day of the window);
-- its latency (p50/p95) and error rate, measured on the span groups that are its own (the
-  function accounts for at least :data:`OWN_SHARE` of the group's spans, as when it opens a span
-  of its own), and the exception types recorded there;
+- its latency (p50/p95) on the span groups that are its own, its error rate and the
+  exception types recorded where it ran: the numbers
+  :func:`feedbot.spans.footprint.function_footprint` computes for the code history too, so the
+  preview and ``/feedback`` agree (see there why latency is only that of its own groups);
 - the entry points it runs under: following each group's callers up to a root, a span whose
   parent is in another service, or a SERVER/CONSUMER span (the routes);
 - what to watch for: a hot path, the exceptions it raises per day, an error rate, its p95 as
@@ -20,19 +21,17 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Literal
 
-import numpy as np
-
-from feedbot.analysis.reach import Target, change_targets, target_hits
+from feedbot.analysis.reach import Target, change_targets, group_hits, target_hits
 from feedbot.releases.event import Change
+from feedbot.spans.footprint import Footprint as Seen
+from feedbot.spans.footprint import function_footprint
 from feedbot.spans.model import ReleaseData, SpanGroupStats
 
-#: A group is the function's own when the function ran in at least this share of its spans.
-OWN_SHARE = 0.9
 #: Calls per day from which a function is a hot path.
 HOT_PER_DAY = 1000.0
 #: An error rate worth a line of its own.
@@ -56,8 +55,8 @@ class Footprint:
         per_day: ``calls`` per day of the window.
         p50_ms: median duration on its own groups, None when it has none.
         p95_ms: 95th percentile, likewise.
-        errors: errored spans of its own groups.
-        error_rate: ``errors`` over the own groups' spans, None when it has none.
+        errors: errored spans where it ran (each group's, times its share of the group).
+        error_rate: ``errors`` over ``calls``, None when it did not run.
         exceptions: (type, count) recorded on its own groups, most frequent first.
         routes: the entry points it runs under, busiest first.
         watch: what to watch for after the deploy, one line each.
@@ -88,6 +87,7 @@ def footprints(
     *,
     window: timedelta,
     hot_per_day: float = HOT_PER_DAY,
+    held: Mapping[str, tuple[Seen, float]] | None = None,
 ) -> list[Footprint]:
     """Each changed function's footprint in ``data``, the spans of ``window``.
 
@@ -96,6 +96,9 @@ def footprints(
         data: the service's spans in the window (every version that served).
         window: how long ``data`` covers; rates are per day of it.
         hot_per_day: calls per day from which a function is on a hot path.
+        held: per changed function, what the code history holds of it in the window (the
+            checks' footprint, with calls, and its calls a day): used instead of ``data``
+            for that function; its routes are then the callers the checks saw.
 
     Returns:
         One footprint per changed function (or per file without functions that spans point
@@ -105,8 +108,11 @@ def footprints(
     by_name: dict[str, list[SpanGroupStats]] = {}
     for group in data.groups:
         by_name.setdefault(group.name, []).append(group)
+    known = held or {}
     found = (
-        _footprint(target, data, by_name, days, window, hot_per_day)
+        _from_history(target, *seen, days, hot_per_day)
+        if (seen := known.get(target.function or ""))
+        else _footprint(target, data, by_name, days, window, hot_per_day)
         for change in changes
         for target in change_targets(change)
     )
@@ -123,9 +129,9 @@ def _footprint(
     window: timedelta,
     hot_per_day: float,
 ) -> Footprint:
-    hits = target_hits(target, data)
-    calls = sum(hits.values())
-    if not calls:
+    ran = group_hits(target, data)
+    numbers = function_footprint(ran, target.function or target.file or "")
+    if not numbers.calls:
         usage: Usage = "never" if _would_show(target, data) else "unknown"
         return Footprint(
             target.function,
@@ -135,32 +141,41 @@ def _footprint(
             0.0,
             watch=(_absent_line(target, usage, window),),
         )
-    own = [g for name, n in hits.items() for g in by_name.get(name, ()) if n >= OWN_SHARE * g.count]
-    durations = [g.durations_ms for g in own if g.durations_ms.size]
-    p50 = p95 = None
-    if durations:
-        joined = np.concatenate(durations)
-        p50, p95 = (float(q) for q in np.percentile(joined, [50, 95]))
-    spans = sum(g.count for g in own)
-    errors = sum(g.errors for g in own)
-    exceptions: dict[str, int] = {}
-    for group in own:
-        for seen in group.exceptions:
-            exceptions[seen.type] = exceptions.get(seen.type, 0) + seen.count
-    ranked = tuple(sorted(exceptions.items(), key=lambda kv: (-kv[1], kv[0])))
-    per_day = calls / days
+    routes = _routes({group.name for group, _ in ran}, by_name)
+    return _described(target, numbers, numbers.calls / days, days, hot_per_day, routes)
+
+
+def _from_history(
+    target: Target, seen: Seen, per_day: float, days: float, hot_per_day: float
+) -> Footprint:
+    """The footprint of what the checks saw, its routes the callers they saw."""
+    routes = tuple(name for name, _ in seen.callers)
+    return _described(target, seen, per_day, days, hot_per_day, routes)
+
+
+def _described(
+    target: Target,
+    seen: Seen,
+    per_day: float,
+    days: float,
+    hot_per_day: float,
+    routes: tuple[str, ...],
+) -> Footprint:
+    """``seen``'s numbers, its counts scaled to ``per_day`` over the window (the checks of the
+    history counted them over less serving time than the window), with what to watch for."""
+    scale = per_day * days / seen.calls
     footprint = Footprint(
         function=target.function,
         file=target.file,
         usage="hot" if per_day >= hot_per_day else "used",
-        calls=calls,
+        calls=round(seen.calls * scale),
         per_day=per_day,
-        p50_ms=p50,
-        p95_ms=p95,
-        errors=errors,
-        error_rate=errors / spans if spans else None,
-        exceptions=ranked,
-        routes=_routes(hits, by_name),
+        p50_ms=seen.p50_ms,
+        p95_ms=seen.p95_ms,
+        errors=round(seen.errors * scale),
+        error_rate=seen.error_rate,
+        exceptions=tuple((kind, round(n * scale)) for kind, n in seen.exceptions),
+        routes=routes,
     )
     return _with_watch(footprint, days)
 
@@ -174,7 +189,7 @@ def _would_show(target: Target, data: ReleaseData) -> bool:
     return bool(target.file) and bool(target_hits(Target(None, target.file, ()), data))
 
 
-def _routes(hits: dict[str, int], by_name: dict[str, list[SpanGroupStats]]) -> tuple[str, ...]:
+def _routes(hits: Collection[str], by_name: dict[str, list[SpanGroupStats]]) -> tuple[str, ...]:
     """Entry points above the groups that ran the function, busiest first."""
     found: dict[str, int] = {}
     seen: set[str] = set()

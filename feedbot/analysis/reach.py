@@ -16,16 +16,17 @@ shared/reference/detection-methods.md. Pure: no I/O.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 from feedbot.analysis import stats
 from feedbot.analysis.findings import Effect, Finding, Measure
 from feedbot.policy import DetectionPolicy
 from feedbot.releases.event import Change
-from feedbot.spans.model import CodeSeen, ReleaseData
+from feedbot.spans.footprint import same_function
+from feedbot.spans.model import CodeSeen, ReleaseData, SpanGroupStats
 
 ReachStatus = Literal["reached", "not_reached", "stopped", "not_yet", "unknown"]
 
@@ -97,37 +98,14 @@ def code_reach(
 def _targets(change: Change) -> list[_Target]:
     if change.functions:
         return [
-            _Target(f, change.file, change.lines, any(_same_function(f, t) for t in change.traced))
+            _Target(f, change.file, change.lines, any(same_function(f, t) for t in change.traced))
             for f in change.functions
         ]
     return [_Target(None, change.file, change.lines)] if change.file else []
 
 
-_SEPARATORS = re.compile(r"::|[:/\\#$+]")
-_GO_RECEIVER = re.compile(r"\(\*?([^()*]+)\)")
-_DOTS = re.compile(r"\.{2,}")
-
-
-def _norm_function(name: str) -> str:
-    """One spelling for every language's qualified name, so that they compare by dotted parts.
-
-    ``Acme::Vault#deposit``, ``App\\Http\\VaultController::deposit``,
-    ``com.acme.Vault$Ledger.post``, ``Acme.Deposits.DepositService+Audit.Record`` and
-    ``github.com/acme/deposits.(*Account).Deposit`` become dotted
-    paths (the Go receiver ``(*Account)`` as ``Account``).
-    """
-    name = _GO_RECEIVER.sub(r"\1", name)
-    return _DOTS.sub(".", _SEPARATORS.sub(".", name)).strip(".")
-
-
 def _norm_path(path: str) -> str:
     return path.replace("\\", "/").removeprefix("./").strip("/")
-
-
-def _same_function(wanted: str, seen: str) -> bool:
-    """Qualified names match when equal or one is a dotted suffix of the other."""
-    w, s = _norm_function(wanted), _norm_function(seen)
-    return w == s or s.endswith("." + w) or w.endswith("." + s)
 
 
 def _same_file(wanted: str, seen: str) -> bool:
@@ -138,7 +116,7 @@ def _same_file(wanted: str, seen: str) -> bool:
 
 def matches(target: _Target, seen: CodeSeen) -> bool:
     """Whether a code location recorded on spans belongs to a changed function or lines."""
-    if target.function and seen.function and _same_function(target.function, seen.function):
+    if target.function and seen.function and same_function(target.function, seen.function):
         return True
     if not (target.file and seen.filepath and _same_file(target.file, seen.filepath)):
         return False
@@ -148,22 +126,31 @@ def matches(target: _Target, seen: CodeSeen) -> bool:
 
 
 def _hits(target: _Target, data: ReleaseData | None) -> dict[str, int]:
-    """Spans that ran the target, per group name.
+    """Spans that ran the target, per group name (see :func:`_group_hits`)."""
+    out: dict[str, int] = {}
+    for group, n in _group_hits(target, data):
+        out[group.name] = out.get(group.name, 0) + n
+    return out
+
+
+def _group_hits(target: _Target, data: ReleaseData | None) -> list[tuple[SpanGroupStats, int]]:
+    """Spans that ran the target, per group.
 
     When spans name the changed function itself, only those count: a change's line ranges
     also cover the other functions it changed, whose spans are their calls, not this one's.
     """
-    seen_code = [
-        (g.name, seen) for g in (data.groups if data is not None else ()) for seen in g.code
-    ]
-    named = [
-        (name, seen)
-        for name, seen in seen_code
-        if target.function and seen.function and _same_function(target.function, seen.function)
-    ]
-    out: dict[str, int] = {}
-    for name, seen in named or [(n, s) for n, s in seen_code if matches(target, s)]:
-        out[name] = out.get(name, 0) + seen.count
+    groups = data.groups if data is not None else ()
+
+    def named(seen: CodeSeen) -> bool:
+        wanted, name = target.function, seen.function
+        return bool(wanted and name and same_function(wanted, name))
+
+    found = named if any(named(s) for g in groups for s in g.code) else partial(matches, target)
+    out = []
+    for group in groups:
+        seen = [s for s in group.code if found(s)]
+        if seen:
+            out.append((group, sum(s.count for s in seen)))
     return out
 
 
@@ -325,6 +312,6 @@ def target_hits(target: _Target, data: ReleaseData | None) -> dict[str, int]:
     return _hits(target, data)
 
 
-def same_function(wanted: str, seen: str) -> bool:
-    """Whether two qualified names, in any language's spelling, name the same function."""
-    return _same_function(wanted, seen)
+def group_hits(target: _Target, data: ReleaseData | None) -> list[tuple[SpanGroupStats, int]]:
+    """Spans that ran ``target``, per group (named spans first; see :func:`_group_hits`)."""
+    return _group_hits(target, data)

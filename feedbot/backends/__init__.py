@@ -203,6 +203,10 @@ class InstrumentedBackend:
         with self._timed("feedbot.backend.versions", attributes):
             return self.inner.versions(service, start, end, environment)  # type: ignore[attr-defined,no-any-return]
 
+    def close(self) -> None:
+        """Close the inner backend."""
+        self.inner.close()
+
     @contextmanager
     def _timed(self, name: str, attributes: dict[str, str]) -> Iterator[Any]:
         started = time.perf_counter()

@@ -36,6 +36,14 @@ class TraceBackend(Protocol):
         """
         ...
 
+    def close(self) -> None:
+        """Release what the backend holds (its HTTP client, its database connections).
+
+        The one who built the backend calls it once done with it; calling it again does
+        nothing. A backend holding nothing does nothing.
+        """
+        ...
+
 
 @runtime_checkable
 class VersionLister(Protocol):

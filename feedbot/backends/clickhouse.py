@@ -218,6 +218,10 @@ class ClickHouseBackend:
         self.table, self.database, self.ui_url = table, database, ui_url
         self.max_durations = max(1, int(max_durations))
 
+    def close(self) -> None:
+        """Close the HTTP client it was given."""
+        self.api.close()
+
     def collect(self, query: SpanQuery) -> ReleaseData:
         """Everything is computed in SQL; durations of groups over ``max_durations`` spans are a
         fixed-seed random sample, which the notes say (with the exact SQL quantiles)."""

@@ -56,6 +56,13 @@ class EmbeddedBackend:
         self._sessions = sessions
         self._clock = clock or SystemClock()
 
+    def close(self) -> None:
+        """Close the pooled connections of the engine its sessions are bound to (a later
+        session opens new ones)."""
+        engine = self._sessions.kw.get("bind")
+        if engine is not None:
+            engine.dispose()
+
     def ingest(
         self,
         body: bytes,

@@ -113,6 +113,10 @@ class JsonApi:
         self.received = 0
         self._counting = threading.Lock()
 
+    def close(self) -> None:
+        """Close the client: the backend holding this API is done with it."""
+        self.client.close()
+
     def get_json(self, path: str, params: Params | None = None, *, missing_ok: bool = False) -> Any:
         """``GET path`` and decode the JSON answer.
 
@@ -336,6 +340,10 @@ class SearchBackend:
         self.max_traces = max_traces
         self.slices = max(1, slices)
         self.filter_version = filter_version
+
+    def close(self) -> None:
+        """Close the HTTP client it was given."""
+        self.api.close()
 
     def collect(self, query: SpanQuery) -> ReleaseData:
         """Search as planned (see the class), keep the spans of ``query``, aggregate them."""

@@ -46,6 +46,9 @@ class OtlpFileBackend:
         self._patterns = tuple(paths)
         self._workers = workers
 
+    def close(self) -> None:
+        """Nothing to release: each read opens and closes its files."""
+
     def collect(self, query: SpanQuery) -> ReleaseData:
         """Read every file the patterns match, in name order.
 

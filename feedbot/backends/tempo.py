@@ -161,6 +161,10 @@ class TempoBackend:
         self.concurrency = concurrency
         self._v1_traces = False
 
+    def close(self) -> None:
+        """Close the HTTP client it was given."""
+        self.api.close()
+
     def collect(self, query: SpanQuery) -> ReleaseData:
         """Counts from TraceQL metrics where Tempo has them; everything else from a sample."""
         before = self.api.requests

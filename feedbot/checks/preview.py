@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from feedbot.analysis.footprint import Footprint, footprints
-from feedbot.analysis.reach import CodeReach, same_function
+from feedbot.analysis.reach import CodeReach, change_targets
 from feedbot.backends.base import TraceBackend, VersionLister
 from feedbot.checks import preview_text as render
 from feedbot.config import Settings, repo_services
@@ -33,8 +33,10 @@ from feedbot.releases.gitdiff import changes_from_diff
 from feedbot.releases.github_api import Comment, GitHubClient
 from feedbot.releases.owners import EMAIL_PREFIX, NOBODY, plan_owner
 from feedbot.releases.sources.github import PullRequestEvent
+from feedbot.spans.footprint import Footprint as SeenFootprint
+from feedbot.spans.footprint import same_function
 from feedbot.spans.model import ReleaseData, SpanQuery
-from feedbot.store import previews
+from feedbot.store import history, previews
 from feedbot.store.models import Delivery
 
 log = logging.getLogger(__name__)
@@ -110,20 +112,54 @@ def gather(
 
 
 def build(
-    backend: TraceBackend, request: PreviewRequest, settings: Settings, *, now: datetime
+    backend: TraceBackend,
+    request: PreviewRequest,
+    settings: Settings,
+    *,
+    now: datetime,
+    sessions: sessionmaker[Session] | None = None,
 ) -> render.Preview:
-    """The preview of ``request``: every changed function's footprint in the recent window."""
+    """The preview of ``request``: every changed function's footprint in the recent window.
+
+    A function the code history (in ``sessions``) holds checks of in the window is described
+    from them, as ``/feedback`` would; the trace store is read only for the others, and not
+    at all when the history holds every changed function.
+    """
     window = settings.github.preview_window
     environment = environment_of(request, settings)
-    data = gather(backend, request.service, environment, end=now, window=window)
+    held = _held(sessions, request, environment or "production", since=now - window)
+    targets = [t for change in request.changes for t in change_targets(change)]
+    if targets and all(t.function in held for t in targets):
+        data = ReleaseData(groups=[], notes=("from the code history",))
+    else:
+        data = gather(backend, request.service, environment, end=now, window=window)
     return render.Preview(
         service=request.service,
         environment=environment,
         window=window,
-        footprints=tuple(footprints(request.changes, data, window=window)),
+        footprints=tuple(footprints(request.changes, data, window=window, held=held)),
         subject=request.subject,
         url=request.url,
     )
+
+
+def _held(
+    sessions: sessionmaker[Session] | None,
+    request: PreviewRequest,
+    environment: str,
+    *,
+    since: datetime,
+) -> dict[str, tuple[SeenFootprint, float]]:
+    """Per changed function, the footprint the history's checks saw since ``since`` and its
+    calls a day (functions it holds no calls of are left out)."""
+    names = {f for change in request.changes for f in change.functions}
+    if sessions is None or not names:
+        return {}
+    with sessions() as session:
+        found = history.footprint_of(
+            session, request.service, names, since=since, environment=environment
+        )
+    return {name: (h.footprint, h.per_day) for name, h in found.items() if h.footprint.calls}
 
 
 def record(
@@ -409,7 +445,7 @@ def run_all(
         unmapped: the changed files no service claims (a note says how many).
         where: (``owner/name``, number) of the pull request when ``requests`` is empty.
     """
-    built = [(r, build(backend, r, settings, now=now)) for r in requests]
+    built = [(r, build(backend, r, settings, now=now, sessions=sessions)) for r in requests]
     shown = tuple(preview for _, preview in built)
     left_out = tuple(unmapped)
     quiet = not any(preview.footprints for preview in shown)

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     try:
         return _run(runtime, dry_run=args.dry_run, out=out or sys.stdout)
     finally:
-        runtime.engine.dispose()
+        runtime.close()
 
 
 def _run(runtime: Runtime, *, dry_run: bool, out: TextIO) -> int:

@@ -147,4 +147,4 @@ def run(
             runtime.sender.send_due()
         return 0
     finally:
-        runtime.engine.dispose()
+        runtime.close()

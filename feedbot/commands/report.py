@@ -241,7 +241,7 @@ def _report(args: argparse.Namespace, now: datetime) -> Finished:
             collected = pipeline.surveyed(backend, plan, collected)
         return pipeline.analyse(plan, collected or pipeline.collect(backend, plan))
     finally:
-        _close(backend)
+        backend.close()
 
 
 def _known_baseline(
@@ -263,13 +263,6 @@ def _known_baseline(
             "which cannot list versions"
         )
     return None, (), None
-
-
-def _close(backend: TraceBackend) -> None:
-    """Close the HTTP client an HTTP backend holds: this one-shot command made it."""
-    client = getattr(getattr(backend, "api", None), "client", None)
-    if client is not None and callable(getattr(client, "close", None)):
-        client.close()
 
 
 def read_deploy(path: Path) -> ReleaseEvent:

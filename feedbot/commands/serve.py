@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             slack_socket.close()  # a close frame: Slack sends the next requests elsewhere
         runtime.ticker.stop()  # the running tick ends after its current check or message
         scheduler.shutdown(wait=True)
-        runtime.engine.dispose()
+        runtime.close()
         signal.signal(signal.SIGTERM, previous)
     return 0
 
@@ -99,7 +99,7 @@ def start_socket_mode(runtime: Runtime) -> SocketMode | None:
     try:
         connection.start()
     except ConfigError:
-        runtime.engine.dispose()
+        runtime.close()
         raise
     return connection
 

@@ -21,5 +21,5 @@ def run(args: argparse.Namespace) -> int:
         db.migrate(runtime.engine)
         runtime.tick()
     finally:
-        runtime.engine.dispose()
+        runtime.close()
     return 0

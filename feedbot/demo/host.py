@@ -144,7 +144,7 @@ class LocalFeedbot:
             self._server.should_exit = True
             self._thread.join(STOP_TIMEOUT_S)
         self._socket.close()
-        self.runtime.engine.dispose()
+        self.runtime.close()
 
     def __enter__(self) -> LocalFeedbot:
         try:

@@ -16,7 +16,8 @@ The read API, for other modules (all take a Session and only read):
   baseline p50/p95 and error rate, exception types, insights, environments, and the releases
   that changed the code (:class:`Summary`, plain data that :mod:`feedbot.digest.answers`
   renders).
-- :func:`footprint_of` the latest numbers of named functions of a service (the PR preview).
+- :func:`footprint_of` what the checks of a recent window saw of named functions of a service
+  (:class:`Held`; the PR preview reads it instead of asking the trace store again).
 - :func:`reached` which of a service's names were seen since a time (code never reached, with
   :func:`instrumented`); :func:`busiest` and :func:`environments_of` for the weekly code view;
   :func:`same_function` says whether a diff's function name and a span's are the same.
@@ -39,6 +40,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from feedbot.spans.footprint import KINDS, Footprint, short_name
+from feedbot.spans.footprint import same_function as _same_function
 from feedbot.store.models import Change, Check, CodeHistory, CodeKey, Release
 
 #: The baseline (p50/p95, error rate, callers) is taken over this much recent history.
@@ -485,11 +487,9 @@ def touched(
 
 
 def same_function(changed: str, names: Collection[str]) -> bool:
-    """Whether a changed function (from a diff) is one of ``names`` (from spans): equal, or one
-    a dotted suffix of the other (a diff and the spans qualify names differently)."""
-    return any(
-        changed == n or n.endswith("." + changed) or changed.endswith("." + n) for n in names
-    )
+    """Whether a changed function (from a diff) is one of ``names`` (from spans), as
+    :func:`feedbot.spans.footprint.same_function` matches them."""
+    return any(_same_function(changed, n) for n in names)
 
 
 def _same_file(path: str, files: Collection[str]) -> bool:
@@ -605,13 +605,81 @@ def environments_of(session: Session, services: Collection[str]) -> dict[str, se
     return dict(out)
 
 
+@dataclass(frozen=True)
+class Held:
+    """What the history holds of one function over a window: its checks' rows together.
+
+    Attributes:
+        footprint: Calls, errors and exceptions summed over the rows (each row is the latest
+            check of one release), p50/p95 the rows' medians, callers merged.
+        seconds: The serving time the rows were counted over.
+        last_seen: The newest row's time.
+    """
+
+    footprint: Footprint
+    seconds: float
+    last_seen: datetime
+
+    @property
+    def per_day(self) -> float:
+        """Calls a day: ``calls`` over the serving time they were counted in."""
+        return self.footprint.calls * 86_400 / max(self.seconds, MIN_SECONDS)
+
+
 def footprint_of(
-    session: Session, service: str, functions: Collection[str], *, now: datetime
-) -> dict[str, Summary]:
-    """Per changed function of ``service``, its summary (only those the history knows)."""
-    out: dict[str, Summary] = {}
+    session: Session,
+    service: str,
+    functions: Collection[str],
+    *,
+    since: datetime,
+    environment: str,
+) -> dict[str, Held]:
+    """Per changed function of ``service``, what the history holds of it since ``since`` in
+    ``environment`` (the PR preview); functions without such rows are left out.
+
+    A changed name (from a diff) matches the keys :func:`same_function` says it names.
+    """
+    out: dict[str, Held] = {}
     for name in functions:
-        keys = [k for k in find(session, name, service=service) if k.kind == "function"]
-        if keys:
-            out[name] = summarise(session, name, keys, now=now)
+        candidates = session.execute(
+            select(CodeKey.id, CodeKey.name).where(
+                CodeKey.service == service,
+                CodeKey.kind == "function",
+                CodeKey.short == short_name("function", name),
+            )
+        )
+        ids = [key.id for key in candidates if _same_function(name, key.name)]
+        if not ids:
+            continue
+        rows = list(
+            session.execute(
+                select(*(getattr(CodeHistory, c) for c in _HELD))
+                .where(
+                    CodeHistory.key_id.in_(ids),
+                    CodeHistory.environment == environment,
+                    CodeHistory.at >= since,
+                )
+                .order_by(CodeHistory.at)
+            )
+        )
+        if rows:
+            out[name] = _held(name, rows)
     return out
+
+
+_HELD = ("at", "seconds", "calls", "errors", "p50_ms", "p95_ms", "callers", "exceptions")
+
+
+def _held(name: str, rows: Sequence[Any]) -> Held:
+    calls = sum(r.calls for r in rows)
+    footprint = Footprint(
+        kind="function",
+        name=name,
+        calls=calls,
+        errors=sum(r.errors for r in rows),
+        p50_ms=_median(r.p50_ms for r in rows),
+        p95_ms=_median(r.p95_ms for r in rows),
+        callers=_merged(tuple(c) for r in rows for c in r.callers or ()),
+        exceptions=_merged(tuple(e) for r in rows for e in r.exceptions or ()),
+    )
+    return Held(footprint, sum(float(r.seconds) for r in rows), _aware(rows[-1].at))

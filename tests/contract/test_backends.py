@@ -148,6 +148,8 @@ FACTORIES: dict[str, BackendFactory] = {
     "tempo": _tempo,
     "clickhouse": _clickhouse,
 }
+#: Backends holding an HTTP client, which closing them closes.
+HTTP_BACKENDS = frozenset({"jaeger", "zipkin", "tempo", "clickhouse"})
 #: Backends that lower-case span names on ingest (Zipkin does, for every span and service).
 LOWER_CASED_NAMES = frozenset({"zipkin"})
 
@@ -246,6 +248,20 @@ def test_backend_conforms_to_the_protocol(make_backend: Maker, service: str) -> 
     backend = make_backend(release_spans(service, "1.0.0"))
     assert isinstance(backend, TraceBackend)
     assert isinstance(backend.name, str)
+
+
+def test_close_releases_what_the_backend_holds_and_may_be_repeated(
+    make_backend: Maker, service: str
+) -> None:
+    backend = make_backend(release_spans(service, "1.0.0"))
+    assert backend.collect(query(service, "1.0.0")).groups
+    backend.close()
+    backend.close()
+    if make_backend.name in HTTP_BACKENDS:
+        assert backend.api.client.is_closed  # type: ignore[attr-defined]
+    if make_backend.name.startswith("embedded"):
+        # The engine stays usable: a later session opens a new connection.
+        assert backend.collect(query(service, "1.0.0")).groups
 
 
 @pytest.mark.parametrize("dataset", sorted(DATASETS))

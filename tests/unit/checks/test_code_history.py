@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
 from slack_sdk.models.blocks import Block
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,6 +14,7 @@ from feedbot.backends.embedded import EmbeddedBackend
 from feedbot.checks.register import register_release
 from feedbot.checks.runner import CheckRunner
 from feedbot.clock import FixedClock
+from feedbot.releases.event import Change
 from feedbot.store import history
 from feedbot.store.models import CodeHistory, CodeKey
 from tests.factories import DEPLOYED, event, settings
@@ -349,3 +351,51 @@ def test_the_checks_findings_are_kept_as_insights_of_their_keys(
     found = [k for k in history.find(db_session, span) if k.kind == "operation"]
     summary = history.summarise(db_session, span, found, now=DEPLOYED + timedelta(hours=1))
     assert (kind, 1) in [(k, n) for k, n, _ in summary.insights]
+
+
+class _Unasked:
+    """A trace store the preview must not need: the history holds every changed function."""
+
+    name = "unasked"
+
+    def collect(self, query: object) -> object:
+        raise AssertionError(f"the trace store was asked: {query}")
+
+    def versions(self, *args: object) -> dict[str, int]:
+        raise AssertionError("the trace store was asked for versions")
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_preview_reads_a_function_the_history_holds_instead_of_the_trace_store(
+    db_sessions: sessionmaker[Session], db_session: Session
+) -> None:
+    from feedbot.checks import preview
+
+    _setup(db_sessions, errors=12)
+    _run(db_sessions, timedelta(hours=1))
+    [row] = [
+        r
+        for r in db_session.scalars(select(CodeHistory))
+        if db_session.get(CodeKey, r.key_id).name == FUNCTION  # type: ignore[union-attr]
+    ]
+    conf = settings(github={"preview_window": "7d"})
+    # The diff qualifies the method with its file's module path: the same function.
+    change = Change(file="vault/appraisal.py", functions=("appraisal.Appraiser.appraise",))
+    request = preview.PreviewRequest(service=SERVICE, changes=(change,), commit="c" * 40)
+    now = DEPLOYED + timedelta(hours=2)
+
+    built = preview.build(_Unasked(), request, conf, now=now, sessions=db_sessions)  # type: ignore[arg-type]
+
+    [found] = built.footprints
+    per_day = 120 * 86_400 / row.seconds
+    assert found.per_day == pytest.approx(per_day)
+    assert found.calls == round(per_day * 7)
+    assert (found.p50_ms, found.p95_ms) == (row.p50_ms, row.p95_ms)
+    assert found.error_rate == pytest.approx(12 / 120)
+    assert [kind for kind, _ in found.exceptions] == ["KeyError"]
+    assert found.routes == ("GET /vaults/{id}",)
+    # Outside the window the history has nothing to say, and the trace store is asked.
+    with pytest.raises(AssertionError, match="trace store was asked"):
+        preview.build(_Unasked(), request, conf, now=now + timedelta(days=8), sessions=db_sessions)  # type: ignore[arg-type]
