@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from feedbot.backends.otlp_file import OtlpFileBackend
 from feedbot.errors import BackendResponseError, WebhookRejected
-from feedbot.spans import otlp_lines
+from feedbot.spans import aggregate_columns, otlp_lines
 from feedbot.spans.aggregate import Aggregator, to_ns
 from feedbot.spans.aggregate_columns import _unique_rows, fold
 from feedbot.spans.model import ReleaseData, from_ns
@@ -228,3 +228,45 @@ def test_a_first_line_longer_than_64_kib_is_read_as_columns(
     monkeypatch.undo()
     _line_by_line(monkeypatch)
     same(got, OtlpFileBackend([str(path)]).collect(query(SERVICE, "1.0.0")))
+
+
+def _interleaved() -> list[dict[str, Any]]:
+    """SDK spans of one version, one a line, the spans of each two traces taken in turn."""
+    by_trace: dict[int, list[Any]] = {}
+    for span in release_spans(SERVICE, "1.0.0"):
+        by_trace.setdefault(span.context.trace_id, []).append(span)
+    traces = list(by_trace.values())
+    order: list[Any] = []
+    for first, second in zip(traces[::2], traces[1::2], strict=False):
+        for pair in zip(first, second, strict=False):
+            order += pair
+        shorter = min(len(first), len(second))
+        order += first[shorter:] + second[shorter:]
+    order += traces[-1] if len(traces) % 2 else []
+    return [otlp_document([span]) for span in order]
+
+
+def test_traces_closed_between_blocks_interleaved_or_not_link_as_in_one_block(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Closing holds the open spans in the parts they came in: a prefix of them closes by
+    slicing, interleaved traces by picking rows; both answer as one block does."""
+    picked: list[str] = []
+    rows = aggregate_columns._rows
+    monkeypatch.setattr(
+        aggregate_columns,
+        "_rows",
+        lambda part, at: picked.append(type(at).__name__) or rows(part, at),
+    )
+    for lines in (_interleaved(), _lines(("1.0.0",))):
+        whole = columnar(lines)
+        assert whole.repeats and whole.traces == 8
+        for lines_a_block in (1, 3, 7):
+            aggregator = Aggregator(max_open_spans=8)
+            reader = BlockReader(Scanner.of(aggregator, query(SERVICE, "1.0.0")))
+            for i in range(0, len(lines), lines_a_block):
+                text = "".join(json.dumps(line) + "\n" for line in lines[i : i + lines_a_block])
+                for target, columns in reader.decode_block(text.encode())[0]:
+                    fold(target, columns)
+            same(aggregator.result(), whole)
+    assert {"slice", "ndarray"} <= set(picked)  # both ways of closing were taken
