@@ -44,6 +44,8 @@ def fold(aggregator: Aggregator, columns: SpanColumns) -> None:
     fresh = aggregator.seen.fresh_rows(span_keys(columns.trace_ids, columns.span_ids))
     if not fresh.all():
         columns = columns.select(np.flatnonzero(fresh))
+    if not len(columns):
+        return  # a block sent again whole (an exporter's retry): nothing new to count
     # Only the keys of spans still here make groups (a block's repeats may have been its only).
     indexes = np.full(len(columns.keys), -1, np.intp)
     for code in np.unique(columns.key_codes).tolist():
