@@ -3,8 +3,12 @@
 The file is what the Collector's file exporter writes: one ``ExportTraceServiceRequest`` per
 line, here 500 spans a line (a line of about 400 KB, as the exporter's default batch of 512 SDK
 spans makes) in traces of five spans (a routed SERVER span, three repeated DB
-statements under it, one INTERNAL span with code attributes). It is made by templating JSON text,
-not by the SDK, so a million spans take seconds. Each figure runs in a fresh subprocess so that
+statements under it, one INTERNAL span with code attributes), integers as strings as OTLP/JSON
+writes int64. Every other trace uses the older semantic conventions (``http.method``,
+``db.statement``, ``code.function`` + ``code.namespace`` + ``code.lineno``), as instrumentation
+not yet migrated sends them, and one trace in 50 failed: its SERVER span has an error status and
+an ``exception`` event. It is made by templating JSON text, not by the SDK, so a million spans
+take seconds. Each figure runs in a fresh subprocess so that
 its peak RSS (``ru_maxrss``) is its own; wall and CPU time are both kept (CPU time is steadier
 on a shared machine). ``feedbot report`` reads in ``report_cli.REPORT_WORKERS`` processes (one:
 forked workers were faster in wall time but not in CPU, and held several times the memory);
@@ -54,13 +58,22 @@ def _attrs(pairs: dict[str, str | int]) -> str:
     return json.dumps(values).replace("%", "%%").replace("ORDER_ID", "%(order)d")
 
 
-def _span(name: str, kind: int, span: str, parent: str, attributes: str, ms: str) -> str:
+def _span(
+    name: str, kind: int, span: str, parent: str, attributes: str, ms: str, tail: str = ""
+) -> str:
     return (
         '{"traceId":"%(trace)032x","spanId":"' + span + '","parentSpanId":"' + parent + '",'
         '"name":"' + name + '","kind":' + str(kind) + ","
         '"startTimeUnixNano":"%(start)d","endTimeUnixNano":"%(' + ms + ')d",'
-        '"attributes":' + attributes + ',"status":{}}'
+        '"attributes":' + attributes + (tail or ',"status":{}') + "}"
     )
+
+
+_FAILED = (
+    ',"events":[{"timeUnixNano":"%(start)d","name":"exception","attributes":'
+    + _attrs({"exception.type": "TimeoutError", "exception.message": "upstream timed out"})
+    + '}],"status":{"code":2,"message":"upstream timed out"}'
+)
 
 
 _SERVER = _span(
@@ -91,6 +104,37 @@ _CODE = _span(
 )
 
 
+_OLD_SERVER = _span(
+    "GET /orders/{id}",
+    2,
+    "%(trace)08x00000001",
+    "",
+    _attrs({"http.route": "/orders/{id}", "http.method": "GET", "http.status_code": 200}),
+    "end_server",
+)
+_OLD_DB = _span(
+    "SELECT orders",
+    3,
+    "%(trace)08x0000000%(n)d",
+    "%(trace)08x00000001",
+    _attrs({"db.system": "postgresql", "db.statement": "SELECT * FROM items WHERE id = ORDER_ID"}),
+    "end_db",
+)
+_OLD_CODE = _span(
+    "appraise",
+    1,
+    "%(trace)08x00000009",
+    "%(trace)08x00000001",
+    _attrs({"code.function": "appraise", "code.namespace": "vault.Appraiser", "code.lineno": 42}),
+    "end_db",
+)
+#: Per generation of the conventions: the SERVER span, failed or not, the DB span, the code span.
+_TEMPLATES = (
+    (_SERVER, _SERVER.replace(',"status":{}}', _FAILED + "}"), _DB, _CODE),
+    (_OLD_SERVER, _OLD_SERVER.replace(',"status":{}}', _FAILED + "}"), _OLD_DB, _OLD_CODE),
+)
+
+
 def _trace(trace: int) -> list[str]:
     start = START_NS + trace * 1_000_000
     values = {
@@ -100,9 +144,10 @@ def _trace(trace: int) -> list[str]:
         "end_db": start + 1_000_000 + (trace % 13) * 10_000,
         "order": trace,
     }
-    spans = [_SERVER % values]
-    spans += [_DB % {**values, "n": n, "order": trace * 10 + n} for n in (2, 3, 4)]
-    return [*spans, _CODE % values]
+    server, failed, db, code = _TEMPLATES[trace % 2]
+    spans = [(failed if trace % 50 == 7 else server) % values]
+    spans += [db % {**values, "n": n, "order": trace * 10 + n} for n in (2, 3, 4)]
+    return [*spans, code % values]
 
 
 def write_lines(path: Path, spans: int) -> int:

@@ -11,6 +11,8 @@ exactly as :meth:`Aggregator.add_span` links them.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
@@ -42,6 +44,8 @@ def fold(aggregator: Aggregator, columns: SpanColumns) -> None:
     fresh = aggregator.seen.fresh_rows(span_keys(columns.trace_ids, columns.span_ids))
     if not fresh.all():
         columns = columns.select(np.flatnonzero(fresh))
+    if not len(columns):
+        return  # a block sent again whole (an exporter's retry): nothing new to count
     # Only the keys of spans still here make groups (a block's repeats may have been its only).
     indexes = np.full(len(columns.keys), -1, np.intp)
     for code in np.unique(columns.key_codes).tolist():
@@ -174,48 +178,90 @@ class OpenTraces:
         return codes
 
     def _close(self, keep: int) -> None:
-        trace, span, parent = (pa.concat_arrays([p[i] for p in self._parts]) for i in range(3))
-        group, statement, duration, start, end, instance = (
-            np.concatenate([p[i] for p in self._parts]) for i in (3, 4, 5, 6, 7, 8)
-        )
+        """Close the traces not seen in the last ``keep`` held spans (all when 0).
+
+        The held spans stay in the parts they came in: only the closing ones are joined, and
+        the trace ids held are renumbered without a sort, so a close costs what closes, not
+        what stays held (a Collector file closes a block's worth every block).
+        """
         codes = np.concatenate(self._codes)
         closing = np.ones(len(codes), np.bool_)
         if keep:
             last = np.zeros(len(self._traces), np.intp)
             last[codes] = np.arange(len(codes))
             closing = last[codes] < len(codes) - keep
-        held = self._traces
-        self._parts, self._size, self._codes = [], 0, []
-        self._traces = pa.array([], pa.string())
         # Spans of a trace arrive together, so the closing ones are usually a prefix: slice.
         cut = int(np.argmin(closing)) if not closing.all() else len(closing)
-        prefix = not closing[cut:].any()
-        if cut < len(closing):
-            rest = slice(cut, None) if prefix else np.flatnonzero(~closing)
-            kept = (_take(trace, rest), _take(span, rest), _take(parent, rest))
-            self._parts.append(
-                (
-                    *kept,
-                    group[rest],
-                    statement[rest],
-                    duration[rest],
-                    start[rest],
-                    end[rest],
-                    instance[rest],
-                )
-            )
-            self._size = len(group[rest])
-            distinct, renumbered = np.unique(codes[rest], return_inverse=True)
-            self._traces = held.take(pa.array(distinct))
-            self._codes = [np.asarray(renumbered, np.intp).reshape(-1)]
-        rows = slice(0, cut) if prefix else np.flatnonzero(closing)
-        if len(group[rows]):
-            closed = Closed(_take(trace, rows), _take(span, rows), _take(parent, rows))
-            closed.fold(self._aggregator, group[rows], statement[rows], duration[rows])
-            self._aggregator.paths.close_arrays(
-                closed.parent_row, group[rows], start[rows], end[rows], instance[rows].tolist()
-            )
-            self._aggregator.fold_statements(list(self._statements), closed.repeats)
+        parts = self._parts
+        if closing[cut:].any():
+            whole = _join(parts)
+            rows: slice | npt.NDArray[np.intp] = np.flatnonzero(closing)
+            rest: slice | npt.NDArray[np.intp] = np.flatnonzero(~closing)
+            done: _Part | None = _rows(whole, rows)
+            parts = [_rows(whole, rest)]
+        else:
+            rest = slice(cut, None)
+            before, parts = _split(parts, cut)
+            done = _join(before) if before else None
+        self._parts, self._size = parts, len(codes[rest])
+        self._codes = [codes[rest]] if self._size else []
+        self._renumber()
+        if done is not None and len(done[3]):
+            self._fold(done)
+
+    def _renumber(self) -> None:
+        """Forget the trace ids no held span has; codes keep their order (no sort)."""
+        if not self._size:
+            self._traces = pa.array([], pa.string())
+            return
+        codes = self._codes[0]
+        present = np.zeros(len(self._traces), np.bool_)
+        present[codes] = True
+        if present.all():
+            return
+        renumbered = np.cumsum(present) - 1
+        self._codes = [np.asarray(renumbered[codes], np.intp)]
+        self._traces = self._traces.filter(pa.array(present))
+
+    def _fold(self, done: _Part) -> None:
+        trace, span, parent, group, statement, duration, start, end, instance = done
+        closed = Closed(trace, span, parent)
+        closed.fold(self._aggregator, group, statement, duration)
+        self._aggregator.paths.close_arrays(closed.parent_row, group, start, end, instance.tolist())
+        self._aggregator.fold_statements(list(self._statements), closed.repeats)
+
+
+def _join(parts: list[_Part]) -> _Part:
+    """The parts' spans as one part."""
+    if len(parts) == 1:
+        return parts[0]
+    strings = tuple(pa.concat_arrays([p[i] for p in parts]) for i in range(3))
+    arrays = tuple(np.concatenate([p[i] for p in parts]) for i in range(3, 9))
+    return cast("_Part", strings + arrays)
+
+
+def _rows(part: _Part, rows: slice | npt.NDArray[np.intp]) -> _Part:
+    """The spans of ``part`` at ``rows``."""
+    strings = tuple(_take(part[i], rows) for i in range(3))
+    return cast("_Part", strings + tuple(part[i][rows] for i in range(3, 9)))
+
+
+def _split(parts: list[_Part], cut: int) -> tuple[list[_Part], list[_Part]]:
+    """The parts' first ``cut`` spans, and the rest, without copying (slices)."""
+    before: list[_Part] = []
+    after: list[_Part] = []
+    seen = 0
+    for part in parts:
+        size = len(part[3])
+        if seen + size <= cut:
+            before.append(part)
+        elif seen >= cut:
+            after.append(part)
+        else:
+            before.append(_rows(part, slice(0, cut - seen)))
+            after.append(_rows(part, slice(cut - seen, None)))
+        seen += size
+    return before, after
 
 
 def span_ends(

@@ -72,16 +72,22 @@ def _fixed_width(
 
 
 class SeenSpans:
-    """The keys of the spans counted so far, and how many were sent again."""
+    """The keys of the spans counted so far, and how many were sent again.
+
+    Keys of spans counted one at a time are kept in a set; those of blocks in sorted numpy
+    runs (8 bytes a key, not the set's ~70), merged as they grow so that a lookup searches
+    a few runs (as a log-structured merge tree does).
+    """
 
     def __init__(self) -> None:
         self._keys: set[int] = set()
+        self._runs: list[npt.NDArray[np.uint64]] = []
         self.duplicates = 0
 
     def fresh(self, trace_id: str, span_id: str) -> bool:
         """Whether the span is seen for the first time (it is remembered)."""
         key = span_key(trace_id, span_id)
-        if key in self._keys:
+        if key in self._keys or self._in_runs(np.array([key], np.uint64))[0]:
             self.duplicates += 1
             return False
         self._keys.add(key)
@@ -89,11 +95,18 @@ class SeenSpans:
 
     def fresh_rows(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
         """Which of a block's spans (by :func:`span_keys`) are new; all are remembered."""
-        seen, add = self._keys, self._keys.add
-        mask = np.fromiter(
-            (k not in seen and not add(k) for k in keys.tolist()), np.bool_, len(keys)
-        )
+        if not len(keys):
+            return np.ones(0, np.bool_)
+        distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        known = self._in_runs(distinct)
+        if self._keys:
+            seen = self._keys
+            known |= np.fromiter((k in seen for k in distinct.tolist()), np.bool_, len(distinct))
+        mask = np.zeros(len(keys), np.bool_)
+        mask[first] = True  # the first of a key repeated inside the block
+        mask &= ~known[np.asarray(inverse).reshape(-1)]
         self.duplicates += len(keys) - int(np.count_nonzero(mask))
+        self._add_run(distinct[~known])
         return mask
 
     def absorb(self, later: SeenSpans) -> None:
@@ -104,6 +117,26 @@ class SeenSpans:
         """
         self.duplicates += later.duplicates
         self._keys |= later._keys
+        for run in later._runs:
+            self._add_run(run)
+
+    def _in_runs(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
+        """Which of ``keys`` some run holds."""
+        found = np.zeros(len(keys), np.bool_)
+        for run in self._runs:
+            at = np.minimum(np.searchsorted(run, keys), len(run) - 1)
+            found |= run[at] == keys
+        return found
+
+    def _add_run(self, run: npt.NDArray[np.uint64]) -> None:
+        """Keep a sorted run of new keys, merging runs while the one before is not larger."""
+        if not len(run):
+            return
+        runs = self._runs
+        runs.append(run)
+        while len(runs) > 1 and len(runs[-2]) <= 2 * len(runs[-1]):
+            last = runs.pop()
+            runs[-1] = np.sort(np.concatenate((runs[-1], last)))
 
 
 class UniqueSpans(SeenSpans):

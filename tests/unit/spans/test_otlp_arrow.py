@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +16,15 @@ from hypothesis import strategies as st
 
 from feedbot.backends.otlp_file import OtlpFileBackend
 from feedbot.errors import BackendResponseError, WebhookRejected
-from feedbot.spans import otlp_lines
-from feedbot.spans.aggregate import Aggregator, to_ns
+from feedbot.spans import aggregate_columns, otlp_lines
+from feedbot.spans.aggregate import Aggregator, matcher, to_ns
 from feedbot.spans.aggregate_columns import _unique_rows, fold
-from feedbot.spans.model import ReleaseData, from_ns
+from feedbot.spans.model import ReleaseData, SpanQuery, from_ns
 from feedbot.spans.otlp_arrow import BlockReader
+from feedbot.spans.otlp_lines import read_rows
 from feedbot.spans.otlp_scan import Scanner, Unusual
 from feedbot.spans.otlp_survey import Survey
+from tests.conftest import upstream_files
 from tests.fakes.sdk_spans import otlp_document, query, release_spans
 from tests.unit.spans.test_otlp_scan import (
     SERVICE,
@@ -228,3 +231,86 @@ def test_a_first_line_longer_than_64_kib_is_read_as_columns(
     monkeypatch.undo()
     _line_by_line(monkeypatch)
     same(got, OtlpFileBackend([str(path)]).collect(query(SERVICE, "1.0.0")))
+
+
+def _interleaved() -> list[dict[str, Any]]:
+    """SDK spans of one version, one a line, the spans of each two traces taken in turn."""
+    by_trace: dict[int, list[Any]] = {}
+    for span in release_spans(SERVICE, "1.0.0"):
+        by_trace.setdefault(span.context.trace_id, []).append(span)
+    traces = list(by_trace.values())
+    order: list[Any] = []
+    for first, second in zip(traces[::2], traces[1::2], strict=False):
+        for pair in zip(first, second, strict=False):
+            order += pair
+        shorter = min(len(first), len(second))
+        order += first[shorter:] + second[shorter:]
+    order += traces[-1] if len(traces) % 2 else []
+    return [otlp_document([span]) for span in order]
+
+
+def test_traces_closed_between_blocks_interleaved_or_not_link_as_in_one_block(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Closing holds the open spans in the parts they came in: a prefix of them closes by
+    slicing, interleaved traces by picking rows; both answer as one block does."""
+    picked: list[str] = []
+    rows = aggregate_columns._rows
+    monkeypatch.setattr(
+        aggregate_columns,
+        "_rows",
+        lambda part, at: picked.append(type(at).__name__) or rows(part, at),
+    )
+    for lines in (_interleaved(), _lines(("1.0.0",))):
+        whole = columnar(lines)
+        assert whole.repeats and whole.traces == 8
+        for lines_a_block in (1, 3, 7):
+            aggregator = Aggregator(max_open_spans=8)
+            reader = BlockReader(Scanner.of(aggregator, query(SERVICE, "1.0.0")))
+            for i in range(0, len(lines), lines_a_block):
+                text = "".join(json.dumps(line) + "\n" for line in lines[i : i + lines_a_block])
+                for target, columns in reader.decode_block(text.encode())[0]:
+                    fold(target, columns)
+            same(aggregator.result(), whole)
+    assert {"slice", "ndarray"} <= set(picked)  # both ways of closing were taken
+
+
+_STORAGE = "jaeger/otlp-storage-integration"
+UPSTREAM = [("otlp", n) for n in upstream_files("otlp", "*.json")]
+UPSTREAM += [(_STORAGE, n) for n in upstream_files(_STORAGE, "*_trace.json")]
+
+
+@pytest.mark.parametrize(("folder", "name"), UPSTREAM)
+def test_upstream_documents_as_lines_answer_alike_every_way(
+    folder: str, name: str, fixtures_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OTLP/JSON recorded upstream (the OTLP example, Jaeger's storage integration traces),
+    given a version and written three times as lines of their own blocks (every span sent
+    again twice): the columnar read answers as the line-by-line read and the validating
+    decoder, repeats and notes included."""
+    doc = json.loads((fixtures_dir / folder / name).read_text())
+    services = []
+    for block in doc["resourceSpans"]:
+        attributes = block.setdefault("resource", {}).setdefault("attributes", [])
+        services += [a["value"]["stringValue"] for a in attributes if a["key"] == "service.name"]
+        attributes.append({"key": "service.version", "value": {"stringValue": "1.0.0"}})
+    path = tmp_path / "traces.jsonl"
+    path.write_text((json.dumps(doc) + "\n") * 3)
+    monkeypatch.setattr(otlp_lines, "BLOCK_BYTES", 64)  # each line a block of its own
+    wide = (datetime(1970, 1, 2, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
+    counted = 0
+    for service in sorted(set(services)):
+        window = SpanQuery(service, "1.0.0", *wide)
+        got = OtlpFileBackend([str(path)]).collect(window)
+        with monkeypatch.context() as line_by_line:
+            _line_by_line(line_by_line)
+            want = OtlpFileBackend([str(path)]).collect(window)
+        aggregator = Aggregator()
+        aggregator.add_many(filter(matcher(window), read_rows(str(path))))
+        validated_answer = aggregator.result()
+        for theirs in (want, validated_answer):
+            same(got, theirs)
+            assert got.notes == theirs.notes
+        counted += sum(group.count for group in got.groups)
+        assert not got.groups or any("arrived again" in note for note in got.notes)
+    assert counted  # the document's spans were read, each once
