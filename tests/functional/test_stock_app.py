@@ -31,8 +31,8 @@ from feedbot.commands import report as report_cli
 from tests.stock_app import Collector, Pricing, create_database, drive, drop_database
 
 REPO = Path(__file__).resolve().parents[2]
-ALONE_S = 2.0  # 1.0.0 serving alone before the deploy
-BOTH_S = 6.0  # both versions serving after it
+ALONE_S = 2.0  # before the deploy: 1.0.0 serves, the new pods take smoke traffic
+BOTH_S = 6.0  # after it: both versions serve
 
 
 @pytest.fixture(scope="module")
