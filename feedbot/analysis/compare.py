@@ -422,6 +422,7 @@ def _no_baseline(
     summary = (
         f"New version: {_total(candidate)} spans in {len(candidate.groups)} groups; no baseline "
         "spans, so nothing could be compared.",
+        *(f"New version: {note}" for note in candidate.notes),
     )
     return Analysis(
         "insufficient_data", groups, tuple(findings), summary, reach, look, looks, q_level

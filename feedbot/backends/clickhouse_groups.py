@@ -7,7 +7,8 @@ the span name. The statement is normalised in SQL as :func:`~feedbot.spans.semco
 normalize_statement` does (RE2 has no look-around: numbers are matched with the character
 either side, in two passes). Known differences: digits inside double-quoted identifiers
 become ``?``, ``\\w`` and ``\\d`` are ASCII only, an IPv6 host is kept as written (an IPv4 one
-becomes ``{ip}`` on both sides), and the cap on resource groups
+becomes ``{ip}`` on both sides), the ASGI instrumentation's INTERNAL ``METHOD <raw path> http
+send`` spans keep their raw path, and the cap on resource groups
 (``aggregate.MAX_RESOURCE_GROUPS``) is not applied.
 """
 

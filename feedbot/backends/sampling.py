@@ -5,10 +5,15 @@ feedbot sees of a busy service is a sample. :func:`sampled_collect` plans it so 
 verdicts are those of the full data, within the statistics of the sample:
 
 1. **Where the version served** (:func:`locate`): one search over the query's window, then a
-   bisection on each edge with one-trace searches, to within 1/16 of the window. The slices are
-   cut between the first and the last span found, so none is spent on the hours before a
-   version was deployed, after the next one replaced it, or after "now". At most
-   ``2 + 2·locate_steps`` requests.
+   bisection on each edge with one-trace searches, to within 1/16 of the range it served (and
+   of the window; never finer than a second). The slices are cut between the first and the
+   last span found, so none is spent on the hours before a version was deployed, after the
+   next one replaced it, or after "now": a load test of 15 seconds in a day-long baseline
+   window is located to the second, not to 90 minutes, else each slice's count, estimated from
+   the density of its answer, is taken over minutes the version never served (90× too many
+   spans, and its errors divided by them). ``2 + 2·locate_steps`` requests when the version
+   served most of its window, about two more per halving of the part it served; at most
+   ``2 + 2·log2(window / 1 s)`` (36 for a day).
 2. **Stratified by operation**: the store's list of the service's span names (Jaeger
    ``/api/v3/operations``, Zipkin ``/api/v2/spans``, Tempo tag values of ``name``), then, per
    slice, one search of the whole service and one per operation, each for the slice's share
@@ -51,7 +56,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from statistics import NormalDist
 
 from feedbot.policy import DetectionPolicy
@@ -83,7 +88,8 @@ class SearchBudget:
         error_traces: error traces fetched per version, over all slices.
         slices: the served range is cut into this many slices, each with its share.
         max_operations: operations searched one by one; the others share one search per slice.
-        locate_steps: bisection steps per edge of the served range (to 1/2^steps of the window).
+        locate_steps: bisection steps per edge of the served range at least (to 1/2^steps of
+            the window); more, to 1/2^steps of the range served, when that is a small part.
         locate_limit: traces asked by the first, whole-window search.
     """
 
@@ -125,15 +131,28 @@ class SearchBudget:
         """Traces asked per operation and slice."""
         return max(1, math.ceil(self.per_operation / self.slices))
 
-    def max_requests(self, operations: int) -> int:
+    def max_requests(self, operations: int, window: timedelta | None = None) -> int:
         """Requests one version's collect makes at most, retries not counted.
 
-        Locating (``2 + 2·locate_steps``), the operations (1), per slice one search of the
-        whole service and one per operation (``max_operations`` at most), and one error search
-        per slice.
+        Locating (:meth:`locate_requests`: ``2 + 2·locate_steps`` when the version served most
+        of its window, up to ``2 + 2·log2(window / 1 s)`` when it served seconds of it), the
+        operations (1), per slice one search of the whole service and one per operation
+        (``max_operations`` at most), and one error search per slice.
         """
-        locate = 2 + 2 * self.locate_steps
-        return locate + 1 + self.slices * (min(operations, self.max_operations) + 2)
+        return (
+            self.locate_requests(window)
+            + 1
+            + self.slices * (min(operations, self.max_operations) + 2)
+        )
+
+    def locate_requests(self, window: timedelta | None = None) -> int:
+        """Requests to locate the served range: ``2 + 2·locate_steps`` when the version served
+        most of its window; with ``window``, the most a version serving a sliver of it costs
+        (each edge bisected to the second)."""
+        steps = self.locate_steps
+        if window is not None:
+            steps = max(steps, _steps_to_second(window // timedelta(microseconds=1) * 1000))
+        return 2 + 2 * steps
 
 
 @dataclass(frozen=True)
@@ -204,7 +223,7 @@ def locate(find: Find, query: SpanQuery, budget: SearchBudget) -> Located | None
 
     The window contains every span of the version in the query's window (each edge is kept on
     the safe side of the bisection, to the microsecond) and is at most 1/2^steps of the
-    query's window wider on each side.
+    range served (or a second) wider on each side.
     """
     low, high = to_ns(query.start), to_ns(query.end)
     rows = find(Probe(query.start, query.end, budget.locate_limit))
@@ -214,7 +233,13 @@ def locate(find: Find, query: SpanQuery, budget: SearchBudget) -> Located | None
     complete = len({r["trace_id"] for r in rows}) < budget.locate_limit
     if complete:
         return Located((_floor_us(min(seen)), _after_us(max(seen))), rows, True)
-    resolution = max(_SECOND, (high - low) >> budget.locate_steps)
+    steps = max(budget.locate_steps, _steps_to_second(high - low))
+
+    def fine(lo: int, hi: int, served: int) -> bool:
+        """Whether the edge, known to lie in [lo, hi], is within 1/2^locate_steps of ``served``
+        (the range known to be served) and of the window, or within a second."""
+        span = min(high - low, max(0, served))
+        return hi - lo <= max(_SECOND, span >> budget.locate_steps)
 
     def probe(a: int, b: int) -> list[int]:
         """Starts of the version's spans in the answer for ``[a, b)``, whole seconds (Tempo's
@@ -226,8 +251,8 @@ def locate(find: Find, query: SpanQuery, budget: SearchBudget) -> Located | None
 
     # The first span lies in [lo, hi]: a find in [lo, mid) moves hi down to what it found.
     lo, hi = low // _SECOND * _SECOND, min(seen)
-    for _ in range(budget.locate_steps):
-        if hi - lo <= resolution:
+    for _ in range(steps):
+        if fine(lo, hi, max(seen) - hi):
             break
         mid = (lo + hi) // (2 * _SECOND) * _SECOND
         found = probe(lo, mid) if mid > lo else []
@@ -239,8 +264,8 @@ def locate(find: Find, query: SpanQuery, budget: SearchBudget) -> Located | None
     if not later:
         return Located((_floor_us(first), from_ns(after)), rows, False)
     lo, hi = max(later), high
-    for _ in range(budget.locate_steps):
-        if hi - lo <= resolution:
+    for _ in range(steps):
+        if fine(lo, hi, lo - first):
             break
         mid = -(-(lo + hi) // (2 * _SECOND)) * _SECOND
         found = probe(mid, hi)
@@ -249,6 +274,11 @@ def locate(find: Find, query: SpanQuery, budget: SearchBudget) -> Located | None
 
 
 _SECOND = 1_000_000_000
+
+
+def _steps_to_second(window_ns: int) -> int:
+    """Halvings of ``window_ns`` down to a second."""
+    return max(0, (window_ns - 1) // _SECOND).bit_length()
 
 
 def _floor_us(ns: int) -> datetime:

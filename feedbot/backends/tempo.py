@@ -51,7 +51,7 @@ from feedbot.spans.labels import LABEL_KEYS
 from feedbot.spans.model import ReleaseData, SpanGroupStats, SpanQuery
 from feedbot.spans.otlp_json import decode_document, decode_json
 from feedbot.spans.rows import SpanRow
-from feedbot.spans.semconv import READ_KEYS, label
+from feedbot.spans.semconv import READ_KEYS, label, resource_key
 
 #: Labels the metrics queries group by: the span group's parts and both environment names.
 GROUP_BY = (
@@ -630,7 +630,10 @@ def group_of(labels: dict[str, Any], query: SpanQuery) -> GroupKey | None:
     if kind == "CLIENT" or (kind == "SERVER" and not route):
         return None
     name = str(labels.get("name", labels.get("span:name", "")))
-    return label(name, kind, str(method).upper() if method else None, route and str(route)), kind
+    raw = (name, kind, str(method).upper() if method else None, route and str(route))
+    # An ASGI event span of a raw path ("GET /covers/8f3a….jpg http send") is named by its
+    # templated path, as the sampled traces' groups are: one group, not one per id.
+    return label(*raw, resource_key(raw, {}, None)), kind
 
 
 def census_of(series: Iterable[dict[str, Any]]) -> dict[tuple[str | None, str | None], int]:

@@ -213,11 +213,9 @@ def analyse(plan: Plan, collected: Collected) -> Finished:
         known_exceptions=plan.known_exceptions,
         final=plan.final,
     )
-    notes = (
-        *plan.context.notes,
-        f"traces from the {collected.backend} backend",
-        *collected.candidate.notes,
-    )
+    # Each side's own notes (lines cut short, repeats, spans without an end) are in the
+    # analysis' summary, marked "New version:" or "Baseline:"; once is enough.
+    notes = (*plan.context.notes, f"traces from the {collected.backend} backend")
     context = replace(
         plan.context,
         notes=notes,

@@ -96,12 +96,16 @@ def ms_pair(base: float | int | None, new: float | int | None) -> str:
     return f"{left} → {right}"
 
 
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_CONTROL_OR_NEWLINE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+#: The Unicode bidirectional controls (Trojan Source, CVE-2021-42574): shown as they are, they
+#: reorder the rest of a line in a terminal or Slack.
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_CONTROL = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_BIDI}]")
+_CONTROL_OR_NEWLINE = re.compile(f"[\x00-\x08\x0a-\x1f\x7f-\x9f{_BIDI}]")
 
 
 def printable(text: str, *, lines: bool = True) -> str:
-    """``text`` with control characters as ``\\xNN`` (a span name may carry any).
+    """``text`` with control characters as ``\\xNN``, bidi controls as ``\\uNNNN`` (a span name
+    may carry any).
 
     Args:
         text: Text from spans or a deploy.
@@ -109,4 +113,9 @@ def printable(text: str, *, lines: bool = True) -> str:
             one table cell).
     """
     pattern = _CONTROL if lines else _CONTROL_OR_NEWLINE
-    return pattern.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return pattern.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"

@@ -30,6 +30,7 @@ from feedbot.spans.dedupe import SeenSpans, UniqueSpans
 from feedbot.spans.group import GroupTally
 from feedbot.spans.labels import Labels, labels_of
 from feedbot.spans.model import ReleaseData, RepeatedStatement, SpanQuery, observed_range
+from feedbot.spans.resources import asgi_event
 from feedbot.spans.rows import SpanRow
 from feedbot.spans.semconv import Extras, extras_of, label, resource_key, statement_of
 
@@ -533,6 +534,9 @@ class Aggregator:
         reported = (label(name, kind, method, route, resource), kind)
         if resource is not None and reported[0] == resource:
             other = f"{method} {OTHER_PATHS}" if method else OTHER_STATEMENTS
+            event = asgi_event(resource) if kind == "INTERNAL" else None
+            if event is not None:  # "GET /covers/{id} http send": an ASGI event's span
+                other = f"{event[0]} {OTHER_PATHS} {event[1]}"
             reported = (self._resource_label(resource, other), kind)
         group = self._by_label.get(reported)
         if group is None:

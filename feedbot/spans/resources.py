@@ -16,7 +16,11 @@ Sentry's span descriptions do, such spans get a *resource* instead:
   ``METHOD /path``), without query string, its id-like segments (numbers, UUIDs, hex hashes,
   long tokens with digits) written ``{id}``; a CLIENT span's path keeps its host name, without
   the port, an IP address written ``{ip}``: pods' addresses and ephemeral ports differ from one
-  version to the next, so a group keyed on them would never meet its baseline.
+  version to the next, so a group keyed on them would never meet its baseline;
+* an INTERNAL span of the ASGI instrumentation (``GET /covers/8f3a….jpg http send``: one per
+  ``send``/``receive`` event, named after its SERVER span): the same templated path, with the
+  event kept (``GET /covers/{id} http send``), or an app without routes would get one such group
+  per id.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ _HEX = re.compile(r"(?=.*\d)[0-9a-fA-F]{8,}")
 _NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)*")
 _TOKEN = re.compile(r"(?=.*\d)[\w.~%=-]{16,}")
 _METHOD_PATH = re.compile(r"([A-Za-z]{3,7}) (/\S*)")
+_ASGI_EVENT = re.compile(r"([A-Za-z]{3,7}) (/\S*) ((?:http|websocket) (?:send|receive))")
 _SELECT_LIST = re.compile(r"^(SELECT (?:DISTINCT )?)([^()]*?,[^()]*?)( FROM )", re.IGNORECASE)
 _INSERT_COLUMNS = re.compile(r"^(INSERT INTO \S+ )\([^()]*,[^()]*\)", re.IGNORECASE)
 
@@ -71,7 +76,10 @@ def resource_of(
     if summary:
         return f"{database_of(attributes)}{summary}"
     if kind not in ("SERVER", "CLIENT"):
-        return None
+        event = _ASGI_EVENT.fullmatch(name) if kind == "INTERNAL" else None
+        if event is None:
+            return None
+        return f"{event.group(1).upper()} {template_path(event.group(2))} {event.group(3)}"
     path = _path_of(kind, attributes)
     if path is None:
         found = _METHOD_PATH.fullmatch(name)
@@ -81,6 +89,12 @@ def resource_of(
     if method is None:
         return None
     return f"{method} {template_path(path)}"
+
+
+def asgi_event(resource: str) -> tuple[str, str] | None:
+    """(method, event) of an ASGI event span's resource (``GET /a/{id} http send``), or None."""
+    found = _ASGI_EVENT.fullmatch(resource)
+    return None if found is None else (found.group(1), found.group(3))
 
 
 def database_of(attributes: Mapping[str, Any]) -> str:

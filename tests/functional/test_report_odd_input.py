@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,12 @@ from tests.fakes.sdk_spans import T0, json_line, ns, protobuf, sdk_spans
 UNTIL = T0 + timedelta(minutes=30)
 
 
-def vault(n: int, **resource: str) -> list[Any]:
-    """``n`` SDK SERVER spans of vault-service from T0, one a second, with ``resource``."""
+def vault(n: int, start: datetime = T0, **resource: str) -> list[Any]:
+    """``n`` SDK SERVER spans of vault-service from ``start``, one a second, with ``resource``."""
 
     def build(tracer: Any) -> None:
         for i in range(n):
-            begin = ns(T0 + timedelta(seconds=i))
+            begin = ns(start + timedelta(seconds=i))
             span = tracer.start_span("GET /vaults", kind=SpanKind.SERVER, start_time=begin,
                                      attributes={"http.route": "/vaults"})  # fmt: skip
             span.end(begin + 20_000_000)
@@ -135,7 +135,9 @@ def test_control_characters_in_span_names_are_escaped_in_the_text_report(
     def build(tracer: Any) -> None:
         for i in range(40):
             begin = ns(T0 + timedelta(seconds=i))
-            tracer.start_span("GET /x\n\x1b[2J\x07", start_time=begin).end(begin + 5_000_000)
+            tracer.start_span("GET /x\n\x1b[2J\x07\u202egpj.exe", start_time=begin).end(
+                begin + 5_000_000
+            )
 
     resource = {"service.name": "vault-service", "service.version": "2.0.0"}
     (tmp_path / "deploy.json").write_text(
@@ -148,5 +150,25 @@ def test_control_characters_in_span_names_are_escaped_in_the_text_report(
     assert report_cli.run(parser.parse_args(argv), now=lambda: UNTIL) == 0
     text = capsys.readouterr().out
     assert "\x1b" not in text and "\x07" not in text
+    assert "\u202e" not in text  # a right-to-left override would show "exe.jpg" reversed
     (row,) = [line for line in text.splitlines() if "GET /x" in line]
-    assert "GET /x\\x0a\\x1b[2J\\x07" in row and "- → 40" in row
+    assert "GET /x\\x0a\\x1b[2J\\x07\\u202egpj.exe" in row and "- → 40" in row
+
+
+def test_a_cut_last_line_and_a_repeated_export_are_each_said_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    early = T0 - timedelta(minutes=5)
+    before = json_line(vault(40, early, **{"service.version": "1.0.0"}))
+    after = json_line(vault(40, **{"service.version": "2.0.0"}))
+    path = tmp_path / "spans.jsonl"
+    # The baseline's export sent twice (an exporter's retry), the last line cut short.
+    path.write_text(f"{before}\n{before}\n{after}\n{after[: len(after) // 2]}")
+    doc = report(capsys, tmp_path, path)
+    cut = [n for n in doc["notes"] if "unfinished last line" in n]
+    again = [n for n in doc["notes"] if "arrived again" in n]
+    assert len(cut) == 1 and cut[0].startswith("New version: "), doc["notes"]
+    assert "spans.jsonl, line 4: an unfinished last line" in cut[0]
+    assert again == [
+        "Baseline: 40 spans arrived again (same trace id and span id) and were counted once."
+    ]

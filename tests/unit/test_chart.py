@@ -230,3 +230,18 @@ def test_the_pages_are_routed_and_their_links_signed_with_a_generated_secret() -
     settings = settings_from_mapping(VALUES["config"], {**env, "FEEDBOT_PAGE_SECRET": page_secret})
     assert settings.web.page_secret == page_secret
     assert errors(merged(VALUES, {"config": {"web": {"page_links": "public"}}}))
+
+
+def test_the_readmes_secret_holds_what_an_existing_secret_must() -> None:
+    # The README's example uses secrets.existingSecret, and the chart generates neither the
+    # ingest token nor the pages' secret then: without them /v1/traces takes spans from anyone
+    # in the cluster and every page link is refused.
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    command = re.search(r"kubectl create secret generic feedbot-secrets(?:.*\\\n)*.*\n", readme)
+    assert command is not None
+    values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    example = yaml.safe_load((CHART / "ci" / "ha-postgres-values.yaml").read_text("utf-8"))
+    assert example["secrets"]["existingSecret"] == "feedbot-secrets"
+    assert values["secrets"]["generateIngestToken"] and values["secrets"]["generatePageSecret"]
+    for key in ("FEEDBOT_INGEST_TOKEN", "FEEDBOT_PAGE_SECRET", "FEEDBOT_WEBHOOK_SECRET"):
+        assert f"--from-literal={key}=" in command.group(), key

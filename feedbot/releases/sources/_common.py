@@ -156,6 +156,21 @@ def parse_rfc3339(text: str) -> datetime | None:
         return None
 
 
+def past_the_calendar(text: str) -> bool:
+    """Whether ``text`` is a valid RFC 3339 time whose UTC falls outside years 1 to 9999."""
+    if not _RFC3339.fullmatch(text.upper()):
+        return False
+    try:
+        moment = datetime.fromisoformat(text.upper())
+    except ValueError:
+        return False
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        return True
+    return False
+
+
 class Problems:
     """Every problem found in one document, raised together as a single 422."""
 
@@ -257,7 +272,10 @@ class Fields:
             return None
         parsed = parse(value)
         if parsed is None:
-            self.problems.add(self.path(key), expected or "not an RFC 3339 time with a zone")
+            problem = expected or "not an RFC 3339 time with a zone"
+            if past_the_calendar(value):
+                problem = f"{value} is past the calendar's edge in UTC (years 1 to 9999)"
+            self.problems.add(self.path(key), problem)
         return parsed
 
     def identifier(self, key: str) -> str | None:

@@ -137,3 +137,30 @@ def test_a_search_store_asks_each_service_its_own_budget() -> None:
         backend.api.client.close()  # type: ignore[attr-defined]
     assert max(asked["tails"]) == 200  # 800 over 4 slices
     assert max(asked["plain"]) == 124  # 494 over 4 slices
+
+
+def test_a_short_load_test_in_a_day_long_window_is_located_to_the_second() -> None:
+    # 15 seconds of traffic, 100 traces a second, ending 20 minutes into a 24-hour window:
+    # slices cut to 1/16 of the window (90 minutes) would spread the count over time the
+    # version never served, and the density estimate would multiply it.
+    served = [T0 + timedelta(minutes=5, milliseconds=10 * i) for i in range(1500)]
+    asked: list[Probe] = []
+
+    def find(probe: Probe) -> list[SpanRow]:  # newest first, like Jaeger
+        asked.append(probe)
+        found = [_row(t) for t in served if probe.start <= t < probe.end]
+        return sorted(found, key=lambda r: -r["start_ns"])[: probe.limit]
+
+    window = timedelta(hours=24)
+    query = SpanQuery(
+        "shop", "1.1", T0 - window + timedelta(minutes=20), T0 + timedelta(minutes=20)
+    )
+    located = locate(find, query, SearchBudget())
+    assert located is not None
+    start, end = located.window
+    assert start <= served[0] and end > served[-1]
+    assert end - start < timedelta(seconds=15 + 2)
+    assert len(asked) <= SearchBudget().locate_requests(window)
+    # A version serving the whole window costs what it did.
+    assert SearchBudget().locate_requests() == 10
+    assert SearchBudget().locate_requests(window) == 36

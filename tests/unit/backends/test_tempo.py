@@ -432,3 +432,20 @@ def test_census_and_versions_without_reading_traces(
     wanted = ["/api/metrics/query_range"] if metrics else []
     wanted += [] if served else ["/api/search"] * 4
     assert paths == wanted
+
+
+def test_metric_series_of_asgi_event_spans_meet_the_sampled_groups_templated() -> None:
+    from feedbot.backends.tempo import group_of, sum_series
+
+    def series(name: str, count: int) -> dict[str, Any]:
+        labels = [{"key": "name", "value": {"stringValue": name}}]
+        labels.append({"key": "kind", "value": {"stringValue": "SPAN_KIND_INTERNAL"}})
+        return {"labels": labels, "samples": [{"timestampMs": "1", "value": count}]}
+
+    start = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+    query = SpanQuery("bookshop", "2.0.0", start, start + timedelta(minutes=10))
+    covers = [f"GET /covers/{n:040x}.jpg http send" for n in range(1, 4)]
+    totals = sum_series([series(name, 2) for name in covers], query)
+    assert totals == {("GET /covers/{id} http send", "INTERNAL"): 6}
+    plain = {"name": "render cover"}
+    assert group_of({**plain, "kind": "internal"}, query) == ("render cover", "INTERNAL")

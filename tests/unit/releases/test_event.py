@@ -51,3 +51,23 @@ def test_a_deploy_time_is_checked_against_the_clock(
         assert found is None
     else:
         assert found is not None and found.startswith("deployed_at: ") and problem in found
+
+
+@pytest.mark.parametrize("text", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_a_time_past_the_calendar_is_refused_as_such(text: str) -> None:
+    from feedbot.errors import WebhookRejected
+    from feedbot.releases.sources.generic import parse_document
+
+    body = {"service": "shop", "version": "1.0", "deployed_at": text}
+    with pytest.raises(WebhookRejected) as refused:
+        parse_document(body)
+    assert refused.value.status == 422
+    assert f"deployed_at: {text} is past the calendar's edge in UTC" in str(refused.value)
+
+
+def test_a_malformed_time_is_still_called_malformed() -> None:
+    from feedbot.releases.sources._common import past_the_calendar
+
+    assert not past_the_calendar("2026-13-45T00:00:00Z")
+    assert not past_the_calendar("yesterday")
+    assert past_the_calendar("9999-12-31T23:59:59-01:00")

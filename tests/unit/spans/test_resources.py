@@ -98,3 +98,30 @@ def test_past_the_cap_paths_share_one_group_and_the_notes_say_so() -> None:
     other = next(g for g in data.groups if g.name == "GET (other paths)")
     assert other.count == 5
     assert any("5 more are counted" in note for note in data.notes)
+
+
+def test_the_asgi_instrumentations_event_spans_of_a_raw_path_share_the_templated_path() -> None:
+    # OpenTelemetryMiddleware on an app without routes names its SERVER span "GET <raw path>"
+    # and one INTERNAL span per ASGI event after it: one group per id unless templated.
+    for cover in (
+        "0000a1b2c3d4e5f60718293a4b5c6d7e8f901234",
+        "00000000009e0000000000000000000000131782",
+    ):
+        for event in ("http send", "http receive"):
+            name = f"GET /covers/{cover}.jpg {event}"
+            assert group_label(row(name, "INTERNAL")) == f"GET /covers/{{id}} {event}"
+    assert group_label(row("GET /books/{book_id} http send", "INTERNAL")) == (
+        "GET /books/{book_id} http send"
+    )
+    assert group_label(row("render /a/1 template", "INTERNAL")) == "render /a/1 template"
+    assert group_label(row("GET /a/1 http send", "CONSUMER")) == "GET /a/1 http send"
+
+
+def test_past_the_cap_asgi_event_spans_share_a_group_of_their_own_event() -> None:
+    aggregator = Aggregator()
+    for number in range(MAX_RESOURCE_GROUPS + 3):
+        aggregator.add(row(f"GET /p{number}x http send", "INTERNAL"))
+    data = aggregator.result()
+    other = next(g for g in data.groups if g.name == "GET (other paths) http send")
+    assert other.count == 3 and other.kind == "INTERNAL"
+    assert any("3 more are counted" in note for note in data.notes)
