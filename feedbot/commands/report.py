@@ -15,7 +15,10 @@ are left out of latency only where they were slower than its later spans
 
 Exit status: 0 whatever the verdict, unless ``--fail-on regressed`` and the verdict is
 ``regressed`` (1, a CI quality gate); 2 for bad input, with a message naming it; 3 when the
-trace backend cannot be reached. The report is the same :class:`~feedbot.analysis.compare.Analysis`
+trace backend cannot be reached; 4 with ``--fail-on regressed`` when no span of the new version
+was found (verdict ``not_running``): a gate that saw nothing of what it guards cannot pass it,
+and the message says why (no ``service.version``, another environment, a window before the
+deploy). The report is the same :class:`~feedbot.analysis.compare.Analysis`
 the Slack digest renders.
 """
 
@@ -41,7 +44,7 @@ from feedbot.policy import DetectionPolicy, duration
 from feedbot.releases.event import ReleaseEvent
 from feedbot.spans.model import ReleaseData, SpanQuery
 
-EXIT_OK, EXIT_REGRESSED, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_REGRESSED, EXIT_BAD_INPUT, EXIT_UNAVAILABLE, EXIT_UNSEEN = 0, 1, 2, 3, 4
 #: Baseline window when no config says otherwise (``checks.baseline_window``'s default).
 DEFAULT_BASELINE_WINDOW = timedelta(hours=24)
 #: Processes reading --traces files. Two forked workers (feedbot.spans.otlp_parallel) read
@@ -152,7 +155,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fail-on",
         choices=("regressed",),
         default=None,
-        help="exit 1 when the verdict is regressed (a CI quality gate)",
+        help="exit 1 when the verdict is regressed, 4 when no span of the new version was found "
+        "(a CI quality gate)",
     )
 
 
@@ -180,6 +184,12 @@ def run(args: argparse.Namespace, *, now: Callable[[], datetime] | None = None) 
         sys.stdout.write(finished.text)
     if args.fail_on == "regressed" and finished.analysis.verdict == "regressed":
         return EXIT_REGRESSED
+    if args.fail_on == "regressed" and finished.analysis.verdict == "not_running":
+        _err(
+            "feedbot report: the gate saw no span of the new version, so it cannot pass it: "
+            + " ".join(finished.analysis.summary)
+        )
+        return EXIT_UNSEEN
     return EXIT_OK
 
 

@@ -136,3 +136,21 @@ def test_a_warm_up_asked_for_leaves_nothing_out_of_a_short_run(
     args = ["--deploy", str(tmp_path / "deploy.json"), "--traces", str(traces), "--warmup", "x"]
     assert report_cli.run(parser.parse_args(args)) == 2
     assert "--warmup" in capsys.readouterr().err
+
+
+def test_a_gate_that_saw_nothing_of_the_new_version_does_not_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The load test ran the old build: no span carries the version the deploy names.
+    traces = write_run(tmp_path, slower=1.0, seed=3)
+    parser = argparse.ArgumentParser()
+    report_cli.add_arguments(parser)
+    deploy = write_deploy(tmp_path, version="1.2")
+    argv = ["--deploy", str(deploy), "--traces", str(traces), "--baseline-version", "1.0"]
+    argv += ["--until", UNTIL.isoformat(), "--format", "json"]
+    assert report_cli.run(parser.parse_args(argv), now=lambda: UNTIL) == 0  # no gate asked
+    assert json.loads(capsys.readouterr().out)["verdict"] == "not_running"
+    code = report_cli.run(parser.parse_args([*argv, "--fail-on", "regressed"]), now=lambda: UNTIL)
+    err = capsys.readouterr().err
+    assert code == 4
+    assert "saw no span of the new version" in err and "1.2" in err
