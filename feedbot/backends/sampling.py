@@ -56,7 +56,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from statistics import NormalDist
 
 from feedbot.policy import DetectionPolicy
@@ -479,8 +479,26 @@ def sampled_collect(
         "capped": int(sample.errors_capped),
         "full": sample.full_strata,
         "complete": int(located.complete),
+        # Where the version served, whole seconds on the safe side (see :func:`served`).
+        "served_from_s": math.floor(located.window[0].timestamp()),
+        "served_until_s": math.ceil(located.window[1].timestamp()),
     }
     return data, figures
+
+
+def served(query: SpanQuery, figures: dict[str, int]) -> SpanQuery:
+    """The query narrowed to where :func:`sampled_collect` located the version, never wider.
+
+    Every span of the version in the query's window lies in the located range, so a count
+    over the narrowed window is the count over the whole one (Tempo's metrics need a window
+    of at most a day: a check whose baseline window runs over days still gets exact counts
+    when the version served less than that). Without a located range, the query itself.
+    """
+    if "served_from_s" not in figures:
+        return query
+    start = datetime.fromtimestamp(figures["served_from_s"], UTC)
+    end = datetime.fromtimestamp(figures["served_until_s"], UTC)
+    return replace(query, start=max(query.start, start), end=min(query.end, end))
 
 
 def assemble(

@@ -44,7 +44,7 @@ from typing import Any
 import httpx
 
 from feedbot.backends.http import ANY_VERSION, JsonApi, RetryPolicy, count_census, split_window
-from feedbot.backends.sampling import Probe, SearchBudget, note, sampled_collect
+from feedbot.backends.sampling import Probe, SearchBudget, note, sampled_collect, served
 from feedbot.errors import BackendResponseError, WebhookRejected
 from feedbot.spans.aggregate import to_ns
 from feedbot.spans.labels import LABEL_KEYS
@@ -176,7 +176,11 @@ class TempoBackend:
             self.budget_of(query.service),
             newest_first=False,
         )
-        counts, metric_notes = self.metric_counts(query) if self.metrics else (None, [])
+        # Metrics take a day at most: past that, ask where the version served (unless traces
+        # went unread, when that range may be short).
+        over = query.end - query.start > MAX_METRICS_WINDOW
+        counted = served(query, figures) if over and not reader.dropped else query
+        counts, metric_notes = self.metric_counts(counted) if self.metrics else (None, [])
         if counts is not None:
             data = with_counts(data, counts)
         notes = [note(self.name, figures, self.api.requests - before, exact=_EXACT)]

@@ -449,3 +449,19 @@ def test_metric_series_of_asgi_event_spans_meet_the_sampled_groups_templated() -
     assert totals == {("GET /covers/{id} http send", "INTERNAL"): 6}
     plain = {"name": "render cover"}
     assert group_of({**plain, "kind": "internal"}, query) == ("render cover", "INTERNAL")
+
+
+def test_metric_counts_stay_exact_over_a_window_of_days(tempo: TempoServer) -> None:
+    # A baseline window of three days where the version served for minutes: the metrics are
+    # asked over the range where it was located (a day at most), not refused for the window.
+    days = query(start=START - timedelta(days=3))
+    data = backend(tempo).collect(days)
+    route = next(g for g in data.groups if g.name == "GET /orders/{id}")
+    assert (route.count, route.errors) == (6, 2)
+    assert not any("window over 24 h" in note for note in data.notes)
+    assert any("from TraceQL metrics" in note for note in data.notes)
+    ranges = [params for path, params in tempo.log if "query_range" in path]
+    assert ranges
+    for params in ranges:
+        start_s, end_s = int(params["start"]) // 10**9, int(params["end"]) // 10**9
+        assert days.start.timestamp() <= start_s and end_s - start_s <= 24 * 3600
