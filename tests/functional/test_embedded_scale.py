@@ -8,6 +8,7 @@ the same answer as reading every row, and fall back to the rows for a span it ca
 from __future__ import annotations
 
 import dataclasses
+import math
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -190,7 +191,12 @@ def test_a_check_read_as_columns_answers_as_the_rows_do(
 
 
 @pytest.mark.parametrize(
-    "odd", [{"http.route": True}, {"code.lineno": -3}, {"tenant.id": "a\x1eb\x1fc\x1fd"}]
+    "odd",
+    [
+        {"http.route": True},
+        {"code.lineno": -3},
+        {"tenant.id": "a\x1eb\x1fc\x1fd"},
+    ],
 )
 def test_a_span_the_columns_cannot_read_alike_sends_the_check_to_the_rows(
     engine: Engine, service: str, odd: dict[str, Any], monkeypatch: pytest.MonkeyPatch
@@ -263,6 +269,27 @@ def test_rows_stored_without_their_packed_attributes_are_packed_by_the_query(
     assert same(found, expected)
     server = {group.name: group for group in found.groups}["GET /orders/{id}"]
     assert {"tenant.id", "region"} <= {key for labels in server.label_sets for key, _ in labels}
+
+
+def test_a_value_the_database_refuses_to_unpack_still_gets_an_answer(
+    engine: Engine, service: str
+) -> None:
+    """Stored JSON the query cannot unpack, left for it to pack (as a row stored before the
+    packed column): PostgreSQL refuses a NUL character, SQLite's JSON a NaN (both of which
+    Python's reads). The query fails, and the check reads the rows."""
+    backend = EmbeddedBackend(make_sessions(engine))
+    backend.ingest(protobuf(_spans(service)), PROTOBUF, None)
+    refused = {"postgresql": "a\x00b", "sqlite": math.nan}[engine.dialect.name]
+    with make_sessions(engine).begin() as session:
+        session.execute(
+            update(Span)
+            .where(Span.service == service, Span.kind == "SERVER")
+            .values(attributes={"tenant.id": refused, "http.route": "/orders/{id}"})
+            .values(packed_attributes=None)
+        )
+    found = backend.collect(_query(service))
+    assert same(found, backend.collect_rows(_query(service)))
+    assert sum(group.count for group in found.groups) == 2 * 12 * 6
 
 
 def _stored(engine: Engine, service: str) -> list[int]:
