@@ -212,11 +212,14 @@ def pack_attributes(attributes: Mapping[str, Any]) -> str | None:
     a NUL character, an integer beyond 64 bits, a value of another type.
     """
     items = []
-    odd = False
+    known = _PACKED_KEYS
     for key, value in attributes.items():
-        if not _packs(key):
+        packs = known.get(key)
+        if packs is None:
+            packs = _packs(key)
+        if not packs:
             continue
-        if isinstance(value, str):
+        if type(value) is str:
             kind, atom = "text", value
         elif value is True or value is False:
             kind, atom = ("true", "1") if value else ("false", "0")
@@ -224,6 +227,8 @@ def pack_attributes(attributes: Mapping[str, Any]) -> str | None:
             if not _INT64[0] <= value <= _INT64[1]:
                 return None
             kind, atom = "integer", str(value)
+        elif isinstance(value, str):
+            kind, atom = "text", value
         elif isinstance(value, float):
             kind, atom = "real", ""
         elif value is None:
@@ -234,15 +239,14 @@ def pack_attributes(attributes: Mapping[str, Any]) -> str | None:
             kind, atom = "object", ""
         else:
             return None
-        both = key + atom
-        if "\x00" in both:
-            return None
-        if ITEM_SEP in both or PART_SEP in both:
-            odd = True
         items.append(f"{key}{PART_SEP}{kind}{PART_SEP}{atom}")
-    if odd:
-        items.append("odd")
-    return _TAG + ITEM_SEP.join(items)
+    packed = ITEM_SEP.join(items)
+    if "\x00" in packed:
+        return None
+    # A separator inside a key or a value: more separators than the items put there.
+    if packed.count(PART_SEP) != 2 * len(items) or packed.count(ITEM_SEP) != max(len(items) - 1, 0):
+        packed += ITEM_SEP + "odd"
+    return _TAG + packed
 
 
 #: The columns of :func:`span_column_rows`, in order.
