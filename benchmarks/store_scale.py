@@ -126,8 +126,6 @@ def _query() -> SpanQuery:
 
 def _child_collect(url: str) -> None:
     """In a fresh process: one collect, printing seconds, peak RSS growth and the span count."""
-    import resource
-
     engine = make_engine(url, immediate=False)
     backend = EmbeddedBackend(make_sessions(engine))
     with open("/proc/self/statm") as statm:  # resident pages now, not the peak so far
@@ -135,7 +133,10 @@ def _child_collect(url: str) -> None:
     started = time.perf_counter()
     data = backend.collect(_query())
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # VmHWM, not ru_maxrss: Linux carries the forking parent's peak into ru_maxrss across exec,
+    # so a child of this (large) benchmark process reported the parent's size.
+    with open("/proc/self/status") as status:
+        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
     spans = sum(group.count for group in data.groups)
     import feedbot
 
