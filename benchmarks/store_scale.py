@@ -20,6 +20,7 @@ Per store (SQLite, PostgreSQL) and size:
 
     python -m benchmarks.store_scale [--postgres URL] [--sizes 100000,1000000] [--window 1000000]
     python -m benchmarks.store_scale --quick      # 20k and 100k stored, no --window row
+    python -m benchmarks.store_scale --no-prune   # the check alone
     python -m benchmarks.store_scale --before /tmp/main-tree   # also main's code, side by side
     python -m benchmarks.store_scale --explain postgresql+psycopg://…/db   # the baseline search
 """
@@ -125,8 +126,6 @@ def _query() -> SpanQuery:
 
 def _child_collect(url: str) -> None:
     """In a fresh process: one collect, printing seconds, peak RSS growth and the span count."""
-    import resource
-
     engine = make_engine(url, immediate=False)
     backend = EmbeddedBackend(make_sessions(engine))
     with open("/proc/self/statm") as statm:  # resident pages now, not the peak so far
@@ -134,7 +133,10 @@ def _child_collect(url: str) -> None:
     started = time.perf_counter()
     data = backend.collect(_query())
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # VmHWM, not ru_maxrss: Linux carries the forking parent's peak into ru_maxrss across exec,
+    # so a child of this (large) benchmark process reported the parent's size.
+    with open("/proc/self/status") as status:
+        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
     spans = sum(group.count for group in data.groups)
     import feedbot
 
@@ -153,10 +155,11 @@ def _child(code: str | None, *args: str) -> Any:
         [sys.executable, "-c", _RUN_CHILD, *args],
         capture_output=True,
         text=True,
-        check=True,
         env=env,
         cwd=code or here,
     )
+    if out.returncode:
+        sys.exit(f"{args[0]} on {code or here} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -274,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stores", default="sqlite,postgresql")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument(
+        "--no-prune", action="store_true", help="measure the check alone (no prune columns)"
+    )
+    parser.add_argument(
         "--before",
         metavar="DIR",
         help="also measure the feedbot sources in DIR (e.g. `git archive main`) on the same stores",
@@ -323,7 +329,11 @@ def main(argv: list[str] | None = None) -> int:
                 stored = _count(url)
                 for label, code in codes:
                     seconds, mib, spans = _collect(url, args.repeats, code)
-                    prune_s, stall_ms, noop_s, deleted = _prune(url, hour, code)
+                    prune_s, stall_ms, noop_s, deleted = (
+                        (float("nan"), float("nan"), float("nan"), 0)
+                        if args.no_prune
+                        else _prune(url, hour, code)
+                    )
                     print(
                         f"{store:<11} {label:<7} {stored:>9} {spans:>9} {seconds:>8.2f} "
                         f"{mib:>8.0f} {prune_s:>8.2f} {deleted:>8} {stall_ms:>9.0f} "

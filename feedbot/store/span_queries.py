@@ -7,8 +7,9 @@ backends never touch the ORM tables.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -26,11 +27,13 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from feedbot.spans.aggregate import to_ns
 from feedbot.spans.model import SpanQuery
 from feedbot.spans.rows import SpanRow
+from feedbot.spans.stored_columns import ITEM_SEP, PART_SEP, WANTED_KEYS
 from feedbot.store.models import UTCDateTime
 from feedbot.store.spans import Span
 
@@ -54,13 +57,16 @@ def insert_spans(session: Session, rows: Sequence[SpanRow], received_at: datetim
     if connection.dialect.name == "postgresql":
         _copy_spans(session, rows, received_at)
         return
-    values = [{**row, "received_at": received_at} for row in rows]
+    values = [
+        {**row, "received_at": received_at, "packed_attributes": pack_attributes(row["attributes"])}
+        for row in rows
+    ]
     statement = sqlite.insert(Span).on_conflict_do_nothing(index_elements=["trace_id", "span_id"])
     connection.execute(statement, values)
 
 
 #: Every column of ``spans`` but its key, in the order ``COPY`` writes them.
-_COPY_COLUMNS = (*_ROW_KEYS, "received_at")
+_COPY_COLUMNS = (*_ROW_KEYS, "received_at", "packed_attributes")
 _JSON_COLUMNS = frozenset(
     i for i, key in enumerate(_ROW_KEYS) if isinstance(Span.__table__.c[key].type, JSON)
 )
@@ -99,6 +105,7 @@ def _copy_spans(session: Session, rows: Sequence[SpanRow], received_at: datetime
                 for i in _JSON_COLUMNS:
                     values[i] = _dumps(values[i])
                 values.append(stamp)
+                values.append(pack_attributes(row["attributes"]))
                 copy.write_row(values)
     session.execute(
         text(
@@ -169,6 +176,79 @@ def _packed_attributes(dialect: str, keys: Sequence[str]) -> str:
     )
 
 
+def _packing_tag(keys: Sequence[str]) -> str:
+    """What prefixes a text :func:`pack_attributes` wrote for ``keys``: a digest of the keys, the
+    label words and the format, so a text packed for another key set is never read as this."""
+    spec = "\n".join(["1", *sorted(keys), "", *_LABEL_WORDS])
+    return "p" + hashlib.sha1(spec.encode(), usedforsecurity=False).hexdigest()[:8] + ":"
+
+
+_TAG = _packing_tag(WANTED_KEYS)
+_INT64 = (-(2**63), 2**63 - 1)
+#: Per attribute key seen at ingest, whether it is packed (keys are few; bounded as labels').
+_PACKED_KEYS: dict[str, bool] = {}
+_WANTED = frozenset(WANTED_KEYS)
+_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _packs(key: str) -> bool:
+    found = _PACKED_KEYS.get(key)
+    if found is None:
+        # As LIKE on SQLite (ASCII case folded), a superset of what the reader keeps.
+        lower = key.translate(_LOWER)
+        found = key in _WANTED or any(word in lower for word in _LABEL_WORDS)
+        if len(_PACKED_KEYS) < 65_536:
+            _PACKED_KEYS[key] = found
+    return found
+
+
+def pack_attributes(attributes: Mapping[str, Any]) -> str | None:
+    """The text :func:`_packed_attributes` builds in SQL for a span (for ``WANTED_KEYS``),
+    written at ingest, prefixed by a tag of the keys it was packed for.
+
+    Items are in the attributes' order, types named as SQLite's ``json_each`` names them, a
+    separator inside a key or a value marked ``odd`` as the SQL marks it. None (the check packs
+    the span in SQL, as before) for what a text column cannot hold or the SQL reads otherwise:
+    a NUL character, an integer beyond 64 bits, a value of another type.
+    """
+    items = []
+    known = _PACKED_KEYS
+    for key, value in attributes.items():
+        packs = known.get(key)
+        if packs is None:
+            packs = _packs(key)
+        if not packs:
+            continue
+        if type(value) is str:
+            kind, atom = "text", value
+        elif value is True or value is False:
+            kind, atom = ("true", "1") if value else ("false", "0")
+        elif isinstance(value, int):
+            if not _INT64[0] <= value <= _INT64[1]:
+                return None
+            kind, atom = "integer", str(value)
+        elif isinstance(value, str):
+            kind, atom = "text", value
+        elif isinstance(value, float):
+            kind, atom = "real", ""
+        elif value is None:
+            kind, atom = "null", ""
+        elif isinstance(value, list):
+            kind, atom = "array", ""
+        elif isinstance(value, dict):
+            kind, atom = "object", ""
+        else:
+            return None
+        items.append(f"{key}{PART_SEP}{kind}{PART_SEP}{atom}")
+    packed = ITEM_SEP.join(items)
+    if "\x00" in packed:
+        return None
+    # A separator inside a key or a value: more separators than the items put there.
+    if packed.count(PART_SEP) != 2 * len(items) or packed.count(ITEM_SEP) != max(len(items) - 1, 0):
+        packed += ITEM_SEP + "odd"
+    return _TAG + packed
+
+
 #: The columns of :func:`span_column_rows`, in order.
 COLUMN_KEYS = (
     "trace_id",
@@ -193,7 +273,8 @@ def span_column_rows(
     """The rows matching ``query`` as :data:`COLUMN_KEYS`, ``batch`` at a time, lean.
 
     ``attributes`` is the packed text of :func:`_packed_attributes` (only ``keys`` and label-like
-    keys, extracted in SQL: no row's JSON is decoded here); ``events`` the JSON text of the
+    keys: no row's JSON is decoded here), as :func:`pack_attributes` wrote it at ingest, or
+    extracted in SQL for a row stored without it; ``events`` the JSON text of the
     span's events, only where it has some, else NULL.
     """
     dialect = session.get_bind().dialect.name
@@ -202,17 +283,42 @@ def span_column_rows(
     else:
         events = "CASE WHEN spans.events <> '[]' THEN spans.events END"
     columns = [getattr(Span, key) for key in COLUMN_KEYS[:-2]]
+    # Packed at ingest for these keys, else (rows stored before) packed here.
+    tag = _packing_tag(keys)
+    packed = (
+        f"CASE WHEN substr(spans.packed_attributes, 1, {len(tag)}) = '{tag}' "
+        f"THEN nullif(substr(spans.packed_attributes, {len(tag) + 1}), '') "
+        f"ELSE {_packed_attributes(dialect, keys)} END"
+    )
     statement = select(
         *columns,
-        literal_column(_packed_attributes(dialect, keys)),
+        literal_column(packed),
         literal_column(events),
     ).where(*_filters(query))
-    # Core, not the ORM: its per-row objects cost more than the columns built from them.
-    result = session.connection().execute(statement.execution_options(yield_per=batch))
+    # Not the ORM, nor Core's Row around each tuple: the driver's tuples as fetched (the
+    # per-row objects cost more than the columns built from them: a third of the fetch). The
+    # statement is compiled as Core would send it; PostgreSQL streams it from a server-side
+    # cursor in the session's transaction.
+    connection = session.connection()
+    compiled = statement.compile(dialect=connection.dialect)
+    raw: Any = connection.connection.driver_connection
+    if dialect == "postgresql":
+        cursor = raw.cursor(name="feedbot_span_columns")
+        params: Any = compiled.params
+    else:
+        cursor = raw.cursor()
+        params = tuple(compiled.params[key] for key in compiled.positiontup or ())
     try:
-        yield from result.partitions()
+        cursor.execute(str(compiled), params)
+        while rows := cursor.fetchmany(batch):
+            yield rows
+    except connection.dialect.loaded_dbapi.Error as error:
+        # As Core raises it (the caller reads the rows instead of a refused JSON, say).
+        raise DBAPIError.instance(
+            str(compiled), params, error, connection.dialect.loaded_dbapi.Error
+        ) from error
     finally:
-        result.close()  # a reader that stops early closes PostgreSQL's server-side cursor
+        cursor.close()  # a reader that stops early closes PostgreSQL's server-side cursor
 
 
 def version_counts(

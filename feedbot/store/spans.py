@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from feedbot.spans.rows import LIMITS
@@ -25,6 +25,8 @@ class Span(Base):
     ``method`` come from ``http.route`` and ``http.request.method`` (or ``http.method``) so
     server spans can be grouped in SQL. ``attributes`` holds the span's own attributes, bounded;
     ``events`` only its exception events (``exception`` or ``*.exception``).
+    ``packed_attributes`` is what a check reads of ``attributes``, written at ingest so a check
+    does not unpack every span's JSON in SQL.
     """
 
     __tablename__ = "spans"
@@ -56,3 +58,6 @@ class Span(Base):
     attributes: Mapped[dict[str, Any]]
     events: Mapped[list[Any]]
     received_at: Mapped[datetime]
+    #: The attributes a check reads, packed at ingest (``span_queries.pack_attributes``); NULL
+    #: on rows stored before the column existed, or that the packing leaves to SQL.
+    packed_attributes: Mapped[str | None] = mapped_column(Text)

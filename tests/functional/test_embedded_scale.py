@@ -8,6 +8,7 @@ the same answer as reading every row, and fall back to the rows for a span it ca
 from __future__ import annotations
 
 import dataclasses
+import math
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -21,13 +22,15 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
-from sqlalchemy import Engine, delete, event, func, select
+from sqlalchemy import Engine, delete, event, func, literal_column, select, update
 
 from feedbot.backends import embedded
 from feedbot.backends.embedded import EmbeddedBackend
 from feedbot.clock import FixedClock
 from feedbot.spans.model import SpanQuery
 from feedbot.spans.otlp import PROTOBUF
+from feedbot.spans.stored_columns import ITEM_SEP, PART_SEP, WANTED_KEYS
+from feedbot.store import span_queries
 from feedbot.store.db import make_sessions
 from feedbot.store.spans import Span
 from tests.fakes.sdk_spans import protobuf
@@ -188,7 +191,12 @@ def test_a_check_read_as_columns_answers_as_the_rows_do(
 
 
 @pytest.mark.parametrize(
-    "odd", [{"http.route": True}, {"code.lineno": -3}, {"tenant.id": "a\x1eb\x1fc\x1fd"}]
+    "odd",
+    [
+        {"http.route": True},
+        {"code.lineno": -3},
+        {"tenant.id": "a\x1eb\x1fc\x1fd"},
+    ],
 )
 def test_a_span_the_columns_cannot_read_alike_sends_the_check_to_the_rows(
     engine: Engine, service: str, odd: dict[str, Any], monkeypatch: pytest.MonkeyPatch
@@ -206,6 +214,82 @@ def test_a_span_the_columns_cannot_read_alike_sends_the_check_to_the_rows(
     monkeypatch.setattr(backend, "collect_rows", spy)
     assert same(backend.collect(_query(service)), expected)
     assert read_rows == [_query(service)]
+
+
+def _items(packed: str | None) -> list[tuple[str, ...]]:
+    """A packed text's items, the value kept only for the types the reader reads it of (text
+    and integer: SQLite and PostgreSQL spell a boolean's or a float's value differently)."""
+    if packed is None:
+        return []
+    items = [tuple(item.split(PART_SEP)) for item in packed.split(ITEM_SEP)]
+    read = ("text", "integer")
+    return [item if len(item) != 3 or item[1] in read else item[:2] for item in items]
+
+
+def test_attributes_packed_at_ingest_are_what_sql_extracts_from_the_json(
+    engine: Engine, service: str
+) -> None:
+    backend = EmbeddedBackend(make_sessions(engine))
+    odd = {"tenant.region": "x\x1ey", "http.route": True, "org.size": 7, "plan": ["a", "b"]}
+    backend.ingest(protobuf(_spans(service) + _spans(service + "-odd", odd)), PROTOBUF, None)
+    dialect = engine.dialect.name
+    extracted = literal_column(span_queries._packed_attributes(dialect, WANTED_KEYS))
+    with make_sessions(engine).begin() as session:
+        rows = session.execute(
+            select(Span.packed_attributes, extracted).where(Span.service.startswith(service))
+        ).all()
+    assert len(rows) == 2 * 2 * 12 * 6
+    tag = span_queries._packing_tag(WANTED_KEYS)
+    kinds = set()
+    for stored, sql in rows:
+        assert stored is not None and stored.startswith(tag)
+        assert _items(stored[len(tag) :] or None) == _items(sql)
+        kinds |= {item[1] for item in _items(sql) if len(item) > 1}
+    assert {"text", "integer", "true", "false", "real", "array"} <= kinds
+    assert any(_items(sql)[-1:] == [("odd",)] for _, sql in rows)
+
+
+@pytest.mark.parametrize("stored", [None, "p00000000:", "stale-tag"])
+def test_rows_stored_without_their_packed_attributes_are_packed_by_the_query(
+    engine: Engine, service: str, stored: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows from before the column (NULL), or packed for another key set, read as the rows."""
+    backend = EmbeddedBackend(make_sessions(engine))
+    backend.ingest(protobuf(_spans(service)), PROTOBUF, None)
+    with make_sessions(engine).begin() as session:
+        ids = list(session.scalars(select(Span.id).where(Span.service == service)))
+        session.execute(update(Span).where(Span.id.in_(ids[::2])).values(packed_attributes=stored))
+    expected = backend.collect_rows(_query(service))
+
+    def no_rows(query: SpanQuery) -> None:
+        raise AssertionError("fell back to the rows")
+
+    monkeypatch.setattr(backend, "collect_rows", no_rows)
+    found = backend.collect(_query(service))
+    assert same(found, expected)
+    server = {group.name: group for group in found.groups}["GET /orders/{id}"]
+    assert {"tenant.id", "region"} <= {key for labels in server.label_sets for key, _ in labels}
+
+
+def test_a_value_the_database_refuses_to_unpack_still_gets_an_answer(
+    engine: Engine, service: str
+) -> None:
+    """Stored JSON the query cannot unpack, left for it to pack (as a row stored before the
+    packed column): PostgreSQL refuses a NUL character, SQLite's JSON a NaN (both of which
+    Python's reads). The query fails, and the check reads the rows."""
+    backend = EmbeddedBackend(make_sessions(engine))
+    backend.ingest(protobuf(_spans(service)), PROTOBUF, None)
+    refused = {"postgresql": "a\x00b", "sqlite": math.nan}[engine.dialect.name]
+    with make_sessions(engine).begin() as session:
+        session.execute(
+            update(Span)
+            .where(Span.service == service, Span.kind == "SERVER")
+            .values(attributes={"tenant.id": refused, "http.route": "/orders/{id}"})
+            .values(packed_attributes=None)
+        )
+    found = backend.collect(_query(service))
+    assert same(found, backend.collect_rows(_query(service)))
+    assert sum(group.count for group in found.groups) == 2 * 12 * 6
 
 
 def _stored(engine: Engine, service: str) -> list[int]:
