@@ -241,13 +241,17 @@ def locate(find: Find, query: SpanQuery, budget: SearchBudget) -> Located | None
         span = min(high - low, max(0, served))
         return hi - lo <= max(_SECOND, span >> budget.locate_steps)
 
-    def probe(a: int, b: int) -> list[int]:
+    def probe(a: int, b: int) -> list[int] | None:
         """Starts of the version's spans in the answer for ``[a, b)``, whole seconds (Tempo's
-        unit), kept to the query's window."""
+        unit), kept to the query's window; None when the store answered with a trace but none
+        of this version's spans starts in the range (a newer trace of another version where
+        the store cannot filter by version, Zipkin's millisecond ``endTs``/``lookback``): the
+        range is then not known to be empty, and an edge never moves past it."""
         if a >= b:
             return []
         rows = find(Probe(from_ns(a), from_ns(b), 1))
-        return _starts(rows, query, max(a, low), min(b, high))
+        starts = _starts(rows, query, max(a, low), min(b, high))
+        return None if rows and not starts else starts
 
     # The first span lies in [lo, hi]: a find in [lo, mid) moves hi down to what it found.
     lo, hi = low // _SECOND * _SECOND, min(seen)
@@ -256,20 +260,26 @@ def locate(find: Find, query: SpanQuery, budget: SearchBudget) -> Located | None
             break
         mid = (lo + hi) // (2 * _SECOND) * _SECOND
         found = probe(lo, mid) if mid > lo else []
-        lo, hi = (lo, min(found)) if found else (max(lo, mid), hi)
+        if found is None:  # something in [lo, mid): the first span is no later than mid
+            hi = min(hi, mid)
+        else:
+            lo, hi = (lo, min(found)) if found else (max(lo, mid), hi)
     first = max(lo, low)
     # The last lies in [lo, hi). Stores answering newest first gave it already: one check.
     after = -(-(max(seen) + 1) // _SECOND) * _SECOND
     later = probe(after, high)
-    if not later:
+    if later == []:
         return Located((_floor_us(first), from_ns(after)), rows, False)
-    lo, hi = max(later), high
+    lo, hi = max(later) if later else after, high
     for _ in range(steps):
         if fine(lo, hi, lo - first):
             break
         mid = -(-(lo + hi) // (2 * _SECOND)) * _SECOND
         found = probe(mid, hi)
-        lo, hi = (max(found), hi) if found else (lo, mid)
+        if found is None:  # something in [mid, hi): the last span is no earlier than mid
+            lo = max(lo, mid)
+        else:
+            lo, hi = (max(found), hi) if found else (lo, mid)
     return Located((_floor_us(first), _after_us(hi - 1)), rows, False)
 
 

@@ -164,3 +164,23 @@ def test_a_short_load_test_in_a_day_long_window_is_located_to_the_second() -> No
     # A version serving the whole window costs what it did.
     assert SearchBudget().locate_requests() == 10
     assert SearchBudget().locate_requests(window) == 36
+
+
+def test_a_store_answering_with_other_versions_never_cuts_a_span_off() -> None:
+    # Zipkin without a version filter answers a one-trace search with the newest trace of the
+    # service, whatever its version: an answer holding none of this version's spans is not
+    # "nothing there", and the located window still holds every span of the version.
+    ours = [T0 + timedelta(seconds=20, milliseconds=700 * i) for i in range(50)]
+    theirs = [T0 + timedelta(seconds=5, milliseconds=700 * i + 350) for i in range(80)]
+    rows = [_row(t) for t in ours] + [{**_row(t), "version": "1.0"} for t in theirs]
+
+    def find(probe: Probe) -> list[SpanRow]:  # newest first, any version
+        lo, hi = to_ns(probe.start), to_ns(probe.end)
+        found = [r for r in rows if lo <= r["start_ns"] < hi]
+        return sorted(found, key=lambda r: -r["start_ns"])[: probe.limit]  # type: ignore[return-value]
+
+    query = SpanQuery("shop", "1.1", T0, T0 + timedelta(minutes=10))
+    located = locate(find, query, SearchBudget())
+    assert located is not None
+    start, end = located.window
+    assert start <= ours[0] and end > ours[-1]
