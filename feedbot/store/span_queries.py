@@ -8,7 +8,7 @@ backends never touch the ORM tables.
 from __future__ import annotations
 
 import json
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -25,20 +25,18 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from feedbot.spans.aggregate import to_ns
 from feedbot.spans.model import SpanQuery
 from feedbot.spans.rows import SpanRow
-from feedbot.store.models import UTCDateTime
 from feedbot.store.spans import Span
 
 _ROW_KEYS = tuple(SpanRow.__annotations__)
 _ROW_COLUMNS = tuple(getattr(Span, key) for key in _ROW_KEYS)
 
 
-def insert_spans(session: Session, rows: Sequence[SpanRow], received_at: datetime) -> None:
+def insert_spans(session: Session, rows: Iterable[SpanRow], received_at: datetime) -> None:
     """Insert ``rows`` in bulk, each stamped with ``received_at``; a span already stored is kept.
 
     A span is its ``(trace_id, span_id)``: exporters retry a batch they got no answer for, and
@@ -48,24 +46,35 @@ def insert_spans(session: Session, rows: Sequence[SpanRow], received_at: datetim
     On PostgreSQL the rows are streamed with ``COPY`` into a temporary table and moved with one
     ``INSERT … SELECT … ON CONFLICT DO NOTHING``: an ``executemany`` there is one INSERT per row,
     and a multi-row INSERT spends longer in psycopg parsing its placeholders than in the
-    database (measured: benchmarks/ingest.py).
+    database (measured: benchmarks/ingest.py). On SQLite they go to the driver's
+    ``executemany`` as plain tuples, JSON already text: through the ORM each value passed
+    SQLAlchemy's bind processors one by one, which took several times the insert itself.
     """
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         _copy_spans(session, rows, received_at)
         return
-    values = [{**row, "received_at": received_at} for row in rows]
-    statement = sqlite.insert(Span).on_conflict_do_nothing(index_elements=["trace_id", "span_id"])
-    connection.execute(statement, values)
+    stamp = _stamp(session, received_at)
+    raw = connection.connection.driver_connection
+    cursor = raw.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(_SQLITE_INSERT, map(tuple, _values(rows, stamp)))
+    finally:
+        cursor.close()
 
 
 #: Every column of ``spans`` but its key, in the order ``COPY`` writes them.
 _COPY_COLUMNS = (*_ROW_KEYS, "received_at")
-_JSON_COLUMNS = frozenset(
+_JSON_COLUMNS = tuple(
     i for i, key in enumerate(_ROW_KEYS) if isinstance(Span.__table__.c[key].type, JSON)
 )
 #: A scratch table per connection, emptied at every commit (and by a rollback).
 _INCOMING = "spans_incoming"
+_SQLITE_INSERT = (
+    f"INSERT INTO spans ({', '.join(_COPY_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _COPY_COLUMNS)}) "
+    "ON CONFLICT (trace_id, span_id) DO NOTHING"
+)
 
 
 def _dumps(value: Any) -> str:
@@ -80,11 +89,26 @@ def _dumps(value: Any) -> str:
         return json.dumps(value)
 
 
-def _copy_spans(session: Session, rows: Sequence[SpanRow], received_at: datetime) -> None:
+def _stamp(session: Session, received_at: datetime) -> Any:
+    """``received_at`` as the ORM gives it to the driver for the ``received_at`` column."""
+    process = Span.__table__.c.received_at.type.bind_processor(session.get_bind().dialect)
+    return received_at if process is None else process(received_at)
+
+
+def _values(rows: Iterable[SpanRow], stamp: Any) -> Iterator[list[Any]]:
+    """Each row's values in :data:`_COPY_COLUMNS` order, JSON columns as text."""
+    keys, json_columns, dumps = _ROW_KEYS, _JSON_COLUMNS, _dumps
+    for row in rows:
+        values = [row[key] for key in keys]  # type: ignore[literal-required]
+        for i in json_columns:
+            values[i] = dumps(values[i])
+        values.append(stamp)
+        yield values
+
+
+def _copy_spans(session: Session, rows: Iterable[SpanRow], received_at: datetime) -> None:
     columns = ", ".join(_COPY_COLUMNS)
-    stamp = cast(UTCDateTime, Span.__table__.c.received_at.type).process_bind_param(
-        received_at, session.get_bind().dialect
-    )
+    stamp = _stamp(session, received_at)
     session.execute(
         text(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {_INCOMING} ON COMMIT DELETE ROWS AS "
@@ -94,11 +118,7 @@ def _copy_spans(session: Session, rows: Sequence[SpanRow], received_at: datetime
     raw = session.connection().connection.driver_connection
     with raw.cursor() as cursor:  # type: ignore[union-attr]
         with cursor.copy(f"COPY {_INCOMING} ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                values = [row[key] for key in _ROW_KEYS]  # type: ignore[literal-required]
-                for i in _JSON_COLUMNS:
-                    values[i] = _dumps(values[i])
-                values.append(stamp)
+            for values in _values(rows, stamp):
                 copy.write_row(values)
     session.execute(
         text(

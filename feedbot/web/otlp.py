@@ -2,7 +2,14 @@
 
 Answers like an OTLP/HTTP server: 200 with an empty ``ExportTraceServiceResponse`` in the
 request's format, 400/413/415 as ``{"error": "..."}`` (permanent for exporters), 503 with
-``Retry-After`` when the store cannot take the spans (exporters retry). With a token configured
+``Retry-After`` when the store cannot take the spans or ``max_in_flight`` exports are already
+being decoded or stored (exporters retry; the body of a refused one is never read, so memory
+stays bounded however many exporters push at once).
+
+A body is decoded in a worker thread, at most ``DECODERS`` at a time (decoding holds the GIL:
+more threads only take turns with the event loop, which then answers Slack later), and its rows
+go to one :class:`~feedbot.backends.embedded.SpanWriter`, which commits the batches waiting
+together in one transaction. The answer comes once the spans are committed. With a token configured
 (``traces.ingest_token``), a request without ``Authorization: Bearer <token>`` is 401 before its
 body is read. A request of more spans than ``traces.ingest_max_spans`` is 413 before any row is
 built, and nothing of it is stored.
@@ -14,14 +21,16 @@ runs. Requests to this route are never traced: feedbot may be exporting its own 
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hmac
 import logging
 
+from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 
-from feedbot.backends.embedded import EmbeddedBackend
+from feedbot.backends.embedded import EmbeddedBackend, SpanWriter
 from feedbot.errors import BackendUnavailable, WebhookRejected
 from feedbot.metrics import Metrics
 from feedbot.spans.otlp import JSON, PROTOBUF, media_type
@@ -31,6 +40,13 @@ log = logging.getLogger(__name__)
 
 #: Decompressed bodies may be this many times larger than the compressed cap.
 EXPANSION = 4
+#: Export requests read, decoded or stored at once; more are answered 503 with Retry-After.
+MAX_IN_FLIGHT = 16
+#: Threads decoding bodies at once.
+DECODERS = 2
+#: Seconds an exporter refused for load is asked to wait.
+BUSY_RETRY_AFTER = 1
+BUSY = "too many exports in flight; retry later"
 UNAUTHORIZED = (
     "Authorization: expected 'Bearer <token>' with the token of traces.ingest_token "
     "(exporters: OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20<token>)"
@@ -52,6 +68,7 @@ def otlp_router(
     metrics: Metrics | None = None,
     token: str | None = None,
     max_spans: int | None = None,
+    max_in_flight: int = MAX_IN_FLIGHT,
 ) -> APIRouter:
     """The OTLP/HTTP trace receiver.
 
@@ -62,12 +79,14 @@ def otlp_router(
         metrics: where stored spans are counted; a private, unscraped one when None.
         token: the bearer token every request must carry; None accepts anyone.
         max_spans: the most spans accepted in one request; None for no limit.
+        max_in_flight: the most requests read, decoded or stored at once; one more is 503.
 
     Returns:
         A router with ``POST /v1/traces``, for ``app.include_router``.
     """
     router = APIRouter()
     counts = metrics or Metrics()
+    intake = Intake(backend, max_in_flight=max_in_flight)
 
     @router.post("/v1/traces", responses=OTLP_RESPONSES, openapi_extra=OTLP_OPENAPI)
     async def traces(request: Request) -> Response:
@@ -76,9 +95,33 @@ def otlp_router(
             return JSONResponse(
                 {"error": UNAUTHORIZED}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
             )
-        return await receive(request, backend, max_body_bytes, metrics=counts, max_spans=max_spans)
+        if intake.in_flight >= intake.max_in_flight:
+            log.info("otlp: rejected 503: %d exports in flight", intake.in_flight)
+            return JSONResponse(
+                {"error": BUSY},
+                status_code=503,
+                headers={"Retry-After": str(BUSY_RETRY_AFTER), "Connection": "close"},
+            )
+        intake.in_flight += 1
+        try:
+            return await receive(
+                request, backend, max_body_bytes, metrics=counts, max_spans=max_spans, intake=intake
+            )
+        finally:
+            intake.in_flight -= 1
 
     return router
+
+
+class Intake:
+    """What one receiver shares between its requests: the decoders, the writer, the count of
+    requests in flight (read and changed on the event loop only)."""
+
+    def __init__(self, backend: EmbeddedBackend, *, max_in_flight: int = MAX_IN_FLIGHT) -> None:
+        self.writer = SpanWriter(backend)
+        self.decoders = CapacityLimiter(DECODERS)
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
 
 
 async def receive(
@@ -86,6 +129,7 @@ async def receive(
     backend: EmbeddedBackend,
     max_body_bytes: int,
     *,
+    intake: Intake,
     metrics: Metrics | None = None,
     max_spans: int | None = None,
 ) -> Response:
@@ -93,14 +137,17 @@ async def receive(
     try:
         body = await read_capped(request, max_body_bytes)
         # Decoding and the insert are blocking work: keep them off the event loop.
-        count = await run_in_threadpool(
-            backend.ingest,
+        decode = functools.partial(
+            backend.decode,
             body,
             request.headers.get("content-type", ""),
             request.headers.get("content-encoding"),
             max_bytes=max_body_bytes * EXPANSION,
             max_spans=max_spans,
         )
+        rows = await to_thread.run_sync(decode, limiter=intake.decoders)
+        del body
+        count = await asyncio.wrap_future(intake.writer.submit(rows))
     except WebhookRejected as exc:
         log.info("otlp: rejected %s: %s", exc.status, exc.message)
         return JSONResponse({"error": exc.message}, status_code=exc.status)
