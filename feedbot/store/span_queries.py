@@ -91,7 +91,8 @@ def _dumps(value: Any) -> str:
 
 def _stamp(session: Session, received_at: datetime) -> Any:
     """``received_at`` as the ORM gives it to the driver for the ``received_at`` column."""
-    process = Span.__table__.c.received_at.type.bind_processor(session.get_bind().dialect)
+    dialect = session.get_bind().dialect
+    process = Span.__table__.c.received_at.type.dialect_impl(dialect).bind_processor(dialect)
     return received_at if process is None else process(received_at)
 
 

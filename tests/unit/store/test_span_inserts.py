@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from feedbot.spans.rows import SpanRow
@@ -79,3 +79,18 @@ def test_values_orjson_refuses_are_stored_as_json_dumps_writes_them(db_session: 
     assert span.events == [{"name": "exception", "attributes": {"exception.type": "KeyError"}}]
     assert span.received_at == T0
     assert span.duration_ns == 1_500_000 and span.is_error is False and span.parent_span_id is None
+
+
+def test_received_at_is_stored_as_the_orm_stores_it(db_session: Session) -> None:
+    # Pruning compares received_at in SQL: on SQLite that is text, so the bulk insert must
+    # write the ORM's format exactly, or old spans sort after new ones.
+    by_orm = Span(**{**_row("00000000000000c1"), "received_at": T0})
+    db_session.add(by_orm)
+    db_session.flush()
+    span_queries.insert_spans(db_session, [_row("00000000000000c2")], T0)
+    db_session.flush()
+    stored = db_session.execute(
+        text("SELECT span_id, received_at FROM spans WHERE service = 'vault-inserts'")
+    ).all()
+    assert len(stored) == 2
+    assert stored[0][1] == stored[1][1]
