@@ -25,6 +25,7 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from feedbot.spans.aggregate import to_ns
@@ -51,16 +52,24 @@ def insert_spans(session: Session, rows: Iterable[SpanRow], received_at: datetim
     SQLAlchemy's bind processors one by one, which took several times the insert itself.
     """
     connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        _copy_spans(session, rows, received_at)
-        return
-    stamp = _stamp(session, received_at)
-    raw = connection.connection.driver_connection
-    cursor = raw.cursor()  # type: ignore[union-attr]
+    dbapi = connection.dialect.loaded_dbapi
     try:
-        cursor.executemany(_SQLITE_INSERT, map(tuple, _values(rows, stamp)))
-    finally:
-        cursor.close()
+        if connection.dialect.name == "postgresql":
+            _copy_spans(session, rows, received_at)
+            return
+        stamp = _stamp(session, received_at)
+        raw = connection.connection.driver_connection
+        cursor = raw.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(_SQLITE_INSERT, map(tuple, _values(rows, stamp)))
+        finally:
+            cursor.close()
+    except dbapi.Error as exc:
+        # The driver's own error, as SQLAlchemy would have raised it (OperationalError stays
+        # one: callers tell "the database is away" from "these rows were refused").
+        raise DBAPIError.instance(
+            "INSERT INTO spans", None, exc, dbapi.Error, dialect=connection.dialect
+        ) from exc
 
 
 #: Every column of ``spans`` but its key, in the order ``COPY`` writes them.
