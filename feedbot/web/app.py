@@ -48,6 +48,8 @@ SOURCE_KEYS = {
 
 #: Slack's slash commands and interactions are small form posts; a view submission is the largest.
 SLACK_MAX_BODY_BYTES = 1024 * 1024
+#: Processes decoding OTLP bodies beside the server (:func:`feedbot.web.otlp.otlp_router`).
+DECODE_PROCESSES = 1
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -83,6 +85,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             metrics=runtime.metrics,
             token=settings.traces.ingest_token,
             max_spans=settings.traces.ingest_max_spans,
+            decode_processes=DECODE_PROCESSES,
         )
         app.include_router(router)
     from feedbot.web.pages import mount_pages

@@ -7,9 +7,12 @@ being decoded or stored (exporters retry; the body of a refused one is never rea
 stays bounded however many exporters push at once).
 
 A body is decoded in a worker thread, at most ``DECODERS`` at a time (decoding holds the GIL:
-more threads only take turns with the event loop, which then answers Slack later), and its rows
-go to one :class:`~feedbot.backends.embedded.SpanWriter`, which commits the batches waiting
-together in one transaction. The answer comes once the spans are committed. With a token configured
+more threads only take turns with the event loop, which then answers Slack later), or with
+``decode_processes`` in that many worker processes (``feedbot serve`` uses one: decoding is
+most of ingest's CPU, and there it runs beside the event loop and the writer instead of taking
+turns with them). The rows go to one :class:`~feedbot.backends.embedded.SpanWriter`, which
+commits the batches waiting together in one transaction. The answer comes once the spans are
+committed. With a token configured
 (``traces.ingest_token``), a request without ``Authorization: Bearer <token>`` is 401 before its
 body is read. A request of more spans than ``traces.ingest_max_spans`` is 413 before any row is
 built, and nothing of it is stored.
@@ -25,6 +28,9 @@ import asyncio
 import functools
 import hmac
 import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Request
@@ -34,6 +40,8 @@ from feedbot.backends.embedded import EmbeddedBackend, SpanWriter
 from feedbot.errors import BackendUnavailable, WebhookRejected
 from feedbot.metrics import Metrics
 from feedbot.spans.otlp import JSON, PROTOBUF, media_type
+from feedbot.spans.otlp_http import decode_request
+from feedbot.spans.rows import SpanRow
 from feedbot.web.schema import OTLP_OPENAPI, OTLP_RESPONSES
 
 log = logging.getLogger(__name__)
@@ -69,6 +77,7 @@ def otlp_router(
     token: str | None = None,
     max_spans: int | None = None,
     max_in_flight: int = MAX_IN_FLIGHT,
+    decode_processes: int = 0,
 ) -> APIRouter:
     """The OTLP/HTTP trace receiver.
 
@@ -80,13 +89,15 @@ def otlp_router(
         token: the bearer token every request must carry; None accepts anyone.
         max_spans: the most spans accepted in one request; None for no limit.
         max_in_flight: the most requests read, decoded or stored at once; one more is 503.
+        decode_processes: worker processes that decode bodies (started at the first export);
+            0 decodes in threads of this process.
 
     Returns:
         A router with ``POST /v1/traces``, for ``app.include_router``.
     """
     router = APIRouter()
     counts = metrics or Metrics()
-    intake = Intake(backend, max_in_flight=max_in_flight)
+    intake = Intake(backend, max_in_flight=max_in_flight, processes=decode_processes)
 
     @router.post("/v1/traces", responses=OTLP_RESPONSES, openapi_extra=OTLP_OPENAPI)
     async def traces(request: Request) -> Response:
@@ -117,11 +128,37 @@ class Intake:
     """What one receiver shares between its requests: the decoders, the writer, the count of
     requests in flight (read and changed on the event loop only)."""
 
-    def __init__(self, backend: EmbeddedBackend, *, max_in_flight: int = MAX_IN_FLIGHT) -> None:
+    def __init__(
+        self, backend: EmbeddedBackend, *, max_in_flight: int = MAX_IN_FLIGHT, processes: int = 0
+    ) -> None:
         self.writer = SpanWriter(backend)
         self.decoders = CapacityLimiter(DECODERS)
         self.max_in_flight = max_in_flight
         self.in_flight = 0
+        self.processes = processes
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def decode(self, decode: functools.partial[list[SpanRow]]) -> list[SpanRow]:
+        """Run ``decode`` (a partial of a module-level function) in a thread or a process.
+
+        Raises:
+            WebhookRejected: what ``decode`` raised.
+            BackendUnavailable: the decoding process died (it is started again).
+        """
+        if not self.processes:
+            return await to_thread.run_sync(decode, limiter=self.decoders)
+        if self._pool is None:
+            # spawn: a fork of this process would copy its threads' locks in any state.
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(self.processes, mp_context=context)
+        pool = self._pool
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, decode)
+        except BrokenProcessPool as exc:
+            if self._pool is pool:
+                self._pool = None
+                pool.shutdown(wait=False)
+            raise BackendUnavailable(f"otlp: the decoding process ended ({exc})") from exc
 
 
 async def receive(
@@ -138,15 +175,16 @@ async def receive(
         body = await read_capped(request, max_body_bytes)
         # Decoding and the insert are blocking work: keep them off the event loop.
         decode = functools.partial(
-            backend.decode,
+            decode_request,
             body,
-            request.headers.get("content-type", ""),
-            request.headers.get("content-encoding"),
+            content_type=request.headers.get("content-type", ""),
+            content_encoding=request.headers.get("content-encoding"),
             max_bytes=max_body_bytes * EXPANSION,
             max_spans=max_spans,
         )
-        rows = await to_thread.run_sync(decode, limiter=intake.decoders)
         del body
+        rows = await intake.decode(decode)
+        del decode
         count = await asyncio.wrap_future(intake.writer.submit(rows))
     except WebhookRejected as exc:
         log.info("otlp: rejected %s: %s", exc.status, exc.message)
