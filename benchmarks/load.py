@@ -71,10 +71,28 @@ async def _drive(url: str, send: Send, *, n: int, concurrency: int) -> tuple[flo
     return elapsed, latencies
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its live children (any thread's), e.g. a decoding process."""
+    pids = [pid]
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            pids += map(int, children.read_text().split())
+        except OSError:
+            continue
+    return pids
+
+
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` and all its threads so far (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds so far of process ``pid``, its threads and live children
+    (Linux)."""
+    total = 0.0
+    for each in _tree(pid):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _p(latencies: list[float], q: float) -> float:
@@ -104,11 +122,9 @@ def _otlp(bodies: Sequence[bytes], media: str) -> Send:
 
 
 def _tree_rss(pid: int) -> int:
-    """Resident bytes of process ``pid`` and its children (a decoding pool counts too)."""
+    """Resident bytes of process ``pid`` and its live children (a decoding process counts)."""
     total = 0
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    pids = [pid, *map(int, children.read_text().split())] if children.exists() else [pid]
-    for each in pids:
+    for each in _tree(pid):
         try:
             status = Path(f"/proc/{each}/status").read_text()
         except OSError:

@@ -147,3 +147,20 @@ def test_batches_waiting_together_are_one_transaction_and_a_refused_one_fails_al
     with pytest.raises(BackendUnavailable):
         bad.result(30)
     assert stored(engine, service) == 2 + 3 + 4
+
+
+def test_a_decoding_process_refuses_and_stores_as_a_thread_does(
+    engine: Engine, service: str
+) -> None:
+    app = FastAPI()
+    backend = EmbeddedBackend(make_sessions(engine))
+    app.include_router(otlp_router(backend, max_spans=4, decode_processes=1))
+    with AppServer(app) as server:
+        url = f"{server.url}/v1/traces"
+        too_many = httpx.post(url, content=export(service, 5), headers=PROTOBUF, timeout=60)
+        broken = httpx.post(url, content=b"\x0a\x05\x0a", headers=PROTOBUF, timeout=60)
+        accepted = httpx.post(url, content=export(service, 4), headers=PROTOBUF, timeout=60)
+    assert too_many.status_code == 413 and "more than 4 spans" in too_many.json()["error"]
+    assert broken.status_code == 400 and "ExportTraceServiceRequest" in broken.json()["error"]
+    assert accepted.status_code == 200
+    assert stored(engine, service) == 4
