@@ -118,6 +118,27 @@ class EmbeddedBackend:
             max_spans=max_spans,
         )
 
+    @property
+    def dialect(self) -> str:
+        """The name of the store's database (``sqlite``, ``postgresql``)."""
+        return str(self._sessions.kw["bind"].dialect.name)
+
+    def store_packed(self, batches: Sequence[span_queries.PackedSpans]) -> None:
+        """Store spans packed by :func:`decode_packed` in one transaction (all or none).
+
+        Raises:
+            BackendUnavailable: the database refused the write.
+        """
+        count = sum(batch.count for batch in batches)
+        if not count:
+            return
+        received_at = self._clock.now()
+        try:
+            with self._sessions.begin() as session:
+                span_queries.insert_packed(session, batches, received_at)
+        except SQLAlchemyError as exc:
+            raise BackendUnavailable(f"embedded: could not store {count} spans: {exc}") from exc
+
     def store(self, batches: Sequence[Sequence[SpanRow]]) -> None:
         """Store the rows of several decoded exports in one transaction (all or none).
 
@@ -239,6 +260,31 @@ class EmbeddedBackend:
             time.sleep(PRUNE_PAUSE)
 
 
+def decode_packed(
+    body: bytes,
+    *,
+    content_type: str,
+    content_encoding: str | None,
+    dialect: str,
+    max_bytes: int = MAX_DECODED_BYTES,
+    max_spans: int | None = None,
+) -> span_queries.PackedSpans:
+    """Decode an OTLP/HTTP export and pack its rows for a database of ``dialect``; pure, for a
+    decoding process (what it returns is one bytes object or a list of tuples, cheap to pass).
+
+    Raises:
+        WebhookRejected: the body is not a decodable export (see ``otlp_http.decode_request``).
+    """
+    rows = decode_request(
+        body,
+        content_type=content_type,
+        content_encoding=content_encoding,
+        max_bytes=max_bytes,
+        max_spans=max_spans,
+    )
+    return span_queries.pack_spans(rows, dialect)
+
+
 class SpanWriter:
     """Stores what requests decoded from one thread, the batches waiting together in one
     transaction (a group commit).
@@ -256,15 +302,17 @@ class SpanWriter:
     def __init__(self, backend: EmbeddedBackend, *, max_group: int = WRITE_GROUP) -> None:
         self._backend = backend
         self._max_group = max_group
-        self._queue: queue.SimpleQueue[tuple[list[SpanRow], Future[int]]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[span_queries.PackedSpans, Future[int]]] = (
+            queue.SimpleQueue()
+        )
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def submit(self, rows: list[SpanRow]) -> Future[int]:
-        """Queue ``rows`` to be stored; the future gives their count once they are committed,
-        or raises :class:`~feedbot.errors.BackendUnavailable`."""
+    def submit(self, rows: span_queries.PackedSpans) -> Future[int]:
+        """Queue ``rows`` (packed by :func:`decode_packed`) to be stored; the future gives their
+        count once they are committed, or raises :class:`~feedbot.errors.BackendUnavailable`."""
         done: Future[int] = Future()
-        if not rows:
+        if not rows.count:
             done.set_result(0)
             return done
         with self._lock:
@@ -277,19 +325,19 @@ class SpanWriter:
     def _run(self) -> None:
         while True:
             group = [self._queue.get()]
-            spans = len(group[0][0])
+            spans = group[0][0].count
             while spans < self._max_group:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 group.append(item)
-                spans += len(item[0])
+                spans += item[0].count
             self._write(group)
 
-    def _write(self, group: list[tuple[list[SpanRow], Future[int]]]) -> None:
+    def _write(self, group: list[tuple[span_queries.PackedSpans, Future[int]]]) -> None:
         try:
-            self._backend.store([rows for rows, _ in group])
+            self._backend.store_packed([rows for rows, _ in group])
         except Exception as exc:  # every waiting request hears of it
             if len(group) > 1 and not isinstance(exc.__cause__, UNAVAILABLE):
                 # Not the database gone but something in one batch: the others are stored,
@@ -303,4 +351,4 @@ class SpanWriter:
             return
         for rows, done in group:
             with suppress(InvalidStateError):
-                done.set_result(len(rows))
+                done.set_result(rows.count)

@@ -36,12 +36,11 @@ from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from feedbot.backends.embedded import EmbeddedBackend, SpanWriter
+from feedbot.backends.embedded import EmbeddedBackend, SpanWriter, decode_packed
 from feedbot.errors import BackendUnavailable, WebhookRejected
 from feedbot.metrics import Metrics
 from feedbot.spans.otlp import JSON, PROTOBUF, media_type
-from feedbot.spans.otlp_http import decode_request
-from feedbot.spans.rows import SpanRow
+from feedbot.store.span_queries import PackedSpans
 from feedbot.web.schema import OTLP_OPENAPI, OTLP_RESPONSES
 
 log = logging.getLogger(__name__)
@@ -132,13 +131,14 @@ class Intake:
         self, backend: EmbeddedBackend, *, max_in_flight: int = MAX_IN_FLIGHT, processes: int = 0
     ) -> None:
         self.writer = SpanWriter(backend)
+        self.dialect = backend.dialect
         self.decoders = CapacityLimiter(DECODERS)
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         self.processes = processes
         self._pool: ProcessPoolExecutor | None = None
 
-    async def decode(self, decode: functools.partial[list[SpanRow]]) -> list[SpanRow]:
+    async def decode(self, decode: functools.partial[PackedSpans]) -> PackedSpans:
         """Run ``decode`` (a partial of a module-level function) in a thread or a process.
 
         Raises:
@@ -175,10 +175,11 @@ async def receive(
         body = await read_capped(request, max_body_bytes)
         # Decoding and the insert are blocking work: keep them off the event loop.
         decode = functools.partial(
-            decode_request,
+            decode_packed,
             body,
             content_type=request.headers.get("content-type", ""),
             content_encoding=request.headers.get("content-encoding"),
+            dialect=intake.dialect,
             max_bytes=max_body_bytes * EXPANSION,
             max_spans=max_spans,
         )

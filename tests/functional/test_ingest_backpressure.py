@@ -27,8 +27,8 @@ from sqlalchemy import Engine, delete, func, select, text
 from feedbot.backends.embedded import EmbeddedBackend, SpanWriter
 from feedbot.errors import BackendUnavailable
 from feedbot.spans.otlp import decode_protobuf
-from feedbot.spans.rows import SpanRow
 from feedbot.store.db import make_sessions
+from feedbot.store.span_queries import PackedSpans, pack_spans
 from feedbot.store.spans import Span
 from feedbot.web.otlp import otlp_router
 from tests.servers import AppServer
@@ -122,11 +122,11 @@ def test_an_export_past_the_cap_in_flight_is_503_unread_and_stored_once_on_retry
     assert stored(engine, service) == 5
 
 
-def _rows(service: str, count: int, *, broken: bool = False) -> list[SpanRow]:
-    backend_rows = decode_protobuf(export(service, count))
+def _rows(engine: Engine, service: str, count: int, *, broken: bool = False) -> PackedSpans:
+    rows = decode_protobuf(export(service, count))
     if broken:  # a value the database refuses: trace_id is NOT NULL
-        backend_rows[0]["trace_id"] = None  # type: ignore[typeddict-item]
-    return backend_rows
+        rows[0]["trace_id"] = None  # type: ignore[typeddict-item]
+    return pack_spans(rows, engine.dialect.name)
 
 
 def test_batches_waiting_together_are_one_transaction_and_a_refused_one_fails_alone(
@@ -134,12 +134,12 @@ def test_batches_waiting_together_are_one_transaction_and_a_refused_one_fails_al
 ) -> None:
     writer = SpanWriter(EmbeddedBackend(make_sessions(engine)))
     with store_held(engine):
-        held = writer.submit(_rows(service, 2))
+        held = writer.submit(_rows(engine, service, 2))
         time.sleep(0.3)  # the writer takes the first batch and waits for the lock
         good, bad, later = (
-            writer.submit(_rows(service, 3)),
-            writer.submit(_rows(service, 1, broken=True)),
-            writer.submit(_rows(service, 4)),
+            writer.submit(_rows(engine, service, 3)),
+            writer.submit(_rows(engine, service, 1, broken=True)),
+            writer.submit(_rows(engine, service, 4)),
         )
         assert not held.done()
     assert held.result(30) == 2

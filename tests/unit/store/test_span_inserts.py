@@ -94,3 +94,21 @@ def test_received_at_is_stored_as_the_orm_stores_it(db_session: Session) -> None
     ).all()
     assert len(stored) == 2
     assert stored[0][1] == stored[1][1]
+
+
+def test_packed_spans_are_stored_as_the_rows_they_were_packed_from(db_session: Session) -> None:
+    # COPY's text format escapes backslashes, tabs, newlines and carriage returns; NULL is \N.
+    odd = {"q": 'a\tb\nc\rd\\e "f"', "n": None, "u": "caf\u00e9 \\N", "big": 2**70}
+    plain, tricky = _row("00000000000000d1"), _row("00000000000000d2", "tab\there\\N", **odd)
+    tricky["route"], tricky["is_error"], tricky["method"] = None, True, "\\N"
+    dialect = db_session.get_bind().dialect.name
+    packed = span_queries.pack_spans([plain, tricky], dialect)
+    assert packed.count == 2
+    span_queries.insert_packed(db_session, [packed, span_queries.pack_spans([], dialect)], T0)
+    db_session.commit()
+    db_session.expire_all()
+    stored = _stored(db_session)
+    for row in (plain, tricky):
+        span = stored[row["span_id"]]
+        assert {key: getattr(span, key) for key in row} == row
+        assert span.received_at == T0
