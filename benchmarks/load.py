@@ -2,7 +2,8 @@
 
 Deploy webhooks at concurrency 50 (requests per second, p50 and p99 latency) and OTLP ingest
 into the embedded backend on PostgreSQL and on SQLite, protobuf and JSON, in 512-span batches
-(spans per second, p99 request latency, the server's CPU per span and its peak memory). Each
+(spans per second, p99 request latency, the server's CPU per span and its peak memory, all of
+its processes). Each
 batch carries spans the store does not have yet, and one in eight is sent twice, as exporters
 retry. The client is httpx's async client in this process; the server is a separate process, so
 client and server do not share a GIL.
@@ -122,15 +123,17 @@ def _otlp(bodies: Sequence[bytes], media: str) -> Send:
 
 
 def _tree_rss(pid: int) -> int:
-    """Resident bytes of process ``pid`` and its live children (a decoding process counts)."""
+    """Memory of process ``pid`` and its live children (a decoding process counts), as the sum
+    of their proportional set sizes: a page two of them share counts once. (Resident sizes
+    would count the whole server twice for a child caught between its fork and its exec.)"""
     total = 0
     for each in _tree(pid):
         try:
-            status = Path(f"/proc/{each}/status").read_text()
+            rollup = Path(f"/proc/{each}/smaps_rollup").read_text()
         except OSError:
             continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
+        for line in rollup.splitlines():
+            if line.startswith("Pss:"):
                 total += int(line.split()[1]) * 1024
     return total
 
@@ -189,8 +192,8 @@ def _otlp_rows(url: str, pid: int, batches: int, database: str) -> list[Row]:
                 (f"{name} server CPU per 1000 spans", cpu / (batches * BATCH) * 1e6, "ms"),
             ]
     rows += [
-        (f"OTLP ingest into {database}: server RSS before", before / 2**20, "MiB"),
-        (f"OTLP ingest into {database}: server peak RSS during", peak[0] / 2**20, "MiB"),
+        (f"OTLP ingest into {database}: server memory (PSS) before", before / 2**20, "MiB"),
+        (f"OTLP ingest into {database}: server peak memory (PSS) during", peak[0] / 2**20, "MiB"),
     ]
     return rows
 
