@@ -137,6 +137,17 @@ class Intake:
         self.in_flight = 0
         self.processes = processes
         self._pool: ProcessPoolExecutor | None = None
+        if processes:  # started now, not on the first export (imports take seconds)
+            warm_up = functools.partial(
+                decode_packed, b"", content_type=PROTOBUF, content_encoding=None, dialect=""
+            )
+            self._start().submit(warm_up)
+
+    def _start(self) -> ProcessPoolExecutor:
+        # spawn: a fork of this process would copy its threads' locks in any state.
+        context = multiprocessing.get_context("spawn")
+        self._pool = ProcessPoolExecutor(self.processes, mp_context=context)
+        return self._pool
 
     async def decode(self, decode: functools.partial[PackedSpans]) -> PackedSpans:
         """Run ``decode`` (a partial of a module-level function) in a thread or a process.
@@ -147,11 +158,7 @@ class Intake:
         """
         if not self.processes:
             return await to_thread.run_sync(decode, limiter=self.decoders)
-        if self._pool is None:
-            # spawn: a fork of this process would copy its threads' locks in any state.
-            context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(self.processes, mp_context=context)
-        pool = self._pool
+        pool = self._pool or self._start()
         try:
             return await asyncio.get_running_loop().run_in_executor(pool, decode)
         except BrokenProcessPool as exc:
