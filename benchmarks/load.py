@@ -1,27 +1,35 @@
 """Load on a real ``feedbot serve`` process on a scratch PostgreSQL database.
 
 Deploy webhooks at concurrency 50 (requests per second, p50 and p99 latency) and OTLP ingest
-into the embedded backend, protobuf and JSON, in 512-span batches (spans per second, p99 request
-latency). The client is httpx's async client in this process; the server is a separate process,
-so client and server do not share a GIL.
+into the embedded backend on PostgreSQL and on SQLite, protobuf and JSON, in 512-span batches
+(spans per second, p99 request latency, the server's CPU per span and its peak memory, all of
+its processes). Each
+batch carries spans the store does not have yet, and one in eight is sent twice, as exporters
+retry. The client is httpx's async client in this process; the server is a separate process, so
+client and server do not share a GIL.
 
-    python -m benchmarks.load [--postgres URL] [--quick] [--compare REV]
+    python -m benchmarks.load [--postgres URL] [--quick] [--compare REV] [--repeat N]
+                              [--only webhooks|ingest]
 
-``--compare main`` first runs the same load on a server of another revision (``git archive`` of
-it, imported through ``PYTHONPATH``), then on this tree's, and prints both columns.
+``--compare main`` also runs the same load on a server of another revision (``git archive`` of
+it, imported through ``PYTHONPATH``) and prints both columns; with ``--repeat N`` the two
+alternate N times and each cell is the median.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
 import statistics
 import tempfile
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -29,7 +37,7 @@ import yaml
 
 from benchmarks._db import scratch_databases
 from benchmarks._revision import checkout, environment, label
-from benchmarks.ingest import BATCH, _payloads
+from benchmarks.ingest import BATCH, fresh_bodies
 from tests.factories import sign
 from tests.processes import Feedbot
 
@@ -64,10 +72,28 @@ async def _drive(url: str, send: Send, *, n: int, concurrency: int) -> tuple[flo
     return elapsed, latencies
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its live children (any thread's), e.g. a decoding process."""
+    pids = [pid]
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            pids += map(int, children.read_text().split())
+        except OSError:
+            continue
+    return pids
+
+
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` and all its threads so far (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds so far of process ``pid``, its threads and live children
+    (Linux)."""
+    total = 0.0
+    for each in _tree(pid):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _p(latencies: list[float], q: float) -> float:
@@ -88,11 +114,47 @@ def _webhook(offset: int) -> Send:
     return send
 
 
-def _otlp(body: bytes, media: str) -> Send:
+def _otlp(bodies: Sequence[bytes], media: str) -> Send:
     async def send(client: httpx.AsyncClient, i: int) -> httpx.Response:
+        body = bodies[i % len(bodies)]
         return await client.post("/v1/traces", content=body, headers={"Content-Type": media})
 
     return send
+
+
+def _tree_rss(pid: int) -> int:
+    """Memory of process ``pid`` and its live children (a decoding process counts), as the sum
+    of their proportional set sizes: a page two of them share counts once. (Resident sizes
+    would count the whole server twice for a child caught between its fork and its exec.)"""
+    total = 0
+    for each in _tree(pid):
+        try:
+            rollup = Path(f"/proc/{each}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        for line in rollup.splitlines():
+            if line.startswith("Pss:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+@contextmanager
+def _peak_rss(pid: int) -> Iterator[list[int]]:
+    """Sample the server's resident memory every 20 ms; yields [peak bytes] (filled at exit)."""
+    peak = [_tree_rss(pid)]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.02):
+            peak[0] = max(peak[0], _tree_rss(pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        sampler.join()
 
 
 def _webhook_rows(url: str, pid: int, n: int) -> list[Row]:
@@ -110,53 +172,83 @@ def _webhook_rows(url: str, pid: int, n: int) -> list[Row]:
     ]
 
 
-def _otlp_rows(url: str, pid: int, batches: int) -> list[Row]:
+def _otlp_rows(url: str, pid: int, batches: int, database: str) -> list[Row]:
     rows: list[Row] = []
-    payloads = _payloads()
-    for kind in ("protobuf", "json"):
-        body, media, _ = payloads[kind]
-        send = _otlp(body, media)
-        asyncio.run(_drive(url, send, n=2, concurrency=2))
-        cpu = _cpu_seconds(pid)
-        elapsed, latencies = asyncio.run(_drive(url, send, n=batches, concurrency=OTLP_CONCURRENCY))
-        cpu = _cpu_seconds(pid) - cpu
-        name = f"OTLP ingest {kind}, {BATCH}-span batches, concurrency {OTLP_CONCURRENCY}"
-        rows += [
-            (f"{name} (n={batches})", batches * BATCH / elapsed, "spans/s"),
-            (f"{name} p99 request", _p(latencies, 0.99), "ms"),
-            (f"{name} server CPU per 1000 spans", cpu / (batches * BATCH) * 1e6, "ms"),
-        ]
+    before = _tree_rss(pid)
+    with _peak_rss(pid) as peak:
+        for kind, media in (("protobuf", "application/x-protobuf"), ("json", "application/json")):
+            bodies = fresh_bodies(kind, batches + 2)
+            asyncio.run(_drive(url, _otlp(bodies[-2:], media), n=2, concurrency=2))  # warm-up
+            send = _otlp(bodies[:batches], media)
+            cpu = _cpu_seconds(pid)
+            elapsed, latencies = asyncio.run(
+                _drive(url, send, n=batches, concurrency=OTLP_CONCURRENCY)
+            )
+            cpu = _cpu_seconds(pid) - cpu
+            name = f"OTLP ingest {kind} into {database}, concurrency {OTLP_CONCURRENCY}"
+            rows += [
+                (f"{name} (n={batches}x{BATCH})", batches * BATCH / elapsed, "spans/s"),
+                (f"{name} p99 request", _p(latencies, 0.99), "ms"),
+                (f"{name} server CPU per 1000 spans", cpu / (batches * BATCH) * 1e6, "ms"),
+            ]
+    rows += [
+        (f"OTLP ingest into {database}: server memory (PSS) before", before / 2**20, "MiB"),
+        (f"OTLP ingest into {database}: server peak memory (PSS) during", peak[0] / 2**20, "MiB"),
+    ]
     return rows
 
 
-def run(postgres_admin: str, *, quick: bool = False, tree: Path | None = None) -> list[Row]:
-    """Measure once against one ``feedbot serve`` on a scratch PostgreSQL database.
+def _serve(tmp: Path, database_url: str, tree: Path | None) -> Feedbot:
+    config = tmp / f"feedbot-{database_url.split(':')[0]}.yaml"
+    raw = {
+        "database_url": database_url,
+        "webhooks": {"secret": SECRET},
+        "traces": {"backend": "embedded"},
+        "checks": {"after": ["1h"]},
+    }
+    config.write_text(yaml.safe_dump(raw))
+    return Feedbot(config, tmp / "serve.log", environ=environment(tree), cwd=tree)
+
+
+PARTS = ("webhooks", "ingest")
+
+
+def run(
+    postgres_admin: str,
+    *,
+    quick: bool = False,
+    tree: Path | None = None,
+    parts: Sequence[str] = PARTS,
+) -> list[Row]:
+    """Measure once against ``feedbot serve`` on scratch databases.
 
     Args:
         postgres_admin: the URL of a PostgreSQL database allowed to CREATE DATABASE.
         quick: fewer requests, for a smoke run.
         tree: serve the feedbot of this source tree (:mod:`benchmarks._revision`); this one's
             when None.
+        parts: ``webhooks`` (on PostgreSQL), ``ingest`` (on PostgreSQL, then SQLite), or both.
 
     Returns:
         (benchmark, figure, unit) rows.
     """
     n, batches = (400, 64) if quick else (3000, 160)
+    rows: list[Row] = []
     with scratch_databases(postgres_admin) as urls, tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "feedbot.yaml"
-        raw = {
-            "database_url": urls["postgresql"],
-            "webhooks": {"secret": SECRET},
-            "traces": {"backend": "embedded"},
-            "checks": {"after": ["1h"]},
-        }
-        config.write_text(yaml.safe_dump(raw))
-        server = Feedbot(config, Path(tmp) / "serve.log", environ=environment(tree), cwd=tree)
-        try:
-            pid = server.proc.pid
-            return _webhook_rows(server.url, pid, n) + _otlp_rows(server.url, pid, batches)
-        finally:
-            server.stop()
+        targets = [("webhooks", "postgresql", "PostgreSQL")] if "webhooks" in parts else []
+        if "ingest" in parts:
+            targets += [("ingest", "postgresql", "PostgreSQL"), ("ingest", "sqlite", "SQLite")]
+        for part, database, name in targets:
+            server = _serve(Path(tmp), urls[database], tree)
+            try:
+                pid = server.proc.pid
+                if part == "webhooks":
+                    rows += _webhook_rows(server.url, pid, n)
+                else:
+                    rows += _otlp_rows(server.url, pid, batches, name)
+            finally:
+                server.stop()
+    return rows
 
 
 def main() -> None:
@@ -164,18 +256,32 @@ def main() -> None:
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--compare", metavar="REV", help="also measure this git revision")
+    parser.add_argument("--repeat", type=int, default=1, help="alternate runs; cells are medians")
+    parser.add_argument("--only", choices=PARTS, help="measure only this part")
     args = parser.parse_args()
-    columns: dict[str, list[Row]] = {}
-    if args.compare:
-        with checkout(args.compare) as tree:
-            columns[f"{args.compare} ({label(args.compare)})"] = run(
-                args.postgres, quick=args.quick, tree=tree
-            )
-    columns["this tree"] = run(args.postgres, quick=args.quick)
+    parts = (args.only,) if args.only else PARTS
+    runs: dict[str, list[list[Row]]] = {}
+    with contextlib.ExitStack() as stack:
+        trees: dict[str, Path | None] = {}
+        if args.compare:
+            name = f"{args.compare} ({label(args.compare)})"
+            trees[name] = stack.enter_context(checkout(args.compare))
+        trees["this tree"] = None
+        for _ in range(args.repeat):
+            for name, tree in trees.items():
+                runs.setdefault(name, []).append(
+                    run(args.postgres, quick=args.quick, tree=tree, parts=parts)
+                )
+    columns = {
+        name: [statistics.median(rows[i][1] for rows in repeats) for i in range(len(repeats[0]))]
+        for name, repeats in runs.items()
+    }
     print(f"{'benchmark':<80}" + "".join(f"{name:>18}" for name in columns) + "  unit")
-    for i, (name, _, unit) in enumerate(columns["this tree"]):
-        cells = "".join(f"{rows[i][1]:>18.1f}" for rows in columns.values())
+    for i, (name, _, unit) in enumerate(runs["this tree"][0]):
+        cells = "".join(f"{values[i]:>18.1f}" for values in columns.values())
         print(f"{name:<80}{cells}  {unit}")
+    if args.repeat > 1:
+        print(f"(medians of {args.repeat} alternating runs)")
 
 
 if __name__ == "__main__":

@@ -4,4 +4,5 @@ from __future__ import annotations
 
 from feedbot.commands import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when a worker process imports it (multiprocessing's spawn)
+    raise SystemExit(main())

@@ -50,6 +50,11 @@ class WebhookRejected(FeedbotError):
         self.message = message
         super().__init__(f"{status}: {message}")
 
+    def __reduce__(self) -> tuple[type[WebhookRejected], tuple[int, str]]:
+        # Pickled as (status, message): a refusal made in a decoding process reaches the
+        # handler that answers it.
+        return type(self), (self.status, self.message)
+
 
 class BackendError(FeedbotError):
     """A trace backend could not give an answer."""

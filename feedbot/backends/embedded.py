@@ -10,10 +10,14 @@ SQL statements live in :mod:`feedbot.store.span_queries`; this module builds non
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
-from collections.abc import Callable
-from contextlib import closing
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, InvalidStateError
+from contextlib import closing, suppress
 from datetime import datetime
+from itertools import chain
 
 import pyarrow as pa
 from sqlalchemy.exc import SQLAlchemyError
@@ -26,8 +30,10 @@ from feedbot.spans.aggregate_columns import fold
 from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.spans.otlp_http import decode_request
 from feedbot.spans.otlp_scan import Unusual
+from feedbot.spans.rows import SpanRow
 from feedbot.spans.stored_columns import WANTED_KEYS, stored_columns
 from feedbot.store import span_queries
+from feedbot.store.db import UNAVAILABLE
 
 #: The largest request accepted after decompression (the OTLP spec's recommended limit).
 MAX_DECODED_BYTES = 64 * 1024 * 1024
@@ -36,6 +42,8 @@ STREAM_BATCH = 5000
 #: Spans deleted per transaction by :meth:`EmbeddedBackend.prune`, and the pause between two.
 PRUNE_BATCH = 2000
 PRUNE_PAUSE = 0.005
+#: The most spans :class:`SpanWriter` stores in one transaction.
+WRITE_GROUP = 16_384
 #: Spans per batch read as columns (a batch's rows are held while it becomes columns).
 COLUMN_BATCH = 20_000
 
@@ -89,22 +97,70 @@ class EmbeddedBackend:
             WebhookRejected: the body is not a decodable export (see ``otlp_http.decode_request``).
             BackendUnavailable: the database refused the write.
         """
-        rows = decode_request(
+        rows = self.decode(
+            body, content_type, content_encoding, max_bytes=max_bytes, max_spans=max_spans
+        )
+        self.store([rows])
+        return len(rows)
+
+    def decode(
+        self,
+        body: bytes,
+        content_type: str,
+        content_encoding: str | None,
+        *,
+        max_bytes: int = MAX_DECODED_BYTES,
+        max_spans: int | None = None,
+    ) -> list[SpanRow]:
+        """The rows of an OTLP/HTTP export, as :meth:`ingest` stores them; pure, no I/O.
+
+        Raises:
+            WebhookRejected: the body is not a decodable export (see ``otlp_http.decode_request``).
+        """
+        return decode_request(
             body,
             content_type=content_type,
             content_encoding=content_encoding,
             max_bytes=max_bytes,
             max_spans=max_spans,
         )
-        if not rows:
-            return 0
+
+    @property
+    def dialect(self) -> str:
+        """The name of the store's database (``sqlite``, ``postgresql``)."""
+        return str(self._sessions.kw["bind"].dialect.name)
+
+    def store_packed(self, batches: Sequence[span_queries.PackedSpans]) -> None:
+        """Store spans packed by :func:`decode_packed` in one transaction (all or none).
+
+        Raises:
+            BackendUnavailable: the database refused the write.
+        """
+        count = sum(batch.count for batch in batches)
+        if not count:
+            return
         received_at = self._clock.now()
         try:
             with self._sessions.begin() as session:
-                span_queries.insert_spans(session, rows, received_at)
+                span_queries.insert_packed(session, batches, received_at)
         except SQLAlchemyError as exc:
-            raise BackendUnavailable(f"embedded: could not store {len(rows)} spans: {exc}") from exc
-        return len(rows)
+            raise BackendUnavailable(f"embedded: could not store {count} spans: {exc}") from exc
+
+    def store(self, batches: Sequence[Sequence[SpanRow]]) -> None:
+        """Store the rows of several decoded exports in one transaction (all or none).
+
+        Raises:
+            BackendUnavailable: the database refused the write.
+        """
+        count = sum(len(rows) for rows in batches)
+        if not count:
+            return
+        received_at = self._clock.now()
+        try:
+            with self._sessions.begin() as session:
+                span_queries.insert_spans(session, chain.from_iterable(batches), received_at)
+        except SQLAlchemyError as exc:
+            raise BackendUnavailable(f"embedded: could not store {count} spans: {exc}") from exc
 
     def collect(self, query: SpanQuery) -> ReleaseData:
         """Fold the matching spans into the aggregator, ``COLUMN_BATCH`` at a time as columns.
@@ -209,3 +265,97 @@ class EmbeddedBackend:
             if done < PRUNE_BATCH:
                 return deleted
             time.sleep(PRUNE_PAUSE)
+
+
+def decode_packed(
+    body: bytes,
+    *,
+    content_type: str,
+    content_encoding: str | None,
+    dialect: str,
+    max_bytes: int = MAX_DECODED_BYTES,
+    max_spans: int | None = None,
+) -> span_queries.PackedSpans:
+    """Decode an OTLP/HTTP export and pack its rows for a database of ``dialect``; pure, for a
+    decoding process (what it returns is one bytes object or a list of tuples, cheap to pass).
+
+    Raises:
+        WebhookRejected: the body is not a decodable export (see ``otlp_http.decode_request``).
+    """
+    rows = decode_request(
+        body,
+        content_type=content_type,
+        content_encoding=content_encoding,
+        max_bytes=max_bytes,
+        max_spans=max_spans,
+    )
+    return span_queries.pack_spans(rows, dialect)
+
+
+class SpanWriter:
+    """Stores what requests decoded from one thread, the batches waiting together in one
+    transaction (a group commit).
+
+    Eight exporters writing through eight threads wait for each other on SQLite's one write
+    lock (its busy handler sleeps between tries: seconds of p99) and pay a commit each; one
+    writer takes whatever batches are waiting, up to ``max_group`` spans, and commits them at
+    once. A request is answered only after its spans are committed, so a 200 still means stored.
+
+    Args:
+        backend: the store.
+        max_group: the most spans written in one transaction (a batch is never split).
+    """
+
+    def __init__(self, backend: EmbeddedBackend, *, max_group: int = WRITE_GROUP) -> None:
+        self._backend = backend
+        self._max_group = max_group
+        self._queue: queue.SimpleQueue[tuple[span_queries.PackedSpans, Future[int]]] = (
+            queue.SimpleQueue()
+        )
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, rows: span_queries.PackedSpans) -> Future[int]:
+        """Queue ``rows`` (packed by :func:`decode_packed`) to be stored; the future gives their
+        count once they are committed, or raises :class:`~feedbot.errors.BackendUnavailable`."""
+        done: Future[int] = Future()
+        if not rows.count:
+            done.set_result(0)
+            return done
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="span-writer", daemon=True)
+                self._thread.start()
+        self._queue.put((rows, done))
+        return done
+
+    def _run(self) -> None:
+        while True:
+            group = [self._queue.get()]
+            spans = group[0][0].count
+            while spans < self._max_group:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                group.append(item)
+                spans += item[0].count
+            self._write(group)
+
+    def _write(self, group: list[tuple[span_queries.PackedSpans, Future[int]]]) -> None:
+        try:
+            self._backend.store_packed([rows for rows, _ in group])
+        except Exception as exc:  # every waiting request hears of it
+            if len(group) > 1 and not isinstance(exc.__cause__, UNAVAILABLE):
+                # Not the database gone but something in one batch: the others are stored,
+                # each on its own, and only that one's request hears of it.
+                for item in group:
+                    self._write([item])
+                return
+            for _, done in group:
+                with suppress(InvalidStateError):  # a request that went away had its try
+                    done.set_exception(exc)
+            return
+        for rows, done in group:
+            with suppress(InvalidStateError):
+                done.set_result(rows.count)

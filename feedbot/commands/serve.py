@@ -26,7 +26,7 @@ from feedbot.config import Settings
 from feedbot.errors import ConfigError
 from feedbot.runtime import Runtime, build_runtime
 from feedbot.store import db
-from feedbot.web.app import create_app
+from feedbot.web.app import DECODE_PROCESSES, create_app
 
 if TYPE_CHECKING:
     from feedbot.slack.socket_mode import SocketMode
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     settings = with_local_secret(settings, host, port)
     runtime = build_runtime(settings)
     db.migrate(runtime.engine)
-    app = create_app(runtime)
+    app = create_app(runtime, decode_processes=DECODE_PROCESSES)
     log.info(
         "feedbot %s on http://%s:%d (database %s, traces %s, messages to %s)",
         __version__,

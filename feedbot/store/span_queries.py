@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -26,7 +27,6 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -34,14 +34,13 @@ from feedbot.spans.aggregate import to_ns
 from feedbot.spans.model import SpanQuery
 from feedbot.spans.rows import SpanRow
 from feedbot.spans.stored_columns import ITEM_SEP, PART_SEP, WANTED_KEYS
-from feedbot.store.models import UTCDateTime
 from feedbot.store.spans import Span
 
 _ROW_KEYS = tuple(SpanRow.__annotations__)
 _ROW_COLUMNS = tuple(getattr(Span, key) for key in _ROW_KEYS)
 
 
-def insert_spans(session: Session, rows: Sequence[SpanRow], received_at: datetime) -> None:
+def insert_spans(session: Session, rows: Iterable[SpanRow], received_at: datetime) -> None:
     """Insert ``rows`` in bulk, each stamped with ``received_at``; a span already stored is kept.
 
     A span is its ``(trace_id, span_id)``: exporters retry a batch they got no answer for, and
@@ -51,27 +50,43 @@ def insert_spans(session: Session, rows: Sequence[SpanRow], received_at: datetim
     On PostgreSQL the rows are streamed with ``COPY`` into a temporary table and moved with one
     ``INSERT … SELECT … ON CONFLICT DO NOTHING``: an ``executemany`` there is one INSERT per row,
     and a multi-row INSERT spends longer in psycopg parsing its placeholders than in the
-    database (measured: benchmarks/ingest.py).
+    database (measured: benchmarks/ingest.py). On SQLite they go to the driver's
+    ``executemany`` as plain tuples, JSON already text: through the ORM each value passed
+    SQLAlchemy's bind processors one by one, which took several times the insert itself.
     """
     connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        _copy_spans(session, rows, received_at)
-        return
-    values = [
-        {**row, "received_at": received_at, "packed_attributes": pack_attributes(row["attributes"])}
-        for row in rows
-    ]
-    statement = sqlite.insert(Span).on_conflict_do_nothing(index_elements=["trace_id", "span_id"])
-    connection.execute(statement, values)
+    dbapi = connection.dialect.loaded_dbapi
+    try:
+        if connection.dialect.name == "postgresql":
+            _copy_spans(session, rows, received_at)
+            return
+        stamp = _stamp(session, received_at)
+        raw = connection.connection.driver_connection
+        cursor = raw.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(_SQLITE_INSERT, map(tuple, _values(rows, stamp)))
+        finally:
+            cursor.close()
+    except dbapi.Error as exc:
+        # The driver's own error, as SQLAlchemy would have raised it (OperationalError stays
+        # one: callers tell "the database is away" from "these rows were refused").
+        raise DBAPIError.instance(
+            "INSERT INTO spans", None, exc, dbapi.Error, dialect=connection.dialect
+        ) from exc
 
 
 #: Every column of ``spans`` but its key, in the order ``COPY`` writes them.
-_COPY_COLUMNS = (*_ROW_KEYS, "received_at", "packed_attributes")
-_JSON_COLUMNS = frozenset(
+_COPY_COLUMNS = (*_ROW_KEYS, "packed_attributes", "received_at")
+_JSON_COLUMNS = tuple(
     i for i, key in enumerate(_ROW_KEYS) if isinstance(Span.__table__.c[key].type, JSON)
 )
 #: A scratch table per connection, emptied at every commit (and by a rollback).
 _INCOMING = "spans_incoming"
+_SQLITE_INSERT = (
+    f"INSERT INTO spans ({', '.join(_COPY_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _COPY_COLUMNS)}) "
+    "ON CONFLICT (trace_id, span_id) DO NOTHING"
+)
 
 
 def _dumps(value: Any) -> str:
@@ -86,11 +101,28 @@ def _dumps(value: Any) -> str:
         return json.dumps(value)
 
 
-def _copy_spans(session: Session, rows: Sequence[SpanRow], received_at: datetime) -> None:
+def _stamp(session: Session, received_at: datetime) -> Any:
+    """``received_at`` as the ORM gives it to the driver for the ``received_at`` column."""
+    dialect = session.get_bind().dialect
+    process = Span.__table__.c.received_at.type.dialect_impl(dialect).bind_processor(dialect)
+    return received_at if process is None else process(received_at)
+
+
+def _values(rows: Iterable[SpanRow], stamp: Any) -> Iterator[list[Any]]:
+    """Each row's values in :data:`_COPY_COLUMNS` order, JSON columns as text."""
+    keys, json_columns, dumps = _ROW_KEYS, _JSON_COLUMNS, _dumps
+    for row in rows:
+        values = [row[key] for key in keys]  # type: ignore[literal-required]
+        for i in json_columns:
+            values[i] = dumps(values[i])
+        values.append(pack_attributes(row["attributes"]))
+        values.append(stamp)
+        yield values
+
+
+def _copy_spans(session: Session, rows: Iterable[SpanRow], received_at: datetime) -> None:
     columns = ", ".join(_COPY_COLUMNS)
-    stamp = cast(UTCDateTime, Span.__table__.c.received_at.type).process_bind_param(
-        received_at, session.get_bind().dialect
-    )
+    stamp = _stamp(session, received_at)
     session.execute(
         text(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {_INCOMING} ON COMMIT DELETE ROWS AS "
@@ -100,12 +132,7 @@ def _copy_spans(session: Session, rows: Sequence[SpanRow], received_at: datetime
     raw = session.connection().connection.driver_connection
     with raw.cursor() as cursor:  # type: ignore[union-attr]
         with cursor.copy(f"COPY {_INCOMING} ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                values = [row[key] for key in _ROW_KEYS]  # type: ignore[literal-required]
-                for i in _JSON_COLUMNS:
-                    values[i] = _dumps(values[i])
-                values.append(stamp)
-                values.append(pack_attributes(row["attributes"]))
+            for values in _values(rows, stamp):
                 copy.write_row(values)
     session.execute(
         text(
@@ -115,6 +142,107 @@ def _copy_spans(session: Session, rows: Sequence[SpanRow], received_at: datetime
     )
     # ON COMMIT DELETE ROWS empties the scratch table at the commit. A second call in the same
     # transaction moves these rows again, and they are skipped as already stored.
+
+
+@dataclass(frozen=True)
+class PackedSpans:
+    """Decoded spans ready for :func:`insert_packed`, built where they were decoded (a decoding
+    process hands over one bytes object or a list of tuples: cheap to pass, no dict per span).
+
+    For PostgreSQL ``data`` is the ``COPY`` text of their columns but ``received_at``; for
+    SQLite, one tuple per span (JSON as text) of the same columns.
+    """
+
+    count: int
+    dialect: str
+    data: bytes | list[tuple[Any, ...]]
+
+
+def pack_spans(rows: Sequence[SpanRow], dialect: str) -> PackedSpans:
+    """``rows`` as :func:`insert_packed` takes them for a database of ``dialect``; pure."""
+    values = _values(rows, None)
+    if dialect != "postgresql":
+        return PackedSpans(len(rows), dialect, [tuple(row[:-1]) for row in values])
+    lines = ["\t".join(map(_copy_field, row[:-1])) for row in values]
+    data = ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
+    return PackedSpans(len(rows), dialect, data)
+
+
+def _copy_field(value: Any) -> str:
+    """One value in COPY's text format: NULL as ``\\N``, booleans as t/f, text escaped."""
+    if value is None:
+        return "\\N"
+    if value is True or value is False:
+        return "t" if value else "f"
+    if isinstance(value, int):
+        return str(value)
+    text_value = str(value)
+    if "\\" in text_value or "\t" in text_value or "\n" in text_value or "\r" in text_value:
+        text_value = (
+            text_value.replace("\\", "\\\\")
+            .replace("\t", "\\t")
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
+        )
+    return text_value
+
+
+def insert_packed(session: Session, batches: Sequence[PackedSpans], received_at: datetime) -> None:
+    """:func:`insert_spans` of spans packed by :func:`pack_spans`, each stamped ``received_at``.
+
+    Raises:
+        ValueError: a batch was packed for another database.
+    """
+    connection = session.connection()
+    dialect = connection.dialect.name
+    if any(batch.dialect != dialect for batch in batches):
+        raise ValueError(f"spans packed for another database than {dialect}")
+    dbapi = connection.dialect.loaded_dbapi
+    stamp = _stamp(session, received_at)
+    try:
+        if dialect == "postgresql":
+            _copy_packed(session, batches, stamp)
+            return
+        raw = connection.connection.driver_connection
+        cursor = raw.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(
+                _SQLITE_INSERT,
+                (
+                    (*values, stamp)
+                    for batch in batches
+                    for values in cast(list[tuple[Any, ...]], batch.data)
+                ),
+            )
+        finally:
+            cursor.close()
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(
+            "INSERT INTO spans", None, exc, dbapi.Error, dialect=connection.dialect
+        ) from exc
+
+
+def _copy_packed(session: Session, batches: Sequence[PackedSpans], stamp: Any) -> None:
+    columns = ", ".join(_COPY_COLUMNS)
+    copied = ", ".join(_COPY_COLUMNS[:-1])  # all but received_at
+    session.execute(
+        text(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_INCOMING} ON COMMIT DELETE ROWS AS "
+            f"SELECT {columns} FROM spans WITH NO DATA"
+        )
+    )
+    raw = session.connection().connection.driver_connection
+    with raw.cursor() as cursor:  # type: ignore[union-attr]
+        with cursor.copy(f"COPY {_INCOMING} ({copied}) FROM STDIN") as copy:
+            for batch in batches:
+                copy.write(cast(bytes, batch.data))
+    session.execute(
+        text(
+            f"INSERT INTO spans ({columns}) SELECT {copied}, :stamp FROM {_INCOMING} "
+            "ON CONFLICT (trace_id, span_id) DO NOTHING"
+        ),
+        {"stamp": stamp},
+    )
 
 
 def span_rows(session: Session, query: SpanQuery, *, batch: int) -> Iterator[SpanRow]:

@@ -48,10 +48,18 @@ SOURCE_KEYS = {
 
 #: Slack's slash commands and interactions are small form posts; a view submission is the largest.
 SLACK_MAX_BODY_BYTES = 1024 * 1024
+#: Processes decoding OTLP bodies beside the server (:func:`feedbot.web.otlp.otlp_router`).
+DECODE_PROCESSES = 1
 
 
-def create_app(runtime: Runtime) -> FastAPI:
-    """The ASGI application for ``runtime``."""
+def create_app(runtime: Runtime, *, decode_processes: int = 0) -> FastAPI:
+    """The ASGI application for ``runtime``.
+
+    Args:
+        runtime: what the routes use.
+        decode_processes: worker processes decoding OTLP bodies, started now (``feedbot serve``
+            uses :data:`DECODE_PROCESSES`); 0 decodes in threads of this process.
+    """
     settings = runtime.settings
     logs.install(settings)
     app = FastAPI(title="feedbot", docs_url=None, redoc_url=None)
@@ -83,6 +91,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             metrics=runtime.metrics,
             token=settings.traces.ingest_token,
             max_spans=settings.traces.ingest_max_spans,
+            decode_processes=decode_processes,
         )
         app.include_router(router)
     from feedbot.web.pages import mount_pages

@@ -2,7 +2,17 @@
 
 Answers like an OTLP/HTTP server: 200 with an empty ``ExportTraceServiceResponse`` in the
 request's format, 400/413/415 as ``{"error": "..."}`` (permanent for exporters), 503 with
-``Retry-After`` when the store cannot take the spans (exporters retry). With a token configured
+``Retry-After`` when the store cannot take the spans or ``max_in_flight`` exports are already
+being decoded or stored (exporters retry; the body of a refused one is never read, so memory
+stays bounded however many exporters push at once).
+
+A body is decoded in a worker thread, at most ``DECODERS`` at a time (decoding holds the GIL:
+more threads only take turns with the event loop, which then answers Slack later), or with
+``decode_processes`` in that many worker processes (``feedbot serve`` uses one: decoding is
+most of ingest's CPU, and there it runs beside the event loop and the writer instead of taking
+turns with them). The rows go to one :class:`~feedbot.backends.embedded.SpanWriter`, which
+commits the batches waiting together in one transaction. The answer comes once the spans are
+committed. With a token configured
 (``traces.ingest_token``), a request without ``Authorization: Bearer <token>`` is 401 before its
 body is read. A request of more spans than ``traces.ingest_max_spans`` is 413 before any row is
 built, and nothing of it is stored.
@@ -14,23 +24,36 @@ runs. Requests to this route are never traced: feedbot may be exporting its own 
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hmac
 import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
+from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 
-from feedbot.backends.embedded import EmbeddedBackend
+from feedbot.backends.embedded import EmbeddedBackend, SpanWriter, decode_packed
 from feedbot.errors import BackendUnavailable, WebhookRejected
 from feedbot.metrics import Metrics
 from feedbot.spans.otlp import JSON, PROTOBUF, media_type
+from feedbot.store.span_queries import PackedSpans
 from feedbot.web.schema import OTLP_OPENAPI, OTLP_RESPONSES
 
 log = logging.getLogger(__name__)
 
 #: Decompressed bodies may be this many times larger than the compressed cap.
 EXPANSION = 4
+#: Export requests read, decoded or stored at once; more are answered 503 with Retry-After.
+MAX_IN_FLIGHT = 16
+#: Threads decoding bodies at once.
+DECODERS = 2
+#: Seconds an exporter refused for load is asked to wait.
+BUSY_RETRY_AFTER = 1
+BUSY = "too many exports in flight; retry later"
 UNAUTHORIZED = (
     "Authorization: expected 'Bearer <token>' with the token of traces.ingest_token "
     "(exporters: OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20<token>)"
@@ -52,6 +75,8 @@ def otlp_router(
     metrics: Metrics | None = None,
     token: str | None = None,
     max_spans: int | None = None,
+    max_in_flight: int = MAX_IN_FLIGHT,
+    decode_processes: int = 0,
 ) -> APIRouter:
     """The OTLP/HTTP trace receiver.
 
@@ -62,12 +87,16 @@ def otlp_router(
         metrics: where stored spans are counted; a private, unscraped one when None.
         token: the bearer token every request must carry; None accepts anyone.
         max_spans: the most spans accepted in one request; None for no limit.
+        max_in_flight: the most requests read, decoded or stored at once; one more is 503.
+        decode_processes: worker processes that decode bodies (started at the first export);
+            0 decodes in threads of this process.
 
     Returns:
         A router with ``POST /v1/traces``, for ``app.include_router``.
     """
     router = APIRouter()
     counts = metrics or Metrics()
+    intake = Intake(backend, max_in_flight=max_in_flight, processes=decode_processes)
 
     @router.post("/v1/traces", responses=OTLP_RESPONSES, openapi_extra=OTLP_OPENAPI)
     async def traces(request: Request) -> Response:
@@ -76,9 +105,67 @@ def otlp_router(
             return JSONResponse(
                 {"error": UNAUTHORIZED}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
             )
-        return await receive(request, backend, max_body_bytes, metrics=counts, max_spans=max_spans)
+        if intake.in_flight >= intake.max_in_flight:
+            log.info("otlp: rejected 503: %d exports in flight", intake.in_flight)
+            return JSONResponse(
+                {"error": BUSY},
+                status_code=503,
+                headers={"Retry-After": str(BUSY_RETRY_AFTER), "Connection": "close"},
+            )
+        intake.in_flight += 1
+        try:
+            return await receive(
+                request, backend, max_body_bytes, metrics=counts, max_spans=max_spans, intake=intake
+            )
+        finally:
+            intake.in_flight -= 1
 
     return router
+
+
+class Intake:
+    """What one receiver shares between its requests: the decoders, the writer, the count of
+    requests in flight (read and changed on the event loop only)."""
+
+    def __init__(
+        self, backend: EmbeddedBackend, *, max_in_flight: int = MAX_IN_FLIGHT, processes: int = 0
+    ) -> None:
+        self.writer = SpanWriter(backend)
+        self.dialect = backend.dialect
+        self.decoders = CapacityLimiter(DECODERS)
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+        self.processes = processes
+        self._pool: ProcessPoolExecutor | None = None
+        if processes:  # started now, not on the first export (imports take seconds)
+            warm_up = functools.partial(
+                decode_packed, b"", content_type=PROTOBUF, content_encoding=None, dialect=""
+            )
+            self._start().submit(warm_up)
+
+    def _start(self) -> ProcessPoolExecutor:
+        # spawn: a fork of this process would copy its threads' locks in any state.
+        context = multiprocessing.get_context("spawn")
+        self._pool = ProcessPoolExecutor(self.processes, mp_context=context)
+        return self._pool
+
+    async def decode(self, decode: functools.partial[PackedSpans]) -> PackedSpans:
+        """Run ``decode`` (a partial of a module-level function) in a thread or a process.
+
+        Raises:
+            WebhookRejected: what ``decode`` raised.
+            BackendUnavailable: the decoding process died (it is started again).
+        """
+        if not self.processes:
+            return await to_thread.run_sync(decode, limiter=self.decoders)
+        pool = self._pool or self._start()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, decode)
+        except BrokenProcessPool as exc:
+            if self._pool is pool:
+                self._pool = None
+                pool.shutdown(wait=False)
+            raise BackendUnavailable(f"otlp: the decoding process ended ({exc})") from exc
 
 
 async def receive(
@@ -86,6 +173,7 @@ async def receive(
     backend: EmbeddedBackend,
     max_body_bytes: int,
     *,
+    intake: Intake,
     metrics: Metrics | None = None,
     max_spans: int | None = None,
 ) -> Response:
@@ -93,14 +181,19 @@ async def receive(
     try:
         body = await read_capped(request, max_body_bytes)
         # Decoding and the insert are blocking work: keep them off the event loop.
-        count = await run_in_threadpool(
-            backend.ingest,
+        decode = functools.partial(
+            decode_packed,
             body,
-            request.headers.get("content-type", ""),
-            request.headers.get("content-encoding"),
+            content_type=request.headers.get("content-type", ""),
+            content_encoding=request.headers.get("content-encoding"),
+            dialect=intake.dialect,
             max_bytes=max_body_bytes * EXPANSION,
             max_spans=max_spans,
         )
+        del body
+        rows = await intake.decode(decode)
+        del decode
+        count = await asyncio.wrap_future(intake.writer.submit(rows))
     except WebhookRejected as exc:
         log.info("otlp: rejected %s: %s", exc.status, exc.message)
         return JSONResponse({"error": exc.message}, status_code=exc.status)

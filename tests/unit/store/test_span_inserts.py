@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from feedbot.spans.rows import SpanRow
@@ -79,3 +79,40 @@ def test_values_orjson_refuses_are_stored_as_json_dumps_writes_them(db_session: 
     assert span.events == [{"name": "exception", "attributes": {"exception.type": "KeyError"}}]
     assert span.received_at == T0
     assert span.duration_ns == 1_500_000 and span.is_error is False and span.parent_span_id is None
+
+
+def test_received_at_is_stored_as_the_orm_stores_it(db_session: Session) -> None:
+    # Pruning compares received_at in SQL: on SQLite that is text, so the bulk insert must
+    # write the ORM's format exactly, or old spans sort after new ones.
+    by_orm = Span(**{**_row("00000000000000c1"), "received_at": T0})
+    db_session.add(by_orm)
+    db_session.flush()
+    span_queries.insert_spans(db_session, [_row("00000000000000c2")], T0)
+    db_session.flush()
+    stored = db_session.execute(
+        text("SELECT span_id, received_at FROM spans WHERE service = 'vault-inserts'")
+    ).all()
+    assert len(stored) == 2
+    assert stored[0][1] == stored[1][1]
+
+
+def test_packed_spans_are_stored_as_the_rows_they_were_packed_from(db_session: Session) -> None:
+    # COPY's text format escapes backslashes, tabs, newlines and carriage returns; NULL is \N.
+    odd = {"q": 'a\tb\nc\rd\\e "f"', "n": None, "u": "caf\u00e9 \\N", "big": 2**70}
+    plain, tricky = _row("00000000000000d1"), _row("00000000000000d2", "tab\there\\N", **odd)
+    tricky["route"], tricky["is_error"], tricky["method"] = None, True, "\\N"
+    dialect = db_session.get_bind().dialect.name
+    packed = span_queries.pack_spans([plain, tricky], dialect)
+    assert packed.count == 2
+    span_queries.insert_packed(db_session, [packed, span_queries.pack_spans([], dialect)], T0)
+    db_session.commit()
+    db_session.expire_all()
+    stored = _stored(db_session)
+    for row in (plain, tricky):
+        span = stored[row["span_id"]]
+        assert {key: getattr(span, key) for key in row} == row
+        assert span.received_at == T0
+        # The attributes a check reads are packed on this path too (else every check unpacks
+        # them again in SQL).
+        assert span.packed_attributes == span_queries.pack_attributes(row["attributes"])
+        assert span.packed_attributes is not None
