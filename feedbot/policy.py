@@ -158,6 +158,15 @@ class LookPolicy:
         overwhelming_factor: The §9 rule, off by default (0): also confirm at once when q is
             this many times below the look's level and the effect's CI clears the floor (it
             was 100, then 20, before the spending boundary replaced it).
+        improvements_apart: Test improvements (latency faster, fewer errors) in a
+            Benjamini-Hochberg family of their own at the same q, so the family that can
+            raise an alarm holds only regression tests (on); off: one family for both
+            directions (before issue 14). An improvement never alarms, so the alarm family's
+            level is unchanged, and a lone regression no longer pays for ~11 tests that could
+            only ever say "faster".
+        screen_discrete: Leave out of a family the discrete (error-rate) tests whose smallest
+            attainable p, given their totals, could not pass (Tarone's screen, on): with 0.2%
+            errors most groups have too few errors for any split to be significant.
     """
 
     fdr_q: float = 0.05
@@ -166,6 +175,8 @@ class LookPolicy:
     confirm_alpha: float = 0.015
     confirm_spending: Literal["pocock", "obrien_fleming"] = "pocock"
     overwhelming_factor: float = 0.0
+    improvements_apart: bool = True
+    screen_discrete: bool = True
 
     @property
     def q_per_look(self) -> float:
@@ -188,12 +199,18 @@ class HostGuardPolicy:
         across_groups: Estimate each instance's offset from all span groups at once, then τ̂
             from their spread (on); off: τ̂ per group, then pooled (before issue 14), whose
             sampling noise with 3 instances a version raised floors for nothing.
+        satterthwaite: Refer the cluster-aware latency z to a t distribution with
+            Welch-Satterthwaite degrees of freedom for τ̂'s own uncertainty (on; needs
+            ``across_groups``): with 3 pods a version τ̂ has 4 degrees of freedom, and an
+            under-estimated τ̂ was what made no-change deploys alarm at a 5% host spread
+            (issue 14); off: the normal, as if τ̂ were τ.
     """
 
     enabled: bool = True
     z: float = 3.0
     min_instances: int = 2
     across_groups: bool = True
+    satterthwaite: bool = True
 
 
 @dataclass(frozen=True, slots=True)
