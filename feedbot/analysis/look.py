@@ -1,7 +1,8 @@
 """The tests of one look at a release: every per-group test, Benjamini-Hochberg per family.
 
-Latency, tail and error-rate tests of all groups form one family; new exception types form their
-own (§9 of shared/reference/detection-methods.md). A candidate is kept when its q-value is within
+The regression tests of all groups (latency, tail, error rate) form one family, the improvement
+tests another, new exception types a third (§9 of shared/reference/detection-methods.md); an
+error-rate test whose totals allow no significant split is left out (Tarone's screen). A candidate is kept when its q-value is within
 the look's level *and* its effect clears the floor. Also here: the host-spread guard's τ̂, the
 minimum detectable effects, and the per-group rows of the report. Pure: no I/O.
 """
