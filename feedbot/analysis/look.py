@@ -2,9 +2,10 @@
 
 The regression tests of all groups (latency, tail, error rate) form one family, the improvement
 tests another, new exception types a third (§9 of shared/reference/detection-methods.md); an
-error-rate test whose totals allow no significant split is left out (Tarone's screen). A candidate is kept when its q-value is within
-the look's level *and* its effect clears the floor. Also here: the host-spread guard's τ̂, the
-minimum detectable effects, and the per-group rows of the report. Pure: no I/O.
+error-rate test whose totals allow no significant split is left out (Tarone's screen). A
+candidate is kept when its q-value is within the look's level *and* its effect clears the
+floor. Also here: the host-spread guard's τ̂, the minimum detectable effects, and the per-group
+rows of the report. Pure: no I/O.
 """
 
 from __future__ import annotations
