@@ -267,7 +267,7 @@ def test_a_p_value_of_zero_is_kept_by_the_de_duplication() -> None:
     specs = routes(3, 3000)
     specs[1] = replace(specs[1], ratio=3.75)
     cand = release(rng, specs, spread=0.0)
-    # The normal reference (the t one for τ̂ keeps p above 0 at any shift).
+    # The normal reference, the default (the t one for τ̂ keeps p above 0 at any shift).
     normal = replace(POLICY, host_guard=replace(POLICY.host_guard, satterthwaite=False))
     found = analyse(cand, base, changes=(), policy=normal).findings
     (finding,) = [f for f in found if f.kind == "latency_regression"]
@@ -284,7 +284,13 @@ def test_host_spread_is_estimated_over_all_groups_and_named_in_the_method() -> N
     assert any("over all its span groups" in line for line in result.summary)
     (finding,) = [f for f in result.findings if f.kind == "latency_regression"]
     assert "cluster-aware with τ̂ = " in (finding.method or "")
-    assert "instance offsets over all groups, t with 4 df for τ̂" in (finding.method or "")
+    assert "instance offsets over all groups" in (finding.method or "")
+    assert "df for τ̂" not in (finding.method or "")
+    t_ref = replace(POLICY, host_guard=replace(POLICY.host_guard, satterthwaite=True))
+    found = analyse(cand, base, changes=(), policy=t_ref).findings
+    (student,) = [f for f in found if f.kind == "latency_regression"]
+    assert "instance offsets over all groups, t with 4 df for τ̂" in (student.method or "")
+    assert (student.p_value or 0) > (finding.p_value or 0)
     per_group = replace(POLICY, host_guard=replace(POLICY.host_guard, across_groups=False))
     before = analyse(cand, base, changes=(), policy=per_group)
     assert any("pooled over groups and versions" in line for line in before.summary)
@@ -369,7 +375,8 @@ def test_improvements_and_dead_error_tests_do_not_dilute_the_regression_family()
     rng = np.random.default_rng(0)
     base = release(rng, routes(10, 300, error_rate=0.01))
     cand = release(rng, shifted(300, 4, ratio=1.2, error_rate=0.01))
-    now = run(cand, base)
+    apart = replace(POLICY, looks=replace(POLICY.looks, improvements_apart=True))
+    now = analyse(cand, base, changes=(), policy=apart)
     together = replace(
         POLICY, looks=replace(POLICY.looks, improvements_apart=False, screen_discrete=False)
     )
