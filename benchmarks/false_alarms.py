@@ -9,8 +9,8 @@ quantile ratio ≥ 1.2; the exact conditional error test with its floors; BH at 
 tests of the deploy. Rates are per deploy (≥ 1 finding), at one look, before confirmation. The
 rows marked "issue 14" estimate τ̂ from instance offsets over all groups, refer the latency z to a
 t with τ̂'s Welch-Satterthwaite degrees of freedom, and screen out error tests whose totals allow
-no significant split (Tarone), as ``DetectionPolicy()`` does; improvements, which the policy
-tests in a family of their own, are not tested here at all.
+no significant split (Tarone): the policy's default Tarone screen with its
+``host_guard.satterthwaite`` switch on. Improvements are not tested here at all.
 """
 
 from __future__ import annotations
