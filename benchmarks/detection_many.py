@@ -88,12 +88,18 @@ ERROR_MIX = np.array([0.55, 0.3, 0.15])
 BATCH = 2_000
 
 
-def _policy(*, across: bool = True, guard: bool = True, **looks: object) -> DetectionPolicy:
+def _policy(
+    *, across: bool = True, guard: bool = True, t_ref: bool = False, **looks: object
+) -> DetectionPolicy:
+    """A choice; unless said otherwise, main's before issue 14's families and t reference."""
     base = DetectionPolicy()
+    looks = {"improvements_apart": False, "screen_discrete": False, **looks}
     return replace(
         base,
         looks=replace(base.looks, **looks),  # type: ignore[arg-type]
-        host_guard=replace(base.host_guard, across_groups=across, enabled=guard),
+        host_guard=replace(
+            base.host_guard, across_groups=across, enabled=guard, satterthwaite=t_ref
+        ),
     )
 
 
@@ -106,7 +112,11 @@ MAIN = _policy(overwhelming_factor=20.0, confirm_alpha=0.0)
 #: The choices compared. "today" is main before issue 14, "main x20 + CI" main before the
 #: confirmation boundary; the diagnostic ones switch one factor off to measure what it costs;
 #: the others are candidate changes ("Pocock 3%": confirmation at once within a 3% budget spent
-#: over the looks with Pocock's function). "default" is ``DetectionPolicy()``: Pocock 1.5%.
+#: over the looks with Pocock's function). "main" is the default before issue 14's three
+#: choices: improvements in a BH family of their own ("+ improvements apart", off by
+#: default), Tarone's screen of error tests that cannot pass ("+ Tarone screen", on) and a t
+#: reference for τ̂'s degrees of freedom ("+ t for tau", off); "default" is
+#: ``DetectionPolicy()``: Pocock 1.5% with Tarone's screen.
 CHOICES: dict[str, DetectionPolicy] = {
     "today": TODAY,
     "today + no look split (q=0.05 each look)": _policy(
@@ -119,6 +129,11 @@ CHOICES: dict[str, DetectionPolicy] = {
     "O'Brien-Fleming 1.5%": _policy(confirm_spending="obrien_fleming"),
     "Pocock 0.75%": _policy(confirm_alpha=0.0075),
     "Pocock 3%": _policy(confirm_alpha=0.03),
+    "main": _policy(),
+    "+ improvements apart": _policy(improvements_apart=True),
+    "+ Tarone screen": _policy(screen_discrete=True),
+    "+ t for tau": _policy(t_ref=True),
+    "apart + Tarone": _policy(improvements_apart=True, screen_discrete=True),
     "default": DetectionPolicy(),
 }
 

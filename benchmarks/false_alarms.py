@@ -6,7 +6,11 @@ spread) are shared by every group, and a 0.1% error rate. One look is analysed t
 detection-methods.md proposes: one-sided Mann-Whitney made cluster-aware with the pooled τ̂,
 HL ratio above the host-raised floor and Δmedian ≥ 1 ms; exceedance tests on p95/p99 with a
 quantile ratio ≥ 1.2; the exact conditional error test with its floors; BH at q/looks over all
-tests of the deploy. Rates are per deploy (≥ 1 finding), at one look, before confirmation.
+tests of the deploy. Rates are per deploy (≥ 1 finding), at one look, before confirmation. The
+rows marked "issue 14" estimate τ̂ from instance offsets over all groups, refer the latency z to a
+t with τ̂'s Welch-Satterthwaite degrees of freedom, and screen out error tests whose totals allow
+no significant split (Tarone): the policy's default Tarone screen with its
+``host_guard.satterthwaite`` switch on. Improvements are not tested here at all.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ class Scenario:
     shift: float = 1.0  # latency ratio injected into group 0
     error_rate_new: float = 0.001  # error rate of group 0 in the new version
     guard: bool = True  # False: naive MWU + BH, no floors
+    #: Issue 14's choices: τ̂ from instance offsets over all groups, the latency z referred to a
+    #: t with τ̂'s degrees of freedom (Welch-Satterthwaite), Tarone's screen on the error tests.
+    t_ref: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,9 @@ def _cell(
     return _Cell(durations, ids, int(rng.binomial(n, error_rate)))
 
 
-def _latency_p(new: _Cell, base: _Cell, tau: float | None, s: Scenario) -> tuple[float, bool]:
+def _latency_p(
+    new: _Cell, base: _Cell, tau: float | None, s: Scenario, spread: stats.TauEstimate | None = None
+) -> tuple[float, bool]:
     """The latency p-value and whether the effect clears its floors."""
     test = stats.mann_whitney(new.durations, base.durations)
     if not s.guard:
@@ -71,6 +80,8 @@ def _latency_p(new: _Cell, base: _Cell, tau: float | None, s: Scenario) -> tuple
         tau=tau,
         k_new=INSTANCES,
         k_base=INSTANCES,
+        tau_dof=spread.dof if spread is not None else 0,
+        tau_mean_square=spread.mean_square if spread is not None else None,
     )
     floor = stats.host_noise_floor(
         tau, INSTANCES, INSTANCES, floor=POLICY.latency.ratio_floor, z=POLICY.host_guard.z
@@ -89,15 +100,17 @@ def _tail_tests(new: _Cell, base: _Cell, n: int) -> list[tuple[float, bool]]:
     return out
 
 
-def _error_test(new: _Cell, base: _Cell, n: int) -> tuple[float, bool]:
+def _error_test(new: _Cell, base: _Cell, n: int) -> tuple[float, bool, float]:
+    """p, whether the effect clears its floors, and the smallest p these totals allow."""
     result = stats.conditional_binomial_greater(new.errors, n, base.errors, n)
+    p_min = stats.conditional_binomial_greater(new.errors + base.errors, n, 0, n).p
     rules = POLICY.errors
     passes = (
         new.errors >= rules.min_errors_new
         and result.rate_ratio >= rules.rate_ratio_floor
         and result.rate_new - result.rate_base >= rules.min_rate_increase
     )
-    return result.p, passes
+    return result.p, passes, p_min
 
 
 def _deploy(rng: np.random.Generator, s: Scenario) -> tuple[bool, bool]:
@@ -120,12 +133,28 @@ def _deploy(rng: np.random.Generator, s: Scenario) -> tuple[bool, bool]:
     ]
     cells = [stats.instance_cell(c.durations, c.instances) for pair in pairs for c in pair]
     tau = stats.pooled_tau(cells)
+    spread = None
+    if s.t_ref:
+        labelled = [
+            [stats.instance_cell(c.durations, c.instances.astype(np.str_)) for c in version]
+            for version in zip(*pairs, strict=True)
+        ]
+        spread = stats.tau_across(labelled)
+        tau = spread.tau if spread is not None else None
     tests: list[tuple[int, str, float, bool]] = []
+    floors: list[float] = []
     for g, (new, base) in enumerate(pairs):
-        tests.append((g, "latency", *_latency_p(new, base, tau, s)))
+        tests.append((g, "latency", *_latency_p(new, base, tau, s, spread)))
+        floors.append(0.0)
         if s.guard:
             tests += [(g, "tail", p, ok) for p, ok in _tail_tests(new, base, s.n)]
-            tests.append((g, "errors", *_error_test(new, base, s.n)))
+            floors += [0.0] * (len(tests) - len(floors))
+            p, ok, p_min = _error_test(new, base, s.n)
+            tests.append((g, "errors", p, ok))
+            floors.append(p_min)
+    if s.t_ref:
+        keep = stats.tarone_screen(floors, POLICY.looks.q_per_look)
+        tests = [t for t, kept in zip(tests, keep.tolist(), strict=True) if kept]
     rejected = stats.bh_reject([t[2] for t in tests], POLICY.looks.q_per_look)
     found = [t for t, r in zip(tests, rejected, strict=True) if r and t[3]]
     return bool(found), any(t[0] == 0 and t[1] == "latency" for t in found)
@@ -156,6 +185,14 @@ def run(postgres_admin: str, *, quick: bool = False) -> list[tuple[str, float, s
         ("no host spread", Scenario(3000, 0.0)),
         ("2% host spread", Scenario(3000, 0.02)),
         ("5% host spread", Scenario(3000, 0.05)),
+        (
+            "2% host spread, issue 14 (tau across groups, t for tau, Tarone)",
+            Scenario(3000, 0.02, t_ref=True),
+        ),
+        (
+            "5% host spread, issue 14 (tau across groups, t for tau, Tarone)",
+            Scenario(3000, 0.05, t_ref=True),
+        ),
         ("2% host spread, naive MWU+BH", Scenario(3000, 0.02, guard=False)),
     ]
     rows = [
@@ -168,6 +205,7 @@ def run(postgres_admin: str, *, quick: bool = False) -> list[tuple[str, float, s
     ]
     power = [
         ("+20%, n=300", Scenario(300, 0.02, shift=1.2)),
+        ("+20%, n=300, issue 14", Scenario(300, 0.02, shift=1.2, t_ref=True)),
         ("+20%, n=1000", Scenario(1000, 0.02, shift=1.2)),
         ("+10%, n=3000", Scenario(3000, 0.02, shift=1.1)),
         ("+50%, n=100", Scenario(100, 0.02, shift=1.5)),

@@ -9,12 +9,13 @@ history, tested in their own family), whether the changed code ran (``reach``), 
 of ``insights`` (N+1, bottlenecks). Section numbers (§) refer to
 shared/reference/detection-methods.md.
 
-Quiet by design: latency, tail and error-rate tests form one Benjamini-Hochberg family at
-q = fdr_q/looks; a finding must pass BH *and* its effect floor; it is "suspected" (watching) when
-first seen and "confirmed" when it holds at the next look, or at once when its q-value is within
-the look's confirmation boundary: ``looks.confirm_alpha`` (1.5%) spent over the scheduled looks
-with Pocock's alpha-spending function (0.0054 at the first of four looks; see
-:class:`~feedbot.policy.LookPolicy` for why).
+Quiet by design: the regression tests (latency, tail, error rate) form one Benjamini-Hochberg
+family at q = fdr_q/looks, the improvements another (they never alarm), and error-rate tests
+too sparse to ever pass are screened out (Tarone); a finding must pass BH *and* its effect
+floor; it is "suspected" (watching) when first seen and "confirmed" when it holds at the next
+look, or at once when its q-value is within the look's confirmation boundary:
+``looks.confirm_alpha`` (1.5%) spent over the scheduled looks with Pocock's alpha-spending
+function (0.0054 at the first of four looks; see :class:`~feedbot.policy.LookPolicy` for why).
 Only confirmed findings make the verdict. A final look (``feedbot report``, one look of one)
 has no later look to wait for: what passes is confirmed at once. Pure: no I/O.
 """

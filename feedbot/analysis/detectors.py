@@ -34,12 +34,15 @@ class Candidate:
         passes: Whether the effect clears the policy's floors.
         strong: Whether the effect's CI clears the floor (the optional §9 "overwhelming" rule,
             ``looks.overwhelming_factor``, needs it).
+        p_min: The smallest p the test could give with these margins (a discrete test
+            conditioned on its totals; 0 for the continuous ones), for Tarone's screen.
     """
 
     finding: Finding
     p: float
     passes: bool
     strong: bool
+    p_min: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +57,15 @@ class Pair:
 
 @dataclass(frozen=True, slots=True)
 class HostSpread:
-    """The pooled between-instance sd τ̂, whether the guard applies (§9), and whether τ̂ came
-    from instance offsets estimated over all groups at once."""
+    """The pooled between-instance sd τ̂, whether the guard applies (§9), whether τ̂ came
+    from instance offsets estimated over all groups at once, and (when the latency p allows for
+    τ̂'s own uncertainty) its degrees of freedom and mean square (0 and None: it does not)."""
 
     tau: float | None
     enabled: bool
     across: bool = False
+    dof: int = 0
+    mean_square: float | None = None
 
 
 def durations(group: SpanGroupStats) -> FloatArray:
@@ -123,7 +129,8 @@ def _method(test: str, hosts: HostSpread) -> str:
     if not hosts.enabled or hosts.tau is None:
         return method
     where = "instance offsets over all groups" if hosts.across else "per group, pooled"
-    return f"{method}, p cluster-aware with τ̂ = {hosts.tau:.3f} ({where})"
+    t_ref = f", t with {hosts.dof} df for τ̂" if hosts.dof else ""
+    return f"{method}, p cluster-aware with τ̂ = {hosts.tau:.3f} ({where}{t_ref})"
 
 
 def _cluster_p(p_mwu: float, ratio: float, sigma: float, pair: Pair, hosts: HostSpread) -> float:
@@ -139,6 +146,8 @@ def _cluster_p(p_mwu: float, ratio: float, sigma: float, pair: Pair, hosts: Host
         tau=hosts.tau,
         k_new=instance_count(pair.new),
         k_base=instance_count(pair.base),
+        tau_dof=hosts.dof,
+        tau_mean_square=hosts.mean_square,
     )
 
 
@@ -242,18 +251,22 @@ def error_candidates(pair: Pair, policy: DetectionPolicy) -> list[Candidate]:
         and rate_base - rate_new >= rules.min_rate_increase
     )
     effect = Effect(None if math.isinf(ratio) else ratio, low, high, 0.95)
+    # Conditioned on the total, the most extreme table puts every error on one side.
+    total = e_new + e_base
     return [
         Candidate(
             _error_finding(pair, effect, True, rules.rate_ratio_floor),
             up.p,
             up_passes,
             low is not None and low > rules.rate_ratio_floor,
+            stats.fisher_greater(total, n_new, 0, n_base).p,
         ),
         Candidate(
             _error_finding(pair, effect, False, rules.rate_ratio_floor),
             down.p,
             down_passes,
             high is not None and high < 1.0 / rules.rate_ratio_floor,
+            stats.fisher_greater(total, n_base, 0, n_new).p,
         ),
     ]
 

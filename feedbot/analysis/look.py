@@ -1,9 +1,11 @@
 """The tests of one look at a release: every per-group test, Benjamini-Hochberg per family.
 
-Latency, tail and error-rate tests of all groups form one family; new exception types form their
-own (§9 of shared/reference/detection-methods.md). A candidate is kept when its q-value is within
-the look's level *and* its effect clears the floor. Also here: the host-spread guard's τ̂, the
-minimum detectable effects, and the per-group rows of the report. Pure: no I/O.
+The regression tests of all groups (latency, tail, error rate) form one family, the improvement
+tests another, new exception types a third (§9 of shared/reference/detection-methods.md); an
+error-rate test whose totals allow no significant split is left out (Tarone's screen). A
+candidate is kept when its q-value is within the look's level *and* its effect clears the
+floor. Also here: the host-spread guard's τ̂, the minimum detectable effects, and the per-group
+rows of the report. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class LookTests:
         self.sigmas: dict[str, float] = {}
         self.floors: dict[str, float] = {}
         self.lone_level = q_level
+        self.screened = 0
 
     def test(self, pairs: list[Pair]) -> None:
         """Run every enabled per-group test and keep what passes BH and its floor."""
@@ -77,11 +80,23 @@ class LookTests:
                 if pair.new is not None:
                     types += detectors.new_type_candidates(pair, self.policy)
             types = self._new_to_service(types, pairs)
-        self.lone_level = self.q_level / max(1, len(family))
-        self._keep(family)
+        rules = self.policy.looks
+        if rules.screen_discrete and family:
+            keep = stats.tarone_screen([c.p_min for c in family], self.q_level)
+            self.screened = len(family) - int(keep.sum())
+            family = [c for c, kept in zip(family, keep.tolist(), strict=True) if kept]
+        alarms = family
+        if rules.improvements_apart:
+            alarms = [c for c in family if c.finding.counts_toward == "regressed"]
+            better = [c for c in family if c.finding.counts_toward != "regressed"]
+            self._keep(better)
+        self.lone_level = self.q_level / max(1, len(alarms))
+        self._keep(alarms)
         self._keep_types(types)
         self.summary.append(
-            self._levels_sentence(len(family), sum(c.finding.tested for c in types))
+            self._levels_sentence(
+                len(alarms), len(family) - len(alarms), sum(c.finding.tested for c in types)
+            )
         )
         self.findings += self._low_traffic(pairs)
 
@@ -260,14 +275,26 @@ class LookTests:
             pair.span, pair.kind, base, new, "tested", None if math.isinf(mde) else mde
         )
 
-    def _levels_sentence(self, family: int, types: int) -> str:
+    def _levels_sentence(self, alarms: int, better: int, types: int) -> str:
         fdr = self.policy.looks.fdr_q
         split = "at its one look" if self.q_level >= fdr else "split over the looks"
+        tests = (
+            f"{alarms} regression tests (latency, tail, error rate) in one Benjamini-Hochberg "
+            f"family at q={self.q_level:g} (FDR {fdr:g} {split}), {better} improvement tests "
+            "in their own"
+            if self.policy.looks.improvements_apart
+            else f"{alarms} latency, tail and error-rate tests in one Benjamini-Hochberg family "
+            f"at q={self.q_level:g} (FDR {fdr:g} {split})"
+        )
+        screened = (
+            f"; {self.screened} error-rate tests left out because no split of their errors "
+            "could be significant (Tarone's screen)"
+            if self.screened
+            else ""
+        )
         return (
-            f"{family} latency, tail and error-rate tests in one Benjamini-Hochberg family at "
-            f"q={self.q_level:g} (FDR {fdr:g} {split}); "
-            f"{types} new exception types tested in their own family at the same q; a lone "
-            f"finding needed p ≤ {self.lone_level:.2g}"
+            f"{tests}{screened}; {types} new exception types tested in their own family at the "
+            f"same q; a lone finding needed p ≤ {self.lone_level:.2g}"
         )
 
 
@@ -345,7 +372,12 @@ def host_spread(pairs: list[Pair], policy: DetectionPolicy) -> HostSpread:
             if detectors.instance_count(group) >= policy.host_guard.min_instances:
                 cells.append(stats.instance_cell(detectors.durations(group), _labels(group)))
     if policy.host_guard.across_groups:
-        return HostSpread(stats.pooled_tau_across(versions), True, across=True)
+        estimate = stats.tau_across(versions)
+        if estimate is None:
+            return HostSpread(None, True, across=True)
+        if not policy.host_guard.satterthwaite:
+            return HostSpread(estimate.tau, True, across=True)
+        return HostSpread(estimate.tau, True, True, estimate.dof, estimate.mean_square)
     return HostSpread(stats.pooled_tau([*versions[0], *versions[1]]), True)
 
 

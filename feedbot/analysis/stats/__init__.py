@@ -29,14 +29,22 @@ from feedbot.analysis.stats.counts import (
     reach_test,
     reach_upper_bound,
 )
-from feedbot.analysis.stats.dist import normal_cdf, normal_isf, normal_ppf, normal_sf
+from feedbot.analysis.stats.dist import (
+    normal_cdf,
+    normal_isf,
+    normal_ppf,
+    normal_sf,
+    student_t_sf,
+)
 from feedbot.analysis.stats.hosts import (
     InstanceCell,
+    TauEstimate,
     cluster_aware_p,
     host_noise_floor,
     instance_cell,
     pooled_tau,
     pooled_tau_across,
+    tau_across,
 )
 from feedbot.analysis.stats.multi import (
     Spending,
@@ -45,6 +53,7 @@ from feedbot.analysis.stats.multi import (
     bonferroni,
     spending_boundary,
     spent,
+    tarone_screen,
 )
 from feedbot.analysis.stats.power import (
     error_rate_min_detectable_ratio,
@@ -73,6 +82,7 @@ __all__ = [
     "ShiftEstimate",
     "Spending",
     "TailTestResult",
+    "TauEstimate",
     "bh_qvalues",
     "bh_reject",
     "bonferroni",
@@ -105,6 +115,9 @@ __all__ = [
     "robust_log_sigma",
     "spending_boundary",
     "spent",
+    "student_t_sf",
     "tail_exceedance_test",
+    "tarone_screen",
+    "tau_across",
     "van_elteren",
 ]

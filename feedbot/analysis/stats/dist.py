@@ -52,6 +52,54 @@ def normal_sf(z: float) -> float:
     return 0.5 * math.erfc(z / _SQRT2)
 
 
+def student_t_sf(t: float, df: float) -> float:
+    """Return P(T > t) for Student's t with ``df`` (> 0, not necessarily whole) degrees of freedom.
+
+    Through the regularised incomplete beta function, P(|T| > |t|) = I_{df/(df+t²)}(df/2, 1/2),
+    evaluated by its continued fraction (modified Lentz); ``df`` = inf gives the normal tail.
+    """
+    if not df > 0.0:
+        raise ValueError(f"df must be positive, got {df}")
+    if math.isinf(df):
+        return normal_sf(t)
+    two_sided = _beta_inc(df / 2.0, 0.5, df / (df + t * t))
+    return 0.5 * two_sided if t >= 0.0 else 1.0 - 0.5 * two_sided
+
+
+def _beta_inc(a: float, b: float, x: float) -> float:
+    """Regularised incomplete beta I_x(a, b) for 0 ≤ x ≤ 1 (Numerical Recipes' betai)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = (
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(log_front) * _beta_fraction(a, b, x) / a
+    return 1.0 - math.exp(log_front) * _beta_fraction(b, a, 1.0 - x) / b
+
+
+def _beta_fraction(a: float, b: float, x: float) -> float:
+    tiny, eps = 1e-300, 1e-15
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 500):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1.0) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1.0)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < eps:
+            break
+    return h
+
+
 def _poly(coefficients: tuple[float, ...], x: float) -> float:
     result = 0.0
     for c in coefficients:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from feedbot.analysis.stats.dist import normal_sf
+from feedbot.analysis.stats.dist import normal_sf, student_t_sf
 from feedbot.analysis.stats.power import MAD_TO_SD
 from feedbot.analysis.stats.rank import FloatArray, as_sample
 
@@ -89,6 +89,23 @@ def pooled_tau(cells: Sequence[InstanceCell]) -> float | None:
     return math.sqrt(max(0.0, weighted / dof))
 
 
+@dataclass(frozen=True, slots=True)
+class TauEstimate:
+    """τ̂ with what its uncertainty needs: the degrees of freedom and the mean square it came from.
+
+    Attributes:
+        tau: The between-instance sd, floored at 0.
+        dof: Σ (instances − 1) over the versions that had two or more.
+        mean_square: The pooled variance of the instance offsets before the sampling variance was
+            subtracted (E = τ² + mean v_j); its chi-square spread with ``dof`` degrees of freedom
+            is what makes τ̂ uncertain (Welch-Satterthwaite, :func:`cluster_aware_p`).
+    """
+
+    tau: float
+    dof: int
+    mean_square: float
+
+
 def pooled_tau_across(versions: Sequence[Sequence[InstanceCell]]) -> float | None:
     """Between-instance sd τ̂ from instance offsets estimated over every span group at once.
 
@@ -104,7 +121,13 @@ def pooled_tau_across(versions: Sequence[Sequence[InstanceCell]]) -> float | Non
     Returns:
         τ̂, or None when no version has two instances in a cell.
     """
-    weighted, dof = 0.0, 0
+    estimate = tau_across(versions)
+    return None if estimate is None else estimate.tau
+
+
+def tau_across(versions: Sequence[Sequence[InstanceCell]]) -> TauEstimate | None:
+    """:func:`pooled_tau_across` with its degrees of freedom and mean square."""
+    weighted, squares, dof = 0.0, 0.0, 0
     for cells in versions:
         sums: dict[str, list[float]] = {}
         for cell in cells:
@@ -120,11 +143,13 @@ def pooled_tau_across(versions: Sequence[Sequence[InstanceCell]]) -> float | Non
             continue
         offsets = np.array([acc[0] / acc[1] for acc in sums.values()])
         sampling = np.array([math.pi / 2.0 * acc[2] / acc[1] ** 2 for acc in sums.values()])
-        weighted += (offsets.size - 1) * (float(np.var(offsets, ddof=1)) - float(sampling.mean()))
+        spread = float(np.var(offsets, ddof=1))
+        weighted += (offsets.size - 1) * (spread - float(sampling.mean()))
+        squares += (offsets.size - 1) * spread
         dof += offsets.size - 1
     if dof == 0:
         return None
-    return math.sqrt(max(0.0, weighted / dof))
+    return TauEstimate(math.sqrt(max(0.0, weighted / dof)), dof, squares / dof)
 
 
 def host_noise_floor(
@@ -154,16 +179,27 @@ def cluster_aware_p(
     tau: float | None,
     k_new: int,
     k_base: int,
+    tau_dof: int = 0,
+    tau_mean_square: float | None = None,
 ) -> float:
     """Latency p-value that also allows for host noise (§9).
 
-    p = max(p_MWU, 1 − Φ(ln r̂ / √(SE²_HL + τ̂²·(1/k_n + 1/k_b)))), SE²_HL = (π/3)·σ̂²·(1/n_b +
-    1/n_n). Without τ̂ (or with one instance per version) p_MWU is returned unchanged.
+    p = max(p_MWU, P(T_ν > ln r̂ / √V)), V = SE²_HL + τ̂²·c, SE²_HL = (π/3)·σ̂²·(1/n_b + 1/n_n),
+    c = 1/k_n + 1/k_b. With ``tau_dof`` and ``tau_mean_square`` (:class:`TauEstimate`), T has
+    the Welch-Satterthwaite degrees of freedom ν = V²·dof / (c·MS)²: τ̂ comes from a handful of
+    instances (4 degrees of freedom with 3 pods a version), so when host noise is a large part
+    of V the ratio is referred to a t distribution rather than the normal, as for any variance
+    estimated from few clusters. Without them (or with ν huge) T is normal. Without τ̂ (or with
+    no instance in a version) p_MWU is returned unchanged.
     """
     if tau is None or k_new < 1 or k_base < 1:
         return p_mwu
-    variance = math.pi / 3.0 * sigma**2 * (1.0 / n_new + 1.0 / n_base)
-    variance += tau**2 * (1.0 / k_new + 1.0 / k_base)
+    c = 1.0 / k_new + 1.0 / k_base
+    variance = math.pi / 3.0 * sigma**2 * (1.0 / n_new + 1.0 / n_base) + tau**2 * c
     if variance <= 0.0:
         return p_mwu
-    return max(p_mwu, normal_sf(math.log(ratio) / math.sqrt(variance)))
+    z = math.log(ratio) / math.sqrt(variance)
+    if tau_dof <= 0 or not tau_mean_square:
+        return max(p_mwu, normal_sf(z))
+    nu = variance**2 * tau_dof / (c * tau_mean_square) ** 2
+    return max(p_mwu, student_t_sf(z, nu))

@@ -66,6 +66,23 @@ def bh_reject(
     return bh_qvalues(p_values, method=method) <= q
 
 
+def tarone_screen(p_min: npt.ArrayLike, alpha: float) -> npt.NDArray[np.bool_]:
+    """Which tests could reach significance: Tarone's (1990) screen for discrete tests.
+
+    ``p_min`` is each test's smallest attainable p given its margins (0 for continuous tests).
+    K is the smallest k with #{i: p_min_i ≤ alpha/k} ≤ k, and the tests kept are those with
+    p_min ≤ alpha/K; the others could not pass even alone among K and are left out of the
+    family. The screen uses the margins only, which a conditional test holds fixed, so the kept
+    p-values stay valid and Benjamini-Hochberg over them keeps its FDR (Gilbert 2005).
+    """
+    floors = np.asarray(p_min, dtype=np.float64)
+    for k in range(1, floors.size + 1):
+        keep = floors <= alpha / k
+        if int(keep.sum()) <= k:
+            return keep
+    return np.ones(floors.size, dtype=np.bool_)
+
+
 def bonferroni(alpha: float, looks: int) -> float:
     """Per-look level when ``alpha`` is split evenly over ``looks`` scheduled looks (§9).
 

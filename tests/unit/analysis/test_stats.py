@@ -453,3 +453,114 @@ def test_policy_defaults_come_from_the_brief():
     assert policy.looks.confirm_looks == 2
     assert (policy.looks.confirm_alpha, policy.looks.confirm_spending) == (0.015, "pocock")
     assert policy.looks.lone_test_level(60) == pytest.approx(0.0125 / 60)
+
+
+# --- issue 14: τ̂'s own uncertainty, Tarone's screen -----------------------------------------
+
+
+@pytest.mark.parametrize("df", [1.0, 2.5, 4.0, 8.7, 40.0, 1e4])
+@pytest.mark.parametrize("t", [-3.0, -0.4, 0.0, 0.5, 2.0, 3.7, 8.0, 30.0])
+def test_student_t_sf_matches_scipy(t, df):
+    assert stats.student_t_sf(t, df) == pytest.approx(sp.t.sf(t, df), rel=1e-9, abs=1e-300)
+
+
+def test_student_t_sf_edges():
+    assert stats.student_t_sf(3.0, math.inf) == stats.normal_sf(3.0)
+    with pytest.raises(ValueError, match="df"):
+        stats.student_t_sf(1.0, 0.0)
+
+
+def _null_draw(rng, tau, instances=3, new_scale=1.0):
+    """Both versions' cells (10 groups sharing each version's instance offsets, no change) and
+    the raw durations of the group with 720 baseline and 330·new_scale new spans."""
+    spans = (900, 500, 330, 250, 190, 150, 120, 100, 80, 60)
+    versions, raw = [], []
+    for version, scale in (("old", 720 / 330), ("new", new_scale)):
+        offsets = rng.normal(0, tau, instances)
+        cells = []
+        for g, n in enumerate(spans):
+            n = round(n * scale)
+            ids = rng.integers(0, instances, n)
+            durations = rng.lognormal(0, 0.55, n) * np.exp(offsets[ids])
+            cells.append(stats.instance_cell(durations, np.array([f"{version}-{i}" for i in ids])))
+            if g == 2:
+                raw.append(durations)
+        versions.append(cells)
+    return versions, raw
+
+
+def test_tau_across_reports_its_degrees_of_freedom_and_mean_square():
+    rng = _rng(21)
+    versions, _ = _null_draw(rng, 0.02)
+    estimate = stats.tau_across(versions)
+    assert estimate is not None
+    assert estimate.tau == stats.pooled_tau_across(versions)
+    assert estimate.dof == 4  # (3 − 1) per version
+    # The mean square is τ̂² plus the offsets' sampling variance, so never below τ̂².
+    assert estimate.mean_square > estimate.tau**2
+    assert stats.tau_across(_null_draw(rng, 0.02, instances=1)[0]) is None
+
+
+def test_cluster_aware_p_with_t_reference_is_welch_satterthwaite():
+    args = {
+        "p_mwu": 1e-12,
+        "ratio": 1.12,
+        "sigma": 0.55,
+        "n_new": 330,
+        "n_base": 720,
+        "k_new": 3,
+        "k_base": 3,
+    }
+    c = 1 / 3 + 1 / 3
+    tau, dof, ms = 0.03, 4, 0.0012
+    variance = math.pi / 3 * 0.55**2 * (1 / 330 + 1 / 720) + tau**2 * c
+    nu = variance**2 * dof / (c * ms) ** 2
+    expected = sp.t.sf(math.log(1.12) / math.sqrt(variance), nu)
+    p_t = stats.cluster_aware_p(**args, tau=tau, tau_dof=dof, tau_mean_square=ms)
+    p_normal = stats.cluster_aware_p(**args, tau=tau)
+    assert p_t == pytest.approx(expected, rel=1e-9)
+    assert p_t > p_normal
+    # Many degrees of freedom: back to the normal; the MWU p still bounds it from below.
+    many = stats.cluster_aware_p(**args, tau=tau, tau_dof=10**9, tau_mean_square=ms)
+    assert many == pytest.approx(p_normal, rel=1e-4)
+    loud = {**args, "p_mwu": 0.3}
+    assert stats.cluster_aware_p(**loud, tau=tau, tau_dof=dof, tau_mean_square=ms) == 0.3
+
+
+def test_t_reference_holds_the_level_that_the_normal_breaks_at_five_percent_spread():
+    """3 pods a version, 5% host spread, no change, the fourth look (8x the new spans): host
+    noise is most of the variance, τ̂ from 4 degrees of freedom is often well below τ, and the
+    normal reference then rejects far more often than its level says; the t reference does not."""
+    rng = _rng(22)
+    level, reps = 0.01, 600
+    normal, student = 0, 0
+    for _ in range(reps):
+        versions, (base, new) = _null_draw(rng, 0.05, new_scale=8.0)
+        estimate = stats.tau_across(versions)
+        assert estimate is not None
+        common = {
+            "p_mwu": 0.0,
+            "ratio": stats.hodges_lehmann_ratio(new, base).ratio,
+            "sigma": stats.robust_log_sigma(np.concatenate([new, base])),
+            "n_new": new.size,
+            "n_base": base.size,
+            "k_new": 3,
+            "k_base": 3,
+            "tau": estimate.tau,
+        }
+        normal += stats.cluster_aware_p(**common) <= level
+        t_ref = {"tau_dof": estimate.dof, "tau_mean_square": estimate.mean_square}
+        student += stats.cluster_aware_p(**common, **t_ref) <= level
+    assert normal / reps > 1.8 * level
+    print(f"normal {normal / reps:.4f}, t {student / reps:.4f}")
+    assert student < normal
+    assert student / reps <= 1.5 * level
+
+
+def test_tarone_screen_on_known_minimum_p_values():
+    # K = 1: 4 tests reach 0.01; K = 2: 4 reach 0.005; K = 3: 3 reach 0.0033 ≤ 3, so K = 3.
+    p_min = [0.0, 0.0, 0.5, 0.001, 0.004]
+    assert stats.tarone_screen(p_min, 0.01).tolist() == [True, True, False, True, False]
+    assert stats.tarone_screen([0.0] * 5, 0.01).all()
+    assert stats.tarone_screen([0.2, 0.3], 0.01).tolist() == [False, False]
+    assert stats.tarone_screen([], 0.01).size == 0
