@@ -637,8 +637,14 @@ def test_a_source_without_its_secret_names_the_key_that_exists(
     [
         ("2100-01-01T00:00:00Z", "is in the future"),
         ("1970-01-01T00:00:00Z", "more than 7 days ago"),
-        ("9999-12-31T23:59:59-05:00", "deployed_at: not an RFC 3339 time"),
-        ("0001-01-01T00:00:00+01:00", "deployed_at: not an RFC 3339 time"),
+        (
+            "9999-12-31T23:59:59-05:00",
+            "deployed_at: 9999-12-31T23:59:59-05:00 is past the calendar's edge",
+        ),
+        (
+            "0001-01-01T00:00:00+01:00",
+            "deployed_at: 0001-01-01T00:00:00+01:00 is past the calendar's edge",
+        ),
     ],
 )
 def test_a_deploy_dated_off_the_calendar_or_the_clock_is_refused_and_not_registered(
