@@ -207,6 +207,12 @@ class HostGuardPolicy:
             issue 14's service, with both look choices on, it cost power (+20% confirmed at
             the first look 77% against 85% without it, 82% on main; 60 paired deploys, 3 pods)
             without fewer no-change alarms at a 5% spread (4 of 60, main 3).
+        assumed_spread: τ used when τ̂ cannot be estimated (fewer than ``min_instances`` in a
+            version, or spans without service.instance.id/host.name), so that the floor and the
+            cluster-aware p widen as they would with that spread (0.10, issue 14: two identical
+            single processes on a shared 2-core runner differed by 20-60% at p50; with one
+            instance a version 0.10 puts the floor at exp(3·0.10·√2) = 1.53, above a 30% host
+            offset and below the +85% of the one-shot gate's regression). 0: assume none.
     """
 
     enabled: bool = True
@@ -214,6 +220,7 @@ class HostGuardPolicy:
     min_instances: int = 2
     across_groups: bool = True
     satterthwaite: bool = False
+    assumed_spread: float = 0.10
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,13 +59,15 @@ class Pair:
 class HostSpread:
     """The pooled between-instance sd τ̂, whether the guard applies (§9), whether τ̂ came
     from instance offsets estimated over all groups at once, and (when the latency p allows for
-    τ̂'s own uncertainty) its degrees of freedom and mean square (0 and None: it does not)."""
+    τ̂'s own uncertainty) its degrees of freedom and mean square (0 and None: it does not).
+    ``assumed``: τ̂ could not be estimated and ``tau`` is the policy's assumed spread."""
 
     tau: float | None
     enabled: bool
     across: bool = False
     dof: int = 0
     mean_square: float | None = None
+    assumed: bool = False
 
 
 def durations(group: SpanGroupStats) -> FloatArray:
@@ -85,8 +87,14 @@ def latency_floor(pair: Pair, policy: DetectionPolicy, hosts: HostSpread) -> flo
     base_floor = policy.latency.ratio_floor
     if not hosts.enabled or pair.new is None or pair.base is None:
         return base_floor
-    k_new, k_base = instance_count(pair.new), instance_count(pair.base)
+    k_new, k_base = _instances(pair.new, hosts), _instances(pair.base, hosts)
     return stats.host_noise_floor(hosts.tau, k_new, k_base, floor=base_floor, z=policy.host_guard.z)
+
+
+def _instances(group: SpanGroupStats, hosts: HostSpread) -> int:
+    """Instances serving ``group``; with an assumed spread, spans that name none count as one."""
+    count = instance_count(group)
+    return max(1, count) if hosts.assumed else count
 
 
 def latency_candidates(
@@ -128,6 +136,8 @@ def _method(test: str, hosts: HostSpread) -> str:
     method = f"one-sided Mann-Whitney ({test}) + Hodges-Lehmann ratio"
     if not hosts.enabled or hosts.tau is None:
         return method
+    if hosts.assumed:
+        return f"{method}, p cluster-aware with an assumed host spread τ = {hosts.tau:.3f}"
     where = "instance offsets over all groups" if hosts.across else "per group, pooled"
     t_ref = f", t with {hosts.dof} df for τ̂" if hosts.dof else ""
     return f"{method}, p cluster-aware with τ̂ = {hosts.tau:.3f} ({where}{t_ref})"
@@ -144,8 +154,8 @@ def _cluster_p(p_mwu: float, ratio: float, sigma: float, pair: Pair, hosts: Host
         n_new=pair.new.durations_ms.size,
         n_base=pair.base.durations_ms.size,
         tau=hosts.tau,
-        k_new=instance_count(pair.new),
-        k_base=instance_count(pair.base),
+        k_new=_instances(pair.new, hosts),
+        k_base=_instances(pair.base, hosts),
         tau_dof=hosts.dof,
         tau_mean_square=hosts.mean_square,
     )

@@ -374,11 +374,20 @@ def host_spread(pairs: list[Pair], policy: DetectionPolicy) -> HostSpread:
     if policy.host_guard.across_groups:
         estimate = stats.tau_across(versions)
         if estimate is None:
-            return HostSpread(None, True, across=True)
+            return _assumed(policy, across=True)
         if not policy.host_guard.satterthwaite:
             return HostSpread(estimate.tau, True, across=True)
         return HostSpread(estimate.tau, True, True, estimate.dof, estimate.mean_square)
-    return HostSpread(stats.pooled_tau([*versions[0], *versions[1]]), True)
+    tau = stats.pooled_tau([*versions[0], *versions[1]])
+    return _assumed(policy) if tau is None else HostSpread(tau, True)
+
+
+def _assumed(policy: DetectionPolicy, *, across: bool = False) -> HostSpread:
+    """τ̂ could not be estimated: the policy's assumed spread (none when it is 0)."""
+    spread = policy.host_guard.assumed_spread
+    if spread <= 0.0:
+        return HostSpread(None, True, across=across)
+    return HostSpread(spread, True, across=across, assumed=True)
 
 
 def _labels(group: SpanGroupStats) -> npt.NDArray[np.str_]:
@@ -396,6 +405,19 @@ def host_sentence(hosts: HostSpread, policy: DetectionPolicy) -> str:
             "Host spread unknown (fewer than 2 instances per version, or spans without "
             "service.instance.id/host.name): host and version effects cannot be separated, so "
             f"the latency floor stays at {percent(policy.latency.ratio_floor)}."
+        )
+    if hosts.assumed:
+        one_each = stats.host_noise_floor(
+            hosts.tau, 1, 1, floor=policy.latency.ratio_floor, z=policy.host_guard.z
+        )
+        return (
+            f"Host spread assumed, not measured: τ = {hosts.tau:.3f} on log-latency "
+            "(host_guard.assumed_spread), because fewer than 2 instances ran a version or spans "
+            "had no service.instance.id/host.name, so host and version effects cannot be "
+            f"separated. With one instance a version the latency floor is "
+            f"{percent(one_each)}"
+            " and p is made cluster-aware with that spread. To measure it instead, run at least "
+            "2 instances per version, each with its own service.instance.id."
         )
     how = (
         "each instance's offset estimated over all its span groups"
