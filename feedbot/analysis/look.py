@@ -371,15 +371,25 @@ def host_spread(pairs: list[Pair], policy: DetectionPolicy) -> HostSpread:
                 continue
             if detectors.instance_count(group) >= policy.host_guard.min_instances:
                 cells.append(stats.instance_cell(detectors.durations(group), _labels(group)))
+    # Spans that name their instance but ran on fewer than 2 a version: the spread is assumed.
+    # Spans that name none (stores that drop the resource, data behind many pods) keep the
+    # plain floor and say so: how many hosts served them is not known.
+    named = any(
+        group is not None and detectors.instance_count(group) > 0
+        for pair in pairs
+        for group in (pair.new, pair.base)
+    )
     if policy.host_guard.across_groups:
         estimate = stats.tau_across(versions)
         if estimate is None:
-            return _assumed(policy, across=True)
+            return _assumed(policy, across=True) if named else HostSpread(None, True, across=True)
         if not policy.host_guard.satterthwaite:
             return HostSpread(estimate.tau, True, across=True)
         return HostSpread(estimate.tau, True, True, estimate.dof, estimate.mean_square)
     tau = stats.pooled_tau([*versions[0], *versions[1]])
-    return _assumed(policy) if tau is None else HostSpread(tau, True)
+    if tau is None:
+        return _assumed(policy) if named else HostSpread(None, True)
+    return HostSpread(tau, True)
 
 
 def _assumed(policy: DetectionPolicy, *, across: bool = False) -> HostSpread:
@@ -412,9 +422,9 @@ def host_sentence(hosts: HostSpread, policy: DetectionPolicy) -> str:
         )
         return (
             f"Host spread assumed, not measured: τ = {hosts.tau:.3f} on log-latency "
-            "(host_guard.assumed_spread), because fewer than 2 instances ran a version or spans "
-            "had no service.instance.id/host.name, so host and version effects cannot be "
-            f"separated. With one instance a version the latency floor is "
+            "(host_guard.assumed_spread), because fewer than 2 instances ran a version, so host "
+            "and version effects cannot be separated. With one instance a version the latency "
+            "floor is "
             f"{percent(one_each)}"
             " and p is made cluster-aware with that spread. To measure it instead, run at least "
             "2 instances per version, each with its own service.instance.id."

@@ -409,3 +409,23 @@ def test_an_error_rise_that_could_pass_stays_in_the_family() -> None:
         f.kind == "error_rate_increase" and f.span == "GET /r5" and f.state == "confirmed"
         for f in result.findings
     )
+
+
+def test_the_host_spread_is_assumed_only_for_spans_that_name_their_one_instance() -> None:
+    # One named instance a version: τ̂ cannot be estimated, the policy's spread is assumed.
+    # Spans naming no instance (a store that dropped the resource): how many hosts served
+    # them is not known, so nothing is assumed and the summary says the spread is unknown.
+    rng = np.random.default_rng(7)
+    base = release(rng, routes(10, 600), instances=1)
+    cand = release(rng, routes(10, 600), instances=1)
+    named = " ".join(run(cand, base).summary)
+    assert "Host spread assumed" in named
+
+    def anonymous(data: ReleaseData) -> ReleaseData:
+        groups = [
+            replace(g, instances=np.zeros(0, np.int32), instance_names=()) for g in data.groups
+        ]
+        return replace(data, groups=groups)
+
+    unnamed = " ".join(run(anonymous(cand), anonymous(base)).summary)
+    assert "Host spread assumed" not in unnamed and "Host spread unknown" in unnamed
