@@ -94,9 +94,10 @@ def otlp_router(
     Returns:
         A router with ``POST /v1/traces``, for ``app.include_router``.
     """
-    router = APIRouter()
     counts = metrics or Metrics()
     intake = Intake(backend, max_in_flight=max_in_flight, processes=decode_processes)
+    # The decoding processes end with the app (uvicorn's lifespan shutdown), not with Python.
+    router = APIRouter(on_shutdown=[intake.close])
 
     @router.post("/v1/traces", responses=OTLP_RESPONSES, openapi_extra=OTLP_OPENAPI)
     async def traces(request: Request) -> Response:
@@ -142,6 +143,12 @@ class Intake:
                 decode_packed, b"", content_type=PROTOBUF, content_encoding=None, dialect=""
             )
             self._start().submit(warm_up)
+
+    def close(self) -> None:
+        """Stop the decoding processes (exports still queued are cancelled); idempotent."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _start(self) -> ProcessPoolExecutor:
         # spawn: a fork of this process would copy its threads' locks in any state.

@@ -8,11 +8,14 @@ lock on PostgreSQL's ``spans`` table, so the writer waits inside its transaction
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -154,13 +157,34 @@ def test_a_decoding_process_refuses_and_stores_as_a_thread_does(
 ) -> None:
     app = FastAPI()
     backend = EmbeddedBackend(make_sessions(engine))
+    before = children()
     app.include_router(otlp_router(backend, max_spans=4, decode_processes=1))
     with AppServer(app) as server:
         url = f"{server.url}/v1/traces"
         too_many = httpx.post(url, content=export(service, 5), headers=PROTOBUF, timeout=60)
         broken = httpx.post(url, content=b"\x0a\x05\x0a", headers=PROTOBUF, timeout=60)
         accepted = httpx.post(url, content=export(service, 4), headers=PROTOBUF, timeout=60)
+    # The app's shutdown (uvicorn's lifespan in serve; AppServer runs none) ends the decoder.
+    assert children() - before
+    for handler in app.router.on_shutdown:
+        handler()
+    assert children() - before <= tracker()
     assert too_many.status_code == 413 and "more than 4 spans" in too_many.json()["error"]
     assert broken.status_code == 400 and "ExportTraceServiceRequest" in broken.json()["error"]
     assert accepted.status_code == 200
     assert stored(engine, service) == 4
+
+
+def children() -> set[int]:
+    """This process's child processes."""
+    found = subprocess.run(["pgrep", "-P", str(os.getpid())], capture_output=True, text=True)
+    return {int(pid) for pid in found.stdout.split()}
+
+
+def tracker() -> set[int]:
+    """multiprocessing's resource tracker: one per parent process, alive as long as it."""
+    return {
+        pid
+        for pid in children()
+        if "resource_tracker" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+    }
