@@ -4,7 +4,8 @@
 
     feedbot report --deploy DEPLOY.json (--traces FILE [--traces FILE …] | --config CFG)
                    [--baseline-version V] [--since ISO] [--until ISO]
-                   [--warmup DURATION] [--format json|text] [--fail-on regressed]
+                   [--warmup DURATION] [--assumed-spread TAU] [--format json|text]
+                   [--fail-on regressed]
 
 A report is one look of one (a CI job runs it once, after its load test): the whole FDR level
 goes to it, and what passes its test and effect floor is decided now, never left "watching" for a
@@ -149,6 +150,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "detectors.latency.warmup with --config)",
     )
     parser.add_argument(
+        "--assumed-spread",
+        metavar="TAU",
+        default=None,
+        help="between-instance spread on log-latency assumed where spans name one instance a "
+        "version (e.g. 0.10; 0 assumes none; default 0.10, or the service's "
+        "detectors.host_guard.assumed_spread with --config)",
+    )
+    parser.add_argument(
         "--format", choices=("json", "text"), default="text", help="text for people (default), json"
     )
     parser.add_argument(
@@ -225,6 +234,9 @@ def _report(args: argparse.Namespace, now: datetime) -> Finished:
     event = read_deploy(args.deploy)
     backend, window, policy, warmup = _backend(args, event.service)
     policy = replace(policy, latency=replace(policy.latency, warmup=warmup))
+    if args.assumed_spread is not None:
+        spread = _assumed_spread(args.assumed_spread)
+        policy = replace(policy, host_guard=replace(policy.host_guard, assumed_spread=spread))
     try:
         # Only the new version's instances are new: its query alone leaves their warm-up out.
         windows = _windows(event, args, now, window, policy.latency.warmup)
@@ -297,6 +309,17 @@ def _warmup(text: str) -> timedelta:
         return duration(text)  # the config's spelling of a detector's duration
     except ValueError as exc:
         raise BadInput(f"--warmup: {exc}") from exc
+
+
+def _assumed_spread(text: str) -> float:
+    """``--assumed-spread``: τ on log-latency, 0 to 1. Raises BadInput naming the option."""
+    try:
+        spread = float(text)
+    except ValueError as exc:
+        raise BadInput(f"--assumed-spread {text!r}: not a number") from exc
+    if not 0.0 <= spread <= 1.0:  # also refuses nan
+        raise BadInput(f"--assumed-spread {text!r}: must be between 0 and 1 (e.g. 0.10)")
+    return spread
 
 
 def parse_time(text: str | None, option: str) -> datetime | None:

@@ -18,7 +18,6 @@ import pytest
 from opentelemetry.trace import SpanKind, set_span_in_context
 
 from feedbot.commands import report as report_cli
-from feedbot.policy import DetectionPolicy, HostGuardPolicy
 from tests.fakes.sdk_spans import T0, json_line, ns, sdk_spans
 
 UNTIL = T0 + timedelta(minutes=10)
@@ -209,13 +208,24 @@ def test_one_instance_a_version_still_fails_the_gate_on_a_real_85_percent_regres
 
 
 def test_with_no_assumed_spread_the_30_percent_host_offset_is_a_false_regression(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # The prior is what changes the verdict: set to 0 (main's behaviour) the same host offset
-    # on the same spans is confirmed as a regression and fails the gate.
-    no_prior = DetectionPolicy(host_guard=HostGuardPolicy(assumed_spread=0.0))
-    monkeypatch.setattr(report_cli, "DetectionPolicy", lambda: no_prior)
+    # The prior is what changes the verdict: with --assumed-spread 0 (main's behaviour before
+    # the prior) the same host offset on the same spans is confirmed as a regression.
     run = one_instance_run(tmp_path, base_host=1 / 1.3, new=1.0, seed=0)
-    code, doc = gate(capsys, write_deploy(tmp_path), run)
+    code, doc = gate(capsys, write_deploy(tmp_path), run, "--assumed-spread", "0")
     assert (code, doc["verdict"]) == (1, "regressed")
     assert any(n.startswith("Host spread unknown") for n in doc["notes"])
+
+
+@pytest.mark.parametrize("given", ["-0.1", "1.5", "nan", "ten"])
+def test_an_assumed_spread_outside_0_to_1_is_refused_naming_the_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], given: str
+) -> None:
+    run = one_instance_run(tmp_path, base_host=1.0, new=1.0, seed=0)
+    parser = argparse.ArgumentParser()
+    report_cli.add_arguments(parser)
+    argv = ["--deploy", str(write_deploy(tmp_path)), "--traces", str(run)]
+    code = report_cli.run(parser.parse_args([*argv, f"--assumed-spread={given}"]))
+    assert code == 2
+    assert f"--assumed-spread {given!r}" in capsys.readouterr().err
