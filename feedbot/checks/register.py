@@ -49,13 +49,18 @@ def register_release(
     The same delivery id from a source, or the same service + version + environment + commit,
     is the same release: nothing new is planned or sent.
     """
-    existing = _existing(session, event)
+    existing = _by_delivery(session, event)
+    context = None
+    if existing is None:
+        context = _context(session, event, now)
+        existing = context[0]
     if existing is not None:
         _remember_delivery(session, event, existing, now)
         checks = len(existing.checks)  # before the commit: after it, another checkout
         session.commit()
         return Registration(existing.id, False, checks)
-    release = _new_release(session, event, settings, now)
+    assert context is not None
+    release = _new_release(session, event, settings, now, context)
     failpoints.hit("register-before-commit")
     try:
         session.commit()
@@ -79,16 +84,33 @@ def register_release(
 
 
 def _existing(session: Session, event: ReleaseEvent) -> Release | None:
-    if event.delivery_id:
-        found = queries.release_for_delivery(session, event.source, event.delivery_id)
-        if found is not None:
-            return found
-    return queries.find_release(
+    return _by_delivery(session, event) or queries.find_release(
         session,
         service=event.service,
         version=event.version,
         environment=event.environment,
         commit=event.commit,
+    )
+
+
+def _by_delivery(session: Session, event: ReleaseEvent) -> Release | None:
+    if not event.delivery_id:
+        return None
+    return queries.release_for_delivery(session, event.source, event.delivery_id)
+
+
+#: (release with the event's identity, previous release, its version seen before, active ones)
+_Context = tuple[Release | None, Release | None, bool, list[Release]]
+
+
+def _context(session: Session, event: ReleaseEvent, now: datetime) -> _Context:
+    return queries.registration_context(
+        session,
+        service=event.service,
+        environment=event.environment,
+        version=event.version,
+        commit=event.commit,
+        deployed_at=event.deployed_at or now,
     )
 
 
@@ -109,22 +131,14 @@ def _remember_delivery(
 
 
 def _new_release(
-    session: Session, event: ReleaseEvent, settings: Settings, now: datetime
+    session: Session, event: ReleaseEvent, settings: Settings, now: datetime, context: _Context
 ) -> Release:
     # Every read comes first and every write is batched: on PostgreSQL a new release with an
-    # older one to supersede is ~10 statements (benchmarks/load.py counts them), not ~18.
+    # older one to supersede is 7 statements (benchmarks/statements.py counts them): one read of
+    # the service's releases, one of the older releases' checks, then the writes.
     deployed_at = event.deployed_at or now
     owner = plan_owner(event.author, event.service, settings)
-    previous, seen = queries.previous_and_seen(
-        session,
-        service=event.service,
-        environment=event.environment,
-        version=event.version,
-        deployed_at=deployed_at,
-    )
-    older = queries.active_releases_until(
-        session, service=event.service, environment=event.environment, deployed_at=deployed_at
-    )
+    _, previous, seen, older = context
     older_checks = queries.checks_of(session, [old.id for old in older])
     release = Release(
         service=event.service,

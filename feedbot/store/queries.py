@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, any_, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, any_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -77,15 +77,34 @@ def find_release(
     ).first()
 
 
-def previous_and_seen(
-    session: Session, *, service: str, environment: str, version: str, deployed_at: datetime
-) -> tuple[Release | None, bool]:
-    """The release a new one follows, and whether its version was deployed before.
+def registration_context(
+    session: Session,
+    *,
+    service: str,
+    environment: str,
+    version: str,
+    commit: str,
+    deployed_at: datetime,
+) -> tuple[Release | None, Release | None, bool, list[Release]]:
+    """What registering a new release reads, in one statement instead of three.
 
-    One statement: the newest release of the service and environment deployed at or before
-    ``deployed_at``, and whether one deployed earlier had ``version`` (False when there is no
-    previous release). Called before the new release is stored.
+    The releases of the service and environment that are the exact identity (service, version,
+    environment, commit), or the newest deployed at or before ``deployed_at``, or active and
+    deployed at or before it; and whether an earlier one had ``version``.
+
+    Returns:
+        (the release with this identity, the release a new one follows, whether its version
+        was deployed before (False without a previous release), the active releases a new one
+        supersedes). Only the first is meaningful when it is not None.
     """
+    until = Release.deployed_at <= deployed_at
+    newest = (
+        select(Release.id)
+        .where(Release.service == service, Release.environment == environment, until)
+        .order_by(Release.deployed_at.desc(), Release.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
     seen = (
         select(Release.id)
         .where(
@@ -96,36 +115,21 @@ def previous_and_seen(
         )
         .exists()
     )
-    row = session.execute(
-        select(Release, seen)
-        .where(
+    exact = and_(Release.version == version, Release.commit == commit)
+    rows = session.execute(
+        select(Release, seen).where(
             Release.service == service,
             Release.environment == environment,
-            Release.deployed_at <= deployed_at,
-        )
-        .order_by(Release.deployed_at.desc(), Release.id.desc())
-        .limit(1)
-    ).first()
-    if row is None:
-        return None, False
-    return row[0], bool(row[1])
-
-
-def active_releases_until(
-    session: Session, *, service: str, environment: str, deployed_at: datetime
-) -> Sequence[Release]:
-    """The active releases that a new one (not stored yet) supersedes.
-
-    Same service and environment, deployed at or before ``deployed_at``, checks still running.
-    """
-    return session.scalars(
-        select(Release).where(
-            Release.service == service,
-            Release.environment == environment,
-            Release.state == "active",
-            Release.deployed_at <= deployed_at,
+            or_(exact, and_(until, or_(Release.state == "active", Release.id == newest))),
         )
     ).all()
+    same = next((r for r, _ in rows if r.version == version and r.commit == commit), None)
+    earlier = [(r, bool(s)) for r, s in rows if r.deployed_at <= deployed_at]
+    if not earlier:
+        return same, None, False, []
+    previous, was_seen = max(earlier, key=lambda pair: (pair[0].deployed_at, pair[0].id))
+    active = [r for r, _ in earlier if r.state == "active"]
+    return same, previous, was_seen, active
 
 
 def checks_of(session: Session, release_ids: Collection[int]) -> Sequence[Check]:
@@ -309,19 +313,17 @@ def delivery_by_key(session: Session, key: str) -> Delivery | None:
 
 
 def add_deliveries(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert outbox rows given as column values, in order (one executemany; the caller commits).
+    """Insert outbox rows given as column values, in order, skipping keys already there.
 
-    Rows are not loaded into the session: for callers that do not need the objects.
+    One executemany of ``INSERT … ON CONFLICT (key) DO NOTHING`` (both dialects spell it
+    alike): a key that exists keeps its row, as a look-up first would, with one round trip
+    fewer and no window between the look-up and the insert. Rows are not loaded into the
+    session; the caller commits.
     """
     if rows:
-        session.execute(insert(Delivery), list(rows))
-
-
-def deliveries_by_keys(session: Session, keys: Collection[str]) -> Sequence[Delivery]:
-    """The outbox rows with these idempotency keys (one statement)."""
-    if not keys:
-        return []
-    return session.scalars(select(Delivery).where(Delivery.key.in_(list(keys)))).all()
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(Delivery).on_conflict_do_nothing(index_elements=["key"])
+        session.execute(stmt, list(rows))
 
 
 def release_checks(session: Session, release_id: int) -> Sequence[Check]:
