@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from feedbot import failpoints
 from feedbot.checks.plan import plan_checks
@@ -214,16 +215,26 @@ def _supersede_older(
     now: datetime,
 ) -> list[Outgoing]:
     """End the older active releases' pending checks; the messages that tells their threads."""
+    reason = f"superseded by {release.version}"
+    pending = [c for c in older_checks if c.state == "pending"]
+    queries.supersede(
+        session,
+        releases=[old.id for old in older],
+        checks=[c.id for c in pending],
+        by=release.id,
+        reason=reason,
+        now=now,
+    )
+    # The objects take the values just written, as loaded: nothing is left for a flush to do.
+    for check in pending:
+        for key, value in (("state", "superseded"), ("finished_at", now), ("last_error", reason)):
+            set_committed_value(check, key, value)
     messages = []
     for old in older:
+        set_committed_value(old, "state", "superseded")
+        set_committed_value(old, "superseded_by_id", release.id)
         checks = [c for c in older_checks if c.release_id == old.id]
-        ended = 0
-        for check in checks:
-            if check.state == "pending":
-                check.state, check.finished_at = "superseded", now
-                check.last_error = f"superseded by {release.version}"
-                ended += 1
-        old.state, old.superseded_by_id = "superseded", release.id
+        ended = sum(1 for c in pending if c.release_id == old.id)
         messages.append(
             Outgoing(
                 key=f"release:{old.id}:superseded",
