@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from feedbot import failpoints
 from feedbot.checks.plan import plan_checks
@@ -49,13 +50,18 @@ def register_release(
     The same delivery id from a source, or the same service + version + environment + commit,
     is the same release: nothing new is planned or sent.
     """
-    existing = _existing(session, event)
+    existing = _by_delivery(session, event)
+    context = None
+    if existing is None:
+        context = _context(session, event, now)
+        existing = context[0]
     if existing is not None:
         _remember_delivery(session, event, existing, now)
         checks = len(existing.checks)  # before the commit: after it, another checkout
         session.commit()
         return Registration(existing.id, False, checks)
-    release = _new_release(session, event, settings, now)
+    assert context is not None
+    release = _new_release(session, event, settings, now, context)
     failpoints.hit("register-before-commit")
     try:
         session.commit()
@@ -79,16 +85,33 @@ def register_release(
 
 
 def _existing(session: Session, event: ReleaseEvent) -> Release | None:
-    if event.delivery_id:
-        found = queries.release_for_delivery(session, event.source, event.delivery_id)
-        if found is not None:
-            return found
-    return queries.find_release(
+    return _by_delivery(session, event) or queries.find_release(
         session,
         service=event.service,
         version=event.version,
         environment=event.environment,
         commit=event.commit,
+    )
+
+
+def _by_delivery(session: Session, event: ReleaseEvent) -> Release | None:
+    if not event.delivery_id:
+        return None
+    return queries.release_for_delivery(session, event.source, event.delivery_id)
+
+
+#: (release with the event's identity, previous release, its version seen before, active ones)
+_Context = tuple[Release | None, Release | None, bool, list[Release]]
+
+
+def _context(session: Session, event: ReleaseEvent, now: datetime) -> _Context:
+    return queries.registration_context(
+        session,
+        service=event.service,
+        environment=event.environment,
+        version=event.version,
+        commit=event.commit,
+        deployed_at=event.deployed_at or now,
     )
 
 
@@ -109,22 +132,14 @@ def _remember_delivery(
 
 
 def _new_release(
-    session: Session, event: ReleaseEvent, settings: Settings, now: datetime
+    session: Session, event: ReleaseEvent, settings: Settings, now: datetime, context: _Context
 ) -> Release:
     # Every read comes first and every write is batched: on PostgreSQL a new release with an
-    # older one to supersede is ~10 statements (benchmarks/load.py counts them), not ~18.
+    # older one to supersede is 7 statements (benchmarks/statements.py counts them): one read of
+    # the service's releases, one of the older releases' checks, then the writes.
     deployed_at = event.deployed_at or now
     owner = plan_owner(event.author, event.service, settings)
-    previous, seen = queries.previous_and_seen(
-        session,
-        service=event.service,
-        environment=event.environment,
-        version=event.version,
-        deployed_at=deployed_at,
-    )
-    older = queries.active_releases_until(
-        session, service=event.service, environment=event.environment, deployed_at=deployed_at
-    )
+    _, previous, seen, older = context
     older_checks = queries.checks_of(session, [old.id for old in older])
     release = Release(
         service=event.service,
@@ -200,16 +215,26 @@ def _supersede_older(
     now: datetime,
 ) -> list[Outgoing]:
     """End the older active releases' pending checks; the messages that tells their threads."""
+    reason = f"superseded by {release.version}"
+    pending = [c for c in older_checks if c.state == "pending"]
+    queries.supersede(
+        session,
+        releases=[old.id for old in older],
+        checks=[c.id for c in pending],
+        by=release.id,
+        reason=reason,
+        now=now,
+    )
+    # The objects take the values just written, as loaded: nothing is left for a flush to do.
+    for check in pending:
+        for key, value in (("state", "superseded"), ("finished_at", now), ("last_error", reason)):
+            set_committed_value(check, key, value)
     messages = []
     for old in older:
+        set_committed_value(old, "state", "superseded")
+        set_committed_value(old, "superseded_by_id", release.id)
         checks = [c for c in older_checks if c.release_id == old.id]
-        ended = 0
-        for check in checks:
-            if check.state == "pending":
-                check.state, check.finished_at = "superseded", now
-                check.last_error = f"superseded by {release.version}"
-                ended += 1
-        old.state, old.superseded_by_id = "superseded", release.id
+        ended = sum(1 for c in pending if c.release_id == old.id)
         messages.append(
             Outgoing(
                 key=f"release:{old.id}:superseded",

@@ -13,7 +13,18 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, any_, func, insert, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    and_,
+    any_,
+    bindparam,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -77,15 +88,21 @@ def find_release(
     ).first()
 
 
-def previous_and_seen(
-    session: Session, *, service: str, environment: str, version: str, deployed_at: datetime
-) -> tuple[Release | None, bool]:
-    """The release a new one follows, and whether its version was deployed before.
-
-    One statement: the newest release of the service and environment deployed at or before
-    ``deployed_at``, and whether one deployed earlier had ``version`` (False when there is no
-    previous release). Called before the new release is stored.
-    """
+def _registration_context() -> Select[Release, bool]:
+    """:func:`registration_context`'s statement, built once: only its parameters change."""
+    service: BindParameter[Any] = bindparam("service")
+    environment: BindParameter[Any] = bindparam("environment")
+    version: BindParameter[Any] = bindparam("version")
+    commit: BindParameter[Any] = bindparam("commit")
+    deployed_at: BindParameter[Any] = bindparam("at")
+    until = Release.deployed_at <= deployed_at
+    newest = (
+        select(Release.id)
+        .where(Release.service == service, Release.environment == environment, until)
+        .order_by(Release.deployed_at.desc(), Release.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
     seen = (
         select(Release.id)
         .where(
@@ -96,47 +113,100 @@ def previous_and_seen(
         )
         .exists()
     )
-    row = session.execute(
-        select(Release, seen)
-        .where(
-            Release.service == service,
-            Release.environment == environment,
-            Release.deployed_at <= deployed_at,
-        )
-        .order_by(Release.deployed_at.desc(), Release.id.desc())
-        .limit(1)
-    ).first()
-    if row is None:
-        return None, False
-    return row[0], bool(row[1])
+    exact = and_(Release.version == version, Release.commit == commit)
+    return select(Release, seen).where(
+        Release.service == service,
+        Release.environment == environment,
+        or_(exact, and_(until, or_(Release.state == "active", Release.id == newest))),
+    )
 
 
-def active_releases_until(
-    session: Session, *, service: str, environment: str, deployed_at: datetime
-) -> Sequence[Release]:
-    """The active releases that a new one (not stored yet) supersedes.
+_REGISTRATION_CONTEXT = _registration_context()
 
-    Same service and environment, deployed at or before ``deployed_at``, checks still running.
+
+def registration_context(
+    session: Session,
+    *,
+    service: str,
+    environment: str,
+    version: str,
+    commit: str,
+    deployed_at: datetime,
+) -> tuple[Release | None, Release | None, bool, list[Release]]:
+    """What registering a new release reads, in one statement instead of three.
+
+    The releases of the service and environment that are the exact identity (service, version,
+    environment, commit), or the newest deployed at or before ``deployed_at``, or active and
+    deployed at or before it; and whether an earlier one had ``version``.
+
+    Returns:
+        (the release with this identity, the release a new one follows, whether its version
+        was deployed before (False without a previous release), the active releases a new one
+        supersedes). Only the first is meaningful when it is not None.
     """
-    return session.scalars(
-        select(Release).where(
-            Release.service == service,
-            Release.environment == environment,
-            Release.state == "active",
-            Release.deployed_at <= deployed_at,
-        )
-    ).all()
+    params = {
+        "service": service,
+        "environment": environment,
+        "version": version,
+        "commit": commit,
+        "at": deployed_at,
+    }
+    rows = session.execute(_REGISTRATION_CONTEXT, params).all()
+    same = next((r for r, _ in rows if r.version == version and r.commit == commit), None)
+    earlier = [(r, bool(s)) for r, s in rows if r.deployed_at <= deployed_at]
+    if not earlier:
+        return same, None, False, []
+    previous, was_seen = max(earlier, key=lambda pair: (pair[0].deployed_at, pair[0].id))
+    active = [r for r, _ in earlier if r.state == "active"]
+    return same, previous, was_seen, active
+
+
+_CHECKS_OF = (
+    select(Check)
+    .where(Check.release_id.in_(bindparam("ids", expanding=True)))
+    .order_by(Check.release_id, Check.due_at)
+)
 
 
 def checks_of(session: Session, release_ids: Collection[int]) -> Sequence[Check]:
     """All checks of these releases, by release and then in due order (one statement)."""
     if not release_ids:
         return []
-    return session.scalars(
-        select(Check)
-        .where(Check.release_id.in_(list(release_ids)))
-        .order_by(Check.release_id, Check.due_at)
-    ).all()
+    return session.scalars(_CHECKS_OF, {"ids": list(release_ids)}).all()
+
+
+_SUPERSEDE_RELEASES = (
+    update(Release)
+    .where(Release.id.in_(bindparam("ids", expanding=True)))
+    .values(state="superseded", superseded_by_id=bindparam("by"))
+)
+_SUPERSEDE_CHECKS = (
+    update(Check)
+    .where(Check.id.in_(bindparam("ids", expanding=True)))
+    .values(state="superseded", finished_at=bindparam("at"), last_error=bindparam("reason"))
+)
+
+
+def supersede(
+    session: Session,
+    *,
+    releases: Collection[int],
+    checks: Collection[int],
+    by: int,
+    reason: str,
+    now: datetime,
+) -> None:
+    """Mark releases superseded by release ``by`` and end their checks (two statements).
+
+    Core UPDATEs by primary key, not the ORM's flush of changed objects: the caller sets the
+    same values on the objects it holds as committed (``set_committed_value``).
+    """
+    connection = session.connection()
+    if releases:
+        connection.execute(_SUPERSEDE_RELEASES, {"ids": list(releases), "by": by})
+    if checks:
+        params = {"ids": list(checks), "at": now, "reason": reason}
+        connection.execute(_SUPERSEDE_CHECKS, params)
 
 
 def claim_due_checks(
@@ -308,20 +378,24 @@ def delivery_by_key(session: Session, key: str) -> Delivery | None:
     return session.scalars(select(Delivery).where(Delivery.key == key)).first()
 
 
-def add_deliveries(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert outbox rows given as column values, in order (one executemany; the caller commits).
+_ADD_DELIVERIES = {
+    name: dialect.insert(Delivery.__table__).on_conflict_do_nothing(index_elements=["key"])
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
 
-    Rows are not loaded into the session: for callers that do not need the objects.
+
+def add_deliveries(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert outbox rows given as column values, in order, skipping keys already there.
+
+    One executemany of ``INSERT … ON CONFLICT (key) DO NOTHING`` (both dialects spell it
+    alike) on the session's connection: a key that exists keeps its row, as a look-up first
+    would, with one round trip fewer and no window between the look-up and the insert. Rows
+    are not loaded into the session and nothing is flushed first: the rows they refer to must
+    be flushed already. The caller commits.
     """
     if rows:
-        session.execute(insert(Delivery), list(rows))
-
-
-def deliveries_by_keys(session: Session, keys: Collection[str]) -> Sequence[Delivery]:
-    """The outbox rows with these idempotency keys (one statement)."""
-    if not keys:
-        return []
-    return session.scalars(select(Delivery).where(Delivery.key.in_(list(keys)))).all()
+        connection = session.connection()
+        connection.execute(_ADD_DELIVERIES[connection.dialect.name], list(rows))
 
 
 def release_checks(session: Session, release_id: int) -> Sequence[Check]:

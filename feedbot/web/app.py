@@ -159,7 +159,7 @@ def _add_webhooks(app: FastAPI, runtime: Runtime, sources: dict[str, DeploySourc
         if problem is not None:
             log.info("webhook %s rejected: %s", name, problem)
             return JSONResponse({"error": problem}, status_code=422)
-        # Registering is ~10 short statements, mostly Python CPU time under the GIL: on the event
+        # Registering is 7 short statements, mostly Python CPU time under the GIL: on the event
         # loop it is faster than in the thread pool (benchmarks/load.py: 7.4 against 12 ms of
         # server CPU a request), where same-service registrations also wait on each other's
         # row locks.

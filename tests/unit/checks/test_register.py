@@ -120,6 +120,49 @@ def test_newer_deploy_supersedes_pending_checks_and_says_so(db_session: Session)
     assert status.text.endswith(final) and status.blocks[-1]["elements"][0]["text"] == final
 
 
+def test_same_release_again_with_an_earlier_deploy_time_is_one_release(
+    db_session: Session,
+) -> None:
+    # The one read registration makes looks at releases deployed until the event's time, and
+    # at the one with the event's identity whenever it was deployed.
+    first = register_release(db_session, event(), settings=settings(), now=NOW)
+    again = register_release(
+        db_session,
+        event(deployed_at=DEPLOYED - timedelta(hours=1)),
+        settings=settings(),
+        now=NOW,
+    )
+    assert again.release_id == first.release_id and not again.created
+    assert count(db_session, Release) == 1
+    assert count(db_session, Delivery) == 1
+
+
+def test_a_version_deployed_before_is_a_rollback_and_only_active_ones_are_superseded(
+    db_session: Session,
+) -> None:
+    def deploy(version: str, commit: str, hours: int) -> int:
+        at = DEPLOYED + timedelta(hours=hours)
+        reg = register_release(
+            db_session,
+            event(version=version, commit=commit, deployed_at=at),
+            settings=settings(),
+            now=at,
+        )
+        return reg.release_id
+
+    blue = deploy("blue", "1", 0)
+    green = deploy("green", "2", 1)
+    late = deploy("red", "4", -1)  # registered late: deployed before both, supersedes neither
+    back = deploy("blue", "3", 2)
+    release = db_session.get(Release, back)
+    assert release is not None and release.is_rollback
+    assert release.previous_release_id == green
+    states = {r.id: r.state for r in db_session.scalars(select(Release))}
+    assert states == {blue: "superseded", green: "superseded", late: "superseded", back: "active"}
+    notes = db_session.scalars(select(Delivery.release_id).where(Delivery.kind == "reply")).all()
+    assert set(notes) == {blue, green, late} and len(notes) == 3
+
+
 def test_deploying_an_older_version_is_a_rollback(db_session: Session) -> None:
     register_release(db_session, event(version="1.4.2", commit="b"), settings=settings(), now=NOW)
     back = register_release(
