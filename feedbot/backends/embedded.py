@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from contextlib import closing, contextmanager, suppress
 from datetime import datetime
 from itertools import chain
@@ -168,9 +168,10 @@ class EmbeddedBackend:
 
         Only the columns and attributes the analysis reads leave the database
         (:func:`~feedbot.store.span_queries.span_column_rows`); each batch becomes Arrow and
-        numpy columns (:mod:`feedbot.spans.stored_columns`) folded at once, so memory is the
-        answer's plus one batch, whatever the window holds. When a span is one the columnar
-        reader does not read as the row path does, the whole query is read again as rows.
+        numpy columns (:mod:`feedbot.spans.stored_columns`) folded at once while a thread
+        fetches the next, so memory is the answer's plus two batches, whatever the window
+        holds. When a span is one the columnar reader does not read as the row path does, the
+        whole query is read again as rows.
         The answer is :meth:`collect_rows`' but for which spans a group of more than
         :data:`~feedbot.spans.critical.SAMPLE` keeps for its critical path (closed traces are
         offered in another order), as for OTLP files read as columns.
@@ -184,8 +185,12 @@ class EmbeddedBackend:
                 batches = span_queries.span_column_rows(
                     session, query, WANTED_KEYS, batch=COLUMN_BATCH
                 )
-                with closing(batches):
-                    for batch in batches:
+                # The next batch is fetched while this one is folded: the driver lets go of
+                # the GIL while the database works (PostgreSQL's server, SQLite's steps).
+                with closing(batches), ThreadPoolExecutor(1, "span-fetch") as pool:
+                    ahead = pool.submit(next, batches, None)
+                    while (batch := ahead.result()) is not None:
+                        ahead = pool.submit(next, batches, None)
                         fold(aggregator, stored_columns(batch))
                 return aggregator.result()
         except (Unusual, pa.ArrowInvalid, SQLAlchemyError) as exc:
