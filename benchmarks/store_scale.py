@@ -10,8 +10,10 @@ Rows arrive spread over 24 hours of ``received_at``.
 Per store (SQLite, PostgreSQL) and size:
 
 - *check s* and *peak MiB*: :meth:`EmbeddedBackend.collect` of ``svc-0``'s window (what a check
-  asks of the store), median seconds over ``--repeats`` runs, each in a fresh process; peak MiB
-  is the growth of the process's peak RSS during the collect;
+  asks of the store), median seconds over ``--repeats`` runs, each in a fresh process; *cpu s*
+  the median CPU seconds of that process (user and system; not PostgreSQL's server), steadier
+  than the wall clock on a shared machine; peak MiB is the growth of the process's peak RSS
+  during the collect;
 - *prune s*: a prune below ``traces.max_spans`` that deletes one hour of spans, and
 - *max stall ms*: meanwhile, a second connection inserts 50 spans every 10 ms; the longest of
   those inserts (it waits for SQLite's write lock) is the stall ingest sees.
@@ -130,9 +132,9 @@ def _child_collect(url: str) -> None:
     backend = EmbeddedBackend(make_sessions(engine))
     with open("/proc/self/statm") as statm:  # resident pages now, not the peak so far
         before = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     data = backend.collect(_query())
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     # VmHWM, not ru_maxrss: Linux carries the forking parent's peak into ru_maxrss across exec,
     # so a child of this (large) benchmark process reported the parent's size.
     with open("/proc/self/status") as status:
@@ -140,7 +142,13 @@ def _child_collect(url: str) -> None:
     spans = sum(group.count for group in data.groups)
     import feedbot
 
-    out = {"s": seconds, "mib": (peak - before) / 1024, "spans": spans, "code": feedbot.__file__}
+    out = {
+        "s": seconds,
+        "cpu": cpu,
+        "mib": (peak - before) / 1024,
+        "spans": spans,
+        "code": feedbot.__file__,
+    }
     print(json.dumps(out))
 
 
@@ -170,10 +178,11 @@ _RUN_CHILD = (
 )
 
 
-def _collect(url: str, repeats: int, code: str | None) -> tuple[float, float, int]:
+def _collect(url: str, repeats: int, code: str | None) -> tuple[float, float, float, int]:
     runs = [_child(code, "--child-collect", url) for _ in range(repeats)]
     return (
         statistics.median(r["s"] for r in runs),
+        statistics.median(r["cpu"] for r in runs),
         statistics.median(r["mib"] for r in runs),
         runs[0]["spans"],
     )
@@ -305,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.before:
         codes.insert(0, ("before", os.path.abspath(args.before)))
     header = (
-        f"{'store':<11} {'code':<7} {'stored':>9} {'in window':>9} {'check s':>8} {'peak MiB':>8} "
+        f"{'store':<11} {'code':<7} {'stored':>9} {'in window':>9} {'check s':>8} {'cpu s':>6} "
+        f"{'peak MiB':>8} "
         f"{'prune s':>8} {'deleted':>8} {'stall ms':>9} {'cap s':>7}"
     )
     print(header)
@@ -328,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                     have[k] += v
                 stored = _count(url)
                 for label, code in codes:
-                    seconds, mib, spans = _collect(url, args.repeats, code)
+                    seconds, cpu, mib, spans = _collect(url, args.repeats, code)
                     prune_s, stall_ms, noop_s, deleted = (
                         (float("nan"), float("nan"), float("nan"), 0)
                         if args.no_prune
@@ -336,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     print(
                         f"{store:<11} {label:<7} {stored:>9} {spans:>9} {seconds:>8.2f} "
-                        f"{mib:>8.0f} {prune_s:>8.2f} {deleted:>8} {stall_ms:>9.0f} "
+                        f"{cpu:>6.2f} {mib:>8.0f} {prune_s:>8.2f} {deleted:>8} {stall_ms:>9.0f} "
                         f"{noop_s:>7.2f}",
                         flush=True,
                     )

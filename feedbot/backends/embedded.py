@@ -9,13 +9,14 @@ SQL statements live in :mod:`feedbot.store.span_queries`; this module builds non
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, InvalidStateError
-from contextlib import closing, suppress
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
+from contextlib import closing, contextmanager, suppress
 from datetime import datetime
 from itertools import chain
 
@@ -167,22 +168,29 @@ class EmbeddedBackend:
 
         Only the columns and attributes the analysis reads leave the database
         (:func:`~feedbot.store.span_queries.span_column_rows`); each batch becomes Arrow and
-        numpy columns (:mod:`feedbot.spans.stored_columns`) folded at once, so memory is the
-        answer's plus one batch, whatever the window holds. When a span is one the columnar
-        reader does not read as the row path does, the whole query is read again as rows.
+        numpy columns (:mod:`feedbot.spans.stored_columns`) folded at once while a thread
+        fetches the next, so memory is the answer's plus two batches, whatever the window
+        holds. When a span is one the columnar reader does not read as the row path does, the
+        whole query is read again as rows.
         The answer is :meth:`collect_rows`' but for which spans a group of more than
         :data:`~feedbot.spans.critical.SAMPLE` keeps for its critical path (closed traces are
         offered in another order), as for OTLP files read as columns.
+
+        Python's cyclic garbage collector is paused meanwhile (:func:`_collector_paused`).
         """
         try:
-            with self._sessions.begin() as session:
+            with self._sessions.begin() as session, _collector_paused():
                 # The unique index on (trace_id, span_id) stores each span once.
                 aggregator = Aggregator(warmup=query.warmup, unique=True)
                 batches = span_queries.span_column_rows(
                     session, query, WANTED_KEYS, batch=COLUMN_BATCH
                 )
-                with closing(batches):
-                    for batch in batches:
+                # The next batch is fetched while this one is folded: the driver lets go of
+                # the GIL while the database works (PostgreSQL's server, SQLite's steps).
+                with closing(batches), ThreadPoolExecutor(1, "span-fetch") as pool:
+                    ahead = pool.submit(next, batches, None)
+                    while (batch := ahead.result()) is not None:
+                        ahead = pool.submit(next, batches, None)
                         fold(aggregator, stored_columns(batch))
                 return aggregator.result()
         except (Unusual, pa.ArrowInvalid, SQLAlchemyError) as exc:
@@ -265,6 +273,26 @@ class EmbeddedBackend:
             if done < PRUNE_BATCH:
                 return deleted
             time.sleep(PRUNE_PAUSE)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off, then on again if it was on.
+
+    A collect allocates a tuple per row fetched and many short-lived objects per batch, none
+    in a cycle; each few hundred allocations start a collection that walks every young object,
+    and the growing survivors trigger full ones: about a fifth of a million-span check's CPU
+    time (benchmarks.store_scale). Reference counting still frees everything as it goes. The
+    switch is process-wide: another thread's cycles wait for the collect to end (a second
+    collect that finds it off leaves it to the first to turn back on).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def decode_packed(

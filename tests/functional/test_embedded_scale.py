@@ -8,6 +8,7 @@ the same answer as reading every row, and fall back to the rows for a span it ca
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import uuid
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from sqlalchemy import Engine, delete, event, func, literal_column, select, upda
 from feedbot.backends import embedded
 from feedbot.backends.embedded import EmbeddedBackend
 from feedbot.clock import FixedClock
+from feedbot.spans import aggregate_columns
 from feedbot.spans.model import SpanQuery
 from feedbot.spans.otlp import PROTOBUF
 from feedbot.spans.stored_columns import ITEM_SEP, PART_SEP, WANTED_KEYS
@@ -188,6 +190,32 @@ def test_a_check_read_as_columns_answers_as_the_rows_do(
     keys = {key for labels_ in server.label_sets for key, _ in labels_}
     assert {"tenant.id", "region", "feature_flag.variant"} <= keys
     assert "cloud.region" not in keys and "user.id" not in keys
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_check_pauses_the_garbage_collector_and_leaves_it_as_it_found_it(
+    engine: Engine, service: str, enabled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = EmbeddedBackend(make_sessions(engine))
+    backend.ingest(protobuf(_spans(service)), PROTOBUF, None)
+    expected = backend.collect_rows(_query(service))
+    monkeypatch.setattr(embedded, "COLUMN_BATCH", 50)
+    seen: list[bool] = []
+    fold = aggregate_columns.fold
+
+    def spy(aggregator: Any, columns: Any) -> None:
+        seen.append(gc.isenabled())
+        fold(aggregator, columns)
+
+    monkeypatch.setattr(embedded, "fold", spy)
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        assert same(backend.collect(_query(service)), expected)
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()
+    assert len(seen) > 1 and not any(seen)
 
 
 @pytest.mark.parametrize(
