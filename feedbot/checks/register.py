@@ -61,9 +61,11 @@ def register_release(
         session.commit()
         return Registration(existing.id, False, checks)
     assert context is not None
-    release = _new_release(session, event, settings, now, context)
-    failpoints.hit("register-before-commit")
     try:
+        # The INSERT (flushed inside) waits on a concurrent registration's uncommitted row with
+        # the same identity and fails once that one commits, as the commit itself can.
+        release = _new_release(session, event, settings, now, context)
+        failpoints.hit("register-before-commit")
         session.commit()
     except IntegrityError:
         # Another request registered the same release a moment earlier: it is that release.

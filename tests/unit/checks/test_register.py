@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
 
+import pytest
 from slack_sdk.models.blocks import Block
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from feedbot.checks.register import register_release
+from feedbot import failpoints
+from feedbot.checks.register import Registration, register_release
 from feedbot.releases.event import Author, Change
+from feedbot.store.db import make_engine
 from feedbot.store.models import Check, Delivery, Release
 from tests.factories import DEPLOYED, event, settings
 
@@ -213,3 +217,52 @@ def test_a_release_nobody_owns_is_a_warning_on_slack_and_none_on_the_console(
     )
     assert on_slack.warning is not None and "nobody will be told" in on_slack.warning
     assert on_console.warning is None  # the console prints every message
+
+
+@pytest.mark.postgres
+def test_two_replicas_registering_the_same_release_at_once_both_answer_with_it(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first registration holds its transaction open just before it commits; the second
+    # one's INSERT then waits on the release's unique key and fails when the first commits. It
+    # is the same release: the second answers with it (not a 500 that makes the sender retry).
+    from tests.conftest import truncate_all
+
+    engine = make_engine(postgres_url)
+    first_waits, first_may_commit = threading.Event(), threading.Event()
+    holder = threading.current_thread
+
+    def hold(name: str) -> None:
+        if name == "register-before-commit" and holder().name == "first":
+            first_waits.set()
+            first_may_commit.wait(10)
+
+    monkeypatch.setattr(failpoints, "hit", hold)
+    answers: dict[str, Registration] = {}
+
+    def register(name: str, delivery: str) -> None:
+        with Session(engine, expire_on_commit=False) as session:
+            answers[name] = register_release(
+                session, event(delivery_id=delivery), settings=settings(), now=DEPLOYED
+            )
+
+    try:
+        first = threading.Thread(target=register, args=("first", "d-1"), name="first")
+        first.start()
+        assert first_waits.wait(10)
+        second = threading.Thread(target=register, args=("second", "d-2"), name="second")
+        second.start()
+        second.join(0.5)  # blocked on the first's uncommitted row
+        assert second.is_alive()
+        first_may_commit.set()
+        first.join(10)
+        second.join(10)
+        assert set(answers) == {"first", "second"}
+        assert answers["first"].created and not answers["second"].created
+        assert answers["second"].release_id == answers["first"].release_id
+        with Session(engine) as session:
+            assert session.scalar(select(func.count()).select_from(Release)) == 1
+    finally:
+        first_may_commit.set()
+        engine.dispose()
+        truncate_all(postgres_url)
