@@ -291,12 +291,12 @@ def parent_delivery(session: Session, release_id: int) -> Delivery | None:
 THREAD_REPLIES = ("reply", "chart")
 
 
-def earlier_reply_pending(session: Session, delivery: Delivery) -> bool:
-    """Whether a reply (or chart) queued before ``delivery`` in its release's thread is still to
-    be sent."""
+def earlier_pending(session: Session, delivery: Delivery, *, kinds: Collection[str]) -> bool:
+    """Whether a delivery of one of ``kinds`` queued before ``delivery`` for its release is
+    still to be sent (replies and charts: its thread; status updates: its parent)."""
     stmt = select(Delivery.id).where(
         Delivery.release_id == delivery.release_id,
-        Delivery.kind.in_(THREAD_REPLIES),
+        Delivery.kind.in_(list(kinds)),
         Delivery.state == "pending",
         Delivery.id < delivery.id,
     )
