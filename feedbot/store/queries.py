@@ -415,6 +415,15 @@ def exception_history(
     return session.scalars(rows.order_by(ExceptionType.last_seen.desc())).all()
 
 
+def lock_release(session: Session, release_id: int) -> None:
+    """Hold the release's row until the transaction ends (``SELECT … FOR UPDATE``).
+
+    Two replicas recording checks of one release take turns, so the second counts the first's
+    check finished. On SQLite, whose write transactions already take turns, it only reads.
+    """
+    session.execute(select(Release.id).where(Release.id == release_id).with_for_update())
+
+
 def renew_check_lease(session: Session, check: Check, *, worker: str, until: datetime) -> bool:
     """Extend ``worker``'s lease on a running check atomically; False when it lost the check."""
     result = session.execute(
