@@ -5,6 +5,12 @@ span with HTTP, DB and code attributes. Figures are medians of several runs; "de
 pure decoding step alone, "ingest" is decode plus the bulk insert in one transaction, of spans
 the store does not have yet (one batch in eight is sent twice, as exporters retry).
 
+Ingest is measured two ways side by side, in the same run: the path ``feedbot serve`` takes
+(``decode_packed``, what its decoding process returns, then ``EmbeddedBackend.store_packed``,
+what its writer thread calls; both in this process here, so the hand-over between processes and
+the group commit are not counted) and ``EmbeddedBackend.ingest`` (span dicts, then
+``insert_spans``), which the demo and tests use.
+
     python -m benchmarks.ingest [--quick]
 """
 
@@ -20,8 +26,9 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks._db import scratch_databases
-from feedbot.backends.embedded import EmbeddedBackend
+from feedbot.backends.embedded import EmbeddedBackend, decode_packed
 from feedbot.spans.otlp_http import decode_request
+from feedbot.store import span_queries
 from feedbot.store.db import make_engine, make_sessions
 
 BATCH = 512
@@ -70,12 +77,13 @@ def _payloads() -> dict[str, tuple[bytes, str, str | None]]:
     }
 
 
-def fresh_bodies(kind: str, n: int, *, retry_every: int = 8) -> list[bytes]:
+def fresh_bodies(kind: str, n: int, *, retry_every: int = 8, seed: int = 0) -> list[bytes]:
     """``n`` bodies of one format, each with its own span ids, as a stream of exports.
 
     Sending one body again and again measures the store skipping spans it already has (the
     unique index answers "conflict"), not storing them. Every ``retry_every``-th body repeats
-    the one before it, as an exporter that retries a batch it got no answer for.
+    the one before it, as an exporter that retries a batch it got no answer for. Another
+    ``seed`` draws other span ids, for a second stream into the same store.
     """
     import random
 
@@ -84,7 +92,7 @@ def fresh_bodies(kind: str, n: int, *, retry_every: int = 8) -> list[bytes]:
     )
 
     body, _, _ = _payloads()[kind if kind != "protobuf+gzip" else "protobuf"]
-    draw = random.Random(n)
+    draw = random.Random(n + (seed << 32))
     bodies: list[bytes] = []
     if kind == "json":
         document = json.loads(body)
@@ -128,8 +136,25 @@ def _rate(action: Callable[[], object], batches: int) -> float:
     return statistics.median(rates)
 
 
+#: A row of :func:`measure`: benchmark, then spans per second on the serve path, by its writer
+#: thread alone, and by ``EmbeddedBackend.ingest`` (the last two None for decoding).
+Row = tuple[str, float, float | None, float | None]
+
+
 def run(postgres_admin: str, *, quick: bool = False) -> list[tuple[str, float, str]]:
-    """Rows of (benchmark, spans per second, unit): decode per format, ingest per database.
+    """:func:`measure`'s figures as (benchmark, spans per second, unit), one per row (for
+    ``python -m benchmarks``' table)."""
+    rows: list[tuple[str, float, str]] = []
+    for name, served, written, by_dicts in measure(postgres_admin, quick=quick):
+        rows.append((name if written is None else f"{name}, serve path", served, "spans/s"))
+        if written is not None and by_dicts is not None:
+            rows.append((f"{name}, serve path's writer alone", written, "spans/s"))
+            rows.append((f"{name}, EmbeddedBackend.ingest", by_dicts, "spans/s"))
+    return rows
+
+
+def measure(postgres_admin: str, *, quick: bool = False) -> list[Row]:
+    """Decoding per format, and ingest per format and database three ways (see :data:`Row`).
 
     Args:
         postgres_admin: admin URL of a PostgreSQL server (a scratch database is made).
@@ -137,7 +162,7 @@ def run(postgres_admin: str, *, quick: bool = False) -> list[tuple[str, float, s
     """
     batches = 2 if quick else 10
     payloads = _payloads()
-    rows: list[tuple[str, float, str]] = []
+    rows: list[Row] = []
     for name, (body, media, encoding) in payloads.items():
         decode = _rate(
             lambda b=body, m=media, e=encoding: decode_request(
@@ -145,21 +170,47 @@ def run(postgres_admin: str, *, quick: bool = False) -> list[tuple[str, float, s
             ),
             batches,
         )
-        rows.append((f"decode {name} ({len(body) // 1024} KiB/batch)", decode, "spans/s"))
+        rows.append((f"decode {name} ({len(body) // 1024} KiB/batch)", decode, None, None))
     with scratch_databases(postgres_admin) as urls:
         for database, url in (("SQLite", urls["sqlite"]), ("PostgreSQL", urls["postgresql"])):
             engine = make_engine(url)
             backend = EmbeddedBackend(make_sessions(engine))
             for name, (_, media, encoding) in payloads.items():
-                # Spans new to the store each time, one batch in eight an exporter's retry.
-                fresh = iter(fresh_bodies(name, batches * RUNS))
-                ingest = _rate(
-                    lambda m=media, e=encoding, f=backend.ingest, b=fresh: f(next(b), m, e),
-                    batches,
-                )
-                rows.append((f"ingest {name} into {database}", ingest, "spans/s"))
+                rates = _ingest_rates(backend, name, media, encoding, batches)
+                rows.append((f"ingest {name} into {database}", *rates))
             engine.dispose()
     return rows
+
+
+def _ingest_rates(
+    backend: EmbeddedBackend, kind: str, media: str, encoding: str | None, batches: int
+) -> tuple[float, float, float]:
+    """Spans per second of ``kind`` exports stored the serve way (``decode_packed``, what the
+    decoding process returns, then ``store_packed``, what the writer thread calls), by the
+    writer alone (packed beforehand), and by ``EmbeddedBackend.ingest``.
+
+    Each way stores spans new to the store (its own span ids), one batch in eight an
+    exporter's retry.
+    """
+    bodies = [iter(fresh_bodies(kind, batches * RUNS, seed=n)) for n in range(3)]
+
+    def pack(body: bytes) -> span_queries.PackedSpans:
+        return decode_packed(
+            body, content_type=media, content_encoding=encoding, dialect=backend.dialect
+        )
+
+    def serve() -> None:
+        backend.store_packed([pack(next(bodies[0]))])
+
+    packed = iter([pack(body) for body in bodies[1]])
+
+    def write() -> None:
+        backend.store_packed([next(packed)])
+
+    def ingest() -> None:
+        backend.ingest(next(bodies[2]), media, encoding)
+
+    return _rate(serve, batches), _rate(write, batches), _rate(ingest, batches)
 
 
 def main() -> None:
@@ -167,11 +218,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer batches, for a smoke run")
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
-    rows = run(args.postgres, quick=args.quick)
+    rows = measure(args.postgres, quick=args.quick)
     width = max(len(row[0]) for row in rows)
-    print(f"{'benchmark':<{width}}  {'median':>10}  unit  ({RUNS} runs of {BATCH}-span batches)")
-    for name, value, unit in rows:
-        print(f"{name:<{width}}  {value:>10,.0f}  {unit}")
+    print(f"medians of {RUNS} runs of {BATCH}-span batches, spans/s")
+    heads = ("serve path", "its writer", "ingest()")
+    print(f"{'benchmark':<{width}}  " + "  ".join(f"{h:>10}" for h in heads))
+    for name, *figures in rows:
+        cells = ("" if f is None else f"{f:,.0f}" for f in figures)
+        print(f"{name:<{width}}  " + "  ".join(f"{c:>10}" for c in cells))
 
 
 if __name__ == "__main__":

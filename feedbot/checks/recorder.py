@@ -145,7 +145,13 @@ class CheckRecorder:
         return "failed"
 
     def _owns(self, session: Session, check: Check) -> bool:
-        """Re-assert the lease atomically; False when another replica took the check over."""
+        """Re-assert the lease atomically; False when another replica took the check over.
+
+        The release is locked first (release, then check: one order, no deadlock): a
+        recording counts the release's finished checks, and two at once would each count the
+        other unfinished (the parent stuck at "1 of 2 checks done", the release never done).
+        """
+        queries.lock_release(session, check.release_id)
         until = self._clock.now() + self._settings.checks.lease
         return queries.renew_check_lease(session, check, worker=self._worker, until=until)
 

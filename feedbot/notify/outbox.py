@@ -286,16 +286,20 @@ class OutboxSender:
 
     def _ready(self, session: Session, delivery_id: int) -> bool:
         """Replies and status updates wait until their thread head has been sent (or failed),
-        and a reply until the earlier replies of its thread have, so a thread reads in order
-        even when an earlier reply is in its backoff or held by a crashed sender's lease."""
+        a reply until the earlier replies of its thread have, so a thread reads in order, and a
+        status update until the earlier ones of its release have, so the parent ends with the
+        latest: each replaces the parent's text. Both hold also when an earlier one is in its
+        backoff (Slack 429/5xx) or held by a crashed sender's lease."""
         delivery = session.get(Delivery, delivery_id)
         if delivery is None or delivery.kind == "parent" or delivery.release_id is None:
             return delivery is not None
         parent = queries.parent_delivery(session, delivery.release_id)
         if parent is not None and parent.state == "pending":
             return False
-        return delivery.kind not in queries.THREAD_REPLIES or not queries.earlier_reply_pending(
-            session, delivery
+        if delivery.kind == "status":
+            return not queries.earlier_pending(session, delivery, kinds=("status",))
+        return delivery.kind not in queries.THREAD_REPLIES or not queries.earlier_pending(
+            session, delivery, kinds=queries.THREAD_REPLIES
         )
 
     def _deliver(self, session: Session, delivery: Delivery) -> tuple[Receipt, Receipt | None]:

@@ -361,12 +361,12 @@ def parent_delivery(session: Session, release_id: int) -> Delivery | None:
 THREAD_REPLIES = ("reply", "chart")
 
 
-def earlier_reply_pending(session: Session, delivery: Delivery) -> bool:
-    """Whether a reply (or chart) queued before ``delivery`` in its release's thread is still to
-    be sent."""
+def earlier_pending(session: Session, delivery: Delivery, *, kinds: Collection[str]) -> bool:
+    """Whether a delivery of one of ``kinds`` queued before ``delivery`` for its release is
+    still to be sent (replies and charts: its thread; status updates: its parent)."""
     stmt = select(Delivery.id).where(
         Delivery.release_id == delivery.release_id,
-        Delivery.kind.in_(THREAD_REPLIES),
+        Delivery.kind.in_(list(kinds)),
         Delivery.state == "pending",
         Delivery.id < delivery.id,
     )
@@ -487,6 +487,15 @@ def exception_history(
         or_(ExceptionType.version.in_(recent.scalar_subquery()), ExceptionType.last_seen >= since),
     )
     return session.scalars(rows.order_by(ExceptionType.last_seen.desc())).all()
+
+
+def lock_release(session: Session, release_id: int) -> None:
+    """Hold the release's row until the transaction ends (``SELECT … FOR UPDATE``).
+
+    Two replicas recording checks of one release take turns, so the second counts the first's
+    check finished. On SQLite, whose write transactions already take turns, it only reads.
+    """
+    session.execute(select(Release.id).where(Release.id == release_id).with_for_update())
 
 
 def renew_check_lease(session: Session, check: Check, *, worker: str, until: datetime) -> bool:

@@ -43,36 +43,11 @@ _ROW_COLUMNS = tuple(getattr(Span, key) for key in _ROW_KEYS)
 def insert_spans(session: Session, rows: Iterable[SpanRow], received_at: datetime) -> None:
     """Insert ``rows`` in bulk, each stamped with ``received_at``; a span already stored is kept.
 
-    A span is its ``(trace_id, span_id)``: exporters retry a batch they got no answer for, and
-    the copy is skipped (``ON CONFLICT DO NOTHING`` on SQLite and PostgreSQL), so it is never
-    counted twice. The first copy stored wins.
-
-    On PostgreSQL the rows are streamed with ``COPY`` into a temporary table and moved with one
-    ``INSERT … SELECT … ON CONFLICT DO NOTHING``: an ``executemany`` there is one INSERT per row,
-    and a multi-row INSERT spends longer in psycopg parsing its placeholders than in the
-    database (measured: benchmarks/ingest.py). On SQLite they go to the driver's
-    ``executemany`` as plain tuples, JSON already text: through the ORM each value passed
-    SQLAlchemy's bind processors one by one, which took several times the insert itself.
+    The rows are packed here as a decoding process packs them (:func:`pack_spans`) and take
+    the one write path there is, :func:`insert_packed`.
     """
-    connection = session.connection()
-    dbapi = connection.dialect.loaded_dbapi
-    try:
-        if connection.dialect.name == "postgresql":
-            _copy_spans(session, rows, received_at)
-            return
-        stamp = _stamp(session, received_at)
-        raw = connection.connection.driver_connection
-        cursor = raw.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.executemany(_SQLITE_INSERT, map(tuple, _values(rows, stamp)))
-        finally:
-            cursor.close()
-    except dbapi.Error as exc:
-        # The driver's own error, as SQLAlchemy would have raised it (OperationalError stays
-        # one: callers tell "the database is away" from "these rows were refused").
-        raise DBAPIError.instance(
-            "INSERT INTO spans", None, exc, dbapi.Error, dialect=connection.dialect
-        ) from exc
+    dialect = session.get_bind().dialect.name
+    insert_packed(session, [pack_spans(list(rows), dialect)], received_at)
 
 
 #: Every column of ``spans`` but its key, in the order ``COPY`` writes them.
@@ -108,40 +83,15 @@ def _stamp(session: Session, received_at: datetime) -> Any:
     return received_at if process is None else process(received_at)
 
 
-def _values(rows: Iterable[SpanRow], stamp: Any) -> Iterator[list[Any]]:
-    """Each row's values in :data:`_COPY_COLUMNS` order, JSON columns as text."""
+def _values(rows: Iterable[SpanRow]) -> Iterator[list[Any]]:
+    """Each row's values in :data:`_COPY_COLUMNS` order but ``received_at``, JSON as text."""
     keys, json_columns, dumps = _ROW_KEYS, _JSON_COLUMNS, _dumps
     for row in rows:
         values = [row[key] for key in keys]  # type: ignore[literal-required]
         for i in json_columns:
             values[i] = dumps(values[i])
         values.append(pack_attributes(row["attributes"]))
-        values.append(stamp)
         yield values
-
-
-def _copy_spans(session: Session, rows: Iterable[SpanRow], received_at: datetime) -> None:
-    columns = ", ".join(_COPY_COLUMNS)
-    stamp = _stamp(session, received_at)
-    session.execute(
-        text(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_INCOMING} ON COMMIT DELETE ROWS AS "
-            f"SELECT {columns} FROM spans WITH NO DATA"
-        )
-    )
-    raw = session.connection().connection.driver_connection
-    with raw.cursor() as cursor:  # type: ignore[union-attr]
-        with cursor.copy(f"COPY {_INCOMING} ({columns}) FROM STDIN") as copy:
-            for values in _values(rows, stamp):
-                copy.write_row(values)
-    session.execute(
-        text(
-            f"INSERT INTO spans ({columns}) SELECT {columns} FROM {_INCOMING} "
-            "ON CONFLICT (trace_id, span_id) DO NOTHING"
-        )
-    )
-    # ON COMMIT DELETE ROWS empties the scratch table at the commit. A second call in the same
-    # transaction moves these rows again, and they are skipped as already stored.
 
 
 @dataclass(frozen=True)
@@ -160,10 +110,10 @@ class PackedSpans:
 
 def pack_spans(rows: Sequence[SpanRow], dialect: str) -> PackedSpans:
     """``rows`` as :func:`insert_packed` takes them for a database of ``dialect``; pure."""
-    values = _values(rows, None)
+    values = _values(rows)
     if dialect != "postgresql":
-        return PackedSpans(len(rows), dialect, [tuple(row[:-1]) for row in values])
-    lines = ["\t".join(map(_copy_field, row[:-1])) for row in values]
+        return PackedSpans(len(rows), dialect, [tuple(row) for row in values])
+    lines = ["\t".join(map(_copy_field, row)) for row in values]
     data = ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
     return PackedSpans(len(rows), dialect, data)
 
@@ -188,7 +138,19 @@ def _copy_field(value: Any) -> str:
 
 
 def insert_packed(session: Session, batches: Sequence[PackedSpans], received_at: datetime) -> None:
-    """:func:`insert_spans` of spans packed by :func:`pack_spans`, each stamped ``received_at``.
+    """Insert spans packed by :func:`pack_spans` in bulk, each stamped with ``received_at``;
+    a span already stored is kept.
+
+    A span is its ``(trace_id, span_id)``: exporters retry a batch they got no answer for, and
+    the copy is skipped (``ON CONFLICT DO NOTHING`` on SQLite and PostgreSQL), so it is never
+    counted twice. The first copy stored wins.
+
+    On PostgreSQL the COPY text is streamed into a temporary table and moved with one
+    ``INSERT … SELECT … ON CONFLICT DO NOTHING``: an ``executemany`` there is one INSERT per row,
+    and a multi-row INSERT spends longer in psycopg parsing its placeholders than in the
+    database (measured: benchmarks/ingest.py). On SQLite the tuples go to the driver's
+    ``executemany``, JSON already text: through the ORM each value passed SQLAlchemy's bind
+    processors one by one, which took several times the insert itself.
 
     Raises:
         ValueError: a batch was packed for another database.
@@ -217,6 +179,8 @@ def insert_packed(session: Session, batches: Sequence[PackedSpans], received_at:
         finally:
             cursor.close()
     except dbapi.Error as exc:
+        # The driver's own error, as SQLAlchemy would have raised it (OperationalError stays
+        # one: callers tell "the database is away" from "these rows were refused").
         raise DBAPIError.instance(
             "INSERT INTO spans", None, exc, dbapi.Error, dialect=connection.dialect
         ) from exc
@@ -243,6 +207,8 @@ def _copy_packed(session: Session, batches: Sequence[PackedSpans], stamp: Any) -
         ),
         {"stamp": stamp},
     )
+    # ON COMMIT DELETE ROWS empties the scratch table at the commit. A second call in the same
+    # transaction moves these rows again, and they are skipped as already stored.
 
 
 def span_rows(session: Session, query: SpanQuery, *, batch: int) -> Iterator[SpanRow]:

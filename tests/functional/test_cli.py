@@ -208,6 +208,7 @@ class Serve:
                 env={**os.environ, **env},
                 stdout=out,
                 stderr=err,
+                start_new_session=True,  # a group of its own, ended with its children
             )
 
     def wait_ready(self, url: str) -> None:
@@ -226,8 +227,8 @@ class Serve:
         return self.stderr_path.read_text(encoding="utf-8", errors="replace")
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
+        if self.proc.poll() is None:  # not reaped, so the group id is still its own
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
 

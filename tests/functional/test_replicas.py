@@ -6,6 +6,11 @@ replaced by a new process (a pod restarting). Every check must end ``done``, be 
 exactly one replica (the orphaned ones by another replica once their lease ran out), and every
 message must reach Slack exactly once.
 
+Who recorded a check is read from the store (a done check keeps the ``claimed_by`` of the replica
+whose lease-guarded commit recorded it) and checked against the replicas' "done by" log lines, which
+show any second recording. The log line follows the commit, so the killed replica's last recorded
+check may have no line: SIGKILL can land between the two.
+
 The schedule is compressed (checks 1-7 s after the deploy, a 200 ms tick, a 3 s lease); the
 wall time is bound by CPU (about 25 ms per check and 10 ms per message on one core), not by the
 schedule.
@@ -14,6 +19,7 @@ schedule.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import time
@@ -25,7 +31,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select, text
 from sqlalchemy.orm import Session
 
 from feedbot.store.db import make_engine, make_sessions
@@ -67,14 +73,16 @@ def register(url: str, i: int) -> int:
 Sessions = Callable[[], Session]
 
 
-def finished(sessions: Sessions) -> tuple[int, int, int]:
-    """Checks done, and messages sent and queued (Home tab publications apart: at least once)."""
-    messages = Delivery.kind != "home"
+def finished(sessions: Sessions) -> tuple[int, int, int, int]:
+    """Checks done, messages sent and queued, and Home tab publications still to go (those are
+    delivered at least once, so they are not counted among the messages)."""
+    messages, home = Delivery.kind != "home", Delivery.kind == "home"
     with sessions() as s:
         done = s.scalar(select(func.count()).where(Check.state == "done"))
         sent = s.scalar(select(func.count()).where(messages, Delivery.state == "sent"))
         total = s.scalar(select(func.count()).where(messages))
-    return int(done or 0), int(sent or 0), int(total or 0)
+        homes = s.scalar(select(func.count()).where(home, Delivery.state != "sent"))
+    return int(done or 0), int(sent or 0), int(total or 0), int(homes or 0)
 
 
 def running_of(sessions: Sessions, pid: int) -> set[int]:
@@ -86,29 +94,57 @@ def running_of(sessions: Sessions, pid: int) -> set[int]:
         return set(rows)
 
 
-def kill_while_holding_checks(replica: Feedbot, sessions: Sessions) -> set[int]:
-    """SIGKILL ``replica`` at a moment it holds running checks; returns those checks.
+def start_replica(config: Path, log: Path, postgres_url: str, name: str) -> Feedbot:
+    """A ``feedbot serve`` whose PostgreSQL sessions carry ``name`` as their application name."""
+    named = make_url(postgres_url).update_query_dict({"application_name": name})
+    url = named.render_as_string(hide_password=False)
+    return Feedbot(config, log, environ={**os.environ, "FEEDBOT_DATABASE_URL": url})
 
-    The process is frozen (SIGSTOP) before the store is read, so what it holds cannot change
-    between the look and the kill.
+
+def sessions_of(sessions: Sessions, name: str) -> int:
+    """Server sessions this test's database has for the replica called ``name``."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND application_name = :name"
+    )
+    with sessions() as s:
+        return int(s.scalar(query, {"name": name}) or 0)
+
+
+def kill_while_holding_checks(replica: Feedbot, name: str, sessions: Sessions) -> set[int]:
+    """SIGKILL ``replica`` at a moment it holds running checks; returns the checks it left.
+
+    The process is frozen (SIGSTOP) before the store is read, so it claims and sends nothing
+    more. A COMMIT it sent just before may still be in flight, though, so the checks it left
+    running are read only once the server has closed all of its sessions: from then on nothing
+    it sent can still be committed.
     """
     pid = replica.proc.pid
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         replica.proc.send_signal(signal.SIGSTOP)
-        held = running_of(sessions, pid)
-        if held:
+        if running_of(sessions, pid):
             replica.proc.send_signal(signal.SIGKILL)
             replica.wait_killed()
-            return held
+            while sessions_of(sessions, name):
+                assert time.monotonic() < deadline, "the killed replica's sessions stay open"
+                time.sleep(0.05)
+            return running_of(sessions, pid)
         replica.proc.send_signal(signal.SIGCONT)
         time.sleep(0.05)
     raise AssertionError("the replica never held a running check")
 
 
+def recorders(sessions: Sessions) -> dict[int, str]:
+    """The replica that recorded each done check (its lease-guarded commit set ``claimed_by``)."""
+    with sessions() as s:
+        rows = s.execute(select(Check.id, Check.claimed_by).where(Check.state == "done"))
+        return {check: str(worker) for check, worker in rows}
+
+
 def wait_finished(sessions: Sessions, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while finished(sessions) != (CHECKS, MESSAGES, MESSAGES):
+    while finished(sessions) != (CHECKS, MESSAGES, MESSAGES, 0):
         assert time.monotonic() < deadline, f"not finished: {finished(sessions)}"
         time.sleep(0.5)
 
@@ -131,7 +167,8 @@ def test_three_replicas_one_killed_and_replaced_every_check_once_every_message_o
     config = tmp_path / "feedbot.yaml"
     write_config(config, postgres_url, slack_api)
     logs = [tmp_path / f"replica-{n}.log" for n in range(4)]
-    replicas = [Feedbot(config, log) for log in logs[:3]]
+    names = [f"feedbot-replica-{n}" for n in range(4)]
+    replicas = [start_replica(config, logs[n], postgres_url, names[n]) for n in range(3)]
     engine = make_engine(postgres_url)
     sessions = make_sessions(engine)
     try:
@@ -140,12 +177,15 @@ def test_three_replicas_one_killed_and_replaced_every_check_once_every_message_o
         assert len(set(ids)) == RELEASES
         while finished(sessions)[0] < CHECKS // 4:
             time.sleep(0.1)
-        orphans = kill_while_holding_checks(replicas[1], sessions)
-        replicas.append(Feedbot(config, logs[3]))  # the replacement pod
+        orphans = kill_while_holding_checks(replicas[1], names[1], sessions)
+        replicas.append(
+            start_replica(config, logs[3], postgres_url, names[3])
+        )  # the replacement pod
         wait_finished(sessions, timeout=180)
         with sessions() as s:
             homes = s.scalars(select(Delivery.state).where(Delivery.kind == "home")).all()
         assert len(homes) == CHECKS and set(homes) == {"sent"}  # one queued per check
+        recorded = recorders(sessions)
     finally:
         for replica in replicas:
             replica.stop()
@@ -154,10 +194,14 @@ def test_three_replicas_one_killed_and_replaced_every_check_once_every_message_o
 
     runs = [(int(m[1]), m[2]) for log in logs for m in DONE_BY.finditer(log.read_text())]
     ran = Counter(check for check, _ in runs)
-    assert len(ran) == CHECKS and set(ran.values()) == {1}
-    workers = dict(runs)
+    assert len(recorded) == CHECKS
+    assert set(ran.values()) == {1}, [c for c, n in ran.items() if n > 1]  # none recorded twice
+    assert all(recorded[check] == worker for check, worker in runs)  # by the one the store names
     killed = f":{replicas[1].proc.pid}:"
-    assert all(killed not in workers[check] for check in orphans)  # taken over by others
+    unlogged = {check: recorded[check] for check in recorded.keys() - ran.keys()}
+    # Only the killed replica's last commit can lack its line (SIGKILL between the two).
+    assert len(unlogged) <= 1 and all(killed in w for w in unlogged.values()), unlogged
+    assert all(killed not in recorded[check] for check in orphans)  # taken over by others
     for log in (logs[0], logs[2], logs[3]):  # the survivors and the replacement all worked
         assert DONE_BY.search(log.read_text()), log.name
 

@@ -418,6 +418,31 @@ def test_a_reply_waits_for_the_earlier_replies_of_its_thread(
     assert notifier.keys == ["r0", "r1"]
 
 
+def test_a_status_update_waits_for_the_earlier_ones_of_its_release(
+    db_session: Session, db_sessions: sessionmaker[Session], clock: FixedClock
+) -> None:
+    # Each replaces the parent's text: one sent out of order leaves the parent saying less than
+    # the checks did ("3 of 4 checks done" after all 4 ran).
+    release = add_release(db_session, clock, replies=0)
+    for i in range(2):
+        enqueue(db_session, key=f"s{i}", kind="status", recipient="U1", text=f"status {i}",
+                now=clock.now(), release=release)  # fmt: skip
+    state = rows(db_session)
+    state["p"].state, state["p"].channel, state["p"].ts = "sent", "C1", "1.0"
+    # The first is in its backoff (Slack answered 429, or a crashed sender's lease ran out).
+    state["s0"].attempts, state["s0"].next_attempt_at = 1, clock.now() + LEASE
+    db_session.commit()
+    notifier = RecordingNotifier()
+
+    report = sender(db_sessions, notifier, clock, "a").send_due()
+
+    assert (notifier.keys, report.waiting) == ([], 1)  # the newer one does not overtake it
+    clock.set(state["s0"].next_attempt_at)
+    sender(db_sessions, notifier, clock, "a").send_due()
+    assert notifier.keys == ["s0", "s1"]  # the parent ends with the latest status
+    assert [m.text for m in notifier.posts] == ["status 0", "status 1"]
+
+
 def test_a_chart_waits_for_the_reply_before_it_and_carries_its_file(
     db_session: Session, db_sessions: sessionmaker[Session], clock: FixedClock
 ) -> None:

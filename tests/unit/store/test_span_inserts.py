@@ -1,4 +1,5 @@
-"""insert_spans: idempotent per (trace id, span id), and every value stored as given.
+"""insert_spans and insert_packed (one path): idempotent per (trace id, span id), every value
+stored as given.
 
 On PostgreSQL the rows go through COPY and a scratch table; on SQLite through executemany.
 """
