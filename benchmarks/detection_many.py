@@ -103,6 +103,14 @@ def _policy(
     )
 
 
+def _upper(level: float, *, t_ref: bool = False) -> DetectionPolicy:
+    """The default with τ replaced by its upper confidence bound at ``level`` (0: τ̂) at any
+    number of pods (the default bounds it only at 2 a version, 2 degrees of freedom)."""
+    base = DetectionPolicy()
+    guard = replace(base.host_guard, tau_upper=level, tau_upper_max_dof=10**6, satterthwaite=t_ref)
+    return replace(base, host_guard=guard)
+
+
 #: What main did before issue 14: τ̂ per group, then pooled; confirmation at once only 100x
 #: below the level (with the effect's CI above the floor).
 TODAY = _policy(across=False, overwhelming_factor=100.0, confirm_alpha=0.0)
@@ -135,6 +143,10 @@ CHOICES: dict[str, DetectionPolicy] = {
     "+ t for tau": _policy(t_ref=True),
     "apart + Tarone": _policy(improvements_apart=True, screen_discrete=True),
     "default": DetectionPolicy(),
+    "tau bound 50%": _upper(0.5),
+    "tau bound 75%": _upper(0.75),
+    "tau bound 90%": _upper(0.9),
+    "tau bound 75% + t": _upper(0.75, t_ref=True),
 }
 
 

@@ -213,6 +213,20 @@ class HostGuardPolicy:
             single processes on a shared 2-core runner differed by 20-60% at p50; with one
             instance a version 0.10 puts the floor at exp(3·0.10·√2) = 1.53, above a 30% host
             offset and below the +85% of the one-shot gate's regression). 0: assume none.
+        tau_upper: Where τ̂ has at most ``tau_upper_max_dof`` degrees of freedom, the floor and
+            the cluster-aware p use this one-sided upper confidence bound on τ instead of τ̂
+            (0.90; 0: τ̂). With 2 instances a version τ̂ has 2 degrees of freedom and is 0 in
+            about a third of deploys whatever τ is, which let the CI A/A test (2 pods a
+            version, a loaded 2-core runner) confirm +50-80% shifts that were two slow pods:
+            replaying 42 A/A runs recorded under 2 CPU burners, the gate failed 4 with τ̂,
+            2 with the 75% bound, 1 with the 90% bound (a load change at the deploy moment,
+            which no host term can see). In a simulated single test (10% spread, 2 pods a
+            version, level 1%) τ̂ rejects 5.5%, the 90% bound 0.75% (tests).
+        tau_upper_max_dof: The most degrees of freedom of τ̂ at which ``tau_upper`` applies (2:
+            only 2 instances a version). At 3 pods (4 degrees of freedom) the bound would also
+            hold the level at a 5% spread (0.5% at 1% in the simulated test, τ̂ 2.7%), but its
+            cost in power on issue 14's service (``benchmarks.detection_many``, "tau bound"
+            choices) was not measured yet, so 3 pods and more keep τ̂ by default.
     """
 
     enabled: bool = True
@@ -221,6 +235,8 @@ class HostGuardPolicy:
     across_groups: bool = True
     satterthwaite: bool = False
     assumed_spread: float = 0.10
+    tau_upper: float = 0.90
+    tau_upper_max_dof: int = 2
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,9 @@ class HostSpread:
     """The pooled between-instance sd τ̂, whether the guard applies (§9), whether τ̂ came
     from instance offsets estimated over all groups at once, and (when the latency p allows for
     τ̂'s own uncertainty) its degrees of freedom and mean square (0 and None: it does not).
-    ``assumed``: τ̂ could not be estimated and ``tau`` is the policy's assumed spread."""
+    ``assumed``: τ̂ could not be estimated and ``tau`` is the policy's assumed spread.
+    ``measured``: τ̂ itself when ``tau`` is its upper confidence bound
+    (``host_guard.tau_upper``), None when ``tau`` is τ̂; ``dof_tau``: τ̂'s degrees of freedom."""
 
     tau: float | None
     enabled: bool
@@ -68,6 +70,8 @@ class HostSpread:
     dof: int = 0
     mean_square: float | None = None
     assumed: bool = False
+    measured: float | None = None
+    dof_tau: int = 0
 
 
 def durations(group: SpanGroupStats) -> FloatArray:
@@ -140,6 +144,11 @@ def _method(test: str, hosts: HostSpread) -> str:
         return f"{method}, p cluster-aware with an assumed host spread τ = {hosts.tau:.3f}"
     where = "instance offsets over all groups" if hosts.across else "per group, pooled"
     t_ref = f", t with {hosts.dof} df for τ̂" if hosts.dof else ""
+    if hosts.measured is not None:
+        return (
+            f"{method}, p cluster-aware with τ = {hosts.tau:.3f}, the upper bound of τ̂ = "
+            f"{hosts.measured:.3f} ({where}, {hosts.dof_tau} df{t_ref})"
+        )
     return f"{method}, p cluster-aware with τ̂ = {hosts.tau:.3f} ({where}{t_ref})"
 
 

@@ -383,13 +383,25 @@ def host_spread(pairs: list[Pair], policy: DetectionPolicy) -> HostSpread:
         estimate = stats.tau_across(versions)
         if estimate is None:
             return _assumed(policy, across=True) if named else HostSpread(None, True, across=True)
+        guard = policy.host_guard
+        level = guard.tau_upper if estimate.dof <= guard.tau_upper_max_dof else 0.0
+        tau = estimate.upper(level)
+        measured = estimate.tau if level > 0.0 else None
         if not policy.host_guard.satterthwaite:
-            return HostSpread(estimate.tau, True, across=True)
-        return HostSpread(estimate.tau, True, True, estimate.dof, estimate.mean_square)
-    tau = stats.pooled_tau([*versions[0], *versions[1]])
-    if tau is None:
+            return HostSpread(tau, True, across=True, measured=measured, dof_tau=estimate.dof)
+        return HostSpread(
+            tau,
+            True,
+            True,
+            estimate.dof,
+            estimate.mean_square,
+            measured=measured,
+            dof_tau=estimate.dof,
+        )
+    pooled = stats.pooled_tau([*versions[0], *versions[1]])
+    if pooled is None:
         return _assumed(policy) if named else HostSpread(None, True)
-    return HostSpread(tau, True)
+    return HostSpread(pooled, True)
 
 
 def _assumed(policy: DetectionPolicy, *, across: bool = False) -> HostSpread:
@@ -434,6 +446,15 @@ def host_sentence(hosts: HostSpread, policy: DetectionPolicy) -> str:
         if hosts.across
         else "pooled over groups and versions"
     )
+    if hosts.measured is not None:
+        return (
+            f"Between-instance spread τ̂ = {hosts.measured:.3f} on log-latency (random effects, "
+            f"{how}), from {hosts.dof_tau} degrees of freedom, too few to take it as known: τ "
+            f"= {hosts.tau:.3f}, its {policy.host_guard.tau_upper:.0%} upper confidence bound "
+            "(host_guard.tau_upper), sizes the latency floor "
+            f"max({percent(policy.latency.ratio_floor)}, "
+            f"exp({policy.host_guard.z:g}·τ·√(1/k_new + 1/k_base))) and the cluster-aware p."
+        )
     return (
         f"Between-instance spread τ̂ = {hosts.tau:.3f} on log-latency (random effects, {how}); "
         f"the latency floor is "

@@ -66,6 +66,45 @@ def student_t_sf(t: float, df: float) -> float:
     return 0.5 * two_sided if t >= 0.0 else 1.0 - 0.5 * two_sided
 
 
+def chi2_cdf(x: float, df: float) -> float:
+    """Return P(X ≤ x) for a chi-square with ``df`` (> 0) degrees of freedom.
+
+    The regularised lower incomplete gamma P(df/2, x/2) by its power series, summed until the
+    terms stop mattering (they peak near n = x/2, so a few thousand terms cover any x feedbot
+    asks about: the lower quantiles of a handful of degrees of freedom).
+    """
+    if not df > 0.0:
+        raise ValueError(f"df must be positive, got {df}")
+    if x <= 0.0:
+        return 0.0
+    a, half = df / 2.0, x / 2.0
+    term = total = 1.0 / a
+    for n in range(1, 100_000):
+        term *= half / (a + n)
+        total += term
+        if term < total * 1e-16:
+            break
+    return min(1.0, math.exp(a * math.log(half) - half - math.lgamma(a)) * total)
+
+
+def chi2_ppf(p: float, df: float) -> float:
+    """Return the ``p`` quantile of a chi-square with ``df`` degrees of freedom (bisection)."""
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"p must be in (0, 1), got {p}")
+    low, high = 0.0, max(1.0, df)
+    while chi2_cdf(high, df) < p:
+        low, high = high, 2.0 * high
+    for _ in range(200):
+        mid = 0.5 * (low + high)
+        if chi2_cdf(mid, df) < p:
+            low = mid
+        else:
+            high = mid
+        if high - low <= 1e-12 * high:
+            break
+    return 0.5 * (low + high)
+
+
 def _beta_inc(a: float, b: float, x: float) -> float:
     """Regularised incomplete beta I_x(a, b) for 0 ≤ x ≤ 1 (Numerical Recipes' betai)."""
     if x <= 0.0:

@@ -296,6 +296,28 @@ def test_host_spread_is_estimated_over_all_groups_and_named_in_the_method() -> N
     assert any("pooled over groups and versions" in line for line in before.summary)
 
 
+def test_with_two_instances_a_version_the_floor_and_p_use_the_upper_bound_of_tau() -> None:
+    """τ̂ from 2 instances a version has 2 degrees of freedom: the guard uses its 90% upper
+    bound (host_guard.tau_upper), says so, and names both in the method; from 3 instances on
+    (4 degrees of freedom) it keeps τ̂ (host_guard.tau_upper_max_dof)."""
+    rng = np.random.default_rng(31)
+    base = release(rng, routes(10, 150), instances=2, spread=0.05)
+    cand = release(rng, shifted(150, 2, ratio=1.8), instances=2, spread=0.05)
+    result = run(cand, base)
+    (sentence,) = [line for line in result.summary if "Between-instance spread" in line]
+    assert "from 2 degrees of freedom" in sentence and "90% upper confidence bound" in sentence
+    (finding,) = [f for f in result.findings if f.kind == "latency_regression"]
+    assert "the upper bound of τ̂ = " in (finding.method or "") and "2 df" in (finding.method or "")
+    plain = replace(POLICY, host_guard=replace(POLICY.host_guard, tau_upper=0.0))
+    before = analyse(cand, base, changes=(), policy=plain)
+    (unbounded,) = [f for f in before.findings if f.kind == "latency_regression"]
+    assert (finding.p_value or 0) > (unbounded.p_value or 0)
+    assert (finding.change.floor or 0) >= (unbounded.change.floor or 0)
+    three = release(rng, routes(10, 150), instances=3, spread=0.05)
+    later = run(release(rng, routes(10, 150), instances=3, spread=0.05), three)
+    assert not any("upper confidence bound" in line for line in later.summary)
+
+
 def test_confirmation_at_once_follows_the_spending_boundary() -> None:
     """A +20% finding at 300 spans with q between level/20 and the look's Pocock boundary is
     confirmed at its first look; the §9 rule (20x below the level, CI above the floor), the

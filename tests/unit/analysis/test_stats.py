@@ -564,3 +564,68 @@ def test_tarone_screen_on_known_minimum_p_values():
     assert stats.tarone_screen([0.0] * 5, 0.01).all()
     assert stats.tarone_screen([0.2, 0.3], 0.01).tolist() == [False, False]
     assert stats.tarone_screen([], 0.01).size == 0
+
+
+# --- issue 14: an upper confidence bound on τ where τ̂ has few degrees of freedom ------------
+
+
+@pytest.mark.parametrize("df", [1.0, 2.0, 3.0, 4.0, 6.0, 17.5, 60.0])
+@pytest.mark.parametrize("p", [0.01, 0.1, 0.25, 0.5, 0.9, 0.999])
+def test_chi2_ppf_and_cdf_match_scipy(p, df):
+    x = stats_dist.chi2_ppf(p, df)
+    assert x == pytest.approx(sp.chi2.ppf(p, df), rel=1e-9)
+    assert stats_dist.chi2_cdf(x, df) == pytest.approx(p, rel=1e-9)
+    assert stats_dist.chi2_cdf(0.0, df) == 0.0
+    with pytest.raises(ValueError, match="p must be"):
+        stats_dist.chi2_ppf(1.0, df)
+
+
+def test_tau_upper_bound_is_the_chi_square_bound_and_fades_with_instances():
+    estimate = stats.TauEstimate(tau=0.0, dof=2, mean_square=0.0004, sampling=0.0005)
+    assert estimate.upper(0.0) == 0.0  # off: τ̂ itself, 0 as often as the spread is small
+    bound = math.sqrt(2 * 0.0004 / sp.chi2.ppf(0.1, 2) - 0.0005)
+    assert estimate.upper(0.9) == pytest.approx(bound, rel=1e-9)
+    assert estimate.upper(0.9) > estimate.upper(0.75) > 0.0
+    # Never below τ̂, even when the chi-square bound is (a large τ̂ with much sampling noise).
+    noisy = stats.TauEstimate(tau=0.05, dof=2, mean_square=0.003, sampling=0.05)
+    assert noisy.upper(0.9) == 0.05
+    # The same τ̂ and sampling variance, more instances: the bound comes down towards τ̂.
+    excess = [
+        stats.TauEstimate(0.03, dof, 0.0009 + 0.0005, 0.0005).upper(0.9) - 0.03
+        for dof in (2, 4, 18, 400)
+    ]
+    assert excess == sorted(excess, reverse=True) and excess[-1] < 0.1 * excess[0]
+
+
+def test_tau_across_reports_the_sampling_variance_it_subtracted():
+    versions, _ = _null_draw(_rng(23), 0.05)
+    estimate = stats.tau_across(versions)
+    assert estimate is not None and estimate.sampling > 0.0
+    assert estimate.tau**2 == pytest.approx(max(0.0, estimate.mean_square - estimate.sampling))
+
+
+def test_the_upper_bound_holds_the_level_where_tau_hat_has_two_degrees_of_freedom():
+    """2 instances a version (the CI A/A test), 10% host spread, no change: τ̂ from 2 degrees
+    of freedom is 0 or near it in a third of the draws, and the normal reference with τ̂ then
+    rejects several times its level; with τ's 90% upper bound in its place it does not."""
+    rng = _rng(24)
+    level, reps = 0.01, 400
+    plain, bounded = 0, 0
+    for _ in range(reps):
+        versions, (base, new) = _null_draw(rng, 0.10, instances=2, new_scale=3.0)
+        estimate = stats.tau_across(versions)
+        assert estimate is not None and estimate.dof == 2
+        common = {
+            "p_mwu": 0.0,
+            "ratio": stats.hodges_lehmann_ratio(new, base).ratio,
+            "sigma": stats.robust_log_sigma(np.concatenate([new, base])),
+            "n_new": new.size,
+            "n_base": base.size,
+            "k_new": 2,
+            "k_base": 2,
+        }
+        plain += stats.cluster_aware_p(**common, tau=estimate.tau) <= level
+        bounded += stats.cluster_aware_p(**common, tau=estimate.upper(0.9)) <= level
+    print(f"tau-hat {plain / reps:.4f}, 90% bound {bounded / reps:.4f}")
+    assert plain / reps > 3 * level
+    assert bounded / reps <= 1.5 * level
