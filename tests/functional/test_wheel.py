@@ -8,6 +8,7 @@ mounted one and the secrets in the environment.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -158,12 +159,29 @@ def test_the_installed_wheel_serves_as_the_image_does(venv: Path, tmp_path: Path
     argv[0] = str(venv / "bin" / argv[0])
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+        # Its own process group: whatever happens, serve and its decoder process end here.
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             _check_serving(f"http://127.0.0.1:{port}", proc)
         finally:
             proc.send_signal(signal.SIGTERM)
-            status = proc.wait(timeout=20)
+            try:
+                status = proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                status = None  # SIGTERM did not end it in time: that fails the test below
+            if proc.poll() is None or status is None:
+                os.killpg(proc.pid, signal.SIGKILL)  # before reaping: the group id is still ours
+                proc.wait()
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)  # a child left behind
     text = log.read_text()
     assert status == 0, text
     assert SECRET not in text
