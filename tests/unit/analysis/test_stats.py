@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -538,16 +539,7 @@ def test_t_reference_holds_the_level_that_the_normal_breaks_at_five_percent_spre
         versions, (base, new) = _null_draw(rng, 0.05, new_scale=8.0)
         estimate = stats.tau_across(versions)
         assert estimate is not None
-        common = {
-            "p_mwu": 0.0,
-            "ratio": stats.hodges_lehmann_ratio(new, base).ratio,
-            "sigma": stats.robust_log_sigma(np.concatenate([new, base])),
-            "n_new": new.size,
-            "n_base": base.size,
-            "k_new": 3,
-            "k_base": 3,
-            "tau": estimate.tau,
-        }
+        common = {**_shift_args(new, base, instances=3), "tau": estimate.tau}
         normal += stats.cluster_aware_p(**common) <= level
         t_ref = {"tau_dof": estimate.dof, "tau_mean_square": estimate.mean_square}
         student += stats.cluster_aware_p(**common, **t_ref) <= level
@@ -555,6 +547,19 @@ def test_t_reference_holds_the_level_that_the_normal_breaks_at_five_percent_spre
     print(f"normal {normal / reps:.4f}, t {student / reps:.4f}")
     assert student < normal
     assert student / reps <= 1.5 * level
+
+
+def _shift_args(new: np.ndarray, base: np.ndarray, *, instances: int) -> dict[str, Any]:
+    """cluster_aware_p's arguments for a null draw, before τ: the shift's size and the counts."""
+    return {
+        "p_mwu": 0.0,
+        "ratio": stats.hodges_lehmann_ratio(new, base).ratio,
+        "sigma": stats.robust_log_sigma(np.concatenate([new, base])),
+        "n_new": new.size,
+        "n_base": base.size,
+        "k_new": instances,
+        "k_base": instances,
+    }
 
 
 def test_tarone_screen_on_known_minimum_p_values():
@@ -615,15 +620,7 @@ def test_the_upper_bound_holds_the_level_where_tau_hat_has_two_degrees_of_freedo
         versions, (base, new) = _null_draw(rng, 0.10, instances=2, new_scale=3.0)
         estimate = stats.tau_across(versions)
         assert estimate is not None and estimate.dof == 2
-        common = {
-            "p_mwu": 0.0,
-            "ratio": stats.hodges_lehmann_ratio(new, base).ratio,
-            "sigma": stats.robust_log_sigma(np.concatenate([new, base])),
-            "n_new": new.size,
-            "n_base": base.size,
-            "k_new": 2,
-            "k_base": 2,
-        }
+        common = _shift_args(new, base, instances=2)
         plain += stats.cluster_aware_p(**common, tau=estimate.tau) <= level
         bounded += stats.cluster_aware_p(**common, tau=estimate.upper(0.9)) <= level
     print(f"tau-hat {plain / reps:.4f}, 90% bound {bounded / reps:.4f}")
