@@ -387,14 +387,14 @@ def host_spread(pairs: list[Pair], policy: DetectionPolicy) -> HostSpread:
         level = guard.tau_upper if estimate.dof <= guard.tau_upper_max_dof else 0.0
         tau = estimate.upper(level)
         measured = estimate.tau if level > 0.0 else None
-        if not policy.host_guard.satterthwaite:
-            return HostSpread(tau, True, across=True, measured=measured, dof_tau=estimate.dof)
+        # The t reference (off by default) also needs τ̂'s degrees of freedom and mean square.
+        t_ref = guard.satterthwaite
         return HostSpread(
             tau,
             True,
-            True,
-            estimate.dof,
-            estimate.mean_square,
+            across=True,
+            dof=estimate.dof if t_ref else 0,
+            mean_square=estimate.mean_square if t_ref else None,
             measured=measured,
             dof_tau=estimate.dof,
         )
