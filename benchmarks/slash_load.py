@@ -52,6 +52,8 @@ SIGNING_SECRET = "slash-bench-signing-secret"
 WEBHOOK_SECRET = "slash-bench-webhook-secret"
 #: Slash commands a second, sent on schedule for the whole run; more than a team ever types.
 RATE = 8
+#: Seconds each run (alone, then under load) sends commands for.
+SECONDS, QUICK_SECONDS = 60, 20
 OTLP_CONCURRENCY = 8
 #: Deploy webhooks sent at once, none waiting between requests: a monorepo's burst.
 WEBHOOK_CONCURRENCY = 50
@@ -205,7 +207,7 @@ def run(
     Returns:
         (figure, quiet, loaded, unit) rows, and what the background load got done a second.
     """
-    seconds = 20 if quick else 60
+    seconds = QUICK_SECONDS if quick else SECONDS
     with (
         scratch_databases(postgres_admin) as urls,
         tempfile.TemporaryDirectory() as tmp,
