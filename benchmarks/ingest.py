@@ -11,6 +11,9 @@ what its writer thread calls; both in this process here, so the hand-over betwee
 the group commit are not counted) and ``EmbeddedBackend.ingest`` (span dicts, then
 ``insert_spans``), which the demo and tests use.
 
+Then the CPU each stage spends per span (decode, pack, and the store's write: this process's
+share and the PostgreSQL server process's), which bounds what one machine can ingest.
+
     python -m benchmarks.ingest [--quick]
 """
 
@@ -20,9 +23,11 @@ import argparse
 import base64
 import gzip
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from benchmarks._db import scratch_databases
@@ -213,6 +218,53 @@ def _ingest_rates(
     return _rate(serve, batches), _rate(write, batches), _rate(ingest, batches)
 
 
+def stage_cpu(postgres_admin: str, *, batches: int = 40) -> list[tuple[str, float]]:
+    """CPU microseconds per protobuf span of each stage of the serve path, on PostgreSQL.
+
+    The write is 8 batches a transaction (a group commit of 8 exporters); the server's share is
+    read from ``/proc`` of the connection's backend process (Linux, server on this machine).
+    """
+    from sqlalchemy import text
+
+    bodies = fresh_bodies("protobuf", batches + 1, seed=7)
+    spans = batches * BATCH
+    with scratch_databases(postgres_admin) as urls:
+        engine = make_engine(urls["postgresql"])
+        backend = EmbeddedBackend(make_sessions(engine))
+        started = time.process_time()
+        rows = [
+            decode_request(
+                b, content_type="application/x-protobuf", content_encoding=None, max_bytes=1 << 30
+            )
+            for b in bodies
+        ]
+        decoded = time.process_time() - started
+        started = time.process_time()
+        packed = [span_queries.pack_spans(r, "postgresql") for r in rows]
+        packing = time.process_time() - started
+        backend.store_packed(packed[:1])  # the pooled connection and its scratch table
+        with engine.connect() as connection:
+            pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        server, started = _cpu(pid), time.process_time()
+        for i in range(1, batches + 1, 8):
+            backend.store_packed(packed[i : i + 8])
+        client, server = time.process_time() - started, _cpu(pid) - server
+        engine.dispose()
+    per = 1e6 / spans
+    return [
+        ("decode (decoding process)", decoded * 1e6 / len(bodies) / BATCH),
+        ("pack as COPY text (decoding process)", packing * 1e6 / len(bodies) / BATCH),
+        ("write: feedbot's writer thread", client * per),
+        ("write: the PostgreSQL server", server * per),
+    ]
+
+
+def _cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer batches, for a smoke run")
@@ -226,6 +278,14 @@ def main() -> None:
     for name, *figures in rows:
         cells = ("" if f is None else f"{f:,.0f}" for f in figures)
         print(f"{name:<{width}}  " + "  ".join(f"{c:>10}" for c in cells))
+    stages = stage_cpu(args.postgres)
+    print("\nCPU per protobuf span on the serve path into PostgreSQL, by stage")
+    for stage, micros in stages:
+        print(f"{stage:<{width}}  {micros:>10.1f} µs")
+    total = sum(micros for _, micros in stages)
+    print(
+        f"{'all stages':<{width}}  {total:>10.1f} µs: at most {2e6 / total:,.0f} spans/s on 2 cores"
+    )
 
 
 if __name__ == "__main__":

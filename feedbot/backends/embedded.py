@@ -45,6 +45,10 @@ PRUNE_BATCH = 2000
 PRUNE_PAUSE = 0.005
 #: The most spans :class:`SpanWriter` stores in one transaction.
 WRITE_GROUP = 16_384
+#: :class:`SpanWriter`'s threads on PostgreSQL, each on its own connection: one transaction's
+#: commit waits on the disk (about 40% of its time, benchmarks/ingest.py) while the other's
+#: COPY runs. SQLite has one write lock, so one writer there.
+POSTGRESQL_WRITERS = 2
 #: Spans per batch read as columns (a batch's rows are held while it becomes columns).
 COLUMN_BATCH = 20_000
 
@@ -325,23 +329,32 @@ class SpanWriter:
     transaction (a group commit).
 
     Eight exporters writing through eight threads wait for each other on SQLite's one write
-    lock (its busy handler sleeps between tries: seconds of p99) and pay a commit each; one
+    lock (its busy handler sleeps between tries: seconds of p99) and pay a commit each; a
     writer takes whatever batches are waiting, up to ``max_group`` spans, and commits them at
     once. A request is answered only after its spans are committed, so a 200 still means stored.
+    On PostgreSQL :data:`POSTGRESQL_WRITERS` writers do so side by side, each on its own
+    connection (a span sent to both is stored once: see ``span_queries.insert_packed``).
 
     Args:
         backend: the store.
         max_group: the most spans written in one transaction (a batch is never split).
+        writers: threads writing at once; by default one on SQLite, and
+            :data:`POSTGRESQL_WRITERS` on PostgreSQL.
     """
 
-    def __init__(self, backend: EmbeddedBackend, *, max_group: int = WRITE_GROUP) -> None:
+    def __init__(
+        self, backend: EmbeddedBackend, *, max_group: int = WRITE_GROUP, writers: int = 0
+    ) -> None:
         self._backend = backend
         self._max_group = max_group
+        if not writers:
+            writers = POSTGRESQL_WRITERS if backend.dialect == "postgresql" else 1
+        self.writers = writers
         self._queue: queue.SimpleQueue[tuple[span_queries.PackedSpans, Future[int]]] = (
             queue.SimpleQueue()
         )
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     def submit(self, rows: span_queries.PackedSpans) -> Future[int]:
         """Queue ``rows`` (packed by :func:`decode_packed`) to be stored; the future gives their
@@ -351,9 +364,11 @@ class SpanWriter:
             done.set_result(0)
             return done
         with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="span-writer", daemon=True)
-                self._thread.start()
+            while len(self._threads) < self.writers:
+                name = f"span-writer-{len(self._threads) + 1}"
+                thread = threading.Thread(target=self._run, name=name, daemon=True)
+                thread.start()
+                self._threads.append(thread)
         self._queue.put((rows, done))
         return done
 

@@ -203,6 +203,9 @@ def _copy_packed(session: Session, batches: Sequence[PackedSpans], stamp: Any) -
     session.execute(
         text(
             f"INSERT INTO spans ({columns}) SELECT {copied}, :stamp FROM {_INCOMING} "
+            # In key order: two writers storing the same spans then wait for each other's
+            # rows in one order, never each for the other's (a deadlock, one of them refused).
+            "ORDER BY trace_id, span_id "
             "ON CONFLICT (trace_id, span_id) DO NOTHING"
         ),
         {"stamp": stamp},

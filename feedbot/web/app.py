@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
+from anyio import CapacityLimiter, to_thread
 from fastapi import FastAPI, Path, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.background import BackgroundTask
@@ -125,6 +126,7 @@ def _rejected(exc: WebhookRejected) -> JSONResponse:
 
 def _add_webhooks(app: FastAPI, runtime: Runtime, sources: dict[str, DeploySource]) -> None:
     limit = runtime.settings.webhooks.max_body_bytes
+    registrar = CapacityLimiter(1)
 
     @app.post(
         "/webhooks/{name}",
@@ -159,11 +161,12 @@ def _add_webhooks(app: FastAPI, runtime: Runtime, sources: dict[str, DeploySourc
         if problem is not None:
             log.info("webhook %s rejected: %s", name, problem)
             return JSONResponse({"error": problem}, status_code=422)
-        # Registering is 7 short statements, mostly Python CPU time under the GIL: on the event
-        # loop it is faster than in the thread pool (benchmarks/load.py: 7.4 against 12 ms of
-        # server CPU a request), where same-service registrations also wait on each other's
-        # row locks.
-        reg = _register(runtime, event)
+        # Registering is 7 short statements, mostly Python CPU time under the GIL. On the event
+        # loop a burst of 50 blocked it 50 x 8 ms a turn, and Slack's acks waited seconds
+        # (benchmarks/slash_load.py); in the thread pool same-service registrations waited on
+        # each other's row locks. So one thread registers, one deploy after another, while the
+        # loop keeps answering (the GIL changes hands every 5 ms at most).
+        reg = await to_thread.run_sync(_register, runtime, event, limiter=registrar)
         log.info(
             "webhook %s: release %s of %s %s (%s)",
             name,

@@ -10,9 +10,9 @@ A body is decoded in a worker thread, at most ``DECODERS`` at a time (decoding h
 more threads only take turns with the event loop, which then answers Slack later), or with
 ``decode_processes`` in that many worker processes (``feedbot serve`` uses one: decoding is
 most of ingest's CPU, and there it runs beside the event loop and the writer instead of taking
-turns with them). The rows go to one :class:`~feedbot.backends.embedded.SpanWriter`, which
-commits the batches waiting together in one transaction. The answer comes once the spans are
-committed. With a token configured
+turns with them). The rows go to one :class:`~feedbot.backends.embedded.SpanWriter`, whose
+writer threads (two on PostgreSQL, one on SQLite) each commit the batches waiting together in
+one transaction. The answer comes once the spans are committed. With a token configured
 (``traces.ingest_token``), a request without ``Authorization: Bearer <token>`` is 401 before its
 body is read. A request of more spans than ``traces.ingest_max_spans`` is 413 before any row is
 built, and nothing of it is stored.

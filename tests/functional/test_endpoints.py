@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -18,7 +19,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 from slack_sdk.signature import SignatureVerifier
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from feedbot.clock import FixedClock
 from feedbot.config import settings_from_mapping
@@ -672,3 +673,47 @@ def test_a_release_nobody_owns_says_so_and_slack_is_never_sent_a_fake_channel(
     [parent] = deliveries(runtime)
     assert parent.state == "failed"
     assert parent.last_error is not None and parent.last_error.startswith("nobody to send this to")
+
+
+# --- acknowledgements while the store is slow -----------------------------------------------
+
+
+def waiting_on_locks(engine: Any) -> int:
+    """Queries of this database waiting for a lock (PostgreSQL)."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    with engine.connect() as connection:
+        return int(connection.execute(query).scalar_one())
+
+
+@pytest.mark.parametrize("fresh_database_url", ["postgresql"], indirect=True)
+def test_a_slash_command_is_acknowledged_while_a_deploy_waits_on_a_locked_store(
+    runtime: Runtime, slack_api: FakeSlackAPI
+) -> None:
+    # A registration that blocks (a locked table; on a busy store, a slow one) must not hold
+    # the server: registered on the event loop, it held every other request, Slack's included.
+    with (
+        AppServer(create_app(runtime)) as server,
+        httpx.Client(base_url=server.url, timeout=30) as deploys,
+        httpx.Client(base_url=server.url, timeout=10) as slack,
+        runtime.engine.connect() as locker,
+        ThreadPoolExecutor(1) as background,
+    ):
+        locker.execute(text("LOCK TABLE releases IN ACCESS EXCLUSIVE MODE"))
+        pending = background.submit(post_generic, deploys, deploy())
+        deadline = time.monotonic() + 10
+        while not waiting_on_locks(runtime.engine):
+            assert time.monotonic() < deadline, "the deploy never reached the locked table"
+            time.sleep(0.02)
+
+        body = slash_command(slack_api, "help")
+        answer = slack.post("/slack/events", content=body, headers=slack_headers(body))
+
+        assert answer.status_code == 200, answer.text
+        assert answer.text == HELP
+        assert not pending.done()  # the deploy still waits for the lock
+        locker.rollback()
+        assert pending.result().status_code == 202
+    assert [r.version for r in releases(runtime)] == ["1.4.2"]

@@ -152,6 +152,24 @@ def test_batches_waiting_together_are_one_transaction_and_a_refused_one_fails_al
     assert stored(engine, service) == 2 + 3 + 4
 
 
+def test_writers_storing_the_same_spans_at_once_store_them_once_and_refuse_none(
+    engine: Engine, service: str
+) -> None:
+    # An exporter's retry can reach one writer while its first try is with another, in another
+    # order (another batch it joined). Both wait for the store, then write at once.
+    rows = decode_protobuf(export(service, 200))
+    forward = pack_spans(rows, engine.dialect.name)
+    backward = pack_spans(rows[::-1], engine.dialect.name)
+    writer = SpanWriter(EmbeddedBackend(make_sessions(engine)), max_group=200)
+    assert writer.writers == (2 if engine.dialect.name == "postgresql" else 1)
+    with store_held(engine):
+        first, second = writer.submit(forward), writer.submit(backward)
+        time.sleep(0.3)  # each writer takes one and waits for the lock
+        assert not first.done() and not second.done()
+    assert (first.result(30), second.result(30)) == (200, 200)
+    assert stored(engine, service) == 200
+
+
 def test_a_decoding_process_refuses_and_stores_as_a_thread_does(
     engine: Engine, service: str
 ) -> None:
