@@ -18,6 +18,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from feedbot.analysis import compare
 from feedbot.analysis.compare import Analysis
 from feedbot.analysis.detectors import TauHistory, TauRecord, tau_history
@@ -32,6 +34,7 @@ from feedbot.policy import DetectionPolicy, with_overrides
 from feedbot.releases.event import Change
 from feedbot.spans.footprint import Footprint, footprints, with_insights
 from feedbot.spans.model import Elsewhere, ReleaseData, SpanQuery
+from feedbot.store import queries
 from feedbot.store.queries import Observed
 
 
@@ -271,6 +274,33 @@ def tau_json(analysis: Analysis, context: ReportContext) -> dict[str, Any] | Non
         if est is not None and version is not None
     ]
     return {"versions": parts} if parts else None
+
+
+def spread_history(
+    session: Session,
+    *,
+    service: str,
+    environment: str,
+    version: str,
+    deployed_before: datetime,
+    now: datetime,
+    policy: DetectionPolicy,
+) -> tuple[TauRecord, ...]:
+    """The host spread the service's earlier releases recorded, for the guard to pool (read
+    from the store in the caller's transaction; ``host_guard.history_checks`` and ``_days``)."""
+    guard = policy.host_guard
+    if guard.history_checks <= 0:
+        return ()
+    stored = queries.host_spread_history(
+        session,
+        service=service,
+        environment=environment,
+        version=version,
+        deployed_before=deployed_before,
+        since=now - timedelta(days=guard.history_days),
+        releases=guard.history_checks,
+    )
+    return tau_records(stored)
 
 
 def tau_records(stored: Sequence[tuple[str, Mapping[str, Any]]]) -> tuple[TauRecord, ...]:

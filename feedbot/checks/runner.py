@@ -185,14 +185,14 @@ class CheckRunner:
             since=now - timedelta(days=history.history_days),
             exclude=(release.version, release.deployed_at),
         )
-        guard = policy.host_guard
-        spreads = queries.host_spread_history(
+        spreads = pipeline.spread_history(
             session,
             service=release.service,
             environment=release.environment,
-            before=release,
-            since=now - timedelta(days=guard.history_days),
-            releases=guard.history_checks,
+            version=release.version,
+            deployed_before=release.deployed_at,
+            now=now,
+            policy=policy,
         )
         return Plan(
             policy=policy,
@@ -212,7 +212,7 @@ class CheckRunner:
                 KnownException(k.span, k.type, k.version, k.last_seen) for k in known
             ),
             baseline_search=search,
-            tau_records=pipeline.tau_records(spreads),
+            tau_records=spreads,
         )
 
     def _run(self, plan: Plan, charted: set[str] | None = None) -> Finished:

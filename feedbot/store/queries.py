@@ -494,15 +494,17 @@ def host_spread_history(
     *,
     service: str,
     environment: str,
-    before: Release,
+    version: str,
+    deployed_before: datetime,
     since: datetime,
     releases: int,
 ) -> list[tuple[str, dict[str, Any]]]:
-    """The host spread recorded by the service's releases before ``before``, newest first.
+    """The host spread recorded by the service's earlier releases, newest first.
 
     One entry per release, from its latest finished check that recorded one (``result["tau"]``,
-    see :func:`feedbot.checks.pipeline.tau_json`), for at most ``releases`` releases deployed
-    before ``before`` whose check finished at or after ``since``.
+    see :func:`feedbot.checks.pipeline.tau_json`), for at most ``releases`` releases of another
+    version than ``version`` deployed at or before ``deployed_before`` whose check finished at
+    or after ``since``.
 
     Returns:
         (release version, recorded spread) pairs.
@@ -514,8 +516,8 @@ def host_spread_history(
         .where(
             Release.service == service,
             Release.environment == environment,
-            Release.id != before.id,
-            Release.deployed_at <= before.deployed_at,
+            Release.version != version,
+            Release.deployed_at <= deployed_before,
             Check.state == "done",
             Check.finished_at >= since,
         )
