@@ -22,6 +22,12 @@ choices are compared on the same deploys (paired). Per cell (pods × spread) and
   ``feedbot.digest.blocks.is_alarm`` broadcasts: a confirmed regression, or a new exception
   type whose test passed); ``watch``: no-change deploys with a watching finding.
 
+The "history K" choices are the default policy with the host spread pooled from K earlier
+no-change releases of the same service (``host_guard.history_checks``): each with the same pods
+count and spread on fresh pods, the newest one's new version being the deploy's baseline on the
+same pods (so it is counted once), their last check's τ̂ drawn directly (:func:`_history`), from a
+generator of their own so that the deploys are those the other choices see.
+
 ``--explain`` also prints, for main's policy before the confirmation boundary ("main x20 + CI")
 at look 1 on the +20% deploys, which gate the changed route's latency test failed (see
 :func:`explain`), to show where the power went.
