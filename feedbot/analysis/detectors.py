@@ -193,6 +193,8 @@ def _method(test: str, hosts: HostSpread) -> str:
     if hosts.assumed:
         return f"{method}, p cluster-aware with an assumed host spread τ = {hosts.tau:.3f}"
     where = "instance offsets over all groups" if hosts.across else "per group, pooled"
+    if hosts.earlier:
+        where += f", with {hosts.earlier} earlier releases', {hosts.dof_tau} df"
     t_ref = f", t with {hosts.dof} df for τ̂" if hosts.dof else ""
     if hosts.measured is not None:
         return (

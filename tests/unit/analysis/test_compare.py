@@ -476,6 +476,12 @@ def test_the_host_spread_pools_the_service_history_and_says_where_it_came_from()
     direct = sum(p.dof * (p.mean_square - p.sampling) for p in parts) / 28
     assert tau == pytest.approx(math.sqrt(max(0.0, direct)), abs=5e-4)
     assert pooled.host_tau == own  # what is recorded is this check's own, never the pool
+    shifted_pooled = run(release(rng, shifted(150, 2, ratio=1.5), instances=3, spread=0.05), base,
+                         tau_history=TauHistory("checkout", earlier))  # fmt: skip
+    (finding,) = [f for f in shifted_pooled.findings if f.kind == "latency_regression"]
+    assert "(instance offsets over all groups, with 6 earlier releases', 28 df)" in (
+        finding.method or ""
+    )
     # A history of near-identical pods against this check's 5%: the spread grew, checked alone.
     tight = tuple(TauEstimate(0.0, 4, 0.00001, 0.00001) for _ in range(6))
     wide = release(rng, routes(10, 150), instances=3, spread=0.4)
