@@ -233,7 +233,12 @@ class HostGuardPolicy:
             3 pods a version give τ̂ only 4 degrees of freedom; pooled, they add up (each
             version's instances counted once), and ``tau_upper`` applies only while the total
             is still at most ``tau_upper_max_dof``. Needs a store (``serve``, or ``report``
-            with a database).
+            with a database). On issue 14's service (``benchmarks.detection_many``, seeds 7
+            and 8, 200 paired deploys a cell, 10 earlier no-change releases): no-change
+            alarms 2/1/2/4 of 200 at 3 pods 2%/5% and 4 pods 2%/5% (this check's τ̂ alone:
+            2/4/3/5); +20% confirmed at the first look 81% at 3 pods 2% (77.5%), but 38%
+            at 3 pods 5% (46%) and 55% at 4 pods 5% (61%): an underestimated τ̂ gave both
+            the extra power and the false alarms.
         history_days: Only releases whose check ran within this many days count (30).
         history_alpha: The history is set aside, and this check's τ̂ used alone, when this
             check's spread is larger than the history's at this one-sided F-test level (0.01):
