@@ -33,7 +33,7 @@ at look 1 on the +20% deploys, which gate the changed route's latency test faile
 :func:`explain`), to show where the power went.
 
     python -m benchmarks.detection_many [--quick] [--deploys N] [--workers N] [--explain]
-        [--sdk] [--only CELL-TEXT] [--choices NAME,NAME]
+        [--sdk] [--only CELL-TEXT] [--choices NAME,NAME] [--alarms]
 
 ``--quick`` compares "main x20 + CI" with the default; ``--choices`` picks others.
 
@@ -329,6 +329,8 @@ class Outcome:
     confirmed: bool = False  # ... confirmed at some look
     alarm: bool = False  # any alarm-level finding at any look
     watching: bool = False  # any watching finding at any look
+    alarms: set[str] = field(default_factory=set)  # the alarm-level findings' kinds
+    set_aside: bool = False  # the history was set aside at some look (the F test)
 
 
 @dataclass
@@ -370,7 +372,10 @@ def _score(
             out.first = _hit(a, confirmed=False)
             out.first_confirmed = _hit(a, confirmed=True)
         out.confirmed |= _hit(a, confirmed=True)
-        out.alarm |= any(is_alarm(finding_json(f)) for f in a.findings)
+        alarms = {f.kind for f in a.findings if is_alarm(finding_json(f))}
+        out.alarm |= bool(alarms)
+        out.alarms |= alarms
+        out.set_aside |= any(line.startswith("This check's instances") for line in a.summary)
         out.watching |= bool(a.watching)
     return out
 
@@ -515,6 +520,24 @@ def table(results: list[tuple[Cell, list[Deploy]]], names: tuple[str, ...]) -> l
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
 
 
+def alarm_kinds(results: list[tuple[Cell, list[Deploy]]], names: tuple[str, ...]) -> list[str]:
+    """Per no-change cell and choice: the kinds of the alarms raised, and in how many deploys
+    the history was set aside (the infrastructure looked changed: a false switch here)."""
+    lines = []
+    for cell, deploys in results:
+        if cell.ratio != 1.0:
+            continue
+        for name in names:
+            counts: dict[str, int] = {}
+            for d in deploys:
+                for kind in d.outcomes[name].alarms:
+                    counts[kind] = counts.get(kind, 0) + 1
+            kinds = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
+            aside = sum(d.outcomes[name].set_aside for d in deploys)
+            lines.append(f"{cell.name}, {name}: alarms {kinds}; history set aside in {aside}")
+    return lines
+
+
 def gates(results: list[tuple[Cell, list[Deploy]]]) -> list[str]:
     """Today's policy at look 1 on the +20% deploys: how many stopped at each gate."""
     lines = []
@@ -546,6 +569,11 @@ def main() -> None:
     parser.add_argument(
         "--explain", action="store_true", help="print main x20 + CI's gates at look 1"
     )
+    parser.add_argument(
+        "--alarms",
+        action="store_true",
+        help="print the no-change alarms' kinds, and how often the history was set aside",
+    )
     args = parser.parse_args()
     deploys = 25 if args.quick else args.deploys
     default = ("main x20 + CI", "default") if args.quick else tuple(CHOICES)
@@ -565,6 +593,8 @@ def main() -> None:
     )
     if args.explain:
         print("\n".join(gates(results)))
+    if args.alarms:
+        print("\n".join(alarm_kinds(results, names)))
 
 
 if __name__ == "__main__":
