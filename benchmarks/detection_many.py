@@ -22,12 +22,18 @@ choices are compared on the same deploys (paired). Per cell (pods × spread) and
   ``feedbot.digest.blocks.is_alarm`` broadcasts: a confirmed regression, or a new exception
   type whose test passed); ``watch``: no-change deploys with a watching finding.
 
+The "history K" choices are the default policy with the host spread pooled from K earlier
+no-change releases of the same service (``host_guard.history_checks``): each with the same pods
+count and spread on fresh pods, the newest one's new version being the deploy's baseline on the
+same pods (so it is counted once), their last check's τ̂ drawn directly (:func:`_history`), from a
+generator of their own so that the deploys are those the other choices see.
+
 ``--explain`` also prints, for main's policy before the confirmation boundary ("main x20 + CI")
 at look 1 on the +20% deploys, which gate the changed route's latency test failed (see
 :func:`explain`), to show where the power went.
 
     python -m benchmarks.detection_many [--quick] [--deploys N] [--workers N] [--explain]
-        [--sdk] [--only CELL-TEXT] [--choices NAME,NAME]
+        [--sdk] [--only CELL-TEXT] [--choices NAME,NAME] [--alarms]
 
 ``--quick`` compares "main x20 + CI" with the default; ``--choices`` picks others.
 
@@ -56,7 +62,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from feedbot.analysis import detectors, stats
 from feedbot.analysis.compare import Analysis, analyse
-from feedbot.analysis.detectors import Pair
+from feedbot.analysis.detectors import Pair, TauHistory, TauRecord, tau_history
 from feedbot.analysis.look import host_spread
 from feedbot.analysis.report import finding_json
 from feedbot.backends.embedded import EmbeddedBackend
@@ -147,7 +153,12 @@ CHOICES: dict[str, DetectionPolicy] = {
     "tau bound 75%": _upper(0.75),
     "tau bound 90%": _upper(0.9),
     "tau bound 75% + t": _upper(0.75, t_ref=True),
+    "history 5": DetectionPolicy(),
+    "history 10": DetectionPolicy(),
 }
+#: Choices that pool τ̂ with this many earlier no-change releases of the service (the
+#: default policy, ``host_guard.history_checks``), drawn per deploy (see :func:`_history`).
+HISTORY: dict[str, int] = {"history 5": 5, "history 10": 10}
 
 
 @dataclass(frozen=True)
@@ -170,22 +181,31 @@ CELLS = tuple(
 
 
 def _requests(
-    rng: np.random.Generator, cell: Cell, medians: np.ndarray, new: bool
+    rng: np.random.Generator,
+    cell: Cell,
+    medians: np.ndarray,
+    new: bool,
+    offsets: np.ndarray | None = None,
+    ratio: float | None = None,
 ) -> dict[str, np.ndarray]:
-    """One version's requests: start (s from the deploy), route, pod, ms, error type (-1: none)."""
+    """One version's requests: start (s from the deploy), route, pod, ms, error type (-1: none),
+    and its pods' log-latency offsets (drawn unless given: the same pods serving again)."""
     seconds = (LOOKS[-1] if new else BASELINE_SPAN).total_seconds()
     n = rng.poisson(RATE * seconds / 60)
     start = rng.uniform(0.0, seconds, n) - (0.0 if new else seconds)
     route = rng.choice(SHARES.size, n, p=SHARES / SHARES.sum())
     pod = rng.integers(0, cell.pods, n)
-    offsets = rng.normal(0.0, cell.spread, cell.pods)
+    if offsets is None:
+        offsets = rng.normal(0.0, cell.spread, cell.pods)
     logs = np.log(medians[route]) + rng.standard_normal(n) * SIGMA + offsets[pod]
     if new:
-        logs += np.where(route == TARGET, np.log(cell.ratio), 0.0)
+        change = cell.ratio if ratio is None else ratio
+        logs += np.where(route == TARGET, np.log(change), 0.0)
     picked = np.searchsorted(np.cumsum(ERROR_MIX), rng.random(n) * ERROR_MIX.sum(), side="right")
     kind = (np.minimum(picked, ERROR_MIX.size - 1) + route) % len(ERROR_TYPES)
     kind = np.where(rng.random(n) < ERROR_RATE, kind, -1)
-    return {"start": start, "route": route, "pod": pod, "ms": np.exp(logs), "error": kind}
+    out = {"start": start, "route": route, "pod": pod, "ms": np.exp(logs), "error": kind}
+    return {**out, "offsets": offsets}
 
 
 def _ns(seconds: float) -> int:
@@ -255,11 +275,49 @@ def _direct(r: dict[str, np.ndarray], version: str, upto: float | None) -> Relea
     return ReleaseData(groups=groups, traces=int(keep.sum()))
 
 
-def _direct_looks(rng: np.random.Generator, cell: Cell) -> list[tuple[ReleaseData, ReleaseData]]:
+@dataclass(frozen=True)
+class Drawn:
+    """One deploy's four looks, and what its service's earlier releases need to share."""
+
+    looks: list[tuple[ReleaseData, ReleaseData]]
+    medians: np.ndarray
+    base_offsets: np.ndarray
+
+
+def _direct_looks(rng: np.random.Generator, cell: Cell) -> Drawn:
     medians = np.exp(rng.uniform(np.log(5.0), np.log(200.0), SHARES.size))
     old, new = (_requests(rng, cell, medians, new) for new in (False, True))
     base = _direct(old, "1.0", None)
-    return [(_direct(new, "1.1", after.total_seconds()), base) for after in LOOKS]
+    looks = [(_direct(new, "1.1", after.total_seconds()), base) for after in LOOKS]
+    return Drawn(looks, medians, old["offsets"])
+
+
+def _history(rng: np.random.Generator, cell: Cell, drawn: Drawn, releases: int) -> list[TauRecord]:
+    """The τ̂ that the last checks (+4 h) of ``releases`` earlier no-change releases recorded.
+
+    Release j compared version 0.j with 0.(j−1) on fresh pods of the same spread; the newest
+    one's new version is this deploy's baseline 1.0, served by the same pods (its offsets), as
+    in a real service, so :func:`tau_history` counts those pods once. Drawn directly (no SDK).
+    Newest first, as the store returns them.
+    """
+    names = [f"0.{j}" for j in range(releases)] + ["1.0"]
+    offsets = [rng.normal(0.0, cell.spread, cell.pods) for _ in range(releases)]
+    offsets.append(drawn.base_offsets)
+    policy = DetectionPolicy()
+    records = []
+    for j in range(1, releases + 1):
+        old = _requests(rng, cell, drawn.medians, False, offsets[j - 1])
+        new = _requests(rng, cell, drawn.medians, True, offsets[j], ratio=1.0)
+        cand, base = _direct(new, names[j], None), _direct(old, names[j - 1], None)
+        pairs = {g.name: g for g in base.groups}
+        hosts = host_spread([Pair(g.name, g.kind, g, pairs[g.name]) for g in cand.groups], policy)
+        parts = tuple(
+            (name, part)
+            for name, part in zip((names[j], names[j - 1]), hosts.parts, strict=True)
+            if part is not None
+        )
+        records.append(TauRecord(names[j], parts))
+    return records[::-1]
 
 
 @dataclass
@@ -271,6 +329,8 @@ class Outcome:
     confirmed: bool = False  # ... confirmed at some look
     alarm: bool = False  # any alarm-level finding at any look
     watching: bool = False  # any watching finding at any look
+    alarms: set[str] = field(default_factory=set)  # the alarm-level findings' kinds
+    set_aside: bool = False  # the history was set aside at some look (the F test)
 
 
 @dataclass
@@ -290,18 +350,32 @@ def _hit(a: Analysis, *, confirmed: bool) -> bool:
     )
 
 
-def _score(looks: list[tuple[ReleaseData, ReleaseData]], policy: DetectionPolicy) -> Outcome:
+def _score(
+    looks: list[tuple[ReleaseData, ReleaseData]],
+    policy: DetectionPolicy,
+    history: TauHistory | None = None,
+) -> Outcome:
     out, previous = Outcome(), None
     for look, (cand, base) in enumerate(looks, start=1):
         a = analyse(
-            cand, base, changes=(), policy=policy, look=look, looks=len(looks), previous=previous
+            cand,
+            base,
+            changes=(),
+            policy=policy,
+            look=look,
+            looks=len(looks),
+            previous=previous,
+            tau_history=history,
         )
         previous = a
         if look == 1:
             out.first = _hit(a, confirmed=False)
             out.first_confirmed = _hit(a, confirmed=True)
         out.confirmed |= _hit(a, confirmed=True)
-        out.alarm |= any(is_alarm(finding_json(f)) for f in a.findings)
+        alarms = {f.kind for f in a.findings if is_alarm(finding_json(f))}
+        out.alarm |= bool(alarms)
+        out.alarms |= alarms
+        out.set_aside |= any(line.startswith("This check's instances") for line in a.summary)
         out.watching |= bool(a.watching)
     return out
 
@@ -348,14 +422,15 @@ def _family_size(pairs: list[Pair], policy: DetectionPolicy) -> int:
 
 def _sdk_looks(
     backend: EmbeddedBackend, service: str, cell: Cell, rng: np.random.Generator
-) -> list[tuple[ReleaseData, ReleaseData]]:
+) -> Drawn:
     medians = np.exp(rng.uniform(np.log(5.0), np.log(200.0), SHARES.size))
-    for version, new in (("1.0", False), ("1.1", True)):
-        _export(backend, service, version, _requests(rng, cell, medians, new))
+    old = _requests(rng, cell, medians, False)
+    _export(backend, service, "1.0", old)
+    _export(backend, service, "1.1", _requests(rng, cell, medians, True))
     base = backend.collect(
         SpanQuery(service, "1.0", DEPLOY - timedelta(hours=24), DEPLOY, environment="production")
     )
-    return [
+    looks = [
         (
             backend.collect(
                 SpanQuery(service, "1.1", DEPLOY, DEPLOY + after, environment="production")
@@ -364,14 +439,30 @@ def _sdk_looks(
         )
         for after in LOOKS
     ]
+    return Drawn(looks, medians, old["offsets"])
 
 
 def _deploy(
-    looks: list[tuple[ReleaseData, ReleaseData]], cell: Cell, choices: dict[str, DetectionPolicy]
+    drawn: Drawn, cell: Cell, choices: dict[str, DetectionPolicy], rng: np.random.Generator
 ) -> Deploy:
-    out = Deploy({name: _score(looks, policy) for name, policy in choices.items()})
+    """Every choice on the same deploy; the history choices also on the same earlier releases
+    (drawn from their own generator, so the deploys are those the other choices see without)."""
+    most = max((HISTORY.get(name, 0) for name in choices), default=0)
+    records = _history(rng, cell, drawn, most) if most else []
+    out = Deploy(
+        {
+            name: _score(
+                drawn.looks,
+                policy,
+                tau_history("many", records[: HISTORY[name]], {"1.0", "1.1"})
+                if name in HISTORY
+                else None,
+            )
+            for name, policy in choices.items()
+        }
+    )
     if cell.ratio != 1.0:
-        out.gate = explain(*looks[0], MAIN)
+        out.gate = explain(*drawn.looks[0], MAIN)
     return out
 
 
@@ -380,16 +471,17 @@ def _cell(job: tuple[int, int, int, tuple[str, ...], bool]) -> tuple[Cell, list[
     cell = CELLS[number]
     choices = {name: CHOICES[name] for name in names}
     rng = np.random.default_rng(seed + number)
+    earlier = [np.random.default_rng([seed, number, d]) for d in range(deploys)]
     if not sdk:
-        draws = (_direct_looks(rng, cell) for _ in range(deploys))
-        return cell, [_deploy(looks, cell, choices) for looks in draws]
+        draws = [_direct_looks(rng, cell) for _ in range(deploys)]
+        return cell, [_deploy(d, cell, choices, h) for d, h in zip(draws, earlier, strict=True)]
     with tempfile.TemporaryDirectory() as tmp:
         engine = make_engine(f"sqlite:///{Path(tmp) / 'many.db'}")
         migrate(engine)
         backend = EmbeddedBackend(make_sessions(engine))
         results = [
-            _deploy(_sdk_looks(backend, f"many-{number}-{d}", cell, rng), cell, choices)
-            for d in range(deploys)
+            _deploy(_sdk_looks(backend, f"many-{number}-{d}", cell, rng), cell, choices, h)
+            for d, h in enumerate(earlier)
         ]
         engine.dispose()
     return cell, results
@@ -428,6 +520,24 @@ def table(results: list[tuple[Cell, list[Deploy]]], names: tuple[str, ...]) -> l
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
 
 
+def alarm_kinds(results: list[tuple[Cell, list[Deploy]]], names: tuple[str, ...]) -> list[str]:
+    """Per no-change cell and choice: the kinds of the alarms raised, and in how many deploys
+    the history was set aside (the infrastructure looked changed: a false switch here)."""
+    lines = []
+    for cell, deploys in results:
+        if cell.ratio != 1.0:
+            continue
+        for name in names:
+            counts: dict[str, int] = {}
+            for d in deploys:
+                for kind in d.outcomes[name].alarms:
+                    counts[kind] = counts.get(kind, 0) + 1
+            kinds = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
+            aside = sum(d.outcomes[name].set_aside for d in deploys)
+            lines.append(f"{cell.name}, {name}: alarms {kinds}; history set aside in {aside}")
+    return lines
+
+
 def gates(results: list[tuple[Cell, list[Deploy]]]) -> list[str]:
     """Today's policy at look 1 on the +20% deploys: how many stopped at each gate."""
     lines = []
@@ -459,6 +569,11 @@ def main() -> None:
     parser.add_argument(
         "--explain", action="store_true", help="print main x20 + CI's gates at look 1"
     )
+    parser.add_argument(
+        "--alarms",
+        action="store_true",
+        help="print the no-change alarms' kinds, and how often the history was set aside",
+    )
     args = parser.parse_args()
     deploys = 25 if args.quick else args.deploys
     default = ("main x20 + CI", "default") if args.quick else tuple(CHOICES)
@@ -478,6 +593,8 @@ def main() -> None:
     )
     if args.explain:
         print("\n".join(gates(results)))
+    if args.alarms:
+        print("\n".join(alarm_kinds(results, names)))
 
 
 if __name__ == "__main__":

@@ -227,6 +227,24 @@ class HostGuardPolicy:
             hold the level at a 5% spread (0.5% at 1% in the simulated test, τ̂ 2.7%), but its
             cost in power on issue 14's service (``benchmarks.detection_many``, "tau bound"
             choices) was not measured yet, so 3 pods and more keep τ̂ by default.
+        history_checks: Earlier releases of the service (same environment; each its latest
+            check) whose τ̂ is pooled with this check's (10; 0: this check's alone). τ is a
+            property of the infrastructure, stable across deploys though the pods change, and
+            3 pods a version give τ̂ only 4 degrees of freedom; pooled, they add up (each
+            version's instances counted once), and ``tau_upper`` applies only while the total
+            is still at most ``tau_upper_max_dof``. Needs a store (``serve``, or ``report``
+            with a database). On issue 14's service (``benchmarks.detection_many``, seeds 7
+            and 8, 200 paired deploys a cell, 10 earlier no-change releases): no-change
+            alarms 2/1/2/4 of 200 at 3 pods 2%/5% and 4 pods 2%/5% (this check's τ̂ alone:
+            2/4/3/5); +20% confirmed at the first look 81% at 3 pods 2% (77.5%), but 38%
+            at 3 pods 5% (46%) and 55% at 4 pods 5% (61%): an underestimated τ̂ gave both
+            the extra power and the false alarms.
+        history_days: Only releases whose check ran within this many days count (30).
+        history_alpha: The history is set aside, and this check's τ̂ used alone, when this
+            check's spread is larger than the history's at this one-sided F-test level (0.01):
+            the infrastructure changed (other machines, a noisy neighbour). On the benchmark's
+            no-change deploys (same infrastructure) it set the history aside at some look of
+            0-4 deploys in 100 (``benchmarks.detection_many --alarms``), 1% a look as expected.
     """
 
     enabled: bool = True
@@ -237,6 +255,9 @@ class HostGuardPolicy:
     assumed_spread: float = 0.10
     tau_upper: float = 0.90
     tau_upper_max_dof: int = 2
+    history_checks: int = 10
+    history_days: int = 30
+    history_alpha: float = 0.01
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from feedbot.analysis import absence, attribution, insights, reach, stats, warmup
-from feedbot.analysis.detectors import Pair
+from feedbot.analysis.detectors import Pair, TauHistory
 from feedbot.analysis.findings import (
     Cause,
     Finding,
@@ -64,6 +64,8 @@ class Analysis:
         final: No later look follows (a one-shot report): findings were decided at this one.
         causes: Why the changed groups changed, from the traces
             (:mod:`feedbot.analysis.attribution`), strongest first within a group.
+        host_tau: This look's own τ̂ per version (new, baseline; None where fewer than two
+            instances served it), which the service's later checks pool (``host_guard``).
     """
 
     verdict: Verdict
@@ -77,6 +79,7 @@ class Analysis:
     warmup_excluded: int = 0
     final: bool = False
     causes: tuple[Cause, ...] = ()
+    host_tau: tuple[stats.TauEstimate | None, ...] = ()
 
     @property
     def watching(self) -> tuple[Finding, ...]:
@@ -96,6 +99,7 @@ def analyse(
     held: Collection[str] = (),
     known_exceptions: Collection[KnownException] = (),
     final: bool = False,
+    tau_history: TauHistory | None = None,
 ) -> Analysis:
     """Compare a release's spans with its baseline's at one look.
 
@@ -114,6 +118,8 @@ def analyse(
             store only the baseline counts.
         final: No later look follows (``feedbot report``): a finding that passes its test and
             floor is confirmed now instead of watched until a look that never comes.
+        tau_history: The service's earlier releases' host spread, pooled into τ̂
+            (``host_guard.history_checks``); None without a store.
 
     Returns:
         The verdict, per-group numbers, findings and how they were reached.
@@ -128,7 +134,8 @@ def analyse(
         return _not_running(pairs, reached, reach_findings, look, looks, q_level, why)
     if baseline is None or _total(baseline) == 0:
         return _no_baseline(candidate, pairs, reached, reach_findings, policy, look, looks, q_level)
-    run = LookTests(policy, q_level, host_spread(pairs, policy), known_exceptions)
+    hosts = host_spread(pairs, policy, tau_history)
+    run = LookTests(policy, q_level, hosts, known_exceptions)
     run.test(pairs)
     findings = [*run.findings, *_operations(pairs, candidate, baseline, policy), *reach_findings]
     findings += insights.n_plus_one(candidate, baseline, policy)
@@ -176,6 +183,7 @@ def analyse(
         warmed_up(candidate),
         final,
         causes,
+        hosts.parts,
     )
 
 

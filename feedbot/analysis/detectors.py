@@ -9,6 +9,7 @@ Benjamini-Hochberg across each family and keeps the candidates that pass both. S
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,7 +63,11 @@ class HostSpread:
     τ̂'s own uncertainty) its degrees of freedom and mean square (0 and None: it does not).
     ``assumed``: τ̂ could not be estimated and ``tau`` is the policy's assumed spread.
     ``measured``: τ̂ itself when ``tau`` is its upper confidence bound
-    (``host_guard.tau_upper``), None when ``tau`` is τ̂; ``dof_tau``: τ̂'s degrees of freedom."""
+    (``host_guard.tau_upper``), None when ``tau`` is τ̂; ``dof_tau``: τ̂'s degrees of freedom.
+    ``parts``: this check's own estimate per version (new, baseline), for the service's
+    history; ``earlier``: earlier releases pooled into τ̂ (``host_guard.history_checks``);
+    ``changed_p``: the F test's p when they were set aside because this check's spread is
+    significantly larger; ``history``: what the store offered (None without a store)."""
 
     tau: float | None
     enabled: bool
@@ -72,6 +77,51 @@ class HostSpread:
     assumed: bool = False
     measured: float | None = None
     dof_tau: int = 0
+    parts: tuple[stats.TauEstimate | None, ...] = ()
+    earlier: int = 0
+    changed_p: float | None = None
+    history: TauHistory | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TauHistory:
+    """The service's earlier releases' τ̂, for the guard to pool with this check's (§7.7).
+
+    Attributes:
+        service: Whose releases, for the report's words.
+        estimates: One per earlier release (its latest check; newest first), each from the
+            versions this check and the newer releases did not already count: the baseline of
+            one release is the new version of the one before, served by the same instances.
+    """
+
+    service: str
+    estimates: tuple[stats.TauEstimate, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TauRecord:
+    """What one earlier release's latest check measured: τ̂ per version it compared."""
+
+    release: str
+    parts: tuple[tuple[str, stats.TauEstimate], ...]
+
+
+def tau_history(service: str, records: Sequence[TauRecord], counted: Collection[str]) -> TauHistory:
+    """The history for a check that already counts the ``counted`` versions' instances.
+
+    Records are newest first; each contributes the versions no newer record (nor this check)
+    counted, so instances serving two consecutive checks (the baseline of one, the new version
+    of the one before) are counted once. Records left with nothing are dropped.
+    """
+    seen = set(counted)
+    estimates = []
+    for record in records:
+        fresh = [est for version, est in record.parts if version not in seen]
+        seen.update(version for version, _ in record.parts)
+        pooled = stats.combine_tau(fresh)
+        if pooled is not None:
+            estimates.append(pooled)
+    return TauHistory(service, tuple(estimates))
 
 
 def durations(group: SpanGroupStats) -> FloatArray:
@@ -143,6 +193,8 @@ def _method(test: str, hosts: HostSpread) -> str:
     if hosts.assumed:
         return f"{method}, p cluster-aware with an assumed host spread τ = {hosts.tau:.3f}"
     where = "instance offsets over all groups" if hosts.across else "per group, pooled"
+    if hosts.earlier:
+        where += f", with {hosts.earlier} earlier releases', {hosts.dof_tau} df"
     t_ref = f", t with {hosts.dof} df for τ̂" if hosts.dof else ""
     if hosts.measured is not None:
         return (

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from feedbot.analysis import detectors, stats
-from feedbot.analysis.detectors import Candidate, HostSpread, Pair
+from feedbot.analysis.detectors import Candidate, HostSpread, Pair, TauHistory
 from feedbot.analysis.findings import (
     TOP_CALLERS,
     Effect,
@@ -353,12 +353,17 @@ def top_callers(callers: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int], 
     return tuple(ranked[:TOP_CALLERS])
 
 
-def host_spread(pairs: list[Pair], policy: DetectionPolicy) -> HostSpread:
+def host_spread(
+    pairs: list[Pair], policy: DetectionPolicy, history: TauHistory | None = None
+) -> HostSpread:
     """τ̂ from every (group, version) cell with enough spans and ≥ 2 instances (§9).
 
     With ``host_guard.across_groups`` each instance's offset is estimated over all its groups
     (:func:`~feedbot.analysis.stats.pooled_tau_across`); otherwise τ̂ is estimated per cell and
-    pooled (:func:`~feedbot.analysis.stats.pooled_tau`).
+    pooled (:func:`~feedbot.analysis.stats.pooled_tau`). With ``history`` (the service's
+    earlier releases' estimates, from the store) and ``host_guard.history_checks``, τ̂ pools
+    them with this check's unless this check's spread is significantly larger
+    (:func:`~feedbot.analysis.stats.pool_with_history`).
     """
     if not policy.host_guard.enabled:
         return HostSpread(None, False)
@@ -380,10 +385,17 @@ def host_spread(pairs: list[Pair], policy: DetectionPolicy) -> HostSpread:
         for group in (pair.new, pair.base)
     )
     if policy.host_guard.across_groups:
-        estimate = stats.tau_across(versions)
+        parts = tuple(stats.tau_by_version(versions))
+        estimate = stats.combine_tau([p for p in parts if p is not None])
         if estimate is None:
             return _assumed(policy, across=True) if named else HostSpread(None, True, across=True)
         guard = policy.host_guard
+        earlier, changed_p = 0, None
+        if history is not None and history.estimates and guard.history_checks > 0:
+            pooled = stats.pool_with_history(
+                estimate, history.estimates[: guard.history_checks], alpha=guard.history_alpha
+            )
+            estimate, earlier, changed_p = pooled.estimate, pooled.earlier, pooled.changed_p
         level = guard.tau_upper if estimate.dof <= guard.tau_upper_max_dof else 0.0
         tau = estimate.upper(level)
         measured = estimate.tau if level > 0.0 else None
@@ -397,11 +409,15 @@ def host_spread(pairs: list[Pair], policy: DetectionPolicy) -> HostSpread:
             mean_square=estimate.mean_square if t_ref else None,
             measured=measured,
             dof_tau=estimate.dof,
+            parts=parts,
+            earlier=earlier,
+            changed_p=changed_p,
+            history=history,
         )
-    pooled = stats.pooled_tau([*versions[0], *versions[1]])
-    if pooled is None:
+    pooled_cells = stats.pooled_tau([*versions[0], *versions[1]])
+    if pooled_cells is None:
         return _assumed(policy) if named else HostSpread(None, True)
-    return HostSpread(pooled, True)
+    return HostSpread(pooled_cells, True)
 
 
 def _assumed(policy: DetectionPolicy, *, across: bool = False) -> HostSpread:
@@ -446,18 +462,52 @@ def host_sentence(hosts: HostSpread, policy: DetectionPolicy) -> str:
         if hosts.across
         else "pooled over groups and versions"
     )
+    source = _tau_source(hosts, policy)
     if hosts.measured is not None:
         return (
-            f"Between-instance spread τ̂ = {hosts.measured:.3f} on log-latency (random effects, "
-            f"{how}), from {hosts.dof_tau} degrees of freedom, too few to take it as known: τ "
-            f"= {hosts.tau:.3f}, its {policy.host_guard.tau_upper:.0%} upper confidence bound "
-            "(host_guard.tau_upper), sizes the latency floor "
+            f"{source}Between-instance spread τ̂ = {hosts.measured:.3f} on log-latency (random "
+            f"effects, {how}), from {hosts.dof_tau} degrees of freedom, too few to take it as "
+            f"known: τ = {hosts.tau:.3f}, its {policy.host_guard.tau_upper:.0%} upper confidence "
+            "bound (host_guard.tau_upper), sizes the latency floor "
             f"max({percent(policy.latency.ratio_floor)}, "
             f"exp({policy.host_guard.z:g}·τ·√(1/k_new + 1/k_base))) and the cluster-aware p."
         )
+    if hosts.earlier and hosts.history is not None:
+        return (
+            f"Between-instance spread from this check and the {hosts.earlier} earlier "
+            f"release{'s' if hosts.earlier != 1 else ''} of {hosts.history.service}: τ = "
+            f"{hosts.tau:.3f} on log-latency from {hosts.dof_tau} degrees of freedom (random "
+            f"effects, {how}; host_guard.history_checks); the latency floor is "
+            f"max({percent(policy.latency.ratio_floor)}, "
+            f"exp({policy.host_guard.z:g}·τ·√(1/k_new + 1/k_base))) and p is made cluster-aware."
+        )
     return (
-        f"Between-instance spread τ̂ = {hosts.tau:.3f} on log-latency (random effects, {how}); "
-        f"the latency floor is "
+        f"{source}Between-instance spread τ̂ = {hosts.tau:.3f} on log-latency (random effects, "
+        f"{how}); the latency floor is "
         f"max({percent(policy.latency.ratio_floor)}, "
         f"exp({policy.host_guard.z:g}·τ̂·√(1/k_new + 1/k_base))) and p is made cluster-aware."
+    )
+
+
+def _tau_source(hosts: HostSpread, policy: DetectionPolicy) -> str:
+    """Why τ̂ is this check's alone when the service has a history (empty without a store)."""
+    history = hosts.history
+    if history is None or policy.host_guard.history_checks <= 0:
+        return ""
+    if hosts.earlier:
+        plural = "s" if hosts.earlier != 1 else ""
+        earlier = f"the {hosts.earlier} earlier release{plural} of {history.service}"
+        return f"From this check and {earlier}: "
+    offered = min(len(history.estimates), policy.host_guard.history_checks)
+    if hosts.changed_p is not None:
+        return (
+            f"This check's instances differ more than those of the {offered} earlier "
+            f"release{'s' if offered != 1 else ''} of {history.service} did (F test p = "
+            f"{hosts.changed_p:.2g}, below {policy.host_guard.history_alpha:g}): the "
+            "infrastructure may have changed, so the spread is measured from this check alone. "
+        )
+    days = policy.host_guard.history_days
+    return (
+        f"No earlier release of {history.service} in the last {days} days measured the spread, "
+        "so it is from this check alone. "
     )

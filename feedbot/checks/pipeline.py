@@ -18,10 +18,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from feedbot.analysis import compare
 from feedbot.analysis.compare import Analysis
+from feedbot.analysis.detectors import TauHistory, TauRecord, tau_history
 from feedbot.analysis.findings import KnownException
 from feedbot.analysis.report import ReportContext, to_json
+from feedbot.analysis.stats import TauEstimate
 from feedbot.backends.base import SpanCensus, TraceBackend, VersionLister
 from feedbot.checks.charts import RouteChart
 from feedbot.config import Settings
@@ -30,6 +34,7 @@ from feedbot.policy import DetectionPolicy, with_overrides
 from feedbot.releases.event import Change
 from feedbot.spans.footprint import Footprint, footprints, with_insights
 from feedbot.spans.model import Elsewhere, ReleaseData, SpanQuery
+from feedbot.store import queries
 from feedbot.store.queries import Observed
 
 
@@ -48,6 +53,8 @@ class Plan:
         final: No later look follows (``feedbot report``): findings are decided at this one.
         baseline_search: Where to look for the baseline version in the traces, ``(start,
             before)``, when the context names none (see :func:`baseline_from_data`).
+        tau_records: The service's earlier releases' host spread, newest first, for the
+            guard to pool (``host_guard.history_checks``); None without a store.
     """
 
     context: ReportContext
@@ -59,6 +66,7 @@ class Plan:
     known_exceptions: tuple[KnownException, ...] = ()
     final: bool = False
     baseline_search: tuple[datetime, datetime] | None = None
+    tau_records: tuple[TauRecord, ...] | None = None
 
     def candidate_query(self) -> SpanQuery:
         """The new version's spans; its instances are new, so their warm-up is left out."""
@@ -91,7 +99,8 @@ class Finished:
     operation, function and file, with the findings about each, over ``serving_seconds`` (its
     first to its last span): the rows of the code history (:mod:`feedbot.store.history`).
     ``charts`` are the pictures of changed routes drawn for the thread (the runner draws them;
-    ``report`` does not).
+    ``report`` does not). ``tau`` is the look's own host spread per version, for the service's
+    later checks (:func:`tau_json`).
     """
 
     analysis: Analysis
@@ -101,6 +110,7 @@ class Finished:
     charts: tuple[RouteChart, ...] = ()
     footprints: tuple[Footprint, ...] = ()
     serving_seconds: float = 0.0
+    tau: dict[str, Any] | None = None
 
 
 def policy_for(
@@ -212,6 +222,7 @@ def analyse(plan: Plan, collected: Collected) -> Finished:
         held=plan.held,
         known_exceptions=plan.known_exceptions,
         final=plan.final,
+        tau_history=_tau_history(plan),
     )
     # Each side's own notes (lines cut short, repeats, spans without an end) are in the
     # analysis' summary, marked "New version:" or "Baseline:"; once is enough.
@@ -235,7 +246,83 @@ def analyse(plan: Plan, collected: Collected) -> Finished:
         seen,
         footprints=tuple(prints),
         serving_seconds=seconds,
+        tau=tau_json(analysis, plan.context),
     )
+
+
+def _tau_history(plan: Plan) -> TauHistory | None:
+    """The earlier releases' τ̂, without the versions this check's own instances count."""
+    if plan.tau_records is None:
+        return None
+    ctx = plan.context
+    counted = {ctx.version, *((ctx.baseline_version,) if ctx.baseline_version else ())}
+    return tau_history(ctx.service, plan.tau_records, counted)
+
+
+def tau_json(analysis: Analysis, context: ReportContext) -> dict[str, Any] | None:
+    """The look's own τ̂ per version, as stored with the check (None when it had none)."""
+    versions = (context.version, context.baseline_version)
+    parts = [
+        {
+            "version": version,
+            "tau": est.tau,
+            "dof": est.dof,
+            "mean_square": est.mean_square,
+            "sampling": est.sampling,
+        }
+        for version, est in zip(versions, analysis.host_tau, strict=False)
+        if est is not None and version is not None
+    ]
+    return {"versions": parts} if parts else None
+
+
+def spread_history(
+    session: Session,
+    *,
+    service: str,
+    environment: str,
+    version: str,
+    deployed_before: datetime,
+    now: datetime,
+    policy: DetectionPolicy,
+) -> tuple[TauRecord, ...]:
+    """The host spread the service's earlier releases recorded, for the guard to pool (read
+    from the store in the caller's transaction; ``host_guard.history_checks`` and ``_days``)."""
+    guard = policy.host_guard
+    if guard.history_checks <= 0:
+        return ()
+    stored = queries.host_spread_history(
+        session,
+        service=service,
+        environment=environment,
+        version=version,
+        deployed_before=deployed_before,
+        since=now - timedelta(days=guard.history_days),
+        releases=guard.history_checks,
+    )
+    return tau_records(stored)
+
+
+def tau_records(stored: Sequence[tuple[str, Mapping[str, Any]]]) -> tuple[TauRecord, ...]:
+    """The store's (release version, recorded ``tau``) pairs as records; malformed ones skipped."""
+    records = []
+    for release, tau in stored:
+        parts = []
+        for part in tau.get("versions", []) if isinstance(tau, Mapping) else []:
+            try:
+                version = str(part["version"])
+                estimate = TauEstimate(
+                    float(part["tau"]),
+                    int(part["dof"]),
+                    float(part["mean_square"]),
+                    float(part["sampling"]),
+                )
+            except (KeyError, TypeError, ValueError):
+                continue
+            parts.append((version, estimate))
+        if parts:
+            records.append(TauRecord(release, tuple(parts)))
+    return tuple(records)
 
 
 def _query(

@@ -63,7 +63,9 @@ class CheckRecorder:
         release = check.release
         held = [f.key for f in done.analysis.findings if f.tested]
         check.state, check.finished_at = "done", now
-        check.result = {"report": done.report, "held": held}
+        # With the look's own host spread, which the service's later checks pool.
+        spread = {"tau": done.tau} if done.tau is not None else {}
+        check.result = {"report": done.report, "held": held, **spread}
         check.lease_until = None
         queries.record_exception_types(
             session,

@@ -185,6 +185,15 @@ class CheckRunner:
             since=now - timedelta(days=history.history_days),
             exclude=(release.version, release.deployed_at),
         )
+        spreads = pipeline.spread_history(
+            session,
+            service=release.service,
+            environment=release.environment,
+            version=release.version,
+            deployed_before=release.deployed_at,
+            now=now,
+            policy=policy,
+        )
         return Plan(
             policy=policy,
             context=ReportContext(
@@ -203,6 +212,7 @@ class CheckRunner:
                 KnownException(k.span, k.type, k.version, k.last_seen) for k in known
             ),
             baseline_search=search,
+            tau_records=spreads,
         )
 
     def _run(self, plan: Plan, charted: set[str] | None = None) -> Finished:

@@ -34,8 +34,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from feedbot.analysis.detectors import TauRecord
 from feedbot.analysis.report import ReportContext
 from feedbot.backends.base import TraceBackend, VersionLister
 from feedbot.checks import pipeline
@@ -44,6 +45,9 @@ from feedbot.errors import BackendError, BackendUnavailable, ConfigError, Webhoo
 from feedbot.policy import DetectionPolicy, duration
 from feedbot.releases.event import ReleaseEvent
 from feedbot.spans.model import ReleaseData, SpanQuery
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 EXIT_OK, EXIT_REGRESSED, EXIT_BAD_INPUT, EXIT_UNAVAILABLE, EXIT_UNSEEN = 0, 1, 2, 3, 4
 #: Baseline window when no config says otherwise (``checks.baseline_window``'s default).
@@ -232,7 +236,7 @@ def _report(args: argparse.Namespace, now: datetime) -> Finished:
     given, else the most common other version in the traces.
     """
     event = read_deploy(args.deploy)
-    backend, window, policy, warmup = _backend(args, event.service)
+    backend, window, policy, warmup, sessions = _backend(args, event.service)
     policy = replace(policy, latency=replace(policy.latency, warmup=warmup))
     if args.assumed_spread is not None:
         spread = _assumed_spread(args.assumed_spread)
@@ -257,6 +261,7 @@ def _report(args: argparse.Namespace, now: datetime) -> Finished:
             looks=1,
             final=True,
             baseline_search=None if collected is not None else windows.counted,
+            tau_records=_spread_history(sessions, event, policy, now),
         )
         plan = pipeline.baseline_from_data(backend, plan)
         if collected is not None:
@@ -333,10 +338,54 @@ def parse_time(text: str | None, option: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _spread_history(
+    sessions: sessionmaker[Session] | None, event: ReleaseEvent, policy: DetectionPolicy,
+    now: datetime,
+) -> tuple[TauRecord, ...] | None:  # fmt: skip
+    """The host spread the service's registered releases recorded (``serve``'s checks), when
+    the config names a database; None with trace files (no store, so no history). A report
+    reads the history and records nothing in it."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if sessions is None:
+        return None
+    try:
+        with sessions() as session:
+            return pipeline.spread_history(
+                session,
+                service=event.service,
+                environment=event.environment,
+                version=event.version,
+                deployed_before=event.deployed_at or now,
+                now=now,
+                policy=policy,
+            )
+    except SQLAlchemyError:  # not migrated, or unreachable: the backend says so if it needs it
+        return None
+
+
+def _has_store(url: str) -> bool:
+    """Whether the config's database exists to be read: PostgreSQL, or a SQLite file that is
+    there (a report must not create ``feedbot.db`` in the working directory)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite"):
+        return True
+    return (
+        bool(parsed.database)
+        and parsed.database != ":memory:"
+        and Path(str(parsed.database)).is_file()
+    )
+
+
 def _backend(
     args: argparse.Namespace, service: str
-) -> tuple[TraceBackend, timedelta, DetectionPolicy, timedelta]:
-    """The backend to read, the baseline window, the service's detection policy and warm-up.
+) -> tuple[
+    TraceBackend, timedelta, DetectionPolicy, timedelta, sessionmaker[Session] | None
+]:  # fmt: skip
+    """The backend to read, the baseline window, the service's detection policy and warm-up,
+    and the store's sessions (None with trace files).
 
     The warm-up is ``--warmup`` when given; else the one the config sets for the service
     (``services.<name>.detectors.latency.warmup``), else none: a one-shot run tests no warm-up
@@ -350,7 +399,7 @@ def _backend(
         from feedbot.backends.otlp_file import OtlpFileBackend
 
         backend = OtlpFileBackend([str(p) for p in args.traces], workers=REPORT_WORKERS)
-        return backend, DEFAULT_BASELINE_WINDOW, DetectionPolicy(), given or timedelta(0)
+        return backend, DEFAULT_BASELINE_WINDOW, DetectionPolicy(), given or timedelta(0), None
     from feedbot.backends import build_backend
     from feedbot.config import load_settings
     from feedbot.store.db import make_engine, make_sessions
@@ -364,7 +413,8 @@ def _backend(
         conf = settings.services.get(service)
         asked = conf is not None and "warmup" in conf.detectors.get("latency", {})
         given = policy.latency.warmup if asked else timedelta(0)
-    return build_backend(settings, sessions), settings.checks.baseline_window, policy, given
+    store = sessions if _has_store(settings.database_url) else None
+    return build_backend(settings, sessions), settings.checks.baseline_window, policy, given, store
 
 
 def _read_once(

@@ -489,6 +489,52 @@ def exception_history(
     return session.scalars(rows.order_by(ExceptionType.last_seen.desc())).all()
 
 
+def host_spread_history(
+    session: Session,
+    *,
+    service: str,
+    environment: str,
+    version: str,
+    deployed_before: datetime,
+    since: datetime,
+    releases: int,
+) -> list[tuple[str, dict[str, Any]]]:
+    """The host spread recorded by the service's earlier releases, newest first.
+
+    One entry per release, from its latest finished check that recorded one (``result["tau"]``,
+    see :func:`feedbot.checks.pipeline.tau_json`), for at most ``releases`` releases of another
+    version than ``version`` deployed at or before ``deployed_before`` whose check finished at
+    or after ``since``.
+
+    Returns:
+        (release version, recorded spread) pairs.
+    """
+    rows = session.execute(
+        # Only the recorded spread, not the whole report each check stored beside it.
+        select(Release.id, Release.version, Check.result["tau"])
+        .join(Check, Check.release_id == Release.id)
+        .where(
+            Release.service == service,
+            Release.environment == environment,
+            Release.version != version,
+            Release.deployed_at <= deployed_before,
+            Check.state == "done",
+            Check.finished_at >= since,
+        )
+        .order_by(Release.deployed_at.desc(), Release.id.desc(), Check.finished_at.desc())
+    )
+    out: list[tuple[str, dict[str, Any]]] = []
+    taken: set[int] = set()
+    for release_id, version, tau in rows:
+        if release_id in taken or not isinstance(tau, dict):
+            continue
+        taken.add(release_id)
+        out.append((version, tau))
+        if len(out) >= releases:
+            break
+    return out
+
+
 def lock_release(session: Session, release_id: int) -> None:
     """Hold the release's row until the transaction ends (``SELECT … FOR UPDATE``).
 

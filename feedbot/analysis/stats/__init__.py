@@ -38,13 +38,17 @@ from feedbot.analysis.stats.dist import (
 )
 from feedbot.analysis.stats.hosts import (
     InstanceCell,
+    PooledTau,
     TauEstimate,
     cluster_aware_p,
+    combine_tau,
     host_noise_floor,
     instance_cell,
+    pool_with_history,
     pooled_tau,
     pooled_tau_across,
     tau_across,
+    tau_by_version,
 )
 from feedbot.analysis.stats.multi import (
     Spending,
@@ -82,11 +86,13 @@ __all__ = [
     "ShiftEstimate",
     "Spending",
     "TailTestResult",
+    "PooledTau",
     "TauEstimate",
     "bh_qvalues",
     "bh_reject",
     "bonferroni",
     "cluster_aware_p",
+    "combine_tau",
     "conditional_binomial_greater",
     "error_rate_min_detectable_ratio",
     "fisher_greater",
@@ -105,6 +111,7 @@ __all__ = [
     "normal_ppf",
     "normal_sf",
     "pooled_tau",
+    "pool_with_history",
     "pooled_tau_across",
     "quantile_ci",
     "quantile_ratio",
@@ -119,5 +126,6 @@ __all__ = [
     "tail_exceedance_test",
     "tarone_screen",
     "tau_across",
+    "tau_by_version",
     "van_elteren",
 ]

@@ -105,6 +105,19 @@ def chi2_ppf(p: float, df: float) -> float:
     return 0.5 * (low + high)
 
 
+def f_sf(f: float, df1: float, df2: float) -> float:
+    """Return P(F > f) for Fisher's F with ``df1`` and ``df2`` (> 0) degrees of freedom.
+
+    P(F ≤ f) = I_{df1·f/(df1·f + df2)}(df1/2, df2/2), so the upper tail is
+    I_{df2/(df2 + df1·f)}(df2/2, df1/2), evaluated directly (no 1 − cdf cancellation).
+    """
+    if not (df1 > 0.0 and df2 > 0.0):
+        raise ValueError(f"degrees of freedom must be positive, got {df1}, {df2}")
+    if f <= 0.0:
+        return 1.0
+    return _beta_inc(df2 / 2.0, df1 / 2.0, df2 / (df2 + df1 * f))
+
+
 def _beta_inc(a: float, b: float, x: float) -> float:
     """Regularised incomplete beta I_x(a, b) for 0 ≤ x ≤ 1 (Numerical Recipes' betai)."""
     if x <= 0.0:

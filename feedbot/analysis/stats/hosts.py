@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from feedbot.analysis.stats.dist import chi2_ppf, normal_sf, student_t_sf
+from feedbot.analysis.stats.dist import chi2_ppf, f_sf, normal_sf, student_t_sf
 from feedbot.analysis.stats.power import MAD_TO_SD
 from feedbot.analysis.stats.rank import FloatArray, as_sample
 
@@ -146,30 +146,94 @@ def pooled_tau_across(versions: Sequence[Sequence[InstanceCell]]) -> float | Non
 
 def tau_across(versions: Sequence[Sequence[InstanceCell]]) -> TauEstimate | None:
     """:func:`pooled_tau_across` with its degrees of freedom and mean square."""
-    weighted, squares, noise, dof = 0.0, 0.0, 0.0, 0
-    for cells in versions:
-        sums: dict[str, list[float]] = {}
-        for cell in cells:
-            if cell.log_medians.size < 2 or len(cell.labels) != cell.log_medians.size:
-                continue
-            centre = float(np.average(cell.log_medians, weights=cell.counts))
-            for label, median, n in zip(cell.labels, cell.log_medians, cell.counts, strict=True):
-                acc = sums.setdefault(label, [0.0, 0.0, 0.0])
-                acc[0] += n * (float(median) - centre)
-                acc[1] += n
-                acc[2] += n * cell.sigma**2
-        if len(sums) < 2:
+    return combine_tau([part for part in tau_by_version(versions) if part is not None])
+
+
+def tau_by_version(versions: Sequence[Sequence[InstanceCell]]) -> list[TauEstimate | None]:
+    """Each version's own part of :func:`tau_across` (None for a version with < 2 instances).
+
+    A service's history keeps these apart: the baseline of one release is the new version of
+    the release before, served by the same instances, and its part must be counted once.
+    """
+    return [_version_tau(cells) for cells in versions]
+
+
+def _version_tau(cells: Sequence[InstanceCell]) -> TauEstimate | None:
+    sums: dict[str, list[float]] = {}
+    for cell in cells:
+        if cell.log_medians.size < 2 or len(cell.labels) != cell.log_medians.size:
             continue
-        offsets = np.array([acc[0] / acc[1] for acc in sums.values()])
-        sampling = np.array([math.pi / 2.0 * acc[2] / acc[1] ** 2 for acc in sums.values()])
-        spread = float(np.var(offsets, ddof=1))
-        weighted += (offsets.size - 1) * (spread - float(sampling.mean()))
-        squares += (offsets.size - 1) * spread
-        noise += (offsets.size - 1) * float(sampling.mean())
-        dof += offsets.size - 1
+        centre = float(np.average(cell.log_medians, weights=cell.counts))
+        for label, median, n in zip(cell.labels, cell.log_medians, cell.counts, strict=True):
+            acc = sums.setdefault(label, [0.0, 0.0, 0.0])
+            acc[0] += n * (float(median) - centre)
+            acc[1] += n
+            acc[2] += n * cell.sigma**2
+    if len(sums) < 2:
+        return None
+    offsets = np.array([acc[0] / acc[1] for acc in sums.values()])
+    sampling = float(np.mean([math.pi / 2.0 * acc[2] / acc[1] ** 2 for acc in sums.values()]))
+    spread = float(np.var(offsets, ddof=1))
+    return TauEstimate(math.sqrt(max(0.0, spread - sampling)), offsets.size - 1, spread, sampling)
+
+
+def combine_tau(parts: Sequence[TauEstimate]) -> TauEstimate | None:
+    """Pool estimates of one τ: τ̂² = Σ dof_i·(MS_i − v_i) / Σ dof_i, floored at 0.
+
+    The pooled mean square and sampling variance are the dof-weighted means of the parts', and
+    the degrees of freedom add up. None when no part has any.
+    """
+    dof = sum(p.dof for p in parts if p.dof > 0)
     if dof == 0:
         return None
-    return TauEstimate(math.sqrt(max(0.0, weighted / dof)), dof, squares / dof, noise / dof)
+    squares = sum(p.dof * p.mean_square for p in parts if p.dof > 0) / dof
+    noise = sum(p.dof * p.sampling for p in parts if p.dof > 0) / dof
+    return TauEstimate(math.sqrt(max(0.0, squares - noise)), dof, squares, noise)
+
+
+@dataclass(frozen=True, slots=True)
+class PooledTau:
+    """τ̂ of this check pooled with the service's earlier releases (or not, and why).
+
+    Attributes:
+        estimate: What sizes the guard: the pooled estimate, or the current one alone.
+        earlier: Earlier releases pooled (0: none had an estimate, or they were set aside).
+        changed_p: When the earlier releases were set aside because this check's spread is
+            significantly larger (the infrastructure changed), the F test's p; else None.
+        offered: Earlier releases that had an estimate, pooled or not.
+    """
+
+    estimate: TauEstimate
+    earlier: int = 0
+    changed_p: float | None = None
+    offered: int = 0
+
+
+def pool_with_history(
+    current: TauEstimate, earlier: Sequence[TauEstimate], *, alpha: float = 0.01
+) -> PooledTau:
+    """Pool ``current`` with the earlier releases' estimates unless the spread grew.
+
+    τ is a property of the service's infrastructure, so the releases before measure it too;
+    pooled (:func:`combine_tau`), the degrees of freedom add up. The guard against a changed
+    infrastructure is a one-sided F test of the current mean square against what the history
+    expects of it: F = MS_cur / (max(0, MS_h − v_h) + v_cur) on (dof_cur, dof_h) degrees of
+    freedom (with the history's τ̂² and this check's own sampling variance, so a check with
+    fewer spans than the history's is not mistaken for a wider spread). Below ``alpha`` the
+    current estimate is used alone. A smaller current spread is no reason to doubt the history.
+    """
+    history = combine_tau(earlier)
+    if history is None:
+        return PooledTau(current)
+    offered = sum(e.dof > 0 for e in earlier)
+    expected = max(0.0, history.mean_square - history.sampling) + current.sampling
+    if expected > 0.0 and current.dof > 0:
+        p = f_sf(current.mean_square / expected, current.dof, history.dof)
+        if p < alpha:
+            return PooledTau(current, 0, p, offered)
+    pooled = combine_tau([current, *earlier])
+    assert pooled is not None
+    return PooledTau(pooled, offered, None, offered)
 
 
 def host_noise_floor(

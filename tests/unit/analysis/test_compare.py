@@ -451,3 +451,62 @@ def test_the_host_spread_is_assumed_only_for_spans_that_name_their_one_instance(
 
     unnamed = " ".join(run(anonymous(cand), anonymous(base)).summary)
     assert "Host spread assumed" not in unnamed and "Host spread unknown" in unnamed
+
+
+def test_the_host_spread_pools_the_service_history_and_says_where_it_came_from() -> None:
+    """With the service's earlier releases' τ̂ (a store), the guard pools them with this check's
+    and the summary says so in words; a check whose instances differ far more than the history
+    predicts uses its own τ̂ and says why; a history without estimates says that too."""
+    from feedbot.analysis.detectors import TauHistory
+    from feedbot.analysis.stats import TauEstimate
+
+    rng = np.random.default_rng(41)
+    base = release(rng, routes(10, 150), instances=3, spread=0.05)
+    cand = release(rng, routes(10, 150), instances=3, spread=0.05)
+    alone = run(cand, base)
+    earlier = tuple(TauEstimate(0.05, 4, 0.0025 + 0.0004, 0.0004) for _ in range(6))
+    pooled = run(cand, base, tau_history=TauHistory("checkout", earlier))
+    (said,) = [line for line in pooled.summary if "Between-instance spread" in line]
+    assert "from this check and the 6 earlier releases of checkout: τ = " in said
+    assert "from 28 degrees of freedom" in said  # 4 of this check's, 4 of each release's
+    tau = float(re.search(r"τ = ([0-9.]+)", said).group(1))  # type: ignore[union-attr]
+    own = alone.host_tau
+    assert [p.dof for p in own if p is not None] == [2, 2]
+    parts = [*(p for p in own if p is not None), *earlier]
+    direct = sum(p.dof * (p.mean_square - p.sampling) for p in parts) / 28
+    assert tau == pytest.approx(math.sqrt(max(0.0, direct)), abs=5e-4)
+    assert pooled.host_tau == own  # what is recorded is this check's own, never the pool
+    shifted_pooled = run(release(rng, shifted(150, 2, ratio=1.5), instances=3, spread=0.05), base,
+                         tau_history=TauHistory("checkout", earlier))  # fmt: skip
+    (finding,) = [f for f in shifted_pooled.findings if f.kind == "latency_regression"]
+    assert "(instance offsets over all groups, with 6 earlier releases', 28 df)" in (
+        finding.method or ""
+    )
+    # A history of near-identical pods against this check's 5%: the spread grew, checked alone.
+    tight = tuple(TauEstimate(0.0, 4, 0.00001, 0.00001) for _ in range(6))
+    wide = release(rng, routes(10, 150), instances=3, spread=0.4)
+    changed = run(release(rng, routes(10, 150), instances=3, spread=0.4), wide,
+                  tau_history=TauHistory("checkout", tight))  # fmt: skip
+    (said,) = [line for line in changed.summary if "Between-instance spread" in line]
+    assert said.startswith("This check's instances differ more than those of the 6 earlier")
+    assert "measured from this check alone" in said
+    empty = run(cand, base, tau_history=TauHistory("checkout"))
+    (said,) = [line for line in empty.summary if "Between-instance spread" in line]
+    assert said.startswith("No earlier release of checkout in the last 30 days")
+
+
+def test_a_history_counts_each_version_s_instances_once() -> None:
+    """The baseline of one release is the new version of the release before: the same pods."""
+    from feedbot.analysis.detectors import TauRecord, tau_history
+    from feedbot.analysis.stats import TauEstimate
+
+    def est(dof: int) -> TauEstimate:
+        return TauEstimate(0.05, dof, 0.003, 0.0005)
+
+    records = [
+        TauRecord("1.3", (("1.3", est(2)), ("1.2", est(3)))),  # 1.3 is this check's baseline
+        TauRecord("1.2", (("1.2", est(5)), ("1.1", est(6)))),  # 1.2 counted by the newer one
+        TauRecord("1.1", (("1.1", est(7)),)),  # nothing left: dropped
+    ]
+    history = tau_history("checkout", records, {"1.4", "1.3"})
+    assert [e.dof for e in history.estimates] == [3, 6]

@@ -626,3 +626,65 @@ def test_the_upper_bound_holds_the_level_where_tau_hat_has_two_degrees_of_freedo
     print(f"tau-hat {plain / reps:.4f}, 90% bound {bounded / reps:.4f}")
     assert plain / reps > 3 * level
     assert bounded / reps <= 1.5 * level
+
+
+@pytest.mark.parametrize(
+    ("f", "df1", "df2"), [(0.3, 4, 10), (1.0, 4, 4), (3.2, 2, 30), (8.0, 4, 14)]
+)
+def test_f_sf_matches_scipy(f, df1, df2):
+    assert stats_dist.f_sf(f, df1, df2) == pytest.approx(sp.f.sf(f, df1, df2), rel=1e-9)
+    assert stats_dist.f_sf(0.0, df1, df2) == 1.0
+    with pytest.raises(ValueError, match="degrees of freedom"):
+        stats_dist.f_sf(f, 0, df2)
+
+
+def test_tau_across_is_its_versions_parts_pooled():
+    rng = _rng(40)
+    versions, _ = _null_draw(rng, 0.05)
+    parts = stats.tau_by_version(versions)
+    assert [p.dof for p in parts if p is not None] == [2, 2]
+    whole = stats.tau_across(versions)
+    pooled = stats.combine_tau([p for p in parts if p is not None])
+    assert whole is not None and pooled is not None
+    assert (whole.tau, whole.dof) == pytest.approx((pooled.tau, pooled.dof), rel=1e-12)
+    assert whole.mean_square == pytest.approx(pooled.mean_square, rel=1e-12)
+
+
+def test_history_pools_by_degrees_of_freedom_as_a_direct_computation():
+    current = stats.TauEstimate(0.01, 4, 0.0011, 0.0010)
+    earlier = [
+        stats.TauEstimate(0.05, 2, 0.0036, 0.0011),
+        stats.TauEstimate(0.04, 4, 0.0026, 0.0009),
+        stats.TauEstimate(0.0, 2, 0.0008, 0.0012),  # below its noise: τ̂ = 0, still counted
+    ]
+    parts = [current, *earlier]
+    dof = sum(p.dof for p in parts)
+    direct = sum(p.dof * (p.mean_square - p.sampling) for p in parts) / dof
+    result = stats.pool_with_history(current, earlier)
+    assert (result.earlier, result.changed_p, result.estimate.dof) == (3, None, 12)
+    assert result.estimate.tau == pytest.approx(math.sqrt(direct), rel=1e-12)
+    assert result.estimate.mean_square == pytest.approx(
+        sum(p.dof * p.mean_square for p in parts) / dof, rel=1e-12
+    )
+    # Pooling removes the ≤ 2-df upper bound's reason: 12 degrees of freedom.
+    assert stats.pool_with_history(current, []).estimate == current
+
+
+def test_a_much_wider_spread_than_the_history_sets_the_history_aside():
+    """The infrastructure changed: this check's mean square is far above what the history's τ̂²
+    plus this check's own sampling variance predicts (one-sided F at 1%)."""
+    history = [stats.TauEstimate(0.03, 4, 0.0009 + 0.001, 0.001)] * 5  # 20 df, τ = 0.03
+    wide = stats.TauEstimate(0.15, 4, 0.0225 + 0.001, 0.001)
+    kept = stats.pool_with_history(wide, history)
+    expected = 0.0009 + 0.001
+    p = sp.f.sf((0.0225 + 0.001) / expected, 4, 20)
+    assert p < 0.01
+    assert kept.estimate == wide and kept.earlier == 0 and kept.offered == 5
+    assert kept.changed_p == pytest.approx(p, rel=1e-9)
+    # A narrower spread is no reason to doubt the history; nor a moderately wider one.
+    for tau in (0.0, 0.05):
+        near = stats.TauEstimate(tau, 4, tau**2 + 0.001, 0.001)
+        assert stats.pool_with_history(near, history).earlier == 5
+    # A check with fewer spans (a larger sampling variance) is not mistaken for a wider spread.
+    sparse = stats.TauEstimate(0.03, 4, 0.0009 + 0.02, 0.02)
+    assert stats.pool_with_history(sparse, history).earlier == 5
