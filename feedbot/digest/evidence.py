@@ -68,7 +68,21 @@ def samples(report: Mapping[str, Any]) -> str:
             f"{label} {version}: {spans} spans in {plural(len(present), 'group')}, "
             f"{window_text(window.get(side))}"
         )
-    return " → ".join(sides)
+    return " ".join([*comparison_words(report), " → ".join(sides)])
+
+
+def comparison_words(report: Mapping[str, Any]) -> list[str]:
+    """Over which time the versions were compared and why, and the load of each, in words."""
+    comparison = report.get("comparison")
+    if not isinstance(comparison, Mapping):
+        return []
+    words = [str(comparison.get("reason") or "")]
+    rates = comparison.get("requests_per_minute")
+    if isinstance(rates, Mapping) and rates.get("baseline") and rates.get("candidate"):
+        old, new = float(rates["baseline"]), float(rates["candidate"])
+        change = f"{new / old - 1:+.0%}" if old else "n/a"
+        words.append(f"Load: {old:,.0f} → {new:,.0f} requests/min, old → new ({change}).")
+    return words
 
 
 def percentiles(report: Mapping[str, Any], span: str) -> str:

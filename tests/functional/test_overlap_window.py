@@ -1,0 +1,261 @@
+"""The comparison window on a rolling deploy: both versions while both served, else before/after.
+
+Spans of the real OpenTelemetry SDK, two pods a version, a SERVER span per request with a DB
+span under it. In the rolling deploy, load rises at the deploy moment and every request of
+*both* versions is 30% slower from then on; the code did not change. Compared over the time both
+versions served, nothing changed; compared with the old version's spans from before the deploy
+(the fallback, and what every comparison did before), the load looks like a regression.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from opentelemetry.trace import SpanKind, set_span_in_context
+from sqlalchemy import select
+
+from feedbot.backends.embedded import EmbeddedBackend
+from feedbot.checks import concurrent
+from feedbot.checks.register import register_release
+from feedbot.checks.runner import CheckRunner
+from feedbot.clock import FixedClock
+from feedbot.commands import report as report_cli
+from feedbot.spans.otlp import PROTOBUF
+from feedbot.store.db import make_engine, make_sessions, migrate
+from feedbot.store.models import Check
+from tests.factories import event, settings
+from tests.fakes.sdk_spans import T0, json_line, ns, protobuf, sdk_spans
+
+UNTIL = T0 + timedelta(minutes=10)
+STEP_S = 2.0  # a request every 2 s per pod
+LOAD = 1.3  # every request 30% slower from the deploy on, in both versions
+
+
+def serve(
+    version: str,
+    start: datetime,
+    end: datetime,
+    *,
+    seed: int,
+    slower: Callable[[datetime], float],
+    pods: tuple[str, ...],
+) -> list[Any]:
+    """SDK spans of ``version`` on ``pods`` from ``start`` to ``end``, durations × ``slower(t)``."""
+    rng = np.random.default_rng(seed)
+    times = [
+        start + timedelta(seconds=i * STEP_S)
+        for i in range(int((end - start).total_seconds() / STEP_S))
+    ]
+    spans: list[Any] = []
+    for pod in pods:
+        ms = rng.lognormal(np.log(40.0), 0.4, len(times))
+
+        def build(tracer: Any, ms: np.ndarray = ms) -> None:
+            for moment, duration in zip(times, ms.tolist(), strict=True):
+                begin = ns(moment)
+                server = tracer.start_span(
+                    "GET /orders/{id}",
+                    kind=SpanKind.SERVER,
+                    start_time=begin,
+                    attributes={"http.route": "/orders/{id}", "http.request.method": "GET"},
+                )
+                db = tracer.start_span(
+                    "SELECT shop",
+                    kind=SpanKind.CLIENT,
+                    context=set_span_in_context(server),
+                    start_time=begin + 1_000_000,
+                )
+                db.end(begin + 3_000_000)
+                server.end(begin + int(duration * slower(moment) * 1_000_000))
+
+        resource = {
+            "service.name": "checkout",
+            "service.version": version,
+            "deployment.environment.name": "production",
+            "service.instance.id": pod,
+        }
+        spans += sdk_spans(resource, build)
+    return spans
+
+
+def busier(moment: datetime) -> float:
+    return LOAD if moment >= T0 else 1.0
+
+
+def rolling_deploy(seed: int = 1) -> list[Any]:
+    """1.0 for half an hour, then 1.1 beside it for ten minutes; load up 30% at the deploy."""
+    old = serve("1.0", T0 - timedelta(minutes=30), UNTIL, seed=seed, slower=busier, pods=("a", "b"))
+    new = serve("1.1", T0, UNTIL, seed=seed + 1, slower=busier, pods=("c", "d"))
+    return old + new
+
+
+def replaced_at_the_deploy(seed: int = 2) -> list[Any]:
+    """1.0 for half an hour, stopped at the deploy; 1.1 from then on; the same load throughout."""
+    same = lambda _: 1.0  # noqa: E731
+    old = serve("1.0", T0 - timedelta(minutes=30), T0, seed=seed, slower=same, pods=("a", "b"))
+    new = serve("1.1", T0, UNTIL, seed=seed + 1, slower=same, pods=("c", "d"))
+    return old + new
+
+
+def deploy_file(tmp_path: Path) -> Path:
+    path = tmp_path / "deploy.json"
+    doc = {"service": "checkout", "version": "1.1", "environment": "production"}
+    path.write_text(json.dumps({**doc, "deployed_at": T0.isoformat()}))
+    return path
+
+
+def report(tmp_path: Path, *source: str, text: bool = False) -> tuple[int, dict[str, Any] | str]:
+    parser = argparse.ArgumentParser()
+    report_cli.add_arguments(parser)
+    argv = ["--deploy", str(deploy_file(tmp_path)), *source, "--until", UNTIL.isoformat()]
+    argv += ["--format", "text" if text else "json", "--fail-on", "regressed"]
+    out = tmp_path / "out.txt"
+    with out.open("w") as stream:
+        saved, sys.stdout = sys.stdout, stream
+        try:
+            code = report_cli.run(parser.parse_args(argv), now=lambda: UNTIL)
+        finally:
+            sys.stdout = saved
+    body = out.read_text()
+    return code, body if text else json.loads(body)
+
+
+def trace_file(tmp_path: Path, spans: list[Any]) -> list[str]:
+    path = tmp_path / "spans.jsonl"
+    path.write_text(json_line(spans) + "\n")
+    return ["--traces", str(path)]
+
+
+def latency_findings(doc: dict[str, Any]) -> list[tuple[str, str, str]]:
+    kinds = ("latency_regression", "tail_latency_regression")
+    return [(f["kind"], f["span"], f["state"]) for f in doc["findings"] if f["kind"] in kinds]
+
+
+def test_a_load_rise_at_a_rolling_deploy_is_no_regression_over_the_overlap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = trace_file(tmp_path, rolling_deploy())
+    code, doc = report(tmp_path, *source)
+    assert isinstance(doc, dict)
+    assert (code, doc["verdict"]) == (0, "neutral"), latency_findings(doc)
+    comparison = doc["comparison"]
+    assert comparison["kind"] == "overlap", comparison
+    start = datetime.fromisoformat(comparison["window"]["start"])
+    end = datetime.fromisoformat(comparison["window"]["end"])
+    # From the new version's first span to the old version's last one.
+    assert T0 <= start < T0 + timedelta(seconds=1) and UNTIL - timedelta(seconds=3) < end <= UNTIL
+    assert doc["window"]["baseline"] == doc["window"]["candidate"] == comparison["window"]
+    # Two pods a version, a request every 2 s each, two spans a request, for ten minutes.
+    assert comparison["spans"] == {"baseline": 1200, "candidate": 1200}
+    rates = comparison["requests_per_minute"]
+    assert rates["baseline"] == pytest.approx(60, rel=0.02) == rates["candidate"]
+    assert comparison["reason"].startswith("Compared while both versions served: Nov 24 10:00")
+
+    # The same spans over the before/after window (every comparison's window before this):
+    # the old version's faster spans from before the deploy make the load a "regression".
+    monkeypatch.setattr(concurrent, "TESTABLE_SHARE", 1.01)
+    code, doc = report(tmp_path, *source)
+    assert isinstance(doc, dict)
+    assert doc["comparison"]["kind"] == "before_after"
+    assert (code, doc["verdict"]) == (1, "regressed")
+    assert ("latency_regression", "GET /orders/{id}", "confirmed") in latency_findings(doc)
+    assert "too few spans to test there" in doc["comparison"]["reason"]
+
+
+def test_an_old_version_stopped_at_the_deploy_is_compared_before_and_after(
+    tmp_path: Path,
+) -> None:
+    source = trace_file(tmp_path, replaced_at_the_deploy())
+    code, doc = report(tmp_path, *source)
+    assert isinstance(doc, dict)
+    assert (code, doc["verdict"]) == (0, "neutral"), latency_findings(doc)
+    comparison = doc["comparison"]
+    assert comparison["kind"] == "before_after" and comparison["window"] is None
+    assert comparison["reason"].startswith("The old version stopped serving at the deploy")
+    assert (
+        "compared with the old version's spans of Nov 23 10:00 – Nov 24 10:10"
+        in (comparison["reason"])
+    )
+    assert comparison["spans"] == {"baseline": 3600, "candidate": 1200}
+    # Each version's load over the time it served: the same.
+    rates = comparison["requests_per_minute"]
+    assert rates["baseline"] == pytest.approx(60, rel=0.02)
+    assert rates["candidate"] == pytest.approx(60, rel=0.02)
+    code, text = report(tmp_path, *source, text=True)
+    assert "The old version stopped serving at the deploy (Nov 24 10:00:00 UTC)" in str(text)
+    assert "Load: 60 → 60 requests/min, old → new (+0%)" in str(text)
+
+
+def test_a_short_overlap_falls_back_and_says_why(tmp_path: Path) -> None:
+    """The old pods stop 20 s after the deploy: 20 old requests are too few to test."""
+    old = serve(
+        "1.0",
+        T0 - timedelta(minutes=30),
+        T0 + timedelta(seconds=20),
+        seed=3,
+        slower=lambda _: 1.0,
+        pods=("a", "b"),
+    )
+    new = serve("1.1", T0, UNTIL, seed=4, slower=lambda _: 1.0, pods=("c", "d"))
+    code, doc = report(tmp_path, *trace_file(tmp_path, old + new))
+    assert isinstance(doc, dict)
+    comparison = doc["comparison"]
+    assert comparison["kind"] == "before_after"
+    assert comparison["reason"].startswith("Both versions served together Nov 24 10:00:")
+    assert (
+        "but too few spans to test there (groups with 30 spans of each version held 0%"
+        in (comparison["reason"])
+    )
+
+
+@pytest.mark.parametrize("spans", [rolling_deploy, replaced_at_the_deploy])
+def test_serve_and_report_compare_over_the_same_window(
+    tmp_path: Path, spans: Callable[[], list[Any]]
+) -> None:
+    made = spans()
+    url = f"sqlite:///{tmp_path / 'feedbot.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    sessions = make_sessions(engine)
+    backend = EmbeddedBackend(sessions)
+    backend.ingest(protobuf(made), PROTOBUF, None)
+    conf = settings(
+        database_url=url,
+        checks={"after": ["10m"]},
+        services={"checkout": {"detectors": {"latency": {"warmup": "0"}}}},
+    )
+    with sessions() as session:
+        release = event(service="checkout", version="1.1", changes=())
+        register_release(session, release, settings=conf, now=T0)
+        session.commit()
+    runner = CheckRunner(
+        sessions=sessions, backend=backend, settings=conf, clock=FixedClock(UNTIL), worker="w"
+    )
+    assert runner.run_due() == 1
+    with sessions() as session:
+        check = session.scalars(select(Check).where(Check.state == "done")).one()
+        assert check.result is not None
+        served: dict[str, Any] = check.result["report"]
+    engine.dispose()
+
+    config = tmp_path / "feedbot.yaml"
+    config.write_text(f'database_url: "{url}"\ntraces:\n  backend: embedded\n')
+    _, from_store = report(tmp_path, "--config", str(config))
+    _, from_files = report(tmp_path, *trace_file(tmp_path, made))
+    assert isinstance(from_store, dict) and isinstance(from_files, dict)
+    for doc in (from_store, from_files):
+        assert doc["comparison"]["kind"] == served["comparison"]["kind"]
+        assert doc["comparison"]["window"] == served["comparison"]["window"]
+        assert doc["comparison"]["spans"] == served["comparison"]["spans"]
+        assert doc["verdict"] == served["verdict"] == "neutral"
+    if spans is rolling_deploy:
+        assert served["comparison"]["kind"] == "overlap"
+        assert served["comparison"]["reason"] == from_files["comparison"]["reason"]
