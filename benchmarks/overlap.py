@@ -23,6 +23,7 @@ version over the overlap only. Scenarios:
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from collections.abc import Sequence
@@ -98,6 +99,7 @@ class Outcome:
     first: bool = False  # the change found at look 1 (watching or confirmed)
     confirmed: bool = False  # ... confirmed by the last look
     overlap_looks: int = 0  # looks compared over the overlap
+    collect_s: float = 0.0  # the store's reads at all looks (pipeline.collect)
 
 
 def _plan(service: str, after: timedelta, look: int, held: tuple[str, ...]) -> pipeline.Plan:
@@ -132,11 +134,13 @@ def _looks(
     out, held = Outcome(), tuple[str, ...]()
     for look, after in enumerate(LOOKS, start=1):
         plan = _plan(service, after, look, held)
+        started = time.perf_counter()
         if hybrid:
             assert isinstance(backend, EmbeddedBackend)
             collected = _hybrid(backend, plan)
         else:
             collected = pipeline.collect(backend, plan)
+        out.collect_s += time.perf_counter() - started
         done = pipeline.analyse(plan, collected)
         a = done.analysis
         held = tuple(f.key for f in a.findings if f.tested)  # as the check recorder keeps them
@@ -197,6 +201,8 @@ def run(deploys: int, only: str | None = None) -> list[tuple[str, ...]]:
             rows.append((label, "confirmed by the end", *share("confirmed")))
         overlap = sum(p[0].overlap_looks for p in pairs) / (deploys * len(LOOKS))
         rows.append((label, "looks using the overlap", f"{overlap:.0%}", "0%", f"{overlap:.0%}"))
+        reads = [statistics.median(p[i].collect_s for p in pairs) for i in range(3)]
+        rows.append((label, "store reads, s per deploy (median)", *(f"{r:.2f}" for r in reads)))
         rows.append((label, "seconds per deploy (3 readings)", f"{seconds / deploys:.1f}", "", ""))
     return rows
 
