@@ -259,3 +259,12 @@ def test_serve_and_report_compare_over_the_same_window(
     if spans is rolling_deploy:
         assert served["comparison"]["kind"] == "overlap"
         assert served["comparison"]["reason"] == from_files["comparison"]["reason"]
+
+
+def test_a_baseline_without_spans_is_not_said_to_have_stopped(tmp_path: Path) -> None:
+    new = serve("1.1", T0, UNTIL, seed=5, slower=lambda _: 1.0, pods=("c", "d"))
+    source = trace_file(tmp_path, new)
+    code, doc = report(tmp_path, *source, "--baseline-version", "0.9")
+    assert isinstance(doc, dict)
+    assert doc["comparison"]["kind"] == "before_after"
+    assert doc["comparison"]["reason"].startswith("The old version sent no span in Nov 23 10:00")
