@@ -15,7 +15,7 @@ window is the fallback, and the report says why in plain words.
 
 What it costs (``python -m benchmarks.overlap``: a 30-minute rollout, 10 requests a minute per
 route, looks at +30 min to +4 h): no false alarm when the load rises 30% at the deploy moment or
-an hour later (before/after: every deploy), but +20% on one route is confirmed in about half the
+an hour later (before/after: every deploy), but +20% on one route is confirmed in 40% of the
 deploys instead of all, since every look after the rollout compares the same half hour. Reading
 the new version over its whole window against the old version's overlap keeps most of the power
 but is fooled by a load change after the rollout.
