@@ -3,22 +3,29 @@
 During a rolling deploy both versions serve at once, under the same load: that overlap is the
 comparison that time cannot confound (detection-methods.md §8, §9). The baseline's window
 otherwise reaches back before the deploy, and a change of load at the deploy moment (a busier
-hour, a batch job ending) then looks like the new version's doing.
+hour, a batch job ending) then looks like the new version's doing. But once the old version is
+fully replaced, "the baseline must come from the past" (§8): the overlap is only the look's
+comparison while it is most of what the new version served.
 
 The overlap runs from the new version's first span to the old version's last span in the
-candidate window (same service and environment). It is used when it holds enough spans to test:
-the span groups with ``latency.min_samples`` spans of each version in it must hold
-:data:`TESTABLE_SHARE` of the new version's spans there (in groups both versions have, so a new
-operation does not count against it). Groups are counted as the analysis groups them, from the
-overlap's own answer, so the rule sees what the tests will see. Otherwise the before/after
-window is the fallback, and the report says why in plain words.
+candidate window (same service and environment). It is used when both hold:
+
+- it covers :data:`SERVING_SHARE` of the new version's serving time in this look's window (its
+  first span to its last);
+- it holds enough spans to test: the span groups with ``latency.min_samples`` spans of each
+  version in it must hold :data:`TESTABLE_SHARE` of the new version's spans there (in groups
+  both versions have, so a new operation does not count against it). Groups are counted as the
+  analysis groups them, from the overlap's own answer, so the rule sees what the tests will see.
+
+Otherwise the before/after window is the fallback, and the report says why in plain words.
 
 What it costs (``python -m benchmarks.overlap``: a 30-minute rollout, 10 requests a minute per
-route, looks at +30 min to +4 h): no false alarm when the load rises 30% at the deploy moment or
-an hour later (before/after: every deploy), but +20% on one route is confirmed in 40% of the
-deploys instead of all, since every look after the rollout compares the same half hour. Reading
-the new version over its whole window against the old version's overlap keeps most of the power
-but is fooled by a load change after the rollout.
+route, looks at +30 min to +4 h): the overlap alone has no false alarm when the load rises 30%
+at the deploy moment or an hour later (before/after: every deploy), but confirms +20% on one
+route in 40% of the deploys instead of all, since every look after the rollout would compare
+the same half hour. With :data:`SERVING_SHARE` the first looks of a rollout read the overlap and
+the later ones before/after: the power of before/after at the later looks, and its confounding
+with a load change there too.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from datetime import datetime, timedelta
 
 from feedbot.analysis.report import Comparison
 from feedbot.backends.base import ServingTimes, TraceBackend
-from feedbot.digest.evidence import window_text
+from feedbot.digest.evidence import length_text, window_text
 from feedbot.spans.model import ReleaseData
 
 Window = tuple[datetime, datetime]
@@ -42,6 +49,16 @@ Served = tuple[datetime, datetime, int]
 #: from a day of baseline, but that baseline is confounded with time for every route; a short
 #: overlap that would leave most of the traffic untested is not worth that trade.
 TESTABLE_SHARE = 0.8
+#: Share of the new version's serving time in the look's window (its first span to its last)
+#: that the overlap must cover to be the look's comparison. Half: while the old version served
+#: at least as long as the new one has served alone, the overlap is still most of the look, and
+#: the same load for both is worth more than the spans left out. Past that, most of what the new
+#: version served (its later spans, its exceptions after the old version stopped, its reach)
+#: would be left out, and every later look would test the same overlap again; the baseline then
+#: comes from the past (§8), which trades the overlap's immunity to a load change at the deploy
+#: for the power of the whole window. Higher keeps the overlap for fewer looks; 0 keeps it for
+#: every look (``benchmarks.overlap`` measures both).
+SERVING_SHARE = 0.5
 #: Spans that start a request: their rate is the load.
 ENTRY_KINDS = ("SERVER", "CONSUMER")
 _TICK = timedelta(microseconds=1)
@@ -77,6 +94,9 @@ def overlap(
 ) -> tuple[Window | None, str]:
     """From the new version's first span to the old one's last (end exclusive), or why not.
 
+    None, too, when the overlap covers less than :data:`SERVING_SHARE` of the new version's
+    serving time (its first span to its last): the old version was replaced early in the look.
+
     Args:
         new: where the new version served in its window.
         old: where the baseline version served in the new version's window (or later).
@@ -91,6 +111,14 @@ def overlap(
         return None, (
             f"The old version stopped serving before the new one started (its last span at "
             f"{_clock(last)}, the new version's first at {_clock(first)}):"
+        )
+    serving = (new[1] - first).total_seconds()
+    together = (last - first).total_seconds()
+    if together < SERVING_SHARE * serving:
+        return None, (
+            f"The old version stopped serving at {_clock(last)}, {length_text(together)} into "
+            f"this {length_text(serving)} look (both served together for "
+            f"{together / serving:.0%} of it, {SERVING_SHARE:.0%} needed):"
         )
     return (first, last + _TICK), ""
 

@@ -37,17 +37,21 @@ def window_text(window: Mapping[str, str] | None) -> str:
     start, end = (datetime.fromisoformat(window[k]) for k in ("start", "end"))
     seconds = (end - start).total_seconds()
     clock = "%H:%M:%S" if seconds < 600 else "%H:%M"
-    if seconds >= 3600:
-        length = f"{seconds / 3600:.1f} h"
-    elif seconds >= 60:
-        length = f"{seconds / 60:.0f} min"
-    else:
-        length = f"{seconds:.0f} s"
+    length = length_text(seconds)
     if start.date() == end.date():
         return f"{start:%b %d} {start.strftime(clock)}–{end.strftime(clock)} UTC ({length})"
     return (
         f"{start:%b %d} {start.strftime(clock)} – {end:%b %d} {end.strftime(clock)} UTC ({length})"
     )
+
+
+def length_text(seconds: float) -> str:
+    """``24.0 h``, ``20 min`` or ``45 s``: a length of time in the unit that reads best."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
 
 
 def samples(report: Mapping[str, Any]) -> str:

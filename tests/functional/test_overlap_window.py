@@ -194,8 +194,10 @@ def test_an_old_version_stopped_at_the_deploy_is_compared_before_and_after(
     assert "Load: 60 → 60 requests/min, old → new (+0%)" in str(text)
 
 
-def test_a_short_overlap_falls_back_and_says_why(tmp_path: Path) -> None:
-    """The old pods stop 20 s after the deploy: 20 old requests are too few to test."""
+def test_a_short_overlap_falls_back_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old pods stop 20 s after the deploy, 10 min before the look."""
     old = serve(
         "1.0",
         T0 - timedelta(minutes=30),
@@ -205,7 +207,21 @@ def test_a_short_overlap_falls_back_and_says_why(tmp_path: Path) -> None:
         pods=("a", "b"),
     )
     new = serve("1.1", T0, UNTIL, seed=4, slower=lambda _: 1.0, pods=("c", "d"))
-    code, doc = report(tmp_path, *trace_file(tmp_path, old + new))
+    source = trace_file(tmp_path, old + new)
+    code, doc = report(tmp_path, *source)
+    assert isinstance(doc, dict)
+    comparison = doc["comparison"]
+    assert comparison["kind"] == "before_after"
+    # Its last span starts at 10:00:18 (a request every 2 s), 18 s of the new version's 9:58.
+    assert comparison["reason"].startswith(
+        "The old version stopped serving at Nov 24 10:00:18 UTC, 18 s into this 10 min look "
+        "(both served together for 3% of it, 50% needed): compared with the old version's "
+        "spans of Nov 23 10:00 – Nov 24 10:10 UTC (24.2 h), before and after the deploy"
+    )
+
+    # Were the overlap compared whenever it could be, its 20 old requests are too few to test.
+    monkeypatch.setattr(concurrent, "SERVING_SHARE", 0.0)
+    code, doc = report(tmp_path, *source)
     assert isinstance(doc, dict)
     comparison = doc["comparison"]
     assert comparison["kind"] == "before_after"
@@ -214,6 +230,78 @@ def test_a_short_overlap_falls_back_and_says_why(tmp_path: Path) -> None:
         "but too few spans to test there (groups with 30 spans of each version held 0%"
         in (comparison["reason"])
     )
+
+
+@pytest.mark.parametrize(("minutes", "kind"), [(4, "before_after"), (6, "overlap")])
+def test_the_overlap_is_compared_only_while_it_is_most_of_the_look(
+    tmp_path: Path, minutes: int, kind: str
+) -> None:
+    """The old pods stop 4 or 6 min into a 10 min look: under or over half of it."""
+    stop = T0 + timedelta(minutes=minutes)
+    old = serve("1.0", T0 - timedelta(minutes=30), stop, seed=6, slower=busier, pods=("a", "b"))
+    new = serve("1.1", T0, UNTIL, seed=7, slower=busier, pods=("c", "d"))
+    code, doc = report(tmp_path, *trace_file(tmp_path, old + new))
+    assert isinstance(doc, dict)
+    comparison = doc["comparison"]
+    assert comparison["kind"] == kind, comparison["reason"]
+    if kind == "overlap":
+        # To the old version's last span: its last request's DB span, 1 ms into it.
+        end = datetime.fromisoformat(comparison["window"]["end"])
+        assert end == stop - timedelta(seconds=2) + timedelta(milliseconds=1, microseconds=1)
+        assert comparison["spans"] == {"baseline": 720, "candidate": 720}
+        return
+    assert comparison["window"] is None
+    assert comparison["reason"].startswith(
+        "The old version stopped serving at Nov 24 10:03:58 UTC, 4 min into this 10 min look "
+        "(both served together for 40% of it, 50% needed): compared with the old version's "
+        "spans of"
+    )
+    # Its 30 min before the deploy and 4 after: 2 pods, a request every 2 s, 2 spans each.
+    assert comparison["spans"] == {"baseline": 4080, "candidate": 1200}
+
+
+def test_a_short_rollout_is_compared_over_the_overlap_at_first_then_before_and_after(
+    tmp_path: Path,
+) -> None:
+    """The old pods serve 10 min beside the new ones; looks at +10 min and +30 min."""
+    old = serve("1.0", T0 - timedelta(minutes=30), UNTIL, seed=8, slower=busier, pods=("a", "b"))
+    later = T0 + timedelta(minutes=30)
+    new = serve("1.1", T0, later, seed=9, slower=busier, pods=("c", "d"))
+    url = f"sqlite:///{tmp_path / 'feedbot.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    sessions = make_sessions(engine)
+    backend = EmbeddedBackend(sessions)
+    backend.ingest(protobuf(old + new), PROTOBUF, None)
+    conf = settings(
+        database_url=url,
+        checks={"after": ["10m", "30m"]},
+        services={"checkout": {"detectors": {"latency": {"warmup": "0"}}}},
+    )
+    with sessions() as session:
+        release = event(service="checkout", version="1.1", changes=())
+        register_release(session, release, settings=conf, now=T0)
+        session.commit()
+    clock = FixedClock(UNTIL)
+    runner = CheckRunner(sessions=sessions, backend=backend, settings=conf, clock=clock, worker="w")
+    assert runner.run_due() == 1
+    clock.set(later)
+    assert runner.run_due() == 1
+    with sessions() as session:
+        checks = session.scalars(select(Check).order_by(Check.due_at)).all()
+        assert [c.state for c in checks] == ["done", "done"]
+        first, last = (c.result["report"]["comparison"] for c in checks if c.result)
+    engine.dispose()
+    assert first["kind"] == "overlap", first["reason"]
+    assert first["reason"].startswith("Compared while both versions served: Nov 24 10:00")
+    # At +30 min the old version's 10 min are a third of the look: the baseline is its past.
+    assert last["kind"] == "before_after" and last["window"] is None
+    assert last["reason"].startswith(
+        "The old version stopped serving at Nov 24 10:09:58 UTC, 10 min into this 30 min look "
+        "(both served together for 33% of it, 50% needed): compared with the old version's "
+        "spans of Nov 23 10:00 – Nov 24 10:30 UTC (24.5 h), before and after the deploy"
+    )
+    assert last["spans"] == {"baseline": 4800, "candidate": 3600}
 
 
 @pytest.mark.parametrize("spans", [rolling_deploy, replaced_at_the_deploy])
