@@ -19,13 +19,15 @@ candidate window (same service and environment). It is used when both hold:
 
 Otherwise the before/after window is the fallback, and the report says why in plain words.
 
-What it costs (``python -m benchmarks.overlap``: a 30-minute rollout, 10 requests a minute per
-route, looks at +30 min to +4 h): the overlap alone has no false alarm when the load rises 30%
-at the deploy moment or an hour later (before/after: every deploy), but confirms +20% on one
-route in 40% of the deploys instead of all, since every look after the rollout would compare
-the same half hour. With :data:`SERVING_SHARE` the first looks of a rollout read the overlap and
-the later ones before/after: the power of before/after at the later looks, and its confounding
-with a load change there too.
+What it costs (``python -m benchmarks.overlap --deploys 20``: a 30-minute rollout, 10 requests a
+minute per route, looks at +30 min, +1 h, +2 h, +4 h). The overlap at every look: no false
+alarm when the load rises 30% at the deploy moment or an hour later (before/after: every
+deploy), but +20% on one route confirmed by the end in 40% of the deploys, since every look
+after the rollout compares the same half hour. With :data:`SERVING_SHARE` only the first look
+reads the overlap (the second sits at the boundary, 30 min of 60): +20% is confirmed by the end
+in every deploy again, found at the first look in 40% (before/after: 70%), and a load change at
+the deploy moment or after it is again a false alarm in every deploy, at the later looks, as
+with before/after.
 """
 
 from __future__ import annotations
