@@ -35,6 +35,28 @@ OPTIONAL_FINDING_FIELDS = (
 
 
 @dataclass(frozen=True, slots=True)
+class Comparison:
+    """Over which time the two versions were compared, and why (detection-methods.md §8, §9).
+
+    Attributes:
+        kind: ``"overlap"``: both versions over the time both served (a rolling deploy's
+            overlap, the same load for both); ``"before_after"``: the new version's window
+            against the baseline's own, which reaches back before the deploy (the fallback).
+        reason: The plain sentence that says which and why.
+        window: The overlap's first and last span start (``"overlap"`` only).
+        spans: Spans compared, (baseline, new version).
+        per_minute: Requests per minute (entry spans: SERVER or CONSUMER, else all) of each
+            version over its window, (baseline, new version); None when a side had no span.
+    """
+
+    kind: str
+    reason: str
+    window: tuple[datetime, datetime] | None = None
+    spans: tuple[int, int] = (0, 0)
+    per_minute: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ReportContext:
     """What the report says around the analysis: which release, which windows.
 
@@ -49,6 +71,7 @@ class ReportContext:
         candidate_observed: First and last start of the new version's spans counted (None when
             none was, or before the backend answered): the time it was seen serving.
         baseline_observed: The same for the baseline's spans.
+        comparison: Over which time the versions were compared (None without a baseline).
     """
 
     service: str
@@ -60,6 +83,7 @@ class ReportContext:
     notes: tuple[str, ...] = ()
     candidate_observed: tuple[datetime, datetime] | None = None
     baseline_observed: tuple[datetime, datetime] | None = None
+    comparison: Comparison | None = None
 
 
 def to_json(analysis: Analysis, context: ReportContext) -> dict[str, Any]:
@@ -81,6 +105,9 @@ def to_json(analysis: Analysis, context: ReportContext) -> dict[str, Any]:
         ``causes`` (an addition): why changed groups changed, from the traces, each
         ``{span, kind, name, explains, share, baseline, candidate, n_baseline, n_candidate,
         detail}``.
+        ``comparison`` (an addition): over which time the versions were compared, ``{kind:
+        "overlap" | "before_after", reason, window {start, end} | null, spans {baseline,
+        candidate}, requests_per_minute {baseline, candidate} | null}``; null without a baseline.
     """
     return {
         "service": context.service,
@@ -109,6 +136,22 @@ def to_json(analysis: Analysis, context: ReportContext) -> dict[str, Any]:
             "candidate": _window(context.candidate_observed),
             "baseline": _window(context.baseline_observed),
         },
+        "comparison": _comparison(context.comparison),
+    }
+
+
+def _comparison(comparison: Comparison | None) -> dict[str, Any] | None:
+    if comparison is None:
+        return None
+    rates = comparison.per_minute
+    return {
+        "kind": comparison.kind,
+        "reason": comparison.reason,
+        "window": _window(comparison.window),
+        "spans": dict(zip(("baseline", "candidate"), comparison.spans, strict=True)),
+        "requests_per_minute": None
+        if rates is None
+        else {"baseline": _number(rates[0]), "candidate": _number(rates[1])},
     }
 
 

@@ -13,6 +13,8 @@ deploy after install, versions shipped by another pipeline, ``feedbot report``).
 :class:`SpanCensus` is the capability to say what a store holds of a service in a window, by
 environment and version, so that a release with no matching span is explained (a mismatched
 environment, spans without ``service.version``) rather than called "not serving yet".
+:class:`ServingTimes` is the capability to say cheaply when each version served in a window, so
+a check compares the versions over the time both served (a rolling deploy's overlap).
 """
 
 from __future__ import annotations
@@ -71,5 +73,20 @@ class SpanCensus(Protocol):
         """Spans of ``service`` starting in ``[start, end)`` per (environment, version).
 
         None stands for a span that names no environment, or no version.
+        """
+        ...
+
+
+@runtime_checkable
+class ServingTimes(Protocol):
+    """A backend that can say cheaply when each version of a service served in a window."""
+
+    def serving(
+        self, service: str, start: datetime, end: datetime, environment: str | None = None
+    ) -> dict[str, tuple[datetime, datetime, int]]:
+        """First and last span start, and spans, per ``service.version`` in ``[start, end)``.
+
+        Counted as :meth:`VersionLister.versions` counts (versioned spans only; spans naming
+        no environment count for every environment), without reading the spans themselves.
         """
         ...

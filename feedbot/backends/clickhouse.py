@@ -34,6 +34,7 @@ from feedbot.spans.model import (
     RepeatedStatement,
     SpanGroupStats,
     SpanQuery,
+    from_ns,
     observed_range,
 )
 from feedbot.spans.semconv import normalize_statement
@@ -169,6 +170,18 @@ GROUP BY version ORDER BY spans DESC, version
 FORMAT JSONEachRow"""
 
 
+_SERVING = """SELECT ResourceAttributes['service.version'] AS version, count() AS spans,
+  toUnixTimestamp64Nano(min(Timestamp)) AS first_ns,
+  toUnixTimestamp64Nano(max(Timestamp)) AS last_ns
+FROM {database:Identifier}.{table:Identifier}
+WHERE ServiceName = {service:String}
+  AND ResourceAttributes['service.version'] != ''
+  AND Timestamp >= fromUnixTimestamp64Nano({start_ns:Int64})
+  AND Timestamp < fromUnixTimestamp64Nano({end_ns:Int64}){extra}
+GROUP BY version ORDER BY version
+FORMAT JSONEachRow"""
+
+
 _CENSUS = f"""SELECT {_ENV} AS environment,
     ResourceAttributes['service.version'] AS version, count() AS spans
 FROM {{database:Identifier}}.{{table:Identifier}}
@@ -269,6 +282,29 @@ class ClickHouseBackend:
         response = self.api.send("POST", "/", params=params, content=sql.encode())
         assert response is not None
         return {str(r["version"]): int(r["spans"]) for r in parse_rows(response.text, self.name)}
+
+    def serving(
+        self, service: str, start: datetime, end: datetime, environment: str | None = None
+    ) -> dict[str, tuple[datetime, datetime, int]]:
+        """First and last span start and spans per version in ``[start, end)``, in SQL.
+
+        Raises:
+            BackendUnavailable: ClickHouse did not answer (after retries).
+            BackendResponseError: it refused the query or answered something else.
+        """
+        extra, params = self.filters(SpanQuery(service, "", start, end, environment))
+        del params["param_version"]
+        sql = _SERVING.replace("{extra}", extra)
+        response = self.api.send("POST", "/", params=params, content=sql.encode())
+        assert response is not None
+        return {
+            str(r["version"]): (
+                from_ns(int(r["first_ns"])),
+                from_ns(int(r["last_ns"])),
+                int(r["spans"]),
+            )
+            for r in parse_rows(response.text, self.name)
+        }
 
     def census(
         self, service: str, start: datetime, end: datetime

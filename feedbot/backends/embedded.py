@@ -28,7 +28,7 @@ from feedbot.clock import Clock, SystemClock
 from feedbot.errors import BackendUnavailable
 from feedbot.spans.aggregate import Aggregator
 from feedbot.spans.aggregate_columns import fold
-from feedbot.spans.model import ReleaseData, SpanQuery
+from feedbot.spans.model import ReleaseData, SpanQuery, from_ns
 from feedbot.spans.otlp_http import decode_request
 from feedbot.spans.otlp_scan import Unusual
 from feedbot.spans.rows import SpanRow
@@ -225,6 +225,21 @@ class EmbeddedBackend:
                 return span_queries.version_counts(session, service, start, end, environment)
         except SQLAlchemyError as exc:
             raise BackendUnavailable(f"embedded: could not count versions: {exc}") from exc
+
+    def serving(
+        self, service: str, start: datetime, end: datetime, environment: str | None = None
+    ) -> dict[str, tuple[datetime, datetime, int]]:
+        """First and last span start and spans per version in ``[start, end)``, from the index.
+
+        Raises:
+            BackendUnavailable: the database refused the query.
+        """
+        try:
+            with self._sessions.begin() as session:
+                seen = span_queries.version_spans(session, service, start, end, environment)
+        except SQLAlchemyError as exc:
+            raise BackendUnavailable(f"embedded: could not date versions: {exc}") from exc
+        return {v: (from_ns(first), from_ns(last), n) for v, (first, last, n) in seen.items()}
 
     def census(
         self, service: str, start: datetime, end: datetime

@@ -13,7 +13,7 @@ for both versions instead) and :func:`analyse` the result the same way.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,9 +24,10 @@ from feedbot.analysis import compare
 from feedbot.analysis.compare import Analysis
 from feedbot.analysis.detectors import TauHistory, TauRecord, tau_history
 from feedbot.analysis.findings import KnownException
-from feedbot.analysis.report import ReportContext, to_json
+from feedbot.analysis.report import Comparison, ReportContext, to_json
 from feedbot.analysis.stats import TauEstimate
 from feedbot.backends.base import SpanCensus, TraceBackend, VersionLister
+from feedbot.checks import concurrent
 from feedbot.checks.charts import RouteChart
 from feedbot.config import Settings
 from feedbot.digest.text import report_text
@@ -68,17 +69,19 @@ class Plan:
     baseline_search: tuple[datetime, datetime] | None = None
     tau_records: tuple[TauRecord, ...] | None = None
 
-    def candidate_query(self) -> SpanQuery:
-        """The new version's spans; its instances are new, so their warm-up is left out."""
+    def candidate_query(self, window: tuple[datetime, datetime] | None = None) -> SpanQuery:
+        """The new version's spans (over ``window`` when given, else its own window); its
+        instances are new, so their warm-up is left out."""
         ctx = self.context
-        return _query(ctx, ctx.version, ctx.candidate_window, self.policy.latency.warmup)
+        window = window or ctx.candidate_window
+        return _query(ctx, ctx.version, window, self.policy.latency.warmup)
 
-    def baseline_query(self) -> SpanQuery | None:
+    def baseline_query(self, window: tuple[datetime, datetime] | None = None) -> SpanQuery | None:
         """The baseline version's spans (its instances were already running), if any."""
         ctx = self.context
         if ctx.baseline_version is None or ctx.baseline_window is None:
             return None
-        return _query(ctx, ctx.baseline_version, ctx.baseline_window, timedelta(0))
+        return _query(ctx, ctx.baseline_version, window or ctx.baseline_window, timedelta(0))
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class Collected:
     candidate: ReleaseData
     baseline: ReleaseData | None
     backend: str
+    comparison: Comparison | None = None
 
 
 @dataclass(frozen=True)
@@ -175,13 +179,54 @@ def most_common(
 def collect(backend: TraceBackend, plan: Plan) -> Collected:
     """Ask the trace backend for both versions' spans; no database access here.
 
+    Both versions are read over the time both served when the backend can say where that was
+    and it holds enough spans to test (:mod:`feedbot.checks.concurrent`), else each over its
+    own window.
+
     Raises:
         BackendError: the backend could not be reached or answered badly.
     """
-    candidate = backend.collect(plan.candidate_query())
-    baseline_query = plan.baseline_query()
-    baseline = backend.collect(baseline_query) if baseline_query is not None else None
-    return surveyed(backend, plan, Collected(candidate, baseline, backend.name))
+
+    def read(window: tuple[datetime, datetime] | None) -> concurrent.Pair:
+        candidate = backend.collect(plan.candidate_query(window))
+        baseline_query = plan.baseline_query(window)
+        return candidate, backend.collect(baseline_query) if baseline_query else None
+
+    ctx = plan.context
+    if ctx.baseline_version is None or ctx.baseline_window is None:
+        candidate, baseline = read(None)
+        return surveyed(backend, plan, Collected(candidate, baseline, backend.name))
+    window, why_not = concurrent.where_served(
+        backend,
+        service=ctx.service,
+        versions=(ctx.version, ctx.baseline_version),
+        window=ctx.candidate_window,
+        env=ctx.environment,
+    )
+    return surveyed(backend, plan, compared(plan, read, window, why_not, backend.name))
+
+
+def compared(
+    plan: Plan,
+    read: Callable[[tuple[datetime, datetime] | None], concurrent.Pair],
+    window: tuple[datetime, datetime] | None,
+    why_not: str,
+    backend: str,
+    full: concurrent.Pair | None = None,
+) -> Collected:
+    """Both versions over the overlap ``window`` when it holds enough to test, else over their
+    own windows (``full`` when already read), with the comparison that says which."""
+    ctx = plan.context
+    assert ctx.baseline_window is not None
+    (candidate, baseline), comparison = concurrent.choose(
+        read=read,
+        window=window,
+        why_not=why_not,
+        min_samples=plan.policy.latency.min_samples,
+        baseline_window=ctx.baseline_window,
+        full=full,
+    )
+    return Collected(candidate, baseline, backend, comparison)
 
 
 def surveyed(backend: TraceBackend, plan: Plan, collected: Collected) -> Collected:
@@ -227,8 +272,12 @@ def analyse(plan: Plan, collected: Collected) -> Finished:
     # Each side's own notes (lines cut short, repeats, spans without an end) are in the
     # analysis' summary, marked "New version:" or "Baseline:"; once is enough.
     notes = (*plan.context.notes, f"traces from the {collected.backend} backend")
+    context = replace(plan.context, comparison=collected.comparison)
+    if collected.comparison is not None and collected.comparison.window is not None:
+        window = collected.comparison.window
+        context = replace(context, candidate_window=window, baseline_window=window)
     context = replace(
-        plan.context,
+        context,
         notes=notes,
         candidate_observed=collected.candidate.observed,
         baseline_observed=collected.baseline.observed if collected.baseline else None,

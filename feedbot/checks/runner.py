@@ -168,7 +168,8 @@ class CheckRunner:
         since = release.deployed_at - self._settings.checks.baseline_window
         if previous is not None:
             # Versions are told apart by service.version, never by a time cut, so the baseline
-            # window runs up to now: during a rolling deploy both versions serve at once.
+            # window runs up to now: during a rolling deploy both versions serve at once, and
+            # where they did, only that overlap is compared (pipeline.collect).
             baseline_window = (since, end)
         else:
             # No earlier release registered (the first deploy after install, or versions

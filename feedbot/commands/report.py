@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from feedbot.analysis.detectors import TauRecord
 from feedbot.analysis.report import ReportContext
 from feedbot.backends.base import TraceBackend, VersionLister
-from feedbot.checks import pipeline
+from feedbot.checks import concurrent, pipeline
 from feedbot.checks.pipeline import Finished
 from feedbot.errors import BackendError, BackendUnavailable, ConfigError, WebhookRejected
 from feedbot.policy import DetectionPolicy, duration
@@ -265,6 +265,8 @@ def _report(args: argparse.Namespace, now: datetime) -> Finished:
         )
         plan = pipeline.baseline_from_data(backend, plan)
         if collected is not None:
+            assert isinstance(backend, OnePassReader)
+            collected = _over_overlap(backend, plan, windows, collected)
             collected = pipeline.surveyed(backend, plan, collected)
         return pipeline.analyse(plan, collected or pipeline.collect(backend, plan))
     finally:
@@ -439,6 +441,34 @@ def _read_once(
     return version, note, pipeline.Collected(survey.result(), baseline, backend.name)
 
 
+def _over_overlap(
+    backend: OnePassReader, plan: pipeline.Plan, windows: _Windows, collected: pipeline.Collected
+) -> pipeline.Collected:
+    """Both versions over the time both served, when they did and it holds enough to test.
+
+    Where each served is what the first read saw (its first and last span); the overlap is
+    then read again, both versions only inside it: files have no cheaper query, and a second
+    read is paid only when the versions served together.
+    """
+    version = plan.context.baseline_version
+    if version is None or collected.baseline is None:
+        return collected
+    full = (collected.candidate, collected.baseline)
+    new, old = concurrent.served(collected.candidate), concurrent.served(collected.baseline)
+    window, why_not = concurrent.overlap(new, old, windows.candidate.start)
+
+    def read(within: tuple[datetime, datetime] | None) -> concurrent.Pair:
+        if within is None:
+            return full
+        candidate = replace(windows.candidate, start=within[0], end=within[1])
+        survey = backend.survey(
+            candidate, baseline=within, counted=within, baseline_version=version
+        )
+        return survey.result(), survey.baseline(version)
+
+    return pipeline.compared(plan, read, window, why_not, backend.name, full=full)
+
+
 def _windows(
     event: ReleaseEvent,
     args: argparse.Namespace,
@@ -453,8 +483,8 @@ def _windows(
         raise BadInput(f"--until {end.isoformat()}: not after the window start {start.isoformat()}")
     deployed = event.deployed_at
     # The baseline reaches up to the candidate's end: versions are told apart by
-    # service.version, so baseline spans served alongside the new version during a rolling
-    # deploy are the best comparison (the concurrent window, §8 of detection-methods.md).
+    # service.version. Where both served at once, only that overlap is compared (the
+    # concurrent window, §8 of detection-methods.md; see _over_overlap).
     base_start = (deployed or start) - window if deployed or not args.traces else EARLIEST
     candidate = SpanQuery(
         event.service, event.version, start, end, environment=event.environment, warmup=warmup
@@ -479,5 +509,5 @@ def _window_note(windows: _Windows) -> str:
         f"Windows: new version {windows.candidate.start.isoformat()} to "
         f"{windows.candidate.end.isoformat()}; "
         f"baseline {start.isoformat()} to {end.isoformat()} (versions told apart by "
-        "service.version, so a rolling deploy's overlap is included)."
+        "service.version; where both served at once, only that overlap was compared)."
     )

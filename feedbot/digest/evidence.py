@@ -37,17 +37,21 @@ def window_text(window: Mapping[str, str] | None) -> str:
     start, end = (datetime.fromisoformat(window[k]) for k in ("start", "end"))
     seconds = (end - start).total_seconds()
     clock = "%H:%M:%S" if seconds < 600 else "%H:%M"
-    if seconds >= 3600:
-        length = f"{seconds / 3600:.1f} h"
-    elif seconds >= 60:
-        length = f"{seconds / 60:.0f} min"
-    else:
-        length = f"{seconds:.0f} s"
+    length = length_text(seconds)
     if start.date() == end.date():
         return f"{start:%b %d} {start.strftime(clock)}–{end.strftime(clock)} UTC ({length})"
     return (
         f"{start:%b %d} {start.strftime(clock)} – {end:%b %d} {end.strftime(clock)} UTC ({length})"
     )
+
+
+def length_text(seconds: float) -> str:
+    """``24.0 h``, ``20 min`` or ``45 s``: a length of time in the unit that reads best."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
 
 
 def samples(report: Mapping[str, Any]) -> str:
@@ -68,7 +72,21 @@ def samples(report: Mapping[str, Any]) -> str:
             f"{label} {version}: {spans} spans in {plural(len(present), 'group')}, "
             f"{window_text(window.get(side))}"
         )
-    return " → ".join(sides)
+    return " ".join([*comparison_words(report), " → ".join(sides)])
+
+
+def comparison_words(report: Mapping[str, Any]) -> list[str]:
+    """Over which time the versions were compared and why, and the load of each, in words."""
+    comparison = report.get("comparison")
+    if not isinstance(comparison, Mapping):
+        return []
+    words = [str(comparison.get("reason") or "")]
+    rates = comparison.get("requests_per_minute")
+    if isinstance(rates, Mapping) and rates.get("baseline") and rates.get("candidate"):
+        old, new = float(rates["baseline"]), float(rates["candidate"])
+        change = f"{new / old - 1:+.0%}" if old else "n/a"
+        words.append(f"Load: {old:,.0f} → {new:,.0f} requests/min, old → new ({change}).")
+    return words
 
 
 def percentiles(report: Mapping[str, Any], span: str) -> str:

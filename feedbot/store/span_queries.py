@@ -448,6 +448,34 @@ def version_counts_statement(
     return select(Span.version, func.count()).where(*where).group_by(Span.version)
 
 
+def version_spans(
+    session: Session, service: str, start: datetime, end: datetime, environment: str | None
+) -> dict[str, tuple[int, int, int]]:
+    """First and last span start (ns) and spans per version of ``service`` in ``[start, end)``.
+
+    Reads the same index range as :func:`version_counts` (index-only): where each version
+    served in a window, without reading a span.
+    """
+    where = [
+        Span.service == service,
+        Span.version.is_not(None),
+        Span.version != "",
+        Span.start_ns >= to_ns(start),
+        Span.start_ns < to_ns(end),
+    ]
+    if environment is not None:
+        where.append(or_(Span.environment == environment, Span.environment.is_(None)))
+    statement = (
+        select(Span.version, func.min(Span.start_ns), func.max(Span.start_ns), func.count())
+        .where(*where)
+        .group_by(Span.version)
+    )
+    return {
+        str(version): (int(first), int(last), int(n))
+        for version, first, last, n in session.execute(statement)
+    }
+
+
 def environment_version_counts(
     session: Session, service: str, start: datetime, end: datetime
 ) -> dict[tuple[str | None, str | None], int]:

@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from sqlalchemy import delete
 
 from feedbot.analysis.compare import Analysis, analyse
-from feedbot.backends.base import SpanCensus, TraceBackend, VersionLister
+from feedbot.backends.base import ServingTimes, SpanCensus, TraceBackend, VersionLister
 from feedbot.backends.clickhouse import ClickHouseBackend
 from feedbot.backends.embedded import EmbeddedBackend
 from feedbot.backends.http import RetryPolicy
@@ -366,6 +366,27 @@ def test_census_by_environment_and_version(make_backend: Maker, service: str) ->
         ("production", "1.1.0"): 2,
     }
     assert backend.census(f"{service}-gone", *window) == {}
+
+
+def test_where_each_version_served(make_backend: Maker, service: str) -> None:
+    spans = [
+        *release_spans(service, "1.0.0"),  # 16 spans per instance in the window, 2 before it
+        *release_spans(service, "1.1.0", variant=Variant(traces=5)),  # 26 in it, 2 before
+    ]
+    backend = make_backend(spans)
+    if not isinstance(backend, ServingTimes):
+        pytest.skip(f"{make_backend.name} cannot say cheaply where versions served")
+    window = (SDK_T0, SDK_T0 + timedelta(minutes=10))
+
+    served = backend.serving(service, *window, "production")
+    # As collect sees each version in the window: its first and last span, and how many.
+    for version, n in (("1.0.0", 32), ("1.1.0", 52)):
+        observed = backend.collect(query(service, version)).observed
+        assert observed is not None
+        assert served[version] == (*observed, n)
+    assert set(served) == {"1.0.0", "1.1.0"}
+    assert backend.serving(service, *window, "staging") == {}
+    assert backend.serving(f"{service}-gone", *window) == {}
 
 
 def test_observed_range_is_that_of_the_counted_spans(make_backend: Maker, service: str) -> None:

@@ -188,3 +188,6 @@ def test_the_gate_passes_an_a_a_deploy(tmp_path: Path, shop_database: str) -> No
     ]
     assert code == 0
     assert not findings(doc, "new_error_type") and not findings(doc, "n_plus_one")
+    # Both versions served for BOTH_S after the deploy: only that overlap is compared, so the
+    # pods' pace in the seconds before the deploy is not counted against the new version.
+    assert doc["comparison"]["kind"] == "overlap", doc["comparison"]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from feedbot.analysis.compare import analyse
-from feedbot.analysis.report import ReportContext, to_json
+from feedbot.analysis.report import Comparison, ReportContext, to_json
 from feedbot.digest.text import report_text
 from feedbot.policy import DetectionPolicy
 from feedbot.spans.model import ExceptionSeen
@@ -71,9 +71,10 @@ def _analysis():  # type: ignore[no-untyped-def]
 def test_json_has_exactly_the_contract_keys() -> None:
     doc = to_json(_analysis(), CONTEXT)
     # Additions to the contract (keys only ever get added): notes, warmup_excluded, observed,
-    # causes.
-    assert set(doc) == TOP | {"notes", "warmup_excluded", "observed", "causes"}
+    # causes, comparison.
+    assert set(doc) == TOP | {"notes", "warmup_excluded", "observed", "causes", "comparison"}
     assert doc["observed"] == {"candidate": None, "baseline": None}  # the context had none
+    assert doc["comparison"] is None  # nor a comparison
     assert doc["verdict"] == "regressed" and doc["warmup_excluded"] == 0
     assert doc["window"] == {
         "candidate": {"start": T1.isoformat(), "end": T2.isoformat()},
@@ -156,3 +157,21 @@ def test_json_records_the_time_each_version_was_seen_serving() -> None:
         },
         "candidate": {"start": T1.isoformat(), "end": T2.isoformat()},
     }
+
+
+def test_json_and_text_say_over_which_time_the_versions_were_compared() -> None:
+    reason = "Compared while both versions served: Nov 24 09:00–10:00 UTC (60 min), 10 vs 20 spans."
+    comparison = Comparison("overlap", reason, (T1, T2), (2310, 2280), (120.0, 156.04))
+    doc = json.loads(json.dumps(to_json(_analysis(), replace(CONTEXT, comparison=comparison))))
+
+    assert doc["comparison"] == {
+        "kind": "overlap",
+        "reason": reason,
+        "window": {"start": T1.isoformat(), "end": T2.isoformat()},
+        "spans": {"baseline": 2310, "candidate": 2280},
+        "requests_per_minute": {"baseline": 120.0, "candidate": 156.04},
+    }
+    evidence = report_text(doc).split("evidence:")[1]
+    assert f"Samples and windows: {reason} Load: 120 → 156 requests/min, old → new (+30%)." in (
+        evidence
+    )
