@@ -48,13 +48,17 @@ from feedbot.analysis.report import ReportContext
 from feedbot.backends.base import TraceBackend
 from feedbot.backends.embedded import EmbeddedBackend
 from feedbot.checks import concurrent, pipeline
+from feedbot.policy import DetectionPolicy
 from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.store.db import make_engine, make_sessions, migrate
 
 BASELINE_WINDOW = timedelta(hours=24)
 #: Readings of each deploy, the table's columns: the overlap whenever testable, the overlap
-#: while it is most of the look (what a check does), before/after, new whole vs old overlap.
-READINGS = 4
+#: while it is most of the look (what a check does), before/after netted of the untouched
+#: routes' shift (``latency.before_after_correction``, the default), before/after as measured,
+#: new whole vs old overlap.
+READINGS = 5
+AS_MEASURED = replace(POLICY, latency=replace(POLICY.latency, before_after_correction=False))
 LOAD = 1.3
 
 
@@ -107,7 +111,13 @@ class Outcome:
     collect_s: float = 0.0  # the store's reads at all looks (pipeline.collect)
 
 
-def _plan(service: str, after: timedelta, look: int, held: tuple[str, ...]) -> pipeline.Plan:
+def _plan(
+    service: str,
+    after: timedelta,
+    look: int,
+    held: tuple[str, ...],
+    policy: DetectionPolicy = POLICY,
+) -> pipeline.Plan:
     end = DEPLOY + after
     context = ReportContext(
         service=service,
@@ -118,7 +128,7 @@ def _plan(service: str, after: timedelta, look: int, held: tuple[str, ...]) -> p
         baseline_window=(DEPLOY - BASELINE_WINDOW, end),
     )
     return pipeline.Plan(
-        context=context, changes=[CHANGE], policy=POLICY, look=look, looks=len(LOOKS), held=held
+        context=context, changes=[CHANGE], policy=policy, look=look, looks=len(LOOKS), held=held
     )
 
 
@@ -151,15 +161,23 @@ def _looks(
     *,
     hybrid: bool = False,
     share: float | None = None,
+    policy: DetectionPolicy = POLICY,
 ) -> Outcome:
     with _serving_share(share):
-        return _read(backend, service, expect, hybrid=hybrid)
+        return _read(backend, service, expect, hybrid=hybrid, policy=policy)
 
 
-def _read(backend: TraceBackend, service: str, expect: str | None, *, hybrid: bool) -> Outcome:
+def _read(
+    backend: TraceBackend,
+    service: str,
+    expect: str | None,
+    *,
+    hybrid: bool,
+    policy: DetectionPolicy = POLICY,
+) -> Outcome:
     out, held = Outcome(), tuple[str, ...]()
     for look, after in enumerate(LOOKS, start=1):
-        plan = _plan(service, after, look, held)
+        plan = _plan(service, after, look, held, policy)
         started = time.perf_counter()
         if hybrid:
             assert isinstance(backend, EmbeddedBackend)
@@ -193,6 +211,7 @@ def _deploy(
         _looks(backend, service, s.expect, share=0.0),
         _looks(backend, service, s.expect),
         _looks(BeforeAfter(backend), service, s.expect),
+        _looks(BeforeAfter(backend), service, s.expect, policy=AS_MEASURED),
         _looks(backend, service, s.expect, hybrid=True, share=0.0),
     )
 
@@ -242,6 +261,7 @@ def run(deploys: int, only: str | None = None) -> list[tuple[str, ...]]:
                 "",
                 "",
                 "",
+                "",
             )
         )
     return rows
@@ -253,7 +273,7 @@ def main() -> None:
     parser.add_argument("--deploys", type=int, default=20, help="deploys per case")
     parser.add_argument("--only", help="cases whose name contains this text")
     args = parser.parse_args()
-    heads = ("overlap always", "ov: most of look", "before/after", "new all/old ov")
+    heads = ("overlap always", "ov: most of look", "b/a net", "b/a as measured", "new all/old ov")
     print(f"{'case':<52} {'figure':<32} " + " ".join(f"{h:>16}" for h in heads))
     for case, figure, *cells in run(args.deploys, args.only):
         print(f"{case:<52} {figure:<32} " + " ".join(f"{c:>16}" for c in cells))

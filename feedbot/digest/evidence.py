@@ -86,6 +86,9 @@ def comparison_words(report: Mapping[str, Any]) -> list[str]:
         old, new = float(rates["baseline"]), float(rates["candidate"])
         change = f"{new / old - 1:+.0%}" if old else "n/a"
         words.append(f"Load: {old:,.0f} → {new:,.0f} requests/min, old → new ({change}).")
+    shift = report.get("global_shift")
+    if isinstance(shift, Mapping) and shift.get("sentence"):
+        words.append(str(shift["sentence"]))
     return words
 
 
