@@ -98,7 +98,8 @@ class GlobalShift:
         scope = (
             "also those this release did not touch"
             if self.basis == "untouched"
-            else "the release named no changed code found on the spans, so all routes count"
+            else "and the release names no changed code the spans show, so each route is set "
+            "against all the others"
         )
         load = (
             f" (load: {self.load[0]:,.0f} → {self.load[1]:,.0f} requests/min)"
