@@ -4,12 +4,14 @@ The deploys of :mod:`benchmarks.detection_sdk` (SDK spans, OTLP into the embedde
 4 instances a version, looks at +30 min, +1 h, +2 h, +4 h) with its rolling rollout: for 30 min
 after the deploy each request goes to either version, then the new one serves alone. Each deploy
 is read the way a check reads it (:func:`feedbot.checks.pipeline.collect`) and analysed at every
-look, four times: by the store as it is under two rules, both versions over their overlap
+look, five times: by the store as it is under two rules, both versions over their overlap
 whenever it holds enough to test (``SERVING_SHARE`` 0, the rule before) and only while it also
 covers half of the new version's serving time in the look (:mod:`feedbot.checks.concurrent`,
 what a check does); through a view of the store that cannot say where each version served, so
 the baseline is the old version's spans from a day before the deploy up to the look
-(before/after, the only window before the overlap existed); and, not what a check does, the new
+(before/after, the only window before the overlap existed), once netted of the shift of the
+routes the release did not touch (``latency.before_after_correction``, the default) and once as
+measured (the correction off); and, not what a check does, the new
 version over its whole window against the old version over the overlap only. Scenarios:
 
 - load +30% at the deploy moment: every request of both versions 30% slower from then on, no
