@@ -23,6 +23,7 @@ import pytest
 from opentelemetry.trace import SpanKind, set_span_in_context
 
 from feedbot.commands import report as report_cli
+from feedbot.digest.text import report_text
 from feedbot.policy import DetectionPolicy
 from tests.fakes.sdk_spans import T0, json_line, ns, sdk_spans
 
@@ -172,6 +173,9 @@ def test_a_changed_route_that_really_slowed_still_regresses_net_of_the_load(
     # The +50% of the route itself, not the +95% it measured.
     assert finding["change"]["ratio"] == pytest.approx(1.5, rel=0.06)
     assert "also those this release did not touch" in shift["sentence"]
+    text = report_text(doc)
+    assert "(48% slower net of the +3" in text and "every route moved after the deploy)" in text
+    assert "Every route was 3" in text.split("evidence:")[1]
 
 
 def both_serving(*, everything: float) -> list[Any]:
