@@ -10,12 +10,12 @@ covers half of the new version's serving time in the look (:mod:`feedbot.checks.
 what a check does); through a view of the store that cannot say where each version served, so
 the baseline is the old version's spans from a day before the deploy up to the look
 (before/after, the only window before the overlap existed), once netted of the shift of the
-routes the release did not touch (``latency.before_after_correction``, the default) and once as
-measured (the correction off); and, not what a check does, the new
+routes the release did not touch (``latency.before_after_correction``, off by default) and once as
+measured (the default); and, not what a check does, the new
 version over its whole window against the old version over the overlap only. Scenarios:
 
-- load +30% at the deploy moment: every request of both versions 30% slower from then on, no
-  code change (a busier hour, a neighbour's batch job): false alarms;
+- load +30% at the deploy moment: 30% more requests and every request of both versions 30%
+  slower from then on, no code change (a busier hour): false alarms;
 - the same an hour after the deploy, once the rollout is over: false alarms;
 - no change at all: false alarms;
 - +20% on one route of the new version, same load: recall, at the first look and confirmed.
@@ -31,7 +31,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -42,6 +42,7 @@ from benchmarks.detection_sdk import (
     DEPLOY,
     GROUPS,
     LOOKS,
+    Requests,
     Scenario,
     _export,
     _requests,
@@ -57,10 +58,12 @@ from feedbot.store.db import make_engine, make_sessions, migrate
 BASELINE_WINDOW = timedelta(hours=24)
 #: Readings of each deploy, the table's columns: the overlap whenever testable, the overlap
 #: while it is most of the look (what a check does), before/after netted of the untouched
-#: routes' shift (``latency.before_after_correction``, the default), before/after as measured,
+#: routes' shift (``latency.before_after_correction``, opt-in), before/after as measured (the
+#: default),
 #: new whole vs old overlap.
 READINGS = 5
 AS_MEASURED = replace(POLICY, latency=replace(POLICY.latency, before_after_correction=False))
+NETTED = replace(POLICY, latency=replace(POLICY.latency, before_after_correction=True))
 LOAD = 1.3
 
 
@@ -206,16 +209,37 @@ def _deploy(
     medians = np.exp(rng.uniform(np.log(5.0), np.log(200.0), GROUPS))
     for version, new in (("1.0", False), ("1.1", True)):
         r = _requests(rng, s, medians, new)
-        later = r.starts >= case.load_from.total_seconds()
+        since = case.load_from.total_seconds()
+        later = r.starts >= since
         r = replace(r, ms=np.where(later, r.ms * case.load, r.ms))
+        r = _busier(rng, r, case.load, since)
         _export(backend, service, version, r, s, new)
     return (
         _looks(backend, service, s.expect, share=0.0),
         _looks(backend, service, s.expect),
-        _looks(BeforeAfter(backend), service, s.expect),
+        _looks(BeforeAfter(backend), service, s.expect, policy=NETTED),
         _looks(BeforeAfter(backend), service, s.expect, policy=AS_MEASURED),
         _looks(backend, service, s.expect, hybrid=True, share=0.0),
     )
+
+
+def _busier(rng: np.random.Generator, r: Requests, load: float, since: float) -> Requests:
+    """``load``x the requests from ``since`` on: a busier hour brings more requests, not only
+    slower ones (each extra one a copy of a later request, a second later at most, its time
+    varied by 10%), so the requests per minute tell a load change from a slower release."""
+    if load <= 1.0:
+        return r
+    later = np.flatnonzero(r.starts >= since)
+    extra = later[rng.random(later.size) < load - 1.0]
+    index = np.concatenate([np.arange(r.starts.size), extra])
+    columns = {f.name: getattr(r, f.name)[index] for f in fields(r)}
+    n = r.starts.size
+    columns["starts"] = columns["starts"].astype(np.float64)
+    columns["starts"][n:] += rng.uniform(0.0, 1.0, extra.size)
+    columns["ms"] = columns["ms"].astype(np.float64)
+    columns["ms"][n:] *= np.exp(rng.normal(0.0, 0.1, extra.size))
+    order = np.argsort(columns["starts"], kind="stable")
+    return Requests(**{name: values[order] for name, values in columns.items()})
 
 
 def run(deploys: int, only: str | None = None) -> list[tuple[str, ...]]:

@@ -38,8 +38,10 @@ class LatencyPolicy:
             the deploy), test each group against its baseline scaled by the median shift of the
             groups the release did not touch, when that shift is beyond noise (§8
             difference-in-differences; :mod:`feedbot.analysis.drift`). Never in the overlap
-            window, where it would erase a release-wide regression. The shift is reported in
-            both windows either way.
+            window, where it would erase a release-wide regression. Off by default: in a
+            before/after look it would erase one too (a dependency bump, a logging or GC change
+            slows every route, touched or not), and most looks after a rollout of minutes are
+            before/after. The shift is reported in both windows either way.
     """
 
     enabled: bool = True
@@ -52,7 +54,7 @@ class LatencyPolicy:
     warmup: timedelta = timedelta(minutes=5)
     warmup_alpha: float = 0.01
     warmup_min_spans: int = 20
-    before_after_correction: bool = True
+    before_after_correction: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,9 +130,27 @@ def replaced(*, load: float, changed: float = 1.0, new_whole: float = 1.0) -> li
     return old + new
 
 
-def test_a_load_step_at_the_deploy_is_netted_out_of_a_before_after_look(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def netted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``latency.before_after_correction`` on (it is off by default)."""
+    on = DetectionPolicy()
+    on = replace(on, latency=replace(on.latency, before_after_correction=True))
+    monkeypatch.setattr(report_cli, "DetectionPolicy", lambda: on)
+
+
+def test_by_default_a_load_step_is_reported_beside_the_verdict_not_netted(tmp_path: Path) -> None:
+    doc = report(tmp_path, replaced(load=1.3), changes=False)
+    assert doc["comparison"]["kind"] == "before_after"
+    shift = doc["global_shift"]
+    assert shift["applied"] is False and shift["ratio"] == pytest.approx(1.3, rel=0.05)
+    # Five routes, each a request every 2 s a pod, two pods; 1.3 times as many after the deploy.
+    assert "(load: 300 → 391 requests/min)" in shift["sentence"], shift["sentence"]
+    assert "latency.before_after_correction is off" in shift["sentence"]
+    assert doc["verdict"] == "regressed" and slowed(doc) >= {f"GET {r}" for r in ROUTES}
+
+
+@pytest.mark.usefixtures("netted")
+def test_a_load_step_at_the_deploy_is_netted_out_of_a_before_after_look(tmp_path: Path) -> None:
     doc = report(tmp_path, replaced(load=1.3), changes=False)
     assert doc["comparison"]["kind"] == "before_after"
     shift = doc["global_shift"]
@@ -142,22 +160,14 @@ def test_a_load_step_at_the_deploy_is_netted_out_of_a_before_after_look(
     assert doc["verdict"] != "regressed" and not slowed(doc), shift
     sentence = shift["sentence"]
     assert sentence.startswith("Every route was 3") and "% slower after the deploy" in sentence
-    # Five routes, each a request every 2 s a pod, two pods; 1.3 times as many after the deploy.
     assert "(load: 300 → 391 requests/min)" in sentence, sentence
     rates = shift["requests_per_minute"]
     assert rates["baseline"] == pytest.approx(300, rel=0.01)
     assert rates["candidate"] == pytest.approx(390, rel=0.01)
     assert "compared net of that" in sentence
-    # With latency.before_after_correction off, the same look blames the deploy for the load.
-    off = DetectionPolicy()
-    off = replace(off, latency=replace(off.latency, before_after_correction=False))
-    monkeypatch.setattr(report_cli, "DetectionPolicy", lambda: off)
-    plain = report(tmp_path, replaced(load=1.3), changes=False)
-    assert plain["global_shift"]["applied"] is False
-    assert "latency.before_after_correction is off" in plain["global_shift"]["sentence"]
-    assert plain["verdict"] == "regressed" and slowed(plain) >= {f"GET {r}" for r in ROUTES}
 
 
+@pytest.mark.usefixtures("netted")
 def test_a_changed_route_that_really_slowed_still_regresses_net_of_the_load(
     tmp_path: Path,
 ) -> None:
@@ -176,6 +186,20 @@ def test_a_changed_route_that_really_slowed_still_regresses_net_of_the_load(
     text = report_text(doc)
     assert "(48% slower net of the +3" in text and "every route moved after the deploy)" in text
     assert "Every route was 3" in text.split("evidence:")[1]
+
+
+def test_by_default_a_release_wide_slowdown_in_before_after_is_the_releases(
+    tmp_path: Path,
+) -> None:
+    # The old version replaced at the deploy, every route 30% slower, the traffic unchanged (a
+    # dependency bump, a logging change): not netted away, so it regresses.
+    doc = report(tmp_path, replaced(load=1.0, new_whole=1.3), changes=True)
+    assert doc["comparison"]["kind"] == "before_after"
+    shift = doc["global_shift"]
+    assert shift["ratio"] == pytest.approx(1.3, rel=0.05) and shift["applied"] is False
+    assert "latency.before_after_correction is off" in shift["sentence"], shift["sentence"]
+    assert doc["verdict"] == "regressed"
+    assert slowed(doc) >= {f"GET {r}" for r in ROUTES}
 
 
 def both_serving(*, everything: float) -> list[Any]:

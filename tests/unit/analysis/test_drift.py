@@ -15,7 +15,9 @@ from feedbot.releases.event import Change
 from feedbot.spans.model import CodeSeen, ReleaseData
 from tests.unit.analysis.synth import Group, release, routes
 
-POLICY = DetectionPolicy()
+_DEFAULT = DetectionPolicy()
+#: The correction on (off by default).
+POLICY = replace(_DEFAULT, latency=replace(_DEFAULT.latency, before_after_correction=True))
 CHANGE = Change(file="shop/orders.py", functions=("shop.orders.get",))
 _T = datetime(2026, 1, 1, tzinfo=UTC)
 RAN = (CodeSeen("shop.orders.get", "shop/orders.py", 10, 400),)
@@ -72,6 +74,14 @@ def test_the_same_look_without_the_window_kind_or_in_the_overlap_is_not_correcte
     overlap = analyse(new, base, changes=[CHANGE], policy=POLICY, final=True, window="overlap")
     assert overlap.global_shift is not None
     assert "both versions served at the same time" in overlap.global_shift.sentence
+
+
+def test_by_default_the_shift_is_reported_not_applied() -> None:
+    new, base = _versions(1.3)
+    a = analyse(new, base, changes=[CHANGE], policy=_DEFAULT, final=True, window="before_after")
+    assert a.global_shift is not None and a.global_shift.ratio is not None
+    assert not a.global_shift.applied and a.verdict == "regressed"
+    assert "latency.before_after_correction is off" in a.global_shift.sentence
 
 
 def test_too_few_untouched_groups_leave_latency_as_measured_and_say_why() -> None:
