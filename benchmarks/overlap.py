@@ -4,16 +4,18 @@ The deploys of :mod:`benchmarks.detection_sdk` (SDK spans, OTLP into the embedde
 4 instances a version, looks at +30 min, +1 h, +2 h, +4 h) with its rolling rollout: for 30 min
 after the deploy each request goes to either version, then the new one serves alone. Each deploy
 is read the way a check reads it (:func:`feedbot.checks.pipeline.collect`) and analysed at every
-look, four times: by the store as it is under two rules, both versions over their overlap
+look, five times: by the store as it is under two rules, both versions over their overlap
 whenever it holds enough to test (``SERVING_SHARE`` 0, the rule before) and only while it also
 covers half of the new version's serving time in the look (:mod:`feedbot.checks.concurrent`,
 what a check does); through a view of the store that cannot say where each version served, so
 the baseline is the old version's spans from a day before the deploy up to the look
-(before/after, the only window before the overlap existed); and, not what a check does, the new
+(before/after, the only window before the overlap existed), once netted of the shift of the
+routes the release did not touch (``latency.before_after_correction``, off by default) and once as
+measured (the default); and, not what a check does, the new
 version over its whole window against the old version over the overlap only. Scenarios:
 
-- load +30% at the deploy moment: every request of both versions 30% slower from then on, no
-  code change (a busier hour, a neighbour's batch job): false alarms;
+- load +30% at the deploy moment: 30% more requests and every request of both versions 30%
+  slower from then on, no code change (a busier hour): false alarms;
 - the same an hour after the deploy, once the rollout is over: false alarms;
 - no change at all: false alarms;
 - +20% on one route of the new version, same load: recall, at the first look and confirmed.
@@ -29,7 +31,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -40,6 +42,7 @@ from benchmarks.detection_sdk import (
     DEPLOY,
     GROUPS,
     LOOKS,
+    Requests,
     Scenario,
     _export,
     _requests,
@@ -48,13 +51,19 @@ from feedbot.analysis.report import ReportContext
 from feedbot.backends.base import TraceBackend
 from feedbot.backends.embedded import EmbeddedBackend
 from feedbot.checks import concurrent, pipeline
+from feedbot.policy import DetectionPolicy
 from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.store.db import make_engine, make_sessions, migrate
 
 BASELINE_WINDOW = timedelta(hours=24)
 #: Readings of each deploy, the table's columns: the overlap whenever testable, the overlap
-#: while it is most of the look (what a check does), before/after, new whole vs old overlap.
-READINGS = 4
+#: while it is most of the look (what a check does), before/after netted of the untouched
+#: routes' shift (``latency.before_after_correction``, opt-in), before/after as measured (the
+#: default),
+#: new whole vs old overlap.
+READINGS = 5
+AS_MEASURED = replace(POLICY, latency=replace(POLICY.latency, before_after_correction=False))
+NETTED = replace(POLICY, latency=replace(POLICY.latency, before_after_correction=True))
 LOAD = 1.3
 
 
@@ -107,7 +116,13 @@ class Outcome:
     collect_s: float = 0.0  # the store's reads at all looks (pipeline.collect)
 
 
-def _plan(service: str, after: timedelta, look: int, held: tuple[str, ...]) -> pipeline.Plan:
+def _plan(
+    service: str,
+    after: timedelta,
+    look: int,
+    held: tuple[str, ...],
+    policy: DetectionPolicy = POLICY,
+) -> pipeline.Plan:
     end = DEPLOY + after
     context = ReportContext(
         service=service,
@@ -118,7 +133,7 @@ def _plan(service: str, after: timedelta, look: int, held: tuple[str, ...]) -> p
         baseline_window=(DEPLOY - BASELINE_WINDOW, end),
     )
     return pipeline.Plan(
-        context=context, changes=[CHANGE], policy=POLICY, look=look, looks=len(LOOKS), held=held
+        context=context, changes=[CHANGE], policy=policy, look=look, looks=len(LOOKS), held=held
     )
 
 
@@ -151,15 +166,23 @@ def _looks(
     *,
     hybrid: bool = False,
     share: float | None = None,
+    policy: DetectionPolicy = POLICY,
 ) -> Outcome:
     with _serving_share(share):
-        return _read(backend, service, expect, hybrid=hybrid)
+        return _read(backend, service, expect, hybrid=hybrid, policy=policy)
 
 
-def _read(backend: TraceBackend, service: str, expect: str | None, *, hybrid: bool) -> Outcome:
+def _read(
+    backend: TraceBackend,
+    service: str,
+    expect: str | None,
+    *,
+    hybrid: bool,
+    policy: DetectionPolicy = POLICY,
+) -> Outcome:
     out, held = Outcome(), tuple[str, ...]()
     for look, after in enumerate(LOOKS, start=1):
-        plan = _plan(service, after, look, held)
+        plan = _plan(service, after, look, held, policy)
         started = time.perf_counter()
         if hybrid:
             assert isinstance(backend, EmbeddedBackend)
@@ -186,15 +209,37 @@ def _deploy(
     medians = np.exp(rng.uniform(np.log(5.0), np.log(200.0), GROUPS))
     for version, new in (("1.0", False), ("1.1", True)):
         r = _requests(rng, s, medians, new)
-        later = r.starts >= case.load_from.total_seconds()
+        since = case.load_from.total_seconds()
+        later = r.starts >= since
         r = replace(r, ms=np.where(later, r.ms * case.load, r.ms))
+        r = _busier(rng, r, case.load, since)
         _export(backend, service, version, r, s, new)
     return (
         _looks(backend, service, s.expect, share=0.0),
         _looks(backend, service, s.expect),
-        _looks(BeforeAfter(backend), service, s.expect),
+        _looks(BeforeAfter(backend), service, s.expect, policy=NETTED),
+        _looks(BeforeAfter(backend), service, s.expect, policy=AS_MEASURED),
         _looks(backend, service, s.expect, hybrid=True, share=0.0),
     )
+
+
+def _busier(rng: np.random.Generator, r: Requests, load: float, since: float) -> Requests:
+    """``load``x the requests from ``since`` on: a busier hour brings more requests, not only
+    slower ones (each extra one a copy of a later request, a second later at most, its time
+    varied by 10%), so the requests per minute tell a load change from a slower release."""
+    if load <= 1.0:
+        return r
+    later = np.flatnonzero(r.starts >= since)
+    extra = later[rng.random(later.size) < load - 1.0]
+    index = np.concatenate([np.arange(r.starts.size), extra])
+    columns = {f.name: getattr(r, f.name)[index] for f in fields(r)}
+    n = r.starts.size
+    columns["starts"] = columns["starts"].astype(np.float64)
+    columns["starts"][n:] += rng.uniform(0.0, 1.0, extra.size)
+    columns["ms"] = columns["ms"].astype(np.float64)
+    columns["ms"][n:] *= np.exp(rng.normal(0.0, 0.1, extra.size))
+    order = np.argsort(columns["starts"], kind="stable")
+    return Requests(**{name: values[order] for name, values in columns.items()})
 
 
 def run(deploys: int, only: str | None = None) -> list[tuple[str, ...]]:
@@ -242,6 +287,7 @@ def run(deploys: int, only: str | None = None) -> list[tuple[str, ...]]:
                 "",
                 "",
                 "",
+                "",
             )
         )
     return rows
@@ -253,7 +299,7 @@ def main() -> None:
     parser.add_argument("--deploys", type=int, default=20, help="deploys per case")
     parser.add_argument("--only", help="cases whose name contains this text")
     args = parser.parse_args()
-    heads = ("overlap always", "ov: most of look", "before/after", "new all/old ov")
+    heads = ("overlap always", "ov: most of look", "b/a net", "b/a as measured", "new all/old ov")
     print(f"{'case':<52} {'figure':<32} " + " ".join(f"{h:>16}" for h in heads))
     for case, figure, *cells in run(args.deploys, args.only):
         print(f"{case:<52} {figure:<32} " + " ".join(f"{c:>16}" for c in cells))

@@ -34,6 +34,14 @@ class LatencyPolicy:
         warmup_alpha: Level of the one-sided stratified rank test, per instance, of its first
             minutes against its later spans of the same groups (0.01, split over instances).
         warmup_min_spans: Early and later spans an instance needs for that test (20 each).
+        before_after_correction: In a before/after look (the old version's spans from before
+            the deploy), test each group against its baseline scaled by the median shift of the
+            groups the release did not touch, when that shift is beyond noise (§8
+            difference-in-differences; :mod:`feedbot.analysis.drift`). Never in the overlap
+            window, where it would erase a release-wide regression. Off by default: in a
+            before/after look it would erase one too (a dependency bump, a logging or GC change
+            slows every route, touched or not), and most looks after a rollout of minutes are
+            before/after. The shift is reported in both windows either way.
     """
 
     enabled: bool = True
@@ -46,6 +54,7 @@ class LatencyPolicy:
     warmup: timedelta = timedelta(minutes=5)
     warmup_alpha: float = 0.01
     warmup_min_spans: int = 20
+    before_after_correction: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,8 +27,9 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from feedbot.analysis import absence, attribution, insights, reach, stats, warmup
+from feedbot.analysis import absence, attribution, drift, insights, reach, stats, warmup
 from feedbot.analysis.detectors import Pair, TauHistory
+from feedbot.analysis.drift import GlobalShift
 from feedbot.analysis.findings import (
     Cause,
     Finding,
@@ -66,6 +67,8 @@ class Analysis:
             (:mod:`feedbot.analysis.attribution`), strongest first within a group.
         host_tau: This look's own τ̂ per version (new, baseline; None where fewer than two
             instances served it), which the service's later checks pool (``host_guard``).
+        global_shift: How much the groups the release did not touch moved, and whether the latency
+            tests were netted of it (a before/after look only; :mod:`feedbot.analysis.drift`).
     """
 
     verdict: Verdict
@@ -80,6 +83,7 @@ class Analysis:
     final: bool = False
     causes: tuple[Cause, ...] = ()
     host_tau: tuple[stats.TauEstimate | None, ...] = ()
+    global_shift: GlobalShift | None = None
 
     @property
     def watching(self) -> tuple[Finding, ...]:
@@ -100,6 +104,8 @@ def analyse(
     known_exceptions: Collection[KnownException] = (),
     final: bool = False,
     tau_history: TauHistory | None = None,
+    window: str | None = None,
+    load: tuple[float, float] | None = None,
 ) -> Analysis:
     """Compare a release's spans with its baseline's at one look.
 
@@ -120,6 +126,10 @@ def analyse(
             floor is confirmed now instead of watched until a look that never comes.
         tau_history: The service's earlier releases' host spread, pooled into τ̂
             (``host_guard.history_checks``); None without a store.
+        window: Over which time the versions were compared, ``"overlap"`` or
+            ``"before_after"`` (None: not known); only before/after nets latency of the shift of
+            untouched groups (``latency.before_after_correction``).
+        load: Requests per minute (baseline, new version), for the words on that shift.
 
     Returns:
         The verdict, per-group numbers, findings and how they were reached.
@@ -135,8 +145,11 @@ def analyse(
     if baseline is None or _total(baseline) == 0:
         return _no_baseline(candidate, pairs, reached, reach_findings, policy, look, looks, q_level)
     hosts = host_spread(pairs, policy, tau_history)
+    moved = drift.global_shift(
+        pairs, changes, candidate, baseline, policy, window=window, load=load
+    )
     run = LookTests(policy, q_level, hosts, known_exceptions)
-    run.test(pairs)
+    run.test([replace(p, scale=moved.factor(p.span)) for p in pairs])
     findings = [*run.findings, *_operations(pairs, candidate, baseline, policy), *reach_findings]
     findings += insights.n_plus_one(candidate, baseline, policy)
     findings += insights.bottlenecks(candidate, baseline, run.regressed_spans)
@@ -184,6 +197,7 @@ def analyse(
         final,
         causes,
         hosts.parts,
+        moved,
     )
 
 

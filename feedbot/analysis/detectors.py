@@ -48,12 +48,17 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class Pair:
-    """One span group in both versions (either side None when the group is missing there)."""
+    """One span group in both versions (either side None when the group is missing there).
+
+    ``scale``: what the latency tests multiply the baseline's durations by (1: as measured;
+    the global shift of untouched groups in a before/after look, :mod:`feedbot.analysis.drift`).
+    """
 
     span: str
     kind: str
     new: SpanGroupStats | None
     base: SpanGroupStats | None
+    scale: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +134,22 @@ def durations(group: SpanGroupStats) -> FloatArray:
     return np.maximum(np.asarray(group.durations_ms, dtype=np.float64), MIN_DURATION_MS)
 
 
+def base_durations(pair: Pair) -> FloatArray:
+    """The baseline's durations as the latency tests compare them: × ``pair.scale``."""
+    assert pair.base is not None
+    return durations(pair.base) * pair.scale
+
+
+def net_note(pair: Pair) -> str:
+    """How the baseline was scaled, for a latency message ("" when it was not)."""
+    if pair.scale == 1.0:
+        return ""
+    return (
+        f", net of the {percent(pair.scale)} every untouched route moved (baseline "
+        f"× {pair.scale:.2f})"
+    )
+
+
 def instance_count(group: SpanGroupStats) -> int:
     """Distinct instances that served the group's spans (0 when spans did not say)."""
     if group.instances.size == 0:
@@ -160,7 +181,7 @@ def latency_candidates(
     r̂ ≥ floor and Δmedian ≥ ``min_delta_median_ms``, an improvement the mirror image.
     """
     assert pair.new is not None and pair.base is not None
-    x, y = durations(pair.new), durations(pair.base)
+    x, y = durations(pair.new), base_durations(pair)
     shift = stats.hodges_lehmann_ratio(x, y, level=policy.latency.ci_level)
     sigma = stats.robust_log_sigma(np.concatenate([x, y]))
     delta = float(np.median(x) - np.median(y))
@@ -232,6 +253,7 @@ def _latency_finding(
     message = (
         f"{pair.span} got {'slower' if slower else 'faster'}: p50 {base_p50:.1f} ms → "
         f"{new_p50:.1f} ms, shift {percent(shift.ratio)} ({ci}), n = {y.size} → {x.size} spans"
+        f"{net_note(pair)}"
     )
     return Finding(
         kind="latency_regression" if slower else "latency_improvement",
@@ -257,7 +279,8 @@ def tail_candidates(pair: Pair, policy: DetectionPolicy) -> list[Candidate]:
     ``stats.quantile_ratio``.
     """
     assert pair.new is not None and pair.base is not None
-    x, y = durations(pair.new), durations(pair.base)
+    x, y = durations(pair.new), base_durations(pair)
+    raw = durations(pair.base)
     out = []
     for q, minimum in ((0.95, policy.tail.p95_min_samples), (0.99, policy.tail.p99_min_samples)):
         if min(x.size, y.size) < minimum:
@@ -266,14 +289,14 @@ def tail_candidates(pair: Pair, policy: DetectionPolicy) -> list[Candidate]:
         ratio, low, high = stats.quantile_ratio(x, y, q, level=policy.tail.ci_level)
         floor = policy.tail.ratio_floor
         label = f"p{round(q * 100)}_ms"
-        base_q, new_q = float(np.quantile(y, q)), float(np.quantile(x, q))
+        base_q, new_q = float(np.quantile(raw, q)), float(np.quantile(x, q))
         finding = Finding(
             kind="latency_regression",
             severity="high",
             message=(
                 f"{pair.span} tail got slower: {label[:3]} {base_q:.1f} ms → {new_q:.1f} ms "
                 f"({percent(ratio)}); above the pooled {label[:3]}: {test.exceed_base}/{y.size} → "
-                f"{test.exceed_new}/{x.size} spans"
+                f"{test.exceed_new}/{x.size} spans{net_note(pair)}"
             ),
             span=pair.span,
             baseline=Measure(y.size, base_q, label),
@@ -284,7 +307,8 @@ def tail_candidates(pair: Pair, policy: DetectionPolicy) -> list[Candidate]:
             tested=True,
         )
         # As for the median: a tail a few tenths of a millisecond longer is not worth an alarm.
-        big = ratio >= floor and new_q - base_q >= policy.latency.min_delta_median_ms
+        net_q = float(np.quantile(y, q))
+        big = ratio >= floor and new_q - net_q >= policy.latency.min_delta_median_ms
         out.append(Candidate(finding, test.p, big, big and low is not None and low > floor))
     return out
 

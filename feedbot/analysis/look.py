@@ -150,7 +150,7 @@ class LookTests:
         if n < self.policy.latency.min_samples:
             return out
         self.tested.add(pair.span)
-        both = np.concatenate([detectors.durations(pair.new), detectors.durations(pair.base)])
+        both = np.concatenate([detectors.durations(pair.new), detectors.base_durations(pair)])
         self.sigmas[pair.span] = stats.robust_log_sigma(both)
         floor = detectors.latency_floor(pair, self.policy, self.hosts)
         self.floors[pair.span] = floor

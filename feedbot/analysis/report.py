@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from feedbot.analysis.compare import Analysis
+from feedbot.analysis.drift import GlobalShift
 from feedbot.analysis.findings import Cause, Effect, Finding, GroupSummary, Measure
 
 #: The per-group numbers of the contract, in order.
@@ -108,6 +109,11 @@ def to_json(analysis: Analysis, context: ReportContext) -> dict[str, Any]:
         ``comparison`` (an addition): over which time the versions were compared, ``{kind:
         "overlap" | "before_after", reason, window {start, end} | null, spans {baseline,
         candidate}, requests_per_minute {baseline, candidate} | null}``; null without a baseline.
+        ``global_shift`` (an addition): how much the span groups the release did not touch
+            moved, ``{ratio | null, sentence, basis: "untouched" | "all_others", groups [{span,
+            ratio}], p_value | null, applied, window, requests_per_minute {baseline, candidate} |
+            null, factors [{span, factor}]}``: applied (each baseline × factor) only in a
+            before/after look; null without a baseline.
     """
     return {
         "service": context.service,
@@ -137,6 +143,25 @@ def to_json(analysis: Analysis, context: ReportContext) -> dict[str, Any]:
             "baseline": _window(context.baseline_observed),
         },
         "comparison": _comparison(context.comparison),
+        "global_shift": _global_shift(analysis.global_shift),
+    }
+
+
+def _global_shift(shift: GlobalShift | None) -> dict[str, Any] | None:
+    if shift is None:
+        return None
+    return {
+        "ratio": _number(shift.ratio),
+        "sentence": shift.sentence,
+        "basis": shift.basis,
+        "groups": [{"span": span, "ratio": _number(r)} for span, r in shift.groups],
+        "p_value": _number(shift.p_value),
+        "applied": shift.applied,
+        "window": shift.window,
+        "requests_per_minute": None
+        if shift.load is None
+        else {"baseline": _number(shift.load[0]), "candidate": _number(shift.load[1])},
+        "factors": [{"span": span, "factor": _number(f)} for span, f in shift.factors],
     }
 
 

@@ -268,6 +268,8 @@ def analyse(plan: Plan, collected: Collected) -> Finished:
         known_exceptions=plan.known_exceptions,
         final=plan.final,
         tau_history=_tau_history(plan),
+        window=collected.comparison.kind if collected.comparison is not None else None,
+        load=collected.comparison.per_minute if collected.comparison is not None else None,
     )
     # Each side's own notes (lines cut short, repeats, spans without an end) are in the
     # analysis' summary, marked "New version:" or "Baseline:"; once is enough.

@@ -82,10 +82,16 @@ def comparison_words(report: Mapping[str, Any]) -> list[str]:
         return []
     words = [str(comparison.get("reason") or "")]
     rates = comparison.get("requests_per_minute")
-    if isinstance(rates, Mapping) and rates.get("baseline") and rates.get("candidate"):
+    shift = report.get("global_shift")
+    # The shift of untouched routes says the load in its own sentence when it has a shift.
+    said = isinstance(shift, Mapping) and shift.get("ratio") is not None
+    said = said and isinstance(shift, Mapping) and shift.get("requests_per_minute") is not None
+    if isinstance(rates, Mapping) and rates.get("baseline") and rates.get("candidate") and not said:
         old, new = float(rates["baseline"]), float(rates["candidate"])
         change = f"{new / old - 1:+.0%}" if old else "n/a"
         words.append(f"Load: {old:,.0f} → {new:,.0f} requests/min, old → new ({change}).")
+    if isinstance(shift, Mapping) and shift.get("sentence"):
+        words.append(str(shift["sentence"]))
     return words
 
 

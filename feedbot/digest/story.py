@@ -227,6 +227,13 @@ class _Graph:
         self.groups: dict[str, Mapping[str, Any]] = {
             str(g["span"]): g for g in report.get("groups", [])
         }
+        shift = report.get("global_shift") or {}
+        #: Each group's baseline scale when the look was netted of every route's shift.
+        self.net: dict[str, float] = (
+            {str(f["span"]): float(f["factor"]) for f in shift.get("factors") or []}
+            if shift.get("applied")
+            else {}
+        )
 
     def caller(self, span: str) -> str | None:
         group = self.groups.get(span) or {}
@@ -372,6 +379,13 @@ def _latency_headline(home: str, lead: Finding, graph: _Graph) -> str:
     span = str(lead["span"])
     words = slower_words(base, new)
     numbers = f": {ms_pair(base, new)} at the median" if base and new is not None else ""
+    factor = graph.net.get(span)
+    ratio = (lead.get("change") or {}).get("ratio")
+    if factor and factor != 1.0 and ratio:
+        numbers += (
+            f" ({slower_words(1.0, float(ratio))} net of the {factor - 1:+.0%} every route "
+            "moved after the deploy)"
+        )
     if span == home:
         return f"{where} is {words}{numbers}."
     return f"In {where}, {code_name(span)} is {words}{numbers}."

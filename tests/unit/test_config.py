@@ -194,6 +194,16 @@ def test_bad_detector_settings_name_the_key() -> None:
     ]
 
 
+def test_the_before_after_correction_is_a_latency_switch() -> None:
+    off = {"latency": {"before_after_correction": False}}
+    s = settings_from_mapping({"services": {"vault": {"detectors": off}}}, {})
+    assert s.services["vault"].detectors == off
+    bad = {"latency": {"before_after_correction": "sometimes"}}
+    assert problems({"services": {"vault": {"detectors": bad}}}) == [
+        "services.vault.detectors.latency.before_after_correction: expected true or false"
+    ]
+
+
 def test_telemetry_is_off_by_default_and_takes_an_otlp_http_traces_url() -> None:
     assert settings_from_mapping({}, {}).telemetry.traces_endpoint is None
     on = settings_from_mapping(

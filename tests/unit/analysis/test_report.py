@@ -71,8 +71,9 @@ def _analysis():  # type: ignore[no-untyped-def]
 def test_json_has_exactly_the_contract_keys() -> None:
     doc = to_json(_analysis(), CONTEXT)
     # Additions to the contract (keys only ever get added): notes, warmup_excluded, observed,
-    # causes, comparison.
-    assert set(doc) == TOP | {"notes", "warmup_excluded", "observed", "causes", "comparison"}
+    # causes, comparison, global_shift.
+    extra = {"notes", "warmup_excluded", "observed", "causes", "comparison", "global_shift"}
+    assert set(doc) == TOP | extra
     assert doc["observed"] == {"candidate": None, "baseline": None}  # the context had none
     assert doc["comparison"] is None  # nor a comparison
     assert doc["verdict"] == "regressed" and doc["warmup_excluded"] == 0

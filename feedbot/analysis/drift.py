@@ -1,0 +1,263 @@
+"""How much every route moved, also those the release did not touch (§8 difference-in-differences).
+
+A before/after look compares the new version with the old version's spans from *before* the
+deploy, so whatever else changed at that time (a busier hour, a neighbour's batch job) moves
+every span group, touched or not. The global shift is the median, over the span groups the
+release did not touch, of each group's log-median shift new/old. In a before/after look, when
+that shift is beyond noise, each group is tested against its baseline scaled by it (baseline
+durations × exp(shift)): what is left is the group's own change, net of the time. In the
+overlap window both versions served the same load at the same time, and subtracting the
+untouched groups' shift there would erase real release-wide regressions (a dependency bump, a
+GC or logging change): it is reported, never applied.
+
+"Touched": a group where a changed function (or changed lines) ran in either version
+(:mod:`feedbot.analysis.reach`), the groups that called it up to the route, and every group
+those call (a changed function's queries run beside its span, under the same route). When the
+release names no change, or none of its changes shows on any span, every group except the one
+tested counts, and the report says so.
+
+Only the service's own spans (SERVER, CONSUMER, INTERNAL) give and take the shift: a CLIENT or
+PRODUCER span waits on another system (a database, a broker), whose load is its own, so those
+are compared as measured.
+
+"Beyond noise": a two-sided one-sample t test of the untouched groups' shifts against 0 at
+``NOISE_ALPHA``, with k − 1 degrees of freedom from their spread across groups. That spread is
+both each group's sampling noise and how differently the groups react to load, so one group's
+own slowdown does not make a global one, and a load that hits the groups very unevenly is not
+subtracted as if it were one factor. The level is lenient on purpose: netting a shift that was
+only noise moves each baseline by about that noise, while leaving a real one in place alarms on
+every route. The estimate itself is the median, which one outlying group cannot move far.
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from feedbot.analysis import reach, stats
+from feedbot.analysis.detectors import Pair, durations
+from feedbot.policy import DetectionPolicy
+from feedbot.releases.event import Change
+from feedbot.spans.model import ReleaseData
+
+#: Untouched groups the global shift needs (besides the group tested).
+MIN_GROUPS = 3
+#: Two-sided level of the t test that the untouched groups moved together, not by noise.
+NOISE_ALPHA = 0.05
+_TOP = ("(root)", "(remote)")
+#: Span kinds that wait on another system: their latency is that system's load, not this
+#: service's, so the service's shift is neither estimated from them nor applied to them.
+_DEPENDENCY = ("CLIENT", "PRODUCER")
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalShift:
+    """The median shift of the span groups the release did not touch, and whether it was used.
+
+    Attributes:
+        ratio: exp(median log-median shift new/old) over ``groups``; None with fewer than
+            ``MIN_GROUPS``.
+        groups: The untouched groups it came from, with their own ratio each.
+        basis: ``"untouched"`` (groups away from the changed code) or ``"all_others"`` (the
+            release named no change that shows on the spans: every group but the one tested).
+        p_value: The two-sided t test's p that the groups moved together (None: not tested).
+        applied: Whether each group was tested against its baseline scaled by the shift.
+        window: ``"before_after"`` or ``"overlap"`` (None: not known).
+        load: Requests per minute, (baseline, new version), when known.
+        reason: Why it was, or was not, applied, in words.
+        factors: Per tested group, the factor its baseline was scaled by (leave-one-out: a
+            group's own shift never enters its factor); empty when not applied.
+    """
+
+    ratio: float | None
+    groups: tuple[tuple[str, float], ...]
+    basis: str
+    p_value: float | None
+    applied: bool
+    window: str | None
+    load: tuple[float, float] | None
+    reason: str
+    factors: tuple[tuple[str, float], ...] = ()
+
+    def factor(self, span: str) -> float:
+        """What ``span``'s baseline durations are multiplied by (1 when not corrected)."""
+        return dict(self.factors).get(span, 1.0)
+
+    @property
+    def sentence(self) -> str:
+        """The plain words next to the verdict."""
+        if self.ratio is None:
+            return self.reason
+        change = self.ratio - 1.0
+        how = "slower" if change >= 0 else "faster"
+        scope = (
+            "also those this release did not touch"
+            if self.basis == "untouched"
+            else "and the release names no changed code the spans show, so each route is set "
+            "against all the others"
+        )
+        load = (
+            f" (load: {self.load[0]:,.0f} → {self.load[1]:,.0f} requests/min)"
+            if self.load is not None
+            else ""
+        )
+        if self.window == "overlap":
+            moved = (
+                f"Routes this release did not touch were {abs(change):.0%} {how} in the new "
+                f"version than in the old one over the same time{load}: "
+            )
+        else:
+            moved = f"Every route was {abs(change):.0%} {how} after the deploy, {scope}{load}: "
+        if abs(change) < 0.005:
+            moved = f"Routes this release did not touch kept their latency ({change:+.1%}){load}: "
+        return moved + self.reason
+
+
+def global_shift(
+    pairs: Sequence[Pair],
+    changes: Sequence[Change],
+    candidate: ReleaseData,
+    baseline: ReleaseData,
+    policy: DetectionPolicy,
+    *,
+    window: str | None,
+    load: tuple[float, float] | None = None,
+) -> GlobalShift:
+    """The untouched groups' shift, applied to the baselines in a before/after look only.
+
+    Args:
+        pairs: Every span group in both versions.
+        changes: What the release changed.
+        candidate: The new version's spans (for where the changed code ran).
+        baseline: The baseline's spans.
+        policy: ``latency.min_samples`` and ``latency.before_after_correction``.
+        window: The comparison's kind, ``"before_after"`` or ``"overlap"`` (None: unknown,
+            never corrected).
+        load: Requests per minute (baseline, new), for the words.
+    """
+    touched = _touched(changes, candidate, baseline)
+    basis = "untouched" if touched else "all_others"
+    shifts = {
+        p.span: s
+        for p in pairs
+        if p.span not in touched
+        and p.kind not in _DEPENDENCY
+        and (s := _shift(p, policy)) is not None
+    }
+    if len(shifts) < MIN_GROUPS + (basis == "all_others"):
+        need = MIN_GROUPS + (basis == "all_others")
+        return GlobalShift(
+            None,
+            _rounded(shifts),
+            basis,
+            None,
+            False,
+            window,
+            load,
+            f"Latency is compared as measured: {len(shifts)} span group(s) the release did not "
+            f"touch had {policy.latency.min_samples} spans in both versions, {need} are needed "
+            "to tell a shift of every route from a route's own.",
+        )
+    logs = list(shifts.values())
+    shift = statistics.median(logs)
+    p = _t_test(logs)
+    ratio = math.exp(shift)
+    beyond = p <= NOISE_ALPHA
+    apply = beyond and window == "before_after" and policy.latency.before_after_correction
+    if window == "overlap":
+        reason = (
+            "both versions served at the same time, so the routes are compared as measured "
+            "(a shift of every route there is the release's own)."
+        )
+    elif not beyond:
+        reason = (
+            f"within noise (t test across {len(logs)} groups p = {p:.2g} > {NOISE_ALPHA:g}), "
+            "so the routes are compared as measured."
+        )
+    elif window != "before_after":
+        reason = "the routes are compared as measured."
+    elif not policy.latency.before_after_correction:
+        reason = "the routes are compared as measured (latency.before_after_correction is off)."
+    else:
+        reason = (
+            f"the routes are compared net of that (each baseline × its untouched groups' "
+            f"median shift; t test across {len(logs)} groups p = {p:.2g})."
+        )
+    factors: tuple[tuple[str, float], ...] = ()
+    if apply:
+        factors = tuple(
+            (pr.span, _leave_one_out(shifts, pr.span)) for pr in pairs if pr.span in shifts
+        ) + tuple(
+            (pr.span, ratio) for pr in pairs if pr.span not in shifts and pr.kind not in _DEPENDENCY
+        )
+    return GlobalShift(ratio, _rounded(shifts), basis, p, apply, window, load, reason, factors)
+
+
+def _rounded(shifts: dict[str, float]) -> tuple[tuple[str, float], ...]:
+    return tuple((span, math.exp(s)) for span, s in shifts.items())
+
+
+def _leave_one_out(shifts: dict[str, float], span: str) -> float:
+    """The median shift of the other untouched groups: a group is not netted by itself."""
+    return math.exp(statistics.median(s for name, s in shifts.items() if name != span))
+
+
+def _shift(pair: Pair, policy: DetectionPolicy) -> float | None:
+    """log(median new / median old), for a group with enough spans in both versions."""
+    if pair.new is None or pair.base is None:
+        return None
+    minimum = policy.latency.min_samples
+    if pair.new.durations_ms.size < minimum or pair.base.durations_ms.size < minimum:
+        return None
+    return float(np.log(np.median(durations(pair.new))) - np.log(np.median(durations(pair.base))))
+
+
+def _t_test(logs: list[float]) -> float:
+    """Two-sided p of the one-sample t test of ``logs`` against 0 (k − 1 df)."""
+    k = len(logs)
+    mean = sum(logs) / k
+    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (k - 1))
+    if sd == 0.0:
+        return 0.0 if mean != 0.0 else 1.0
+    t = abs(mean) / (sd / math.sqrt(k))
+    return min(1.0, 2.0 * stats.student_t_sf(t, k - 1))
+
+
+def _touched(changes: Sequence[Change], candidate: ReleaseData, baseline: ReleaseData) -> set[str]:
+    """Groups where the changed code ran, the groups above them up to the route, and every
+    group those call."""
+    hit: set[str] = set()
+    for change in changes:
+        for target in reach.change_targets(change):
+            for data in (candidate, baseline):
+                hit.update(group.name for group, _ in reach.group_hits(target, data))
+    if not hit:
+        return set()
+    parents: dict[str, set[str]] = {}
+    for data in (candidate, baseline):
+        for group in data.groups:
+            parents.setdefault(group.name, set()).update(
+                name for name, _ in group.callers if name not in _TOP
+            )
+    children: dict[str, set[str]] = {}
+    for child, above in parents.items():
+        for parent in above:
+            children.setdefault(parent, set()).add(child)
+    # The changed code's whole request: the routes above it, and everything they call (the
+    # queries a changed function issues run beside its span, under the same route).
+    return _closure(_closure(hit, parents), children)
+
+
+def _closure(start: Collection[str], edges: dict[str, set[str]]) -> set[str]:
+    seen, todo = set(start), list(start)
+    while todo:
+        for nxt in edges.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen

@@ -1,0 +1,230 @@
+"""Before/after looks netted of what moved every route, overlap looks never (§8 diff-in-diff).
+
+Spans of the real OpenTelemetry SDK through ``feedbot report``: five routes, each a SERVER span
+with a DB span under it, two pods a version. In a before/after look the baseline is the old
+version's spans from before the deploy, so a load step at the deploy slows every route of the
+new version; the routes the release did not touch show that, and each route is compared net of
+it. In the overlap both versions served at once: a shift of every route is the release's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from opentelemetry.trace import SpanKind, set_span_in_context
+
+from feedbot.commands import report as report_cli
+from feedbot.digest.text import report_text
+from feedbot.policy import DetectionPolicy
+from tests.fakes.sdk_spans import T0, json_line, ns, sdk_spans
+
+UNTIL = T0 + timedelta(minutes=20)
+ROUTES = ("/orders", "/carts", "/users", "/items", "/search")
+CHANGED = "/orders"
+FUNCTION = "shop.orders.get_order"
+MEDIANS = (40.0, 25.0, 60.0, 15.0, 90.0)
+
+
+def serve(
+    version: str,
+    start: datetime,
+    end: datetime,
+    *,
+    seed: int,
+    pods: tuple[str, ...],
+    step_s: float = 2.0,
+    slower: Callable[[str], float] = lambda _: 1.0,
+) -> list[Any]:
+    """SDK spans: each pod serves every route every ``step_s``, durations × ``slower(route)``."""
+    rng = np.random.default_rng(seed)
+    count = int((end - start).total_seconds() / step_s)
+    times = [start + timedelta(seconds=i * step_s) for i in range(count)]
+    spans: list[Any] = []
+    for pod in pods:
+        draws = {
+            r: rng.lognormal(np.log(m), 0.3, count) for r, m in zip(ROUTES, MEDIANS, strict=True)
+        }
+
+        def build(tracer: Any, draws: dict[str, np.ndarray] = draws) -> None:
+            for i, moment in enumerate(times):
+                begin = ns(moment)
+                for route in ROUTES:
+                    attributes: dict[str, Any] = {"http.route": route, "http.request.method": "GET"}
+                    if route == CHANGED:
+                        attributes["code.function.name"] = FUNCTION
+                    server = tracer.start_span(
+                        f"GET {route}",
+                        kind=SpanKind.SERVER,
+                        start_time=begin,
+                        attributes=attributes,
+                    )
+                    db = tracer.start_span(
+                        "SELECT shop",
+                        kind=SpanKind.CLIENT,
+                        context=set_span_in_context(server),
+                        start_time=begin + 1_000_000,
+                    )
+                    db.end(begin + 3_000_000)
+                    ms = float(draws[route][i]) * slower(route)
+                    server.end(begin + int(ms * 1_000_000))
+
+        resource = {
+            "service.name": "checkout",
+            "service.version": version,
+            "deployment.environment.name": "production",
+            "service.instance.id": pod,
+        }
+        spans += sdk_spans(resource, build)
+    return spans
+
+
+def report(tmp_path: Path, spans: list[Any], *, changes: bool) -> dict[str, Any]:
+    deploy = tmp_path / "deploy.json"
+    doc: dict[str, Any] = {"service": "checkout", "version": "1.1", "environment": "production"}
+    if changes:
+        doc["changes"] = [{"file": "shop/orders.py", "functions": [FUNCTION]}]
+    deploy.write_text(json.dumps({**doc, "deployed_at": T0.isoformat()}))
+    traces = tmp_path / "spans.jsonl"
+    traces.write_text(json_line(spans) + "\n")
+    parser = argparse.ArgumentParser()
+    report_cli.add_arguments(parser)
+    argv = ["--deploy", str(deploy), "--traces", str(traces), "--until", UNTIL.isoformat()]
+    argv += ["--format", "json"]
+    out = tmp_path / "out.json"
+    with out.open("w") as stream:
+        saved, sys.stdout = sys.stdout, stream
+        try:
+            report_cli.run(parser.parse_args(argv), now=lambda: UNTIL)
+        finally:
+            sys.stdout = saved
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+def slowed(doc: dict[str, Any]) -> set[str]:
+    return {
+        f["span"]
+        for f in doc["findings"]
+        if f["kind"] == "latency_regression" and f["state"] == "confirmed"
+    }
+
+
+def replaced(*, load: float, changed: float = 1.0, new_whole: float = 1.0) -> list[Any]:
+    """1.0 for 40 min, replaced at the deploy by 1.1 under ``load``× the traffic, every route
+    ``load``× slower, the changed route ``changed``× more, every route ``new_whole``× more."""
+
+    def slower(route: str) -> float:
+        return load * new_whole * (changed if route == CHANGED else 1.0)
+
+    old = serve("1.0", T0 - timedelta(minutes=40), T0, seed=1, pods=("a", "b"))
+    new = serve("1.1", T0, UNTIL, seed=2, pods=("c", "d"), step_s=2.0 / load, slower=slower)
+    return old + new
+
+
+@pytest.fixture
+def netted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``latency.before_after_correction`` on (it is off by default)."""
+    on = DetectionPolicy()
+    on = replace(on, latency=replace(on.latency, before_after_correction=True))
+    monkeypatch.setattr(report_cli, "DetectionPolicy", lambda: on)
+
+
+def test_by_default_a_load_step_is_reported_beside_the_verdict_not_netted(tmp_path: Path) -> None:
+    doc = report(tmp_path, replaced(load=1.3), changes=False)
+    assert doc["comparison"]["kind"] == "before_after"
+    shift = doc["global_shift"]
+    assert shift["applied"] is False and shift["ratio"] == pytest.approx(1.3, rel=0.05)
+    # Five routes, each a request every 2 s a pod, two pods; 1.3 times as many after the deploy.
+    assert "(load: 300 → 391 requests/min)" in shift["sentence"], shift["sentence"]
+    assert "latency.before_after_correction is off" in shift["sentence"]
+    assert doc["verdict"] == "regressed" and slowed(doc) >= {f"GET {r}" for r in ROUTES}
+
+
+@pytest.mark.usefixtures("netted")
+def test_a_load_step_at_the_deploy_is_netted_out_of_a_before_after_look(tmp_path: Path) -> None:
+    doc = report(tmp_path, replaced(load=1.3), changes=False)
+    assert doc["comparison"]["kind"] == "before_after"
+    shift = doc["global_shift"]
+    assert shift["applied"] is True and shift["basis"] == "all_others"
+    assert shift["ratio"] == pytest.approx(1.3, rel=0.05)
+    assert {g["span"] for g in shift["groups"]} == {f"GET {r}" for r in ROUTES}
+    assert doc["verdict"] != "regressed" and not slowed(doc), shift
+    sentence = shift["sentence"]
+    assert sentence.startswith("Every route was 3") and "% slower after the deploy" in sentence
+    assert "(load: 300 → 391 requests/min)" in sentence, sentence
+    rates = shift["requests_per_minute"]
+    assert rates["baseline"] == pytest.approx(300, rel=0.01)
+    assert rates["candidate"] == pytest.approx(390, rel=0.01)
+    assert "compared net of that" in sentence
+
+
+@pytest.mark.usefixtures("netted")
+def test_a_changed_route_that_really_slowed_still_regresses_net_of_the_load(
+    tmp_path: Path,
+) -> None:
+    doc = report(tmp_path, replaced(load=1.3, changed=1.5), changes=True)
+    shift = doc["global_shift"]
+    assert shift["applied"] is True and shift["basis"] == "untouched"
+    # The changed route is not among the groups the shift came from.
+    assert {g["span"] for g in shift["groups"]} == {f"GET {r}" for r in ROUTES if r != CHANGED}
+    assert shift["ratio"] == pytest.approx(1.3, rel=0.05)
+    assert slowed(doc) == {f"GET {CHANGED}"}, shift
+    finding = next(f for f in doc["findings"] if f["span"] == f"GET {CHANGED}")
+    assert "net of the +3" in finding["message"]
+    # The +50% of the route itself, not the +95% it measured.
+    assert finding["change"]["ratio"] == pytest.approx(1.5, rel=0.06)
+    assert "also those this release did not touch" in shift["sentence"]
+    text = report_text(doc)
+    assert "(48% slower net of the +3" in text and "every route moved after the deploy)" in text
+    assert "Every route was 3" in text.split("evidence:")[1]
+
+
+def test_by_default_a_release_wide_slowdown_in_before_after_is_the_releases(
+    tmp_path: Path,
+) -> None:
+    # The old version replaced at the deploy, every route 30% slower, the traffic unchanged (a
+    # dependency bump, a logging change): not netted away, so it regresses.
+    doc = report(tmp_path, replaced(load=1.0, new_whole=1.3), changes=True)
+    assert doc["comparison"]["kind"] == "before_after"
+    shift = doc["global_shift"]
+    assert shift["ratio"] == pytest.approx(1.3, rel=0.05) and shift["applied"] is False
+    assert "latency.before_after_correction is off" in shift["sentence"], shift["sentence"]
+    assert doc["verdict"] == "regressed"
+    assert slowed(doc) >= {f"GET {r}" for r in ROUTES}
+
+
+def both_serving(*, everything: float) -> list[Any]:
+    """1.0 for 40 min and on beside 1.1 from the deploy; 1.1 ``everything``× slower on every
+    route (a release-wide regression: a dependency bump, a logging change)."""
+    old = serve("1.0", T0 - timedelta(minutes=40), UNTIL, seed=1, pods=("a", "b"))
+    new = serve("1.1", T0, UNTIL, seed=2, pods=("c", "d"), slower=lambda _: everything)
+    return old + new
+
+
+def test_a_release_wide_regression_in_the_overlap_is_never_netted(tmp_path: Path) -> None:
+    doc = report(tmp_path, both_serving(everything=1.3), changes=True)
+    assert doc["comparison"]["kind"] == "overlap"
+    shift = doc["global_shift"]
+    # Reported: every untouched route moved as much, but the overlap is not corrected.
+    assert shift["ratio"] == pytest.approx(1.3, rel=0.05) and shift["applied"] is False
+    assert shift["factors"] == []
+    assert "both versions served at the same time" in shift["sentence"]
+    assert doc["verdict"] == "regressed"
+    assert slowed(doc) >= {f"GET {r}" for r in ROUTES}
+
+
+def test_an_overlap_look_without_change_is_not_corrected_either(tmp_path: Path) -> None:
+    doc = report(tmp_path, both_serving(everything=1.0), changes=True)
+    assert doc["comparison"]["kind"] == "overlap"
+    shift = doc["global_shift"]
+    assert shift["applied"] is False and shift["factors"] == []
+    assert doc["verdict"] == "neutral", slowed(doc)
