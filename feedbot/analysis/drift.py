@@ -111,6 +111,12 @@ class GlobalShift:
                 f"Routes this release did not touch were {abs(change):.0%} {how} in the new "
                 f"version than in the old one over the same time{load}: "
             )
+        elif self.p_value is not None and self.p_value > NOISE_ALPHA:
+            # Not "every route": the groups did not move together beyond their noise.
+            moved = (
+                f"Routes this release did not touch were {abs(change):.0%} {how} after the "
+                f"deploy at their median{load}: "
+            )
         else:
             moved = f"Every route was {abs(change):.0%} {how} after the deploy, {scope}{load}: "
         if abs(change) < 0.005:
