@@ -436,6 +436,15 @@ def version_counts_statement(
 
     It reads a range of ``ix_spans_service_start_ns_version`` alone.
     """
+    where = _versioned_in(service, start, end, environment)
+    return select(Span.version, func.count()).where(*where).group_by(Span.version)
+
+
+def _versioned_in(
+    service: str, start: datetime, end: datetime, environment: str | None
+) -> list[Any]:
+    """The service's versioned spans in ``[start, end)`` (and the environment, or none named):
+    one range of ``ix_spans_service_start_ns_version``."""
     where = [
         Span.service == service,
         Span.version.is_not(None),
@@ -445,7 +454,7 @@ def version_counts_statement(
     ]
     if environment is not None:
         where.append(or_(Span.environment == environment, Span.environment.is_(None)))
-    return select(Span.version, func.count()).where(*where).group_by(Span.version)
+    return where
 
 
 def version_spans(
@@ -456,15 +465,7 @@ def version_spans(
     Reads the same index range as :func:`version_counts` (index-only): where each version
     served in a window, without reading a span.
     """
-    where = [
-        Span.service == service,
-        Span.version.is_not(None),
-        Span.version != "",
-        Span.start_ns >= to_ns(start),
-        Span.start_ns < to_ns(end),
-    ]
-    if environment is not None:
-        where.append(or_(Span.environment == environment, Span.environment.is_(None)))
+    where = _versioned_in(service, start, end, environment)
     statement = (
         select(Span.version, func.min(Span.start_ns), func.max(Span.start_ns), func.count())
         .where(*where)
