@@ -29,6 +29,10 @@ DEPOSIT_ROUTE = "POST /vaults/{vault_id}/items"
 #: span and the job that calls it, and the rates client ("GET"), which 2.0.0 deposits call twice
 #: (the insurance premium is a second, slow call). A regression anywhere else is a false alarm.
 RATES_CALLS = ("GET {ip}/rates", "GET {ip}/insurance")
+#: The statement only deposits run (2.0.0's changed ``deposit`` stores its sealed item): under
+#: the seals' CPU on two cores its tail is slower in about one demo run of two on a busy machine
+#: (p95 9.5 → 17.9 ms, seen), a true effect of the change on its own path.
+DEPOSIT_STATEMENT = "vault.db: INSERT INTO items "
 CHANGED_PATHS = {
     DEPOSIT_ROUTE,
     "vault.deposits.deposit",
@@ -187,7 +191,9 @@ def test_nothing_else_alarms(demo: Demo) -> None:
     # Besides the changed code's own spans, its calls to the rates service (client spans, a
     # group per host and templated path) may be slower: 2.0.0's deposits also ask it for
     # insurance and seal every item with 60,000 hash rounds on the same two cores.
-    spans = {f["span"] for f in alarms if not f["span"].startswith(RATES_CALLS)}
+    spans = {
+        f["span"] for f in alarms if not f["span"].startswith((*RATES_CALLS, DEPOSIT_STATEMENT))
+    }
     assert spans <= CHANGED_PATHS, [f["message"] for f in alarms]
 
 
