@@ -47,6 +47,7 @@ from benchmarks.detection_sdk import (
     _export,
     _requests,
 )
+from feedbot.analysis import drift
 from feedbot.analysis.report import ReportContext
 from feedbot.backends.base import TraceBackend
 from feedbot.backends.embedded import EmbeddedBackend
@@ -60,8 +61,9 @@ BASELINE_WINDOW = timedelta(hours=24)
 #: while it is most of the look (what a check does), before/after netted of the untouched
 #: routes' shift (``latency.before_after_correction``, opt-in), before/after as measured (the
 #: default),
-#: new whole vs old overlap.
-READINGS = 5
+#: new whole vs old overlap, and the overlap rule before the steady old version's past could stand
+#: in for it (:func:`feedbot.analysis.drift.steadiness` never holding).
+READINGS = 6
 AS_MEASURED = replace(POLICY, latency=replace(POLICY.latency, before_after_correction=False))
 NETTED = replace(POLICY, latency=replace(POLICY.latency, before_after_correction=True))
 LOAD = 1.3
@@ -149,14 +151,16 @@ def _hybrid(backend: EmbeddedBackend, plan: pipeline.Plan) -> pipeline.Collected
 
 
 @contextmanager
-def _serving_share(share: float | None) -> Iterator[None]:
-    """The overlap rule with ``share`` of the serving time (None: as it is), then back."""
-    saved = concurrent.SERVING_SHARE
+def _serving_share(share: float | None, *, steady: bool = True) -> Iterator[None]:
+    """The overlap rule with ``share`` of the serving time (None: as it is), and without the
+    steady old version's past (``steady`` False: its interval can never fit), then back."""
+    saved, within = concurrent.SERVING_SHARE, drift.STEADY_WITHIN
     concurrent.SERVING_SHARE = saved if share is None else share
+    drift.STEADY_WITHIN = within if steady else 0.0
     try:
         yield
     finally:
-        concurrent.SERVING_SHARE = saved
+        concurrent.SERVING_SHARE, drift.STEADY_WITHIN = saved, within
 
 
 def _looks(
@@ -167,8 +171,9 @@ def _looks(
     hybrid: bool = False,
     share: float | None = None,
     policy: DetectionPolicy = POLICY,
+    steady: bool = True,
 ) -> Outcome:
-    with _serving_share(share):
+    with _serving_share(share, steady=steady):
         return _read(backend, service, expect, hybrid=hybrid, policy=policy)
 
 
@@ -220,6 +225,7 @@ def _deploy(
         _looks(BeforeAfter(backend), service, s.expect, policy=NETTED),
         _looks(BeforeAfter(backend), service, s.expect, policy=AS_MEASURED),
         _looks(backend, service, s.expect, hybrid=True, share=0.0),
+        _looks(backend, service, s.expect, steady=False),
     )
 
 
@@ -284,10 +290,7 @@ def run(deploys: int, only: str | None = None) -> list[tuple[str, ...]]:
                 label,
                 f"seconds per deploy ({READINGS} readings)",
                 f"{seconds / deploys:.1f}",
-                "",
-                "",
-                "",
-                "",
+                *[""] * (READINGS - 1),
             )
         )
     return rows
@@ -299,7 +302,14 @@ def main() -> None:
     parser.add_argument("--deploys", type=int, default=20, help="deploys per case")
     parser.add_argument("--only", help="cases whose name contains this text")
     args = parser.parse_args()
-    heads = ("overlap always", "ov: most of look", "b/a net", "b/a as measured", "new all/old ov")
+    heads = (
+        "overlap always",
+        "ov: most of look",
+        "b/a net",
+        "b/a as measured",
+        "new all/old ov",
+        "ov, no past",
+    )
     print(f"{'case':<52} {'figure':<32} " + " ".join(f"{h:>16}" for h in heads))
     for case, figure, *cells in run(args.deploys, args.only):
         print(f"{case:<52} {figure:<32} " + " ".join(f"{c:>16}" for c in cells))

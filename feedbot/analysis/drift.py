@@ -36,6 +36,7 @@ import math
 import statistics
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 
@@ -267,3 +268,137 @@ def _closure(start: Collection[str], edges: dict[str, set[str]]) -> set[str]:
                 seen.add(nxt)
                 todo.append(nxt)
     return seen
+
+
+#: How far the old version's own latency may have moved at the deploy for its spans from before
+#: the deploy to stand in for it after (:func:`steadiness`): the 90% confidence interval of its
+#: median shift must lie within ± this, in log terms (about ±5%).
+STEADY_WITHIN = math.log(1.05)
+#: Two-sided level at which one group that moved alone (its own median beyond ``STEADY_WITHIN``
+#: and significant at this level over the groups, Bonferroni) keeps the old version unsteady.
+STEADY_GROUP_ALPHA = 0.05
+_Z90 = 1.6448536269514722
+
+
+@dataclass(frozen=True, slots=True)
+class Steadiness:
+    """Whether the old version ran after the deploy as it did before it.
+
+    Attributes:
+        ratio: exp(pooled log-median shift after/before); None without a group to compare.
+        low: Its 90% confidence interval's lower end.
+        high: Its upper end.
+        groups: Span groups compared (``latency.min_samples`` spans on both sides).
+        moved: Groups that moved alone, with their own ratio.
+        spans: Spans compared, (after, before).
+    """
+
+    ratio: float | None
+    low: float
+    high: float
+    groups: int
+    moved: tuple[tuple[str, float], ...] = ()
+    spans: tuple[int, int] = (0, 0)
+
+    @property
+    def steady(self) -> bool:
+        """The interval lies within ± ``STEADY_WITHIN`` and no group moved alone."""
+        bound = math.exp(STEADY_WITHIN)
+        return (
+            self.ratio is not None
+            and not self.moved
+            and self.low >= 1.0 / bound
+            and self.high <= bound
+        )
+
+    @property
+    def sentence(self) -> str:
+        """What the old version's spans after the deploy said, in plain words."""
+        if self.ratio is None:
+            return "no span group of the old version had enough spans on both sides to compare"
+        change = self.ratio - 1.0
+        how = "slower" if change >= 0 else "faster"
+        moved = ""
+        if self.moved:
+            names = ", ".join(f"{span} {ratio - 1:+.0%}" for span, ratio in self.moved[:3])
+            moved = f"; on {'its' if len(self.moved) == 1 else 'their'} own: {names}"
+        return (
+            f"the old version was {abs(change):.0%} {how} there than before the deploy "
+            f"(90% CI {self.low - 1:+.0%} to {self.high - 1:+.0%}, {self.groups} span "
+            f"group{'s' if self.groups != 1 else ''}, {self.spans[0]:,} vs {self.spans[1]:,} "
+            f"spans; steady means within ±{math.exp(STEADY_WITHIN) - 1:.0%}{moved})"
+        )
+
+
+def steadiness(
+    after: ReleaseData, before: ReleaseData, min_samples: int, *, until: datetime | None = None
+) -> Steadiness:
+    """Did the old version run after the deploy (``after``: its spans while both versions
+    served) as it did before the deploy (``before``: its spans that started before ``until``,
+    when the backend kept each span's start; else all of them)?
+
+    If it did, whatever else happened at the deploy moment (load, a neighbour) left the service's
+    latency where it was, and the old version's spans from before the deploy are a fair baseline
+    for the new one: many more spans than the overlap holds (detection-methods.md §8: the
+    concurrent window guards against time; when the time moved nothing, the past is the larger
+    sample). Each span group with ``min_samples`` spans on both sides gives its log-median shift,
+    whose sampling variance is (π/2)·σ²/n per side (σ from the logs' MAD, which a heavy tail
+    does not inflate); the groups are pooled with DerSimonian-Laird random effects, so groups
+    that react differently widen the interval rather than cancel out. Pure: no I/O.
+    """
+    base = {(g.name, g.kind): g for g in before.groups}
+    names: list[str] = []
+    shifts: list[float] = []
+    variances: list[float] = []
+    spans = [0, 0]
+    for group in after.groups:
+        old = base.get((group.name, group.kind))
+        if old is None:
+            continue
+        then = np.log(durations(old))
+        if until is not None and old.starts_ns.size == then.size:
+            then = then[old.starts_ns < _ns(until)]
+        if group.durations_ms.size < min_samples or then.size < min_samples:
+            continue
+        now = np.log(durations(group))
+        names.append(group.name)
+        shifts.append(float(np.median(now) - np.median(then)))
+        variances.append(
+            math.pi / 2 * (_sigma(now) ** 2 / now.size + _sigma(then) ** 2 / then.size)
+        )
+        spans[0] += now.size
+        spans[1] += then.size
+    if not shifts:
+        return Steadiness(None, math.nan, math.nan, 0)
+    d, v = np.asarray(shifts), np.asarray(variances)
+    w = 1.0 / v
+    fixed = float(np.sum(w * d) / np.sum(w))
+    q = float(np.sum(w * (d - fixed) ** 2))
+    spread = max(0.0, (q - (d.size - 1)) / float(np.sum(w) - np.sum(w**2) / np.sum(w)))
+    wr = 1.0 / (v + spread)
+    pooled = float(np.sum(wr * d) / np.sum(wr))
+    se = math.sqrt(1.0 / float(np.sum(wr)))
+    z = stats.normal_isf(STEADY_GROUP_ALPHA / (2 * d.size))
+    moved = tuple(
+        (name, math.exp(s))
+        for name, s, var in zip(names, shifts, variances, strict=True)
+        if abs(s) > STEADY_WITHIN and abs(s) > z * math.sqrt(var)
+    )
+    return Steadiness(
+        math.exp(pooled),
+        math.exp(pooled - _Z90 * se),
+        math.exp(pooled + _Z90 * se),
+        d.size,
+        moved,
+        (spans[0], spans[1]),
+    )
+
+
+def _ns(moment: datetime) -> int:
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1_000
+
+
+def _sigma(logs: np.ndarray) -> float:
+    """σ of ``logs`` from their median absolute deviation (floored: ms-rounded durations)."""
+    mad = float(np.median(np.abs(logs - np.median(logs))))
+    return max(1.4826 * mad, 1e-3)

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from opentelemetry.trace import SpanKind, set_span_in_context
 
+from feedbot.analysis import drift
 from feedbot.commands import report as report_cli
 from feedbot.digest.text import report_text
 from feedbot.policy import DetectionPolicy
@@ -210,6 +211,13 @@ def both_serving(*, everything: float) -> list[Any]:
     return old + new
 
 
+@pytest.fixture
+def overlap_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old version's past never stands in for it (it ran steadily here, so it would)."""
+    monkeypatch.setattr(drift, "STEADY_WITHIN", 0.0)
+
+
+@pytest.mark.usefixtures("overlap_only")
 def test_a_release_wide_regression_in_the_overlap_is_never_netted(tmp_path: Path) -> None:
     doc = report(tmp_path, both_serving(everything=1.3), changes=True)
     assert doc["comparison"]["kind"] == "overlap"
@@ -222,9 +230,21 @@ def test_a_release_wide_regression_in_the_overlap_is_never_netted(tmp_path: Path
     assert slowed(doc) >= {f"GET {r}" for r in ROUTES}
 
 
+@pytest.mark.usefixtures("overlap_only")
 def test_an_overlap_look_without_change_is_not_corrected_either(tmp_path: Path) -> None:
     doc = report(tmp_path, both_serving(everything=1.0), changes=True)
     assert doc["comparison"]["kind"] == "overlap"
     shift = doc["global_shift"]
     assert shift["applied"] is False and shift["factors"] == []
     assert doc["verdict"] == "neutral", slowed(doc)
+
+
+def test_a_release_wide_regression_beside_a_steady_old_version_regresses_against_its_past(
+    tmp_path: Path,
+) -> None:
+    doc = report(tmp_path, both_serving(everything=1.3), changes=True)
+    assert doc["comparison"]["kind"] == "before_after"
+    assert "the time of the deploy moved nothing" in doc["comparison"]["reason"]
+    assert doc["global_shift"]["applied"] is False
+    assert doc["verdict"] == "regressed"
+    assert slowed(doc) >= {f"GET {r}" for r in ROUTES}

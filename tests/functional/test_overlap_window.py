@@ -356,3 +356,37 @@ def test_a_baseline_without_spans_is_not_said_to_have_stopped(tmp_path: Path) ->
     assert isinstance(doc, dict)
     assert doc["comparison"]["kind"] == "before_after"
     assert doc["comparison"]["reason"].startswith("The old version sent no span in Nov 23 10:00")
+
+
+def test_a_rolling_deploy_at_steady_load_is_compared_with_the_larger_past(
+    tmp_path: Path,
+) -> None:
+    """The same rolling deploy without the load rise: the old version's spans while both served
+    run as its spans from before the deploy, so those (three times as many) are the baseline."""
+    same = lambda _: 1.0  # noqa: E731
+    old = serve("1.0", T0 - timedelta(minutes=30), UNTIL, seed=10, slower=same, pods=("a", "b"))
+    new = serve("1.1", T0, UNTIL, seed=11, slower=same, pods=("c", "d"))
+    code, doc = report(tmp_path, *trace_file(tmp_path, old + new))
+    assert isinstance(doc, dict)
+    assert (code, doc["verdict"]) == (0, "neutral"), latency_findings(doc)
+    comparison = doc["comparison"]
+    assert comparison["kind"] == "before_after", comparison["reason"]
+    reason = comparison["reason"]
+    assert reason.startswith("Both versions served together Nov 24 10:00"), reason
+    # Both groups compared: 600 requests of each version's two pods while both served, against
+    # the old version's 1,800 from the half hour before the deploy.
+    assert "2 span groups, 1,200 vs 3,600 spans; steady means within ±5%)" in reason
+    assert "the time of the deploy moved nothing, so the larger sample from before it" in reason
+    assert comparison["spans"] == {"baseline": 4800, "candidate": 1200}
+
+
+def test_the_load_rise_keeps_the_overlap_and_says_how_the_old_version_moved(
+    tmp_path: Path,
+) -> None:
+    code, doc = report(tmp_path, *trace_file(tmp_path, rolling_deploy()))
+    assert isinstance(doc, dict)
+    reason = doc["comparison"]["reason"]
+    assert doc["comparison"]["kind"] == "overlap"
+    # Its requests 30% slower since the deploy, its DB spans (2 ms each) not: the route moved.
+    assert "Not with the larger sample from before the deploy: the old version was " in reason
+    assert "; on its own: GET /orders/{id} +2" in reason
