@@ -27,7 +27,12 @@ after the rollout compares the same half hour. With :data:`SERVING_SHARE` only t
 reads the overlap (the second sits at the boundary, 30 min of 60): +20% is confirmed by the end
 in every deploy again, found at the first look in 40% (before/after: 70%), and a load change at
 the deploy moment or after it is again a false alarm in every deploy, at the later looks, as
-with before/after.
+with before/after, unless those looks are netted of the untouched routes' shift. They are by
+default where the whole service's requests per minute moved with it (:func:`service_load`,
+``latency.before_after_correction: auto``; ``--deploys 10``): a false alarm at a later look in
+0% of the deploys with the load step at the deploy, 10% with it an hour later (on: 10%; off:
+100% for both), while a release-wide +20% under the same load, or a closed loop's smaller one,
+still regresses at a later look in every deploy (on: 0% and 20%).
 """
 
 from __future__ import annotations
