@@ -1,24 +1,27 @@
-"""The comparison window on rolling deploys: both versions while both served, against before/after.
+"""The comparison window on rolling deploys, and when a before/after look nets every route's shift.
 
 The deploys of :mod:`benchmarks.detection_sdk` (SDK spans, OTLP into the embedded store, 5 routes,
 4 instances a version, looks at +30 min, +1 h, +2 h, +4 h) with its rolling rollout: for 30 min
 after the deploy each request goes to either version, then the new one serves alone. Each deploy
 is read the way a check reads it (:func:`feedbot.checks.pipeline.collect`) and analysed at every
-look, five times: by the store as it is under two rules, both versions over their overlap
-whenever it holds enough to test (``SERVING_SHARE`` 0, the rule before) and only while it also
-covers half of the new version's serving time in the look (:mod:`feedbot.checks.concurrent`,
-what a check does); through a view of the store that cannot say where each version served, so
-the baseline is the old version's spans from a day before the deploy up to the look
-(before/after, the only window before the overlap existed), once netted of the shift of the
-routes the release did not touch (``latency.before_after_correction``, off by default) and once as
-measured (the default); and, not what a check does, the new
-version over its whole window against the old version over the overlap only. Scenarios:
+look, seven times: both versions over their overlap whenever it holds enough to test
+(``SERVING_SHARE`` 0, the rule before); as a check does (the overlap while it covers half of the
+new version's serving time in the look, :mod:`feedbot.checks.concurrent`, before/after later)
+with ``latency.before_after_correction`` off (the default before), auto (the default: netted
+only when the whole service's requests per minute moved with the shift) and on; and through a
+view of the store that cannot say where each version served, so every look is before/after
+(the baseline is the old version's spans from a day before the deploy up to the look), with the
+correction off, auto and on. Scenarios:
 
 - load +30% at the deploy moment: 30% more requests and every request of both versions 30%
   slower from then on, no code change (a busier hour): false alarms;
 - the same an hour after the deploy, once the rollout is over: false alarms;
 - no change at all: false alarms;
-- +20% on one route of the new version, same load: recall, at the first look and confirmed.
+- +20% on one route of the new version, same load: recall, at the first look and confirmed;
+- +20% on every route of the new version, same load (a dependency bump, a logging or GC
+  change): a release-wide regression, to be found (regressed) at the looks after the rollout;
+- the same from a closed-loop load generator: a slower release serves fewer requests (each
+  client waits for its answer), so the service's requests per minute fall by 1/1.2.
 
     python -m benchmarks.overlap [--deploys N] [--only TEXT]
 """
@@ -32,7 +35,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -49,34 +52,47 @@ from benchmarks.detection_sdk import (
 )
 from feedbot.analysis import drift
 from feedbot.analysis.report import ReportContext
-from feedbot.backends.base import TraceBackend
+from feedbot.backends.base import TraceBackend, Traffic
 from feedbot.backends.embedded import EmbeddedBackend
 from feedbot.checks import concurrent, pipeline
-from feedbot.policy import DetectionPolicy
+from feedbot.policy import Correction, DetectionPolicy
 from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.store.db import make_engine, make_sessions, migrate
 
 BASELINE_WINDOW = timedelta(hours=24)
-#: Readings of each deploy, the table's columns: the overlap whenever testable, the overlap
-#: while it is most of the look (what a check does), before/after netted of the untouched
-#: routes' shift (``latency.before_after_correction``, opt-in), before/after as measured (the
-#: default),
-#: new whole vs old overlap, and the overlap rule before the steady old version's past could stand
-#: in for it (:func:`feedbot.analysis.drift.steadiness` never holding).
-READINGS = 6
-AS_MEASURED = replace(POLICY, latency=replace(POLICY.latency, before_after_correction=False))
-NETTED = replace(POLICY, latency=replace(POLICY.latency, before_after_correction=True))
+#: ``latency.before_after_correction``'s settings, as the columns read them.
+CORRECTIONS: tuple[Correction, ...] = ("off", "auto", "on")
+POLICIES = {
+    c: replace(POLICY, latency=replace(POLICY.latency, before_after_correction=c))
+    for c in CORRECTIONS
+}
+#: The table's columns: the overlap whenever testable; a check's reading, then before/after
+#: only, each with the correction off, auto and on; last, a check's reading (auto) before the
+#: steady old version's past could stand in for the overlap
+#: (:func:`feedbot.analysis.drift.steadiness` never holding).
+HEADS = (
+    "overlap always",
+    *(f"check: {c}" for c in CORRECTIONS),
+    *(f"b/a only: {c}" for c in CORRECTIONS),
+    "auto, no past",
+)
+READINGS = len(HEADS)
 LOAD = 1.3
+RELEASE = 1.2
 
 
 @dataclass(frozen=True)
 class Case:
-    """A rolling deploy; ``load`` multiplies every duration from the deploy on, both versions."""
+    """A rolling deploy; ``load`` multiplies every duration from the deploy on, both versions,
+    and the requests; ``release`` every duration of the new version (a release-wide change),
+    and with ``closed`` divides its requests too (clients that wait for each answer)."""
 
     name: str
     scenario: Scenario
     load: float = 1.0
     load_from: timedelta = timedelta(0)  # when the load changes, from the deploy
+    release: float = 1.0
+    closed: bool = False
 
 
 CASES = (
@@ -92,11 +108,23 @@ CASES = (
         "latency +20% on one route",
         Scenario("+20%", "latency_regression", ratio=1.2, rolling=True),
     ),
+    Case(
+        "release-wide +20% on every route, same load",
+        Scenario("release-wide", rolling=True),
+        release=RELEASE,
+    ),
+    Case(
+        "release-wide +20%, closed loop (fewer requests)",
+        Scenario("release-wide, closed loop", rolling=True),
+        release=RELEASE,
+        closed=True,
+    ),
 )
 
 
 class BeforeAfter:
-    """The store seen without :class:`~feedbot.backends.base.ServingTimes`: before/after only."""
+    """The store seen without :class:`~feedbot.backends.base.ServingTimes`: before/after only
+    (it still counts the service's requests, :class:`~feedbot.backends.base.RequestCounter`)."""
 
     def __init__(self, backend: EmbeddedBackend) -> None:
         self.name = backend.name
@@ -105,6 +133,11 @@ class BeforeAfter:
     def collect(self, query: SpanQuery) -> ReleaseData:
         return self._backend.collect(query)
 
+    def traffic(
+        self, service: str, start: datetime, end: datetime, environment: str | None = None
+    ) -> Traffic | None:
+        return self._backend.traffic(service, start, end, environment)
+
     def close(self) -> None:
         self._backend.close()
 
@@ -112,6 +145,7 @@ class BeforeAfter:
 @dataclass
 class Outcome:
     regressed: bool = False  # verdict regressed at any look
+    later: bool = False  # ... at a look after the first (past the rollout)
     first: bool = False  # the change found at look 1 (watching or confirmed)
     confirmed: bool = False  # ... confirmed by the last look
     overlap_looks: int = 0  # looks compared over the overlap
@@ -139,17 +173,6 @@ def _plan(
     )
 
 
-def _hybrid(backend: EmbeddedBackend, plan: pipeline.Plan) -> pipeline.Collected:
-    """Not what a check does: the new version over its whole window against the old version
-    over the overlap only (where the overlap holds enough), to measure that variant."""
-    collected = pipeline.collect(backend, plan)
-    comparison = collected.comparison
-    if comparison is None or comparison.window is None:
-        return collected
-    candidate = backend.collect(plan.candidate_query())
-    return replace(collected, candidate=candidate, comparison=replace(comparison, window=None))
-
-
 @contextmanager
 def _serving_share(share: float | None, *, steady: bool = True) -> Iterator[None]:
     """The overlap rule with ``share`` of the serving time (None: as it is), and without the
@@ -168,13 +191,12 @@ def _looks(
     service: str,
     expect: str | None,
     *,
-    hybrid: bool = False,
     share: float | None = None,
     policy: DetectionPolicy = POLICY,
     steady: bool = True,
 ) -> Outcome:
     with _serving_share(share, steady=steady):
-        return _read(backend, service, expect, hybrid=hybrid, policy=policy)
+        return _read(backend, service, expect, policy=policy)
 
 
 def _read(
@@ -182,18 +204,13 @@ def _read(
     service: str,
     expect: str | None,
     *,
-    hybrid: bool,
     policy: DetectionPolicy = POLICY,
 ) -> Outcome:
     out, held = Outcome(), tuple[str, ...]()
     for look, after in enumerate(LOOKS, start=1):
         plan = _plan(service, after, look, held, policy)
         started = time.perf_counter()
-        if hybrid:
-            assert isinstance(backend, EmbeddedBackend)
-            collected = _hybrid(backend, plan)
-        else:
-            collected = pipeline.collect(backend, plan)
+        collected = pipeline.collect(backend, plan)
         out.collect_s += time.perf_counter() - started
         done = pipeline.analyse(plan, collected)
         a = done.analysis
@@ -202,6 +219,7 @@ def _read(
         out.first |= look == 1 and bool(found)
         out.confirmed |= any(f.state == "confirmed" for f in found)
         out.regressed |= a.verdict == "regressed"
+        out.later |= look > 1 and a.verdict == "regressed"
         comparison = collected.comparison
         out.overlap_looks += comparison is not None and comparison.kind == "overlap"
     return out
@@ -218,15 +236,24 @@ def _deploy(
         later = r.starts >= since
         r = replace(r, ms=np.where(later, r.ms * case.load, r.ms))
         r = _busier(rng, r, case.load, since)
+        if new:
+            r = replace(r, ms=r.ms * case.release)
+            if case.closed:
+                r = _thinned(rng, r, 1.0 / case.release)
         _export(backend, service, version, r, s, new)
+    view = BeforeAfter(backend)
     return (
         _looks(backend, service, s.expect, share=0.0),
-        _looks(backend, service, s.expect),
-        _looks(BeforeAfter(backend), service, s.expect, policy=NETTED),
-        _looks(BeforeAfter(backend), service, s.expect, policy=AS_MEASURED),
-        _looks(backend, service, s.expect, hybrid=True, share=0.0),
-        _looks(backend, service, s.expect, steady=False),
+        *(_looks(backend, service, s.expect, policy=POLICIES[c]) for c in CORRECTIONS),
+        *(_looks(view, service, s.expect, policy=POLICIES[c]) for c in CORRECTIONS),
+        _looks(backend, service, s.expect, policy=POLICIES["auto"], steady=False),
     )
+
+
+def _thinned(rng: np.random.Generator, r: Requests, keep: float) -> Requests:
+    """``keep`` of the requests, drawn at random (a closed loop: fewer answers per minute)."""
+    kept = rng.random(r.starts.size) < keep
+    return Requests(**{f.name: getattr(r, f.name)[kept] for f in fields(r)})
 
 
 def _busier(rng: np.random.Generator, r: Requests, load: float, since: float) -> Requests:
@@ -249,9 +276,8 @@ def _busier(rng: np.random.Generator, r: Requests, load: float, since: float) ->
 
 
 def run(deploys: int, only: str | None = None) -> list[tuple[str, ...]]:
-    """Rows of (case, figure, overlap whenever testable, overlap while it is most of the look,
-    before/after, new whole window vs old overlap) for every case (or those whose name has
-    ``only``)."""
+    """Rows of (case, figure, then one cell per column of :data:`HEADS`) for every case (or
+    those whose name has ``only``)."""
     rows: list[tuple[str, ...]] = []
     for number, case in enumerate(CASES):
         if only and only not in case.name:
@@ -275,6 +301,7 @@ def run(deploys: int, only: str | None = None) -> list[tuple[str, ...]]:
 
         if case.scenario.expect is None:
             rows.append((label, "regressed at any look", *share("regressed")))
+            rows.append((label, "regressed at a later look (2-4)", *share("later")))
         else:
             rows.append((label, "found at look 1", *share("first")))
             rows.append((label, "confirmed by the end", *share("confirmed")))
@@ -290,7 +317,7 @@ def run(deploys: int, only: str | None = None) -> list[tuple[str, ...]]:
                 label,
                 f"seconds per deploy ({READINGS} readings)",
                 f"{seconds / deploys:.1f}",
-                *[""] * (READINGS - 1),
+                *([""] * (READINGS - 1)),
             )
         )
     return rows
@@ -302,17 +329,9 @@ def main() -> None:
     parser.add_argument("--deploys", type=int, default=20, help="deploys per case")
     parser.add_argument("--only", help="cases whose name contains this text")
     args = parser.parse_args()
-    heads = (
-        "overlap always",
-        "ov: most of look",
-        "b/a net",
-        "b/a as measured",
-        "new all/old ov",
-        "ov, no past",
-    )
-    print(f"{'case':<52} {'figure':<32} " + " ".join(f"{h:>16}" for h in heads))
+    print(f"{'case':<62} {'figure':<34} " + " ".join(f"{h:>14}" for h in HEADS))
     for case, figure, *cells in run(args.deploys, args.only):
-        print(f"{case:<52} {figure:<32} " + " ".join(f"{c:>16}" for c in cells))
+        print(f"{case:<62} {figure:<34} " + " ".join(f"{c:>14}" for c in cells))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,13 @@ from typing import Any, Literal
 
 from feedbot.durations import parse_duration
 
+#: ``latency.before_after_correction``'s values.
+Correction = Literal["auto", "on", "off"]
+#: Settings that take one of a few words, and the booleans they also take (word for each).
+_CHOICES: dict[str, tuple[tuple[str, ...], dict[bool, str]]] = {
+    "before_after_correction": (("auto", "on", "off"), {True: "on", False: "off"}),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class LatencyPolicy:
@@ -38,10 +45,16 @@ class LatencyPolicy:
             the deploy), test each group against its baseline scaled by the median shift of the
             groups the release did not touch, when that shift is beyond noise (§8
             difference-in-differences; :mod:`feedbot.analysis.drift`). Never in the overlap
-            window, where it would erase a release-wide regression. Off by default: in a
-            before/after look it would erase one too (a dependency bump, a logging or GC change
-            slows every route, touched or not), and most looks after a rollout of minutes are
-            before/after. The shift is reported in both windows either way.
+            window, where it would erase a release-wide regression. ``"auto"`` (the default)
+            nets only when the whole service's requests per minute (every version together)
+            moved the same way by :data:`feedbot.analysis.drift.LOAD_STEP` or more between the
+            baseline window before the deploy and the look after it: a busier time slows every
+            route and brings more requests, while a release that slows every route (a
+            dependency bump, a logging or GC change) comes with the same requests, or fewer when
+            clients wait for answers. ``"on"`` nets whatever the load did, ``"off"`` never (the
+            default before); ``true``/``false`` in the config mean on/off. Without request
+            counts (a store that cannot count them) "auto" does not net. The shift is reported
+            in both windows either way.
     """
 
     enabled: bool = True
@@ -54,7 +67,7 @@ class LatencyPolicy:
     warmup: timedelta = timedelta(minutes=5)
     warmup_alpha: float = 0.01
     warmup_min_spans: int = 20
-    before_after_correction: bool = False
+    before_after_correction: Correction = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,12 +363,18 @@ def with_overrides(base: DetectionPolicy, overrides: Mapping[str, Any]) -> Detec
     for name, values in overrides.items():
         section = getattr(base, DETECTORS[name])
         kinds = _kinds(section)
-        typed = {
-            key: duration(value) if kinds.get(key) is timedelta else value
-            for key, value in values.items()
-        }
+        typed = {key: _typed(key, value, kinds.get(key)) for key, value in values.items()}
         changed[DETECTORS[name]] = replace(section, **typed)
     return replace(base, **changed)
+
+
+def _typed(key: str, value: Any, kind: type | None) -> Any:
+    """A validated config value as the policy holds it (a duration, a choice's word)."""
+    if kind is timedelta:
+        return duration(value)
+    if key in _CHOICES and isinstance(value, bool):
+        return _CHOICES[key][1][value]
+    return value
 
 
 def duration(value: Any) -> timedelta:
@@ -391,6 +410,10 @@ def _field_problems(section: object, values: Mapping[str, Any]) -> list[str]:
             problems.append(f"{key}: unknown setting{extra}")
         elif kind is timedelta:
             problems += _duration_problem(key, value)
+        elif key in _CHOICES:
+            words = _CHOICES[key][0]
+            if not isinstance(value, bool) and value not in words:
+                problems.append(f"{key}: expected {', '.join(words[:-1])} or {words[-1]}")
         elif kind is bool and not isinstance(value, bool):
             problems.append(f"{key}: expected true or false")
         elif kind is not bool and (isinstance(value, bool) or not isinstance(value, int | float)):

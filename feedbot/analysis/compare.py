@@ -106,6 +106,7 @@ def analyse(
     tau_history: TauHistory | None = None,
     window: str | None = None,
     load: tuple[float, float] | None = None,
+    service_load: drift.ServiceLoad | None = None,
 ) -> Analysis:
     """Compare a release's spans with its baseline's at one look.
 
@@ -130,6 +131,8 @@ def analyse(
             ``"before_after"`` (None: not known); only before/after nets latency of the shift of
             untouched groups (``latency.before_after_correction``).
         load: Requests per minute (baseline, new version), for the words on that shift.
+        service_load: The whole service's requests per minute before and after the deploy,
+            every version together: ``auto`` nets a before/after shift only when it moved too.
 
     Returns:
         The verdict, per-group numbers, findings and how they were reached.
@@ -146,7 +149,14 @@ def analyse(
         return _no_baseline(candidate, pairs, reached, reach_findings, policy, look, looks, q_level)
     hosts = host_spread(pairs, policy, tau_history)
     moved = drift.global_shift(
-        pairs, changes, candidate, baseline, policy, window=window, load=load
+        pairs,
+        changes,
+        candidate,
+        baseline,
+        policy,
+        window=window,
+        load=load,
+        service_load=service_load,
     )
     run = LookTests(policy, q_level, hosts, known_exceptions)
     run.test([replace(p, scale=moved.factor(p.span)) for p in pairs])

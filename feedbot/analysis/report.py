@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from feedbot.analysis.compare import Analysis
-from feedbot.analysis.drift import GlobalShift
+from feedbot.analysis.drift import GlobalShift, ServiceLoad
 from feedbot.analysis.findings import Cause, Effect, Finding, GroupSummary, Measure
 
 #: The per-group numbers of the contract, in order.
@@ -48,6 +48,9 @@ class Comparison:
         spans: Spans compared, (baseline, new version).
         per_minute: Requests per minute (entry spans: SERVER or CONSUMER, else all) of each
             version over its window, (baseline, new version); None when a side had no span.
+        service_load: The whole service's requests per minute, every version together, in the
+            baseline window before the deploy and in the look's window after it (before/after
+            looks; None in the overlap).
     """
 
     kind: str
@@ -55,6 +58,7 @@ class Comparison:
     window: tuple[datetime, datetime] | None = None
     spans: tuple[int, int] = (0, 0)
     per_minute: tuple[float, float] | None = None
+    service_load: ServiceLoad | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,12 +112,17 @@ def to_json(analysis: Analysis, context: ReportContext) -> dict[str, Any]:
         detail}``.
         ``comparison`` (an addition): over which time the versions were compared, ``{kind:
         "overlap" | "before_after", reason, window {start, end} | null, spans {baseline,
-        candidate}, requests_per_minute {baseline, candidate} | null}``; null without a baseline.
+        candidate}, requests_per_minute {baseline, candidate} | null,
+        service_requests_per_minute}``; null without a baseline.
         ``global_shift`` (an addition): how much the span groups the release did not touch
             moved, ``{ratio | null, sentence, basis: "untouched" | "all_others", groups [{span,
             ratio}], p_value | null, applied, window, requests_per_minute {baseline, candidate} |
-            null, factors [{span, factor}]}``: applied (each baseline × factor) only in a
-            before/after look; null without a baseline.
+            null, factors [{span, factor}], service_requests_per_minute}``: applied (each
+            baseline × factor) only in a before/after look; null without a baseline.
+            ``service_requests_per_minute`` (in both): the whole service's requests per minute,
+            every version together, ``{before, after, counted: "requests" | "spans", unknown}``
+            (before the deploy in the baseline window, after it in the look's; null values and
+            ``unknown`` saying why when the store cannot count them); null in the overlap.
     """
     return {
         "service": context.service,
@@ -162,6 +171,19 @@ def _global_shift(shift: GlobalShift | None) -> dict[str, Any] | None:
         if shift.load is None
         else {"baseline": _number(shift.load[0]), "candidate": _number(shift.load[1])},
         "factors": [{"span": span, "factor": _number(f)} for span, f in shift.factors],
+        "service_requests_per_minute": _service_load(shift.service_load),
+    }
+
+
+def _service_load(load: ServiceLoad | None) -> dict[str, Any] | None:
+    if load is None:
+        return None
+    rates = load.per_minute
+    return {
+        "before": None if rates is None else _number(rates[0]),
+        "after": None if rates is None else _number(rates[1]),
+        "counted": load.counted,
+        "unknown": load.unknown or None,
     }
 
 
@@ -177,6 +199,7 @@ def _comparison(comparison: Comparison | None) -> dict[str, Any] | None:
         "requests_per_minute": None
         if rates is None
         else {"baseline": _number(rates[0]), "candidate": _number(rates[1])},
+        "service_requests_per_minute": _service_load(comparison.service_load),
     }
 
 

@@ -15,10 +15,14 @@ environment and version, so that a release with no matching span is explained (a
 environment, spans without ``service.version``) rather than called "not serving yet".
 :class:`ServingTimes` is the capability to say cheaply when each version served in a window, so
 a check compares the versions over the time both served (a rolling deploy's overlap).
+:class:`RequestCounter` is the capability to count the whole service's requests in a window, every
+version together, in one query: a before/after look tells a busier time at the deploy (more
+requests per minute) from a release that slowed every route (the same requests, or fewer).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -89,4 +93,33 @@ class ServingTimes(Protocol):
         Counted as :meth:`VersionLister.versions` counts (versioned spans only; spans naming
         no environment count for every environment), without reading the spans themselves.
         """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """What a service served in a window, every version together.
+
+    Attributes:
+        first: The first span's start in the window.
+        last: The last span's start in the window.
+        spans: Versioned spans (any kind).
+        entries: Of those, SERVER and CONSUMER spans: one per request the service took.
+    """
+
+    first: datetime
+    last: datetime
+    spans: int
+    entries: int
+
+
+@runtime_checkable
+class RequestCounter(Protocol):
+    """A backend that can count a service's requests in a window in one query."""
+
+    def traffic(
+        self, service: str, start: datetime, end: datetime, environment: str | None = None
+    ) -> Traffic | None:
+        """The spans of ``service`` starting in ``[start, end)``, every version together
+        (counted as :meth:`VersionLister.versions` counts); None when there is none."""
         ...

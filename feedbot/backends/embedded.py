@@ -24,6 +24,7 @@ import pyarrow as pa
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from feedbot.backends.base import Traffic
 from feedbot.clock import Clock, SystemClock
 from feedbot.errors import BackendUnavailable
 from feedbot.spans.aggregate import Aggregator
@@ -240,6 +241,24 @@ class EmbeddedBackend:
         except SQLAlchemyError as exc:
             raise BackendUnavailable(f"embedded: could not date versions: {exc}") from exc
         return {v: (from_ns(first), from_ns(last), n) for v, (first, last, n) in seen.items()}
+
+    def traffic(
+        self, service: str, start: datetime, end: datetime, environment: str | None = None
+    ) -> Traffic | None:
+        """The service's spans in ``[start, end)``, every version together, in one SQL count.
+
+        Raises:
+            BackendUnavailable: the database refused the query.
+        """
+        try:
+            with self._sessions.begin() as session:
+                seen = span_queries.service_traffic(session, service, start, end, environment)
+        except SQLAlchemyError as exc:
+            raise BackendUnavailable(f"embedded: could not count requests: {exc}") from exc
+        if seen is None:
+            return None
+        first, last, spans, entries = seen
+        return Traffic(from_ns(first), from_ns(last), spans, entries)
 
     def census(
         self, service: str, start: datetime, end: datetime

@@ -34,7 +34,12 @@ after the rollout compares the same half hour. With :data:`SERVING_SHARE` only t
 reads the overlap (the second sits at the boundary, 30 min of 60): +20% is confirmed by the end
 in every deploy again, found at the first look in 40% (before/after: 70%), and a load change at
 the deploy moment or after it is again a false alarm in every deploy, at the later looks, as
-with before/after.
+with before/after, unless those looks are netted of the untouched routes' shift. They are by
+default where the whole service's requests per minute moved with it (:func:`service_load`,
+``latency.before_after_correction: auto``; ``--deploys 10``): a false alarm at a later look in
+0% of the deploys with the load step at the deploy, 10% with it an hour later (on: 10%; off:
+100% for both), while a release-wide +20% under the same load, or a closed loop's smaller one,
+still regresses at a later look in every deploy (on: 0% and 20%).
 
 The old version's past standing in when it ran steadily (``--deploys 10``, the overlap rule
 without it vs with it): +20% found at the first look 50% → 70% (before/after alone: 80%),
@@ -49,10 +54,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from feedbot.analysis import drift
+from feedbot.analysis.drift import ServiceLoad
 from feedbot.analysis.report import Comparison
-from feedbot.backends.base import ServingTimes, TraceBackend
+from feedbot.backends.base import RequestCounter, ServingTimes, TraceBackend, Traffic
 from feedbot.digest.evidence import length_text, window_text
-from feedbot.spans.model import ReleaseData
+from feedbot.spans.model import ENTRY_KINDS, ReleaseData
 
 Window = tuple[datetime, datetime]
 #: (new version, baseline) as the backend answered them.
@@ -75,8 +81,6 @@ TESTABLE_SHARE = 0.8
 #: for the power of the whole window. Higher keeps the overlap for fewer looks; 0 keeps it for
 #: every look (``benchmarks.overlap`` measures both).
 SERVING_SHARE = 0.5
-#: Spans that start a request: their rate is the load.
-ENTRY_KINDS = ("SERVER", "CONSUMER")
 _TICK = timedelta(microseconds=1)
 
 
@@ -188,6 +192,51 @@ def choose(
         reason = f"The old version sent no span in {_span(baseline_window)}: nothing to compare."
     rates = _rates(pair, None)
     return pair, Comparison("before_after", reason, None, spans, rates)
+
+
+def service_load(
+    backend: TraceBackend,
+    *,
+    service: str,
+    env: str | None,
+    before: Window,
+    after: Window,
+) -> ServiceLoad:
+    """The whole service's requests per minute, every version together, ``before`` the deploy
+    and ``after`` it: one count per window, pushed down to the store (:class:`RequestCounter`).
+
+    Each rate divides by the time the service was seen serving in its window (first to last
+    span), so a store that holds a few hours of a day's baseline window is not read as a quiet
+    day. Requests are SERVER and CONSUMER spans; a service with none in either window is
+    counted in spans. A backend that cannot count says so, and nothing is gated on it.
+
+    Raises:
+        BackendError: the backend could not be reached or answered badly.
+    """
+    if not isinstance(backend, RequestCounter):
+        return ServiceLoad(
+            None,
+            unknown=f"the {backend.name} backend cannot count the service's requests before "
+            "and after the deploy",
+        )
+    old = backend.traffic(service, before[0], before[1], env)
+    new = backend.traffic(service, after[0], after[1], env)
+    if old is None or new is None:
+        where = "before" if old is None else "after"
+        return ServiceLoad(None, unknown=f"the service sent no span {where} the deploy")
+    counted = "requests" if old.entries and new.entries else "spans"
+    rates = _per_minute(old, counted), _per_minute(new, counted)
+    if rates[0] is None or rates[1] is None:
+        return ServiceLoad(
+            None, counted, unknown="the service was seen for too short a time to give a rate"
+        )
+    return ServiceLoad((rates[0], rates[1]), counted)
+
+
+def _per_minute(traffic: Traffic, counted: str) -> float | None:
+    n = traffic.entries if counted == "requests" else traffic.spans
+    minutes = (traffic.last - traffic.first).total_seconds() / 60
+    return n / minutes if minutes > 0 and n > 0 else None
 
 
 def testable_share(pair: Pair, min_samples: int) -> float:

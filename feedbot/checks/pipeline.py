@@ -203,7 +203,31 @@ def collect(backend: TraceBackend, plan: Plan) -> Collected:
         window=ctx.candidate_window,
         env=ctx.environment,
     )
-    return surveyed(backend, plan, compared(plan, read, window, why_not, backend.name))
+    collected = compared(plan, read, window, why_not, backend.name)
+    return surveyed(backend, plan, loaded(backend, plan, collected))
+
+
+def loaded(backend: TraceBackend, plan: Plan, collected: Collected) -> Collected:
+    """``collected``, with the whole service's requests per minute before and after the deploy
+    when the look is before/after (:func:`concurrent.service_load`: one count per window).
+
+    Before: the baseline window up to the deploy; after: the look's window from the deploy.
+
+    Raises:
+        BackendError: the backend could not be reached or answered badly.
+    """
+    ctx, comparison = plan.context, collected.comparison
+    if comparison is None or comparison.kind != "before_after" or ctx.baseline_window is None:
+        return collected
+    deployed, end = ctx.candidate_window
+    load = concurrent.service_load(
+        backend,
+        service=ctx.service,
+        env=ctx.environment,
+        before=(min(ctx.baseline_window[0], deployed), deployed),
+        after=(deployed, end),
+    )
+    return replace(collected, comparison=replace(comparison, service_load=load))
 
 
 def compared(
@@ -270,6 +294,9 @@ def analyse(plan: Plan, collected: Collected) -> Finished:
         tau_history=_tau_history(plan),
         window=collected.comparison.kind if collected.comparison is not None else None,
         load=collected.comparison.per_minute if collected.comparison is not None else None,
+        service_load=collected.comparison.service_load
+        if collected.comparison is not None
+        else None,
     )
     # Each side's own notes (lines cut short, repeats, spans without an end) are in the
     # analysis' summary, marked "New version:" or "Baseline:"; once is enough.

@@ -267,6 +267,7 @@ def _report(args: argparse.Namespace, now: datetime) -> Finished:
         if collected is not None:
             assert isinstance(backend, OnePassReader)
             collected = _over_overlap(backend, plan, windows, collected)
+            collected = pipeline.loaded(backend, plan, collected)
             collected = pipeline.surveyed(backend, plan, collected)
         return pipeline.analyse(plan, collected or pipeline.collect(backend, plan))
     finally:

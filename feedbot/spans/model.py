@@ -18,6 +18,8 @@ import numpy as np
 import numpy.typing as npt
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Span kinds that start a request (one per request the service took): their rate is the load.
+ENTRY_KINDS = ("SERVER", "CONSUMER")
 
 
 def _floats() -> npt.NDArray[np.float64]:

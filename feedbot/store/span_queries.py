@@ -20,6 +20,7 @@ from sqlalchemy import (
     ColumnElement,
     Row,
     Select,
+    case,
     delete,
     func,
     literal_column,
@@ -31,7 +32,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from feedbot.spans.aggregate import to_ns
-from feedbot.spans.model import SpanQuery
+from feedbot.spans.model import ENTRY_KINDS, SpanQuery
 from feedbot.spans.rows import SpanRow
 from feedbot.spans.stored_columns import ITEM_SEP, PART_SEP, WANTED_KEYS
 from feedbot.store.spans import Span
@@ -475,6 +476,27 @@ def version_spans(
         str(version): (int(first), int(last), int(n))
         for version, first, last, n in session.execute(statement)
     }
+
+
+def service_traffic(
+    session: Session, service: str, start: datetime, end: datetime, environment: str | None
+) -> tuple[int, int, int, int] | None:
+    """First and last span start (ns), spans and entry spans (SERVER, CONSUMER) of ``service``
+    in ``[start, end)``, every version together; None when it has none.
+
+    One aggregate over the range :func:`version_counts` reads; the kind is read from each row
+    (it is not in that index), which costs one row look-up per span of the window, far less than
+    the check's own read of those spans.
+    """
+    where = _versioned_in(service, start, end, environment)
+    entry = case((Span.kind.in_(ENTRY_KINDS), 1))
+    statement = select(
+        func.min(Span.start_ns), func.max(Span.start_ns), func.count(), func.count(entry)
+    ).where(*where)
+    first, last, spans, entries = session.execute(statement).one()
+    if not spans:
+        return None
+    return int(first), int(last), int(spans), int(entries)
 
 
 def environment_version_counts(

@@ -31,7 +31,13 @@ from opentelemetry.sdk.trace import ReadableSpan
 from sqlalchemy import delete
 
 from feedbot.analysis.compare import Analysis, analyse
-from feedbot.backends.base import ServingTimes, SpanCensus, TraceBackend, VersionLister
+from feedbot.backends.base import (
+    RequestCounter,
+    ServingTimes,
+    SpanCensus,
+    TraceBackend,
+    VersionLister,
+)
 from feedbot.backends.clickhouse import ClickHouseBackend
 from feedbot.backends.embedded import EmbeddedBackend
 from feedbot.backends.http import RetryPolicy
@@ -396,6 +402,36 @@ def test_where_each_version_served(make_backend: Maker, service: str) -> None:
     assert set(served) == {"1.0.0", "1.1.0"}
     assert backend.serving(service, *window, "staging") == {}
     assert backend.serving(f"{service}-gone", *window) == {}
+
+
+def test_the_whole_services_requests_in_a_window(make_backend: Maker, service: str) -> None:
+    spans = [
+        *release_spans(service, "1.0.0"),
+        *release_spans(service, "1.1.0", variant=Variant(traces=5)),
+    ]
+    backend = make_backend(spans)
+    window = (SDK_T0, SDK_T0 + timedelta(minutes=10))
+    if not isinstance(backend, RequestCounter):
+        # Nothing to gate a before/after correction on: the check says so.
+        load = concurrent.service_load(
+            backend, service=service, env="production", before=window, after=window
+        )
+        assert load.per_minute is None
+        assert f"the {backend.name} backend cannot count the service's requests" in load.unknown
+        assert make_backend.name in {"jaeger", "zipkin", "tempo", "otlp-file"}
+        return
+
+    seen = backend.traffic(service, *window, "production")
+    assert seen is not None
+    # Every version together, as collect counts each one, in one answer.
+    data = [backend.collect(query(service, v)) for v in ("1.0.0", "1.1.0")]
+    observed = [d.observed for d in data if d.observed is not None]
+    assert (seen.first, seen.last) == (min(o[0] for o in observed), max(o[1] for o in observed))
+    assert seen.spans == 32 + 52
+    entries = sum(g.count for d in data for g in d.groups if g.kind in ("SERVER", "CONSUMER"))
+    assert 0 < seen.entries == entries < seen.spans
+    assert backend.traffic(service, *window, "staging") is None
+    assert backend.traffic(f"{service}-gone", *window) is None
 
 
 def test_observed_range_is_that_of_the_counted_spans(make_backend: Maker, service: str) -> None:

@@ -4,7 +4,10 @@ Spans of the real OpenTelemetry SDK through ``feedbot report``: five routes, eac
 with a DB span under it, two pods a version. In a before/after look the baseline is the old
 version's spans from before the deploy, so a load step at the deploy slows every route of the
 new version; the routes the release did not touch show that, and each route is compared net of
-it. In the overlap both versions served at once: a shift of every route is the release's own.
+it. By default (``auto``) only when the whole service's requests per minute rose with it, which
+the embedded store counts: the same slowdown under the same load (a release-wide regression) is
+the release's. Trace files cannot count them: compared as measured, and said so. In the overlap
+both versions served at once: a shift of every route is the release's own.
 """
 
 from __future__ import annotations
@@ -23,10 +26,13 @@ import pytest
 from opentelemetry.trace import SpanKind, set_span_in_context
 
 from feedbot.analysis import drift
+from feedbot.backends.embedded import EmbeddedBackend
 from feedbot.commands import report as report_cli
 from feedbot.digest.text import report_text
 from feedbot.policy import DetectionPolicy
-from tests.fakes.sdk_spans import T0, json_line, ns, sdk_spans
+from feedbot.spans.otlp import PROTOBUF
+from feedbot.store.db import make_engine, make_sessions, migrate
+from tests.fakes.sdk_spans import T0, json_line, ns, protobuf, sdk_spans
 
 UNTIL = T0 + timedelta(minutes=20)
 ROUTES = ("/orders", "/carts", "/users", "/items", "/search")
@@ -88,17 +94,35 @@ def serve(
     return spans
 
 
-def report(tmp_path: Path, spans: list[Any], *, changes: bool) -> dict[str, Any]:
+def report(
+    tmp_path: Path, spans: list[Any], *, changes: bool, store: bool = False, detectors: str = ""
+) -> dict[str, Any]:
+    """``feedbot report`` on ``spans``: from a trace file, or with ``store`` from the embedded
+    store they were sent to (``detectors``: the service's ``detectors`` setting, YAML)."""
     deploy = tmp_path / "deploy.json"
     doc: dict[str, Any] = {"service": "checkout", "version": "1.1", "environment": "production"}
     if changes:
         doc["changes"] = [{"file": "shop/orders.py", "functions": [FUNCTION]}]
     deploy.write_text(json.dumps({**doc, "deployed_at": T0.isoformat()}))
-    traces = tmp_path / "spans.jsonl"
-    traces.write_text(json_line(spans) + "\n")
+    if store:
+        url = f"sqlite:///{tmp_path / 'feedbot.db'}"
+        engine = make_engine(url)
+        migrate(engine)
+        EmbeddedBackend(make_sessions(engine)).ingest(protobuf(spans), PROTOBUF, None)
+        engine.dispose()
+        config = tmp_path / "feedbot.yaml"
+        text = f'database_url: "{url}"\ntraces:\n  backend: embedded\n'
+        if detectors:
+            text += f"services:\n  checkout:\n    detectors: {detectors}\n"
+        config.write_text(text)
+        source = ["--config", str(config)]
+    else:
+        traces = tmp_path / "spans.jsonl"
+        traces.write_text(json_line(spans) + "\n")
+        source = ["--traces", str(traces)]
     parser = argparse.ArgumentParser()
     report_cli.add_arguments(parser)
-    argv = ["--deploy", str(deploy), "--traces", str(traces), "--until", UNTIL.isoformat()]
+    argv = ["--deploy", str(deploy), *source, "--until", UNTIL.isoformat()]
     argv += ["--format", "json"]
     out = tmp_path / "out.json"
     with out.open("w") as stream:
@@ -119,35 +143,111 @@ def slowed(doc: dict[str, Any]) -> set[str]:
     }
 
 
-def replaced(*, load: float, changed: float = 1.0, new_whole: float = 1.0) -> list[Any]:
+def replaced(
+    *, load: float, changed: float = 1.0, new_whole: float = 1.0, closed: bool = False
+) -> list[Any]:
     """1.0 for 40 min, replaced at the deploy by 1.1 under ``load``× the traffic, every route
-    ``load``× slower, the changed route ``changed``× more, every route ``new_whole``× more."""
+    ``load``× slower, the changed route ``changed``× more, every route ``new_whole``× more;
+    ``closed``: clients that wait for each answer, so ``new_whole``× fewer requests too."""
 
     def slower(route: str) -> float:
         return load * new_whole * (changed if route == CHANGED else 1.0)
 
+    step_s = 2.0 / load * (new_whole if closed else 1.0)
     old = serve("1.0", T0 - timedelta(minutes=40), T0, seed=1, pods=("a", "b"))
-    new = serve("1.1", T0, UNTIL, seed=2, pods=("c", "d"), step_s=2.0 / load, slower=slower)
+    new = serve("1.1", T0, UNTIL, seed=2, pods=("c", "d"), step_s=step_s, slower=slower)
     return old + new
 
 
 @pytest.fixture
 def netted(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``latency.before_after_correction`` on (it is off by default)."""
+    """``latency.before_after_correction`` on, whatever the load did (auto by default)."""
     on = DetectionPolicy()
-    on = replace(on, latency=replace(on.latency, before_after_correction=True))
+    on = replace(on, latency=replace(on.latency, before_after_correction="on"))
     monkeypatch.setattr(report_cli, "DetectionPolicy", lambda: on)
 
 
-def test_by_default_a_load_step_is_reported_beside_the_verdict_not_netted(tmp_path: Path) -> None:
+def test_from_trace_files_a_load_step_is_reported_not_netted_and_says_why(
+    tmp_path: Path,
+) -> None:
     doc = report(tmp_path, replaced(load=1.3), changes=False)
     assert doc["comparison"]["kind"] == "before_after"
     shift = doc["global_shift"]
     assert shift["applied"] is False and shift["ratio"] == pytest.approx(1.3, rel=0.05)
     # Five routes, each a request every 2 s a pod, two pods; 1.3 times as many after the deploy.
     assert "(load: 300 → 391 requests/min)" in shift["sentence"], shift["sentence"]
-    assert "latency.before_after_correction is off" in shift["sentence"]
+    assert (
+        "but the otlp-file backend cannot count the service's requests before and after the "
+        "deploy, so this is counted as the release's: the routes are compared as measured."
+    ) in shift["sentence"]
+    rates = doc["comparison"]["service_requests_per_minute"]
+    assert rates["before"] is None and "cannot count" in rates["unknown"]
     assert doc["verdict"] == "regressed" and slowed(doc) >= {f"GET {r}" for r in ROUTES}
+
+
+def test_by_default_a_load_step_that_the_store_counts_is_netted(tmp_path: Path) -> None:
+    doc = report(tmp_path, replaced(load=1.3), changes=False, store=True)
+    assert doc["comparison"]["kind"] == "before_after"
+    shift = doc["global_shift"]
+    assert shift["applied"] is True and shift["ratio"] == pytest.approx(1.3, rel=0.05)
+    assert doc["verdict"] != "regressed" and not slowed(doc), shift["sentence"]
+    # Every version together, SERVER spans: 300/min before the deploy, 1.3 times as many after.
+    rates = shift["service_requests_per_minute"]
+    assert rates == doc["comparison"]["service_requests_per_minute"]
+    assert rates["counted"] == "requests" and rates["unknown"] is None
+    assert rates["before"] == pytest.approx(300, rel=0.01)
+    assert rates["after"] == pytest.approx(390, rel=0.01)
+    sentence = shift["sentence"]
+    assert sentence.startswith("Every route was 3"), sentence
+    assert (
+        "and the service served 30% more requests/min (300 → 391, every version together): a "
+        "change of load, so the routes are compared net of that"
+    ) in sentence, sentence
+
+
+def test_by_default_a_release_wide_slowdown_under_the_same_load_regresses(
+    tmp_path: Path,
+) -> None:
+    # Every route 20% slower in the new version, the traffic unchanged (a dependency bump, a
+    # logging change): the store counts the same requests, so it is the release's.
+    doc = report(tmp_path, replaced(load=1.0, new_whole=1.2), changes=True, store=True)
+    assert doc["comparison"]["kind"] == "before_after"
+    shift = doc["global_shift"]
+    assert shift["ratio"] == pytest.approx(1.2, rel=0.05) and shift["applied"] is False
+    assert (
+        "but the load did not change (300 → 301 requests/min, +0%, every version together"
+    ) in shift["sentence"], shift["sentence"]
+    assert "so this is counted as the release's" in shift["sentence"]
+    assert doc["verdict"] == "regressed"
+    assert slowed(doc) >= {f"GET {r}" for r in ROUTES}
+
+
+def test_a_slower_release_under_a_closed_loop_serves_fewer_requests_and_regresses(
+    tmp_path: Path,
+) -> None:
+    spans = replaced(load=1.0, new_whole=1.25, closed=True)
+    doc = report(tmp_path, spans, changes=True, store=True)
+    shift = doc["global_shift"]
+    assert shift["applied"] is False, shift["sentence"]
+    rates = shift["service_requests_per_minute"]
+    assert rates["after"] == pytest.approx(rates["before"] / 1.25, rel=0.01)
+    assert "while the service served 20% fewer requests/min (300 → 24" in shift["sentence"]
+    assert doc["verdict"] == "regressed"
+
+
+def test_on_nets_a_release_wide_slowdown_too(tmp_path: Path) -> None:
+    # What ``on`` costs: the same release-wide slowdown, netted away (true still means on).
+    spans = replaced(load=1.0, new_whole=1.2)
+    doc = report(
+        tmp_path,
+        spans,
+        changes=True,
+        store=True,
+        detectors="{latency: {before_after_correction: true}}",
+    )
+    shift = doc["global_shift"]
+    assert shift["applied"] is True and doc["verdict"] != "regressed"
+    assert shift["service_requests_per_minute"]["before"] == pytest.approx(300, rel=0.01)
 
 
 @pytest.mark.usefixtures("netted")
@@ -189,7 +289,7 @@ def test_a_changed_route_that_really_slowed_still_regresses_net_of_the_load(
     assert "Every route was 3" in text.split("evidence:")[1]
 
 
-def test_by_default_a_release_wide_slowdown_in_before_after_is_the_releases(
+def test_from_trace_files_a_release_wide_slowdown_in_before_after_is_the_releases(
     tmp_path: Path,
 ) -> None:
     # The old version replaced at the deploy, every route 30% slower, the traffic unchanged (a
@@ -198,7 +298,7 @@ def test_by_default_a_release_wide_slowdown_in_before_after_is_the_releases(
     assert doc["comparison"]["kind"] == "before_after"
     shift = doc["global_shift"]
     assert shift["ratio"] == pytest.approx(1.3, rel=0.05) and shift["applied"] is False
-    assert "latency.before_after_correction is off" in shift["sentence"], shift["sentence"]
+    assert "so this is counted as the release's" in shift["sentence"], shift["sentence"]
     assert doc["verdict"] == "regressed"
     assert slowed(doc) >= {f"GET {r}" for r in ROUTES}
 

@@ -8,6 +8,7 @@ import pytest
 from feedbot.config import load_settings, settings_from_mapping
 from feedbot.durations import format_duration, parse_duration
 from feedbot.errors import ConfigError
+from feedbot.policy import DetectionPolicy, with_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -194,14 +195,19 @@ def test_bad_detector_settings_name_the_key() -> None:
     ]
 
 
-def test_the_before_after_correction_is_a_latency_switch() -> None:
-    off = {"latency": {"before_after_correction": False}}
-    s = settings_from_mapping({"services": {"vault": {"detectors": off}}}, {})
-    assert s.services["vault"].detectors == off
+def test_the_before_after_correction_is_auto_on_or_off_and_still_takes_a_boolean() -> None:
+    for written, held in ((False, "off"), (True, "on"), ("auto", "auto"), ("on", "on")):
+        raw = {"latency": {"before_after_correction": written}}
+        s = settings_from_mapping({"services": {"vault": {"detectors": raw}}}, {})
+        assert s.services["vault"].detectors == raw
+        policy = with_overrides(DetectionPolicy(), s.services["vault"].detectors)
+        assert policy.latency.before_after_correction == held
+    assert DetectionPolicy().latency.before_after_correction == "auto"
     bad = {"latency": {"before_after_correction": "sometimes"}}
     assert problems({"services": {"vault": {"detectors": bad}}}) == [
-        "services.vault.detectors.latency.before_after_correction: expected true or false"
+        "services.vault.detectors.latency.before_after_correction: expected auto, on or off"
     ]
+    assert problems({"services": {"vault": {"detectors": {"latency": {"warmup": "auto"}}}}})
 
 
 def test_telemetry_is_off_by_default_and_takes_an_otlp_http_traces_url() -> None:

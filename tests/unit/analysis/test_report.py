@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from feedbot.analysis.compare import analyse
+from feedbot.analysis.drift import ServiceLoad
 from feedbot.analysis.report import Comparison, ReportContext, to_json
 from feedbot.digest.text import report_text
 from feedbot.policy import DetectionPolicy
@@ -171,8 +172,27 @@ def test_json_and_text_say_over_which_time_the_versions_were_compared() -> None:
         "window": {"start": T1.isoformat(), "end": T2.isoformat()},
         "spans": {"baseline": 2310, "candidate": 2280},
         "requests_per_minute": {"baseline": 120.0, "candidate": 156.04},
+        "service_requests_per_minute": None,
     }
     evidence = report_text(doc).split("evidence:")[1]
     assert f"Samples and windows: {reason} Load: 120 → 156 requests/min, old → new (+30%)." in (
         evidence
     )
+
+
+def test_a_before_after_comparison_carries_the_whole_services_rates() -> None:
+    load = ServiceLoad((300.25, 390.5))
+    comparison = Comparison("before_after", "Before and after.", None, (2310, 2280), None, load)
+    doc = json.loads(json.dumps(to_json(_analysis(), replace(CONTEXT, comparison=comparison))))
+    assert doc["comparison"]["service_requests_per_minute"] == {
+        "before": 300.25,
+        "after": 390.5,
+        "counted": "requests",
+        "unknown": None,
+    }
+    unknown = ServiceLoad(None, unknown="the jaeger backend cannot count the service's requests")
+    comparison = replace(comparison, service_load=unknown)
+    doc = json.loads(json.dumps(to_json(_analysis(), replace(CONTEXT, comparison=comparison))))
+    rates = doc["comparison"]["service_requests_per_minute"]
+    assert rates["before"] is None and rates["after"] is None
+    assert rates["unknown"] == "the jaeger backend cannot count the service's requests"
