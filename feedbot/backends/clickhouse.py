@@ -161,39 +161,32 @@ FORMAT JSONEachRow"""
 
 
 #: Spans per version of a service in a window (the CTE's filters, any version).
-_VERSIONS = """SELECT ResourceAttributes['service.version'] AS version, count() AS spans
+#: The service's spans that name a version in a window: ``{columns}`` and ``{tail}`` (grouping)
+#: say what is counted, ``{extra}`` the environment (:meth:`ClickHouseBackend.filters`).
+_VERSIONED = """SELECT {columns}
 FROM {database:Identifier}.{table:Identifier}
 WHERE ServiceName = {service:String}
   AND ResourceAttributes['service.version'] != ''
   AND Timestamp >= fromUnixTimestamp64Nano({start_ns:Int64})
-  AND Timestamp < fromUnixTimestamp64Nano({end_ns:Int64}){extra}
-GROUP BY version ORDER BY spans DESC, version
+  AND Timestamp < fromUnixTimestamp64Nano({end_ns:Int64}){extra}{tail}
 FORMAT JSONEachRow"""
-
-
-_SERVING = """SELECT ResourceAttributes['service.version'] AS version, count() AS spans,
-  toUnixTimestamp64Nano(min(Timestamp)) AS first_ns,
-  toUnixTimestamp64Nano(max(Timestamp)) AS last_ns
-FROM {database:Identifier}.{table:Identifier}
-WHERE ServiceName = {service:String}
-  AND ResourceAttributes['service.version'] != ''
-  AND Timestamp >= fromUnixTimestamp64Nano({start_ns:Int64})
-  AND Timestamp < fromUnixTimestamp64Nano({end_ns:Int64}){extra}
-GROUP BY version ORDER BY version
-FORMAT JSONEachRow"""
-
-
-#: The service's spans in a window, every version together, and its entry spans (requests).
-_TRAFFIC = f"""SELECT count() AS spans,
-  countIf({_KIND} IN ('SERVER', 'CONSUMER')) AS entries,
-  toUnixTimestamp64Nano(min(Timestamp)) AS first_ns,
-  toUnixTimestamp64Nano(max(Timestamp)) AS last_ns
-FROM {{database:Identifier}}.{{table:Identifier}}
-WHERE ServiceName = {{service:String}}
-  AND ResourceAttributes['service.version'] != ''
-  AND Timestamp >= fromUnixTimestamp64Nano({{start_ns:Int64}})
-  AND Timestamp < fromUnixTimestamp64Nano({{end_ns:Int64}}){{extra}}
-FORMAT JSONEachRow"""
+_SPAN_TIMES = """toUnixTimestamp64Nano(min(Timestamp)) AS first_ns,
+  toUnixTimestamp64Nano(max(Timestamp)) AS last_ns"""
+#: Spans per version.
+_VERSIONS = (
+    "ResourceAttributes['service.version'] AS version, count() AS spans",
+    "\nGROUP BY version ORDER BY spans DESC, version",
+)
+#: First and last span start and spans per version.
+_SERVING = (
+    f"ResourceAttributes['service.version'] AS version, count() AS spans,\n  {_SPAN_TIMES}",
+    "\nGROUP BY version ORDER BY version",
+)
+#: The service's spans, every version together, and its entry spans (requests).
+_TRAFFIC = (
+    f"count() AS spans,\n  countIf({_KIND} IN ('SERVER', 'CONSUMER')) AS entries,\n  {_SPAN_TIMES}",
+    "",
+)
 
 
 _CENSUS = f"""SELECT {_ENV} AS environment,
@@ -290,12 +283,8 @@ class ClickHouseBackend:
             BackendUnavailable: ClickHouse did not answer (after retries).
             BackendResponseError: it refused the query or answered something else.
         """
-        extra, params = self.filters(SpanQuery(service, "", start, end, environment))
-        del params["param_version"]
-        sql = _VERSIONS.replace("{extra}", extra)
-        response = self.api.send("POST", "/", params=params, content=sql.encode())
-        assert response is not None
-        return {str(r["version"]): int(r["spans"]) for r in parse_rows(response.text, self.name)}
+        rows = self._versioned(_VERSIONS, service, start, end, environment)
+        return {str(r["version"]): int(r["spans"]) for r in rows}
 
     def serving(
         self, service: str, start: datetime, end: datetime, environment: str | None = None
@@ -306,18 +295,14 @@ class ClickHouseBackend:
             BackendUnavailable: ClickHouse did not answer (after retries).
             BackendResponseError: it refused the query or answered something else.
         """
-        extra, params = self.filters(SpanQuery(service, "", start, end, environment))
-        del params["param_version"]
-        sql = _SERVING.replace("{extra}", extra)
-        response = self.api.send("POST", "/", params=params, content=sql.encode())
-        assert response is not None
+        rows = self._versioned(_SERVING, service, start, end, environment)
         return {
             str(r["version"]): (
                 from_ns(int(r["first_ns"])),
                 from_ns(int(r["last_ns"])),
                 int(r["spans"]),
             )
-            for r in parse_rows(response.text, self.name)
+            for r in rows
         }
 
     def traffic(
@@ -329,12 +314,7 @@ class ClickHouseBackend:
             BackendUnavailable: ClickHouse did not answer (after retries).
             BackendResponseError: it refused the query or answered something else.
         """
-        extra, params = self.filters(SpanQuery(service, "", start, end, environment))
-        del params["param_version"]
-        sql = _TRAFFIC.replace("{extra}", extra)
-        response = self.api.send("POST", "/", params=params, content=sql.encode())
-        assert response is not None
-        rows = list(parse_rows(response.text, self.name))
+        rows = self._versioned(_TRAFFIC, service, start, end, environment)
         if not rows or not int(rows[0]["spans"]):
             return None
         row = rows[0]
@@ -344,6 +324,27 @@ class ClickHouseBackend:
             int(row["spans"]),
             int(row["entries"]),
         )
+
+    def _versioned(
+        self,
+        shape: tuple[str, str],
+        service: str,
+        start: datetime,
+        end: datetime,
+        environment: str | None,
+    ) -> list[dict[str, Any]]:
+        """The rows of :data:`_VERSIONED` with ``shape``'s columns and grouping."""
+        extra, params = self.filters(SpanQuery(service, "", start, end, environment))
+        del params["param_version"]
+        columns, tail = shape
+        sql = (
+            _VERSIONED.replace("{columns}", columns)
+            .replace("{extra}", extra)
+            .replace("{tail}", tail)
+        )
+        response = self.api.send("POST", "/", params=params, content=sql.encode())
+        assert response is not None
+        return list(parse_rows(response.text, self.name))
 
     def census(
         self, service: str, start: datetime, end: datetime
