@@ -12,9 +12,7 @@ both versions served at once: a shift of every route is the release's own.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -26,13 +24,11 @@ import pytest
 from opentelemetry.trace import SpanKind, set_span_in_context
 
 from feedbot.analysis import drift
-from feedbot.backends.embedded import EmbeddedBackend
 from feedbot.commands import report as report_cli
 from feedbot.digest.text import report_text
 from feedbot.policy import DetectionPolicy
-from feedbot.spans.otlp import PROTOBUF
-from feedbot.store.db import make_engine, make_sessions, migrate
-from tests.fakes.sdk_spans import T0, json_line, ns, protobuf, sdk_spans
+from tests.fakes.sdk_spans import T0, ns, sdk_spans
+from tests.report_runs import deploy_file, run_report, store_config, trace_file
 
 UNTIL = T0 + timedelta(minutes=20)
 ROUTES = ("/orders", "/carts", "/users", "/items", "/search")
@@ -99,39 +95,18 @@ def report(
 ) -> dict[str, Any]:
     """``feedbot report`` on ``spans``: from a trace file, or with ``store`` from the embedded
     store they were sent to (``detectors``: the service's ``detectors`` setting, YAML)."""
-    deploy = tmp_path / "deploy.json"
-    doc: dict[str, Any] = {"service": "checkout", "version": "1.1", "environment": "production"}
+    doc: dict[str, Any] = {}
     if changes:
         doc["changes"] = [{"file": "shop/orders.py", "functions": [FUNCTION]}]
-    deploy.write_text(json.dumps({**doc, "deployed_at": T0.isoformat()}))
+    deploy = deploy_file(tmp_path, **doc)
     if store:
-        url = f"sqlite:///{tmp_path / 'feedbot.db'}"
-        engine = make_engine(url)
-        migrate(engine)
-        EmbeddedBackend(make_sessions(engine)).ingest(protobuf(spans), PROTOBUF, None)
-        engine.dispose()
-        config = tmp_path / "feedbot.yaml"
-        text = f'database_url: "{url}"\ntraces:\n  backend: embedded\n'
-        if detectors:
-            text += f"services:\n  checkout:\n    detectors: {detectors}\n"
-        config.write_text(text)
-        source = ["--config", str(config)]
+        source = store_config(tmp_path, spans, detectors=detectors)
     else:
-        traces = tmp_path / "spans.jsonl"
-        traces.write_text(json_line(spans) + "\n")
-        source = ["--traces", str(traces)]
-    parser = argparse.ArgumentParser()
-    report_cli.add_arguments(parser)
-    argv = ["--deploy", str(deploy), *source, "--until", UNTIL.isoformat()]
-    argv += ["--format", "json"]
-    out = tmp_path / "out.json"
-    with out.open("w") as stream:
-        saved, sys.stdout = sys.stdout, stream
-        try:
-            report_cli.run(parser.parse_args(argv), now=lambda: UNTIL)
-        finally:
-            sys.stdout = saved
-    result: dict[str, Any] = json.loads(out.read_text())
+        source = trace_file(tmp_path, spans)
+    _, out = run_report(
+        tmp_path, ["--deploy", str(deploy), *source, "--format", "json"], until=UNTIL
+    )
+    result: dict[str, Any] = json.loads(out)
     return result
 
 

@@ -9,9 +9,7 @@ versions served, nothing changed; compared with the old version's spans from bef
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,12 +25,12 @@ from feedbot.checks import concurrent
 from feedbot.checks.register import register_release
 from feedbot.checks.runner import CheckRunner
 from feedbot.clock import FixedClock
-from feedbot.commands import report as report_cli
 from feedbot.spans.otlp import PROTOBUF
 from feedbot.store.db import make_engine, make_sessions, migrate
 from feedbot.store.models import Check
 from tests.factories import event, settings
-from tests.fakes.sdk_spans import T0, json_line, ns, protobuf, sdk_spans
+from tests.fakes.sdk_spans import T0, ns, protobuf, sdk_spans
+from tests.report_runs import deploy_file, run_report, trace_file
 
 UNTIL = T0 + timedelta(minutes=10)
 STEP_S = 2.0  # a request every 2 s per pod
@@ -105,33 +103,11 @@ def replaced_at_the_deploy(seed: int = 2) -> list[Any]:
     return old + new
 
 
-def deploy_file(tmp_path: Path) -> Path:
-    path = tmp_path / "deploy.json"
-    doc = {"service": "checkout", "version": "1.1", "environment": "production"}
-    path.write_text(json.dumps({**doc, "deployed_at": T0.isoformat()}))
-    return path
-
-
 def report(tmp_path: Path, *source: str, text: bool = False) -> tuple[int, dict[str, Any] | str]:
-    parser = argparse.ArgumentParser()
-    report_cli.add_arguments(parser)
-    argv = ["--deploy", str(deploy_file(tmp_path)), *source, "--until", UNTIL.isoformat()]
+    argv = ["--deploy", str(deploy_file(tmp_path)), *source]
     argv += ["--format", "text" if text else "json", "--fail-on", "regressed"]
-    out = tmp_path / "out.txt"
-    with out.open("w") as stream:
-        saved, sys.stdout = sys.stdout, stream
-        try:
-            code = report_cli.run(parser.parse_args(argv), now=lambda: UNTIL)
-        finally:
-            sys.stdout = saved
-    body = out.read_text()
+    code, body = run_report(tmp_path, argv, until=UNTIL)
     return code, body if text else json.loads(body)
-
-
-def trace_file(tmp_path: Path, spans: list[Any]) -> list[str]:
-    path = tmp_path / "spans.jsonl"
-    path.write_text(json_line(spans) + "\n")
-    return ["--traces", str(path)]
 
 
 def latency_findings(doc: dict[str, Any]) -> list[tuple[str, str, str]]:

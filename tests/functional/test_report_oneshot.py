@@ -19,6 +19,7 @@ from opentelemetry.trace import SpanKind, set_span_in_context
 
 from feedbot.commands import report as report_cli
 from tests.fakes.sdk_spans import T0, json_line, ns, sdk_spans
+from tests.report_runs import deploy_file
 
 UNTIL = T0 + timedelta(minutes=10)
 
@@ -78,19 +79,6 @@ def run_spans(*, slower: float, seed: int, requests: int = 60) -> list[Any]:
     return before + load_test("1.1", T0, requests=requests, slower=slower, seed=seed + 1000)
 
 
-def write_deploy(tmp_path: Path, **over: object) -> Path:
-    doc: dict[str, object] = {
-        "service": "checkout",
-        "version": "1.1",
-        "environment": "production",
-        "deployed_at": T0.isoformat(),
-    }
-    doc.update(over)
-    path = tmp_path / "deploy.json"
-    path.write_text(json.dumps({k: v for k, v in doc.items() if v is not None}))
-    return path
-
-
 def gate(
     capsys: pytest.CaptureFixture[str], deploy: Path, traces: Path, *extra: str
 ) -> tuple[int, dict[str, Any]]:
@@ -110,7 +98,7 @@ def p95(doc: dict[str, Any], which: str) -> float:
 def test_a_regression_on_a_short_load_test_fails_the_gate_at_once(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, doc = gate(capsys, write_deploy(tmp_path), write_run(tmp_path, slower=1.85, seed=1))
+    code, doc = gate(capsys, deploy_file(tmp_path), write_run(tmp_path, slower=1.85, seed=1))
     assert 1.5 < p95(doc, "candidate") / p95(doc, "baseline") < 2.5  # ×1.85, 120 spans
     assert (code, doc["verdict"]) == (1, "regressed")
     (finding,) = [f for f in doc["findings"] if f["kind"] == "latency_regression"]
@@ -120,7 +108,7 @@ def test_a_regression_on_a_short_load_test_fails_the_gate_at_once(
 
 
 def test_an_a_a_rerun_passes_the_gate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    deploy = write_deploy(tmp_path)
+    deploy = deploy_file(tmp_path)
     for seed in range(5):
         code, doc = gate(capsys, deploy, write_run(tmp_path, slower=1.0, seed=seed))
         assert (code, doc["verdict"]) == (0, "neutral"), seed
@@ -131,7 +119,7 @@ def test_a_warm_up_asked_for_leaves_nothing_out_of_a_short_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     traces = write_run(tmp_path, slower=1.85, seed=1)
-    code, doc = gate(capsys, write_deploy(tmp_path), traces, "--warmup", "5m")
+    code, doc = gate(capsys, deploy_file(tmp_path), traces, "--warmup", "5m")
     # The whole half-minute run is each new instance's first 5 minutes: no later span to
     # compare with, so nothing is left out and the regression is still found.
     assert doc["warmup_excluded"] == 0 and doc["verdict"] == "regressed" and code == 1
@@ -151,7 +139,7 @@ def test_a_gate_that_saw_nothing_of_the_new_version_does_not_pass(
     traces = write_run(tmp_path, slower=1.0, seed=3)
     parser = argparse.ArgumentParser()
     report_cli.add_arguments(parser)
-    deploy = write_deploy(tmp_path, version="1.2")
+    deploy = deploy_file(tmp_path, version="1.2")
     argv = ["--deploy", str(deploy), "--traces", str(traces), "--baseline-version", "1.0"]
     argv += ["--until", UNTIL.isoformat(), "--format", "json"]
     assert report_cli.run(parser.parse_args(argv), now=lambda: UNTIL) == 0  # no gate asked
@@ -179,7 +167,7 @@ def test_one_instance_a_version_a_30_percent_host_offset_does_not_fail_the_gate(
 ) -> None:
     # Issue 14: the new version's one process is on a host 30% slower, with no real change.
     # τ̂ cannot be estimated from one instance a version, so the assumed spread is used.
-    deploy = write_deploy(tmp_path)
+    deploy = deploy_file(tmp_path)
     for seed in range(3):
         code, doc = gate(
             capsys, deploy, one_instance_run(tmp_path, base_host=1 / 1.3, new=1.0, seed=seed)
@@ -200,7 +188,7 @@ def test_one_instance_a_version_still_fails_the_gate_on_a_real_85_percent_regres
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, doc = gate(
-        capsys, write_deploy(tmp_path), one_instance_run(tmp_path, base_host=1.0, new=1.85, seed=1)
+        capsys, deploy_file(tmp_path), one_instance_run(tmp_path, base_host=1.0, new=1.85, seed=1)
     )
     assert (code, doc["verdict"]) == (1, "regressed")
     (finding,) = [f for f in doc["findings"] if f["kind"] == "latency_regression"]
@@ -213,7 +201,7 @@ def test_with_no_assumed_spread_the_30_percent_host_offset_is_a_false_regression
     # The prior is what changes the verdict: with --assumed-spread 0 (main's behaviour before
     # the prior) the same host offset on the same spans is confirmed as a regression.
     run = one_instance_run(tmp_path, base_host=1 / 1.3, new=1.0, seed=0)
-    code, doc = gate(capsys, write_deploy(tmp_path), run, "--assumed-spread", "0")
+    code, doc = gate(capsys, deploy_file(tmp_path), run, "--assumed-spread", "0")
     assert (code, doc["verdict"]) == (1, "regressed")
     assert any(n.startswith("Host spread unknown") for n in doc["notes"])
 
@@ -225,7 +213,7 @@ def test_an_assumed_spread_outside_0_to_1_is_refused_naming_the_option(
     run = one_instance_run(tmp_path, base_host=1.0, new=1.0, seed=0)
     parser = argparse.ArgumentParser()
     report_cli.add_arguments(parser)
-    argv = ["--deploy", str(write_deploy(tmp_path)), "--traces", str(run)]
+    argv = ["--deploy", str(deploy_file(tmp_path)), "--traces", str(run)]
     code = report_cli.run(parser.parse_args([*argv, f"--assumed-spread={given}"]))
     assert code == 2
     assert f"--assumed-spread {given!r}" in capsys.readouterr().err
