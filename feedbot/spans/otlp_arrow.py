@@ -82,7 +82,8 @@ _FIELDS = {
     "events": {"timeUnixNano", "name", "attributes", "droppedAttributesCount"},
 }
 _PARSE = pj.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="infer")
-_READ = pj.ReadOptions(block_size=1 << 20, use_threads=True)
+#: One thread per block: the file reader parses blocks on threads of its own.
+_READ = pj.ReadOptions(block_size=1 << 20, use_threads=False)
 #: A block's route per resourceSpans: (resource, targets) or None: skipped.
 Route = tuple[Resource, Sequence[Target]] | None
 Found = tuple[Aggregator, SpanColumns]
