@@ -126,7 +126,8 @@ def span_columns(
     # No end time (0), or one before the start: -1 ms, which the aggregator counts untimed.
     durations = np.where((ends > 0) & (ends >= starts), ends - starts, -1_000_000) / 1e6
     errors = _errors(pc.struct_field(spans, "status"))
-    attributes = _attributes(pc.struct_field(spans, "attributes"), len(spans))
+    found = keyed(pc.struct_field(spans, "attributes"))
+    attributes = _attributes(found, len(spans))
     statements, statement_codes = _statements(attributes)
     keys, key_codes = _group_keys(
         field["name"], pc.struct_field(spans, "kind"), attributes, (statements, statement_codes)
@@ -148,7 +149,7 @@ def span_columns(
         locations,
         location_codes,
         _exceptions(pc.struct_field(spans, "events"), errors, attributes["error.type"]),
-        *_labels(pc.struct_field(spans, "attributes"), len(spans)),
+        *_labels(found, len(spans)),
     )
 
 
@@ -220,11 +221,28 @@ def _errors(status: pa.Array) -> npt.NDArray[np.bool_]:
     return np.asarray(codes == STATUS_ERROR)
 
 
-def _attributes(lists: pa.Array, spans: int) -> dict[str, pa.Array]:
-    """Per read key, its value per span (null where absent); the last of a repeated key wins.
+@dataclass(frozen=True)
+class Keyed:
+    """A block's attributes, flattened, with each one's key as a code (read once for all)."""
 
-    Only the two value fields read are taken (not the whole value struct, whose other fields
-    Arrow inferred), once per key present in the block.
+    items: pa.Array
+    key_codes: npt.NDArray[np.intp]
+    key_names: list[str]
+    span_of: npt.NDArray[np.intp]
+
+    def which(self, wanted: list[str]) -> npt.NDArray[np.intp]:
+        """Per attribute, the index of its key in ``wanted`` (-1: not wanted)."""
+        index = {key: k for k, key in enumerate(wanted)}
+        per_key = np.array([index.get(key, -1) for key in self.key_names], np.intp)
+        return np.asarray(per_key[self.key_codes] if len(per_key) else self.key_codes, np.intp)
+
+
+def keyed(lists: pa.Array) -> Keyed:
+    """The attributes of every span, checked for shape: at most ``MAX_ATTRIBUTES`` a span,
+    each with a key.
+
+    Raises:
+        Unusual: otherwise (the scanner's call).
     """
     lengths = pc.list_value_length(lists).fill_null(0)
     if len(lengths) and pc.max(lengths).as_py() > MAX_ATTRIBUTES:
@@ -235,9 +253,21 @@ def _attributes(lists: pa.Array, spans: int) -> dict[str, pa.Array]:
     keys = pc.struct_field(items, "key")
     if keys.null_count:
         raise Unusual
-    which = pc.index_in(keys, value_set=_READ).fill_null(-1).to_numpy()
+    encoded = pc.dictionary_encode(keys)
+    codes = np.asarray(encoded.indices.to_numpy(), np.intp)
+    return Keyed(items, codes, encoded.dictionary.to_pylist(), owners(lists))
+
+
+def _attributes(attributes: Keyed, spans: int) -> dict[str, pa.Array]:
+    """Per read key, its value per span (null where absent); the last of a repeated key wins.
+
+    Only the two value fields read are taken (not the whole value struct, whose other fields
+    Arrow inferred), once for every key present in the block.
+    """
+    items = attributes.items
+    which = attributes.which(list(STRING_KEYS + LINE_KEYS))
     read = np.flatnonzero(which >= 0)
-    span_of, which = owners(lists)[read], which[read]
+    span_of, which = attributes.span_of[read], which[read]
     value = pc.struct_field(items, "value")
     at = pa.array(read)
     strings = pc.struct_field(value, "stringValue").take(at)
@@ -282,20 +312,19 @@ def _attributes(lists: pa.Array, spans: int) -> dict[str, pa.Array]:
     return found
 
 
-def _labels(lists: pa.Array, spans: int) -> tuple[list[Labels], npt.NDArray[np.intp]]:
-    """Each span's labels as a code into distinct label sets (as ``labels_of`` reads them).
-
-    Called after :func:`_attributes` has checked the lists.
-    """
-    items = flatten(lists)
-    keys = pc.struct_field(items, "key")
-    wanted = [key for key in pc.unique(keys).to_pylist() if is_label_key(key)]
+def _labels(attributes: Keyed, spans: int) -> tuple[list[Labels], npt.NDArray[np.intp]]:
+    """Each span's labels as a code into distinct label sets (as ``labels_of`` reads them)."""
+    wanted = [key for key in attributes.key_names if is_label_key(key)]
     if not wanted or not spans:
         return [()], np.zeros(spans, np.intp)
-    which = pc.index_in(keys, value_set=pa.array(wanted, pa.string())).fill_null(-1).to_numpy()
+    which = attributes.which(wanted)
     read = np.flatnonzero(which >= 0)
-    span_of, which = owners(lists)[read], which[read]
-    texts = _label_texts(pc.struct_field(items, "value").take(pa.array(read)))
+    span_of, which = attributes.span_of[read], which[read]
+    value = pc.struct_field(attributes.items, "value")
+    at = pa.array(read)
+    names = [f.name for f in value.type if f.name in ("stringValue", "intValue", "boolValue")]
+    fields = [pc.struct_field(value, name).take(at) for name in names]
+    texts = _label_texts(pa.StructArray.from_arrays(fields, names))
     table, codes = [], np.full((spans, len(wanted)), -1, np.int64)
     for k in range(len(wanted)):
         mine = np.flatnonzero(which == k)
