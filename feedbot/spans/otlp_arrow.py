@@ -82,8 +82,9 @@ _FIELDS = {
     "events": {"timeUnixNano", "name", "attributes", "droppedAttributesCount"},
 }
 _PARSE = pj.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="infer")
-#: One thread per block: the file reader parses blocks on threads of its own.
-_READ = pj.ReadOptions(block_size=1 << 20, use_threads=False)
+#: One thread per block (the file reader parses blocks on threads of its own), read as one
+#: chunk: smaller chunks only made Arrow join them again (combine_chunks), 8% of the parse.
+_READ = pj.ReadOptions(block_size=16 << 20, use_threads=False)
 #: A block's route per resourceSpans: (resource, targets) or None: skipped.
 Route = tuple[Resource, Sequence[Target]] | None
 Found = tuple[Aggregator, SpanColumns]
