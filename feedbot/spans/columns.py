@@ -41,6 +41,8 @@ LINE_KEYS: tuple[str, ...] = ("code.line.number", "code.lineno")
 _READ = pa.array(STRING_KEYS + LINE_KEYS)
 _LINE = np.array([key in LINE_KEYS for key in STRING_KEYS + LINE_KEYS], np.bool_)
 _CODE = ("code.function.name", "code.function", "code.file.path", "code.filepath") + LINE_KEYS
+#: What a code location reads: the code keys, the line numbers as integers, the namespace.
+_CODE_READ = (*_CODE, *(key + "#int" for key in LINE_KEYS), "code.namespace")
 SEP, NULL = "\x1f", "\x1e"
 _DIGITS = b"0123456789"
 _HEX = b"0123456789abcdef"
@@ -522,7 +524,7 @@ def _locations(
     if not len(rows):
         return [], codes
     index = pa.array(rows)
-    column = {key: value.take(index) for key, value in attributes.items()}
+    column = {key: attributes[key].take(index) for key in _CODE_READ}
     function = pc.coalesce(column["code.function.name"], column["code.function"])
     namespace = column["code.namespace"]
     qualify = pc.and_(
