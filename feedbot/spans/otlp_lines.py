@@ -2,9 +2,9 @@
 
 A file holds one ``ExportTraceServiceRequest`` per line (the Collector's file exporter), or one
 whole document (pretty-printed, like the OTLP repository's example); either may be
-gzip-compressed. A whole file of lines is read in blocks of ``BLOCK_BYTES``, each parsed into
-columns by :mod:`feedbot.spans.otlp_arrow` while the block before is counted; a block it
-cannot take is read a line at a time (:mod:`feedbot.spans.otlp_scan`, else the validating
+gzip-compressed. A whole file of lines is read in blocks of ``BLOCK_BYTES``, each parsed and
+decoded into columns by :mod:`feedbot.spans.otlp_arrow` on one of ``READ_THREADS`` threads
+while the blocks before are counted, in file order; a block it cannot take is read a line at a time (:mod:`feedbot.spans.otlp_scan`, else the validating
 decoder). Memory does not grow with the file; a whole-document file is the exception and is
 read at once. A :class:`Part` names a byte range of a plain lines file, so that several
 processes can read one file (:mod:`feedbot.spans.otlp_parallel`), a line at a time.
