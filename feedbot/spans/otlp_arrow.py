@@ -12,8 +12,8 @@ spans with exception events or an error status.
 The answer is the scanner's: what the scanner would call unusual (:class:`Unusual`), and
 anything Arrow cannot read or this module does not handle (proto field names, ids not in
 lower-case hex, read attributes of other value types or too long, a code location holding the
-separators used below), makes :func:`decode_block` raise before anything of the block is counted; the
-caller then reads that block's lines one at a time as before.
+separators used below), makes :func:`decode_block` raise before anything of the block is
+counted; the caller then reads that block's lines one at a time as before.
 """
 
 from __future__ import annotations
