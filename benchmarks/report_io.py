@@ -15,15 +15,18 @@ forked workers were faster in wall time but not in CPU, and held several times t
 when there are workers, CPU time and peak RSS count them too: CPU is the sum, peak RSS the
 parent's plus the largest worker's (an upper bound of what was resident at once). Figures are
 medians over the runs. Modes: see :data:`MODES`; the validating decoder only with
-``--validating`` (slow).
+``--validating`` (slow). With ``--before TREE`` the report is also timed as another checkout
+of feedbot (``git worktree add`` or ``git archive`` of an older commit) runs it, in turn with
+this one's, on the same file: a before/after table from one run.
 
-    python -m benchmarks.report_io [--quick] [--validating]
+    python -m benchmarks.report_io [--quick] [--validating] [--before TREE] [--runs N]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 Row = tuple[str, float, str]
+Figures = dict[str, float]
 SPANS_PER_LINE = 500
 SPANS_PER_TRACE = 5
 START_NS = 1_764_000_000_000_000_000
@@ -177,6 +181,7 @@ MODES = {
     "validating": "otlp-file via validating decoder",
     "collect": "otlp-file collect",
     "report": "feedbot report --traces",
+    "before": "feedbot report --traces, before",
 }
 
 
@@ -271,17 +276,28 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
 
 
-def _measure(mode: str, path: Path, runs: int) -> dict[str, float]:
-    """Median wall and CPU seconds, and the largest peak MiB, over ``runs`` fresh subprocesses."""
-    results = []
+def _measure(modes: list[str], path: Path, runs: int, before: str | None) -> dict[str, Figures]:
+    """Per mode, median wall and CPU seconds and the largest peak MiB over ``runs`` fresh
+    subprocesses; the modes take turns in each round, so that a busy spell hits them alike.
+    Mode ``before`` is ``report`` run from the ``before`` tree."""
+    results: dict[str, list[Figures]] = {mode: [] for mode in modes}
     for _ in range(runs):
-        command = [sys.executable, "-m", "benchmarks.report_io", "--worker", mode, str(path)]
-        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        results.append(json.loads(output))
+        for mode in modes:
+            tree = before if mode == "before" and before else str(Path(__file__).parents[1])
+            worker = "report" if mode == "before" else mode
+            command = [sys.executable, "-m", "benchmarks.report_io", "--worker", worker, str(path)]
+            env = {**os.environ, "PYTHONPATH": tree}
+            output = subprocess.run(
+                command, check=True, capture_output=True, text=True, cwd=tree, env=env
+            ).stdout
+            results[mode].append(json.loads(output))
     return {
-        "seconds": statistics.median(r["seconds"] for r in results),
-        "cpu": statistics.median(r["cpu"] for r in results),
-        "peak_mib": max(r["peak_mib"] for r in results),
+        mode: {
+            "seconds": statistics.median(r["seconds"] for r in found),
+            "cpu": statistics.median(r["cpu"] for r in found),
+            "peak_mib": max(r["peak_mib"] for r in found),
+        }
+        for mode, found in results.items()
     }
 
 
@@ -292,11 +308,11 @@ def _rows(label: str, spans: int, figures: dict[str, dict[str, float]]) -> list[
         rows.append(
             (f"report_io {MODES[mode]}, {label} spans", spans / figures[mode]["seconds"], "spans/s")
         )
-    for mode in (m for m in ("validating", "collect", "report") if m in figures):
+    for mode in (m for m in ("validating", "collect", "before", "report") if m in figures):
         for clock, unit in (("seconds", "x wall"), ("cpu", "x CPU")):
             ratio = figures[mode][clock] / bare[clock]
             rows.append((f"report_io {MODES[mode]} / bare loop, {label}", ratio, unit))
-    for mode in ("loads", "collect", "report"):
+    for mode in (m for m in ("loads", "collect", "before", "report") if m in figures):
         rows.append(
             (f"report_io peak RSS {MODES[mode]}, {label}", figures[mode]["peak_mib"], "MiB")
         )
@@ -304,7 +320,12 @@ def _rows(label: str, spans: int, figures: dict[str, dict[str, float]]) -> list[
 
 
 def run(
-    postgres_admin: str, *, quick: bool = False, validating: bool = False
+    postgres_admin: str,
+    *,
+    quick: bool = False,
+    validating: bool = False,
+    before: str | None = None,
+    runs: int | None = None,
 ) -> list[tuple[str, float, str]]:
     """Time the bare parse loop and the ways of reading the file side by side, per file size.
 
@@ -312,6 +333,8 @@ def run(
         postgres_admin: unused (the files need no database); kept for the runner's signature.
         quick: 100k spans only, one run each; otherwise 100k and 1M, median of three.
         validating: measure the validating decoder too (slow).
+        before: another checkout of feedbot whose ``report`` is timed beside this one's.
+        runs: runs per figure (default: 1 with ``quick``, else 3).
 
     Returns:
         (benchmark, figure, unit) rows.
@@ -325,8 +348,10 @@ def run(
             path = Path(tmp) / f"spans-{spans}.jsonl"
             write_lines(path, spans)
             label = f"{spans // 1000}k" if spans < 1_000_000 else f"{spans // 1_000_000}M"
-            modes = [m for m in MODES if validating or m != "validating"]
-            figures = {mode: _measure(mode, path, 1 if quick else 3) for mode in modes}
+            modes = [
+                m for m in MODES if (validating or m != "validating") and (before or m != "before")
+            ]
+            figures = _measure(modes, path, runs or (1 if quick else 3), before)
             peaks[spans] = figures["report"]["peak_mib"]
             rows += _rows(label, spans, figures)
     if len(peaks) == 2:
@@ -340,12 +365,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="100k spans only, one run")
     parser.add_argument("--validating", action="store_true", help="time the validating decoder")
+    parser.add_argument("--before", metavar="TREE", help="time this checkout's report too")
+    parser.add_argument("--runs", type=int, help="runs per figure (default 1 quick, else 3)")
     parser.add_argument("--worker", nargs=2, metavar=("MODE", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         _worker(*args.worker)
         return
-    for name, value, unit in run("", quick=args.quick, validating=args.validating):
+    rows = run("", quick=args.quick, validating=args.validating, before=args.before, runs=args.runs)
+    for name, value, unit in rows:
         print(f"{name:<64} {value:>12.2f}  {unit}")
 
 

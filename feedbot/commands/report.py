@@ -55,7 +55,8 @@ DEFAULT_BASELINE_WINDOW = timedelta(hours=24)
 #: Processes reading --traces files. Two forked workers (feedbot.spans.otlp_parallel) read
 #: 1M spans in 7.9 s instead of 12.4 s on an idle 2-core machine, but took 13.9 CPU s instead
 #: of 12.4 and peaked at 510 MiB instead of 146 (parent plus worker); on a busy machine they
-#: were slower. One, so that a CI job's report stays small and does not take every core.
+#: were slower. One, so that a CI job's report stays small; within it, the file reader
+#: decodes blocks on two threads while it counts (feedbot.spans.otlp_lines.READ_THREADS).
 REPORT_WORKERS = 1
 #: With trace files and no ``deployed_at`` or ``--since``, every span counts.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)

@@ -39,7 +39,10 @@ STRING_KEYS += ("db.statement", "code.function.name", "code.function", "code.nam
 STRING_KEYS += ("code.file.path", "code.filepath", "error.type", *RESOURCE_KEYS)
 LINE_KEYS: tuple[str, ...] = ("code.line.number", "code.lineno")
 _READ = pa.array(STRING_KEYS + LINE_KEYS)
+_LINE = np.array([key in LINE_KEYS for key in STRING_KEYS + LINE_KEYS], np.bool_)
 _CODE = ("code.function.name", "code.function", "code.file.path", "code.filepath") + LINE_KEYS
+#: What a code location reads: the code keys, the line numbers as integers, the namespace.
+_CODE_READ = (*_CODE, *(key + "#int" for key in LINE_KEYS), "code.namespace")
 SEP, NULL = "\x1f", "\x1e"
 _DIGITS = b"0123456789"
 _HEX = b"0123456789abcdef"
@@ -125,7 +128,8 @@ def span_columns(
     # No end time (0), or one before the start: -1 ms, which the aggregator counts untimed.
     durations = np.where((ends > 0) & (ends >= starts), ends - starts, -1_000_000) / 1e6
     errors = _errors(pc.struct_field(spans, "status"))
-    attributes = _attributes(pc.struct_field(spans, "attributes"), len(spans))
+    found = keyed(pc.struct_field(spans, "attributes"))
+    attributes = _attributes(found, len(spans))
     statements, statement_codes = _statements(attributes)
     keys, key_codes = _group_keys(
         field["name"], pc.struct_field(spans, "kind"), attributes, (statements, statement_codes)
@@ -147,7 +151,7 @@ def span_columns(
         locations,
         location_codes,
         _exceptions(pc.struct_field(spans, "events"), errors, attributes["error.type"]),
-        *_labels(pc.struct_field(spans, "attributes"), len(spans)),
+        *_labels(found, len(spans)),
     )
 
 
@@ -219,8 +223,29 @@ def _errors(status: pa.Array) -> npt.NDArray[np.bool_]:
     return np.asarray(codes == STATUS_ERROR)
 
 
-def _attributes(lists: pa.Array, spans: int) -> dict[str, pa.Array]:
-    """Per read key, its value per span (null where absent); the last of a repeated key wins."""
+@dataclass(frozen=True)
+class Keyed:
+    """A block's attributes, flattened, with each one's key as a code (read once for all)."""
+
+    items: pa.Array
+    key_codes: npt.NDArray[np.intp]
+    key_names: list[str]
+    span_of: npt.NDArray[np.intp]
+
+    def which(self, wanted: list[str]) -> npt.NDArray[np.intp]:
+        """Per attribute, the index of its key in ``wanted`` (-1: not wanted)."""
+        index = {key: k for k, key in enumerate(wanted)}
+        per_key = np.array([index.get(key, -1) for key in self.key_names], np.intp)
+        return np.asarray(per_key[self.key_codes] if len(per_key) else self.key_codes, np.intp)
+
+
+def keyed(lists: pa.Array) -> Keyed:
+    """The attributes of every span, checked for shape: at most ``MAX_ATTRIBUTES`` a span,
+    each with a key.
+
+    Raises:
+        Unusual: otherwise (the scanner's call).
+    """
     lengths = pc.list_value_length(lists).fill_null(0)
     if len(lengths) and pc.max(lengths).as_py() > MAX_ATTRIBUTES:
         raise Unusual
@@ -230,61 +255,78 @@ def _attributes(lists: pa.Array, spans: int) -> dict[str, pa.Array]:
     keys = pc.struct_field(items, "key")
     if keys.null_count:
         raise Unusual
-    which = pc.index_in(keys, value_set=_READ).fill_null(-1).to_numpy()
+    encoded = pc.dictionary_encode(keys)
+    codes = np.asarray(encoded.indices.to_numpy(), np.intp)
+    return Keyed(items, codes, encoded.dictionary.to_pylist(), owners(lists))
+
+
+def _attributes(attributes: Keyed, spans: int) -> dict[str, pa.Array]:
+    """Per read key, its value per span (null where absent); the last of a repeated key wins.
+
+    Only the two value fields read are taken (not the whole value struct, whose other fields
+    Arrow inferred), once for every key present in the block.
+    """
+    items = attributes.items
+    which = attributes.which(list(STRING_KEYS + LINE_KEYS))
     read = np.flatnonzero(which >= 0)
-    span_of, which = owners(lists)[read], which[read]
-    values = pc.struct_field(items, "value").take(pa.array(read))
-    strings = pc.struct_field(values, "stringValue")
-    numbers = pc.struct_field(values, "intValue")
-    if pc.any(pc.and_(pc.is_null(strings), pc.is_null(numbers))).as_py():
+    span_of, which = attributes.span_of[read], which[read]
+    value = pc.struct_field(items, "value")
+    at = pa.array(read)
+    strings = pc.struct_field(value, "stringValue").take(at)
+    numbers = pc.struct_field(value, "intValue").take(at)
+    no_string = pc.is_null(strings).to_numpy(zero_copy_only=False)
+    if no_string.any() and pc.any(pc.is_null(numbers.filter(pa.array(no_string)))).as_py():
         raise Unusual  # another value type, or none: the scanner's call
+    if no_string.any() and not _LINE[which[no_string]].all():
+        raise Unusual  # an integer where a string is read: the scanner's call
     if len(strings) - strings.null_count:
-        text = strings.drop_null()
-        if pc.max(pc.utf8_length(text)).as_py() > MAX_VALUE_CHARS or _has_nul(text):
+        # Bytes bound characters: count characters only when some value is that long.
+        long = pc.max(pc.binary_length(strings)).as_py() > MAX_VALUE_CHARS
+        if (long and pc.max(pc.utf8_length(strings)).as_py() > MAX_VALUE_CHARS) or _has_nul(
+            strings
+        ):
             raise Unusual
     if len(numbers) - numbers.null_count:
         # A string is read first (and is no line number): an integer counts only alone.
         numbers = pc.if_else(pc.is_valid(strings), pa.scalar(None, pa.string()), numbers)
+    # Every key present at once: one row of places per key, one take, a slice per key.
+    present = np.flatnonzero(np.bincount(which, minlength=len(_READ)))
+    row = np.zeros(len(_READ), np.intp)
+    row[present] = np.arange(len(present))
+    place = np.full((len(present), spans), -1, np.int64)
+    place[row[which], span_of] = np.arange(len(which))  # the last of a repeated key wins
+    index = pa.array(place.reshape(-1), mask=place.reshape(-1) < 0)
+    taken = strings.take(index)
+    lines = [k for k in present.tolist() if _LINE[k]]
+    if lines:
+        at = pa.array(place[row[lines]].reshape(-1), mask=place[row[lines]].reshape(-1) < 0)
+        integers = _integers(numbers.take(at))
     found: dict[str, pa.Array] = {}
-    absent = {
-        pa.string(): pa.nulls(spans, pa.string()),
-        pa.int64(): pa.nulls(spans, pa.int64()),
-    }
-    present = np.bincount(which, minlength=len(_READ))
-    no_string = pc.is_null(strings).to_numpy(zero_copy_only=False)
+    absent = pa.nulls(spans, pa.string())
     for k, key in enumerate(STRING_KEYS + LINE_KEYS):
-        line = key in LINE_KEYS
-        if not present[k]:
-            found[key] = absent[pa.string()]
-            if line:
-                found[key + "#int"] = absent[pa.int64()]
-            continue
-        mine = np.flatnonzero(which == k)
-        place = np.full(spans, -1, np.int64)
-        place[span_of[mine]] = mine
-        index = pa.array(place, mask=place < 0)
-        found[key] = strings.take(index)
-        if line:
-            found[key + "#int"] = _integers(numbers.take(index))
-        elif no_string[mine].any():
-            raise Unusual  # an integer where a string is read: the scanner's call
+        found[key] = taken.slice(row[k] * spans, spans) if k in present else absent
+        if _LINE[k]:
+            found[key + "#int"] = (
+                integers.slice(lines.index(k) * spans, spans)
+                if k in lines
+                else pa.nulls(spans, pa.int64())
+            )
     return found
 
 
-def _labels(lists: pa.Array, spans: int) -> tuple[list[Labels], npt.NDArray[np.intp]]:
-    """Each span's labels as a code into distinct label sets (as ``labels_of`` reads them).
-
-    Called after :func:`_attributes` has checked the lists.
-    """
-    items = flatten(lists)
-    keys = pc.struct_field(items, "key")
-    wanted = [key for key in pc.unique(keys).to_pylist() if is_label_key(key)]
+def _labels(attributes: Keyed, spans: int) -> tuple[list[Labels], npt.NDArray[np.intp]]:
+    """Each span's labels as a code into distinct label sets (as ``labels_of`` reads them)."""
+    wanted = [key for key in attributes.key_names if is_label_key(key)]
     if not wanted or not spans:
         return [()], np.zeros(spans, np.intp)
-    which = pc.index_in(keys, value_set=pa.array(wanted, pa.string())).fill_null(-1).to_numpy()
+    which = attributes.which(wanted)
     read = np.flatnonzero(which >= 0)
-    span_of, which = owners(lists)[read], which[read]
-    texts = _label_texts(pc.struct_field(items, "value").take(pa.array(read)))
+    span_of, which = attributes.span_of[read], which[read]
+    value = pc.struct_field(attributes.items, "value")
+    at = pa.array(read)
+    names = [f.name for f in value.type if f.name in ("stringValue", "intValue", "boolValue")]
+    fields = [pc.struct_field(value, name).take(at) for name in names]
+    texts = _label_texts(pa.StructArray.from_arrays(fields, names))
     table, codes = [], np.full((spans, len(wanted)), -1, np.int64)
     for k in range(len(wanted)):
         mine = np.flatnonzero(which == k)
@@ -377,28 +419,61 @@ def _group_keys(
     else:
         method, route = stored
     texts, codes = statements
-    joined = pc.binary_join_element_wise(
-        names,
-        pc.cast(kind, pa.string()),
-        method,
-        route,
-        pc.cast(pa.array(codes, pa.int64()), pa.string()),
-        *(attributes[key] for key in RESOURCE_KEYS),
-        SEP,
-        null_handling="replace",
-        null_replacement=NULL,
-    )
-    encoded = pc.dictionary_encode(joined)
+    # Each column as codes into its distinct values (-1: null), the codes of a span as one
+    # number (mixed radix), its distinct numbers in first-seen order: no string is built.
+    tables: list[list[Any]] = []
+    digits = [np.asarray(kind.to_numpy(zero_copy_only=False), np.int64), codes.astype(np.int64)]
+    for column in (names, method, route, *(attributes[key] for key in RESOURCE_KEYS)):
+        table, code = _encoded(column)
+        tables.append(table)
+        digits.append(code)
+    distinct, inverse = _first_seen_rows(digits)
     keys = []
-    for text in encoded.dictionary.to_pylist():
-        parts = [None if part == NULL else part for part in text.split(SEP)]
-        if len(parts) != 5 + len(RESOURCE_KEYS):
-            raise Unusual
-        name, kind_text, method_text, route, code = parts[:5]
-        found = {k: v for k, v in zip(RESOURCE_KEYS, parts[5:], strict=True) if v is not None}
-        statement = texts[int(code)] if code is not None and int(code) >= 0 else None
-        keys.append(group_key(name, int(kind_text or 0), method_text, route, found, statement))
-    return keys, encoded.indices.to_numpy().astype(np.intp)
+    for kind_code, statement_code, *rest in distinct.tolist():
+        name, method_text, route_text, *values = (
+            None if code < 0 else table[code] for table, code in zip(tables, rest, strict=True)
+        )
+        statement = texts[statement_code] if statement_code >= 0 else None
+        found = {k: v for k, v in zip(RESOURCE_KEYS, values, strict=True) if v is not None}
+        keys.append(group_key(name, kind_code, method_text, route_text, found, statement))
+    return keys, inverse
+
+
+def _encoded(column: pa.Array) -> tuple[list[Any], npt.NDArray[np.int64]]:
+    """A column's distinct values, and each row's code into them (-1: null)."""
+    if column.null_count == len(column):
+        return [], np.full(len(column), -1, np.int64)
+    encoded = pc.dictionary_encode(column)
+    indices = encoded.indices.fill_null(-1) if column.null_count else encoded.indices
+    return encoded.dictionary.to_pylist(), np.asarray(indices.to_numpy(), np.int64)
+
+
+def _first_seen_rows(
+    digits: list[npt.NDArray[np.int64]],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.intp]]:
+    """The distinct rows of columns of codes (each at least -1) in first-seen order, and each
+    row's index among them. Each row as one mixed-radix number, hashed in first-seen order by
+    Arrow's dictionary encoding (no sort); rows too wide for 63 bits are sorted instead."""
+    rows = len(digits[0])
+    sizes = [int(d.max()) + 2 if rows else 1 for d in digits]
+    if math.prod(sizes) >= 2**62:
+        unique, first, inverse = np.unique(
+            np.stack(digits, axis=1), axis=0, return_index=True, return_inverse=True
+        )
+        order = np.argsort(first, kind="stable")
+        rank = np.empty(len(order), np.intp)
+        rank[order] = np.arange(len(order))
+        return unique[order], rank[np.asarray(inverse).reshape(-1)]
+    number = np.zeros(rows, np.int64)
+    for column, size in zip(digits, sizes, strict=True):
+        number = number * size + (column + 1)
+    encoded = pc.dictionary_encode(pa.array(number))
+    distinct = encoded.dictionary.to_numpy()
+    unique = np.empty((len(distinct), len(sizes)), np.int64)
+    for k in range(len(sizes) - 1, -1, -1):
+        distinct, digit = np.divmod(distinct, sizes[k])
+        unique[:, k] = digit - 1
+    return unique, np.asarray(encoded.indices.to_numpy(), np.intp)
 
 
 def _statements(attributes: dict[str, pa.Array]) -> tuple[list[str], npt.NDArray[np.intp]]:
@@ -449,7 +524,7 @@ def _locations(
     if not len(rows):
         return [], codes
     index = pa.array(rows)
-    column = {key: value.take(index) for key, value in attributes.items()}
+    column = {key: attributes[key].take(index) for key in _CODE_READ}
     function = pc.coalesce(column["code.function.name"], column["code.function"])
     namespace = column["code.namespace"]
     qualify = pc.and_(

@@ -276,12 +276,27 @@ class PathRecorder:
         kept_rows = np.flatnonzero(slots >= 0)
         if not len(kept_rows):
             return
-        children = _Children(parent_rows)
-        start_list, end_list, group_list = starts.tolist(), ends.tolist(), groups.tolist()
-        for row, slot in zip(kept_rows.tolist(), slots[kept_rows].tolist(), strict=True):
-            result = walk(row, children, start_list, end_list, group_list)
-            sample = samples[group_list[row]]
-            sample.put(slot, start_list[row], instances[row], result)
+        # A span without children is its own critical path: walked only when it has some.
+        parents = parent_rows[parent_rows >= 0]
+        leaf = np.bincount(parents, minlength=len(groups))[kept_rows] == 0
+        kept = zip(
+            kept_rows.tolist(),
+            slots[kept_rows].tolist(),
+            leaf.tolist(),
+            groups[kept_rows].tolist(),
+            starts[kept_rows].tolist(),
+            (ends[kept_rows] - starts[kept_rows]).tolist(),
+            strict=True,
+        )
+        lists: tuple[_Children, list[int], list[int], list[int]] | None = None
+        for row, slot, alone, group, start, own in kept:
+            if alone:
+                result: Walk = (own, {})
+            else:
+                if lists is None:
+                    lists = _Children(parent_rows), starts.tolist(), ends.tolist(), groups.tolist()
+                result = walk(row, *lists)
+            samples[group].put(slot, start, instances[row], result)
 
     def absorb(self, later: PathRecorder, indexes: Sequence[int]) -> None:
         """Add another recorder's samples; ``indexes`` maps its group indexes to this one's."""

@@ -97,6 +97,14 @@ class SeenSpans:
         """Which of a block's spans (by :func:`span_keys`) are new; all are remembered."""
         if not len(keys):
             return np.ones(0, np.bool_)
+        ordered = np.sort(keys)
+        if not self._keys and not (ordered[1:] == ordered[:-1]).any():
+            # The usual block: no key twice in it, none kept one at a time. A plain sort
+            # (no inverse) and a search of the sorted runs with sorted keys.
+            known = self._in_runs(ordered)
+            if not known.any():
+                self._add_run(ordered)
+                return np.ones(len(keys), np.bool_)
         distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         known = self._in_runs(distinct)
         if self._keys:
@@ -136,7 +144,8 @@ class SeenSpans:
         runs.append(run)
         while len(runs) > 1 and len(runs[-2]) <= 2 * len(runs[-1]):
             last = runs.pop()
-            runs[-1] = np.sort(np.concatenate((runs[-1], last)))
+            # Two sorted runs end to end: timsort ("stable") merges them in linear time.
+            runs[-1] = np.sort(np.concatenate((runs[-1], last)), kind="stable")
 
 
 class UniqueSpans(SeenSpans):

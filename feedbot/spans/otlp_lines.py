@@ -2,27 +2,28 @@
 
 A file holds one ``ExportTraceServiceRequest`` per line (the Collector's file exporter), or one
 whole document (pretty-printed, like the OTLP repository's example); either may be
-gzip-compressed. A whole file of lines is read in blocks of ``BLOCK_BYTES``, each parsed into
-columns by :mod:`feedbot.spans.otlp_arrow` while the block before is counted; a block it
-cannot take is read a line at a time (:mod:`feedbot.spans.otlp_scan`, else the validating
-decoder). Memory does not grow with the file; a whole-document file is the exception and is
-read at once. A :class:`Part` names a byte range of a plain lines file, so that several
-processes can read one file (:mod:`feedbot.spans.otlp_parallel`), a line at a time.
+gzip-compressed. A whole file of lines is read in blocks of ``BLOCK_BYTES``, each parsed and
+decoded into columns by :mod:`feedbot.spans.otlp_arrow` on one of ``READ_THREADS`` threads
+while the blocks before are counted, in file order; a block it cannot take is read a line at
+a time (:mod:`feedbot.spans.otlp_scan`, else the validating decoder). Memory does not grow
+with the file; a whole-document file is the exception and is read at once. A :class:`Part`
+names a byte range of a plain lines file, so that several processes can read one file
+(:mod:`feedbot.spans.otlp_parallel`), a line at a time.
 """
 
 from __future__ import annotations
 
 import gzip
+import itertools
 import zlib
+from collections import Counter, deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, cast
 
-import pyarrow as pa
-
 from feedbot.errors import BackendResponseError, BackendUnavailable, WebhookRejected
-from feedbot.spans.otlp_arrow import BlockReader, parse_block
+from feedbot.spans.otlp_arrow import BlockReader, Found, parse_block
 from feedbot.spans.otlp_json import decode_document, loads
 from feedbot.spans.otlp_scan import Unusual
 from feedbot.spans.otlp_survey import Survey
@@ -31,6 +32,12 @@ from feedbot.spans.rows import SpanRow
 GZIP_MAGIC = b"\x1f\x8b"
 #: Bytes of whole lines parsed at once by the columnar reader.
 BLOCK_BYTES = 8 << 20
+#: Threads parsing and decoding blocks ahead of the one being folded (each parses on one
+#: core: on two cores, two of them and the folding thread keep both busy; Arrow's own
+#: threads on top only added CPU time).
+READ_THREADS = 2
+#: A decoded block: the columns for each aggregator, and spans counted per version.
+Decoded = tuple[list[Found], Counter[str]]
 
 
 @dataclass(frozen=True)
@@ -77,45 +84,55 @@ def _read_line(part: Part, survey: Survey, number: int, text: bytes) -> None:
 def _read_blocks(part: Part, survey: Survey, needles: tuple[bytes, ...]) -> bool:
     """Read a whole file of lines a block at a time (:mod:`feedbot.spans.otlp_arrow`).
 
-    A thread reads and parses the next block while this one is counted. A block Arrow cannot
-    take, and an unfinished last line, are read a line at a time, as :func:`read_part` reads
-    any other file. Returns False, having counted nothing, when the file is one pretty-printed
-    document.
+    ``READ_THREADS`` threads parse and decode the next blocks into columns while this one is
+    folded into the aggregators, in file order (decoding touches no aggregator: it only picks
+    them). A block Arrow cannot take, and an unfinished last line, are read a line at a time,
+    as :func:`read_part` reads any other file. Returns False, having counted nothing, when the
+    file is one pretty-printed document.
     """
     reader = BlockReader(survey.scanner)
     offset = 0  # bytes before the block
-    with _open(part) as handle, ThreadPoolExecutor(1, "otlp-block") as pool:
+    with _open(part) as handle, ThreadPoolExecutor(READ_THREADS, "otlp-block") as pool:
         blocks = _blocks(part, handle)
-        ahead = pool.submit(_parsed, blocks)
-        while (item := ahead.result()) is not None:
-            block, documents = item
-            if offset == 0 and _one_document(block):
-                return False
-            ahead = pool.submit(_parsed, blocks)
-            try:
-                if documents is None:
-                    raise Unusual
-                found, counts = reader.decode(documents)
-            except Unusual:
-                before = _newlines(part, offset) if offset else 0
-                _read_lines(part, survey, needles, before, block)
-            else:
-                survey.add_columns(found, counts)
-            offset += len(block)
+        first = next(blocks, None)
+        if first is None or _one_document(bytes(first)):
+            return first is None
+        ahead: deque[tuple[memoryview, Future[Decoded | None]]] = deque()
+        for block in itertools.chain((first,), blocks):
+            ahead.append((block, pool.submit(_decoded, block, reader)))
+            if len(ahead) > READ_THREADS:
+                offset = _fold_block(part, survey, needles, offset, *ahead.popleft())
+        while ahead:
+            offset = _fold_block(part, survey, needles, offset, *ahead.popleft())
     return True
 
 
-def _parsed(blocks: Iterator[bytes]) -> tuple[bytes, pa.Array | None] | None:
-    """The next block and its documents (None: Arrow cannot read it), or None at the end."""
-    block = next(blocks, None)
-    if block is None:
-        return None
-    if not block.endswith(b"\n"):
-        return block, None  # an unfinished last line
+def _fold_block(
+    part: Part,
+    survey: Survey,
+    needles: tuple[bytes, ...],
+    offset: int,
+    block: memoryview,
+    decoded: Future[Decoded | None],
+) -> int:
+    """Count one block, decoded or else line by line; returns the bytes read after it."""
+    columns = decoded.result()
+    if columns is None:
+        before = _newlines(part, offset) if offset else 0
+        _read_lines(part, survey, needles, before, bytes(block))
+    else:
+        survey.add_columns(*columns)
+    return offset + len(block)
+
+
+def _decoded(block: memoryview, reader: BlockReader) -> Decoded | None:
+    """A block's columns per aggregator and spans per version (None: Arrow cannot read it)."""
+    if bytes(block[-1:]) != b"\n":
+        return None  # an unfinished last line
     try:
-        return block, parse_block(block)
+        return reader.decode(parse_block(block))
     except Unusual:
-        return block, None
+        return None
 
 
 def _newlines(part: Part, offset: int) -> int:
@@ -167,21 +184,29 @@ def _read_lines(
             _read_line(part, survey, number, line)
 
 
-def _blocks(part: Part, handle: IO[bytes]) -> Iterator[bytes]:
-    """The file in blocks of about ``BLOCK_BYTES`` of whole lines (the last may be unfinished)."""
+def _blocks(part: Part, handle: IO[bytes]) -> Iterator[memoryview]:
+    """The file in blocks of about ``BLOCK_BYTES`` of whole lines (the last may be unfinished).
+
+    Each block is read into a buffer of its own, after the unfinished line carried over from
+    the one before: nothing else is copied (slicing and joining bytes copied every block twice).
+    """
     rest = b""
     try:
-        while data := handle.read(BLOCK_BYTES):
-            end = data.rfind(b"\n") + 1
-            if not end:
-                rest += data
-                continue
-            yield rest + data[:end] if rest else data[:end]
-            rest = data[end:]
+        while True:
+            buffer = bytearray(len(rest) + BLOCK_BYTES)
+            buffer[: len(rest)] = rest
+            read = handle.readinto(memoryview(buffer)[len(rest) :])  # type: ignore[attr-defined]
+            if not read:
+                break
+            size = len(rest) + read
+            end = buffer.rfind(b"\n", 0, size) + 1
+            rest = bytes(memoryview(buffer)[end:size])
+            if end:
+                yield memoryview(buffer)[:end]
     except (OSError, EOFError, zlib.error) as exc:
         raise BackendResponseError(f"otlp-file: {part.path}: cannot be read: {exc}") from None
     if rest:
-        yield rest
+        yield memoryview(rest)
 
 
 def read_rows(path: str, needles: tuple[bytes, ...] = ()) -> Iterator[SpanRow]:

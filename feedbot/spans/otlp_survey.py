@@ -11,6 +11,7 @@ be joined to the survey of the part before (:meth:`Survey.absorb`), which
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -61,6 +62,7 @@ class Survey:
             self._target = (Target.of(candidate, self.candidate),)
         self.baselines: dict[str, Aggregator] = {}
         self._routes: dict[str | None, tuple[Target, ...]] = {}
+        self._lock = threading.Lock()
         self.scanner = Scanner(service, environment, self.route, counted)
         #: (file, line, bytes) of an unfinished last line left out (a file still being written).
         self.unfinished: list[tuple[str, int, int]] = []
@@ -84,10 +86,14 @@ class Survey:
         )
 
     def route(self, version: str | None) -> Sequence[Target]:
-        """The targets of a block of spans of ``version``."""
+        """The targets of a block of spans of ``version`` (safe to call from any thread: the
+        block reader decodes the next block on its read-ahead thread)."""
         routes = self._routes.get(version)
         if routes is None:
-            routes = self._routes[version] = self._targets(version)
+            with self._lock:
+                routes = self._routes.get(version)
+                if routes is None:
+                    routes = self._routes[version] = self._targets(version)
         return routes
 
     @property

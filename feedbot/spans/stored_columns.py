@@ -30,6 +30,7 @@ from feedbot.spans.columns import (
     _labels,
     _locations,
     _statements,
+    keyed,
 )
 from feedbot.spans.labels import LABEL_KEYS
 from feedbot.spans.otlp import KINDS
@@ -88,7 +89,8 @@ def stored_columns(rows: Sequence[Sequence[Any]]) -> SpanColumns:
     _check_hex(span_ids, 16, nulls=False)
     _check_hex(parents, 16, nulls=True)
     lists = _lists(pa.array(packed, pa.string()))
-    attributes = _attributes(lists, n)
+    found = keyed(lists)
+    attributes = _attributes(found, n)
     statements, statement_codes = _statements(attributes)
     keys, key_codes = _group_keys(
         pa.array(name, pa.string()),
@@ -119,7 +121,7 @@ def stored_columns(rows: Sequence[Sequence[Any]]) -> SpanColumns:
         locations,
         location_codes,
         _exceptions(events, errors, attributes["error.type"]),
-        *_labels(lists, n),
+        *_labels(found, n),
     )
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from feedbot.backends.otlp_file import OtlpFileBackend
 from feedbot.errors import BackendResponseError, WebhookRejected
-from feedbot.spans import aggregate_columns, otlp_lines
+from feedbot.spans import aggregate_columns, critical, otlp_lines
 from feedbot.spans.aggregate import Aggregator, matcher, to_ns
 from feedbot.spans.aggregate_columns import _unique_rows, fold
 from feedbot.spans.model import ReleaseData, SpanQuery, from_ns
@@ -25,7 +25,7 @@ from feedbot.spans.otlp_lines import read_rows
 from feedbot.spans.otlp_scan import Scanner, Unusual
 from feedbot.spans.otlp_survey import Survey
 from tests.conftest import upstream_files
-from tests.fakes.sdk_spans import otlp_document, query, release_spans
+from tests.fakes.sdk_spans import Variant, otlp_document, query, release_spans
 from tests.unit.spans.test_otlp_scan import (
     SERVICE,
     document,
@@ -159,6 +159,42 @@ def test_a_file_of_many_blocks_answers_as_line_by_line(
     for mine, theirs in zip(got, want, strict=True):
         same(mine, theirs)
     assert survey.counts == before.counts and sum(survey.counts.values()) == 64
+
+
+def test_a_collector_file_decoded_on_threads_answers_as_line_by_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As the Collector writes: a batch a line holding both versions, the new and the old
+    # conventions, exception events, 64-bit integers as strings; blocks decoded on the
+    # read-ahead threads, several at once, and folded in file order.
+    new = release_spans(SERVICE, "1.0.0", variant=Variant(traces=25))
+    old = release_spans(SERVICE, "1.1.0", old=True, variant=Variant(traces=25))
+    lines = [otlp_document(new[i : i + 40] + old[i : i + 40]) for i in range(0, len(new), 40)]
+    path = tmp_path / "collector.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert len(lines) >= 6 and '"intValue": "' in path.read_text()
+    monkeypatch.setattr(otlp_lines, "BLOCK_BYTES", 40_000)  # a few lines a block
+    # A reservoir of 4 spans a group: most spans past it draw, so the draws' order shows.
+    monkeypatch.setattr(critical.PathRecorder.__init__, "__defaults__", (4,))
+    line_by_line: list[int] = []
+    read_lines = otlp_lines._read_lines
+    monkeypatch.setattr(
+        otlp_lines, "_read_lines", lambda *args: line_by_line.append(1) or read_lines(*args)
+    )
+    backend = OtlpFileBackend([str(path)])
+    window = (query(SERVICE, "1.0.0").start, query(SERVICE, "1.0.0").end)
+    survey = backend.survey(query(SERVICE, "1.0.0"), baseline=window, counted=window)
+    assert not line_by_line  # every block was decoded as columns
+    _line_by_line(monkeypatch)
+    want = backend.survey(query(SERVICE, "1.0.0"), baseline=window, counted=window)
+    for got, expected in (
+        (survey.result(), want.result()),
+        (survey.baseline("1.1.0"), want.baseline("1.1.0")),
+    ):
+        same(got, expected)
+        assert got.repeats and any(g.exceptions for g in got.groups)
+        assert any(g.critical_path is not None and g.critical_path.spans > 4 for g in got.groups)
+    assert survey.counts == want.counts and set(survey.counts) == {"1.0.0", "1.1.0"}
 
 
 def test_a_block_arrow_cannot_read_is_read_line_by_line(
