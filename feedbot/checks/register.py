@@ -81,7 +81,8 @@ def register_releases(
 
     When the batch fails, its events are registered again one by one (each in its own
     transaction), so one event's failure is its own. When the database is unavailable
-    (:data:`feedbot.store.db.UNAVAILABLE`) every event gets that error without a retry.
+    (:data:`feedbot.store.db.UNAVAILABLE`: down, a lock wait given up, a deadlock) every event
+    gets that error without a retry, which the web app answers 503 with ``Retry-After``.
 
     Returns:
         For each event in order, its registration, or the exception that stopped it.
@@ -96,9 +97,9 @@ def register_releases(
         log.warning("registering %d releases: database unavailable: %s", len(events), exc)
         return [_unavailable(exc) for _ in events]
     except Exception as exc:
+        # One by one, also a batch of one: register_release takes a release that another
+        # replica registered a moment earlier (an IntegrityError here) for the same release.
         session.rollback()
-        if len(events) == 1:
-            return [exc]
         log.info("registering %d releases together failed (%r): one by one", len(events), exc)
         return [_alone(session, event, settings=settings, now=now) for event in events]
     for registration in registrations:

@@ -257,8 +257,12 @@ def supersede(session: Session, supersessions: Sequence[Supersession], *, now: d
     Core UPDATEs by primary key, not the ORM's flush of changed objects: the caller sets the
     same values on the objects it holds as committed (``set_committed_value``).
     """
-    releases = [{"old": old, "by": s.by} for s in supersessions for old in s.releases]
-    checks = [{"check": c, "at": now, "reason": s.reason} for s in supersessions for c in s.checks]
+    # In id order: transactions of other replicas that update some of the same rows take their
+    # locks in the same order, so they wait for each other instead of deadlocking.
+    pairs = sorted((old, s.by) for s in supersessions for old in s.releases)
+    releases = [{"old": old, "by": by} for old, by in pairs]
+    ended = sorted((c, s.reason) for s in supersessions for c in s.checks)
+    checks = [{"check": c, "at": now, "reason": reason} for c, reason in ended]
     connection = session.connection()
     if releases:
         connection.execute(_SUPERSEDE_RELEASE, releases)
