@@ -26,7 +26,7 @@ from feedbot.releases.sources import build_sources
 from feedbot.releases.sources.base import DeploySource
 from feedbot.releases.sources.github import PullRequestEvent, is_pull_request, parse_pull_request
 from feedbot.runtime import Runtime
-from feedbot.store import db
+from feedbot.store import db, queries
 from feedbot.web.body import BodyGuard, read_body
 from feedbot.web.observe import RequestObserver
 from feedbot.web.registrar import GroupRegistrar
@@ -127,7 +127,10 @@ def _rejected(exc: WebhookRejected) -> JSONResponse:
 
 def _add_webhooks(app: FastAPI, runtime: Runtime, sources: dict[str, DeploySource]) -> None:
     limit = runtime.settings.webhooks.max_body_bytes
-    registrar = GroupRegistrar(lambda events: _register(runtime, events))
+    registrar = GroupRegistrar(
+        lambda events: _register(runtime, events), warm=lambda: _warm(runtime)
+    )
+    app.router.on_startup.append(registrar.start_warming)
 
     @app.post(
         "/webhooks/{name}",
@@ -212,6 +215,11 @@ def _register(runtime: Runtime, events: Sequence[ReleaseEvent]) -> list[Registra
     with runtime.sessions() as session:
         now = runtime.clock.now()
         return register_releases(session, events, settings=runtime.settings, now=now)
+
+
+def _warm(runtime: Runtime) -> None:
+    with runtime.sessions() as session:
+        queries.warm_registration_contexts(session)
 
 
 def _add_health(app: FastAPI, runtime: Runtime) -> None:

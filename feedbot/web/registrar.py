@@ -11,12 +11,15 @@ once the transaction holding its release is committed
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 
 from anyio import CapacityLimiter, to_thread
 
 from feedbot.checks.register import Registration
 from feedbot.releases.event import ReleaseEvent
+
+log = logging.getLogger(__name__)
 
 #: Deploys registered in one transaction at most: bounds how long the first of them waits.
 MAX_BATCH = 64
@@ -33,12 +36,32 @@ class GroupRegistrar:
         max_batch: deploys per transaction at most.
     """
 
-    def __init__(self, register: RegisterBatch, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        register: RegisterBatch,
+        *,
+        warm: Callable[[], None] | None = None,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
         self._register = register
+        self._warm = warm
         self._max_batch = max_batch
         self._waiting: list[tuple[ReleaseEvent, asyncio.Future[Registration]]] = []
         self._worker: asyncio.Task[None] | None = None
+        self._warming: asyncio.Task[None] | None = None
         self._limiter = CapacityLimiter(1)
+
+    def start_warming(self) -> None:
+        """Run ``warm`` in the registering thread, in the background (the app's startup):
+        a batch that arrives meanwhile waits for it."""
+        if self._warm is not None and self._warming is None:
+            self._warming = asyncio.ensure_future(self._warm_up(self._warm))
+
+    async def _warm_up(self, warm: Callable[[], None]) -> None:
+        try:
+            await to_thread.run_sync(warm, limiter=self._limiter)
+        except Exception as exc:  # a cold start is slower, not broken
+            log.info("registrar warm-up failed: %r", exc)
 
     async def register(self, event: ReleaseEvent) -> Registration:
         """Register ``event`` with the others waiting; its registration once committed.

@@ -13,6 +13,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from feedbot.checks.register import Registration, register_release, register_releases
+from feedbot.store import queries
 from feedbot.store.models import Check, Delivery, Release, WebhookDelivery
 from tests.factories import DEPLOYED, event, settings
 
@@ -175,3 +176,24 @@ def test_many_services_and_their_next_versions_in_one_batch(db_session: Session,
     # Deployed at the same moment, the one registered last of each service is the newest.
     assert sorted(active) == sorted(f"1.{i}" for i in range(max(0, size - 7), size))
     assert count(db_session, Release) == size
+
+
+def test_more_services_than_one_statement_looks_up_are_looked_up_in_several(
+    db_session: Session,
+) -> None:
+    queries.warm_registration_contexts(db_session)  # runs every statement once: finds nothing
+    assert count(db_session, Release) == 0
+    services = queries.CONTEXT_KEYS + 9
+    first = [event(service=f"s{i}", version="1", commit=f"a{i}") for i in range(services)]
+    ok(register_releases(db_session, first, **KW))
+    later = DEPLOYED + timedelta(minutes=1)
+    second = [
+        event(service=f"s{i}", version="2", commit=f"b{i}", deployed_at=later)
+        for i in range(services)
+    ]
+    regs = ok(register_releases(db_session, [*second, *first], **KW))
+    assert [r.created for r in regs] == [True] * services + [False] * services
+    db_session.expire_all()
+    states = dict(db_session.execute(select(Release.commit, Release.state)).all())
+    assert all(states[f"a{i}"] == "superseded" for i in range(services))
+    assert all(states[f"b{i}"] == "active" for i in range(services))
