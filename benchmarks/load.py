@@ -1,6 +1,8 @@
 """Load on a real ``feedbot serve`` process on a scratch PostgreSQL database.
 
-Deploy webhooks at concurrency 50 (requests per second, p50 and p99 latency) and OTLP ingest
+Deploy webhooks at concurrency 50 on PostgreSQL and on SQLite (requests per second, p50 and p99
+latency, sent by a minimal keep-alive HTTP/1.1 client so that the client is not what is
+measured) and OTLP ingest
 into the embedded backend on PostgreSQL and on SQLite, protobuf and JSON, in 512-span batches
 (spans per second, p99 request latency, the server's CPU per span and its peak memory, all of
 its processes). Each
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import math
 import os
@@ -72,6 +75,51 @@ async def _drive(url: str, send: Send, *, n: int, concurrency: int) -> tuple[flo
     return elapsed, latencies
 
 
+async def _post_raw(
+    url: str, bodies: Callable[[int], tuple[bytes, dict[str, str]]], *, n: int, concurrency: int
+) -> tuple[float, list[float]]:
+    """POST ``n`` requests from ``concurrency`` keep-alive connections with a minimal HTTP/1.1
+    client; (elapsed seconds, latencies in s).
+
+    httpx's async client spends 2-3 ms of CPU a request, as much as the server: at a few
+    hundred requests a second on two cores the client would be what is measured. This one
+    writes each request in one call and reads the answer by its Content-Length.
+    """
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    latencies: list[float] = []
+    todo = iter(range(n))
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            for i in todo:
+                body, headers = bodies(i)
+                head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+                started = time.perf_counter()
+                writer.write(
+                    f"POST /webhooks/deploy HTTP/1.1\r\nHost: {host}\r\n{head}"
+                    f"Content-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+                status_line = await reader.readline()
+                length = 0
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                answer = await reader.readexactly(length)
+                latencies.append(time.perf_counter() - started)
+                status = int(status_line.split()[1])
+                if status not in (200, 202):
+                    raise RuntimeError(f"{status}: {answer[:200]!r}")
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - started, latencies
+
+
 def _tree(pid: int) -> list[int]:
     """``pid`` and its live children (any thread's), e.g. a decoding process."""
     pids = [pid]
@@ -102,16 +150,12 @@ def _p(latencies: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)] * 1e3
 
 
-def _webhook(offset: int) -> Send:
-    async def send(client: httpx.AsyncClient, i: int) -> httpx.Response:
-        n = offset + i
-        body = json.dumps(
-            {"service": f"svc-{n % SERVICES}", "version": f"1.{n}", "commit": f"{n:040x}"}
-        ).encode()
-        headers = {"X-Feedbot-Signature": sign(body, SECRET)}
-        return await client.post("/webhooks/deploy", content=body, headers=headers)
-
-    return send
+def _deploy(n: int) -> tuple[bytes, dict[str, str]]:
+    """Deploy ``n``: of one of :data:`SERVICES` services, a new version each."""
+    body = json.dumps(
+        {"service": f"svc-{n % SERVICES}", "version": f"1.{n}", "commit": f"{n:040x}"}
+    ).encode()
+    return body, {"X-Feedbot-Signature": sign(body, SECRET)}
 
 
 def _otlp(bodies: Sequence[bytes], media: str) -> Send:
@@ -157,12 +201,13 @@ def _peak_rss(pid: int) -> Iterator[list[int]]:
         sampler.join()
 
 
-def _webhook_rows(url: str, pid: int, n: int) -> list[Row]:
-    asyncio.run(_drive(url, _webhook(10**6), n=20, concurrency=5))  # warm-up: pool, caches
+def _webhook_rows(url: str, pid: int, n: int, database: str) -> list[Row]:
+    warm = functools.partial(_post_raw, url, lambda i: _deploy(10**6 + i))
+    asyncio.run(warm(n=20, concurrency=5))  # warm-up: pool, caches
     cpu = _cpu_seconds(pid)
-    elapsed, latencies = asyncio.run(_drive(url, _webhook(0), n=n, concurrency=WEBHOOK_CONCURRENCY))
+    elapsed, latencies = asyncio.run(_post_raw(url, _deploy, n=n, concurrency=WEBHOOK_CONCURRENCY))
     cpu = _cpu_seconds(pid) - cpu
-    name = f"deploy webhooks, concurrency {WEBHOOK_CONCURRENCY}, PostgreSQL (n={n})"
+    name = f"deploy webhooks, concurrency {WEBHOOK_CONCURRENCY}, {database} (n={n})"
     return [
         (name, n / elapsed, "req/s"),
         (f"{name} p50", statistics.median(latencies) * 1e3, "ms"),
@@ -227,7 +272,7 @@ def run(
         quick: fewer requests, for a smoke run.
         tree: serve the feedbot of this source tree (:mod:`benchmarks._revision`); this one's
             when None.
-        parts: ``webhooks`` (on PostgreSQL), ``ingest`` (on PostgreSQL, then SQLite), or both.
+        parts: ``webhooks`` or ``ingest`` (each on PostgreSQL, then SQLite), or both.
 
     Returns:
         (benchmark, figure, unit) rows.
@@ -235,7 +280,9 @@ def run(
     n, batches = (400, 64) if quick else (3000, 160)
     rows: list[Row] = []
     with scratch_databases(postgres_admin) as urls, tempfile.TemporaryDirectory() as tmp:
-        targets = [("webhooks", "postgresql", "PostgreSQL")] if "webhooks" in parts else []
+        targets = []
+        if "webhooks" in parts:
+            targets += [("webhooks", "postgresql", "PostgreSQL"), ("webhooks", "sqlite", "SQLite")]
         if "ingest" in parts:
             targets += [("ingest", "postgresql", "PostgreSQL"), ("ingest", "sqlite", "SQLite")]
         for part, database, name in targets:
@@ -243,7 +290,7 @@ def run(
             try:
                 pid = server.proc.pid
                 if part == "webhooks":
-                    rows += _webhook_rows(server.url, pid, n)
+                    rows += _webhook_rows(server.url, pid, n, name)
                 else:
                     rows += _otlp_rows(server.url, pid, batches, name)
             finally:

@@ -2,9 +2,11 @@
 
 Deterministic where timing on a shared machine is not: each webhook goes through the real app
 in-process (FastAPI's ASGI app, httpx's ASGI transport) and SQLAlchemy's
-``before_cursor_execute`` event counts what reaches the database. Three kinds of request:
-a new release that supersedes an active one (the common case), the same deploy again (idempotent:
-nothing new), and a first release of a new service.
+``before_cursor_execute`` event counts what reaches the database. Three kinds of request, one at a
+time: a new release that supersedes an active one (the common case), the same deploy again
+(idempotent: nothing new), and a first release of a new service; then a burst of new releases
+sent at once (50 senders, as ``benchmarks.load`` sends them), where the deploys waiting together
+share a transaction.
 
     python -m benchmarks.statements [--postgres URL] [--compare REV] [--verbose]
 
@@ -28,6 +30,7 @@ Counts = dict[str, dict[str, float]]
 
 SECRET = "statements-bench"
 WARMUP = 30  # releases registered first, so the measured ones have history to look at
+BURST = 50  # deploys sent at once: the web app registers those waiting together in one commit
 
 
 def _body(n: int, service: str) -> bytes:
@@ -76,20 +79,26 @@ def _one_database(kind: str, url: str, sink: Any, *, verbose: bool) -> Counts:
     event.listen(runtime.engine, "commit", commit)
     event.listen(runtime.engine.pool, "checkout", checkout)
 
-    async def post(bodies: list[bytes]) -> None:
+    async def post(bodies: list[bytes], *, together: bool = False) -> None:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
-            for body in bodies:
+
+            async def one(body: bytes) -> None:
                 headers = {"X-Feedbot-Signature": sign(body, SECRET)}
                 answer = await client.post("/webhooks/deploy", content=body, headers=headers)
                 if answer.status_code != 202:
                     raise RuntimeError(f"{answer.status_code}: {answer.text[:200]}")
 
-    def count(name: str, bodies: list[bytes]) -> None:
+            if together:
+                await asyncio.gather(*(one(body) for body in bodies))
+            for body in [] if together else bodies:
+                await one(body)
+
+    def count(name: str, bodies: list[bytes], *, together: bool = False) -> None:
         for key in tally:
             tally[key] = 0
         seen.clear()
-        asyncio.run(post(bodies))
+        asyncio.run(post(bodies, together=together))
         out[f"{name} ({kind})"] = {k: v / len(bodies) for k, v in tally.items()}
         if verbose:
             print(f"# {name} ({kind}): last request's statements", file=sys.stderr)
@@ -104,6 +113,11 @@ def _one_database(kind: str, url: str, sink: Any, *, verbose: bool) -> Counts:
     )
     count("same deploy again", [_body(n, f"svc-{n % 5}") for n in range(WARMUP, WARMUP + 20)])
     count("first release of a service", [_body(n, f"new-{n}") for n in range(20)])
+    count(
+        f"{BURST} new releases at once, 5 services",
+        [_body(n, f"svc-{n % 5}") for n in range(WARMUP + 20, WARMUP + 20 + BURST)],
+        together=True,
+    )
     runtime.engine.dispose()
     return out
 
@@ -136,7 +150,7 @@ def table(columns: dict[str, Counts]) -> list[str]:
     lines = [
         f"{'request (database)':<{width}}{'per request':<14}" + "".join(f"{n:>14}" for n in names)
     ]
-    fmt: Callable[[float], str] = lambda v: f"{v:>14.1f}"  # noqa: E731
+    fmt: Callable[[float], str] = lambda v: f"{v:>14.2f}"  # noqa: E731
     for request in first:
         for figure in first[request]:
             cells = "".join(

@@ -2,11 +2,13 @@
 
 One transaction stores the release, its changes, its checks, the source's delivery id, the
 supersession of older releases and the outbox rows of the messages this causes. Either all of it
-is there afterwards or none of it.
+is there afterwards or none of it. :func:`register_releases` registers several in one
+transaction (the web app's group commit: one commit for the deploys that arrived together).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from collections.abc import Sequence
@@ -26,6 +28,7 @@ from feedbot.notify.outbox import Outgoing, enqueue_all
 from feedbot.releases.event import ReleaseEvent
 from feedbot.releases.owners import NOBODY, plan_owner
 from feedbot.store import queries
+from feedbot.store.db import UNAVAILABLE
 from feedbot.store.models import Change, Check, Release, WebhookDelivery
 
 log = logging.getLogger(__name__)
@@ -50,22 +53,10 @@ def register_release(
     The same delivery id from a source, or the same service + version + environment + commit,
     is the same release: nothing new is planned or sent.
     """
-    existing = _by_delivery(session, event)
-    context = None
-    if existing is None:
-        context = _context(session, event, now)
-        existing = context[0]
-    if existing is not None:
-        _remember_delivery(session, event, existing, now)
-        checks = len(existing.checks)  # before the commit: after it, another checkout
-        session.commit()
-        return Registration(existing.id, False, checks)
-    assert context is not None
     try:
-        # The INSERT (flushed inside) waits on a concurrent registration's uncommitted row with
-        # the same identity and fails once that one commits, as the commit itself can.
-        release = _new_release(session, event, settings, now, context)
-        failpoints.hit("register-before-commit")
+        [registration] = _stage(session, [event], settings=settings, now=now)
+        if registration.created:
+            failpoints.hit("register-before-commit")
         session.commit()
     except IntegrityError:
         # Another request registered the same release a moment earlier: it is that release.
@@ -74,55 +65,160 @@ def register_release(
         if again is None:
             raise
         return Registration(again.id, False, len(again.checks))
-    warning = None
-    # On the console (no Slack token) every message is printed: nobody is missing then.
-    if release.owner == NOBODY and settings.slack.bot_token:
-        warning = (
-            f"nobody will be told about {release.service} {release.version}: the deploy names no "
-            f"author Slack id or known person, and services.{release.service}.owners, "
-            f"services.{release.service}.channel and slack.weekly_digest.channel are not set"
+    _log_warning(registration)
+    return registration
+
+
+def register_releases(
+    session: Session, events: Sequence[ReleaseEvent], *, settings: Settings, now: datetime
+) -> list[Registration | Exception]:
+    """Store several release events in one transaction with one commit (committed).
+
+    Each event is registered as :func:`register_release` registers it, in order: the same
+    delivery or identity twice is one release, and a later deploy of a service supersedes an
+    earlier one of the same batch. Nothing is committed until every event is staged, so a
+    caller that answers after this returns answers only for what is stored.
+
+    When the batch fails, its events are registered again one by one (each in its own
+    transaction), so one event's failure is its own. When the database is unavailable
+    (:data:`feedbot.store.db.UNAVAILABLE`: down, a lock wait given up, a deadlock) every event
+    gets that error without a retry, which the web app answers 503 with ``Retry-After``.
+
+    Returns:
+        For each event in order, its registration, or the exception that stopped it.
+    """
+    try:
+        registrations = _stage(session, events, settings=settings, now=now)
+        if any(r.created for r in registrations):
+            failpoints.hit("register-before-commit")
+        session.commit()
+    except UNAVAILABLE as exc:
+        session.rollback()
+        log.warning("registering %d releases: database unavailable: %s", len(events), exc)
+        return [_unavailable(exc) for _ in events]
+    except Exception as exc:
+        # One by one, also a batch of one: register_release takes a release that another
+        # replica registered a moment earlier (an IntegrityError here) for the same release.
+        session.rollback()
+        log.info("registering %d releases together failed (%r): one by one", len(events), exc)
+        return [_alone(session, event, settings=settings, now=now) for event in events]
+    for registration in registrations:
+        _log_warning(registration)
+    return list(registrations)
+
+
+def _alone(
+    session: Session, event: ReleaseEvent, *, settings: Settings, now: datetime
+) -> Registration | Exception:
+    try:
+        return register_release(session, event, settings=settings, now=now)
+    except Exception as exc:
+        session.rollback()
+        return exc
+
+
+def _unavailable(exc: Exception) -> Exception:
+    """A copy of ``exc`` per request: each request raises its own instance."""
+    try:
+        return copy.copy(exc)
+    except Exception:
+        return exc
+
+
+def _stage(
+    session: Session, events: Sequence[ReleaseEvent], *, settings: Settings, now: datetime
+) -> list[Registration]:
+    """Register ``events`` in the session's transaction, in order (not committed).
+
+    Events are staged in rounds of at most one per service and environment (and per delivery
+    id), so each round reads, inserts and updates for all of its events in one statement of
+    each kind, and a later event of a service reads what an earlier one wrote.
+    """
+    done: dict[int, Registration] = {}
+    for batch in _rounds(events):
+        _stage_round(session, [(i, events[i]) for i in batch], done, settings, now)
+    return [done[i] for i in range(len(events))]
+
+
+def _rounds(events: Sequence[ReleaseEvent]) -> list[list[int]]:
+    """Positions of ``events`` in rounds: an event comes a round after the last earlier one of
+    its service and environment, or of its delivery id."""
+    rounds: list[list[int]] = []
+    last: dict[tuple[str, ...], int] = {}
+    for i, event in enumerate(events):
+        keys = [("service", event.service, event.environment)]
+        if event.delivery_id:
+            keys.append(("delivery", event.source, event.delivery_id))
+        n = max((last[k] + 1 for k in keys if k in last), default=0)
+        last.update(dict.fromkeys(keys, n))
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(i)
+    return rounds
+
+
+_Item = tuple[int, ReleaseEvent]
+
+
+def _stage_round(
+    session: Session,
+    items: list[_Item],
+    done: dict[int, Registration],
+    settings: Settings,
+    now: datetime,
+) -> None:
+    """Stage events of different services and delivery ids: ``done`` gets their registrations."""
+    pairs = {(e.source, e.delivery_id) for _, e in items if e.delivery_id}
+    delivered = queries.releases_for_deliveries(session, pairs)
+    fresh: list[_Item] = []
+    for i, event in items:
+        known = delivered.get((event.source, event.delivery_id or ""))
+        if known is not None:
+            done[i] = Registration(known.id, False, len(known.checks))
+        else:
+            fresh.append((i, event))
+    keys = [
+        queries.ReleaseKey(
+            service=e.service,
+            environment=e.environment,
+            version=e.version,
+            commit=e.commit,
+            deployed_at=e.deployed_at or now,
         )
-        log.warning("release %s: %s", release.id, warning)
-    return Registration(release.id, True, len(release.checks), warning)
+        for _, e in fresh
+    ]
+    new: list[tuple[int, ReleaseEvent, queries.RegistrationContext]] = []
+    for (i, event), context in zip(
+        fresh, queries.registration_contexts(session, keys), strict=True
+    ):
+        same = context[0]
+        if same is None:
+            new.append((i, event, context))
+            continue
+        _remember_delivery(session, event, same, now)
+        done[i] = Registration(same.id, False, len(same.checks))
+    if new:
+        _new_releases(session, new, done, settings, now)
 
 
 def _existing(session: Session, event: ReleaseEvent) -> Release | None:
-    return _by_delivery(session, event) or queries.find_release(
+    found = None
+    if event.delivery_id:
+        found = queries.release_for_delivery(session, event.source, event.delivery_id)
+    return found or queries.find_release(
         session,
         service=event.service,
         version=event.version,
         environment=event.environment,
         commit=event.commit,
-    )
-
-
-def _by_delivery(session: Session, event: ReleaseEvent) -> Release | None:
-    if not event.delivery_id:
-        return None
-    return queries.release_for_delivery(session, event.source, event.delivery_id)
-
-
-#: (release with the event's identity, previous release, its version seen before, active ones)
-_Context = tuple[Release | None, Release | None, bool, list[Release]]
-
-
-def _context(session: Session, event: ReleaseEvent, now: datetime) -> _Context:
-    return queries.registration_context(
-        session,
-        service=event.service,
-        environment=event.environment,
-        version=event.version,
-        commit=event.commit,
-        deployed_at=event.deployed_at or now,
     )
 
 
 def _remember_delivery(
     session: Session, event: ReleaseEvent, release: Release, now: datetime
 ) -> None:
-    if not event.delivery_id:
-        return
-    if queries.release_for_delivery(session, event.source, event.delivery_id) is None:
+    """Record the event's delivery id (looked up before and not found) for ``release``."""
+    if event.delivery_id:
         session.add(
             WebhookDelivery(
                 source=event.source,
@@ -133,16 +229,73 @@ def _remember_delivery(
         )
 
 
-def _new_release(
-    session: Session, event: ReleaseEvent, settings: Settings, now: datetime, context: _Context
+def _new_releases(
+    session: Session,
+    new: list[tuple[int, ReleaseEvent, queries.RegistrationContext]],
+    done: dict[int, Registration],
+    settings: Settings,
+    now: datetime,
+) -> None:
+    # Every read comes first and every write is batched: on PostgreSQL new releases with older
+    # ones to supersede are 7 statements however many there are (benchmarks/statements.py
+    # counts them): the services' releases, the older releases' checks, then the writes.
+    older_checks = queries.checks_of(session, [old.id for _, _, c in new for old in c[3]])
+    releases = [_release(event, settings, now, context) for _, event, context in new]
+    # The INSERT waits on a concurrent registration's uncommitted row with the same identity
+    # and fails once that one commits, as the commit itself can.
+    session.add_all(releases)
+    session.flush()
+    supersessions = []
+    messages: list[Outgoing] = []
+    for (i, event, context), release in zip(new, releases, strict=True):
+        _remember_delivery(session, event, release, now)
+        older = context[3]
+        ids = {old.id for old in older}
+        checks = [c for c in older_checks if c.release_id in ids]
+        supersession, replies = _supersede_older(session, release, older, checks, now)
+        supersessions.append(supersession)
+        messages += replies
+        messages.append(_announcement(release, settings))
+        done[i] = Registration(release.id, True, len(release.checks), _warning(release, settings))
+    queries.supersede(session, supersessions, now=now)
+    enqueue_all(session, messages, now=now)
+
+
+def _warning(release: Release, settings: Settings) -> str | None:
+    # On the console (no Slack token) every message is printed: nobody is missing then.
+    if release.owner != NOBODY or not settings.slack.bot_token:
+        return None
+    return (
+        f"nobody will be told about {release.service} {release.version}: the deploy names no "
+        f"author Slack id or known person, and services.{release.service}.owners, "
+        f"services.{release.service}.channel and slack.weekly_digest.channel are not set"
+    )
+
+
+def _log_warning(registration: Registration) -> None:
+    if registration.warning:
+        log.warning("release %s: %s", registration.release_id, registration.warning)
+
+
+def _announcement(release: Release, settings: Settings) -> Outgoing:
+    parent = blocks.release_announcement(release, settings.checks.after)
+    return Outgoing(
+        key=f"release:{release.id}:parent",
+        kind="parent",
+        recipient=release.owner or NOBODY,
+        text=parent.text,
+        blocks=parent.blocks,
+        release=release,
+    )
+
+
+def _release(
+    event: ReleaseEvent, settings: Settings, now: datetime, context: queries.RegistrationContext
 ) -> Release:
-    # Every read comes first and every write is batched: on PostgreSQL a new release with an
-    # older one to supersede is 7 statements (benchmarks/statements.py counts them): one read of
-    # the service's releases, one of the older releases' checks, then the writes.
+    """The new release of ``event`` with its changes and checks (not added to a session)."""
     deployed_at = event.deployed_at or now
     owner = plan_owner(event.author, event.service, settings)
-    _, previous, seen, older = context
-    older_checks = queries.checks_of(session, [old.id for old in older])
+    _, previous, seen, _ = context
     release = Release(
         service=event.service,
         version=event.version,
@@ -181,22 +334,6 @@ def _new_release(
         Check(offset_seconds=int(p.offset.total_seconds()), due_at=p.due_at, state="pending")
         for p in plan_checks(deployed_at, settings.checks.after)
     ]
-    session.add(release)
-    session.flush()
-    _remember_delivery(session, event, release, now)
-    messages = _supersede_older(session, release, older, older_checks, now)
-    parent = blocks.release_announcement(release, settings.checks.after)
-    messages.append(
-        Outgoing(
-            key=f"release:{release.id}:parent",
-            kind="parent",
-            recipient=release.owner or NOBODY,
-            text=parent.text,
-            blocks=parent.blocks,
-            release=release,
-        )
-    )
-    enqueue_all(session, messages, now=now)
     return release
 
 
@@ -215,19 +352,19 @@ def _supersede_older(
     older: Sequence[Release],
     older_checks: Sequence[Check],
     now: datetime,
-) -> list[Outgoing]:
-    """End the older active releases' pending checks; the messages that tells their threads."""
+) -> tuple[queries.Supersession, list[Outgoing]]:
+    """End the older active releases' pending checks: what to write, and the messages that
+    tell their threads."""
     reason = f"superseded by {release.version}"
     pending = [c for c in older_checks if c.state == "pending"]
-    queries.supersede(
-        session,
+    supersession = queries.Supersession(
+        by=release.id,
         releases=[old.id for old in older],
         checks=[c.id for c in pending],
-        by=release.id,
         reason=reason,
-        now=now,
     )
-    # The objects take the values just written, as loaded: nothing is left for a flush to do.
+    # The objects take the values written (queries.supersede), as loaded: nothing is left for a
+    # flush to do.
     for check in pending:
         for key, value in (("state", "superseded"), ("finished_at", now), ("last_error", reason)):
             set_committed_value(check, key, value)
@@ -247,7 +384,7 @@ def _supersede_older(
             )
         )
         messages.append(_final_status(session, old, checks))
-    return messages
+    return supersession, messages
 
 
 def _final_status(session: Session, old: Release, checks: Sequence[Check]) -> Outgoing:

@@ -8,9 +8,9 @@ and the pages Slack links to (``/releases/<id>``, ``/services/<name>``, ``/meeti
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Annotated
 
-from anyio import CapacityLimiter, to_thread
 from fastapi import FastAPI, Path, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.background import BackgroundTask
@@ -18,7 +18,7 @@ from starlette.background import BackgroundTask
 from feedbot import logs
 from feedbot.backends import unwrapped
 from feedbot.checks import preview
-from feedbot.checks.register import Registration, register_release
+from feedbot.checks.register import Registration, register_releases
 from feedbot.errors import WebhookRejected
 from feedbot.metrics import CONTENT_TYPE
 from feedbot.releases.event import ReleaseEvent, deploy_time_problem
@@ -26,9 +26,10 @@ from feedbot.releases.sources import build_sources
 from feedbot.releases.sources.base import DeploySource
 from feedbot.releases.sources.github import PullRequestEvent, is_pull_request, parse_pull_request
 from feedbot.runtime import Runtime
-from feedbot.store import db
+from feedbot.store import db, queries
 from feedbot.web.body import BodyGuard, read_body
 from feedbot.web.observe import RequestObserver
+from feedbot.web.registrar import GroupRegistrar
 from feedbot.web.schema import (
     METRICS_RESPONSES,
     READYZ_RESPONSES,
@@ -126,7 +127,10 @@ def _rejected(exc: WebhookRejected) -> JSONResponse:
 
 def _add_webhooks(app: FastAPI, runtime: Runtime, sources: dict[str, DeploySource]) -> None:
     limit = runtime.settings.webhooks.max_body_bytes
-    registrar = CapacityLimiter(1)
+    registrar = GroupRegistrar(
+        lambda events: _register(runtime, events), warm=lambda: _warm(runtime)
+    )
+    app.router.on_startup.append(registrar.start_warming)
 
     @app.post(
         "/webhooks/{name}",
@@ -164,9 +168,10 @@ def _add_webhooks(app: FastAPI, runtime: Runtime, sources: dict[str, DeploySourc
         # Registering is 7 short statements, mostly Python CPU time under the GIL. On the event
         # loop a burst of 50 blocked it 50 x 8 ms a turn, and Slack's acks waited seconds
         # (benchmarks/slash_load.py); in the thread pool same-service registrations waited on
-        # each other's row locks. So one thread registers, one deploy after another, while the
-        # loop keeps answering (the GIL changes hands every 5 ms at most).
-        reg = await to_thread.run_sync(_register, runtime, event, limiter=registrar)
+        # each other's row locks. So one thread registers, while the loop keeps answering (the
+        # GIL changes hands every 1 ms at most), and the deploys that wait together share one
+        # transaction and its commit (group commit: feedbot.web.registrar).
+        reg = await registrar.register(event)
         log.info(
             "webhook %s: release %s of %s %s (%s)",
             name,
@@ -206,9 +211,15 @@ def _pull_request(runtime: Runtime, event: PullRequestEvent | None) -> Response:
     return JSONResponse(answer, status_code=202, background=work)
 
 
-def _register(runtime: Runtime, event: ReleaseEvent) -> Registration:
+def _register(runtime: Runtime, events: Sequence[ReleaseEvent]) -> list[Registration | Exception]:
     with runtime.sessions() as session:
-        return register_release(session, event, settings=runtime.settings, now=runtime.clock.now())
+        now = runtime.clock.now()
+        return register_releases(session, events, settings=runtime.settings, now=now)
+
+
+def _warm(runtime: Runtime) -> None:
+    with runtime.sessions() as session:
+        queries.warm_registration_contexts(session)
 
 
 def _add_health(app: FastAPI, runtime: Runtime) -> None:
