@@ -24,6 +24,11 @@ from feedbot.releases.event import Author, Change
 # Length caps: generous for real values, small enough that one request cannot flood a Slack
 # message or a database row.
 NAME_MAX = 200
+#: The store's columns for these are narrower than NAME_MAX: a longer value is refused here,
+#: naming its field, rather than by the database (a 500 on PostgreSQL; a test keeps them equal).
+ENVIRONMENT_MAX = 100
+COMMIT_MAX = 64
+HANDLE_MAX = 100
 TITLE_MAX = 500
 PATH_MAX = 1000
 URL_MAX = 2000
@@ -348,9 +353,9 @@ def read_author(fields: Fields | None) -> Author:
     return Author(
         email=fields.text("email"),
         name=fields.text("name"),
-        github=fields.text("github"),
-        gitlab=fields.text("gitlab"),
-        slack=fields.text("slack"),
+        github=fields.text("github", max_length=HANDLE_MAX),
+        gitlab=fields.text("gitlab", max_length=HANDLE_MAX),
+        slack=fields.text("slack", max_length=HANDLE_MAX),
     )
 
 

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 
 from feedbot.releases.event import ReleaseEvent
 from feedbot.releases.sources._common import (
+    COMMIT_MAX,
+    ENVIRONMENT_MAX,
     FEATURES_MAX,
     PATH_MAX,
     Fields,
@@ -70,13 +72,13 @@ def parse_notification(doc: object, *, source: str = "argocd") -> ReleaseEvent:
     """
     fields = Fields.of(doc)
     app = fields.text("app", required=True) or ""
-    revision = fields.text("revision", required=True) or ""
+    revision = fields.text("revision", required=True, max_length=COMMIT_MAX) or ""
     service = fields.text("service") or app
     images = fields.texts("images", max_items=FEATURES_MAX, max_length=PATH_MAX)
     event = ReleaseEvent(
         service=service,
         version=fields.text("version") or image_version(images, service) or revision[:12],
-        environment=fields.text("environment") or "production",
+        environment=fields.text("environment", max_length=ENVIRONMENT_MAX) or "production",
         commit=revision,
         url=fields.url("url"),
         deployed_at=fields.time("deployed_at"),

@@ -24,6 +24,8 @@ from collections.abc import Mapping
 
 from feedbot.releases.event import ReleaseEvent
 from feedbot.releases.sources._common import (
+    COMMIT_MAX,
+    ENVIRONMENT_MAX,
     FEATURES_MAX,
     TITLE_MAX,
     Fields,
@@ -86,9 +88,9 @@ def parse_document(
     event = ReleaseEvent(
         service=service or "",
         version=version or "",
-        environment=fields.text("environment") or "production",
-        commit=fields.text("commit") or "",
-        previous_commit=fields.text("previous_commit"),
+        environment=fields.text("environment", max_length=ENVIRONMENT_MAX) or "production",
+        commit=fields.text("commit", max_length=COMMIT_MAX) or "",
+        previous_commit=fields.text("previous_commit", max_length=COMMIT_MAX),
         repository=fields.text("repository"),
         author=read_author(fields.child("author")),
         title=fields.text("title", max_length=TITLE_MAX),

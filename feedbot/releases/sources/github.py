@@ -23,7 +23,10 @@ from dataclasses import dataclass, replace
 
 from feedbot.releases.event import Author, ReleaseEvent
 from feedbot.releases.sources._common import (
+    COMMIT_MAX,
+    ENVIRONMENT_MAX,
     FEATURES_MAX,
+    HANDLE_MAX,
     TITLE_MAX,
     Fields,
     Problems,
@@ -86,16 +89,16 @@ def parse_deployment_status(fields: Fields, *, delivery_id: str, source: str) ->
     repository = _required_child(fields, "repository")
     payload = _payload(deployment)
     full_name = repository.text("full_name", required=True) or ""
-    sha = deployment.text("sha", required=True) or ""
+    sha = deployment.text("sha", required=True, max_length=COMMIT_MAX) or ""
     service = payload.text("service") or full_name.rpartition("/")[2]
     if full_name and not service:
         repository.problems.add(repository.path("full_name"), "expected owner/name")
     event = ReleaseEvent(
         service=service,
         version=payload.text("version") or sha[:12],
-        environment=deployment.text("environment") or "production",
+        environment=deployment.text("environment", max_length=ENVIRONMENT_MAX) or "production",
         commit=sha,
-        previous_commit=payload.text("previous_commit"),
+        previous_commit=payload.text("previous_commit", max_length=COMMIT_MAX),
         repository=full_name or None,
         author=_author(fields, deployment, payload),
         title=payload.text("title", max_length=TITLE_MAX)
@@ -159,7 +162,7 @@ def _author(fields: Fields, deployment: Fields, payload: Fields) -> Author:
 def _human_login(user: Fields | None) -> str | None:
     if user is None:
         return None
-    login = user.text("login")
+    login = user.text("login", max_length=HANDLE_MAX)
     if login is None or login.endswith("[bot]") or user.data.get("type") == "Bot":
         return None
     return login

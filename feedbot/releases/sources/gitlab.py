@@ -12,6 +12,9 @@ from datetime import UTC, datetime
 
 from feedbot.releases.event import Author, ReleaseEvent
 from feedbot.releases.sources._common import (
+    COMMIT_MAX,
+    ENVIRONMENT_MAX,
+    HANDLE_MAX,
     TITLE_MAX,
     Fields,
     load_json,
@@ -72,7 +75,7 @@ def parse_deployment(fields: Fields, *, event_uuid: str | None, source: str) -> 
     Raises:
         WebhookRejected: 422 listing every wrong field.
     """
-    sha = fields.text("sha", required=True) or ""
+    sha = fields.text("sha", required=True, max_length=COMMIT_MAX) or ""
     deployment_id = fields.identifier("deployment_id")
     project = fields.child("project")
     if project is None and not fields.has("project"):
@@ -80,7 +83,7 @@ def parse_deployment(fields: Fields, *, event_uuid: str | None, source: str) -> 
     event = ReleaseEvent(
         service=_service(project) if project else "",
         version=fields.text("short_sha") or sha[:12],
-        environment=fields.text("environment") or "production",
+        environment=fields.text("environment", max_length=ENVIRONMENT_MAX) or "production",
         commit=sha,
         repository=project.text("path_with_namespace") if project else None,
         author=_author(fields.child("user")),
@@ -116,7 +119,7 @@ def _author(user: Fields | None) -> Author:
     return Author(
         email=None if email == _REDACTED else email,
         name=user.text("name"),
-        gitlab=user.text("username"),
+        gitlab=user.text("username", max_length=HANDLE_MAX),
     )
 
 

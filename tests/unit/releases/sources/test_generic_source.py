@@ -196,6 +196,11 @@ def test_oversized_delivery_header_is_400() -> None:
         ({"version": "v" * 201}, "version: expected at most 200 characters"),
         ({"environment": ["prod"]}, "environment: expected a string"),
         ({"commit": 123}, "commit: expected a string"),
+        # The store's columns are narrower than other names: refused here, not by PostgreSQL.
+        ({"commit": "c" * 65}, "commit: expected at most 64 characters"),
+        ({"previous_commit": "c" * 65}, "previous_commit: expected at most 64 characters"),
+        ({"environment": "e" * 101}, "environment: expected at most 100 characters"),
+        ({"author": {"slack": "U" * 101}}, "author.slack: expected at most 100 characters"),
         ({"title": "t" * 501}, "title: expected at most 500 characters"),
         ({"url": "ftp://x"}, "url: expected an http(s) URL"),
         ({"url": "javascript:alert(1)"}, "url: expected an http(s) URL"),
@@ -285,3 +290,18 @@ def test_deployed_at_becomes_aware_utc(text: str, expected: datetime) -> None:
     event = parse_document({"service": "s", "version": "v", "deployed_at": text})
     assert event.deployed_at == expected
     assert event.deployed_at is not None and event.deployed_at.utcoffset() == expected.utcoffset()
+
+
+def test_the_caps_of_narrow_fields_are_the_store_s_column_lengths() -> None:
+    """Whatever a source accepts fits its column (a longer value was a 500 on PostgreSQL)."""
+    from feedbot.releases.sources import _common
+    from feedbot.store.models import Release
+
+    columns = Release.__table__.columns
+    assert columns["environment"].type.length == _common.ENVIRONMENT_MAX
+    assert columns["commit"].type.length == _common.COMMIT_MAX
+    assert columns["previous_commit"].type.length == _common.COMMIT_MAX
+    for handle in ("author_github", "author_gitlab", "author_slack"):
+        assert columns[handle].type.length == _common.HANDLE_MAX
+    for name in ("service", "version", "author_name"):
+        assert columns[name].type.length >= _common.NAME_MAX
