@@ -18,7 +18,8 @@ from feedbot.store.db import make_engine, make_sessions, migrate
 from tests.fakes.sdk_spans import json_line, otlp_document, protobuf
 from tests.fakes.tempo_server import TempoServer
 from tests.fakes.trace_servers import FakeJaeger
-from tests.functional.test_report_oneshot import UNTIL, run_spans, write_deploy
+from tests.functional.test_report_oneshot import UNTIL, run_spans
+from tests.report_runs import deploy_file
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any], str]:
@@ -47,7 +48,7 @@ def test_the_embedded_store_lists_versions_so_no_baseline_option_is_needed(
     engine.dispose()
     config = tmp_path / "feedbot.yaml"
     config.write_text(f'database_url: "{url}"\ntraces:\n  backend: embedded\n')
-    code, doc, err = run(capsys, "--deploy", str(write_deploy(tmp_path)), "--config", str(config))
+    code, doc, err = run(capsys, "--deploy", str(deploy_file(tmp_path)), "--config", str(config))
     assert (code, doc["verdict"], doc["baseline_version"]) == (1, "regressed", "1.0"), err
     assert "most common other version of checkout between" in baseline_note(doc)
     assert "(240 spans)" in baseline_note(doc)  # 2 instances × 60 requests × 2 spans
@@ -63,7 +64,7 @@ def test_jaeger_lists_versions_from_its_search(
             f'database_url: "sqlite:///{tmp_path / "x.db"}"\n'
             f"traces:\n  backend: jaeger\n  url: {jaeger.base_url}\n"
         )
-        deploy = write_deploy(tmp_path)
+        deploy = deploy_file(tmp_path)
         code, doc, err = run(capsys, "--deploy", str(deploy), "--config", str(config))
     assert (code, doc["verdict"], doc["baseline_version"]) == (0, "neutral", "1.0"), err
     assert "(240 spans)" in baseline_note(doc)
@@ -74,7 +75,7 @@ def test_without_deployed_at_the_baseline_comes_from_the_files(
 ) -> None:
     traces = tmp_path / "load.jsonl"
     traces.write_text(json_line(run_spans(slower=1.85, seed=6)) + "\n")
-    deploy = write_deploy(tmp_path, deployed_at=None)
+    deploy = deploy_file(tmp_path, deployed_at=None)
     code, doc, err = run(capsys, "--deploy", str(deploy), "--traces", str(traces))
     assert (code, doc["verdict"], doc["baseline_version"]) == (1, "regressed", "1.0"), err
     assert "in the trace files (no deployed_at" in baseline_note(doc)
@@ -96,7 +97,7 @@ def test_tempo_counts_versions_with_traceql_metrics(
 ) -> None:
     with TempoServer([encode_spans(run_spans(slower=1.85, seed=7))]) as tempo:
         config = _tempo_config(tmp_path, tempo)
-        deploy = write_deploy(tmp_path)
+        deploy = deploy_file(tmp_path)
         code, doc, err = run(capsys, "--deploy", str(deploy), "--config", str(config))
         reads = [path for path, _ in tempo.log if "/traces/" in path]
     assert (code, doc["verdict"], doc["baseline_version"]) == (1, "regressed", "1.0"), err
@@ -109,7 +110,7 @@ def test_tempo_names_the_environment_the_spans_carry(
 ) -> None:
     with TempoServer([encode_spans(run_spans(slower=1.0, seed=8))]) as tempo:
         config = _tempo_config(tmp_path, tempo)
-        deploy = write_deploy(tmp_path, environment="prod")
+        deploy = deploy_file(tmp_path, environment="prod")
         code, doc, err = run(
             capsys, "--deploy", str(deploy), "--config", str(config), "--baseline-version", "1.0"
         )

@@ -17,7 +17,8 @@ from feedbot.store.models import Release
 from tests.factories import event, settings
 from tests.fakes.sdk_spans import T0, protobuf
 from tests.functional.test_report_baseline import run
-from tests.functional.test_report_oneshot import run_spans, write_deploy, write_run
+from tests.functional.test_report_oneshot import run_spans, write_run
+from tests.report_runs import deploy_file
 
 PART = {"tau": 0.04, "mean_square": 0.0030, "sampling": 0.0014}
 
@@ -51,7 +52,7 @@ def test_a_report_with_a_database_pools_the_recorded_spread(
     engine.dispose()
     config = tmp_path / "feedbot.yaml"
     config.write_text(f'database_url: "{url}"\ntraces:\n  backend: embedded\n')
-    code, doc, err = run(capsys, "--deploy", str(write_deploy(tmp_path)), "--config", str(config))
+    code, doc, err = run(capsys, "--deploy", str(deploy_file(tmp_path)), "--config", str(config))
     assert code == 0, err
     note = _spread_note(doc)
     # 1.0 is this report's baseline (its pods counted here): only 0.9's part is added, 3 df
@@ -60,7 +61,7 @@ def test_a_report_with_a_database_pools_the_recorded_spread(
     assert "from 5 degrees of freedom" in note
 
     traces = write_run(tmp_path, slower=1.0, seed=6)
-    code, doc, err = run(capsys, "--deploy", str(write_deploy(tmp_path)), "--traces", str(traces))
+    code, doc, err = run(capsys, "--deploy", str(deploy_file(tmp_path)), "--traces", str(traces))
     assert code == 0, err
     note = _spread_note(doc)
     assert "earlier release" not in note and "from 2 degrees of freedom" in note

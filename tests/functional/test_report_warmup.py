@@ -18,7 +18,8 @@ import pytest
 from opentelemetry.trace import SpanKind
 
 from tests.fakes.sdk_spans import T0, json_line, ns, sdk_spans
-from tests.functional.test_report_oneshot import gate, write_deploy
+from tests.functional.test_report_oneshot import gate
+from tests.report_runs import deploy_file
 
 
 def pods(
@@ -83,7 +84,7 @@ def test_a_79_second_load_test_gets_a_latency_verdict_with_warm_up_asked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     new = pods("1.1", T0, seconds=79, every=0.5, slower=1.5, seed=2)
-    code, doc = gate(capsys, write_deploy(tmp_path), write(tmp_path, baseline() + new),
+    code, doc = gate(capsys, deploy_file(tmp_path), write(tmp_path, baseline() + new),
                      "--warmup", "5m")  # fmt: skip
     assert doc["verdict"] == "regressed" and code == 1
     assert doc["warmup_excluded"] == 0
@@ -94,7 +95,7 @@ def test_a_report_two_minutes_after_the_deploy_gets_a_latency_verdict(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     new = pods("1.1", T0, seconds=600, every=1, seed=3)
-    deploy = write_deploy(tmp_path)
+    deploy = deploy_file(tmp_path)
     parser_args = ("--warmup", "5m", "--until", (T0 + timedelta(minutes=2)).isoformat())
     code, doc = gate(capsys, deploy, write(tmp_path, baseline() + new), *parser_args)
     assert doc["verdict"] == "neutral" and code == 0
@@ -107,7 +108,7 @@ def test_a_pod_whose_first_minutes_are_three_times_slower_loses_them(
 ) -> None:
     cold = {"pod-a": (180.0, 3.0)}
     new = pods("1.1", T0, seconds=600, every=2, cold=cold, seed=4)
-    code, doc = gate(capsys, write_deploy(tmp_path), write(tmp_path, baseline() + new),
+    code, doc = gate(capsys, deploy_file(tmp_path), write(tmp_path, baseline() + new),
                      "--warmup", "3m")  # fmt: skip
     # pod-a's 90 spans of its first 3 minutes, and nothing of pod-b's.
     assert doc["warmup_excluded"] == 90
@@ -119,7 +120,7 @@ def test_a_pod_whose_first_minutes_are_three_times_slower_loses_them(
     assert any("not slower" in n and "1 new instance(s)" in n for n in doc["notes"])
     assert (code, doc["verdict"]) == (0, "neutral"), doc["findings"]
     # The table counts every span either way; without --warmup the cold start stays in.
-    _, plain = gate(capsys, write_deploy(tmp_path), tmp_path / "spans.jsonl")
+    _, plain = gate(capsys, deploy_file(tmp_path), tmp_path / "spans.jsonl")
     assert plain["warmup_excluded"] == 0 and not [n for n in plain["notes"] if "Warm-up" in n]
     assert [g["candidate"]["count"] for g in plain["groups"]] == [600]
     assert [g["candidate"]["count"] for g in doc["groups"]] == [600]
@@ -136,7 +137,7 @@ def test_the_warm_up_set_for_the_service_in_the_config_applies_to_report(
         "warmup": "2x"}}}}}))  # fmt: skip
     parser = __import__("argparse").ArgumentParser()
     report_cli.add_arguments(parser)
-    args = ["--deploy", str(write_deploy(tmp_path)), "--config", str(config)]
+    args = ["--deploy", str(deploy_file(tmp_path)), "--config", str(config)]
     assert report_cli.run(parser.parse_args(args)) == 2
     err = capsys.readouterr().err
     assert "services.checkout.detectors.latency.warmup:" in err, err
