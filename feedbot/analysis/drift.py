@@ -201,7 +201,8 @@ class GlobalShift:
         rates = self.service_load.per_minute if self.service_load is not None else None
         whole = self.lead != ": " and rates is not None
         load = (
-            f" (load: {self.load[0]:,.0f} → {self.load[1]:,.0f} requests/min)"
+            f" (load while each version served: {self.load[0]:,.0f} → {self.load[1]:,.0f} "
+            "requests/min)"
             if self.load is not None and not whole
             else ""
         )

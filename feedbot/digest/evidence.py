@@ -89,7 +89,10 @@ def comparison_words(report: Mapping[str, Any]) -> list[str]:
     if isinstance(rates, Mapping) and rates.get("baseline") and rates.get("candidate") and not said:
         old, new = float(rates["baseline"]), float(rates["candidate"])
         change = f"{new / old - 1:+.0%}" if old else "n/a"
-        words.append(f"Load: {old:,.0f} → {new:,.0f} requests/min, old → new ({change}).")
+        words.append(
+            f"Load while each version served: {old:,.0f} → {new:,.0f} requests/min, old → new "
+            f"({change})."
+        )
     if isinstance(shift, Mapping) and shift.get("sentence"):
         words.append(str(shift["sentence"]))
     return words

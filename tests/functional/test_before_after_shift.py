@@ -150,7 +150,9 @@ def test_from_trace_files_a_load_step_is_reported_not_netted_and_says_why(
     shift = doc["global_shift"]
     assert shift["applied"] is False and shift["ratio"] == pytest.approx(1.3, rel=0.05)
     # Five routes, each a request every 2 s a pod, two pods; 1.3 times as many after the deploy.
-    assert "(load: 300 → 391 requests/min)" in shift["sentence"], shift["sentence"]
+    assert "(load while each version served: 300 → 391 requests/min)" in shift["sentence"], shift[
+        "sentence"
+    ]
     assert (
         "but the otlp-file backend cannot count the service's requests before and after the "
         "deploy, so this is counted as the release's: the routes are compared as measured."
@@ -236,7 +238,7 @@ def test_a_load_step_at_the_deploy_is_netted_out_of_a_before_after_look(tmp_path
     assert doc["verdict"] != "regressed" and not slowed(doc), shift
     sentence = shift["sentence"]
     assert sentence.startswith("Every route was 3") and "% slower after the deploy" in sentence
-    assert "(load: 300 → 391 requests/min)" in sentence, sentence
+    assert "(load while each version served: 300 → 391 requests/min)" in sentence, sentence
     rates = shift["requests_per_minute"]
     assert rates["baseline"] == pytest.approx(300, rel=0.01)
     assert rates["candidate"] == pytest.approx(390, rel=0.01)

@@ -167,7 +167,7 @@ def test_an_old_version_stopped_at_the_deploy_is_compared_before_and_after(
     assert rates["candidate"] == pytest.approx(60, rel=0.02)
     code, text = report(tmp_path, *source, text=True)
     assert "The old version stopped serving at the deploy (Nov 24 10:00:00 UTC)" in str(text)
-    assert "Load: 60 → 60 requests/min, old → new (+0%)" in str(text)
+    assert "Load while each version served: 60 → 60 requests/min, old → new (+0%)" in str(text)
 
 
 def test_a_short_overlap_falls_back_and_says_why(

@@ -175,8 +175,9 @@ def test_json_and_text_say_over_which_time_the_versions_were_compared() -> None:
         "service_requests_per_minute": None,
     }
     evidence = report_text(doc).split("evidence:")[1]
-    assert f"Samples and windows: {reason} Load: 120 → 156 requests/min, old → new (+30%)." in (
-        evidence
+    assert (
+        f"Samples and windows: {reason} Load while each version served: 120 → 156 requests/min, "
+        "old → new (+30%)." in (evidence)
     )
 
 
