@@ -10,6 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.trace import SpanKind, set_span_in_context
+
 from feedbot.backends.embedded import EmbeddedBackend
 from feedbot.commands import report as report_cli
 from feedbot.spans.otlp import PROTOBUF
@@ -65,3 +67,34 @@ def run_report(tmp_path: Path, argv: list[str], *, until: datetime) -> tuple[int
         finally:
             sys.stdout = saved
     return code, out.read_text()
+
+
+def request(
+    tracer: Any, route: str, begin: int, ms: float, attributes: dict[str, Any] | None = None
+) -> None:
+    """One ``GET route`` request of :data:`DEPLOY`'s service at ``begin`` (ns), ``ms`` long: a
+    SERVER span with a 2 ms DB CLIENT span (``SELECT shop``) under it, as the report tests send."""
+    server = tracer.start_span(
+        f"GET {route}",
+        kind=SpanKind.SERVER,
+        start_time=begin,
+        attributes={"http.route": route, "http.request.method": "GET", **(attributes or {})},
+    )
+    db = tracer.start_span(
+        "SELECT shop",
+        kind=SpanKind.CLIENT,
+        context=set_span_in_context(server),
+        start_time=begin + 1_000_000,
+    )
+    db.end(begin + 3_000_000)
+    server.end(begin + int(ms * 1_000_000))
+
+
+def resource(version: str, instance: str) -> dict[str, str]:
+    """The resource of :data:`DEPLOY`'s service at ``version`` on pod ``instance``."""
+    return {
+        "service.name": DEPLOY["service"],
+        "service.version": version,
+        "deployment.environment.name": DEPLOY["environment"],
+        "service.instance.id": instance,
+    }

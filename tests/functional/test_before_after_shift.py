@@ -21,14 +21,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from opentelemetry.trace import SpanKind, set_span_in_context
 
 from feedbot.analysis import drift
 from feedbot.commands import report as report_cli
 from feedbot.digest.text import report_text
 from feedbot.policy import DetectionPolicy
 from tests.fakes.sdk_spans import T0, ns, sdk_spans
-from tests.report_runs import deploy_file, run_report, store_config, trace_file
+from tests.report_runs import deploy_file, request, resource, run_report, store_config, trace_file
 
 UNTIL = T0 + timedelta(minutes=20)
 ROUTES = ("/orders", "/carts", "/users", "/items", "/search")
@@ -61,32 +60,10 @@ def serve(
             for i, moment in enumerate(times):
                 begin = ns(moment)
                 for route in ROUTES:
-                    attributes: dict[str, Any] = {"http.route": route, "http.request.method": "GET"}
-                    if route == CHANGED:
-                        attributes["code.function.name"] = FUNCTION
-                    server = tracer.start_span(
-                        f"GET {route}",
-                        kind=SpanKind.SERVER,
-                        start_time=begin,
-                        attributes=attributes,
-                    )
-                    db = tracer.start_span(
-                        "SELECT shop",
-                        kind=SpanKind.CLIENT,
-                        context=set_span_in_context(server),
-                        start_time=begin + 1_000_000,
-                    )
-                    db.end(begin + 3_000_000)
-                    ms = float(draws[route][i]) * slower(route)
-                    server.end(begin + int(ms * 1_000_000))
+                    code = {"code.function.name": FUNCTION} if route == CHANGED else {}
+                    request(tracer, route, begin, float(draws[route][i]) * slower(route), code)
 
-        resource = {
-            "service.name": "checkout",
-            "service.version": version,
-            "deployment.environment.name": "production",
-            "service.instance.id": pod,
-        }
-        spans += sdk_spans(resource, build)
+        spans += sdk_spans(resource(version, pod), build)
     return spans
 
 

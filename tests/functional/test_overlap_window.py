@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from opentelemetry.trace import SpanKind, set_span_in_context
 from sqlalchemy import select
 
 from feedbot.backends.embedded import EmbeddedBackend
@@ -30,7 +29,7 @@ from feedbot.store.db import make_engine, make_sessions, migrate
 from feedbot.store.models import Check
 from tests.factories import event, settings
 from tests.fakes.sdk_spans import T0, ns, protobuf, sdk_spans
-from tests.report_runs import deploy_file, run_report, trace_file
+from tests.report_runs import deploy_file, request, resource, run_report, trace_file
 
 UNTIL = T0 + timedelta(minutes=10)
 STEP_S = 2.0  # a request every 2 s per pod
@@ -58,29 +57,9 @@ def serve(
 
         def build(tracer: Any, ms: np.ndarray = ms) -> None:
             for moment, duration in zip(times, ms.tolist(), strict=True):
-                begin = ns(moment)
-                server = tracer.start_span(
-                    "GET /orders/{id}",
-                    kind=SpanKind.SERVER,
-                    start_time=begin,
-                    attributes={"http.route": "/orders/{id}", "http.request.method": "GET"},
-                )
-                db = tracer.start_span(
-                    "SELECT shop",
-                    kind=SpanKind.CLIENT,
-                    context=set_span_in_context(server),
-                    start_time=begin + 1_000_000,
-                )
-                db.end(begin + 3_000_000)
-                server.end(begin + int(duration * slower(moment) * 1_000_000))
+                request(tracer, "/orders/{id}", ns(moment), duration * slower(moment))
 
-        resource = {
-            "service.name": "checkout",
-            "service.version": version,
-            "deployment.environment.name": "production",
-            "service.instance.id": pod,
-        }
-        spans += sdk_spans(resource, build)
+        spans += sdk_spans(resource(version, pod), build)
     return spans
 
 

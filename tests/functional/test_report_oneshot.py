@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from opentelemetry.trace import SpanKind, set_span_in_context
 
 from feedbot.commands import report as report_cli
 from tests.fakes.sdk_spans import T0, json_line, ns, sdk_spans
-from tests.report_runs import deploy_file
+from tests.report_runs import deploy_file, request, resource
 
 UNTIL = T0 + timedelta(minutes=10)
 
@@ -41,29 +40,9 @@ def load_test(
 
         def build(tracer: Any, ms: np.ndarray = ms) -> None:
             for i, duration in enumerate(ms.tolist()):
-                begin = ns(start + timedelta(seconds=i / 2))
-                server = tracer.start_span(
-                    "GET /orders/{id}",
-                    kind=SpanKind.SERVER,
-                    start_time=begin,
-                    attributes={"http.route": "/orders/{id}", "http.request.method": "GET"},
-                )
-                db = tracer.start_span(
-                    "SELECT shop",
-                    kind=SpanKind.CLIENT,
-                    context=set_span_in_context(server),
-                    start_time=begin + 1_000_000,
-                )
-                db.end(begin + 3_000_000)
-                server.end(begin + int(duration * 1_000_000))
+                request(tracer, "/orders/{id}", ns(start + timedelta(seconds=i / 2)), duration)
 
-        resource = {
-            "service.name": "checkout",
-            "service.version": version,
-            "deployment.environment.name": "production",
-            "service.instance.id": pod,
-        }
-        spans += sdk_spans(resource, build)
+        spans += sdk_spans(resource(version, pod), build)
     return spans
 
 
