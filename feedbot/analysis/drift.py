@@ -55,6 +55,7 @@ from feedbot.analysis import reach, stats
 from feedbot.analysis.detectors import Pair, durations
 from feedbot.policy import DetectionPolicy
 from feedbot.releases.event import Change
+from feedbot.spans.aggregate import to_ns
 from feedbot.spans.model import ReleaseData
 
 #: Untouched groups the global shift needs (besides the group tested).
@@ -488,7 +489,7 @@ def steadiness(
             continue
         then = np.log(durations(old))
         if until is not None and old.starts_ns.size == then.size:
-            then = then[old.starts_ns < _ns(until)]
+            then = then[old.starts_ns < to_ns(until)]
         if group.durations_ms.size < min_samples or then.size < min_samples:
             continue
         now = np.log(durations(group))
@@ -523,10 +524,6 @@ def steadiness(
         moved,
         (spans[0], spans[1]),
     )
-
-
-def _ns(moment: datetime) -> int:
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1_000
 
 
 def _sigma(logs: np.ndarray) -> float:
