@@ -36,10 +36,6 @@ from typing import Any
 
 import numpy as np
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, set_span_in_context
 
 from feedbot.analysis import attribution, critical_path
@@ -49,6 +45,7 @@ from feedbot.policy import DetectionPolicy
 from feedbot.spans.aggregate import aggregate
 from feedbot.spans.model import ReleaseData
 from feedbot.spans.otlp import decode_protobuf
+from tests.fakes.sdk_spans import recording
 
 POLICY = DetectionPolicy()
 ROUTE = "POST /items"
@@ -185,26 +182,19 @@ def version(
     rows = []
     begin = T0 if new else T0 - timedelta(hours=1)
     for instance in range(INSTANCES):
-        resource = Resource.create(
-            {
-                "service.name": "vault",
-                "service.version": name,
-                "service.instance.id": f"{name}-{instance}",
-                "deployment.environment.name": "production",
-            }
-        )
-        exporter = InMemorySpanExporter()
-        provider = TracerProvider(resource=resource)
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-        tracer = provider.get_tracer("benchmarks.attribution")
-        clock = _Clock(rng, rng.normal(0.0, SPREAD))
-        for i in range(requests // INSTANCES):
-            start = int((begin + timedelta(seconds=i * 3 + instance * 0.7)).timestamp() * 1e9)
-            _request(tracer, clock, start, s, new)
-            _other(tracer, clock, start + 1_000_000_000)
-        provider.shutdown()
-        spans: list[ReadableSpan] = list(exporter.get_finished_spans())
-        rows += decode_protobuf(encode_spans(spans).SerializeToString())
+        resource = {
+            "service.name": "vault",
+            "service.version": name,
+            "service.instance.id": f"{name}-{instance}",
+            "deployment.environment.name": "production",
+        }
+        with recording(resource, "benchmarks.attribution") as (tracer, finished):
+            clock = _Clock(rng, rng.normal(0.0, SPREAD))
+            for i in range(requests // INSTANCES):
+                start = int((begin + timedelta(seconds=i * 3 + instance * 0.7)).timestamp() * 1e9)
+                _request(tracer, clock, start, s, new)
+                _other(tracer, clock, start + 1_000_000_000)
+        rows += decode_protobuf(encode_spans(finished).SerializeToString())
     return aggregate(rows)
 
 

@@ -29,10 +29,7 @@ from typing import Any
 
 import numpy as np
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 
 from feedbot.analysis.contrast import causes
@@ -41,6 +38,7 @@ from feedbot.policy import DetectionPolicy
 from feedbot.spans.aggregate import aggregate
 from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.spans.otlp import decode_protobuf
+from tests.fakes.sdk_spans import recording
 
 Row = tuple[str, float, str]
 ROUTE = "GET /orders/{id}"
@@ -176,21 +174,15 @@ def release_spans(version: str, r: Requests) -> list[ReadableSpan]:
     """A version's spans made with the SDK, one provider per instance."""
     spans: list[ReadableSpan] = []
     for instance in range(INSTANCES):
-        resource = Resource.create(
-            {
-                "service.name": SERVICE,
-                "service.version": version,
-                "service.instance.id": f"{version}-{instance}",
-            }
-        )
-        exporter = InMemorySpanExporter()
-        provider = TracerProvider(resource=resource)
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-        tracer = provider.get_tracer("benchmarks.contrast")
-        for i in np.flatnonzero(r.instance == instance).tolist():
-            _request(tracer, r, i)
-        provider.shutdown()
-        spans += exporter.get_finished_spans()
+        resource = {
+            "service.name": SERVICE,
+            "service.version": version,
+            "service.instance.id": f"{version}-{instance}",
+        }
+        with recording(resource, "benchmarks.contrast") as (tracer, finished):
+            for i in np.flatnonzero(r.instance == instance).tolist():
+                _request(tracer, r, i)
+        spans += finished
     return spans
 
 

@@ -54,10 +54,6 @@ from pathlib import Path
 
 import numpy as np
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from feedbot.analysis import detectors, stats
@@ -70,6 +66,7 @@ from feedbot.digest.blocks import is_alarm
 from feedbot.policy import DetectionPolicy
 from feedbot.spans.model import ExceptionSeen, ReleaseData, SpanGroupStats, SpanQuery
 from feedbot.store.db import make_engine, make_sessions, migrate
+from tests.fakes.sdk_spans import recording
 
 #: Traffic shares of the 13 routes (a long tail, as a real service's); route 2 is changed.
 SHARES = np.array(
@@ -215,34 +212,29 @@ def _ns(seconds: float) -> int:
 def _export(backend: EmbeddedBackend, service: str, version: str, r: dict[str, np.ndarray]) -> None:
     """Make a version's SERVER spans with the SDK, one provider per pod; ingest them as OTLP."""
     for pod in np.unique(r["pod"]).tolist():
-        resource = Resource.create(
-            {
-                "service.name": service,
-                "service.version": version,
-                "service.instance.id": f"{version}-{pod}",
-                "deployment.environment.name": "production",
-            }
-        )
-        exporter = InMemorySpanExporter()
-        provider = TracerProvider(resource=resource)
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-        tracer = provider.get_tracer("benchmarks.detection_many")
-        for i in np.flatnonzero(r["pod"] == pod).tolist():
-            route, start = int(r["route"][i]), _ns(float(r["start"][i]))
-            span = tracer.start_span(
-                f"GET /r{route}",
-                kind=SpanKind.SERVER,
-                start_time=start,
-                attributes={"http.route": f"/r{route}", "http.request.method": "GET"},
-            )
-            if r["error"][i] >= 0:
-                span.record_exception(ERROR_TYPES[int(r["error"][i])]("upstream"), timestamp=start)
-                span.set_status(Status(StatusCode.ERROR))
-            span.end(end_time=start + int(float(r["ms"][i]) * 1e6))
-        provider.shutdown()
-        spans: list[ReadableSpan] = list(exporter.get_finished_spans())
-        for at in range(0, len(spans), BATCH):
-            body = encode_spans(spans[at : at + BATCH]).SerializeToString()
+        resource = {
+            "service.name": service,
+            "service.version": version,
+            "service.instance.id": f"{version}-{pod}",
+            "deployment.environment.name": "production",
+        }
+        with recording(resource, "benchmarks.detection_many") as (tracer, finished):
+            for i in np.flatnonzero(r["pod"] == pod).tolist():
+                route, start = int(r["route"][i]), _ns(float(r["start"][i]))
+                span = tracer.start_span(
+                    f"GET /r{route}",
+                    kind=SpanKind.SERVER,
+                    start_time=start,
+                    attributes={"http.route": f"/r{route}", "http.request.method": "GET"},
+                )
+                if r["error"][i] >= 0:
+                    span.record_exception(
+                        ERROR_TYPES[int(r["error"][i])]("upstream"), timestamp=start
+                    )
+                    span.set_status(Status(StatusCode.ERROR))
+                span.end(end_time=start + int(float(r["ms"][i]) * 1e6))
+        for at in range(0, len(finished), BATCH):
+            body = encode_spans(finished[at : at + BATCH]).SerializeToString()
             backend.ingest(body, "application/x-protobuf", None)
 
 

@@ -37,10 +37,6 @@ from typing import Any
 
 import numpy as np
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 
 from benchmarks.detection import CHANGE, INSTANCES, POLICY, SIGMA, TARGET, naive_alarms
@@ -48,6 +44,7 @@ from feedbot.analysis.compare import Analysis, analyse
 from feedbot.backends.embedded import EmbeddedBackend
 from feedbot.spans.model import SpanQuery
 from feedbot.store.db import make_engine, make_sessions, migrate
+from tests.fakes.sdk_spans import recording
 
 Row = tuple[str, float, str]
 GROUPS = 5
@@ -250,24 +247,17 @@ def _export(
     """Make a version's spans with the SDK, one provider per instance; post them as OTLP."""
     sent = 0
     for instance in range(s.instances):
-        resource = Resource.create(
-            {
-                "service.name": service,
-                "service.version": version,
-                "service.instance.id": f"{version}-{instance}",
-                "deployment.environment.name": "production",
-            }
-        )
-        exporter = InMemorySpanExporter()
-        provider = TracerProvider(resource=resource)
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-        tracer = provider.get_tracer("benchmarks.detection_sdk")
-        for i in np.flatnonzero(r.instances == instance).tolist():
-            _request(tracer, r, i, s, new)
-        provider.shutdown()
-        spans: list[ReadableSpan] = list(exporter.get_finished_spans())
-        for at in range(0, len(spans), BATCH):
-            body = encode_spans(spans[at : at + BATCH]).SerializeToString()
+        resource = {
+            "service.name": service,
+            "service.version": version,
+            "service.instance.id": f"{version}-{instance}",
+            "deployment.environment.name": "production",
+        }
+        with recording(resource, "benchmarks.detection_sdk") as (tracer, finished):
+            for i in np.flatnonzero(r.instances == instance).tolist():
+                _request(tracer, r, i, s, new)
+        for at in range(0, len(finished), BATCH):
+            body = encode_spans(finished[at : at + BATCH]).SerializeToString()
             sent += backend.ingest(body, "application/x-protobuf", None)
     return sent
 

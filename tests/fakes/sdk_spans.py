@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -179,14 +180,28 @@ def query(service: str, version: str, environment: str | None = "production") ->
 # A shop and its payments service ---------------------------------------------------------------
 
 
-def sdk_spans(resource: dict[str, Any], build: Callable[[Any], None]) -> list[Any]:
-    """Spans made by the real OpenTelemetry SDK: ``build(tracer)`` starts and ends them."""
+@contextmanager
+def recording(
+    resource: dict[str, Any], scope: str = "tests"
+) -> Iterator[tuple[Any, list[ReadableSpan]]]:
+    """A tracer of the real OpenTelemetry SDK for ``resource``, and the list its finished spans
+    are put in when the block ends (the provider shut down, so every span is exported)."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create(resource))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    build(provider.get_tracer("tests.shop", "1.0"))
-    provider.shutdown()
-    return list(exporter.get_finished_spans())
+    spans: list[ReadableSpan] = []
+    try:
+        yield provider.get_tracer(scope, "1.0"), spans
+    finally:
+        provider.shutdown()
+        spans += exporter.get_finished_spans()
+
+
+def sdk_spans(resource: dict[str, Any], build: Callable[[Any], None]) -> list[ReadableSpan]:
+    """Spans made by the real OpenTelemetry SDK: ``build(tracer)`` starts and ends them."""
+    with recording(resource, "tests.shop") as (tracer, spans):
+        build(tracer)
+    return spans
 
 
 def shop_spans(

@@ -14,10 +14,8 @@ import pytest
 from fastapi import FastAPI
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy import Engine, delete, select
 
@@ -28,6 +26,7 @@ from feedbot.spans.model import SpanQuery
 from feedbot.store.db import make_sessions
 from feedbot.store.spans import Span
 from feedbot.web.otlp import otlp_router
+from tests.fakes.sdk_spans import recording
 from tests.servers import AppServer
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
@@ -73,43 +72,37 @@ def sdk_spans(service: str, version: str, environment: str = "production") -> li
     Per version: 3 ``GET /orders/{id}`` (10, 20, 30 ms, the 30 ms one an error), 3 DB calls
     (2 ms each), 1 ``charge`` that raised; plus one span after the window and one before.
     """
-    memory = InMemorySpanExporter()
-    resource = Resource.create(
-        {
-            "service.name": service,
-            "service.version": version,
-            "deployment.environment": environment,
-        }
-    )
-    provider = TracerProvider(resource=resource)
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    tracer = provider.get_tracer("tests.embedded")
-    for i, ms in enumerate((10, 20, 30)):
-        start = ns(T0 + timedelta(seconds=i))
-        server = tracer.start_span(
-            f"GET /orders/{i}",
-            kind=SpanKind.SERVER,
-            start_time=start,
-            attributes={"http.route": "/orders/{id}", "http.request.method": "GET"},
-        )
-        db = tracer.start_span(
-            "SELECT orders",
-            kind=SpanKind.CLIENT,
-            start_time=start + 1_000_000,
-            attributes={"db.system": "postgresql", "db.statement": "SELECT * FROM orders"},
-        )
-        db.end(end_time=start + 3_000_000)
-        if ms == 30:
-            server.set_status(Status(StatusCode.ERROR))
-        server.end(end_time=start + ms * 1_000_000)
-    charge = tracer.start_span("charge", start_time=ns(T0, 500))
-    charge.record_exception(ValueError("card declined"), timestamp=ns(T0, 501))
-    charge.set_status(Status(StatusCode.ERROR, "card declined"))
-    charge.end(end_time=ns(T0, 505))
-    for outside in (T0 - timedelta(seconds=1), T0 + timedelta(minutes=10)):
-        tracer.start_span("outside", start_time=ns(outside)).end(end_time=ns(outside, 1))
-    provider.shutdown()
-    return list(memory.get_finished_spans())
+    resource = {
+        "service.name": service,
+        "service.version": version,
+        "deployment.environment": environment,
+    }
+    with recording(resource, "tests.embedded") as (tracer, spans):
+        for i, ms in enumerate((10, 20, 30)):
+            start = ns(T0 + timedelta(seconds=i))
+            server = tracer.start_span(
+                f"GET /orders/{i}",
+                kind=SpanKind.SERVER,
+                start_time=start,
+                attributes={"http.route": "/orders/{id}", "http.request.method": "GET"},
+            )
+            db = tracer.start_span(
+                "SELECT orders",
+                kind=SpanKind.CLIENT,
+                start_time=start + 1_000_000,
+                attributes={"db.system": "postgresql", "db.statement": "SELECT * FROM orders"},
+            )
+            db.end(end_time=start + 3_000_000)
+            if ms == 30:
+                server.set_status(Status(StatusCode.ERROR))
+            server.end(end_time=start + ms * 1_000_000)
+        charge = tracer.start_span("charge", start_time=ns(T0, 500))
+        charge.record_exception(ValueError("card declined"), timestamp=ns(T0, 501))
+        charge.set_status(Status(StatusCode.ERROR, "card declined"))
+        charge.end(end_time=ns(T0, 505))
+        for outside in (T0 - timedelta(seconds=1), T0 + timedelta(minutes=10)):
+            tracer.start_span("outside", start_time=ns(outside)).end(end_time=ns(outside, 1))
+    return spans
 
 
 def export(url: str, spans: list[ReadableSpan], compression: Compression) -> SpanExportResult:

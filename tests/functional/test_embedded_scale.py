@@ -18,10 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 from sqlalchemy import Engine, delete, event, func, literal_column, select, update
 
@@ -35,7 +32,7 @@ from feedbot.spans.stored_columns import ITEM_SEP, PART_SEP, WANTED_KEYS
 from feedbot.store import span_queries
 from feedbot.store.db import make_sessions
 from feedbot.store.spans import Span
-from tests.fakes.sdk_spans import protobuf
+from tests.fakes.sdk_spans import protobuf, recording
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
@@ -57,81 +54,74 @@ def _spans(service: str, odd: dict[str, Any] | None = None) -> list[ReadableSpan
     label-like attributes of each type, exceptions, and ``error.type`` without an event."""
     spans: list[ReadableSpan] = []
     for pod in ("pod-a", "pod-b"):
-        memory = InMemorySpanExporter()
-        provider = TracerProvider(
-            resource=Resource.create(
-                {
-                    "service.name": service,
-                    "service.version": "2.0.0",
-                    "deployment.environment.name": "production",
-                    "service.instance.id": pod,
-                }
-            )
-        )
-        provider.add_span_processor(SimpleSpanProcessor(memory))
-        tracer = provider.get_tracer("tests.scale")
-        for i in range(12):
-            start = _ns(i + (30 if pod == "pod-b" else 0))
-            server = tracer.start_span(
-                "GET /orders/{id}",
-                kind=SpanKind.SERVER,
-                start_time=start,
-                attributes={
-                    "http.route": "/orders/{id}",
-                    "http.request.method": "GET",
-                    "tenant.id": f"t{i % 3}",
-                    "region": i % 2,
-                    "feature_flag.variant": i % 2 == 0,
-                    "cloud.region": 1.5,  # a float: no label
-                    "user.id": f"u{i}",
-                    **(odd or {}),
-                },
-            )
-            inside = set_span_in_context(server)
-            for n in range(3):
-                key = "db.statement" if i % 2 else "db.query.text"
+        resource = {
+            "service.name": service,
+            "service.version": "2.0.0",
+            "deployment.environment.name": "production",
+            "service.instance.id": pod,
+        }
+        with recording(resource, "tests.scale") as (tracer, finished):
+            for i in range(12):
+                start = _ns(i + (30 if pod == "pod-b" else 0))
+                server = tracer.start_span(
+                    "GET /orders/{id}",
+                    kind=SpanKind.SERVER,
+                    start_time=start,
+                    attributes={
+                        "http.route": "/orders/{id}",
+                        "http.request.method": "GET",
+                        "tenant.id": f"t{i % 3}",
+                        "region": i % 2,
+                        "feature_flag.variant": i % 2 == 0,
+                        "cloud.region": 1.5,  # a float: no label
+                        "user.id": f"u{i}",
+                        **(odd or {}),
+                    },
+                )
+                inside = set_span_in_context(server)
+                for n in range(3):
+                    key = "db.statement" if i % 2 else "db.query.text"
+                    tracer.start_span(
+                        "SELECT items",
+                        context=inside,
+                        kind=SpanKind.CLIENT,
+                        start_time=start + (n + 1) * 1_000_000,
+                        attributes={
+                            key: f"SELECT * FROM items WHERE id = {i * 10 + n}",
+                            "db.name": "shop",
+                        },
+                    ).end(end_time=start + (n + 2) * 1_000_000)
                 tracer.start_span(
-                    "SELECT items",
+                    "GET",
                     context=inside,
                     kind=SpanKind.CLIENT,
-                    start_time=start + (n + 1) * 1_000_000,
+                    start_time=start + 5_000_000,
                     attributes={
-                        key: f"SELECT * FROM items WHERE id = {i * 10 + n}",
-                        "db.name": "shop",
+                        "url.full": f"http://10.0.0.{i}:8080/prices/{i * 7919}?q=1",
+                        "http.request.method": "GET",
                     },
-                ).end(end_time=start + (n + 2) * 1_000_000)
-            tracer.start_span(
-                "GET",
-                context=inside,
-                kind=SpanKind.CLIENT,
-                start_time=start + 5_000_000,
-                attributes={
-                    "url.full": f"http://10.0.0.{i}:8080/prices/{i * 7919}?q=1",
-                    "http.request.method": "GET",
-                },
-            ).end(end_time=start + 6_000_000 + i * 100_000)
-            code = (
-                {
-                    "code.namespace": "shop.Pricer",
-                    "code.function": "price",
-                    "code.lineno": 40 + i % 2,
-                }
-                if i % 2
-                else {"code.function.name": "shop.Pricer.price", "code.file.path": "shop.py"}
-            )
-            work = tracer.start_span(
-                "price", context=inside, start_time=start + 7_000_000, attributes=code
-            )
-            if i % 4 == 1:
-                work.record_exception(KeyError("no price"), timestamp=start + 7_500_000)
-                work.set_status(Status(StatusCode.ERROR))
-            elif i % 4 == 3:
-                work.set_attribute("error.type", "TimeoutError")
-                work.set_status(Status(StatusCode.ERROR))
-            work.end(end_time=start + 8_000_000 + i * 200_000)
-            server.end(end_time=start + 10_000_000 + i * 1_000_000)
-        provider.shutdown()
-        spans += memory.get_finished_spans()
+                ).end(end_time=start + 6_000_000 + i * 100_000)
+                code = (
+                    {
+                        "code.namespace": "shop.Pricer",
+                        "code.function": "price",
+                        "code.lineno": 40 + i % 2,
+                    }
+                    if i % 2
+                    else {"code.function.name": "shop.Pricer.price", "code.file.path": "shop.py"}
+                )
+                work = tracer.start_span(
+                    "price", context=inside, start_time=start + 7_000_000, attributes=code
+                )
+                if i % 4 == 1:
+                    work.record_exception(KeyError("no price"), timestamp=start + 7_500_000)
+                    work.set_status(Status(StatusCode.ERROR))
+                elif i % 4 == 3:
+                    work.set_attribute("error.type", "TimeoutError")
+                    work.set_status(Status(StatusCode.ERROR))
+                work.end(end_time=start + 8_000_000 + i * 200_000)
+                server.end(end_time=start + 10_000_000 + i * 1_000_000)
+        spans += finished
     return spans
 
 

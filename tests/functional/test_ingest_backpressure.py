@@ -20,11 +20,6 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import Engine, delete, func, select, text
 
 from feedbot.backends.embedded import EmbeddedBackend, SpanWriter
@@ -34,6 +29,7 @@ from feedbot.store.db import make_sessions
 from feedbot.store.span_queries import PackedSpans, pack_spans
 from feedbot.store.spans import Span
 from feedbot.web.otlp import otlp_router
+from tests.fakes.sdk_spans import protobuf, recording
 from tests.servers import AppServer
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
@@ -50,14 +46,10 @@ def service(engine: Engine) -> Iterator[str]:
 
 def export(service: str, spans: int) -> bytes:
     """An ExportTraceServiceRequest of ``spans`` spans recorded by the real SDK."""
-    memory = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    tracer = provider.get_tracer("pressure")
-    for i in range(spans):
-        tracer.start_span(f"op-{i}", attributes={"http.route": "/vaults"}).end()
-    provider.shutdown()
-    return bytes(encode_spans(memory.get_finished_spans()).SerializeToString())
+    with recording({"service.name": service}, "pressure") as (tracer, finished):
+        for i in range(spans):
+            tracer.start_span(f"op-{i}", attributes={"http.route": "/vaults"}).end()
+    return protobuf(finished)
 
 
 @contextmanager

@@ -13,10 +13,6 @@ import httpx
 import numpy as np
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from feedbot.backends.base import TraceBackend
@@ -32,7 +28,7 @@ from tests.fakes.clickhouse_shim import (
     request_from_otlp_json,
     shared_shim,
 )
-from tests.fakes.sdk_spans import sdk_release
+from tests.fakes.sdk_spans import recording, sdk_release
 
 START_NS = 1_764_000_000_000_000_000
 START = datetime.fromtimestamp(START_NS // 10**9, UTC)
@@ -366,21 +362,17 @@ RESOURCE_SPANS: list[tuple[Any, str, dict[str, Any]]] = [
 
 
 def test_group_names_in_sql_are_the_aggregators(ch: ClickHouseShim) -> None:
-    exporter = InMemorySpanExporter()
-    resource = Resource.create(
-        {
-            "service.name": "checkout",
-            "service.version": "1.4.2",
-            "deployment.environment.name": "production",
-        }
-    )
-    tracer_provider = TracerProvider(resource=resource)
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = tracer_provider.get_tracer("test")
-    for number, (kind, name, attributes) in enumerate(RESOURCE_SPANS):
-        start = START_NS + number * 1000
-        tracer.start_span(name, kind=kind, attributes=attributes, start_time=start).end(start + 500)
-    request = encode_spans(exporter.get_finished_spans())
+    resource = {
+        "service.name": "checkout",
+        "service.version": "1.4.2",
+        "deployment.environment.name": "production",
+    }
+    with recording(resource, "test") as (tracer, spans):
+        for number, (kind, name, attributes) in enumerate(RESOURCE_SPANS):
+            start = START_NS + number * 1000
+            span = tracer.start_span(name, kind=kind, attributes=attributes, start_time=start)
+            span.end(start + 500)
+    request = encode_spans(spans)
     ch.insert(exporter_rows(request))
     got = {g.name for g in backend(ch).collect(query()).groups}
     want = {g.name for g in reference(request, query()).groups}

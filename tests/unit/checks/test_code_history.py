@@ -34,43 +34,36 @@ def code_spans(
 ) -> bytes:
     """``n`` traces from the real SDK: ``GET /vaults/{id}`` → ``appraise`` (a @WithSpan-like
     INTERNAL span naming its function and file); the first ``errors`` raise KeyError."""
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 
-    exporter = InMemorySpanExporter()
+    from tests.fakes.sdk_spans import protobuf, recording
+
     resource = {
         "service.name": SERVICE,
         "service.version": version,
         "service.instance.id": f"{version}-a",
         "deployment.environment.name": environment,
     }
-    provider = TracerProvider(resource=Resource.create(resource))
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer("tests")
     code = (
         {"code.namespace": "vault.appraisal.Appraiser", "code.function": "appraise",
          "code.filepath": "vault/appraisal.py"}
         if old_semconv
         else {"code.function.name": FUNCTION, "code.file.path": "vault/appraisal.py"}
     )  # fmt: skip
-    for i in range(n):
-        begin = int(start.timestamp() * 1e9) + i * 2_000_000_000
-        route = tracer.start_span("GET /vaults/{id}", kind=SpanKind.SERVER, start_time=begin,
-                                  attributes={"http.route": "/vaults/{id}",
-                                              "http.request.method": "GET"})  # fmt: skip
-        child = tracer.start_span("appraise", context=set_span_in_context(route),
-                                  start_time=begin + 1_000_000, attributes=code)  # fmt: skip
-        if i < errors:
-            child.record_exception(KeyError("vault"), timestamp=begin + 2_000_000)
-            child.set_status(Status(StatusCode.ERROR))
-        child.end(end_time=begin + 1_000_000 + (8 + i % 5) * 1_000_000)
-        route.end(end_time=begin + 20_000_000)
-    provider.shutdown()
-    return bytes(encode_spans(exporter.get_finished_spans()).SerializeToString())
+    with recording(resource) as (tracer, spans):
+        for i in range(n):
+            begin = int(start.timestamp() * 1e9) + i * 2_000_000_000
+            route = tracer.start_span("GET /vaults/{id}", kind=SpanKind.SERVER, start_time=begin,
+                                      attributes={"http.route": "/vaults/{id}",
+                                                  "http.request.method": "GET"})  # fmt: skip
+            child = tracer.start_span("appraise", context=set_span_in_context(route),
+                                      start_time=begin + 1_000_000, attributes=code)  # fmt: skip
+            if i < errors:
+                child.record_exception(KeyError("vault"), timestamp=begin + 2_000_000)
+                child.set_status(Status(StatusCode.ERROR))
+            child.end(end_time=begin + 1_000_000 + (8 + i % 5) * 1_000_000)
+            route.end(end_time=begin + 20_000_000)
+    return protobuf(spans)
 
 
 def _run(sessions: sessionmaker[Session], at: timedelta) -> None:

@@ -16,6 +16,7 @@ from feedbot.spans.model import ReleaseData, SpanQuery
 from feedbot.store import queries
 from feedbot.store.models import Check, ExceptionType
 from tests.factories import DEPLOYED, event, settings
+from tests.fakes.sdk_spans import protobuf, recording
 
 SERVICE = "vault-service"
 
@@ -40,39 +41,30 @@ def _otlp(
 
     Spans in each instance's first 5 minutes take ``slow`` times as long (a cold start).
     """
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.trace import SpanKind, Status, StatusCode
 
     rng = np.random.default_rng(seed)
     spans = []
     for instance in ("a", "b"):
-        exporter = InMemorySpanExporter()
         resource = {
             "service.name": SERVICE,
             "service.version": version,
             "service.instance.id": f"{version}-{instance}",
             "deployment.environment.name": "production",
         }
-        provider = TracerProvider(resource=Resource.create(resource))
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-        tracer = provider.get_tracer("tests")
-        for i in range(n // 2):
-            begin = int(start.timestamp() * 1e9) + i * 2_000_000_000
-            span = tracer.start_span("GET /vaults", kind=SpanKind.SERVER, start_time=begin,
-                                     attributes={"http.route": "/vaults",
-                                                 "http.request.method": "GET"})  # fmt: skip
-            if i < errors // 2:
-                span.record_exception(KeyError("vault"), timestamp=begin + 1000)
-                span.set_status(Status(StatusCode.ERROR))
-            cold = slow if i * 2 < 300 else 1.0
-            span.end(end_time=begin + int(20e6 * cold * rng.lognormal(0, 0.2)))
-        provider.shutdown()
-        spans += exporter.get_finished_spans()
-    return bytes(encode_spans(spans).SerializeToString())
+        with recording(resource) as (tracer, finished):
+            for i in range(n // 2):
+                begin = int(start.timestamp() * 1e9) + i * 2_000_000_000
+                span = tracer.start_span("GET /vaults", kind=SpanKind.SERVER, start_time=begin,
+                                         attributes={"http.route": "/vaults",
+                                                     "http.request.method": "GET"})  # fmt: skip
+                if i < errors // 2:
+                    span.record_exception(KeyError("vault"), timestamp=begin + 1000)
+                    span.set_status(Status(StatusCode.ERROR))
+                cold = slow if i * 2 < 300 else 1.0
+                span.end(end_time=begin + int(20e6 * cold * rng.lognormal(0, 0.2)))
+        spans += finished
+    return protobuf(spans)
 
 
 def _setup(

@@ -13,6 +13,7 @@ from feedbot.checks.runner import CheckRunner
 from feedbot.clock import FixedClock
 from feedbot.store import queries
 from tests.factories import DEPLOYED, event, settings
+from tests.fakes.sdk_spans import protobuf, recording
 
 SERVICE = "vault-service"
 CONF = settings(checks={"after": ["15m", "1h"]})
@@ -22,36 +23,28 @@ OFFSETS = (-0.05, 0.0, 0.05)
 
 def _otlp(version: str, start: datetime, seed: int, per_pod: int = 600) -> bytes:
     """OTLP/protobuf of SDK spans of two routes on three pods, one every 2 s on each."""
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.trace import SpanKind
 
     rng = np.random.default_rng(seed)
     spans = []
     for pod, offset in enumerate(OFFSETS):
-        exporter = InMemorySpanExporter()
         resource = {
             "service.name": SERVICE,
             "service.version": version,
             "service.instance.id": f"{version}-{pod}",
             "deployment.environment.name": "production",
         }
-        provider = TracerProvider(resource=Resource.create(resource))
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-        tracer = provider.get_tracer("tests")
-        for i in range(per_pod):
-            route = ("/vaults", "/appraisals")[i % 2]
-            begin = int(start.timestamp() * 1e9) + i * 2_000_000_000
-            span = tracer.start_span(f"GET {route}", kind=SpanKind.SERVER, start_time=begin,
-                                     attributes={"http.route": route,
-                                                 "http.request.method": "GET"})  # fmt: skip
-            span.end(end_time=begin + int(20e6 * np.exp(offset + 0.4 * rng.standard_normal())))
-        provider.shutdown()
-        spans += exporter.get_finished_spans()
-    return bytes(encode_spans(spans).SerializeToString())
+        with recording(resource) as (tracer, finished):
+            for i in range(per_pod):
+                route = ("/vaults", "/appraisals")[i % 2]
+                begin = int(start.timestamp() * 1e9) + i * 2_000_000_000
+                span = tracer.start_span(f"GET {route}", kind=SpanKind.SERVER, start_time=begin,
+                                         attributes={"http.route": route,
+                                                     "http.request.method": "GET"})  # fmt: skip
+                ms = 20e6 * np.exp(offset + 0.4 * rng.standard_normal())
+                span.end(end_time=begin + int(ms))
+        spans += finished
+    return protobuf(spans)
 
 
 def _register(sessions: sessionmaker[Session], version: str, at: datetime) -> int:

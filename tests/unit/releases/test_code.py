@@ -12,9 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from feedbot.analysis import reach
 from feedbot.policy import DetectionPolicy
@@ -23,6 +20,7 @@ from feedbot.releases.event import Change
 from feedbot.releases.pysource import Hunk
 from feedbot.spans.model import CodeSeen
 from feedbot.spans.semconv import code_location
+from tests.fakes.sdk_spans import recording
 from tests.unit.analysis.synth import Group, release
 
 SAMPLES = Path(__file__).parent / "code_samples"
@@ -221,12 +219,9 @@ SPANS = [
 
 def _seen(attributes: dict[str, str], count: int) -> CodeSeen:
     """The code location of a span the OpenTelemetry SDK recorded with these attributes."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    with provider.get_tracer("test").start_as_current_span("work", attributes=attributes):
-        pass
-    (span,) = exporter.get_finished_spans()
+    with recording({}, "test") as (tracer, spans):
+        tracer.start_span("work", attributes=attributes).end()
+    (span,) = spans
     function, path, line = code_location(dict(span.attributes or {}))
     return CodeSeen(function, path, line, count)
 
