@@ -57,38 +57,27 @@ def otlp_spans(
     Args:
         spans: (route, duration in ms, is_error) per SERVER span, one trace each, a second apart.
     """
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.trace import SpanKind, Status, StatusCode
 
     from feedbot.spans.aggregate import to_ns
+    from tests.fakes.sdk_spans import protobuf, recording
 
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider(
-        resource=Resource.create(
-            {
-                "service.name": service,
-                "service.version": version,
-                "deployment.environment.name": environment,
-            }
-        )
-    )
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer("tests")
+    resource = {
+        "service.name": service,
+        "service.version": version,
+        "deployment.environment.name": environment,
+    }
     base_ns = to_ns(start)  # exact: timestamp() * 1e9 can round below the microsecond
-    for i, (route, ms, error) in enumerate(spans):
-        begin = base_ns + i * 1_000_000_000
-        span = tracer.start_span(
-            f"GET {route}",
-            kind=SpanKind.SERVER,
-            start_time=begin,
-            attributes={"http.route": route, "http.request.method": "GET"},
-        )
-        if error:
-            span.set_status(Status(StatusCode.ERROR))
-        span.end(end_time=begin + int(ms * 1e6))
-    provider.shutdown()
-    return bytes(encode_spans(exporter.get_finished_spans()).SerializeToString())
+    with recording(resource) as (tracer, finished):
+        for i, (route, ms, error) in enumerate(spans):
+            begin = base_ns + i * 1_000_000_000
+            span = tracer.start_span(
+                f"GET {route}",
+                kind=SpanKind.SERVER,
+                start_time=begin,
+                attributes={"http.route": route, "http.request.method": "GET"},
+            )
+            if error:
+                span.set_status(Status(StatusCode.ERROR))
+            span.end(end_time=begin + int(ms * 1e6))
+    return protobuf(finished)
