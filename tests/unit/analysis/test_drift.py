@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
+import pytest
 
 from feedbot.analysis.compare import _pairs, analyse
 from feedbot.analysis.drift import LOAD_STEP, ServiceLoad, global_shift, load_gate
@@ -116,9 +117,9 @@ def test_by_default_a_shift_is_netted_when_the_service_got_busier_in_step() -> N
     }
 
 
-def test_by_default_a_release_wide_slowdown_under_the_same_load_is_the_releases() -> None:
-    new, base = _versions(1.3)
-    for load, words in (
+@pytest.mark.parametrize(
+    ("load", "words"),
+    [
         (ServiceLoad((300.25, 296.0)), "but the load did not change (300 → 296 requests/min, -1%"),
         # Under the step: +6% is not read as a busier time.
         (ServiceLoad((300.0, 318.0)), "but the load did not change (300 → 318 requests/min, +6%"),
@@ -126,23 +127,29 @@ def test_by_default_a_release_wide_slowdown_under_the_same_load_is_the_releases(
         (ServiceLoad((300.0, 231.0)), "while the service served 23% fewer requests/min"),
         (ServiceLoad(None, unknown="the jaeger backend cannot count"), "but the jaeger backend "),
         (None, "but the service's load is not known"),
-    ):
-        a = analyse(
-            new,
-            base,
-            changes=[CHANGE],
-            policy=_DEFAULT,
-            final=True,
-            window="before_after",
-            service_load=load,
-        )
-        shift = a.global_shift
-        assert shift is not None and not shift.applied and shift.factors == ()
-        assert a.verdict == "regressed"
-        assert words in shift.sentence, shift.sentence
-        assert "so this is counted as the release's: the routes are compared as measured." in (
-            shift.sentence
-        )
+    ],
+    ids=["same", "under-the-step", "closed-loop", "cannot-count", "unknown"],
+)
+def test_by_default_a_release_wide_slowdown_under_the_same_load_is_the_releases(
+    load: ServiceLoad | None, words: str
+) -> None:
+    new, base = _versions(1.3)
+    a = analyse(
+        new,
+        base,
+        changes=[CHANGE],
+        policy=_DEFAULT,
+        final=True,
+        window="before_after",
+        service_load=load,
+    )
+    shift = a.global_shift
+    assert shift is not None and not shift.applied and shift.factors == ()
+    assert a.verdict == "regressed"
+    assert words in shift.sentence, shift.sentence
+    assert "so this is counted as the release's: the routes are compared as measured." in (
+        shift.sentence
+    )
 
 
 def test_the_load_gate_on_real_numbers() -> None:
