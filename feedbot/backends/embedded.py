@@ -146,11 +146,8 @@ class EmbeddedBackend:
         if not count:
             return
         received_at = self._clock.now()
-        try:
-            with self._sessions.begin() as session:
-                span_queries.insert_packed(session, batches, received_at)
-        except SQLAlchemyError as exc:
-            raise BackendUnavailable(f"embedded: could not store {count} spans: {exc}") from exc
+        with _unavailable(f"store {count} spans"), self._sessions.begin() as session:
+            span_queries.insert_packed(session, batches, received_at)
 
     def store(self, batches: Sequence[Sequence[SpanRow]]) -> None:
         """Store the rows of several decoded exports in one transaction (all or none).
@@ -162,11 +159,8 @@ class EmbeddedBackend:
         if not count:
             return
         received_at = self._clock.now()
-        try:
-            with self._sessions.begin() as session:
-                span_queries.insert_spans(session, chain.from_iterable(batches), received_at)
-        except SQLAlchemyError as exc:
-            raise BackendUnavailable(f"embedded: could not store {count} spans: {exc}") from exc
+        with _unavailable(f"store {count} spans"), self._sessions.begin() as session:
+            span_queries.insert_spans(session, chain.from_iterable(batches), received_at)
 
     def collect(self, query: SpanQuery) -> ReleaseData:
         """Fold the matching spans into the aggregator, ``COLUMN_BATCH`` at a time as columns.
@@ -206,11 +200,8 @@ class EmbeddedBackend:
     def collect_rows(self, query: SpanQuery) -> ReleaseData:
         """Stream the matching rows through the aggregator in batches of ``STREAM_BATCH``."""
         aggregator = Aggregator(warmup=query.warmup)
-        try:
-            with self._sessions.begin() as session:
-                aggregator.add_many(span_queries.span_rows(session, query, batch=STREAM_BATCH))
-        except SQLAlchemyError as exc:
-            raise BackendUnavailable(f"embedded: could not read spans of {query}: {exc}") from exc
+        with _unavailable(f"read spans of {query}"), self._sessions.begin() as session:
+            aggregator.add_many(span_queries.span_rows(session, query, batch=STREAM_BATCH))
         return aggregator.result()
 
     def versions(
@@ -221,11 +212,8 @@ class EmbeddedBackend:
         Raises:
             BackendUnavailable: the database refused the query.
         """
-        try:
-            with self._sessions.begin() as session:
-                return span_queries.version_counts(session, service, start, end, environment)
-        except SQLAlchemyError as exc:
-            raise BackendUnavailable(f"embedded: could not count versions: {exc}") from exc
+        with _unavailable("count versions"), self._sessions.begin() as session:
+            return span_queries.version_counts(session, service, start, end, environment)
 
     def serving(
         self, service: str, start: datetime, end: datetime, environment: str | None = None
@@ -235,11 +223,8 @@ class EmbeddedBackend:
         Raises:
             BackendUnavailable: the database refused the query.
         """
-        try:
-            with self._sessions.begin() as session:
-                seen = span_queries.version_spans(session, service, start, end, environment)
-        except SQLAlchemyError as exc:
-            raise BackendUnavailable(f"embedded: could not date versions: {exc}") from exc
+        with _unavailable("date versions"), self._sessions.begin() as session:
+            seen = span_queries.version_spans(session, service, start, end, environment)
         return {v: (from_ns(first), from_ns(last), n) for v, (first, last, n) in seen.items()}
 
     def traffic(
@@ -250,11 +235,8 @@ class EmbeddedBackend:
         Raises:
             BackendUnavailable: the database refused the query.
         """
-        try:
-            with self._sessions.begin() as session:
-                seen = span_queries.service_traffic(session, service, start, end, environment)
-        except SQLAlchemyError as exc:
-            raise BackendUnavailable(f"embedded: could not count requests: {exc}") from exc
+        with _unavailable("count requests"), self._sessions.begin() as session:
+            seen = span_queries.service_traffic(session, service, start, end, environment)
         if seen is None:
             return None
         first, last, spans, entries = seen
@@ -268,11 +250,8 @@ class EmbeddedBackend:
         Raises:
             BackendUnavailable: the database refused the query.
         """
-        try:
-            with self._sessions.begin() as session:
-                return span_queries.environment_version_counts(session, service, start, end)
-        except SQLAlchemyError as exc:
-            raise BackendUnavailable(f"embedded: could not survey spans: {exc}") from exc
+        with _unavailable("survey spans"), self._sessions.begin() as session:
+            return span_queries.environment_version_counts(session, service, start, end)
 
     def prune(self, older_than: datetime, *, max_spans: int | None = None) -> int:
         """Delete spans received before ``older_than``, then the oldest beyond ``max_spans``.
@@ -287,7 +266,7 @@ class EmbeddedBackend:
         Raises:
             BackendUnavailable: the database refused the delete.
         """
-        try:
+        with _unavailable("prune spans"):
             deleted = self._prune_batches(
                 lambda session: span_queries.prune_received(session, older_than, limit=PRUNE_BATCH)
             )
@@ -298,8 +277,6 @@ class EmbeddedBackend:
                     deleted += self._prune_batches(
                         lambda session: span_queries.prune_ids(session, cut, limit=PRUNE_BATCH)
                     )
-        except SQLAlchemyError as exc:
-            raise BackendUnavailable(f"embedded: could not prune spans: {exc}") from exc
         return deleted
 
     def _prune_batches(self, step: Callable[[Session], int]) -> int:
@@ -311,6 +288,15 @@ class EmbeddedBackend:
             if done < PRUNE_BATCH:
                 return deleted
             time.sleep(PRUNE_PAUSE)
+
+
+@contextmanager
+def _unavailable(what: str) -> Iterator[None]:
+    """A database error in the block becomes :class:`BackendUnavailable` saying what failed."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise BackendUnavailable(f"embedded: could not {what}: {exc}") from exc
 
 
 @contextmanager
