@@ -2,7 +2,9 @@
 
 A route (a SERVER or CONSUMER span group) with a latency regression or improvement, or an error
 rate increase, in this check gets a chart of both versions' request times (and error rates when
-they rose): at most :data:`MAX_CHARTS` per check, regressions and confirmed findings first. A
+they rose): at most :data:`MAX_CHARTS` per check, the routes the message tells in its order
+first (a chart beside the text shows what the text says), then regressions and confirmed
+findings first. A
 route is drawn again only when what is said about it changed: each chart has an identity
 (the route, its findings and their states), and the check's result keeps the identities it
 charted, so a later check of the release skips the ones already in the thread.
@@ -63,8 +65,13 @@ class _Wanted:
         return any(f.kind == "error_rate_increase" for f in self.findings)
 
 
-def wanted(analysis: Analysis, charted: Collection[str]) -> list[_Wanted]:
-    """The routes to draw for this check, best first, leaving out identities in ``charted``."""
+def wanted(analysis: Analysis, charted: Collection[str], told: Sequence[str] = ()) -> list[_Wanted]:
+    """The routes to draw for this check, best first, leaving out identities in ``charted``.
+
+    Args:
+        told: The operations the message tells its chapters at, in its order: those routes
+            come first, so the pictures are of what the text says.
+    """
     routes = {g.span for g in analysis.groups if g.kind in ROUTE_KINDS}
     by_span: dict[str, list[Finding]] = {}
     for finding in analysis.findings:
@@ -72,7 +79,8 @@ def wanted(analysis: Analysis, charted: Collection[str]) -> list[_Wanted]:
             by_span.setdefault(finding.span, []).append(finding)
     fresh = [_Wanted(span, tuple(found)) for span, found in by_span.items()]
     fresh = [w for w in fresh if w.ident not in charted]
-    return sorted(fresh, key=_rank)[:MAX_CHARTS]
+    order = {span: i for i, span in reversed(list(enumerate(told)))}
+    return sorted(fresh, key=lambda w: (order.get(w.span, len(order)), *_rank(w)))[:MAX_CHARTS]
 
 
 def _rank(wanted: _Wanted) -> tuple[int, int, float, str]:
@@ -96,6 +104,7 @@ def draw(
     baseline: ReleaseData | None,
     versions: tuple[str, str],
     charted: Collection[str] = (),
+    told: Sequence[str] = (),
 ) -> tuple[RouteChart, ...]:
     """Draw the charts this check wants (see :func:`wanted`).
 
@@ -105,13 +114,14 @@ def draw(
         baseline: The baseline's spans; no chart without them.
         versions: ``(baseline version, new version)``, for the legend.
         charted: Identities already charted for this release.
+        told: The operations the message's chapters are told at, in its order.
     """
     from feedbot.digest import chart  # matplotlib loads only when a chart is drawn
 
     if baseline is None:
         return ()
     out = []
-    for want in wanted(analysis, charted):
+    for want in wanted(analysis, charted, told):
         base, new = _group(baseline.groups, want.span), _group(candidate.groups, want.span)
         if base is None or new is None:
             continue

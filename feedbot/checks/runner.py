@@ -27,6 +27,7 @@ from feedbot.checks.pipeline import Finished, Plan
 from feedbot.checks.recorder import CheckRecorder
 from feedbot.clock import Clock
 from feedbot.config import Settings
+from feedbot.digest import story
 from feedbot.errors import BackendError
 from feedbot.metrics import Metrics
 from feedbot.policy import DetectionPolicy
@@ -234,6 +235,7 @@ class CheckRunner:
                 baseline=collected.baseline,
                 versions=(ctx.baseline_version, ctx.version),
                 charted=charted,
+                told=[c.where for c in story.tell(done.report).all_chapters],
             )
         except Exception:  # a picture that cannot be drawn must not cost the check its reply
             log.exception("charts of %s %s could not be drawn", ctx.service, ctx.version)

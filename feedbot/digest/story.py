@@ -642,8 +642,23 @@ def _since(change: delta.Delta, chapters: Sequence[Chapter], label: str) -> Sinc
 
 
 def _still(chapter: Chapter) -> str:
+    """A chapter told before, short, to go in a list: its headline up to its numbers.
+
+    The cut is at the first ``": "`` outside code (a span such as ``vault.db: SELECT …`` has
+    one inside); a chapter still watched says so, and the list's items are joined mid-sentence.
+    """
     head = chapter.headline.rstrip(".")
-    return head.split(":")[0] if ":" in head else head
+    watching = head.startswith("Watching: ")
+    head = head.removeprefix("Watching: ").removesuffix(" (not confirmed yet)")
+    at, outside = 0, True
+    for part in head.split("`"):
+        if outside and ": " in part:
+            head = head[: at + part.index(": ")]
+            break
+        at, outside = at + len(part) + 1, not outside
+    if head.startswith("In "):
+        head = "in" + head[2:]
+    return f"{head} (watching)" if watching else head
 
 
 def _gone_line(finding: Finding) -> str:

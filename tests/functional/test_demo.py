@@ -220,6 +220,13 @@ def test_the_deposit_routes_chart_is_saved_and_shown_after_its_reply(demo: Demo)
     assert all(c.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for c in charts)
     console = (demo.out / "console-notifier.txt").read_text()
     assert f"[image: {charts[0]} — {DEPOSIT_ROUTE}: 1.0.0 → 2.0.0]" in console
+    # Each picture is of a route its check's message tells in a chapter (text and chart agree;
+    # GET /vaults, slower by the seals' CPU and only in the details, was drawn instead once).
+    for image in re.finditer(r"^\[image: .* — (.+): 1\.0\.0 → 2\.0\.0\]$", console, re.M):
+        reply = console[console.rindex("check of", 0, image.start()) : image.start()]
+        marks = ("🔴", "◌", "🟢", "•", "🆕", "⬆")  # a chapter's line, as digest.text marks it
+        chapters = [line for line in reply.splitlines() if line.startswith(marks)]
+        assert any(f"`{image[1]}`" in line for line in chapters), (image[0], chapters)
     page = (demo.out / "feedbot-demo.html").read_text()
     reply = page.index("+15s check of vault-service 2.0.0")
     image = page.index('<img src="data:image/png;base64,')

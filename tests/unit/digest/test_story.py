@@ -248,3 +248,27 @@ def test_a_later_check_tells_what_changed_since_in_the_story_words() -> None:
     assert again.since.still == "`POST /vaults/{id}/items` is 2.8× slower"
     text = story_text(again, "h")
     assert "still there, as in the +1h check: `POST /vaults/{id}/items` is 2.8× slower" in text
+
+
+def test_chapters_still_there_are_listed_by_their_headline_up_to_the_numbers() -> None:
+    def head(headline: str) -> str:
+        return story._still(story.Chapter(where="GET /x", headline=headline))
+
+    assert head("`GET /x` is 2.8× slower: 10 → 28 ms at the median.") == "`GET /x` is 2.8× slower"
+    # A span with ": " in its name is not cut there.
+    assert (
+        head("`vault.db: SELECT … FROM items` is 40% slower: 1.0 → 1.4 ms at the median.")
+        == "`vault.db: SELECT … FROM items` is 40% slower"
+    )
+    # Mid-sentence in the list: "…; in `POST /a`, `work` is 43% slower".
+    assert (
+        head("In `POST /a`, `work` is 43% slower: 38 → 54 ms at the median.")
+        == "in `POST /a`, `work` is 43% slower"
+    )
+    assert (
+        head("Watching: `GET /x` is 20% slower: 10 → 12 ms at the median (not confirmed yet).")
+        == "`GET /x` is 20% slower (watching)"
+    )
+    assert head("`deposit` raises `KeyError`, new in this version.") == (
+        "`deposit` raises `KeyError`, new in this version"
+    )
