@@ -186,6 +186,11 @@ class GlobalShift:
         return dict(self.factors).get(span, 1.0)
 
     @property
+    def beyond_noise(self) -> bool:
+        """Whether the untouched groups moved together beyond their noise (t test)."""
+        return self.p_value is not None and self.p_value <= NOISE_ALPHA
+
+    @property
     def sentence(self) -> str:
         """The plain words next to the verdict."""
         if self.ratio is None:
@@ -212,7 +217,7 @@ class GlobalShift:
                 f"Routes this release did not touch were {abs(change):.0%} {how} in the new "
                 f"version than in the old one over the same time{load}: "
             )
-        elif self.p_value is not None and self.p_value > NOISE_ALPHA:
+        elif self.p_value is not None and not self.beyond_noise:
             # Not "every route": the groups did not move together beyond their noise.
             moved = (
                 f"Routes this release did not touch were {abs(change):.0%} {how} after the "

@@ -116,9 +116,11 @@ def to_json(analysis: Analysis, context: ReportContext) -> dict[str, Any]:
         service_requests_per_minute}``; null without a baseline.
         ``global_shift`` (an addition): how much the span groups the release did not touch
             moved, ``{ratio | null, sentence, basis: "untouched" | "all_others", groups [{span,
-            ratio}], p_value | null, applied, window, requests_per_minute {baseline, candidate} |
-            null, factors [{span, factor}], service_requests_per_minute}``: applied (each
-            baseline × factor) only in a before/after look; null without a baseline.
+            ratio}], p_value | null, beyond_noise, applied, window, requests_per_minute
+            {baseline, candidate} | null, factors [{span, factor}],
+            service_requests_per_minute}``: applied (each baseline × factor) only in a
+            before/after look; null without a baseline. ``beyond_noise``: the groups moved
+            together beyond their noise (t test at ``drift.NOISE_ALPHA``).
             ``service_requests_per_minute`` (in both): the whole service's requests per minute,
             every version together, ``{before, after, counted: "requests" | "spans", unknown}``
             (before the deploy in the baseline window, after it in the look's; null values and
@@ -165,6 +167,7 @@ def _global_shift(shift: GlobalShift | None) -> dict[str, Any] | None:
         "basis": shift.basis,
         "groups": [{"span": span, "ratio": _number(r)} for span, r in shift.groups],
         "p_value": _number(shift.p_value),
+        "beyond_noise": shift.beyond_noise,
         "applied": shift.applied,
         "window": shift.window,
         "requests_per_minute": None

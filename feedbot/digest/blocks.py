@@ -233,7 +233,7 @@ def _verdict(report: Mapping[str, Any]) -> str:
 
 def samples_line(report: Mapping[str, Any]) -> str:
     """What the numbers come from, baseline → new: spans and groups per version, and each window."""
-    return escape(evidence.samples(report))
+    return escape(evidence.samples(report, brief=True))
 
 
 def window_text(window: Mapping[str, str] | None) -> str:

@@ -54,8 +54,12 @@ def length_text(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-def samples(report: Mapping[str, Any]) -> str:
-    """What the numbers come from, baseline → new: spans and groups per version, each window."""
+def samples(report: Mapping[str, Any], *, brief: bool = False) -> str:
+    """What the numbers come from, baseline → new: spans and groups per version, each window.
+
+    ``brief`` (the line under a message) leaves out the untouched routes' shift when it was
+    within noise and changed nothing: its t test is for the details.
+    """
     groups = report.get("groups", [])
     window = report.get("window") or {}
     sides = []
@@ -72,20 +76,25 @@ def samples(report: Mapping[str, Any]) -> str:
             f"{label} {version}: {spans} spans in {plural(len(present), 'group')}, "
             f"{window_text(window.get(side))}"
         )
-    return " ".join([*comparison_words(report), " → ".join(sides)])
+    return " ".join([*comparison_words(report, brief=brief), " → ".join(sides)])
 
 
-def comparison_words(report: Mapping[str, Any]) -> list[str]:
-    """Over which time the versions were compared and why, and the load of each, in words."""
+def comparison_words(report: Mapping[str, Any], *, brief: bool = False) -> list[str]:
+    """Over which time the versions were compared and why, and the load of each, in words
+    (``brief``: see :func:`samples`)."""
     comparison = report.get("comparison")
     if not isinstance(comparison, Mapping):
         return []
     words = [str(comparison.get("reason") or "")]
     rates = comparison.get("requests_per_minute")
     shift = report.get("global_shift")
+    shift = shift if isinstance(shift, Mapping) and shift.get("sentence") else None
+    # Reports stored before ``beyond_noise`` existed say the shift in full, as they did.
+    if brief and shift is not None and shift.get("beyond_noise") is False:
+        shift = None if not shift.get("applied") else shift
     # The shift of untouched routes says the load in its own sentence when it has a shift.
-    said = isinstance(shift, Mapping) and shift.get("ratio") is not None
-    said = said and isinstance(shift, Mapping) and shift.get("requests_per_minute") is not None
+    said = shift is not None and shift.get("ratio") is not None
+    said = said and shift is not None and shift.get("requests_per_minute") is not None
     if isinstance(rates, Mapping) and rates.get("baseline") and rates.get("candidate") and not said:
         old, new = float(rates["baseline"]), float(rates["candidate"])
         change = f"{new / old - 1:+.0%}" if old else "n/a"
@@ -93,7 +102,7 @@ def comparison_words(report: Mapping[str, Any]) -> list[str]:
             f"Load while each version served: {old:,.0f} → {new:,.0f} requests/min, old → new "
             f"({change})."
         )
-    if isinstance(shift, Mapping) and shift.get("sentence"):
+    if shift is not None:
         words.append(str(shift["sentence"]))
     return words
 

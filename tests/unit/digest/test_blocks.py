@@ -322,3 +322,35 @@ def test_a_superseded_release_says_so_in_its_final_status() -> None:
 def test_control_characters_are_shown_not_sent_raw() -> None:
     assert escape("GET /x\x1b[2J\x07<a>") == "GET /x\\x1b[2J\\x07&lt;a&gt;"
     assert escape("two\nlines\ttab") == "two\nlines\ttab"  # layout characters stay
+
+
+def test_the_untouched_routes_shift_is_in_the_message_only_when_it_moved_beyond_noise(
+    report: dict[str, Any],
+) -> None:
+    reason = "Compared before and after the deploy."
+    noise = (
+        "Routes this release did not touch were 18% slower after the deploy at their median: "
+        "within noise (t test across 4 groups p = 0.14 > 0.05), so the routes are compared as "
+        "measured."
+    )
+    every = "Every route was 30% slower after the deploy, but the load did not change."
+    rates = {"baseline": 300.0, "candidate": 296.0}
+    for sentence, beyond, applied, in_message in (
+        (noise, False, False, False),
+        (every, True, False, True),
+        (every, True, True, True),
+        (noise, None, False, True),  # stored before beyond_noise: said as it was
+    ):
+        shift = {"sentence": sentence, "ratio": 1.2, "requests_per_minute": rates}
+        shift |= (
+            {"applied": applied} if beyond is None else {"beyond_noise": beyond, "applied": applied}
+        )
+        doc = {**report, "comparison": {"reason": reason, "requests_per_minute": rates}}
+        doc["global_shift"] = shift
+        line = blocks.samples_line(doc)
+        assert line.startswith(reason)
+        assert (escape(sentence) in line) is in_message, line
+        # The shift's sentence says the load; without it the line says it on its own.
+        assert ("Load while each version served: 300 → 296" in line) is not in_message, line
+        details = "\n".join(b["text"]["text"] for b in blocks.details(doc, "h").blocks)
+        assert escape(sentence) in details  # the test and its p: one click away
