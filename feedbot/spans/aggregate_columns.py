@@ -341,14 +341,16 @@ class Closed:
             return
         name_of = {_ROOT: ROOT, _REMOTE: REMOTE}
         by_name: dict[str, int] = {}
-        callers = caller[rows[first[repeated]]]
-        name = np.array(
-            [
-                by_name.setdefault(name_of.get(c) or indexed[c].name, len(by_name))
-                for c in callers.tolist()
-            ],
-            np.intp,
+        # Each distinct caller's name numbered in first-seen order, as a loop over the rows
+        # would number them: once per caller, not per row.
+        callers, seen_at, back = np.unique(
+            caller[rows[first[repeated]]], return_index=True, return_inverse=True
         )
+        per_caller = np.empty(len(callers), np.intp)
+        for u in np.argsort(seen_at, kind="stable").tolist():
+            c = int(callers[u])
+            per_caller[u] = by_name.setdefault(name_of.get(c) or indexed[c].name, len(by_name))
+        name = per_caller[np.asarray(back).reshape(-1)]
         trace, stmt = unique[repeated, 0], unique[repeated, 2]
         count, total, seen = counts[repeated], totals[repeated], first[repeated]
         # Worst per (trace, name, statement): most repeats, the first seen on a tie.
