@@ -17,7 +17,8 @@ parent's plus the largest worker's (an upper bound of what was resident at once)
 medians over the runs. Modes: see :data:`MODES`; the validating decoder only with
 ``--validating`` (slow). With ``--before TREE`` the report is also timed as another checkout
 of feedbot (``git worktree add`` or ``git archive`` of an older commit) runs it, in turn with
-this one's, on the same file: a before/after table from one run.
+this one's, on the same file: a before/after table from one run; and the JSON report each
+prints of each file must be byte for byte the same, or the benchmark stops.
 
     python -m benchmarks.report_io [--quick] [--validating] [--before TREE] [--runs N]
 """
@@ -25,6 +26,7 @@ this one's, on the same file: a before/after table from one run.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -227,7 +229,8 @@ def _query() -> Any:
     return SpanQuery("bench", "1.0.0", start, end, environment="production")
 
 
-def _report(path: str) -> Callable[[], None]:
+def _report(path: str, out: Any = None) -> Callable[[], None]:
+    """``feedbot report --traces path --format json``, printing into ``out`` (None: dropped)."""
     import contextlib
     import io
 
@@ -245,11 +248,59 @@ def _report(path: str) -> Callable[[], None]:
     import feedbot.backends.otlp_file  # noqa: F401  # and the reader (Arrow's first call is timed)
 
     def report() -> None:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO() if out is None else out):
             if report_cli.run(args) != 0:
                 raise SystemExit("feedbot report failed")
 
     return report
+
+
+def _answer(path: str) -> str:
+    """The JSON report ``feedbot report --traces`` prints for ``path`` (as :func:`_report` asks)."""
+    import io
+
+    from feedbot.backends.otlp_file import OtlpFileBackend
+
+    out = io.StringIO()
+    _report(path, out)()
+    # The report prints little of what was read: every field of what collect reads, too.
+    read = json.dumps(_plain(OtlpFileBackend([path]).collect(_query())))
+    return out.getvalue() + "\n" + hashlib.sha256(read.encode()).hexdigest() + "\n"
+
+
+def _plain(value: Any) -> Any:
+    """``value`` (dataclasses, numpy arrays, dicts in their order) as JSON-ready lists."""
+    import dataclasses
+
+    import numpy as np
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [[f.name, _plain(getattr(value, f.name))] for f in dataclasses.fields(value)]
+    if isinstance(value, np.ndarray):
+        return [value.dtype.str, value.tolist()]
+    if isinstance(value, dict):
+        return [[_plain(k), _plain(v)] for k, v in value.items()]
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float):
+        return repr(value)  # NaN and infinities too
+    return value if isinstance(value, int | str | bool | None) else repr(value)
+
+
+def _same_answers(path: Path, before: str) -> None:
+    """Stop unless this checkout's report of ``path`` is byte for byte the ``before`` tree's."""
+    answers = []
+    for tree in (before, str(Path(__file__).parents[1])):
+        # This file runs in both (the other tree's may not have the worker), on that feedbot.
+        command = [sys.executable, __file__, "--worker", "answer", str(path)]
+        env = {**os.environ, "PYTHONPATH": tree}
+        answers.append(
+            subprocess.run(command, check=True, capture_output=True, cwd=tree, env=env).stdout
+        )
+    if not answers[0].strip() or answers[0] != answers[1]:
+        raise SystemExit(f"report_io: the report of {path.name} differs from the --before tree's")
 
 
 def _worker(mode: str, path: str) -> None:
@@ -257,6 +308,9 @@ def _worker(mode: str, path: str) -> None:
 
     Imports happen before the clock starts: they are the same for every mode.
     """
+    if mode == "answer":
+        sys.stdout.write(_answer(path))
+        return
     action = {"loads": _loads, "validating": _validating, "collect": _collect, "report": _report}[
         mode
     ](path)
@@ -333,7 +387,8 @@ def run(
         postgres_admin: unused (the files need no database); kept for the runner's signature.
         quick: 100k spans only, one run each; otherwise 100k and 1M, median of three.
         validating: measure the validating decoder too (slow).
-        before: another checkout of feedbot whose ``report`` is timed beside this one's.
+        before: another checkout of feedbot whose ``report`` is timed beside this one's (and
+            whose JSON report of each file must be the same).
         runs: runs per figure (default: 1 with ``quick``, else 3).
 
     Returns:
@@ -351,6 +406,8 @@ def run(
             modes = [
                 m for m in MODES if (validating or m != "validating") and (before or m != "before")
             ]
+            if before:
+                _same_answers(path, before)
             figures = _measure(modes, path, runs or (1 if quick else 3), before)
             peaks[spans] = figures["report"]["peak_mib"]
             rows += _rows(label, spans, figures)

