@@ -2,12 +2,11 @@
 
 A route (a SERVER or CONSUMER span group) with a latency regression or improvement, or an error
 rate increase, in this check gets a chart of both versions' request times (and error rates when
-they rose): at most :data:`MAX_CHARTS` per check, the routes the message tells in its order
-first (a chart beside the text shows what the text says), then regressions and confirmed
-findings first. A
-route is drawn again only when what is said about it changed: each chart has an identity
-(the route, its findings and their states), and the check's result keeps the identities it
-charted, so a later check of the release skips the ones already in the thread.
+they rose): at most :data:`MAX_CHARTS` per check, of the routes the reply's chapters are told
+at, in its order (a chart beside the text shows what the text says). A route is drawn again
+only when what is said about it changed: each chart has an identity (the route, its findings
+and their states), and the check's result keeps the identities it charted, so a later check of
+the release skips the ones already in the thread.
 
 Drawing happens in the runner, outside any database transaction; the recorder queues the PNGs
 in the outbox with the check's reply.
@@ -65,12 +64,15 @@ class _Wanted:
         return any(f.kind == "error_rate_increase" for f in self.findings)
 
 
-def wanted(analysis: Analysis, charted: Collection[str], told: Sequence[str] = ()) -> list[_Wanted]:
+def wanted(
+    analysis: Analysis, charted: Collection[str], told: Sequence[str] | None = None
+) -> list[_Wanted]:
     """The routes to draw for this check, best first, leaving out identities in ``charted``.
 
     Args:
-        told: The operations the message tells its chapters at, in its order: those routes
-            come first, so the pictures are of what the text says.
+        told: The operations the reply tells its chapters at, in its order: only those
+            routes, in that order, so the pictures are of what the text says (None: every
+            changed route, ranked).
     """
     routes = {g.span for g in analysis.groups if g.kind in ROUTE_KINDS}
     by_span: dict[str, list[Finding]] = {}
@@ -79,8 +81,11 @@ def wanted(analysis: Analysis, charted: Collection[str], told: Sequence[str] = (
             by_span.setdefault(finding.span, []).append(finding)
     fresh = [_Wanted(span, tuple(found)) for span, found in by_span.items()]
     fresh = [w for w in fresh if w.ident not in charted]
+    if told is None:
+        return sorted(fresh, key=_rank)[:MAX_CHARTS]
     order = {span: i for i, span in reversed(list(enumerate(told)))}
-    return sorted(fresh, key=lambda w: (order.get(w.span, len(order)), *_rank(w)))[:MAX_CHARTS]
+    fresh = [w for w in fresh if w.span in order]
+    return sorted(fresh, key=lambda w: order[w.span])[:MAX_CHARTS]
 
 
 def _rank(wanted: _Wanted) -> tuple[int, int, float, str]:
@@ -104,7 +109,7 @@ def draw(
     baseline: ReleaseData | None,
     versions: tuple[str, str],
     charted: Collection[str] = (),
-    told: Sequence[str] = (),
+    told: Sequence[str] | None = None,
 ) -> tuple[RouteChart, ...]:
     """Draw the charts this check wants (see :func:`wanted`).
 
@@ -114,7 +119,8 @@ def draw(
         baseline: The baseline's spans; no chart without them.
         versions: ``(baseline version, new version)``, for the legend.
         charted: Identities already charted for this release.
-        told: The operations the message's chapters are told at, in its order.
+        told: The operations the reply's chapters are told at, in its order (see
+            :func:`wanted`).
     """
     from feedbot.digest import chart  # matplotlib loads only when a chart is drawn
 

@@ -162,7 +162,7 @@ class CheckRecorder:
     ) -> None:
         """The thread reply, and a broadcast of alarms not broadcast before for this release."""
         offset = timedelta(seconds=check.offset_seconds)
-        earlier = _previous_reply(session, release, check)
+        earlier = previous_reply(session, release, check)
         options = blocks.ReplyOptions(
             heading=f"+{format_duration(offset)} check of {text.release_title(release)}",
             ui_url=self._settings.traces.ui_url,
@@ -284,7 +284,7 @@ class CheckRecorder:
         )
 
 
-def _previous_reply(session: Session, release: Release, check: Check) -> Check | None:
+def previous_reply(session: Session, release: Release, check: Check) -> Check | None:
     """The latest earlier check of the release whose reply was posted (not muted)."""
     earlier = [
         c

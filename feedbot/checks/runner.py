@@ -13,8 +13,9 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,7 +25,7 @@ from feedbot.analysis.report import ReportContext
 from feedbot.backends.base import TraceBackend
 from feedbot.checks import charts, pipeline
 from feedbot.checks.pipeline import Finished, Plan
-from feedbot.checks.recorder import CheckRecorder
+from feedbot.checks.recorder import CheckRecorder, previous_reply
 from feedbot.clock import Clock
 from feedbot.config import Settings
 from feedbot.digest import story
@@ -32,7 +33,7 @@ from feedbot.errors import BackendError
 from feedbot.metrics import Metrics
 from feedbot.policy import DetectionPolicy
 from feedbot.releases.event import Change as ChangeEvent
-from feedbot.store import queries
+from feedbot.store import acknowledgements, queries
 from feedbot.store.models import Check, Release
 from feedbot.telemetry import NullTracer, Tracer
 
@@ -119,7 +120,7 @@ class CheckRunner:
                 return
             release_id = check.release_id
             plan = self._plan(session, check.release, self._clock.now())
-            charted = _charted(session, check.release) if self._settings.slack.charts else None
+            thread = _thread(session, check) if self._settings.slack.charts else None
         attributes: dict[str, str | int] = {
             "feedbot.check_id": check_id,
             "feedbot.release_id": release_id,
@@ -129,20 +130,20 @@ class CheckRunner:
             logs.bind(release_id=release_id, check_id=check_id),
             self._tracer.span("feedbot.check", attributes) as span,
         ):
-            outcome = self._run_claimed(check_id, plan, charted)
+            outcome = self._run_claimed(check_id, plan, thread)
             if outcome is not None:
                 span.set_attribute("feedbot.check.outcome", outcome)
                 self._metrics.check_finished(outcome)
 
-    def _run_claimed(self, check_id: int, plan: Plan, charted: set[str] | None) -> str | None:
+    def _run_claimed(self, check_id: int, plan: Plan, thread: _Thread | None) -> str | None:
         """Query, analyse and record; the outcome, or None when the check row is gone.
 
-        ``charted``: the chart identities the release's thread already has; None when charts
+        ``thread``: what the release's thread already holds, for the charts; None when charts
         are off.
         """
         failpoints.hit("check-claimed")
         try:
-            done: Finished | str = self._run(plan, charted)
+            done: Finished | str = self._run(plan, thread)
         except BackendError as exc:
             done = str(exc)
         except Exception as exc:  # a bug must not stop the other checks
@@ -217,8 +218,8 @@ class CheckRunner:
             tau_records=spreads,
         )
 
-    def _run(self, plan: Plan, charted: set[str] | None = None) -> Finished:
-        """Query both versions, analyse, and render (charts too, unless ``charted`` is None);
+    def _run(self, plan: Plan, thread: _Thread | None = None) -> Finished:
+        """Query both versions, analyse, and render (charts too, unless ``thread`` is None);
         no database access here."""
         why = " No earlier release of the service was registered, so it was found in the traces."
         plan = pipeline.baseline_from_data(self._backend, plan, why=why)
@@ -226,16 +227,20 @@ class CheckRunner:
             collected = pipeline.collect(self._backend, plan)
         done = pipeline.analyse(plan, collected)
         ctx = plan.context
-        if charted is None or ctx.baseline_version is None:
+        if thread is None or ctx.baseline_version is None:
             return done
         try:
+            # The chapters this check's reply shows (told as the recorder will tell them).
+            told = story.tell(
+                done.report, previous=thread.previous, acknowledged=thread.acknowledged
+            ).chapters
             drawn = charts.draw(
                 done.analysis,
                 candidate=collected.candidate,
                 baseline=collected.baseline,
                 versions=(ctx.baseline_version, ctx.version),
-                charted=charted,
-                told=[c.where for c in story.tell(done.report).all_chapters],
+                charted=thread.charted,
+                told=[c.where for c in told],
             )
         except Exception:  # a picture that cannot be drawn must not cost the check its reply
             log.exception("charts of %s %s could not be drawn", ctx.service, ctx.version)
@@ -287,14 +292,33 @@ def _changes(release: Release) -> list[ChangeEvent]:
     ]
 
 
-def _charted(session: Session, release: Release) -> set[str]:
-    """The chart identities earlier checks of the release queued (see :mod:`.charts`)."""
-    return {
+@dataclass(frozen=True)
+class _Thread:
+    """What a release's thread holds before a check, for the check's charts.
+
+    Attributes:
+        charted: The chart identities earlier checks queued (see :mod:`.charts`).
+        previous: The findings of the last reply posted, which this one tells what changed
+            since (None for the first).
+        acknowledged: Finding keys marked expected: left out of the reply.
+    """
+
+    charted: set[str]
+    previous: list[dict[str, Any]] | None
+    acknowledged: frozenset[str]
+
+
+def _thread(session: Session, check: Check) -> _Thread:
+    release = check.release
+    charted = {
         ident
         for c in queries.release_checks(session, release.id)
         if c.state == "done" and c.result
         for ident in c.result.get("charts", [])
     }
+    earlier = previous_reply(session, release, check)
+    previous = earlier.result["report"].get("findings", []) if earlier else None  # type: ignore[index]
+    return _Thread(charted, previous, frozenset(acknowledgements.acknowledged(session, release.id)))
 
 
 def _look_of(session: Session, release: Release, now: datetime) -> tuple[int, int, list[str]]:
