@@ -18,10 +18,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     BindParameter,
+    DateTime,
     Select,
+    String,
     and_,
     bindparam,
+    func,
     insert,
     literal,
     or_,
@@ -96,6 +100,73 @@ def _registration_contexts(n: int) -> Select[Any]:
     return select(release, rows.c.key, rows.c.seen)
 
 
+def _unnested_contexts() -> Select[Any]:
+    """:func:`registration_contexts`' statement on PostgreSQL: the keys come as five arrays.
+
+    One short statement for any number of keys, the same each time: psycopg converts a
+    statement's text once and caches it only under 4096 characters and 50 parameters, and the
+    union of 32 parts (57,000 characters, 160 parameters) cost it 2-3 ms of CPU a run.
+    """
+    k = (
+        func.unnest(
+            bindparam("services", type_=ARRAY(String)),
+            bindparam("environments", type_=ARRAY(String)),
+            bindparam("versions", type_=ARRAY(String)),
+            bindparam("commits", type_=ARRAY(String)),
+            bindparam("ats", type_=ARRAY(DateTime(timezone=True))),
+        )
+        .table_valued("service", "environment", "version", "commit", "at", with_ordinality="n")
+        .render_derived(name="k")
+    )
+    # The newest release and whether the version was seen are looked up once per key, in a
+    # materialized CTE: as subqueries beside the join, the planner ran them once per candidate
+    # row (2,000 times for 20 keys: 115 ms).
+    newer = aliased(Release)
+    newest = (
+        select(newer.id)
+        .where(
+            newer.service == k.c.service,
+            newer.environment == k.c.environment,
+            newer.deployed_at <= k.c.at,
+        )
+        .order_by(newer.deployed_at.desc(), newer.id.desc())
+        .limit(1)
+        .correlate(k)
+        .scalar_subquery()
+    )
+    older = aliased(Release)
+    seen = (
+        select(older.id)
+        .where(
+            older.service == k.c.service,
+            older.environment == k.c.environment,
+            older.version == k.c.version,
+            older.deployed_at < k.c.at,
+        )
+        .correlate(k)
+        .exists()
+    )
+    keys = (
+        select(k, newest.label("newest"), seen.label("seen"))
+        .cte("keys")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
+    ours = and_(Release.service == keys.c.service, Release.environment == keys.c.environment)
+    exact = and_(Release.version == keys.c.version, Release.commit == keys.c.commit)
+    later = and_(
+        Release.deployed_at <= keys.c.at,
+        or_(Release.state == "active", Release.id == keys.c.newest),
+    )
+    return (
+        select(Release, (keys.c.n - 1).label("key"), keys.c.seen)
+        .select_from(keys)
+        .join(Release, and_(ours, or_(exact, later)))
+    )
+
+
+_UNNESTED_CONTEXTS = _unnested_contexts()
+
+
 def registration_contexts(
     session: Session, keys: Sequence[ReleaseKey]
 ) -> list[RegistrationContext]:
@@ -112,7 +183,12 @@ def registration_contexts(
         follows, whether its version was deployed before (False without a previous release),
         the active releases a new one supersedes). Only the first is meaningful when it is
         not None.
+
+    On PostgreSQL the keys go in as arrays (one statement whatever their number); elsewhere
+    as a union of one part per key, :data:`CONTEXT_KEYS` keys a statement at most.
     """
+    if session.get_bind().dialect.name == "postgresql":
+        return _unnested(session, keys)
     found: list[RegistrationContext] = []
     for start in range(0, len(keys), CONTEXT_KEYS):
         found += _contexts(session, keys[start : start + CONTEXT_KEYS])
@@ -126,6 +202,9 @@ def warm_registration_contexts(session: Session) -> None:
     first burst of deploys, it would hold all of them.
     """
     key = ReleaseKey(service="", environment="", version="", commit="", deployed_at=_EPOCH)
+    if session.get_bind().dialect.name == "postgresql":
+        _unnested(session, [key])
+        return
     shape = 1
     while shape <= CONTEXT_KEYS:
         _contexts(session, [key] * shape)
@@ -133,7 +212,7 @@ def warm_registration_contexts(session: Session) -> None:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-#: Keys in one statement of :func:`registration_contexts` at most; more go in several.
+#: Keys in one statement of :func:`registration_contexts` at most (not on PostgreSQL).
 CONTEXT_KEYS = 32
 
 
@@ -155,6 +234,22 @@ def _contexts(session: Session, keys: Sequence[ReleaseKey]) -> list[Registration
     for r, i, seen in session.execute(_registration_contexts(shape), params).all():
         if i < len(keys):
             found[i].append((r, bool(seen)))
+    return [_context_of(pairs, key) for pairs, key in zip(found, keys, strict=True)]
+
+
+def _unnested(session: Session, keys: Sequence[ReleaseKey]) -> list[RegistrationContext]:
+    if not keys:
+        return []
+    params = {
+        "services": [k.service for k in keys],
+        "environments": [k.environment for k in keys],
+        "versions": [k.version for k in keys],
+        "commits": [k.commit for k in keys],
+        "ats": [k.deployed_at for k in keys],
+    }
+    found: list[list[tuple[Release, bool]]] = [[] for _ in keys]
+    for r, i, seen in session.execute(_UNNESTED_CONTEXTS, params).all():
+        found[i].append((r, bool(seen)))
     return [_context_of(pairs, key) for pairs, key in zip(found, keys, strict=True)]
 
 

@@ -228,3 +228,25 @@ def test_each_release_of_a_batch_gets_its_own_changes_checks_and_delivery_id(
         assert all(c.state == "pending" and c.attempts == 0 for c in release.checks)
     delivered = db_session.execute(select(WebhookDelivery.delivery_id, WebhookDelivery.release_id))
     assert dict(delivered.all()) == {f"d-{i}": reg.release_id for i, reg in enumerate(regs)}
+
+
+def test_a_deploy_that_arrives_late_follows_the_newest_one_deployed_before_it(
+    db_session: Session,
+) -> None:
+    # v1 is superseded by v2 already; v1.5, deployed between them but sent last, follows v1
+    # (the newest deployed before it, active or not), not nothing.
+    at = DEPLOYED
+    ok(
+        register_releases(
+            db_session, [event(service="a", version="1", commit="a1", deployed_at=at)], **KW
+        )
+    )
+    v2 = event(service="a", version="2", commit="a2", deployed_at=at + timedelta(minutes=2))
+    ok(register_releases(db_session, [v2], **KW))
+    late = event(service="a", version="1.5", commit="a15", deployed_at=at + timedelta(minutes=1))
+    [reg] = ok(register_releases(db_session, [late], **KW))
+    db_session.expire_all()
+    v1 = db_session.scalars(select(Release).where(Release.commit == "a1")).one()
+    release = db_session.get(Release, reg.release_id)
+    assert v1.state == "superseded"
+    assert release is not None and release.previous_release_id == v1.id
