@@ -299,13 +299,24 @@ def previous_reply(session: Session, release: Release, check: Check) -> Check | 
     return max(earlier, key=lambda c: c.offset_seconds, default=None)
 
 
-def release_status(session: Session, release: Release, checks: Sequence[Check]) -> str:
-    """The parent's status line: watching, the last verdict, or a final state."""
+def release_status(
+    session: Session, release: Release, checks: Sequence[Check], *, newer: Release | None = None
+) -> str:
+    """The parent's status line: watching, the last verdict, or a final state.
+
+    Args:
+        session: the store, where the release that superseded ``release`` is read from.
+        release: the release whose thread it is.
+        checks: its checks.
+        newer: the release that superseded it, when the caller holds it (one that a Core
+            INSERT wrote is not in the session).
+    """
     done = sum(c.state == "done" for c in checks)
     failed = sum(c.state == "failed" for c in checks)
     finished = [c for c in checks if c.state == "done" and c.result]
     verdict = finished[-1].result["report"].get("verdict") if finished else None  # type: ignore[index]
-    newer = session.get(Release, release.superseded_by_id) if release.superseded_by_id else None
+    if newer is None and release.superseded_by_id:
+        newer = session.get(Release, release.superseded_by_id)
     if release.state == "superseded" and newer is not None:
         return text.superseded_status(newer.version, verdict, done, len(checks))
     return text.status_line(verdict, done, len(checks), failed)

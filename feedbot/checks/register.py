@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -27,9 +28,10 @@ from feedbot.digest import blocks, text
 from feedbot.notify.outbox import Outgoing, enqueue_all
 from feedbot.releases.event import ReleaseEvent
 from feedbot.releases.owners import NOBODY, plan_owner
-from feedbot.store import queries
+from feedbot.store import queries, registration
 from feedbot.store.db import UNAVAILABLE
-from feedbot.store.models import Change, Check, Release, WebhookDelivery
+from feedbot.store.models import Check, Release
+from feedbot.store.registration import RegistrationContext, Row
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +104,8 @@ def register_releases(
         session.rollback()
         log.info("registering %d releases together failed (%r): one by one", len(events), exc)
         return [_alone(session, event, settings=settings, now=now) for event in events]
-    for registration in registrations:
-        _log_warning(registration)
+    for each in registrations:
+        _log_warning(each)
     return list(registrations)
 
 
@@ -167,9 +169,12 @@ def _stage_round(
     settings: Settings,
     now: datetime,
 ) -> None:
-    """Stage events of different services and delivery ids: ``done`` gets their registrations."""
+    """Stage events of different services and delivery ids: ``done`` gets their registrations.
+
+    The round's delivery ids are written at its end, so that a later round's look-up sees them.
+    """
     pairs = {(e.source, e.delivery_id) for _, e in items if e.delivery_id}
-    delivered = queries.releases_for_deliveries(session, pairs)
+    delivered = registration.releases_for_deliveries(session, pairs)
     fresh: list[_Item] = []
     for i, event in items:
         known = delivered.get((event.source, event.delivery_id or ""))
@@ -178,7 +183,7 @@ def _stage_round(
         else:
             fresh.append((i, event))
     keys = [
-        queries.ReleaseKey(
+        registration.ReleaseKey(
             service=e.service,
             environment=e.environment,
             version=e.version,
@@ -187,18 +192,20 @@ def _stage_round(
         )
         for _, e in fresh
     ]
-    new: list[tuple[int, ReleaseEvent, queries.RegistrationContext]] = []
+    new: list[tuple[int, ReleaseEvent, RegistrationContext]] = []
+    deliveries: list[Row] = []
     for (i, event), context in zip(
-        fresh, queries.registration_contexts(session, keys), strict=True
+        fresh, registration.registration_contexts(session, keys), strict=True
     ):
         same = context[0]
         if same is None:
             new.append((i, event, context))
             continue
-        _remember_delivery(session, event, same, now)
+        _remember_delivery(deliveries, event, same.id, now)
         done[i] = Registration(same.id, False, len(same.checks))
     if new:
-        _new_releases(session, new, done, settings, now)
+        _new_releases(session, new, done, deliveries, settings, now)
+    registration.add_webhook_deliveries(session, deliveries)
 
 
 def _existing(session: Session, event: ReleaseEvent) -> Release | None:
@@ -215,40 +222,50 @@ def _existing(session: Session, event: ReleaseEvent) -> Release | None:
 
 
 def _remember_delivery(
-    session: Session, event: ReleaseEvent, release: Release, now: datetime
+    deliveries: list[Row], event: ReleaseEvent, release_id: int, now: datetime
 ) -> None:
-    """Record the event's delivery id (looked up before and not found) for ``release``."""
+    """Add the row of the event's delivery id (looked up before and not found), if it has one."""
     if event.delivery_id:
-        session.add(
-            WebhookDelivery(
-                source=event.source,
-                delivery_id=event.delivery_id,
-                release_id=release.id,
-                received_at=now,
-            )
+        deliveries.append(
+            {
+                "source": event.source,
+                "delivery_id": event.delivery_id,
+                "release_id": release_id,
+                "received_at": now,
+            }
         )
 
 
 def _new_releases(
     session: Session,
-    new: list[tuple[int, ReleaseEvent, queries.RegistrationContext]],
+    new: list[tuple[int, ReleaseEvent, RegistrationContext]],
     done: dict[int, Registration],
+    deliveries: list[Row],
     settings: Settings,
     now: datetime,
 ) -> None:
     # Every read comes first and every write is batched: on PostgreSQL new releases with older
     # ones to supersede are 7 statements however many there are (benchmarks/statements.py
     # counts them): the services' releases, the older releases' checks, then the writes.
-    older_checks = queries.checks_of(session, [old.id for _, _, c in new for old in c[3]])
-    releases = [_release(event, settings, now, context) for _, event, context in new]
+    older_checks = registration.checks_of(session, [old.id for _, _, c in new for old in c[3]])
+    rows = [_release_row(event, settings, now, context) for _, event, context in new]
+    plans = [plan_checks(row["deployed_at"], settings.checks.after) for row in rows]
     # The INSERT waits on a concurrent registration's uncommitted row with the same identity
     # and fails once that one commits, as the commit itself can.
-    session.add_all(releases)
-    session.flush()
+    release_ids = registration.insert_releases(
+        session,
+        rows,
+        changes=[_change_rows(event) for _, event, _ in new],
+        checks=[[_check_row(p.offset, p.due_at) for p in plan] for plan in plans],
+    )
     supersessions = []
     messages: list[Outgoing] = []
-    for (i, event, context), release in zip(new, releases, strict=True):
-        _remember_delivery(session, event, release, now)
+    for (i, event, context), row, release_id, plan in zip(
+        new, rows, release_ids, plans, strict=True
+    ):
+        # Written by a Core INSERT, not added to the session: the messages are rendered from it.
+        release = Release(id=release_id, **row)
+        _remember_delivery(deliveries, event, release_id, now)
         older = context[3]
         ids = {old.id for old in older}
         checks = [c for c in older_checks if c.release_id in ids]
@@ -256,8 +273,8 @@ def _new_releases(
         supersessions.append(supersession)
         messages += replies
         messages.append(_announcement(release, settings))
-        done[i] = Registration(release.id, True, len(release.checks), _warning(release, settings))
-    queries.supersede(session, supersessions, now=now)
+        done[i] = Registration(release_id, True, len(plan), _warning(release, settings))
+    registration.supersede(session, supersessions, now=now)
     enqueue_all(session, messages, now=now)
 
 
@@ -289,52 +306,61 @@ def _announcement(release: Release, settings: Settings) -> Outgoing:
     )
 
 
-def _release(
-    event: ReleaseEvent, settings: Settings, now: datetime, context: queries.RegistrationContext
-) -> Release:
-    """The new release of ``event`` with its changes and checks (not added to a session)."""
-    deployed_at = event.deployed_at or now
+def _release_row(
+    event: ReleaseEvent, settings: Settings, now: datetime, context: RegistrationContext
+) -> dict[str, Any]:
+    """The column values of the new release of ``event``."""
     owner = plan_owner(event.author, event.service, settings)
     _, previous, seen, _ = context
-    release = Release(
-        service=event.service,
-        version=event.version,
-        environment=event.environment,
-        commit=event.commit,
-        previous_commit=event.previous_commit,
-        repository=event.repository,
-        title=event.title,
-        url=event.url,
-        author_email=event.author.email,
-        author_name=event.author.name,
-        author_github=event.author.github,
-        author_gitlab=event.author.gitlab,
-        author_slack=event.author.slack,
-        features=list(event.features),
-        source=event.source,
-        deployed_at=deployed_at,
-        received_at=now,
-        state="active",
-        owner=owner.recipient,
-        owner_reason=owner.reason,
-        previous_release_id=previous.id if previous is not None else None,
-        is_rollback=previous is not None
+    return {
+        "service": event.service,
+        "version": event.version,
+        "environment": event.environment,
+        "commit": event.commit,
+        "previous_commit": event.previous_commit,
+        "repository": event.repository,
+        "title": event.title,
+        "url": event.url,
+        "author_email": event.author.email,
+        "author_name": event.author.name,
+        "author_github": event.author.github,
+        "author_gitlab": event.author.gitlab,
+        "author_slack": event.author.slack,
+        "features": list(event.features),
+        "source": event.source,
+        "deployed_at": event.deployed_at or now,
+        "received_at": now,
+        "state": "active",
+        "owner": owner.recipient,
+        "owner_reason": owner.reason,
+        "previous_release_id": previous.id if previous is not None else None,
+        "superseded_by_id": None,
+        "is_rollback": previous is not None
         and (seen or _older_version(event.version, previous.version)),
-    )
-    release.changes = [
-        Change(
-            file=c.file,
-            functions=list(c.functions),
-            lines=[list(r) for r in c.lines],
-            traced=list(c.traced),
-        )
+    }
+
+
+def _change_rows(event: ReleaseEvent) -> list[Row]:
+    """The column values of the changes of ``event``'s new release (but its id)."""
+    return [
+        {
+            "file": c.file,
+            "functions": list(c.functions),
+            "lines": [list(r) for r in c.lines],
+            "traced": list(c.traced),
+        }
         for c in event.changes
     ]
-    release.checks = [
-        Check(offset_seconds=int(p.offset.total_seconds()), due_at=p.due_at, state="pending")
-        for p in plan_checks(deployed_at, settings.checks.after)
-    ]
-    return release
+
+
+def _check_row(offset: timedelta, due_at: datetime) -> Row:
+    """The column values of a new release's pending check (but its release's id)."""
+    return {
+        "offset_seconds": int(offset.total_seconds()),
+        "due_at": due_at,
+        "state": "pending",
+        "attempts": 0,
+    }
 
 
 def _older_version(new: str, old: str) -> bool:
@@ -352,18 +378,18 @@ def _supersede_older(
     older: Sequence[Release],
     older_checks: Sequence[Check],
     now: datetime,
-) -> tuple[queries.Supersession, list[Outgoing]]:
+) -> tuple[registration.Supersession, list[Outgoing]]:
     """End the older active releases' pending checks: what to write, and the messages that
     tell their threads."""
     reason = f"superseded by {release.version}"
     pending = [c for c in older_checks if c.state == "pending"]
-    supersession = queries.Supersession(
+    supersession = registration.Supersession(
         by=release.id,
         releases=[old.id for old in older],
         checks=[c.id for c in pending],
         reason=reason,
     )
-    # The objects take the values written (queries.supersede), as loaded: nothing is left for a
+    # The objects take the values written (registration.supersede), as loaded: nothing is left for a
     # flush to do.
     for check in pending:
         for key, value in (("state", "superseded"), ("finished_at", now), ("last_error", reason)):
@@ -383,13 +409,16 @@ def _supersede_older(
                 release=old,
             )
         )
-        messages.append(_final_status(session, old, checks))
+        messages.append(_final_status(session, old, checks, release))
     return supersession, messages
 
 
-def _final_status(session: Session, old: Release, checks: Sequence[Check]) -> Outgoing:
-    """Bring the old thread's status line to its end: superseded, before or after its checks."""
-    status = release_status(session, old, checks)
+def _final_status(
+    session: Session, old: Release, checks: Sequence[Check], newer: Release
+) -> Outgoing:
+    """Bring the old thread's status line to its end: superseded by ``newer``, before or after
+    its checks."""
+    status = release_status(session, old, checks, newer=newer)
     offsets = [timedelta(seconds=c.offset_seconds) for c in checks]
     return Outgoing(
         key=f"release:{old.id}:status:superseded",

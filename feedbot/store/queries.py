@@ -1,4 +1,5 @@
-"""Every statement feedbot runs against its store. Functions take a Session; callers commit.
+"""Every statement feedbot runs against its store, except registering deploys
+(:mod:`feedbot.store.registration`). Functions take a Session; callers commit.
 
 Claiming is a compare-and-swap (``UPDATE … WHERE state = … AND lease expired``) that works on
 every database; on PostgreSQL the candidates are also picked with ``FOR UPDATE SKIP LOCKED`` so
@@ -9,24 +10,17 @@ service never collide on its unique key.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    BindParameter,
     ColumnElement,
-    Select,
     and_,
     any_,
-    bindparam,
     func,
-    literal,
     or_,
     select,
-    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -90,209 +84,6 @@ def find_release(
             Release.commit == commit,
         )
     ).first()
-
-
-@dataclass(frozen=True)
-class ReleaseKey:
-    """A release to be registered, as :func:`registration_contexts` looks it up."""
-
-    service: str
-    environment: str
-    version: str
-    commit: str
-    deployed_at: datetime
-
-
-#: (release with the key's identity, previous release, its version seen before, active ones)
-RegistrationContext = tuple[Release | None, Release | None, bool, list[Release]]
-
-
-def _context_part(i: int) -> Select[Any]:
-    """The rows of :func:`registration_contexts`' key ``i`` (parameters ``service_i`` …),
-    tagged with ``i``."""
-    service: BindParameter[Any] = bindparam(f"service_{i}")
-    environment: BindParameter[Any] = bindparam(f"environment_{i}")
-    version: BindParameter[Any] = bindparam(f"version_{i}")
-    commit: BindParameter[Any] = bindparam(f"commit_{i}")
-    deployed_at: BindParameter[Any] = bindparam(f"at_{i}")
-    ours = and_(Release.service == service, Release.environment == environment)
-    until = Release.deployed_at <= deployed_at
-    newest = (
-        select(Release.id)
-        .where(ours, until)
-        .order_by(Release.deployed_at.desc(), Release.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    older = aliased(Release)
-    seen = (
-        select(older.id)
-        .where(
-            older.service == service,
-            older.environment == environment,
-            older.version == version,
-            older.deployed_at < deployed_at,
-        )
-        .exists()
-    )
-    exact = and_(Release.version == version, Release.commit == commit)
-    return select(literal(i).label("key"), seen.label("seen"), *Release.__table__.columns).where(
-        ours, or_(exact, and_(until, or_(Release.state == "active", Release.id == newest)))
-    )
-
-
-@functools.cache
-def _registration_contexts(n: int) -> Select[Any]:
-    """:func:`registration_contexts`' statement for ``n`` keys, built once: building it costs
-    more than running it."""
-    parts = [_context_part(i) for i in range(n)]
-    rows = union_all(*parts).subquery() if n > 1 else parts[0].subquery()
-    release = aliased(Release, rows)
-    return select(release, rows.c.key, rows.c.seen)
-
-
-def registration_contexts(
-    session: Session, keys: Sequence[ReleaseKey]
-) -> list[RegistrationContext]:
-    """What registering each of several new releases reads, in one statement for all of them.
-
-    For each key: the releases of its service and environment that are its exact identity
-    (service, version, environment, commit), or the newest deployed at or before its
-    ``deployed_at``, or active and deployed at or before it; and whether an earlier one had its
-    version. Keys of one service see the same rows: whichever of them is registered first
-    changes what the others would read, so look such keys up one after another.
-
-    Returns:
-        For each key in order: (the release with this identity, the release a new one
-        follows, whether its version was deployed before (False without a previous release),
-        the active releases a new one supersedes). Only the first is meaningful when it is
-        not None.
-    """
-    found: list[RegistrationContext] = []
-    for start in range(0, len(keys), CONTEXT_KEYS):
-        found += _contexts(session, keys[start : start + CONTEXT_KEYS])
-    return found
-
-
-def warm_registration_contexts(session: Session) -> None:
-    """Build, compile and run once each statement :func:`registration_contexts` may use.
-
-    Building the statement for 32 keys takes a few hundred milliseconds of CPU: done by the
-    first burst of deploys, it would hold all of them.
-    """
-    key = ReleaseKey(service="", environment="", version="", commit="", deployed_at=_EPOCH)
-    shape = 1
-    while shape <= CONTEXT_KEYS:
-        _contexts(session, [key] * shape)
-        shape *= 2
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-#: Keys in one statement of :func:`registration_contexts` at most; more go in several.
-CONTEXT_KEYS = 32
-
-
-def _contexts(session: Session, keys: Sequence[ReleaseKey]) -> list[RegistrationContext]:
-    if not keys:
-        return []
-    # Padded to a power of two with copies of the last key (whose rows are left out below):
-    # six statements to build, compile and prepare for any number of keys, not 32.
-    shape = 1 << (len(keys) - 1).bit_length()
-    padded = [*keys, *[keys[-1]] * (shape - len(keys))]
-    params: dict[str, Any] = {}
-    for i, key in enumerate(padded):
-        params[f"service_{i}"] = key.service
-        params[f"environment_{i}"] = key.environment
-        params[f"version_{i}"] = key.version
-        params[f"commit_{i}"] = key.commit
-        params[f"at_{i}"] = key.deployed_at
-    found: list[list[tuple[Release, bool]]] = [[] for _ in keys]
-    for r, i, seen in session.execute(_registration_contexts(shape), params).all():
-        if i < len(keys):
-            found[i].append((r, bool(seen)))
-    return [_context_of(pairs, key) for pairs, key in zip(found, keys, strict=True)]
-
-
-def _context_of(rows: list[tuple[Release, bool]], key: ReleaseKey) -> RegistrationContext:
-    same = next((r for r, _ in rows if r.version == key.version and r.commit == key.commit), None)
-    earlier = [(r, s) for r, s in rows if r.deployed_at <= key.deployed_at]
-    if not earlier:
-        return same, None, False, []
-    previous, was_seen = max(earlier, key=lambda pair: (pair[0].deployed_at, pair[0].id))
-    active = [r for r, _ in earlier if r.state == "active"]
-    return same, previous, was_seen, active
-
-
-def releases_for_deliveries(
-    session: Session, source_ids: Collection[tuple[str, str]]
-) -> dict[tuple[str, str], Release]:
-    """The releases that these (source, delivery id) pairs registered before, by pair."""
-    if not source_ids:
-        return {}
-    sources = sorted({s for s, _ in source_ids})
-    ids = sorted({d for _, d in source_ids})
-    stmt = (
-        select(WebhookDelivery.source, WebhookDelivery.delivery_id, Release)
-        .join(Release, Release.id == WebhookDelivery.release_id)
-        .where(WebhookDelivery.source.in_(sources), WebhookDelivery.delivery_id.in_(ids))
-    )
-    wanted = set(source_ids)
-    return {(s, d): r for s, d, r in session.execute(stmt).all() if (s, d) in wanted}
-
-
-_CHECKS_OF = (
-    select(Check)
-    .where(Check.release_id.in_(bindparam("ids", expanding=True)))
-    .order_by(Check.release_id, Check.due_at)
-)
-
-
-def checks_of(session: Session, release_ids: Collection[int]) -> Sequence[Check]:
-    """All checks of these releases, by release and then in due order (one statement)."""
-    if not release_ids:
-        return []
-    return session.scalars(_CHECKS_OF, {"ids": list(release_ids)}).all()
-
-
-_SUPERSEDE_RELEASE = (
-    update(Release)
-    .where(Release.id == bindparam("old"))
-    .values(state="superseded", superseded_by_id=bindparam("by"))
-)
-_SUPERSEDE_CHECK = (
-    update(Check)
-    .where(Check.id == bindparam("check"))
-    .values(state="superseded", finished_at=bindparam("at"), last_error=bindparam("reason"))
-)
-
-
-@dataclass(frozen=True)
-class Supersession:
-    """Releases a new release supersedes, and their checks it ends, as :func:`supersede` takes."""
-
-    by: int
-    releases: Collection[int]
-    checks: Collection[int]
-    reason: str
-
-
-def supersede(session: Session, supersessions: Sequence[Supersession], *, now: datetime) -> None:
-    """Mark releases superseded by their new releases and end their checks (two executemany).
-
-    Core UPDATEs by primary key, not the ORM's flush of changed objects: the caller sets the
-    same values on the objects it holds as committed (``set_committed_value``).
-    """
-    # In id order: transactions of other replicas that update some of the same rows take their
-    # locks in the same order, so they wait for each other instead of deadlocking.
-    pairs = sorted((old, s.by) for s in supersessions for old in s.releases)
-    releases = [{"old": old, "by": by} for old, by in pairs]
-    ended = sorted((c, s.reason) for s in supersessions for c in s.checks)
-    checks = [{"check": c, "at": now, "reason": reason} for c, reason in ended]
-    connection = session.connection()
-    if releases:
-        connection.execute(_SUPERSEDE_RELEASE, releases)
-    if checks:
-        connection.execute(_SUPERSEDE_CHECK, checks)
 
 
 def claim_due_checks(

@@ -26,7 +26,7 @@ from feedbot.releases.sources import build_sources
 from feedbot.releases.sources.base import DeploySource
 from feedbot.releases.sources.github import PullRequestEvent, is_pull_request, parse_pull_request
 from feedbot.runtime import Runtime
-from feedbot.store import db, queries
+from feedbot.store import db, registration
 from feedbot.web.body import BodyGuard, read_body
 from feedbot.web.observe import RequestObserver
 from feedbot.web.registrar import GroupRegistrar
@@ -219,7 +219,7 @@ def _register(runtime: Runtime, events: Sequence[ReleaseEvent]) -> list[Registra
 
 def _warm(runtime: Runtime) -> None:
     with runtime.sessions() as session:
-        queries.warm_registration_contexts(session)
+        registration.warm_registration_contexts(session)
 
 
 def _add_health(app: FastAPI, runtime: Runtime) -> None:

@@ -13,7 +13,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from feedbot.checks.register import Registration, register_release, register_releases
-from feedbot.store import queries
+from feedbot.releases.event import Change
+from feedbot.store import registration
 from feedbot.store.models import Check, Delivery, Release, WebhookDelivery
 from tests.factories import DEPLOYED, event, settings
 
@@ -181,9 +182,9 @@ def test_many_services_and_their_next_versions_in_one_batch(db_session: Session,
 def test_more_services_than_one_statement_looks_up_are_looked_up_in_several(
     db_session: Session,
 ) -> None:
-    queries.warm_registration_contexts(db_session)  # runs every statement once: finds nothing
+    registration.warm_registration_contexts(db_session)  # runs every statement once: finds nothing
     assert count(db_session, Release) == 0
-    services = queries.CONTEXT_KEYS + 9
+    services = registration.CONTEXT_KEYS + 9
     first = [event(service=f"s{i}", version="1", commit=f"a{i}") for i in range(services)]
     ok(register_releases(db_session, first, **KW))
     later = DEPLOYED + timedelta(minutes=1)
@@ -197,3 +198,55 @@ def test_more_services_than_one_statement_looks_up_are_looked_up_in_several(
     states = dict(db_session.execute(select(Release.commit, Release.state)).all())
     assert all(states[f"a{i}"] == "superseded" for i in range(services))
     assert all(states[f"b{i}"] == "active" for i in range(services))
+
+
+def test_each_release_of_a_batch_gets_its_own_changes_checks_and_delivery_id(
+    db_session: Session,
+) -> None:
+    # The releases go in as one INSERT … RETURNING and their children by the ids it returns:
+    # children attached by position would land on the wrong release if the ids came back in
+    # another order.
+    batch = [
+        event(
+            service=f"s{i}",
+            version=f"1.{i}",
+            commit=f"c{i}",
+            changes=(Change(file=f"f{i}.py", functions=(f"m{i}.fn",), lines=((i, i + 1),)),),
+            delivery_id=f"d-{i}",
+        )
+        for i in range(12)
+    ]
+    regs = ok(register_releases(db_session, batch, **KW))
+    db_session.expire_all()
+    for i, reg in enumerate(regs):
+        release = db_session.get(Release, reg.release_id)
+        assert release is not None and release.commit == f"c{i}"
+        assert [(c.file, c.functions, c.lines) for c in release.changes] == [
+            (f"f{i}.py", [f"m{i}.fn"], [[i, i + 1]])
+        ]
+        assert len(release.checks) == reg.checks == 4
+        assert all(c.state == "pending" and c.attempts == 0 for c in release.checks)
+    delivered = db_session.execute(select(WebhookDelivery.delivery_id, WebhookDelivery.release_id))
+    assert dict(delivered.all()) == {f"d-{i}": reg.release_id for i, reg in enumerate(regs)}
+
+
+def test_a_deploy_that_arrives_late_follows_the_newest_one_deployed_before_it(
+    db_session: Session,
+) -> None:
+    # v1 is superseded by v2 already; v1.5, deployed between them but sent last, follows v1
+    # (the newest deployed before it, active or not), not nothing.
+    at = DEPLOYED
+    ok(
+        register_releases(
+            db_session, [event(service="a", version="1", commit="a1", deployed_at=at)], **KW
+        )
+    )
+    v2 = event(service="a", version="2", commit="a2", deployed_at=at + timedelta(minutes=2))
+    ok(register_releases(db_session, [v2], **KW))
+    late = event(service="a", version="1.5", commit="a15", deployed_at=at + timedelta(minutes=1))
+    [reg] = ok(register_releases(db_session, [late], **KW))
+    db_session.expire_all()
+    v1 = db_session.scalars(select(Release).where(Release.commit == "a1")).one()
+    release = db_session.get(Release, reg.release_id)
+    assert v1.state == "superseded"
+    assert release is not None and release.previous_release_id == v1.id
