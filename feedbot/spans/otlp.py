@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from feedbot.errors import WebhookRejected
-from feedbot.spans.rows import LIMITS, SpanRow
+from feedbot.spans.rows import LIMITS, ROW_KEYS, Columns, SpanRow, rows_of
 from feedbot.spans.semconv import is_exception_event
 
 PROTOBUF = "application/x-protobuf"
@@ -215,6 +215,16 @@ def decode_protobuf(data: bytes, *, max_spans: int | None = None) -> list[SpanRo
     Raises:
         WebhookRejected: 400 naming the field, 413 over ``max_spans``.
     """
+    return rows_of(decode_protobuf_columns(data, max_spans=max_spans))
+
+
+def decode_protobuf_columns(data: bytes, *, max_spans: int | None = None) -> Columns:
+    """:func:`decode_protobuf`'s rows as columns, no dict built per span (what ingest stores:
+    the columns go to the store's COPY text or tuples as they are).
+
+    Raises:
+        WebhookRejected: 400 naming the field, 413 over ``max_spans``.
+    """
     if max_spans is not None and count_protobuf_spans(data, max_spans) > max_spans:
         raise too_many_spans(max_spans)
     from google.protobuf.message import DecodeError
@@ -227,47 +237,113 @@ def decode_protobuf(data: bytes, *, max_spans: int | None = None) -> list[SpanRo
         request.ParseFromString(data)
     except DecodeError as exc:
         raise WebhookRejected(400, f"body: not an ExportTraceServiceRequest ({exc})") from None
-    rows: list[SpanRow] = []
+    columns: Columns = {key: [] for key in ROW_KEYS}
     for r, resource_spans in enumerate(request.resource_spans):
         resource = Resource.from_attributes(_proto_attributes(resource_spans.resource.attributes))
         for s, scope_spans in enumerate(resource_spans.scope_spans):
-            for i, span in enumerate(scope_spans.spans):
-                path = f"resourceSpans[{r}].scopeSpans[{s}].spans[{i}]"
-                rows.append(_proto_span(span, resource, path))
-    return rows
+            _proto_spans(
+                scope_spans.spans, resource, columns, f"resourceSpans[{r}].scopeSpans[{s}]"
+            )
+    return columns
 
 
-def _proto_span(span: Any, resource: Resource, path: str) -> SpanRow:
-    ids = (
-        _proto_id(span.trace_id, 16, f"{path}.traceId"),
-        _proto_id(span.span_id, 8, f"{path}.spanId"),
-        _proto_id(span.parent_span_id, 8, f"{path}.parentSpanId", required=False) or None,
+def _proto_spans(spans: Any, resource: Resource, columns: Columns, where: str) -> None:
+    """Append the rows of one ``scopeSpans``' spans to ``columns`` (the hot loop of protobuf
+    ingest: the checks of :func:`span_row` inline, repeated texts from bounded caches)."""
+    n = len(spans)
+    for key in ("service", "version", "environment", "instance"):
+        columns[key].extend([getattr(resource, key)] * n)
+    trace_ids, span_ids, parents = (
+        columns["trace_id"],
+        columns["span_id"],
+        columns["parent_span_id"],
     )
-    for field, value in (
-        ("startTimeUnixNano", span.start_time_unix_nano),
-        ("endTimeUnixNano", span.end_time_unix_nano),
-    ):
-        if value > MAX_INT64:
-            raise reject(f"{path}.{field}", f"{value} is out of range")
-    events = [
+    names, kinds, routes, methods = (
+        columns["name"],
+        columns["kind"],
+        columns["route"],
+        columns["method"],
+    )
+    starts, durations, errors = columns["start_ns"], columns["duration_ns"], columns["is_error"]
+    attributes_column, events_column = columns["attributes"], columns["events"]
+    texts, kind_names, attributes_of = _TEXTS, KINDS, _proto_attributes
+    for i, span in enumerate(spans):
+        trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
+        if len(trace_id) != 16 or len(span_id) != 8 or (parent and len(parent) != 8):
+            path = f"{where}.spans[{i}]"
+            _proto_id(trace_id, 16, f"{path}.traceId")
+            _proto_id(span_id, 8, f"{path}.spanId")
+            _proto_id(parent, 8, f"{path}.parentSpanId", required=False)
+        start, end = span.start_time_unix_nano, span.end_time_unix_nano
+        if start > MAX_INT64 or end > MAX_INT64:
+            field, value = (
+                ("startTimeUnixNano", start) if start > MAX_INT64 else ("endTimeUnixNano", end)
+            )
+            raise reject(f"{where}.spans[{i}].{field}", f"{value} is out of range")
+        trace_ids.append(trace_id.hex())
+        span_ids.append(span_id.hex())
+        parents.append(parent.hex() if parent else None)
+        name = span.name
+        safe = texts.get(("name", name))
+        if safe is None:
+            safe = _cached(("name", name), text(name, LIMITS["name"]))
+        names.append(safe)
+        kind = span.kind
+        kinds.append(kind_names[kind] if 0 <= kind < len(kind_names) else "INTERNAL")
+        attributes = attributes_of(span.attributes)
+        route = attributes.get("http.route")
+        method = attributes.get("http.request.method")
+        if method is None:
+            method = attributes.get("http.method")
+        routes.append(_route(route) if route else None)
+        methods.append(_method(method) if method else None)
+        starts.append(start)
+        durations.append(end - start if end > 0 and end >= start else UNTIMED)
+        errors.append(span.status.code == STATUS_ERROR)
+        attributes_column.append(attributes)
+        events = span.events
+        events_column.append(_proto_events(events) if events else [])
+
+
+#: Safe texts of repeated span names, routes and methods (bounded like :data:`_KEYS`).
+_TEXTS: dict[tuple[str, Any], str] = {}
+
+
+def _cached(key: tuple[str, Any], safe: str) -> str:
+    if len(_TEXTS) < MAX_CACHED_KEYS:
+        _TEXTS[key] = safe
+    return safe
+
+
+def _route(route: Any) -> str:
+    safe = _TEXTS.get(("route", route)) if type(route) is str else None
+    if safe is None:
+        safe = text(str(route), LIMITS["route"])
+        if type(route) is str:
+            _cached(("route", route), safe)
+    return safe
+
+
+def _method(method: Any) -> str:
+    safe = _TEXTS.get(("method", method)) if type(method) is str else None
+    if safe is None:
+        safe = text(str(method), LIMITS["method"]).upper()
+        if type(method) is str:
+            _cached(("method", method), safe)
+    return safe
+
+
+def _proto_events(events: Any) -> list[dict[str, Any]]:
+    kept = [
         {
             "name": text(event.name, MAX_KEY_CHARS),
             "time_ns": event.time_unix_nano,
             "attributes": _proto_attributes(event.attributes),
         }
-        for event in span.events
+        for event in events
         if is_exception_event(event.name)
     ]
-    return span_row(
-        resource,
-        ids=ids,
-        name=span.name,
-        kind=span.kind,
-        times=(span.start_time_unix_nano, span.end_time_unix_nano),
-        error=span.status.code == STATUS_ERROR,
-        attributes=_proto_attributes(span.attributes),
-        events=events[:MAX_EVENTS],
-    )
+    return kept[:MAX_EVENTS]
 
 
 def _proto_id(raw: bytes, size: int, path: str, *, required: bool = True) -> str:
