@@ -10,6 +10,7 @@ hostile payload cannot grow the store beyond a predictable size per span.
 from __future__ import annotations
 
 import base64
+import functools
 import math
 import zlib
 from collections.abc import Iterable
@@ -228,23 +229,75 @@ def decode_protobuf_columns(data: bytes, *, max_spans: int | None = None) -> Col
     if max_spans is not None and count_protobuf_spans(data, max_spans) > max_spans:
         raise too_many_spans(max_spans)
     from google.protobuf.message import DecodeError
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-        ExportTraceServiceRequest,
-    )
 
-    request = ExportTraceServiceRequest()
+    request = _lean_request()()
+    columns: Columns = {key: [] for key in ROW_KEYS}
     try:
         request.ParseFromString(data)
+        for r, resource_spans in enumerate(request.resource_spans):
+            attributes = _proto_attributes(resource_spans.resource.attributes)
+            resource = Resource.from_attributes(attributes)
+            for s, scope_spans in enumerate(resource_spans.scope_spans):
+                where = f"resourceSpans[{r}].scopeSpans[{s}]"
+                _proto_spans(scope_spans.spans, resource, columns, where)
     except DecodeError as exc:
         raise WebhookRejected(400, f"body: not an ExportTraceServiceRequest ({exc})") from None
-    columns: Columns = {key: [] for key in ROW_KEYS}
-    for r, resource_spans in enumerate(request.resource_spans):
-        resource = Resource.from_attributes(_proto_attributes(resource_spans.resource.attributes))
-        for s, scope_spans in enumerate(resource_spans.scope_spans):
-            _proto_spans(
-                scope_spans.spans, resource, columns, f"resourceSpans[{r}].scopeSpans[{s}]"
-            )
     return columns
+
+
+@functools.cache
+def _lean_request() -> Any:
+    """``ExportTraceServiceRequest`` but that a span's ``attributes`` are ``repeated bytes``:
+    the same wire format, each ``KeyValue`` left serialized (:func:`_raw_attributes`).
+
+    upb builds a Python object for each ``KeyValue`` and ``AnyValue`` read, then for each of
+    their fields: those were most of protobuf ingest's decoding (benchmarks/ingest.py). A
+    span's attributes mostly repeat (route, method, code location), so the serialized pair is
+    looked up in a cache of what it decodes to, and only a new one is parsed (as a real
+    ``KeyValue``, so it is checked and read as before). Every other field is the real
+    message's: the copied descriptors point at the real types.
+    """
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+    from opentelemetry.proto.common.v1 import common_pb2
+    from opentelemetry.proto.resource.v1 import resource_pb2
+    from opentelemetry.proto.trace.v1 import trace_pb2
+
+    pool = descriptor_pool.DescriptorPool()
+    real = (common_pb2.DESCRIPTOR, resource_pb2.DESCRIPTOR, trace_pb2.DESCRIPTOR)
+    for file in real:
+        proto = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(proto)
+        pool.Add(proto)
+    lean = descriptor_pb2.FileDescriptorProto(
+        name="feedbot/lean_trace.proto", package="feedbot.lean", syntax="proto3"
+    )
+    lean.dependency.extend(file.name for file in real)
+    copies = (
+        (trace_pb2.Span, "attributes", None),
+        (trace_pb2.ScopeSpans, "spans", ".feedbot.lean.Span"),
+        (trace_pb2.ResourceSpans, "scope_spans", ".feedbot.lean.ScopeSpans"),
+        (
+            trace_service_pb2.ExportTraceServiceRequest,
+            "resource_spans",
+            ".feedbot.lean.ResourceSpans",
+        ),
+    )
+    for message, changed, target in copies:
+        copy = lean.message_type.add()
+        message.DESCRIPTOR.CopyToProto(copy)
+        del copy.nested_type[:], copy.enum_type[:]  # the fields name the real ones
+        for field in copy.field:
+            if field.name != changed:
+                continue
+            if target is None:
+                field.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+                field.ClearField("type_name")
+            else:
+                field.type_name = target
+    pool.Add(lean)
+    found = pool.FindMessageTypeByName("feedbot.lean.ExportTraceServiceRequest")
+    return message_factory.GetMessageClass(found)
 
 
 def _proto_spans(spans: Any, resource: Resource, columns: Columns, where: str) -> None:
@@ -266,7 +319,7 @@ def _proto_spans(spans: Any, resource: Resource, columns: Columns, where: str) -
     )
     starts, durations, errors = columns["start_ns"], columns["duration_ns"], columns["is_error"]
     attributes_column, events_column = columns["attributes"], columns["events"]
-    texts, kind_names, attributes_of = _TEXTS, KINDS, _proto_attributes
+    texts, kind_names, attributes_of = _TEXTS, KINDS, _raw_attributes
     for i, span in enumerate(spans):
         trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
         if len(trace_id) != 16 or len(span_id) != 8 or (parent and len(parent) != 8):
@@ -380,6 +433,43 @@ def _proto_attributes(attributes: Iterable[Any]) -> dict[str, Any]:
         else:
             out[key] = _proto_value(value)
     return out
+
+
+def _raw_attributes(attributes: Iterable[bytes]) -> dict[str, Any]:
+    """:func:`_proto_attributes` of serialized ``KeyValue`` messages: each from the cache of
+    pairs seen, else parsed and read as that function reads it.
+
+    Raises:
+        DecodeError: a pair is not a valid ``KeyValue``.
+    """
+    out: dict[str, Any] = {}
+    seen = _PAIRS
+    for raw in attributes:
+        if len(out) >= MAX_ATTRIBUTES:
+            break
+        pair = seen.get(raw)
+        if pair is None:
+            pair = _pair(raw)
+            if len(raw) <= MAX_CACHED_PAIR_BYTES and type(pair[1]) in _IMMUTABLE:
+                if len(seen) >= MAX_CACHED_PAIRS:
+                    seen.clear()  # bounded; a new working set fills it again
+                seen[raw] = pair
+        out[pair[0]] = pair[1]
+    return out
+
+
+def _pair(raw: bytes) -> tuple[str, Any]:
+    from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
+    ((key, value),) = _proto_attributes([KeyValue.FromString(raw)]).items()
+    return key, value
+
+
+#: Serialized attribute pairs and what they decode to (scalars only: a row may share them).
+_PAIRS: dict[bytes, tuple[str, Any]] = {}
+MAX_CACHED_PAIRS = 8192
+MAX_CACHED_PAIR_BYTES = 512
+_IMMUTABLE = (str, int, bool, float, type(None))
 
 
 #: Attribute keys seen by :func:`_proto_attributes` and their safe text (bounded: keys an
