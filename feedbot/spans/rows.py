@@ -60,4 +60,5 @@ def rows_of(columns: Columns) -> list[SpanRow]:
 
 def columns_of(rows: Sequence[SpanRow]) -> Columns:
     """``rows`` as columns (what :func:`rows_of` undoes)."""
-    return {key: [cast(dict[str, Any], row)[key] for row in rows] for key in ROW_KEYS}
+    plain: Sequence[dict[str, Any]] = cast(Sequence[dict[str, Any]], rows)
+    return {key: [row[key] for row in plain] for key in ROW_KEYS}

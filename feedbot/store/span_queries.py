@@ -157,13 +157,15 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\
 
 
 def _first_of_each(lines: Sequence[Any]) -> list[Any]:
-    """Of ``lines`` sorted by key, the first of each key."""
-    kept, last = [], None
+    """Of COPY lines (text or bytes), the first of each span: its trace and span id, the text
+    before the second tab (the sort key, :data:`_KEY`, is that for every id OTLP allows)."""
+    tab = "\t" if lines and isinstance(lines[0], str) else b"\t"
+    kept, seen = [], set()
     for line in lines:
-        key = line[:_KEY_CHARS]
-        if key != last:
+        key = line[: line.find(tab, line.find(tab) + 1)]
+        if key not in seen:
+            seen.add(key)
             kept.append(line)
-            last = key
     return kept
 
 
