@@ -343,7 +343,8 @@ def _proto_spans(spans: Any, resource: Resource, columns: Columns, where: str) -
         names.append(safe)
         kind = span.kind
         kinds.append(kind_names[kind] if 0 <= kind < len(kind_names) else "INTERNAL")
-        attributes = attributes_of(span.attributes)
+        # A slice: iterating upb's repeated field takes it item by item, four times slower.
+        attributes = attributes_of(span.attributes[:])
         route = attributes.get("http.route")
         method = attributes.get("http.request.method")
         if method is None:
