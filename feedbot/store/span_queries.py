@@ -12,7 +12,8 @@ import json
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from operator import itemgetter
+from itertools import repeat
+from operator import eq, itemgetter
 from typing import Any, cast
 
 import orjson
@@ -157,12 +158,30 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\
 
 
 def _first_of_each(lines: Sequence[Any]) -> list[Any]:
-    """Of COPY lines (text or bytes), the first of each span: its trace and span id, the text
-    before the second tab (the sort key, :data:`_KEY`, is that for every id OTLP allows)."""
-    tab = "\t" if lines and isinstance(lines[0], str) else b"\t"
+    """Of COPY lines (text or bytes) sorted by :data:`_KEY`, the first of each span.
+
+    A span is its trace and span id, the text before the second tab. For the ids OTLP allows
+    (32 and 16 hex digits) that is :data:`_KEY`, and the first of each is picked by a dict in C;
+    any other ids are compared one line at a time.
+    """
+    text = isinstance(lines[0], str)
+    tab: Any = "\t" if text else ord("\t")
+    try:
+        exact = all(
+            sum(map(eq, map(itemgetter(at), lines), repeat(tab))) == len(lines)
+            for at in (_KEY_CHARS - 17, _KEY_CHARS)
+        )
+    except IndexError:
+        exact = False
+    if exact:  # the last of each key in reverse is its first; the order is the sort's
+        firsts = dict(zip(map(_KEY, reversed(lines)), reversed(lines), strict=True))
+        kept = list(firsts.values())
+        kept.reverse()
+        return kept
+    separator: Any = "\t" if text else b"\t"
     kept, seen = [], set()
     for line in lines:
-        key = line[: line.find(tab, line.find(tab) + 1)]
+        key = line[: line.find(separator, line.find(separator) + 1)]
         if key not in seen:
             seen.add(key)
             kept.append(line)
