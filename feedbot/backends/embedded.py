@@ -342,8 +342,9 @@ def decode_packed(
     max_bytes: int = MAX_DECODED_BYTES,
     max_spans: int | None = None,
 ) -> span_queries.PackedSpans:
-    """Decode an OTLP/HTTP export and pack its rows for a database of ``dialect``; pure, for a
-    decoding process (what it returns is one bytes object or a list of tuples, cheap to pass).
+    """Decode an OTLP/HTTP export into columns and pack them for a database of ``dialect``;
+    pure, for a decoding process (what it returns is one bytes object or a list of tuples,
+    cheap to pass).
 
     Raises:
         WebhookRejected: the body is not a decodable export (see ``otlp_http.decode_request``).

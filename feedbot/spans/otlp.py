@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import functools
 import math
+import struct
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -253,9 +254,10 @@ def _lean_request() -> Any:
     upb builds a Python object for each ``KeyValue`` and ``AnyValue`` read, then for each of
     their fields: those were most of protobuf ingest's decoding (benchmarks/ingest.py). A
     span's attributes mostly repeat (route, method, code location), so the serialized pair is
-    looked up in a cache of what it decodes to, and only a new one is parsed (as a real
-    ``KeyValue``, so it is checked and read as before). Every other field is the real
-    message's: the copied descriptors point at the real types.
+    looked up in a cache of what it decodes to; a new one is read from the wire when it has the
+    shape SDKs send (:func:`_pair`), else parsed as a real ``KeyValue``, checked and read as
+    before. Every other field is the real message's: the copied descriptors point at the real
+    types.
     """
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
@@ -460,9 +462,63 @@ def _raw_attributes(attributes: Iterable[bytes]) -> dict[str, Any]:
 
 
 def _pair(raw: bytes) -> tuple[str, Any]:
+    """The (key, value) of a serialized ``KeyValue``, as :func:`_proto_attributes` reads it.
+
+    The shapes SDKs send (the key, then a string, integer, boolean or double value) are read
+    from the wire here; anything else, or text that is not UTF-8, is parsed as a ``KeyValue``.
+    """
+    try:
+        pair = _plain_pair(raw)
+    except (ValueError, IndexError):  # UnicodeDecodeError is a ValueError
+        pair = None
+    if pair is not None:
+        return pair
     from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
     ((key, value),) = _proto_attributes([KeyValue.FromString(raw)]).items()
+    return key, value
+
+
+def _plain_pair(raw: bytes) -> tuple[str, Any] | None:
+    end = len(raw)
+    if raw[0] != 0x0A:  # key = 1, length-delimited
+        return None
+    size, pos = (raw[1], 2) if raw[1] < 0x80 else _varint(raw, 1, end)
+    key_end = pos + size
+    if key_end >= end or raw[key_end] != 0x12:  # value = 2, length-delimited
+        return None
+    raw_key = raw[pos:key_end].decode()
+    at = key_end + 1
+    size, pos = (raw[at], at + 1) if raw[at] < 0x80 else _varint(raw, at, end)
+    if pos + size != end:
+        return None
+    value: Any
+    if pos == end:
+        value = None  # an empty AnyValue
+    else:
+        tag, pos = raw[pos], pos + 1
+        if tag == 0x0A:  # string_value
+            size, pos = (raw[pos], pos + 1) if raw[pos] < 0x80 else _varint(raw, pos, end)
+            if pos + size != end:
+                return None
+            value = raw[pos:end].decode()
+            if len(value) > MAX_VALUE_CHARS or not value.isascii() or "\x00" in value:
+                value = text(value)
+        elif tag in (0x10, 0x18):  # bool_value, int_value
+            number, pos = _varint(raw, pos, end)
+            if pos != end:
+                return None
+            number &= _UINT64  # as protobuf reads a varint into 64 bits
+            value = bool(number) if tag == 0x10 else number - (number >> 63 << 64)
+        elif tag == 0x21 and pos + 8 == end:  # double_value
+            value = leaf(_DOUBLE.unpack_from(raw, pos)[0])
+        else:
+            return None
+    key = _KEYS.get(raw_key)
+    if key is None:
+        key = text(raw_key, MAX_KEY_CHARS)
+        if len(_KEYS) < MAX_CACHED_KEYS:
+            _KEYS[raw_key] = key
     return key, value
 
 
@@ -471,6 +527,8 @@ _PAIRS: dict[bytes, tuple[str, Any]] = {}
 MAX_CACHED_PAIRS = 8192
 MAX_CACHED_PAIR_BYTES = 512
 _IMMUTABLE = (str, int, bool, float, type(None))
+_DOUBLE = struct.Struct("<d")
+_UINT64 = 2**64 - 1
 
 
 #: Attribute keys seen by :func:`_proto_attributes` and their safe text (bounded: keys an
@@ -533,7 +591,7 @@ def _delimited(view: memoryview, pos: int, end: int, wanted: int) -> Iterable[tu
             raise ValueError(f"wire type {wire}")
 
 
-def _varint(view: memoryview, pos: int, end: int) -> tuple[int, int]:
+def _varint(view: memoryview | bytes, pos: int, end: int) -> tuple[int, int]:
     result = shift = 0
     while pos < end and shift < 64:
         byte = view[pos]

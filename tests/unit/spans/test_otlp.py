@@ -601,3 +601,26 @@ def test_an_attribute_that_is_not_utf8_is_400() -> None:
     error = reject(broken, PB)
     assert error.status == 400
     assert error.message.startswith("body: not an ExportTraceServiceRequest")
+
+
+def test_pairs_read_from_the_wire_are_what_the_real_keyvalue_reads() -> None:
+    # The common shapes are read from the serialized pair itself; every shape, length around
+    # the one-byte varint boundary and odd text must read as the parsed message does.
+    draw = random.Random(16)
+    texts = ["", "a", "x" * 127, "y" * 128, "z" * 300, "caf\u00e9", "nul\x00", "\u2603" * 50]
+    texts.append("w" * (MAX_VALUE_CHARS + 10))
+    values: list[Any] = [*texts, 0, 1, -1, 2**63 - 1, -(2**63), 300, True, False]
+    values += [0.0, -0.0, 1.5, float("nan"), float("inf"), b"\x00\xff", [1, "a"], {"k": 2}]
+    cases = [kv(key, value) for key in texts[:-1] for value in values]
+    cases += [KeyValue(key="empty"), KeyValue(key="no value at all")]
+    cases[-1].ClearField("value")
+    draw.shuffle(cases)
+    for plain in ("v" * 200, -(2**63), True, 0.25):  # read from the wire, not parsed
+        assert otlp._plain_pair(kv("k", plain).SerializeToString()) == ("k", plain)
+    for case in cases:
+        raw = case.SerializeToString()
+        expected = otlp._proto_attributes([KeyValue.FromString(raw)])
+        key, value = otlp._pair(raw)
+        assert {key: value}.keys() == expected.keys()
+        assert json.dumps(value) == json.dumps(expected[key]), (case, value)
+        assert type(value) is type(expected[key])
