@@ -30,7 +30,7 @@ from feedbot.errors import BackendUnavailable
 from feedbot.spans.aggregate import Aggregator
 from feedbot.spans.aggregate_columns import fold
 from feedbot.spans.model import ReleaseData, SpanQuery, from_ns
-from feedbot.spans.otlp_http import decode_request
+from feedbot.spans.otlp_http import decode_request, decode_request_columns
 from feedbot.spans.otlp_scan import Unusual
 from feedbot.spans.rows import SpanRow
 from feedbot.spans.stored_columns import WANTED_KEYS, stored_columns
@@ -328,20 +328,21 @@ def decode_packed(
     max_bytes: int = MAX_DECODED_BYTES,
     max_spans: int | None = None,
 ) -> span_queries.PackedSpans:
-    """Decode an OTLP/HTTP export and pack its rows for a database of ``dialect``; pure, for a
-    decoding process (what it returns is one bytes object or a list of tuples, cheap to pass).
+    """Decode an OTLP/HTTP export into columns and pack them for a database of ``dialect``;
+    pure, for a decoding process (what it returns is one bytes object or a list of tuples,
+    cheap to pass).
 
     Raises:
         WebhookRejected: the body is not a decodable export (see ``otlp_http.decode_request``).
     """
-    rows = decode_request(
+    columns = decode_request_columns(
         body,
         content_type=content_type,
         content_encoding=content_encoding,
         max_bytes=max_bytes,
         max_spans=max_spans,
     )
-    return span_queries.pack_spans(rows, dialect)
+    return span_queries.pack_columns(columns, dialect)
 
 
 class SpanWriter:

@@ -12,11 +12,14 @@ import json
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import repeat
+from operator import eq, itemgetter
 from typing import Any, cast
 
 import orjson
 from sqlalchemy import (
-    JSON,
+    BigInteger,
+    Boolean,
     ColumnElement,
     Row,
     Select,
@@ -33,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from feedbot.spans.aggregate import to_ns
 from feedbot.spans.model import ENTRY_KINDS, SpanQuery
-from feedbot.spans.rows import SpanRow
+from feedbot.spans.rows import Columns, SpanRow, columns_of
 from feedbot.spans.stored_columns import ITEM_SEP, PART_SEP, WANTED_KEYS
 from feedbot.store.spans import Span
 
@@ -53,9 +56,6 @@ def insert_spans(session: Session, rows: Iterable[SpanRow], received_at: datetim
 
 #: Every column of ``spans`` but its key, in the order ``COPY`` writes them.
 _COPY_COLUMNS = (*_ROW_KEYS, "packed_attributes", "received_at")
-_JSON_COLUMNS = tuple(
-    i for i, key in enumerate(_ROW_KEYS) if isinstance(Span.__table__.c[key].type, JSON)
-)
 #: A scratch table per connection, emptied at every commit (and by a rollback).
 _INCOMING = "spans_incoming"
 _SQLITE_INSERT = (
@@ -84,24 +84,15 @@ def _stamp(session: Session, received_at: datetime) -> Any:
     return received_at if process is None else process(received_at)
 
 
-def _values(rows: Iterable[SpanRow]) -> Iterator[list[Any]]:
-    """Each row's values in :data:`_COPY_COLUMNS` order but ``received_at``, JSON as text."""
-    keys, json_columns, dumps = _ROW_KEYS, _JSON_COLUMNS, _dumps
-    for row in rows:
-        values = [row[key] for key in keys]  # type: ignore[literal-required]
-        for i in json_columns:
-            values[i] = dumps(values[i])
-        values.append(pack_attributes(row["attributes"]))
-        yield values
-
-
 @dataclass(frozen=True)
 class PackedSpans:
     """Decoded spans ready for :func:`insert_packed`, built where they were decoded (a decoding
     process hands over one bytes object or a list of tuples: cheap to pass, no dict per span).
 
-    For PostgreSQL ``data`` is the ``COPY`` text of their columns but ``received_at``; for
-    SQLite, one tuple per span (JSON as text) of the same columns.
+    For PostgreSQL ``data`` is the ``COPY`` text of their columns but ``received_at``, its
+    lines sorted by (trace id, span id), a span sent twice in the batch once (the first); for
+    SQLite, one tuple per span (JSON as text) of the same columns. ``count`` is the spans
+    received, each counted.
     """
 
     count: int
@@ -111,31 +102,107 @@ class PackedSpans:
 
 def pack_spans(rows: Sequence[SpanRow], dialect: str) -> PackedSpans:
     """``rows`` as :func:`insert_packed` takes them for a database of ``dialect``; pure."""
-    values = _values(rows)
+    return pack_columns(columns_of(rows), dialect)
+
+
+#: Characters of a span's COPY line before its first tab but one: its trace id (32 hex
+#: digits), a tab and its span id (16), the key a COPY into ``spans`` is sorted by.
+_KEY_CHARS = 32 + 1 + 16
+_KEY = itemgetter(slice(0, _KEY_CHARS))
+
+
+def pack_columns(columns: Columns, dialect: str) -> PackedSpans:
+    """Spans decoded as columns, as :func:`insert_packed` takes them for ``dialect``; pure.
+
+    Each column is made text at once (JSON by orjson, one escaping pass over a column's texts
+    together), not value by value. For PostgreSQL the lines are sorted by (trace id, span id)
+    and only the first of a span sent twice in the batch is kept (see :func:`insert_packed`).
+    """
+    count = len(columns["trace_id"])
+    dumps = _dumps
+    attributes = columns["attributes"]
+    texts: dict[str, list[Any]] = {
+        "attributes": [dumps(value) for value in attributes],
+        "events": [dumps(value) if value else "[]" for value in columns["events"]],
+    }
+    packed = [pack_attributes(value) for value in attributes]
     if dialect != "postgresql":
-        return PackedSpans(len(rows), dialect, [tuple(row) for row in values])
-    lines = ["\t".join(map(_copy_field, row)) for row in values]
+        values = [texts.get(key, columns[key]) for key in _ROW_KEYS]
+        return PackedSpans(count, dialect, list(zip(*values, packed, strict=True)))
+    fields = []
+    for key in _ROW_KEYS:
+        column = texts.get(key, columns[key])
+        if key in _INT_COLUMNS:
+            fields.append(list(map(str, column)))
+        elif key in _BOOL_COLUMNS:
+            fields.append(["t" if value else "f" for value in column])
+        else:
+            fields.append(_copy_texts(column))
+    fields.append(_copy_texts(packed))
+    lines = list(map("\t".join, zip(*fields, strict=True)))
+    lines.sort(key=_KEY)  # stable: the first of a span sent twice stays first
+    keys = set(map(_KEY, lines))
+    if len(keys) < len(lines):
+        lines = _first_of_each(lines)
     data = ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
-    return PackedSpans(len(rows), dialect, data)
+    return PackedSpans(count, dialect, data)
 
 
-def _copy_field(value: Any) -> str:
-    """One value in COPY's text format: NULL as ``\\N``, booleans as t/f, text escaped."""
-    if value is None:
-        return "\\N"
-    if value is True or value is False:
-        return "t" if value else "f"
-    if isinstance(value, int):
-        return str(value)
-    text_value = str(value)
-    if "\\" in text_value or "\t" in text_value or "\n" in text_value or "\r" in text_value:
-        text_value = (
-            text_value.replace("\\", "\\\\")
-            .replace("\t", "\\t")
-            .replace("\n", "\\n")
-            .replace("\r", "\\r")
+_INT_COLUMNS = frozenset(
+    key for key in _ROW_KEYS if isinstance(Span.__table__.c[key].type, BigInteger)
+)
+_BOOL_COLUMNS = frozenset(
+    key for key in _ROW_KEYS if isinstance(Span.__table__.c[key].type, Boolean)
+)
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _first_of_each(lines: Sequence[Any]) -> list[Any]:
+    """Of COPY lines (text or bytes) sorted by :data:`_KEY`, the first of each span.
+
+    A span is its trace and span id, the text before the second tab. For the ids OTLP allows
+    (32 and 16 hex digits) that is :data:`_KEY`, and the first of each is picked by a dict in C;
+    any other ids are compared one line at a time.
+    """
+    text = isinstance(lines[0], str)
+    tab: Any = "\t" if text else ord("\t")
+    try:
+        exact = all(
+            sum(map(eq, map(itemgetter(at), lines), repeat(tab))) == len(lines)
+            for at in (_KEY_CHARS - 17, _KEY_CHARS)
         )
-    return text_value
+    except IndexError:
+        exact = False
+    if exact:  # the last of each key in reverse is its first; the order is the sort's
+        firsts = dict(zip(map(_KEY, reversed(lines)), reversed(lines), strict=True))
+        kept = list(firsts.values())
+        kept.reverse()
+        return kept
+    separator: Any = "\t" if text else b"\t"
+    kept, seen = [], set()
+    for line in lines:
+        key = line[: line.find(separator, line.find(separator) + 1)]
+        if key not in seen:
+            seen.add(key)
+            kept.append(line)
+    return kept
+
+
+def _copy_texts(values: Sequence[str | None]) -> list[str]:
+    """Texts in COPY's text format, NULL as ``\\N``: the column's texts joined, escaped in one
+    pass when any needs it, and split again (a text with a NUL in it, which none stored has,
+    is escaped alone)."""
+    present = [value for value in values if value is not None]
+    blob = "\x00".join(present)
+    if "\\" in blob or "\t" in blob or "\n" in blob or "\r" in blob:
+        if blob.count("\x00") == max(len(present) - 1, 0):
+            present = blob.translate(_COPY_ESCAPES).split("\x00")
+        else:
+            present = [value.translate(_COPY_ESCAPES) for value in present]
+    if len(present) == len(values):
+        return present
+    escaped = iter(present)
+    return ["\\N" if value is None else next(escaped) for value in values]
 
 
 def insert_packed(session: Session, batches: Sequence[PackedSpans], received_at: datetime) -> None:
@@ -146,10 +213,16 @@ def insert_packed(session: Session, batches: Sequence[PackedSpans], received_at:
     the copy is skipped (``ON CONFLICT DO NOTHING`` on SQLite and PostgreSQL), so it is never
     counted twice. The first copy stored wins.
 
-    On PostgreSQL the COPY text is streamed into a temporary table and moved with one
-    ``INSERT … SELECT … ON CONFLICT DO NOTHING``: an ``executemany`` there is one INSERT per row,
-    and a multi-row INSERT spends longer in psycopg parsing its placeholders than in the
-    database (measured: benchmarks/ingest.py). On SQLite the tuples go to the driver's
+    On PostgreSQL the batches' COPY lines are merged in key order (a span twice among them
+    kept once, the first) and COPYed straight into ``spans`` inside a savepoint. When a span
+    is stored already (a retried batch), the unique index refuses the COPY: it is undone to
+    the savepoint and the same text goes through a temporary table, moved with one
+    ``INSERT … SELECT … ON CONFLICT DO NOTHING`` (the staging path, which writes every row twice
+    and checks each for a conflict: it cost the server about half again as much per span as
+    the straight COPY, benchmarks/ingest.py). Two writers storing the same spans insert them in
+    one order, so one waits for the other and never each for the other (a deadlock). An
+    ``executemany`` there is one INSERT per row, and a multi-row INSERT spends longer in
+    psycopg parsing its placeholders than in the database. On SQLite the tuples go to the driver's
     ``executemany``, JSON already text: through the ORM each value passed SQLAlchemy's bind
     processors one by one, which took several times the insert itself.
 
@@ -187,9 +260,51 @@ def insert_packed(session: Session, batches: Sequence[PackedSpans], received_at:
         ) from exc
 
 
-def _copy_packed(session: Session, batches: Sequence[PackedSpans], stamp: Any) -> None:
+#: The SQLSTATE of a unique violation: a span of the COPY is stored already.
+_UNIQUE_VIOLATION = "23505"
+
+
+def _copy_packed(session: Session, batches: Sequence[PackedSpans], stamp: datetime) -> None:
+    """COPY the spans straight into ``spans`` inside a savepoint; when one is stored already
+    (a retried batch), undo that and take the staging path (:func:`_copy_staged`)."""
+    suffix = f"\t{stamp.isoformat()}\n".encode()
+    data = _stamped(batches, suffix)
+    if not data:
+        return
+    raw = session.connection().connection.driver_connection
+    with raw.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.execute("SAVEPOINT feedbot_spans_copy")
+        try:
+            with cursor.copy(f"COPY spans ({', '.join(_COPY_COLUMNS)}) FROM STDIN") as copy:
+                copy.write(data)
+        except Exception as exc:
+            if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
+                raise
+            cursor.execute("ROLLBACK TO SAVEPOINT feedbot_spans_copy")
+            cursor.execute("RELEASE SAVEPOINT feedbot_spans_copy")
+            _copy_staged(session, data)
+            return
+        cursor.execute("RELEASE SAVEPOINT feedbot_spans_copy")
+
+
+def _stamped(batches: Sequence[PackedSpans], suffix: bytes) -> bytes:
+    """The COPY lines of ``batches``, sorted by key, the first of each span only, each ending
+    with ``suffix`` (the ``received_at`` field and the newline)."""
+    if len(batches) == 1:  # sorted already
+        return cast(bytes, batches[0].data).replace(b"\n", suffix)
+    lines: list[bytes] = []
+    for batch in batches:
+        lines += cast(bytes, batch.data).split(b"\n")[:-1]
+    lines.sort(key=_KEY)  # each batch is sorted: Timsort merges the runs
+    if len(set(map(_KEY, lines))) < len(lines):
+        lines = _first_of_each(lines)
+    return suffix.join(lines) + suffix if lines else b""
+
+
+def _copy_staged(session: Session, data: bytes) -> None:
+    """The staging path: the COPY text into a temporary table, moved with one
+    ``INSERT … SELECT … ON CONFLICT DO NOTHING``, so the spans stored already are skipped."""
     columns = ", ".join(_COPY_COLUMNS)
-    copied = ", ".join(_COPY_COLUMNS[:-1])  # all but received_at
     session.execute(
         text(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {_INCOMING} ON COMMIT DELETE ROWS AS "
@@ -198,18 +313,16 @@ def _copy_packed(session: Session, batches: Sequence[PackedSpans], stamp: Any) -
     )
     raw = session.connection().connection.driver_connection
     with raw.cursor() as cursor:  # type: ignore[union-attr]
-        with cursor.copy(f"COPY {_INCOMING} ({copied}) FROM STDIN") as copy:
-            for batch in batches:
-                copy.write(cast(bytes, batch.data))
+        with cursor.copy(f"COPY {_INCOMING} ({columns}) FROM STDIN") as copy:
+            copy.write(data)
     session.execute(
         text(
-            f"INSERT INTO spans ({columns}) SELECT {copied}, :stamp FROM {_INCOMING} "
-            # In key order: two writers storing the same spans then wait for each other's
-            # rows in one order, never each for the other's (a deadlock, one of them refused).
+            f"INSERT INTO spans ({columns}) SELECT {columns} FROM {_INCOMING} "
+            # In key order, as the COPY's: two writers storing the same spans then wait for
+            # each other's rows in one order, never each for the other's (a deadlock).
             "ORDER BY trace_id, span_id "
             "ON CONFLICT (trace_id, span_id) DO NOTHING"
-        ),
-        {"stamp": stamp},
+        )
     )
     # ON COMMIT DELETE ROWS empties the scratch table at the commit. A second call in the same
     # transaction moves these rows again, and they are skipped as already stored.

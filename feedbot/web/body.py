@@ -98,9 +98,11 @@ class BodyGuard:
             nonlocal received, complete
             if complete:  # After the body, receive() only waits for the disconnect.
                 return await receive()
-            remaining = max(deadline - asyncio.get_running_loop().time(), 0.0)
             try:
-                message = await asyncio.wait_for(receive(), remaining)
+                # Not wait_for: it runs receive() as a task of its own, for every chunk (a
+                # 128 KiB OTLP export arrives in several).
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
             except TimeoutError:
                 raise WebhookRejected(408, f"body: not received within {self.timeout:g}s") from None
             if message["type"] == "http.request":

@@ -16,6 +16,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from feedbot.errors import WebhookRejected
+from feedbot.spans import otlp
 from feedbot.spans.otlp import (
     MAX_ATTRIBUTES,
     MAX_DEPTH,
@@ -561,3 +562,65 @@ def test_gzip_members_are_capped() -> None:
     with pytest.raises(WebhookRejected) as info:
         decompress(body, "gzip", MB, max_members=2)
     assert info.value.status == 413 and "more than 2 gzip members" in info.value.message
+
+
+def test_serialized_attributes_decode_as_the_real_messages_do() -> None:
+    # Span attributes are read from their serialized pairs (a cache of pairs seen, the rest
+    # parsed as KeyValue): every value type, twice (the second time from the cache), reads as
+    # the real message's attributes read.
+    attributes: dict[str, Any] = {
+        "http.route": "/vaults/{id}",
+        "text": "caf\u00e9 \x00 tab\there",
+        "n": -(2**63),
+        "yes": True,
+        "ratio": 0.25,
+        "nan": float("nan"),
+        "raw": b"\x00\x01",
+        "list": [1, "a", [True]],
+        "map": {"a": {"b": 1}},
+    }
+    message = request(NEW, [span(attributes=attributes)])
+    message.resource_spans[0].scope_spans[0].spans[0].attributes.add(key="empty")
+    message.resource_spans[0].scope_spans[0].spans[0].attributes.add(
+        key="yes", value=AnyValue(string_value="again")
+    )
+    real = message.resource_spans[0].scope_spans[0].spans[0].attributes
+    expected = otlp._proto_attributes(real)
+    assert expected["empty"] is None and expected["yes"] == "again"
+    first, second = (decode(message.SerializeToString(), PB)[0] for _ in range(2))
+    for row in (first, second):
+        assert list(row["attributes"]) == list(expected)
+        assert json.dumps(row["attributes"]) == json.dumps(expected)
+    assert first["attributes"]["list"] is not second["attributes"]["list"]  # never shared
+
+
+def test_an_attribute_that_is_not_utf8_is_400() -> None:
+    body = request(NEW, [span(attributes={"k": "\u00e9\u00e9"})]).SerializeToString()
+    broken = body.replace("\u00e9\u00e9".encode(), b"\xff\xfe\xff\xfe")
+    assert len(broken) == len(body)
+    error = reject(broken, PB)
+    assert error.status == 400
+    assert error.message.startswith("body: not an ExportTraceServiceRequest")
+
+
+def test_pairs_read_from_the_wire_are_what_the_real_keyvalue_reads() -> None:
+    # The common shapes are read from the serialized pair itself; every shape, length around
+    # the one-byte varint boundary and odd text must read as the parsed message does.
+    draw = random.Random(16)
+    texts = ["", "a", "x" * 127, "y" * 128, "z" * 300, "caf\u00e9", "nul\x00", "\u2603" * 50]
+    texts.append("w" * (MAX_VALUE_CHARS + 10))
+    values: list[Any] = [*texts, 0, 1, -1, 2**63 - 1, -(2**63), 300, True, False]
+    values += [0.0, -0.0, 1.5, float("nan"), float("inf"), b"\x00\xff", [1, "a"], {"k": 2}]
+    cases = [kv(key, value) for key in texts[:-1] for value in values]
+    cases += [KeyValue(key="empty"), KeyValue(key="no value at all")]
+    cases[-1].ClearField("value")
+    draw.shuffle(cases)
+    for plain in ("v" * 200, -(2**63), True, 0.25):  # read from the wire, not parsed
+        assert otlp._plain_pair(kv("k", plain).SerializeToString()) == ("k", plain)
+    for case in cases:
+        raw = case.SerializeToString()
+        expected = otlp._proto_attributes([KeyValue.FromString(raw)])
+        key, value = otlp._pair(raw)
+        assert {key: value}.keys() == expected.keys()
+        assert json.dumps(value) == json.dumps(expected[key]), (case, value)
+        assert type(value) is type(expected[key])

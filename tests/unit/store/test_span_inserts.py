@@ -1,7 +1,8 @@
 """insert_spans and insert_packed (one path): idempotent per (trace id, span id), every value
 stored as given.
 
-On PostgreSQL the rows go through COPY and a scratch table; on SQLite through executemany.
+On PostgreSQL the rows are COPYed straight into spans, or through a scratch table when some are
+stored already; on SQLite they go through executemany.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from feedbot.spans.rows import SpanRow
@@ -117,3 +120,92 @@ def test_packed_spans_are_stored_as_the_rows_they_were_packed_from(db_session: S
         # them again in SQL).
         assert span.packed_attributes == span_queries.pack_attributes(row["attributes"])
         assert span.packed_attributes is not None
+
+
+def _staged(session: Session) -> bool:
+    """Whether this connection's PostgreSQL scratch table exists (the staging path ran)."""
+    return session.scalar(text("SELECT to_regclass('pg_temp.spans_incoming')")) is not None
+
+
+def test_a_batch_half_stored_already_stores_exactly_the_missing_spans(
+    db_session: Session,
+) -> None:
+    # A retried batch, some of whose spans were stored: on PostgreSQL the COPY straight into
+    # spans is refused (unique violation), undone to its savepoint, and the staging path
+    # stores the rest. The first copy of each span stays.
+    postgres = db_session.get_bind().dialect.name == "postgresql"
+    if postgres:  # rolled back with the test
+        db_session.execute(text("DROP TABLE IF EXISTS pg_temp.spans_incoming"))
+    first = [_row(f"00000000000000e{i}", "first") for i in range(4)]
+    span_queries.insert_spans(db_session, first, T0)
+    db_session.commit()
+    if postgres:
+        assert not _staged(db_session)  # new spans only: the COPY went straight in
+    retry = [_row(f"00000000000000e{i}", "retry") for i in range(2, 8)]
+    dialect = db_session.get_bind().dialect.name
+    span_queries.insert_packed(db_session, [span_queries.pack_spans(retry, dialect)], T0)
+    db_session.commit()
+    if postgres:
+        assert _staged(db_session)
+    stored = _stored(db_session)
+    assert {k: v.name for k, v in stored.items()} == {
+        **{f"00000000000000e{i}": "first" for i in range(4)},
+        **{f"00000000000000e{i}": "retry" for i in range(4, 8)},
+    }
+    # The same spans once more: nothing new, nothing twice, and the session still usable.
+    span_queries.insert_spans(db_session, retry, T0)
+    db_session.commit()
+    assert len(_stored(db_session)) == 8
+
+
+def test_a_group_holding_a_batch_and_its_retry_stores_each_span_once(
+    db_session: Session,
+) -> None:
+    # Two writers' batches are merged into one COPY sorted by key; a span in both (an
+    # exporter's retry in the same group) is written once, the first batch's copy.
+    dialect = db_session.get_bind().dialect.name
+    batch = [_row(f"00000000000000f{i}", "sent") for i in (3, 1, 2)]
+    again = [_row(f"00000000000000f{i}", "again") for i in (2, 4)]
+    packed = [span_queries.pack_spans(rows, dialect) for rows in (batch, again)]
+    assert [p.count for p in packed] == [3, 2]
+    span_queries.insert_packed(db_session, packed, T0)
+    db_session.commit()
+    stored = _stored(db_session)
+    assert {k: v.name for k, v in stored.items()} == {
+        "00000000000000f1": "sent",
+        "00000000000000f2": "sent",
+        "00000000000000f3": "sent",
+        "00000000000000f4": "again",
+    }
+
+
+def test_a_refused_value_is_an_error_not_a_fallback(db_session: Session) -> None:
+    # Only a unique violation takes the staging path: a span the database refuses for another
+    # reason fails the write (the writer then retries each batch alone; nothing is dropped).
+    if db_session.get_bind().dialect.name != "postgresql":
+        return
+    wide = _row("00000000000000a9")
+    wide["service"] = "x" * 300  # wider than the column
+    with pytest.raises(DBAPIError):
+        span_queries.insert_spans(db_session, [wide], T0)
+
+
+def test_spans_of_ids_no_exporter_sends_are_told_apart_by_their_whole_key(
+    db_session: Session,
+) -> None:
+    # COPY lines are sorted by their first 49 characters, the key of every hex id; an id the
+    # text format escapes (backslashes) is longer there, and two spans sharing that start are
+    # still two spans.
+    odd = "\\" * 32
+    rows = [_row("00000000000000c8", "a"), _row("00000000000000c9", "b")]
+    for row in rows:
+        row["trace_id"] = odd
+    dialect = db_session.get_bind().dialect.name
+    packed = span_queries.pack_spans([*rows, rows[0]], dialect)
+    span_queries.insert_packed(db_session, [packed, span_queries.pack_spans(rows, dialect)], T0)
+    db_session.commit()
+    stored = _stored(db_session)
+    assert {k: (v.trace_id, v.name) for k, v in stored.items()} == {
+        "00000000000000c8": (odd, "a"),
+        "00000000000000c9": (odd, "b"),
+    }
