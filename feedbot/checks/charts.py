@@ -14,7 +14,6 @@ in the outbox with the check's reply.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
@@ -64,42 +63,22 @@ class _Wanted:
         return any(f.kind == "error_rate_increase" for f in self.findings)
 
 
-def wanted(
-    analysis: Analysis, charted: Collection[str], told: Sequence[str] | None = None
-) -> list[_Wanted]:
-    """The routes to draw for this check, best first, leaving out identities in ``charted``.
+def wanted(analysis: Analysis, charted: Collection[str], told: Sequence[str]) -> list[_Wanted]:
+    """The routes to draw for this check, leaving out identities in ``charted``.
 
     Args:
         told: The operations the reply tells its chapters at, in its order: only those
-            routes, in that order, so the pictures are of what the text says (None: every
-            changed route, ranked).
+            routes, in that order, so the pictures are of what the text says.
     """
     routes = {g.span for g in analysis.groups if g.kind in ROUTE_KINDS}
     by_span: dict[str, list[Finding]] = {}
     for finding in analysis.findings:
         if finding.kind in CHARTED_KINDS and finding.span in routes:
             by_span.setdefault(finding.span, []).append(finding)
-    fresh = [_Wanted(span, tuple(found)) for span, found in by_span.items()]
-    fresh = [w for w in fresh if w.ident not in charted]
-    if told is None:
-        return sorted(fresh, key=_rank)[:MAX_CHARTS]
     order = {span: i for i, span in reversed(list(enumerate(told)))}
-    fresh = [w for w in fresh if w.span in order]
+    fresh = [_Wanted(span, tuple(found)) for span, found in by_span.items() if span in order]
+    fresh = [w for w in fresh if w.ident not in charted]
     return sorted(fresh, key=lambda w: order[w.span])[:MAX_CHARTS]
-
-
-def _rank(wanted: _Wanted) -> tuple[int, int, float, str]:
-    """Regressions before improvements, confirmed before watching, larger changes first."""
-    regressed = any(f.counts_toward == "regressed" or f.severity == "high" for f in wanted.findings)
-    confirmed = any(f.state == "confirmed" for f in wanted.findings)
-    size = max((abs(math.log(r)) for f in wanted.findings if (r := _ratio(f))), default=0.0)
-    return (0 if regressed else 1, 0 if confirmed else 1, -size, wanted.span)
-
-
-def _ratio(finding: Finding) -> float | None:
-    """The finding's new/base ratio when it has a positive one."""
-    ratio = finding.change.ratio if finding.change is not None else None
-    return ratio if ratio is not None and ratio > 0 else None
 
 
 def draw(
@@ -108,8 +87,8 @@ def draw(
     candidate: ReleaseData,
     baseline: ReleaseData | None,
     versions: tuple[str, str],
+    told: Sequence[str],
     charted: Collection[str] = (),
-    told: Sequence[str] | None = None,
 ) -> tuple[RouteChart, ...]:
     """Draw the charts this check wants (see :func:`wanted`).
 

@@ -90,11 +90,11 @@ def comparison_words(report: Mapping[str, Any], *, brief: bool = False) -> list[
     shift = report.get("global_shift")
     shift = shift if isinstance(shift, Mapping) and shift.get("sentence") else None
     # Reports stored before ``beyond_noise`` existed say the shift in full, as they did.
-    if brief and shift is not None and shift.get("beyond_noise") is False:
-        shift = None if not shift.get("applied") else shift
+    quiet = shift is not None and shift.get("beyond_noise") is False and not shift.get("applied")
+    if brief and quiet:
+        shift = None
     # The shift of untouched routes says the load in its own sentence when it has a shift.
-    said = shift is not None and shift.get("ratio") is not None
-    said = said and shift is not None and shift.get("requests_per_minute") is not None
+    said = shift is not None and None not in (shift.get("ratio"), shift.get("requests_per_minute"))
     if isinstance(rates, Mapping) and rates.get("baseline") and rates.get("candidate") and not said:
         old, new = float(rates["baseline"]), float(rates["candidate"])
         change = f"{new / old - 1:+.0%}" if old else "n/a"

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from feedbot.analysis.compare import _pairs, analyse
+from feedbot.analysis.compare import Analysis, _pairs, analyse
 from feedbot.analysis.drift import LOAD_STEP, ServiceLoad, global_shift, load_gate
 from feedbot.analysis.report import ReportContext, to_json
 from feedbot.policy import DetectionPolicy
@@ -41,6 +41,20 @@ def _versions(
     new[0] = replace(new[0], ratio=ratio * changed)
     new[-1] = replace(new[-1], ratio=1.0)  # the database did not get slower
     return release(rng, new), release(rng, base)
+
+
+def _by_default(load: ServiceLoad | None) -> Analysis:
+    """A before/after look, every route 30% slower, under the default policy and ``load``."""
+    new, base = _versions(1.3)
+    return analyse(
+        new,
+        base,
+        changes=[CHANGE],
+        policy=_DEFAULT,
+        final=True,
+        window="before_after",
+        service_load=load,
+    )
 
 
 def test_the_changed_route_and_all_it_calls_are_left_out_and_so_are_client_spans() -> None:
@@ -88,17 +102,8 @@ def test_off_the_shift_is_reported_not_applied() -> None:
 
 def test_by_default_a_shift_is_netted_when_the_service_got_busier_in_step() -> None:
     # 30% slower on every route, 30% more requests/min over the whole service: a busier hour.
-    new, base = _versions(1.3)
     busier = ServiceLoad((300.25, 390.5))
-    a = analyse(
-        new,
-        base,
-        changes=[CHANGE],
-        policy=_DEFAULT,
-        final=True,
-        window="before_after",
-        service_load=busier,
-    )
+    a = _by_default(busier)
     shift = a.global_shift
     assert shift is not None and shift.applied and a.verdict != "regressed"
     assert shift.service_load == busier
@@ -133,16 +138,7 @@ def test_by_default_a_shift_is_netted_when_the_service_got_busier_in_step() -> N
 def test_by_default_a_release_wide_slowdown_under_the_same_load_is_the_releases(
     load: ServiceLoad | None, words: str
 ) -> None:
-    new, base = _versions(1.3)
-    a = analyse(
-        new,
-        base,
-        changes=[CHANGE],
-        policy=_DEFAULT,
-        final=True,
-        window="before_after",
-        service_load=load,
-    )
+    a = _by_default(load)
     shift = a.global_shift
     assert shift is not None and not shift.applied and shift.factors == ()
     assert a.verdict == "regressed"

@@ -57,7 +57,7 @@ def test_charts_switched_off_draw_nothing(
     assert [r for r in rows(db_session, "reply") if r.check_id]
 
 
-def test_at_most_two_routes_regressions_and_confirmed_first() -> None:
+def test_at_most_two_routes_those_the_reply_tells_in_its_order() -> None:
     from feedbot.analysis.compare import Analysis
     from feedbot.analysis.findings import Effect, Finding, GroupComparison
 
@@ -88,15 +88,16 @@ def test_at_most_two_routes_regressions_and_confirmed_first() -> None:
         ),
         summary=(),
     )
-    chosen = charts.wanted(analysis, charted=())
+    # Only the routes the reply's chapters are told at, in the reply's order; no CLIENT span.
+    told = ["GET /x", "SELECT x", "GET /c", "GET /b", "GET /a"]
+    chosen = charts.wanted(analysis, charted=(), told=told)
     assert [(w.span, w.errors) for w in chosen] == [("GET /c", True), ("GET /b", False)]
     assert chosen[0].ident == "GET /c|error_rate_increase@confirmed,latency_regression@confirmed"
-    again = charts.wanted(analysis, charted={chosen[0].ident})
+    again = charts.wanted(analysis, charted={chosen[0].ident}, told=told)
     assert [w.span for w in again] == ["GET /b", "GET /a"]
     # Charted while confirmed; now only suspected (or the other way round): drawn again.
-    changed = charts.wanted(analysis, charted={"GET /b|latency_regression@confirmed"})
+    changed = charts.wanted(analysis, charted={"GET /b|latency_regression@confirmed"}, told=told)
     assert "GET /b" in [w.span for w in changed]
-    # Given the reply's chapters: only the routes they are told at, in the reply's order.
     told = charts.wanted(analysis, charted=(), told=["GET /x", "GET /a", "GET /b", "GET /c"])
     assert [w.span for w in told] == ["GET /a", "GET /b"]
     assert [w.span for w in charts.wanted(analysis, charted=(), told=["GET /b"])] == ["GET /b"]
